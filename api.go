@@ -1,0 +1,129 @@
+package rayo
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rayo-dev/rayo/internal/codec"
+	"github.com/rayo-dev/rayo/internal/core"
+)
+
+// Put stores v as an immutable object and returns a ref to it. Small
+// values stay in this process's memory; large ones go to the node's
+// shared-memory store. If v cannot be stored (it holds a channel or a
+// function, or the store is full) the ref's Err says so, and Get returns
+// the same error.
+func Put[T any](ctx context.Context, v T) Ref[T] {
+	rt := current()
+	if rt == nil {
+		return Ref[T]{err: ErrNotInitialized}
+	}
+	p, contained, err := encode(v)
+	if err != nil {
+		return Ref[T]{err: fmt.Errorf("rayo: Put: %w", err)}
+	}
+	h, err := rt.Put(ctx, p, contained)
+	if err != nil {
+		return Ref[T]{err: fmt.Errorf("rayo: Put: %w", err)}
+	}
+	return Ref[T]{h: h}
+}
+
+func encode(v any) (codec.Payload, []*core.Handle, error) {
+	contained, err := nestedRefs(v)
+	if err != nil {
+		return codec.Payload{}, nil, err
+	}
+	p, err := codec.Encode(v)
+	if err != nil {
+		return codec.Payload{}, nil, err
+	}
+	return p, contained, nil
+}
+
+// Get waits for the object r refers to and returns its value. A deadline
+// or cancellation of ctx stops the wait (Ray's timeout). A failed task
+// gives a *TaskError.
+//
+// Slices of numbers and []byte stored in the shared-memory store are
+// returned without a copy: they are read-only, and stay valid while r is
+// reachable (keep r alive, e.g. with runtime.KeepAlive, while you use them).
+func Get[T any](ctx context.Context, r Ref[T]) (T, error) {
+	var zero T
+	h, err := r.handle()
+	if err != nil {
+		return zero, err
+	}
+	loc, err := h.Runtime().Get(ctx, h)
+	if err != nil {
+		return zero, err
+	}
+	b, err := h.Runtime().Bytes(loc)
+	if err != nil {
+		return zero, err
+	}
+	if !loc.InStore && len(b) > 0 && b[0] == 'R' {
+		// Raw slices kept in memory would alias the stored object: copy,
+		// so a caller's writes cannot change it.
+		b = append([]byte(nil), b...)
+	}
+	var v T
+	if err := codec.Decode(b, &v); err != nil {
+		return zero, fmt.Errorf("rayo: Get %s: %w", h.ID, err)
+	}
+	return v, nil
+}
+
+// GetAll waits for every ref and returns their values in order. The first
+// failure stops it.
+func GetAll[T any](ctx context.Context, refs []Ref[T]) ([]T, error) {
+	out := make([]T, len(refs))
+	for i, r := range refs {
+		v, err := Get(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// Wait returns once numReturns of refs are done (ready or failed), or ctx
+// ends: the done refs and the others, each in the order given. When ctx
+// ends first, ready holds fewer than numReturns refs and err is nil, as a
+// Ray timeout; an error means the refs could not be waited on.
+func Wait[T any](ctx context.Context, refs []Ref[T], numReturns int) (ready, notReady []Ref[T], err error) {
+	rt := current()
+	if rt == nil {
+		return nil, nil, ErrNotInitialized
+	}
+	hs := make([]*core.Handle, len(refs))
+	for i, r := range refs {
+		if hs[i], err = r.handle(); err != nil {
+			return nil, nil, fmt.Errorf("rayo: Wait: ref %d: %w", i, err)
+		}
+	}
+	ri, ni, err := rt.Wait(ctx, hs, numReturns)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, i := range ri {
+		ready = append(ready, refs[i])
+	}
+	for _, i := range ni {
+		notReady = append(notReady, refs[i])
+	}
+	return ready, notReady, nil
+}
+
+// Cancel stops the task that makes r. A task still waiting never runs; a
+// running one has its worker process stopped (Go cannot interrupt a
+// function). Get on its results then returns ErrTaskCancelled. Cancelling
+// a finished task does nothing.
+func Cancel[T any](r Ref[T]) error {
+	h, err := r.handle()
+	if err != nil {
+		return err
+	}
+	return h.Runtime().Cancel(h)
+}

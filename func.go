@@ -1,0 +1,137 @@
+package rayo
+
+//go:generate go run ./internal/gen/funcs -out funcs_gen.go
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"runtime"
+	"strings"
+
+	"github.com/rayo-dev/rayo/internal/codec"
+	"github.com/rayo-dev/rayo/internal/core"
+)
+
+// remoteFunc is what every declared remote function shares: its entry in
+// the registry and its default options.
+type remoteFunc struct {
+	fn   *core.Function
+	late bool // declared after Init: workers never learn of it
+	opts options
+}
+
+func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc {
+	sym := runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
+	fn, ok := core.Register(sym, numReturns, inv)
+	o := defaultOptions()
+	o.apply(opts)
+	if o.name == "" {
+		o.name = shortName(sym)
+	}
+	return remoteFunc{fn: fn, late: !ok, opts: o}
+}
+
+// shortName turns "example.com/pkg.fn" into "fn" and a closure's symbol
+// into "pkg.func1".
+func shortName(sym string) string {
+	if i := strings.LastIndex(sym, "/"); i >= 0 {
+		sym = sym[i+1:]
+	}
+	sym = strings.ReplaceAll(sym, "glob..", "")
+	if i := strings.Index(sym, "."); i >= 0 && !strings.Contains(sym[i+1:], ".") {
+		return sym[i+1:]
+	}
+	return sym
+}
+
+func (r remoteFunc) with(opts []Option) remoteFunc {
+	r.opts.apply(opts)
+	return r
+}
+
+// submit starts the task; the errors it returns are the caller's fault
+// and reach the user through the returned refs' Err and Get.
+func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
+	rt := current()
+	if rt == nil {
+		return nil, ErrNotInitialized
+	}
+	if r.late {
+		return nil, fmt.Errorf("%w: %s was declared after rayo.Init, so workers do not have it: declare remote functions at package level", ErrUnknownFunction, r.opts.name)
+	}
+	cargs := make([]core.Arg, len(args))
+	for i, a := range args {
+		switch {
+		case a.err != nil:
+			return nil, fmt.Errorf("rayo: %s: argument %d: %w", r.opts.name, i, a.err)
+		case a.h != nil:
+			cargs[i].Ref = a.h
+		default:
+			p, contained, err := encode(a.val)
+			if err != nil {
+				return nil, fmt.Errorf("rayo: %s: argument %d: %w", r.opts.name, i, err)
+			}
+			cargs[i].Value, cargs[i].Contained = p, contained
+		}
+	}
+	res := make(map[string]float64, 1+len(r.opts.taskResources))
+	if r.opts.taskCPUs > 0 {
+		res["CPU"] = r.opts.taskCPUs
+	}
+	for k, v := range r.opts.taskResources {
+		if v > 0 {
+			res[k] = v
+		}
+	}
+	retries := r.opts.maxRetries
+	if retries < 0 {
+		retries = 1 << 30
+	}
+	return rt.Submit(context.Background(), core.TaskOptions{
+		Function:        r.fn.Name,
+		Name:            r.opts.name,
+		NumReturns:      r.fn.NumReturns,
+		Resources:       res,
+		MaxRetries:      retries,
+		RetryExceptions: r.opts.retryExceptions,
+	}, cargs)
+}
+
+func refOf[T any](hs []*core.Handle, err error, i int) Ref[T] {
+	if err != nil {
+		return Ref[T]{err: err}
+	}
+	return Ref[T]{h: hs[i]}
+}
+
+// decodeArg decodes argument i of a task in the worker.
+func decodeArg[T any](b []byte, i int) (T, error) {
+	var v T
+	if err := codec.Decode(b, &v); err != nil {
+		return v, fmt.Errorf("%w: argument %d is not a %s: %v", core.ErrTypeMismatch, i, reflect.TypeFor[T](), err)
+	}
+	return v, nil
+}
+
+func checkArgs(args [][]byte, n int) error {
+	if len(args) != n {
+		return fmt.Errorf("%w: got %d arguments, want %d", core.ErrTypeMismatch, len(args), n)
+	}
+	return nil
+}
+
+// results encodes a task's return values in the worker.
+func results(vs ...any) ([]core.Result, error) {
+	out := make([]core.Result, len(vs))
+	for i, v := range vs {
+		p, contained, err := encode(v)
+		if err != nil {
+			return nil, fmt.Errorf("result %d: %w", i, err)
+		}
+		out[i] = core.Result{Value: p, Contained: contained}
+	}
+	return out, nil
+}
+
+type coreResult = core.Result

@@ -1,0 +1,11 @@
+module github.com/rayo-dev/rayo
+
+go 1.26.8
+
+require (
+	github.com/fxamacker/cbor/v2 v2.9.6
+	golang.org/x/sys v0.49.0
+	google.golang.org/protobuf v1.36.12
+)
+
+require github.com/x448/float16 v0.8.4 // indirect

@@ -1,0 +1,105 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// Sentinel errors of the runtime. The public package re-exports them.
+var (
+	ErrNotInitialized  = errors.New("rayo: not initialized (call rayo.Init)")
+	ErrShutdown        = errors.New("rayo: runtime is shut down")
+	ErrObjectFreed     = errors.New("rayo: object was freed")
+	ErrWorkerDied      = errors.New("rayo: worker died while running the task")
+	ErrTaskCancelled   = errors.New("rayo: task was cancelled")
+	ErrUnknownFunction = errors.New("rayo: function is not registered in the worker")
+	ErrStoreFull       = errors.New("rayo: object store full")
+	ErrInfeasible      = errors.New("rayo: no node can ever satisfy the task's resources")
+	ErrNilRef          = errors.New("rayo: zero Ref")
+	ErrTaskFailed      = errors.New("rayo: task failed")
+	ErrTypeMismatch    = errors.New("rayo: type mismatch")
+	ErrOwnerDied       = errors.New("rayo: owner of the object is gone")
+)
+
+// Kinds of TaskError, as carried on the wire.
+const (
+	KindApp             = "app"
+	KindPanic           = "panic"
+	KindWorkerDied      = "worker_died"
+	KindCancelled       = "cancelled"
+	KindUnknownFunction = "unknown_function"
+	KindType            = "type"
+	KindStoreFull       = "store_full"
+	KindInfeasible      = "infeasible"
+	KindOwnerDied       = "owner_died"
+	KindSystem          = "system"
+)
+
+// TaskError is the failure of a remote task: the error it returned, its
+// panic, or the system failure that stopped it. It matches the sentinel of
+// its kind with errors.Is (ErrWorkerDied, ErrTaskCancelled, ...), and every
+// TaskError matches ErrTaskFailed.
+type TaskError struct {
+	Task    string // the task's name (its function unless named)
+	Kind    string // one of the Kind constants
+	Message string // the error's text, or the panic's value
+	Stack   string // the remote stack, for panics and returned errors
+	PID     int    // the worker process that ran it, if any
+}
+
+func (e *TaskError) Error() string {
+	switch e.Kind {
+	case KindPanic:
+		return fmt.Sprintf("rayo: task %s panicked (pid %d): %s", e.Task, e.PID, e.Message)
+	case KindApp:
+		return fmt.Sprintf("rayo: task %s failed (pid %d): %s", e.Task, e.PID, e.Message)
+	default:
+		return fmt.Sprintf("rayo: task %s: %s", e.Task, e.Message)
+	}
+}
+
+// Is makes errors.Is match the sentinel of the error's kind.
+func (e *TaskError) Is(target error) bool {
+	if target == ErrTaskFailed {
+		return true
+	}
+	return kindSentinel(e.Kind) == target && target != nil
+}
+
+// Unwrap gives the sentinel of the error's kind, if any.
+func (e *TaskError) Unwrap() error { return kindSentinel(e.Kind) }
+
+func kindSentinel(kind string) error {
+	switch kind {
+	case KindWorkerDied:
+		return ErrWorkerDied
+	case KindCancelled:
+		return ErrTaskCancelled
+	case KindUnknownFunction:
+		return ErrUnknownFunction
+	case KindType:
+		return ErrTypeMismatch
+	case KindStoreFull:
+		return ErrStoreFull
+	case KindInfeasible:
+		return ErrInfeasible
+	case KindOwnerDied:
+		return ErrOwnerDied
+	}
+	return nil
+}
+
+// TaskErrorFrom converts a wire error.
+func TaskErrorFrom(e *pb.TaskError) *TaskError {
+	return &TaskError{Task: e.TaskName, Kind: e.Kind, Message: e.Message, Stack: e.Stack, PID: int(e.Pid)}
+}
+
+func (e *TaskError) proto() *pb.TaskError {
+	return &pb.TaskError{TaskName: e.Task, Kind: e.Kind, Message: e.Message, Stack: e.Stack, Pid: int32(e.PID)}
+}
+
+func sysErr(task, kind, msg string) *pb.TaskError {
+	return &pb.TaskError{TaskName: task, Kind: kind, Message: msg}
+}

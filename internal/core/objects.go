@@ -1,0 +1,339 @@
+package core
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+type objState uint8
+
+const (
+	statePending objState = iota
+	stateReady            // loc holds the value (inline or in the store)
+	stateFailed           // loc.Error says why
+)
+
+// object is this process's record of one object: one it owns (the owner's
+// memory store and reference count), or one it borrows (a cached locator
+// and how long to keep telling the owner it is in use).
+type object struct {
+	state objState
+	loc   *pb.Locator
+	done  chan struct{} // closed when no longer pending; made on first wait
+	wake  []func()      // run (outside the lock) when no longer pending
+
+	owned bool
+	owner string // owner's address when borrowed
+
+	local     int32 // live handles in this process
+	pins      int32 // pending tasks using it, objects containing it
+	borrowers int32 // owned: grants to other processes not yet released
+	granted   int32 // borrowed: grants from the owner to release when done
+	fetching  bool  // borrowed: a GetObject is in flight
+
+	contained []*pb.ObjectRef // refs nested in the value, pinned while it lives
+	task      *task           // owned and pending: the task that makes it
+}
+
+// Handle is one reference to an object held by user code. The runtime
+// counts live handles; a handle that the garbage collector reclaims, or
+// that is released, no longer keeps its object.
+type Handle struct {
+	ID       ids.ObjectID
+	Owner    string
+	rt       *Runtime
+	released atomic.Bool
+	cleanup  runtime.Cleanup
+}
+
+type releaseArg struct {
+	id ids.ObjectID
+	rt *Runtime
+}
+
+func (rt *Runtime) newHandleLocked(id ids.ObjectID, owner string, obj *object) *Handle {
+	obj.local++
+	h := &Handle{ID: id, Owner: owner, rt: rt}
+	h.cleanup = runtime.AddCleanup(h, releaseHandle, releaseArg{id, rt})
+	return h
+}
+
+func releaseHandle(a releaseArg) { a.rt.releaseLocal(a.id) }
+
+// Release drops this handle's reference now instead of when the garbage
+// collector finds it. It is safe to call more than once.
+func (h *Handle) Release() {
+	if h == nil || !h.released.CompareAndSwap(false, true) {
+		return
+	}
+	h.cleanup.Stop()
+	h.rt.releaseLocal(h.ID)
+}
+
+// HandleFor makes a handle for a ref that arrived inside a value.
+func (rt *Runtime) HandleFor(id ids.ObjectID, owner string) *Handle {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	obj := rt.objects[id]
+	if obj == nil {
+		obj = &object{owner: owner}
+		if owner == rt.addr {
+			// Ours but already freed: the handle stays dangling and Get says so.
+			obj.state = stateFailed
+			obj.owned = true
+			obj.loc = &pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error())}
+			return &Handle{ID: id, Owner: owner, rt: rt}
+		}
+		rt.objects[id] = obj
+	}
+	return rt.newHandleLocked(id, owner, obj)
+}
+
+func (rt *Runtime) releaseLocal(id ids.ObjectID) {
+	var after actions
+	rt.mu.Lock()
+	if obj := rt.objects[id]; obj != nil {
+		obj.local--
+		rt.maybeFreeLocked(id, obj, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// actions are what a locked section decided to do once unlocked.
+type actions struct {
+	wake     []func()
+	free     []ids.ObjectID        // store objects to delete
+	release  map[string][]*pb.ObjectRef // grants to hand back, by owner
+	push     []pushOp
+	lease    []*schedQueue // queues that want one more lease each
+	returned []*lease
+}
+
+func (a *actions) run(rt *Runtime) {
+	for _, f := range a.wake {
+		f()
+	}
+	if len(a.free) > 0 && rt.cfg.Raylet != nil {
+		rt.cfg.Raylet.FreeObjects(a.free)
+	}
+	for owner, refs := range a.release {
+		msg := &pb.ObjectIDs{}
+		for _, r := range refs {
+			msg.Ids = append(msg.Ids, r.Id)
+		}
+		go rt.notifyPeer(owner, rpc.MReleaseBorrowed, msg)
+	}
+	for _, p := range a.push {
+		rt.push(p)
+	}
+	for _, q := range a.lease {
+		rt.requestLease(q)
+	}
+	for _, l := range a.returned {
+		rt.cfg.Raylet.ReturnLease(&pb.ReturnLease{LeaseId: l.id, WorkerFailed: l.dead})
+	}
+}
+
+// maybeFreeLocked deletes obj when nothing refers to it any more.
+func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions) {
+	if obj.local > 0 || obj.pins > 0 || obj.borrowers > 0 {
+		return
+	}
+	if obj.owned && obj.state == statePending {
+		return // freed when its task finishes
+	}
+	delete(rt.objects, id)
+	if obj.owned {
+		if obj.loc != nil && obj.loc.InStore {
+			after.free = append(after.free, id)
+		}
+	} else if obj.granted > 0 {
+		if after.release == nil {
+			after.release = make(map[string][]*pb.ObjectRef)
+		}
+		for ; obj.granted > 0; obj.granted-- {
+			after.release[obj.owner] = append(after.release[obj.owner], &pb.ObjectRef{Id: id[:], OwnerAddr: obj.owner})
+		}
+	}
+	for _, ref := range obj.contained {
+		rt.unpinLocked(ref, after)
+	}
+	obj.contained = nil
+}
+
+// pinLocked keeps the object ref names alive until unpinLocked. For a ref
+// this process does not own, a record is made if needed so the pin holds
+// whatever grant the owner gave.
+func (rt *Runtime) pinLocked(ref *pb.ObjectRef, granted bool) {
+	id, err := ids.ObjectIDFrom(ref.Id)
+	if err != nil {
+		return
+	}
+	obj := rt.objects[id]
+	if obj == nil {
+		if ref.OwnerAddr == rt.addr {
+			return // already freed; nothing to keep
+		}
+		obj = &object{owner: ref.OwnerAddr}
+		rt.objects[id] = obj
+	}
+	obj.pins++
+	if granted && !obj.owned {
+		obj.granted++
+	}
+}
+
+func (rt *Runtime) unpinLocked(ref *pb.ObjectRef, after *actions) {
+	id, err := ids.ObjectIDFrom(ref.Id)
+	if err != nil {
+		return
+	}
+	if obj := rt.objects[id]; obj != nil {
+		obj.pins--
+		rt.maybeFreeLocked(id, obj, after)
+	}
+}
+
+// completeLocked settles a pending object and collects its waiters.
+func (rt *Runtime) completeLocked(obj *object, loc *pb.Locator, after *actions) {
+	if obj.state != statePending {
+		return
+	}
+	obj.loc = loc
+	if loc.Error != nil {
+		obj.state = stateFailed
+	} else {
+		obj.state = stateReady
+	}
+	obj.task = nil
+	if obj.done != nil {
+		close(obj.done)
+	}
+	after.wake = append(after.wake, obj.wake...)
+	obj.wake = nil
+}
+
+// whenReadyLocked runs f (outside the lock) once obj is no longer pending:
+// at once, through after, if it already is.
+func (rt *Runtime) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after *actions) {
+	if obj.state != statePending {
+		after.wake = append(after.wake, f)
+		return
+	}
+	obj.wake = append(obj.wake, f)
+	if !obj.owned && !obj.fetching {
+		obj.fetching = true
+		go rt.fetch(id, obj.owner)
+	}
+}
+
+// fetch asks a borrowed object's owner for its locator.
+func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
+	c, err := rt.peer(context.Background(), owner)
+	if err != nil {
+		rt.fetched(id, owner, &pb.Locator{Error: sysErr("", KindOwnerDied, err.Error())})
+		return
+	}
+	c.Go(rpc.MGetObject, &pb.GetObject{ObjectId: id[:]}, func(body []byte, err error) {
+		loc := &pb.Locator{}
+		if err == nil {
+			err = unmarshal(body, loc)
+		}
+		if err != nil {
+			loc = &pb.Locator{Error: sysErr("", KindOwnerDied, "owner "+owner+": "+err.Error())}
+		}
+		rt.fetched(id, owner, loc)
+	})
+}
+
+func (rt *Runtime) fetched(id ids.ObjectID, owner string, loc *pb.Locator) {
+	var after actions
+	rt.mu.Lock()
+	obj := rt.objects[id]
+	if obj != nil {
+		obj.fetching = false
+		for _, ref := range loc.Contained {
+			rt.pinLocked(ref, ref.OwnerAddr == owner)
+		}
+		obj.contained = append(obj.contained, loc.Contained...)
+		rt.completeLocked(obj, loc, &after)
+	} else {
+		// Nobody wants it any more; hand back what the owner granted.
+		tmp := &object{contained: loc.Contained}
+		for _, ref := range loc.Contained {
+			rt.pinLocked(ref, ref.OwnerAddr == owner)
+		}
+		rt.objects[id] = tmp
+		rt.maybeFreeLocked(id, tmp, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// serveGetObject answers a borrower once the object is ready.
+func (rt *Runtime) serveGetObject(c *rpc.Conn, reqID uint64, body []byte) {
+	req := &pb.GetObject{}
+	if err := unmarshal(body, req); err != nil {
+		_ = c.ReplyError(reqID, err.Error())
+		return
+	}
+	id, err := ids.ObjectIDFrom(req.ObjectId)
+	if err != nil {
+		_ = c.ReplyError(reqID, err.Error())
+		return
+	}
+	var after actions
+	rt.mu.Lock()
+	obj := rt.objects[id]
+	if obj == nil || !obj.owned {
+		rt.mu.Unlock()
+		_ = c.Reply(reqID, &pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error()+": "+id.String())})
+		return
+	}
+	rt.whenReadyLocked(id, obj, func() {
+		rt.mu.Lock()
+		loc := obj.loc
+		for _, ref := range loc.Contained {
+			if ref.OwnerAddr == rt.addr {
+				if o, err := ids.ObjectIDFrom(ref.Id); err == nil && rt.objects[o] != nil {
+					rt.objects[o].borrowers++
+				}
+			}
+		}
+		rt.mu.Unlock()
+		_ = c.Reply(reqID, loc)
+	}, &after)
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// serveReleaseBorrowed drops grants that a borrower hands back.
+func (rt *Runtime) serveReleaseBorrowed(body []byte) {
+	msg := &pb.ObjectIDs{}
+	if unmarshal(body, msg) != nil {
+		return
+	}
+	var after actions
+	rt.mu.Lock()
+	for _, b := range msg.Ids {
+		id, err := ids.ObjectIDFrom(b)
+		if err != nil {
+			continue
+		}
+		if obj := rt.objects[id]; obj != nil && obj.owned && obj.borrowers > 0 {
+			obj.borrowers--
+			rt.maybeFreeLocked(id, obj, &after)
+		}
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// Runtime is the runtime the handle belongs to.
+func (h *Handle) Runtime() *Runtime { return h.rt }

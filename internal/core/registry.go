@@ -1,0 +1,65 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/rayo-dev/rayo/internal/codec"
+)
+
+// Result is one encoded return value of a task and the refs nested in it.
+type Result struct {
+	Value     codec.Payload
+	Contained []*Handle
+}
+
+// Invoker runs a registered function on encoded arguments. An error that
+// wraps ErrTypeMismatch means the arguments did not decode; any other is
+// the function's own.
+type Invoker func(ctx context.Context, args [][]byte) ([]Result, error)
+
+// Function is a registered remote function.
+type Function struct {
+	Name       string
+	Invoke     Invoker
+	NumReturns int
+}
+
+var registry struct {
+	sync.Mutex
+	byName map[string]*Function
+	frozen bool // set by Init: later registrations would be unknown to workers
+}
+
+// Register adds a function under a name unique in the executable. Names
+// are made from the function's symbol; a repeated one gets a suffix, in
+// declaration order, which is the same in every process of the executable.
+func Register(base string, numReturns int, inv Invoker) (*Function, bool) {
+	registry.Lock()
+	defer registry.Unlock()
+	if registry.byName == nil {
+		registry.byName = make(map[string]*Function)
+	}
+	name := base
+	for i := 2; registry.byName[name] != nil; i++ {
+		name = fmt.Sprintf("%s#%d", base, i)
+	}
+	f := &Function{Name: name, Invoke: inv, NumReturns: numReturns}
+	registry.byName[name] = f
+	return f, !registry.frozen
+}
+
+// Freeze marks the registry complete: Init calls it.
+func Freeze() {
+	registry.Lock()
+	registry.frozen = true
+	registry.Unlock()
+}
+
+// Lookup finds a registered function.
+func Lookup(name string) *Function {
+	registry.Lock()
+	defer registry.Unlock()
+	return registry.byName[name]
+}

@@ -1,0 +1,476 @@
+// Package core is the owner side of rayo, in every process that submits
+// work (the driver and each worker): it submits tasks and leases workers
+// for them, keeps the objects it owns in an in-process memory store,
+// counts their references, and fetches the objects it borrows.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rayo-dev/rayo/internal/codec"
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// InlineLimit is the largest value kept in its owner's memory and sent
+// inside messages; larger ones go to the node's shared-memory store.
+const InlineLimit = 100 << 10
+
+// RayletClient is how a process reaches its node's raylet: a direct call
+// in the driver that hosts it, a socket elsewhere. Callbacks run outside
+// the raylet's locks.
+type RayletClient interface {
+	RequestLease(req *pb.RequestLease, cb func(*pb.LeaseReply, error))
+	ReturnLease(req *pb.ReturnLease)
+	SetBlocked(worker ids.WorkerID, blocked bool)
+	CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error)
+	SealObjects(ids []ids.ObjectID)
+	FreeObjects(ids []ids.ObjectID)
+}
+
+// Config sets up a Runtime.
+type Config struct {
+	Addr     string // Unix socket this process serves borrowers (and, in a worker, tasks) on
+	Raylet   RayletClient
+	Arena    *objstore.Arena
+	WorkerID ids.WorkerID // zero in the driver
+	IsWorker bool
+}
+
+// Runtime is one process's owner and borrower state.
+type Runtime struct {
+	cfg  Config
+	addr string
+	srv  *rpc.Server
+
+	handlers map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)
+
+	mu      sync.Mutex // protects objects, queues, tasks, closed
+	objects map[ids.ObjectID]*object
+	queues  map[string]*schedQueue
+	tasks   map[ids.TaskID]*task
+	closed  bool
+
+	peersMu sync.Mutex // protects peers
+	peers   map[string]*peerConn
+
+	blocked atomic.Int32 // worker: Gets in progress, to lend the CPU once
+	gcMu    sync.Mutex   // one store-full collection at a time
+}
+
+type peerConn struct {
+	ready chan struct{}
+	conn  *rpc.Conn
+	err   error
+}
+
+// New starts a runtime serving on cfg.Addr. Extra handlers (a worker's task
+// service) may be given for methods the runtime does not serve itself.
+func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)) (*Runtime, error) {
+	rt := &Runtime{
+		cfg:      cfg,
+		addr:     cfg.Addr,
+		objects:  make(map[ids.ObjectID]*object),
+		queues:   make(map[string]*schedQueue),
+		tasks:    make(map[ids.TaskID]*task),
+		peers:    make(map[string]*peerConn),
+		handlers: make(map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)),
+	}
+	rt.handlers[rpc.MGetObject] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveGetObject(c, id, body) }
+	rt.handlers[rpc.MReleaseBorrowed] = func(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) { rt.serveReleaseBorrowed(body) }
+	for m, h := range extra {
+		rt.handlers[m] = h
+	}
+	_ = os.Remove(cfg.Addr)
+	ln, err := net.Listen("unix", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("core: listen %s: %w", cfg.Addr, err)
+	}
+	rt.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return rt }, nil)
+	return rt, nil
+}
+
+// Handle serves one frame from a peer.
+func (rt *Runtime) Handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
+	h := rt.handlers[m]
+	if h == nil {
+		if kind == rpc.KindRequest {
+			_ = c.ReplyError(id, fmt.Sprintf("core: unknown method %d", m))
+		}
+		return
+	}
+	h(c, kind, id, body)
+}
+
+// Addr is where this runtime serves its peers.
+func (rt *Runtime) Addr() string { return rt.addr }
+
+// IsWorker reports whether this runtime lives in a worker process.
+func (rt *Runtime) IsWorker() bool { return rt.cfg.IsWorker }
+
+// Close fails what is pending, closes every connection and stops serving.
+func (rt *Runtime) Close() error {
+	var after actions
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return nil
+	}
+	rt.closed = true
+	for _, t := range rt.tasks {
+		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
+	}
+	for _, q := range rt.queues {
+		for _, l := range q.leases {
+			after.returned = append(after.returned, l)
+		}
+		q.leases = nil
+	}
+	for id, obj := range rt.objects {
+		if obj.owned && obj.loc != nil && obj.loc.InStore {
+			after.free = append(after.free, id)
+		}
+	}
+	rt.objects = make(map[ids.ObjectID]*object)
+	rt.mu.Unlock()
+	for _, f := range after.wake {
+		f()
+	}
+	if rt.cfg.Raylet != nil {
+		if len(after.free) > 0 {
+			rt.cfg.Raylet.FreeObjects(after.free)
+		}
+		for _, l := range after.returned {
+			rt.cfg.Raylet.ReturnLease(&pb.ReturnLease{LeaseId: l.id})
+		}
+	}
+	err := rt.srv.Close()
+	rt.peersMu.Lock()
+	peers := rt.peers
+	rt.peers = map[string]*peerConn{}
+	rt.peersMu.Unlock()
+	for _, p := range peers {
+		<-p.ready
+		if p.conn != nil {
+			_ = p.conn.Close()
+		}
+	}
+	_ = os.Remove(rt.addr)
+	return err
+}
+
+// peer returns the connection to a process, dialing it once.
+func (rt *Runtime) peer(ctx context.Context, addr string) (*rpc.Conn, error) {
+	rt.peersMu.Lock()
+	p := rt.peers[addr]
+	if p != nil {
+		rt.peersMu.Unlock()
+		<-p.ready
+		if p.err == nil && p.conn.Err() == nil {
+			return p.conn, nil
+		}
+		rt.peersMu.Lock()
+		if rt.peers[addr] == p {
+			delete(rt.peers, addr)
+		}
+		if p.err != nil {
+			rt.peersMu.Unlock()
+			return nil, p.err
+		}
+		p = rt.peers[addr]
+		if p != nil {
+			rt.peersMu.Unlock()
+			<-p.ready
+			return p.conn, p.err
+		}
+	}
+	p = &peerConn{ready: make(chan struct{})}
+	rt.peers[addr] = p
+	rt.peersMu.Unlock()
+	p.conn, p.err = rpc.Dial(ctx, addr, rt)
+	if p.err != nil {
+		rt.peersMu.Lock()
+		if rt.peers[addr] == p {
+			delete(rt.peers, addr)
+		}
+		rt.peersMu.Unlock()
+	}
+	close(p.ready)
+	return p.conn, p.err
+}
+
+func (rt *Runtime) notifyPeer(addr string, m rpc.Method, msg proto.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if c, err := rt.peer(ctx, addr); err == nil {
+		_ = c.Notify(m, msg)
+	}
+}
+
+func unmarshal(b []byte, m proto.Message) error {
+	if err := proto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("%w: %v", rpc.ErrCorrupt, err)
+	}
+	return nil
+}
+
+// storeValue puts an encoded value where it belongs: inline when small,
+// in the node's store otherwise.
+func (rt *Runtime) storeValue(ctx context.Context, id ids.ObjectID, p codec.Payload) (*pb.Locator, error) {
+	n := p.Len()
+	if n <= InlineLimit || rt.cfg.Arena == nil {
+		return &pb.Locator{Inline: p.Bytes()}, nil
+	}
+	off, err := rt.createInStore(ctx, id, int64(n))
+	if err != nil {
+		return nil, err
+	}
+	dst, err := rt.cfg.Arena.Slice(off, int64(n))
+	if err != nil {
+		return nil, fmt.Errorf("core: store slice: %w", err)
+	}
+	p.CopyTo(dst)
+	rt.cfg.Raylet.SealObjects([]ids.ObjectID{id})
+	return &pb.Locator{InStore: true, Offset: off, Size: int64(n)}, nil
+}
+
+// createInStore reserves space, and when the store is full first lets the
+// garbage collector release the refs nobody holds, then tries again.
+func (rt *Runtime) createInStore(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
+	off, err := rt.cfg.Raylet.CreateObject(ctx, id, size)
+	if err == nil || !errors.Is(err, objstore.ErrFull) {
+		return off, wrapStoreErr(err)
+	}
+	rt.gcMu.Lock()
+	defer rt.gcMu.Unlock()
+	for i := 0; i < 5; i++ {
+		runtime.GC()
+		// Cleanups run on their own goroutine after the collection; give
+		// them a moment, bounded, before asking again.
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Duration(i+1) * 10 * time.Millisecond):
+		}
+		off, err = rt.cfg.Raylet.CreateObject(ctx, id, size)
+		if err == nil || !errors.Is(err, objstore.ErrFull) {
+			return off, wrapStoreErr(err)
+		}
+	}
+	return 0, wrapStoreErr(err)
+}
+
+func wrapStoreErr(err error) error {
+	if err != nil && errors.Is(err, objstore.ErrFull) {
+		return fmt.Errorf("%w: %v", ErrStoreFull, err)
+	}
+	return err
+}
+
+// Put stores a value this process owns. contained are the refs nested in
+// it, kept alive while it lives.
+func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle) (*Handle, error) {
+	id := ids.ForPut()
+	loc, err := rt.storeValue(ctx, id, p)
+	if err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed {
+		if loc.InStore {
+			go rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
+		}
+		return nil, ErrShutdown
+	}
+	obj := &object{state: stateReady, loc: loc, owned: true, owner: rt.addr}
+	for _, h := range contained {
+		ref := &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner}
+		rt.pinLocked(ref, false)
+		obj.contained = append(obj.contained, ref)
+	}
+	loc.Contained = obj.contained
+	rt.objects[id] = obj
+	return rt.newHandleLocked(id, rt.addr, obj), nil
+}
+
+// Get waits for an object and returns where its value is. In a worker, a
+// Get that must wait lends the worker's CPU to other tasks meanwhile.
+func (rt *Runtime) Get(ctx context.Context, h *Handle) (*pb.Locator, error) {
+	if h == nil {
+		return nil, ErrNilRef
+	}
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return nil, ErrShutdown
+	}
+	obj := rt.objects[h.ID]
+	if obj == nil {
+		rt.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
+	}
+	if obj.state != statePending {
+		loc := obj.loc
+		rt.mu.Unlock()
+		return loc, nil
+	}
+	if obj.done == nil {
+		obj.done = make(chan struct{})
+	}
+	done := obj.done
+	var after actions
+	if !obj.owned && !obj.fetching {
+		rt.whenReadyLocked(h.ID, obj, func() {}, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+	rt.block()
+	defer rt.unblock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed {
+		return nil, ErrShutdown
+	}
+	return obj.loc, nil
+}
+
+func (rt *Runtime) block() {
+	if rt.cfg.IsWorker && rt.blocked.Add(1) == 1 {
+		rt.cfg.Raylet.SetBlocked(rt.cfg.WorkerID, true)
+	}
+}
+
+func (rt *Runtime) unblock() {
+	if rt.cfg.IsWorker && rt.blocked.Add(-1) == 0 {
+		rt.cfg.Raylet.SetBlocked(rt.cfg.WorkerID, false)
+	}
+}
+
+// Wait returns, in order, the indexes of hs that are ready once n of them
+// are (or ctx ends), and the indexes of the rest.
+func (rt *Runtime) Wait(ctx context.Context, hs []*Handle, n int) (ready, rest []int, err error) {
+	if n > len(hs) {
+		n = len(hs)
+	}
+	notify := make(chan struct{}, len(hs))
+	var after actions
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return nil, nil, ErrShutdown
+	}
+	count := 0
+	for _, h := range hs {
+		if h == nil {
+			rt.mu.Unlock()
+			return nil, nil, ErrNilRef
+		}
+		obj := rt.objects[h.ID]
+		if obj == nil || obj.state != statePending {
+			count++
+			continue
+		}
+		rt.whenReadyLocked(h.ID, obj, func() { notify <- struct{}{} }, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+	if count < n {
+		rt.block()
+		for count < n {
+			select {
+			case <-notify:
+				count++
+			case <-ctx.Done():
+				count = n + len(hs) // stop; report what is ready now
+			}
+		}
+		rt.unblock()
+	}
+	rt.mu.Lock()
+	for i, h := range hs {
+		obj := rt.objects[h.ID]
+		if (obj == nil || obj.state != statePending) && len(ready) < n {
+			ready = append(ready, i)
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	rt.mu.Unlock()
+	return ready, rest, nil
+}
+
+// Bytes returns a value's encoded bytes: inline, or mapped from the store
+// without a copy.
+func (rt *Runtime) Bytes(loc *pb.Locator) ([]byte, error) {
+	if loc.Error != nil {
+		return nil, TaskErrorFrom(loc.Error)
+	}
+	if !loc.InStore {
+		return loc.Inline, nil
+	}
+	if rt.cfg.Arena == nil {
+		return nil, errors.New("core: object is in a store this process has not mapped")
+	}
+	return rt.cfg.Arena.Slice(loc.Offset, loc.Size)
+}
+
+// Stats describes the runtime's tables, for tests and the state API.
+type Stats struct {
+	Objects int // records in the memory store (owned and borrowed)
+	Owned   int
+	Tasks   int // submitted and not finished
+}
+
+// Stats counts the runtime's tables.
+func (rt *Runtime) Stats() Stats {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	s := Stats{Objects: len(rt.objects), Tasks: len(rt.tasks)}
+	for _, o := range rt.objects {
+		if o.owned {
+			s.Owned++
+		}
+	}
+	return s
+}
+
+// StoreResult stores a task's return value and grants the task's owner a
+// borrow on each nested ref this process owns, so they outlive the task.
+func (rt *Runtime) StoreResult(ctx context.Context, id ids.ObjectID, r Result) (*pb.Locator, error) {
+	loc, err := rt.storeValue(ctx, id, r.Value)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Contained) == 0 {
+		return loc, nil
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, h := range r.Contained {
+		if h.Owner == rt.addr {
+			if obj := rt.objects[h.ID]; obj != nil {
+				obj.borrowers++
+			}
+		}
+		loc.Contained = append(loc.Contained, &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner})
+	}
+	return loc, nil
+}

@@ -1,0 +1,473 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/codec"
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// Arg is one argument of a task: an encoded value, or a ref.
+type Arg struct {
+	Value     codec.Payload
+	Ref       *Handle
+	Contained []*Handle // refs nested in Value
+}
+
+// TaskOptions are how a task is to be run.
+type TaskOptions struct {
+	Function        string // registry name
+	Name            string // shown in errors and logs
+	NumReturns      int
+	Resources       map[string]float64
+	MaxRetries      int  // retries after a worker dies
+	RetryExceptions bool // also retry when the function fails
+}
+
+// task is one submitted task, owned here until it finishes.
+type task struct {
+	spec       *pb.TaskSpec
+	returns    []ids.ObjectID
+	pins       []*pb.ObjectRef // arguments kept alive until the task ends
+	unresolved int
+	argIdx     map[ids.ObjectID][]int
+	q          *schedQueue
+	retries    int
+	retryApp   bool
+	lease      *lease
+	cancelled  bool
+	finished   bool
+}
+
+// schedQueue holds the ready tasks of one resource shape and the leases
+// (workers) that run them.
+type schedQueue struct {
+	key        string
+	resources  []*pb.Resource
+	tasks      []*task
+	leases     []*lease
+	requesting int
+	avgExec    time.Duration // moving average of execution time; 0 = unknown
+}
+
+// lease is a worker granted to this owner.
+type lease struct {
+	id       uint64
+	addr     string
+	conn     *rpc.Conn
+	inflight map[*task]struct{}
+	q        *schedQueue
+	dead     bool
+}
+
+type pushOp struct {
+	t *task
+	l *lease
+}
+
+const maxLeaseRequests = 10
+
+// depth is how many tasks to keep in flight on one worker: one for long
+// or unknown tasks (so each gets a worker of its own), more for short ones
+// (to hide the round trip).
+func (q *schedQueue) depth() int {
+	switch {
+	case q.avgExec == 0 || q.avgExec > 2*time.Millisecond:
+		return 1
+	case q.avgExec > 200*time.Microsecond:
+		return 4
+	default:
+		return 32
+	}
+}
+
+func shapeKey(res map[string]float64) (string, []*pb.Resource) {
+	names := make([]string, 0, len(res))
+	for n := range res {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	out := make([]*pb.Resource, 0, len(names))
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s=%g;", n, res[n])
+		out = append(out, &pb.Resource{Name: n, Quantity: res[n]})
+	}
+	return b.String(), out
+}
+
+// Submit starts a task and returns handles to its results at once.
+func (rt *Runtime) Submit(ctx context.Context, opts TaskOptions, args []Arg) ([]*Handle, error) {
+	tid := ids.NewTaskID()
+	spec := &pb.TaskSpec{
+		TaskId:     tid[:],
+		Function:   opts.Function,
+		Name:       opts.Name,
+		NumReturns: int32(opts.NumReturns),
+		OwnerAddr:  rt.addr,
+		Args:       make([]*pb.TaskArg, len(args)),
+	}
+	t := &task{spec: spec, retries: opts.MaxRetries, retryApp: opts.RetryExceptions}
+	// Large values passed by value go to the store first, as Put would.
+	for i, a := range args {
+		if a.Ref == nil && a.Value.Len() > InlineLimit {
+			h, err := rt.Put(ctx, a.Value, a.Contained)
+			if err != nil {
+				return nil, err
+			}
+			args[i] = Arg{Ref: h}
+			defer h.Release() // the task's pin keeps it from here on
+		}
+	}
+	key, res := shapeKey(opts.Resources)
+	var after actions
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return nil, ErrShutdown
+	}
+	for i, a := range args {
+		if a.Ref == nil {
+			loc := &pb.Locator{Inline: a.Value.Bytes()}
+			for _, h := range a.Contained {
+				ref := &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner}
+				rt.pinLocked(ref, false)
+				t.pins = append(t.pins, ref)
+				loc.Contained = append(loc.Contained, ref)
+			}
+			spec.Args[i] = &pb.TaskArg{Value: loc}
+			continue
+		}
+		ref := &pb.ObjectRef{Id: a.Ref.ID[:], OwnerAddr: a.Ref.Owner}
+		spec.Args[i] = &pb.TaskArg{Ref: ref}
+		rt.pinLocked(ref, false)
+		t.pins = append(t.pins, ref)
+		obj := rt.objects[a.Ref.ID]
+		if obj == nil {
+			for _, p := range t.pins {
+				rt.unpinLocked(p, &after)
+			}
+			rt.mu.Unlock()
+			after.run(rt)
+			return nil, fmt.Errorf("%w: argument %d (%s)", ErrObjectFreed, i, a.Ref.ID)
+		}
+		if t.argIdx == nil {
+			t.argIdx = make(map[ids.ObjectID][]int)
+		}
+		if len(t.argIdx[a.Ref.ID]) == 0 {
+			t.unresolved++
+			id := a.Ref.ID
+			rt.whenReadyLocked(id, obj, func() { rt.resolved(t, id) }, &after)
+		}
+		t.argIdx[a.Ref.ID] = append(t.argIdx[a.Ref.ID], i)
+	}
+	q := rt.queues[key]
+	if q == nil {
+		q = &schedQueue{key: key, resources: res}
+		rt.queues[key] = q
+	}
+	t.q = q
+	handles := make([]*Handle, opts.NumReturns)
+	t.returns = make([]ids.ObjectID, opts.NumReturns)
+	for i := range handles {
+		id := ids.ForReturn(tid, i)
+		obj := &object{owned: true, owner: rt.addr, task: t}
+		rt.objects[id] = obj
+		t.returns[i] = id
+		handles[i] = rt.newHandleLocked(id, rt.addr, obj)
+	}
+	rt.tasks[tid] = t
+	if t.unresolved == 0 {
+		rt.enqueueLocked(t, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+	return handles, nil
+}
+
+// resolved is called when one argument object is no longer pending.
+func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
+	var after actions
+	rt.mu.Lock()
+	if t.finished {
+		rt.mu.Unlock()
+		return
+	}
+	obj := rt.objects[id]
+	var loc *pb.Locator
+	if obj != nil {
+		loc = obj.loc
+	}
+	if loc == nil {
+		loc = &pb.Locator{Error: sysErr(t.spec.Name, KindSystem, ErrObjectFreed.Error())}
+	}
+	if loc.Error != nil {
+		// A failed argument fails the task without running it.
+		rt.finishLocked(t, nil, loc.Error, &after)
+		rt.mu.Unlock()
+		after.run(rt)
+		return
+	}
+	for _, i := range t.argIdx[id] {
+		t.spec.Args[i].Value = loc
+	}
+	t.unresolved--
+	if t.unresolved == 0 {
+		rt.enqueueLocked(t, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+func (rt *Runtime) enqueueLocked(t *task, after *actions) {
+	t.q.tasks = append(t.q.tasks, t)
+	rt.dispatchLocked(t.q, after)
+}
+
+// dispatchLocked gives queued tasks to leased workers, asks for more
+// workers while tasks wait, and returns workers that have nothing to do.
+func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
+	depth := q.depth()
+	for len(q.tasks) > 0 {
+		var best *lease
+		for _, l := range q.leases {
+			if !l.dead && len(l.inflight) < depth && (best == nil || len(l.inflight) < len(best.inflight)) {
+				best = l
+			}
+		}
+		if best == nil {
+			break
+		}
+		t := q.tasks[0]
+		q.tasks[0] = nil
+		q.tasks = q.tasks[1:]
+		if t.cancelled || t.finished {
+			continue
+		}
+		t.lease = best
+		best.inflight[t] = struct{}{}
+		after.push = append(after.push, pushOp{t, best})
+	}
+	if len(q.tasks) == 0 {
+		q.tasks = nil
+		// Give back idle workers.
+		kept := q.leases[:0]
+		for _, l := range q.leases {
+			if len(l.inflight) == 0 {
+				after.returned = append(after.returned, l)
+			} else {
+				kept = append(kept, l)
+			}
+		}
+		q.leases = kept
+		return
+	}
+	for want := len(q.tasks); q.requesting < want && q.requesting < maxLeaseRequests; {
+		q.requesting++
+		after.lease = append(after.lease, q)
+	}
+}
+
+func (rt *Runtime) requestLease(q *schedQueue) {
+	rt.cfg.Raylet.RequestLease(&pb.RequestLease{Resources: q.resources, OwnerAddr: rt.addr}, func(r *pb.LeaseReply, err error) {
+		if err == nil && r.Error != "" {
+			rt.leaseFailed(q, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
+			return
+		}
+		if err != nil {
+			rt.leaseFailed(q, sysErr("", KindSystem, "lease: "+err.Error()))
+			return
+		}
+		go rt.leaseGranted(q, r)
+	})
+}
+
+func (rt *Runtime) leaseFailed(q *schedQueue, e *pb.TaskError) {
+	var after actions
+	rt.mu.Lock()
+	q.requesting--
+	for _, t := range q.tasks {
+		te := *e
+		te.TaskName = t.spec.Name
+		rt.finishLocked(t, nil, &te, &after)
+	}
+	q.tasks = nil
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+func (rt *Runtime) leaseGranted(q *schedQueue, r *pb.LeaseReply) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := rt.peer(ctx, r.WorkerAddr)
+	l := &lease{id: r.LeaseId, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q}
+	var after actions
+	rt.mu.Lock()
+	q.requesting--
+	if err != nil || rt.closed {
+		l.dead = err != nil
+		after.returned = append(after.returned, l)
+		if len(q.tasks) > 0 && !rt.closed {
+			rt.dispatchLocked(q, &after)
+		}
+	} else {
+		q.leases = append(q.leases, l)
+		rt.dispatchLocked(q, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// push sends one task to its leased worker.
+func (rt *Runtime) push(p pushOp) {
+	start := time.Now()
+	p.l.conn.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
+		reply := &pb.TaskReply{}
+		if err == nil {
+			err = unmarshal(body, reply)
+		}
+		rt.taskReplied(p, reply, err, time.Since(start))
+	})
+}
+
+func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt time.Duration) {
+	var after actions
+	rt.mu.Lock()
+	t, l, q := p.t, p.l, p.l.q
+	delete(l.inflight, t)
+	switch {
+	case err != nil:
+		// The worker is gone (or the connection broke): retry elsewhere.
+		l.dead = true
+		if t.cancelled {
+			rt.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
+		} else if t.retries > 0 && !rt.closed {
+			t.retries--
+			t.spec.Attempt++
+			t.lease = nil
+			q.tasks = append([]*task{t}, q.tasks...)
+		} else {
+			rt.finishLocked(t, nil, sysErr(t.spec.Name, KindWorkerDied,
+				fmt.Sprintf("worker died while running the task (%d attempts): %v", t.spec.Attempt+1, err)), &after)
+		}
+	case reply.Error != nil && reply.Error.Kind == KindApp || reply.Error != nil && reply.Error.Kind == KindPanic:
+		if t.retryApp && t.retries > 0 && !rt.closed {
+			t.retries--
+			t.spec.Attempt++
+			t.lease = nil
+			q.tasks = append(q.tasks, t)
+		} else {
+			rt.finishLocked(t, nil, reply.Error, &after)
+		}
+	default:
+		if reply.ExecNs > 0 {
+			d := time.Duration(reply.ExecNs)
+			if q.avgExec == 0 {
+				q.avgExec = d
+			} else {
+				q.avgExec = (q.avgExec*7 + d) / 8
+			}
+		} else if q.avgExec == 0 {
+			q.avgExec = rtt
+		}
+		rt.finishLocked(t, reply.Returns, reply.Error, &after)
+	}
+	t.lease = nil
+	if l.dead && len(l.inflight) == 0 {
+		for i, x := range q.leases {
+			if x == l {
+				q.leases = append(q.leases[:i], q.leases[i+1:]...)
+				after.returned = append(after.returned, l)
+				break
+			}
+		}
+	}
+	if !rt.closed {
+		rt.dispatchLocked(q, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// finishLocked settles a task's return objects with its results or error,
+// and drops the task's hold on its arguments.
+func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError, after *actions) {
+	if t.finished {
+		return
+	}
+	t.finished = true
+	tid, _ := ids.TaskIDFrom(t.spec.TaskId)
+	delete(rt.tasks, tid)
+	if e == nil && len(returns) != len(t.returns) {
+		e = sysErr(t.spec.Name, KindSystem, fmt.Sprintf("task returned %d values, expected %d", len(returns), len(t.returns)))
+	}
+	var workerAddr string
+	if t.lease != nil {
+		workerAddr = t.lease.addr
+	}
+	for i, id := range t.returns {
+		obj := rt.objects[id]
+		var loc *pb.Locator
+		if e != nil {
+			if e.TaskName == "" {
+				e.TaskName = t.spec.Name
+			}
+			loc = &pb.Locator{Error: e}
+		} else {
+			loc = returns[i]
+			for _, ref := range loc.Contained {
+				rt.pinLocked(ref, ref.OwnerAddr != rt.addr && ref.OwnerAddr == workerAddr)
+			}
+		}
+		if obj == nil {
+			// Nobody holds the result: release what it carries at once.
+			if loc.InStore {
+				after.free = append(after.free, id)
+			}
+			for _, ref := range loc.Contained {
+				rt.unpinLocked(ref, after)
+			}
+			continue
+		}
+		obj.contained = loc.Contained
+		rt.completeLocked(obj, loc, after)
+		rt.maybeFreeLocked(id, obj, after)
+	}
+	for _, ref := range t.pins {
+		rt.unpinLocked(ref, after)
+	}
+	t.pins = nil
+}
+
+// Cancel stops the task that makes h: a queued task never runs, a running
+// one has its worker stopped. Its results fail with ErrTaskCancelled.
+func (rt *Runtime) Cancel(h *Handle) error {
+	if h == nil {
+		return ErrNilRef
+	}
+	var after actions
+	rt.mu.Lock()
+	obj := rt.objects[h.ID]
+	if obj == nil || obj.task == nil {
+		rt.mu.Unlock()
+		return nil // finished already (or not ours): nothing to stop
+	}
+	t := obj.task
+	t.cancelled = true
+	l := t.lease
+	if l == nil {
+		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+	if l != nil {
+		_ = l.conn.Notify(rpc.MCancelTask, &pb.ObjectIDs{Ids: [][]byte{t.spec.TaskId}})
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+package objstore
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Arena is a shared-memory file mapped read-write and MAP_SHARED into this
+// process. Bytes written through one Arena are visible through every other
+// mapping of the same file, in this process or another.
+type Arena struct {
+	path     string
+	capacity int64
+
+	mu   sync.RWMutex // guards data and fd: Slice holds it shared, Close exclusively
+	data []byte       // the whole mapping; nil once closed
+	fd   int          // -1 once closed
+}
+
+// CreateArena creates the file at path (it must not exist), sizes it to
+// capacity bytes and maps it. On tmpfs the file is sparse: pages are
+// committed only when first touched.
+func CreateArena(path string, capacity int64) (*Arena, error) {
+	if capacity <= 0 {
+		return nil, fmt.Errorf("objstore: create arena %s: capacity %d must be positive", path, capacity)
+	}
+	fd, err := unix.Open(path, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, &os.PathError{Op: "create", Path: path, Err: err}
+	}
+	if err := unix.Ftruncate(fd, capacity); err != nil {
+		unix.Close(fd)
+		unix.Unlink(path)
+		return nil, &os.PathError{Op: "ftruncate", Path: path, Err: err}
+	}
+	a, err := mapArena(path, fd, capacity)
+	if err != nil {
+		unix.Unlink(path)
+		return nil, err
+	}
+	return a, nil
+}
+
+// OpenArena maps the existing arena file at path, as created by CreateArena
+// in another process. The capacity is the size of the file.
+func OpenArena(path string) (*Arena, error) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if st.Size <= 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("objstore: open arena %s: empty file", path)
+	}
+	return mapArena(path, fd, st.Size)
+}
+
+// mapArena maps the first size bytes of fd; it closes fd if it fails.
+func mapArena(path string, fd int, size int64) (*Arena, error) {
+	if int64(int(size)) != size {
+		unix.Close(fd)
+		return nil, fmt.Errorf("objstore: arena %s: size %d does not fit in the address space", path, size)
+	}
+	data, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "mmap", Path: path, Err: err}
+	}
+	return &Arena{path: path, capacity: size, data: data, fd: fd}, nil
+}
+
+// Path is the file the arena maps.
+func (a *Arena) Path() string { return a.path }
+
+// Capacity is the size of the arena in bytes.
+func (a *Arena) Capacity() int64 { return a.capacity }
+
+// Slice returns the mapped bytes [off, off+size), with cap equal to len so
+// appends cannot run into the next object. The slice is valid until Close:
+// touching it afterwards crashes the process.
+func (a *Arena) Slice(off, size int64) ([]byte, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.data == nil {
+		return nil, fmt.Errorf("%w: arena %s is closed", ErrOutOfRange, a.path)
+	}
+	if off < 0 || size < 0 || off > a.capacity-size {
+		return nil, fmt.Errorf("%w: [%d, %d+%d) outside arena of %d bytes", ErrOutOfRange, off, off, size, a.capacity)
+	}
+	return a.data[off : off+size : off+size], nil
+}
+
+// Close unmaps the arena and closes its file; the file itself stays (see
+// Remove). Close is idempotent.
+func (a *Arena) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.data == nil {
+		return nil
+	}
+	err := unix.Munmap(a.data)
+	a.data = nil
+	if cerr := unix.Close(a.fd); err == nil {
+		err = cerr
+	}
+	a.fd = -1
+	if err != nil {
+		return fmt.Errorf("objstore: close arena %s: %w", a.path, err)
+	}
+	return nil
+}
+
+// Remove unlinks the arena file; mappings stay valid until closed. The
+// creator calls it at shutdown. Remove is idempotent.
+func (a *Arena) Remove() error {
+	if err := unix.Unlink(a.path); err != nil && err != unix.ENOENT {
+		return &os.PathError{Op: "remove", Path: a.path, Err: err}
+	}
+	return nil
+}
+
+// DefaultCapacity is the arena size to use when none is configured: 30% of
+// physical memory, but no more than 90% of the free space of the file
+// system holding /dev/shm, and at least 64 MiB.
+func DefaultCapacity() int64 {
+	const minCapacity = 64 << 20
+	var c uint64
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		c = uint64(si.Totalram) * uint64(si.Unit) / 10 * 3
+	}
+	var st unix.Statfs_t
+	if unix.Statfs("/dev/shm", &st) == nil {
+		free := uint64(st.Bavail) * uint64(st.Bsize) / 10 * 9
+		if c == 0 || free < c {
+			c = free
+		}
+	}
+	c &^= 4095 // whole pages
+	if c < minCapacity {
+		return minCapacity
+	}
+	return int64(c)
+}

@@ -1,0 +1,74 @@
+package raylet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// Client reaches a raylet over its socket; workers use it.
+type Client struct {
+	Conn *rpc.Conn
+}
+
+// RequestLease asks for a worker.
+func (c *Client) RequestLease(req *pb.RequestLease, cb func(*pb.LeaseReply, error)) {
+	c.Conn.Go(rpc.MRequestLease, req, func(body []byte, err error) {
+		if err != nil {
+			cb(nil, err)
+			return
+		}
+		r := &pb.LeaseReply{}
+		if err := unmarshal(body, r); err != nil {
+			cb(nil, err)
+			return
+		}
+		cb(r, nil)
+	})
+}
+
+// ReturnLease gives a worker back.
+func (c *Client) ReturnLease(req *pb.ReturnLease) { _ = c.Conn.Notify(rpc.MReturnLease, req) }
+
+// SetBlocked tells the raylet this worker is blocked (or not).
+func (c *Client) SetBlocked(w ids.WorkerID, blocked bool) {
+	_ = c.Conn.Notify(rpc.MBlocked, &pb.BlockedChange{WorkerId: w[:], Blocked: blocked})
+}
+
+// CreateObject reserves space in the store.
+func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
+	r := &pb.CreateObjectReply{}
+	if err := c.Conn.Call(ctx, rpc.MCreateObject, &pb.CreateObject{ObjectId: id[:], Size: size}, r); err != nil {
+		return 0, fmt.Errorf("raylet: create object: %w", err)
+	}
+	if r.Error != "" {
+		if r.Full {
+			return 0, fmt.Errorf("%w: %s", objstore.ErrFull, r.Error)
+		}
+		return 0, errors.New(r.Error)
+	}
+	return r.Offset, nil
+}
+
+// SealObjects makes created objects readable.
+func (c *Client) SealObjects(list []ids.ObjectID) {
+	_ = c.Conn.Notify(rpc.MSealObjects, idList(list))
+}
+
+// FreeObjects deletes objects from the store.
+func (c *Client) FreeObjects(list []ids.ObjectID) {
+	_ = c.Conn.Notify(rpc.MFreeObjects, idList(list))
+}
+
+func idList(list []ids.ObjectID) *pb.ObjectIDs {
+	m := &pb.ObjectIDs{Ids: make([][]byte, len(list))}
+	for i := range list {
+		m.Ids[i] = list[i][:]
+	}
+	return m
+}

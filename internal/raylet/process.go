@@ -1,0 +1,95 @@
+package raylet
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+)
+
+// NameMarker starts a line a worker writes to its own output to say which
+// task its next lines belong to; the raylet strips it.
+const NameMarker = "\x00rayo-task:"
+
+// startWorkerLocked starts one worker process: the configured executable
+// in worker mode, its stdout and stderr captured into one log.
+func (r *Raylet) startWorkerLocked() error {
+	wid := ids.NewWorkerID()
+	cmd := exec.Command(r.cfg.WorkerExe, r.cfg.WorkerArgs...)
+	cmd.Env = append(os.Environ(), r.cfg.WorkerEnv...)
+	cmd.Env = append(cmd.Env,
+		EnvWorkerID+"="+wid.String(),
+		EnvRaylet+"="+r.addr,
+		EnvStore+"="+r.arena.Path(),
+		EnvSessionDir+"="+r.cfg.SessionDir,
+	)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("raylet: worker pipe: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		_ = pr.Close()
+		_ = pw.Close()
+		return fmt.Errorf("raylet: start worker: %w", err)
+	}
+	_ = pw.Close()
+	w := &workerProc{id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{})}
+	r.workers[wid] = w
+	r.starting++
+	r.procs.Add(2)
+	go func() {
+		defer r.procs.Done()
+		_ = cmd.Wait()
+		r.mu.Lock()
+		r.workerGoneLocked(w)
+		var after []func()
+		r.grantLocked(&after)
+		r.mu.Unlock()
+		run(after)
+		close(w.exited)
+	}()
+	go func() {
+		defer r.procs.Done()
+		r.copyLog(pr, w.pid)
+	}()
+	return nil
+}
+
+// copyLog writes a worker's output to its log file and, when asked, to the
+// driver, each line prefixed with the task's name and the worker's pid.
+func (r *Raylet) copyLog(pr *os.File, pid int) {
+	defer pr.Close()
+	f, err := os.Create(filepath.Join(r.cfg.SessionDir, "logs", fmt.Sprintf("worker-%d.log", pid)))
+	if err != nil {
+		f = nil
+	}
+	if f != nil {
+		defer f.Close()
+	}
+	name := "worker"
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, NameMarker); i >= 0 {
+			name = line[i+len(NameMarker):]
+			line = line[:i]
+			if line == "" {
+				continue
+			}
+		}
+		if f != nil {
+			fmt.Fprintln(f, line)
+		}
+		if r.cfg.LogToDriver {
+			r.logMu.Lock()
+			fmt.Fprintf(r.cfg.LogOutput, "(%s pid=%d) %s\n", name, pid, line)
+			r.logMu.Unlock()
+		}
+	}
+}

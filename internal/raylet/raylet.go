@@ -1,0 +1,535 @@
+// Package raylet is the node manager: it keeps the node's pool of worker
+// processes, grants leases on them to owners by resource shape, hosts the
+// node's shared-memory object store, and collects the workers' output.
+package raylet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// Environment variables a worker process is started with.
+const (
+	EnvWorkerID   = "RAYO_WORKER_ID"
+	EnvRaylet     = "RAYO_RAYLET"
+	EnvStore      = "RAYO_STORE"
+	EnvSessionDir = "RAYO_SESSION_DIR"
+)
+
+// CPU is the name of the CPU resource.
+const CPU = "CPU"
+
+// Config sets up a raylet.
+type Config struct {
+	SessionDir    string             // sockets and logs live here
+	NumCPUs       float64            // CPU resource, and how many workers to start ahead of need
+	Resources     map[string]float64 // custom resources
+	StoreCapacity int64              // bytes of shared memory; 0 means objstore.DefaultCapacity
+	WorkerExe     string             // the executable workers run (the driver's own)
+	WorkerArgs    []string
+	WorkerEnv     []string
+	LogToDriver   bool      // copy worker output to LogOutput, prefixed
+	LogOutput     io.Writer // where worker output goes when LogToDriver
+}
+
+// Raylet manages one node.
+type Raylet struct {
+	cfg    Config
+	nodeID ids.NodeID
+	addr   string
+	srv    *rpc.Server
+	arena  *objstore.Arena
+	store  *objstore.Store
+	logMu  sync.Mutex // serializes writes to cfg.LogOutput
+
+	mu        sync.Mutex // protects the fields below
+	total     map[string]float64
+	avail     map[string]float64
+	workers   map[ids.WorkerID]*workerProc
+	idle      []*workerProc
+	starting  int
+	leases    map[uint64]*leaseRec
+	pending   []*leaseReq
+	nextLease uint64
+	closed    bool
+
+	procs sync.WaitGroup // worker processes and their log readers
+}
+
+type workerProc struct {
+	id     ids.WorkerID
+	pid    int
+	addr   string
+	conn   *rpc.Conn
+	proc   *os.Process
+	lease  *leaseRec
+	dead   bool
+	exited chan struct{}
+}
+
+type leaseRec struct {
+	id    uint64
+	w     *workerProc
+	res   []*pb.Resource
+	lent  bool      // the worker is blocked in Get and lent its CPU
+	owner *rpc.Conn // nil for the in-process owner
+}
+
+type leaseReq struct {
+	res   []*pb.Resource
+	owner *rpc.Conn
+	cb    func(*pb.LeaseReply, error)
+}
+
+// ErrClosed is returned by a raylet that has shut down.
+var ErrClosed = errors.New("raylet: closed")
+
+// Start creates the store, listens on the session's raylet socket and
+// starts NumCPUs workers.
+func Start(cfg Config) (*Raylet, error) {
+	if cfg.NumCPUs <= 0 {
+		return nil, fmt.Errorf("raylet: NumCPUs must be positive, got %g", cfg.NumCPUs)
+	}
+	if cfg.StoreCapacity <= 0 {
+		cfg.StoreCapacity = objstore.DefaultCapacity()
+	}
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = os.Stdout
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.SessionDir, "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("raylet: session dir: %w", err)
+	}
+	r := &Raylet{
+		cfg:     cfg,
+		nodeID:  ids.NewNodeID(),
+		addr:    filepath.Join(cfg.SessionDir, "raylet.sock"),
+		total:   map[string]float64{CPU: cfg.NumCPUs},
+		workers: make(map[ids.WorkerID]*workerProc),
+		leases:  make(map[uint64]*leaseRec),
+	}
+	for k, v := range cfg.Resources {
+		r.total[k] = v
+	}
+	r.avail = make(map[string]float64, len(r.total))
+	for k, v := range r.total {
+		r.avail[k] = v
+	}
+	shm := fmt.Sprintf("/dev/shm/rayo-%d-%s", os.Getpid(), r.nodeID.String()[:8])
+	arena, err := objstore.CreateArena(shm, cfg.StoreCapacity)
+	if err != nil {
+		return nil, fmt.Errorf("raylet: object store: %w", err)
+	}
+	r.arena, r.store = arena, objstore.NewStore(arena)
+	ln, err := net.Listen("unix", r.addr)
+	if err != nil {
+		_ = arena.Close()
+		_ = arena.Remove()
+		return nil, fmt.Errorf("raylet: listen: %w", err)
+	}
+	r.srv = rpc.NewServer(ln, func(c *rpc.Conn) rpc.Handler { return rpc.HandlerFunc(r.handle) }, r.connClosed)
+	r.mu.Lock()
+	for i := 0; i < int(cfg.NumCPUs); i++ {
+		if err := r.startWorkerLocked(); err != nil {
+			r.mu.Unlock()
+			_ = r.Close()
+			return nil, err
+		}
+	}
+	r.mu.Unlock()
+	return r, nil
+}
+
+// Addr is the raylet's socket.
+func (r *Raylet) Addr() string { return r.addr }
+
+// NodeID identifies the node.
+func (r *Raylet) NodeID() ids.NodeID { return r.nodeID }
+
+// Arena is the node's shared-memory mapping in this process.
+func (r *Raylet) Arena() *objstore.Arena { return r.arena }
+
+// StoreStats describes the object store.
+func (r *Raylet) StoreStats() objstore.Stats { return r.store.Stats() }
+
+// WorkerPIDs lists the live worker processes.
+func (r *Raylet) WorkerPIDs() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var pids []int
+	for _, w := range r.workers {
+		if !w.dead {
+			pids = append(pids, w.pid)
+		}
+	}
+	sort.Ints(pids)
+	return pids
+}
+
+// Close stops every worker, waits for them, and removes the store and the
+// socket.
+func (r *Raylet) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	pending := r.pending
+	r.pending = nil
+	var procs []*workerProc
+	for _, w := range r.workers {
+		procs = append(procs, w)
+	}
+	r.mu.Unlock()
+	for _, p := range pending {
+		p.cb(nil, ErrClosed)
+	}
+	// Closing the connections makes workers exit by themselves; those that
+	// do not (or have not connected yet) are killed.
+	err := r.srv.Close()
+	for _, w := range procs {
+		if w.proc != nil {
+			_ = w.proc.Kill()
+		}
+	}
+	r.procs.Wait()
+	_ = r.arena.Close()
+	_ = r.arena.Remove()
+	_ = os.Remove(r.addr)
+	return err
+}
+
+func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
+	switch m {
+	case rpc.MRegisterWorker:
+		req := &pb.RegisterWorker{}
+		if err := unmarshal(body, req); err != nil {
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
+		if err := r.register(c, req); err != nil {
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
+		_ = c.Reply(id, &pb.RegisterWorkerReply{NodeId: r.nodeID[:], StorePath: r.arena.Path(), SessionDir: r.cfg.SessionDir})
+	case rpc.MRequestLease:
+		req := &pb.RequestLease{}
+		if err := unmarshal(body, req); err != nil {
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
+		r.requestLease(req, c, func(lr *pb.LeaseReply, err error) {
+			if err != nil {
+				_ = c.ReplyError(id, err.Error())
+				return
+			}
+			_ = c.Reply(id, lr)
+		})
+	case rpc.MReturnLease:
+		req := &pb.ReturnLease{}
+		if unmarshal(body, req) == nil {
+			r.ReturnLease(req)
+		}
+	case rpc.MBlocked:
+		req := &pb.BlockedChange{}
+		if unmarshal(body, req) == nil {
+			if wid, err := ids.WorkerIDFrom(req.WorkerId); err == nil {
+				r.SetBlocked(wid, req.Blocked)
+			}
+		}
+	case rpc.MCreateObject:
+		req := &pb.CreateObject{}
+		if err := unmarshal(body, req); err != nil {
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
+		oid, err := ids.ObjectIDFrom(req.ObjectId)
+		if err != nil {
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
+		off, err := r.store.Create(oid, req.Size)
+		if err != nil {
+			_ = c.Reply(id, &pb.CreateObjectReply{Error: err.Error(), Full: errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)})
+			return
+		}
+		_ = c.Reply(id, &pb.CreateObjectReply{Offset: off})
+	case rpc.MSealObjects, rpc.MFreeObjects:
+		req := &pb.ObjectIDs{}
+		if unmarshal(body, req) != nil {
+			return
+		}
+		list := make([]ids.ObjectID, 0, len(req.Ids))
+		for _, b := range req.Ids {
+			if oid, err := ids.ObjectIDFrom(b); err == nil {
+				list = append(list, oid)
+			}
+		}
+		if m == rpc.MSealObjects {
+			r.SealObjects(list)
+		} else {
+			r.FreeObjects(list)
+		}
+	default:
+		if kind == rpc.KindRequest {
+			_ = c.ReplyError(id, fmt.Sprintf("raylet: unknown method %d", m))
+		}
+	}
+}
+
+func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
+	wid, err := ids.WorkerIDFrom(req.WorkerId)
+	if err != nil {
+		return err
+	}
+	var after []func()
+	r.mu.Lock()
+	w := r.workers[wid]
+	if w == nil || w.dead {
+		r.mu.Unlock()
+		return fmt.Errorf("raylet: unknown worker %s", wid)
+	}
+	w.addr, w.conn = req.Addr, c
+	c.Value = w
+	r.starting--
+	r.idle = append(r.idle, w)
+	r.grantLocked(&after)
+	r.mu.Unlock()
+	run(after)
+	return nil
+}
+
+// connClosed handles a worker (or a remote owner) going away.
+func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
+	var after []func()
+	r.mu.Lock()
+	if w, ok := c.Value.(*workerProc); ok {
+		r.workerGoneLocked(w)
+	}
+	// Leases this connection's process held as an owner go back.
+	for _, l := range r.leases {
+		if l.owner == c {
+			r.returnLocked(l, false)
+		}
+	}
+	r.grantLocked(&after)
+	r.mu.Unlock()
+	run(after)
+}
+
+func (r *Raylet) workerGoneLocked(w *workerProc) {
+	if w.dead {
+		return
+	}
+	w.dead = true
+	if w.conn == nil {
+		r.starting-- // it never registered
+	}
+	delete(r.workers, w.id)
+	for i, x := range r.idle {
+		if x == w {
+			r.idle = append(r.idle[:i], r.idle[i+1:]...)
+			break
+		}
+	}
+	if l := w.lease; l != nil {
+		r.releaseLocked(l)
+	}
+	if w.proc != nil {
+		_ = w.proc.Kill()
+	}
+}
+
+func run(fs []func()) {
+	for _, f := range fs {
+		f()
+	}
+}
+
+// RequestLease asks for a worker; cb runs when one is granted or the
+// request can never be.
+func (r *Raylet) RequestLease(req *pb.RequestLease, cb func(*pb.LeaseReply, error)) {
+	r.requestLease(req, nil, cb)
+}
+
+func (r *Raylet) requestLease(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb.LeaseReply, error)) {
+	var after []func()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		cb(nil, ErrClosed)
+		return
+	}
+	for _, res := range req.Resources {
+		if res.Quantity > r.total[res.Name] {
+			r.mu.Unlock()
+			cb(&pb.LeaseReply{Error: fmt.Sprintf("task needs %s=%g but this cluster has %s", res.Name, res.Quantity, describe(r.total))}, nil)
+			return
+		}
+	}
+	r.pending = append(r.pending, &leaseReq{res: req.Resources, owner: owner, cb: cb})
+	r.grantLocked(&after)
+	r.mu.Unlock()
+	run(after)
+}
+
+func describe(m map[string]float64) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s=%g", k, v))
+	}
+	sort.Strings(parts)
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func (r *Raylet) fitsLocked(res []*pb.Resource) bool {
+	for _, x := range res {
+		if r.avail[x.Name] < x.Quantity-1e-9 {
+			return false
+		}
+	}
+	return true
+}
+
+// grantLocked grants waiting requests, in order, while resources and idle
+// workers allow, and starts workers for those that have resources but no
+// worker yet.
+func (r *Raylet) grantLocked(after *[]func()) {
+	if r.closed {
+		return
+	}
+	waiting := 0
+	for len(r.pending) > 0 {
+		req := r.pending[0]
+		if !r.fitsLocked(req.res) {
+			break
+		}
+		if len(r.idle) == 0 {
+			waiting = len(r.pending)
+			break
+		}
+		w := r.idle[len(r.idle)-1]
+		r.idle = r.idle[:len(r.idle)-1]
+		r.pending = r.pending[1:]
+		for _, x := range req.res {
+			r.avail[x.Name] -= x.Quantity
+		}
+		r.nextLease++
+		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner}
+		w.lease = l
+		r.leases[l.id] = l
+		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr}
+		cb := req.cb
+		*after = append(*after, func() { cb(reply, nil) })
+	}
+	// Start workers for requests that have resources but no idle worker,
+	// bounded by what could run at once.
+	for r.starting < waiting && r.starting < int(r.cfg.NumCPUs)+4 {
+		if err := r.startWorkerLocked(); err != nil {
+			break
+		}
+	}
+}
+
+// ReturnLease gives a worker back.
+func (r *Raylet) ReturnLease(req *pb.ReturnLease) {
+	var after []func()
+	r.mu.Lock()
+	if l := r.leases[req.LeaseId]; l != nil {
+		r.returnLocked(l, req.WorkerFailed)
+	}
+	r.grantLocked(&after)
+	r.mu.Unlock()
+	run(after)
+}
+
+func (r *Raylet) releaseLocked(l *leaseRec) {
+	delete(r.leases, l.id)
+	l.w.lease = nil
+	for _, x := range l.res {
+		if l.lent && x.Name == CPU {
+			continue // already given back while the worker was blocked
+		}
+		r.avail[x.Name] += x.Quantity
+	}
+}
+
+func (r *Raylet) returnLocked(l *leaseRec, failed bool) {
+	r.releaseLocked(l)
+	w := l.w
+	if w.dead {
+		return
+	}
+	if failed || len(r.idle) >= int(r.cfg.NumCPUs) {
+		// A worker the owner could not reach, or one more than the pool
+		// keeps idle (started to cover blocked workers): stop it.
+		r.workerGoneLocked(w)
+		return
+	}
+	r.idle = append(r.idle, w)
+}
+
+// SetBlocked lends a blocked worker's CPU to other tasks, or takes it back.
+func (r *Raylet) SetBlocked(wid ids.WorkerID, blocked bool) {
+	var after []func()
+	r.mu.Lock()
+	w := r.workers[wid]
+	if w != nil && w.lease != nil && w.lease.lent != blocked {
+		l := w.lease
+		l.lent = blocked
+		for _, x := range l.res {
+			if x.Name != CPU {
+				continue
+			}
+			if blocked {
+				r.avail[CPU] += x.Quantity
+			} else {
+				r.avail[CPU] -= x.Quantity // may go below zero for a while
+			}
+		}
+		r.grantLocked(&after)
+	}
+	r.mu.Unlock()
+	run(after)
+}
+
+// CreateObject reserves space in the store.
+func (r *Raylet) CreateObject(_ context.Context, id ids.ObjectID, size int64) (int64, error) {
+	return r.store.Create(id, size)
+}
+
+// SealObjects makes created objects readable.
+func (r *Raylet) SealObjects(list []ids.ObjectID) {
+	for _, id := range list {
+		_ = r.store.Seal(id)
+	}
+}
+
+// FreeObjects deletes objects from the store.
+func (r *Raylet) FreeObjects(list []ids.ObjectID) {
+	for _, id := range list {
+		_, _ = r.store.Delete(id)
+	}
+}
+
+func unmarshal(b []byte, m proto.Message) error {
+	if err := proto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("%w: %v", rpc.ErrCorrupt, err)
+	}
+	return nil
+}

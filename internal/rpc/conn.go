@@ -1,0 +1,329 @@
+// Package rpc is rayo's lean framed protocol: protobuf messages over a
+// stream socket (Unix on one node), several requests in flight on one
+// connection in both directions.
+//
+// A frame is a 14-byte header, then the body:
+//
+//	uint32 length of what follows the length field (big endian)
+//	uint8  method
+//	uint8  kind (request, reply, error reply, notification)
+//	uint64 request id (big endian)
+//	body   a protobuf message, or an error string for an error reply
+//
+// Writes are combined: the goroutine that finds the connection idle writes
+// everything queued by the time it gets there, so a busy connection makes
+// few, large writes and an idle one answers at once without a handoff.
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// Method names what a frame is about.
+type Method uint8
+
+// Kind says whether a frame asks, answers or just tells.
+type Kind uint8
+
+// The kinds of frame.
+const (
+	KindRequest Kind = iota + 1
+	KindReply
+	KindError
+	KindNotify
+)
+
+const (
+	headerLen = 14
+	// MaxFrame is the largest body a connection accepts; objects larger than
+	// this move through the shared-memory store or in chunks.
+	MaxFrame = 64 << 20
+)
+
+// Errors of a connection.
+var (
+	ErrClosed  = errors.New("rpc: connection closed")
+	ErrCorrupt = errors.New("rpc: malformed frame")
+)
+
+// RemoteError is an error reply from the peer.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Handler serves the frames a peer starts. Handle runs on the connection's
+// read loop: it must not block, and body is the handler's to keep.
+type Handler interface {
+	Handle(c *Conn, m Method, kind Kind, id uint64, body []byte)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(c *Conn, m Method, kind Kind, id uint64, body []byte)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(c *Conn, m Method, kind Kind, id uint64, body []byte) {
+	f(c, m, kind, id, body)
+}
+
+// Callback receives a reply body or an error.
+type Callback func(body []byte, err error)
+
+// Conn is one framed connection.
+type Conn struct {
+	nc      net.Conn
+	handler Handler
+	nextID  atomic.Uint64
+
+	wmu      sync.Mutex // protects wbuf, spare, flushing, werr
+	wbuf     []byte
+	spare    []byte
+	flushing bool
+	werr     error
+
+	pmu     sync.Mutex // protects pending, closeErr
+	pending map[uint64]Callback
+	closeErr error
+
+	done    chan struct{}
+	onClose []func(error)
+	Value   any // free for the owner of the connection (e.g. the peer's identity)
+}
+
+// NewConn wraps nc and starts its read loop. onClose functions run once when
+// the connection breaks or is closed.
+func NewConn(nc net.Conn, h Handler, onClose ...func(error)) *Conn {
+	c := &Conn{nc: nc, handler: h, pending: make(map[uint64]Callback), done: make(chan struct{}), onClose: onClose}
+	go c.readLoop()
+	return c
+}
+
+// Dial connects to a Unix socket (or "tcp:HOST:PORT").
+func Dial(ctx context.Context, addr string, h Handler, onClose ...func(error)) (*Conn, error) {
+	network, a := "unix", addr
+	if len(addr) > 4 && addr[:4] == "tcp:" {
+		network, a = "tcp", addr[4:]
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, a)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: dial %s: %w", addr, err)
+	}
+	return NewConn(nc, h, onClose...), nil
+}
+
+// Done is closed when the connection is gone.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err is why the connection closed, or nil while it is open.
+func (c *Conn) Err() error {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	return c.closeErr
+}
+
+// Close shuts the connection; pending calls fail with ErrClosed.
+func (c *Conn) Close() error {
+	c.fail(ErrClosed)
+	<-c.done
+	return nil
+}
+
+func (c *Conn) fail(err error) {
+	c.pmu.Lock()
+	if c.closeErr != nil {
+		c.pmu.Unlock()
+		return
+	}
+	c.closeErr = err
+	pending := c.pending
+	c.pending = nil
+	c.pmu.Unlock()
+	_ = c.nc.Close()
+	for _, cb := range pending {
+		cb(nil, err)
+	}
+}
+
+func (c *Conn) readLoop() {
+	r := bufio.NewReaderSize(c.nc, 256<<10)
+	var hdr [headerLen]byte
+	var err error
+	for {
+		if _, err = io.ReadFull(r, hdr[:]); err != nil {
+			break
+		}
+		n := binary.BigEndian.Uint32(hdr[0:4])
+		if n < headerLen-4 || n-(headerLen-4) > MaxFrame {
+			err = fmt.Errorf("%w: body of %d bytes", ErrCorrupt, int64(n)-(headerLen-4))
+			break
+		}
+		m, kind, id := Method(hdr[4]), Kind(hdr[5]), binary.BigEndian.Uint64(hdr[6:14])
+		body := make([]byte, n-(headerLen-4))
+		if _, err = io.ReadFull(r, body); err != nil {
+			break
+		}
+		switch kind {
+		case KindReply, KindError:
+			c.pmu.Lock()
+			cb := c.pending[id]
+			delete(c.pending, id)
+			c.pmu.Unlock()
+			if cb == nil {
+				continue // a reply nobody waits for any more (cancelled call)
+			}
+			if kind == KindError {
+				cb(nil, &RemoteError{Msg: string(body)})
+			} else {
+				cb(body, nil)
+			}
+		case KindRequest, KindNotify:
+			if c.handler == nil {
+				if kind == KindRequest {
+					c.ReplyError(id, "rpc: peer serves no requests")
+				}
+				continue
+			}
+			c.handler.Handle(c, m, kind, id, body)
+		default:
+			err = fmt.Errorf("%w: kind %d", ErrCorrupt, kind)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		err = ErrClosed
+	}
+	c.fail(err)
+	for _, f := range c.onClose {
+		f(c.Err())
+	}
+	close(c.done)
+}
+
+// send appends one frame and writes it out unless another goroutine is
+// already writing, in which case that goroutine takes it along.
+func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byte) error {
+	c.wmu.Lock()
+	if c.werr != nil {
+		err := c.werr
+		c.wmu.Unlock()
+		return err
+	}
+	start := len(c.wbuf)
+	c.wbuf = append(c.wbuf, make([]byte, headerLen)...)
+	var err error
+	if msg != nil {
+		c.wbuf, err = proto.MarshalOptions{}.MarshalAppend(c.wbuf, msg)
+	} else {
+		c.wbuf = append(c.wbuf, raw...)
+	}
+	if err != nil {
+		c.wbuf = c.wbuf[:start]
+		c.wmu.Unlock()
+		return fmt.Errorf("rpc: encode: %w", err)
+	}
+	h := c.wbuf[start : start+headerLen]
+	binary.BigEndian.PutUint32(h[0:4], uint32(len(c.wbuf)-start-4))
+	h[4], h[5] = byte(m), byte(kind)
+	binary.BigEndian.PutUint64(h[6:14], id)
+	if c.flushing {
+		c.wmu.Unlock()
+		return nil
+	}
+	c.flushing = true
+	for len(c.wbuf) > 0 && c.werr == nil {
+		buf := c.wbuf
+		c.wbuf, c.spare = c.spare[:0], nil
+		c.wmu.Unlock()
+		_, werr := c.nc.Write(buf)
+		c.wmu.Lock()
+		if cap(buf) <= 4<<20 {
+			c.spare = buf[:0]
+		}
+		if werr != nil {
+			c.werr = fmt.Errorf("%w: %v", ErrClosed, werr)
+		}
+	}
+	c.flushing = false
+	err = c.werr
+	c.wmu.Unlock()
+	if err != nil {
+		c.fail(err)
+	}
+	return err
+}
+
+// Go sends a request and calls cb with the reply, on the read loop.
+func (c *Conn) Go(m Method, req proto.Message, cb Callback) {
+	id := c.nextID.Add(1)
+	c.pmu.Lock()
+	if c.closeErr != nil {
+		err := c.closeErr
+		c.pmu.Unlock()
+		cb(nil, err)
+		return
+	}
+	c.pending[id] = cb
+	c.pmu.Unlock()
+	if err := c.send(m, KindRequest, id, req, nil); err != nil {
+		c.pmu.Lock()
+		f := c.pending[id]
+		delete(c.pending, id)
+		c.pmu.Unlock()
+		if f != nil {
+			f(nil, err)
+		}
+	}
+}
+
+type result struct {
+	body []byte
+	err  error
+}
+
+// Call sends a request and waits for its reply, decoded into resp (which
+// may be nil).
+func (c *Conn) Call(ctx context.Context, m Method, req, resp proto.Message) error {
+	ch := make(chan result, 1)
+	c.Go(m, req, func(body []byte, err error) { ch <- result{body, err} })
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return r.err
+		}
+		if resp != nil {
+			if err := proto.Unmarshal(r.body, resp); err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Notify sends a message that gets no reply.
+func (c *Conn) Notify(m Method, msg proto.Message) error {
+	return c.send(m, KindNotify, 0, msg, nil)
+}
+
+// Reply answers request id.
+func (c *Conn) Reply(id uint64, msg proto.Message) error {
+	return c.send(0, KindReply, id, msg, nil)
+}
+
+// ReplyError answers request id with an error.
+func (c *Conn) ReplyError(id uint64, msg string) error {
+	return c.send(0, KindError, id, nil, []byte(msg))
+}

@@ -1,0 +1,118 @@
+package rpc
+
+import (
+	"errors"
+	"net"
+	"sync"
+)
+
+// Server accepts connections on one listener and serves each with a
+// handler of its own.
+type Server struct {
+	ln         net.Listener
+	newHandler func(*Conn) Handler
+	onClose    func(*Conn, error)
+
+	mu     sync.Mutex // protects conns, closed
+	conns  map[*Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewServer serves ln. newHandler is called for each accepted connection;
+// onClose, if not nil, when one breaks.
+func NewServer(ln net.Listener, newHandler func(*Conn) Handler, onClose func(*Conn, error)) *Server {
+	s := &Server{ln: ln, newHandler: newHandler, onClose: onClose, conns: make(map[*Conn]struct{})}
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s
+}
+
+// Addr is the listener's address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = nc.Close()
+			return
+		}
+		s.wg.Add(1)
+		var c *Conn
+		h := &lazyHandler{}
+		c = NewConn(nc, h, func(err error) {
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			if s.onClose != nil {
+				s.onClose(c, err)
+			}
+			s.wg.Done()
+		})
+		s.conns[c] = struct{}{}
+		h.set(s.newHandler(c))
+		s.mu.Unlock()
+	}
+}
+
+// lazyHandler lets the connection start reading before its handler,
+// which needs the *Conn, exists.
+type lazyHandler struct {
+	ready chan struct{}
+	h     Handler
+	mu    sync.Mutex
+}
+
+func (l *lazyHandler) set(h Handler) {
+	l.mu.Lock()
+	l.h = h
+	if l.ready != nil {
+		close(l.ready)
+	}
+	l.mu.Unlock()
+}
+
+func (l *lazyHandler) Handle(c *Conn, m Method, kind Kind, id uint64, body []byte) {
+	l.mu.Lock()
+	h := l.h
+	if h == nil {
+		if l.ready == nil {
+			l.ready = make(chan struct{})
+		}
+		ready := l.ready
+		l.mu.Unlock()
+		<-ready
+		l.mu.Lock()
+		h = l.h
+	}
+	l.mu.Unlock()
+	h.Handle(c, m, kind, id, body)
+}
+
+// Close stops accepting, closes every connection and waits for their
+// read loops to end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	err := s.ln.Close()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	s.wg.Wait()
+	return err
+}

@@ -1,0 +1,232 @@
+// Package worker is the loop of a worker process: the user's executable
+// started again by a raylet, which runs the tasks pushed to it one at a
+// time and owns whatever those tasks submit.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/core"
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/raylet"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"google.golang.org/protobuf/proto"
+)
+
+// IsWorker reports whether this process was started as a worker.
+func IsWorker() bool { return os.Getenv(raylet.EnvWorkerID) != "" }
+
+// Worker is a running worker process.
+type Worker struct {
+	id  ids.WorkerID
+	rt  *core.Runtime
+	pid int
+
+	mu      sync.Mutex // protects queue, running, cancelled
+	cond    *sync.Cond
+	queue   []job
+	running ids.TaskID
+	busy    bool
+	lastLog string
+}
+
+type job struct {
+	c    *rpc.Conn
+	id   uint64
+	spec *pb.TaskSpec
+}
+
+// Start connects to the raylet named in the environment, serves tasks, and
+// returns the runtime for nested submissions. The process exits when the
+// raylet goes away. onReady receives the runtime before any task runs.
+func Start(onReady func(*core.Runtime)) (*Worker, error) {
+	wid, err := parseWorkerID(os.Getenv(raylet.EnvWorkerID))
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{id: wid, pid: os.Getpid()}
+	w.cond = sync.NewCond(&w.mu)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc, err := rpc.Dial(ctx, os.Getenv(raylet.EnvRaylet), nil, func(error) {
+		// The raylet (and so the driver hosting it) is gone: so are we.
+		os.Exit(0)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	arena, err := objstore.OpenArena(os.Getenv(raylet.EnvStore))
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	addr := filepath.Join(os.Getenv(raylet.EnvSessionDir), fmt.Sprintf("w-%d.sock", w.pid))
+	rt, err := core.New(core.Config{
+		Addr:     addr,
+		Raylet:   &raylet.Client{Conn: rc},
+		Arena:    arena,
+		WorkerID: wid,
+		IsWorker: true,
+	}, map[rpc.Method]func(*rpc.Conn, rpc.Kind, uint64, []byte){
+		rpc.MPushTask:   w.servePush,
+		rpc.MCancelTask: w.serveCancel,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	w.rt = rt
+	onReady(rt)
+	go w.loop()
+	reg := &pb.RegisterWorker{WorkerId: wid[:], Pid: int32(w.pid), Addr: addr}
+	if err := rc.Call(ctx, rpc.MRegisterWorker, reg, &pb.RegisterWorkerReply{}); err != nil {
+		return nil, fmt.Errorf("worker: register: %w", err)
+	}
+	return w, nil
+}
+
+func parseWorkerID(s string) (ids.WorkerID, error) {
+	var w ids.WorkerID
+	if len(s) != 2*len(w) {
+		return w, fmt.Errorf("worker: bad %s %q", raylet.EnvWorkerID, s)
+	}
+	for i := range w {
+		var b byte
+		if _, err := fmt.Sscanf(s[2*i:2*i+2], "%02x", &b); err != nil {
+			return w, fmt.Errorf("worker: bad %s %q", raylet.EnvWorkerID, s)
+		}
+		w[i] = b
+	}
+	return w, nil
+}
+
+func (w *Worker) servePush(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) {
+	spec := &pb.TaskSpec{}
+	if err := proto.Unmarshal(body, spec); err != nil {
+		_ = c.ReplyError(id, "worker: malformed task: "+err.Error())
+		return
+	}
+	w.mu.Lock()
+	w.queue = append(w.queue, job{c, id, spec})
+	w.cond.Signal()
+	w.mu.Unlock()
+}
+
+// serveCancel drops a queued task, or ends the process if the task is
+// running: Go cannot interrupt a running function.
+func (w *Worker) serveCancel(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) {
+	msg := &pb.ObjectIDs{}
+	if proto.Unmarshal(body, msg) != nil || len(msg.Ids) == 0 {
+		return
+	}
+	tid, err := ids.TaskIDFrom(msg.Ids[0])
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.busy && w.running == tid {
+		os.Exit(3)
+	}
+	for i, j := range w.queue {
+		if string(j.spec.TaskId) == string(tid[:]) {
+			w.queue = append(w.queue[:i], w.queue[i+1:]...)
+			_ = j.c.Reply(j.id, &pb.TaskReply{TaskId: j.spec.TaskId, Error: &pb.TaskError{
+				Kind: core.KindCancelled, Message: core.ErrTaskCancelled.Error(), TaskName: j.spec.Name}})
+			return
+		}
+	}
+}
+
+func (w *Worker) loop() {
+	for {
+		w.mu.Lock()
+		for len(w.queue) == 0 {
+			w.busy = false
+			w.cond.Wait()
+		}
+		j := w.queue[0]
+		w.queue[0] = job{}
+		w.queue = w.queue[1:]
+		w.running, _ = ids.TaskIDFrom(j.spec.TaskId)
+		w.busy = true
+		w.mu.Unlock()
+		reply := w.execute(j.spec)
+		_ = j.c.Reply(j.id, reply)
+	}
+}
+
+// execute runs one task and encodes its outcome.
+func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
+	reply := &pb.TaskReply{TaskId: spec.TaskId}
+	fail := func(kind, msg, stack string) *pb.TaskReply {
+		reply.Returns = nil
+		reply.Error = &pb.TaskError{Kind: kind, Message: msg, Stack: stack, TaskName: spec.Name, Pid: int32(w.pid)}
+		return reply
+	}
+	fn := core.Lookup(spec.Function)
+	if fn == nil {
+		return fail(core.KindUnknownFunction, fmt.Sprintf("function %q is not registered in this executable: declare remote functions at package level, before rayo.Init", spec.Function), "")
+	}
+	if spec.Name != w.lastLog {
+		// Tell the raylet whose output follows.
+		fmt.Fprintf(os.Stdout, "%s%s\n", raylet.NameMarker, spec.Name)
+		w.lastLog = spec.Name
+	}
+	args := make([][]byte, len(spec.Args))
+	for i, a := range spec.Args {
+		if a.Value == nil {
+			return fail(core.KindSystem, fmt.Sprintf("argument %d was not resolved", i), "")
+		}
+		b, err := w.rt.Bytes(a.Value)
+		if err != nil {
+			return fail(core.KindSystem, fmt.Sprintf("argument %d: %v", i, err), "")
+		}
+		args[i] = b
+	}
+	start := time.Now()
+	results, err, panicked, stack := invoke(fn, args)
+	reply.ExecNs = int64(time.Since(start))
+	switch {
+	case panicked:
+		return fail(core.KindPanic, fmt.Sprint(err), stack)
+	case err != nil && errors.Is(err, core.ErrTypeMismatch):
+		return fail(core.KindType, err.Error(), "")
+	case err != nil:
+		return fail(core.KindApp, err.Error(), stack)
+	}
+	ctx := context.Background()
+	tid, _ := ids.TaskIDFrom(spec.TaskId)
+	for i, r := range results {
+		loc, err := w.rt.StoreResult(ctx, ids.ForReturn(tid, i), r)
+		if err != nil {
+			kind := core.KindSystem
+			if errors.Is(err, core.ErrStoreFull) {
+				kind = core.KindStoreFull
+			}
+			return fail(kind, fmt.Sprintf("storing result %d: %v", i, err), "")
+		}
+		reply.Returns = append(reply.Returns, loc)
+	}
+	return reply
+}
+
+func invoke(fn *core.Function, args [][]byte) (results []core.Result, err error, panicked bool, stack string) {
+	defer func() {
+		if p := recover(); p != nil {
+			err, panicked, stack = fmt.Errorf("%v", p), true, string(debug.Stack())
+		}
+	}()
+	results, err = fn.Invoke(context.Background(), args)
+	if err != nil && !errors.Is(err, core.ErrTypeMismatch) {
+		stack = string(debug.Stack())
+	}
+	return results, err, false, stack
+}
