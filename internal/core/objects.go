@@ -108,7 +108,7 @@ func (rt *Runtime) releaseLocal(id ids.ObjectID) {
 // actions are what a locked section decided to do once unlocked.
 type actions struct {
 	wake     []func()
-	free     []ids.ObjectID        // store objects to delete
+	free     []ids.ObjectID             // store objects to delete
 	release  map[string][]*pb.ObjectRef // grants to hand back, by owner
 	push     []pushOp
 	lease    []*schedQueue // queues that want one more lease each

@@ -90,8 +90,8 @@ type Conn struct {
 	flushing bool
 	werr     error
 
-	pmu     sync.Mutex // protects pending, closeErr
-	pending map[uint64]Callback
+	pmu      sync.Mutex // protects pending, closeErr
+	pending  map[uint64]Callback
 	closeErr error
 
 	done    chan struct{}
