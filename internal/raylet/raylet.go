@@ -208,6 +208,11 @@ func (r *Raylet) Close() error {
 		}
 	}
 	r.procs.Wait()
+	// Workers remove their sockets when they exit cleanly; killed ones cannot.
+	socks, _ := filepath.Glob(filepath.Join(r.cfg.SessionDir, "w-*.sock"))
+	for _, s := range socks {
+		_ = os.Remove(s)
+	}
 	_ = r.arena.Close()
 	_ = r.arena.Remove()
 	_ = os.Remove(r.addr)

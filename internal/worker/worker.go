@@ -57,8 +57,10 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	w.cond = sync.NewCond(&w.mu)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	addr := filepath.Join(os.Getenv(raylet.EnvSessionDir), fmt.Sprintf("w-%d.sock", w.pid))
 	rc, err := rpc.Dial(ctx, os.Getenv(raylet.EnvRaylet), nil, func(error) {
 		// The raylet (and so the driver hosting it) is gone: so are we.
+		_ = os.Remove(addr)
 		os.Exit(0)
 	})
 	if err != nil {
@@ -68,7 +70,6 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	addr := filepath.Join(os.Getenv(raylet.EnvSessionDir), fmt.Sprintf("w-%d.sock", w.pid))
 	rt, err := core.New(core.Config{
 		Addr:     addr,
 		Raylet:   &raylet.Client{Conn: rc},
