@@ -133,3 +133,12 @@ func SessionDir() string {
 	defer state.Unlock()
 	return state.session
 }
+
+func debugState() string {
+	state.Lock()
+	defer state.Unlock()
+	if state.raylet == nil {
+		return ""
+	}
+	return state.raylet.DebugString()
+}

@@ -12,6 +12,10 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
+// maxNesting bounds how deeply CBOR data may nest (like Python's default
+// recursion limit); deeper data decodes with ErrCorrupt.
+const maxNesting = 1024
+
 // Modes are built once: building them validates options and is not cheap.
 var (
 	encMode = mustEncMode(cbor.EncOptions{
@@ -20,9 +24,12 @@ var (
 		TimeTag: cbor.EncTagRequired, // tag 0 so that decoding into any yields time.Time
 	})
 	decMode = mustDecMode(cbor.DecOptions{
-		// Accept whatever Encode can produce: the library defaults (32
-		// levels, 128Ki elements) reject ordinary large task arguments.
-		MaxNestedLevels:  65535,
+		// The library defaults (32 levels, 128Ki elements) reject ordinary
+		// task arguments. Elements are only bounded by the input size, but
+		// nesting stays limited: the library decodes a chain of n nested
+		// tags in O(n²) time, so the library maximum (65535) would let a
+		// 64 KiB input take seconds.
+		MaxNestedLevels:  maxNesting,
 		MaxArrayElements: math.MaxInt32,
 		MaxMapPairs:      math.MaxInt32,
 		IntDec:           cbor.IntDecConvertSignedOrBigInt,
@@ -157,6 +164,7 @@ func decodeCBOR(body []byte, out any) error {
 				*o = v
 				return nil
 			}
+			return decodeAny(body, o)
 		}
 	}
 	if _, err := target(out); err != nil {
@@ -165,6 +173,18 @@ func decodeCBOR(body []byte, out any) error {
 	if err := decMode.Unmarshal(body, out); err != nil {
 		return classify(err)
 	}
+	return nil
+}
+
+// decodeAny replaces *out with the decoded value. It decodes into a fresh
+// any: given a non-nil one, the library would decode into the pointer it
+// holds, or fail.
+func decodeAny(body []byte, out *any) error {
+	var v any
+	if err := decMode.Unmarshal(body, &v); err != nil {
+		return classify(err)
+	}
+	*out = v
 	return nil
 }
 

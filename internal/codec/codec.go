@@ -100,7 +100,8 @@ func Encode(v any) (Payload, error) {
 
 // Decode deserializes data, as produced by Payload.Bytes or Payload.CopyTo,
 // into out, which must be a non-nil pointer. Raw data decoded into a slice may
-// alias data (see the package documentation). Errors wrap ErrCorrupt or
+// alias data (see the package documentation). Decoding into *any replaces
+// whatever the any held. Errors wrap ErrCorrupt or
 // ErrTypeMismatch, except for an invalid out, which is a programming error.
 func Decode(data []byte, out any) error {
 	if len(data) == 0 {

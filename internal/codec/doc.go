@@ -29,7 +29,7 @@
 // the decoded slice ALIASES the input bytes. The caller must keep those bytes
 // alive and unchanged for as long as the slice is used, and must not write
 // through the slice unless it owns the input. If the body is misaligned, the
-// elements are copied into a fresh slice instead. A raw payload with a 8-byte
+// elements are copied into a fresh slice instead. A raw payload with an 8-byte
 // aligned start therefore always decodes without a copy. Empty slices (nil or
 // not) encode with an empty Body and decode to a non-nil empty slice.
 // Decoding raw data into *any always copies, producing the canonical slice
@@ -48,7 +48,7 @@
 // Channels, functions and unsafe pointers cannot be serialized, wherever they
 // appear; Encode reports them with ErrUnserializable. Strings are not required
 // to be valid UTF-8. Cyclic pointer structures are not detected and must not
-// be encoded.
+// be encoded. Decode rejects data nested more than 1024 levels deep.
 //
 // int, int64, uint64, float64, string, bool and nil are encoded and decoded by
 // hand-written code that produces and accepts the same bytes as the library,

@@ -471,3 +471,11 @@ func (rt *Runtime) Cancel(h *Handle) error {
 	}
 	return nil
 }
+
+// Pushed reports whether the task making h has been sent to a worker.
+func (rt *Runtime) Pushed(h *Handle) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	obj := rt.objects[h.ID]
+	return obj != nil && obj.task != nil && obj.task.lease != nil
+}

@@ -40,6 +40,7 @@ func (r *Raylet) startWorkerLocked() error {
 	_ = pw.Close()
 	w := &workerProc{id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{})}
 	r.workers[wid] = w
+	r.log.Debug("worker started", "pid", w.pid)
 	r.starting++
 	r.procs.Add(2)
 	go func() {

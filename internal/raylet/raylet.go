@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -56,6 +57,8 @@ type Raylet struct {
 	arena  *objstore.Arena
 	store  *objstore.Store
 	logMu  sync.Mutex // serializes writes to cfg.LogOutput
+	log    *slog.Logger
+	logF   *os.File
 
 	mu        sync.Mutex // protects the fields below
 	total     map[string]float64
@@ -129,6 +132,12 @@ func Start(cfg Config) (*Raylet, error) {
 	for k, v := range r.total {
 		r.avail[k] = v
 	}
+	lf, err := os.Create(filepath.Join(cfg.SessionDir, "logs", "raylet.log"))
+	if err != nil {
+		return nil, fmt.Errorf("raylet: log: %w", err)
+	}
+	r.logF = lf
+	r.log = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	shm := fmt.Sprintf("/dev/shm/rayo-%d-%s", os.Getpid(), r.nodeID.String()[:8])
 	arena, err := objstore.CreateArena(shm, cfg.StoreCapacity)
 	if err != nil {
@@ -216,6 +225,7 @@ func (r *Raylet) Close() error {
 	_ = r.arena.Close()
 	_ = r.arena.Remove()
 	_ = os.Remove(r.addr)
+	_ = r.logF.Close()
 	return err
 }
 
@@ -310,6 +320,7 @@ func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
 		return fmt.Errorf("raylet: unknown worker %s", wid)
 	}
 	w.addr, w.conn = req.Addr, c
+	r.log.Debug("worker registered", "pid", w.pid)
 	c.Value = w
 	r.starting--
 	r.idle = append(r.idle, w)
@@ -326,7 +337,17 @@ func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
 	if w, ok := c.Value.(*workerProc); ok {
 		r.workerGoneLocked(w)
 	}
-	// Leases this connection's process held as an owner go back.
+	// Requests and leases this connection's process made as an owner go.
+	kept := r.pending[:0]
+	for _, p := range r.pending {
+		if p.owner != c {
+			kept = append(kept, p)
+		}
+	}
+	for i := len(kept); i < len(r.pending); i++ {
+		r.pending[i] = nil
+	}
+	r.pending = kept
 	for _, l := range r.leases {
 		if l.owner == c {
 			r.returnLocked(l, false)
@@ -342,6 +363,7 @@ func (r *Raylet) workerGoneLocked(w *workerProc) {
 		return
 	}
 	w.dead = true
+	r.log.Debug("worker gone", "pid", w.pid, "leased", w.lease != nil)
 	if w.conn == nil {
 		r.starting-- // it never registered
 	}
@@ -421,6 +443,10 @@ func (r *Raylet) grantLocked(after *[]func()) {
 	waiting := 0
 	for len(r.pending) > 0 {
 		req := r.pending[0]
+		if req.owner != nil && req.owner.Err() != nil {
+			r.pending = r.pending[1:] // its owner is gone
+			continue
+		}
 		if !r.fitsLocked(req.res) {
 			break
 		}
@@ -438,6 +464,7 @@ func (r *Raylet) grantLocked(after *[]func()) {
 		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner}
 		w.lease = l
 		r.leases[l.id] = l
+		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])
 		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr}
 		cb := req.cb
 		*after = append(*after, func() { cb(reply, nil) })
@@ -464,6 +491,7 @@ func (r *Raylet) ReturnLease(req *pb.ReturnLease) {
 }
 
 func (r *Raylet) releaseLocked(l *leaseRec) {
+	r.log.Debug("lease released", "lease", l.id, "pid", l.w.pid, "lent", l.lent)
 	delete(r.leases, l.id)
 	l.w.lease = nil
 	for _, x := range l.res {
@@ -497,6 +525,7 @@ func (r *Raylet) SetBlocked(wid ids.WorkerID, blocked bool) {
 	if w != nil && w.lease != nil && w.lease.lent != blocked {
 		l := w.lease
 		l.lent = blocked
+		r.log.Debug("blocked", "pid", w.pid, "blocked", blocked, "lease", l.id)
 		for _, x := range l.res {
 			if x.Name != CPU {
 				continue
@@ -537,4 +566,16 @@ func unmarshal(b []byte, m proto.Message) error {
 		return fmt.Errorf("%w: %v", rpc.ErrCorrupt, err)
 	}
 	return nil
+}
+
+// DebugString describes the raylet's scheduling state.
+func (r *Raylet) DebugString() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "avail=%v total=%v pending=%d idle=%d starting=%d workers=%d leases=%d\n", r.avail, r.total, len(r.pending), len(r.idle), r.starting, len(r.workers), len(r.leases))
+	for _, l := range r.leases {
+		fmt.Fprintf(&b, "  lease %d pid=%d lent=%v owner=%v\n", l.id, l.w.pid, l.lent, l.owner != nil)
+	}
+	return b.String()
 }
