@@ -92,6 +92,9 @@ type box struct{ Refs []Ref[int] }
 
 func TestMain(m *testing.M) {
 	ServeWorker()
+	if os.Getenv("RAYO_TEST_CHILD_DRIVER") != "" {
+		childDriver()
+	}
 	if err := Init(NumCPUs(2)); err != nil {
 		fmt.Fprintln(os.Stderr, "init:", err)
 		os.Exit(1)

@@ -125,7 +125,10 @@ func (rt *Runtime) Submit(ctx context.Context, opts TaskOptions, args []Arg) ([]
 			defer h.Release() // the task's pin keeps it from here on
 		}
 	}
+	// Tasks are queued (and their workers pipelined) per function and
+	// resource shape, so the speed of one function never sets another's.
 	key, res := shapeKey(opts.Resources)
+	key = opts.Function + "|" + key
 	var after actions
 	rt.mu.Lock()
 	if rt.closed {

@@ -3,6 +3,7 @@ package objstore
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -121,6 +122,9 @@ func (a *Arena) Close() error {
 // Remove unlinks the arena file; mappings stay valid until closed. The
 // creator calls it at shutdown. Remove is idempotent.
 func (a *Arena) Remove() error {
+	if strings.HasPrefix(a.path, memfdPrefix) {
+		return nil
+	}
 	if err := unix.Unlink(a.path); err != nil && err != unix.ENOENT {
 		return &os.PathError{Op: "remove", Path: a.path, Err: err}
 	}
@@ -149,4 +153,58 @@ func DefaultCapacity() int64 {
 		return minCapacity
 	}
 	return int64(c)
+}
+
+// memfdPrefix marks the Path of an arena that has no file name: an
+// anonymous memory file, freed by the kernel when the last process holding
+// it exits, so no crash can leave it behind.
+const memfdPrefix = "memfd:"
+
+// CreateAnonArena makes an arena in an anonymous memory file (memfd). Other
+// processes map it through a copy of its descriptor (File), passed to them
+// when they start.
+func CreateAnonArena(name string, capacity int64) (*Arena, error) {
+	if capacity <= 0 {
+		return nil, fmt.Errorf("objstore: create arena %s: capacity %d must be positive", name, capacity)
+	}
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("objstore: memfd_create %s: %w", name, err)
+	}
+	if err := unix.Ftruncate(fd, capacity); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("objstore: size arena %s: %w", name, err)
+	}
+	return mapArena(memfdPrefix+name, fd, capacity)
+}
+
+// File returns a new descriptor of the arena's memory, for a child process
+// (exec.Cmd.ExtraFiles); the caller closes it.
+func (a *Arena) File() (*os.File, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.data == nil {
+		return nil, fmt.Errorf("%w: arena %s is closed", ErrOutOfRange, a.path)
+	}
+	fd, err := unix.Dup(a.fd)
+	if err != nil {
+		return nil, fmt.Errorf("objstore: dup arena %s: %w", a.path, err)
+	}
+	return os.NewFile(uintptr(fd), a.path), nil
+}
+
+// OpenArenaFd maps an arena from a descriptor inherited from its creator.
+// The arena takes the descriptor over.
+func OpenArenaFd(fd int, name string) (*Arena, error) {
+	unix.CloseOnExec(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("objstore: arena fd %d: %w", fd, err)
+	}
+	if st.Size <= 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("objstore: arena fd %d: empty", fd)
+	}
+	return mapArena(name, fd, st.Size)
 }

@@ -24,7 +24,7 @@ func (r *Raylet) startWorkerLocked() error {
 	cmd.Env = append(cmd.Env,
 		EnvWorkerID+"="+wid.String(),
 		EnvRaylet+"="+r.addr,
-		EnvStore+"="+r.arena.Path(),
+		EnvStore+"=fd:3",
 		EnvSessionDir+"="+r.cfg.SessionDir,
 	)
 	pr, pw, err := os.Pipe()
@@ -32,12 +32,20 @@ func (r *Raylet) startWorkerLocked() error {
 		return fmt.Errorf("raylet: worker pipe: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	store, err := r.arena.File()
+	if err != nil {
 		_ = pr.Close()
 		_ = pw.Close()
+		return err
+	}
+	cmd.ExtraFiles = []*os.File{store} // fd 3 in the worker
+	err = cmd.Start()
+	_ = pw.Close()
+	_ = store.Close()
+	if err != nil {
+		_ = pr.Close()
 		return fmt.Errorf("raylet: start worker: %w", err)
 	}
-	_ = pw.Close()
 	w := &workerProc{id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{})}
 	r.workers[wid] = w
 	r.log.Debug("worker started", "pid", w.pid)
@@ -84,13 +92,15 @@ func (r *Raylet) copyLog(pr *os.File, pid int) {
 				continue
 			}
 		}
-		if f != nil {
-			fmt.Fprintln(f, line)
-		}
+		// The driver's copy first: once a line is in the file, it has been
+		// shown (tests rely on that order).
 		if r.cfg.LogToDriver {
 			r.logMu.Lock()
 			fmt.Fprintf(r.cfg.LogOutput, "(%s pid=%d) %s\n", name, pid, line)
 			r.logMu.Unlock()
+		}
+		if f != nil {
+			fmt.Fprintln(f, line)
 		}
 	}
 }

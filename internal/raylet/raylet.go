@@ -138,8 +138,9 @@ func Start(cfg Config) (*Raylet, error) {
 	}
 	r.logF = lf
 	r.log = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	shm := fmt.Sprintf("/dev/shm/rayo-%d-%s", os.Getpid(), r.nodeID.String()[:8])
-	arena, err := objstore.CreateArena(shm, cfg.StoreCapacity)
+	// An anonymous memory file: workers inherit it, and the kernel frees it
+	// with the last process, however the driver ends.
+	arena, err := objstore.CreateAnonArena("rayo-store-"+r.nodeID.String()[:8], cfg.StoreCapacity)
 	if err != nil {
 		return nil, fmt.Errorf("raylet: object store: %w", err)
 	}

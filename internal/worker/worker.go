@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,7 +68,16 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	arena, err := objstore.OpenArena(os.Getenv(raylet.EnvStore))
+	var arena *objstore.Arena
+	if store := os.Getenv(raylet.EnvStore); strings.HasPrefix(store, "fd:") {
+		fd, perr := strconv.Atoi(store[3:])
+		if perr != nil {
+			return nil, fmt.Errorf("worker: bad %s %q", raylet.EnvStore, store)
+		}
+		arena, err = objstore.OpenArenaFd(fd, store)
+	} else {
+		arena, err = objstore.OpenArena(store)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
