@@ -1,0 +1,173 @@
+package rpc
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+const mEcho Method = 200
+
+// echo answers mEcho with the request's error text reversed into the
+// reply, and anything else with an error.
+var echo = HandlerFunc(func(c *Conn, m Method, kind Kind, id uint64, body []byte) {
+	if kind != KindRequest {
+		return
+	}
+	if m != mEcho {
+		_ = c.ReplyError(id, "no such method")
+		return
+	}
+	_ = c.send(0, KindReply, id, nil, body)
+})
+
+func pair(t *testing.T, h Handler) (*Conn, *Conn) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvConn := make(chan *Conn, 1)
+	srv := NewServer(ln, func(c *Conn) Handler { srvConn <- c; return h }, nil)
+	t.Cleanup(func() { _ = srv.Close() })
+	c, err := Dial(context.Background(), sock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, <-srvConn
+}
+
+func TestCallReply(t *testing.T) {
+	c, _ := pair(t, echo)
+	ctx := context.Background()
+	req := &pb.Status{Error: "hello"}
+	resp := &pb.Status{}
+	if err := c.Call(ctx, mEcho, req, resp); err != nil || resp.Error != "hello" {
+		t.Fatalf("echo: %v %v", resp, err)
+	}
+	err := c.Call(ctx, 7, req, resp)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Msg != "no such method" {
+		t.Fatalf("want remote error, got %v", err)
+	}
+}
+
+func TestManyConcurrentCalls(t *testing.T) {
+	c, _ := pair(t, echo)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				want := string(rune('a'+g)) + string(rune('0'+i%10))
+				resp := &pb.Status{}
+				if err := c.Call(context.Background(), mEcho, &pb.Status{Error: want}, resp); err != nil || resp.Error != want {
+					errs <- errors.New("mismatch: " + resp.Error + " want " + want)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestCloseFailsPendingCalls(t *testing.T) {
+	block := make(chan struct{})
+	c, _ := pair(t, HandlerFunc(func(*Conn, Method, Kind, uint64, []byte) { <-block }))
+	defer close(block)
+	done := make(chan error, 1)
+	go func() { done <- c.Call(context.Background(), mEcho, &pb.Empty{}, nil) }()
+	// The call is pending once the handler holds it; closing must end it.
+	time.AfterFunc(50*time.Millisecond, func() { _ = c.Close() })
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("want ErrClosed, got %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("pending call not failed by Close")
+	}
+}
+
+func TestCallContextCancel(t *testing.T) {
+	c, _ := pair(t, HandlerFunc(func(*Conn, Method, Kind, uint64, []byte) {}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := c.Call(ctx, mEcho, &pb.Empty{}, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want deadline, got %v", err)
+	}
+}
+
+func TestMalformedFrameClosesConnection(t *testing.T) {
+	for name, frame := range map[string][]byte{
+		"too large":  header(MaxFrame+100, KindRequest),
+		"too short":  {0, 0, 0, 1, 0},
+		"bad kind":   header(0, 9),
+		"truncated":  append(header(100, KindRequest), 1, 2, 3),
+		"bad reply":  header(0, KindReply),
+		"bad notify": append(header(3, KindNotify), 0xff, 0xff, 0xff),
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b := net.Pipe()
+			c := NewConn(b, echo)
+			go func() { _, _ = a.Write(frame); _ = a.Close() }()
+			select {
+			case <-c.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("connection survived a malformed frame")
+			}
+		})
+	}
+}
+
+func header(bodyLen int, kind Kind) []byte {
+	h := make([]byte, headerLen)
+	binary.BigEndian.PutUint32(h, uint32(bodyLen+headerLen-4))
+	h[4], h[5] = byte(mEcho), byte(kind)
+	return h
+}
+
+// FuzzFrame feeds arbitrary bytes to a connection: it must never panic,
+// and must end when the bytes do.
+func FuzzFrame(f *testing.F) {
+	f.Add(append(header(2, KindRequest), 0x0a, 0x00))
+	f.Add(append(header(0, KindNotify)))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, b := net.Pipe()
+		c := NewConn(b, echo)
+		go func() {
+			_, _ = a.Write(data)
+			_ = a.Close()
+		}()
+		// Drain whatever the connection answers.
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				if _, err := a.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("connection did not end with its input")
+		}
+	})
+}
