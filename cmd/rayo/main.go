@@ -1,0 +1,164 @@
+// Command rayo is rayo's command line.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rayo-dev/rayo"
+	"github.com/rayo-dev/rayo/bench"
+)
+
+// version is set at link time (-ldflags "-X main.version=v1.2.3");
+// otherwise it comes from the build information.
+var version = ""
+
+func main() {
+	// Workers are this executable again, with the same arguments: they must
+	// start serving before cobra looks at the flags.
+	bench.ServeWorkerProfiling()
+	rayo.ServeWorker()
+	if len(os.Args) > 1 && os.Args[1] == bench.ChildCommand {
+		// Handled here, not by cobra: the child's own workers get the same
+		// arguments, and nothing may run before ServeWorker in them either.
+		if err := bench.RunChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "rayo:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := newRootCmd(os.Stdout, os.Stderr).Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:          "rayo",
+		Short:        "rayo: a Go-native distributed execution engine",
+		SilenceUsage: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd())
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print rayo's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "rayo %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if (v == "" || v == "(devel)") && rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		return "devel-" + rev + dirty
+	}
+	if v == "" {
+		return "(devel)"
+	}
+	return v
+}
+
+func newMicrobenchmarkCmd() *cobra.Command {
+	var (
+		asJSON     bool
+		filter     string
+		list       bool
+		cfg        bench.Config
+		putMiB     int
+		getMiB     int
+		profileDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "microbenchmark",
+		Short: "Run Ray's microbenchmarks, and this machine's floor, against DESIGN's targets",
+		Long: `Runs Ray's microbenchmark suite under Ray's metric names on an embedded
+cluster, and in the same run measures this machine's floor: round trips
+between two processes over a Unix socket, and memcpy bandwidth. Each figure
+is printed with its ratio to the floor and the target of DESIGN.md section 8.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if list {
+				fmt.Fprintln(cmd.OutOrStdout(), strings.Join(bench.Names(), "\n"))
+				return nil
+			}
+			if filter != "" {
+				re, err := regexp.Compile(filter)
+				if err != nil {
+					return fmt.Errorf("--filter: %w", err)
+				}
+				cfg.Filter = re
+			}
+			cfg.PutBytes = putMiB << 20
+			cfg.GetBytes = getMiB << 20
+			cfg.ProfileDir = profileDir
+			if !asJSON {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
+			// Stopped by a signal, the suite still shuts its cluster down
+			// (a driver that dies leaves its /dev/shm store behind).
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			results, err := bench.Run(ctx, cfg)
+			var werr error
+			if asJSON {
+				werr = bench.WriteJSON(cmd.OutOrStdout(), results)
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout())
+				werr = bench.WriteTable(cmd.OutOrStdout(), results)
+			}
+			if err != nil {
+				return err
+			}
+			return werr
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, `print a JSON array of {"name","value","unit","ratio"} instead of the table`)
+	f.StringVar(&filter, "filter", "", "run only the metrics matching this regular expression (and the floors they are compared with)")
+	f.BoolVar(&list, "list", false, "list the metrics and exit")
+	f.DurationVar(&cfg.Duration, "duration", 2*time.Second, "how long to measure each metric")
+	f.IntVar(&cfg.NumCPUs, "num-cpus", runtime.NumCPU(), "CPUs of the embedded cluster")
+	f.IntVar(&putMiB, "put-mib", 256, "MiB per put of single_client_put_gigabytes (and per copy of memcpy_gigabytes)")
+	f.IntVar(&getMiB, "get-mib", 1024, "MiB of the []float64 of single_client_get_1GiB_float64")
+	f.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of each metric to this folder (<metric>.pprof for the driver, <metric>.worker-<pid>.pprof per worker)")
+	return cmd
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rayo-dev/rayo"
+	"github.com/rayo-dev/rayo/bench"
+)
+
+// TestMain does what main does before cobra: this test binary is also
+// rayo's workers and the benchmark's child processes.
+func TestMain(m *testing.M) {
+	bench.ServeWorkerProfiling()
+	rayo.ServeWorker()
+	if len(os.Args) > 1 && os.Args[1] == bench.ChildCommand {
+		if err := bench.RunChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := newRootCmd(&out, &errOut)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), errOut.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := run(t, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "rayo ") || !strings.Contains(out, "go1") {
+		t.Errorf("version printed %q", out)
+	}
+}
+
+func TestMicrobenchmarkList(t *testing.T) {
+	out, _, err := run(t, "microbenchmark", "--list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(out); !slices.Equal(got, bench.Names()) {
+		t.Errorf("--list printed %q, want %q", got, bench.Names())
+	}
+}
+
+func TestMicrobenchmarkJSON(t *testing.T) {
+	out, _, err := run(t, "microbenchmark", "--json", "--duration", "30ms", "--num-cpus", "2", "--put-mib", "2",
+		"--filter", "^(memcpy_gigabytes|single_client_tasks_sync)$")
+	if err != nil {
+		t.Fatalf("microbenchmark: %v\n%s", err, out)
+	}
+	var results []struct {
+		Name  string  `json:"name"`
+		Value float64 `json:"value"`
+		Unit  string  `json:"unit"`
+		Ratio float64 `json:"ratio"`
+	}
+	if err := json.Unmarshal([]byte(out), &results); err != nil {
+		t.Fatalf("--json output does not parse: %v\n%s", err, out)
+	}
+	var names []string
+	for _, r := range results {
+		names = append(names, r.Name)
+		if r.Value <= 0 || r.Unit == "" {
+			t.Errorf("%s = %v %q", r.Name, r.Value, r.Unit)
+		}
+	}
+	// The floor the task figure is compared with runs too.
+	want := []string{bench.FloorRoundTrips, bench.FloorMemcpy, "single_client_tasks_sync"}
+	if !slices.Equal(names, want) {
+		t.Errorf("metrics %q, want %q", names, want)
+	}
+	if results[len(results)-1].Ratio <= 0 {
+		t.Errorf("single_client_tasks_sync has no ratio to the floor")
+	}
+}
+
+func TestMicrobenchmarkBadFilter(t *testing.T) {
+	if _, _, err := run(t, "microbenchmark", "--filter", "("); err == nil {
+		t.Error("a bad --filter was accepted")
+	}
+}
