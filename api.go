@@ -6,6 +6,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/core"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
 // Put stores v as an immutable object and returns a ref to it. Small
@@ -58,18 +59,22 @@ func Get[T any](ctx context.Context, r Ref[T]) (T, error) {
 	if err != nil {
 		return zero, err
 	}
+	return decodeValue[T](h, loc)
+}
+
+func decodeValue[T any](h *core.Handle, loc *pb.Locator) (T, error) {
+	var v T
 	b, err := h.Runtime().Bytes(loc)
 	if err != nil {
-		return zero, err
+		return v, err
 	}
 	if !loc.InStore && len(b) > 0 && b[0] == 'R' {
 		// Raw slices kept in memory would alias the stored object: copy,
 		// so a caller's writes cannot change it.
 		b = append([]byte(nil), b...)
 	}
-	var v T
 	if err := codec.Decode(b, &v); err != nil {
-		return zero, fmt.Errorf("rayo: Get %s: %w", h.ID, err)
+		return v, fmt.Errorf("rayo: Get %s: %w", h.ID, err)
 	}
 	return v, nil
 }
@@ -77,13 +82,26 @@ func Get[T any](ctx context.Context, r Ref[T]) (T, error) {
 // GetAll waits for every ref and returns their values in order. The first
 // failure stops it.
 func GetAll[T any](ctx context.Context, refs []Ref[T]) ([]T, error) {
-	out := make([]T, len(refs))
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	hs := make([]*core.Handle, len(refs))
 	for i, r := range refs {
-		v, err := Get(ctx, r)
+		h, err := r.handle()
 		if err != nil {
+			return nil, fmt.Errorf("rayo: GetAll: ref %d: %w", i, err)
+		}
+		hs[i] = h
+	}
+	locs, err := hs[0].Runtime().GetMany(ctx, hs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, len(refs))
+	for i, loc := range locs {
+		if out[i], err = decodeValue[T](hs[i], loc); err != nil {
 			return nil, err
 		}
-		out[i] = v
 	}
 	return out, nil
 }
@@ -107,11 +125,13 @@ func Wait[T any](ctx context.Context, refs []Ref[T], numReturns int) (ready, not
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, i := range ri {
-		ready = append(ready, refs[i])
+	ready = make([]Ref[T], len(ri))
+	for k, i := range ri {
+		ready[k] = refs[i]
 	}
-	for _, i := range ni {
-		notReady = append(notReady, refs[i])
+	notReady = make([]Ref[T], len(ni))
+	for k, i := range ni {
+		notReady[k] = refs[i]
 	}
 	return ready, notReady, nil
 }

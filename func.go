@@ -16,9 +16,10 @@ import (
 // remoteFunc is what every declared remote function shares: its entry in
 // the registry and its default options.
 type remoteFunc struct {
-	fn   *core.Function
-	late bool // declared after Init: workers never learn of it
-	opts options
+	fn    *core.Function
+	late  bool // declared after Init: workers never learn of it
+	opts  options
+	shape *core.Shape // from opts, computed once
 }
 
 func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc {
@@ -29,7 +30,22 @@ func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc 
 	if o.name == "" {
 		o.name = shortName(sym)
 	}
-	return remoteFunc{fn: fn, late: !ok, opts: o}
+	r := remoteFunc{fn: fn, late: !ok, opts: o}
+	r.shape = core.NewShape(fn.Name, r.resources())
+	return r
+}
+
+func (r remoteFunc) resources() map[string]float64 {
+	res := make(map[string]float64, 1+len(r.opts.taskResources))
+	if r.opts.taskCPUs > 0 {
+		res["CPU"] = r.opts.taskCPUs
+	}
+	for k, v := range r.opts.taskResources {
+		if v > 0 {
+			res[k] = v
+		}
+	}
+	return res
 }
 
 // shortName turns "example.com/pkg.fn" into "fn" and a closure's symbol
@@ -47,6 +63,7 @@ func shortName(sym string) string {
 
 func (r remoteFunc) with(opts []Option) remoteFunc {
 	r.opts.apply(opts)
+	r.shape = core.NewShape(r.fn.Name, r.resources())
 	return r
 }
 
@@ -75,15 +92,6 @@ func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
 			cargs[i].Value, cargs[i].Contained = p, contained
 		}
 	}
-	res := make(map[string]float64, 1+len(r.opts.taskResources))
-	if r.opts.taskCPUs > 0 {
-		res["CPU"] = r.opts.taskCPUs
-	}
-	for k, v := range r.opts.taskResources {
-		if v > 0 {
-			res[k] = v
-		}
-	}
 	retries := r.opts.maxRetries
 	if retries < 0 {
 		retries = 1 << 30
@@ -92,7 +100,7 @@ func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
 		Function:        r.fn.Name,
 		Name:            r.opts.name,
 		NumReturns:      r.fn.NumReturns,
-		Resources:       res,
+		Shape:           r.shape,
 		MaxRetries:      retries,
 		RetryExceptions: r.opts.retryExceptions,
 	}, cargs)

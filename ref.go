@@ -100,38 +100,107 @@ type wireRef struct {
 	Owner string
 }
 
-// MarshalCBOR encodes the reference (not the object) inside another value.
+// MarshalCBOR encodes the reference (not the object) inside another value:
+// CBOR tag 27961 holding [id bytes, owner address].
 func (r Ref[T]) MarshalCBOR() ([]byte, error) {
 	if r.h == nil {
 		return nil, fmt.Errorf("rayo: cannot serialize a nil or failed Ref: %w", r.refErr())
 	}
-	return cbor.Marshal(cbor.Tag{Number: refTag, Content: wireRef{ID: r.h.ID[:], Owner: r.h.Owner}})
+	owner := r.h.Owner
+	b := make([]byte, 0, 4+1+ids.ObjectIDLen+3+len(owner))
+	b = append(b, 0xd9, byte(refTag>>8), byte(refTag&0xff), 0x82, 0x40|ids.ObjectIDLen)
+	b = append(b, r.h.ID[:]...)
+	switch n := len(owner); {
+	case n < 24:
+		b = append(b, 0x60|byte(n))
+	case n < 256:
+		b = append(b, 0x78, byte(n))
+	case n < 65536:
+		b = append(b, 0x79, byte(n>>8), byte(n))
+	default:
+		return nil, fmt.Errorf("rayo: owner address of %d bytes", n)
+	}
+	return append(b, owner...), nil
 }
 
 // UnmarshalCBOR decodes a reference that traveled inside a value; the
 // receiving process holds it like any other Ref.
 func (r *Ref[T]) UnmarshalCBOR(b []byte) error {
-	var tag cbor.RawTag
-	if err := cbor.Unmarshal(b, &tag); err != nil {
-		return err
-	}
-	if tag.Number != refTag {
-		return fmt.Errorf("rayo: not a Ref (tag %d)", tag.Number)
-	}
-	var w wireRef
-	if err := cbor.Unmarshal(tag.Content, &w); err != nil {
-		return err
-	}
-	id, err := ids.ObjectIDFrom(w.ID)
-	if err != nil {
-		return err
+	id, owner, ok := parseRef(b)
+	if !ok {
+		// Not the layout MarshalCBOR writes; decode it the long way.
+		var tag cbor.RawTag
+		if err := cbor.Unmarshal(b, &tag); err != nil {
+			return err
+		}
+		if tag.Number != refTag {
+			return fmt.Errorf("rayo: not a Ref (tag %d)", tag.Number)
+		}
+		var w wireRef
+		if err := cbor.Unmarshal(tag.Content, &w); err != nil {
+			return err
+		}
+		var err error
+		if id, err = ids.ObjectIDFrom(w.ID); err != nil {
+			return err
+		}
+		owner = w.Owner
 	}
 	rt := current()
 	if rt == nil {
 		return ErrNotInitialized
 	}
-	r.h = rt.HandleFor(id, w.Owner)
+	r.h = rt.HandleFor(id, owner)
 	return nil
+}
+
+// parseRef reads the layout MarshalCBOR writes.
+func parseRef(b []byte) (id ids.ObjectID, owner string, ok bool) {
+	const head = 5 + ids.ObjectIDLen
+	if len(b) < head+1 || b[0] != 0xd9 || b[1] != byte(refTag>>8) || b[2] != byte(refTag&0xff) || b[3] != 0x82 || b[4] != 0x40|ids.ObjectIDLen {
+		return id, "", false
+	}
+	copy(id[:], b[5:head])
+	rest := b[head:]
+	var n, skip int
+	switch {
+	case rest[0]&0xe0 == 0x60 && rest[0] < 0x78:
+		n, skip = int(rest[0]&0x1f), 1
+	case rest[0] == 0x78 && len(rest) >= 2:
+		n, skip = int(rest[1]), 2
+	case rest[0] == 0x79 && len(rest) >= 3:
+		n, skip = int(rest[1])<<8|int(rest[2]), 3
+	default:
+		return id, "", false
+	}
+	if len(rest) != skip+n {
+		return id, "", false
+	}
+	return id, internOwner(rest[skip:]), true
+}
+
+var owners struct {
+	sync.RWMutex
+	m map[string]string
+}
+
+// internOwner returns one shared string per owner address, so 10,000 refs
+// from one owner do not make 10,000 copies of its address.
+func internOwner(b []byte) string {
+	owners.RLock()
+	s, ok := owners.m[string(b)]
+	owners.RUnlock()
+	if ok {
+		return s
+	}
+	owners.Lock()
+	defer owners.Unlock()
+	if owners.m == nil || len(owners.m) > 4096 {
+		owners.m = make(map[string]string)
+	}
+	s = string(b)
+	owners.m[s] = s
+	return s
 }
 
 // refHolder is implemented by every Ref[T], for finding refs nested in

@@ -215,6 +215,10 @@ func (rt *Runtime) completeLocked(obj *object, loc *pb.Locator, after *actions) 
 	if obj.done != nil {
 		close(obj.done)
 	}
+	if rt.changed != nil {
+		close(rt.changed)
+		rt.changed = nil
+	}
 	after.wake = append(after.wake, obj.wake...)
 	obj.wake = nil
 }

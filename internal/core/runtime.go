@@ -62,6 +62,7 @@ type Runtime struct {
 	queues  map[string]*schedQueue
 	tasks   map[ids.TaskID]*task
 	closed  bool
+	changed chan struct{} // closed when an object completes, if a Wait sleeps on it
 
 	peersMu sync.Mutex // protects peers
 	peers   map[string]*peerConn
@@ -211,6 +212,22 @@ func (rt *Runtime) peer(ctx context.Context, addr string) (*rpc.Conn, error) {
 	return p.conn, p.err
 }
 
+// hasPeer reports whether a live connection to addr is at hand.
+func (rt *Runtime) hasPeer(addr string) bool {
+	rt.peersMu.Lock()
+	p := rt.peers[addr]
+	rt.peersMu.Unlock()
+	if p == nil {
+		return false
+	}
+	select {
+	case <-p.ready:
+		return p.err == nil && p.conn.Err() == nil
+	default:
+		return false
+	}
+}
+
 func (rt *Runtime) notifyPeer(addr string, m rpc.Method, msg proto.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -306,26 +323,67 @@ func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle
 	return rt.newHandleLocked(id, rt.addr, obj), nil
 }
 
+// GetMany waits for every object, lending the worker's CPU at most once,
+// and returns their locators in order.
+func (rt *Runtime) GetMany(ctx context.Context, hs []*Handle) ([]*pb.Locator, error) {
+	out := make([]*pb.Locator, len(hs))
+	blocked := false
+	defer func() {
+		if blocked {
+			rt.unblock()
+		}
+	}()
+	for i, h := range hs {
+		loc, done, err := rt.lookup(h)
+		if err != nil {
+			return nil, err
+		}
+		if loc == nil {
+			if !blocked {
+				rt.block()
+				blocked = true
+			}
+			if loc, err = rt.await(ctx, h, done); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = loc
+	}
+	return out, nil
+}
+
 // Get waits for an object and returns where its value is. In a worker, a
 // Get that must wait lends the worker's CPU to other tasks meanwhile.
 func (rt *Runtime) Get(ctx context.Context, h *Handle) (*pb.Locator, error) {
+	loc, done, err := rt.lookup(h)
+	if loc != nil || err != nil {
+		return loc, err
+	}
+	rt.block()
+	defer rt.unblock()
+	return rt.await(ctx, h, done)
+}
+
+// lookup returns the object's locator if it is ready, or a channel closed
+// when it is (starting a fetch from its owner if it is borrowed).
+func (rt *Runtime) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
 	if h == nil {
-		return nil, ErrNilRef
+		return nil, nil, ErrNilRef
 	}
 	rt.mu.Lock()
 	if rt.closed {
 		rt.mu.Unlock()
-		return nil, ErrShutdown
+		return nil, nil, ErrShutdown
 	}
 	obj := rt.objects[h.ID]
 	if obj == nil {
 		rt.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
+		return nil, nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
 	}
 	if obj.state != statePending {
 		loc := obj.loc
 		rt.mu.Unlock()
-		return loc, nil
+		return loc, nil, nil
 	}
 	if obj.done == nil {
 		obj.done = make(chan struct{})
@@ -337,8 +395,10 @@ func (rt *Runtime) Get(ctx context.Context, h *Handle) (*pb.Locator, error) {
 	}
 	rt.mu.Unlock()
 	after.run(rt)
-	rt.block()
-	defer rt.unblock()
+	return nil, done, nil
+}
+
+func (rt *Runtime) await(ctx context.Context, h *Handle, done <-chan struct{}) (*pb.Locator, error) {
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -348,6 +408,10 @@ func (rt *Runtime) Get(ctx context.Context, h *Handle) (*pb.Locator, error) {
 	defer rt.mu.Unlock()
 	if rt.closed {
 		return nil, ErrShutdown
+	}
+	obj := rt.objects[h.ID]
+	if obj == nil {
+		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
 	}
 	return obj.loc, nil
 }
@@ -366,55 +430,73 @@ func (rt *Runtime) unblock() {
 
 // Wait returns, in order, the indexes of hs that are ready once n of them
 // are (or ctx ends), and the indexes of the rest.
+//
+// Rather than registering with every object, a waiting Wait sleeps on the
+// runtime's completion signal and rescans, stopping at the n-th ready ref:
+// a loop of Wait(refs, 1) over refs finishing in order costs O(1) a call.
 func (rt *Runtime) Wait(ctx context.Context, hs []*Handle, n int) (ready, rest []int, err error) {
 	if n > len(hs) {
 		n = len(hs)
 	}
-	notify := make(chan struct{}, len(hs))
-	var after actions
-	rt.mu.Lock()
-	if rt.closed {
-		rt.mu.Unlock()
-		return nil, nil, ErrShutdown
-	}
-	count := 0
 	for _, h := range hs {
 		if h == nil {
-			rt.mu.Unlock()
 			return nil, nil, ErrNilRef
 		}
-		obj := rt.objects[h.ID]
-		if obj == nil || obj.state != statePending {
-			count++
-			continue
-		}
-		rt.whenReadyLocked(h.ID, obj, func() { notify <- struct{}{} }, &after)
 	}
-	rt.mu.Unlock()
-	after.run(rt)
-	if count < n {
-		rt.block()
-		for count < n {
-			select {
-			case <-notify:
-				count++
-			case <-ctx.Done():
-				count = n + len(hs) // stop; report what is ready now
+	blocked := false
+	defer func() {
+		if blocked {
+			rt.unblock()
+		}
+	}()
+	for {
+		var after actions
+		rt.mu.Lock()
+		if rt.closed {
+			rt.mu.Unlock()
+			return nil, nil, ErrShutdown
+		}
+		ready = ready[:0]
+		for i, h := range hs {
+			if len(ready) >= n {
+				break
+			}
+			obj := rt.objects[h.ID]
+			if obj == nil || obj.state != statePending {
+				ready = append(ready, i)
+			} else if !obj.owned && !obj.fetching {
+				rt.whenReadyLocked(h.ID, obj, func() {}, &after)
 			}
 		}
-		rt.unblock()
-	}
-	rt.mu.Lock()
-	for i, h := range hs {
-		obj := rt.objects[h.ID]
-		if (obj == nil || obj.state != statePending) && len(ready) < n {
-			ready = append(ready, i)
-		} else {
-			rest = append(rest, i)
+		if len(ready) >= n || ctx.Err() != nil {
+			rt.mu.Unlock()
+			after.run(rt)
+			rest = make([]int, 0, len(hs)-len(ready))
+			j := 0
+			for i := range hs {
+				if j < len(ready) && ready[j] == i {
+					j++
+				} else {
+					rest = append(rest, i)
+				}
+			}
+			return ready, rest, nil
+		}
+		if rt.changed == nil {
+			rt.changed = make(chan struct{})
+		}
+		changed := rt.changed
+		rt.mu.Unlock()
+		after.run(rt)
+		if !blocked {
+			rt.block()
+			blocked = true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
 		}
 	}
-	rt.mu.Unlock()
-	return ready, rest, nil
 }
 
 // Bytes returns a value's encoded bytes: inline, or mapped from the store

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -26,8 +28,9 @@ type TaskOptions struct {
 	Name            string // shown in errors and logs
 	NumReturns      int
 	Resources       map[string]float64
-	MaxRetries      int  // retries after a worker dies
-	RetryExceptions bool // also retry when the function fails
+	Shape           *Shape // precomputed from Function and Resources; optional
+	MaxRetries      int    // retries after a worker dies
+	RetryExceptions bool   // also retry when the function fails
 }
 
 // task is one submitted task, owned here until it finishes.
@@ -87,6 +90,20 @@ func (q *schedQueue) depth() int {
 	}
 }
 
+// Shape is the scheduling class of a task: its function and resources.
+// Tasks are queued (and their workers pipelined) per shape, so the speed of
+// one function never sets another's.
+type Shape struct {
+	key string
+	res []*pb.Resource
+}
+
+// NewShape computes a task's scheduling class.
+func NewShape(function string, res map[string]float64) *Shape {
+	key, list := shapeKey(res)
+	return &Shape{key: function + "|" + key, res: list}
+}
+
 func shapeKey(res map[string]float64) (string, []*pb.Resource) {
 	names := make([]string, 0, len(res))
 	for n := range res {
@@ -125,10 +142,11 @@ func (rt *Runtime) Submit(ctx context.Context, opts TaskOptions, args []Arg) ([]
 			defer h.Release() // the task's pin keeps it from here on
 		}
 	}
-	// Tasks are queued (and their workers pipelined) per function and
-	// resource shape, so the speed of one function never sets another's.
-	key, res := shapeKey(opts.Resources)
-	key = opts.Function + "|" + key
+	shape := opts.Shape
+	if shape == nil {
+		shape = NewShape(opts.Function, opts.Resources)
+	}
+	key, res := shape.key, shape.res
 	var after actions
 	rt.mu.Lock()
 	if rt.closed {
@@ -287,7 +305,11 @@ func (rt *Runtime) requestLease(q *schedQueue) {
 			rt.leaseFailed(q, sysErr("", KindSystem, "lease: "+err.Error()))
 			return
 		}
-		go rt.leaseGranted(q, r)
+		if rt.hasPeer(r.WorkerAddr) {
+			rt.leaseGranted(q, r) // no dial needed: carry on here
+		} else {
+			go rt.leaseGranted(q, r)
+		}
 	})
 }
 
@@ -296,9 +318,9 @@ func (rt *Runtime) leaseFailed(q *schedQueue, e *pb.TaskError) {
 	rt.mu.Lock()
 	q.requesting--
 	for _, t := range q.tasks {
-		te := *e
+		te := proto.Clone(e).(*pb.TaskError)
 		te.TaskName = t.spec.Name
-		rt.finishLocked(t, nil, &te, &after)
+		rt.finishLocked(t, nil, te, &after)
 	}
 	q.tasks = nil
 	rt.mu.Unlock()

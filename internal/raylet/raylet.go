@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -71,7 +72,8 @@ type Raylet struct {
 	nextLease uint64
 	closed    bool
 
-	procs sync.WaitGroup // worker processes and their log readers
+	procs sync.WaitGroup // worker processes, their log readers, the reaper
+	stop  chan struct{}  // closed by Close
 }
 
 type workerProc struct {
@@ -83,7 +85,14 @@ type workerProc struct {
 	lease  *leaseRec
 	dead   bool
 	exited chan struct{}
+	// idleSince is when the worker last became idle; workers beyond the
+	// pool's size are stopped after idleTimeout.
+	idleSince time.Time
 }
+
+// idleTimeout is how long a worker beyond the pool's size (one started
+// while others were blocked) may stay idle before it is stopped.
+const idleTimeout = 2 * time.Second
 
 type leaseRec struct {
 	id    uint64
@@ -137,7 +146,13 @@ func Start(cfg Config) (*Raylet, error) {
 		return nil, fmt.Errorf("raylet: log: %w", err)
 	}
 	r.logF = lf
-	r.log = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// Leases and blocking are logged only with RAYO_DEBUG set: they happen
+	// on every task.
+	level := slog.LevelInfo
+	if os.Getenv("RAYO_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	r.log = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: level}))
 	// An anonymous memory file: workers inherit it, and the kernel frees it
 	// with the last process, however the driver ends.
 	arena, err := objstore.CreateAnonArena("rayo-store-"+r.nodeID.String()[:8], cfg.StoreCapacity)
@@ -152,6 +167,9 @@ func Start(cfg Config) (*Raylet, error) {
 		return nil, fmt.Errorf("raylet: listen: %w", err)
 	}
 	r.srv = rpc.NewServer(ln, func(c *rpc.Conn) rpc.Handler { return rpc.HandlerFunc(r.handle) }, r.connClosed)
+	r.stop = make(chan struct{})
+	r.procs.Add(1)
+	go r.reapIdle()
 	r.mu.Lock()
 	for i := 0; i < int(cfg.NumCPUs); i++ {
 		if err := r.startWorkerLocked(); err != nil {
@@ -199,6 +217,7 @@ func (r *Raylet) Close() error {
 		return nil
 	}
 	r.closed = true
+	close(r.stop)
 	pending := r.pending
 	r.pending = nil
 	var procs []*workerProc
@@ -321,9 +340,10 @@ func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
 		return fmt.Errorf("raylet: unknown worker %s", wid)
 	}
 	w.addr, w.conn = req.Addr, c
-	r.log.Debug("worker registered", "pid", w.pid)
+	r.log.Info("worker registered", "pid", w.pid)
 	c.Value = w
 	r.starting--
+	w.idleSince = time.Now()
 	r.idle = append(r.idle, w)
 	r.grantLocked(&after)
 	r.mu.Unlock()
@@ -364,7 +384,7 @@ func (r *Raylet) workerGoneLocked(w *workerProc) {
 		return
 	}
 	w.dead = true
-	r.log.Debug("worker gone", "pid", w.pid, "leased", w.lease != nil)
+	r.log.Info("worker gone", "pid", w.pid, "leased", w.lease != nil)
 	if w.conn == nil {
 		r.starting-- // it never registered
 	}
@@ -509,12 +529,11 @@ func (r *Raylet) returnLocked(l *leaseRec, failed bool) {
 	if w.dead {
 		return
 	}
-	if failed || len(r.idle) >= int(r.cfg.NumCPUs) {
-		// A worker the owner could not reach, or one more than the pool
-		// keeps idle (started to cover blocked workers): stop it.
-		r.workerGoneLocked(w)
+	if failed {
+		r.workerGoneLocked(w) // the owner could not reach it
 		return
 	}
+	w.idleSince = time.Now()
 	r.idle = append(r.idle, w)
 }
 
@@ -579,4 +598,25 @@ func (r *Raylet) DebugString() string {
 		fmt.Fprintf(&b, "  lease %d pid=%d lent=%v owner=%v\n", l.id, l.w.pid, l.lent, l.owner != nil)
 	}
 	return b.String()
+}
+
+// reapIdle stops idle workers beyond the pool's size once they have been
+// idle for idleTimeout, so bursts of nested work do not leave processes.
+func (r *Raylet) reapIdle() {
+	defer r.procs.Done()
+	t := time.NewTicker(idleTimeout / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case now := <-t.C:
+			r.mu.Lock()
+			// The oldest idle workers sit at the front of the stack.
+			for len(r.idle) > int(r.cfg.NumCPUs) && now.Sub(r.idle[0].idleSince) > idleTimeout {
+				r.workerGoneLocked(r.idle[0])
+			}
+			r.mu.Unlock()
+		}
+	}
 }

@@ -146,7 +146,7 @@ func header(bodyLen int, kind Kind) []byte {
 // and must end when the bytes do.
 func FuzzFrame(f *testing.F) {
 	f.Add(append(header(2, KindRequest), 0x0a, 0x00))
-	f.Add(append(header(0, KindNotify)))
+	f.Add(header(0, KindNotify))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, b := net.Pipe()
