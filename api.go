@@ -47,8 +47,10 @@ func encode(v any) (codec.Payload, []*core.Handle, error) {
 // gives a *TaskError.
 //
 // Slices of numbers and []byte stored in the shared-memory store are
-// returned without a copy: they are read-only, and stay valid while r is
-// reachable (keep r alive, e.g. with runtime.KeepAlive, while you use them).
+// returned without a copy. They are mapped read-only, so a write faults
+// (copy first to change one), and they stay valid while r is reachable
+// (keep r alive, e.g. with runtime.KeepAlive, while you use them). In a
+// task, such a write is reported as the task's panic.
 func Get[T any](ctx context.Context, r Ref[T]) (T, error) {
 	var zero T
 	h, err := r.handle()

@@ -511,7 +511,7 @@ func (rt *Runtime) Bytes(loc *pb.Locator) ([]byte, error) {
 	if rt.cfg.Arena == nil {
 		return nil, errors.New("core: object is in a store this process has not mapped")
 	}
-	return rt.cfg.Arena.Slice(loc.Offset, loc.Size)
+	return rt.cfg.Arena.View(loc.Offset, loc.Size)
 }
 
 // Stats describes the runtime's tables, for tests and the state API.

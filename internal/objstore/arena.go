@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,6 +19,7 @@ type Arena struct {
 
 	mu   sync.RWMutex // guards data and fd: Slice holds it shared, Close exclusively
 	data []byte       // the whole mapping; nil once closed
+	ro   []byte       // the same memory mapped read-only, for readers
 	fd   int          // -1 once closed
 }
 
@@ -75,7 +77,13 @@ func mapArena(path string, fd int, size int64) (*Arena, error) {
 		unix.Close(fd)
 		return nil, &os.PathError{Op: "mmap", Path: path, Err: err}
 	}
-	return &Arena{path: path, capacity: size, data: data, fd: fd}, nil
+	ro, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		_ = unix.Munmap(data)
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "mmap", Path: path, Err: err}
+	}
+	return &Arena{path: path, capacity: size, data: data, ro: ro, fd: fd}, nil
 }
 
 // Path is the file the arena maps.
@@ -99,6 +107,32 @@ func (a *Arena) Slice(off, size int64) ([]byte, error) {
 	return a.data[off : off+size : off+size], nil
 }
 
+// View is Slice through the read-only mapping: what readers of sealed
+// objects get, so that a stray write faults instead of changing an
+// immutable object under everyone else.
+func (a *Arena) View(off, size int64) ([]byte, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.ro == nil {
+		return nil, fmt.Errorf("%w: arena %s is closed", ErrOutOfRange, a.path)
+	}
+	if off < 0 || size < 0 || off > a.capacity-size {
+		return nil, fmt.Errorf("%w: [%d, %d+%d) outside arena of %d bytes", ErrOutOfRange, off, off, size, a.capacity)
+	}
+	return a.ro[off : off+size : off+size], nil
+}
+
+// InView reports whether addr lies in the read-only mapping.
+func (a *Arena) InView(addr uintptr) bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if len(a.ro) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(&a.ro[0]))
+	return addr >= start && addr < start+uintptr(len(a.ro))
+}
+
 // Close unmaps the arena and closes its file; the file itself stays (see
 // Remove). Close is idempotent.
 func (a *Arena) Close() error {
@@ -108,7 +142,10 @@ func (a *Arena) Close() error {
 		return nil
 	}
 	err := unix.Munmap(a.data)
-	a.data = nil
+	if rerr := unix.Munmap(a.ro); err == nil {
+		err = rerr
+	}
+	a.data, a.ro = nil, nil
 	if cerr := unix.Close(a.fd); err == nil {
 		err = cerr
 	}

@@ -29,9 +29,10 @@ func IsWorker() bool { return os.Getenv(raylet.EnvWorkerID) != "" }
 
 // Worker is a running worker process.
 type Worker struct {
-	id  ids.WorkerID
-	rt  *core.Runtime
-	pid int
+	id    ids.WorkerID
+	rt    *core.Runtime
+	arena *objstore.Arena
+	pid   int
 
 	mu      sync.Mutex // protects queue, running, cancelled
 	cond    *sync.Cond
@@ -94,7 +95,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	w.rt = rt
+	w.rt, w.arena = rt, arena
 	onReady(rt)
 	go w.loop()
 	reg := &pb.RegisterWorker{WorkerId: wid[:], Pid: int32(w.pid), Addr: addr}
@@ -158,6 +159,9 @@ func (w *Worker) serveCancel(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) {
 }
 
 func (w *Worker) loop() {
+	// Arguments in the object store are mapped read-only: a task that
+	// writes to one gets a panic (and an error back), not a dead worker.
+	debug.SetPanicOnFault(true)
 	for {
 		w.mu.Lock()
 		for len(w.queue) == 0 {
@@ -205,6 +209,9 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	}
 	start := time.Now()
 	results, err, panicked, stack := invoke(fn, args)
+	if f, ok := err.(interface{ Addr() uintptr }); ok && panicked && w.arena.InView(f.Addr()) {
+		err = fmt.Errorf("write to an immutable object (values from the object store are read-only; copy before changing): %w", err)
+	}
 	reply.ExecNs = int64(time.Since(start))
 	switch {
 	case panicked:
@@ -234,6 +241,9 @@ func invoke(fn *core.Function, args [][]byte) (results []core.Result, err error,
 	defer func() {
 		if p := recover(); p != nil {
 			err, panicked, stack = fmt.Errorf("%v", p), true, string(debug.Stack())
+			if e, ok := p.(error); ok {
+				err = e
+			}
 		}
 	}()
 	results, err = fn.Invoke(context.Background(), args)
