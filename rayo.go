@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/raylet"
@@ -81,6 +84,7 @@ func Init(opts ...Option) error {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
+	pruneSessions(filepath.Join(os.TempDir(), "rayo"), keepSessions)
 	session := filepath.Join(os.TempDir(), "rayo", fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
 	rl, err := raylet.Start(raylet.Config{
 		SessionDir:    session,
@@ -141,4 +145,38 @@ func debugState() string {
 		return ""
 	}
 	return state.raylet.DebugString()
+}
+
+// keepSessions is how many session folders of finished drivers Init keeps
+// (for their logs); older ones are removed.
+const keepSessions = 20
+
+// pruneSessions removes the oldest session folders under root whose driver
+// is no longer running, keeping the newest keep of them.
+func pruneSessions(root string, keep int) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	type dead struct {
+		path string
+		mod  time.Time
+	}
+	var old []dead
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "s-%d-", &pid); err != nil || !e.IsDir() {
+			continue
+		}
+		if pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue // its driver still runs
+		}
+		if info, err := e.Info(); err == nil {
+			old = append(old, dead{filepath.Join(root, e.Name()), info.ModTime()})
+		}
+	}
+	sort.Slice(old, func(i, j int) bool { return old[i].mod.After(old[j].mod) })
+	for i := keep; i < len(old); i++ {
+		_ = os.RemoveAll(old[i].path)
+	}
 }

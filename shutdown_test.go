@@ -2,9 +2,11 @@ package rayo
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +69,36 @@ func TestShutdownLeavesNothing(t *testing.T) {
 				t.Errorf("unexpected file in logs: %s", l.Name())
 			}
 		}
+	}
+}
+
+func TestPruneSessions(t *testing.T) {
+	root := t.TempDir()
+	// Folders of drivers that are gone (pid 1<<30 cannot exist) and of
+	// this one, which must stay.
+	for i := 0; i < 5; i++ {
+		dir := filepath.Join(root, fmt.Sprintf("s-%d-%d", 1<<30, i))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mod := time.Now().Add(time.Duration(i) * time.Minute)
+		if err := os.Chtimes(dir, mod, mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine := filepath.Join(root, fmt.Sprintf("s-%d-x", os.Getpid()))
+	if err := os.MkdirAll(mine, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pruneSessions(root, 2)
+	left, _ := os.ReadDir(root)
+	var names []string
+	for _, e := range left {
+		names = append(names, e.Name())
+	}
+	want := []string{fmt.Sprintf("s-%d-3", 1<<30), fmt.Sprintf("s-%d-4", 1<<30), filepath.Base(mine)}
+	sort.Strings(want)
+	if fmt.Sprint(names) != fmt.Sprint(want) { // ReadDir sorts by name too
+		t.Fatalf("left %v, want %v", names, want)
 	}
 }
