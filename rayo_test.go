@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/rayo-dev/rayo/internal/core"
 )
 
 // Remote functions used by the tests. They are package-level so that the
@@ -473,5 +475,39 @@ func TestStoredObjectsAreReadOnly(t *testing.T) {
 	// The worker survived the fault and runs the next task.
 	if s, err := Get(ctx, sumVec.Remote(r)); err != nil || s != 0 {
 		t.Fatalf("after fault: %v %v", s, err)
+	}
+}
+
+var special = Func0(func() int { return 7 })
+
+func TestCustomResourcesAndInfeasible(t *testing.T) {
+	restart(t, NumCPUs(2), Resources(map[string]float64{"special": 1}))
+	ctx := ctxT(t)
+	if v, err := Get(ctx, special.Options(Resources(map[string]float64{"special": 1})).Remote()); err != nil || v != 7 {
+		t.Fatalf("task on a custom resource: %v %v", v, err)
+	}
+	_, err := Get(ctx, special.Options(Resources(map[string]float64{"special": 2})).Remote())
+	if !errors.Is(err, ErrInfeasible) || !strings.Contains(err.Error(), "special") {
+		t.Fatalf("want ErrInfeasible naming the resource, got %v", err)
+	}
+	_, err = Get(ctx, special.Options(NumCPUs(3)).Remote())
+	if !errors.Is(err, ErrInfeasible) {
+		t.Fatalf("3 CPUs on a 2-CPU node: %v", err)
+	}
+}
+
+func TestWorkerRejectsUnknownFunction(t *testing.T) {
+	ctx := ctxT(t)
+	hs, err := state.rt.Submit(ctx, core.TaskOptions{
+		Function: "no.such.function", Name: "ghost", NumReturns: 1,
+		Resources: map[string]float64{"CPU": 1},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Get(ctx, Ref[int]{h: hs[0]})
+	var te *TaskError
+	if !errors.Is(err, ErrUnknownFunction) || !errors.As(err, &te) || te.Task != "ghost" {
+		t.Fatalf("want ErrUnknownFunction from the worker, got %v", err)
 	}
 }
