@@ -23,6 +23,7 @@ var (
 	ErrTaskFailed         = core.ErrTaskFailed
 	ErrTypeMismatch       = core.ErrTypeMismatch
 	ErrOwnerDied          = core.ErrOwnerDied
+	ErrActorDied          = core.ErrActorDied
 	ErrUnserializable     = codec.ErrUnserializable
 	ErrNotSupported       = errors.New("rayo: not supported yet")
 )
@@ -40,4 +41,5 @@ const (
 	KindPanic      = core.KindPanic
 	KindWorkerDied = core.KindWorkerDied
 	KindCancelled  = core.KindCancelled
+	KindActorDied  = core.KindActorDied
 )

@@ -77,20 +77,9 @@ func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
 	if r.late {
 		return nil, fmt.Errorf("%w: %s was declared after rayo.Init, so workers do not have it: declare remote functions at package level", ErrUnknownFunction, r.opts.name)
 	}
-	cargs := make([]core.Arg, len(args))
-	for i, a := range args {
-		switch {
-		case a.err != nil:
-			return nil, fmt.Errorf("rayo: %s: argument %d: %w", r.opts.name, i, a.err)
-		case a.h != nil:
-			cargs[i].Ref = a.h
-		default:
-			p, contained, err := encode(a.val)
-			if err != nil {
-				return nil, fmt.Errorf("rayo: %s: argument %d: %w", r.opts.name, i, err)
-			}
-			cargs[i].Value, cargs[i].Contained = p, contained
-		}
+	cargs, err := coreArgs(r.opts.name, args)
+	if err != nil {
+		return nil, err
 	}
 	retries := r.opts.maxRetries
 	if retries < 0 {
@@ -104,6 +93,26 @@ func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
 		MaxRetries:      retries,
 		RetryExceptions: r.opts.retryExceptions,
 	}, cargs)
+}
+
+// coreArgs encodes the arguments of a call to name.
+func coreArgs(name string, args []argValue) ([]core.Arg, error) {
+	cargs := make([]core.Arg, len(args))
+	for i, a := range args {
+		switch {
+		case a.err != nil:
+			return nil, fmt.Errorf("rayo: %s: argument %d: %w", name, i, a.err)
+		case a.h != nil:
+			cargs[i].Ref = a.h
+		default:
+			p, contained, err := encode(a.val)
+			if err != nil {
+				return nil, fmt.Errorf("rayo: %s: argument %d: %w", name, i, err)
+			}
+			cargs[i].Value, cargs[i].Contained = p, contained
+		}
+	}
+	return cargs, nil
 }
 
 func refOf[T any](hs []*core.Handle, err error, i int) Ref[T] {

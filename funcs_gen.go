@@ -1366,3 +1366,574 @@ func (t *Task6x3[A1, A2, A3, A4, A5, A6, R1, R2, R3]) Remote(a1 Arg[A1], a2 Arg[
 	hs, err := t.submit(a1.arg(), a2.arg(), a3.arg(), a4.arg(), a5.arg(), a6.arg())
 	return refOf[R1](hs, err, 0), refOf[R2](hs, err, 1), refOf[R3](hs, err, 2)
 }
+
+// ActorClass0 declares an actor whose state of type S is made by a constructor of 0 arguments.
+type ActorClass0[S any] struct{ c actorClass }
+
+func (x *ActorClass0[S]) class() *actorClass { return &x.c }
+
+// Actor0 declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init.
+func Actor0[S any](f func() S, opts ...Option) *ActorClass0[S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 0); err != nil {
+			return nil, err
+		}
+		s := f()
+		return s, nil
+	}
+	return &ActorClass0[S]{declareClass[S](f, inv, opts)}
+}
+
+// Actor0E declares an actor whose constructor may fail; then every call on the actor fails with that error.
+func Actor0E[S any](f func() (S, error), opts ...Option) *ActorClass0[S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 0); err != nil {
+			return nil, err
+		}
+		return f()
+	}
+	return &ActorClass0[S]{declareClass[S](f, inv, opts)}
+}
+
+// Options returns a copy of x whose actors are created with opts.
+func (x *ActorClass0[S]) Options(opts ...Option) *ActorClass0[S] {
+	return &ActorClass0[S]{x.c.with(opts)}
+}
+
+// Remote creates an actor and returns its handle at once.
+func (x *ActorClass0[S]) Remote() Actor[S] { return actorOf[S](x.c.create()) }
+
+// ActorMethod0 is a method of an actor with state S, taking 0 arguments.
+type ActorMethod0[S, R any] struct{ m actorMethod }
+
+// Method0 declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init.
+func Method0[S, R any](c ActorClass[S], f func(S) R) *ActorMethod0[S, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 0); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		r := f(s)
+		return results(r)
+	}
+	return &ActorMethod0[S, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Method0E declares a method that may fail; its error comes back from Get and the actor lives on.
+func Method0E[S, R any](c ActorClass[S], f func(S) (R, error)) *ActorMethod0[S, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 0); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		r, err := f(s)
+		if err != nil {
+			return nil, err
+		}
+		return results(r)
+	}
+	return &ActorMethod0[S, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Remote calls the method on actor a and returns a ref to its result at once.
+func (x *ActorMethod0[S, R]) Remote(a Actor[S]) Ref[R] {
+	h, err := a.handle()
+	hs, err := x.m.call(h, err)
+	return refOf[R](hs, err, 0)
+}
+
+// ActorClass1 declares an actor whose state of type S is made by a constructor of 1 arguments.
+type ActorClass1[A1, S any] struct{ c actorClass }
+
+func (x *ActorClass1[A1, S]) class() *actorClass { return &x.c }
+
+// Actor1 declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init.
+func Actor1[A1, S any](f func(A1) S, opts ...Option) *ActorClass1[A1, S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 1); err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		s := f(a1)
+		return s, nil
+	}
+	return &ActorClass1[A1, S]{declareClass[S](f, inv, opts)}
+}
+
+// Actor1E declares an actor whose constructor may fail; then every call on the actor fails with that error.
+func Actor1E[A1, S any](f func(A1) (S, error), opts ...Option) *ActorClass1[A1, S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 1); err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		return f(a1)
+	}
+	return &ActorClass1[A1, S]{declareClass[S](f, inv, opts)}
+}
+
+// Options returns a copy of x whose actors are created with opts.
+func (x *ActorClass1[A1, S]) Options(opts ...Option) *ActorClass1[A1, S] {
+	return &ActorClass1[A1, S]{x.c.with(opts)}
+}
+
+// Remote creates an actor and returns its handle at once.
+func (x *ActorClass1[A1, S]) Remote(a1 Arg[A1]) Actor[S] { return actorOf[S](x.c.create(a1.arg())) }
+
+// ActorMethod1 is a method of an actor with state S, taking 1 arguments.
+type ActorMethod1[S, A1, R any] struct{ m actorMethod }
+
+// Method1 declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init.
+func Method1[S, A1, R any](c ActorClass[S], f func(S, A1) R) *ActorMethod1[S, A1, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 1); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		r := f(s, a1)
+		return results(r)
+	}
+	return &ActorMethod1[S, A1, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Method1E declares a method that may fail; its error comes back from Get and the actor lives on.
+func Method1E[S, A1, R any](c ActorClass[S], f func(S, A1) (R, error)) *ActorMethod1[S, A1, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 1); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		r, err := f(s, a1)
+		if err != nil {
+			return nil, err
+		}
+		return results(r)
+	}
+	return &ActorMethod1[S, A1, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Remote calls the method on actor a and returns a ref to its result at once.
+func (x *ActorMethod1[S, A1, R]) Remote(a Actor[S], a1 Arg[A1]) Ref[R] {
+	h, err := a.handle()
+	hs, err := x.m.call(h, err, a1.arg())
+	return refOf[R](hs, err, 0)
+}
+
+// ActorClass2 declares an actor whose state of type S is made by a constructor of 2 arguments.
+type ActorClass2[A1, A2, S any] struct{ c actorClass }
+
+func (x *ActorClass2[A1, A2, S]) class() *actorClass { return &x.c }
+
+// Actor2 declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init.
+func Actor2[A1, A2, S any](f func(A1, A2) S, opts ...Option) *ActorClass2[A1, A2, S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 2); err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		s := f(a1, a2)
+		return s, nil
+	}
+	return &ActorClass2[A1, A2, S]{declareClass[S](f, inv, opts)}
+}
+
+// Actor2E declares an actor whose constructor may fail; then every call on the actor fails with that error.
+func Actor2E[A1, A2, S any](f func(A1, A2) (S, error), opts ...Option) *ActorClass2[A1, A2, S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 2); err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		return f(a1, a2)
+	}
+	return &ActorClass2[A1, A2, S]{declareClass[S](f, inv, opts)}
+}
+
+// Options returns a copy of x whose actors are created with opts.
+func (x *ActorClass2[A1, A2, S]) Options(opts ...Option) *ActorClass2[A1, A2, S] {
+	return &ActorClass2[A1, A2, S]{x.c.with(opts)}
+}
+
+// Remote creates an actor and returns its handle at once.
+func (x *ActorClass2[A1, A2, S]) Remote(a1 Arg[A1], a2 Arg[A2]) Actor[S] {
+	return actorOf[S](x.c.create(a1.arg(), a2.arg()))
+}
+
+// ActorMethod2 is a method of an actor with state S, taking 2 arguments.
+type ActorMethod2[S, A1, A2, R any] struct{ m actorMethod }
+
+// Method2 declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init.
+func Method2[S, A1, A2, R any](c ActorClass[S], f func(S, A1, A2) R) *ActorMethod2[S, A1, A2, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 2); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		r := f(s, a1, a2)
+		return results(r)
+	}
+	return &ActorMethod2[S, A1, A2, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Method2E declares a method that may fail; its error comes back from Get and the actor lives on.
+func Method2E[S, A1, A2, R any](c ActorClass[S], f func(S, A1, A2) (R, error)) *ActorMethod2[S, A1, A2, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 2); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		r, err := f(s, a1, a2)
+		if err != nil {
+			return nil, err
+		}
+		return results(r)
+	}
+	return &ActorMethod2[S, A1, A2, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Remote calls the method on actor a and returns a ref to its result at once.
+func (x *ActorMethod2[S, A1, A2, R]) Remote(a Actor[S], a1 Arg[A1], a2 Arg[A2]) Ref[R] {
+	h, err := a.handle()
+	hs, err := x.m.call(h, err, a1.arg(), a2.arg())
+	return refOf[R](hs, err, 0)
+}
+
+// ActorClass3 declares an actor whose state of type S is made by a constructor of 3 arguments.
+type ActorClass3[A1, A2, A3, S any] struct{ c actorClass }
+
+func (x *ActorClass3[A1, A2, A3, S]) class() *actorClass { return &x.c }
+
+// Actor3 declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init.
+func Actor3[A1, A2, A3, S any](f func(A1, A2, A3) S, opts ...Option) *ActorClass3[A1, A2, A3, S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 3); err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		a3, err := decodeArg[A3](args[2], 2)
+		if err != nil {
+			return nil, err
+		}
+		s := f(a1, a2, a3)
+		return s, nil
+	}
+	return &ActorClass3[A1, A2, A3, S]{declareClass[S](f, inv, opts)}
+}
+
+// Actor3E declares an actor whose constructor may fail; then every call on the actor fails with that error.
+func Actor3E[A1, A2, A3, S any](f func(A1, A2, A3) (S, error), opts ...Option) *ActorClass3[A1, A2, A3, S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 3); err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		a3, err := decodeArg[A3](args[2], 2)
+		if err != nil {
+			return nil, err
+		}
+		return f(a1, a2, a3)
+	}
+	return &ActorClass3[A1, A2, A3, S]{declareClass[S](f, inv, opts)}
+}
+
+// Options returns a copy of x whose actors are created with opts.
+func (x *ActorClass3[A1, A2, A3, S]) Options(opts ...Option) *ActorClass3[A1, A2, A3, S] {
+	return &ActorClass3[A1, A2, A3, S]{x.c.with(opts)}
+}
+
+// Remote creates an actor and returns its handle at once.
+func (x *ActorClass3[A1, A2, A3, S]) Remote(a1 Arg[A1], a2 Arg[A2], a3 Arg[A3]) Actor[S] {
+	return actorOf[S](x.c.create(a1.arg(), a2.arg(), a3.arg()))
+}
+
+// ActorMethod3 is a method of an actor with state S, taking 3 arguments.
+type ActorMethod3[S, A1, A2, A3, R any] struct{ m actorMethod }
+
+// Method3 declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init.
+func Method3[S, A1, A2, A3, R any](c ActorClass[S], f func(S, A1, A2, A3) R) *ActorMethod3[S, A1, A2, A3, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 3); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		a3, err := decodeArg[A3](args[2], 2)
+		if err != nil {
+			return nil, err
+		}
+		r := f(s, a1, a2, a3)
+		return results(r)
+	}
+	return &ActorMethod3[S, A1, A2, A3, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Method3E declares a method that may fail; its error comes back from Get and the actor lives on.
+func Method3E[S, A1, A2, A3, R any](c ActorClass[S], f func(S, A1, A2, A3) (R, error)) *ActorMethod3[S, A1, A2, A3, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 3); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		a3, err := decodeArg[A3](args[2], 2)
+		if err != nil {
+			return nil, err
+		}
+		r, err := f(s, a1, a2, a3)
+		if err != nil {
+			return nil, err
+		}
+		return results(r)
+	}
+	return &ActorMethod3[S, A1, A2, A3, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Remote calls the method on actor a and returns a ref to its result at once.
+func (x *ActorMethod3[S, A1, A2, A3, R]) Remote(a Actor[S], a1 Arg[A1], a2 Arg[A2], a3 Arg[A3]) Ref[R] {
+	h, err := a.handle()
+	hs, err := x.m.call(h, err, a1.arg(), a2.arg(), a3.arg())
+	return refOf[R](hs, err, 0)
+}
+
+// ActorClass4 declares an actor whose state of type S is made by a constructor of 4 arguments.
+type ActorClass4[A1, A2, A3, A4, S any] struct{ c actorClass }
+
+func (x *ActorClass4[A1, A2, A3, A4, S]) class() *actorClass { return &x.c }
+
+// Actor4 declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init.
+func Actor4[A1, A2, A3, A4, S any](f func(A1, A2, A3, A4) S, opts ...Option) *ActorClass4[A1, A2, A3, A4, S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 4); err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		a3, err := decodeArg[A3](args[2], 2)
+		if err != nil {
+			return nil, err
+		}
+		a4, err := decodeArg[A4](args[3], 3)
+		if err != nil {
+			return nil, err
+		}
+		s := f(a1, a2, a3, a4)
+		return s, nil
+	}
+	return &ActorClass4[A1, A2, A3, A4, S]{declareClass[S](f, inv, opts)}
+}
+
+// Actor4E declares an actor whose constructor may fail; then every call on the actor fails with that error.
+func Actor4E[A1, A2, A3, A4, S any](f func(A1, A2, A3, A4) (S, error), opts ...Option) *ActorClass4[A1, A2, A3, A4, S] {
+	inv := func(_ context.Context, args [][]byte) (any, error) {
+		if err := checkArgs(args, 4); err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		a3, err := decodeArg[A3](args[2], 2)
+		if err != nil {
+			return nil, err
+		}
+		a4, err := decodeArg[A4](args[3], 3)
+		if err != nil {
+			return nil, err
+		}
+		return f(a1, a2, a3, a4)
+	}
+	return &ActorClass4[A1, A2, A3, A4, S]{declareClass[S](f, inv, opts)}
+}
+
+// Options returns a copy of x whose actors are created with opts.
+func (x *ActorClass4[A1, A2, A3, A4, S]) Options(opts ...Option) *ActorClass4[A1, A2, A3, A4, S] {
+	return &ActorClass4[A1, A2, A3, A4, S]{x.c.with(opts)}
+}
+
+// Remote creates an actor and returns its handle at once.
+func (x *ActorClass4[A1, A2, A3, A4, S]) Remote(a1 Arg[A1], a2 Arg[A2], a3 Arg[A3], a4 Arg[A4]) Actor[S] {
+	return actorOf[S](x.c.create(a1.arg(), a2.arg(), a3.arg(), a4.arg()))
+}
+
+// ActorMethod4 is a method of an actor with state S, taking 4 arguments.
+type ActorMethod4[S, A1, A2, A3, A4, R any] struct{ m actorMethod }
+
+// Method4 declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init.
+func Method4[S, A1, A2, A3, A4, R any](c ActorClass[S], f func(S, A1, A2, A3, A4) R) *ActorMethod4[S, A1, A2, A3, A4, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 4); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		a3, err := decodeArg[A3](args[2], 2)
+		if err != nil {
+			return nil, err
+		}
+		a4, err := decodeArg[A4](args[3], 3)
+		if err != nil {
+			return nil, err
+		}
+		r := f(s, a1, a2, a3, a4)
+		return results(r)
+	}
+	return &ActorMethod4[S, A1, A2, A3, A4, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Method4E declares a method that may fail; its error comes back from Get and the actor lives on.
+func Method4E[S, A1, A2, A3, A4, R any](c ActorClass[S], f func(S, A1, A2, A3, A4) (R, error)) *ActorMethod4[S, A1, A2, A3, A4, R] {
+	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+		if err := checkArgs(args, 4); err != nil {
+			return nil, err
+		}
+		s, err := stateOf[S](state)
+		if err != nil {
+			return nil, err
+		}
+		a1, err := decodeArg[A1](args[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		a2, err := decodeArg[A2](args[1], 1)
+		if err != nil {
+			return nil, err
+		}
+		a3, err := decodeArg[A3](args[2], 2)
+		if err != nil {
+			return nil, err
+		}
+		a4, err := decodeArg[A4](args[3], 3)
+		if err != nil {
+			return nil, err
+		}
+		r, err := f(s, a1, a2, a3, a4)
+		if err != nil {
+			return nil, err
+		}
+		return results(r)
+	}
+	return &ActorMethod4[S, A1, A2, A3, A4, R]{declareMethod(c.class(), f, 1, inv)}
+}
+
+// Remote calls the method on actor a and returns a ref to its result at once.
+func (x *ActorMethod4[S, A1, A2, A3, A4, R]) Remote(a Actor[S], a1 Arg[A1], a2 Arg[A2], a3 Arg[A3], a4 Arg[A4]) Ref[R] {
+	h, err := a.handle()
+	hs, err := x.m.call(h, err, a1.arg(), a2.arg(), a3.arg(), a4.arg())
+	return refOf[R](hs, err, 0)
+}

@@ -17,6 +17,9 @@ type options struct {
 	taskResources   map[string]float64
 	maxRetries      int
 	retryExceptions bool
+	// actors
+	maxConcurrency int
+	namespace      string
 }
 
 func defaultOptions() options {
@@ -42,6 +45,7 @@ func Resources(r map[string]float64) Option {
 }
 
 // Name names a task in errors and logs (default: the function's name).
+// For an actor, it is the name GetActor finds it by.
 func Name(name string) Option { return func(o *options) { o.name = name } }
 
 // MaxRetries is how many times a task is retried when its worker dies

@@ -21,6 +21,7 @@ var (
 	ErrTaskFailed      = errors.New("rayo: task failed")
 	ErrTypeMismatch    = errors.New("rayo: type mismatch")
 	ErrOwnerDied       = errors.New("rayo: owner of the object is gone")
+	ErrActorDied       = errors.New("rayo: actor is dead")
 )
 
 // Kinds of TaskError, as carried on the wire.
@@ -35,6 +36,7 @@ const (
 	KindInfeasible      = "infeasible"
 	KindOwnerDied       = "owner_died"
 	KindSystem          = "system"
+	KindActorDied       = "actor_died"
 )
 
 // TaskError is the failure of a remote task: the error it returned, its
@@ -87,6 +89,8 @@ func kindSentinel(kind string) error {
 		return ErrInfeasible
 	case KindOwnerDied:
 		return ErrOwnerDied
+	case KindActorDied:
+		return ErrActorDied
 	}
 	return nil
 }

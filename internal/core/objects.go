@@ -113,6 +113,7 @@ type actions struct {
 	push     []pushOp
 	lease    []*schedQueue // queues that want one more lease each
 	returned []*lease
+	create   []*actorRec // actors whose creation is ready to be scheduled
 }
 
 func (a *actions) run(rt *Runtime) {
@@ -137,6 +138,9 @@ func (a *actions) run(rt *Runtime) {
 	}
 	for _, l := range a.returned {
 		rt.cfg.Raylet.ReturnLease(&pb.ReturnLease{LeaseId: l.id, WorkerFailed: l.dead})
+	}
+	for _, r := range a.create {
+		rt.requestActorLease(r)
 	}
 }
 

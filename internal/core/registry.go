@@ -19,10 +19,19 @@ type Result struct {
 // the function's own.
 type Invoker func(ctx context.Context, args [][]byte) ([]Result, error)
 
-// Function is a registered remote function.
+// CtorInvoker runs an actor's constructor and returns the actor's state.
+type CtorInvoker func(ctx context.Context, args [][]byte) (any, error)
+
+// MethodInvoker runs an actor's method on its state.
+type MethodInvoker func(ctx context.Context, state any, args [][]byte) ([]Result, error)
+
+// Function is a registered remote function, actor constructor or actor
+// method: exactly one of Invoke, Ctor and Method is set.
 type Function struct {
 	Name       string
 	Invoke     Invoker
+	Ctor       CtorInvoker
+	Method     MethodInvoker
 	NumReturns int
 }
 
@@ -36,6 +45,11 @@ var registry struct {
 // are made from the function's symbol; a repeated one gets a suffix, in
 // declaration order, which is the same in every process of the executable.
 func Register(base string, numReturns int, inv Invoker) (*Function, bool) {
+	return RegisterFunction(base, &Function{Invoke: inv, NumReturns: numReturns})
+}
+
+// RegisterFunction adds f under a name made from base, as Register does.
+func RegisterFunction(base string, f *Function) (*Function, bool) {
 	registry.Lock()
 	defer registry.Unlock()
 	if registry.byName == nil {
@@ -45,7 +59,7 @@ func Register(base string, numReturns int, inv Invoker) (*Function, bool) {
 	for i := 2; registry.byName[name] != nil; i++ {
 		name = fmt.Sprintf("%s#%d", base, i)
 	}
-	f := &Function{Name: name, Invoke: inv, NumReturns: numReturns}
+	f.Name = name
 	registry.byName[name] = f
 	return f, !registry.frozen
 }

@@ -38,6 +38,8 @@ type RayletClient interface {
 	CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error)
 	SealObjects(ids []ids.ObjectID)
 	FreeObjects(ids []ids.ObjectID)
+	RegisterActorName(ctx context.Context, a *pb.ActorName) error
+	LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error)
 }
 
 // Config sets up a Runtime.
@@ -61,6 +63,7 @@ type Runtime struct {
 	objects map[ids.ObjectID]*object
 	queues  map[string]*schedQueue
 	tasks   map[ids.TaskID]*task
+	actors  map[ids.TaskID]*actorRec
 	closed  bool
 	changed chan struct{} // closed when an object completes, if a Wait sleeps on it
 
@@ -86,10 +89,12 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 		objects:  make(map[ids.ObjectID]*object),
 		queues:   make(map[string]*schedQueue),
 		tasks:    make(map[ids.TaskID]*task),
+		actors:   make(map[ids.TaskID]*actorRec),
 		peers:    make(map[string]*peerConn),
 		handlers: make(map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)),
 	}
 	rt.handlers[rpc.MGetObject] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveGetObject(c, id, body) }
+	rt.handlers[rpc.MGetActorAddr] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveActorAddr(c, id, body) }
 	rt.handlers[rpc.MReleaseBorrowed] = func(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) { rt.serveReleaseBorrowed(body) }
 	for m, h := range extra {
 		rt.handlers[m] = h
@@ -138,6 +143,12 @@ func (rt *Runtime) Close() error {
 			after.returned = append(after.returned, l)
 		}
 		q.leases = nil
+	}
+	for _, a := range rt.actors {
+		if a.lease != nil {
+			after.returned = append(after.returned, a.lease)
+			a.lease = nil
+		}
 	}
 	for id, obj := range rt.objects {
 		if obj.owned && obj.loc != nil && obj.loc.InStore {

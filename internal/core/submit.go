@@ -46,6 +46,9 @@ type task struct {
 	lease      *lease
 	cancelled  bool
 	finished   bool
+	actor      *actorRec // a method call on this actor
+	create     *actorRec // the creation of this actor
+	ready      bool      // actor call: arguments resolved
 }
 
 // schedQueue holds the ready tasks of one resource shape and the leases
@@ -72,6 +75,7 @@ type lease struct {
 type pushOp struct {
 	t *task
 	l *lease
+	a *actorRec // an actor call, pushed on a.conn
 }
 
 const maxLeaseRequests = 10
@@ -121,7 +125,16 @@ func shapeKey(res map[string]float64) (string, []*pb.Resource) {
 
 // Submit starts a task and returns handles to its results at once.
 func (rt *Runtime) Submit(ctx context.Context, opts TaskOptions, args []Arg) ([]*Handle, error) {
+	return rt.submit(ctx, opts, args, nil, nil)
+}
+
+// submit starts a task: a plain one, a call on actor (when actor is set),
+// or the creation of actor create (when create is set).
+func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, actor, create *actorRec) ([]*Handle, error) {
 	tid := ids.NewTaskID()
+	if create != nil {
+		tid = create.id
+	}
 	spec := &pb.TaskSpec{
 		TaskId:     tid[:],
 		Function:   opts.Function,
@@ -130,7 +143,13 @@ func (rt *Runtime) Submit(ctx context.Context, opts TaskOptions, args []Arg) ([]
 		OwnerAddr:  rt.addr,
 		Args:       make([]*pb.TaskArg, len(args)),
 	}
-	t := &task{spec: spec, retries: opts.MaxRetries, retryApp: opts.RetryExceptions}
+	t := &task{spec: spec, retries: opts.MaxRetries, retryApp: opts.RetryExceptions, actor: actor, create: create}
+	if actor != nil {
+		spec.ActorId = actor.id[:]
+	}
+	if create != nil {
+		spec.ActorId, spec.ActorCreate, spec.MaxConcurrency = tid[:], true, int32(create.maxConcurrency)
+	}
 	// Large values passed by value go to the store first, as Put would.
 	for i, a := range args {
 		if a.Ref == nil && a.Value.Len() > InlineLimit {
@@ -188,12 +207,23 @@ func (rt *Runtime) Submit(ctx context.Context, opts TaskOptions, args []Arg) ([]
 		}
 		t.argIdx[a.Ref.ID] = append(t.argIdx[a.Ref.ID], i)
 	}
-	q := rt.queues[key]
-	if q == nil {
-		q = &schedQueue{key: key, resources: res}
-		rt.queues[key] = q
+	if actor == nil && create == nil {
+		q := rt.queues[key]
+		if q == nil {
+			q = &schedQueue{key: key, resources: res}
+			rt.queues[key] = q
+		}
+		t.q = q
 	}
-	t.q = q
+	if create != nil {
+		create.resources = res
+		create.create = t
+		rt.actors[tid] = create
+	}
+	if actor != nil {
+		// Calls from this process keep their submission order.
+		actor.queue = append(actor.queue, t)
+	}
 	handles := make([]*Handle, opts.NumReturns)
 	t.returns = make([]ids.ObjectID, opts.NumReturns)
 	for i := range handles {
@@ -247,6 +277,15 @@ func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 }
 
 func (rt *Runtime) enqueueLocked(t *task, after *actions) {
+	switch {
+	case t.actor != nil:
+		t.ready = true
+		rt.actorDispatchLocked(t.actor, after)
+		return
+	case t.create != nil:
+		after.create = append(after.create, t.create)
+		return
+	}
 	t.q.tasks = append(t.q.tasks, t)
 	rt.dispatchLocked(t.q, after)
 }
@@ -273,7 +312,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 		}
 		t.lease = best
 		best.inflight[t] = struct{}{}
-		after.push = append(after.push, pushOp{t, best})
+		after.push = append(after.push, pushOp{t: t, l: best})
 	}
 	if len(q.tasks) == 0 {
 		q.tasks = nil
@@ -349,8 +388,12 @@ func (rt *Runtime) leaseGranted(q *schedQueue, r *pb.LeaseReply) {
 	after.run(rt)
 }
 
-// push sends one task to its leased worker.
+// push sends one task to its leased worker (or its actor).
 func (rt *Runtime) push(p pushOp) {
+	if p.a != nil {
+		rt.pushActor(p)
+		return
+	}
 	start := time.Now()
 	p.l.conn.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
 		reply := &pb.TaskReply{}
@@ -433,8 +476,11 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 		e = sysErr(t.spec.Name, KindSystem, fmt.Sprintf("task returned %d values, expected %d", len(returns), len(t.returns)))
 	}
 	var workerAddr string
-	if t.lease != nil {
+	switch {
+	case t.lease != nil:
 		workerAddr = t.lease.addr
+	case t.actor != nil:
+		workerAddr = t.actor.addr
 	}
 	for i, id := range t.returns {
 		obj := rt.objects[id]

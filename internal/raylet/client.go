@@ -72,3 +72,27 @@ func idList(list []ids.ObjectID) *pb.ObjectIDs {
 	}
 	return m
 }
+
+// RegisterActorName names an actor in the control store.
+func (c *Client) RegisterActorName(ctx context.Context, a *pb.ActorName) error {
+	r := &pb.ActorNameReply{}
+	if err := c.Conn.Call(ctx, rpc.MRegisterActorName, a, r); err != nil {
+		return fmt.Errorf("raylet: register actor name: %w", err)
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	return nil
+}
+
+// LookupActorName finds a named actor in the control store.
+func (c *Client) LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error) {
+	r := &pb.ActorNameReply{}
+	if err := c.Conn.Call(ctx, rpc.MLookupActorName, &pb.ActorName{Namespace: namespace, Name: name}, r); err != nil {
+		return nil, fmt.Errorf("raylet: look up actor name: %w", err)
+	}
+	if r.Error != "" {
+		return nil, errors.New(r.Error)
+	}
+	return r.Actor, nil
+}

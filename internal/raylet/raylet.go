@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -57,6 +58,7 @@ type Raylet struct {
 	srv    *rpc.Server
 	arena  *objstore.Arena
 	store  *objstore.Store
+	names  *gcs.Names // named actors (the control store's table, hosted here)
 	logMu  sync.Mutex // serializes writes to cfg.LogOutput
 	log    *slog.Logger
 	logF   *os.File
@@ -95,14 +97,17 @@ type workerProc struct {
 const idleTimeout = 2 * time.Second
 
 type leaseRec struct {
-	id    uint64
-	w     *workerProc
-	res   []*pb.Resource
-	lent  bool      // the worker is blocked in Get and lent its CPU
-	owner *rpc.Conn // nil for the in-process owner
+	id        uint64
+	dedicated bool   // hosts an actor: the worker is not reused
+	actorID   []byte // the actor, when dedicated
+	w         *workerProc
+	res       []*pb.Resource
+	lent      bool      // the worker is blocked in Get and lent its CPU
+	owner     *rpc.Conn // nil for the in-process owner
 }
 
 type leaseReq struct {
+	req   *pb.RequestLease
 	res   []*pb.Resource
 	owner *rpc.Conn
 	cb    func(*pb.LeaseReply, error)
@@ -133,6 +138,7 @@ func Start(cfg Config) (*Raylet, error) {
 		total:   map[string]float64{CPU: cfg.NumCPUs},
 		workers: make(map[ids.WorkerID]*workerProc),
 		leases:  make(map[uint64]*leaseRec),
+		names:   gcs.NewNames(),
 	}
 	for k, v := range cfg.Resources {
 		r.total[k] = v
@@ -304,6 +310,19 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 			return
 		}
 		_ = c.Reply(id, &pb.CreateObjectReply{Offset: off})
+	case rpc.MRegisterActorName, rpc.MLookupActorName:
+		req := &pb.ActorName{}
+		if err := unmarshal(body, req); err != nil {
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
+		var reply *pb.ActorNameReply
+		if m == rpc.MRegisterActorName {
+			reply = nameReply(req, r.names.Register(req))
+		} else {
+			reply = nameReply(r.names.Lookup(req.Namespace, req.Name))
+		}
+		_ = c.Reply(id, reply)
 	case rpc.MSealObjects, rpc.MFreeObjects:
 		req := &pb.ObjectIDs{}
 		if unmarshal(body, req) != nil {
@@ -430,7 +449,7 @@ func (r *Raylet) requestLease(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 			return
 		}
 	}
-	r.pending = append(r.pending, &leaseReq{res: req.Resources, owner: owner, cb: cb})
+	r.pending = append(r.pending, &leaseReq{req: req, res: req.Resources, owner: owner, cb: cb})
 	r.grantLocked(&after)
 	r.mu.Unlock()
 	run(after)
@@ -482,13 +501,19 @@ func (r *Raylet) grantLocked(after *[]func()) {
 			r.avail[x.Name] -= x.Quantity
 		}
 		r.nextLease++
-		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner}
+		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner, dedicated: req.req.Dedicated, actorID: req.req.ActorId}
 		w.lease = l
 		r.leases[l.id] = l
 		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])
 		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr}
 		cb := req.cb
 		*after = append(*after, func() { cb(reply, nil) })
+	}
+	// Keep the pool full when actors take workers out of it.
+	for len(r.idle)+r.starting < int(r.cfg.NumCPUs) && r.dedicatedLocked() > 0 {
+		if err := r.startWorkerLocked(); err != nil {
+			break
+		}
 	}
 	// Start workers for requests that have resources but no idle worker,
 	// bounded by what could run at once.
@@ -511,7 +536,20 @@ func (r *Raylet) ReturnLease(req *pb.ReturnLease) {
 	run(after)
 }
 
+func (r *Raylet) dedicatedLocked() int {
+	n := 0
+	for _, l := range r.leases {
+		if l.dedicated {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *Raylet) releaseLocked(l *leaseRec) {
+	if l.dedicated {
+		r.names.Remove(l.actorID) // the actor is gone with its worker
+	}
 	r.log.Debug("lease released", "lease", l.id, "pid", l.w.pid, "lent", l.lent)
 	delete(r.leases, l.id)
 	l.w.lease = nil
@@ -529,7 +567,7 @@ func (r *Raylet) returnLocked(l *leaseRec, failed bool) {
 	if w.dead {
 		return
 	}
-	if failed {
+	if failed || l.dedicated {
 		r.workerGoneLocked(w) // the owner could not reach it
 		return
 	}
@@ -619,4 +657,21 @@ func (r *Raylet) reapIdle() {
 			r.mu.Unlock()
 		}
 	}
+}
+
+func nameReply(a *pb.ActorName, err error) *pb.ActorNameReply {
+	if err != nil {
+		return &pb.ActorNameReply{Error: err.Error()}
+	}
+	return &pb.ActorNameReply{Actor: a}
+}
+
+// RegisterActorName names an actor in the control store.
+func (r *Raylet) RegisterActorName(_ context.Context, a *pb.ActorName) error {
+	return r.names.Register(a)
+}
+
+// LookupActorName finds a named actor in the control store.
+func (r *Raylet) LookupActorName(_ context.Context, namespace, name string) (*pb.ActorName, error) {
+	return r.names.Lookup(namespace, name)
 }

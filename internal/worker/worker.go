@@ -40,6 +40,12 @@ type Worker struct {
 	running ids.TaskID
 	busy    bool
 	lastLog string
+
+	// The actor this worker hosts, if any: set by its creation task, before
+	// any method call arrives (calls follow creation on the connection).
+	actor any
+	sem   chan struct{} // actors with MaxConcurrency > 1: calls at once
+	addr  string
 }
 
 type job struct {
@@ -91,11 +97,12 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	}, map[rpc.Method]func(*rpc.Conn, rpc.Kind, uint64, []byte){
 		rpc.MPushTask:   w.servePush,
 		rpc.MCancelTask: w.serveCancel,
+		rpc.MKillActor:  w.serveKill,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	w.rt, w.arena = rt, arena
+	w.rt, w.arena, w.addr = rt, arena, addr
 	onReady(rt)
 	go w.loop()
 	reg := &pb.RegisterWorker{WorkerId: wid[:], Pid: int32(w.pid), Addr: addr}
@@ -173,10 +180,27 @@ func (w *Worker) loop() {
 		w.queue = w.queue[1:]
 		w.running, _ = ids.TaskIDFrom(j.spec.TaskId)
 		w.busy = true
+		sem := w.sem
 		w.mu.Unlock()
+		if sem != nil && len(j.spec.ActorId) > 0 && !j.spec.ActorCreate {
+			// A concurrent actor: up to cap(sem) calls at once, unordered.
+			sem <- struct{}{}
+			go func() {
+				debug.SetPanicOnFault(true)
+				_ = j.c.Reply(j.id, w.execute(j.spec))
+				<-sem
+			}()
+			continue
+		}
 		reply := w.execute(j.spec)
 		_ = j.c.Reply(j.id, reply)
 	}
+}
+
+// serveKill ends the process of the actor this worker hosts.
+func (w *Worker) serveKill(*rpc.Conn, rpc.Kind, uint64, []byte) {
+	_ = os.Remove(w.addr)
+	os.Exit(0)
 }
 
 // execute runs one task and encodes its outcome.
@@ -191,11 +215,14 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	if fn == nil {
 		return fail(core.KindUnknownFunction, fmt.Sprintf("function %q is not registered in this executable: declare remote functions at package level, before rayo.Init", spec.Function), "")
 	}
+	w.mu.Lock()
 	if spec.Name != w.lastLog {
 		// Tell the raylet whose output follows.
 		fmt.Fprintf(os.Stdout, "%s%s\n", raylet.NameMarker, spec.Name)
 		w.lastLog = spec.Name
 	}
+	actor := w.actor
+	w.mu.Unlock()
 	args := make([][]byte, len(spec.Args))
 	for i, a := range spec.Args {
 		if a.Value == nil {
@@ -208,7 +235,32 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 		args[i] = b
 	}
 	start := time.Now()
-	results, err, panicked, stack := invoke(fn, args)
+	var call func() ([]core.Result, error)
+	switch {
+	case spec.ActorCreate && fn.Ctor != nil:
+		call = func() ([]core.Result, error) {
+			state, err := fn.Ctor(context.Background(), args)
+			if err == nil {
+				w.mu.Lock()
+				w.actor = state
+				if spec.MaxConcurrency > 1 {
+					w.sem = make(chan struct{}, spec.MaxConcurrency)
+				}
+				w.mu.Unlock()
+			}
+			return nil, err
+		}
+	case len(spec.ActorId) > 0 && !spec.ActorCreate && fn.Method != nil:
+		if actor == nil {
+			return fail(core.KindActorDied, "this worker hosts no actor", "")
+		}
+		call = func() ([]core.Result, error) { return fn.Method(context.Background(), actor, args) }
+	case len(spec.ActorId) == 0 && fn.Invoke != nil:
+		call = func() ([]core.Result, error) { return fn.Invoke(context.Background(), args) }
+	default:
+		return fail(core.KindType, fmt.Sprintf("%q is not a %s", spec.Function, kindOf(spec)), "")
+	}
+	results, err, panicked, stack := invoke(call)
 	if f, ok := err.(interface{ Addr() uintptr }); ok && panicked && w.arena.InView(f.Addr()) {
 		err = fmt.Errorf("write to an immutable object (values from the object store are read-only; copy before changing): %w", err)
 	}
@@ -237,7 +289,17 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	return reply
 }
 
-func invoke(fn *core.Function, args [][]byte) (results []core.Result, err error, panicked bool, stack string) {
+func kindOf(spec *pb.TaskSpec) string {
+	switch {
+	case spec.ActorCreate:
+		return "actor constructor"
+	case len(spec.ActorId) > 0:
+		return "actor method"
+	}
+	return "remote function"
+}
+
+func invoke(call func() ([]core.Result, error)) (results []core.Result, err error, panicked bool, stack string) {
 	defer func() {
 		if p := recover(); p != nil {
 			err, panicked, stack = fmt.Errorf("%v", p), true, string(debug.Stack())
@@ -246,7 +308,7 @@ func invoke(fn *core.Function, args [][]byte) (results []core.Result, err error,
 			}
 		}
 	}()
-	results, err = fn.Invoke(context.Background(), args)
+	results, err = call()
 	if err != nil && !errors.Is(err, core.ErrTypeMismatch) {
 		stack = string(debug.Stack())
 	}

@@ -12,7 +12,10 @@ import (
 	"strings"
 )
 
-const maxArgs = 6
+const (
+	maxArgs      = 6
+	maxActorArgs = 4
+)
 
 func main() {
 	out := flag.String("out", "funcs_gen.go", "output file")
@@ -23,6 +26,10 @@ func main() {
 		for _, k := range []int{1, 2, 3} {
 			write(&b, n, k)
 		}
+	}
+	for n := 0; n <= maxActorArgs; n++ {
+		writeActor(&b, n)
+		writeMethod(&b, n)
 	}
 	src, err := format.Source(b.Bytes())
 	if err != nil {
@@ -102,4 +109,71 @@ func write(b *bytes.Buffer, n, k int) {
 		return fmt.Sprintf("refOf[%s](hs, err, %d)", strings.Split(resT, ", ")[i], i)
 	})
 	fmt.Fprintf(b, "return %s\n}\n", rets)
+}
+
+// writeActor writes the actor constructors of n arguments.
+func writeActor(b *bytes.Buffer, n int) {
+	typ := fmt.Sprintf("ActorClass%d", n)
+	argT := list(n, func(i int) string { return fmt.Sprintf("A%d", i+1) })
+	tparams := strings.Trim(argT+", S", ", ")
+	tdecl := tparams + " any"
+	decode := ""
+	for i := 0; i < n; i++ {
+		decode += fmt.Sprintf("a%d, err := decodeArg[A%d](args[%d], %d)\nif err != nil { return nil, err }\n", i+1, i+1, i, i)
+	}
+	call := list(n, func(i int) string { return fmt.Sprintf("a%d", i+1) })
+	fmt.Fprintf(b, "\n// %s declares an actor whose state of type S is made by a constructor of %d arguments.\n", typ, n)
+	fmt.Fprintf(b, "type %s[%s] struct{ c actorClass }\n", typ, tdecl)
+	fmt.Fprintf(b, "\nfunc (x *%s[%s]) class() *actorClass { return &x.c }\n", typ, tparams)
+	for _, e := range []bool{false, true} {
+		ctor, ret, body := fmt.Sprintf("Actor%d", n), "S", "s := f(%s)\nreturn s, nil"
+		doc := "declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init."
+		if e {
+			ctor, ret, body = ctor+"E", "(S, error)", "return f(%s)"
+			doc = "declares an actor whose constructor may fail; then every call on the actor fails with that error."
+		}
+		fmt.Fprintf(b, "\n// %s %s\n", ctor, doc)
+		fmt.Fprintf(b, "func %s[%s](f func(%s) %s, opts ...Option) *%s[%s] {\n", ctor, tdecl, argT, ret, typ, tparams)
+		fmt.Fprintf(b, "inv := func(_ context.Context, args [][]byte) (any, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\n%s"+body+"\n}\n", n, decode, call)
+		fmt.Fprintf(b, "return &%s[%s]{declareClass[S](f, inv, opts)}\n}\n", typ, tparams)
+	}
+	fmt.Fprintf(b, "\n// Options returns a copy of x whose actors are created with opts.\n")
+	fmt.Fprintf(b, "func (x *%s[%s]) Options(opts ...Option) *%s[%s] { return &%s[%s]{x.c.with(opts)} }\n", typ, tparams, typ, tparams, typ, tparams)
+	argParams := list(n, func(i int) string { return fmt.Sprintf("a%d Arg[A%d]", i+1, i+1) })
+	argVals := list(n, func(i int) string { return fmt.Sprintf("a%d.arg()", i+1) })
+	fmt.Fprintf(b, "\n// Remote creates an actor and returns its handle at once.\n")
+	fmt.Fprintf(b, "func (x *%s[%s]) Remote(%s) Actor[S] { return actorOf[S](x.c.create(%s)) }\n", typ, tparams, argParams, argVals)
+}
+
+// writeMethod writes the actor methods of n arguments.
+func writeMethod(b *bytes.Buffer, n int) {
+	typ := fmt.Sprintf("ActorMethod%d", n)
+	argT := list(n, func(i int) string { return fmt.Sprintf("A%d", i+1) })
+	tparams := strings.Trim("S, "+argT+", R", ", ")
+	tparams = strings.ReplaceAll(tparams, ", ,", ",")
+	tdecl := tparams + " any"
+	fargs := strings.Trim("S, "+argT, ", ")
+	decode := ""
+	for i := 0; i < n; i++ {
+		decode += fmt.Sprintf("a%d, err := decodeArg[A%d](args[%d], %d)\nif err != nil { return nil, err }\n", i+1, i+1, i, i)
+	}
+	call := strings.Trim("s, "+list(n, func(i int) string { return fmt.Sprintf("a%d", i+1) }), ", ")
+	fmt.Fprintf(b, "\n// %s is a method of an actor with state S, taking %d arguments.\n", typ, n)
+	fmt.Fprintf(b, "type %s[%s] struct{ m actorMethod }\n", typ, tdecl)
+	for _, e := range []bool{false, true} {
+		ctor, ret, body := fmt.Sprintf("Method%d", n), "R", "r := f(%s)\nreturn results(r)"
+		doc := "declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init."
+		if e {
+			ctor, ret, body = ctor+"E", "(R, error)", "r, err := f(%s)\nif err != nil { return nil, err }\nreturn results(r)"
+			doc = "declares a method that may fail; its error comes back from Get and the actor lives on."
+		}
+		fmt.Fprintf(b, "\n// %s %s\n", ctor, doc)
+		fmt.Fprintf(b, "func %s[%s](c ActorClass[S], f func(%s) %s) *%s[%s] {\n", ctor, tdecl, fargs, ret, typ, tparams)
+		fmt.Fprintf(b, "inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\ns, err := stateOf[S](state)\nif err != nil { return nil, err }\n%s"+body+"\n}\n", n, decode, call)
+		fmt.Fprintf(b, "return &%s[%s]{declareMethod(c.class(), f, 1, inv)}\n}\n", typ, tparams)
+	}
+	argParams := strings.Trim("a Actor[S], "+list(n, func(i int) string { return fmt.Sprintf("a%d Arg[A%d]", i+1, i+1) }), ", ")
+	argVals := strings.Trim("h, err, "+list(n, func(i int) string { return fmt.Sprintf("a%d.arg()", i+1) }), ", ")
+	fmt.Fprintf(b, "\n// Remote calls the method on actor a and returns a ref to its result at once.\n")
+	fmt.Fprintf(b, "func (x *%s[%s]) Remote(%s) Ref[R] {\nh, err := a.handle()\nhs, err := x.m.call(%s)\nreturn refOf[R](hs, err, 0)\n}\n", typ, tparams, argParams, argVals)
 }

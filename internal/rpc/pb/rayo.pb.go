@@ -204,6 +204,8 @@ type RequestLease struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Resources     []*Resource            `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
 	OwnerAddr     string                 `protobuf:"bytes,2,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
+	Dedicated     bool                   `protobuf:"varint,3,opt,name=dedicated,proto3" json:"dedicated,omitempty"`           // an actor's worker: never returned to the pool
+	ActorId       []byte                 `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"` // the actor it will host, when dedicated
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,6 +252,20 @@ func (x *RequestLease) GetOwnerAddr() string {
 		return x.OwnerAddr
 	}
 	return ""
+}
+
+func (x *RequestLease) GetDedicated() bool {
+	if x != nil {
+		return x.Dedicated
+	}
+	return false
+}
+
+func (x *RequestLease) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
 }
 
 // LeaseReply grants a worker, or says why none can be had.
@@ -861,16 +877,19 @@ func (x *TaskArg) GetRef() *ObjectRef {
 
 // TaskSpec is everything a worker needs to run a task.
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Function      string                 `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Args          []*TaskArg             `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
-	NumReturns    int32                  `protobuf:"varint,5,opt,name=num_returns,json=numReturns,proto3" json:"num_returns,omitempty"`
-	OwnerAddr     string                 `protobuf:"bytes,6,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
-	Attempt       int32                  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TaskId         []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Function       string                 `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
+	Name           string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Args           []*TaskArg             `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	NumReturns     int32                  `protobuf:"varint,5,opt,name=num_returns,json=numReturns,proto3" json:"num_returns,omitempty"`
+	OwnerAddr      string                 `protobuf:"bytes,6,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
+	Attempt        int32                  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	ActorId        []byte                 `protobuf:"bytes,8,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`                        // set for actor creation and actor method calls
+	ActorCreate    bool                   `protobuf:"varint,9,opt,name=actor_create,json=actorCreate,proto3" json:"actor_create,omitempty"`           // run the constructor and keep its value
+	MaxConcurrency int32                  `protobuf:"varint,10,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"` // actor creation: calls run at once (default 1)
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -948,6 +967,27 @@ func (x *TaskSpec) GetOwnerAddr() string {
 func (x *TaskSpec) GetAttempt() int32 {
 	if x != nil {
 		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TaskSpec) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *TaskSpec) GetActorCreate() bool {
+	if x != nil {
+		return x.ActorCreate
+	}
+	return false
+}
+
+func (x *TaskSpec) GetMaxConcurrency() int32 {
+	if x != nil {
+		return x.MaxConcurrency
 	}
 	return 0
 }
@@ -1196,6 +1236,234 @@ func (x *LogLines) GetLines() []string {
 	return nil
 }
 
+// ActorName registers or looks up a named actor.
+type ActorName struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	ActorId       []byte                 `protobuf:"bytes,3,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	OwnerAddr     string                 `protobuf:"bytes,4,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
+	Class         string                 `protobuf:"bytes,5,opt,name=class,proto3" json:"class,omitempty"` // the Go type of the actor's state, checked by GetActor
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorName) Reset() {
+	*x = ActorName{}
+	mi := &file_rayo_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorName) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorName) ProtoMessage() {}
+
+func (x *ActorName) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorName.ProtoReflect.Descriptor instead.
+func (*ActorName) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ActorName) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActorName) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ActorName) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *ActorName) GetOwnerAddr() string {
+	if x != nil {
+		return x.OwnerAddr
+	}
+	return ""
+}
+
+func (x *ActorName) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+// ActorNameReply answers a registration or lookup.
+type ActorNameReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *ActorName             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorNameReply) Reset() {
+	*x = ActorNameReply{}
+	mi := &file_rayo_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorNameReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorNameReply) ProtoMessage() {}
+
+func (x *ActorNameReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorNameReply.ProtoReflect.Descriptor instead.
+func (*ActorNameReply) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ActorNameReply) GetActor() *ActorName {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *ActorNameReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ActorAddrRequest asks an actor's owner where the actor runs.
+type ActorAddrRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActorId       []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorAddrRequest) Reset() {
+	*x = ActorAddrRequest{}
+	mi := &file_rayo_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorAddrRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorAddrRequest) ProtoMessage() {}
+
+func (x *ActorAddrRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorAddrRequest.ProtoReflect.Descriptor instead.
+func (*ActorAddrRequest) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ActorAddrRequest) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+// ActorAddr is where an actor runs, or why it is gone.
+type ActorAddr struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Addr          string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	Error         *TaskError             `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorAddr) Reset() {
+	*x = ActorAddr{}
+	mi := &file_rayo_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorAddr) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorAddr) ProtoMessage() {}
+
+func (x *ActorAddr) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorAddr.ProtoReflect.Descriptor instead.
+func (*ActorAddr) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ActorAddr) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *ActorAddr) GetError() *TaskError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 var File_rayo_proto protoreflect.FileDescriptor
 
 const file_rayo_proto_rawDesc = "" +
@@ -1214,11 +1482,13 @@ const file_rayo_proto_rawDesc = "" +
 	"sessionDir\":\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x01R\bquantity\"[\n" +
+	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\x94\x01\n" +
 	"\fRequestLease\x12,\n" +
 	"\tresources\x18\x01 \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x1d\n" +
 	"\n" +
-	"owner_addr\x18\x02 \x01(\tR\townerAddr\"{\n" +
+	"owner_addr\x18\x02 \x01(\tR\townerAddr\x12\x1c\n" +
+	"\tdedicated\x18\x03 \x01(\bR\tdedicated\x12\x19\n" +
+	"\bactor_id\x18\x04 \x01(\fR\aactorId\"{\n" +
 	"\n" +
 	"LeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
@@ -1257,7 +1527,7 @@ const file_rayo_proto_rawDesc = "" +
 	"owner_addr\x18\x02 \x01(\tR\townerAddr\"Q\n" +
 	"\aTaskArg\x12#\n" +
 	"\x05value\x18\x01 \x01(\v2\r.rayo.LocatorR\x05value\x12!\n" +
-	"\x03ref\x18\x02 \x01(\v2\x0f.rayo.ObjectRefR\x03ref\"\xd0\x01\n" +
+	"\x03ref\x18\x02 \x01(\v2\x0f.rayo.ObjectRefR\x03ref\"\xb7\x02\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -1267,7 +1537,11 @@ const file_rayo_proto_rawDesc = "" +
 	"numReturns\x12\x1d\n" +
 	"\n" +
 	"owner_addr\x18\x06 \x01(\tR\townerAddr\x12\x18\n" +
-	"\aattempt\x18\a \x01(\x05R\aattempt\"~\n" +
+	"\aattempt\x18\a \x01(\x05R\aattempt\x12\x19\n" +
+	"\bactor_id\x18\b \x01(\fR\aactorId\x12!\n" +
+	"\factor_create\x18\t \x01(\bR\vactorCreate\x12'\n" +
+	"\x0fmax_concurrency\x18\n" +
+	" \x01(\x05R\x0emaxConcurrency\"~\n" +
 	"\tTaskError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
@@ -1283,7 +1557,22 @@ const file_rayo_proto_rawDesc = "" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\"8\n" +
 	"\bLogLines\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
-	"\x05lines\x18\x02 \x03(\tR\x05linesB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
+	"\x05lines\x18\x02 \x03(\tR\x05lines\"\x8d\x01\n" +
+	"\tActorName\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x19\n" +
+	"\bactor_id\x18\x03 \x01(\fR\aactorId\x12\x1d\n" +
+	"\n" +
+	"owner_addr\x18\x04 \x01(\tR\townerAddr\x12\x14\n" +
+	"\x05class\x18\x05 \x01(\tR\x05class\"M\n" +
+	"\x0eActorNameReply\x12%\n" +
+	"\x05actor\x18\x01 \x01(\v2\x0f.rayo.ActorNameR\x05actor\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"-\n" +
+	"\x10ActorAddrRequest\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
+	"\tActorAddr\x12\x12\n" +
+	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05errorB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
 
 var (
 	file_rayo_proto_rawDescOnce sync.Once
@@ -1297,7 +1586,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),      // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil), // 1: rayo.RegisterWorkerReply
@@ -1319,6 +1608,10 @@ var file_rayo_proto_goTypes = []any{
 	(*TaskReply)(nil),           // 17: rayo.TaskReply
 	(*GetObject)(nil),           // 18: rayo.GetObject
 	(*LogLines)(nil),            // 19: rayo.LogLines
+	(*ActorName)(nil),           // 20: rayo.ActorName
+	(*ActorNameReply)(nil),      // 21: rayo.ActorNameReply
+	(*ActorAddrRequest)(nil),    // 22: rayo.ActorAddrRequest
+	(*ActorAddr)(nil),           // 23: rayo.ActorAddr
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -1329,11 +1622,13 @@ var file_rayo_proto_depIdxs = []int32{
 	14, // 5: rayo.TaskSpec.args:type_name -> rayo.TaskArg
 	12, // 6: rayo.TaskReply.returns:type_name -> rayo.Locator
 	16, // 7: rayo.TaskReply.error:type_name -> rayo.TaskError
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	20, // 8: rayo.ActorNameReply.actor:type_name -> rayo.ActorName
+	16, // 9: rayo.ActorAddr.error:type_name -> rayo.TaskError
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }
@@ -1347,7 +1642,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,254 @@
+package rayo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type Counter struct{ n int }
+
+func (c *Counter) Incr() int                    { c.n++; return c.n }
+func (c *Counter) Add(k int) int                { c.n += k; return c.n }
+func (c *Counter) Fail(msg string) (int, error) { return 0, errors.New(msg) }
+func (c *Counter) Panic() int                   { panic("counter panicked") }
+func (c *Counter) Exit() int                    { os.Exit(1); return 0 }
+func (c *Counter) Slow(ms int) int              { time.Sleep(time.Duration(ms) * time.Millisecond); return ms }
+
+var (
+	newCounter  = Actor0(func() *Counter { return &Counter{} })
+	counterFrom = Actor1(func(n int) *Counter { return &Counter{n: n} })
+	badCounter  = Actor0E(func() (*Counter, error) { return nil, errors.New("no counter today") })
+	incr        = Method0(newCounter, (*Counter).Incr)
+	addTo       = Method1(newCounter, (*Counter).Add)
+	failM       = Method1E(newCounter, (*Counter).Fail)
+	panicM      = Method0(newCounter, (*Counter).Panic)
+	exitM       = Method0(newCounter, (*Counter).Exit)
+	slowM       = Method1(newCounter, (*Counter).Slow)
+
+	// incrVia calls an actor from inside a task.
+	incrVia = Func1(func(c Actor[*Counter]) int {
+		v, err := Get(context.Background(), incr.Remote(c))
+		if err != nil {
+			panic(err)
+		}
+		return v
+	})
+)
+
+// hop passes a handle on through other tasks, then calls it. It calls
+// itself, so it is declared in init (still before Init runs).
+var hop *Task2[Actor[*Counter], int, int]
+
+func init() { hop = Func2(hopBody) }
+
+func hopBody(c Actor[*Counter], depth int) int {
+	if depth > 0 {
+		v, err := Get(context.Background(), hop.Remote(V(c), V(depth-1)))
+		if err != nil {
+			panic(err)
+		}
+		return v
+	}
+	v, err := Get(context.Background(), incr.Remote(c))
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestCounterActors(t *testing.T) {
+	ctx := ctxT(t)
+	counters := make([]Actor[*Counter], 10)
+	for i := range counters {
+		counters[i] = newCounter.Remote()
+	}
+	refs := make([]Ref[int], len(counters))
+	for i, c := range counters {
+		refs[i] = incr.Remote(c)
+	}
+	vs, err := GetAll(ctx, refs)
+	if err != nil || fmt.Sprint(vs) != "[1 1 1 1 1 1 1 1 1 1]" {
+		t.Fatalf("ten counters: %v %v", vs, err)
+	}
+	refs = refs[:0]
+	for i := 0; i < 5; i++ {
+		refs = append(refs, incr.Remote(counters[0]))
+	}
+	vs, err = GetAll(ctx, refs)
+	if err != nil || fmt.Sprint(vs) != "[2 3 4 5 6]" {
+		t.Fatalf("one counter five times: %v %v", vs, err)
+	}
+}
+
+func TestActorCallsKeepOrderAcrossGoroutines(t *testing.T) {
+	ctx := ctxT(t)
+	c := counterFrom.Remote(V(100))
+	var mu sync.Mutex
+	var submitted []Ref[int]
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				mu.Lock() // defines the submission order
+				submitted = append(submitted, addTo.Remote(c, V(1)))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	vs, err := GetAll(ctx, submitted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range vs {
+		if v != 101+i {
+			t.Fatalf("call %d saw %d, want %d: calls ran out of order", i, v, 101+i)
+		}
+	}
+}
+
+func TestActorArgumentRefsKeepOrder(t *testing.T) {
+	ctx := ctxT(t)
+	c := newCounter.Remote()
+	slow := sleepMs.Remote(V(200)) // resolves late
+	first := addTo.Remote(c, slow)
+	second := incr.Remote(c)
+	if v, err := Get(ctx, second); err != nil || v != 201 {
+		t.Fatalf("second call ran before the first: %v %v", v, err)
+	}
+	if v, err := Get(ctx, first); err != nil || v != 200 {
+		t.Fatalf("first: %v %v", v, err)
+	}
+}
+
+func TestActorHandlesTravel(t *testing.T) {
+	ctx := ctxT(t)
+	c := newCounter.Remote()
+	if v, err := Get(ctx, incrVia.Remote(V(c))); err != nil || v != 1 {
+		t.Fatalf("call from a task: %v %v", v, err)
+	}
+	if v, err := Get(ctx, hop.Remote(V(c), V(3))); err != nil || v != 2 {
+		t.Fatalf("call after three hops: %v %v", v, err)
+	}
+	if v, err := Get(ctx, incr.Remote(c)); err != nil || v != 3 {
+		t.Fatalf("back in the driver: %v %v", v, err)
+	}
+}
+
+func TestActorErrorsKeepItAlive(t *testing.T) {
+	ctx := ctxT(t)
+	c := newCounter.Remote()
+	incr.Remote(c)
+	_, err := Get(ctx, failM.Remote(c, V("bad day")))
+	var te *TaskError
+	if !errors.As(err, &te) || te.Kind != KindApp || !strings.Contains(te.Message, "bad day") || !strings.Contains(te.Task, "Fail") {
+		t.Fatalf("method error: %v", err)
+	}
+	_, err = Get(ctx, panicM.Remote(c))
+	if !errors.As(err, &te) || te.Kind != KindPanic || !strings.Contains(te.Stack, "actor_test.go") {
+		t.Fatalf("method panic: %v", err)
+	}
+	if v, err := Get(ctx, incr.Remote(c)); err != nil || v != 2 {
+		t.Fatalf("state after errors: %v %v", v, err)
+	}
+}
+
+func TestActorConstructorFailure(t *testing.T) {
+	ctx := ctxT(t)
+	c := badCounter.Remote()
+	for i := 0; i < 2; i++ {
+		_, err := Get(ctx, incr.Remote(c))
+		if err == nil || !strings.Contains(err.Error(), "no counter today") {
+			t.Fatalf("call %d on an actor whose constructor failed: %v", i, err)
+		}
+	}
+}
+
+func TestActorDeathAndKill(t *testing.T) {
+	ctx := ctxT(t)
+	c := newCounter.Remote()
+	incr.Remote(c)
+	exited := exitM.Remote(c)
+	pending := incr.Remote(c) // queued behind the call that kills the process
+	_, err := Get(ctx, exited)
+	if !errors.Is(err, ErrActorDied) {
+		t.Fatalf("actor process exited: %v", err)
+	}
+	if _, err := Get(ctx, pending); !errors.Is(err, ErrActorDied) {
+		t.Fatalf("pending call: %v", err)
+	}
+	if _, err := Get(ctx, incr.Remote(c)); !errors.Is(err, ErrActorDied) {
+		t.Fatalf("later call: %v", err)
+	}
+
+	k := newCounter.Remote()
+	if v, err := Get(ctx, incr.Remote(k)); err != nil || v != 1 {
+		t.Fatal(v, err)
+	}
+	running := slowM.Remote(k, V(10_000))
+	start := time.Now()
+	if err := Kill(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Get(ctx, running); !errors.Is(err, ErrActorDied) || time.Since(start) > 5*time.Second {
+		t.Fatalf("call on a killed actor: %v after %v", err, time.Since(start))
+	}
+	if _, err := Get(ctx, incr.Remote(k)); !errors.Is(err, ErrActorDied) {
+		t.Fatalf("call after Kill: %v", err)
+	}
+}
+
+func TestNamedActors(t *testing.T) {
+	ctx := ctxT(t)
+	a := newCounter.Options(Name("scoreboard"), Namespace("tests")).Remote()
+	if _, err := Get(ctx, addTo.Remote(a, V(5))); err != nil {
+		t.Fatal(err)
+	}
+	b, err := GetActor[*Counter](ctx, "scoreboard", Namespace("tests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Get(ctx, incr.Remote(b)); err != nil || v != 6 {
+		t.Fatalf("through GetActor: %v %v", v, err)
+	}
+	if _, err := GetActor[*Counter](ctx, "scoreboard"); err == nil {
+		t.Fatal("found a name in the wrong namespace")
+	}
+	if _, err := GetActor[*Counter](ctx, "nobody", Namespace("tests")); err == nil || !strings.Contains(err.Error(), "nobody") {
+		t.Fatalf("unknown name: %v", err)
+	}
+	if _, err := GetActor[*box](ctx, "scoreboard", Namespace("tests")); !errors.Is(err, ErrTypeMismatch) {
+		t.Fatalf("wrong state type: %v", err)
+	}
+	dup := newCounter.Options(Name("scoreboard"), Namespace("tests")).Remote()
+	if dup.Err() == nil {
+		t.Fatal("a second actor took a taken name")
+	}
+	if err := Kill(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentActor(t *testing.T) {
+	ctx := ctxT(t)
+	c := newCounter.Options(MaxConcurrency(4)).Remote()
+	start := time.Now()
+	refs := make([]Ref[int], 4)
+	for i := range refs {
+		refs[i] = slowM.Remote(c, V(300))
+	}
+	if _, err := GetAll(ctx, refs); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 1100*time.Millisecond {
+		t.Fatalf("4 calls of 300ms with MaxConcurrency(4) took %v", d)
+	}
+}

@@ -1,0 +1,495 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+type actorState uint8
+
+const (
+	actorPending actorState = iota // being created, or its address not known yet
+	actorAlive
+	actorDead
+)
+
+// actorRec is this process's record of an actor: the one it created (it
+// owns it: it holds the worker's lease and answers where the actor runs),
+// or one it holds a handle to.
+type actorRec struct {
+	id     ids.TaskID // the creation task's ID
+	owner  string
+	owned  bool
+	name   string // the class, for errors
+	state  actorState
+	addr   string    // the actor's worker, once alive
+	conn   *rpc.Conn // to the actor's worker
+	died   *pb.TaskError
+	create *task  // owned: the creation task
+	lease  *lease // owned: the dedicated worker
+	queue  []*task
+	// inflight counts calls pushed and not answered.
+	inflight       map[*task]struct{}
+	fetching       bool     // borrowed: address asked of the owner
+	wake           []func() // run once the actor is alive or dead
+	handles        int32    // live handles in this process
+	exported       bool     // a handle left this process: never stopped for lack of handles
+	named          bool     // named actors live as long as their owner
+	resources      []*pb.Resource
+	maxConcurrency int
+}
+
+// ActorOptions are how an actor is created.
+type ActorOptions struct {
+	Class          string // registry name of the constructor
+	Name           string // shown in errors and logs
+	StateType      string // Go type of the actor's state, checked by GetActor
+	RegisterName   string // the actor's name in the control store, if any
+	Namespace      string
+	Resources      map[string]float64 // held for the actor's life; none by default
+	MaxConcurrency int
+}
+
+// ActorHandle is one reference to an actor held by user code.
+type ActorHandle struct {
+	ID       ids.TaskID
+	Owner    string
+	rt       *Runtime
+	released atomic.Bool
+	cleanup  runtime.Cleanup
+}
+
+type actorRelease struct {
+	id ids.TaskID
+	rt *Runtime
+}
+
+func (rt *Runtime) newActorHandleLocked(a *actorRec) *ActorHandle {
+	a.handles++
+	h := &ActorHandle{ID: a.id, Owner: a.owner, rt: rt}
+	h.cleanup = runtime.AddCleanup(h, releaseActorHandle, actorRelease{a.id, rt})
+	return h
+}
+
+func releaseActorHandle(r actorRelease) { r.rt.releaseActor(r.id) }
+
+// Runtime is the runtime the handle belongs to.
+func (h *ActorHandle) Runtime() *Runtime { return h.rt }
+
+// Release drops this handle now rather than when the garbage collector
+// finds it.
+func (h *ActorHandle) Release() {
+	if h == nil || !h.released.CompareAndSwap(false, true) {
+		return
+	}
+	h.cleanup.Stop()
+	h.rt.releaseActor(h.ID)
+}
+
+// Exported marks that a handle left this process (inside a value): the
+// actor is then not stopped when this process's handles are gone.
+func (h *ActorHandle) Exported() {
+	h.rt.mu.Lock()
+	if a := h.rt.actors[h.ID]; a != nil {
+		a.exported = true
+	}
+	h.rt.mu.Unlock()
+}
+
+func (rt *Runtime) releaseActor(id ids.TaskID) {
+	var after actions
+	var kill *actorRec
+	rt.mu.Lock()
+	a := rt.actors[id]
+	if a != nil {
+		a.handles--
+		if a.handles <= 0 && a.owned && !a.exported && !a.named && a.state != actorDead {
+			// Nobody can call it any more: stop it once its calls are done.
+			kill = a
+		}
+	}
+	rt.mu.Unlock()
+	if kill != nil {
+		rt.stopWhenIdle(kill)
+	}
+	after.run(rt)
+}
+
+// stopWhenIdle stops an owned actor after the calls already submitted.
+func (rt *Runtime) stopWhenIdle(a *actorRec) {
+	var after actions
+	rt.mu.Lock()
+	rt.stopIfUnusedLocked(a, &after)
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// stopIfUnusedLocked stops an owned, running actor that no handle can
+// reach and that has no call left (re-checked as calls finish, and when
+// creation completes).
+func (rt *Runtime) stopIfUnusedLocked(a *actorRec, after *actions) {
+	if a.owned && a.state == actorAlive && a.handles <= 0 && !a.exported && !a.named && len(a.queue) == 0 && len(a.inflight) == 0 {
+		rt.actorDiedLocked(a, &pb.TaskError{Kind: KindActorDied, Message: "actor stopped: no handle to it remains"}, after)
+	}
+}
+
+// CreateActor starts an actor: a dedicated worker process runs the
+// constructor and keeps its value for the actor's methods.
+func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Arg) (*ActorHandle, error) {
+	a := &actorRec{
+		id:             ids.NewTaskID(),
+		owner:          rt.addr,
+		owned:          true,
+		name:           opts.Name,
+		inflight:       make(map[*task]struct{}),
+		maxConcurrency: opts.MaxConcurrency,
+		named:          opts.RegisterName != "",
+	}
+	if opts.RegisterName != "" {
+		err := rt.cfg.Raylet.RegisterActorName(ctx, &pb.ActorName{
+			Name: opts.RegisterName, Namespace: opts.Namespace, ActorId: a.id[:], OwnerAddr: rt.addr, Class: opts.StateType,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("rayo: create actor %s: %w", opts.Name, err)
+		}
+	}
+	topts := TaskOptions{Function: opts.Class, Name: opts.Name, Resources: opts.Resources}
+	if _, err := rt.submit(ctx, topts, args, nil, a); err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.newActorHandleLocked(a), nil
+}
+
+// ActorHandleFor makes a handle for an actor that arrived inside a value
+// or was found by name.
+func (rt *Runtime) ActorHandleFor(id ids.TaskID, owner string) *ActorHandle {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	a := rt.actors[id]
+	if a == nil {
+		a = &actorRec{id: id, owner: owner, inflight: make(map[*task]struct{})}
+		if owner == rt.addr {
+			// Ours, but gone already.
+			a.owned, a.state = true, actorDead
+			a.died = &pb.TaskError{Kind: KindActorDied, Message: "actor is gone"}
+		}
+		rt.actors[id] = a
+	}
+	return rt.newActorHandleLocked(a)
+}
+
+// LookupActor finds a named actor in the control store.
+func (rt *Runtime) LookupActor(ctx context.Context, namespace, name string) (*pb.ActorName, error) {
+	return rt.cfg.Raylet.LookupActorName(ctx, namespace, name)
+}
+
+// SubmitActorTask calls a method of the actor h refers to. Calls from this
+// process run in the order they are submitted.
+func (rt *Runtime) SubmitActorTask(ctx context.Context, h *ActorHandle, opts TaskOptions, args []Arg) ([]*Handle, error) {
+	rt.mu.Lock()
+	a := rt.actors[h.ID]
+	rt.mu.Unlock()
+	if a == nil {
+		return nil, fmt.Errorf("%w: unknown actor %s", ErrActorDied, h.ID)
+	}
+	opts.MaxRetries = 0
+	return rt.submit(ctx, opts, args, a, nil)
+}
+
+// requestActorLease asks for a worker of the actor's own.
+func (rt *Runtime) requestActorLease(a *actorRec) {
+	rt.cfg.Raylet.RequestLease(&pb.RequestLease{Resources: a.resources, OwnerAddr: rt.addr, Dedicated: true, ActorId: a.id[:]},
+		func(r *pb.LeaseReply, err error) {
+			if err == nil && r.Error != "" {
+				rt.actorCreated(a, nil, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
+				return
+			}
+			if err != nil {
+				rt.actorCreated(a, nil, sysErr(a.name, KindSystem, "lease: "+err.Error()))
+				return
+			}
+			go rt.startActor(a, r)
+		})
+}
+
+// startActor runs the constructor on the granted worker.
+func (rt *Runtime) startActor(a *actorRec, r *pb.LeaseReply) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := rt.peer(ctx, r.WorkerAddr)
+	l := &lease{id: r.LeaseId, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}}
+	rt.mu.Lock()
+	a.lease = l
+	if err == nil {
+		a.addr, a.conn = r.WorkerAddr, conn
+	}
+	spec := a.create.spec
+	rt.mu.Unlock()
+	if err != nil {
+		l.dead = true
+		rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, "cannot reach the actor's worker: "+err.Error()))
+		return
+	}
+	conn.Go(rpc.MPushTask, spec, func(body []byte, err error) {
+		reply := &pb.TaskReply{}
+		if err == nil {
+			err = unmarshal(body, reply)
+		}
+		if err != nil {
+			rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, "the actor's worker died while creating it: "+err.Error()))
+			return
+		}
+		rt.actorCreated(a, conn, reply.Error)
+	})
+}
+
+// actorCreated settles an actor's creation: alive, or dead with why.
+func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskError) {
+	var after actions
+	rt.mu.Lock()
+	if a.create != nil {
+		rt.finishLocked(a.create, nil, nil, &after)
+		a.create = nil
+	}
+	if failure != nil {
+		if failure.TaskName == "" {
+			failure.TaskName = a.name
+		}
+		rt.actorDiedLocked(a, failure, &after)
+	} else if a.state == actorPending {
+		a.state = actorAlive
+		after.wake = append(after.wake, a.wake...)
+		a.wake = nil
+		rt.actorDispatchLocked(a, &after)
+		go rt.watchActor(a, conn)
+		rt.stopIfUnusedLocked(a, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// watchActor notices the death of an owned actor's worker even when no
+// call is in flight.
+func (rt *Runtime) watchActor(a *actorRec, conn *rpc.Conn) {
+	<-conn.Done()
+	var after actions
+	rt.mu.Lock()
+	rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, "the actor's worker process died"), &after)
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// actorDiedLocked fails every call waiting on the actor and gives its
+// worker back.
+func (rt *Runtime) actorDiedLocked(a *actorRec, why *pb.TaskError, after *actions) {
+	if a.state == actorDead {
+		return
+	}
+	a.state, a.died = actorDead, why
+	for t := range a.inflight {
+		rt.finishLocked(t, nil, actorErr(t, why), after)
+	}
+	a.inflight = map[*task]struct{}{}
+	for _, t := range a.queue {
+		rt.finishLocked(t, nil, actorErr(t, why), after)
+	}
+	a.queue = nil
+	if a.lease != nil {
+		after.returned = append(after.returned, a.lease)
+		a.lease = nil
+	}
+	after.wake = append(after.wake, a.wake...)
+	a.wake = nil
+}
+
+func actorErr(t *task, why *pb.TaskError) *pb.TaskError {
+	out := &pb.TaskError{Kind: why.Kind, Message: why.Message, Stack: why.Stack, Pid: why.Pid, TaskName: t.spec.Name}
+	if why.Kind != KindActorDied && why.Kind != KindInfeasible {
+		// The constructor failed: every call fails with its error.
+		out.Message = fmt.Sprintf("actor %s failed to start: %s", why.TaskName, why.Message)
+	}
+	return out
+}
+
+// actorDispatchLocked pushes the calls at the head of the actor's queue
+// whose arguments are ready, in order.
+func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
+	switch a.state {
+	case actorDead:
+		for _, t := range a.queue {
+			rt.finishLocked(t, nil, actorErr(t, a.died), after)
+		}
+		a.queue = nil
+		return
+	case actorPending:
+		if !a.owned && !a.fetching {
+			a.fetching = true
+			go rt.fetchActorAddr(a)
+		}
+		return
+	}
+	for len(a.queue) > 0 {
+		t := a.queue[0]
+		if t.finished {
+			a.queue = a.queue[1:]
+			continue
+		}
+		if !t.ready {
+			break // later calls wait for this one
+		}
+		a.queue = a.queue[1:]
+		a.inflight[t] = struct{}{}
+		after.push = append(after.push, pushOp{t: t, a: a})
+	}
+	if len(a.queue) == 0 {
+		a.queue = nil
+	}
+}
+
+func (rt *Runtime) pushActor(p pushOp) {
+	p.a.conn.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
+		reply := &pb.TaskReply{}
+		if err == nil {
+			err = unmarshal(body, reply)
+		}
+		var after actions
+		rt.mu.Lock()
+		delete(p.a.inflight, p.t)
+		if err != nil {
+			why := sysErr(p.a.name, KindActorDied, "the actor's worker died: "+err.Error())
+			rt.finishLocked(p.t, nil, actorErr(p.t, why), &after)
+			rt.actorDiedLocked(p.a, why, &after)
+		} else {
+			rt.finishLocked(p.t, reply.Returns, reply.Error, &after)
+		}
+		rt.stopIfUnusedLocked(p.a, &after)
+		rt.mu.Unlock()
+		after.run(rt)
+	})
+}
+
+// fetchActorAddr asks a borrowed actor's owner where it runs.
+func (rt *Runtime) fetchActorAddr(a *actorRec) {
+	fail := func(msg string) {
+		var after actions
+		rt.mu.Lock()
+		a.fetching = false
+		rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, msg), &after)
+		rt.mu.Unlock()
+		after.run(rt)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	oc, err := rt.peer(ctx, a.owner)
+	if err != nil {
+		fail("the actor's owner is gone: " + err.Error())
+		return
+	}
+	reply := &pb.ActorAddr{}
+	if err := oc.Call(context.Background(), rpc.MGetActorAddr, &pb.ActorAddrRequest{ActorId: a.id[:]}, reply); err != nil {
+		fail("the actor's owner is gone: " + err.Error())
+		return
+	}
+	if reply.Error != nil {
+		var after actions
+		rt.mu.Lock()
+		a.fetching = false
+		rt.actorDiedLocked(a, reply.Error, &after)
+		rt.mu.Unlock()
+		after.run(rt)
+		return
+	}
+	conn, err := rt.peer(ctx, reply.Addr)
+	if err != nil {
+		fail("cannot reach the actor: " + err.Error())
+		return
+	}
+	var after actions
+	rt.mu.Lock()
+	a.fetching = false
+	if a.state == actorPending {
+		a.state, a.addr, a.conn = actorAlive, reply.Addr, conn
+		rt.actorDispatchLocked(a, &after)
+	}
+	rt.mu.Unlock()
+	after.run(rt)
+}
+
+// serveActorAddr answers, once it knows, where an actor this process owns
+// runs.
+func (rt *Runtime) serveActorAddr(c *rpc.Conn, reqID uint64, body []byte) {
+	req := &pb.ActorAddrRequest{}
+	if err := unmarshal(body, req); err != nil {
+		_ = c.ReplyError(reqID, err.Error())
+		return
+	}
+	id, err := ids.TaskIDFrom(req.ActorId)
+	if err != nil {
+		_ = c.ReplyError(reqID, err.Error())
+		return
+	}
+	rt.mu.Lock()
+	a := rt.actors[id]
+	if a == nil || !a.owned {
+		rt.mu.Unlock()
+		_ = c.Reply(reqID, &pb.ActorAddr{Error: &pb.TaskError{Kind: KindActorDied, Message: "actor is gone"}})
+		return
+	}
+	answer := func() {
+		rt.mu.Lock()
+		reply := &pb.ActorAddr{Addr: a.addr, Error: a.died}
+		rt.mu.Unlock()
+		_ = c.Reply(reqID, reply)
+	}
+	if a.state == actorPending {
+		a.wake = append(a.wake, answer)
+		rt.mu.Unlock()
+		return
+	}
+	rt.mu.Unlock()
+	answer()
+}
+
+// KillActor stops an actor at once: its worker exits, and calls pending
+// or made later fail with ErrActorDied.
+func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
+	rt.mu.Lock()
+	a := rt.actors[h.ID]
+	if a == nil {
+		rt.mu.Unlock()
+		return fmt.Errorf("%w: unknown actor", ErrActorDied)
+	}
+	for a.state == actorPending {
+		// Wait until it is running (or failed) so there is a process to stop.
+		done := make(chan struct{})
+		a.wake = append(a.wake, func() { close(done) })
+		var after actions
+		rt.actorDispatchLocked(a, &after)
+		rt.mu.Unlock()
+		after.run(rt)
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		rt.mu.Lock()
+	}
+	conn := a.conn
+	var after actions
+	rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
+	rt.mu.Unlock()
+	after.run(rt)
+	if conn != nil {
+		_ = conn.Notify(rpc.MKillActor, &pb.ActorAddrRequest{ActorId: h.ID[:]})
+	}
+	return nil
+}
