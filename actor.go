@@ -99,6 +99,15 @@ func (a *Actor[S]) UnmarshalCBOR(b []byte) error {
 // then not ordered.
 func MaxConcurrency(n int) Option { return func(o *options) { o.maxConcurrency = n } }
 
+// MaxRestarts is how many times an actor is restarted (its constructor run
+// again in a new process) after its process dies; -1 is always. Default 0.
+func MaxRestarts(n int) Option { return func(o *options) { o.maxRestarts = n } }
+
+// MaxTaskRetries is how many times a call that was running when its actor's
+// process died is retried on the restarted actor, in order; -1 is always.
+// Default 0: such calls fail with ErrActorDied.
+func MaxTaskRetries(n int) Option { return func(o *options) { o.maxTaskRetries = n } }
+
 // Namespace scopes an actor's Name (for creation and GetActor).
 func Namespace(ns string) Option { return func(o *options) { o.namespace = ns } }
 
@@ -156,6 +165,8 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 		Namespace:      c.opts.namespace,
 		Resources:      res,
 		MaxConcurrency: c.opts.maxConcurrency,
+		MaxRestarts:    c.opts.maxRestarts,
+		MaxTaskRetries: retriesOf(c.opts.maxTaskRetries),
 	}, cargs)
 }
 
@@ -246,4 +257,11 @@ func Kill[S any](ctx context.Context, a Actor[S]) error {
 		return err
 	}
 	return h.Runtime().KillActor(ctx, h)
+}
+
+func retriesOf(n int) int {
+	if n < 0 {
+		return 1 << 30
+	}
+	return n
 }

@@ -252,3 +252,89 @@ func TestConcurrentActor(t *testing.T) {
 		t.Fatalf("4 calls of 300ms with MaxConcurrency(4) took %v", d)
 	}
 }
+
+type Phoenix struct{ calls int }
+
+func (p *Phoenix) Pid() int { p.calls++; return os.Getpid() }
+
+// DieOnce exits the process the first time a marker file is missing.
+func (p *Phoenix) DieOnce(marker string) int {
+	if _, err := os.Stat(marker); err != nil {
+		_ = os.WriteFile(marker, nil, 0o644)
+		os.Exit(5)
+	}
+	p.calls++
+	return p.calls
+}
+
+var (
+	newPhoenix = Actor0(func() *Phoenix { return &Phoenix{} })
+	phoenixPid = Method0(newPhoenix, (*Phoenix).Pid)
+	dieOnceM   = Method1(newPhoenix, (*Phoenix).DieOnce)
+)
+
+func TestActorRestarts(t *testing.T) {
+	ctx := ctxT(t)
+	p := newPhoenix.Options(MaxRestarts(1)).Remote()
+	pid1, err := Get(ctx, phoenixPid.Remote(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without task retries, the call that killed the process fails...
+	_, err = Get(ctx, dieOnceM.Remote(p, V(t.TempDir()+"/x")))
+	if !errors.Is(err, ErrActorDied) {
+		t.Fatalf("call in flight at death: %v", err)
+	}
+	// ...and the actor comes back in a new process, its constructor run again.
+	pid2, err := Get(ctx, phoenixPid.Remote(p))
+	if err != nil || pid2 == pid1 {
+		t.Fatalf("after restart: pid %d (was %d), %v", pid2, pid1, err)
+	}
+	// The one restart is used up: the next death is final.
+	_, _ = Get(ctx, dieOnceM.Remote(p, V(t.TempDir()+"/y")))
+	if _, err := Get(ctx, phoenixPid.Remote(p)); !errors.Is(err, ErrActorDied) {
+		t.Fatalf("restarts exhausted: %v", err)
+	}
+}
+
+func TestActorTaskRetries(t *testing.T) {
+	ctx := ctxT(t)
+	p := newPhoenix.Options(MaxRestarts(-1), MaxTaskRetries(1)).Remote()
+	marker := t.TempDir() + "/m"
+	first := dieOnceM.Remote(p, V(marker)) // kills the first process
+	second := dieOnceM.Remote(p, V(marker))
+	v1, err1 := Get(ctx, first)
+	v2, err2 := Get(ctx, second)
+	if err1 != nil || err2 != nil || v1 != 1 || v2 != 2 {
+		t.Fatalf("retried in order on the new process: %v %v, %v %v", v1, err1, v2, err2)
+	}
+}
+
+// restartFromTask sees an actor die and come back, from a task that only
+// borrows its handle.
+var restartFromTask = Func2(func(p Actor[*Phoenix], marker string) string {
+	ctx := context.Background()
+	pid1, err := Get(ctx, phoenixPid.Remote(p))
+	if err != nil {
+		return "first: " + err.Error()
+	}
+	if _, err := Get(ctx, dieOnceM.Remote(p, V(marker))); !errors.Is(err, ErrActorDied) {
+		return fmt.Sprintf("death: %v", err)
+	}
+	pid2, err := Get(ctx, phoenixPid.Remote(p))
+	if err != nil {
+		return "after restart: " + err.Error()
+	}
+	if pid1 == pid2 {
+		return "same process after restart"
+	}
+	return "ok"
+})
+
+func TestActorRestartSeenByBorrower(t *testing.T) {
+	ctx := ctxT(t)
+	p := newPhoenix.Options(MaxRestarts(1)).Remote()
+	if got, err := Get(ctx, restartFromTask.Remote(V(p), V(t.TempDir()+"/b"))); err != nil || got != "ok" {
+		t.Fatalf("%q %v", got, err)
+	}
+}

@@ -20,6 +20,8 @@ type options struct {
 	// actors
 	maxConcurrency int
 	namespace      string
+	maxRestarts    int
+	maxTaskRetries int
 }
 
 func defaultOptions() options {

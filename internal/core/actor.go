@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"sort"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,16 @@ type actorRec struct {
 	named          bool     // named actors live as long as their owner
 	resources      []*pb.Resource
 	maxConcurrency int
+
+	// Restarts (owned actors).
+	createSpec     *pb.TaskSpec    // to run the constructor again
+	pins           []*pb.ObjectRef // the constructor's arguments, kept for restarts
+	restartsLeft   int             // -1: unlimited
+	taskRetries    int             // per call, after the actor's process dies
+	restarts       int             // how many times it was restarted
+	noRestart      bool            // killed on purpose: stay dead
+	nextSeq        uint64          // submission order of calls
+	deadAddr       string          // borrowed: the address that stopped answering
 }
 
 // ActorOptions are how an actor is created.
@@ -55,6 +66,8 @@ type ActorOptions struct {
 	Namespace      string
 	Resources      map[string]float64 // held for the actor's life; none by default
 	MaxConcurrency int
+	MaxRestarts    int // times the actor is restarted after its process dies (-1: always)
+	MaxTaskRetries int // times a call in flight when the process died is retried
 }
 
 // ActorHandle is one reference to an actor held by user code.
@@ -151,6 +164,8 @@ func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Ar
 		inflight:       make(map[*task]struct{}),
 		maxConcurrency: opts.MaxConcurrency,
 		named:          opts.RegisterName != "",
+		restartsLeft:   opts.MaxRestarts,
+		taskRetries:    opts.MaxTaskRetries,
 	}
 	if opts.RegisterName != "" {
 		err := rt.cfg.Raylet.RegisterActorName(ctx, &pb.ActorName{
@@ -201,7 +216,9 @@ func (rt *Runtime) SubmitActorTask(ctx context.Context, h *ActorHandle, opts Tas
 	if a == nil {
 		return nil, fmt.Errorf("%w: unknown actor %s", ErrActorDied, h.ID)
 	}
-	opts.MaxRetries = 0
+	rt.mu.Lock()
+	opts.MaxRetries = a.taskRetries
+	rt.mu.Unlock()
 	return rt.submit(ctx, opts, args, a, nil)
 }
 
@@ -257,6 +274,12 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 	var after actions
 	rt.mu.Lock()
 	if a.create != nil {
+		// The constructor's arguments stay pinned while the actor may need
+		// to be rebuilt.
+		if a.createSpec == nil {
+			a.createSpec, a.pins = a.create.spec, a.create.pins
+			a.create.pins = nil
+		}
 		rt.finishLocked(a.create, nil, nil, &after)
 		a.create = nil
 	}
@@ -283,9 +306,61 @@ func (rt *Runtime) watchActor(a *actorRec, conn *rpc.Conn) {
 	<-conn.Done()
 	var after actions
 	rt.mu.Lock()
-	rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, "the actor's worker process died"), &after)
+	if a.conn == conn {
+		rt.processDiedLocked(a, sysErr(a.name, KindActorDied, "the actor's worker process died"), &after)
+	}
 	rt.mu.Unlock()
 	after.run(rt)
+}
+
+// processDiedLocked handles the death of an actor's process: a restart
+// when MaxRestarts allows (calls in flight retried when MaxTaskRetries
+// does), otherwise the actor's death.
+func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *actions) {
+	if a.state == actorDead {
+		return
+	}
+	if !a.owned {
+		// Ask the owner again: it may have restarted the actor.
+		a.state, a.deadAddr, a.conn, a.fetching = actorPending, a.addr, nil, false
+		for t := range a.inflight {
+			rt.finishLocked(t, nil, actorErr(t, why), after)
+		}
+		a.inflight = map[*task]struct{}{}
+		rt.actorDispatchLocked(a, after)
+		return
+	}
+	if a.noRestart || a.restartsLeft == 0 || a.createSpec == nil || rt.closed {
+		rt.actorDiedLocked(a, why, after)
+		return
+	}
+	if a.restartsLeft > 0 {
+		a.restartsLeft--
+	}
+	a.restarts++
+	// Calls in flight go back to the front of the queue, in order, if
+	// they may be retried; the others fail.
+	var retry []*task
+	for t := range a.inflight {
+		if t.retries > 0 {
+			t.retries--
+			t.spec.Attempt++
+			retry = append(retry, t)
+		} else {
+			rt.finishLocked(t, nil, actorErr(t, why), after)
+		}
+	}
+	sort.Slice(retry, func(i, j int) bool { return retry[i].seq < retry[j].seq })
+	a.queue = append(retry, a.queue...)
+	a.inflight = map[*task]struct{}{}
+	if a.lease != nil {
+		a.lease.dead = true
+		after.returned = append(after.returned, a.lease)
+		a.lease = nil
+	}
+	a.state, a.addr, a.conn = actorPending, "", nil
+	a.create = &task{spec: a.createSpec}
+	after.create = append(after.create, a)
 }
 
 // actorDiedLocked fails every call waiting on the actor and gives its
@@ -309,6 +384,10 @@ func (rt *Runtime) actorDiedLocked(a *actorRec, why *pb.TaskError, after *action
 	}
 	after.wake = append(after.wake, a.wake...)
 	a.wake = nil
+	for _, ref := range a.pins {
+		rt.unpinLocked(ref, after)
+	}
+	a.pins = nil
 }
 
 func actorErr(t *task, why *pb.TaskError) *pb.TaskError {
@@ -348,7 +427,7 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 		}
 		a.queue = a.queue[1:]
 		a.inflight[t] = struct{}{}
-		after.push = append(after.push, pushOp{t: t, a: a})
+		after.push = append(after.push, pushOp{t: t, a: a, c: a.conn})
 	}
 	if len(a.queue) == 0 {
 		a.queue = nil
@@ -356,18 +435,29 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 }
 
 func (rt *Runtime) pushActor(p pushOp) {
-	p.a.conn.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
+	rt.mu.Lock()
+	attempt := p.t.spec.Attempt
+	rt.mu.Unlock()
+	p.c.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
 		reply := &pb.TaskReply{}
 		if err == nil {
 			err = unmarshal(body, reply)
 		}
 		var after actions
 		rt.mu.Lock()
+		if p.t.spec.Attempt != attempt {
+			rt.mu.Unlock() // a stale answer: the call was retried since
+			return
+		}
 		delete(p.a.inflight, p.t)
 		if err != nil {
 			why := sysErr(p.a.name, KindActorDied, "the actor's worker died: "+err.Error())
-			rt.finishLocked(p.t, nil, actorErr(p.t, why), &after)
-			rt.actorDiedLocked(p.a, why, &after)
+			if p.a.conn == p.c {
+				p.a.inflight[p.t] = struct{}{} // settled with the others
+				rt.processDiedLocked(p.a, why, &after)
+			} else if !p.t.finished {
+				rt.finishLocked(p.t, nil, actorErr(p.t, why), &after)
+			}
 		} else {
 			rt.finishLocked(p.t, reply.Returns, reply.Error, &after)
 		}
@@ -395,9 +485,23 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 		return
 	}
 	reply := &pb.ActorAddr{}
-	if err := oc.Call(context.Background(), rpc.MGetActorAddr, &pb.ActorAddrRequest{ActorId: a.id[:]}, reply); err != nil {
-		fail("the actor's owner is gone: " + err.Error())
-		return
+	for attempt := 0; ; attempt++ {
+		if err := oc.Call(context.Background(), rpc.MGetActorAddr, &pb.ActorAddrRequest{ActorId: a.id[:]}, reply); err != nil {
+			fail("the actor's owner is gone: " + err.Error())
+			return
+		}
+		rt.mu.Lock()
+		stale := reply.Error == nil && reply.Addr == a.deadAddr
+		rt.mu.Unlock()
+		if !stale {
+			break
+		}
+		if attempt == 100 {
+			fail("the actor's process died and its owner did not restart it")
+			return
+		}
+		// The owner has not seen the death yet; ask again shortly.
+		time.Sleep(20 * time.Millisecond)
 	}
 	if reply.Error != nil {
 		var after actions
@@ -419,6 +523,7 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 	if a.state == actorPending {
 		a.state, a.addr, a.conn = actorAlive, reply.Addr, conn
 		rt.actorDispatchLocked(a, &after)
+		go rt.watchActor(a, conn)
 	}
 	rt.mu.Unlock()
 	after.run(rt)
@@ -483,13 +588,48 @@ func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
 		}
 		rt.mu.Lock()
 	}
+	conn, owned, owner := a.conn, a.owned, a.owner
+	a.noRestart = true
+	var after actions
+	rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
+	rt.mu.Unlock()
+	after.run(rt)
+	req := &pb.ActorAddrRequest{ActorId: h.ID[:]}
+	if !owned {
+		// The owner must know, or it would restart the actor.
+		if oc, err := rt.peer(ctx, owner); err == nil {
+			_ = oc.Notify(rpc.MKillOwnedActor, req)
+		}
+	}
+	if conn != nil {
+		_ = conn.Notify(rpc.MKillActor, req)
+	}
+	return nil
+}
+
+// serveKillOwnedActor is a borrower's Kill reaching the actor's owner.
+func (rt *Runtime) serveKillOwnedActor(body []byte) {
+	req := &pb.ActorAddrRequest{}
+	if unmarshal(body, req) != nil {
+		return
+	}
+	id, err := ids.TaskIDFrom(req.ActorId)
+	if err != nil {
+		return
+	}
+	rt.mu.Lock()
+	a := rt.actors[id]
+	if a == nil || !a.owned {
+		rt.mu.Unlock()
+		return
+	}
+	a.noRestart = true
 	conn := a.conn
 	var after actions
 	rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
 	rt.mu.Unlock()
 	after.run(rt)
 	if conn != nil {
-		_ = conn.Notify(rpc.MKillActor, &pb.ActorAddrRequest{ActorId: h.ID[:]})
+		_ = conn.Notify(rpc.MKillActor, req)
 	}
-	return nil
 }

@@ -95,6 +95,7 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 	}
 	rt.handlers[rpc.MGetObject] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveGetObject(c, id, body) }
 	rt.handlers[rpc.MGetActorAddr] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveActorAddr(c, id, body) }
+	rt.handlers[rpc.MKillOwnedActor] = func(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) { rt.serveKillOwnedActor(body) }
 	rt.handlers[rpc.MReleaseBorrowed] = func(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) { rt.serveReleaseBorrowed(body) }
 	for m, h := range extra {
 		rt.handlers[m] = h

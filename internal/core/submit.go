@@ -49,6 +49,7 @@ type task struct {
 	actor      *actorRec // a method call on this actor
 	create     *actorRec // the creation of this actor
 	ready      bool      // actor call: arguments resolved
+	seq        uint64    // actor call: submission order
 }
 
 // schedQueue holds the ready tasks of one resource shape and the leases
@@ -75,7 +76,8 @@ type lease struct {
 type pushOp struct {
 	t *task
 	l *lease
-	a *actorRec // an actor call, pushed on a.conn
+	a *actorRec // an actor call...
+	c *rpc.Conn // ...pushed on this connection to the actor
 }
 
 const maxLeaseRequests = 10
@@ -222,6 +224,8 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 	}
 	if actor != nil {
 		// Calls from this process keep their submission order.
+		actor.nextSeq++
+		t.seq = actor.nextSeq
 		actor.queue = append(actor.queue, t)
 	}
 	handles := make([]*Handle, opts.NumReturns)

@@ -18,4 +18,5 @@ const (
 	MLookupActorName                     // any -> raylet (control store): ActorName -> ActorNameReply
 	MGetActorAddr                        // caller -> actor's owner: ActorAddrRequest -> ActorAddr
 	MKillActor                           // caller -> actor's worker (notify): ActorAddrRequest
+	MKillOwnedActor                      // caller -> actor's owner (notify): ActorAddrRequest; no restart
 )
