@@ -40,6 +40,9 @@ type Worker struct {
 	running ids.TaskID
 	busy    bool
 	lastLog string
+	// cancelled holds cancellations that arrived before their task (the
+	// owner may send one while the push is still on its way).
+	cancelled map[ids.TaskID]struct{}
 
 	// The actor this worker hosts, if any: set by its creation task, before
 	// any method call arrives (calls follow creation on the connection).
@@ -134,9 +137,22 @@ func (w *Worker) servePush(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) {
 		return
 	}
 	w.mu.Lock()
+	if tid, err := ids.TaskIDFrom(spec.TaskId); err == nil {
+		if _, ok := w.cancelled[tid]; ok {
+			delete(w.cancelled, tid)
+			w.mu.Unlock()
+			_ = c.Reply(id, cancelledReply(spec))
+			return
+		}
+	}
 	w.queue = append(w.queue, job{c, id, spec})
 	w.cond.Signal()
 	w.mu.Unlock()
+}
+
+func cancelledReply(spec *pb.TaskSpec) *pb.TaskReply {
+	return &pb.TaskReply{TaskId: spec.TaskId, Error: &pb.TaskError{
+		Kind: core.KindCancelled, Message: core.ErrTaskCancelled.Error(), TaskName: spec.Name}}
 }
 
 // serveCancel drops a queued task, or ends the process if the task is
@@ -158,11 +174,14 @@ func (w *Worker) serveCancel(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) {
 	for i, j := range w.queue {
 		if string(j.spec.TaskId) == string(tid[:]) {
 			w.queue = append(w.queue[:i], w.queue[i+1:]...)
-			_ = j.c.Reply(j.id, &pb.TaskReply{TaskId: j.spec.TaskId, Error: &pb.TaskError{
-				Kind: core.KindCancelled, Message: core.ErrTaskCancelled.Error(), TaskName: j.spec.Name}})
+			_ = j.c.Reply(j.id, cancelledReply(j.spec))
 			return
 		}
 	}
+	if w.cancelled == nil || len(w.cancelled) > 1024 {
+		w.cancelled = make(map[ids.TaskID]struct{})
+	}
+	w.cancelled[tid] = struct{}{}
 }
 
 func (w *Worker) loop() {
