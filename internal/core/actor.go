@@ -3,8 +3,8 @@ package core
 import (
 	"context"
 	"fmt"
-	"sort"
 	"runtime"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -47,14 +47,14 @@ type actorRec struct {
 	maxConcurrency int
 
 	// Restarts (owned actors).
-	createSpec     *pb.TaskSpec    // to run the constructor again
-	pins           []*pb.ObjectRef // the constructor's arguments, kept for restarts
-	restartsLeft   int             // -1: unlimited
-	taskRetries    int             // per call, after the actor's process dies
-	restarts       int             // how many times it was restarted
-	noRestart      bool            // killed on purpose: stay dead
-	nextSeq        uint64          // submission order of calls
-	deadAddr       string          // borrowed: the address that stopped answering
+	createSpec   *pb.TaskSpec    // to run the constructor again
+	pins         []*pb.ObjectRef // the constructor's arguments, kept for restarts
+	restartsLeft int             // -1: unlimited
+	taskRetries  int             // per call, after the actor's process dies
+	restarts     int             // how many times it was restarted
+	noRestart    bool            // killed on purpose: stay dead
+	nextSeq      uint64          // submission order of calls
+	deadAddr     string          // borrowed: the address that stopped answering
 }
 
 // ActorOptions are how an actor is created.
