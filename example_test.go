@@ -1,0 +1,29 @@
+package rayo_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rayo-dev/rayo"
+)
+
+var square = rayo.Func1(func(x int) int { return x * x })
+
+// The cluster is started by TestMain (rayo.Init); a program calls
+// rayo.Init first thing in main and defers rayo.Shutdown.
+func Example() {
+	ctx := context.Background()
+	refs := make([]rayo.Ref[int], 5)
+	for i := range refs {
+		refs[i] = square.Remote(rayo.V(i))
+	}
+	squares, err := rayo.GetAll(ctx, refs)
+	fmt.Println(squares, err)
+
+	total := rayo.Put(ctx, 100)
+	sum := rayo.Func2(func(a, b int) int { return a + b }) // declared late: an error, not a panic
+	fmt.Println(sum.Remote(total, rayo.V(1)).Err() != nil)
+	// Output:
+	// [0 1 4 9 16] <nil>
+	// true
+}
