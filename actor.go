@@ -71,15 +71,8 @@ func (a Actor[S]) MarshalCBOR() ([]byte, error) {
 
 // UnmarshalCBOR decodes a handle that traveled inside a value.
 func (a *Actor[S]) UnmarshalCBOR(b []byte) error {
-	var tag cbor.RawTag
-	if err := cbor.Unmarshal(b, &tag); err != nil {
-		return err
-	}
-	if tag.Number != actorTag {
-		return fmt.Errorf("rayo: not an actor handle (tag %d)", tag.Number)
-	}
-	var w wireRef
-	if err := cbor.Unmarshal(tag.Content, &w); err != nil {
+	w, err := decodeTagged(b, actorTag, "actor handle")
+	if err != nil {
 		return err
 	}
 	id, err := ids.TaskIDFrom(w.ID)

@@ -129,18 +129,10 @@ func (r *Ref[T]) UnmarshalCBOR(b []byte) error {
 	id, owner, ok := parseRef(b)
 	if !ok {
 		// Not the layout MarshalCBOR writes; decode it the long way.
-		var tag cbor.RawTag
-		if err := cbor.Unmarshal(b, &tag); err != nil {
+		w, err := decodeTagged(b, refTag, "Ref")
+		if err != nil {
 			return err
 		}
-		if tag.Number != refTag {
-			return fmt.Errorf("rayo: not a Ref (tag %d)", tag.Number)
-		}
-		var w wireRef
-		if err := cbor.Unmarshal(tag.Content, &w); err != nil {
-			return err
-		}
-		var err error
 		if id, err = ids.ObjectIDFrom(w.ID); err != nil {
 			return err
 		}
@@ -152,6 +144,21 @@ func (r *Ref[T]) UnmarshalCBOR(b []byte) error {
 	}
 	r.h = rt.HandleFor(id, owner)
 	return nil
+}
+
+// decodeTagged reads a reference (to an object or an actor) encoded as a
+// CBOR tag holding [id, owner].
+func decodeTagged(b []byte, number uint64, what string) (wireRef, error) {
+	var tag cbor.RawTag
+	var w wireRef
+	if err := cbor.Unmarshal(b, &tag); err != nil {
+		return w, err
+	}
+	if tag.Number != number {
+		return w, fmt.Errorf("rayo: not a %s (tag %d)", what, tag.Number)
+	}
+	err := cbor.Unmarshal(tag.Content, &w)
+	return w, err
 }
 
 // parseRef reads the layout MarshalCBOR writes.

@@ -98,13 +98,18 @@ func (a *Arena) Capacity() int64 { return a.capacity }
 func (a *Arena) Slice(off, size int64) ([]byte, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	if a.data == nil {
+	return a.sub(a.data, off, size)
+}
+
+// sub is [off, off+size) of mapping m, checked; a.mu is held.
+func (a *Arena) sub(m []byte, off, size int64) ([]byte, error) {
+	if m == nil {
 		return nil, fmt.Errorf("%w: arena %s is closed", ErrOutOfRange, a.path)
 	}
 	if off < 0 || size < 0 || off > a.capacity-size {
 		return nil, fmt.Errorf("%w: [%d, %d+%d) outside arena of %d bytes", ErrOutOfRange, off, off, size, a.capacity)
 	}
-	return a.data[off : off+size : off+size], nil
+	return m[off : off+size : off+size], nil
 }
 
 // View is Slice through the read-only mapping: what readers of sealed
@@ -113,13 +118,7 @@ func (a *Arena) Slice(off, size int64) ([]byte, error) {
 func (a *Arena) View(off, size int64) ([]byte, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	if a.ro == nil {
-		return nil, fmt.Errorf("%w: arena %s is closed", ErrOutOfRange, a.path)
-	}
-	if off < 0 || size < 0 || off > a.capacity-size {
-		return nil, fmt.Errorf("%w: [%d, %d+%d) outside arena of %d bytes", ErrOutOfRange, off, off, size, a.capacity)
-	}
-	return a.ro[off : off+size : off+size], nil
+	return a.sub(a.ro, off, size)
 }
 
 // InView reports whether addr lies in the read-only mapping.
