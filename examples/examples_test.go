@@ -77,6 +77,10 @@ var examples = []example{
 		matchLine(t, lines, `^time elapsed for remote tasks: \d+\.\d\ds$`)
 		checkWorkerLines(t, lines, pid, runtime.NumCPU())
 	}},
+	{name: "counter", want: counterWant},
+	{name: "goals", want: goalsWant, check: func(t *testing.T, lines []string, _ int) {
+		matchInOrder(t, lines, goalsPatterns...)
+	}},
 	{name: "tour", want: tourWant(), check: func(t *testing.T, lines []string, pid int) {
 		serial, parallel := seconds(t, lines, "serial"), seconds(t, lines, "parallel")
 		if serial < 2 || parallel >= 1.5 {
@@ -84,7 +88,29 @@ var examples = []example{
 		}
 		matchLine(t, lines, `^sum: -?\d+\.\d{3}$`)
 		checkWorkerLines(t, lines, pid, 1)
+		matchInOrder(t, lines, append([]string{`^== goals scored ==$`}, goalsPatterns...)...)
 	}},
+}
+
+// counterWant is what the counter example prints: ten counters
+// incremented once, then the first one five more times.
+var counterWant = []string{"[1 1 1 1 1 1 1 1 1 1]", "[2 3 4 5 6]"}
+
+// goalsWant are the fixed lines of the goals example: the named actor is
+// killed, a later call fails with ErrActorDied, and its name is free.
+var goalsWant = []string{`killed "scoreboard"`, "actor is dead: true", `"scoreboard" is no longer found by name`}
+
+// goalsPatterns match, in order, the goals example's lines that hold ids,
+// random scores and error text.
+var goalsPatterns = []string{
+	`^Actor\[\*demos\.GoalsScored\]\([0-9a-f]+\)$`,
+	`^Ref\[int\]\([0-9a-f]+\)$`,
+	`^Total goals scored: [1-5]$`,
+	`^found "scoreboard": Actor\[\*demos\.GoalsScored\]\([0-9a-f]+\) \(same actor: true\)$`,
+	`^scoreboard: Total goals scored: [1-5]$`,
+	`^killed "scoreboard"$`,
+	`^score after Kill: .*GoalsScored\.Score.*killed`,
+	`^actor is dead: true$`,
 }
 
 var waitOrder = []string{
@@ -118,6 +144,8 @@ func tourWant() []string {
 	add("computation graph", "shape: 10x10 sum: 0")
 	add("wait", waitOrder...)
 	add("sum of squares", sumSquaresLocal, sumSquaresRemote)
+	add("actors", counterWant...)
+	add("goals scored", goalsWant...)
 	return want
 }
 
@@ -294,6 +322,24 @@ func matchLine(t *testing.T, lines []string, expr string) []string {
 	}
 	t.Errorf("no line matches %s", expr)
 	return nil
+}
+
+// matchInOrder checks that lines hold a match of each of exprs, each on a
+// line after the match of the one before it.
+func matchInOrder(t *testing.T, lines []string, exprs ...string) {
+	t.Helper()
+	i := 0
+	for k, expr := range exprs {
+		re := regexp.MustCompile(expr)
+		for i < len(lines) && !re.MatchString(lines[i]) {
+			i++
+		}
+		if i == len(lines) {
+			t.Errorf("no line matches %s after the lines matching %q", expr, exprs[:k])
+			return
+		}
+		i++
+	}
 }
 
 // seconds reads a "label: 1.23s" timing line.

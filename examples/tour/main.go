@@ -2,7 +2,8 @@
 // objects (put and get), remote functions with values and refs,
 // parallelism, chained dependencies, a tree reduction, remote functions
 // within remote functions, multiple results, a computation graph, waiting
-// for the first results, and the sum-of-squares quick start. Each section
+// for the first results, the sum-of-squares quick start, and actors:
+// stateful counters and the GoalsScored walkthrough. Each section
 // is the body of one of the standalone examples next to this one.
 package main
 
@@ -75,6 +76,10 @@ func run() (err error) {
 			func(ctx context.Context) error { return demos.Wait(ctx, sleeper) }},
 		{"sum of squares", "sqrt(sum of x*x for x in [1, 10,000,000)), locally then as one task per core.",
 			func(ctx context.Context) error { return demos.SumSquares(ctx, runtime.NumCPU()) }},
+		{"actors", "Ten counter actors incremented once each, then the first one five more times.",
+			demos.Counters},
+		{"goals scored", "A GoalsScored actor scores; then a named one is found by name and killed.",
+			demos.Goals},
 	}
 	for i, s := range sections {
 		if i > 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,7 +55,12 @@ type actorRec struct {
 	restarts     int             // how many times it was restarted
 	noRestart    bool            // killed on purpose: stay dead
 	nextSeq      uint64          // submission order of calls
-	deadAddr     string          // borrowed: the address that stopped answering
+	// outbox holds calls dispatched and not yet written to conn. Calls are
+	// written by flushActor under sendMu, in dispatch order, whichever
+	// goroutine gets there.
+	outbox   []*task
+	sendMu   sync.Mutex
+	deadAddr string // borrowed: the address that stopped answering
 }
 
 // ActorOptions are how an actor is created.
@@ -234,7 +240,7 @@ func (rt *Runtime) requestActorLease(a *actorRec) {
 				rt.actorCreated(a, nil, sysErr(a.name, KindSystem, "lease: "+err.Error()))
 				return
 			}
-			go rt.startActor(a, r)
+			rt.spawn(func() { rt.startActor(a, r) })
 		})
 }
 
@@ -293,7 +299,7 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 		after.wake = append(after.wake, a.wake...)
 		a.wake = nil
 		rt.actorDispatchLocked(a, &after)
-		go rt.watchActor(a, conn)
+		rt.spawn(func() { rt.watchActor(a, conn) })
 		rt.stopIfUnusedLocked(a, &after)
 	}
 	rt.mu.Unlock()
@@ -327,6 +333,7 @@ func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *acti
 			rt.finishLocked(t, nil, actorErr(t, why), after)
 		}
 		a.inflight = map[*task]struct{}{}
+		a.outbox = nil
 		rt.actorDispatchLocked(a, after)
 		return
 	}
@@ -353,6 +360,7 @@ func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *acti
 	sort.Slice(retry, func(i, j int) bool { return retry[i].seq < retry[j].seq })
 	a.queue = append(retry, a.queue...)
 	a.inflight = map[*task]struct{}{}
+	a.outbox = nil // those calls are in inflight, handled above
 	if a.lease != nil {
 		a.lease.dead = true
 		after.returned = append(after.returned, a.lease)
@@ -374,6 +382,7 @@ func (rt *Runtime) actorDiedLocked(a *actorRec, why *pb.TaskError, after *action
 		rt.finishLocked(t, nil, actorErr(t, why), after)
 	}
 	a.inflight = map[*task]struct{}{}
+	a.outbox = nil
 	for _, t := range a.queue {
 		rt.finishLocked(t, nil, actorErr(t, why), after)
 	}
@@ -412,7 +421,7 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 	case actorPending:
 		if !a.owned && !a.fetching {
 			a.fetching = true
-			go rt.fetchActorAddr(a)
+			rt.spawn(func() { rt.fetchActorAddr(a) })
 		}
 		return
 	}
@@ -427,17 +436,35 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 		}
 		a.queue = a.queue[1:]
 		a.inflight[t] = struct{}{}
-		after.push = append(after.push, pushOp{t: t, a: a, c: a.conn})
+		a.outbox = append(a.outbox, t)
+	}
+	if len(a.outbox) > 0 {
+		after.flush = append(after.flush, a)
 	}
 	if len(a.queue) == 0 {
 		a.queue = nil
 	}
 }
 
-func (rt *Runtime) pushActor(p pushOp) {
+// flushActor writes the actor's dispatched calls to its connection, in
+// the order they were dispatched.
+func (rt *Runtime) flushActor(a *actorRec) {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
 	rt.mu.Lock()
-	attempt := p.t.spec.Attempt
+	out, conn := a.outbox, a.conn
+	a.outbox = nil
+	attempts := make([]int32, len(out))
+	for i, t := range out {
+		attempts[i] = t.spec.Attempt
+	}
 	rt.mu.Unlock()
+	for i, t := range out {
+		rt.pushActor(pushOp{t: t, a: a, c: conn}, attempts[i])
+	}
+}
+
+func (rt *Runtime) pushActor(p pushOp, attempt int32) {
 	p.c.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
 		reply := &pb.TaskReply{}
 		if err == nil {
@@ -523,7 +550,7 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 	if a.state == actorPending {
 		a.state, a.addr, a.conn = actorAlive, reply.Addr, conn
 		rt.actorDispatchLocked(a, &after)
-		go rt.watchActor(a, conn)
+		rt.spawn(func() { rt.watchActor(a, conn) })
 	}
 	rt.mu.Unlock()
 	after.run(rt)

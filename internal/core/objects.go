@@ -114,6 +114,7 @@ type actions struct {
 	lease    []*schedQueue // queues that want one more lease each
 	returned []*lease
 	create   []*actorRec // actors whose creation is ready to be scheduled
+	flush    []*actorRec // actors with calls to write
 }
 
 func (a *actions) run(rt *Runtime) {
@@ -128,10 +129,13 @@ func (a *actions) run(rt *Runtime) {
 		for _, r := range refs {
 			msg.Ids = append(msg.Ids, r.Id)
 		}
-		go rt.notifyPeer(owner, rpc.MReleaseBorrowed, msg)
+		rt.spawn(func() { rt.notifyPeer(owner, rpc.MReleaseBorrowed, msg) })
 	}
 	for _, p := range a.push {
 		rt.push(p)
+	}
+	for _, x := range a.flush {
+		rt.flushActor(x)
 	}
 	for _, q := range a.lease {
 		rt.requestLease(q)
@@ -237,7 +241,8 @@ func (rt *Runtime) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after
 	obj.wake = append(obj.wake, f)
 	if !obj.owned && !obj.fetching {
 		obj.fetching = true
-		go rt.fetch(id, obj.owner)
+		owner := obj.owner
+		rt.spawn(func() { rt.fetch(id, owner) })
 	}
 }
 

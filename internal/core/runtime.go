@@ -71,7 +71,11 @@ type Runtime struct {
 	peers   map[string]*peerConn
 
 	blocked atomic.Int32 // worker: Gets in progress, to lend the CPU once
-	gcMu    sync.Mutex   // one store-full collection at a time
+
+	goMu    sync.Mutex     // protects stopped; held while adding to gos
+	stopped bool           // Close began: spawn refuses
+	gos     sync.WaitGroup // goroutines started by spawn
+	gcMu    sync.Mutex     // one store-full collection at a time
 }
 
 type peerConn struct {
@@ -169,10 +173,13 @@ func (rt *Runtime) Close() error {
 			rt.cfg.Raylet.ReturnLease(&pb.ReturnLease{LeaseId: l.id})
 		}
 	}
+	rt.goMu.Lock()
+	rt.stopped = true
+	rt.goMu.Unlock()
 	err := rt.srv.Close()
 	rt.peersMu.Lock()
 	peers := rt.peers
-	rt.peers = map[string]*peerConn{}
+	rt.peers = nil // peer refuses from now on
 	rt.peersMu.Unlock()
 	for _, p := range peers {
 		<-p.ready
@@ -180,13 +187,35 @@ func (rt *Runtime) Close() error {
 			_ = p.conn.Close()
 		}
 	}
+	// What was spawned ends once its connections are closed.
+	rt.gos.Wait()
 	_ = os.Remove(rt.addr)
 	return err
+}
+
+// spawn runs f on a goroutine of its own that Close waits for; once Close
+// has begun it runs nothing and reports false.
+func (rt *Runtime) spawn(f func()) bool {
+	rt.goMu.Lock()
+	defer rt.goMu.Unlock()
+	if rt.stopped {
+		return false
+	}
+	rt.gos.Add(1)
+	go func() {
+		defer rt.gos.Done()
+		f()
+	}()
+	return true
 }
 
 // peer returns the connection to a process, dialing it once.
 func (rt *Runtime) peer(ctx context.Context, addr string) (*rpc.Conn, error) {
 	rt.peersMu.Lock()
+	if rt.peers == nil {
+		rt.peersMu.Unlock()
+		return nil, ErrShutdown
+	}
 	p := rt.peers[addr]
 	if p != nil {
 		rt.peersMu.Unlock()
@@ -208,6 +237,10 @@ func (rt *Runtime) peer(ctx context.Context, addr string) (*rpc.Conn, error) {
 			<-p.ready
 			return p.conn, p.err
 		}
+	}
+	if rt.peers == nil {
+		rt.peersMu.Unlock()
+		return nil, ErrShutdown
 	}
 	p = &peerConn{ready: make(chan struct{})}
 	rt.peers[addr] = p
@@ -320,7 +353,7 @@ func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle
 	defer rt.mu.Unlock()
 	if rt.closed {
 		if loc.InStore {
-			go rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
+			rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
 		}
 		return nil, ErrShutdown
 	}

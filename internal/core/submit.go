@@ -351,7 +351,7 @@ func (rt *Runtime) requestLease(q *schedQueue) {
 		if rt.hasPeer(r.WorkerAddr) {
 			rt.leaseGranted(q, r) // no dial needed: carry on here
 		} else {
-			go rt.leaseGranted(q, r)
+			rt.spawn(func() { rt.leaseGranted(q, r) })
 		}
 	})
 }
@@ -392,12 +392,8 @@ func (rt *Runtime) leaseGranted(q *schedQueue, r *pb.LeaseReply) {
 	after.run(rt)
 }
 
-// push sends one task to its leased worker (or its actor).
+// push sends one task to its leased worker.
 func (rt *Runtime) push(p pushOp) {
-	if p.a != nil {
-		rt.pushActor(p)
-		return
-	}
 	start := time.Now()
 	p.l.conn.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
 		reply := &pb.TaskReply{}

@@ -1,5 +1,5 @@
 // Package demos holds the bodies of rayo's tutorial examples: one exported
-// function per Ray concept, and the remote functions they call.
+// function per Ray concept, and the remote functions and actors they call.
 //
 // Each example under examples/ is a small main package that starts rayo
 // and calls one of these; examples/tour calls them all in one program.
