@@ -45,6 +45,13 @@ type Config struct {
 	// Clients is the number of client tasks of multi_client_tasks_async
 	// (default 4, as Ray's suite).
 	Clients int
+	// Actors is the number of actors of 1_n_actor_calls_async and of the
+	// n_n actor metrics (default NumCPUs; Ray's suite takes half the
+	// machine's CPUs).
+	Actors int
+	// ActorsPerRound is how many actors actor_creation_per_second creates
+	// at once (default 10).
+	ActorsPerRound int
 	// ContainedRefs is the number of refs in the object of
 	// single_client_get_object_containing_10k_refs (default 10,000).
 	ContainedRefs int
@@ -75,6 +82,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Clients <= 0 {
 		c.Clients = 4
+	}
+	if c.Actors <= 0 {
+		c.Actors = c.NumCPUs
+	}
+	if c.ActorsPerRound <= 0 {
+		c.ActorsPerRound = 10
 	}
 	if c.ContainedRefs <= 0 {
 		c.ContainedRefs = 10000
@@ -129,6 +142,13 @@ var suite = []metric{
 	{name: "single_client_tasks_sync", unit: "tasks/s", cluster: true, ratioTo: FloorRoundTrips, run: tasksSync},
 	{name: "single_client_tasks_async", unit: "tasks/s", cluster: true, ratioTo: FloorRoundTrips, run: tasksAsync},
 	{name: "multi_client_tasks_async", unit: "tasks/s", cluster: true, ratioTo: FloorRoundTrips, run: multiClientTasksAsync},
+	{name: "1_1_actor_calls_sync", unit: "calls/s", cluster: true, ratioTo: FloorRoundTrips, run: actorCallsSync},
+	{name: "1_1_actor_calls_async", unit: "calls/s", cluster: true, ratioTo: FloorRoundTrips, run: actorCallsAsync},
+	{name: "1_1_actor_calls_concurrent", unit: "calls/s", cluster: true, ratioTo: FloorRoundTrips, run: actorCallsConcurrent},
+	{name: "1_n_actor_calls_async", unit: "calls/s", cluster: true, ratioTo: FloorRoundTrips, run: oneToNActorCallsAsync},
+	{name: "n_n_actor_calls_async", unit: "calls/s", cluster: true, ratioTo: FloorRoundTrips, run: nToNActorCallsAsync},
+	{name: "n_n_actor_calls_with_arg_async", unit: "calls/s", cluster: true, ratioTo: FloorRoundTrips, run: nToNActorCallsWithArgAsync},
+	{name: "actor_creation_per_second", unit: "actors/s", cluster: true, ratioTo: FloorRoundTrips, run: actorCreation},
 	{name: "single_client_put_calls", unit: "puts/s", cluster: true, ratioTo: FloorRoundTrips, run: putCalls},
 	{name: "single_client_get_calls", unit: "gets/s", cluster: true, ratioTo: FloorRoundTrips, run: getCalls},
 	{name: "single_client_put_gigabytes", unit: "GB/s", cluster: true, ratioTo: FloorMemcpy, run: putGigabytes},
@@ -398,6 +418,9 @@ var targets = map[string]target{
 	"single_client_tasks_sync":                     {text: "≥ 10,000", min: 10000},
 	"single_client_tasks_async":                    {text: "≥ 50,000", min: 50000},
 	"multi_client_tasks_async":                     {text: "≥ 50,000", min: 50000},
+	"1_1_actor_calls_sync":                         {text: "≥ 10,000", min: 10000},
+	"1_1_actor_calls_async":                        {text: "≥ 50,000", min: 50000},
+	"n_n_actor_calls_async":                        {text: "≥ 50,000", min: 50000},
 	"single_client_put_calls":                      {text: "≥ 100,000", min: 100000},
 	"single_client_get_calls":                      {text: "≥ 200,000", min: 200000},
 	"single_client_put_gigabytes":                  {text: "≥ 0.7 × memcpy", relTo: FloorMemcpy, rel: 0.7},

@@ -43,6 +43,7 @@ func TestSuite(t *testing.T) {
 		GetBytes:      8 << 20,
 		Batch:         100,
 		Clients:       2,
+		Actors:        2,
 		ContainedRefs: 1000,
 		ProfileDir:    t.TempDir(),
 	}
@@ -70,6 +71,17 @@ func TestSuite(t *testing.T) {
 	}
 	if r := byName["single_client_tasks_sync"]; r.Ratio <= 0 {
 		t.Errorf("single_client_tasks_sync has no ratio to the floor: %+v", r)
+	}
+	for _, n := range []string{"1_1_actor_calls_sync", "1_1_actor_calls_async", "1_1_actor_calls_concurrent",
+		"1_n_actor_calls_async", "n_n_actor_calls_async", "n_n_actor_calls_with_arg_async", "actor_creation_per_second"} {
+		if r, ok := byName[n]; !ok || !(r.Value > 0) || r.Ratio <= 0 {
+			t.Errorf("%s: no positive figure or no ratio to the floor: %+v", n, r)
+		}
+	}
+	for _, n := range []string{"1_1_actor_calls_sync", "1_1_actor_calls_async", "n_n_actor_calls_async"} {
+		if r := byName[n]; r.Met == nil || r.Target == "" {
+			t.Errorf("%s has no DESIGN target verdict: %+v", n, r)
+		}
 	}
 	if r := byName["single_client_put_gigabytes"]; r.Ratio <= 0 || r.Met == nil {
 		t.Errorf("single_client_put_gigabytes has no ratio to memcpy or no verdict: %+v", r)
@@ -138,6 +150,21 @@ func TestFilter(t *testing.T) {
 		names = append(names, m.name)
 	}
 	if want := []string{FloorMemcpy, "single_client_put_gigabytes"}; !slices.Equal(names, want) {
+		t.Errorf("selected %q, want %q", names, want)
+	}
+}
+
+// TestFilterActors checks that "actor" selects the actor metrics and the
+// floor they are compared with.
+func TestFilterActors(t *testing.T) {
+	cfg := Config{Filter: mustRegexp(t, "actor")}
+	var names []string
+	for _, m := range selected(cfg.withDefaults()) {
+		names = append(names, m.name)
+	}
+	want := []string{FloorRoundTrips, "1_1_actor_calls_sync", "1_1_actor_calls_async", "1_1_actor_calls_concurrent",
+		"1_n_actor_calls_async", "n_n_actor_calls_async", "n_n_actor_calls_with_arg_async", "actor_creation_per_second"}
+	if !slices.Equal(names, want) {
 		t.Errorf("selected %q, want %q", names, want)
 	}
 }

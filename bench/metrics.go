@@ -72,11 +72,11 @@ func tasksAndGetBatch(e *env) (float64, string, error) {
 }
 
 // multi_client_tasks_async: Ray runs several clients (actors, each
-// submitting a batch of tiny tasks and getting them). rayo has no actors
-// yet, and its driver is one process, so the clients here are tasks: each
-// of cfg.Clients client tasks submits cfg.Batch tiny tasks from its own
-// worker process and gets them. The figure counts the tiny tasks. A client
-// blocked in Get lends its CPU back, so the tiny tasks get workers.
+// submitting a batch of tiny tasks and getting them). Here the clients are
+// tasks (the metric predates rayo's actors): each of cfg.Clients client
+// tasks submits cfg.Batch tiny tasks from its own worker process and gets
+// them. The figure counts the tiny tasks. A client blocked in Get lends its
+// CPU back, so the tiny tasks get workers.
 func multiClientTasksAsync(e *env) (float64, string, error) {
 	v, err := e.rate(float64(e.cfg.Clients*e.cfg.Batch), func() error {
 		refs := make([]rayo.Ref[int], e.cfg.Clients)

@@ -71,6 +71,7 @@ func ServeWorkerProfiling() {
 // profiler takes the CPU profiles of the measured phases.
 type profiler struct {
 	dir     string
+	name    string // the metric being profiled
 	f       *os.File
 	workers []int // signalled to start
 }
@@ -100,7 +101,7 @@ func (p *profiler) start(name string) error {
 		_ = f.Close()
 		return err
 	}
-	p.f = f
+	p.f, p.name = f, name
 	if err := os.WriteFile(filepath.Join(p.dir, currentFile), []byte(name), 0o644); err != nil {
 		return err
 	}
@@ -119,11 +120,21 @@ func (p *profiler) stop() {
 	for _, pid := range p.workers {
 		_ = syscall.Kill(pid, stopSignal)
 	}
-	// Give the workers a moment to write their profiles.
+	// Give the workers a moment to write their profiles. A worker that
+	// exited meanwhile (an actor stopped, an idle worker reaped) leaves an
+	// empty or cut-off profile: it is removed.
 	deadline := time.Now().Add(2 * time.Second)
 	for _, pid := range p.workers {
-		for time.Now().Before(deadline) {
-			if _, err := os.Stat(filepath.Join(p.dir, fmt.Sprintf("%s%d", donePrefix, pid))); err == nil {
+		done := filepath.Join(p.dir, fmt.Sprintf("%s%d", donePrefix, pid))
+		for {
+			if _, err := os.Stat(done); err == nil {
+				break
+			}
+			if parentOf(pid) != os.Getpid() || !time.Now().Before(deadline) {
+				if _, err := os.Stat(done); err == nil {
+					break // it finished just before exiting
+				}
+				_ = os.Remove(filepath.Join(p.dir, fmt.Sprintf("%s.worker-%d.pprof", p.name, pid)))
 				break
 			}
 			time.Sleep(5 * time.Millisecond)

@@ -94,3 +94,33 @@ func TestMicrobenchmarkBadFilter(t *testing.T) {
 		t.Error("a bad --filter was accepted")
 	}
 }
+
+func TestMicrobenchmarkActorCalls(t *testing.T) {
+	out, _, err := run(t, "microbenchmark", "--json", "--duration", "30ms", "--num-cpus", "2", "--actors", "1",
+		"--filter", "^1_(1|n)_actor_calls_(sync|async)$")
+	if err != nil {
+		t.Fatalf("microbenchmark: %v\n%s", err, out)
+	}
+	var results []struct {
+		Name  string  `json:"name"`
+		Value float64 `json:"value"`
+		Ratio float64 `json:"ratio"`
+	}
+	if err := json.Unmarshal([]byte(out), &results); err != nil {
+		t.Fatalf("--json output does not parse: %v\n%s", err, out)
+	}
+	var names []string
+	for _, r := range results {
+		names = append(names, r.Name)
+		if r.Value <= 0 {
+			t.Errorf("%s = %v", r.Name, r.Value)
+		}
+		if r.Name != bench.FloorRoundTrips && r.Ratio <= 0 {
+			t.Errorf("%s has no ratio to the floor", r.Name)
+		}
+	}
+	want := []string{bench.FloorRoundTrips, "1_1_actor_calls_sync", "1_1_actor_calls_async", "1_n_actor_calls_async"}
+	if !slices.Equal(names, want) {
+		t.Errorf("metrics %q, want %q", names, want)
+	}
+}

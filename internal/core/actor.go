@@ -181,12 +181,16 @@ func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Ar
 			return nil, fmt.Errorf("rayo: create actor %s: %w", opts.Name, err)
 		}
 	}
+	// The caller's handle counts from the start, so that a creation that
+	// finishes at once does not find the actor unreferenced.
+	a.handles = 1
 	topts := TaskOptions{Function: opts.Class, Name: opts.Name, Resources: opts.Resources}
 	if _, err := rt.submit(ctx, topts, args, nil, a); err != nil {
 		return nil, err
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	a.handles-- // newActorHandleLocked counts it again
 	return rt.newActorHandleLocked(a), nil
 }
 
@@ -234,6 +238,10 @@ func (rt *Runtime) requestActorLease(a *actorRec) {
 		func(r *pb.LeaseReply, err error) {
 			if err == nil && r.Error != "" {
 				rt.actorCreated(a, nil, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
+				return
+			}
+			if err == nil && r.Failure != "" {
+				rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, r.Failure))
 				return
 			}
 			if err != nil {

@@ -344,6 +344,10 @@ func (rt *Runtime) requestLease(q *schedQueue) {
 			rt.leaseFailed(q, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
 			return
 		}
+		if err == nil && r.Failure != "" {
+			rt.leaseFailed(q, sysErr("", KindSystem, r.Failure))
+			return
+		}
 		if err != nil {
 			rt.leaseFailed(q, sysErr("", KindSystem, "lease: "+err.Error()))
 			return

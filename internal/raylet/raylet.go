@@ -519,6 +519,16 @@ func (r *Raylet) grantLocked(after *[]func()) {
 	// bounded by what could run at once.
 	for r.starting < waiting && r.starting < int(r.cfg.NumCPUs)+4 {
 		if err := r.startWorkerLocked(); err != nil {
+			r.log.Error("cannot start a worker", "err", err)
+			if r.starting == 0 && len(r.idle) == 0 {
+				// Nothing will come to serve the waiting requests: say so
+				// rather than leave them hanging.
+				for _, p := range r.pending {
+					cb, msg := p.cb, "cannot start a worker process: "+err.Error()
+					*after = append(*after, func() { cb(&pb.LeaseReply{Failure: msg}, nil) })
+				}
+				r.pending = nil
+			}
 			break
 		}
 	}

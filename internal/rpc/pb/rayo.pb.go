@@ -274,7 +274,8 @@ type LeaseReply struct {
 	LeaseId       uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	WorkerId      []byte                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	WorkerAddr    string                 `protobuf:"bytes,3,opt,name=worker_addr,json=workerAddr,proto3" json:"worker_addr,omitempty"`
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"` // set when the request can never be granted
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`     // set when the request can never be granted
+	Failure       string                 `protobuf:"bytes,5,opt,name=failure,proto3" json:"failure,omitempty"` // set when the node failed to provide a worker
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -333,6 +334,13 @@ func (x *LeaseReply) GetWorkerAddr() string {
 func (x *LeaseReply) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *LeaseReply) GetFailure() string {
+	if x != nil {
+		return x.Failure
 	}
 	return ""
 }
@@ -1488,14 +1496,15 @@ const file_rayo_proto_rawDesc = "" +
 	"\n" +
 	"owner_addr\x18\x02 \x01(\tR\townerAddr\x12\x1c\n" +
 	"\tdedicated\x18\x03 \x01(\bR\tdedicated\x12\x19\n" +
-	"\bactor_id\x18\x04 \x01(\fR\aactorId\"{\n" +
+	"\bactor_id\x18\x04 \x01(\fR\aactorId\"\x95\x01\n" +
 	"\n" +
 	"LeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\fR\bworkerId\x12\x1f\n" +
 	"\vworker_addr\x18\x03 \x01(\tR\n" +
 	"workerAddr\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"M\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
+	"\afailure\x18\x05 \x01(\tR\afailure\"M\n" +
 	"\vReturnLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12#\n" +
 	"\rworker_failed\x18\x02 \x01(\bR\fworkerFailed\"F\n" +
