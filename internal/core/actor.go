@@ -467,9 +467,14 @@ func (rt *Runtime) flushActor(a *actorRec) {
 		attempts[i] = t.spec.Attempt
 	}
 	rt.mu.Unlock()
+	if len(out) == 0 || conn == nil {
+		return
+	}
+	conn.Cork()
 	for i, t := range out {
 		rt.pushActor(pushOp{t: t, a: a, c: conn}, attempts[i])
 	}
+	_ = conn.Uncork()
 }
 
 func (rt *Runtime) pushActor(p pushOp, attempt int32) {

@@ -131,6 +131,21 @@ func (a *actions) run(rt *Runtime) {
 		}
 		rt.spawn(func() { rt.notifyPeer(owner, rpc.MReleaseBorrowed, msg) })
 	}
+	if len(a.push) > 1 {
+		// Several tasks for the same workers: one write per connection.
+		corked := map[*rpc.Conn]bool{}
+		for _, p := range a.push {
+			if c := p.l.conn; !corked[c] {
+				corked[c] = true
+				c.Cork()
+			}
+		}
+		defer func() {
+			for c := range corked {
+				_ = c.Uncork()
+			}
+		}()
+	}
 	for _, p := range a.push {
 		rt.push(p)
 	}

@@ -84,10 +84,11 @@ type Conn struct {
 	handler Handler
 	nextID  atomic.Uint64
 
-	wmu      sync.Mutex // protects wbuf, spare, flushing, werr
+	wmu      sync.Mutex // protects wbuf, spare, flushing, corked, werr
 	wbuf     []byte
 	spare    []byte
 	flushing bool
+	corked   int
 	werr     error
 
 	pmu      sync.Mutex // protects pending, closeErr
@@ -237,10 +238,36 @@ func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byt
 	binary.BigEndian.PutUint32(h[0:4], uint32(len(c.wbuf)-start-4))
 	h[4], h[5] = byte(m), byte(kind)
 	binary.BigEndian.PutUint64(h[6:14], id)
-	if c.flushing {
+	if c.flushing || c.corked > 0 {
 		c.wmu.Unlock()
 		return nil
 	}
+	return c.flushLocked()
+}
+
+// Cork holds frames back until the matching Uncork, which writes them in
+// one go: for a burst of sends, one system call instead of one each.
+func (c *Conn) Cork() {
+	c.wmu.Lock()
+	c.corked++
+	c.wmu.Unlock()
+}
+
+// Uncork undoes a Cork, writing what was held back.
+func (c *Conn) Uncork() error {
+	c.wmu.Lock()
+	c.corked--
+	if c.corked > 0 || c.flushing || len(c.wbuf) == 0 {
+		err := c.werr
+		c.wmu.Unlock()
+		return err
+	}
+	return c.flushLocked()
+}
+
+// flushLocked writes the buffer out, taking along what other goroutines
+// add meanwhile; it is called with wmu held and releases it.
+func (c *Conn) flushLocked() error {
 	c.flushing = true
 	for len(c.wbuf) > 0 && c.werr == nil {
 		buf := c.wbuf
@@ -256,7 +283,7 @@ func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byt
 		}
 	}
 	c.flushing = false
-	err = c.werr
+	err := c.werr
 	c.wmu.Unlock()
 	if err != nil {
 		c.fail(err)

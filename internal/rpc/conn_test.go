@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -170,4 +173,35 @@ func FuzzFrame(f *testing.F) {
 			t.Fatal("connection did not end with its input")
 		}
 	})
+}
+
+func TestCorkHoldsFramesUntilUncork(t *testing.T) {
+	c, _ := pair(t, echo)
+	c.Cork()
+	got := make(chan string, 3)
+	for _, w := range []string{"a", "b", "c"} {
+		c.Go(mEcho, &pb.Status{Error: w}, func(body []byte, err error) {
+			s := &pb.Status{}
+			if err == nil {
+				err = proto.Unmarshal(body, s)
+			}
+			got <- s.Error
+		})
+	}
+	c.wmu.Lock()
+	held := len(c.wbuf)
+	c.wmu.Unlock()
+	if held == 0 {
+		t.Fatal("corked frames were written")
+	}
+	if err := c.Uncork(); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for range 3 {
+		order = append(order, <-got)
+	}
+	if fmt.Sprint(order) != "[a b c]" {
+		t.Fatalf("replies %v", order)
+	}
 }
