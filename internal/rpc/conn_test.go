@@ -205,3 +205,38 @@ func TestCorkHoldsFramesUntilUncork(t *testing.T) {
 		t.Fatalf("replies %v", order)
 	}
 }
+
+func TestTokenRequired(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ln, func(*Conn) Handler { return echo }, nil)
+	srv.RequireToken("s3cret")
+	defer srv.Close()
+	addr := "tcp:" + ln.Addr().String()
+	ctx := context.Background()
+
+	if _, err := DialToken(ctx, addr, "wrong", nil); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("wrong token: %v", err)
+	}
+	// No hello at all: the first request is refused and the connection shut.
+	c, err := Dial(ctx, addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(ctx, mEcho, &pb.Status{Error: "x"}, nil); err == nil {
+		t.Fatal("a request without the token was served")
+	}
+	<-c.Done()
+
+	good, err := DialToken(ctx, addr, "s3cret", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	resp := &pb.Status{}
+	if err := good.Call(ctx, mEcho, &pb.Status{Error: "hi"}, resp); err != nil || resp.Error != "hi" {
+		t.Fatalf("with the token: %v %v", resp, err)
+	}
+}

@@ -14,9 +14,10 @@ type Server struct {
 	newHandler func(*Conn) Handler
 	onClose    func(*Conn, error)
 
-	mu     sync.Mutex // protects conns, closed
+	mu     sync.Mutex // protects conns, closed, token
 	conns  map[*Conn]struct{}
 	closed bool
+	token  string // when set, peers must say it first (see RequireToken)
 	wg     sync.WaitGroup
 }
 
@@ -67,7 +68,11 @@ func (s *Server) acceptLoop() {
 			s.wg.Done()
 		})
 		s.conns[c] = struct{}{}
-		h.set(s.newHandler(c))
+		var next Handler = s.newHandler(c)
+		if s.token != "" {
+			next = &authHandler{token: s.token, next: next}
+		}
+		h.set(next)
 		s.mu.Unlock()
 	}
 }

@@ -1,0 +1,75 @@
+package rpc
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"google.golang.org/protobuf/proto"
+)
+
+// MHello is the first request on a connection to a server that wants a
+// token: its body is a pb.Status whose Error field carries the token.
+const MHello Method = 255
+
+// ErrBadToken is how a connection without the cluster's token is refused.
+var ErrBadToken = errors.New("rpc: connection refused: wrong or missing cluster token")
+
+// RequireToken makes every connection the server accepts present token
+// first; frames before that are refused and the connection closed.
+func (s *Server) RequireToken(token string) {
+	s.mu.Lock()
+	s.token = token
+	s.mu.Unlock()
+}
+
+// authHandler passes frames on only once the peer has said the token.
+type authHandler struct {
+	token string
+	next  Handler
+	mu    sync.Mutex // protects ok
+	ok    bool
+}
+
+func (a *authHandler) Handle(c *Conn, m Method, kind Kind, id uint64, body []byte) {
+	a.mu.Lock()
+	ok := a.ok
+	a.mu.Unlock()
+	if ok {
+		a.next.Handle(c, m, kind, id, body)
+		return
+	}
+	hello := &pb.Status{}
+	if m != MHello || kind != KindRequest || proto.Unmarshal(body, hello) != nil ||
+		subtle.ConstantTimeCompare([]byte(hello.Error), []byte(a.token)) != 1 {
+		if kind == KindRequest {
+			_ = c.ReplyError(id, ErrBadToken.Error())
+		}
+		go c.Close() // not on the read loop, which Close waits for
+		return
+	}
+	a.mu.Lock()
+	a.ok = true
+	a.mu.Unlock()
+	_ = c.Reply(id, &pb.Empty{})
+}
+
+// DialToken connects and presents the cluster's token.
+func DialToken(ctx context.Context, addr, token string, h Handler, onClose ...func(error)) (*Conn, error) {
+	c, err := Dial(ctx, addr, h, onClose...)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Call(ctx, MHello, &pb.Status{Error: token}, nil); err != nil {
+		_ = c.Close()
+		var re *RemoteError
+		if errors.As(err, &re) && re.Msg == ErrBadToken.Error() {
+			return nil, fmt.Errorf("%s: %w", addr, ErrBadToken)
+		}
+		return nil, fmt.Errorf("rpc: hello to %s: %w", addr, err)
+	}
+	return c, nil
+}
