@@ -132,3 +132,13 @@ func WorkerIDFrom(b []byte) (WorkerID, error) {
 	copy(w[:], b)
 	return w, nil
 }
+
+// NodeIDFrom copies b into a NodeID.
+func NodeIDFrom(b []byte) (NodeID, error) {
+	var n NodeID
+	if len(b) != len(n) {
+		return n, ErrBadID
+	}
+	copy(n[:], b)
+	return n, nil
+}

@@ -19,4 +19,7 @@ const (
 	MGetActorAddr                        // caller -> actor's owner: ActorAddrRequest -> ActorAddr
 	MKillActor                           // caller -> actor's worker (notify): ActorAddrRequest
 	MKillOwnedActor                      // caller -> actor's owner (notify): ActorAddrRequest; no restart
+	MRegisterNode                        // raylet -> control store: NodeInfo -> Status
+	MHeartbeat                           // raylet -> control store (notify): Heartbeat
+	MListNodes                           // any -> control store: Empty -> NodeList
 )

@@ -1472,6 +1472,213 @@ func (x *ActorAddr) GetError() *TaskError {
 	return nil
 }
 
+// NodeInfo is a node as the control store knows it.
+type NodeInfo struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	NodeId              []byte                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Address             string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`     // the raylet's address
+	Resources           []*Resource            `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"` // total
+	Available           []*Resource            `protobuf:"bytes,4,rep,name=available,proto3" json:"available,omitempty"`
+	State               string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"` // ALIVE or DEAD
+	LastHeartbeatUnixMs int64                  `protobuf:"varint,6,opt,name=last_heartbeat_unix_ms,json=lastHeartbeatUnixMs,proto3" json:"last_heartbeat_unix_ms,omitempty"`
+	SessionDir          string                 `protobuf:"bytes,7,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
+	Head                bool                   `protobuf:"varint,8,opt,name=head,proto3" json:"head,omitempty"`
+	DeathReason         string                 `protobuf:"bytes,9,opt,name=death_reason,json=deathReason,proto3" json:"death_reason,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *NodeInfo) Reset() {
+	*x = NodeInfo{}
+	mi := &file_rayo_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeInfo) ProtoMessage() {}
+
+func (x *NodeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
+func (*NodeInfo) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NodeInfo) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetAvailable() []*Resource {
+	if x != nil {
+		return x.Available
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetLastHeartbeatUnixMs() int64 {
+	if x != nil {
+		return x.LastHeartbeatUnixMs
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetSessionDir() string {
+	if x != nil {
+		return x.SessionDir
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetHead() bool {
+	if x != nil {
+		return x.Head
+	}
+	return false
+}
+
+func (x *NodeInfo) GetDeathReason() string {
+	if x != nil {
+		return x.DeathReason
+	}
+	return ""
+}
+
+// NodeList answers ListNodes.
+type NodeList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeList) Reset() {
+	*x = NodeList{}
+	mi := &file_rayo_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeList) ProtoMessage() {}
+
+func (x *NodeList) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeList.ProtoReflect.Descriptor instead.
+func (*NodeList) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *NodeList) GetNodes() []*NodeInfo {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// Heartbeat tells the control store a node is alive, and what it has free.
+type Heartbeat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        []byte                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Available     []*Resource            `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_rayo_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Heartbeat) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *Heartbeat) GetAvailable() []*Resource {
+	if x != nil {
+		return x.Available
+	}
+	return nil
+}
+
 var File_rayo_proto protoreflect.FileDescriptor
 
 const file_rayo_proto_rawDesc = "" +
@@ -1581,7 +1788,23 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
 	"\tActorAddr\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05errorB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xbc\x02\n" +
+	"\bNodeInfo\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12,\n" +
+	"\tresources\x18\x03 \x03(\v2\x0e.rayo.ResourceR\tresources\x12,\n" +
+	"\tavailable\x18\x04 \x03(\v2\x0e.rayo.ResourceR\tavailable\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x123\n" +
+	"\x16last_heartbeat_unix_ms\x18\x06 \x01(\x03R\x13lastHeartbeatUnixMs\x12\x1f\n" +
+	"\vsession_dir\x18\a \x01(\tR\n" +
+	"sessionDir\x12\x12\n" +
+	"\x04head\x18\b \x01(\bR\x04head\x12!\n" +
+	"\fdeath_reason\x18\t \x01(\tR\vdeathReason\"0\n" +
+	"\bNodeList\x12$\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"R\n" +
+	"\tHeartbeat\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
+	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailableB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
 
 var (
 	file_rayo_proto_rawDescOnce sync.Once
@@ -1595,7 +1818,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),      // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil), // 1: rayo.RegisterWorkerReply
@@ -1621,6 +1844,9 @@ var file_rayo_proto_goTypes = []any{
 	(*ActorNameReply)(nil),      // 21: rayo.ActorNameReply
 	(*ActorAddrRequest)(nil),    // 22: rayo.ActorAddrRequest
 	(*ActorAddr)(nil),           // 23: rayo.ActorAddr
+	(*NodeInfo)(nil),            // 24: rayo.NodeInfo
+	(*NodeList)(nil),            // 25: rayo.NodeList
+	(*Heartbeat)(nil),           // 26: rayo.Heartbeat
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -1633,11 +1859,15 @@ var file_rayo_proto_depIdxs = []int32{
 	16, // 7: rayo.TaskReply.error:type_name -> rayo.TaskError
 	20, // 8: rayo.ActorNameReply.actor:type_name -> rayo.ActorName
 	16, // 9: rayo.ActorAddr.error:type_name -> rayo.TaskError
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 10: rayo.NodeInfo.resources:type_name -> rayo.Resource
+	2,  // 11: rayo.NodeInfo.available:type_name -> rayo.Resource
+	24, // 12: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
+	2,  // 13: rayo.Heartbeat.available:type_name -> rayo.Resource
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }
@@ -1651,7 +1881,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
