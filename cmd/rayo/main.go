@@ -50,7 +50,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd())
+	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd(), newStartCmd(), newStopCmd(), newStatusCmd())
 	return root
 }
 
@@ -163,3 +163,5 @@ is printed with its ratio to the floor and the target of DESIGN.md section 8.`,
 	f.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of each metric to this folder (<metric>.pprof for the driver, <metric>.worker-<pid>.pprof per worker)")
 	return cmd
 }
+
+func numCPU() int { return runtime.NumCPU() }

@@ -2,6 +2,7 @@ package raylet
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +19,9 @@ const NameMarker = "\x00rayo-task:"
 // startWorkerLocked starts one worker process: the configured executable
 // in worker mode, its stdout and stderr captured into one log.
 func (r *Raylet) startWorkerLocked() error {
+	if r.cfg.WorkerExe == "" {
+		return errors.New("raylet: no job on this node has given it a worker executable yet")
+	}
 	wid := ids.NewWorkerID()
 	cmd := exec.Command(r.cfg.WorkerExe, r.cfg.WorkerArgs...)
 	cmd.Env = append(os.Environ(), r.cfg.WorkerEnv...)

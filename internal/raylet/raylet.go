@@ -48,6 +48,8 @@ type Config struct {
 	WorkerEnv     []string
 	LogToDriver   bool      // copy worker output to LogOutput, prefixed
 	LogOutput     io.Writer // where worker output goes when LogToDriver
+	ListenTCP     string    // also serve other nodes here (host:port), with Token
+	Token         string
 }
 
 // Raylet manages one node.
@@ -56,6 +58,7 @@ type Raylet struct {
 	nodeID ids.NodeID
 	addr   string
 	srv    *rpc.Server
+	tcp    *rpc.Server // for other nodes, when ListenTCP is set
 	arena  *objstore.Arena
 	store  *objstore.Store
 	names  *gcs.Names // named actors (the control store's table, hosted here)
@@ -176,8 +179,21 @@ func Start(cfg Config) (*Raylet, error) {
 	r.stop = make(chan struct{})
 	r.procs.Add(1)
 	go r.reapIdle()
+	if cfg.ListenTCP != "" {
+		tl, err := net.Listen("tcp", cfg.ListenTCP)
+		if err != nil {
+			_ = r.Close()
+			return nil, fmt.Errorf("raylet: listen %s: %w", cfg.ListenTCP, err)
+		}
+		r.tcp = rpc.NewServer(tl, func(c *rpc.Conn) rpc.Handler { return rpc.HandlerFunc(r.handle) }, r.connClosed)
+		if cfg.Token != "" {
+			r.tcp.RequireToken(cfg.Token)
+		}
+	}
 	r.mu.Lock()
-	for i := 0; i < int(cfg.NumCPUs); i++ {
+	// Workers are started ahead of need when there is an executable for
+	// them (an embedded cluster's driver); a daemon gets one from a job.
+	for i := 0; i < int(cfg.NumCPUs) && cfg.WorkerExe != ""; i++ {
 		if err := r.startWorkerLocked(); err != nil {
 			r.mu.Unlock()
 			_ = r.Close()
@@ -190,6 +206,34 @@ func Start(cfg Config) (*Raylet, error) {
 
 // Addr is the raylet's socket.
 func (r *Raylet) Addr() string { return r.addr }
+
+// TCPAddr is where other nodes reach the raylet ("" unless ListenTCP).
+func (r *Raylet) TCPAddr() string {
+	if r.tcp == nil {
+		return ""
+	}
+	return r.tcp.Addr().String()
+}
+
+// Resources lists the node's total and currently available resources.
+func (r *Raylet) Resources() (total, avail []*pb.Resource) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return resourceList(r.total), resourceList(r.avail)
+}
+
+func resourceList(m map[string]float64) []*pb.Resource {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make([]*pb.Resource, len(names))
+	for i, k := range names {
+		out[i] = &pb.Resource{Name: k, Quantity: m[k]}
+	}
+	return out
+}
 
 // NodeID identifies the node.
 func (r *Raylet) NodeID() ids.NodeID { return r.nodeID }
@@ -237,6 +281,9 @@ func (r *Raylet) Close() error {
 	// Closing the connections makes workers exit by themselves; those that
 	// do not (or have not connected yet) are killed.
 	err := r.srv.Close()
+	if r.tcp != nil {
+		_ = r.tcp.Close()
+	}
 	for _, w := range procs {
 		if w.proc != nil {
 			_ = w.proc.Kill()

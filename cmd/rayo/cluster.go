@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rayo-dev/rayo/internal/node"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+func newStartCmd() *cobra.Command {
+	var (
+		cfg       node.Config
+		resources string
+		block     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Start this machine's rayo daemons: a new cluster's head (--head) or a node joining one (--address)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Head == (cfg.Address != "") {
+				return errors.New("give exactly one of --head and --address HOST:PORT")
+			}
+			if resources != "" {
+				if err := json.Unmarshal([]byte(resources), &cfg.Resources); err != nil {
+					return fmt.Errorf("--resources: want a JSON object of numbers such as '{\"special\": 2}': %w", err)
+				}
+			}
+			if cfg.Token == "" {
+				cfg.Token = os.Getenv("RAYO_TOKEN")
+			}
+			if !cfg.Head && cfg.Token == "" {
+				if rec, err := node.ReadCluster(node.StateDir()); err == nil && rec.Address == cfg.Address {
+					cfg.Token = rec.Token
+				}
+			}
+			if cfg.Head && cfg.Token == "" {
+				cfg.Token = node.NewToken()
+			}
+			cfg.StateDir = node.StateDir()
+			if !block {
+				return daemonize(cmd, cfg)
+			}
+			return runNode(cmd, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&cfg.Head, "head", false, "start a new cluster's head (control store and raylet)")
+	f.StringVar(&cfg.Address, "address", "", "join the cluster whose head is at HOST:PORT")
+	f.IntVar(&cfg.Port, "port", node.DefaultPort, "head: the control store's port")
+	f.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on (beyond loopback needs a token)")
+	f.Float64Var(&cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")
+	f.StringVar(&resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
+	f.StringVar(&cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
+	f.BoolVar(&block, "block", false, "stay in the foreground")
+	return cmd
+}
+
+// daemonize starts `rayo start ... --block` in the background, in a
+// session of its own, and waits until it is up.
+func daemonize(cmd *cobra.Command, cfg node.Config) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(cfg.StateDir, fmt.Sprintf("daemon-%d.log", time.Now().UnixNano()))
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := append(append([]string{}, os.Args[1:]...), "--block")
+	child := exec.Command(exe, args...)
+	child.Env = append(os.Environ(), "RAYO_TOKEN="+cfg.Token)
+	child.Stdout, child.Stderr = logf, logf
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	deadline := time.After(30 * time.Second)
+	for {
+		for _, pid := range node.PIDs(cfg.StateDir) {
+			if pid == child.Process.Pid {
+				out, _ := os.ReadFile(logPath)
+				fmt.Fprint(cmd.OutOrStdout(), string(out))
+				fmt.Fprintf(cmd.OutOrStdout(), "rayo: daemon pid %d, log %s\n", pid, logPath)
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			out, _ := os.ReadFile(logPath)
+			return fmt.Errorf("the daemon stopped (%v):\n%s", err, out)
+		case <-deadline:
+			_ = child.Process.Kill()
+			return fmt.Errorf("the daemon did not come up within 30s; see %s", logPath)
+		case <-time.After(20 * time.Millisecond): // polling for the daemon's pid file
+		}
+	}
+}
+
+// runNode runs the node in the foreground until a signal stops it.
+func runNode(cmd *cobra.Command, cfg node.Config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	n, err := node.Start(ctx, cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if cfg.Head {
+		if err := node.WriteCluster(cfg.StateDir, node.ClusterInfo{Address: n.GCSAddr(), Token: cfg.Token}); err != nil {
+			_ = n.Close()
+			return err
+		}
+		fmt.Fprintf(out, "rayo: started a cluster; its address is %s\n", n.GCSAddr())
+		fmt.Fprintf(out, "rayo: add a node with: rayo start --address %s (token in %s, or RAYO_TOKEN)\n", n.GCSAddr(), cfg.StateDir)
+	} else {
+		fmt.Fprintf(out, "rayo: joined the cluster at %s\n", cfg.Address)
+	}
+	fmt.Fprintf(out, "rayo: session folder %s\n", n.SessionDir())
+	pid := os.Getpid()
+	if err := node.WritePID(cfg.StateDir, pid); err != nil {
+		_ = n.Close()
+		return err
+	}
+	defer node.RemovePID(cfg.StateDir, pid)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	var lost error
+	select {
+	case <-sig:
+	case <-n.Lost():
+		lost = errors.New("lost the cluster's control store")
+	}
+	if cfg.Head {
+		node.RemoveCluster(cfg.StateDir)
+	}
+	if err := n.Close(); err != nil && lost == nil {
+		return err
+	}
+	return lost
+}
+
+func newStopCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "stop",
+		Short: "Stop every rayo daemon on this machine",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir := node.StateDir()
+			pids := node.PIDs(dir)
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGTERM)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for _, pid := range pids {
+				for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond) // waiting for another process to exit
+				}
+				if syscall.Kill(pid, 0) == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+				node.RemovePID(dir, pid)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rayo: stopped %d daemon(s)\n", len(pids))
+			return nil
+		},
+	}
+}
+
+// nodeJSON is a node in `rayo status --json`.
+type nodeJSON struct {
+	NodeID      string             `json:"node_id"`
+	Address     string             `json:"address"`
+	State       string             `json:"state"`
+	Head        bool               `json:"head"`
+	Resources   map[string]float64 `json:"resources"`
+	Available   map[string]float64 `json:"available"`
+	SessionDir  string             `json:"session_dir"`
+	DeathReason string             `json:"death_reason,omitempty"`
+}
+
+func resMap(rs []*pb.Resource) map[string]float64 {
+	m := make(map[string]float64, len(rs))
+	for _, r := range rs {
+		m[r.Name] = r.Quantity
+	}
+	return m
+}
+
+func newStatusCmd() *cobra.Command {
+	var address, token string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster's nodes and their resources",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := node.Resolve(address, token)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			nodes, err := node.ListNodes(ctx, c.Address, c.Token)
+			if err != nil {
+				return err
+			}
+			list := make([]nodeJSON, len(nodes))
+			for i, n := range nodes {
+				list[i] = nodeJSON{
+					NodeID: fmt.Sprintf("%x", n.NodeId), Address: n.Address, State: n.State, Head: n.Head,
+					Resources: resMap(n.Resources), Available: resMap(n.Available), SessionDir: n.SessionDir, DeathReason: n.DeathReason,
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{"address": c.Address, "nodes": list})
+			}
+			fmt.Fprintf(out, "cluster %s: %d node(s)\n", c.Address, len(list))
+			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tRESOURCES (used/total)\tSESSION")
+			for _, n := range list {
+				var res []string
+				for name, total := range n.Resources {
+					res = append(res, fmt.Sprintf("%s %g/%g", name, total-n.Available[name], total))
+				}
+				sort.Strings(res)
+				role := n.NodeID[:8]
+				if n.Head {
+					role += " (head)"
+				}
+				state := n.State
+				if n.DeathReason != "" {
+					state += ": " + n.DeathReason
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, strings.Join(res, ", "), n.SessionDir)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&address, "address", "", "the cluster's HOST:PORT (default: RAYO_ADDRESS, or the cluster started here)")
+	cmd.Flags().StringVar(&token, "token", "", "the cluster's secret (default: RAYO_TOKEN, or the one recorded here)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

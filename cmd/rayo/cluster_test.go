@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildRayo builds this command once per test binary run.
+func buildRayo(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "rayo")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type clusterEnv struct {
+	bin   string
+	state string
+}
+
+func (e clusterEnv) cmd(args ...string) *exec.Cmd {
+	c := exec.Command(e.bin, args...)
+	c.Env = append(os.Environ(), "RAYO_STATE_DIR="+e.state, "RAYO_ADDRESS=", "RAYO_TOKEN=")
+	return c
+}
+
+// daemon runs `rayo start ... --block` under the test's control.
+func (e clusterEnv) daemon(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	c := e.cmd(append(args, "--block")...)
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.Process.Kill()
+		_ = c.Wait()
+		if t.Failed() {
+			t.Logf("daemon %v said:\n%s", args, out.String())
+		}
+	})
+	return c
+}
+
+type status struct {
+	Nodes []struct {
+		NodeID    string             `json:"node_id"`
+		Address   string             `json:"address"`
+		State     string             `json:"state"`
+		Resources map[string]float64 `json:"resources"`
+	} `json:"nodes"`
+}
+
+func (e clusterEnv) status(args ...string) (status, error) {
+	var st status
+	out, err := e.cmd(append([]string{"status", "--json"}, args...)...).CombinedOutput()
+	if err != nil {
+		return st, fmt.Errorf("%v: %s", err, out)
+	}
+	return st, json.Unmarshal(out, &st)
+}
+
+// waitFor polls `rayo status` until cond holds, and returns how long it took.
+func (e clusterEnv) waitFor(t *testing.T, within time.Duration, what string, cond func(status) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		st, err := e.status()
+		if err == nil && cond(st) {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("%s: not within %v (last status %+v, %v)", what, within, st, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling daemons in other processes
+	}
+}
+
+func count(st status, state string) int {
+	n := 0
+	for _, x := range st.Nodes {
+		if x.State == state {
+			n++
+		}
+	}
+	return n
+}
+
+func TestClusterStartStatusAndNodeDeath(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "2")
+	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	e.daemon(t, "start", "--address", addr, "--num-cpus", "1", "--resources", `{"special": 2}`)
+	victim := e.daemon(t, "start", "--address", addr, "--num-cpus", "1")
+	e.waitFor(t, 20*time.Second, "three nodes alive", func(st status) bool { return count(st, "ALIVE") == 3 })
+
+	st, _ := e.status()
+	special := 0
+	for _, n := range st.Nodes {
+		if n.Resources["special"] == 2 {
+			special++
+		}
+	}
+	if special != 1 {
+		t.Fatalf("custom resource not shown: %+v", st)
+	}
+
+	// A node killed outright is declared dead within the stated bound.
+	if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d := e.waitFor(t, 10*time.Second, "killed node declared dead", func(st status) bool {
+		return count(st, "DEAD") == 1 && count(st, "ALIVE") == 2
+	})
+	t.Logf("killed node declared DEAD after %v", d)
+
+	// The wrong token is refused with a clear message and a failing exit.
+	out, err := e.cmd("status", "--address", addr, "--token", "wrong").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "token") {
+		t.Fatalf("wrong token: %v %s", err, out)
+	}
+}
+
+func TestClusterUnreachable(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	out, err := e.cmd("status", "--address", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--token", "x").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cannot reach the cluster") {
+		t.Fatalf("unreachable cluster: %v %s", err, out)
+	}
+	out, err = e.cmd("status").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no cluster address") {
+		t.Fatalf("no cluster: %v %s", err, out)
+	}
+	// Listening beyond loopback without a token is refused.
+	out, err = e.cmd("start", "--address", "127.0.0.1:1", "--host", "0.0.0.0", "--block").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "token") {
+		t.Fatalf("node beyond loopback without a token: %v %s", err, out)
+	}
+}
+
+func TestDaemonsStartInBackgroundAndStop(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	port := freePort(t)
+	out, err := e.cmd("start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "started a cluster") {
+		t.Fatalf("start: %v %s", err, out)
+	}
+	st, err := e.status()
+	if err != nil || count(st, "ALIVE") != 1 {
+		t.Fatalf("status after start: %+v %v", st, err)
+	}
+	pids, _ := filepath.Glob(filepath.Join(e.state, "daemons", "*.pid"))
+	if len(pids) != 1 {
+		t.Fatalf("pid files: %v", pids)
+	}
+	var pid int
+	_, _ = fmt.Sscanf(filepath.Base(pids[0]), "%d.pid", &pid)
+	out, err = e.cmd("stop").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "stopped 1") {
+		t.Fatalf("stop: %v %s", err, out)
+	}
+	if syscall.Kill(pid, 0) == nil {
+		t.Fatalf("daemon %d still running after stop", pid)
+	}
+	if _, err := e.status(); err == nil {
+		t.Fatal("status still answers after stop")
+	}
+}
