@@ -101,6 +101,11 @@ func MaxRestarts(n int) Option { return func(o *options) { o.maxRestarts = n } }
 // Default 0: such calls fail with ErrActorDied.
 func MaxTaskRetries(n int) Option { return func(o *options) { o.maxTaskRetries = n } }
 
+// Detached makes an actor outlive the driver that created it, in a cluster
+// started with `rayo start` (an embedded cluster ends with its driver). It
+// needs a Name, by which GetActor finds it; Kill stops it.
+func Detached() Option { return func(o *options) { o.detached = true } }
+
 // Namespace scopes an actor's Name (for creation and GetActor).
 func Namespace(ns string) Option { return func(o *options) { o.namespace = ns } }
 
@@ -158,6 +163,7 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 		Namespace:      c.opts.namespace,
 		Resources:      res,
 		MaxConcurrency: c.opts.maxConcurrency,
+		Detached:       c.opts.detached,
 		MaxRestarts:    c.opts.maxRestarts,
 		MaxTaskRetries: retriesOf(c.opts.maxTaskRetries),
 	}, cargs)
@@ -238,6 +244,9 @@ func GetActor[S any](ctx context.Context, name string, opts ...Option) (Actor[S]
 	id, err := ids.TaskIDFrom(info.ActorId)
 	if err != nil {
 		return Actor[S]{}, err
+	}
+	if info.Detached && info.WorkerAddr != "" {
+		return Actor[S]{h: rt.DetachedActorHandle(id, info.OwnerAddr, info.WorkerAddr)}, nil
 	}
 	return Actor[S]{h: rt.ActorHandleFor(id, info.OwnerAddr)}, nil
 }

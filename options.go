@@ -22,6 +22,7 @@ type options struct {
 	namespace      string
 	maxRestarts    int
 	maxTaskRetries int
+	detached       bool
 }
 
 func defaultOptions() options {

@@ -1,6 +1,7 @@
 package rayo
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -13,14 +14,20 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/core"
+	"github.com/rayo-dev/rayo/internal/node"
+	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/raylet"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/worker"
 )
 
 var state struct {
 	sync.Mutex // protects the fields below
 	rt         *core.Runtime
-	raylet     *raylet.Raylet
+	raylet     *raylet.Raylet  // embedded cluster
+	conn       *rpc.Conn       // joined cluster: to the node's raylet
+	arena      *objstore.Arena // joined cluster: the node's store
 	session    string
 }
 
@@ -69,15 +76,15 @@ func Init(opts ...Option) error {
 	if o.address == "" {
 		o.address = os.Getenv("RAYO_ADDRESS")
 	}
-	if o.address != "" {
-		return fmt.Errorf("%w: joining a cluster at %s", ErrNotSupported, o.address)
-	}
 	state.Lock()
 	defer state.Unlock()
 	if state.rt != nil {
 		return ErrAlreadyInitialized
 	}
 	core.Freeze()
+	if o.address != "" {
+		return joinCluster(o)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("rayo: cannot find this executable for workers: %w", err)
@@ -116,8 +123,8 @@ func Init(opts ...Option) error {
 // the shared-memory store. Refs made before it fail with ErrShutdown.
 func Shutdown() error {
 	state.Lock()
-	rt, rl := state.rt, state.raylet
-	state.rt, state.raylet = nil, nil
+	rt, rl, conn, arena := state.rt, state.raylet, state.conn, state.arena
+	state.rt, state.raylet, state.conn, state.arena = nil, nil, nil, nil
 	state.Unlock()
 	if rt == nil {
 		return nil
@@ -128,7 +135,68 @@ func Shutdown() error {
 			err = e
 		}
 	}
+	if conn != nil {
+		// The raylet ends the job, and its workers, when this closes.
+		_ = conn.Close()
+		_ = arena.Close()
+	}
 	return err
+}
+
+// joinCluster connects this driver to a cluster started with `rayo start`:
+// to the raylet of the node it runs on, as a job whose workers run this
+// executable. state is locked.
+func joinCluster(o options) error {
+	c, err := node.Resolve(o.address, "")
+	if err != nil {
+		return fmt.Errorf("rayo: %w", err)
+	}
+	rec, err := node.ReadCluster(node.StateDir())
+	if err != nil || rec.Address != c.Address || rec.RayletSocket == "" {
+		return fmt.Errorf("%w: a driver runs on a node of its cluster, and this machine has no node of %s (see rayo start)", ErrNotSupported, c.Address)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := rpc.Dial(ctx, rec.RayletSocket, nil)
+	if err != nil {
+		return fmt.Errorf("rayo: cannot reach this node's raylet (is the cluster at %s running?): %w", c.Address, err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("rayo: cannot find this executable for workers: %w", err)
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	jobID := hex.EncodeToString(rnd[:])
+	if err := conn.Call(ctx, rpc.MRegisterJob, &pb.JobInfo{JobId: jobID, Exe: exe, Args: os.Args[1:]}, &pb.Status{}); err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("rayo: start job: %w", err)
+	}
+	arena, err := objstore.OpenArena(fmt.Sprintf("/proc/%d/fd/%d", rec.RayletPID, rec.StoreFD))
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("rayo: map the node's object store: %w", err)
+	}
+	session := filepath.Join(node.StateDir(), "job-"+jobID)
+	if err := os.MkdirAll(session, 0o755); err != nil {
+		_ = conn.Close()
+		_ = arena.Close()
+		return err
+	}
+	rt, err := core.New(core.Config{
+		Addr:   filepath.Join(session, "driver.sock"),
+		Raylet: &raylet.Client{Conn: conn},
+		Arena:  arena,
+		Job:    jobID,
+	}, nil)
+	if err != nil {
+		_ = conn.Close()
+		_ = arena.Close()
+		return fmt.Errorf("rayo: start driver: %w", err)
+	}
+	state.rt, state.conn, state.arena, state.session = rt, conn, arena, session
+	return nil
 }
 
 // SessionDir is the folder holding this cluster's sockets and worker logs.

@@ -128,7 +128,7 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 	}
 	out := cmd.OutOrStdout()
 	if cfg.Head {
-		if err := node.WriteCluster(cfg.StateDir, node.ClusterInfo{Address: n.GCSAddr(), Token: cfg.Token}); err != nil {
+		if err := node.WriteCluster(cfg.StateDir, n.Local()); err != nil {
 			_ = n.Close()
 			return err
 		}

@@ -191,3 +191,36 @@ func TestDaemonsStartInBackgroundAndStop(t *testing.T) {
 		t.Fatal("status still answers after stop")
 	}
 }
+
+func TestDriversJoinAndDetachedActorOutlivesThem(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	driver := filepath.Join(t.TempDir(), "detached")
+	if out, err := exec.Command("go", "build", "-o", driver, "./testdata/detached").CombinedOutput(); err != nil {
+		t.Fatalf("build driver: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "2")
+	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	run := func(mode string) (string, error) {
+		c := exec.Command(driver, mode)
+		c.Env = append(os.Environ(), "RAYO_STATE_DIR="+e.state, "RAYO_ADDRESS="+addr, "RAYO_TOKEN=")
+		out, err := c.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	for _, step := range []struct{ mode, want string }{
+		{"create", "count 1"}, // the driver ends; the actor stays
+		{"incr", "count 2"},   // another driver finds it, state intact
+		{"incr", "count 3"},
+		{"kill", "killed"},
+	} {
+		out, err := run(step.mode)
+		if err != nil || !strings.HasSuffix(out, step.want) {
+			t.Fatalf("%s: want %q, got %q (%v)", step.mode, step.want, out, err)
+		}
+	}
+	out, err := run("incr")
+	if err == nil || !strings.Contains(out, "keeper") {
+		t.Fatalf("after kill, the name should be gone: %q %v", out, err)
+	}
+}

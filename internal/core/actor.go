@@ -44,6 +44,8 @@ type actorRec struct {
 	handles        int32    // live handles in this process
 	exported       bool     // a handle left this process: never stopped for lack of handles
 	named          bool     // named actors live as long as their owner
+	detached       bool     // outlives its creator; reached through the control store
+	direct         string   // borrowed detached actor: its worker, from the control store
 	resources      []*pb.Resource
 	maxConcurrency int
 
@@ -72,8 +74,9 @@ type ActorOptions struct {
 	Namespace      string
 	Resources      map[string]float64 // held for the actor's life; none by default
 	MaxConcurrency int
-	MaxRestarts    int // times the actor is restarted after its process dies (-1: always)
-	MaxTaskRetries int // times a call in flight when the process died is retried
+	Detached       bool // outlives the job that made it (needs RegisterName)
+	MaxRestarts    int  // times the actor is restarted after its process dies (-1: always)
+	MaxTaskRetries int  // times a call in flight when the process died is retried
 }
 
 // ActorHandle is one reference to an actor held by user code.
@@ -170,12 +173,17 @@ func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Ar
 		inflight:       make(map[*task]struct{}),
 		maxConcurrency: opts.MaxConcurrency,
 		named:          opts.RegisterName != "",
+		detached:       opts.Detached,
 		restartsLeft:   opts.MaxRestarts,
 		taskRetries:    opts.MaxTaskRetries,
+	}
+	if opts.Detached && opts.RegisterName == "" {
+		return nil, fmt.Errorf("rayo: create actor %s: a detached actor needs a name (rayo.Name) to be found again", opts.Name)
 	}
 	if opts.RegisterName != "" {
 		err := rt.cfg.Raylet.RegisterActorName(ctx, &pb.ActorName{
 			Name: opts.RegisterName, Namespace: opts.Namespace, ActorId: a.id[:], OwnerAddr: rt.addr, Class: opts.StateType,
+			Detached: opts.Detached,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("rayo: create actor %s: %w", opts.Name, err)
@@ -212,6 +220,19 @@ func (rt *Runtime) ActorHandleFor(id ids.TaskID, owner string) *ActorHandle {
 	return rt.newActorHandleLocked(a)
 }
 
+// DetachedActorHandle makes a handle for a detached actor found by name:
+// it is reached at its worker's address, whoever made it.
+func (rt *Runtime) DetachedActorHandle(id ids.TaskID, owner, workerAddr string) *ActorHandle {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	a := rt.actors[id]
+	if a == nil {
+		a = &actorRec{id: id, owner: owner, inflight: make(map[*task]struct{}), direct: workerAddr}
+		rt.actors[id] = a
+	}
+	return rt.newActorHandleLocked(a)
+}
+
 // LookupActor finds a named actor in the control store.
 func (rt *Runtime) LookupActor(ctx context.Context, namespace, name string) (*pb.ActorName, error) {
 	return rt.cfg.Raylet.LookupActorName(ctx, namespace, name)
@@ -234,7 +255,7 @@ func (rt *Runtime) SubmitActorTask(ctx context.Context, h *ActorHandle, opts Tas
 
 // requestActorLease asks for a worker of the actor's own.
 func (rt *Runtime) requestActorLease(a *actorRec) {
-	rt.cfg.Raylet.RequestLease(&pb.RequestLease{Resources: a.resources, OwnerAddr: rt.addr, Dedicated: true, ActorId: a.id[:]},
+	rt.cfg.Raylet.RequestLease(&pb.RequestLease{Resources: a.resources, OwnerAddr: rt.addr, Dedicated: true, Detached: a.detached, ActorId: a.id[:], JobId: rt.cfg.Job},
 		func(r *pb.LeaseReply, err error) {
 			if err == nil && r.Error != "" {
 				rt.actorCreated(a, nil, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
@@ -304,6 +325,10 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 		rt.actorDiedLocked(a, failure, &after)
 	} else if a.state == actorPending {
 		a.state = actorAlive
+		if a.detached {
+			id, addr := a.id, a.addr
+			after.wake = append(after.wake, func() { rt.cfg.Raylet.ActorAlive(id[:], addr) })
+		}
 		after.wake = append(after.wake, a.wake...)
 		a.wake = nil
 		rt.actorDispatchLocked(a, &after)
@@ -320,7 +345,7 @@ func (rt *Runtime) watchActor(a *actorRec, conn *rpc.Conn) {
 	<-conn.Done()
 	var after actions
 	rt.mu.Lock()
-	if a.conn == conn {
+	if a.conn == conn && !rt.closed { // at Close, our side closed it
 		rt.processDiedLocked(a, sysErr(a.name, KindActorDied, "the actor's worker process died"), &after)
 	}
 	rt.mu.Unlock()
@@ -395,7 +420,7 @@ func (rt *Runtime) actorDiedLocked(a *actorRec, why *pb.TaskError, after *action
 		rt.finishLocked(t, nil, actorErr(t, why), after)
 	}
 	a.queue = nil
-	if a.lease != nil {
+	if a.lease != nil && !(a.detached && rt.closed) {
 		after.returned = append(after.returned, a.lease)
 		a.lease = nil
 	}
@@ -519,6 +544,26 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if a.direct != "" {
+		conn, err := rt.peer(ctx, a.direct)
+		if err != nil {
+			fail("cannot reach the detached actor: " + err.Error())
+			return
+		}
+		var after actions
+		rt.mu.Lock()
+		a.fetching = false
+		if a.state == actorPending {
+			a.state, a.addr, a.conn = actorAlive, a.direct, conn
+			after.wake = append(after.wake, a.wake...)
+			a.wake = nil
+			rt.actorDispatchLocked(a, &after)
+			rt.spawn(func() { rt.watchActor(a, conn) })
+		}
+		rt.mu.Unlock()
+		after.run(rt)
+		return
+	}
 	oc, err := rt.peer(ctx, a.owner)
 	if err != nil {
 		fail("the actor's owner is gone: " + err.Error())
@@ -562,6 +607,8 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 	a.fetching = false
 	if a.state == actorPending {
 		a.state, a.addr, a.conn = actorAlive, reply.Addr, conn
+		after.wake = append(after.wake, a.wake...)
+		a.wake = nil
 		rt.actorDispatchLocked(a, &after)
 		rt.spawn(func() { rt.watchActor(a, conn) })
 	}

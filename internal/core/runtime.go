@@ -40,6 +40,7 @@ type RayletClient interface {
 	FreeObjects(ids []ids.ObjectID)
 	RegisterActorName(ctx context.Context, a *pb.ActorName) error
 	LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error)
+	ActorAlive(actorID []byte, workerAddr string)
 }
 
 // Config sets up a Runtime.
@@ -49,6 +50,7 @@ type Config struct {
 	Arena    *objstore.Arena
 	WorkerID ids.WorkerID // zero in the driver
 	IsWorker bool
+	Job      string // the job whose executable workers run ("" = the node's own)
 }
 
 // Runtime is one process's owner and borrower state.
@@ -150,7 +152,7 @@ func (rt *Runtime) Close() error {
 		q.leases = nil
 	}
 	for _, a := range rt.actors {
-		if a.lease != nil {
+		if a.lease != nil && !a.detached { // detached actors outlive us
 			after.returned = append(after.returned, a.lease)
 			a.lease = nil
 		}

@@ -339,7 +339,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 }
 
 func (rt *Runtime) requestLease(q *schedQueue) {
-	rt.cfg.Raylet.RequestLease(&pb.RequestLease{Resources: q.resources, OwnerAddr: rt.addr}, func(r *pb.LeaseReply, err error) {
+	rt.cfg.Raylet.RequestLease(&pb.RequestLease{Resources: q.resources, OwnerAddr: rt.addr, JobId: rt.cfg.Job}, func(r *pb.LeaseReply, err error) {
 		if err == nil && r.Error != "" {
 			rt.leaseFailed(q, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
 			return

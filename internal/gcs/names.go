@@ -61,3 +61,15 @@ func (n *Names) Remove(actorID []byte) {
 		}
 	}
 }
+
+// SetWorker records where a (detached) actor runs, so that it can be
+// reached after its creator is gone.
+func (n *Names) SetWorker(actorID []byte, addr string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, a := range n.names {
+		if string(a.ActorId) == string(actorID) {
+			a.WorkerAddr = addr
+		}
+	}
+}

@@ -173,6 +173,14 @@ func (n *Node) heartbeats() {
 // GCSAddr is the control store's address (the cluster's address).
 func (n *Node) GCSAddr() string { return n.gcsAddr }
 
+// Local is what a driver on this machine needs to use the node's raylet.
+func (n *Node) Local() ClusterInfo {
+	return ClusterInfo{
+		Address: n.gcsAddr, Token: n.cfg.Token,
+		RayletSocket: n.raylet.Addr(), RayletPID: os.Getpid(), StoreFD: n.raylet.Arena().FD(),
+	}
+}
+
 // SessionDir is the node's session folder.
 func (n *Node) SessionDir() string { return n.session }
 

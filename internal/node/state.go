@@ -24,6 +24,10 @@ func StateDir() string {
 type ClusterInfo struct {
 	Address string `json:"address"`
 	Token   string `json:"token"`
+	// The head's raylet, for drivers on this machine.
+	RayletSocket string `json:"raylet_socket,omitempty"`
+	RayletPID    int    `json:"raylet_pid,omitempty"`
+	StoreFD      int    `json:"store_fd,omitempty"`
 }
 
 func clusterFile(dir string) string { return filepath.Join(dir, "cluster.json") }

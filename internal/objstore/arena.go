@@ -214,6 +214,14 @@ func CreateAnonArena(name string, capacity int64) (*Arena, error) {
 	return mapArena(memfdPrefix+name, fd, capacity)
 }
 
+// FD is the arena's descriptor in this process: another process of the
+// same user maps it through /proc/PID/fd/FD.
+func (a *Arena) FD() int {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.fd
+}
+
 // File returns a new descriptor of the arena's memory, for a child process
 // (exec.Cmd.ExtraFiles); the caller closes it.
 func (a *Arena) File() (*os.File, error) {

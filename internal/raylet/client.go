@@ -96,3 +96,8 @@ func (c *Client) LookupActorName(ctx context.Context, namespace, name string) (*
 	}
 	return r.Actor, nil
 }
+
+// ActorAlive records where a detached actor runs.
+func (c *Client) ActorAlive(actorID []byte, workerAddr string) {
+	_ = c.Conn.Notify(rpc.MActorAlive, &pb.ActorName{ActorId: actorID, WorkerAddr: workerAddr})
+}

@@ -18,14 +18,23 @@ const NameMarker = "\x00rayo-task:"
 
 // startWorkerLocked starts one worker process: the configured executable
 // in worker mode, its stdout and stderr captured into one log.
-func (r *Raylet) startWorkerLocked() error {
-	if r.cfg.WorkerExe == "" {
+func (r *Raylet) startWorkerLocked(jobID string) error {
+	exe, args, env := r.cfg.WorkerExe, r.cfg.WorkerArgs, r.cfg.WorkerEnv
+	if jobID != "" {
+		j := r.jobs[jobID]
+		if j == nil {
+			return fmt.Errorf("raylet: job %q has ended", jobID)
+		}
+		exe, args, env = j.exe, j.args, j.env
+	}
+	if exe == "" {
 		return errors.New("raylet: no job on this node has given it a worker executable yet")
 	}
 	wid := ids.NewWorkerID()
-	cmd := exec.Command(r.cfg.WorkerExe, r.cfg.WorkerArgs...)
-	cmd.Env = append(os.Environ(), r.cfg.WorkerEnv...)
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Env = append(cmd.Env,
+		EnvJob+"="+jobID,
 		EnvWorkerID+"="+wid.String(),
 		EnvRaylet+"="+r.addr,
 		EnvStore+"=fd:3",
@@ -50,10 +59,11 @@ func (r *Raylet) startWorkerLocked() error {
 		_ = pr.Close()
 		return fmt.Errorf("raylet: start worker: %w", err)
 	}
-	w := &workerProc{id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{})}
+	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{})}
 	r.workers[wid] = w
-	r.log.Debug("worker started", "pid", w.pid)
+	r.log.Debug("worker started", "pid", w.pid, "job", jobID)
 	r.starting++
+	r.startingJ[jobID]++
 	r.procs.Add(2)
 	go func() {
 		defer r.procs.Done()

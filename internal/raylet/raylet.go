@@ -32,6 +32,7 @@ const (
 	EnvRaylet     = "RAYO_RAYLET"
 	EnvStore      = "RAYO_STORE"
 	EnvSessionDir = "RAYO_SESSION_DIR"
+	EnvJob        = "RAYO_JOB"
 )
 
 // CPU is the name of the CPU resource.
@@ -71,7 +72,9 @@ type Raylet struct {
 	avail     map[string]float64
 	workers   map[ids.WorkerID]*workerProc
 	idle      []*workerProc
-	starting  int
+	starting  int            // workers started and not registered yet
+	startingJ map[string]int // the same, by job
+	jobs      map[string]*job
 	leases    map[uint64]*leaseRec
 	pending   []*leaseReq
 	nextLease uint64
@@ -82,6 +85,7 @@ type Raylet struct {
 }
 
 type workerProc struct {
+	job    string // whose executable it runs ("" = the node's own)
 	id     ids.WorkerID
 	pid    int
 	addr   string
@@ -102,6 +106,7 @@ const idleTimeout = 2 * time.Second
 type leaseRec struct {
 	id        uint64
 	dedicated bool   // hosts an actor: the worker is not reused
+	detached  bool   // hosts a detached actor: it outlives its job
 	actorID   []byte // the actor, when dedicated
 	w         *workerProc
 	res       []*pb.Resource
@@ -110,6 +115,7 @@ type leaseRec struct {
 }
 
 type leaseReq struct {
+	job   string
 	req   *pb.RequestLease
 	res   []*pb.Resource
 	owner *rpc.Conn
@@ -135,13 +141,15 @@ func Start(cfg Config) (*Raylet, error) {
 		return nil, fmt.Errorf("raylet: session dir: %w", err)
 	}
 	r := &Raylet{
-		cfg:     cfg,
-		nodeID:  ids.NewNodeID(),
-		addr:    filepath.Join(cfg.SessionDir, "raylet.sock"),
-		total:   map[string]float64{CPU: cfg.NumCPUs},
-		workers: make(map[ids.WorkerID]*workerProc),
-		leases:  make(map[uint64]*leaseRec),
-		names:   gcs.NewNames(),
+		cfg:       cfg,
+		nodeID:    ids.NewNodeID(),
+		addr:      filepath.Join(cfg.SessionDir, "raylet.sock"),
+		total:     map[string]float64{CPU: cfg.NumCPUs},
+		workers:   make(map[ids.WorkerID]*workerProc),
+		leases:    make(map[uint64]*leaseRec),
+		names:     gcs.NewNames(),
+		jobs:      make(map[string]*job),
+		startingJ: make(map[string]int),
 	}
 	for k, v := range cfg.Resources {
 		r.total[k] = v
@@ -194,7 +202,7 @@ func Start(cfg Config) (*Raylet, error) {
 	// Workers are started ahead of need when there is an executable for
 	// them (an embedded cluster's driver); a daemon gets one from a job.
 	for i := 0; i < int(cfg.NumCPUs) && cfg.WorkerExe != ""; i++ {
-		if err := r.startWorkerLocked(); err != nil {
+		if err := r.startWorkerLocked(""); err != nil {
 			r.mu.Unlock()
 			_ = r.Close()
 			return nil, err
@@ -357,6 +365,22 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 			return
 		}
 		_ = c.Reply(id, &pb.CreateObjectReply{Offset: off})
+	case rpc.MActorAlive:
+		req := &pb.ActorName{}
+		if unmarshal(body, req) == nil {
+			r.names.SetWorker(req.ActorId, req.WorkerAddr)
+		}
+	case rpc.MRegisterJob:
+		req := &pb.JobInfo{}
+		if err := unmarshal(body, req); err != nil {
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
+		if err := r.registerJob(c, req); err != nil {
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
+		_ = c.Reply(id, &pb.Status{})
 	case rpc.MRegisterActorName, rpc.MLookupActorName:
 		req := &pb.ActorName{}
 		if err := unmarshal(body, req); err != nil {
@@ -409,6 +433,7 @@ func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
 	r.log.Info("worker registered", "pid", w.pid)
 	c.Value = w
 	r.starting--
+	r.startingJ[w.job]--
 	w.idleSince = time.Now()
 	r.idle = append(r.idle, w)
 	r.grantLocked(&after)
@@ -421,8 +446,11 @@ func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
 func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
 	var after []func()
 	r.mu.Lock()
-	if w, ok := c.Value.(*workerProc); ok {
-		r.workerGoneLocked(w)
+	switch v := c.Value.(type) {
+	case *workerProc:
+		r.workerGoneLocked(v)
+	case *job:
+		r.endJobLocked(v)
 	}
 	// Requests and leases this connection's process made as an owner go.
 	kept := r.pending[:0]
@@ -436,7 +464,7 @@ func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
 	}
 	r.pending = kept
 	for _, l := range r.leases {
-		if l.owner == c {
+		if l.owner == c && !l.detached {
 			r.returnLocked(l, false)
 		}
 	}
@@ -453,6 +481,7 @@ func (r *Raylet) workerGoneLocked(w *workerProc) {
 	r.log.Info("worker gone", "pid", w.pid, "leased", w.lease != nil)
 	if w.conn == nil {
 		r.starting-- // it never registered
+		r.startingJ[w.job]--
 	}
 	delete(r.workers, w.id)
 	for i, x := range r.idle {
@@ -496,7 +525,12 @@ func (r *Raylet) requestLease(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 			return
 		}
 	}
-	r.pending = append(r.pending, &leaseReq{req: req, res: req.Resources, owner: owner, cb: cb})
+	if req.JobId != "" && r.jobs[req.JobId] == nil {
+		r.mu.Unlock()
+		cb(nil, fmt.Errorf("raylet: unknown job %q", req.JobId))
+		return
+	}
+	r.pending = append(r.pending, &leaseReq{job: req.JobId, req: req, res: req.Resources, owner: owner, cb: cb})
 	r.grantLocked(&after)
 	r.mu.Unlock()
 	run(after)
@@ -527,7 +561,7 @@ func (r *Raylet) grantLocked(after *[]func()) {
 	if r.closed {
 		return
 	}
-	waiting := 0
+	waiting, waitingJob := 0, ""
 	for len(r.pending) > 0 {
 		req := r.pending[0]
 		if req.owner != nil && req.owner.Err() != nil {
@@ -537,18 +571,24 @@ func (r *Raylet) grantLocked(after *[]func()) {
 		if !r.fitsLocked(req.res) {
 			break
 		}
-		if len(r.idle) == 0 {
-			waiting = len(r.pending)
+		i := r.idleForLocked(req.job)
+		if i < 0 {
+			waitingJob = req.job
+			for _, p := range r.pending {
+				if p.job == waitingJob {
+					waiting++
+				}
+			}
 			break
 		}
-		w := r.idle[len(r.idle)-1]
-		r.idle = r.idle[:len(r.idle)-1]
+		w := r.idle[i]
+		r.idle = append(r.idle[:i], r.idle[i+1:]...)
 		r.pending = r.pending[1:]
 		for _, x := range req.res {
 			r.avail[x.Name] -= x.Quantity
 		}
 		r.nextLease++
-		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner, dedicated: req.req.Dedicated, actorID: req.req.ActorId}
+		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner, dedicated: req.req.Dedicated, detached: req.req.Detached, actorID: req.req.ActorId}
 		w.lease = l
 		r.leases[l.id] = l
 		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])
@@ -557,28 +597,53 @@ func (r *Raylet) grantLocked(after *[]func()) {
 		*after = append(*after, func() { cb(reply, nil) })
 	}
 	// Keep the pool full when actors take workers out of it.
-	for len(r.idle)+r.starting < int(r.cfg.NumCPUs) && r.dedicatedLocked() > 0 {
-		if err := r.startWorkerLocked(); err != nil {
+	for r.cfg.WorkerExe != "" && r.countIdleLocked("")+r.startingJ[""] < int(r.cfg.NumCPUs) && r.dedicatedLocked() > 0 {
+		if err := r.startWorkerLocked(""); err != nil {
 			break
 		}
 	}
 	// Start workers for requests that have resources but no idle worker,
 	// bounded by what could run at once.
-	for r.starting < waiting && r.starting < int(r.cfg.NumCPUs)+4 {
-		if err := r.startWorkerLocked(); err != nil {
-			r.log.Error("cannot start a worker", "err", err)
-			if r.starting == 0 && len(r.idle) == 0 {
-				// Nothing will come to serve the waiting requests: say so
+	for r.startingJ[waitingJob] < waiting && r.starting < int(r.cfg.NumCPUs)+4 {
+		if err := r.startWorkerLocked(waitingJob); err != nil {
+			r.log.Error("cannot start a worker", "job", waitingJob, "err", err)
+			if r.startingJ[waitingJob] == 0 && r.idleForLocked(waitingJob) < 0 {
+				// Nothing will come to serve the job's requests: say so
 				// rather than leave them hanging.
+				kept := r.pending[:0]
 				for _, p := range r.pending {
+					if p.job != waitingJob {
+						kept = append(kept, p)
+						continue
+					}
 					cb, msg := p.cb, "cannot start a worker process: "+err.Error()
 					*after = append(*after, func() { cb(&pb.LeaseReply{Failure: msg}, nil) })
 				}
-				r.pending = nil
+				r.pending = kept
 			}
 			break
 		}
 	}
+}
+
+// idleForLocked finds the most recently idle worker of job, or -1.
+func (r *Raylet) idleForLocked(job string) int {
+	for i := len(r.idle) - 1; i >= 0; i-- {
+		if r.idle[i].job == job {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *Raylet) countIdleLocked(job string) int {
+	n := 0
+	for _, w := range r.idle {
+		if w.job == job {
+			n++
+		}
+	}
+	return n
 }
 
 // ReturnLease gives a worker back.
@@ -731,4 +796,48 @@ func (r *Raylet) RegisterActorName(_ context.Context, a *pb.ActorName) error {
 // LookupActorName finds a named actor in the control store.
 func (r *Raylet) LookupActorName(_ context.Context, namespace, name string) (*pb.ActorName, error) {
 	return r.names.Lookup(namespace, name)
+}
+
+// job is a driver's program whose workers this node runs.
+type job struct {
+	id   string
+	exe  string
+	args []string
+	env  []string
+}
+
+// RegisterJob lets a driver on this node run its workers here.
+func (r *Raylet) registerJob(c *rpc.Conn, info *pb.JobInfo) error {
+	if info.JobId == "" || info.Exe == "" {
+		return errors.New("raylet: a job needs an ID and an executable")
+	}
+	if _, err := os.Stat(info.Exe); err != nil {
+		return fmt.Errorf("raylet: job executable: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.jobs[info.JobId] != nil {
+		return fmt.Errorf("raylet: job %q exists", info.JobId)
+	}
+	j := &job{id: info.JobId, exe: info.Exe, args: info.Args, env: info.Env}
+	r.jobs[j.id] = j
+	c.Value = j
+	r.log.Info("job started", "job", j.id, "exe", j.exe)
+	return nil
+}
+
+// endJobLocked stops the workers of a job whose driver has gone.
+func (r *Raylet) endJobLocked(j *job) {
+	delete(r.jobs, j.id)
+	for _, w := range r.workers {
+		if w.job == j.id && (w.lease == nil || !w.lease.detached) {
+			r.workerGoneLocked(w)
+		}
+	}
+	r.log.Info("job ended", "job", j.id)
+}
+
+// ActorAlive records where a detached actor runs.
+func (r *Raylet) ActorAlive(actorID []byte, workerAddr string) {
+	r.names.SetWorker(actorID, workerAddr)
 }

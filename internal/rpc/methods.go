@@ -22,4 +22,6 @@ const (
 	MRegisterNode                        // raylet -> control store: NodeInfo -> Status
 	MHeartbeat                           // raylet -> control store (notify): Heartbeat
 	MListNodes                           // any -> control store: Empty -> NodeList
+	MRegisterJob                         // driver -> raylet: JobInfo -> Status
+	MActorAlive                          // owner -> raylet (control store), notify: ActorName with actor_id and worker_addr
 )

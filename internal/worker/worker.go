@@ -97,6 +97,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 		Arena:    arena,
 		WorkerID: wid,
 		IsWorker: true,
+		Job:      os.Getenv(raylet.EnvJob),
 	}, map[rpc.Method]func(*rpc.Conn, rpc.Kind, uint64, []byte){
 		rpc.MPushTask:   w.servePush,
 		rpc.MCancelTask: w.serveCancel,

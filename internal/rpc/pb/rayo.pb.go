@@ -206,6 +206,8 @@ type RequestLease struct {
 	OwnerAddr     string                 `protobuf:"bytes,2,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
 	Dedicated     bool                   `protobuf:"varint,3,opt,name=dedicated,proto3" json:"dedicated,omitempty"`           // an actor's worker: never returned to the pool
 	ActorId       []byte                 `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"` // the actor it will host, when dedicated
+	Detached      bool                   `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`             // the actor outlives its job
+	JobId         string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`       // whose executable the worker must run ("" = the node's own)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -266,6 +268,20 @@ func (x *RequestLease) GetActorId() []byte {
 		return x.ActorId
 	}
 	return nil
+}
+
+func (x *RequestLease) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *RequestLease) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
 }
 
 // LeaseReply grants a worker, or says why none can be had.
@@ -1251,7 +1267,9 @@ type ActorName struct {
 	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	ActorId       []byte                 `protobuf:"bytes,3,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	OwnerAddr     string                 `protobuf:"bytes,4,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
-	Class         string                 `protobuf:"bytes,5,opt,name=class,proto3" json:"class,omitempty"` // the Go type of the actor's state, checked by GetActor
+	Class         string                 `protobuf:"bytes,5,opt,name=class,proto3" json:"class,omitempty"`                             // the Go type of the actor's state, checked by GetActor
+	Detached      bool                   `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`                      // outlives its creator's job
+	WorkerAddr    string                 `protobuf:"bytes,7,opt,name=worker_addr,json=workerAddr,proto3" json:"worker_addr,omitempty"` // detached: where it runs, once it does
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1317,6 +1335,20 @@ func (x *ActorName) GetOwnerAddr() string {
 func (x *ActorName) GetClass() string {
 	if x != nil {
 		return x.Class
+	}
+	return ""
+}
+
+func (x *ActorName) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *ActorName) GetWorkerAddr() string {
+	if x != nil {
+		return x.WorkerAddr
 	}
 	return ""
 }
@@ -1679,6 +1711,76 @@ func (x *Heartbeat) GetAvailable() []*Resource {
 	return nil
 }
 
+// JobInfo registers a driver's job with its node's raylet: the executable
+// its workers run.
+type JobInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Exe           string                 `protobuf:"bytes,2,opt,name=exe,proto3" json:"exe,omitempty"`
+	Args          []string               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	Env           []string               `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobInfo) Reset() {
+	*x = JobInfo{}
+	mi := &file_rayo_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobInfo) ProtoMessage() {}
+
+func (x *JobInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
+func (*JobInfo) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *JobInfo) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobInfo) GetExe() string {
+	if x != nil {
+		return x.Exe
+	}
+	return ""
+}
+
+func (x *JobInfo) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *JobInfo) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
 var File_rayo_proto protoreflect.FileDescriptor
 
 const file_rayo_proto_rawDesc = "" +
@@ -1697,13 +1799,15 @@ const file_rayo_proto_rawDesc = "" +
 	"sessionDir\":\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\x94\x01\n" +
+	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\xc7\x01\n" +
 	"\fRequestLease\x12,\n" +
 	"\tresources\x18\x01 \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x1d\n" +
 	"\n" +
 	"owner_addr\x18\x02 \x01(\tR\townerAddr\x12\x1c\n" +
 	"\tdedicated\x18\x03 \x01(\bR\tdedicated\x12\x19\n" +
-	"\bactor_id\x18\x04 \x01(\fR\aactorId\"\x95\x01\n" +
+	"\bactor_id\x18\x04 \x01(\fR\aactorId\x12\x1a\n" +
+	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x15\n" +
+	"\x06job_id\x18\x05 \x01(\tR\x05jobId\"\x95\x01\n" +
 	"\n" +
 	"LeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
@@ -1773,14 +1877,17 @@ const file_rayo_proto_rawDesc = "" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\"8\n" +
 	"\bLogLines\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
-	"\x05lines\x18\x02 \x03(\tR\x05lines\"\x8d\x01\n" +
+	"\x05lines\x18\x02 \x03(\tR\x05lines\"\xca\x01\n" +
 	"\tActorName\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x19\n" +
 	"\bactor_id\x18\x03 \x01(\fR\aactorId\x12\x1d\n" +
 	"\n" +
 	"owner_addr\x18\x04 \x01(\tR\townerAddr\x12\x14\n" +
-	"\x05class\x18\x05 \x01(\tR\x05class\"M\n" +
+	"\x05class\x18\x05 \x01(\tR\x05class\x12\x1a\n" +
+	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x1f\n" +
+	"\vworker_addr\x18\a \x01(\tR\n" +
+	"workerAddr\"M\n" +
 	"\x0eActorNameReply\x12%\n" +
 	"\x05actor\x18\x01 \x01(\v2\x0f.rayo.ActorNameR\x05actor\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\"-\n" +
@@ -1804,7 +1911,12 @@ const file_rayo_proto_rawDesc = "" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"R\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
-	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailableB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
+	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\"X\n" +
+	"\aJobInfo\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
+	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\x12\x10\n" +
+	"\x03env\x18\x04 \x03(\tR\x03envB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
 
 var (
 	file_rayo_proto_rawDescOnce sync.Once
@@ -1818,7 +1930,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),      // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil), // 1: rayo.RegisterWorkerReply
@@ -1847,6 +1959,7 @@ var file_rayo_proto_goTypes = []any{
 	(*NodeInfo)(nil),            // 24: rayo.NodeInfo
 	(*NodeList)(nil),            // 25: rayo.NodeList
 	(*Heartbeat)(nil),           // 26: rayo.Heartbeat
+	(*JobInfo)(nil),             // 27: rayo.JobInfo
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -1881,7 +1994,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
