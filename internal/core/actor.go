@@ -532,81 +532,26 @@ func (rt *Runtime) pushActor(p pushOp, attempt int32) {
 	})
 }
 
-// fetchActorAddr asks a borrowed actor's owner where it runs.
+// fetchActorAddr finds where a borrowed actor runs and connects to it.
 func (rt *Runtime) fetchActorAddr(a *actorRec) {
-	fail := func(msg string) {
-		var after actions
-		rt.mu.Lock()
-		a.fetching = false
-		rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, msg), &after)
-		rt.mu.Unlock()
-		after.run(rt)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if a.direct != "" {
-		conn, err := rt.peer(ctx, a.direct)
-		if err != nil {
-			fail("cannot reach the detached actor: " + err.Error())
-			return
+	addr, why := rt.locateActor(ctx, a)
+	var conn *rpc.Conn
+	if why == nil {
+		var err error
+		if conn, err = rt.peer(ctx, addr); err != nil {
+			why = sysErr(a.name, KindActorDied, "cannot reach the actor: "+err.Error())
 		}
-		var after actions
-		rt.mu.Lock()
-		a.fetching = false
-		if a.state == actorPending {
-			a.state, a.addr, a.conn = actorAlive, a.direct, conn
-			after.wake = append(after.wake, a.wake...)
-			a.wake = nil
-			rt.actorDispatchLocked(a, &after)
-			rt.spawn(func() { rt.watchActor(a, conn) })
-		}
-		rt.mu.Unlock()
-		after.run(rt)
-		return
-	}
-	oc, err := rt.peer(ctx, a.owner)
-	if err != nil {
-		fail("the actor's owner is gone: " + err.Error())
-		return
-	}
-	reply := &pb.ActorAddr{}
-	for attempt := 0; ; attempt++ {
-		if err := oc.Call(context.Background(), rpc.MGetActorAddr, &pb.ActorAddrRequest{ActorId: a.id[:]}, reply); err != nil {
-			fail("the actor's owner is gone: " + err.Error())
-			return
-		}
-		rt.mu.Lock()
-		stale := reply.Error == nil && reply.Addr == a.deadAddr
-		rt.mu.Unlock()
-		if !stale {
-			break
-		}
-		if attempt == 100 {
-			fail("the actor's process died and its owner did not restart it")
-			return
-		}
-		// The owner has not seen the death yet; ask again shortly.
-		time.Sleep(20 * time.Millisecond)
-	}
-	if reply.Error != nil {
-		var after actions
-		rt.mu.Lock()
-		a.fetching = false
-		rt.actorDiedLocked(a, reply.Error, &after)
-		rt.mu.Unlock()
-		after.run(rt)
-		return
-	}
-	conn, err := rt.peer(ctx, reply.Addr)
-	if err != nil {
-		fail("cannot reach the actor: " + err.Error())
-		return
 	}
 	var after actions
 	rt.mu.Lock()
 	a.fetching = false
-	if a.state == actorPending {
-		a.state, a.addr, a.conn = actorAlive, reply.Addr, conn
+	switch {
+	case why != nil:
+		rt.actorDiedLocked(a, why, &after)
+	case a.state == actorPending:
+		a.state, a.addr, a.conn = actorAlive, addr, conn
 		after.wake = append(after.wake, a.wake...)
 		a.wake = nil
 		rt.actorDispatchLocked(a, &after)
@@ -614,6 +559,38 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 	}
 	rt.mu.Unlock()
 	after.run(rt)
+}
+
+// locateActor returns a borrowed actor's address: from the control store
+// for a detached actor, otherwise from its owner, asked again while the
+// owner still names the address that just failed (it has not seen the
+// death yet).
+func (rt *Runtime) locateActor(ctx context.Context, a *actorRec) (string, *pb.TaskError) {
+	if a.direct != "" {
+		return a.direct, nil
+	}
+	oc, err := rt.peer(ctx, a.owner)
+	if err != nil {
+		return "", sysErr(a.name, KindActorDied, "the actor's owner is gone: "+err.Error())
+	}
+	for attempt := 0; attempt <= 100; attempt++ {
+		reply := &pb.ActorAddr{}
+		// No deadline: the owner answers once a pending creation settles.
+		if err := oc.Call(context.Background(), rpc.MGetActorAddr, &pb.ActorAddrRequest{ActorId: a.id[:]}, reply); err != nil {
+			return "", sysErr(a.name, KindActorDied, "the actor's owner is gone: "+err.Error())
+		}
+		if reply.Error != nil {
+			return "", reply.Error
+		}
+		rt.mu.Lock()
+		stale := reply.Addr == a.deadAddr
+		rt.mu.Unlock()
+		if !stale {
+			return reply.Addr, nil
+		}
+		time.Sleep(20 * time.Millisecond) // waiting for the owner to notice
+	}
+	return "", sysErr(a.name, KindActorDied, "the actor's process died and its owner did not restart it")
 }
 
 // serveActorAddr answers, once it knows, where an actor this process owns
