@@ -197,6 +197,7 @@ type nodeJSON struct {
 	Head        bool               `json:"head"`
 	Resources   map[string]float64 `json:"resources"`
 	Available   map[string]float64 `json:"available"`
+	Pending     map[string]float64 `json:"pending_demand"`
 	SessionDir  string             `json:"session_dir"`
 	DeathReason string             `json:"death_reason,omitempty"`
 }
@@ -231,7 +232,7 @@ func newStatusCmd() *cobra.Command {
 			for i, n := range nodes {
 				list[i] = nodeJSON{
 					NodeID: fmt.Sprintf("%x", n.NodeId), Address: n.Address, State: n.State, Head: n.Head,
-					Resources: resMap(n.Resources), Available: resMap(n.Available), SessionDir: n.SessionDir, DeathReason: n.DeathReason,
+					Resources: resMap(n.Resources), Available: resMap(n.Available), Pending: resMap(n.Pending), SessionDir: n.SessionDir, DeathReason: n.DeathReason,
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -259,7 +260,21 @@ func newStatusCmd() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, strings.Join(res, ", "), n.SessionDir)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			var demand []string
+			for _, n := range list {
+				for name, q := range n.Pending {
+					demand = append(demand, fmt.Sprintf("%s %g on %s", name, q, n.NodeID[:8]))
+				}
+			}
+			sort.Strings(demand)
+			if len(demand) == 0 {
+				demand = []string{"none"}
+			}
+			fmt.Fprintf(out, "pending demand: %s\n", strings.Join(demand, ", "))
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&address, "address", "", "the cluster's HOST:PORT (default: RAYO_ADDRESS, or the cluster started here)")

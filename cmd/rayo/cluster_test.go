@@ -71,6 +71,7 @@ type status struct {
 		Address   string             `json:"address"`
 		State     string             `json:"state"`
 		Resources map[string]float64 `json:"resources"`
+		Pending   map[string]float64 `json:"pending_demand"`
 	} `json:"nodes"`
 }
 
@@ -222,5 +223,36 @@ func TestDriversJoinAndDetachedActorOutlivesThem(t *testing.T) {
 	out, err := run("incr")
 	if err == nil || !strings.Contains(out, "keeper") {
 		t.Fatalf("after kill, the name should be gone: %q %v", out, err)
+	}
+}
+
+func TestStatusShowsPendingDemand(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	driver := filepath.Join(t.TempDir(), "detached")
+	if out, err := exec.Command("go", "build", "-o", driver, "./testdata/detached").CombinedOutput(); err != nil {
+		t.Fatalf("build driver: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "1")
+	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	busy := exec.Command(driver, "busy")
+	busy.Env = append(os.Environ(), "RAYO_STATE_DIR="+e.state, "RAYO_ADDRESS="+addr, "RAYO_TOKEN=")
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = busy.Process.Kill(); _ = busy.Wait() })
+	var pending float64
+	e.waitFor(t, 15*time.Second, "pending CPU demand shown", func(st status) bool {
+		if len(st.Nodes) == 0 {
+			return false
+		}
+		pending = st.Nodes[0].Pending["CPU"]
+		return pending >= 1
+	})
+	t.Logf("pending demand: CPU %g", pending)
+	out, err := e.cmd("status").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "pending demand: CPU") {
+		t.Fatalf("status table: %v\n%s", err, out)
 	}
 }

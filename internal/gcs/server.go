@@ -183,6 +183,7 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) {
 	}
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
 	n.Available = hb.Available
+	n.Pending = hb.Pending
 }
 
 // connClosed declares a node dead as soon as its connection breaks.

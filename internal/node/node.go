@@ -138,7 +138,7 @@ func (n *Node) join(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: cannot reach the cluster at %s: %w", n.gcsAddr, err)
 	}
-	total, avail := n.raylet.Resources()
+	total, avail, _ := n.raylet.Resources()
 	id := n.raylet.NodeID()
 	info := &pb.NodeInfo{
 		NodeId: id[:], Address: n.raylet.TCPAddr(), Resources: total, Available: avail,
@@ -164,8 +164,8 @@ func (n *Node) heartbeats() {
 		case <-n.conn.Done():
 			return // the head is gone; the daemon's owner decides what next
 		case <-t.C:
-			_, avail := n.raylet.Resources()
-			_ = n.conn.Notify(rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail})
+			_, avail, pending := n.raylet.Resources()
+			_ = n.conn.Notify(rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending})
 		}
 	}
 }

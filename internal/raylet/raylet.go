@@ -223,11 +223,18 @@ func (r *Raylet) TCPAddr() string {
 	return r.tcp.Addr().String()
 }
 
-// Resources lists the node's total and currently available resources.
-func (r *Raylet) Resources() (total, avail []*pb.Resource) {
+// Resources lists the node's total and currently available resources,
+// and the sum of what waiting lease requests ask for.
+func (r *Raylet) Resources() (total, avail, pending []*pb.Resource) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return resourceList(r.total), resourceList(r.avail)
+	demand := map[string]float64{}
+	for _, p := range r.pending {
+		for _, x := range p.res {
+			demand[x.Name] += x.Quantity
+		}
+	}
+	return resourceList(r.total), resourceList(r.avail), resourceList(demand)
 }
 
 func resourceList(m map[string]float64) []*pb.Resource {

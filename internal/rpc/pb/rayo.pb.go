@@ -1516,6 +1516,7 @@ type NodeInfo struct {
 	SessionDir          string                 `protobuf:"bytes,7,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
 	Head                bool                   `protobuf:"varint,8,opt,name=head,proto3" json:"head,omitempty"`
 	DeathReason         string                 `protobuf:"bytes,9,opt,name=death_reason,json=deathReason,proto3" json:"death_reason,omitempty"`
+	Pending             []*Resource            `protobuf:"bytes,10,rep,name=pending,proto3" json:"pending,omitempty"` // demand waiting for resources
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1613,6 +1614,13 @@ func (x *NodeInfo) GetDeathReason() string {
 	return ""
 }
 
+func (x *NodeInfo) GetPending() []*Resource {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
 // NodeList answers ListNodes.
 type NodeList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1658,11 +1666,13 @@ func (x *NodeList) GetNodes() []*NodeInfo {
 	return nil
 }
 
-// Heartbeat tells the control store a node is alive, and what it has free.
+// Heartbeat tells the control store a node is alive, what it has free,
+// and the resources its waiting lease requests ask for.
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        []byte                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Available     []*Resource            `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty"`
+	Pending       []*Resource            `protobuf:"bytes,3,rep,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1707,6 +1717,13 @@ func (x *Heartbeat) GetNodeId() []byte {
 func (x *Heartbeat) GetAvailable() []*Resource {
 	if x != nil {
 		return x.Available
+	}
+	return nil
+}
+
+func (x *Heartbeat) GetPending() []*Resource {
+	if x != nil {
+		return x.Pending
 	}
 	return nil
 }
@@ -1895,7 +1912,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
 	"\tActorAddr\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xbc\x02\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xe6\x02\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12,\n" +
@@ -1906,12 +1923,15 @@ const file_rayo_proto_rawDesc = "" +
 	"\vsession_dir\x18\a \x01(\tR\n" +
 	"sessionDir\x12\x12\n" +
 	"\x04head\x18\b \x01(\bR\x04head\x12!\n" +
-	"\fdeath_reason\x18\t \x01(\tR\vdeathReason\"0\n" +
+	"\fdeath_reason\x18\t \x01(\tR\vdeathReason\x12(\n" +
+	"\apending\x18\n" +
+	" \x03(\v2\x0e.rayo.ResourceR\apending\"0\n" +
 	"\bNodeList\x12$\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"R\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"|\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
-	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\"X\n" +
+	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\x12(\n" +
+	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\"X\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
@@ -1974,13 +1994,15 @@ var file_rayo_proto_depIdxs = []int32{
 	16, // 9: rayo.ActorAddr.error:type_name -> rayo.TaskError
 	2,  // 10: rayo.NodeInfo.resources:type_name -> rayo.Resource
 	2,  // 11: rayo.NodeInfo.available:type_name -> rayo.Resource
-	24, // 12: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
-	2,  // 13: rayo.Heartbeat.available:type_name -> rayo.Resource
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 12: rayo.NodeInfo.pending:type_name -> rayo.Resource
+	24, // 13: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
+	2,  // 14: rayo.Heartbeat.available:type_name -> rayo.Resource
+	2,  // 15: rayo.Heartbeat.pending:type_name -> rayo.Resource
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }

@@ -1,6 +1,7 @@
 // Command detached is a driver for the cluster tests: "create" makes a
 // detached, named counter and increments it; "incr" finds it by name and
-// increments it; "kill" stops it. Each prints what it saw.
+// increments it; "kill" stops it; "busy" submits more long tasks than the
+// cluster has CPUs. Each prints what it saw.
 package main
 
 import (
@@ -22,6 +23,7 @@ var (
 	newKeeper = rayo.Actor0(func() *Keeper { return &Keeper{} })
 	incr      = rayo.Method0(newKeeper, (*Keeper).Incr)
 	double    = rayo.Func1(func(x int) int { return 2 * x })
+	nap       = rayo.Func1(func(ms int) int { time.Sleep(time.Duration(ms) * time.Millisecond); return ms })
 )
 
 func main() {
@@ -44,6 +46,16 @@ func run(mode string) (err error) {
 	defer cancel()
 	if v, err := rayo.Get(ctx, double.Remote(rayo.V(21))); err != nil || v != 42 {
 		return fmt.Errorf("a task on the cluster: %v %v", v, err)
+	}
+	if mode == "busy" {
+		// More work than CPUs: the rest waits, as demand the cluster shows.
+		refs := make([]rayo.Ref[int], 3)
+		for i := range refs {
+			refs[i] = nap.Remote(rayo.V(20_000))
+		}
+		fmt.Println("submitted")
+		_, err := rayo.GetAll(ctx, refs)
+		return err
 	}
 	var k rayo.Actor[*Keeper]
 	switch mode {
