@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/objstore"
@@ -129,6 +131,12 @@ func Shutdown() error {
 	if rt == nil {
 		return nil
 	}
+	if conn != nil {
+		// Let the node pass on the last output of this job's workers.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = conn.Call(ctx, rpc.MJobDone, &pb.Empty{}, nil)
+		cancel()
+	}
 	err := rt.Close()
 	if rl != nil {
 		if e := rl.Close(); err == nil {
@@ -157,7 +165,7 @@ func joinCluster(o options) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := rpc.Dial(ctx, rec.RayletSocket, nil)
+	conn, err := rpc.Dial(ctx, rec.RayletSocket, rpc.HandlerFunc(printLogs))
 	if err != nil {
 		return fmt.Errorf("rayo: cannot reach this node's raylet (is the cluster at %s running?): %w", c.Address, err)
 	}
@@ -169,7 +177,7 @@ func joinCluster(o options) error {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	jobID := hex.EncodeToString(rnd[:])
-	if err := conn.Call(ctx, rpc.MRegisterJob, &pb.JobInfo{JobId: jobID, Exe: exe, Args: os.Args[1:]}, &pb.Status{}); err != nil {
+	if err := conn.Call(ctx, rpc.MRegisterJob, &pb.JobInfo{JobId: jobID, Exe: exe, Args: os.Args[1:], LogToDriver: o.logToDriver}, &pb.Status{}); err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("rayo: start job: %w", err)
 	}
@@ -246,5 +254,20 @@ func pruneSessions(root string, keep int) {
 	sort.Slice(old, func(i, j int) bool { return old[i].mod.After(old[j].mod) })
 	for i := keep; i < len(old); i++ {
 		_ = os.RemoveAll(old[i].path)
+	}
+}
+
+// printLogs shows the output of this job's workers that the node's raylet
+// sends, as an embedded cluster does.
+func printLogs(_ *rpc.Conn, m rpc.Method, _ rpc.Kind, _ uint64, body []byte) {
+	if m != rpc.MLog {
+		return
+	}
+	msg := &pb.LogLines{}
+	if proto.Unmarshal(body, msg) != nil {
+		return
+	}
+	for _, l := range msg.Lines {
+		fmt.Fprintln(os.Stdout, l)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -218,6 +219,10 @@ func TestDriversJoinAndDetachedActorOutlivesThem(t *testing.T) {
 		out, err := run(step.mode)
 		if err != nil || !strings.HasSuffix(out, step.want) {
 			t.Fatalf("%s: want %q, got %q (%v)", step.mode, step.want, out, err)
+		}
+		// The task's output reaches the driver, prefixed, through the raylet.
+		if !regexp.MustCompile(`(?m)^\(double pid=\d+\) doubling 21$`).MatchString(out) {
+			t.Fatalf("%s: worker output not streamed to the driver: %q", step.mode, out)
 		}
 	}
 	out, err := run("incr")

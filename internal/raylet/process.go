@@ -8,8 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
 // NameMarker starts a line a worker writes to its own output to say which
@@ -78,15 +83,17 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 	}()
 	go func() {
 		defer r.procs.Done()
-		r.copyLog(pr, w.pid)
+		r.copyLog(pr, w, jobID)
 	}()
 	return nil
 }
 
 // copyLog writes a worker's output to its log file and, when asked, to the
 // driver, each line prefixed with the task's name and the worker's pid.
-func (r *Raylet) copyLog(pr *os.File, pid int) {
+func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
 	defer pr.Close()
+	pid := w.pid
+	w.logPipe.Store(pr)
 	f, err := os.Create(filepath.Join(r.cfg.SessionDir, "logs", fmt.Sprintf("worker-%d.log", pid)))
 	if err != nil {
 		f = nil
@@ -98,6 +105,7 @@ func (r *Raylet) copyLog(pr *os.File, pid int) {
 	sc := bufio.NewScanner(pr)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
+		w.logLines.Add(1)
 		line := sc.Text()
 		if i := strings.Index(line, NameMarker); i >= 0 {
 			name = line[i+len(NameMarker):]
@@ -108,13 +116,73 @@ func (r *Raylet) copyLog(pr *os.File, pid int) {
 		}
 		// The driver's copy first: once a line is in the file, it has been
 		// shown (tests rely on that order).
-		if r.cfg.LogToDriver {
+		prefixed := fmt.Sprintf("(%s pid=%d) %s", name, pid, line)
+		switch {
+		case jobID != "":
+			// A job's driver is another process: send it the line.
+			r.mu.Lock()
+			j := r.jobs[jobID]
+			r.mu.Unlock()
+			if j != nil && j.logs {
+				_ = j.conn.Notify(rpc.MLog, &pb.LogLines{Lines: []string{prefixed}})
+			}
+		case r.cfg.LogToDriver:
 			r.logMu.Lock()
-			fmt.Fprintf(r.cfg.LogOutput, "(%s pid=%d) %s\n", name, pid, line)
+			fmt.Fprintln(r.cfg.LogOutput, prefixed)
 			r.logMu.Unlock()
 		}
 		if f != nil {
 			fmt.Fprintln(f, line)
 		}
 	}
+}
+
+// drainLogs waits, briefly, until the output the workers of a job have
+// written has been passed on: until their pipes hold no unread bytes and
+// no line is half handled. Workers write before they reply, so a driver
+// that asks at its end gets all its workers' output.
+func (r *Raylet) drainLogs(jobID string) {
+	r.mu.Lock()
+	var ws []*workerProc
+	for _, w := range r.workers {
+		if w.job == jobID {
+			ws = append(ws, w)
+		}
+	}
+	r.mu.Unlock()
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for _, w := range ws {
+		for time.Now().Before(deadline) {
+			pr, _ := w.logPipe.Load().(*os.File)
+			if pr == nil {
+				break
+			}
+			n, err := unread(pr)
+			before := w.logLines.Load()
+			if err != nil || n == 0 {
+				// Let a line already read finish its way out.
+				time.Sleep(time.Millisecond)
+				if w.logLines.Load() == before {
+					break
+				}
+				continue
+			}
+			time.Sleep(time.Millisecond) // the copier is reading
+		}
+	}
+}
+
+// unread is how many bytes wait in a pipe (without Fd, which would switch
+// the pipe to blocking mode).
+func unread(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil {
+		return 0, err
+	}
+	return n, ierr
 }

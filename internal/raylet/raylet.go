@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -94,6 +95,10 @@ type workerProc struct {
 	lease  *leaseRec
 	dead   bool
 	exited chan struct{}
+	// logPipe is the read end of its output (an *os.File) and logLines
+	// counts the lines taken from it, for drainLogs.
+	logPipe  atomic.Value
+	logLines atomic.Int64
 	// idleSince is when the worker last became idle; workers beyond the
 	// pool's size are stopped after idleTimeout.
 	idleSince time.Time
@@ -377,6 +382,16 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 		if unmarshal(body, req) == nil {
 			r.names.SetWorker(req.ActorId, req.WorkerAddr)
 		}
+	case rpc.MJobDone:
+		// The driver is about to leave: pass on its workers' last output
+		// first, off the read loop.
+		j, _ := c.Value.(*job)
+		go func() {
+			if j != nil {
+				r.drainLogs(j.id)
+			}
+			_ = c.Reply(id, &pb.Empty{})
+		}()
 	case rpc.MRegisterJob:
 		req := &pb.JobInfo{}
 		if err := unmarshal(body, req); err != nil {
@@ -811,6 +826,8 @@ type job struct {
 	exe  string
 	args []string
 	env  []string
+	conn *rpc.Conn // to the driver
+	logs bool      // send worker output to the driver
 }
 
 // RegisterJob lets a driver on this node run its workers here.
@@ -826,7 +843,7 @@ func (r *Raylet) registerJob(c *rpc.Conn, info *pb.JobInfo) error {
 	if r.jobs[info.JobId] != nil {
 		return fmt.Errorf("raylet: job %q exists", info.JobId)
 	}
-	j := &job{id: info.JobId, exe: info.Exe, args: info.Args, env: info.Env}
+	j := &job{id: info.JobId, exe: info.Exe, args: info.Args, env: info.Env, conn: c, logs: info.LogToDriver}
 	r.jobs[j.id] = j
 	c.Value = j
 	r.log.Info("job started", "job", j.id, "exe", j.exe)

@@ -24,4 +24,6 @@ const (
 	MListNodes                           // any -> control store: Empty -> NodeList
 	MRegisterJob                         // driver -> raylet: JobInfo -> Status
 	MActorAlive                          // owner -> raylet (control store), notify: ActorName with actor_id and worker_addr
+	MLog                                 // raylet -> driver (notify): LogLines, worker output
+	MJobDone                             // driver -> raylet: Empty -> Empty, once its workers' output is passed on
 )

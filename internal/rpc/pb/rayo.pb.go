@@ -1736,6 +1736,7 @@ type JobInfo struct {
 	Exe           string                 `protobuf:"bytes,2,opt,name=exe,proto3" json:"exe,omitempty"`
 	Args          []string               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
 	Env           []string               `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty"`
+	LogToDriver   bool                   `protobuf:"varint,5,opt,name=log_to_driver,json=logToDriver,proto3" json:"log_to_driver,omitempty"` // stream worker output to the driver
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1796,6 +1797,13 @@ func (x *JobInfo) GetEnv() []string {
 		return x.Env
 	}
 	return nil
+}
+
+func (x *JobInfo) GetLogToDriver() bool {
+	if x != nil {
+		return x.LogToDriver
+	}
+	return false
 }
 
 var File_rayo_proto protoreflect.FileDescriptor
@@ -1931,12 +1939,13 @@ const file_rayo_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
 	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\x12(\n" +
-	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\"X\n" +
+	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\"|\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
 	"\x04args\x18\x03 \x03(\tR\x04args\x12\x10\n" +
-	"\x03env\x18\x04 \x03(\tR\x03envB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
+	"\x03env\x18\x04 \x03(\tR\x03env\x12\"\n" +
+	"\rlog_to_driver\x18\x05 \x01(\bR\vlogToDriverB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
 
 var (
 	file_rayo_proto_rawDescOnce sync.Once

@@ -22,7 +22,7 @@ func (k *Keeper) Incr() int { k.n++; return k.n }
 var (
 	newKeeper = rayo.Actor0(func() *Keeper { return &Keeper{} })
 	incr      = rayo.Method0(newKeeper, (*Keeper).Incr)
-	double    = rayo.Func1(func(x int) int { return 2 * x })
+	double    = rayo.Func1(func(x int) int { fmt.Println("doubling", x); return 2 * x }, rayo.Name("double"))
 	nap       = rayo.Func1(func(ms int) int { time.Sleep(time.Duration(ms) * time.Millisecond); return ms })
 )
 
