@@ -28,6 +28,9 @@ import (
 type Config struct {
 	// Duration is how long each metric is measured (after a short warm-up).
 	Duration time.Duration
+	// Address, if set, runs the cluster metrics as a driver of the cluster
+	// at this address (started with `rayo start`) instead of an embedded one.
+	Address string
 	// Filter, when set, runs only the metrics whose names it matches (the
 	// floors the selected metrics are compared with run too).
 	Filter *regexp.Regexp
@@ -281,7 +284,11 @@ func (e *env) startCluster() (bool, error) {
 			return false, err
 		}
 	}
-	if err := rayo.Init(rayo.NumCPUs(float64(e.cfg.NumCPUs)), rayo.LogToDriver(false)); err != nil {
+	opts := []rayo.Option{rayo.NumCPUs(float64(e.cfg.NumCPUs)), rayo.LogToDriver(false)}
+	if e.cfg.Address != "" {
+		opts = append(opts, rayo.Address(e.cfg.Address))
+	}
+	if err := rayo.Init(opts...); err != nil {
 		return false, fmt.Errorf("rayo.Init: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 60*time.Second)

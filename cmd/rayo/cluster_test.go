@@ -261,3 +261,30 @@ func TestStatusShowsPendingDemand(t *testing.T) {
 		t.Fatalf("status table: %v\n%s", err, out)
 	}
 }
+
+func TestMicrobenchmarkAgainstCluster(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	port := freePort(t)
+	start := time.Now()
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "2")
+	usable := e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	t.Logf("rayo start to a usable node: %v (first status answered %v after the polls began)", time.Since(start), usable)
+	out, err := e.cmd("microbenchmark", "--json", "--address", fmt.Sprintf("127.0.0.1:%d", port),
+		"--duration", "30ms", "--filter", "^single_client_tasks_sync$").CombinedOutput()
+	if err != nil {
+		t.Fatalf("microbenchmark --address: %v\n%s", err, out)
+	}
+	var results []struct {
+		Name  string  `json:"name"`
+		Value float64 `json:"value"`
+	}
+	if err := json.Unmarshal(out[bytes.IndexByte(out, '['):], &results); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, r := range results {
+		if r.Name == "single_client_tasks_sync" && r.Value > 0 {
+			return
+		}
+	}
+	t.Fatalf("no tasks_sync figure against the cluster: %s", out)
+}

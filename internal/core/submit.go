@@ -71,6 +71,29 @@ type lease struct {
 	inflight map[*task]struct{}
 	q        *schedQueue
 	dead     bool
+	// returning is set while a return after leaseGrace is scheduled.
+	returning bool
+}
+
+// leaseGrace is how long an idle lease is kept for the owner's next task.
+const leaseGrace = 2 * time.Millisecond
+
+// returnIfIdle gives a lease back if it is still idle.
+func (rt *Runtime) returnIfIdle(q *schedQueue, l *lease) {
+	var after actions
+	rt.mu.Lock()
+	l.returning = false
+	if !rt.closed && len(l.inflight) == 0 && len(q.tasks) == 0 {
+		for i, x := range q.leases {
+			if x == l {
+				q.leases = append(q.leases[:i], q.leases[i+1:]...)
+				after.returned = append(after.returned, l)
+				break
+			}
+		}
+	}
+	rt.mu.Unlock()
+	after.run(rt)
 }
 
 type pushOp struct {
@@ -320,16 +343,16 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 	}
 	if len(q.tasks) == 0 {
 		q.tasks = nil
-		// Give back idle workers.
-		kept := q.leases[:0]
+		// Give back idle workers after a short grace: a caller that submits
+		// its next task at once (a loop of Get(f.Remote())) reuses the lease
+		// instead of asking the raylet again.
 		for _, l := range q.leases {
-			if len(l.inflight) == 0 {
-				after.returned = append(after.returned, l)
-			} else {
-				kept = append(kept, l)
+			if len(l.inflight) == 0 && !l.returning {
+				l.returning = true
+				l, q := l, q
+				time.AfterFunc(leaseGrace, func() { rt.returnIfIdle(q, l) })
 			}
 		}
-		q.leases = kept
 		return
 	}
 	for want := len(q.tasks); q.requesting < want && q.requesting < maxLeaseRequests; {
