@@ -17,7 +17,10 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting (make fix)"; exit 1; }
 	$(GO) vet $(PKGS)
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@latest
+
 lint: vet
+	$(GO) run $(STATICCHECK) ./...
 
 fix:
 	gofmt -w $$(git ls-files '*.go')

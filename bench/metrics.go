@@ -118,7 +118,7 @@ func getCalls(e *env) (float64, string, error) {
 	v, err := e.rate(1, func() error {
 		x, err := rayo.Get(e.ctx, ref)
 		if err == nil && x != 0 {
-			err = fmt.Errorf("Get returned %d, want 0", x)
+			err = fmt.Errorf("get returned %d, want 0", x)
 		}
 		return err
 	})
@@ -177,7 +177,7 @@ func get1GiBFloat64(e *env) (float64, string, error) {
 		return 0, "", err
 	}
 	if len(first) != n || first[n-1] != float64(n-1) {
-		return 0, "", fmt.Errorf("Get returned %d values ending in %v, want %d ending in %d", len(first), first[len(first)-1], n, n-1)
+		return 0, "", fmt.Errorf("get returned %d values ending in %v, want %d ending in %d", len(first), first[len(first)-1], n, n-1)
 	}
 	var last []float64
 	v, err := e.rate(1, func() error {
@@ -211,7 +211,7 @@ func wait1kRefs(e *env) (float64, string, error) {
 				return err
 			}
 			if len(ready) != 1 {
-				return fmt.Errorf("Wait returned %d ready refs, want 1", len(ready))
+				return fmt.Errorf("wait returned %d ready refs, want 1", len(ready))
 			}
 		}
 		return nil
@@ -246,7 +246,7 @@ func getObjectContaining10kRefs(e *env) (float64, string, error) {
 	v, err := e.rate(1, func() error {
 		got, err := rayo.Get(e.ctx, outer)
 		if err == nil && len(got) != e.cfg.ContainedRefs {
-			err = fmt.Errorf("Get returned %d refs, want %d", len(got), e.cfg.ContainedRefs)
+			err = fmt.Errorf("get returned %d refs, want %d", len(got), e.cfg.ContainedRefs)
 		}
 		return err
 	})

@@ -100,10 +100,6 @@ func TaskErrorFrom(e *pb.TaskError) *TaskError {
 	return &TaskError{Task: e.TaskName, Kind: e.Kind, Message: e.Message, Stack: e.Stack, PID: int(e.Pid)}
 }
 
-func (e *TaskError) proto() *pb.TaskError {
-	return &pb.TaskError{TaskName: e.Task, Kind: e.Kind, Message: e.Message, Stack: e.Stack, Pid: int32(e.PID)}
-}
-
 func sysErr(task, kind, msg string) *pb.TaskError {
 	return &pb.TaskError{TaskName: task, Kind: kind, Message: msg}
 }

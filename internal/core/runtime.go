@@ -146,9 +146,7 @@ func (rt *Runtime) Close() error {
 		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
 	}
 	for _, q := range rt.queues {
-		for _, l := range q.leases {
-			after.returned = append(after.returned, l)
-		}
+		after.returned = append(after.returned, q.leases...)
 		q.leases = nil
 	}
 	for _, a := range rt.actors {

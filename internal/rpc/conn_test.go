@@ -182,8 +182,8 @@ func TestCorkHoldsFramesUntilUncork(t *testing.T) {
 	for _, w := range []string{"a", "b", "c"} {
 		c.Go(mEcho, &pb.Status{Error: w}, func(body []byte, err error) {
 			s := &pb.Status{}
-			if err == nil {
-				err = proto.Unmarshal(body, s)
+			if err == nil && proto.Unmarshal(body, s) != nil {
+				s.Error = "undecodable reply"
 			}
 			got <- s.Error
 		})

@@ -280,7 +280,7 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	default:
 		return fail(core.KindType, fmt.Sprintf("%q is not a %s", spec.Function, kindOf(spec)), "")
 	}
-	results, err, panicked, stack := invoke(call)
+	results, panicked, stack, err := invoke(call)
 	if f, ok := err.(interface{ Addr() uintptr }); ok && panicked && w.arena.InView(f.Addr()) {
 		err = fmt.Errorf("write to an immutable object (values from the object store are read-only; copy before changing): %w", err)
 	}
@@ -319,10 +319,10 @@ func kindOf(spec *pb.TaskSpec) string {
 	return "remote function"
 }
 
-func invoke(call func() ([]core.Result, error)) (results []core.Result, err error, panicked bool, stack string) {
+func invoke(call func() ([]core.Result, error)) (results []core.Result, panicked bool, stack string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err, panicked, stack = fmt.Errorf("%v", p), true, string(debug.Stack())
+			panicked, stack, err = true, string(debug.Stack()), fmt.Errorf("%v", p)
 			if e, ok := p.(error); ok {
 				err = e
 			}
@@ -332,5 +332,5 @@ func invoke(call func() ([]core.Result, error)) (results []core.Result, err erro
 	if err != nil && !errors.Is(err, core.ErrTypeMismatch) {
 		stack = string(debug.Stack())
 	}
-	return results, err, false, stack
+	return results, false, stack, err
 }
