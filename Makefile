@@ -17,7 +17,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting (make fix)"; exit 1; }
 	$(GO) vet $(PKGS)
 
-STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@latest
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 lint: vet
 	$(GO) run $(STATICCHECK) ./...
