@@ -113,6 +113,7 @@ func Namespace(ns string) Option { return func(o *options) { o.namespace = ns } 
 type actorClass struct {
 	fn        *core.Function
 	late      bool
+	declErr   error // the constructor's parameters cannot cross processes
 	opts      options
 	stateType string
 }
@@ -123,7 +124,7 @@ func declareClass[S any](f any, ctor core.CtorInvoker, opts []Option) actorClass
 	o := defaultOptions()
 	o.taskCPUs = 0 // an actor holds no CPU unless asked
 	o.apply(opts)
-	return actorClass{fn: fn, late: !ok, opts: o, stateType: reflect.TypeFor[S]().String()}
+	return actorClass{fn: fn, late: !ok, opts: o, stateType: reflect.TypeFor[S]().String(), declErr: checkSig(f, 0, false)}
 }
 
 func (c actorClass) with(opts []Option) actorClass {
@@ -143,6 +144,9 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 	}
 	if c.late {
 		return nil, fmt.Errorf("%w: actor %s was declared after rayo.Init: declare actors at package level", ErrUnknownFunction, c.display())
+	}
+	if c.declErr != nil {
+		return nil, fmt.Errorf("rayo: actor %s: %w", c.display(), c.declErr)
 	}
 	cargs, err := coreArgs(c.display(), args)
 	if err != nil {
@@ -184,16 +188,17 @@ type ActorClass[S any] interface {
 
 // actorMethod is what every method declaration shares.
 type actorMethod struct {
-	fn   *core.Function
-	late bool
-	name string
+	fn      *core.Function
+	late    bool
+	declErr error // the method's arguments or result cannot cross processes
+	name    string
 }
 
 func declareMethod(class *actorClass, f any, numReturns int, inv core.MethodInvoker) actorMethod {
 	sym := runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
 	fn, ok := core.RegisterFunction(sym, &core.Function{Method: inv, NumReturns: numReturns})
 	name := sym[strings.LastIndex(sym, ".")+1:]
-	return actorMethod{fn: fn, late: !ok, name: class.display() + "." + strings.TrimSuffix(name, "-fm")}
+	return actorMethod{fn: fn, late: !ok, declErr: checkSig(f, 1, true), name: class.display() + "." + strings.TrimSuffix(name, "-fm")}
 }
 
 func (m actorMethod) call(h *core.ActorHandle, herr error, args ...argValue) ([]*core.Handle, error) {
@@ -206,6 +211,9 @@ func (m actorMethod) call(h *core.ActorHandle, herr error, args ...argValue) ([]
 	}
 	if m.late {
 		return nil, fmt.Errorf("%w: method %s was declared after rayo.Init", ErrUnknownFunction, m.name)
+	}
+	if m.declErr != nil {
+		return nil, fmt.Errorf("rayo: %s: %w", m.name, m.declErr)
 	}
 	cargs, err := coreArgs(m.name, args)
 	if err != nil {

@@ -16,10 +16,11 @@ import (
 // remoteFunc is what every declared remote function shares: its entry in
 // the registry and its default options.
 type remoteFunc struct {
-	fn    *core.Function
-	late  bool // declared after Init: workers never learn of it
-	opts  options
-	shape *core.Shape // from opts, computed once
+	fn      *core.Function
+	late    bool  // declared after Init: workers never learn of it
+	declErr error // the function's signature cannot cross processes
+	opts    options
+	shape   *core.Shape // from opts, computed once
 }
 
 func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc {
@@ -30,7 +31,7 @@ func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc 
 	if o.name == "" {
 		o.name = shortName(sym)
 	}
-	r := remoteFunc{fn: fn, late: !ok, opts: o}
+	r := remoteFunc{fn: fn, late: !ok, opts: o, declErr: checkSignature(f)}
 	r.shape = core.NewShape(fn.Name, r.resources())
 	return r
 }
@@ -76,6 +77,9 @@ func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
 	}
 	if r.late {
 		return nil, fmt.Errorf("%w: %s was declared after rayo.Init, so workers do not have it: declare remote functions at package level", ErrUnknownFunction, r.opts.name)
+	}
+	if r.declErr != nil {
+		return nil, fmt.Errorf("rayo: %s: %w", r.opts.name, r.declErr)
 	}
 	cargs, err := coreArgs(r.opts.name, args)
 	if err != nil {
@@ -152,3 +156,38 @@ func results(vs ...any) ([]core.Result, error) {
 }
 
 type coreResult = core.Result
+
+// checkSignature finds parameter and result types that cannot cross
+// between processes, so that calls fail at submission rather than in the
+// worker: channels, functions, and interfaces with methods (the worker
+// could not know which concrete type to rebuild; `any` is fine, it gets
+// plain values).
+func checkSignature(f any) error { return checkSig(f, 0, true) }
+
+// checkSig checks the parameters from index first on, and the results if
+// asked (an actor's constructor keeps its result in the worker).
+func checkSig(f any, first int, results bool) error {
+	t := reflect.TypeOf(f)
+	bad := func(x reflect.Type) bool {
+		switch x.Kind() {
+		case reflect.Chan, reflect.Func, reflect.UnsafePointer:
+			return true
+		case reflect.Interface:
+			return x.NumMethod() > 0 && x != errorType
+		}
+		return false
+	}
+	for i := first; i < t.NumIn(); i++ {
+		if x := t.In(i); bad(x) {
+			return fmt.Errorf("%w: parameter %d has type %s, which cannot be sent to a worker; use a concrete type", ErrTypeMismatch, i+1, x)
+		}
+	}
+	for i := 0; results && i < t.NumOut(); i++ {
+		if x := t.Out(i); bad(x) && x != errorType {
+			return fmt.Errorf("%w: result %d has type %s, which cannot be sent back from a worker; use a concrete type", ErrTypeMismatch, i+1, x)
+		}
+	}
+	return nil
+}
+
+var errorType = reflect.TypeFor[error]()

@@ -511,3 +511,18 @@ func TestWorkerRejectsUnknownFunction(t *testing.T) {
 		t.Fatalf("want ErrUnknownFunction from the worker, got %v", err)
 	}
 }
+
+var (
+	takesStringer = Func1(func(s fmt.Stringer) string { return s.String() })
+	returnsChan   = Func0(func() chan int { return nil })
+)
+
+func TestSignatureErrorsAtSubmission(t *testing.T) {
+	r := takesStringer.Remote(V[fmt.Stringer](time.Second))
+	if !errors.Is(r.Err(), ErrTypeMismatch) || !strings.Contains(r.Err().Error(), "fmt.Stringer") {
+		t.Fatalf("interface parameter: %v", r.Err())
+	}
+	if err := returnsChan.Remote().Err(); !errors.Is(err, ErrTypeMismatch) {
+		t.Fatalf("chan result: %v", err)
+	}
+}
