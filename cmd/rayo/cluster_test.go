@@ -26,6 +26,26 @@ func buildRayo(t *testing.T) string {
 	return bin
 }
 
+// buildDriver builds the test driver program in testdata/detached.
+func buildDriver(t *testing.T) string {
+	t.Helper()
+	driver := filepath.Join(t.TempDir(), "detached")
+	if out, err := exec.Command("go", "build", "-o", driver, "./testdata/detached").CombinedOutput(); err != nil {
+		t.Fatalf("build driver: %v\n%s", err, out)
+	}
+	return driver
+}
+
+// head starts a head with cpus CPUs under the test's control and returns
+// its address once it answers.
+func (e clusterEnv) head(t *testing.T, cpus int) string {
+	t.Helper()
+	port := freePort(t)
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", fmt.Sprint(cpus))
+	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -196,14 +216,8 @@ func TestDaemonsStartInBackgroundAndStop(t *testing.T) {
 
 func TestDriversJoinAndDetachedActorOutlivesThem(t *testing.T) {
 	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
-	driver := filepath.Join(t.TempDir(), "detached")
-	if out, err := exec.Command("go", "build", "-o", driver, "./testdata/detached").CombinedOutput(); err != nil {
-		t.Fatalf("build driver: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "2")
-	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	driver := buildDriver(t)
+	addr := e.head(t, 2)
 	run := func(mode string) (string, error) {
 		c := exec.Command(driver, mode)
 		c.Env = append(os.Environ(), "RAYO_STATE_DIR="+e.state, "RAYO_ADDRESS="+addr, "RAYO_TOKEN=")
@@ -233,14 +247,8 @@ func TestDriversJoinAndDetachedActorOutlivesThem(t *testing.T) {
 
 func TestStatusShowsPendingDemand(t *testing.T) {
 	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
-	driver := filepath.Join(t.TempDir(), "detached")
-	if out, err := exec.Command("go", "build", "-o", driver, "./testdata/detached").CombinedOutput(); err != nil {
-		t.Fatalf("build driver: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "1")
-	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	driver := buildDriver(t)
+	addr := e.head(t, 1)
 	busy := exec.Command(driver, "busy")
 	busy.Env = append(os.Environ(), "RAYO_STATE_DIR="+e.state, "RAYO_ADDRESS="+addr, "RAYO_TOKEN=")
 	if err := busy.Start(); err != nil {
