@@ -214,15 +214,6 @@ func SessionDir() string {
 	return state.session
 }
 
-func debugState() string {
-	state.Lock()
-	defer state.Unlock()
-	if state.raylet == nil {
-		return ""
-	}
-	return state.raylet.DebugString()
-}
-
 // keepSessions is how many session folders of finished drivers Init keeps
 // (for their logs); older ones are removed.
 const keepSessions = 20

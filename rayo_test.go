@@ -526,3 +526,13 @@ func TestSignatureErrorsAtSubmission(t *testing.T) {
 		t.Fatalf("chan result: %v", err)
 	}
 }
+
+// debugState describes the raylet's scheduling state, for failure messages.
+func debugState() string {
+	state.Lock()
+	defer state.Unlock()
+	if state.raylet == nil {
+		return ""
+	}
+	return state.raylet.DebugString()
+}

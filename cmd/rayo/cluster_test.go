@@ -282,14 +282,7 @@ func TestMicrobenchmarkAgainstCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("microbenchmark --address: %v\n%s", err, out)
 	}
-	var results []struct {
-		Name  string  `json:"name"`
-		Value float64 `json:"value"`
-	}
-	if err := json.Unmarshal(out[bytes.IndexByte(out, '['):], &results); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	for _, r := range results {
+	for _, r := range parseResults(t, string(out)) {
 		if r.Name == "single_client_tasks_sync" && r.Value > 0 {
 			return
 		}

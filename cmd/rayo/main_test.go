@@ -63,15 +63,7 @@ func TestMicrobenchmarkJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("microbenchmark: %v\n%s", err, out)
 	}
-	var results []struct {
-		Name  string  `json:"name"`
-		Value float64 `json:"value"`
-		Unit  string  `json:"unit"`
-		Ratio float64 `json:"ratio"`
-	}
-	if err := json.Unmarshal([]byte(out), &results); err != nil {
-		t.Fatalf("--json output does not parse: %v\n%s", err, out)
-	}
+	results := parseResults(t, out)
 	var names []string
 	for _, r := range results {
 		names = append(names, r.Name)
@@ -101,14 +93,7 @@ func TestMicrobenchmarkActorCalls(t *testing.T) {
 	if err != nil {
 		t.Fatalf("microbenchmark: %v\n%s", err, out)
 	}
-	var results []struct {
-		Name  string  `json:"name"`
-		Value float64 `json:"value"`
-		Ratio float64 `json:"ratio"`
-	}
-	if err := json.Unmarshal([]byte(out), &results); err != nil {
-		t.Fatalf("--json output does not parse: %v\n%s", err, out)
-	}
+	results := parseResults(t, out)
 	var names []string
 	for _, r := range results {
 		names = append(names, r.Name)
@@ -123,4 +108,24 @@ func TestMicrobenchmarkActorCalls(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("metrics %q, want %q", names, want)
 	}
+}
+
+// result is one entry of `rayo microbenchmark --json`.
+type result struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+	Ratio float64 `json:"ratio"`
+}
+
+// parseResults reads the JSON array that `microbenchmark --json` prints
+// (after whatever the command printed before it).
+func parseResults(t *testing.T, out string) []result {
+	t.Helper()
+	var results []result
+	i := strings.IndexByte(out, '[')
+	if i < 0 || json.Unmarshal([]byte(out[i:]), &results) != nil {
+		t.Fatalf("--json output does not parse:\n%s", out)
+	}
+	return results
 }

@@ -127,28 +127,13 @@ func (h *ActorHandle) Exported() {
 
 func (rt *Runtime) releaseActor(id ids.TaskID) {
 	var after actions
-	var kill *actorRec
 	rt.mu.Lock()
-	a := rt.actors[id]
-	if a != nil {
+	if a := rt.actors[id]; a != nil {
 		a.handles--
-		if a.handles <= 0 && a.owned && !a.exported && !a.named && a.state != actorDead {
-			// Nobody can call it any more: stop it once its calls are done.
-			kill = a
-		}
+		// Nobody can call it any more: it stops now if idle, otherwise
+		// when its last call finishes (see pushActor).
+		rt.stopIfUnusedLocked(a, &after)
 	}
-	rt.mu.Unlock()
-	if kill != nil {
-		rt.stopWhenIdle(kill)
-	}
-	after.run(rt)
-}
-
-// stopWhenIdle stops an owned actor after the calls already submitted.
-func (rt *Runtime) stopWhenIdle(a *actorRec) {
-	var after actions
-	rt.mu.Lock()
-	rt.stopIfUnusedLocked(a, &after)
 	rt.mu.Unlock()
 	after.run(rt)
 }
