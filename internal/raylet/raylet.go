@@ -403,6 +403,10 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 			return
 		}
 		_ = c.Reply(id, &pb.Status{})
+	case rpc.MPullObject:
+		r.servePull(c, id, body)
+	case rpc.MReadChunk:
+		r.serveReadChunk(c, id, body)
 	case rpc.MRegisterActorName, rpc.MLookupActorName:
 		req := &pb.ActorName{}
 		if err := unmarshal(body, req); err != nil {
@@ -761,6 +765,7 @@ func (r *Raylet) FreeObjects(list []ids.ObjectID) {
 	for _, id := range list {
 		_, _ = r.store.Delete(id)
 	}
+	r.forwardFree(list) // and the copies other nodes pulled
 }
 
 func unmarshal(b []byte, m proto.Message) error {

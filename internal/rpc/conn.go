@@ -354,3 +354,21 @@ func (c *Conn) Reply(id uint64, msg proto.Message) error {
 func (c *Conn) ReplyError(id uint64, msg string) error {
 	return c.send(0, KindError, id, nil, []byte(msg))
 }
+
+// ReplyRaw answers request id with bytes that are not a protobuf message
+// (a chunk of an object or of an executable).
+func (c *Conn) ReplyRaw(id uint64, raw []byte) error {
+	return c.send(0, KindReply, id, nil, raw)
+}
+
+// CallRaw sends a request and returns the reply's bytes undecoded.
+func (c *Conn) CallRaw(ctx context.Context, m Method, req proto.Message) ([]byte, error) {
+	ch := make(chan result, 1)
+	c.Go(m, req, func(body []byte, err error) { ch <- result{body, err} })
+	select {
+	case r := <-ch:
+		return r.body, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

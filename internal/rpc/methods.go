@@ -20,10 +20,23 @@ const (
 	MKillActor                           // caller -> actor's worker (notify): ActorAddrRequest
 	MKillOwnedActor                      // caller -> actor's owner (notify): ActorAddrRequest; no restart
 	MRegisterNode                        // raylet -> control store: NodeInfo -> Status
-	MHeartbeat                           // raylet -> control store (notify): Heartbeat
+	MHeartbeat                           // raylet -> control store: Heartbeat -> ClusterView
 	MListNodes                           // any -> control store: Empty -> NodeList
 	MRegisterJob                         // driver -> raylet: JobInfo -> Status
 	MActorAlive                          // owner -> raylet (control store), notify: ActorName with actor_id and worker_addr
 	MLog                                 // raylet -> driver (notify): LogLines, worker output
 	MJobDone                             // driver -> raylet: Empty -> Empty, once its workers' output is passed on
+	MJobStarted                          // raylet -> control store: JobInfo -> Status
+	MJobEnded                            // raylet -> control store (notify): JobRequest
+	MGetJob                              // raylet -> control store: JobRequest -> JobInfo
+	MListJobs                            // any -> control store: Empty -> JobList
+	MPutBinary                           // raylet -> control store: BinaryChunk -> Status
+	MGetBinary                           // raylet -> control store: GetBinary -> raw bytes (length 0: Status)
+	MPullObject                          // worker/driver -> raylet: PullObject -> CreateObjectReply
+	MReadChunk                           // raylet -> raylet: ReadChunk -> raw bytes
+	MKVPut                               // any -> control store: KVEntry -> KVReply (found: it existed)
+	MKVGet                               // any -> control store: KVEntry -> KVReply
+	MKVDel                               // any -> control store: KVEntry -> KVReply
+	MKVKeys                              // any -> control store: KVEntry (key = prefix) -> KVReply
+	MActorGone                           // raylet -> control store (notify): ActorName with actor_id; its name is free
 )

@@ -204,10 +204,15 @@ type RequestLease struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Resources     []*Resource            `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
 	OwnerAddr     string                 `protobuf:"bytes,2,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
-	Dedicated     bool                   `protobuf:"varint,3,opt,name=dedicated,proto3" json:"dedicated,omitempty"`           // an actor's worker: never returned to the pool
-	ActorId       []byte                 `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"` // the actor it will host, when dedicated
-	Detached      bool                   `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`             // the actor outlives its job
-	JobId         string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`       // whose executable the worker must run ("" = the node's own)
+	Dedicated     bool                   `protobuf:"varint,3,opt,name=dedicated,proto3" json:"dedicated,omitempty"`                              // an actor's worker: never returned to the pool
+	ActorId       []byte                 `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`                    // the actor it will host, when dedicated
+	Detached      bool                   `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`                                // the actor outlives its job
+	JobId         string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`                          // whose executable the worker must run ("" = the node's own)
+	Strategy      string                 `protobuf:"bytes,7,opt,name=strategy,proto3" json:"strategy,omitempty"`                                 // "" (default: local first, then spill over) or "SPREAD"
+	AffinityNode  []byte                 `protobuf:"bytes,8,opt,name=affinity_node,json=affinityNode,proto3" json:"affinity_node,omitempty"`     // node affinity: run on this node...
+	AffinitySoft  bool                   `protobuf:"varint,9,opt,name=affinity_soft,json=affinitySoft,proto3" json:"affinity_soft,omitempty"`    // ...or, when soft, elsewhere if it cannot
+	Spilled       bool                   `protobuf:"varint,10,opt,name=spilled,proto3" json:"spilled,omitempty"`                                 // sent on by another raylet: grant here or wait, never spill again
+	PreferredNode string                 `protobuf:"bytes,11,opt,name=preferred_node,json=preferredNode,proto3" json:"preferred_node,omitempty"` // locality: the raylet address holding most argument bytes
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -284,14 +289,51 @@ func (x *RequestLease) GetJobId() string {
 	return ""
 }
 
+func (x *RequestLease) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
+}
+
+func (x *RequestLease) GetAffinityNode() []byte {
+	if x != nil {
+		return x.AffinityNode
+	}
+	return nil
+}
+
+func (x *RequestLease) GetAffinitySoft() bool {
+	if x != nil {
+		return x.AffinitySoft
+	}
+	return false
+}
+
+func (x *RequestLease) GetSpilled() bool {
+	if x != nil {
+		return x.Spilled
+	}
+	return false
+}
+
+func (x *RequestLease) GetPreferredNode() string {
+	if x != nil {
+		return x.PreferredNode
+	}
+	return ""
+}
+
 // LeaseReply grants a worker, or says why none can be had.
 type LeaseReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId       uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	WorkerId      []byte                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	WorkerAddr    string                 `protobuf:"bytes,3,opt,name=worker_addr,json=workerAddr,proto3" json:"worker_addr,omitempty"`
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`     // set when the request can never be granted
-	Failure       string                 `protobuf:"bytes,5,opt,name=failure,proto3" json:"failure,omitempty"` // set when the node failed to provide a worker
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`                    // set when the request can never be granted
+	Failure       string                 `protobuf:"bytes,5,opt,name=failure,proto3" json:"failure,omitempty"`                // set when the node failed to provide a worker
+	SpillTo       string                 `protobuf:"bytes,6,opt,name=spill_to,json=spillTo,proto3" json:"spill_to,omitempty"` // ask this raylet (TCP address) instead
+	NodeId        []byte                 `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`    // the node the worker runs on
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +401,20 @@ func (x *LeaseReply) GetFailure() string {
 		return x.Failure
 	}
 	return ""
+}
+
+func (x *LeaseReply) GetSpillTo() string {
+	if x != nil {
+		return x.SpillTo
+	}
+	return ""
+}
+
+func (x *LeaseReply) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
 }
 
 // ReturnLease gives a worker back to the raylet.
@@ -715,8 +771,9 @@ type Locator struct {
 	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"` // in the store, when in_store
 	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
 	InStore       bool                   `protobuf:"varint,4,opt,name=in_store,json=inStore,proto3" json:"in_store,omitempty"`
-	Error         *TaskError             `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`         // the object is an error
-	Contained     []*ObjectRef           `protobuf:"bytes,6,rep,name=contained,proto3" json:"contained,omitempty"` // refs nested inside the value
+	Error         *TaskError             `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`                       // the object is an error
+	Contained     []*ObjectRef           `protobuf:"bytes,6,rep,name=contained,proto3" json:"contained,omitempty"`               // refs nested inside the value
+	NodeAddr      string                 `protobuf:"bytes,7,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"` // in_store: the raylet (TCP address) whose store holds it; "" = this node
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -791,6 +848,13 @@ func (x *Locator) GetContained() []*ObjectRef {
 		return x.Contained
 	}
 	return nil
+}
+
+func (x *Locator) GetNodeAddr() string {
+	if x != nil {
+		return x.NodeAddr
+	}
+	return ""
 }
 
 // ObjectRef is a reference to an object and the address of its owner.
@@ -1737,6 +1801,13 @@ type JobInfo struct {
 	Args          []string               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
 	Env           []string               `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty"`
 	LogToDriver   bool                   `protobuf:"varint,5,opt,name=log_to_driver,json=logToDriver,proto3" json:"log_to_driver,omitempty"` // stream worker output to the driver
+	ExeHash       string                 `protobuf:"bytes,6,opt,name=exe_hash,json=exeHash,proto3" json:"exe_hash,omitempty"`                // SHA-256 of the executable, as stored in the control store
+	ExeSize       int64                  `protobuf:"varint,7,opt,name=exe_size,json=exeSize,proto3" json:"exe_size,omitempty"`
+	DriverAddr    string                 `protobuf:"bytes,8,opt,name=driver_addr,json=driverAddr,proto3" json:"driver_addr,omitempty"` // where other nodes send the job's worker output
+	State         string                 `protobuf:"bytes,9,opt,name=state,proto3" json:"state,omitempty"`                             // RUNNING or FINISHED, as the control store knows it
+	StartUnixMs   int64                  `protobuf:"varint,10,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
+	EndUnixMs     int64                  `protobuf:"varint,11,opt,name=end_unix_ms,json=endUnixMs,proto3" json:"end_unix_ms,omitempty"`
+	NodeId        []byte                 `protobuf:"bytes,12,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"` // the node of its driver
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1806,6 +1877,592 @@ func (x *JobInfo) GetLogToDriver() bool {
 	return false
 }
 
+func (x *JobInfo) GetExeHash() string {
+	if x != nil {
+		return x.ExeHash
+	}
+	return ""
+}
+
+func (x *JobInfo) GetExeSize() int64 {
+	if x != nil {
+		return x.ExeSize
+	}
+	return 0
+}
+
+func (x *JobInfo) GetDriverAddr() string {
+	if x != nil {
+		return x.DriverAddr
+	}
+	return ""
+}
+
+func (x *JobInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *JobInfo) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *JobInfo) GetEndUnixMs() int64 {
+	if x != nil {
+		return x.EndUnixMs
+	}
+	return 0
+}
+
+func (x *JobInfo) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+// JobList lists jobs.
+type JobList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*JobInfo             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobList) Reset() {
+	*x = JobList{}
+	mi := &file_rayo_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobList) ProtoMessage() {}
+
+func (x *JobList) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobList.ProtoReflect.Descriptor instead.
+func (*JobList) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *JobList) GetJobs() []*JobInfo {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+// JobRequest names a job.
+type JobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobRequest) Reset() {
+	*x = JobRequest{}
+	mi := &file_rayo_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobRequest) ProtoMessage() {}
+
+func (x *JobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobRequest.ProtoReflect.Descriptor instead.
+func (*JobRequest) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *JobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+// BinaryChunk is part of a job's executable, on its way to the control store.
+type BinaryChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          string                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"` // the whole executable's size
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BinaryChunk) Reset() {
+	*x = BinaryChunk{}
+	mi := &file_rayo_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BinaryChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BinaryChunk) ProtoMessage() {}
+
+func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
+func (*BinaryChunk) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *BinaryChunk) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *BinaryChunk) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *BinaryChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BinaryChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+// GetBinary asks the control store for part of an executable; the reply is
+// the raw bytes. A zero length asks only whether it is stored (Status).
+type GetBinary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          string                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBinary) Reset() {
+	*x = GetBinary{}
+	mi := &file_rayo_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBinary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBinary) ProtoMessage() {}
+
+func (x *GetBinary) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBinary.ProtoReflect.Descriptor instead.
+func (*GetBinary) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetBinary) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *GetBinary) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *GetBinary) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// ClusterView is the control store's answer to a heartbeat: the nodes, with
+// what they have free, and the jobs that have ended.
+type ClusterView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	EndedJobs     []string               `protobuf:"bytes,2,rep,name=ended_jobs,json=endedJobs,proto3" json:"ended_jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterView) Reset() {
+	*x = ClusterView{}
+	mi := &file_rayo_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterView) ProtoMessage() {}
+
+func (x *ClusterView) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
+func (*ClusterView) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ClusterView) GetNodes() []*NodeInfo {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ClusterView) GetEndedJobs() []string {
+	if x != nil {
+		return x.EndedJobs
+	}
+	return nil
+}
+
+// PullObject asks a raylet to copy an object from another node's store
+// into its own; the reply is a CreateObjectReply with the local offset.
+type PullObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"` // the raylet (TCP address) that holds it
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullObject) Reset() {
+	*x = PullObject{}
+	mi := &file_rayo_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullObject) ProtoMessage() {}
+
+func (x *PullObject) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullObject.ProtoReflect.Descriptor instead.
+func (*PullObject) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *PullObject) GetObjectId() []byte {
+	if x != nil {
+		return x.ObjectId
+	}
+	return nil
+}
+
+func (x *PullObject) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *PullObject) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+// ReadChunk asks a raylet for part of an object in its store; the reply is
+// the raw bytes.
+type ReadChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadChunk) Reset() {
+	*x = ReadChunk{}
+	mi := &file_rayo_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadChunk) ProtoMessage() {}
+
+func (x *ReadChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadChunk.ProtoReflect.Descriptor instead.
+func (*ReadChunk) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReadChunk) GetObjectId() []byte {
+	if x != nil {
+		return x.ObjectId
+	}
+	return nil
+}
+
+func (x *ReadChunk) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadChunk) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// KVEntry is a key of the control store's internal key-value store.
+type KVEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Overwrite     bool                   `protobuf:"varint,4,opt,name=overwrite,proto3" json:"overwrite,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVEntry) Reset() {
+	*x = KVEntry{}
+	mi := &file_rayo_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVEntry) ProtoMessage() {}
+
+func (x *KVEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVEntry.ProtoReflect.Descriptor instead.
+func (*KVEntry) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *KVEntry) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *KVEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KVEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *KVEntry) GetOverwrite() bool {
+	if x != nil {
+		return x.Overwrite
+	}
+	return false
+}
+
+// KVReply answers a KV request.
+type KVReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Value         []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	Found         bool                   `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	Keys          []string               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVReply) Reset() {
+	*x = KVReply{}
+	mi := &file_rayo_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVReply) ProtoMessage() {}
+
+func (x *KVReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVReply.ProtoReflect.Descriptor instead.
+func (*KVReply) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *KVReply) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *KVReply) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *KVReply) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *KVReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_rayo_proto protoreflect.FileDescriptor
 
 const file_rayo_proto_rawDesc = "" +
@@ -1824,7 +2481,7 @@ const file_rayo_proto_rawDesc = "" +
 	"sessionDir\":\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\xc7\x01\n" +
+	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\xee\x02\n" +
 	"\fRequestLease\x12,\n" +
 	"\tresources\x18\x01 \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x1d\n" +
 	"\n" +
@@ -1832,7 +2489,13 @@ const file_rayo_proto_rawDesc = "" +
 	"\tdedicated\x18\x03 \x01(\bR\tdedicated\x12\x19\n" +
 	"\bactor_id\x18\x04 \x01(\fR\aactorId\x12\x1a\n" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x15\n" +
-	"\x06job_id\x18\x05 \x01(\tR\x05jobId\"\x95\x01\n" +
+	"\x06job_id\x18\x05 \x01(\tR\x05jobId\x12\x1a\n" +
+	"\bstrategy\x18\a \x01(\tR\bstrategy\x12#\n" +
+	"\raffinity_node\x18\b \x01(\fR\faffinityNode\x12#\n" +
+	"\raffinity_soft\x18\t \x01(\bR\faffinitySoft\x12\x18\n" +
+	"\aspilled\x18\n" +
+	" \x01(\bR\aspilled\x12%\n" +
+	"\x0epreferred_node\x18\v \x01(\tR\rpreferredNode\"\xc9\x01\n" +
 	"\n" +
 	"LeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
@@ -1840,7 +2503,9 @@ const file_rayo_proto_rawDesc = "" +
 	"\vworker_addr\x18\x03 \x01(\tR\n" +
 	"workerAddr\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
-	"\afailure\x18\x05 \x01(\tR\afailure\"M\n" +
+	"\afailure\x18\x05 \x01(\tR\afailure\x12\x19\n" +
+	"\bspill_to\x18\x06 \x01(\tR\aspillTo\x12\x17\n" +
+	"\anode_id\x18\a \x01(\fR\x06nodeId\"M\n" +
 	"\vReturnLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12#\n" +
 	"\rworker_failed\x18\x02 \x01(\bR\fworkerFailed\"F\n" +
@@ -1858,14 +2523,15 @@ const file_rayo_proto_rawDesc = "" +
 	"\x03ids\x18\x01 \x03(\fR\x03ids\"\a\n" +
 	"\x05Empty\"\x1e\n" +
 	"\x06Status\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error\"\xbe\x01\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\"\xdb\x01\n" +
 	"\aLocator\x12\x16\n" +
 	"\x06inline\x18\x01 \x01(\fR\x06inline\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x19\n" +
 	"\bin_store\x18\x04 \x01(\bR\ainStore\x12%\n" +
 	"\x05error\x18\x05 \x01(\v2\x0f.rayo.TaskErrorR\x05error\x12-\n" +
-	"\tcontained\x18\x06 \x03(\v2\x0f.rayo.ObjectRefR\tcontained\":\n" +
+	"\tcontained\x18\x06 \x03(\v2\x0f.rayo.ObjectRefR\tcontained\x12\x1b\n" +
+	"\tnode_addr\x18\a \x01(\tR\bnodeAddr\":\n" +
 	"\tObjectRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1939,13 +2605,59 @@ const file_rayo_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
 	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\x12(\n" +
-	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\"|\n" +
+	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\"\xc6\x02\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
 	"\x04args\x18\x03 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x04 \x03(\tR\x03env\x12\"\n" +
-	"\rlog_to_driver\x18\x05 \x01(\bR\vlogToDriverB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
+	"\rlog_to_driver\x18\x05 \x01(\bR\vlogToDriver\x12\x19\n" +
+	"\bexe_hash\x18\x06 \x01(\tR\aexeHash\x12\x19\n" +
+	"\bexe_size\x18\a \x01(\x03R\aexeSize\x12\x1f\n" +
+	"\vdriver_addr\x18\b \x01(\tR\n" +
+	"driverAddr\x12\x14\n" +
+	"\x05state\x18\t \x01(\tR\x05state\x12\"\n" +
+	"\rstart_unix_ms\x18\n" +
+	" \x01(\x03R\vstartUnixMs\x12\x1e\n" +
+	"\vend_unix_ms\x18\v \x01(\x03R\tendUnixMs\x12\x17\n" +
+	"\anode_id\x18\f \x01(\fR\x06nodeId\",\n" +
+	"\aJobList\x12!\n" +
+	"\x04jobs\x18\x01 \x03(\v2\r.rayo.JobInfoR\x04jobs\"#\n" +
+	"\n" +
+	"JobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"a\n" +
+	"\vBinaryChunk\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\"O\n" +
+	"\tGetBinary\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\"R\n" +
+	"\vClusterView\x12$\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\x12\x1d\n" +
+	"\n" +
+	"ended_jobs\x18\x02 \x03(\tR\tendedJobs\"Q\n" +
+	"\n" +
+	"PullObject\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"X\n" +
+	"\tReadChunk\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\"m\n" +
+	"\aKVEntry\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\x1c\n" +
+	"\toverwrite\x18\x04 \x01(\bR\toverwrite\"_\n" +
+	"\aKVReply\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\fR\x05value\x12\x14\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\tR\x04keys\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05errorB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
 
 var (
 	file_rayo_proto_rawDescOnce sync.Once
@@ -1959,7 +2671,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),      // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil), // 1: rayo.RegisterWorkerReply
@@ -1989,6 +2701,15 @@ var file_rayo_proto_goTypes = []any{
 	(*NodeList)(nil),            // 25: rayo.NodeList
 	(*Heartbeat)(nil),           // 26: rayo.Heartbeat
 	(*JobInfo)(nil),             // 27: rayo.JobInfo
+	(*JobList)(nil),             // 28: rayo.JobList
+	(*JobRequest)(nil),          // 29: rayo.JobRequest
+	(*BinaryChunk)(nil),         // 30: rayo.BinaryChunk
+	(*GetBinary)(nil),           // 31: rayo.GetBinary
+	(*ClusterView)(nil),         // 32: rayo.ClusterView
+	(*PullObject)(nil),          // 33: rayo.PullObject
+	(*ReadChunk)(nil),           // 34: rayo.ReadChunk
+	(*KVEntry)(nil),             // 35: rayo.KVEntry
+	(*KVReply)(nil),             // 36: rayo.KVReply
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -2007,11 +2728,13 @@ var file_rayo_proto_depIdxs = []int32{
 	24, // 13: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
 	2,  // 14: rayo.Heartbeat.available:type_name -> rayo.Resource
 	2,  // 15: rayo.Heartbeat.pending:type_name -> rayo.Resource
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	27, // 16: rayo.JobList.jobs:type_name -> rayo.JobInfo
+	24, // 17: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }
@@ -2025,7 +2748,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
