@@ -61,12 +61,12 @@ func Get[T any](ctx context.Context, r Ref[T]) (T, error) {
 	if err != nil {
 		return zero, err
 	}
-	return decodeValue[T](h, loc)
+	return decodeValue[T](ctx, h, loc)
 }
 
-func decodeValue[T any](h *core.Handle, loc *pb.Locator) (T, error) {
+func decodeValue[T any](ctx context.Context, h *core.Handle, loc *pb.Locator) (T, error) {
 	var v T
-	b, err := h.Runtime().Bytes(loc)
+	b, err := h.Runtime().Bytes(ctx, h.ID, loc)
 	if err != nil {
 		return v, err
 	}
@@ -101,7 +101,7 @@ func GetAll[T any](ctx context.Context, refs []Ref[T]) ([]T, error) {
 	}
 	out := make([]T, len(refs))
 	for i, loc := range locs {
-		if out[i], err = decodeValue[T](hs[i], loc); err != nil {
+		if out[i], err = decodeValue[T](ctx, hs[i], loc); err != nil {
 			return nil, err
 		}
 	}

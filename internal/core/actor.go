@@ -240,8 +240,8 @@ func (rt *Runtime) SubmitActorTask(ctx context.Context, h *ActorHandle, opts Tas
 
 // requestActorLease asks for a worker of the actor's own.
 func (rt *Runtime) requestActorLease(a *actorRec) {
-	rt.cfg.Raylet.RequestLease(&pb.RequestLease{Resources: a.resources, OwnerAddr: rt.addr, Dedicated: true, Detached: a.detached, ActorId: a.id[:], JobId: rt.cfg.Job},
-		func(r *pb.LeaseReply, err error) {
+	rt.askLease(&pb.RequestLease{Resources: a.resources, OwnerAddr: rt.addr, Dedicated: true, Detached: a.detached, ActorId: a.id[:], JobId: rt.cfg.Job},
+		func(rc RayletClient, r *pb.LeaseReply, err error) {
 			if err == nil && r.Error != "" {
 				rt.actorCreated(a, nil, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
 				return
@@ -254,16 +254,16 @@ func (rt *Runtime) requestActorLease(a *actorRec) {
 				rt.actorCreated(a, nil, sysErr(a.name, KindSystem, "lease: "+err.Error()))
 				return
 			}
-			rt.spawn(func() { rt.startActor(a, r) })
+			rt.spawn(func() { rt.startActor(a, rc, r) })
 		})
 }
 
 // startActor runs the constructor on the granted worker.
-func (rt *Runtime) startActor(a *actorRec, r *pb.LeaseReply) {
+func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := rt.peer(ctx, r.WorkerAddr)
-	l := &lease{id: r.LeaseId, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}}
+	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}}
 	rt.mu.Lock()
 	a.lease = l
 	if err == nil {

@@ -108,7 +108,7 @@ func (rt *Runtime) releaseLocal(id ids.ObjectID) {
 // actions are what a locked section decided to do once unlocked.
 type actions struct {
 	wake     []func()
-	free     []ids.ObjectID             // store objects to delete
+	free     map[string][]ids.ObjectID  // store objects to delete, by node ("" = this one)
 	release  map[string][]*pb.ObjectRef // grants to hand back, by owner
 	push     []pushOp
 	lease    []*schedQueue // queues that want one more lease each
@@ -122,7 +122,7 @@ func (a *actions) run(rt *Runtime) {
 		f()
 	}
 	if len(a.free) > 0 && rt.cfg.Raylet != nil {
-		rt.cfg.Raylet.FreeObjects(a.free)
+		rt.freeObjects(a.free)
 	}
 	for owner, refs := range a.release {
 		msg := &pb.ObjectIDs{}
@@ -156,7 +156,7 @@ func (a *actions) run(rt *Runtime) {
 		rt.requestLease(q)
 	}
 	for _, l := range a.returned {
-		rt.cfg.Raylet.ReturnLease(&pb.ReturnLease{LeaseId: l.id, WorkerFailed: l.dead})
+		l.raylet(rt).ReturnLease(&pb.ReturnLease{LeaseId: l.id, WorkerFailed: l.dead})
 	}
 	for _, r := range a.create {
 		rt.requestActorLease(r)
@@ -174,7 +174,7 @@ func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions)
 	delete(rt.objects, id)
 	if obj.owned {
 		if obj.loc != nil && obj.loc.InStore {
-			after.free = append(after.free, id)
+			after.freeAt(id, obj.loc)
 		}
 	} else if obj.granted > 0 {
 		if after.release == nil {

@@ -41,6 +41,9 @@ type RayletClient interface {
 	RegisterActorName(ctx context.Context, a *pb.ActorName) error
 	LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error)
 	ActorAlive(actorID []byte, workerAddr string)
+	// PullObject copies an object from another node's store (the raylet
+	// at from) into this node's and returns where it is here.
+	PullObject(ctx context.Context, id ids.ObjectID, from string, size int64) (int64, error)
 }
 
 // Config sets up a Runtime.
@@ -51,13 +54,21 @@ type Config struct {
 	WorkerID ids.WorkerID // zero in the driver
 	IsWorker bool
 	Job      string // the job whose executable workers run ("" = the node's own)
+
+	// In a cluster of several nodes:
+	ListenTCP  string // also serve other nodes here (HOST:0)
+	Token      string // the cluster's secret, presented and required over TCP
+	Node       string // this node's name in endpoints (see rpc.Endpoint)
+	NodeAddr   string // this node's raylet over TCP, as locators name it
+	DialRaylet func(ctx context.Context, addr string) (RayletClient, error)
 }
 
 // Runtime is one process's owner and borrower state.
 type Runtime struct {
 	cfg  Config
-	addr string
+	addr string // this process's endpoint (see rpc.Endpoint)
 	srv  *rpc.Server
+	tcp  *rpc.Server // cluster: other nodes' peers
 
 	handlers map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)
 
@@ -69,8 +80,9 @@ type Runtime struct {
 	closed  bool
 	changed chan struct{} // closed when an object completes, if a Wait sleeps on it
 
-	peersMu sync.Mutex // protects peers
+	peersMu sync.Mutex // protects peers, raylets
 	peers   map[string]*peerConn
+	raylets map[string]*rayletConn // other nodes' raylets, by TCP address
 
 	blocked atomic.Int32 // worker: Gets in progress, to lend the CPU once
 
@@ -106,12 +118,23 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 	for m, h := range extra {
 		rt.handlers[m] = h
 	}
+	rt.raylets = make(map[string]*rayletConn)
 	_ = os.Remove(cfg.Addr)
 	ln, err := net.Listen("unix", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("core: listen %s: %w", cfg.Addr, err)
 	}
 	rt.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return rt }, nil)
+	if cfg.ListenTCP != "" {
+		tl, err := net.Listen("tcp", cfg.ListenTCP)
+		if err != nil {
+			_ = rt.srv.Close()
+			return nil, fmt.Errorf("core: listen %s: %w", cfg.ListenTCP, err)
+		}
+		rt.tcp = rpc.NewServer(tl, func(*rpc.Conn) rpc.Handler { return rt }, nil)
+		rt.tcp.RequireToken(cfg.Token)
+		rt.addr = rpc.Endpoint(cfg.Addr, tl.Addr().String(), cfg.Node)
+	}
 	return rt, nil
 }
 
@@ -157,7 +180,7 @@ func (rt *Runtime) Close() error {
 	}
 	for id, obj := range rt.objects {
 		if obj.owned && obj.loc != nil && obj.loc.InStore {
-			after.free = append(after.free, id)
+			after.freeAt(id, obj.loc)
 		}
 	}
 	rt.objects = make(map[ids.ObjectID]*object)
@@ -166,20 +189,21 @@ func (rt *Runtime) Close() error {
 		f()
 	}
 	if rt.cfg.Raylet != nil {
-		if len(after.free) > 0 {
-			rt.cfg.Raylet.FreeObjects(after.free)
-		}
+		rt.freeObjects(after.free)
 		for _, l := range after.returned {
-			rt.cfg.Raylet.ReturnLease(&pb.ReturnLease{LeaseId: l.id})
+			l.raylet(rt).ReturnLease(&pb.ReturnLease{LeaseId: l.id})
 		}
 	}
 	rt.goMu.Lock()
 	rt.stopped = true
 	rt.goMu.Unlock()
 	err := rt.srv.Close()
+	if rt.tcp != nil {
+		_ = rt.tcp.Close()
+	}
 	rt.peersMu.Lock()
-	peers := rt.peers
-	rt.peers = nil // peer refuses from now on
+	peers, raylets := rt.peers, rt.raylets
+	rt.peers, rt.raylets = nil, nil // peer and raylet refuse from now on
 	rt.peersMu.Unlock()
 	for _, p := range peers {
 		<-p.ready
@@ -187,9 +211,15 @@ func (rt *Runtime) Close() error {
 			_ = p.conn.Close()
 		}
 	}
+	for _, r := range raylets {
+		<-r.ready
+		if c, ok := r.conn.(interface{ Close() error }); ok {
+			_ = c.Close()
+		}
+	}
 	// What was spawned ends once its connections are closed.
 	rt.gos.Wait()
-	_ = os.Remove(rt.addr)
+	_ = os.Remove(rt.cfg.Addr)
 	return err
 }
 
@@ -245,7 +275,7 @@ func (rt *Runtime) peer(ctx context.Context, addr string) (*rpc.Conn, error) {
 	p = &peerConn{ready: make(chan struct{})}
 	rt.peers[addr] = p
 	rt.peersMu.Unlock()
-	p.conn, p.err = rpc.Dial(ctx, addr, rt)
+	p.conn, p.err = rpc.DialEndpoint(ctx, addr, rt.cfg.Node, rt.cfg.Token, rt)
 	if p.err != nil {
 		rt.peersMu.Lock()
 		if rt.peers[addr] == p {
@@ -305,7 +335,7 @@ func (rt *Runtime) storeValue(ctx context.Context, id ids.ObjectID, p codec.Payl
 	}
 	p.CopyTo(dst)
 	rt.cfg.Raylet.SealObjects([]ids.ObjectID{id})
-	return &pb.Locator{InStore: true, Offset: off, Size: int64(n)}, nil
+	return &pb.Locator{InStore: true, Offset: off, Size: int64(n), NodeAddr: rt.cfg.NodeAddr}, nil
 }
 
 // createInStore reserves space, and when the store is full first lets the
@@ -544,9 +574,10 @@ func (rt *Runtime) Wait(ctx context.Context, hs []*Handle, n int) (ready, rest [
 	}
 }
 
-// Bytes returns a value's encoded bytes: inline, or mapped from the store
-// without a copy.
-func (rt *Runtime) Bytes(loc *pb.Locator) ([]byte, error) {
+// Bytes returns the encoded bytes of object id: inline, or mapped from
+// the store without a copy, after pulling it to this node if it lives on
+// another.
+func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, loc *pb.Locator) ([]byte, error) {
 	if loc.Error != nil {
 		return nil, TaskErrorFrom(loc.Error)
 	}
@@ -556,7 +587,19 @@ func (rt *Runtime) Bytes(loc *pb.Locator) ([]byte, error) {
 	if rt.cfg.Arena == nil {
 		return nil, errors.New("core: object is in a store this process has not mapped")
 	}
-	return rt.cfg.Arena.View(loc.Offset, loc.Size)
+	off := loc.Offset
+	if rt.remote(loc) {
+		var err error
+		if off, err = rt.cfg.Raylet.PullObject(ctx, id, loc.NodeAddr, loc.Size); err != nil {
+			return nil, fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, err)
+		}
+	}
+	return rt.cfg.Arena.View(off, loc.Size)
+}
+
+// remote reports whether a stored object lives on another node.
+func (rt *Runtime) remote(loc *pb.Locator) bool {
+	return loc.NodeAddr != "" && loc.NodeAddr != rt.cfg.NodeAddr
 }
 
 // Stats describes the runtime's tables, for tests and the state API.

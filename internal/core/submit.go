@@ -66,6 +66,7 @@ type schedQueue struct {
 // lease is a worker granted to this owner.
 type lease struct {
 	id       uint64
+	rc       RayletClient // the raylet that granted it; nil: this node's
 	addr     string
 	conn     *rpc.Conn
 	inflight map[*task]struct{}
@@ -362,7 +363,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 }
 
 func (rt *Runtime) requestLease(q *schedQueue) {
-	rt.cfg.Raylet.RequestLease(&pb.RequestLease{Resources: q.resources, OwnerAddr: rt.addr, JobId: rt.cfg.Job}, func(r *pb.LeaseReply, err error) {
+	rt.askLease(&pb.RequestLease{Resources: q.resources, OwnerAddr: rt.addr, JobId: rt.cfg.Job}, func(rc RayletClient, r *pb.LeaseReply, err error) {
 		if err == nil && r.Error != "" {
 			rt.leaseFailed(q, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
 			return
@@ -376,9 +377,9 @@ func (rt *Runtime) requestLease(q *schedQueue) {
 			return
 		}
 		if rt.hasPeer(r.WorkerAddr) {
-			rt.leaseGranted(q, r) // no dial needed: carry on here
+			rt.leaseGranted(q, rc, r) // no dial needed: carry on here
 		} else {
-			rt.spawn(func() { rt.leaseGranted(q, r) })
+			rt.spawn(func() { rt.leaseGranted(q, rc, r) })
 		}
 	})
 }
@@ -397,11 +398,11 @@ func (rt *Runtime) leaseFailed(q *schedQueue, e *pb.TaskError) {
 	after.run(rt)
 }
 
-func (rt *Runtime) leaseGranted(q *schedQueue, r *pb.LeaseReply) {
+func (rt *Runtime) leaseGranted(q *schedQueue, rc RayletClient, r *pb.LeaseReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := rt.peer(ctx, r.WorkerAddr)
-	l := &lease{id: r.LeaseId, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q}
+	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q}
 	var after actions
 	rt.mu.Lock()
 	q.requesting--
@@ -526,7 +527,7 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 		if obj == nil {
 			// Nobody holds the result: release what it carries at once.
 			if loc.InStore {
-				after.free = append(after.free, id)
+				after.freeAt(id, loc)
 			}
 			for _, ref := range loc.Contained {
 				rt.unpinLocked(ref, after)

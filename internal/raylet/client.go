@@ -101,3 +101,25 @@ func (c *Client) LookupActorName(ctx context.Context, namespace, name string) (*
 func (c *Client) ActorAlive(actorID []byte, workerAddr string) {
 	_ = c.Conn.Notify(rpc.MActorAlive, &pb.ActorName{ActorId: actorID, WorkerAddr: workerAddr})
 }
+
+// PullObject asks the raylet to copy an object from another node's store
+// into its own, and returns where it is there.
+func (c *Client) PullObject(ctx context.Context, id ids.ObjectID, from string, size int64) (int64, error) {
+	r := &pb.CreateObjectReply{}
+	if err := c.Conn.Call(ctx, rpc.MPullObject, &pb.PullObject{ObjectId: id[:], From: from, Size: size}, r); err != nil {
+		return 0, fmt.Errorf("raylet: pull object: %w", err)
+	}
+	if r.Error != "" {
+		if r.Full {
+			return 0, fmt.Errorf("%w: %s", objstore.ErrFull, r.Error)
+		}
+		if r.Lost {
+			return 0, fmt.Errorf("%w: %s", ErrObjectLost, r.Error)
+		}
+		return 0, errors.New(r.Error)
+	}
+	return r.Offset, nil
+}
+
+// Close closes the connection to the raylet.
+func (c *Client) Close() error { return c.Conn.Close() }

@@ -753,6 +753,11 @@ func (r *Raylet) CreateObject(_ context.Context, id ids.ObjectID, size int64) (i
 	return r.store.Create(id, size)
 }
 
+// PullObject copies an object from another node into this node's store.
+func (r *Raylet) PullObject(ctx context.Context, id ids.ObjectID, from string, size int64) (int64, error) {
+	return r.Pull(ctx, id, from, size)
+}
+
 // SealObjects makes created objects readable.
 func (r *Raylet) SealObjects(list []ids.ObjectID) {
 	for _, id := range list {

@@ -248,7 +248,11 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 		if a.Value == nil {
 			return fail(core.KindSystem, fmt.Sprintf("argument %d was not resolved", i), "")
 		}
-		b, err := w.rt.Bytes(a.Value)
+		var oid ids.ObjectID
+		if a.Ref != nil {
+			oid, _ = ids.ObjectIDFrom(a.Ref.Id)
+		}
+		b, err := w.rt.Bytes(context.Background(), oid, a.Value)
 		if err != nil {
 			return fail(core.KindSystem, fmt.Sprintf("argument %d: %v", i, err), "")
 		}

@@ -582,6 +582,7 @@ type CreateObjectReply struct {
 	Offset        int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
 	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	Full          bool                   `protobuf:"varint,3,opt,name=full,proto3" json:"full,omitempty"`
+	Lost          bool                   `protobuf:"varint,4,opt,name=lost,proto3" json:"lost,omitempty"` // a pull: the object is gone from the node that had it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -633,6 +634,13 @@ func (x *CreateObjectReply) GetError() string {
 func (x *CreateObjectReply) GetFull() bool {
 	if x != nil {
 		return x.Full
+	}
+	return false
+}
+
+func (x *CreateObjectReply) GetLost() bool {
+	if x != nil {
+		return x.Lost
 	}
 	return false
 }
@@ -2514,11 +2522,12 @@ const file_rayo_proto_rawDesc = "" +
 	"\ablocked\x18\x02 \x01(\bR\ablocked\"?\n" +
 	"\fCreateObject\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x03R\x04size\"U\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"i\n" +
 	"\x11CreateObjectReply\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
-	"\x04full\x18\x03 \x01(\bR\x04full\"\x1d\n" +
+	"\x04full\x18\x03 \x01(\bR\x04full\x12\x12\n" +
+	"\x04lost\x18\x04 \x01(\bR\x04lost\"\x1d\n" +
 	"\tObjectIDs\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\fR\x03ids\"\a\n" +
 	"\x05Empty\"\x1e\n" +

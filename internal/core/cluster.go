@@ -1,0 +1,147 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// Work across nodes: leases granted by other nodes' raylets after a
+// spillback, and objects freed where they live.
+
+// rayletConn is a connection to another node's raylet, dialed once.
+type rayletConn struct {
+	ready chan struct{}
+	conn  RayletClient
+	err   error
+}
+
+// maxSpillHops bounds how often one lease request is sent on.
+const maxSpillHops = 3
+
+// remoteRaylet returns a client of the raylet at addr (TCP), dialing it
+// the first time.
+func (rt *Runtime) remoteRaylet(ctx context.Context, addr string) (RayletClient, error) {
+	if rt.cfg.DialRaylet == nil {
+		return nil, errNoCluster
+	}
+	rt.peersMu.Lock()
+	if rt.raylets == nil {
+		rt.peersMu.Unlock()
+		return nil, ErrShutdown
+	}
+	r := rt.raylets[addr]
+	if r == nil {
+		r = &rayletConn{ready: make(chan struct{})}
+		rt.raylets[addr] = r
+		rt.peersMu.Unlock()
+		r.conn, r.err = rt.cfg.DialRaylet(ctx, addr)
+		close(r.ready)
+		if r.err != nil {
+			rt.forgetRaylet(addr, r)
+		}
+		return r.conn, r.err
+	}
+	rt.peersMu.Unlock()
+	<-r.ready
+	return r.conn, r.err
+}
+
+// forgetRaylet drops a broken connection so the next use dials again.
+func (rt *Runtime) forgetRaylet(addr string, r *rayletConn) {
+	rt.peersMu.Lock()
+	if rt.raylets != nil && (r == nil || rt.raylets[addr] == r) {
+		delete(rt.raylets, addr)
+	}
+	rt.peersMu.Unlock()
+}
+
+// askLease requests a worker for req, following spillbacks to other
+// nodes, and calls cb with the raylet that granted it (nil: this node's).
+// A node that cannot be reached sends the request back to this node's
+// raylet, which knows better by then.
+func (rt *Runtime) askLease(req *pb.RequestLease, cb func(rc RayletClient, r *pb.LeaseReply, err error)) {
+	rt.askLeaseAt(nil, "", req, 0, cb)
+}
+
+func (rt *Runtime) askLeaseAt(rc RayletClient, addr string, req *pb.RequestLease, hops int, cb func(RayletClient, *pb.LeaseReply, error)) {
+	target := rc
+	if target == nil {
+		target = rt.cfg.Raylet
+	}
+	target.RequestLease(req, func(r *pb.LeaseReply, err error) {
+		switch {
+		case err != nil && rc != nil && hops < maxSpillHops:
+			// The other node is gone or unreachable: start over here.
+			rt.forgetRaylet(addr, nil)
+			back := cloneLease(req)
+			back.Spilled = false
+			rt.spawn(func() {
+				time.Sleep(20 * time.Millisecond) // let the cluster view catch up
+				rt.askLeaseAt(nil, "", back, hops+1, cb)
+			})
+		case err == nil && r.SpillTo != "" && hops < maxSpillHops:
+			next := cloneLease(req)
+			next.Spilled = true
+			rt.spawn(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				remote, derr := rt.remoteRaylet(ctx, r.SpillTo)
+				if derr != nil {
+					back := cloneLease(req)
+					time.Sleep(20 * time.Millisecond)
+					rt.askLeaseAt(nil, "", back, hops+1, cb)
+					return
+				}
+				rt.askLeaseAt(remote, r.SpillTo, next, hops+1, cb)
+			})
+		default:
+			cb(rc, r, err)
+		}
+	})
+}
+
+func cloneLease(req *pb.RequestLease) *pb.RequestLease {
+	return proto.Clone(req).(*pb.RequestLease)
+}
+
+// errNoCluster: this process was not set up to reach other nodes.
+var errNoCluster = errors.New("core: this process cannot reach other nodes")
+
+// raylet is the raylet that granted the lease.
+func (l *lease) raylet(rt *Runtime) RayletClient {
+	if l.rc != nil {
+		return l.rc
+	}
+	return rt.cfg.Raylet
+}
+
+// freeAt records that a stored object is to be deleted where it lives.
+func (a *actions) freeAt(id ids.ObjectID, loc *pb.Locator) {
+	if a.free == nil {
+		a.free = make(map[string][]ids.ObjectID)
+	}
+	a.free[loc.NodeAddr] = append(a.free[loc.NodeAddr], id)
+}
+
+// freeObjects deletes stored objects on the nodes that hold them.
+func (rt *Runtime) freeObjects(byNode map[string][]ids.ObjectID) {
+	for node, list := range byNode {
+		if node == "" || node == rt.cfg.NodeAddr {
+			rt.cfg.Raylet.FreeObjects(list)
+			continue
+		}
+		rt.spawn(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if rc, err := rt.remoteRaylet(ctx, node); err == nil {
+				rc.FreeObjects(list)
+			}
+		})
+	}
+}
