@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -177,10 +178,6 @@ func joinCluster(o options) error {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	jobID := hex.EncodeToString(rnd[:])
-	if err := conn.Call(ctx, rpc.MRegisterJob, &pb.JobInfo{JobId: jobID, Exe: exe, Args: os.Args[1:], LogToDriver: o.logToDriver}, &pb.Status{}); err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("rayo: start job: %w", err)
-	}
 	arena, err := objstore.OpenArena(fmt.Sprintf("/proc/%d/fd/%d", rec.RayletPID, rec.StoreFD))
 	if err != nil {
 		_ = conn.Close()
@@ -192,16 +189,32 @@ func joinCluster(o options) error {
 		_ = arena.Close()
 		return err
 	}
-	rt, err := core.New(core.Config{
+	cfg := core.Config{
 		Addr:   filepath.Join(session, "driver.sock"),
 		Raylet: &raylet.Client{Conn: conn},
 		Arena:  arena,
 		Job:    jobID,
-	}, nil)
+	}
+	if rec.NodeAddr != "" {
+		// Workers on other nodes reach this driver over TCP.
+		cfg.ListenTCP = net.JoinHostPort(rec.Host, "0")
+		cfg.Token, cfg.Node, cfg.NodeAddr = rec.Token, rec.Node, rec.NodeAddr
+		cfg.DialRaylet = raylet.Dialer(rec.Token)
+	}
+	rt, err := core.New(cfg, map[rpc.Method]func(*rpc.Conn, rpc.Kind, uint64, []byte){
+		rpc.MLog: func(c *rpc.Conn, k rpc.Kind, id uint64, body []byte) { printLogs(c, rpc.MLog, k, id, body) },
+	})
 	if err != nil {
 		_ = conn.Close()
 		_ = arena.Close()
 		return fmt.Errorf("rayo: start driver: %w", err)
+	}
+	job := &pb.JobInfo{JobId: jobID, Exe: exe, Args: os.Args[1:], LogToDriver: o.logToDriver, DriverAddr: rt.Addr()}
+	if err := conn.Call(ctx, rpc.MRegisterJob, job, &pb.Status{}); err != nil {
+		_ = rt.Close()
+		_ = conn.Close()
+		_ = arena.Close()
+		return fmt.Errorf("rayo: start job: %w", err)
 	}
 	state.rt, state.conn, state.arena, state.session = rt, conn, arena, session
 	return nil

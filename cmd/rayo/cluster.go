@@ -127,11 +127,15 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	if cfg.Head {
+	// Drivers and rayo commands on this machine find the node here: the
+	// head's, or else the first node started on it.
+	if _, err := node.ReadCluster(cfg.StateDir); cfg.Head || err != nil {
 		if err := node.WriteCluster(cfg.StateDir, n.Local()); err != nil {
 			_ = n.Close()
 			return err
 		}
+	}
+	if cfg.Head {
 		fmt.Fprintf(out, "rayo: started a cluster; its address is %s\n", n.GCSAddr())
 		fmt.Fprintf(out, "rayo: add a node with: rayo start --address %s (token in %s, or RAYO_TOKEN)\n", n.GCSAddr(), cfg.StateDir)
 	} else {
@@ -153,7 +157,7 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 	case <-n.Lost():
 		lost = errors.New("lost the cluster's control store")
 	}
-	if cfg.Head {
+	if rec, err := node.ReadCluster(cfg.StateDir); err == nil && rec.RayletPID == os.Getpid() {
 		node.RemoveCluster(cfg.StateDir)
 	}
 	if err := n.Close(); err != nil && lost == nil {

@@ -28,6 +28,11 @@ type ClusterInfo struct {
 	RayletSocket string `json:"raylet_socket,omitempty"`
 	RayletPID    int    `json:"raylet_pid,omitempty"`
 	StoreFD      int    `json:"store_fd,omitempty"`
+	// The node's host, raylet TCP address and name, for drivers that serve
+	// other nodes.
+	Host     string `json:"host,omitempty"`
+	NodeAddr string `json:"node_addr,omitempty"`
+	Node     string `json:"node,omitempty"`
 }
 
 func clusterFile(dir string) string { return filepath.Join(dir, "cluster.json") }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -123,3 +124,15 @@ func (c *Client) PullObject(ctx context.Context, id ids.ObjectID, from string, s
 
 // Close closes the connection to the raylet.
 func (c *Client) Close() error { return c.Conn.Close() }
+
+// Dialer returns how an owner reaches other nodes' raylets: over TCP,
+// presenting the cluster's token.
+func Dialer(token string) func(ctx context.Context, addr string) (core.RayletClient, error) {
+	return func(ctx context.Context, addr string) (core.RayletClient, error) {
+		c, err := rpc.DialToken(ctx, "tcp:"+addr, token, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &Client{Conn: c}, nil
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +46,15 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		EnvStore+"=fd:3",
 		EnvSessionDir+"="+r.cfg.SessionDir,
 	)
+	if r.tcp != nil {
+		host, _, _ := net.SplitHostPort(r.tcp.Addr().String())
+		cmd.Env = append(cmd.Env,
+			EnvListen+"="+net.JoinHostPort(host, "0"),
+			EnvToken+"="+r.cfg.Token,
+			EnvNode+"="+r.cfg.NodeName,
+			EnvNodeAddr+"="+r.TCPAddr(),
+		)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("raylet: worker pipe: %w", err)

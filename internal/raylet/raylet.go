@@ -34,6 +34,11 @@ const (
 	EnvStore      = "RAYO_STORE"
 	EnvSessionDir = "RAYO_SESSION_DIR"
 	EnvJob        = "RAYO_JOB"
+	// In a cluster of several nodes:
+	EnvListen   = "RAYO_LISTEN"    // where the worker serves other nodes (HOST:0)
+	EnvToken    = "RAYO_TOKEN"     // the cluster's secret
+	EnvNode     = "RAYO_NODE"      // the node's name in endpoints
+	EnvNodeAddr = "RAYO_NODE_ADDR" // the raylet's TCP address
 )
 
 // CPU is the name of the CPU resource.
@@ -52,6 +57,8 @@ type Config struct {
 	LogOutput     io.Writer // where worker output goes when LogToDriver
 	ListenTCP     string    // also serve other nodes here (host:port), with Token
 	Token         string
+	Cluster       Cluster // the control store of a cluster of several nodes; nil for one node
+	NodeName      string  // set by Start: the node's name in endpoints
 }
 
 // Raylet manages one node.
@@ -80,6 +87,10 @@ type Raylet struct {
 	pending   []*leaseReq
 	nextLease uint64
 	closed    bool
+
+	peers      []*peerNode            // the other nodes, from the cluster view
+	spreadNext int                    // SPREAD's round robin
+	jobWait    map[string][]*leaseReq // requests waiting for their job to load
 
 	procs sync.WaitGroup // worker processes, their log readers, the reaper
 	stop  chan struct{}  // closed by Close
@@ -155,7 +166,9 @@ func Start(cfg Config) (*Raylet, error) {
 		names:     gcs.NewNames(),
 		jobs:      make(map[string]*job),
 		startingJ: make(map[string]int),
+		jobWait:   make(map[string][]*leaseReq),
 	}
+	r.cfg.NodeName = r.nodeID.String()[:12]
 	for k, v := range cfg.Resources {
 		r.total[k] = v
 	}
@@ -254,6 +267,9 @@ func resourceList(m map[string]float64) []*pb.Resource {
 	}
 	return out
 }
+
+// NodeName is the node's name in endpoints.
+func (r *Raylet) NodeName() string { return r.cfg.NodeName }
 
 // NodeID identifies the node.
 func (r *Raylet) NodeID() ids.NodeID { return r.nodeID }
@@ -380,7 +396,7 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 	case rpc.MActorAlive:
 		req := &pb.ActorName{}
 		if unmarshal(body, req) == nil {
-			r.names.SetWorker(req.ActorId, req.WorkerAddr)
+			r.ActorAlive(req.ActorId, req.WorkerAddr)
 		}
 	case rpc.MJobDone:
 		// The driver is about to leave: pass on its workers' last output
@@ -413,13 +429,26 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 			_ = c.ReplyError(id, err.Error())
 			return
 		}
-		var reply *pb.ActorNameReply
-		if m == rpc.MRegisterActorName {
-			reply = nameReply(req, r.names.Register(req))
-		} else {
-			reply = nameReply(r.names.Lookup(req.Namespace, req.Name))
+		serve := func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var reply *pb.ActorNameReply
+			if m == rpc.MRegisterActorName {
+				reply = nameReply(req, r.RegisterActorName(ctx, req))
+			} else {
+				reply = nameReply(r.LookupActorName(ctx, req.Namespace, req.Name))
+			}
+			_ = c.Reply(id, reply)
 		}
-		_ = c.Reply(id, reply)
+		if r.cfg.Cluster == nil {
+			serve()
+			return
+		}
+		r.procs.Add(1) // the control store is another process: not on the read loop
+		go func() {
+			defer r.procs.Done()
+			serve()
+		}()
 	case rpc.MSealObjects, rpc.MFreeObjects:
 		req := &pb.ObjectIDs{}
 		if unmarshal(body, req) != nil {
@@ -544,19 +573,24 @@ func (r *Raylet) requestLease(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 		cb(nil, ErrClosed)
 		return
 	}
-	for _, res := range req.Resources {
-		if res.Quantity > r.total[res.Name] {
-			r.mu.Unlock()
-			cb(&pb.LeaseReply{Error: fmt.Sprintf("task needs %s=%g but this cluster has %s", res.Name, res.Quantity, describe(r.total))}, nil)
-			return
-		}
-	}
-	if req.JobId != "" && r.jobs[req.JobId] == nil {
+	spill, fail := r.placeLocked(req)
+	if fail != "" || spill != "" {
 		r.mu.Unlock()
-		cb(nil, fmt.Errorf("raylet: unknown job %q", req.JobId))
+		cb(&pb.LeaseReply{Error: fail, SpillTo: spill}, nil)
 		return
 	}
-	r.pending = append(r.pending, &leaseReq{job: req.JobId, req: req, res: req.Resources, owner: owner, cb: cb})
+	lr := &leaseReq{job: req.JobId, req: req, res: req.Resources, owner: owner, cb: cb}
+	if req.JobId != "" && r.jobs[req.JobId] == nil {
+		if r.cfg.Cluster == nil {
+			r.mu.Unlock()
+			cb(nil, fmt.Errorf("raylet: unknown job %q", req.JobId))
+			return
+		}
+		r.loadJobLocked(req.JobId, lr) // a job of a driver on another node
+		r.mu.Unlock()
+		return
+	}
+	r.pending = append(r.pending, lr)
 	r.grantLocked(&after)
 	r.mu.Unlock()
 	run(after)
@@ -618,7 +652,7 @@ func (r *Raylet) grantLocked(after *[]func()) {
 		w.lease = l
 		r.leases[l.id] = l
 		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])
-		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr}
+		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr, NodeId: r.nodeID[:]}
 		cb := req.cb
 		*after = append(*after, func() { cb(reply, nil) })
 	}
@@ -697,6 +731,9 @@ func (r *Raylet) dedicatedLocked() int {
 func (r *Raylet) releaseLocked(l *leaseRec) {
 	if l.dedicated {
 		r.names.Remove(l.actorID) // the actor is gone with its worker
+		if r.cfg.Cluster != nil {
+			r.cfg.Cluster.ActorGone(l.actorID)
+		}
 	}
 	r.log.Debug("lease released", "lease", l.id, "pid", l.w.pid, "lent", l.lent)
 	delete(r.leases, l.id)
@@ -821,23 +858,30 @@ func nameReply(a *pb.ActorName, err error) *pb.ActorNameReply {
 }
 
 // RegisterActorName names an actor in the control store.
-func (r *Raylet) RegisterActorName(_ context.Context, a *pb.ActorName) error {
+func (r *Raylet) RegisterActorName(ctx context.Context, a *pb.ActorName) error {
+	if r.cfg.Cluster != nil {
+		return r.cfg.Cluster.RegisterActorName(ctx, a)
+	}
 	return r.names.Register(a)
 }
 
 // LookupActorName finds a named actor in the control store.
-func (r *Raylet) LookupActorName(_ context.Context, namespace, name string) (*pb.ActorName, error) {
+func (r *Raylet) LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error) {
+	if r.cfg.Cluster != nil {
+		return r.cfg.Cluster.LookupActorName(ctx, namespace, name)
+	}
 	return r.names.Lookup(namespace, name)
 }
 
 // job is a driver's program whose workers this node runs.
 type job struct {
-	id   string
-	exe  string
-	args []string
-	env  []string
-	conn *rpc.Conn // to the driver
-	logs bool      // send worker output to the driver
+	id     string
+	exe    string
+	args   []string
+	env    []string
+	conn   *rpc.Conn // to the driver
+	logs   bool      // send worker output to the driver
+	remote bool      // its driver runs on another node
 }
 
 // RegisterJob lets a driver on this node run its workers here.
@@ -847,6 +891,17 @@ func (r *Raylet) registerJob(c *rpc.Conn, info *pb.JobInfo) error {
 	}
 	if _, err := os.Stat(info.Exe); err != nil {
 		return fmt.Errorf("raylet: job executable: %w", err)
+	}
+	if r.cfg.Cluster != nil {
+		// Other nodes run the job's workers too: they fetch its executable
+		// from the control store.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		info.NodeId = r.nodeID[:]
+		err := r.cfg.Cluster.StartJob(ctx, info)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("raylet: start job: %w", err)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -863,6 +918,12 @@ func (r *Raylet) registerJob(c *rpc.Conn, info *pb.JobInfo) error {
 // endJobLocked stops the workers of a job whose driver has gone.
 func (r *Raylet) endJobLocked(j *job) {
 	delete(r.jobs, j.id)
+	if j.remote && j.conn != nil {
+		_ = j.conn.Close()
+	}
+	if !j.remote && r.cfg.Cluster != nil {
+		r.cfg.Cluster.EndJob(j.id)
+	}
 	for _, w := range r.workers {
 		if w.job == j.id && (w.lease == nil || !w.lease.detached) {
 			r.workerGoneLocked(w)
@@ -873,5 +934,9 @@ func (r *Raylet) endJobLocked(j *job) {
 
 // ActorAlive records where a detached actor runs.
 func (r *Raylet) ActorAlive(actorID []byte, workerAddr string) {
+	if r.cfg.Cluster != nil {
+		r.cfg.Cluster.ActorAlive(actorID, workerAddr)
+		return
+	}
 	r.names.SetWorker(actorID, workerAddr)
 }

@@ -98,6 +98,12 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 		WorkerID: wid,
 		IsWorker: true,
 		Job:      os.Getenv(raylet.EnvJob),
+		// Set when the node is one of several:
+		ListenTCP:  os.Getenv(raylet.EnvListen),
+		Token:      os.Getenv(raylet.EnvToken),
+		Node:       os.Getenv(raylet.EnvNode),
+		NodeAddr:   os.Getenv(raylet.EnvNodeAddr),
+		DialRaylet: raylet.Dialer(os.Getenv(raylet.EnvToken)),
 	}, map[rpc.Method]func(*rpc.Conn, rpc.Kind, uint64, []byte){
 		rpc.MPushTask:   w.servePush,
 		rpc.MCancelTask: w.serveCancel,

@@ -1,0 +1,333 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// The node's side of the control store: its registration, kept up across
+// control store restarts, and what its raylet asks of the cluster (jobs and
+// their executables, named actors). It implements raylet.Cluster.
+
+// ReportInterval is how often a node reports its resources (and so that it
+// lives) and takes the cluster's view back.
+const ReportInterval = 250 * time.Millisecond
+
+// LostAfter is how long a node keeps trying to reach a control store that
+// went away before it gives up and stops.
+const LostAfter = 60 * time.Second
+
+// binaryChunk is the size of the pieces executables move in.
+const binaryChunk = 4 << 20
+
+type gcsClient struct {
+	addr, token string
+	binDir      string // executables of jobs, by content hash
+	register    func() *pb.NodeInfo
+
+	mu   sync.Mutex // protects conn
+	conn *rpc.Conn
+
+	fetchMu  sync.Mutex // protects fetching
+	fetching map[string]chan struct{}
+
+	hashMu sync.Mutex // protects hashes
+	hashes map[string]exeHash
+}
+
+type exeHash struct {
+	size    int64
+	modTime time.Time
+	sum     string
+}
+
+// connect dials the control store and registers the node.
+func (g *gcsClient) connect(ctx context.Context) error {
+	c, err := rpc.DialToken(ctx, "tcp:"+g.addr, g.token, nil)
+	if err != nil {
+		return fmt.Errorf("node: cannot reach the cluster at %s: %w", g.addr, err)
+	}
+	st := &pb.Status{}
+	if err := c.Call(ctx, rpc.MRegisterNode, g.register(), st); err != nil {
+		_ = c.Close()
+		return fmt.Errorf("node: register with %s: %w", g.addr, err)
+	}
+	if st.Error != "" {
+		_ = c.Close()
+		return fmt.Errorf("node: register with %s: %s", g.addr, st.Error)
+	}
+	g.mu.Lock()
+	old := g.conn
+	g.conn = c
+	g.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	return nil
+}
+
+// current is the live connection, or nil while there is none.
+func (g *gcsClient) current() *rpc.Conn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn == nil || g.conn.Err() != nil {
+		return nil
+	}
+	return g.conn
+}
+
+func (g *gcsClient) close() {
+	g.mu.Lock()
+	c := g.conn
+	g.conn = nil
+	g.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+}
+
+// call makes a request to the control store, waiting (within ctx) for it
+// to come back if it is away.
+func (g *gcsClient) call(ctx context.Context, m rpc.Method, req, resp proto.Message) error {
+	for {
+		c := g.current()
+		if c != nil {
+			err := c.Call(ctx, m, req, resp)
+			if err == nil || !errors.Is(err, rpc.ErrClosed) {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node: the control store at %s is unreachable: %w", g.addr, ctx.Err())
+		case <-time.After(50 * time.Millisecond): // the heartbeat loop reconnects
+		}
+	}
+}
+
+func (g *gcsClient) notify(m rpc.Method, msg proto.Message) {
+	if c := g.current(); c != nil {
+		_ = c.Notify(m, msg)
+	}
+}
+
+// StartJob uploads the job's executable unless the control store has it,
+// then records the job.
+func (g *gcsClient) StartJob(ctx context.Context, info *pb.JobInfo) error {
+	sum, size, err := g.hash(info.Exe)
+	if err != nil {
+		return err
+	}
+	info.ExeHash, info.ExeSize = sum, size
+	st := &pb.Status{}
+	if err := g.call(ctx, rpc.MGetBinary, &pb.GetBinary{Hash: sum}, st); err != nil {
+		return err
+	}
+	if st.Error != "" {
+		if err := g.upload(ctx, info.Exe, sum, size); err != nil {
+			return err
+		}
+	}
+	st = &pb.Status{}
+	if err := g.call(ctx, rpc.MJobStarted, info, st); err != nil {
+		return err
+	}
+	if st.Error != "" {
+		return errors.New(st.Error)
+	}
+	return nil
+}
+
+// hash is the SHA-256 of an executable, remembered while it is unchanged.
+func (g *gcsClient) hash(path string) (string, int64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", 0, fmt.Errorf("node: job executable: %w", err)
+	}
+	g.hashMu.Lock()
+	h, ok := g.hashes[path]
+	g.hashMu.Unlock()
+	if ok && h.size == fi.Size() && h.modTime.Equal(fi.ModTime()) {
+		return h.sum, h.size, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, fmt.Errorf("node: job executable: %w", err)
+	}
+	defer f.Close()
+	d := sha256.New()
+	if _, err := io.Copy(d, f); err != nil {
+		return "", 0, fmt.Errorf("node: hash %s: %w", path, err)
+	}
+	sum := hex.EncodeToString(d.Sum(nil))
+	g.hashMu.Lock()
+	if g.hashes == nil {
+		g.hashes = make(map[string]exeHash)
+	}
+	g.hashes[path] = exeHash{size: fi.Size(), modTime: fi.ModTime(), sum: sum}
+	g.hashMu.Unlock()
+	return sum, fi.Size(), nil
+}
+
+func (g *gcsClient) upload(ctx context.Context, path, sum string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("node: job executable: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, binaryChunk)
+	for off := int64(0); off < size || off == 0; {
+		n, err := io.ReadFull(f, buf)
+		if n == 0 && err != nil {
+			if off == size {
+				break
+			}
+			return fmt.Errorf("node: read %s: %w", path, err)
+		}
+		st := &pb.Status{}
+		if err := g.call(ctx, rpc.MPutBinary, &pb.BinaryChunk{Hash: sum, Offset: off, Data: buf[:n], Size: size}, st); err != nil {
+			return fmt.Errorf("node: upload %s: %w", path, err)
+		}
+		if st.Error != "" {
+			return fmt.Errorf("node: upload %s: %s", path, st.Error)
+		}
+		off += int64(n)
+		if off >= size {
+			break
+		}
+	}
+	return nil
+}
+
+// EndJob tells the control store a job's driver is gone.
+func (g *gcsClient) EndJob(id string) { g.notify(rpc.MJobEnded, &pb.JobRequest{JobId: id}) }
+
+// FetchJob returns a job and the path of its executable here, downloading
+// it once per content hash.
+func (g *gcsClient) FetchJob(ctx context.Context, id string) (*pb.JobInfo, string, error) {
+	info := &pb.JobInfo{}
+	if err := g.call(ctx, rpc.MGetJob, &pb.JobRequest{JobId: id}, info); err != nil {
+		return nil, "", fmt.Errorf("node: job %s: %w", id, err)
+	}
+	if info.ExeHash == "" {
+		return nil, "", fmt.Errorf("node: job %s has no executable", id)
+	}
+	path := filepath.Join(g.binDir, info.ExeHash)
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Size() == info.ExeSize {
+			return info, path, nil
+		}
+		g.fetchMu.Lock()
+		if ch := g.fetching[info.ExeHash]; ch != nil {
+			g.fetchMu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, "", ctx.Err()
+			}
+		}
+		if g.fetching == nil {
+			g.fetching = make(map[string]chan struct{})
+		}
+		ch := make(chan struct{})
+		g.fetching[info.ExeHash] = ch
+		g.fetchMu.Unlock()
+		err := g.download(ctx, info.ExeHash, info.ExeSize, path)
+		g.fetchMu.Lock()
+		delete(g.fetching, info.ExeHash)
+		close(ch)
+		g.fetchMu.Unlock()
+		if err != nil {
+			return nil, "", err
+		}
+	}
+}
+
+func (g *gcsClient) download(ctx context.Context, sum string, size int64, path string) error {
+	if err := os.MkdirAll(g.binDir, 0o755); err != nil {
+		return fmt.Errorf("node: binary cache: %w", err)
+	}
+	tmp, err := os.CreateTemp(g.binDir, ".part-*")
+	if err != nil {
+		return fmt.Errorf("node: binary cache: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	d := sha256.New()
+	for off := int64(0); off < size; {
+		c := g.current()
+		if c == nil {
+			return fmt.Errorf("node: download %s: the control store is unreachable", sum[:12])
+		}
+		b, err := c.CallRaw(ctx, rpc.MGetBinary, &pb.GetBinary{Hash: sum, Offset: off, Length: binaryChunk})
+		if err != nil {
+			return fmt.Errorf("node: download %s: %w", sum[:12], err)
+		}
+		if len(b) == 0 {
+			return fmt.Errorf("node: download %s: short at %d of %d bytes", sum[:12], off, size)
+		}
+		if _, err := tmp.Write(b); err != nil {
+			return fmt.Errorf("node: binary cache: %w", err)
+		}
+		d.Write(b)
+		off += int64(len(b))
+	}
+	if got := hex.EncodeToString(d.Sum(nil)); got != sum {
+		return fmt.Errorf("node: download %s: content hash is %s", sum[:12], got[:12])
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		return fmt.Errorf("node: binary cache: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("node: binary cache: %w", err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// RegisterActorName names an actor cluster-wide.
+func (g *gcsClient) RegisterActorName(ctx context.Context, a *pb.ActorName) error {
+	r := &pb.ActorNameReply{}
+	if err := g.call(ctx, rpc.MRegisterActorName, a, r); err != nil {
+		return err
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	return nil
+}
+
+// LookupActorName finds a named actor cluster-wide.
+func (g *gcsClient) LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error) {
+	r := &pb.ActorNameReply{}
+	if err := g.call(ctx, rpc.MLookupActorName, &pb.ActorName{Namespace: namespace, Name: name}, r); err != nil {
+		return nil, err
+	}
+	if r.Error != "" {
+		return nil, errors.New(r.Error)
+	}
+	return r.Actor, nil
+}
+
+// ActorAlive records where a detached actor runs.
+func (g *gcsClient) ActorAlive(actorID []byte, workerAddr string) {
+	g.notify(rpc.MActorAlive, &pb.ActorName{ActorId: actorID, WorkerAddr: workerAddr})
+}
+
+// ActorGone frees a dead actor's name.
+func (g *gcsClient) ActorGone(actorID []byte) {
+	g.notify(rpc.MActorGone, &pb.ActorName{ActorId: actorID})
+}

@@ -1,0 +1,314 @@
+package raylet
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// A raylet in a cluster of several nodes places each lease request: here,
+// or on another node (a spillback the owner follows), from the cluster's
+// resource view that the control store returns to every heartbeat.
+
+// Strategies a lease request may name.
+const (
+	StrategyDefault = ""
+	StrategySpread  = "SPREAD"
+)
+
+// Cluster is what a raylet needs from the control store of a cluster of
+// several nodes; the node package provides it.
+type Cluster interface {
+	// StartJob makes a driver's job known cluster-wide, its executable
+	// uploaded (once per content hash).
+	StartJob(ctx context.Context, info *pb.JobInfo) error
+	// EndJob tells the cluster the job's driver is gone.
+	EndJob(id string)
+	// FetchJob returns a job started on another node, and the path of its
+	// executable on this one (downloaded once, then cached).
+	FetchJob(ctx context.Context, id string) (*pb.JobInfo, string, error)
+	RegisterActorName(ctx context.Context, a *pb.ActorName) error
+	LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error)
+	ActorAlive(actorID []byte, workerAddr string)
+	ActorGone(actorID []byte)
+}
+
+// peerNode is another node as the last cluster view showed it.
+type peerNode struct {
+	id    []byte
+	addr  string
+	total map[string]float64
+	avail map[string]float64 // less what this raylet sent there since
+}
+
+// SetClusterView takes the control store's view of the cluster: the other
+// nodes and what they have free, and the jobs that ended.
+func (r *Raylet) SetClusterView(v *pb.ClusterView) {
+	var after []func()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	peers := make([]*peerNode, 0, len(v.Nodes))
+	for _, n := range v.Nodes {
+		if n.State != "ALIVE" || string(n.NodeId) == string(r.nodeID[:]) || n.Address == "" {
+			continue
+		}
+		peers = append(peers, &peerNode{id: n.NodeId, addr: n.Address, total: resourceMap(n.Resources), avail: resourceMap(n.Available)})
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].addr < peers[j].addr })
+	r.peers = peers
+	for _, id := range v.EndedJobs {
+		if j := r.jobs[id]; j != nil && j.remote {
+			r.endJobLocked(j)
+		}
+	}
+	r.rebalanceLocked(&after)
+	r.grantLocked(&after)
+	r.mu.Unlock()
+	run(after)
+}
+
+func resourceMap(list []*pb.Resource) map[string]float64 {
+	m := make(map[string]float64, len(list))
+	for _, x := range list {
+		m[x.Name] += x.Quantity
+	}
+	return m
+}
+
+func fits(m map[string]float64, res []*pb.Resource) bool {
+	for _, x := range res {
+		if m[x.Name] < x.Quantity-1e-9 {
+			return false
+		}
+	}
+	return true
+}
+
+func take(m map[string]float64, res []*pb.Resource) {
+	for _, x := range res {
+		m[x.Name] -= x.Quantity
+	}
+}
+
+// freeAfterPendingLocked is what this node has free once the requests
+// already queued here are granted.
+func (r *Raylet) freeAfterPendingLocked() map[string]float64 {
+	m := make(map[string]float64, len(r.avail))
+	for k, v := range r.avail {
+		m[k] = v
+	}
+	for _, p := range r.pending {
+		take(m, p.res)
+	}
+	return m
+}
+
+// placeLocked decides where a lease request runs: here (""), on the node
+// whose raylet listens at spill, or nowhere (fail says why, at once).
+func (r *Raylet) placeLocked(req *pb.RequestLease) (spill, fail string) {
+	res := req.Resources
+	local := fits(r.total, res)
+	if r.cfg.Cluster == nil || req.Spilled {
+		if !local {
+			return "", fmt.Sprintf("task needs %s but this cluster has %s", describeRes(res), describe(r.total))
+		}
+		return "", ""
+	}
+	self := r.TCPAddr()
+	free := r.freeAfterPendingLocked()
+	if len(req.AffinityNode) > 0 {
+		switch p := r.peerByID(req.AffinityNode); {
+		case string(req.AffinityNode) == string(r.nodeID[:]) && local:
+			return "", ""
+		case p != nil && fits(p.total, res):
+			take(p.avail, res)
+			return p.addr, ""
+		case !req.AffinitySoft:
+			return "", fmt.Sprintf("node affinity: node %x is not alive or lacks %s", req.AffinityNode, describeRes(res))
+		}
+	}
+	if req.Strategy == StrategySpread {
+		type cand struct {
+			addr  string
+			avail map[string]float64
+		}
+		var all, open []cand
+		if local {
+			all = append(all, cand{"", free})
+		}
+		for _, p := range r.peers {
+			if fits(p.total, res) {
+				all = append(all, cand{p.addr, p.avail})
+			}
+		}
+		for _, c := range all {
+			if fits(c.avail, res) {
+				open = append(open, c)
+			}
+		}
+		if len(open) == 0 {
+			open = all
+		}
+		if len(open) > 0 {
+			c := open[r.spreadNext%len(open)]
+			r.spreadNext++
+			if c.addr != "" {
+				take(c.avail, res)
+			}
+			return c.addr, ""
+		}
+	}
+	if req.PreferredNode != "" && req.PreferredNode != self {
+		// Locality: where most of the arguments' bytes are, if it has room.
+		for _, p := range r.peers {
+			if p.addr == req.PreferredNode && fits(p.avail, res) {
+				take(p.avail, res)
+				return p.addr, ""
+			}
+		}
+	}
+	if local && fits(free, res) {
+		return "", ""
+	}
+	if p := r.roomiestLocked(res, true); p != nil {
+		take(p.avail, res)
+		return p.addr, ""
+	}
+	if local {
+		return "", "" // wait here for room
+	}
+	if p := r.roomiestLocked(res, false); p != nil {
+		return p.addr, "" // wait there
+	}
+	return "", fmt.Sprintf("no node in the cluster can run it: it needs %s; the nodes have %s", describeRes(res), r.describeClusterLocked())
+}
+
+// roomiestLocked is the other node with the most CPU free that fits res
+// now (or, when !now, ever).
+func (r *Raylet) roomiestLocked(res []*pb.Resource, now bool) *peerNode {
+	var best *peerNode
+	for _, p := range r.peers {
+		m := p.total
+		if now {
+			m = p.avail
+		}
+		if fits(m, res) && (best == nil || p.avail[CPU] > best.avail[CPU]) {
+			best = p
+		}
+	}
+	return best
+}
+
+func (r *Raylet) peerByID(id []byte) *peerNode {
+	for _, p := range r.peers {
+		if string(p.id) == string(id) {
+			return p
+		}
+	}
+	return nil
+}
+
+func (r *Raylet) describeClusterLocked() string {
+	s := describe(r.total)
+	for _, p := range r.peers {
+		s += ", " + describe(p.total)
+	}
+	return s
+}
+
+func describeRes(res []*pb.Resource) string {
+	m := map[string]float64{}
+	for _, x := range res {
+		m[x.Name] += x.Quantity
+	}
+	return describe(m)
+}
+
+// rebalanceLocked sends waiting requests that have no room here to other
+// nodes that have room now.
+func (r *Raylet) rebalanceLocked(after *[]func()) {
+	if r.cfg.Cluster == nil || len(r.peers) == 0 {
+		return
+	}
+	free := make(map[string]float64, len(r.avail))
+	for k, v := range r.avail {
+		free[k] = v
+	}
+	kept := r.pending[:0]
+	for _, p := range r.pending {
+		if fits(free, p.res) || p.req.Spilled || len(p.req.AffinityNode) > 0 || p.req.Dedicated && p.req.Detached {
+			take(free, p.res)
+			kept = append(kept, p)
+			continue
+		}
+		peer := r.roomiestLocked(p.res, true)
+		if peer == nil {
+			kept = append(kept, p)
+			continue
+		}
+		take(peer.avail, p.res)
+		cb, addr := p.cb, peer.addr
+		*after = append(*after, func() { cb(&pb.LeaseReply{SpillTo: addr}, nil) })
+	}
+	for i := len(kept); i < len(r.pending); i++ {
+		r.pending[i] = nil
+	}
+	r.pending = kept
+}
+
+// loadJobLocked fetches a job started on another node, then serves the
+// requests that wait for it.
+func (r *Raylet) loadJobLocked(id string, req *leaseReq) {
+	if w, ok := r.jobWait[id]; ok {
+		r.jobWait[id] = append(w, req)
+		return
+	}
+	r.jobWait[id] = []*leaseReq{req}
+	r.procs.Add(1)
+	go func() {
+		defer r.procs.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		go func() {
+			select {
+			case <-r.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		info, exe, err := r.cfg.Cluster.FetchJob(ctx, id)
+		var conn *rpc.Conn
+		if err == nil && info.LogToDriver && info.DriverAddr != "" {
+			// The driver shows its workers' output, wherever they run.
+			conn, _ = rpc.DialEndpoint(ctx, info.DriverAddr, r.cfg.NodeName, r.cfg.Token, nil)
+		}
+		var after []func()
+		r.mu.Lock()
+		waiting := r.jobWait[id]
+		delete(r.jobWait, id)
+		if err == nil && !r.closed && r.jobs[id] == nil {
+			r.jobs[id] = &job{id: id, exe: exe, args: info.Args, env: info.Env, conn: conn, logs: conn != nil, remote: true}
+			r.log.Info("job loaded", "job", id, "exe", exe)
+		} else if conn != nil {
+			defer conn.Close()
+		}
+		for _, w := range waiting {
+			if err != nil {
+				cb, msg := w.cb, fmt.Sprintf("cannot get job %s's executable: %v", id, err)
+				after = append(after, func() { cb(&pb.LeaseReply{Failure: msg}, nil) })
+				continue
+			}
+			r.pending = append(r.pending, w)
+		}
+		r.grantLocked(&after)
+		r.mu.Unlock()
+		run(after)
+	}()
+}
