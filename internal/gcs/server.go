@@ -1,6 +1,7 @@
 package gcs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -25,42 +26,117 @@ const (
 // before it is declared dead.
 const DefaultHealthTimeout = 5 * time.Second
 
+// storeTimeout bounds one write to the store (a whole executable, at most).
+const storeTimeout = 30 * time.Second
+
 // Config sets up a control store server.
 type Config struct {
 	Token         string        // peers must present it (see rpc.RequireToken)
 	HealthTimeout time.Duration // 0: DefaultHealthTimeout
 	Now           func() time.Time
+
+	// RedisAddress (HOST:PORT), when set, keeps the tables in that Redis
+	// server, so that a control store restarted on it finds them again.
+	// Without it they are kept in memory.
+	RedisAddress  string
+	RedisPassword string
+	RedisPrefix   string // starts every key; "": DefaultRedisPrefix
+
+	// Store, when set, keeps the tables instead of Redis or a fresh
+	// MemoryStore; the server does not close it. It excludes RedisAddress.
+	Store Store
 }
 
-// Server is the control store: the node table with health checks and the
-// named actors, served over the framed protocol.
+// Server is the control store: the node table with health checks, the
+// jobs and their executables, the named actors and a key-value store,
+// served over the framed protocol. Every change to those tables is
+// written to its Store before it is acknowledged, and Serve loads them
+// back. (Heartbeats are not written: what they carry is renewed every
+// beat, and a restarted control store restarts every node's clock.)
 type Server struct {
-	cfg   Config
-	srv   *rpc.Server
-	names *Names
+	cfg      Config
+	srv      *rpc.Server
+	store    Store
+	ownStore bool
+	names    *Names
 
-	mu    sync.Mutex // protects nodes, conns
-	nodes map[ids.NodeID]*pb.NodeInfo
-	conns map[*rpc.Conn]ids.NodeID // the connection each node registered on
+	ctx    context.Context // for store calls; cancelled by Close
+	cancel context.CancelFunc
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	// wmu is held through every change that is written to the store, from
+	// reading the old state to applying the new one, so that the store
+	// sees the changes in the order the tables do. Taken before mu.
+	wmu sync.Mutex
+
+	mu       sync.Mutex // protects the fields below
+	nodes    map[ids.NodeID]*pb.NodeInfo
+	conns    map[*rpc.Conn]ids.NodeID // the connection each node registered on
+	nodeConn map[ids.NodeID]*rpc.Conn // and the other way round
+	closing  bool
+	jobs     map[string]*pb.JobInfo
+	binaries map[string][]byte // SHA-256 hex -> executable
+	partials map[string]*partial
+	useSeq   uint64 // orders the partial uploads by last use
+	kv       map[kvKey][]byte
+
+	stop      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
-// Serve starts a control store on ln.
-func Serve(ln net.Listener, cfg Config) *Server {
+// ErrStoreConfig is a Config that names two stores.
+var ErrStoreConfig = errors.New("gcs: Config.Store and Config.RedisAddress exclude each other")
+
+// Serve loads the tables from the configured store and starts a control
+// store on ln. It fails, closing ln, when the store cannot be reached or
+// read.
+func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = DefaultHealthTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RedisPrefix == "" {
+		cfg.RedisPrefix = DefaultRedisPrefix
+	}
 	s := &Server{
-		cfg:   cfg,
-		names: NewNames(),
-		nodes: make(map[ids.NodeID]*pb.NodeInfo),
-		conns: make(map[*rpc.Conn]ids.NodeID),
-		stop:  make(chan struct{}),
+		cfg:      cfg,
+		names:    NewNames(),
+		nodes:    make(map[ids.NodeID]*pb.NodeInfo),
+		conns:    make(map[*rpc.Conn]ids.NodeID),
+		nodeConn: make(map[ids.NodeID]*rpc.Conn),
+		jobs:     make(map[string]*pb.JobInfo),
+		binaries: make(map[string][]byte),
+		partials: make(map[string]*partial),
+		kv:       make(map[kvKey][]byte),
+		stop:     make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	fail := func(err error) (*Server, error) {
+		s.cancel()
+		if s.ownStore {
+			_ = s.store.Close()
+		}
+		_ = ln.Close()
+		return nil, err
+	}
+	switch {
+	case cfg.Store != nil && cfg.RedisAddress != "":
+		return fail(ErrStoreConfig)
+	case cfg.Store != nil:
+		s.store = cfg.Store
+	case cfg.RedisAddress != "":
+		st, err := DialRedis(s.ctx, cfg.RedisAddress, cfg.RedisPassword, cfg.RedisPrefix)
+		if err != nil {
+			return fail(err)
+		}
+		s.store, s.ownStore = st, true
+	default:
+		s.store, s.ownStore = NewMemoryStore(), true
+	}
+	if err := s.load(); err != nil {
+		return fail(err)
 	}
 	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return rpc.HandlerFunc(s.handle) }, s.connClosed)
 	if cfg.Token != "" {
@@ -68,17 +144,31 @@ func Serve(ln net.Listener, cfg Config) *Server {
 	}
 	s.wg.Add(1)
 	go s.monitor()
-	return s
+	return s, nil
 }
 
 // Addr is where the control store listens.
 func (s *Server) Addr() net.Addr { return s.srv.Addr() }
 
-// Close stops serving and the health checks.
+// Close stops serving and the health checks, and closes the store the
+// server opened. The nodes connected to it are not declared dead: the
+// control store stopped, not they.
 func (s *Server) Close() error {
-	close(s.stop)
-	err := s.srv.Close()
-	s.wg.Wait()
+	var err error
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		close(s.stop)
+		s.cancel()
+		err = s.srv.Close()
+		s.wg.Wait()
+		if s.ownStore {
+			if cerr := s.store.Close(); err == nil {
+				err = cerr
+			}
+		}
+	})
 	return err
 }
 
@@ -99,47 +189,115 @@ func (s *Server) Nodes() []*pb.NodeInfo {
 	return out
 }
 
+// responder answers one frame, if it is a request.
+type responder struct {
+	c    *rpc.Conn
+	kind rpc.Kind
+	id   uint64
+}
+
+func (r responder) ok(msg proto.Message) {
+	if r.kind == rpc.KindRequest {
+		_ = r.c.Reply(r.id, msg)
+	}
+}
+
+func (r responder) fail(err error) {
+	if r.kind == rpc.KindRequest {
+		_ = r.c.ReplyError(r.id, err.Error())
+	}
+}
+
+func (r responder) raw(b []byte) {
+	if r.kind == rpc.KindRequest {
+		_ = r.c.ReplyRaw(r.id, b)
+	}
+}
+
 func (s *Server) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
-	reply := func(msg proto.Message, err error) {
-		if kind != rpc.KindRequest {
-			return
+	r := responder{c, kind, id}
+	decode := func(msg proto.Message) bool {
+		if err := proto.Unmarshal(body, msg); err != nil {
+			r.fail(fmt.Errorf("%w: %w", rpc.ErrCorrupt, err))
+			return false
 		}
-		if err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
-		}
-		_ = c.Reply(id, msg)
+		return true
 	}
 	switch m {
 	case rpc.MRegisterNode:
-		n := &pb.NodeInfo{}
-		if err := proto.Unmarshal(body, n); err != nil {
-			reply(nil, fmt.Errorf("%w: %v", rpc.ErrCorrupt, err))
-			return
+		if n := (&pb.NodeInfo{}); decode(n) {
+			if err := s.register(c, n); err != nil {
+				r.fail(err)
+			} else {
+				r.ok(&pb.Status{})
+			}
 		}
-		reply(&pb.Status{}, s.register(c, n))
 	case rpc.MHeartbeat:
-		hb := &pb.Heartbeat{}
-		if proto.Unmarshal(body, hb) == nil {
+		if hb := (&pb.Heartbeat{}); decode(hb) {
 			s.heartbeat(hb)
+			if kind == rpc.KindRequest {
+				r.ok(&pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()})
+			}
 		}
 	case rpc.MListNodes:
-		reply(&pb.NodeList{Nodes: s.Nodes()}, nil)
-	case rpc.MRegisterActorName, rpc.MLookupActorName:
-		a := &pb.ActorName{}
-		if err := proto.Unmarshal(body, a); err != nil {
-			reply(nil, fmt.Errorf("%w: %v", rpc.ErrCorrupt, err))
-			return
+		r.ok(&pb.NodeList{Nodes: s.Nodes()})
+	case rpc.MRegisterActorName:
+		if a := (&pb.ActorName{}); decode(a) {
+			r.ok(nameReply(a, s.registerName(a)))
 		}
-		if m == rpc.MRegisterActorName {
-			err := s.names.Register(a)
-			reply(nameReply(a, err), nil)
-		} else {
-			found, err := s.names.Lookup(a.Namespace, a.Name)
-			reply(nameReply(found, err), nil)
+	case rpc.MLookupActorName:
+		if a := (&pb.ActorName{}); decode(a) {
+			r.ok(nameReply(s.names.Lookup(a.Namespace, a.Name)))
+		}
+	case rpc.MActorAlive:
+		if a := (&pb.ActorName{}); decode(a) {
+			s.actorAlive(a.ActorId, a.WorkerAddr)
+			r.ok(&pb.Empty{})
+		}
+	case rpc.MActorGone:
+		if a := (&pb.ActorName{}); decode(a) {
+			s.actorGone(a.ActorId)
+			r.ok(&pb.Empty{})
+		}
+	case rpc.MPutBinary:
+		if ch := (&pb.BinaryChunk{}); decode(ch) {
+			r.ok(s.putBinary(ch))
+		}
+	case rpc.MGetBinary:
+		if g := (&pb.GetBinary{}); decode(g) {
+			if g.Length == 0 {
+				r.ok(s.hasBinary(g.Hash))
+			} else if b, err := s.readBinary(g); err != nil {
+				r.fail(err)
+			} else {
+				r.raw(b)
+			}
+		}
+	case rpc.MJobStarted:
+		if j := (&pb.JobInfo{}); decode(j) {
+			r.ok(s.jobStarted(j))
+		}
+	case rpc.MJobEnded:
+		if j := (&pb.JobRequest{}); decode(j) {
+			s.jobEnded(j.JobId)
+			r.ok(&pb.Empty{})
+		}
+	case rpc.MGetJob:
+		if j := (&pb.JobRequest{}); decode(j) {
+			if info, err := s.job(j.JobId); err != nil {
+				r.fail(err)
+			} else {
+				r.ok(info)
+			}
+		}
+	case rpc.MListJobs:
+		r.ok(&pb.JobList{Jobs: s.Jobs()})
+	case rpc.MKVPut, rpc.MKVGet, rpc.MKVDel, rpc.MKVKeys:
+		if e := (&pb.KVEntry{}); decode(e) {
+			r.ok(s.kvOp(m, e))
 		}
 	default:
-		reply(nil, fmt.Errorf("gcs: unknown method %d", m))
+		r.fail(fmt.Errorf("gcs: unknown method %d", m))
 	}
 }
 
@@ -150,23 +308,64 @@ func nameReply(a *pb.ActorName, err error) *pb.ActorNameReply {
 	return &pb.ActorNameReply{Actor: a}
 }
 
+// save writes a record to the store.
+func (s *Server) save(table, key string, msg proto.Message) error {
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("gcs: encode %s record %q: %w", table, key, err)
+	}
+	return s.saveRaw(table, key, b)
+}
+
+func (s *Server) saveRaw(table, key string, b []byte) error {
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	if err := s.store.Put(ctx, table, key, b); err != nil {
+		return fmt.Errorf("gcs: save %s record %q: %w", table, key, err)
+	}
+	return nil
+}
+
+// erase removes a record from the store.
+func (s *Server) erase(table, key string) error {
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	if err := s.store.Delete(ctx, table, key); err != nil {
+		return fmt.Errorf("gcs: delete %s record %q: %w", table, key, err)
+	}
+	return nil
+}
+
 // ErrBadNode is a registration without the fields a node must give.
 var ErrBadNode = errors.New("gcs: node registration needs a node ID and an address")
 
+// register adds a node, or brings a known one back to life.
 func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	id, err := ids.NodeIDFrom(n.NodeId)
 	if err != nil || n.Address == "" {
 		return ErrBadNode
 	}
-	n.State = StateAlive
+	n.State, n.DeathReason = StateAlive, ""
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
 	if len(n.Available) == 0 {
 		n.Available = n.Resources
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.save(TableNodes, id.String(), n); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if old := s.nodeConn[id]; old != nil && old != c {
+		delete(s.conns, old) // its closing no longer says anything about the node
+	}
+	if oldID, ok := s.conns[c]; ok && oldID != id {
+		delete(s.nodeConn, oldID)
+	}
 	s.nodes[id] = n
 	s.conns[c] = id
+	s.nodeConn[id] = c
 	return nil
 }
 
@@ -188,17 +387,42 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) {
 
 // connClosed declares a node dead as soon as its connection breaks.
 func (s *Server) connClosed(c *rpc.Conn, _ error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if id, ok := s.conns[c]; ok {
-		delete(s.conns, c)
-		s.markDeadLocked(id, "its connection to the control store closed")
+	id, ok := s.conns[c]
+	delete(s.conns, c)
+	if !ok || s.nodeConn[id] != c {
+		s.mu.Unlock()
+		return
 	}
+	delete(s.nodeConn, id)
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	rec := s.markDeadLocked(id, "its connection to the control store closed")
+	s.mu.Unlock()
+	s.saveDead(id, rec)
 }
 
-func (s *Server) markDeadLocked(id ids.NodeID, why string) {
-	if n := s.nodes[id]; n != nil && n.State == StateAlive {
-		n.State, n.DeathReason = StateDead, why
+// markDeadLocked declares a live node dead and returns its record to
+// save, or nil. It is called with wmu and mu held.
+func (s *Server) markDeadLocked(id ids.NodeID, why string) *pb.NodeInfo {
+	n := s.nodes[id]
+	if n == nil || n.State != StateAlive {
+		return nil
+	}
+	n.State, n.DeathReason = StateDead, why
+	return proto.Clone(n).(*pb.NodeInfo)
+}
+
+// saveDead writes a node's death, with wmu held. The node is dead whether
+// or not the store hears of it; if it does not, a restarted control store
+// gives the node HealthTimeout to come back.
+func (s *Server) saveDead(id ids.NodeID, rec *pb.NodeInfo) {
+	if rec != nil {
+		_ = s.save(TableNodes, id.String(), rec)
 	}
 }
 
@@ -213,14 +437,24 @@ func (s *Server) monitor() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			now := s.cfg.Now().UnixMilli()
-			s.mu.Lock()
-			for id, n := range s.nodes {
-				if n.State == StateAlive && now-n.LastHeartbeatUnixMs > s.cfg.HealthTimeout.Milliseconds() {
-					s.markDeadLocked(id, fmt.Sprintf("no heartbeat for %v", s.cfg.HealthTimeout))
-				}
-			}
-			s.mu.Unlock()
+			s.expire()
 		}
+	}
+}
+
+func (s *Server) expire() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	now := s.cfg.Now().UnixMilli()
+	dead := make(map[ids.NodeID]*pb.NodeInfo)
+	s.mu.Lock()
+	for id, n := range s.nodes {
+		if n.State == StateAlive && now-n.LastHeartbeatUnixMs > s.cfg.HealthTimeout.Milliseconds() {
+			dead[id] = s.markDeadLocked(id, fmt.Sprintf("no heartbeat for %v", s.cfg.HealthTimeout))
+		}
+	}
+	s.mu.Unlock()
+	for id, rec := range dead {
+		s.saveDead(id, rec)
 	}
 }

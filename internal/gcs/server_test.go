@@ -18,7 +18,10 @@ func start(t *testing.T, timeout time.Duration) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := Serve(ln, Config{Token: "tok", HealthTimeout: timeout})
+	s, err := Serve(ln, Config{Token: "tok", HealthTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s, "tcp:" + ln.Addr().String()
 }

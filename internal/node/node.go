@@ -98,7 +98,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node: control store: %w", err)
 		}
-		n.gcs = gcs.Serve(ln, gcs.Config{Token: cfg.Token})
+		n.gcs, err = gcs.Serve(ln, gcs.Config{Token: cfg.Token})
+		if err != nil {
+			return nil, fmt.Errorf("node: control store: %w", err)
+		}
 		n.gcsAddr = ln.Addr().String()
 	} else {
 		n.gcsAddr = cfg.Address

@@ -1,0 +1,274 @@
+package gcs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// Job states, as the control store knows them.
+const (
+	JobRunning  = "RUNNING"
+	JobFinished = "FINISHED"
+)
+
+// Limits of the executables the control store keeps.
+const (
+	// MaxBinarySize is the largest executable it takes (Redis keeps no
+	// larger value).
+	MaxBinarySize = 512 << 20
+	// MaxBinaryChunk is the most bytes one MGetBinary reply carries; a
+	// longer request gets this much.
+	MaxBinaryChunk = 8 << 20
+	// maxPartials is how many uploads may be under way at once; a new one
+	// beyond that drops the one that has waited longest for a chunk.
+	maxPartials = 8
+)
+
+// ErrUnknownJob is a job the control store has not heard of.
+var ErrUnknownJob = errors.New("gcs: unknown job")
+
+// ErrNoBinary is an executable the control store does not hold.
+var ErrNoBinary = errors.New("gcs: binary not stored")
+
+// partial is an executable being uploaded, its chunks in any order.
+type partial struct {
+	data []byte
+	have []span // the ranges received, sorted and apart
+	used uint64 // when it last got a chunk (Server.useSeq)
+}
+
+type span struct{ lo, hi int64 }
+
+// add records that [lo, hi) has arrived.
+func (p *partial) add(lo, hi int64) {
+	if lo >= hi {
+		return
+	}
+	merged := make([]span, 0, len(p.have)+1)
+	placed := false
+	for _, sp := range p.have {
+		switch {
+		case sp.hi < lo:
+			merged = append(merged, sp)
+		case sp.lo > hi:
+			if !placed {
+				merged = append(merged, span{lo, hi})
+				placed = true
+			}
+			merged = append(merged, sp)
+		default: // overlapping or adjacent: absorb it
+			lo, hi = min(lo, sp.lo), max(hi, sp.hi)
+		}
+	}
+	if !placed {
+		merged = append(merged, span{lo, hi})
+	}
+	p.have = merged
+}
+
+func (p *partial) complete() bool {
+	size := int64(len(p.data))
+	return size == 0 || (len(p.have) == 1 && p.have[0] == span{0, size})
+}
+
+func hashOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func validHash(h string) bool {
+	if len(h) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// putBinary takes one chunk of an executable; the last one to arrive
+// checks the whole against its hash and stores it.
+func (s *Server) putBinary(ch *pb.BinaryChunk) *pb.Status {
+	bad := func(format string, args ...any) *pb.Status {
+		return &pb.Status{Error: fmt.Sprintf("gcs: binary %s: "+format, append([]any{ch.Hash}, args...)...)}
+	}
+	switch {
+	case !validHash(ch.Hash):
+		return bad("the hash must be %d lowercase hex digits", 2*sha256.Size)
+	case ch.Size < 0 || ch.Size > MaxBinarySize:
+		return bad("size %d is not within [0, %d]", ch.Size, MaxBinarySize)
+	case ch.Offset < 0 || ch.Offset > ch.Size-int64(len(ch.Data)):
+		return bad("chunk [%d, %d) is not within its size %d", ch.Offset, ch.Offset+int64(len(ch.Data)), ch.Size)
+	}
+	s.mu.Lock()
+	if _, ok := s.binaries[ch.Hash]; ok {
+		s.mu.Unlock()
+		return &pb.Status{} // stored already
+	}
+	p := s.partials[ch.Hash]
+	if p == nil {
+		if len(s.partials) >= maxPartials {
+			s.dropOldestPartialLocked()
+		}
+		p = &partial{data: make([]byte, ch.Size)}
+		s.partials[ch.Hash] = p
+	} else if int64(len(p.data)) != ch.Size {
+		s.mu.Unlock()
+		return bad("size %d, but earlier chunks said %d", ch.Size, len(p.data))
+	}
+	s.useSeq++
+	p.used = s.useSeq
+	copy(p.data[ch.Offset:], ch.Data)
+	p.add(ch.Offset, ch.Offset+int64(len(ch.Data)))
+	if !p.complete() {
+		s.mu.Unlock()
+		return &pb.Status{}
+	}
+	delete(s.partials, ch.Hash) // p is this goroutine's alone from here on
+	s.mu.Unlock()
+
+	if got := hashOf(p.data); got != ch.Hash {
+		return bad("its %d bytes hash to %s; discarded", len(p.data), got)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.saveRaw(TableBinaries, ch.Hash, p.data); err != nil {
+		return &pb.Status{Error: err.Error()}
+	}
+	s.mu.Lock()
+	s.binaries[ch.Hash] = p.data
+	s.mu.Unlock()
+	return &pb.Status{}
+}
+
+func (s *Server) dropOldestPartialLocked() {
+	var oldest string
+	var used uint64
+	for h, p := range s.partials {
+		if oldest == "" || p.used < used {
+			oldest, used = h, p.used
+		}
+	}
+	delete(s.partials, oldest)
+}
+
+// hasBinary says whether the whole executable is stored.
+func (s *Server) hasBinary(hash string) *pb.Status {
+	s.mu.Lock()
+	_, ok := s.binaries[hash]
+	s.mu.Unlock()
+	if !ok {
+		return &pb.Status{Error: fmt.Sprintf("binary %s not stored", hash)}
+	}
+	return &pb.Status{}
+}
+
+// readBinary is part of a stored executable, clipped to its end and to
+// MaxBinaryChunk. The slice is shared: it must not be modified.
+func (s *Server) readBinary(g *pb.GetBinary) ([]byte, error) {
+	s.mu.Lock()
+	b, ok := s.binaries[g.Hash]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNoBinary, g.Hash)
+	}
+	size := int64(len(b))
+	if g.Offset < 0 || g.Offset >= size || g.Length < 0 {
+		return nil, fmt.Errorf("gcs: binary %s: range at %d of length %d is outside its %d bytes", g.Hash, g.Offset, g.Length, size)
+	}
+	end := min(g.Offset+min(g.Length, MaxBinaryChunk), size)
+	return b[g.Offset:end], nil
+}
+
+// jobStarted records a job, whose executable must be stored.
+func (s *Server) jobStarted(j *pb.JobInfo) *pb.Status {
+	if j.JobId == "" {
+		return &pb.Status{Error: "gcs: a job needs an ID"}
+	}
+	s.mu.Lock()
+	_, ok := s.binaries[j.ExeHash]
+	s.mu.Unlock()
+	if !ok {
+		return &pb.Status{Error: fmt.Sprintf("gcs: job %s: binary %q not stored", j.JobId, j.ExeHash)}
+	}
+	j.State = JobRunning
+	j.StartUnixMs = s.cfg.Now().UnixMilli()
+	j.EndUnixMs = 0
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.save(TableJobs, j.JobId, j); err != nil {
+		return &pb.Status{Error: err.Error()}
+	}
+	s.mu.Lock()
+	s.jobs[j.JobId] = j
+	s.mu.Unlock()
+	return &pb.Status{}
+}
+
+// jobEnded marks a job finished. Its record changes in memory even if the
+// store cannot be written: the job is over either way.
+func (s *Server) jobEnded(id string) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	j := s.jobs[id]
+	if j == nil || j.State == JobFinished {
+		s.mu.Unlock()
+		return
+	}
+	j = proto.Clone(j).(*pb.JobInfo)
+	j.State, j.EndUnixMs = JobFinished, s.cfg.Now().UnixMilli()
+	s.jobs[id] = j
+	s.mu.Unlock()
+	_ = s.save(TableJobs, id, j)
+}
+
+func (s *Server) job(id string) (*pb.JobInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.jobs[id]
+	if j == nil {
+		return nil, fmt.Errorf("%w %s", ErrUnknownJob, id)
+	}
+	return proto.Clone(j).(*pb.JobInfo), nil
+}
+
+// Jobs lists the jobs, running and finished, by start time.
+func (s *Server) Jobs() []*pb.JobInfo {
+	s.mu.Lock()
+	out := make([]*pb.JobInfo, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		out = append(out, proto.Clone(j).(*pb.JobInfo))
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, k int) bool {
+		if out[i].StartUnixMs != out[k].StartUnixMs {
+			return out[i].StartUnixMs < out[k].StartUnixMs
+		}
+		return out[i].JobId < out[k].JobId
+	})
+	return out
+}
+
+// endedJobs are the IDs of the finished jobs, sorted.
+func (s *Server) endedJobs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for id, j := range s.jobs {
+		if j.State == JobFinished {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
