@@ -170,6 +170,7 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 		Detached:       c.opts.detached,
 		MaxRestarts:    c.opts.maxRestarts,
 		MaxTaskRetries: retriesOf(c.opts.maxTaskRetries),
+		Placement:      c.opts.placement,
 	}, cargs)
 }
 

@@ -32,7 +32,7 @@ func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc 
 		o.name = shortName(sym)
 	}
 	r := remoteFunc{fn: fn, late: !ok, opts: o, declErr: checkSignature(f)}
-	r.shape = core.NewShape(fn.Name, r.resources())
+	r.shape = core.NewShape(fn.Name, r.resources(), r.opts.placement)
 	return r
 }
 
@@ -64,7 +64,7 @@ func shortName(sym string) string {
 
 func (r remoteFunc) with(opts []Option) remoteFunc {
 	r.opts.apply(opts)
-	r.shape = core.NewShape(r.fn.Name, r.resources())
+	r.shape = core.NewShape(r.fn.Name, r.resources(), r.opts.placement)
 	return r
 }
 

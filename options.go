@@ -1,5 +1,7 @@
 package rayo
 
+import "github.com/rayo-dev/rayo/internal/core"
+
 // Option configures Init, a remote function (at declaration or with
 // Options), or both, as its documentation says.
 type Option func(*options)
@@ -17,6 +19,7 @@ type options struct {
 	taskResources   map[string]float64
 	maxRetries      int
 	retryExceptions bool
+	placement       core.Placement
 	// actors
 	maxConcurrency int
 	namespace      string
@@ -72,3 +75,15 @@ func ObjectStoreMemory(bytes int64) Option { return func(o *options) { o.storeBy
 // Address, for Init, connects to an existing cluster instead of starting
 // one (also taken from RAYO_ADDRESS).
 func Address(addr string) Option { return func(o *options) { o.address = addr } }
+
+// Spread, for a task or an actor, spreads its runs over the cluster's
+// nodes rather than filling the local node first (Ray's "SPREAD"
+// scheduling strategy).
+func Spread() Option { return func(o *options) { o.placement.Strategy = "SPREAD" } }
+
+// NodeAffinity, for a task or an actor, runs it on the node with this ID
+// (see NodeID). When soft, it runs elsewhere if that node is gone or lacks
+// the resources; otherwise it fails with ErrInfeasible.
+func NodeAffinity(nodeID string, soft bool) Option {
+	return func(o *options) { o.placement.Node, o.placement.Soft = nodeID, soft }
+}

@@ -32,6 +32,7 @@ var state struct {
 	conn       *rpc.Conn       // joined cluster: to the node's raylet
 	arena      *objstore.Arena // joined cluster: the node's store
 	session    string
+	node       string // this node's ID
 }
 
 func current() *core.Runtime {
@@ -118,7 +119,7 @@ func Init(opts ...Option) error {
 		_ = rl.Close()
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
-	state.rt, state.raylet, state.session = rt, rl, session
+	state.rt, state.raylet, state.session, state.node = rt, rl, session, rl.NodeName()
 	return nil
 }
 
@@ -216,8 +217,23 @@ func joinCluster(o options) error {
 		_ = arena.Close()
 		return fmt.Errorf("rayo: start job: %w", err)
 	}
-	state.rt, state.conn, state.arena, state.session = rt, conn, arena, session
+	state.rt, state.conn, state.arena, state.session, state.node = rt, conn, arena, session, rec.Node
 	return nil
+}
+
+// NodeID is the ID of the node this process runs on (Ray's
+// get_runtime_context().get_node_id()): in a task, the node running it.
+// Pass it to NodeAffinity. It is "" before Init.
+func NodeID() string {
+	if worker.IsWorker() {
+		return os.Getenv(raylet.EnvNode)
+	}
+	state.Lock()
+	defer state.Unlock()
+	if state.rt == nil {
+		return ""
+	}
+	return state.node
 }
 
 // SessionDir is the folder holding this cluster's sockets and worker logs.

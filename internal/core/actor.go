@@ -47,6 +47,7 @@ type actorRec struct {
 	detached       bool     // outlives its creator; reached through the control store
 	direct         string   // borrowed detached actor: its worker, from the control store
 	resources      []*pb.Resource
+	place          Placement
 	maxConcurrency int
 
 	// Restarts (owned actors).
@@ -77,6 +78,7 @@ type ActorOptions struct {
 	Detached       bool // outlives the job that made it (needs RegisterName)
 	MaxRestarts    int  // times the actor is restarted after its process dies (-1: always)
 	MaxTaskRetries int  // times a call in flight when the process died is retried
+	Placement      Placement
 }
 
 // ActorHandle is one reference to an actor held by user code.
@@ -177,7 +179,7 @@ func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Ar
 	// The caller's handle counts from the start, so that a creation that
 	// finishes at once does not find the actor unreferenced.
 	a.handles = 1
-	topts := TaskOptions{Function: opts.Class, Name: opts.Name, Resources: opts.Resources}
+	topts := TaskOptions{Function: opts.Class, Name: opts.Name, Resources: opts.Resources, Placement: opts.Placement}
 	if _, err := rt.submit(ctx, topts, args, nil, a); err != nil {
 		return nil, err
 	}
@@ -240,7 +242,9 @@ func (rt *Runtime) SubmitActorTask(ctx context.Context, h *ActorHandle, opts Tas
 
 // requestActorLease asks for a worker of the actor's own.
 func (rt *Runtime) requestActorLease(a *actorRec) {
-	rt.askLease(&pb.RequestLease{Resources: a.resources, OwnerAddr: rt.addr, Dedicated: true, Detached: a.detached, ActorId: a.id[:], JobId: rt.cfg.Job},
+	req := &pb.RequestLease{Resources: a.resources, OwnerAddr: rt.addr, Dedicated: true, Detached: a.detached, ActorId: a.id[:], JobId: rt.cfg.Job}
+	a.place.fill(req)
+	rt.askLease(req,
 		func(rc RayletClient, r *pb.LeaseReply, err error) {
 			if err == nil && r.Error != "" {
 				rt.actorCreated(a, nil, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})

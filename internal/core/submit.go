@@ -28,7 +28,8 @@ type TaskOptions struct {
 	Name            string // shown in errors and logs
 	NumReturns      int
 	Resources       map[string]float64
-	Shape           *Shape // precomputed from Function and Resources; optional
+	Placement       Placement
+	Shape           *Shape // precomputed from Function, Resources and Placement; optional
 	MaxRetries      int    // retries after a worker dies
 	RetryExceptions bool   // also retry when the function fails
 }
@@ -49,6 +50,7 @@ type task struct {
 	actor      *actorRec // a method call on this actor
 	create     *actorRec // the creation of this actor
 	ready      bool      // actor call: arguments resolved
+	prefer     string    // the node (raylet address) with most of its argument bytes
 	seq        uint64    // actor call: submission order
 }
 
@@ -61,6 +63,7 @@ type schedQueue struct {
 	leases     []*lease
 	requesting int
 	avgExec    time.Duration // moving average of execution time; 0 = unknown
+	place      Placement
 }
 
 // lease is a worker granted to this owner.
@@ -124,14 +127,22 @@ func (q *schedQueue) depth() int {
 // Tasks are queued (and their workers pipelined) per shape, so the speed of
 // one function never sets another's.
 type Shape struct {
-	key string
-	res []*pb.Resource
+	key   string
+	res   []*pb.Resource
+	place Placement
+}
+
+// Placement is where tasks may run, beyond their resources.
+type Placement struct {
+	Strategy string // "" (local first, then wherever there is room) or "SPREAD"
+	Node     string // node affinity: the node's ID (rayo.NodeID)...
+	Soft     bool   // ...or, when soft, elsewhere if it cannot
 }
 
 // NewShape computes a task's scheduling class.
-func NewShape(function string, res map[string]float64) *Shape {
+func NewShape(function string, res map[string]float64, p Placement) *Shape {
 	key, list := shapeKey(res)
-	return &Shape{key: function + "|" + key, res: list}
+	return &Shape{key: fmt.Sprintf("%s|%s|%s|%s|%v", function, key, p.Strategy, p.Node, p.Soft), res: list, place: p}
 }
 
 func shapeKey(res map[string]float64) (string, []*pb.Resource) {
@@ -189,7 +200,7 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 	}
 	shape := opts.Shape
 	if shape == nil {
-		shape = NewShape(opts.Function, opts.Resources)
+		shape = NewShape(opts.Function, opts.Resources, opts.Placement)
 	}
 	key, res := shape.key, shape.res
 	var after actions
@@ -236,13 +247,13 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 	if actor == nil && create == nil {
 		q := rt.queues[key]
 		if q == nil {
-			q = &schedQueue{key: key, resources: res}
+			q = &schedQueue{key: key, resources: res, place: shape.place}
 			rt.queues[key] = q
 		}
 		t.q = q
 	}
 	if create != nil {
-		create.resources = res
+		create.resources, create.place = res, shape.place
 		create.create = t
 		rt.actors[tid] = create
 	}
@@ -298,6 +309,7 @@ func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 	}
 	t.unresolved--
 	if t.unresolved == 0 {
+		t.prefer = rt.localityLocked(t)
 		rt.enqueueLocked(t, &after)
 	}
 	rt.mu.Unlock()
@@ -363,7 +375,14 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 }
 
 func (rt *Runtime) requestLease(q *schedQueue) {
-	rt.askLease(&pb.RequestLease{Resources: q.resources, OwnerAddr: rt.addr, JobId: rt.cfg.Job}, func(rc RayletClient, r *pb.LeaseReply, err error) {
+	req := &pb.RequestLease{Resources: q.resources, OwnerAddr: rt.addr, JobId: rt.cfg.Job}
+	rt.mu.Lock()
+	if len(q.tasks) > 0 {
+		req.PreferredNode = q.tasks[0].prefer
+	}
+	rt.mu.Unlock()
+	q.place.fill(req)
+	rt.askLease(req, func(rc RayletClient, r *pb.LeaseReply, err error) {
 		if err == nil && r.Error != "" {
 			rt.leaseFailed(q, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
 			return
@@ -577,4 +596,39 @@ func (rt *Runtime) Pushed(h *Handle) bool {
 	defer rt.mu.Unlock()
 	obj := rt.objects[h.ID]
 	return obj != nil && obj.task != nil && obj.task.lease != nil
+}
+
+// fill puts the placement into a lease request.
+func (p Placement) fill(req *pb.RequestLease) {
+	req.Strategy = p.Strategy
+	if p.Node != "" {
+		req.AffinityNode, req.AffinitySoft = []byte(p.Node), p.Soft
+	}
+}
+
+// localityLocked is the node holding most of a task's argument bytes, when
+// that is another node than this one.
+func (rt *Runtime) localityLocked(t *task) string {
+	if rt.cfg.NodeAddr == "" {
+		return ""
+	}
+	var bytes map[string]int64
+	for _, a := range t.spec.Args {
+		if loc := a.Value; loc != nil && loc.InStore && loc.NodeAddr != "" {
+			if bytes == nil {
+				bytes = make(map[string]int64)
+			}
+			bytes[loc.NodeAddr] += loc.Size
+		}
+	}
+	best, most := "", int64(0)
+	for node, n := range bytes {
+		if n > most || n == most && node < best {
+			best, most = node, n
+		}
+	}
+	if best == rt.cfg.NodeAddr {
+		return ""
+	}
+	return best
 }

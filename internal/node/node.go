@@ -49,9 +49,10 @@ type Node struct {
 	gcs     *gcs.Server
 	gcsAddr string
 	raylet  *raylet.Raylet
-	conn    *rpc.Conn // to the control store
+	gc      *gcsClient // to the control store
 
 	stop chan struct{}
+	lost chan struct{} // closed when the control store stays away LostAfter
 	wg   sync.WaitGroup
 }
 
@@ -85,7 +86,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.NumCPUs <= 0 {
 		return nil, fmt.Errorf("node: NumCPUs must be positive, got %g", cfg.NumCPUs)
 	}
-	n := &Node{cfg: cfg, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, stop: make(chan struct{}), lost: make(chan struct{})}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	n.session = filepath.Join(cfg.StateDir, fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
@@ -106,6 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	} else {
 		n.gcsAddr = cfg.Address
 	}
+	n.gc = &gcsClient{addr: n.gcsAddr, token: cfg.Token, binDir: filepath.Join(cfg.StateDir, "bin"), register: n.info}
 	rl, err := raylet.Start(raylet.Config{
 		SessionDir:    n.session,
 		NumCPUs:       cfg.NumCPUs,
@@ -113,13 +115,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		StoreCapacity: 0,
 		ListenTCP:     net.JoinHostPort(cfg.Host, "0"),
 		Token:         cfg.Token,
+		Cluster:       n.gc,
 	})
 	if err != nil {
 		n.closeGCS()
 		return nil, err
 	}
 	n.raylet = rl
-	if err := n.join(ctx); err != nil {
+	if err := n.gc.connect(ctx); err != nil {
 		_ = rl.Close()
 		n.closeGCS()
 		return nil, err
@@ -135,40 +138,60 @@ func (n *Node) closeGCS() {
 	}
 }
 
-// join registers the node with the control store.
-func (n *Node) join(ctx context.Context) error {
-	c, err := rpc.DialToken(ctx, "tcp:"+n.gcsAddr, n.cfg.Token, nil)
-	if err != nil {
-		return fmt.Errorf("node: cannot reach the cluster at %s: %w", n.gcsAddr, err)
-	}
+// info is the node's registration with the control store.
+func (n *Node) info() *pb.NodeInfo {
 	total, avail, _ := n.raylet.Resources()
 	id := n.raylet.NodeID()
-	info := &pb.NodeInfo{
+	return &pb.NodeInfo{
 		NodeId: id[:], Address: n.raylet.TCPAddr(), Resources: total, Available: avail,
 		SessionDir: n.session, Head: n.cfg.Head,
 	}
-	if err := c.Call(ctx, rpc.MRegisterNode, info, &pb.Status{}); err != nil {
-		_ = c.Close()
-		return fmt.Errorf("node: register with %s: %w", n.gcsAddr, err)
-	}
-	n.conn = c
-	return nil
 }
 
+// heartbeats reports the node's resources to the control store and gives
+// the raylet the cluster's view in return. When the control store goes
+// away (a restart), it dials again and registers anew; after LostAfter
+// without it, the node is lost.
 func (n *Node) heartbeats() {
 	defer n.wg.Done()
-	t := time.NewTicker(HeartbeatInterval)
+	t := time.NewTicker(ReportInterval)
 	defer t.Stop()
 	id := n.raylet.NodeID()
+	var away time.Time // since when the control store is unreachable
 	for {
 		select {
 		case <-n.stop:
 			return
-		case <-n.conn.Done():
-			return // the head is gone; the daemon's owner decides what next
 		case <-t.C:
-			_, avail, pending := n.raylet.Resources()
-			_ = n.conn.Notify(rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending})
+		}
+		c := n.gc.current()
+		if c == nil {
+			if away.IsZero() {
+				away = time.Now()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), ReportInterval*2)
+			err := n.gc.connect(ctx)
+			cancel()
+			if err != nil {
+				if time.Since(away) > LostAfter {
+					close(n.lost)
+					return
+				}
+				continue
+			}
+			away = time.Time{}
+			c = n.gc.current()
+			if c == nil {
+				continue
+			}
+		}
+		_, avail, pending := n.raylet.Resources()
+		view := &pb.ClusterView{}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending}, view)
+		cancel()
+		if err == nil {
+			n.raylet.SetClusterView(view)
 		}
 	}
 }
@@ -179,7 +202,7 @@ func (n *Node) GCSAddr() string { return n.gcsAddr }
 // Local is what a driver on this machine needs to use the node's raylet.
 func (n *Node) Local() ClusterInfo {
 	return ClusterInfo{
-		Address: n.gcsAddr, Token: n.cfg.Token,
+		Address: n.gcsAddr, Token: n.cfg.Token, Host: n.cfg.Host, NodeAddr: n.raylet.TCPAddr(), Node: n.raylet.NodeName(),
 		RayletSocket: n.raylet.Addr(), RayletPID: os.Getpid(), StoreFD: n.raylet.Arena().FD(),
 	}
 }
@@ -187,14 +210,15 @@ func (n *Node) Local() ClusterInfo {
 // SessionDir is the node's session folder.
 func (n *Node) SessionDir() string { return n.session }
 
-// Lost is closed when the node loses its control store.
-func (n *Node) Lost() <-chan struct{} { return n.conn.Done() }
+// Lost is closed when the node has been without its control store for
+// LostAfter.
+func (n *Node) Lost() <-chan struct{} { return n.lost }
 
 // Close leaves the cluster and stops the daemons.
 func (n *Node) Close() error {
 	close(n.stop)
 	n.wg.Wait()
-	_ = n.conn.Close()
+	n.gc.close()
 	err := n.raylet.Close()
 	n.closeGCS()
 	return err

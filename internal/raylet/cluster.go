@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -39,7 +40,7 @@ type Cluster interface {
 
 // peerNode is another node as the last cluster view showed it.
 type peerNode struct {
-	id    []byte
+	name  string // as node affinity names it (see NodeName)
 	addr  string
 	total map[string]float64
 	avail map[string]float64 // less what this raylet sent there since
@@ -59,7 +60,11 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		if n.State != "ALIVE" || string(n.NodeId) == string(r.nodeID[:]) || n.Address == "" {
 			continue
 		}
-		peers = append(peers, &peerNode{id: n.NodeId, addr: n.Address, total: resourceMap(n.Resources), avail: resourceMap(n.Available)})
+		nid, err := ids.NodeIDFrom(n.NodeId)
+		if err != nil {
+			continue
+		}
+		peers = append(peers, &peerNode{name: nodeName(nid), addr: n.Address, total: resourceMap(n.Resources), avail: resourceMap(n.Available)})
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].addr < peers[j].addr })
 	r.peers = peers
@@ -124,14 +129,14 @@ func (r *Raylet) placeLocked(req *pb.RequestLease) (spill, fail string) {
 	self := r.TCPAddr()
 	free := r.freeAfterPendingLocked()
 	if len(req.AffinityNode) > 0 {
-		switch p := r.peerByID(req.AffinityNode); {
-		case string(req.AffinityNode) == string(r.nodeID[:]) && local:
+		switch p := r.peerByName(string(req.AffinityNode)); {
+		case string(req.AffinityNode) == r.cfg.NodeName && local:
 			return "", ""
 		case p != nil && fits(p.total, res):
 			take(p.avail, res)
 			return p.addr, ""
 		case !req.AffinitySoft:
-			return "", fmt.Sprintf("node affinity: node %x is not alive or lacks %s", req.AffinityNode, describeRes(res))
+			return "", fmt.Sprintf("node affinity: node %s is not alive or lacks %s", req.AffinityNode, describeRes(res))
 		}
 	}
 	if req.Strategy == StrategySpread {
@@ -206,9 +211,9 @@ func (r *Raylet) roomiestLocked(res []*pb.Resource, now bool) *peerNode {
 	return best
 }
 
-func (r *Raylet) peerByID(id []byte) *peerNode {
+func (r *Raylet) peerByName(name string) *peerNode {
 	for _, p := range r.peers {
-		if string(p.id) == string(id) {
+		if p.name == name {
 			return p
 		}
 	}
@@ -312,3 +317,6 @@ func (r *Raylet) loadJobLocked(id string, req *leaseReq) {
 		run(after)
 	}()
 }
+
+// nodeName is a node's ID as users and endpoints name it.
+func nodeName(id ids.NodeID) string { return id.String()[:12] }

@@ -45,13 +45,13 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		EnvRaylet+"="+r.addr,
 		EnvStore+"=fd:3",
 		EnvSessionDir+"="+r.cfg.SessionDir,
+		EnvNode+"="+r.cfg.NodeName,
 	)
 	if r.tcp != nil {
 		host, _, _ := net.SplitHostPort(r.tcp.Addr().String())
 		cmd.Env = append(cmd.Env,
 			EnvListen+"="+net.JoinHostPort(host, "0"),
 			EnvToken+"="+r.cfg.Token,
-			EnvNode+"="+r.cfg.NodeName,
 			EnvNodeAddr+"="+r.TCPAddr(),
 		)
 	}

@@ -168,7 +168,7 @@ func Start(cfg Config) (*Raylet, error) {
 		startingJ: make(map[string]int),
 		jobWait:   make(map[string][]*leaseReq),
 	}
-	r.cfg.NodeName = r.nodeID.String()[:12]
+	r.cfg.NodeName = nodeName(r.nodeID)
 	for k, v := range cfg.Resources {
 		r.total[k] = v
 	}
