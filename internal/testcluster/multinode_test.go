@@ -1,0 +1,146 @@
+package testcluster
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// run runs the test driver on n and returns its key=value lines.
+func run(t *testing.T, n *Node, driver string, args ...string) map[string]string {
+	t.Helper()
+	out, err := n.Command(driver, args...).CombinedOutput()
+	kv := parse(string(out))
+	if err != nil {
+		t.Fatalf("driver %v on %s: %v\n%s", args, n.Name, err, out)
+	}
+	return kv
+}
+
+func parse(out string) map[string]string {
+	kv := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.Contains(k, " ") {
+			kv[k] = v
+		}
+	}
+	return kv
+}
+
+// interactive starts the driver and reads its lines until key appears.
+type interactive struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+	kv    map[string]string
+	all   []string
+}
+
+func start(t *testing.T, n *Node, driver string, args ...string) *interactive {
+	t.Helper()
+	cmd := n.Command(driver, args...)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &interactive{cmd: cmd, stdin: stdin, lines: make(chan string, 100), kv: map[string]string{}}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			d.lines <- sc.Text()
+		}
+		close(d.lines)
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return d
+}
+
+// until reads lines until key is set (or the driver ends).
+func (d *interactive) until(t *testing.T, key string, within time.Duration) string {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		if v, ok := d.kv[key]; ok {
+			return v
+		}
+		select {
+		case l, ok := <-d.lines:
+			if !ok {
+				t.Fatalf("driver ended before %s:\n%s", key, strings.Join(d.all, "\n"))
+			}
+			d.all = append(d.all, l)
+			for k, v := range parse(l) {
+				d.kv[k] = v
+			}
+		case <-timeout:
+			t.Fatalf("no %s within %v:\n%s", key, within, strings.Join(d.all, "\n"))
+		}
+	}
+}
+
+func TestThreeNodes(t *testing.T) {
+	rayo := Build(t, "./cmd/rayo")
+	driver := Build(t, "./internal/testcluster/testdata/mn")
+	c := Start(t, rayo, 1)
+	b := c.AddNode(1, "--resources", `{"special": 1}`)
+	cn := c.AddNode(1)
+	head := c.Head
+	ids := map[string]string{head.ID(): "head", b.ID(): "b", cn.ID(): "c"}
+	names := func(list string) string {
+		var out []string
+		for _, id := range strings.Split(list, ",") {
+			out = append(out, ids[id])
+		}
+		return strings.Join(out, ",")
+	}
+
+	t.Run("Spread", func(t *testing.T) {
+		kv := run(t, head, driver, "spread")
+		if got := strings.Count(kv["nodes"], ",") + 1; got != 3 {
+			t.Fatalf("SPREAD used nodes %s, want all three", names(kv["nodes"]))
+		}
+	})
+	t.Run("SpillbackWhenBusy", func(t *testing.T) {
+		kv := run(t, b, driver, "busy")
+		if got := strings.Count(kv["nodes"], ",") + 1; got < 2 {
+			t.Fatalf("12 tasks on a 1-CPU node stayed on %s", names(kv["nodes"]))
+		}
+	})
+	t.Run("NodeAffinity", func(t *testing.T) {
+		kv := run(t, head, driver, "affinity", cn.ID())
+		if kv["ran"] != cn.ID() {
+			t.Fatalf("hard affinity to c ran on %q", names(kv["ran"]))
+		}
+		if kv["hard_missing_infeasible"] != "true" || !strings.Contains(kv["hard_missing_err"], "not alive") {
+			t.Fatalf("hard affinity to a missing node: %q", kv["hard_missing_err"])
+		}
+		if ids[kv["soft_missing_ran"]] == "" {
+			t.Fatalf("soft affinity to a missing node did not run: %v", kv)
+		}
+	})
+	t.Run("CustomResourcesAndInfeasible", func(t *testing.T) {
+		kv := run(t, head, driver, "resources")
+		if kv["special_ran"] != b.ID() {
+			t.Fatalf("task needing special ran on %q, want b", names(kv["special_ran"]))
+		}
+		if kv["infeasible_is"] != "true" || !strings.Contains(kv["infeasible_err"], "no node in the cluster") {
+			t.Fatalf("infeasible task: %q", kv["infeasible_err"])
+		}
+		t.Logf("infeasible task reported after %s ms", kv["infeasible_ms"])
+	})
+	t.Run("ObjectsMoveBetweenNodes", func(t *testing.T) {
+		kv := run(t, head, driver, "objects", b.ID(), cn.ID())
+		want := float64(8<<20) * 0.5
+		if kv["remote_sum"] != fmtF(want) || kv["driver_sum"] != fmtF(want) || kv["put_sum"] != fmtF(2<<20) {
+			t.Fatalf("sums: %v (want %v, %v)", kv, want, 2<<20)
+		}
+	})
+}
+
+func fmtF(f float64) string { return fmt.Sprint(f) }

@@ -1,0 +1,226 @@
+// Command mn is the driver of the multi-node tests: each mode exercises one
+// behaviour and prints key=value lines for the test to check.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rayo-dev/rayo"
+)
+
+var whereSlow = rayo.Func1(func(ms int) string {
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	return rayo.NodeID()
+})
+
+var where = rayo.Func0(func() string { return rayo.NodeID() })
+
+var fill = rayo.Func2(func(n int, v float64) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+})
+
+var sum = rayo.Func1(func(xs []float64) float64 {
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s
+})
+
+// marked writes a file named after the task's node in dir, then sleeps.
+var marked = rayo.Func2(func(dir string, ms int) string {
+	_ = os.WriteFile(filepath.Join(dir, rayo.NodeID()+"-"+fmt.Sprint(os.Getpid())), nil, 0o644)
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	return rayo.NodeID()
+})
+
+type Counter struct{ N int }
+
+// Count is a counter's value and the node that counted.
+type Count struct {
+	N    int
+	Node string
+}
+
+func (c *Counter) Incr() Count { c.N++; return Count{c.N, rayo.NodeID()} }
+
+var newCounter = rayo.Actor0(func() *Counter { return &Counter{} })
+var incr = rayo.Method0(newCounter, (*Counter).Incr)
+
+func main() {
+	if err := rayo.Init(); err != nil {
+		fmt.Println("init_err=" + err.Error())
+		os.Exit(1)
+	}
+	defer rayo.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := run(ctx, os.Args[1], os.Args[2:]); err != nil {
+		fmt.Println("err=" + err.Error())
+		rayo.Shutdown()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, mode string, args []string) error {
+	switch mode {
+	case "spread":
+		var refs []rayo.Ref[string]
+		for i := 0; i < 9; i++ {
+			refs = append(refs, whereSlow.Options(rayo.Spread()).Remote(rayo.V(300)))
+		}
+		nodes, err := rayo.GetAll(ctx, refs)
+		if err != nil {
+			return err
+		}
+		fmt.Println("nodes=" + distinct(nodes))
+	case "busy":
+		// More work than the local node has CPUs for spills over.
+		var refs []rayo.Ref[string]
+		for i := 0; i < 12; i++ {
+			refs = append(refs, whereSlow.Remote(rayo.V(300)))
+		}
+		nodes, err := rayo.GetAll(ctx, refs)
+		if err != nil {
+			return err
+		}
+		fmt.Println("nodes=" + distinct(nodes))
+	case "affinity":
+		got, err := rayo.Get(ctx, where.Options(rayo.NodeAffinity(args[0], false)).Remote())
+		if err != nil {
+			return err
+		}
+		fmt.Println("ran=" + got)
+		_, err = rayo.Get(ctx, where.Options(rayo.NodeAffinity("000000000000", false)).Remote())
+		fmt.Println("hard_missing_err=" + oneLine(err))
+		fmt.Println("hard_missing_infeasible=" + fmt.Sprint(errors.Is(err, rayo.ErrInfeasible)))
+		got, err = rayo.Get(ctx, where.Options(rayo.NodeAffinity("000000000000", true)).Remote())
+		if err != nil {
+			return err
+		}
+		fmt.Println("soft_missing_ran=" + got)
+	case "resources":
+		got, err := rayo.Get(ctx, where.Options(rayo.Resources(map[string]float64{"special": 1})).Remote())
+		if err != nil {
+			return err
+		}
+		fmt.Println("special_ran=" + got)
+		start := time.Now()
+		_, err = rayo.Get(ctx, where.Options(rayo.Resources(map[string]float64{"GPU": 1})).Remote())
+		fmt.Println("infeasible_err=" + oneLine(err))
+		fmt.Println("infeasible_is=" + fmt.Sprint(errors.Is(err, rayo.ErrInfeasible)))
+		fmt.Println("infeasible_ms=" + fmt.Sprint(time.Since(start).Milliseconds()))
+	case "objects":
+		// A big object made on one node, read on another and by the driver.
+		const n = 8 << 20 // 64 MiB of float64
+		big := fill.Options(rayo.NodeAffinity(args[0], false)).Remote(rayo.V(n), rayo.V(0.5))
+		s, err := rayo.Get(ctx, sum.Options(rayo.NodeAffinity(args[1], false)).Remote(big))
+		if err != nil {
+			return err
+		}
+		fmt.Println("remote_sum=" + fmt.Sprint(s))
+		xs, err := rayo.Get(ctx, big)
+		if err != nil {
+			return err
+		}
+		local := 0.0
+		for _, x := range xs {
+			local += x
+		}
+		fmt.Println("driver_sum=" + fmt.Sprint(local))
+		// A big value put by the driver, read on another node.
+		vals := make([]float64, 1<<20)
+		for i := range vals {
+			vals[i] = 2
+		}
+		s, err = rayo.Get(ctx, sum.Options(rayo.NodeAffinity(args[1], false)).Remote(rayo.Put(ctx, vals)))
+		if err != nil {
+			return err
+		}
+		fmt.Println("put_sum=" + fmt.Sprint(s))
+	case "failover":
+		// Tasks running on a node that is killed finish elsewhere.
+		dir, victim := args[0], args[1]
+		var refs []rayo.Ref[string]
+		for i := 0; i < 2; i++ {
+			refs = append(refs, marked.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(dir), rayo.V(3000)))
+		}
+		fmt.Println("submitted=2")
+		nodes, err := rayo.GetAll(ctx, refs)
+		if err != nil {
+			return err
+		}
+		fmt.Println("nodes=" + distinct(nodes))
+	case "actor":
+		// An actor on a node that is killed: restarted elsewhere when
+		// allowed, failed with ErrActorDied otherwise.
+		victim := args[0]
+		keep := newCounter.Options(rayo.NodeAffinity(victim, true), rayo.MaxRestarts(1)).Remote()
+		lose := newCounter.Options(rayo.NodeAffinity(victim, true)).Remote()
+		for _, a := range []rayo.Actor[*Counter]{keep, lose} {
+			v, err := rayo.Get(ctx, incr.Remote(a))
+			if err != nil {
+				return err
+			}
+			fmt.Printf("before=%d@%s\n", v.N, v.Node)
+		}
+		fmt.Println("ready=1")
+		bufio.NewReader(os.Stdin).ReadString('\n') // the test kills the node
+		v, err := rayo.Get(ctx, incr.Remote(keep))
+		if err != nil {
+			return fmt.Errorf("restarted actor: %w", err)
+		}
+		fmt.Printf("restarted=%d@%s\n", v.N, v.Node)
+		_, err = rayo.Get(ctx, incr.Remote(lose))
+		fmt.Println("lost_is_died=" + fmt.Sprint(errors.Is(err, rayo.ErrActorDied)))
+	case "lineage":
+		// An object whose only copy was on a killed node is made again.
+		victim := args[0]
+		big := fill.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(1<<20), rayo.V(3))
+		if _, _, err := rayo.Wait(ctx, []rayo.Ref[[]float64]{big}, 1); err != nil {
+			return err
+		}
+		fmt.Println("ready=1")
+		bufio.NewReader(os.Stdin).ReadString('\n') // the test kills the node
+		xs, err := rayo.Get(ctx, big)
+		if err != nil {
+			return err
+		}
+		fmt.Println("rebuilt_len=" + fmt.Sprint(len(xs)) + " first=" + fmt.Sprint(xs[0]))
+	default:
+		return fmt.Errorf("unknown mode %q", mode)
+	}
+	return nil
+}
+
+func distinct(xs []string) string {
+	seen := map[string]bool{}
+	for _, x := range xs {
+		seen[x] = true
+	}
+	var out []string
+	for x := range seen {
+		out = append(out, x)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func oneLine(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
