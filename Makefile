@@ -12,6 +12,7 @@ test: deps vet verify-generate
 deps:
 	$(GO) mod download
 	@command -v protoc >/dev/null || echo "note: protoc not installed; only 'make generate' needs it"
+	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null)
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting (make fix)"; exit 1; }
