@@ -19,6 +19,7 @@ var (
 	ErrUnknownFunction    = core.ErrUnknownFunction
 	ErrStoreFull          = core.ErrStoreFull
 	ErrInfeasible         = core.ErrInfeasible
+	ErrObjectLost         = core.ErrObjectLost
 	ErrNilRef             = core.ErrNilRef
 	ErrTaskFailed         = core.ErrTaskFailed
 	ErrTypeMismatch       = core.ErrTypeMismatch

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -21,8 +22,10 @@ type rayletConn struct {
 	err   error
 }
 
-// maxSpillHops bounds how often one lease request is sent on.
-const maxSpillHops = 3
+// maxLeaseFailures bounds how often a lease request is sent back after
+// the node it was sent on to could not be reached (its cluster view was
+// behind: the node had just died).
+const maxLeaseFailures = 12
 
 // remoteRaylet returns a client of the raylet at addr (TCP), dialing it
 // the first time.
@@ -61,48 +64,56 @@ func (rt *Runtime) forgetRaylet(addr string, r *rayletConn) {
 	rt.peersMu.Unlock()
 }
 
-// askLease requests a worker for req, following spillbacks to other
-// nodes, and calls cb with the raylet that granted it (nil: this node's).
+// askLease requests a worker for req, following a spillback to another
+// node, and calls cb with the raylet that granted it (nil: this node's).
 // A node that cannot be reached sends the request back to this node's
-// raylet, which knows better by then.
+// raylet, after a pause that grows, until its view of the cluster has
+// caught up.
 func (rt *Runtime) askLease(req *pb.RequestLease, cb func(rc RayletClient, r *pb.LeaseReply, err error)) {
 	rt.askLeaseAt(nil, "", req, 0, cb)
 }
 
-func (rt *Runtime) askLeaseAt(rc RayletClient, addr string, req *pb.RequestLease, hops int, cb func(RayletClient, *pb.LeaseReply, error)) {
+func (rt *Runtime) askLeaseAt(rc RayletClient, addr string, req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error)) {
 	target := rc
 	if target == nil {
 		target = rt.cfg.Raylet
 	}
 	target.RequestLease(req, func(r *pb.LeaseReply, err error) {
 		switch {
-		case err != nil && rc != nil && hops < maxSpillHops:
-			// The other node is gone or unreachable: start over here.
+		case err != nil && rc != nil:
 			rt.forgetRaylet(addr, nil)
-			back := cloneLease(req)
-			back.Spilled = false
+			rt.retryLease(req, fails+1, cb)
+		case err == nil && r.SpillTo != "":
 			rt.spawn(func() {
-				time.Sleep(20 * time.Millisecond) // let the cluster view catch up
-				rt.askLeaseAt(nil, "", back, hops+1, cb)
-			})
-		case err == nil && r.SpillTo != "" && hops < maxSpillHops:
-			next := cloneLease(req)
-			next.Spilled = true
-			rt.spawn(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
 				remote, derr := rt.remoteRaylet(ctx, r.SpillTo)
 				if derr != nil {
-					back := cloneLease(req)
-					time.Sleep(20 * time.Millisecond)
-					rt.askLeaseAt(nil, "", back, hops+1, cb)
+					rt.retryLease(req, fails+1, cb)
 					return
 				}
-				rt.askLeaseAt(remote, r.SpillTo, next, hops+1, cb)
+				next := cloneLease(req)
+				next.Spilled = true // granted there or queued there, never sent on
+				rt.askLeaseAt(remote, r.SpillTo, next, fails, cb)
 			})
 		default:
 			cb(rc, r, err)
 		}
+	})
+}
+
+// retryLease asks this node's raylet again, after a pause.
+func (rt *Runtime) retryLease(req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error)) {
+	if fails > maxLeaseFailures {
+		cb(nil, nil, fmt.Errorf("no node could be reached for the task after %d tries", fails))
+		return
+	}
+	back := cloneLease(req)
+	back.Spilled = false
+	pause := min(10*time.Millisecond<<fails, 500*time.Millisecond)
+	rt.spawn(func() {
+		time.Sleep(pause) // for the cluster view to catch up
+		rt.askLeaseAt(nil, "", back, fails, cb)
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 var (
 	ErrNotInitialized  = errors.New("rayo: not initialized (call rayo.Init)")
 	ErrShutdown        = errors.New("rayo: runtime is shut down")
+	ErrObjectLost      = errors.New("rayo: object lost: the node that held it is gone")
 	ErrObjectFreed     = errors.New("rayo: object was freed")
 	ErrWorkerDied      = errors.New("rayo: worker died while running the task")
 	ErrTaskCancelled   = errors.New("rayo: task was cancelled")

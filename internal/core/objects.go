@@ -38,6 +38,8 @@ type object struct {
 
 	contained []*pb.ObjectRef // refs nested in the value, pinned while it lives
 	task      *task           // owned and pending: the task that makes it
+	lineage   *lineage        // owned, in a store: how to make it again
+	rebuilds  int
 }
 
 // Handle is one reference to an object held by user code. The runtime

@@ -588,11 +588,26 @@ func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, loc *pb.Locator) 
 		return nil, errors.New("core: object is in a store this process has not mapped")
 	}
 	off := loc.Offset
-	if rt.remote(loc) {
+	for tries := 0; rt.remote(loc); tries++ {
 		var err error
-		if off, err = rt.cfg.Raylet.PullObject(ctx, id, loc.NodeAddr, loc.Size); err != nil {
-			return nil, fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, err)
+		if off, err = rt.cfg.Raylet.PullObject(ctx, id, loc.NodeAddr, loc.Size); err == nil {
+			break
 		}
+		err = fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, err)
+		if !errors.Is(err, ErrObjectLost) || tries >= maxRebuilds {
+			return nil, err
+		}
+		// Its only copy went with its node: make it again, if it is ours.
+		if loc, err = rt.rebuild(ctx, id, loc); err != nil {
+			return nil, err
+		}
+		if loc.Error != nil {
+			return nil, TaskErrorFrom(loc.Error)
+		}
+		if !loc.InStore {
+			return loc.Inline, nil
+		}
+		off = loc.Offset
 	}
 	return rt.cfg.Arena.View(off, loc.Size)
 }

@@ -554,6 +554,9 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 			continue
 		}
 		obj.contained = loc.Contained
+		if e == nil {
+			rt.keepLineageLocked(t, obj, loc)
+		}
 		rt.completeLocked(obj, loc, after)
 		rt.maybeFreeLocked(id, obj, after)
 	}

@@ -115,7 +115,7 @@ func (c *Client) PullObject(ctx context.Context, id ids.ObjectID, from string, s
 			return 0, fmt.Errorf("%w: %s", objstore.ErrFull, r.Error)
 		}
 		if r.Lost {
-			return 0, fmt.Errorf("%w: %s", ErrObjectLost, r.Error)
+			return 0, fmt.Errorf("%w: %s", core.ErrObjectLost, r.Error)
 		}
 		return 0, errors.New(r.Error)
 	}

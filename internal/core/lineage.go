@@ -1,0 +1,80 @@
+package core
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Lineage: an owner keeps the spec of each finished task whose results went
+// to a node's store, so that a result lost with its node (the only copy)
+// can be made again by running the task once more.
+
+// lineage is how to make an object again.
+type lineage struct {
+	spec *pb.TaskSpec
+	q    *schedQueue
+}
+
+// maxRebuilds bounds how often one object is made again.
+const maxRebuilds = 3
+
+// keepLineageLocked records, for a task that finished well, how to make
+// its stored results again.
+func (rt *Runtime) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
+	if loc.InStore && loc.NodeAddr != "" && t.q != nil && t.actor == nil && t.create == nil {
+		obj.lineage = &lineage{spec: t.spec, q: t.q}
+	}
+}
+
+// rebuild runs again the task that made object id, which this process
+// owns, and waits for the new copy.
+func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locator) (*pb.Locator, error) {
+	var after actions
+	rt.mu.Lock()
+	obj := rt.objects[id]
+	if obj == nil || !obj.owned || obj.lineage == nil || obj.rebuilds >= maxRebuilds {
+		rt.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s, and it cannot be made again (no lineage: put by a process, made by an actor, or rebuilt %d times)", ErrObjectLost, id, maxRebuilds)
+	}
+	if obj.state != statePending && obj.loc == lost {
+		// The first to notice starts the task again; others wait with it.
+		obj.rebuilds++
+		spec := proto.Clone(obj.lineage.spec).(*pb.TaskSpec)
+		spec.Attempt++
+		tid, _ := ids.TaskIDFrom(spec.TaskId)
+		t := &task{spec: spec, q: obj.lineage.q, retries: 3}
+		t.returns = make([]ids.ObjectID, spec.NumReturns)
+		for i := range t.returns {
+			rid := ids.ForReturn(tid, i)
+			t.returns[i] = rid
+			if o := rt.objects[rid]; o != nil && o.state != statePending {
+				o.state, o.loc, o.task, o.done = statePending, nil, t, nil
+			}
+		}
+		rt.tasks[tid] = t
+		rt.enqueueLocked(t, &after)
+	}
+	if obj.done == nil && obj.state == statePending {
+		obj.done = make(chan struct{})
+	}
+	done := obj.done
+	rt.mu.Unlock()
+	after.run(rt)
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if obj = rt.objects[id]; obj == nil {
+		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, id)
+	}
+	return obj.loc, nil
+}
