@@ -38,6 +38,10 @@ type Cluster interface {
 	ActorGone(actorID []byte)
 }
 
+// errWaitView is placeLocked's answer for a request that waits for the
+// next cluster view.
+const errWaitView = "\x00wait"
+
 // peerNode is another node as the last cluster view showed it.
 type peerNode struct {
 	name  string // as node affinity names it (see NodeName)
@@ -68,6 +72,12 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].addr < peers[j].addr })
 	r.peers = peers
+	waiting := r.viewWait
+	r.viewWait = nil
+	for _, w := range waiting {
+		w := w
+		after = append(after, func() { r.placeRequest(w.req, w.owner, w.cb, true) })
+	}
 	for _, id := range v.EndedJobs {
 		if j := r.jobs[id]; j != nil && j.remote {
 			r.endJobLocked(j)
@@ -117,7 +127,10 @@ func (r *Raylet) freeAfterPendingLocked() map[string]float64 {
 
 // placeLocked decides where a lease request runs: here (""), on the node
 // whose raylet listens at spill, or nowhere (fail says why, at once).
-func (r *Raylet) placeLocked(req *pb.RequestLease) (spill, fail string) {
+//
+// A request naming a node this raylet does not know waits for the next
+// cluster view (final is false until then).
+func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill, fail string) {
 	res := req.Resources
 	local := fits(r.total, res)
 	if r.cfg.Cluster == nil || req.Spilled {
@@ -129,7 +142,11 @@ func (r *Raylet) placeLocked(req *pb.RequestLease) (spill, fail string) {
 	self := r.TCPAddr()
 	free := r.freeAfterPendingLocked()
 	if len(req.AffinityNode) > 0 {
-		switch p := r.peerByName(string(req.AffinityNode)); {
+		p := r.peerByName(string(req.AffinityNode))
+		if p == nil && string(req.AffinityNode) != r.cfg.NodeName && !final {
+			return "", errWaitView // a node that joined since the last view, perhaps
+		}
+		switch {
 		case string(req.AffinityNode) == r.cfg.NodeName && local:
 			return "", ""
 		case p != nil && fits(p.total, res):

@@ -91,6 +91,7 @@ type Raylet struct {
 	peers      []*peerNode            // the other nodes, from the cluster view
 	spreadNext int                    // SPREAD's round robin
 	jobWait    map[string][]*leaseReq // requests waiting for their job to load
+	viewWait   []*leaseReq            // requests waiting for the next cluster view
 
 	procs sync.WaitGroup // worker processes, their log readers, the reaper
 	stop  chan struct{}  // closed by Close
@@ -566,6 +567,10 @@ func (r *Raylet) RequestLease(req *pb.RequestLease, cb func(*pb.LeaseReply, erro
 }
 
 func (r *Raylet) requestLease(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb.LeaseReply, error)) {
+	r.placeRequest(req, owner, cb, false)
+}
+
+func (r *Raylet) placeRequest(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb.LeaseReply, error), final bool) {
 	var after []func()
 	r.mu.Lock()
 	if r.closed {
@@ -573,7 +578,12 @@ func (r *Raylet) requestLease(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 		cb(nil, ErrClosed)
 		return
 	}
-	spill, fail := r.placeLocked(req)
+	spill, fail := r.placeLocked(req, final)
+	if fail == errWaitView {
+		r.viewWait = append(r.viewWait, &leaseReq{req: req, owner: owner, cb: cb})
+		r.mu.Unlock()
+		return
+	}
 	if fail != "" || spill != "" {
 		r.mu.Unlock()
 		cb(&pb.LeaseReply{Error: fail, SpillTo: spill}, nil)

@@ -59,6 +59,7 @@ type Node struct {
 	cmd      *exec.Cmd
 	out      *bytes.Buffer
 	done     chan struct{}
+	id       string // the node's ID while it runs (and after it is killed)
 }
 
 // Start starts a head with cpus CPUs and the given extra `rayo start`
@@ -130,7 +131,7 @@ func (n *Node) launch() {
 		close(done)
 	}()
 	n.mu.Lock()
-	n.cmd, n.out, n.done = cmd, out, done
+	n.cmd, n.out, n.done, n.id = cmd, out, done, ""
 	n.mu.Unlock()
 }
 
@@ -155,13 +156,19 @@ func (n *Node) Output() string {
 	return n.out.String()
 }
 
-// ID is the node's ID, as rayo.NodeID names it.
+// ID is the node's ID, as rayo.NodeID names it: since it was last
+// started.
 func (n *Node) ID() string {
-	rec, err := node.ReadCluster(n.StateDir)
-	if err != nil {
-		n.c.t.Fatalf("%s: %v", n.Name, err)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.id == "" {
+		rec, err := node.ReadCluster(n.StateDir)
+		if err != nil {
+			n.c.t.Fatalf("%s: %v", n.Name, err)
+		}
+		n.id = rec.Node
 	}
-	return rec.Node
+	return n.id
 }
 
 // Kill ends the node at once: SIGKILL to its daemon and its workers.
@@ -172,6 +179,7 @@ func (n *Node) Kill() {
 	if cmd == nil {
 		return
 	}
+	n.ID() // remembered for after
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
 	// A node's cluster record names a raylet that is gone.

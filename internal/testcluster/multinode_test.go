@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -144,3 +145,73 @@ func TestThreeNodes(t *testing.T) {
 }
 
 func fmtF(f float64) string { return fmt.Sprint(f) }
+
+// TestNodeDeath kills a node (its daemon and workers) under running work:
+// its tasks finish elsewhere, its actors restart elsewhere when allowed
+// and fail with ErrActorDied otherwise, and an object whose only copy it
+// held is made again from lineage.
+func TestNodeDeath(t *testing.T) {
+	rayo := Build(t, "./cmd/rayo")
+	driver := Build(t, "./internal/testcluster/testdata/mn")
+	c := Start(t, rayo, 1)
+	victim := c.AddNode(1)
+	spare := c.AddNode(1)
+
+	t.Run("TasksRetryElsewhere", func(t *testing.T) {
+		dir := t.TempDir()
+		d := start(t, c.Head, driver, "failover", dir, victim.ID())
+		d.until(t, "submitted", 30*time.Second)
+		waitFile(t, dir, victim.ID())
+		victim.Kill()
+		nodes := d.until(t, "nodes", 60*time.Second)
+		if strings.Contains(nodes, victim.ID()) || nodes == "" {
+			t.Fatalf("tasks finished on %q; the victim was %s", nodes, victim.ID())
+		}
+		victim.Restart()
+	})
+	t.Run("Actors", func(t *testing.T) {
+		d := start(t, c.Head, driver, "actor", victim.ID())
+		d.until(t, "ready", 30*time.Second)
+		victim.Kill()
+		fmt.Fprintln(d.stdin, "go")
+		got := d.until(t, "restarted", 60*time.Second)
+		if !strings.HasPrefix(got, "1@") || strings.HasSuffix(got, victim.ID()) {
+			t.Fatalf("restarted actor: %q (state starts again, elsewhere than %s)", got, victim.ID())
+		}
+		if d.until(t, "lost_is_died", 30*time.Second) != "true" {
+			t.Fatal("an actor without restarts did not fail with ErrActorDied")
+		}
+		victim.Restart()
+	})
+	t.Run("LineageRebuildsLostObject", func(t *testing.T) {
+		d := start(t, c.Head, driver, "lineage", victim.ID())
+		d.until(t, "ready", 30*time.Second)
+		victim.Kill()
+		fmt.Fprintln(d.stdin, "go")
+		if got := d.until(t, "rebuilt_len", 60*time.Second); got != "1048576 first=3" {
+			t.Fatalf("rebuilt object: %q", got)
+		}
+	})
+	_ = spare
+}
+
+// waitFile waits until a file whose name starts with prefix is in dir.
+func waitFile(t *testing.T, dir, prefix string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix) {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling another process's files
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	t.Fatalf("no task started on node %s (started: %v)", prefix, names)
+}
