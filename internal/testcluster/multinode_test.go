@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +143,30 @@ func TestThreeNodes(t *testing.T) {
 			t.Fatalf("sums: %v (want %v, %v)", kv, want, 2<<20)
 		}
 	})
+	// The seeds' tree reduce and nested experiments, unchanged, on three
+	// nodes of one CPU each: their work spills over to the other nodes.
+	for _, ex := range []struct{ name, want string }{
+		{"treereduce", "matches direct sum: true"},
+		{"nested", "[45 55 65 75 85]"},
+	} {
+		t.Run("Example_"+ex.name, func(t *testing.T) {
+			bin := Build(t, "./examples/"+ex.name)
+			before := workerLogs(b) + workerLogs(cn)
+			out, err := head.Command(bin).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), ex.want) {
+				t.Fatalf("%s on three nodes: %v\n%s", ex.name, err, out)
+			}
+			if after := workerLogs(b) + workerLogs(cn); after == before {
+				t.Fatalf("%s ran no worker on the other nodes", ex.name)
+			}
+		})
+	}
+}
+
+// workerLogs counts the worker processes a node has started.
+func workerLogs(n *Node) int {
+	logs, _ := filepath.Glob(filepath.Join(n.StateDir, "s-*", "logs", "worker-*.log"))
+	return len(logs)
 }
 
 func fmtF(f float64) string { return fmt.Sprint(f) }
