@@ -33,6 +33,8 @@ var state struct {
 	arena      *objstore.Arena // joined cluster: the node's store
 	session    string
 	node       string // this node's ID
+	gcsAddr    string // joined cluster: the control store, and its token
+	token      string
 }
 
 func current() *core.Runtime {
@@ -218,6 +220,7 @@ func joinCluster(o options) error {
 		return fmt.Errorf("rayo: start job: %w", err)
 	}
 	state.rt, state.conn, state.arena, state.session, state.node = rt, conn, arena, session, rec.Node
+	state.gcsAddr, state.token = rec.Address, rec.Token
 	return nil
 }
 

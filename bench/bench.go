@@ -121,10 +121,11 @@ type Result struct {
 
 // metric is one measurement of the suite.
 type metric struct {
-	name    string
-	unit    string
-	cluster bool   // needs the embedded cluster (rayo.Init)
-	ratioTo string // the floor metric its ratio is taken to
+	name      string
+	unit      string
+	cluster   bool   // needs the embedded cluster (rayo.Init)
+	crossNode bool   // measured only against a cluster (Config.Address)
+	ratioTo   string // the floor metric its ratio is taken to
 	// run measures; it returns the value and, optionally, a note.
 	run func(e *env) (value float64, note string, err error)
 }
@@ -160,6 +161,11 @@ var suite = []metric{
 	{name: "single_client_tasks_and_get_batch", unit: "batches/s", cluster: true, run: tasksAndGetBatch},
 	{name: "single_client_get_object_containing_10k_refs", unit: "gets/s", cluster: true, run: getObjectContaining10kRefs},
 	{name: "memory_per_task_10k_graph", unit: "bytes/task", cluster: true, run: memoryPerTask},
+	// Across nodes: only against a cluster (--address).
+	{name: FloorLoopbackTCP, unit: "GB/s", crossNode: true, run: loopbackTCPGigabytes},
+	{name: "cross_node_tasks_sync", unit: "tasks/s", cluster: true, crossNode: true, ratioTo: FloorRoundTrips, run: crossNodeTasksSync},
+	{name: "cross_node_tasks_async", unit: "tasks/s", cluster: true, crossNode: true, ratioTo: FloorRoundTrips, run: crossNodeTasksAsync},
+	{name: "cross_node_object_gigabytes", unit: "GB/s", cluster: true, crossNode: true, ratioTo: FloorLoopbackTCP, run: crossNodeObjectGigabytes},
 }
 
 // Names lists every metric of the suite, in the order it runs.
@@ -176,6 +182,9 @@ func Names() []string {
 func selected(cfg Config) []metric {
 	want := map[string]bool{}
 	for _, m := range suite {
+		if m.crossNode && cfg.Address == "" {
+			continue
+		}
 		if cfg.Filter == nil || cfg.Filter.MatchString(m.name) {
 			want[m.name] = true
 			if m.ratioTo != "" {
@@ -436,4 +445,6 @@ var targets = map[string]target{
 	"single_client_tasks_and_get_batch":            {text: "≥ 50", min: 50},
 	"single_client_get_object_containing_10k_refs": {text: "≥ 100", min: 100},
 	"memory_per_task_10k_graph":                    {text: "reported"},
+	FloorLoopbackTCP:                               {text: "floor"},
+	"cross_node_object_gigabytes":                  {text: "≥ 0.5 × loopback TCP", relTo: FloorLoopbackTCP, rel: 0.5},
 }

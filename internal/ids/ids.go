@@ -100,6 +100,10 @@ func (t TaskID) String() string   { return hex.EncodeToString(t[:]) }
 func (w WorkerID) String() string { return hex.EncodeToString(w[:]) }
 func (n NodeID) String() string   { return hex.EncodeToString(n[:]) }
 
+// Name is the node's ID as users see it (rayo.NodeID, NodeAffinity): the
+// first 12 hex digits.
+func (n NodeID) Name() string { return n.String()[:12] }
+
 // ErrBadID reports an identifier of the wrong length.
 var ErrBadID = errors.New("ids: wrong identifier length")
 

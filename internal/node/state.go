@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/rayo-dev/rayo/internal/ids"
 )
 
 // StateDir is where this machine's rayo daemons keep their state: the
@@ -118,4 +120,13 @@ func PIDs(dir string) []int {
 		}
 	}
 	return pids
+}
+
+// Name is a node's ID as users see it (rayo.NodeID), from its raw form.
+func Name(id []byte) string {
+	nid, err := ids.NodeIDFrom(id)
+	if err != nil {
+		return ""
+	}
+	return nid.Name()
 }

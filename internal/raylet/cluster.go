@@ -68,7 +68,7 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		if err != nil {
 			continue
 		}
-		peers = append(peers, &peerNode{name: nodeName(nid), addr: n.Address, total: resourceMap(n.Resources), avail: resourceMap(n.Available)})
+		peers = append(peers, &peerNode{name: nid.Name(), addr: n.Address, total: resourceMap(n.Resources), avail: resourceMap(n.Available)})
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].addr < peers[j].addr })
 	r.peers = peers
@@ -334,6 +334,3 @@ func (r *Raylet) loadJobLocked(id string, req *leaseReq) {
 		run(after)
 	}()
 }
-
-// nodeName is a node's ID as users and endpoints name it.
-func nodeName(id ids.NodeID) string { return id.String()[:12] }

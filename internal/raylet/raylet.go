@@ -169,7 +169,7 @@ func Start(cfg Config) (*Raylet, error) {
 		startingJ: make(map[string]int),
 		jobWait:   make(map[string][]*leaseReq),
 	}
-	r.cfg.NodeName = nodeName(r.nodeID)
+	r.cfg.NodeName = r.nodeID.Name()
 	for k, v := range cfg.Resources {
 		r.total[k] = v
 	}
