@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -259,13 +260,20 @@ func (s *Server) Jobs() []*pb.JobInfo {
 	return out
 }
 
-// endedJobs are the IDs of the finished jobs, sorted.
+// endedJobsWindow is how long a finished job is announced to the nodes
+// (in every heartbeat's reply), so that they stop its workers: long enough
+// for a node that was cut off for a while, short enough that the reply
+// does not grow with the cluster's history.
+const endedJobsWindow = 5 * time.Minute
+
+// endedJobs are the IDs of the jobs that finished lately, sorted.
 func (s *Server) endedJobs() []string {
+	since := s.cfg.Now().Add(-endedJobsWindow).UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
 	for id, j := range s.jobs {
-		if j.State == JobFinished {
+		if j.State == JobFinished && j.EndUnixMs >= since {
 			out = append(out, id)
 		}
 	}
