@@ -177,6 +177,16 @@ func Names() []string {
 	return out
 }
 
+// NamesFor lists the metrics a run with cfg measures, in order: without
+// an Address, those across nodes are left out.
+func NamesFor(cfg Config) []string {
+	var out []string
+	for _, m := range selected(cfg) {
+		out = append(out, m.name)
+	}
+	return out
+}
+
 // selected returns the metrics cfg asks for, with the floors they are
 // compared with.
 func selected(cfg Config) []metric {

@@ -62,8 +62,8 @@ func TestSuite(t *testing.T) {
 			t.Errorf("%s = %v %s (error %q), want a positive figure", r.Name, r.Value, r.Unit, r.Err)
 		}
 	}
-	if !slices.Equal(got, Names()) {
-		t.Errorf("metrics reported: %q\nwant %q", got, Names())
+	if !slices.Equal(got, NamesFor(cfg)) {
+		t.Errorf("metrics reported: %q\nwant %q", got, NamesFor(cfg))
 	}
 	byName := map[string]Result{}
 	for _, r := range results {
@@ -110,15 +110,15 @@ func TestSuite(t *testing.T) {
 			t.Errorf("JSON entry %q has value %v, unit %q", p.Name, p.Value, p.Unit)
 		}
 	}
-	if !slices.Equal(jsNames, Names()) {
-		t.Errorf("JSON names: %q\nwant %q", jsNames, Names())
+	if !slices.Equal(jsNames, NamesFor(cfg)) {
+		t.Errorf("JSON names: %q\nwant %q", jsNames, NamesFor(cfg))
 	}
 
 	var table bytes.Buffer
 	if err := WriteTable(&table, results); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range Names() {
+	for _, n := range NamesFor(cfg) {
 		if !strings.Contains(table.String(), n) {
 			t.Errorf("table lacks %s:\n%s", n, table.String())
 		}

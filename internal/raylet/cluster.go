@@ -188,9 +188,10 @@ func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill, fail stri
 		}
 	}
 	if req.PreferredNode != "" && req.PreferredNode != self {
-		// Locality: where most of the arguments' bytes are, if it has room.
+		// Locality: where most of the arguments' bytes are (objects of
+		// 100 KiB and more), waiting there for room rather than moving them.
 		for _, p := range r.peers {
-			if p.addr == req.PreferredNode && fits(p.avail, res) {
+			if p.addr == req.PreferredNode && fits(p.total, res) {
 				take(p.avail, res)
 				return p.addr, ""
 			}

@@ -143,6 +143,12 @@ func TestThreeNodes(t *testing.T) {
 			t.Fatalf("sums: %v (want %v, %v)", kv, want, 2<<20)
 		}
 	})
+	t.Run("Locality", func(t *testing.T) {
+		kv := run(t, head, driver, "locality", cn.ID())
+		if kv["ran"] != "1048576@"+cn.ID() {
+			t.Fatalf("a task reading 8 MiB made on c ran at %q", kv["ran"])
+		}
+	})
 	// The seeds' tree reduce and nested experiments, unchanged, on three
 	// nodes of one CPU each: their work spills over to the other nodes.
 	for _, ex := range []struct{ name, want string }{

@@ -23,6 +23,9 @@ var whereSlow = rayo.Func1(func(ms int) string {
 
 var where = rayo.Func0(func() string { return rayo.NodeID() })
 
+// lenWhere is where a task reading xs ran.
+var lenWhere = rayo.Func1(func(xs []float64) string { return fmt.Sprint(len(xs)) + "@" + rayo.NodeID() })
+
 var fill = rayo.Func2(func(n int, v float64) []float64 {
 	out := make([]float64, n)
 	for i := range out {
@@ -150,6 +153,14 @@ func run(ctx context.Context, mode string, args []string) error {
 			return err
 		}
 		fmt.Println("put_sum=" + fmt.Sprint(s))
+	case "locality":
+		// A task goes where most of its arguments' bytes are.
+		big := fill.Options(rayo.NodeAffinity(args[0], false)).Remote(rayo.V(1<<20), rayo.V(1))
+		got, err := rayo.Get(ctx, lenWhere.Remote(big))
+		if err != nil {
+			return err
+		}
+		fmt.Println("ran=" + got)
 	case "failover":
 		// Tasks running on a node that is killed finish elsewhere.
 		dir, victim := args[0], args[1]
