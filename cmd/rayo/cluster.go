@@ -51,6 +51,12 @@ func newStartCmd() *cobra.Command {
 			if cfg.Head && cfg.Token == "" {
 				cfg.Token = node.NewToken()
 			}
+			if !cfg.Head && cfg.RedisAddress != "" {
+				return errors.New("--redis-address is for the head (--head): its control store keeps its tables there")
+			}
+			if cfg.RedisPassword == "" {
+				cfg.RedisPassword = os.Getenv("RAYO_REDIS_PASSWORD")
+			}
 			cfg.StateDir = node.StateDir()
 			if !block {
 				return daemonize(cmd, cfg)
@@ -66,6 +72,8 @@ func newStartCmd() *cobra.Command {
 	f.Float64Var(&cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")
 	f.StringVar(&resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
 	f.StringVar(&cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
+	f.StringVar(&cfg.RedisAddress, "redis-address", "", "head: keep the control store's tables in the Redis server at HOST:PORT, so that a restarted control store keeps its nodes, jobs, named actors and KV")
+	f.StringVar(&cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")
 	f.BoolVar(&block, "block", false, "stay in the foreground")
 	return cmd
 }
@@ -86,9 +94,20 @@ func daemonize(cmd *cobra.Command, cfg node.Config) error {
 		return err
 	}
 	defer logf.Close()
-	args := append(append([]string{}, os.Args[1:]...), "--block")
+	// The secrets go to the daemon in its environment, not its arguments.
+	var args []string
+	for i := 1; i < len(os.Args); i++ {
+		switch a := os.Args[i]; {
+		case a == "--redis-password" || a == "-redis-password":
+			i++
+		case strings.HasPrefix(a, "--redis-password=") || strings.HasPrefix(a, "-redis-password="):
+		default:
+			args = append(args, a)
+		}
+	}
+	args = append(args, "--block")
 	child := exec.Command(exe, args...)
-	child.Env = append(os.Environ(), "RAYO_TOKEN="+cfg.Token)
+	child.Env = append(os.Environ(), "RAYO_TOKEN="+cfg.Token, "RAYO_REDIS_PASSWORD="+cfg.RedisPassword)
 	child.Stdout, child.Stderr = logf, logf
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := child.Start(); err != nil {
@@ -120,6 +139,16 @@ func daemonize(cmd *cobra.Command, cfg node.Config) error {
 
 // runNode runs the node in the foreground until a signal stops it.
 func runNode(cmd *cobra.Command, cfg node.Config) error {
+	if cfg.Head {
+		// The control store runs as a process of its own, which the
+		// daemon starts again should it exit.
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find this executable for the control store: %w", err)
+		}
+		cfg.GCSCommand = []string{exe, "gcs-server"}
+		cfg.Log = cmd.ErrOrStderr()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	n, err := node.Start(ctx, cfg)
 	cancel()

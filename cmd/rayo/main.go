@@ -50,7 +50,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd(), newStartCmd(), newStopCmd(), newStatusCmd())
+	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newGCSServerCmd())
 	return root
 }
 
