@@ -49,6 +49,20 @@ var marked = rayo.Func2(func(dir string, ms int) string {
 	return rayo.NodeID()
 })
 
+// Square is a result of the outage mode's tasks: X*X, and where it ran.
+type Square struct {
+	V    int
+	Node string
+}
+
+// slowSquare writes a file named after the task's node and x in dir,
+// sleeps ms, and squares x.
+var slowSquare = rayo.Func3(func(dir string, ms, x int) Square {
+	_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d", rayo.NodeID(), x)), nil, 0o644)
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	return Square{x * x, rayo.NodeID()}
+})
+
 type Counter struct{ N int }
 
 // Count is a counter's value and the node that counted.
@@ -210,6 +224,54 @@ func run(ctx context.Context, mode string, args []string) error {
 			return err
 		}
 		fmt.Println("rebuilt_len=" + fmt.Sprint(len(xs)) + " first=" + fmt.Sprint(xs[0]))
+	case "outage":
+		// A named detached actor, then tasks that run while the test kills
+		// the control store (and the head starts it again).
+		dir, ms := args[0], 0
+		fmt.Sscan(args[1], &ms)
+		a := newCounter.Options(rayo.Name("survivor"), rayo.Namespace("outage"), rayo.Detached()).Remote()
+		v, err := rayo.Get(ctx, incr.Remote(a))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("actor_before=%d@%s\n", v.N, v.Node)
+		var refs []rayo.Ref[Square]
+		for x := 0; x < 4; x++ {
+			refs = append(refs, slowSquare.Options(rayo.Spread()).Remote(rayo.V(dir), rayo.V(ms), rayo.V(x)))
+		}
+		fmt.Println("submitted=4")
+		sq, err := rayo.GetAll(ctx, refs)
+		if err != nil {
+			return err
+		}
+		var vals, nodes []string
+		for _, s := range sq {
+			vals = append(vals, fmt.Sprint(s.V))
+			nodes = append(nodes, s.Node)
+		}
+		fmt.Println("nodes=" + distinct(nodes))
+		fmt.Println("squares=" + strings.Join(vals, ","))
+	case "outage-check":
+		// After the control store's restart: the detached actor is found
+		// by its name, and new work spreads over the nodes.
+		a, err := rayo.GetActor[*Counter](ctx, "survivor", rayo.Namespace("outage"))
+		if err != nil {
+			return err
+		}
+		v, err := rayo.Get(ctx, incr.Remote(a))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("actor_after=%d@%s\n", v.N, v.Node)
+		var refs []rayo.Ref[string]
+		for i := 0; i < 4; i++ {
+			refs = append(refs, whereSlow.Options(rayo.Spread()).Remote(rayo.V(200)))
+		}
+		nodes, err := rayo.GetAll(ctx, refs)
+		if err != nil {
+			return err
+		}
+		fmt.Println("nodes=" + distinct(nodes))
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
