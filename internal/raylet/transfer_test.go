@@ -1,0 +1,676 @@
+package raylet
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// startNode starts a raylet with no workers that serves other nodes over
+// loopback TCP.
+func startNode(tb testing.TB, capacity int64, token string) *Raylet {
+	tb.Helper()
+	r, err := Start(Config{
+		SessionDir:    tb.TempDir(),
+		NumCPUs:       1,
+		StoreCapacity: capacity,
+		ListenTCP:     "127.0.0.1:0",
+		Token:         token,
+		LogOutput:     io.Discard,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// putObject writes a new object of size bytes into r's store, each byte
+// derived from its position and seed, and seals it.
+func putObject(tb testing.TB, r *Raylet, size int64, seed byte) ids.ObjectID {
+	tb.Helper()
+	id := ids.ForPut()
+	off, err := r.store.Create(id, size)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := r.arena.Slice(off, size)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fill(b, seed)
+	if err := r.store.Seal(id); err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// fill writes a pattern that differs at every offset modulo 251 and per
+// seed, so a chunk written to the wrong place shows.
+func fill(b []byte, seed byte) {
+	const period = 251 * 4096
+	n := min(len(b), period)
+	for i := range b[:n] {
+		b[i] = byte(i%251) ^ seed ^ byte(i/251)
+	}
+	for i := n; i < len(b); i += n {
+		copy(b[i:], b[:n])
+	}
+}
+
+// objectBytes is the sealed object id of r.
+func objectBytes(tb testing.TB, r *Raylet, id ids.ObjectID) []byte {
+	tb.Helper()
+	off, size, ok := r.store.Lookup(id)
+	if !ok {
+		tb.Fatalf("object %s not in the store", id)
+	}
+	b, err := r.arena.View(off, size)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func served(r *Raylet) int64 {
+	if st := r.xfer(); st != nil {
+		return st.served.Load()
+	}
+	return 0
+}
+
+// pullSize is the size of the bandwidth test's object: 1 GiB with
+// RAYO_BIG=1, 256 MiB otherwise.
+func pullSize() int64 {
+	if os.Getenv("RAYO_BIG") == "1" {
+		return 1 << 30
+	}
+	return 256 << 20
+}
+
+// loopbackFloor measures one TCP stream over 127.0.0.1 between two
+// goroutines: total bytes written in 4 MiB writes, read into a 4 MiB
+// buffer. It returns GB/s (10^9 bytes per second).
+func loopbackFloor(tb testing.TB, total int64) float64 {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	const block = 4 << 20
+	errc := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, block)
+		fill(buf, 1)
+		for n := int64(0); n < total; n += block {
+			if _, err := c.Write(buf[:min(block, total-n)]); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, block)
+	start := time.Now()
+	if _, err := io.ReadFull(c, buf[:1]); err != nil { // the clock starts with the data
+		tb.Fatal(err)
+	}
+	if _, err := io.CopyBuffer(io.Discard, io.LimitReader(c, total-1), buf); err != nil {
+		tb.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	if err := <-errc; err != nil {
+		tb.Fatal(err)
+	}
+	return float64(total) / elapsed.Seconds() / 1e9
+}
+
+// timedPull pulls id into b and returns GB/s.
+func timedPull(tb testing.TB, b, a *Raylet, id ids.ObjectID, size int64) float64 {
+	tb.Helper()
+	start := time.Now()
+	if _, err := b.Pull(context.Background(), id, a.TCPAddr(), size); err != nil {
+		tb.Fatal(err)
+	}
+	return float64(size) / time.Since(start).Seconds() / 1e9
+}
+
+func TestPullCopiesAtLoopbackSpeed(t *testing.T) {
+	size := pullSize()
+	capacity := size + size/4
+	a := startNode(t, capacity, "t")
+	b := startNode(t, capacity, "t")
+	id := putObject(t, a, size, 7)
+
+	// The first pull writes into pages of b's store never touched before;
+	// later ones reuse the pages a freed object left, as on a node that
+	// has been running a while. Best of a few runs, for the pull and the
+	// floor alike and taken in turns: the machine is shared.
+	cold := timedPull(t, b, a, id, size)
+	if !bytes.Equal(objectBytes(t, b, id), objectBytes(t, a, id)) {
+		t.Fatal("pulled bytes differ from the source's")
+	}
+	if got, want := served(a), (size+pullChunk-1)/pullChunk; got != want {
+		t.Errorf("source served %d chunks, want %d", got, want)
+	}
+	var warm, floor float64
+	for range 3 {
+		if _, err := b.store.Delete(id); err != nil {
+			t.Fatal(err)
+		}
+		warm = max(warm, timedPull(t, b, a, id, size))
+		floor = max(floor, loopbackFloor(t, 1<<30))
+	}
+	if !bytes.Equal(objectBytes(t, b, id), objectBytes(t, a, id)) {
+		t.Fatal("pulled bytes differ from the source's")
+	}
+	t.Logf("pull of %d MiB: %.2f GB/s into a running store, %.2f GB/s into fresh pages; loopback TCP floor %.2f GB/s; ratio %.2f (fresh pages %.2f)",
+		size>>20, warm, cold, floor, warm/floor, cold/floor)
+	if warm < 0.5*floor {
+		t.Errorf("pull bandwidth %.2f GB/s is below half the loopback floor %.2f GB/s", warm, floor)
+	}
+}
+
+// BenchmarkPull pulls an object from one raylet to another, freeing the
+// copy after each pull, and reports the loopback TCP floor next to it.
+func BenchmarkPull(bm *testing.B) {
+	size := pullSize()
+	capacity := size + size/4
+	a := startNode(bm, capacity, "t")
+	b := startNode(bm, capacity, "t")
+	id := putObject(bm, a, size, 7)
+	bm.SetBytes(size)
+	bm.ResetTimer()
+	start := time.Now()
+	for i := 0; i < bm.N; i++ {
+		if _, err := b.Pull(context.Background(), id, a.TCPAddr(), size); err != nil {
+			bm.Fatal(err)
+		}
+		if _, err := b.store.Delete(id); err != nil {
+			bm.Fatal(err)
+		}
+	}
+	pull := float64(size) * float64(bm.N) / time.Since(start).Seconds() / 1e9
+	bm.StopTimer()
+	floor := loopbackFloor(bm, 1<<30)
+	bm.ReportMetric(pull, "pull-GB/s")
+	bm.ReportMetric(floor, "floor-GB/s")
+	bm.ReportMetric(pull/floor, "pull/floor")
+}
+
+func TestPullObjectMissingAtSourceIsLost(t *testing.T) {
+	a := startNode(t, 16<<20, "t")
+	b := startNode(t, 16<<20, "t")
+	id := ids.ForPut()
+	_, err := b.Pull(context.Background(), id, a.TCPAddr(), 3<<20)
+	if !errors.Is(err, ErrObjectLost) {
+		t.Fatalf("want ErrObjectLost, got %v", err)
+	}
+	if n := b.store.Len(); n != 0 {
+		t.Errorf("%d objects left in the puller's store, want the partial one deleted", n)
+	}
+}
+
+func TestPullFromUnreachableSourceIsLost(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	b := startNode(t, 16<<20, "t")
+	start := time.Now()
+	_, err = b.Pull(context.Background(), ids.ForPut(), addr, 1<<20)
+	if !errors.Is(err, ErrObjectLost) {
+		t.Fatalf("want ErrObjectLost, got %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v to give up on a refused connection", d)
+	}
+	if n := b.store.Len(); n != 0 {
+		t.Errorf("%d objects left in the puller's store", n)
+	}
+}
+
+func TestPullWithWrongTokenSaysSo(t *testing.T) {
+	a := startNode(t, 16<<20, "t")
+	b := startNode(t, 16<<20, "not-t")
+	id := putObject(t, a, 1<<20, 1)
+	_, err := b.Pull(context.Background(), id, a.TCPAddr(), 1<<20)
+	if !errors.Is(err, rpc.ErrBadToken) {
+		t.Fatalf("want rpc.ErrBadToken, got %v", err)
+	}
+	if errors.Is(err, ErrObjectLost) {
+		t.Errorf("a refused token is not a lost object: %v", err)
+	}
+}
+
+// gate is a TCP proxy to target that holds every connection until opened.
+type gate struct {
+	ln     net.Listener
+	target string
+	open   chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newGate(t *testing.T, target string) *gate {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{ln: ln, target: target, open: make(chan struct{})}
+	g.wg.Add(1)
+	go g.serve()
+	t.Cleanup(g.close)
+	return g
+}
+
+func (g *gate) serve() {
+	defer g.wg.Done()
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			return
+		}
+		g.track(c)
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			<-g.open
+			up, err := net.Dial("tcp", g.target)
+			if err != nil {
+				c.Close()
+				return
+			}
+			g.track(up)
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				_, _ = io.Copy(up, c)
+				up.Close()
+			}()
+			_, _ = io.Copy(c, up)
+			c.Close()
+		}()
+	}
+}
+
+func (g *gate) track(c net.Conn) {
+	g.mu.Lock()
+	g.conns = append(g.conns, c)
+	g.mu.Unlock()
+}
+
+func (g *gate) close() {
+	g.ln.Close()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+	g.mu.Lock()
+	for _, c := range g.conns {
+		c.Close()
+	}
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
+// waitUntil spins until cond holds, failing after a generous deadline.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		runtime.Gosched()
+	}
+}
+
+func TestConcurrentPullsShareOneTransfer(t *testing.T) {
+	a := startNode(t, 64<<20, "t")
+	b := startNode(t, 64<<20, "t")
+	const size = 20<<20 + 12345
+	id := putObject(t, a, size, 3)
+	g := newGate(t, a.TCPAddr())
+
+	const n = 8
+	offs := make([]int64, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			offs[i], errs[i] = b.Pull(context.Background(), id, g.ln.Addr().String(), size)
+		}()
+	}
+	// The source cannot answer until the gate opens: every Pull joins the
+	// one transfer in flight.
+	waitUntil(t, "every pull to join", func() bool {
+		st := b.xfer()
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		pc := st.inflight[id]
+		return pc != nil && pc.waiters == n
+	})
+	close(g.open)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("pull %d: %v", i, errs[i])
+		}
+		if offs[i] != offs[0] {
+			t.Fatalf("pull %d got offset %d, pull 0 got %d", i, offs[i], offs[0])
+		}
+	}
+	if want := int64((size + pullChunk - 1) / pullChunk); served(a) != want {
+		t.Errorf("source served %d chunks, want %d (one transfer)", served(a), want)
+	}
+	if !bytes.Equal(objectBytes(t, b, id), objectBytes(t, a, id)) {
+		t.Fatal("pulled bytes differ from the source's")
+	}
+	// Pulling it again is answered from the store.
+	before := served(a)
+	if off, err := b.Pull(context.Background(), id, a.TCPAddr(), size); err != nil || off != offs[0] {
+		t.Fatalf("second pull: offset %d, %v; want %d", off, err, offs[0])
+	}
+	if served(a) != before {
+		t.Errorf("a sealed local copy was pulled again")
+	}
+}
+
+func TestPullCancelledDeletesPartialObject(t *testing.T) {
+	a := startNode(t, 64<<20, "t")
+	b := startNode(t, 64<<20, "t")
+	id := putObject(t, a, 8<<20, 3)
+	g := newGate(t, a.TCPAddr())
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Pull(ctx, id, g.ln.Addr().String(), 8<<20)
+		errc <- err
+	}()
+	waitUntil(t, "the pull to start", func() bool {
+		st := b.xfer()
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.inflight[id] != nil
+	})
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	if n := b.store.Len(); n != 0 {
+		t.Errorf("%d objects left in the puller's store", n)
+	}
+	// A later pull, with the way open, works.
+	close(g.open)
+	if _, err := b.Pull(context.Background(), id, g.ln.Addr().String(), 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(objectBytes(t, b, id), objectBytes(t, a, id)) {
+		t.Fatal("pulled bytes differ from the source's")
+	}
+}
+
+// roundTrip makes a request from puller to source on the pooled connection
+// and waits for the answer: whatever the source sent on it before (a free)
+// has been handled by then.
+func roundTrip(t *testing.T, puller, source *Raylet) {
+	t.Helper()
+	ctx := context.Background()
+	_, c, err := puller.xfer().dial(ctx, source.TCPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := ids.ForPut()
+	_, err = c.conn.CallRaw(ctx, rpc.MReadChunk, &pb.ReadChunk{ObjectId: missing[:], Length: 1})
+	var re *rpc.RemoteError
+	if !errors.As(err, &re) {
+		t.Fatalf("want a remote error for a missing object, got %v", err)
+	}
+}
+
+func TestFreeAtSourceFreesPulledCopies(t *testing.T) {
+	a := startNode(t, 16<<20, "t")
+	b := startNode(t, 16<<20, "t")
+	c := startNode(t, 16<<20, "t")
+	id := putObject(t, a, 3<<20, 5)
+	kept := putObject(t, a, 1<<20, 6)
+	ctx := context.Background()
+	for _, x := range []ids.ObjectID{id, kept} {
+		if _, err := b.Pull(ctx, x, a.TCPAddr(), int64(len(objectBytes(t, a, x)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// c pulls the copy on b: a chain a -> b -> c.
+	if _, err := c.Pull(ctx, id, b.TCPAddr(), 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	a.FreeObjects([]ids.ObjectID{id})
+	roundTrip(t, b, a)
+	if _, _, ok := b.store.Lookup(id); ok {
+		t.Error("b still has its copy of the object freed at a")
+	}
+	roundTrip(t, c, b)
+	if _, _, ok := c.store.Lookup(id); ok {
+		t.Error("c still has its copy of the copy b freed")
+	}
+	if _, _, ok := b.store.Lookup(kept); !ok {
+		t.Error("b lost a copy of an object not freed")
+	}
+	// Nothing comes back round: a's table of readers of id is gone.
+	for _, r := range []*Raylet{a, b, c} {
+		st := r.xfer()
+		st.mu.Lock()
+		n := len(st.readers[id])
+		st.mu.Unlock()
+		if n != 0 {
+			t.Errorf("%d readers of the freed object still recorded", n)
+		}
+	}
+}
+
+func TestPullEvictsOldestPulledCopies(t *testing.T) {
+	a := startNode(t, 64<<20, "t")
+	b := startNode(t, 10<<20, "t")
+	ctx := context.Background()
+	const size = 3 << 20
+	var objs []ids.ObjectID
+	for i := range 4 {
+		objs = append(objs, putObject(t, a, size, byte(i)))
+	}
+	for _, id := range objs[:3] {
+		if _, err := b.Pull(ctx, id, a.TCPAddr(), size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 9 of 10 MiB used: the fourth needs the oldest copy's room.
+	if _, err := b.Pull(ctx, objs[3], a.TCPAddr(), size); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true, true, true} {
+		if _, _, ok := b.store.Lookup(objs[i]); ok != want {
+			t.Errorf("object %d in the store: %v, want %v", i, ok, want)
+		}
+	}
+	if !bytes.Equal(objectBytes(t, b, objs[3]), objectBytes(t, a, objs[3])) {
+		t.Fatal("pulled bytes differ from the source's")
+	}
+
+	// Primary objects are never evicted: next to c's own object of 8 MiB,
+	// a pulled 3 MiB one cannot fit even with every pulled copy gone.
+	c := startNode(t, 10<<20, "t")
+	primary := putObject(t, c, 8<<20-4096, 9)
+	small := putObject(t, a, 1<<20, 10)
+	if _, err := c.Pull(ctx, small, a.TCPAddr(), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Pull(ctx, objs[1], a.TCPAddr(), size)
+	if !errors.Is(err, objstore.ErrFull) {
+		t.Fatalf("want objstore.ErrFull, got %v", err)
+	}
+	if _, _, ok := c.store.Lookup(primary); !ok {
+		t.Error("a primary object was evicted")
+	}
+	if _, _, ok := c.store.Lookup(objs[1]); ok {
+		t.Error("the object that did not fit is in the store")
+	}
+	if _, _, ok := c.store.Lookup(small); ok {
+		t.Error("the pulled copy was not evicted before giving up")
+	}
+}
+
+func TestPullRedialsBrokenConnection(t *testing.T) {
+	a := startNode(t, 16<<20, "t")
+	b := startNode(t, 16<<20, "t")
+	ctx := context.Background()
+	x := putObject(t, a, 1<<20, 1)
+	y := putObject(t, a, 1<<20, 2)
+	if _, err := b.Pull(ctx, x, a.TCPAddr(), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	_, c, err := b.xfer().dial(ctx, a.TCPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.conn.Close()
+	if _, err := b.Pull(ctx, y, a.TCPAddr(), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(objectBytes(t, b, y), objectBytes(t, a, y)) {
+		t.Fatal("pulled bytes differ from the source's")
+	}
+}
+
+func TestPullObjectRequestFromWorker(t *testing.T) {
+	a := startNode(t, 16<<20, "t")
+	b := startNode(t, 16<<20, "t")
+	id := putObject(t, a, 2<<20+1, 4)
+	ctx := context.Background()
+	conn, err := rpc.Dial(ctx, b.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cl := &Client{Conn: conn}
+	off, err := cl.PullObject(ctx, id, a.TCPAddr(), 2<<20+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo, _, ok := b.store.Lookup(id); !ok || lo != off {
+		t.Fatalf("pulled to offset %d, store has it at %d (%v)", off, lo, ok)
+	}
+	if !bytes.Equal(objectBytes(t, b, id), objectBytes(t, a, id)) {
+		t.Fatal("pulled bytes differ from the source's")
+	}
+	_, err = cl.PullObject(ctx, ids.ForPut(), a.TCPAddr(), 10)
+	if !errors.Is(err, ErrObjectLost) {
+		t.Fatalf("want ErrObjectLost through the client, got %v", err)
+	}
+}
+
+func TestPullEmptyObject(t *testing.T) {
+	a := startNode(t, 16<<20, "t")
+	b := startNode(t, 16<<20, "t")
+	id := putObject(t, a, 0, 0)
+	if _, err := b.Pull(context.Background(), id, a.TCPAddr(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := b.store.Lookup(id); !ok {
+		t.Fatal("empty object not sealed on the puller")
+	}
+	_, err := b.Pull(context.Background(), ids.ForPut(), a.TCPAddr(), 0)
+	if !errors.Is(err, ErrObjectLost) {
+		t.Fatalf("want ErrObjectLost for a missing empty object, got %v", err)
+	}
+}
+
+func TestPullAfterCloseFails(t *testing.T) {
+	a := startNode(t, 16<<20, "t")
+	b := startNode(t, 16<<20, "t")
+	id := putObject(t, a, 1<<20, 1)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Pull(context.Background(), id, a.TCPAddr(), 1<<20)
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("want ErrClosed, got %v", err)
+	}
+	if _, ok := xferStates.Load(b); ok {
+		t.Error("closed raylet's transfer state kept")
+	}
+}
+
+// discardConn is a net.Conn that takes every write.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error) { return len(b), nil }
+
+func TestChunkConnFollowsFramesSplitAnywhere(t *testing.T) {
+	// Frames as an rpc.Conn writes them: a notification, a ReadChunk
+	// request, and a large reply, in one stream.
+	frame := func(m rpc.Method, kind rpc.Kind, id uint64, body []byte) []byte {
+		f := make([]byte, frameHeader, frameHeader+len(body))
+		binary.BigEndian.PutUint32(f[0:4], uint32(frameHeader-frameLenLen+len(body)))
+		f[4], f[5] = byte(m), byte(kind)
+		binary.BigEndian.PutUint64(f[6:14], id)
+		return append(f, body...)
+	}
+	oid := ids.ForPut()
+	req, err := proto.Marshal(&pb.ReadChunk{ObjectId: oid[:], Offset: 3 * pullChunk, Length: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stream []byte
+	stream = append(stream, frame(rpc.MFreeObjects, rpc.KindNotify, 0, make([]byte, 300))...)
+	stream = append(stream, frame(rpc.MReadChunk, rpc.KindRequest, 42, req)...)
+	stream = append(stream, frame(rpc.MReadChunk, rpc.KindReply, 7, make([]byte, 1000))...)
+	for _, step := range []int{1, 2, 3, 13, 14, 15, 64, len(stream)} {
+		c := newChunkConn(discardConn{})
+		d := &chunkDst{key: chunkKey{oid, 3 * pullChunk}, dst: make([]byte, 100)}
+		c.expect(d)
+		for i := 0; i < len(stream); i += step {
+			if _, err := c.Write(stream[i:min(i+step, len(stream))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c.byID[42] != d || len(c.want) != 0 {
+			t.Errorf("writes of %d bytes: request 42 not tied to its chunk (byID %v, want %v)", step, c.byID, c.want)
+		}
+		if len(c.wpart) != 0 || c.wskip != 0 {
+			t.Errorf("writes of %d bytes: stream not at a frame boundary at its end", step)
+		}
+	}
+}
