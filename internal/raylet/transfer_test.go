@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,6 +207,12 @@ func BenchmarkPull(bm *testing.B) {
 	a := startNode(bm, capacity, "t")
 	b := startNode(bm, capacity, "t")
 	id := putObject(bm, a, size, 7)
+	// Once first, so that the timed pulls write into pages of b's store
+	// that are mapped already, as on a node that has been running.
+	timedPull(bm, b, a, id, size)
+	if _, err := b.store.Delete(id); err != nil {
+		bm.Fatal(err)
+	}
 	bm.SetBytes(size)
 	bm.ResetTimer()
 	start := time.Now()
@@ -671,6 +678,59 @@ func TestChunkConnFollowsFramesSplitAnywhere(t *testing.T) {
 		}
 		if len(c.wpart) != 0 || c.wskip != 0 {
 			t.Errorf("writes of %d bytes: stream not at a frame boundary at its end", step)
+		}
+	}
+}
+
+func TestCloseEndsEveryTransferGoroutine(t *testing.T) {
+	a := startNode(t, 64<<20, "t")
+	b := startNode(t, 64<<20, "t")
+	ctx := context.Background()
+	done := putObject(t, a, 4<<20, 1)
+	if _, err := b.Pull(ctx, done, a.TCPAddr(), 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	// A pull held up at the gate, and one a worker asked for, are in
+	// flight when b closes.
+	g := newGate(t, a.TCPAddr())
+	held := putObject(t, a, 4<<20, 2)
+	errc := make(chan error, 2)
+	go func() {
+		_, err := b.Pull(ctx, held, g.ln.Addr().String(), 4<<20)
+		errc <- err
+	}()
+	conn, err := rpc.Dial(ctx, b.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	asked := putObject(t, a, 1<<20, 3)
+	go func() {
+		_, err := (&Client{Conn: conn}).PullObject(ctx, asked, g.ln.Addr().String(), 1<<20)
+		errc <- err
+	}()
+	waitUntil(t, "both pulls to start", func() bool {
+		st := b.xfer()
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return len(st.inflight) == 2
+	})
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-errc; err == nil {
+			t.Error("a pull cut short by Close succeeded")
+		}
+	}
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	for _, f := range []string{"(*xferState).", "(*chunkConn).", "(*Raylet).prefault", "(*Raylet).servePull", "(*Raylet).goTracked", "(*Raylet).Pull"} {
+		if strings.Contains(stacks, "internal/raylet."+f) {
+			t.Errorf("a goroutine in %s outlived Close:\n%s", f, stacks)
 		}
 	}
 }
