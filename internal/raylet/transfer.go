@@ -347,12 +347,14 @@ func (st *xferState) transfer(ctx context.Context, pc *pullCall, id ids.ObjectID
 	return off, true, nil
 }
 
-// prefault maps the pages of [off, off+size) of the arena ahead of the
+// prefault maps the pages of [off, off+size) of the arena for the
 // transfer, on another goroutine, and returns a function that stops it and
 // waits for it. Pages of the store never used before cost the kernel about
 // as much to provide one by one, as the transfer writes them, as the
-// transfer itself; in bulk, on the other core, far less. Pages already
-// mapped are passed over quickly.
+// transfer itself; in bulk, on the other core, less. It works from the end
+// back, so that it and the transfer, which writes from the start, meet
+// rather than fault the same pages. Pages already mapped are passed over
+// quickly.
 func (r *Raylet) prefault(off, size int64) (stop func()) {
 	const page, step = 4096, 4 << 20
 	start := off &^ (page - 1)
@@ -361,8 +363,9 @@ func (r *Raylet) prefault(off, size int64) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for p := start; p < end && !stopped.Load(); p += step {
-			b, err := r.arena.Slice(p, min(step, end-p))
+		for p := end; p > start && !stopped.Load(); p -= step {
+			from := max(p-step, start)
+			b, err := r.arena.Slice(from, p-from)
 			// Kernels before 5.14 do not know the advice: never mind.
 			if err != nil || len(b) == 0 || unix.Madvise(b, unix.MADV_POPULATE_WRITE) != nil {
 				return
