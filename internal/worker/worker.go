@@ -115,7 +115,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	w.rt, w.arena, w.addr = rt, arena, addr
 	onReady(rt)
 	go w.loop()
-	reg := &pb.RegisterWorker{WorkerId: wid[:], Pid: int32(w.pid), Addr: addr}
+	reg := &pb.RegisterWorker{WorkerId: wid[:], Pid: int32(w.pid), Addr: rt.Addr()}
 	if err := rc.Call(ctx, rpc.MRegisterWorker, reg, &pb.RegisterWorkerReply{}); err != nil {
 		return nil, fmt.Errorf("worker: register: %w", err)
 	}

@@ -192,7 +192,7 @@ func run(ctx context.Context, mode string, args []string) error {
 		// An actor on a node that is killed: restarted elsewhere when
 		// allowed, failed with ErrActorDied otherwise.
 		victim := args[0]
-		keep := newCounter.Options(rayo.NodeAffinity(victim, true), rayo.MaxRestarts(1)).Remote()
+		keep := newCounter.Options(rayo.NodeAffinity(victim, true), rayo.MaxRestarts(1), rayo.MaxTaskRetries(1)).Remote()
 		lose := newCounter.Options(rayo.NodeAffinity(victim, true)).Remote()
 		for _, a := range []rayo.Actor[*Counter]{keep, lose} {
 			v, err := rayo.Get(ctx, incr.Remote(a))
