@@ -2,15 +2,12 @@ package gcs
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,45 +16,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/redistest"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
-
-const redisServer = "/usr/bin/redis-server"
-
-// startRedis runs a throwaway Redis server on a free loopback port and
-// returns its address; it is killed when the test ends.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(redisServer); err != nil {
-		t.Skipf("no Redis server to test with: %v", err)
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		port := freePort(t)
-		cmd := exec.Command(redisServer, "--port", port, "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", redisServer, err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		addr := "127.0.0.1:" + port
-		if waitPing(addr, exited, 10*time.Second) {
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				<-exited
-			})
-			return addr
-		}
-		_ = cmd.Process.Kill()
-		<-exited
-		t.Logf("redis on port %s did not come up (another process may have taken the port):\n%s", port, out.String())
-	}
-	t.Fatal("could not start a Redis server")
-	return ""
-}
 
 // freePort is a loopback port nobody listened on a moment ago.
 func freePort(t *testing.T) string {
@@ -70,30 +32,6 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
-// waitPing polls addr until Redis answers PING, the process exits or the
-// deadline passes.
-func waitPing(addr string, exited <-chan struct{}, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			_ = nc.SetDeadline(time.Now().Add(time.Second))
-			_, err = nc.Write([]byte("PING\r\n"))
-			line, rerr := bufio.NewReader(nc).ReadString('\n')
-			_ = nc.Close()
-			if err == nil && rerr == nil && strings.HasPrefix(line, "+PONG") {
-				return true
-			}
-		}
-		time.Sleep(10 * time.Millisecond) // polling a process that starts on its own
-	}
-	return false
-}
-
 // backends runs f once per storage backend. Each call of the config
 // function it gets returns a Config on the same storage, so a second
 // server finds what the first left.
@@ -103,7 +41,7 @@ func backends(t *testing.T, f func(t *testing.T, storage func() Config)) {
 		f(t, func() Config { return Config{Store: st} })
 	})
 	t.Run("redis", func(t *testing.T) {
-		addr := startRedis(t)
+		addr := redistest.Start(t)
 		f(t, func() Config { return Config{RedisAddress: addr} })
 	})
 }

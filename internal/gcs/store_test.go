@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/redistest"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -467,7 +468,7 @@ func TestUnreachableRedis(t *testing.T) {
 }
 
 func TestRedisPrefixesKeepClustersApart(t *testing.T) {
-	addr := startRedis(t)
+	addr := redistest.Start(t)
 	_, a1 := serve(t, Config{RedisAddress: addr, RedisPrefix: "one:"})
 	_, a2 := serve(t, Config{RedisAddress: addr, RedisPrefix: "two:"})
 	r := &pb.KVReply{}
@@ -511,7 +512,7 @@ func TestMalformedFrames(t *testing.T) {
 // TestCloseStopsRedisClient: no goroutine of the Redis client outlives
 // Close.
 func TestCloseStopsRedisClient(t *testing.T) {
-	addr := startRedis(t)
+	addr := redistest.Start(t)
 	s, a := serve(t, Config{RedisAddress: addr})
 	r := &pb.KVReply{}
 	call(t, dial(t, a), rpc.MKVPut, &pb.KVEntry{Key: "k", Value: []byte("1")}, r)

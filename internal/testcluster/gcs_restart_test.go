@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -19,68 +17,10 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/node"
+	"github.com/rayo-dev/rayo/internal/redistest"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
-
-const redisServer = "/usr/bin/redis-server"
-
-// startRedis runs a throwaway Redis server on a free loopback port and
-// returns its address; it is killed when the test ends.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(redisServer); err != nil {
-		t.Skipf("no Redis server to test with: %v", err)
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
-		_, port, _ := net.SplitHostPort(addr)
-		cmd := exec.Command(redisServer, "--port", port, "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", redisServer, err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		if redisAnswers(addr, exited, 10*time.Second) {
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				<-exited
-			})
-			return addr
-		}
-		_ = cmd.Process.Kill()
-		<-exited
-		t.Logf("redis on %s did not come up (another process may have taken the port)", addr)
-	}
-	t.Fatal("could not start a Redis server")
-	return ""
-}
-
-// redisAnswers polls addr until Redis answers PING, the process exits or
-// the deadline passes.
-func redisAnswers(addr string, exited <-chan struct{}, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			_ = c.SetDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write([]byte("PING\r\n"))
-			buf := make([]byte, 7)
-			n, _ := c.Read(buf)
-			_ = c.Close()
-			if strings.HasPrefix(string(buf[:n]), "+PONG") {
-				return true
-			}
-		}
-		time.Sleep(20 * time.Millisecond) // polling another process
-	}
-	return false
-}
 
 // gcsCall makes one request to the cluster's control store.
 func gcsCall(t *testing.T, c *Cluster, m rpc.Method, req, resp proto.Message) {
@@ -216,7 +156,7 @@ func waitCount(t *testing.T, dir string, n int) {
 // Redis, the nodes register again with their IDs, the tasks finish, and
 // the jobs, KV entries and the named detached actor are still there.
 func TestControlStoreRestartWithRedis(t *testing.T) {
-	redis := startRedis(t)
+	redis := redistest.Start(t)
 	rayo := Build(t, "./cmd/rayo")
 	driver := Build(t, "./internal/testcluster/testdata/mn")
 	c := Start(t, rayo, 2, "--redis-address", redis)
