@@ -189,12 +189,10 @@ func (g *gcsClient) upload(ctx context.Context, path, sum string, size int64) er
 	}
 	defer f.Close()
 	buf := make([]byte, binaryChunk)
-	for off := int64(0); off < size || off == 0; {
-		n, err := io.ReadFull(f, buf)
-		if n == 0 && err != nil {
-			if off == size {
-				break
-			}
+	// One chunk at least: an empty executable is stored too.
+	for off := int64(0); off == 0 || off < size; {
+		n, err := io.ReadFull(f, buf[:min(int64(len(buf)), size-off)])
+		if err != nil && size > 0 {
 			return fmt.Errorf("node: read %s: %w", path, err)
 		}
 		st := &pb.Status{}
@@ -204,8 +202,7 @@ func (g *gcsClient) upload(ctx context.Context, path, sum string, size int64) er
 		if st.Error != "" {
 			return fmt.Errorf("node: upload %s: %s", path, st.Error)
 		}
-		off += int64(n)
-		if off >= size {
+		if off += int64(n); n == 0 {
 			break
 		}
 	}

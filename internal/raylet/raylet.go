@@ -455,12 +455,7 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 		if unmarshal(body, req) != nil {
 			return
 		}
-		list := make([]ids.ObjectID, 0, len(req.Ids))
-		for _, b := range req.Ids {
-			if oid, err := ids.ObjectIDFrom(b); err == nil {
-				list = append(list, oid)
-			}
-		}
+		list := objectIDs(req)
 		if m == rpc.MSealObjects {
 			r.SealObjects(list)
 		} else {
@@ -818,6 +813,17 @@ func (r *Raylet) FreeObjects(list []ids.ObjectID) {
 		_, _ = r.store.Delete(id)
 	}
 	r.forwardFree(list) // and the copies other nodes pulled
+}
+
+// objectIDs is a list of object IDs as received, malformed ones left out.
+func objectIDs(req *pb.ObjectIDs) []ids.ObjectID {
+	list := make([]ids.ObjectID, 0, len(req.Ids))
+	for _, b := range req.Ids {
+		if oid, err := ids.ObjectIDFrom(b); err == nil {
+			list = append(list, oid)
+		}
+	}
+	return list
 }
 
 func unmarshal(b []byte, m proto.Message) error {

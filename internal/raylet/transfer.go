@@ -515,13 +515,8 @@ func dialSource(ctx context.Context, addr, token string, h rpc.Handler) (*pullLi
 	}
 	cc := newChunkConn(nc)
 	c := rpc.NewConn(cc, h)
-	if err := c.Call(ctx, rpc.MHello, &pb.Status{Error: token}, nil); err != nil {
-		_ = c.Close()
-		var re *rpc.RemoteError
-		if errors.As(err, &re) && re.Msg == rpc.ErrBadToken.Error() {
-			return nil, fmt.Errorf("%s: %w", addr, rpc.ErrBadToken)
-		}
-		return nil, fmt.Errorf("raylet: hello to %s: %w", addr, err)
+	if err := rpc.Hello(ctx, c, addr, token); err != nil {
+		return nil, err
 	}
 	return &pullLink{conn: c, cc: cc}, nil
 }
@@ -539,12 +534,7 @@ func (st *xferState) handleSource(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id u
 	if unmarshal(body, req) != nil {
 		return
 	}
-	list := make([]ids.ObjectID, 0, len(req.Ids))
-	for _, b := range req.Ids {
-		if oid, err := ids.ObjectIDFrom(b); err == nil {
-			list = append(list, oid)
-		}
-	}
+	list := objectIDs(req)
 	// A transfer of one of them stops writing before its object goes.
 	st.abortPulls(list, fmt.Errorf("%w: freed at the source while being pulled", ErrObjectLost))
 	st.r.FreeObjects(list)

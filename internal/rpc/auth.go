@@ -63,13 +63,22 @@ func DialToken(ctx context.Context, addr, token string, h Handler, onClose ...fu
 	if err != nil {
 		return nil, err
 	}
+	if err := Hello(ctx, c, addr, token); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Hello presents the cluster's token on a new connection to addr (for
+// connections made with NewConn); on failure it closes c.
+func Hello(ctx context.Context, c *Conn, addr, token string) error {
 	if err := c.Call(ctx, MHello, &pb.Status{Error: token}, nil); err != nil {
 		_ = c.Close()
 		var re *RemoteError
 		if errors.As(err, &re) && re.Msg == ErrBadToken.Error() {
-			return nil, fmt.Errorf("%s: %w", addr, ErrBadToken)
+			return fmt.Errorf("%s: %w", addr, ErrBadToken)
 		}
-		return nil, fmt.Errorf("rpc: hello to %s: %w", addr, err)
+		return fmt.Errorf("rpc: hello to %s: %w", addr, err)
 	}
-	return c, nil
+	return nil
 }
