@@ -707,10 +707,9 @@ type chunkReply struct {
 	b  []byte
 }
 
-// sendChunks replies to the queued chunk requests of c, two at a time: a
-// reply is copied into the connection's buffer while the one before is
-// being written to the socket. (More would pile up in that buffer, which
-// then grows by copying.)
+// sendChunks replies to the queued chunk requests of c in order. Each
+// reply goes from the store's memory to the socket without a copy (see
+// rpc.Conn's direct frames).
 func (st *xferState) sendChunks(c *rpc.Conn, cs *chunkSender) {
 	for {
 		st.mu.Lock()
@@ -720,21 +719,10 @@ func (st *xferState) sendChunks(c *rpc.Conn, cs *chunkSender) {
 			st.mu.Unlock()
 			return
 		}
-		var two [2]chunkReply
-		n := copy(two[:], cs.queue)
-		cs.queue = cs.queue[n:]
+		next := cs.queue[0]
+		cs.queue = cs.queue[1:]
 		st.mu.Unlock()
-		if n == 1 {
-			_ = c.ReplyRaw(two[0].id, two[0].b)
-			continue
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = c.ReplyRaw(two[1].id, two[1].b)
-		}()
-		_ = c.ReplyRaw(two[0].id, two[0].b)
-		<-done
+		_ = c.ReplyRaw(next.id, next.b)
 	}
 }
 

@@ -85,6 +85,7 @@ type Conn struct {
 	nextID  atomic.Uint64
 
 	wmu      sync.Mutex // protects wbuf, spare, flushing, corked, werr
+	wdone    sync.Cond  // on wmu: broadcast when flushing ends
 	wbuf     []byte
 	spare    []byte
 	flushing bool
@@ -104,6 +105,7 @@ type Conn struct {
 // the connection breaks or is closed.
 func NewConn(nc net.Conn, h Handler, onClose ...func(error)) *Conn {
 	c := &Conn{nc: nc, handler: h, pending: make(map[uint64]Callback), done: make(chan struct{}), onClose: onClose}
+	c.wdone.L = &c.wmu
 	go c.readLoop()
 	return c
 }
@@ -221,6 +223,9 @@ func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byt
 		c.wmu.Unlock()
 		return err
 	}
+	if msg == nil && len(raw) >= directMin && c.corked == 0 {
+		return c.sendDirectLocked(m, kind, id, raw)
+	}
 	start := len(c.wbuf)
 	c.wbuf = append(c.wbuf, make([]byte, headerLen)...)
 	var err error
@@ -241,6 +246,45 @@ func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byt
 	if c.flushing || c.corked > 0 {
 		c.wmu.Unlock()
 		return nil
+	}
+	return c.flushLocked()
+}
+
+// directMin is the body size from which a raw frame is written from the
+// caller's memory (one writev with its header) rather than copied into the
+// write buffer: an object chunk goes from shared memory to the socket with
+// no copy in between.
+const directMin = 64 << 10
+
+// sendDirectLocked writes a frame whose body is raw without copying raw. It
+// waits for its turn on the socket, writes what is buffered, the header and
+// raw in one go, then flushes what others added meanwhile. It is called
+// with wmu held and releases it; raw is not used after it returns.
+func (c *Conn) sendDirectLocked(m Method, kind Kind, id uint64, raw []byte) error {
+	for c.flushing && c.werr == nil {
+		c.wdone.Wait()
+	}
+	if c.werr != nil {
+		err := c.werr
+		c.wmu.Unlock()
+		return err
+	}
+	h := make([]byte, headerLen)
+	binary.BigEndian.PutUint32(h[0:4], uint32(headerLen-4+len(raw)))
+	h[4], h[5] = byte(m), byte(kind)
+	binary.BigEndian.PutUint64(h[6:14], id)
+	pending := c.wbuf
+	c.wbuf, c.spare = c.spare[:0], nil
+	c.flushing = true
+	c.wmu.Unlock()
+	bufs := net.Buffers{pending, h, raw}
+	_, werr := bufs.WriteTo(c.nc)
+	c.wmu.Lock()
+	if cap(pending) <= 4<<20 && c.spare == nil {
+		c.spare = pending[:0]
+	}
+	if werr != nil {
+		c.werr = fmt.Errorf("%w: %v", ErrClosed, werr)
 	}
 	return c.flushLocked()
 }
@@ -283,6 +327,7 @@ func (c *Conn) flushLocked() error {
 		}
 	}
 	c.flushing = false
+	c.wdone.Broadcast()
 	err := c.werr
 	c.wmu.Unlock()
 	if err != nil {

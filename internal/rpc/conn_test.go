@@ -240,3 +240,56 @@ func TestTokenRequired(t *testing.T) {
 		t.Fatalf("with the token: %v %v", resp, err)
 	}
 }
+
+// Large raw replies are written from the caller's memory (directMin and up)
+// while small frames are buffered: concurrent senders of both kinds must
+// still produce whole frames, each reply matching its request.
+func TestDirectFramesInterleaveWithBufferedOnes(t *testing.T) {
+	big := make([]byte, 3*directMin+17)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	// The reply to a request of n bytes is the first n bytes of big: sizes
+	// on both sides of directMin.
+	h := HandlerFunc(func(c *Conn, m Method, kind Kind, id uint64, body []byte) {
+		if kind == KindRequest {
+			req := &pb.ReadChunk{}
+			if proto.Unmarshal(body, req) != nil {
+				_ = c.ReplyError(id, "bad request")
+				return
+			}
+			n := int(req.Length)
+			go func() { _ = c.ReplyRaw(id, big[:n]) }()
+		}
+	})
+	c, _ := pair(t, h)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				n := (g*40 + i) * 1237 % len(big)
+				if i%3 == 0 {
+					n = 1 + i
+				}
+				got, err := c.CallRaw(ctx, mEcho, &pb.ReadChunk{Length: int64(n)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(got) != n || string(got) != string(big[:n]) {
+					errs <- fmt.Errorf("request for %d bytes got %d", n, len(got))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
