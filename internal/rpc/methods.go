@@ -39,4 +39,10 @@ const (
 	MKVDel                               // any -> control store: KVEntry -> KVReply
 	MKVKeys                              // any -> control store: KVEntry (key = prefix) -> KVReply
 	MActorGone                           // raylet -> control store (notify): ActorName with actor_id; its name is free
+	MReportEvents                        // owner/worker -> raylet, raylet -> control store (notify): StateEvents
+	MListTasks                           // any -> raylet or control store: StateQuery -> StateList (tasks)
+	MListActors                          // any -> raylet or control store: StateQuery -> StateList (actors)
+	MNodeStats                           // any -> raylet: Empty -> NodeStats
+	MListObjects                         // any -> raylet (its store) or owner (what it owns): Empty -> ObjectList
+	MReadLog                             // any -> raylet: LogRequest -> raw bytes of the log
 )

@@ -2471,6 +2471,1123 @@ func (x *KVReply) GetError() string {
 	return ""
 }
 
+// TaskEvent is one change of a task attempt's state, reported by its owner
+// (submission, scheduling, failures before it ran) and by the worker that
+// runs it (RUNNING, then FINISHED or FAILED). Fields a reporter does not
+// know are left empty; the state table merges the events of an attempt.
+// States are Ray's: PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT,
+// SUBMITTED_TO_WORKER, RUNNING, FINISHED, FAILED.
+type TaskEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	TimeUnixNs    int64                  `protobuf:"varint,4,opt,name=time_unix_ns,json=timeUnixNs,proto3" json:"time_unix_ns,omitempty"` // when the attempt entered state
+	Name          string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`                                  // the function's (or Class.method's) name
+	Type          string                 `protobuf:"bytes,6,opt,name=type,proto3" json:"type,omitempty"`                                  // NORMAL_TASK, ACTOR_CREATION_TASK or ACTOR_TASK
+	JobId         string                 `protobuf:"bytes,7,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ActorId       []byte                 `protobuf:"bytes,8,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	ParentTaskId  []byte                 `protobuf:"bytes,9,opt,name=parent_task_id,json=parentTaskId,proto3" json:"parent_task_id,omitempty"` // the task that submitted it; empty for the driver
+	NodeId        string                 `protobuf:"bytes,10,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                    // ids.NodeID.Name() of the node running it
+	WorkerId      []byte                 `protobuf:"bytes,11,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerPid     int32                  `protobuf:"varint,12,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
+	Resources     []*Resource            `protobuf:"bytes,13,rep,name=resources,proto3" json:"resources,omitempty"`
+	ErrorType     string                 `protobuf:"bytes,14,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"` // TaskError.kind, for FAILED
+	Error         string                 `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`                          // message and stack, for FAILED
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskEvent) Reset() {
+	*x = TaskEvent{}
+	mi := &file_rayo_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskEvent) ProtoMessage() {}
+
+func (x *TaskEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
+func (*TaskEvent) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TaskEvent) GetTaskId() []byte {
+	if x != nil {
+		return x.TaskId
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetTimeUnixNs() int64 {
+	if x != nil {
+		return x.TimeUnixNs
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetParentTaskId() []byte {
+	if x != nil {
+		return x.ParentTaskId
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetWorkerPid() int32 {
+	if x != nil {
+		return x.WorkerPid
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetErrorType() string {
+	if x != nil {
+		return x.ErrorType
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ActorEvent is one change of an actor's state, reported by its owner.
+// States are Ray's: DEPENDENCIES_UNREADY, PENDING_CREATION, ALIVE,
+// RESTARTING, DEAD.
+type ActorEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActorId       []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	TimeUnixNs    int64                  `protobuf:"varint,3,opt,name=time_unix_ns,json=timeUnixNs,proto3" json:"time_unix_ns,omitempty"`
+	ClassName     string                 `protobuf:"bytes,4,opt,name=class_name,json=className,proto3" json:"class_name,omitempty"`
+	Name          string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace     string                 `protobuf:"bytes,6,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	JobId         string                 `protobuf:"bytes,7,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,8,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	WorkerId      []byte                 `protobuf:"bytes,9,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Pid           int32                  `protobuf:"varint,10,opt,name=pid,proto3" json:"pid,omitempty"`
+	NumRestarts   int32                  `protobuf:"varint,11,opt,name=num_restarts,json=numRestarts,proto3" json:"num_restarts,omitempty"`
+	DeathCause    string                 `protobuf:"bytes,12,opt,name=death_cause,json=deathCause,proto3" json:"death_cause,omitempty"`
+	Detached      bool                   `protobuf:"varint,13,opt,name=detached,proto3" json:"detached,omitempty"`
+	Resources     []*Resource            `protobuf:"bytes,14,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorEvent) Reset() {
+	*x = ActorEvent{}
+	mi := &file_rayo_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorEvent) ProtoMessage() {}
+
+func (x *ActorEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorEvent.ProtoReflect.Descriptor instead.
+func (*ActorEvent) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ActorEvent) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *ActorEvent) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ActorEvent) GetTimeUnixNs() int64 {
+	if x != nil {
+		return x.TimeUnixNs
+	}
+	return 0
+}
+
+func (x *ActorEvent) GetClassName() string {
+	if x != nil {
+		return x.ClassName
+	}
+	return ""
+}
+
+func (x *ActorEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActorEvent) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ActorEvent) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ActorEvent) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ActorEvent) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
+}
+
+func (x *ActorEvent) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ActorEvent) GetNumRestarts() int32 {
+	if x != nil {
+		return x.NumRestarts
+	}
+	return 0
+}
+
+func (x *ActorEvent) GetDeathCause() string {
+	if x != nil {
+		return x.DeathCause
+	}
+	return ""
+}
+
+func (x *ActorEvent) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *ActorEvent) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// StateEvents is a batch of events, sent by owners and workers to their
+// raylet and by raylets to the control store (notify, MReportEvents).
+// dropped_tasks counts task events the sender discarded because its
+// buffer was full.
+type StateEvents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*TaskEvent           `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Actors        []*ActorEvent          `protobuf:"bytes,2,rep,name=actors,proto3" json:"actors,omitempty"`
+	DroppedTasks  int64                  `protobuf:"varint,3,opt,name=dropped_tasks,json=droppedTasks,proto3" json:"dropped_tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateEvents) Reset() {
+	*x = StateEvents{}
+	mi := &file_rayo_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateEvents) ProtoMessage() {}
+
+func (x *StateEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateEvents.ProtoReflect.Descriptor instead.
+func (*StateEvents) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *StateEvents) GetTasks() []*TaskEvent {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *StateEvents) GetActors() []*ActorEvent {
+	if x != nil {
+		return x.Actors
+	}
+	return nil
+}
+
+func (x *StateEvents) GetDroppedTasks() int64 {
+	if x != nil {
+		return x.DroppedTasks
+	}
+	return 0
+}
+
+// TaskRecord is a task attempt as the state table knows it: its events
+// merged.
+type TaskRecord struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Task             *TaskEvent             `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`                                                                                                                                // the latest value of each field
+	StateTimesUnixNs map[string]int64       `protobuf:"bytes,2,rep,name=state_times_unix_ns,json=stateTimesUnixNs,proto3" json:"state_times_unix_ns,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // when it entered each state
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TaskRecord) Reset() {
+	*x = TaskRecord{}
+	mi := &file_rayo_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskRecord) ProtoMessage() {}
+
+func (x *TaskRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
+func (*TaskRecord) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TaskRecord) GetTask() *TaskEvent {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *TaskRecord) GetStateTimesUnixNs() map[string]int64 {
+	if x != nil {
+		return x.StateTimesUnixNs
+	}
+	return nil
+}
+
+// ActorRecord is an actor as the state table knows it.
+type ActorRecord struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Actor            *ActorEvent            `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	StateTimesUnixNs map[string]int64       `protobuf:"bytes,2,rep,name=state_times_unix_ns,json=stateTimesUnixNs,proto3" json:"state_times_unix_ns,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ActorRecord) Reset() {
+	*x = ActorRecord{}
+	mi := &file_rayo_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorRecord) ProtoMessage() {}
+
+func (x *ActorRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorRecord.ProtoReflect.Descriptor instead.
+func (*ActorRecord) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ActorRecord) GetActor() *ActorEvent {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *ActorRecord) GetStateTimesUnixNs() map[string]int64 {
+	if x != nil {
+		return x.StateTimesUnixNs
+	}
+	return nil
+}
+
+// StateQuery asks for the task or actor records (MListTasks, MListActors).
+// Filtering, sorting and pagination are the API server's; the table
+// returns at most limit records (0: all), the newest first.
+type StateQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         int64                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	Id            []byte                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"` // one record only, by task or actor ID
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateQuery) Reset() {
+	*x = StateQuery{}
+	mi := &file_rayo_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateQuery) ProtoMessage() {}
+
+func (x *StateQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateQuery.ProtoReflect.Descriptor instead.
+func (*StateQuery) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *StateQuery) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *StateQuery) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+// StateList answers StateQuery. total is how many records the table holds;
+// dropped_tasks how many finished tasks it has dropped to stay within its
+// limit, plus those its reporters dropped.
+type StateList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*TaskRecord          `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Actors        []*ActorRecord         `protobuf:"bytes,2,rep,name=actors,proto3" json:"actors,omitempty"`
+	Total         int64                  `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	DroppedTasks  int64                  `protobuf:"varint,4,opt,name=dropped_tasks,json=droppedTasks,proto3" json:"dropped_tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateList) Reset() {
+	*x = StateList{}
+	mi := &file_rayo_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateList) ProtoMessage() {}
+
+func (x *StateList) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateList.ProtoReflect.Descriptor instead.
+func (*StateList) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *StateList) GetTasks() []*TaskRecord {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *StateList) GetActors() []*ActorRecord {
+	if x != nil {
+		return x.Actors
+	}
+	return nil
+}
+
+func (x *StateList) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *StateList) GetDroppedTasks() int64 {
+	if x != nil {
+		return x.DroppedTasks
+	}
+	return 0
+}
+
+// WorkerRecord is a worker process (or a driver) as its raylet knows it.
+type WorkerRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      []byte                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Pid           int32                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	JobId         string                 `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Type          string                 `protobuf:"bytes,5,opt,name=type,proto3" json:"type,omitempty"`   // WORKER or DRIVER
+	State         string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"` // STARTING, IDLE, LEASED, ACTOR, DEAD
+	ActorId       []byte                 `protobuf:"bytes,7,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Addr          string                 `protobuf:"bytes,8,opt,name=addr,proto3" json:"addr,omitempty"`
+	StartUnixMs   int64                  `protobuf:"varint,9,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
+	EndUnixMs     int64                  `protobuf:"varint,10,opt,name=end_unix_ms,json=endUnixMs,proto3" json:"end_unix_ms,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,11,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	LogFile       string                 `protobuf:"bytes,12,opt,name=log_file,json=logFile,proto3" json:"log_file,omitempty"` // its log, under the session folder
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerRecord) Reset() {
+	*x = WorkerRecord{}
+	mi := &file_rayo_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerRecord) ProtoMessage() {}
+
+func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerRecord.ProtoReflect.Descriptor instead.
+func (*WorkerRecord) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *WorkerRecord) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
+}
+
+func (x *WorkerRecord) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *WorkerRecord) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *WorkerRecord) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *WorkerRecord) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WorkerRecord) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *WorkerRecord) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *WorkerRecord) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *WorkerRecord) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *WorkerRecord) GetEndUnixMs() int64 {
+	if x != nil {
+		return x.EndUnixMs
+	}
+	return 0
+}
+
+func (x *WorkerRecord) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *WorkerRecord) GetLogFile() string {
+	if x != nil {
+		return x.LogFile
+	}
+	return ""
+}
+
+// ObjectRecord is an object as a raylet's store or an owner knows it.
+type ObjectRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"` // where this copy is stored ("" for an owner's record)
+	OwnerAddr     string                 `protobuf:"bytes,4,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
+	RefCount      int32                  `protobuf:"varint,5,opt,name=ref_count,json=refCount,proto3" json:"ref_count,omitempty"` // an owner's record: local refs, borrowers and pending tasks
+	Kind          string                 `protobuf:"bytes,6,opt,name=kind,proto3" json:"kind,omitempty"`                          // store: PRIMARY (created here) or COPY (pulled); owner: INLINE or IN_STORE
+	JobId         string                 `protobuf:"bytes,7,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Sealed        bool                   `protobuf:"varint,8,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectRecord) Reset() {
+	*x = ObjectRecord{}
+	mi := &file_rayo_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectRecord) ProtoMessage() {}
+
+func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectRecord.ProtoReflect.Descriptor instead.
+func (*ObjectRecord) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ObjectRecord) GetObjectId() []byte {
+	if x != nil {
+		return x.ObjectId
+	}
+	return nil
+}
+
+func (x *ObjectRecord) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ObjectRecord) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ObjectRecord) GetOwnerAddr() string {
+	if x != nil {
+		return x.OwnerAddr
+	}
+	return ""
+}
+
+func (x *ObjectRecord) GetRefCount() int32 {
+	if x != nil {
+		return x.RefCount
+	}
+	return 0
+}
+
+func (x *ObjectRecord) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ObjectRecord) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ObjectRecord) GetSealed() bool {
+	if x != nil {
+		return x.Sealed
+	}
+	return false
+}
+
+// NodeStats answers MNodeStats: a raylet's workers, store and machine usage.
+type NodeStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Workers       []*WorkerRecord        `protobuf:"bytes,2,rep,name=workers,proto3" json:"workers,omitempty"`
+	StoreUsed     int64                  `protobuf:"varint,3,opt,name=store_used,json=storeUsed,proto3" json:"store_used,omitempty"`
+	StoreCapacity int64                  `protobuf:"varint,4,opt,name=store_capacity,json=storeCapacity,proto3" json:"store_capacity,omitempty"`
+	StoreObjects  int64                  `protobuf:"varint,5,opt,name=store_objects,json=storeObjects,proto3" json:"store_objects,omitempty"`
+	CpuPercent    float64                `protobuf:"fixed64,6,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"` // the whole machine, since the last call
+	MemUsed       int64                  `protobuf:"varint,7,opt,name=mem_used,json=memUsed,proto3" json:"mem_used,omitempty"`
+	MemTotal      int64                  `protobuf:"varint,8,opt,name=mem_total,json=memTotal,proto3" json:"mem_total,omitempty"`
+	MetricsAddr   string                 `protobuf:"bytes,9,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"` // where /metrics is served (HOST:PORT), if anywhere
+	SessionDir    string                 `protobuf:"bytes,10,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
+	Total         []*Resource            `protobuf:"bytes,11,rep,name=total,proto3" json:"total,omitempty"`
+	Available     []*Resource            `protobuf:"bytes,12,rep,name=available,proto3" json:"available,omitempty"`
+	BytesPulled   int64                  `protobuf:"varint,13,opt,name=bytes_pulled,json=bytesPulled,proto3" json:"bytes_pulled,omitempty"` // bytes this node's store received from other nodes
+	BytesServed   int64                  `protobuf:"varint,14,opt,name=bytes_served,json=bytesServed,proto3" json:"bytes_served,omitempty"` // bytes it sent to others
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStats) Reset() {
+	*x = NodeStats{}
+	mi := &file_rayo_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStats) ProtoMessage() {}
+
+func (x *NodeStats) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
+func (*NodeStats) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *NodeStats) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeStats) GetWorkers() []*WorkerRecord {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *NodeStats) GetStoreUsed() int64 {
+	if x != nil {
+		return x.StoreUsed
+	}
+	return 0
+}
+
+func (x *NodeStats) GetStoreCapacity() int64 {
+	if x != nil {
+		return x.StoreCapacity
+	}
+	return 0
+}
+
+func (x *NodeStats) GetStoreObjects() int64 {
+	if x != nil {
+		return x.StoreObjects
+	}
+	return 0
+}
+
+func (x *NodeStats) GetCpuPercent() float64 {
+	if x != nil {
+		return x.CpuPercent
+	}
+	return 0
+}
+
+func (x *NodeStats) GetMemUsed() int64 {
+	if x != nil {
+		return x.MemUsed
+	}
+	return 0
+}
+
+func (x *NodeStats) GetMemTotal() int64 {
+	if x != nil {
+		return x.MemTotal
+	}
+	return 0
+}
+
+func (x *NodeStats) GetMetricsAddr() string {
+	if x != nil {
+		return x.MetricsAddr
+	}
+	return ""
+}
+
+func (x *NodeStats) GetSessionDir() string {
+	if x != nil {
+		return x.SessionDir
+	}
+	return ""
+}
+
+func (x *NodeStats) GetTotal() []*Resource {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *NodeStats) GetAvailable() []*Resource {
+	if x != nil {
+		return x.Available
+	}
+	return nil
+}
+
+func (x *NodeStats) GetBytesPulled() int64 {
+	if x != nil {
+		return x.BytesPulled
+	}
+	return 0
+}
+
+func (x *NodeStats) GetBytesServed() int64 {
+	if x != nil {
+		return x.BytesServed
+	}
+	return 0
+}
+
+// ObjectList answers MListObjects.
+type ObjectList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Objects       []*ObjectRecord        `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectList) Reset() {
+	*x = ObjectList{}
+	mi := &file_rayo_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectList) ProtoMessage() {}
+
+func (x *ObjectList) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectList.ProtoReflect.Descriptor instead.
+func (*ObjectList) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ObjectList) GetObjects() []*ObjectRecord {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+// LogRequest asks a raylet for a worker's log (MReadLog). The reply is the
+// raw bytes [offset, offset+max) of the log file (at most max; fewer at
+// its end); with wait_ms, a read at the end waits that long for more.
+type LogRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"` // the worker's pid, or
+	WorkerId      []byte                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // negative: from the end
+	Max           int64                  `protobuf:"varint,4,opt,name=max,proto3" json:"max,omitempty"`
+	WaitMs        int64                  `protobuf:"varint,5,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogRequest) Reset() {
+	*x = LogRequest{}
+	mi := &file_rayo_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogRequest) ProtoMessage() {}
+
+func (x *LogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
+func (*LogRequest) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *LogRequest) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *LogRequest) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
+}
+
+func (x *LogRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *LogRequest) GetMax() int64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *LogRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
 var File_rayo_proto protoreflect.FileDescriptor
 
 const file_rayo_proto_rawDesc = "" +
@@ -2666,7 +3783,126 @@ const file_rayo_proto_rawDesc = "" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\tR\x04keys\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05errorB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xae\x03\n" +
+	"\tTaskEvent\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12 \n" +
+	"\ftime_unix_ns\x18\x04 \x01(\x03R\n" +
+	"timeUnixNs\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x06 \x01(\tR\x04type\x12\x15\n" +
+	"\x06job_id\x18\a \x01(\tR\x05jobId\x12\x19\n" +
+	"\bactor_id\x18\b \x01(\fR\aactorId\x12$\n" +
+	"\x0eparent_task_id\x18\t \x01(\fR\fparentTaskId\x12\x17\n" +
+	"\anode_id\x18\n" +
+	" \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tworker_id\x18\v \x01(\fR\bworkerId\x12\x1d\n" +
+	"\n" +
+	"worker_pid\x18\f \x01(\x05R\tworkerPid\x12,\n" +
+	"\tresources\x18\r \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x1d\n" +
+	"\n" +
+	"error_type\x18\x0e \x01(\tR\terrorType\x12\x14\n" +
+	"\x05error\x18\x0f \x01(\tR\x05error\"\x9d\x03\n" +
+	"\n" +
+	"ActorEvent\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12 \n" +
+	"\ftime_unix_ns\x18\x03 \x01(\x03R\n" +
+	"timeUnixNs\x12\x1d\n" +
+	"\n" +
+	"class_name\x18\x04 \x01(\tR\tclassName\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x06 \x01(\tR\tnamespace\x12\x15\n" +
+	"\x06job_id\x18\a \x01(\tR\x05jobId\x12\x17\n" +
+	"\anode_id\x18\b \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tworker_id\x18\t \x01(\fR\bworkerId\x12\x10\n" +
+	"\x03pid\x18\n" +
+	" \x01(\x05R\x03pid\x12!\n" +
+	"\fnum_restarts\x18\v \x01(\x05R\vnumRestarts\x12\x1f\n" +
+	"\vdeath_cause\x18\f \x01(\tR\n" +
+	"deathCause\x12\x1a\n" +
+	"\bdetached\x18\r \x01(\bR\bdetached\x12,\n" +
+	"\tresources\x18\x0e \x03(\v2\x0e.rayo.ResourceR\tresources\"\x83\x01\n" +
+	"\vStateEvents\x12%\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0f.rayo.TaskEventR\x05tasks\x12(\n" +
+	"\x06actors\x18\x02 \x03(\v2\x10.rayo.ActorEventR\x06actors\x12#\n" +
+	"\rdropped_tasks\x18\x03 \x01(\x03R\fdroppedTasks\"\xcd\x01\n" +
+	"\n" +
+	"TaskRecord\x12#\n" +
+	"\x04task\x18\x01 \x01(\v2\x0f.rayo.TaskEventR\x04task\x12U\n" +
+	"\x13state_times_unix_ns\x18\x02 \x03(\v2&.rayo.TaskRecord.StateTimesUnixNsEntryR\x10stateTimesUnixNs\x1aC\n" +
+	"\x15StateTimesUnixNsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xd2\x01\n" +
+	"\vActorRecord\x12&\n" +
+	"\x05actor\x18\x01 \x01(\v2\x10.rayo.ActorEventR\x05actor\x12V\n" +
+	"\x13state_times_unix_ns\x18\x02 \x03(\v2'.rayo.ActorRecord.StateTimesUnixNsEntryR\x10stateTimesUnixNs\x1aC\n" +
+	"\x15StateTimesUnixNsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"2\n" +
+	"\n" +
+	"StateQuery\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x03R\x05limit\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\fR\x02id\"\x99\x01\n" +
+	"\tStateList\x12&\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x10.rayo.TaskRecordR\x05tasks\x12)\n" +
+	"\x06actors\x18\x02 \x03(\v2\x11.rayo.ActorRecordR\x06actors\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\x12#\n" +
+	"\rdropped_tasks\x18\x04 \x01(\x03R\fdroppedTasks\"\xc2\x02\n" +
+	"\fWorkerRecord\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x15\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04type\x18\x05 \x01(\tR\x04type\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x12\x19\n" +
+	"\bactor_id\x18\a \x01(\fR\aactorId\x12\x12\n" +
+	"\x04addr\x18\b \x01(\tR\x04addr\x12\"\n" +
+	"\rstart_unix_ms\x18\t \x01(\x03R\vstartUnixMs\x12\x1e\n" +
+	"\vend_unix_ms\x18\n" +
+	" \x01(\x03R\tendUnixMs\x12\x1b\n" +
+	"\texit_code\x18\v \x01(\x05R\bexitCode\x12\x19\n" +
+	"\blog_file\x18\f \x01(\tR\alogFile\"\xd7\x01\n" +
+	"\fObjectRecord\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"owner_addr\x18\x04 \x01(\tR\townerAddr\x12\x1b\n" +
+	"\tref_count\x18\x05 \x01(\x05R\brefCount\x12\x12\n" +
+	"\x04kind\x18\x06 \x01(\tR\x04kind\x12\x15\n" +
+	"\x06job_id\x18\a \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06sealed\x18\b \x01(\bR\x06sealed\"\xf4\x03\n" +
+	"\tNodeStats\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
+	"\aworkers\x18\x02 \x03(\v2\x12.rayo.WorkerRecordR\aworkers\x12\x1d\n" +
+	"\n" +
+	"store_used\x18\x03 \x01(\x03R\tstoreUsed\x12%\n" +
+	"\x0estore_capacity\x18\x04 \x01(\x03R\rstoreCapacity\x12#\n" +
+	"\rstore_objects\x18\x05 \x01(\x03R\fstoreObjects\x12\x1f\n" +
+	"\vcpu_percent\x18\x06 \x01(\x01R\n" +
+	"cpuPercent\x12\x19\n" +
+	"\bmem_used\x18\a \x01(\x03R\amemUsed\x12\x1b\n" +
+	"\tmem_total\x18\b \x01(\x03R\bmemTotal\x12!\n" +
+	"\fmetrics_addr\x18\t \x01(\tR\vmetricsAddr\x12\x1f\n" +
+	"\vsession_dir\x18\n" +
+	" \x01(\tR\n" +
+	"sessionDir\x12$\n" +
+	"\x05total\x18\v \x03(\v2\x0e.rayo.ResourceR\x05total\x12,\n" +
+	"\tavailable\x18\f \x03(\v2\x0e.rayo.ResourceR\tavailable\x12!\n" +
+	"\fbytes_pulled\x18\r \x01(\x03R\vbytesPulled\x12!\n" +
+	"\fbytes_served\x18\x0e \x01(\x03R\vbytesServed\":\n" +
+	"\n" +
+	"ObjectList\x12,\n" +
+	"\aobjects\x18\x01 \x03(\v2\x12.rayo.ObjectRecordR\aobjects\"~\n" +
+	"\n" +
+	"LogRequest\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\fR\bworkerId\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x10\n" +
+	"\x03max\x18\x04 \x01(\x03R\x03max\x12\x17\n" +
+	"\await_ms\x18\x05 \x01(\x03R\x06waitMsB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
 
 var (
 	file_rayo_proto_rawDescOnce sync.Once
@@ -2680,7 +3916,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),      // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil), // 1: rayo.RegisterWorkerReply
@@ -2719,6 +3955,20 @@ var file_rayo_proto_goTypes = []any{
 	(*ReadChunk)(nil),           // 34: rayo.ReadChunk
 	(*KVEntry)(nil),             // 35: rayo.KVEntry
 	(*KVReply)(nil),             // 36: rayo.KVReply
+	(*TaskEvent)(nil),           // 37: rayo.TaskEvent
+	(*ActorEvent)(nil),          // 38: rayo.ActorEvent
+	(*StateEvents)(nil),         // 39: rayo.StateEvents
+	(*TaskRecord)(nil),          // 40: rayo.TaskRecord
+	(*ActorRecord)(nil),         // 41: rayo.ActorRecord
+	(*StateQuery)(nil),          // 42: rayo.StateQuery
+	(*StateList)(nil),           // 43: rayo.StateList
+	(*WorkerRecord)(nil),        // 44: rayo.WorkerRecord
+	(*ObjectRecord)(nil),        // 45: rayo.ObjectRecord
+	(*NodeStats)(nil),           // 46: rayo.NodeStats
+	(*ObjectList)(nil),          // 47: rayo.ObjectList
+	(*LogRequest)(nil),          // 48: rayo.LogRequest
+	nil,                         // 49: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                         // 50: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -2739,11 +3989,25 @@ var file_rayo_proto_depIdxs = []int32{
 	2,  // 15: rayo.Heartbeat.pending:type_name -> rayo.Resource
 	27, // 16: rayo.JobList.jobs:type_name -> rayo.JobInfo
 	24, // 17: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	2,  // 18: rayo.TaskEvent.resources:type_name -> rayo.Resource
+	2,  // 19: rayo.ActorEvent.resources:type_name -> rayo.Resource
+	37, // 20: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
+	38, // 21: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
+	37, // 22: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	49, // 23: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	38, // 24: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	50, // 25: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	40, // 26: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	41, // 27: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	44, // 28: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	2,  // 29: rayo.NodeStats.total:type_name -> rayo.Resource
+	2,  // 30: rayo.NodeStats.available:type_name -> rayo.Resource
+	45, // 31: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }
@@ -2757,7 +4021,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
