@@ -66,7 +66,7 @@ func Get[T any](ctx context.Context, r Ref[T]) (T, error) {
 
 func decodeValue[T any](ctx context.Context, h *core.Handle, loc *pb.Locator) (T, error) {
 	var v T
-	b, err := h.Runtime().Bytes(ctx, h.ID, loc)
+	b, err := h.Runtime().Bytes(ctx, h.ID, h.Owner, loc)
 	if err != nil {
 		return v, err
 	}

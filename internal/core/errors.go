@@ -38,6 +38,7 @@ const (
 	KindOwnerDied       = "owner_died"
 	KindSystem          = "system"
 	KindActorDied       = "actor_died"
+	KindObjectLost      = "object_lost"
 )
 
 // TaskError is the failure of a remote task: the error it returned, its
@@ -92,6 +93,8 @@ func kindSentinel(kind string) error {
 		return ErrOwnerDied
 	case KindActorDied:
 		return ErrActorDied
+	case KindObjectLost:
+		return ErrObjectLost
 	}
 	return nil
 }

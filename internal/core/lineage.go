@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/rayo-dev/rayo/internal/rpc"
+
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"google.golang.org/protobuf/proto"
@@ -77,4 +79,46 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, id)
 	}
 	return obj.loc, nil
+}
+
+// askRebuild asks the owner of a borrowed object, whose copy at lost could
+// not be pulled, to make it again, and returns where the new copy is.
+func (rt *Runtime) askRebuild(ctx context.Context, id ids.ObjectID, owner string, lost *pb.Locator) (*pb.Locator, error) {
+	c, err := rt.peer(ctx, owner)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s, and its owner %s cannot be reached to make it again: %w", ErrObjectLost, id, owner, err)
+	}
+	loc := &pb.Locator{}
+	if err := c.Call(ctx, rpc.MGetObject, &pb.GetObject{ObjectId: id[:], LostAt: lost.NodeAddr}, loc); err != nil {
+		return nil, fmt.Errorf("%w: %s: its owner %s: %w", ErrObjectLost, id, owner, err)
+	}
+	rt.mu.Lock()
+	if obj := rt.objects[id]; obj != nil && !obj.owned && obj.loc == lost {
+		obj.loc = loc // later reads go to the new copy at once
+	}
+	rt.mu.Unlock()
+	return loc, nil
+}
+
+// serveLost answers a borrower that could not pull object id from the node
+// at lostAt: the object is made again if its copy there was the one this
+// owner knew, and the reply is the copy that is current once it is ready.
+func (rt *Runtime) serveLost(c *rpc.Conn, reqID uint64, id ids.ObjectID, lostAt string) {
+	rt.mu.Lock()
+	obj := rt.objects[id]
+	var lost *pb.Locator
+	if obj != nil && obj.loc != nil && obj.loc.InStore && obj.loc.NodeAddr == lostAt {
+		lost = obj.loc
+	}
+	rt.mu.Unlock()
+	ok := rt.spawn(func() {
+		loc, err := rt.rebuild(context.Background(), id, lost)
+		if err != nil {
+			loc = &pb.Locator{Error: sysErr("", KindObjectLost, err.Error())}
+		}
+		_ = c.Reply(reqID, loc)
+	})
+	if !ok {
+		_ = c.Reply(reqID, &pb.Locator{Error: sysErr("", KindSystem, ErrShutdown.Error())})
+	}
 }

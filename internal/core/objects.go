@@ -326,6 +326,11 @@ func (rt *Runtime) serveGetObject(c *rpc.Conn, reqID uint64, body []byte) {
 		_ = c.Reply(reqID, &pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error()+": "+id.String())})
 		return
 	}
+	if req.LostAt != "" {
+		rt.mu.Unlock()
+		rt.serveLost(c, reqID, id, req.LostAt)
+		return
+	}
 	rt.whenReadyLocked(id, obj, func() {
 		rt.mu.Lock()
 		loc := obj.loc

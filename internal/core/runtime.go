@@ -574,10 +574,12 @@ func (rt *Runtime) Wait(ctx context.Context, hs []*Handle, n int) (ready, rest [
 	}
 }
 
-// Bytes returns the encoded bytes of object id: inline, or mapped from
-// the store without a copy, after pulling it to this node if it lives on
-// another.
-func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, loc *pb.Locator) ([]byte, error) {
+// Bytes returns the encoded bytes of object id, owned by the process at
+// owner: inline, or mapped from the store without a copy, after pulling it
+// to this node if it lives on another. An object whose only copy went with
+// its node is made again from lineage: by this process if it owns it, else
+// by its owner, asked to.
+func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, owner string, loc *pb.Locator) ([]byte, error) {
 	if loc.Error != nil {
 		return nil, TaskErrorFrom(loc.Error)
 	}
@@ -597,8 +599,12 @@ func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, loc *pb.Locator) 
 		if !errors.Is(err, ErrObjectLost) || tries >= maxRebuilds {
 			return nil, err
 		}
-		// Its only copy went with its node: make it again, if it is ours.
-		if loc, err = rt.rebuild(ctx, id, loc); err != nil {
+		if owner == "" || owner == rt.addr {
+			loc, err = rt.rebuild(ctx, id, loc)
+		} else {
+			loc, err = rt.askRebuild(ctx, id, owner, loc)
+		}
+		if err != nil {
 			return nil, err
 		}
 		if loc.Error != nil {

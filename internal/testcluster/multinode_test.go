@@ -215,15 +215,17 @@ func TestNodeDeath(t *testing.T) {
 		victim.Restart()
 	})
 	t.Run("LineageRebuildsLostObject", func(t *testing.T) {
-		d := start(t, c.Head, driver, "lineage", victim.ID())
+		d := start(t, c.Head, driver, "lineage", victim.ID(), spare.ID())
 		d.until(t, "ready", 30*time.Second)
 		victim.Kill()
 		fmt.Fprintln(d.stdin, "go")
+		if got := d.until(t, "borrowed", 60*time.Second); got != "524288@"+spare.ID() {
+			t.Fatalf("a task on %s read the rebuilt argument as %q", spare.ID(), got)
+		}
 		if got := d.until(t, "rebuilt_len", 60*time.Second); got != "1048576 first=3" {
 			t.Fatalf("rebuilt object: %q", got)
 		}
 	})
-	_ = spare
 }
 
 // waitFile waits until a file whose name starts with prefix is in dir.

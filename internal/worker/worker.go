@@ -255,10 +255,12 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 			return fail(core.KindSystem, fmt.Sprintf("argument %d was not resolved", i), "")
 		}
 		var oid ids.ObjectID
+		var owner string
 		if a.Ref != nil {
 			oid, _ = ids.ObjectIDFrom(a.Ref.Id)
+			owner = a.Ref.OwnerAddr
 		}
-		b, err := w.rt.Bytes(context.Background(), oid, a.Value)
+		b, err := w.rt.Bytes(context.Background(), oid, owner, a.Value)
 		if err != nil {
 			return fail(core.KindSystem, fmt.Sprintf("argument %d: %v", i, err), "")
 		}

@@ -1236,8 +1236,12 @@ func (x *TaskReply) GetExecNs() int64 {
 
 // GetObject asks an owner for an object; the owner replies when it is ready.
 type GetObject struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	// lost_at, from a borrower that could not pull the object from the node
+	// at this address (it is gone): the owner makes the object again from
+	// lineage and answers with the new copy.
+	LostAt        string `protobuf:"bytes,2,opt,name=lost_at,json=lostAt,proto3" json:"lost_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1277,6 +1281,13 @@ func (x *GetObject) GetObjectId() []byte {
 		return x.ObjectId
 	}
 	return nil
+}
+
+func (x *GetObject) GetLostAt() string {
+	if x != nil {
+		return x.LostAt
+	}
+	return ""
 }
 
 // LogLines are lines a worker wrote, streamed to the driver.
@@ -3689,9 +3700,10 @@ const file_rayo_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12'\n" +
 	"\areturns\x18\x02 \x03(\v2\r.rayo.LocatorR\areturns\x12%\n" +
 	"\x05error\x18\x03 \x01(\v2\x0f.rayo.TaskErrorR\x05error\x12\x17\n" +
-	"\aexec_ns\x18\x04 \x01(\x03R\x06execNs\"(\n" +
+	"\aexec_ns\x18\x04 \x01(\x03R\x06execNs\"A\n" +
 	"\tGetObject\x12\x1b\n" +
-	"\tobject_id\x18\x01 \x01(\fR\bobjectId\"8\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x17\n" +
+	"\alost_at\x18\x02 \x01(\tR\x06lostAt\"8\n" +
 	"\bLogLines\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05lines\x18\x02 \x03(\tR\x05lines\"\xca\x01\n" +

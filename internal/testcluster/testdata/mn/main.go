@@ -212,13 +212,21 @@ func run(ctx context.Context, mode string, args []string) error {
 		fmt.Println("lost_is_died=" + fmt.Sprint(errors.Is(err, rayo.ErrActorDied)))
 	case "lineage":
 		// An object whose only copy was on a killed node is made again.
-		victim := args[0]
+		// A task on another node (a borrower) whose argument was lost
+		// has its owner make it again too.
+		victim, other := args[0], args[1]
 		big := fill.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(1<<20), rayo.V(3))
-		if _, _, err := rayo.Wait(ctx, []rayo.Ref[[]float64]{big}, 1); err != nil {
+		lent := fill.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(1<<19), rayo.V(5))
+		if _, _, err := rayo.Wait(ctx, []rayo.Ref[[]float64]{big, lent}, 2); err != nil {
 			return err
 		}
 		fmt.Println("ready=1")
 		bufio.NewReader(os.Stdin).ReadString('\n') // the test kills the node
+		got, err := rayo.Get(ctx, lenWhere.Options(rayo.NodeAffinity(other, false)).Remote(lent))
+		if err != nil {
+			return err
+		}
+		fmt.Println("borrowed=" + got)
 		xs, err := rayo.Get(ctx, big)
 		if err != nil {
 			return err
