@@ -495,6 +495,7 @@ func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
 
 // connClosed handles a worker (or a remote owner) going away.
 func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
+	r.releaseHolds(c)
 	var after []func()
 	r.mu.Lock()
 	switch v := c.Value.(type) {

@@ -90,6 +90,7 @@ type xferState struct {
 	order    *list.List                     // of ids.ObjectID, oldest pull first
 	sources  map[string]*sourceConn
 	readers  map[ids.ObjectID]map[*rpc.Conn]struct{} // who read each object of ours
+	holds    map[ids.ObjectID]map[*rpc.Conn]struct{} // local processes that pulled each copy
 	senders  map[*rpc.Conn]*chunkSender
 
 	createMu sync.Mutex // serializes create-or-evict
@@ -152,6 +153,7 @@ func (r *Raylet) xfer() *xferState {
 		r:        r,
 		inflight: make(map[ids.ObjectID]*pullCall),
 		pulled:   make(map[ids.ObjectID]*list.Element),
+		holds:    make(map[ids.ObjectID]map[*rpc.Conn]struct{}),
 		order:    list.New(),
 		sources:  make(map[string]*sourceConn),
 		readers:  make(map[ids.ObjectID]map[*rpc.Conn]struct{}),
@@ -556,7 +558,9 @@ func (st *xferState) abortPulls(list []ids.ObjectID, cause error) {
 }
 
 // create makes room for a pulled object, evicting older pulled copies
-// while the store is full.
+// while the store is full. A copy that a process of this node pulled, and
+// may still have mapped, is not evicted while that process lives: only its
+// owner's free (forwarded here) removes it.
 func (st *xferState) create(id ids.ObjectID, size int64) (int64, error) {
 	st.createMu.Lock()
 	defer st.createMu.Unlock()
@@ -567,6 +571,9 @@ func (st *xferState) create(id ids.ObjectID, size int64) (int64, error) {
 		}
 		st.mu.Lock()
 		e := st.order.Front()
+		for e != nil && len(st.holds[e.Value.(ids.ObjectID)]) > 0 {
+			e = e.Next() // a local process may have it mapped
+		}
 		var victim ids.ObjectID
 		if e != nil {
 			victim = st.order.Remove(e).(ids.ObjectID)
@@ -626,8 +633,54 @@ func (r *Raylet) servePull(c *rpc.Conn, id uint64, body []byte) {
 			})
 			return
 		}
+		if !r.hold(oid, c) {
+			_ = c.ReplyError(id, ErrClosed.Error())
+			return
+		}
 		_ = c.Reply(id, &pb.CreateObjectReply{Offset: off})
 	}()
+}
+
+// hold records that the process on c pulled copy id (and may map it), so
+// it is not evicted before that process is gone or the object is freed.
+// It reports false if c is gone already.
+func (r *Raylet) hold(id ids.ObjectID, c *rpc.Conn) bool {
+	st := r.xfer()
+	if st == nil {
+		return false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if c.Err() != nil {
+		return false // released already, or about to be: connClosed runs after Err is set
+	}
+	if st.pulled[id] == nil {
+		return true // not a copy: the owner's references keep it
+	}
+	h := st.holds[id]
+	if h == nil {
+		h = make(map[*rpc.Conn]struct{}, 1)
+		st.holds[id] = h
+	}
+	h[c] = struct{}{}
+	return true
+}
+
+// releaseHolds drops the holds of a process that is gone.
+func (r *Raylet) releaseHolds(c *rpc.Conn) {
+	v, ok := xferStates.Load(r)
+	if !ok {
+		return
+	}
+	st := v.(*xferState)
+	st.mu.Lock()
+	for id, h := range st.holds {
+		delete(h, c)
+		if len(h) == 0 {
+			delete(st.holds, id)
+		}
+	}
+	st.mu.Unlock()
 }
 
 // serveReadChunk answers a ReadChunk with the bytes of a sealed object, and
@@ -760,6 +813,7 @@ func (r *Raylet) forwardFree(list []ids.ObjectID) {
 			st.order.Remove(e)
 			delete(st.pulled, id)
 		}
+		delete(st.holds, id)
 		for c := range st.readers[id] {
 			byConn[c] = append(byConn[c], id)
 		}

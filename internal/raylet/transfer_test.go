@@ -734,3 +734,60 @@ func TestCloseEndsEveryTransferGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// A copy that a local process pulled (and may have mapped) is not evicted
+// while that process is connected; once it goes, the copy may be.
+func TestPulledCopyHeldByItsReaderIsNotEvicted(t *testing.T) {
+	a := startNode(t, 64<<20, "t")
+	b := startNode(t, 10<<20, "t")
+	ctx := context.Background()
+	const size = 3 << 20
+	var objs []ids.ObjectID
+	for i := range 4 {
+		objs = append(objs, putObject(t, a, size, byte(i)))
+	}
+	conn, err := rpc.Dial(ctx, b.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := &Client{Conn: conn}
+	if _, err := reader.PullObject(ctx, objs[0], a.TCPAddr(), size); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range objs[1:3] {
+		if _, err := b.Pull(ctx, id, a.TCPAddr(), size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Full: the fourth takes the room of the oldest copy nobody holds.
+	if _, err := b.Pull(ctx, objs[3], a.TCPAddr(), size); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false, true, true} {
+		if _, _, ok := b.store.Lookup(objs[i]); ok != want {
+			t.Errorf("object %d in the store: %v, want %v", i, ok, want)
+		}
+	}
+	if !bytes.Equal(objectBytes(t, b, objs[0]), objectBytes(t, a, objs[0])) {
+		t.Fatal("the held copy's bytes changed")
+	}
+	// The reader goes: its copy is the oldest, and goes next.
+	_ = conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for held := 1; held > 0; {
+		st := b.xfer()
+		st.mu.Lock()
+		held = len(st.holds)
+		st.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the hold of a reader that left was not released")
+		}
+		runtime.Gosched() // the raylet notices the closed connection on its own goroutine
+	}
+	if _, err := b.Pull(ctx, objs[1], a.TCPAddr(), size); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := b.store.Lookup(objs[0]); ok {
+		t.Error("the copy of a reader that left was kept over a new pull")
+	}
+}
