@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -169,7 +170,15 @@ func joinCluster(o options) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := rpc.Dial(ctx, rec.RayletSocket, rpc.HandlerFunc(printLogs))
+	var ready atomic.Pointer[core.Runtime]
+	fromRaylet := rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, k rpc.Kind, id uint64, body []byte) {
+		if m == rpc.MLog {
+			printLogs(c, m, k, id, body)
+		} else if rt := ready.Load(); rt != nil {
+			rt.HandleRaylet(m, body)
+		}
+	})
+	conn, err := rpc.Dial(ctx, rec.RayletSocket, fromRaylet)
 	if err != nil {
 		return fmt.Errorf("rayo: cannot reach this node's raylet (is the cluster at %s running?): %w", c.Address, err)
 	}
@@ -219,6 +228,7 @@ func joinCluster(o options) error {
 		_ = arena.Close()
 		return fmt.Errorf("rayo: start job: %w", err)
 	}
+	ready.Store(rt)
 	state.rt, state.conn, state.arena, state.session, state.node = rt, conn, arena, session, rec.Node
 	state.gcsAddr, state.token = rec.Address, rec.Token
 	return nil

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -154,5 +155,61 @@ func (rt *Runtime) freeObjects(byNode map[string][]ids.ObjectID) {
 				rc.FreeObjects(list)
 			}
 		})
+	}
+}
+
+// NodesDead takes the news, pushed by this node's raylet from the control
+// store, that nodes died: the connections to their raylets and to the
+// processes on them are closed, so that what waits on them (tasks running
+// there, leases, actors) fails over at once, as when the connections
+// break, even if the node went silent rather than closing them.
+func (rt *Runtime) NodesDead(list *pb.NodeList) {
+	dead := make(map[string]bool)
+	addrs := make(map[string]bool)
+	for _, n := range list.Nodes {
+		if id, err := ids.NodeIDFrom(n.NodeId); err == nil {
+			dead[id.Name()] = true
+		}
+		addrs[n.Address] = true
+	}
+	var closers []func()
+	rt.peersMu.Lock()
+	for ep, p := range rt.peers {
+		if _, _, node := rpc.SplitEndpoint(ep); node != "" && dead[node] {
+			p := p
+			closers = append(closers, func() {
+				<-p.ready
+				if p.conn != nil {
+					_ = p.conn.Close()
+				}
+			})
+		}
+	}
+	for addr, r := range rt.raylets {
+		if addrs[addr] {
+			r := r
+			closers = append(closers, func() {
+				<-r.ready
+				if c, ok := r.conn.(interface{ Close() error }); ok {
+					_ = c.Close()
+				}
+			})
+		}
+	}
+	rt.peersMu.Unlock()
+	for _, f := range closers {
+		rt.spawn(f)
+	}
+}
+
+// HandleRaylet serves what a node's raylet pushes to the processes on it
+// (see rpc.MNodesDead); it ignores any other method.
+func (rt *Runtime) HandleRaylet(m rpc.Method, body []byte) {
+	if m != rpc.MNodesDead {
+		return
+	}
+	list := &pb.NodeList{}
+	if unmarshal(body, list) == nil {
+		rt.NodesDead(list)
 	}
 }

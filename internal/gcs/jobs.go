@@ -231,6 +231,7 @@ func (s *Server) jobEnded(id string) {
 	s.jobs[id] = j
 	s.mu.Unlock()
 	_ = s.save(TableJobs, id, j)
+	s.publish()
 }
 
 func (s *Server) job(id string) (*pb.JobInfo, error) {

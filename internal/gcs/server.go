@@ -79,6 +79,7 @@ type Server struct {
 	useSeq   uint64 // orders the partial uploads by last use
 	kv       map[kvKey][]byte
 
+	changed   chan struct{} // a send wakes the publisher (capacity 1: sends coalesce)
 	stop      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -111,6 +112,7 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 		partials: make(map[string]*partial),
 		kv:       make(map[kvKey][]byte),
 		stop:     make(chan struct{}),
+		changed:  make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Server, error) {
@@ -142,8 +144,9 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	if cfg.Token != "" {
 		s.srv.RequireToken(cfg.Token)
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.monitor()
+	go s.publisher()
 	return s, nil
 }
 
@@ -230,6 +233,7 @@ func (s *Server) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 				r.fail(err)
 			} else {
 				r.ok(&pb.Status{})
+				s.publish()
 			}
 		}
 	case rpc.MHeartbeat:
@@ -404,6 +408,40 @@ func (s *Server) connClosed(c *rpc.Conn, _ error) {
 	rec := s.markDeadLocked(id, "its connection to the control store closed")
 	s.mu.Unlock()
 	s.saveDead(id, rec)
+	s.publish()
+}
+
+// publish tells every node, soon and once however often it is called
+// meanwhile, that the node table or the ended jobs changed: the other
+// nodes hear of a join or a death at once, not at their next heartbeat.
+func (s *Server) publish() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// publisher pushes the cluster's view to every node after each change, off
+// the paths that make the changes (a slow node cannot hold them up).
+func (s *Server) publisher() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.changed:
+		}
+		view := &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}
+		s.mu.Lock()
+		conns := make([]*rpc.Conn, 0, len(s.nodeConn))
+		for _, c := range s.nodeConn {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			_ = c.Notify(rpc.MPublishView, view)
+		}
+	}
 }
 
 // markDeadLocked declares a live node dead and returns its record to
@@ -456,5 +494,8 @@ func (s *Server) expire() {
 	s.mu.Unlock()
 	for id, rec := range dead {
 		s.saveDead(id, rec)
+	}
+	if len(dead) > 0 {
+		s.publish()
 	}
 }

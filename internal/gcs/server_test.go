@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -118,4 +120,43 @@ func TestBadRegistrationAndToken(t *testing.T) {
 	if err == nil {
 		t.Fatal("a node without ID and address was registered")
 	}
+}
+
+// The control store pushes its view to every node when a node joins or
+// dies, without waiting for their heartbeats.
+func TestViewPushedOnJoinAndDeath(t *testing.T) {
+	_, addr := start(t, time.Hour)
+	views := make(chan *pb.ClusterView, 16)
+	watcher, err := rpc.DialToken(context.Background(), addr, "tok", rpc.HandlerFunc(func(_ *rpc.Conn, m rpc.Method, k rpc.Kind, _ uint64, body []byte) {
+		v := &pb.ClusterView{}
+		if m == rpc.MPublishView && k == rpc.KindNotify && proto.Unmarshal(body, v) == nil {
+			views <- v
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = watcher.Close() })
+	registerNode(t, watcher, ids.NewNodeID(), "watcher")
+	other, _ := join(t, addr, "other")
+	// wait reads pushed views until one shows node "other" in state want.
+	wait := func(want string) {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case v := <-views:
+				for _, n := range v.Nodes {
+					if n.Address == "other" && n.State == want {
+						return
+					}
+				}
+			case <-timeout:
+				t.Fatalf("no view pushed with the other node %s", want)
+			}
+		}
+	}
+	wait(StateAlive)
+	_ = other.Close()
+	wait(StateDead)
 }

@@ -37,6 +37,7 @@ type gcsClient struct {
 	addr, token string
 	binDir      string // executables of jobs, by content hash
 	register    func() *pb.NodeInfo
+	onView      func(*pb.ClusterView) // the cluster's view, pushed by the control store
 
 	mu   sync.Mutex // protects conn
 	conn *rpc.Conn
@@ -56,7 +57,7 @@ type exeHash struct {
 
 // connect dials the control store and registers the node.
 func (g *gcsClient) connect(ctx context.Context) error {
-	c, err := rpc.DialToken(ctx, "tcp:"+g.addr, g.token, nil)
+	c, err := rpc.DialToken(ctx, "tcp:"+g.addr, g.token, rpc.HandlerFunc(g.handle))
 	if err != nil {
 		return fmt.Errorf("node: cannot reach the cluster at %s: %w", g.addr, err)
 	}
@@ -77,6 +78,19 @@ func (g *gcsClient) connect(ctx context.Context) error {
 		_ = old.Close()
 	}
 	return nil
+}
+
+// handle takes what the control store pushes: the cluster's view when a
+// node joins or dies or a job ends (between heartbeats, which also bring
+// it).
+func (g *gcsClient) handle(_ *rpc.Conn, m rpc.Method, kind rpc.Kind, _ uint64, body []byte) {
+	if m != rpc.MPublishView || kind != rpc.KindNotify || g.onView == nil {
+		return
+	}
+	v := &pb.ClusterView{}
+	if proto.Unmarshal(body, v) == nil {
+		g.onView(v)
+	}
 }
 
 // current is the live connection, or nil while there is none.

@@ -140,6 +140,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.raylet = rl
+	n.gc.onView = rl.SetClusterView
 	if err := n.gc.connect(ctx); err != nil {
 		_ = rl.Close()
 		n.closeGCS()

@@ -71,6 +71,14 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		peers = append(peers, &peerNode{name: nid.Name(), addr: n.Address, total: resourceMap(n.Resources), avail: resourceMap(n.Available)})
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].addr < peers[j].addr })
+	if dead := r.newlyDeadLocked(v); len(dead.Nodes) > 0 {
+		conns := r.ownerConnsLocked()
+		after = append(after, func() {
+			for _, c := range conns {
+				_ = c.Notify(rpc.MNodesDead, dead)
+			}
+		})
+	}
 	r.peers = peers
 	waiting := r.viewWait
 	r.viewWait = nil
@@ -334,4 +342,38 @@ func (r *Raylet) loadJobLocked(id string, req *leaseReq) {
 		r.mu.Unlock()
 		run(after)
 	}()
+}
+
+// newlyDeadLocked lists the nodes of the last view that v declares dead.
+func (r *Raylet) newlyDeadLocked(v *pb.ClusterView) *pb.NodeList {
+	out := &pb.NodeList{}
+	for _, n := range v.Nodes {
+		if n.State != "DEAD" {
+			continue
+		}
+		for _, p := range r.peers {
+			if p.addr == n.Address {
+				out.Nodes = append(out.Nodes, &pb.NodeInfo{NodeId: n.NodeId, Address: n.Address, State: n.State, DeathReason: n.DeathReason})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// ownerConnsLocked is every process of this node that may own tasks and
+// objects: its drivers and its workers.
+func (r *Raylet) ownerConnsLocked() []*rpc.Conn {
+	var out []*rpc.Conn
+	for _, j := range r.jobs {
+		if !j.remote && j.conn != nil {
+			out = append(out, j.conn)
+		}
+	}
+	for _, w := range r.workers {
+		if !w.dead && w.conn != nil {
+			out = append(out, w.conn)
+		}
+	}
+	return out
 }

@@ -45,4 +45,6 @@ const (
 	MNodeStats                           // any -> raylet: Empty -> NodeStats
 	MListObjects                         // any -> raylet (its store) or owner (what it owns): Empty -> ObjectList
 	MReadLog                             // any -> raylet: LogRequest -> raw bytes of the log
+	MPublishView                         // control store -> raylet (notify): ClusterView, pushed when nodes or jobs change
+	MNodesDead                           // raylet -> owners (notify): NodeList of nodes declared dead
 )

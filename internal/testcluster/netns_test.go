@@ -174,6 +174,13 @@ func TestNetnsCluster(t *testing.T) {
 	}
 
 	t.Run("CutOff", func(t *testing.T) {
+		// Two tasks run on c when it is cut off: their owner hears of c's
+		// death from the control store (its connections to c stay open,
+		// silent) and runs them again elsewhere.
+		dir := t.TempDir()
+		d := start(t, head, driver, "failover", dir, cn.ID())
+		d.until(t, "submitted", 30*time.Second)
+		waitFile(t, dir, cn.ID())
 		cut := time.Now()
 		nw.cut(2)
 		deadline := cut.Add(15 * time.Second)
@@ -202,6 +209,11 @@ func TestNetnsCluster(t *testing.T) {
 		if state[head.ID()] != "ALIVE" || state[b.ID()] != "ALIVE" {
 			t.Fatalf("after cutting c off: %v", state)
 		}
+		finished := d.until(t, "nodes", 30*time.Second)
+		if strings.Contains(finished, cn.ID()) || finished == "" {
+			t.Fatalf("the tasks cut off on c finished on %q", finished)
+		}
+		t.Logf("the tasks cut off on c finished elsewhere %v after the cut", time.Since(cut).Round(time.Millisecond))
 
 		start := time.Now()
 		kv := run(t, head, driver, "spread")

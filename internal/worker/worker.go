@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/core"
@@ -70,7 +71,13 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	addr := filepath.Join(os.Getenv(raylet.EnvSessionDir), fmt.Sprintf("w-%d.sock", w.pid))
-	rc, err := rpc.Dial(ctx, os.Getenv(raylet.EnvRaylet), nil, func(error) {
+	var ready atomic.Pointer[core.Runtime]
+	fromRaylet := rpc.HandlerFunc(func(_ *rpc.Conn, m rpc.Method, _ rpc.Kind, _ uint64, body []byte) {
+		if rt := ready.Load(); rt != nil {
+			rt.HandleRaylet(m, body)
+		}
+	})
+	rc, err := rpc.Dial(ctx, os.Getenv(raylet.EnvRaylet), fromRaylet, func(error) {
 		// The raylet (and so the driver hosting it) is gone: so are we.
 		_ = os.Remove(addr)
 		os.Exit(0)
@@ -113,6 +120,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	w.rt, w.arena, w.addr = rt, arena, addr
+	ready.Store(rt)
 	onReady(rt)
 	go w.loop()
 	reg := &pb.RegisterWorker{WorkerId: wid[:], Pid: int32(w.pid), Addr: rt.Addr()}
