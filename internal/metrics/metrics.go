@@ -1,0 +1,200 @@
+// Package metrics defines rayo's Prometheus metrics and serves them.
+//
+// Each raylet has a Node: its object store, workers, resources, scheduling
+// and execution latencies and the bytes it moved to and from other nodes,
+// plus the tasks and actors by state that its state table knows (all of
+// them in an embedded cluster; the cluster's, from the control store, on
+// the head's API server). Names follow Prometheus's conventions: a rayo_
+// prefix, base units in the name, _total on counters.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// NodeSource is what a Node reads at each scrape.
+type NodeSource struct {
+	// Store gives the object store's bytes used, capacity and objects.
+	Store func() (used, capacity, objects int64)
+	// Workers counts worker processes by state (IDLE, LEASED, ACTOR, ...).
+	Workers func() map[string]int
+	// Resources gives the node's total and available resources.
+	Resources func() (total, available map[string]float64)
+	// Tasks and Actors count records by state; nil when the node has no
+	// state table of its own.
+	Tasks  func() map[string]int
+	Actors func() map[string]int
+}
+
+// Node is the metrics of one raylet, in a registry of its own (several
+// raylets may share a process in tests).
+type Node struct {
+	// Registry gathers everything below, and the Go runtime's metrics.
+	Registry *prometheus.Registry
+	// SchedulingLatency is how long a lease request waited for a worker.
+	SchedulingLatency prometheus.Histogram
+	// ExecutionLatency is how long tasks ran on this node's workers.
+	ExecutionLatency prometheus.Histogram
+	// BytesIn and BytesOut count object bytes pulled from and served to
+	// other nodes.
+	BytesIn, BytesOut prometheus.Counter
+	// TasksFinished counts task attempts that ended on this node, by state
+	// (FINISHED or FAILED).
+	TasksFinished *prometheus.CounterVec
+}
+
+// latencyBuckets spans 50 µs to about 100 s.
+var latencyBuckets = prometheus.ExponentialBuckets(50e-6, 4, 12)
+
+// NewNode makes the metrics of a node named node.
+func NewNode(node string, src NodeSource) *Node {
+	labels := prometheus.Labels{"node_id": node}
+	n := &Node{
+		Registry: prometheus.NewRegistry(),
+		SchedulingLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rayo_scheduling_latency_seconds", Help: "Time a lease request waited for a worker on this node.",
+			Buckets: latencyBuckets, ConstLabels: labels,
+		}),
+		ExecutionLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rayo_task_execution_seconds", Help: "Time tasks ran on this node's workers.",
+			Buckets: latencyBuckets, ConstLabels: labels,
+		}),
+		BytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rayo_object_transfer_bytes_total", Help: "Object bytes moved between this node and others.",
+			ConstLabels: prometheus.Labels{"node_id": node, "direction": "in"},
+		}),
+		BytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rayo_object_transfer_bytes_total", Help: "Object bytes moved between this node and others.",
+			ConstLabels: prometheus.Labels{"node_id": node, "direction": "out"},
+		}),
+		TasksFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rayo_tasks_finished_total", Help: "Task attempts that ended on this node, by final state.",
+			ConstLabels: labels,
+		}, []string{"state"}),
+	}
+	n.Registry.MustRegister(n.SchedulingLatency, n.ExecutionLatency, n.BytesIn, n.BytesOut, n.TasksFinished,
+		&nodeCollector{node: node, src: src},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return n
+}
+
+var (
+	storeUsedDesc  = prometheus.NewDesc("rayo_object_store_used_bytes", "Bytes of the node's object store in use.", []string{"node_id"}, nil)
+	storeCapDesc   = prometheus.NewDesc("rayo_object_store_capacity_bytes", "Capacity of the node's object store.", []string{"node_id"}, nil)
+	storeObjsDesc  = prometheus.NewDesc("rayo_object_store_objects", "Objects in the node's object store.", []string{"node_id"}, nil)
+	workersDesc    = prometheus.NewDesc("rayo_workers", "Worker processes of the node, by state.", []string{"node_id", "state"}, nil)
+	resTotalDesc   = prometheus.NewDesc("rayo_resource_capacity", "Resources the node offers.", []string{"node_id", "resource"}, nil)
+	resAvailDesc   = prometheus.NewDesc("rayo_resource_available", "Resources of the node not in use.", []string{"node_id", "resource"}, nil)
+	tasksDesc      = prometheus.NewDesc("rayo_tasks", "Task attempts known to the state table, by state.", []string{"state"}, nil)
+	actorsDesc     = prometheus.NewDesc("rayo_actors", "Actors known to the state table, by state.", []string{"state"}, nil)
+	errNoListener  = errors.New("metrics: no address to listen on")
+	scrapeDeadline = 10 * time.Second
+)
+
+// nodeCollector reads a node's gauges at scrape time.
+type nodeCollector struct {
+	node string
+	src  NodeSource
+}
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{storeUsedDesc, storeCapDesc, storeObjsDesc, workersDesc, resTotalDesc, resAvailDesc, tasksDesc, actorsDesc} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.src.Store != nil {
+		used, capacity, objects := c.src.Store()
+		ch <- prometheus.MustNewConstMetric(storeUsedDesc, prometheus.GaugeValue, float64(used), c.node)
+		ch <- prometheus.MustNewConstMetric(storeCapDesc, prometheus.GaugeValue, float64(capacity), c.node)
+		ch <- prometheus.MustNewConstMetric(storeObjsDesc, prometheus.GaugeValue, float64(objects), c.node)
+	}
+	if c.src.Workers != nil {
+		for state, n := range c.src.Workers() {
+			ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(n), c.node, state)
+		}
+	}
+	if c.src.Resources != nil {
+		total, avail := c.src.Resources()
+		for name, q := range total {
+			ch <- prometheus.MustNewConstMetric(resTotalDesc, prometheus.GaugeValue, q, c.node, name)
+		}
+		for name, q := range avail {
+			ch <- prometheus.MustNewConstMetric(resAvailDesc, prometheus.GaugeValue, q, c.node, name)
+		}
+	}
+	StateCounts(ch, c.src.Tasks, c.src.Actors)
+}
+
+// StateCounts sends rayo_tasks and rayo_actors by state, from the counts
+// tasks and actors give (either may be nil).
+func StateCounts(ch chan<- prometheus.Metric, tasks, actors func() map[string]int) {
+	if tasks != nil {
+		for state, n := range tasks() {
+			ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.GaugeValue, float64(n), state)
+		}
+	}
+	if actors != nil {
+		for state, n := range actors() {
+			ch <- prometheus.MustNewConstMetric(actorsDesc, prometheus.GaugeValue, float64(n), state)
+		}
+	}
+}
+
+// Handler serves the metrics of g in Prometheus's text format.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: scrapeDeadline})
+}
+
+// Server serves /metrics on its own port (a raylet's).
+type Server struct {
+	srv  *http.Server
+	addr string
+	done chan struct{}
+}
+
+// Serve listens on addr (HOST:PORT; port 0 picks one) and serves g at
+// /metrics until Close.
+func Serve(addr string, g prometheus.Gatherer) (*Server, error) {
+	if addr == "" {
+		return nil, errNoListener
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler(g))
+	s := &Server{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		addr: ln.Addr().String(),
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+// Addr is where the server listens.
+func (s *Server) Addr() string { return s.addr }
+
+// Close stops the server and waits for it.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	<-s.done
+	return err
+}

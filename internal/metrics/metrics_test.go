@@ -1,0 +1,74 @@
+package metrics
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+)
+
+func testNode() *Node {
+	return NewNode("abc123", NodeSource{
+		Store:     func() (int64, int64, int64) { return 1 << 20, 1 << 30, 3 },
+		Workers:   func() map[string]int { return map[string]int{"IDLE": 2, "LEASED": 1} },
+		Resources: func() (map[string]float64, map[string]float64) { return map[string]float64{"CPU": 2}, map[string]float64{"CPU": 1} },
+		Tasks:     func() map[string]int { return map[string]int{"RUNNING": 4, "FINISHED": 7} },
+		Actors:    func() map[string]int { return map[string]int{"ALIVE": 1} },
+	})
+}
+
+func TestNodeMetricsServedAndNamedByConvention(t *testing.T) {
+	n := testNode()
+	n.SchedulingLatency.Observe(0.002)
+	n.ExecutionLatency.Observe(0.5)
+	n.BytesIn.Add(4096)
+	n.TasksFinished.WithLabelValues("FAILED").Inc()
+	s, err := Serve("127.0.0.1:0", n.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	resp, err := http.Get("http://" + s.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(body)
+	for _, want := range []string{
+		`rayo_object_store_used_bytes{node_id="abc123"} 1.048576e+06`,
+		`rayo_object_store_capacity_bytes{node_id="abc123"} 1.073741824e+09`,
+		`rayo_workers{node_id="abc123",state="IDLE"} 2`,
+		`rayo_resource_available{node_id="abc123",resource="CPU"} 1`,
+		`rayo_tasks{state="RUNNING"} 4`,
+		`rayo_actors{state="ALIVE"} 1`,
+		`rayo_object_transfer_bytes_total{direction="in",node_id="abc123"} 4096`,
+		`rayo_tasks_finished_total{node_id="abc123",state="FAILED"} 1`,
+		`rayo_scheduling_latency_seconds_count{node_id="abc123"} 1`,
+		`rayo_task_execution_seconds_sum{node_id="abc123"} 0.5`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q in:\n%s", want, text)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(text)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "rayo_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+func TestServeNeedsAnAddress(t *testing.T) {
+	if _, err := Serve("", testNode().Registry); err == nil {
+		t.Fatal("Serve with no address succeeded")
+	}
+	if _, err := Serve("256.0.0.1:99999", testNode().Registry); err == nil {
+		t.Fatal("Serve on a bad address succeeded")
+	}
+}
