@@ -19,6 +19,7 @@ import (
 type lineage struct {
 	spec *pb.TaskSpec
 	q    *schedQueue
+	args []*pb.ObjectRef // the task's ref arguments, pinned while this lives
 }
 
 // maxRebuilds bounds how often one object is made again.
@@ -26,10 +27,31 @@ const maxRebuilds = 3
 
 // keepLineageLocked records, for a task that finished well, how to make
 // its stored results again.
+// The task's ref arguments are pinned as long as the lineage is kept, so
+// that running it again finds them (lineage pinning).
 func (rt *Runtime) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
-	if loc.InStore && loc.NodeAddr != "" && t.q != nil && t.actor == nil && t.create == nil {
-		obj.lineage = &lineage{spec: t.spec, q: t.q}
+	if loc.InStore && loc.NodeAddr != "" && t.q != nil && t.actor == nil && t.create == nil && obj.lineage == nil {
+		l := &lineage{spec: t.spec, q: t.q}
+		for _, a := range t.spec.Args {
+			if a.Ref != nil {
+				rt.pinLocked(a.Ref, false)
+				l.args = append(l.args, a.Ref)
+			}
+		}
+		obj.lineage = l
 	}
+}
+
+// dropLineageLocked forgets how to make obj again, unpinning its task's
+// arguments.
+func (rt *Runtime) dropLineageLocked(obj *object, after *actions) {
+	if obj.lineage == nil {
+		return
+	}
+	for _, ref := range obj.lineage.args {
+		rt.unpinLocked(ref, after)
+	}
+	obj.lineage = nil
 }
 
 // rebuild runs again the task that made object id, which this process

@@ -190,6 +190,7 @@ func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions)
 		rt.unpinLocked(ref, after)
 	}
 	obj.contained = nil
+	rt.dropLineageLocked(obj, after)
 }
 
 // pinLocked keeps the object ref names alive until unpinLocked. For a ref

@@ -11,11 +11,13 @@ import (
 
 func testNode() *Node {
 	return NewNode("abc123", NodeSource{
-		Store:     func() (int64, int64, int64) { return 1 << 20, 1 << 30, 3 },
-		Workers:   func() map[string]int { return map[string]int{"IDLE": 2, "LEASED": 1} },
-		Resources: func() (map[string]float64, map[string]float64) { return map[string]float64{"CPU": 2}, map[string]float64{"CPU": 1} },
-		Tasks:     func() map[string]int { return map[string]int{"RUNNING": 4, "FINISHED": 7} },
-		Actors:    func() map[string]int { return map[string]int{"ALIVE": 1} },
+		Store:   func() (int64, int64, int64) { return 1 << 20, 1 << 30, 3 },
+		Workers: func() map[string]int { return map[string]int{"IDLE": 2, "LEASED": 1} },
+		Resources: func() (map[string]float64, map[string]float64) {
+			return map[string]float64{"CPU": 2}, map[string]float64{"CPU": 1}
+		},
+		Tasks:  func() map[string]int { return map[string]int{"RUNNING": 4, "FINISHED": 7} },
+		Actors: func() map[string]int { return map[string]int{"ALIVE": 1} },
 	})
 }
 

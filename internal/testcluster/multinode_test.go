@@ -222,6 +222,9 @@ func TestNodeDeath(t *testing.T) {
 		if got := d.until(t, "borrowed", 60*time.Second); got != "524288@"+spare.ID() {
 			t.Fatalf("a task on %s read the rebuilt argument as %q", spare.ID(), got)
 		}
+		if got := d.until(t, "derived", 60*time.Second); got != "131072*6" {
+			t.Fatalf("rebuilt from an argument the driver released: %q", got)
+		}
 		if got := d.until(t, "rebuilt_len", 60*time.Second); got != "1048576 first=3" {
 			t.Fatalf("rebuilt object: %q", got)
 		}

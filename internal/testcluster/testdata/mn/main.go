@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -30,6 +31,14 @@ var fill = rayo.Func2(func(n int, v float64) []float64 {
 	out := make([]float64, n)
 	for i := range out {
 		out[i] = v
+	}
+	return out
+})
+
+var scaled = rayo.Func2(func(xs []float64, k float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = x * k
 	}
 	return out
 })
@@ -217,9 +226,13 @@ func run(ctx context.Context, mode string, args []string) error {
 		victim, other := args[0], args[1]
 		big := fill.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(1<<20), rayo.V(3))
 		lent := fill.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(1<<19), rayo.V(5))
-		if _, _, err := rayo.Wait(ctx, []rayo.Ref[[]float64]{big, lent}, 2); err != nil {
+		// Its argument, released by the driver, is kept for its lineage.
+		base := rayo.Put(ctx, slices.Repeat([]float64{2}, 1<<17))
+		derived := scaled.Options(rayo.NodeAffinity(victim, true)).Remote(base, rayo.V(3.0))
+		if _, _, err := rayo.Wait(ctx, []rayo.Ref[[]float64]{big, lent, derived}, 3); err != nil {
 			return err
 		}
+		base.Release()
 		fmt.Println("ready=1")
 		bufio.NewReader(os.Stdin).ReadString('\n') // the test kills the node
 		got, err := rayo.Get(ctx, lenWhere.Options(rayo.NodeAffinity(other, false)).Remote(lent))
@@ -227,6 +240,11 @@ func run(ctx context.Context, mode string, args []string) error {
 			return err
 		}
 		fmt.Println("borrowed=" + got)
+		ds, err := rayo.Get(ctx, derived)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("derived=%d*%v\n", len(ds), ds[0])
 		xs, err := rayo.Get(ctx, big)
 		if err != nil {
 			return err
