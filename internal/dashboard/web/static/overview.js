@@ -50,12 +50,13 @@ function resourceTable(nodes) {
     for (const [k, v] of Object.entries(n.resources_available || {})) avail[k] = (avail[k] || 0) + v;
   }
   const rows = Object.keys(total).sort().map((k) => ({ name: k, total: total[k], avail: avail[k] || 0 }));
-  const num = (x) => (Number.isInteger(x) ? x : x.toFixed(2));
+  // Memory resources are bytes; the rest are counts.
+  const fmt = (name, x) => (/memory/i.test(name) ? fmtBytes(x) : String(Number.isInteger(x) ? x : x.toFixed(2)));
   return table([
     { title: 'Resource', cell: (r) => r.name },
-    { title: 'Used', cell: (r) => bar(r.total - r.avail, r.total, `${num(r.total - r.avail)} / ${num(r.total)}`) },
-    { title: 'Available', cell: (r) => String(num(r.avail)) },
-    { title: 'Total', cell: (r) => String(num(r.total)) },
+    { title: 'Used', cell: (r) => bar(r.total - r.avail, r.total, `${fmt(r.name, r.total - r.avail)} / ${fmt(r.name, r.total)}`) },
+    { title: 'Available', cell: (r) => fmt(r.name, r.avail) },
+    { title: 'Total', cell: (r) => fmt(r.name, r.total) },
   ], rows, { empty: 'No alive nodes.' });
 }
 

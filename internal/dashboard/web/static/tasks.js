@@ -80,7 +80,8 @@ function errorBox(t, open) {
   const key = t.task_id + ':' + t.attempt_number;
   const msg = t.error_message || '(no error message)';
   const box = el('details', { class: 'error', open: open.has(key) },
-    el('summary', { text: (t.error_type ? t.error_type + ': ' : '') + msg.split('\n', 1)[0] }),
+    el('summary', { text: (t.error_type && !msg.startsWith(t.error_type) ? t.error_type + ': ' : '') +
+      msg.split('\n', 1)[0] }),
     el('pre', { text: msg }));
   box.addEventListener('toggle', () => (box.open ? open.add(key) : open.delete(key)));
   return box;

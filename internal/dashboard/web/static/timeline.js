@@ -115,7 +115,7 @@ function axis(t0, span, plotW, bottom) {
   for (let t = 0; t <= span; t += step) {
     const px = LABEL_W + (t / span) * plotW;
     out.push(svg('line', { x1: px, x2: px, y1: AXIS_H - 6, y2: bottom, stroke: '#e3e6ea' }));
-    out.push(svg('text', { x: px + 3, y: 14 }, fmtDuration(t / 1000)));
+    out.push(svg('text', { x: px + 3, y: 14 }, t === 0 ? '0' : fmtDuration(t / 1000)));
   }
   return out;
 }

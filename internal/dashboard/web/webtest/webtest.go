@@ -225,8 +225,8 @@ func (b *Browser) Hover(selector string) error {
 	return b.Do(chromedp.MouseEvent(chromedp.MouseMoved, pt[0], pt[1]))
 }
 
-// Close stops the browser and removes nothing else; Start registers it
-// with t.Cleanup. It is safe to call more than once.
+// Close stops the browser and waits for it to exit. Start registers it
+// with t.Cleanup; calling it again does nothing.
 func (b *Browser) Close() {
 	b.cancel()
 }
