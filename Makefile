@@ -1,5 +1,6 @@
 # rayo's tasks. `make test` is what CI runs: it installs what the tests
-# need, then vets and runs every test (examples included) with -race.
+# need (redis-server; chromium for the dashboard's browser tests), then
+# vets and runs every test (examples included) with -race.
 
 GO ?= go
 PKGS := ./...
@@ -13,6 +14,7 @@ deps:
 	$(GO) mod download
 	@command -v protoc >/dev/null || echo "note: protoc not installed; only 'make generate' needs it"
 	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting (make fix)"; exit 1; }
