@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	taskstate "github.com/rayo-dev/rayo/internal/state"
 	"github.com/rayo-dev/rayo/internal/worker"
 )
 
@@ -109,6 +111,9 @@ func Init(opts ...Option) error {
 		WorkerArgs:    os.Args[1:],
 		LogToDriver:   o.logToDriver,
 		LogOutput:     os.Stdout,
+		EmbeddedJob:   hex.EncodeToString(rnd[:]),
+		DriverAddr:    filepath.Join(session, "driver.sock"),
+		MaxTasks:      maxTaskRecords(),
 	})
 	if err != nil {
 		return fmt.Errorf("rayo: start raylet: %w", err)
@@ -303,4 +308,11 @@ func printLogs(_ *rpc.Conn, m rpc.Method, _ rpc.Kind, _ uint64, body []byte) {
 	for _, l := range msg.Lines {
 		fmt.Fprintln(os.Stdout, l)
 	}
+}
+
+// maxTaskRecords is the size of an embedded cluster's task table, from
+// RAYO_MAX_TASK_RECORDS (0: the default).
+func maxTaskRecords() int {
+	n, _ := strconv.Atoi(os.Getenv(taskstate.EnvMaxTaskRecords))
+	return n
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"github.com/rayo-dev/rayo/internal/state"
 )
 
 type actorState uint8
@@ -49,6 +50,9 @@ type actorRec struct {
 	resources      []*pb.Resource
 	place          Placement
 	maxConcurrency int
+	class          string // for the state API: the class, its registered name and namespace
+	regName        string
+	namespace      string
 
 	// Restarts (owned actors).
 	createSpec   *pb.TaskSpec    // to run the constructor again
@@ -163,6 +167,9 @@ func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Ar
 		detached:       opts.Detached,
 		restartsLeft:   opts.MaxRestarts,
 		taskRetries:    opts.MaxTaskRetries,
+		class:          opts.Name,
+		regName:        opts.RegisterName,
+		namespace:      opts.Namespace,
 	}
 	if opts.Detached && opts.RegisterName == "" {
 		return nil, fmt.Errorf("rayo: create actor %s: a detached actor needs a name (rayo.Name) to be found again", opts.Name)
@@ -314,6 +321,7 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 		rt.actorDiedLocked(a, failure, &after)
 	} else if a.state == actorPending {
 		a.state = actorAlive
+		rt.actorStateLocked(a, state.ActorAlive, "")
 		if a.detached {
 			id, addr := a.id, a.addr
 			after.wake = append(after.wake, func() { rt.cfg.Raylet.ActorAlive(id[:], addr) })
@@ -367,14 +375,17 @@ func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *acti
 		a.restartsLeft--
 	}
 	a.restarts++
+	rt.actorStateLocked(a, state.ActorRestarting, why.Message)
 	// Calls in flight go back to the front of the queue, in order, if
 	// they may be retried; the others fail.
 	var retry []*task
 	for t := range a.inflight {
 		if t.retries > 0 {
+			rt.taskEventLocked(t, state.TaskFailed, actorErr(t, why))
 			t.retries--
 			t.spec.Attempt++
 			retry = append(retry, t)
+			rt.taskEventLocked(t, state.TaskPendingNode, nil)
 		} else {
 			rt.finishLocked(t, nil, actorErr(t, why), after)
 		}
@@ -400,6 +411,7 @@ func (rt *Runtime) actorDiedLocked(a *actorRec, why *pb.TaskError, after *action
 		return
 	}
 	a.state, a.died = actorDead, why
+	rt.actorStateLocked(a, state.ActorDead, why.Message)
 	for t := range a.inflight {
 		rt.finishLocked(t, nil, actorErr(t, why), after)
 	}
@@ -458,6 +470,7 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 		}
 		a.queue = a.queue[1:]
 		a.inflight[t] = struct{}{}
+		rt.taskEventLocked(t, state.TaskSubmitted, nil)
 		a.outbox = append(a.outbox, t)
 	}
 	if len(a.outbox) > 0 {

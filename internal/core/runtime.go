@@ -90,6 +90,11 @@ type Runtime struct {
 	stopped bool           // Close began: spawn refuses
 	gos     sync.WaitGroup // goroutines started by spawn
 	gcMu    sync.Mutex     // one store-full collection at a time
+
+	events  eventBuf                   // guarded by mu
+	running atomic.Pointer[ids.TaskID] // worker: the task it runs now
+	evStop  chan struct{}              // closed by Close: the flusher's last batch
+	evDone  chan struct{}              // closed when the flusher is done
 }
 
 type peerConn struct {
@@ -134,6 +139,14 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 		rt.tcp = rpc.NewServer(tl, func(*rpc.Conn) rpc.Handler { return rt }, nil)
 		rt.tcp.RequireToken(cfg.Token)
 		rt.addr = rpc.Endpoint(cfg.Addr, tl.Addr().String(), cfg.Node)
+	}
+	if to, ok := cfg.Raylet.(EventReporter); ok && eventsEnabled() {
+		rt.events.on = true
+		rt.evStop, rt.evDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(rt.evDone)
+			rt.flushEvents(to, rt.evStop)
+		}()
 	}
 	return rt, nil
 }
@@ -193,6 +206,10 @@ func (rt *Runtime) Close() error {
 		for _, l := range after.returned {
 			l.raylet(rt).ReturnLease(&pb.ReturnLease{LeaseId: l.id})
 		}
+	}
+	if rt.evStop != nil {
+		close(rt.evStop) // the last batch, with the failures above, goes out before the raylet's connection closes
+		<-rt.evDone
 	}
 	rt.goMu.Lock()
 	rt.stopped = true

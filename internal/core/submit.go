@@ -13,6 +13,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"github.com/rayo-dev/rayo/internal/state"
 )
 
 // Arg is one argument of a task: an encoded value, or a ref.
@@ -52,6 +53,8 @@ type task struct {
 	ready      bool      // actor call: arguments resolved
 	prefer     string    // the node (raylet address) with most of its argument bytes
 	seq        uint64    // actor call: submission order
+	evSeen     bool      // an event was recorded for attempt evAttempt
+	evAttempt  int32
 }
 
 // schedQueue holds the ready tasks of one resource shape and the leases
@@ -255,6 +258,7 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 	if create != nil {
 		create.resources, create.place = res, shape.place
 		create.create = t
+		rt.actorStateLocked(create, state.ActorPending, "")
 		rt.actors[tid] = create
 	}
 	if actor != nil {
@@ -273,6 +277,7 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 		handles[i] = rt.newHandleLocked(id, rt.addr, obj)
 	}
 	rt.tasks[tid] = t
+	rt.taskEventLocked(t, state.TaskPendingArgs, nil)
 	if t.unresolved == 0 {
 		rt.enqueueLocked(t, &after)
 	}
@@ -317,6 +322,7 @@ func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 }
 
 func (rt *Runtime) enqueueLocked(t *task, after *actions) {
+	rt.taskEventLocked(t, state.TaskPendingNode, nil)
 	switch {
 	case t.actor != nil:
 		t.ready = true
@@ -352,6 +358,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 		}
 		t.lease = best
 		best.inflight[t] = struct{}{}
+		rt.taskEventLocked(t, state.TaskSubmitted, nil)
 		after.push = append(after.push, pushOp{t: t, l: best})
 	}
 	if len(q.tasks) == 0 {
@@ -463,20 +470,24 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 		if t.cancelled {
 			rt.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
 		} else if t.retries > 0 && !rt.closed {
+			rt.taskEventLocked(t, state.TaskFailed, sysErr(t.spec.Name, KindWorkerDied, "worker died while running the task: "+err.Error()))
 			t.retries--
 			t.spec.Attempt++
 			t.lease = nil
 			q.tasks = append([]*task{t}, q.tasks...)
+			rt.taskEventLocked(t, state.TaskPendingNode, nil)
 		} else {
 			rt.finishLocked(t, nil, sysErr(t.spec.Name, KindWorkerDied,
 				fmt.Sprintf("worker died while running the task (%d attempts): %v", t.spec.Attempt+1, err)), &after)
 		}
 	case reply.Error != nil && reply.Error.Kind == KindApp || reply.Error != nil && reply.Error.Kind == KindPanic:
 		if t.retryApp && t.retries > 0 && !rt.closed {
+			rt.taskEventLocked(t, state.TaskFailed, reply.Error)
 			t.retries--
 			t.spec.Attempt++
 			t.lease = nil
 			q.tasks = append(q.tasks, t)
+			rt.taskEventLocked(t, state.TaskPendingNode, nil)
 		} else {
 			rt.finishLocked(t, nil, reply.Error, &after)
 		}
@@ -517,6 +528,11 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 		return
 	}
 	t.finished = true
+	if e == nil {
+		rt.taskEventLocked(t, state.TaskFinished, nil)
+	} else {
+		rt.taskEventLocked(t, state.TaskFailed, e)
+	}
 	tid, _ := ids.TaskIDFrom(t.spec.TaskId)
 	delete(rt.tasks, tid)
 	if e == nil && len(returns) != len(t.returns) {

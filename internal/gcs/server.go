@@ -14,6 +14,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	taskstate "github.com/rayo-dev/rayo/internal/state"
 )
 
 // Node states, as the state API and `rayo status` show them.
@@ -45,6 +46,10 @@ type Config struct {
 	// Store, when set, keeps the tables instead of Redis or a fresh
 	// MemoryStore; the server does not close it. It excludes RedisAddress.
 	Store Store
+
+	// MaxTaskRecords bounds the task attempts kept for the state API
+	// (0: taskstate.DefaultMaxTasks).
+	MaxTaskRecords int
 }
 
 // Server is the control store: the node table with health checks, the
@@ -59,6 +64,7 @@ type Server struct {
 	store    Store
 	ownStore bool
 	names    *Names
+	state    *taskstate.Table // task and actor events, in memory only: they describe a run, not what it needs to go on
 
 	ctx    context.Context // for store calls; cancelled by Close
 	cancel context.CancelFunc
@@ -104,6 +110,7 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		names:    NewNames(),
+		state:    taskstate.NewTable(cfg.MaxTaskRecords, 0),
 		nodes:    make(map[ids.NodeID]*pb.NodeInfo),
 		conns:    make(map[*rpc.Conn]ids.NodeID),
 		nodeConn: make(map[ids.NodeID]*rpc.Conn),
@@ -234,6 +241,18 @@ func (s *Server) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 			} else {
 				r.ok(&pb.Status{})
 				s.publish()
+			}
+		}
+	case rpc.MReportEvents:
+		if b := (&pb.StateEvents{}); decode(b) {
+			s.state.Report(b)
+		}
+	case rpc.MListTasks, rpc.MListActors:
+		if q := (&pb.StateQuery{}); decode(q) {
+			if m == rpc.MListTasks {
+				r.ok(s.state.Tasks(q))
+			} else {
+				r.ok(s.state.Actors(q))
 			}
 		}
 	case rpc.MHeartbeat:

@@ -342,3 +342,17 @@ func (g *gcsClient) ActorAlive(actorID []byte, workerAddr string) {
 func (g *gcsClient) ActorGone(actorID []byte) {
 	g.notify(rpc.MActorGone, &pb.ActorName{ActorId: actorID})
 }
+
+// ReportEvents passes a batch of task and actor events to the control
+// store (dropped while it is away: events are for observing, not for
+// running).
+func (g *gcsClient) ReportEvents(b *pb.StateEvents) { g.notify(rpc.MReportEvents, b) }
+
+// ListState asks the control store for tasks or actors.
+func (g *gcsClient) ListState(ctx context.Context, m rpc.Method, q *pb.StateQuery) (*pb.StateList, error) {
+	l := &pb.StateList{}
+	if err := g.call(ctx, m, q, l); err != nil {
+		return nil, err
+	}
+	return l, nil
+}

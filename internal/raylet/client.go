@@ -125,6 +125,9 @@ func (c *Client) PullObject(ctx context.Context, id ids.ObjectID, from string, s
 // Close closes the connection to the raylet.
 func (c *Client) Close() error { return c.Conn.Close() }
 
+// ReportEvents sends task and actor events to the raylet.
+func (c *Client) ReportEvents(b *pb.StateEvents) { _ = c.Conn.Notify(rpc.MReportEvents, b) }
+
 // Dialer returns how an owner reaches other nodes' raylets: over TCP,
 // presenting the cluster's token.
 func Dialer(token string) func(ctx context.Context, addr string) (core.RayletClient, error) {

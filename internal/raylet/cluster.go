@@ -36,6 +36,11 @@ type Cluster interface {
 	LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error)
 	ActorAlive(actorID []byte, workerAddr string)
 	ActorGone(actorID []byte)
+	// ReportEvents passes task and actor events on to the control store.
+	ReportEvents(b *pb.StateEvents)
+	// ListState asks the control store for tasks (rpc.MListTasks) or
+	// actors (rpc.MListActors).
+	ListState(ctx context.Context, m rpc.Method, q *pb.StateQuery) (*pb.StateList, error)
 }
 
 // errWaitView is placeLocked's answer for a request that waits for the

@@ -22,9 +22,11 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"github.com/rayo-dev/rayo/internal/state"
 )
 
 // Environment variables a worker process is started with.
@@ -59,6 +61,9 @@ type Config struct {
 	Token         string
 	Cluster       Cluster // the control store of a cluster of several nodes; nil for one node
 	NodeName      string  // set by Start: the node's name in endpoints
+	EmbeddedJob   string  // alone (no Cluster): the job ID of the driver hosting the raylet
+	DriverAddr    string  // alone: that driver's endpoint
+	MaxTasks      int     // alone: task attempts the state table keeps (0: state.DefaultMaxTasks)
 }
 
 // Raylet manages one node.
@@ -92,6 +97,10 @@ type Raylet struct {
 	spreadNext int                    // SPREAD's round robin
 	jobWait    map[string][]*leaseReq // requests waiting for their job to load
 	viewWait   []*leaseReq            // requests waiting for the next cluster view
+
+	table   *state.Table  // tasks and actors, when alone (no Cluster)
+	metrics *metrics.Node // this node's Prometheus metrics
+	started time.Time
 
 	procs sync.WaitGroup // worker processes, their log readers, the reaper
 	stop  chan struct{}  // closed by Close
@@ -170,6 +179,10 @@ func Start(cfg Config) (*Raylet, error) {
 		jobWait:   make(map[string][]*leaseReq),
 	}
 	r.cfg.NodeName = r.nodeID.Name()
+	r.started = time.Now()
+	if cfg.Cluster == nil {
+		r.table = state.NewTable(cfg.MaxTasks, 0)
+	}
 	for k, v := range cfg.Resources {
 		r.total[k] = v
 	}
@@ -340,6 +353,16 @@ func (r *Raylet) Close() error {
 }
 
 func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
+	if m == rpc.MReportEvents {
+		b := &pb.StateEvents{}
+		if unmarshal(body, b) == nil {
+			r.ReportEvents(b)
+		}
+		return
+	}
+	if kind == rpc.KindRequest && r.serveState(c, m, id, body) {
+		return
+	}
 	switch m {
 	case rpc.MRegisterWorker:
 		req := &pb.RegisterWorker{}

@@ -36,23 +36,46 @@ const (
 	EnvTaskEventsEnable = "RAYO_TASK_EVENTS"
 )
 
-// taskRank orders task states; final states rank highest.
-var taskRank = map[string]int{
-	TaskPendingArgs: 1, TaskPendingNode: 2, TaskSubmitted: 3, TaskRunning: 4, TaskFinished: 5, TaskFailed: 5,
+// TaskStates lists the task states in Ray's order: the index of a state
+// is its position in TaskEvent.state_times.
+var TaskStates = [...]string{TaskPendingArgs, TaskPendingNode, TaskSubmitted, TaskRunning, TaskFinished, TaskFailed}
+
+// StateIndex is the position of a task state in TaskStates, or -1.
+func StateIndex(st string) int {
+	switch st {
+	case TaskPendingArgs:
+		return 0
+	case TaskPendingNode:
+		return 1
+	case TaskSubmitted:
+		return 2
+	case TaskRunning:
+		return 3
+	case TaskFinished:
+		return 4
+	case TaskFailed:
+		return 5
+	}
+	return -1
 }
+
+// rank orders states by index, FINISHED and FAILED alike (both final).
+func rank(i int) int { return min(i, 4) }
 
 // IsFinal reports whether a task state is FINISHED or FAILED.
 func IsFinal(state string) bool { return state == TaskFinished || state == TaskFailed }
 
 type taskKey struct {
-	id      string
+	id      [16]byte // ids.TaskID
 	attempt int32
 }
 
 type taskRec struct {
 	ev    *pb.TaskEvent
-	times map[string]int64
+	times [len(TaskStates)]int64
+	cur   int    // index of ev.State, -1 before any
 	seq   uint64 // insertion order: older first
+	final bool   // queued in Table.finished
 }
 
 type actorRec struct {
@@ -66,11 +89,12 @@ type actorRec struct {
 type Table struct {
 	maxTasks, maxActors int
 
-	mu      sync.Mutex
-	tasks   map[taskKey]*taskRec
-	actors  map[string]*actorRec
-	seq     uint64
-	dropped int64 // task attempts dropped here or by reporters
+	mu       sync.Mutex
+	tasks    map[taskKey]*taskRec
+	finished []taskKey // attempts in the order they ended: the first to drop
+	actors   map[string]*actorRec
+	seq      uint64
+	dropped  int64 // task attempts dropped here or by reporters
 }
 
 // NewTable makes a table of at most maxTasks task attempts and maxActors
@@ -100,24 +124,40 @@ func (t *Table) Report(b *pb.StateEvents) {
 }
 
 func (t *Table) mergeTaskLocked(e *pb.TaskEvent) {
-	if len(e.TaskId) == 0 || e.State == "" {
+	idx := StateIndex(e.State)
+	if len(e.TaskId) != 16 || idx < 0 {
 		return
 	}
-	k := taskKey{string(e.TaskId), e.Attempt}
+	k := taskKey{[16]byte(e.TaskId), e.Attempt}
 	r := t.tasks[k]
 	if r == nil {
 		t.seq++
-		r = &taskRec{ev: &pb.TaskEvent{TaskId: e.TaskId, Attempt: e.Attempt}, times: make(map[string]int64, 4), seq: t.seq}
+		r = &taskRec{ev: &pb.TaskEvent{TaskId: e.TaskId, Attempt: e.Attempt}, cur: -1, seq: t.seq}
 		t.tasks[k] = r
 	}
-	if old, ok := r.times[e.State]; !ok || (e.TimeUnixNs != 0 && e.TimeUnixNs < old) {
-		r.times[e.State] = e.TimeUnixNs // the first time it entered the state
+	r.enter(idx, e.TimeUnixNs)
+	for i, at := range e.StateTimes {
+		if i < len(TaskStates) && at != 0 {
+			r.enter(i, at)
+		}
 	}
-	cur := r.ev.State
-	if taskRank[e.State] > taskRank[cur] || cur == "" {
-		r.ev.State, r.ev.TimeUnixNs = e.State, r.times[e.State]
+	if IsFinal(r.ev.State) && !r.final {
+		r.final = true
+		t.finished = append(t.finished, k)
 	}
 	mergeTaskFields(r.ev, e)
+}
+
+// enter records that the attempt entered state i at (the first time wins)
+// and moves it on if i is further along; a final state stays.
+func (r *taskRec) enter(i int, at int64) {
+	if old := r.times[i]; old == 0 || (at != 0 && at < old) {
+		r.times[i] = at
+	}
+	if r.cur < 0 || rank(i) > rank(r.cur) {
+		r.cur = i
+		r.ev.State, r.ev.TimeUnixNs = TaskStates[i], r.times[i]
+	}
 }
 
 // mergeTaskFields copies the fields e carries into into.
@@ -215,7 +255,19 @@ func (t *Table) mergeActorLocked(e *pb.ActorEvent) {
 // boundLocked drops the oldest finished attempts (then the oldest of any)
 // past maxTasks, and the oldest dead actors past maxActors.
 func (t *Table) boundLocked() {
+	for len(t.tasks) > t.maxTasks && len(t.finished) > 0 {
+		k := t.finished[0]
+		t.finished = t.finished[1:]
+		if _, ok := t.tasks[k]; ok {
+			delete(t.tasks, k)
+			t.dropped++
+		}
+	}
+	if len(t.finished) == 0 {
+		t.finished = nil // let the array go
+	}
 	if over := len(t.tasks) - t.maxTasks; over > 0 {
+		// Every attempt still runs: the oldest go.
 		type kv struct {
 			k taskKey
 			r *taskRec
@@ -224,20 +276,11 @@ func (t *Table) boundLocked() {
 		for k, r := range t.tasks {
 			all = append(all, kv{k, r})
 		}
-		sort.Slice(all, func(i, j int) bool {
-			fi, fj := IsFinal(all[i].r.ev.State), IsFinal(all[j].r.ev.State)
-			if fi != fj {
-				return fi
-			}
-			return all[i].r.seq < all[j].r.seq
-		})
-		// Drop a tenth more than needed, so a full table does not sort on
-		// every batch.
-		n := min(len(all), over+t.maxTasks/10)
-		for _, x := range all[:n] {
+		sort.Slice(all, func(i, j int) bool { return all[i].r.seq < all[j].r.seq })
+		for _, x := range all[:over] {
 			delete(t.tasks, x.k)
 		}
-		t.dropped += int64(n)
+		t.dropped += int64(over)
 	}
 	if over := len(t.actors) - t.maxActors; over > 0 {
 		type kv struct {
@@ -269,7 +312,7 @@ func (t *Table) Tasks(q *pb.StateQuery) *pb.StateList {
 	out := &pb.StateList{Total: int64(len(t.tasks)), DroppedTasks: t.dropped}
 	recs := make([]*taskRec, 0, len(t.tasks))
 	for k, r := range t.tasks {
-		if len(q.GetId()) > 0 && k.id != string(q.GetId()) {
+		if len(q.GetId()) > 0 && string(k.id[:]) != string(q.GetId()) {
 			continue
 		}
 		recs = append(recs, r)
@@ -281,10 +324,14 @@ func (t *Table) Tasks(q *pb.StateQuery) *pb.StateList {
 	out.Tasks = make([]*pb.TaskRecord, len(recs))
 	for i, r := range recs {
 		times := make(map[string]int64, len(r.times))
-		for s, v := range r.times {
-			times[s] = v
+		for j, v := range r.times {
+			if v != 0 {
+				times[TaskStates[j]] = v
+			}
 		}
-		out.Tasks[i] = &pb.TaskRecord{Task: proto.Clone(r.ev).(*pb.TaskEvent), StateTimesUnixNs: times}
+		ev := proto.Clone(r.ev).(*pb.TaskEvent)
+		ev.StateTimes = nil
+		out.Tasks[i] = &pb.TaskRecord{Task: ev, StateTimesUnixNs: times}
 	}
 	return out
 }

@@ -8,8 +8,15 @@ import (
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
+// ev is an event of the task whose ID is id, padded to 16 bytes.
 func ev(id string, attempt int32, state string, at int64) *pb.TaskEvent {
-	return &pb.TaskEvent{TaskId: []byte(id), Attempt: attempt, State: state, TimeUnixNs: at}
+	return &pb.TaskEvent{TaskId: tid(id), Attempt: attempt, State: state, TimeUnixNs: at}
+}
+
+func tid(id string) []byte {
+	b := make([]byte, 16)
+	copy(b, id)
+	return b
 }
 
 func TestTaskEventsMergeInAnyOrder(t *testing.T) {
@@ -46,7 +53,7 @@ func TestTaskEventsMergeInAnyOrder(t *testing.T) {
 func TestAttemptsAreSeparateRecords(t *testing.T) {
 	tb := NewTable(0, 0)
 	tb.Report(&pb.StateEvents{Tasks: []*pb.TaskEvent{ev("t", 0, TaskFailed, 1), ev("t", 1, TaskRunning, 2), ev("u", 0, TaskRunning, 3)}})
-	l := tb.Tasks(&pb.StateQuery{Id: []byte("t")})
+	l := tb.Tasks(&pb.StateQuery{Id: tid("t")})
 	if len(l.Tasks) != 2 || l.Total != 3 {
 		t.Fatalf("task t: %d attempts of %d records", len(l.Tasks), l.Total)
 	}
@@ -74,7 +81,7 @@ func TestBoundDropsOldestFinishedFirst(t *testing.T) {
 	if c := tb.TaskCounts(); c[TaskRunning] != 51 {
 		t.Fatalf("running attempts kept: %d, want all 51 (finished ones go first)", c[TaskRunning])
 	}
-	if l.Tasks[0].Task.TaskId == nil || string(l.Tasks[0].Task.TaskId) != "new" {
+	if l.Tasks[0].Task.TaskId == nil || string(l.Tasks[0].Task.TaskId) != string(tid("new")) {
 		t.Fatalf("newest first: got %s", l.Tasks[0].Task.TaskId)
 	}
 	if lim := tb.Tasks(&pb.StateQuery{Limit: 5}); len(lim.Tasks) != 5 {
@@ -112,7 +119,7 @@ func TestActorStates(t *testing.T) {
 
 func TestBadEventsAreIgnored(t *testing.T) {
 	tb := NewTable(0, 0)
-	tb.Report(&pb.StateEvents{Tasks: []*pb.TaskEvent{{State: TaskRunning}, {TaskId: []byte("x")}}, Actors: []*pb.ActorEvent{{State: ActorAlive}}})
+	tb.Report(&pb.StateEvents{Tasks: []*pb.TaskEvent{{State: TaskRunning}, {TaskId: tid("x")}, {TaskId: []byte("short"), State: TaskRunning}}, Actors: []*pb.ActorEvent{{State: ActorAlive}}})
 	if l := tb.Tasks(&pb.StateQuery{}); l.Total != 0 {
 		t.Fatalf("events without an ID or a state were kept: %v", l.Tasks)
 	}

@@ -237,8 +237,8 @@ func (w *Worker) serveKill(*rpc.Conn, rpc.Kind, uint64, []byte) {
 	os.Exit(0)
 }
 
-// execute runs one task and encodes its outcome.
-func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
+// run runs one task and encodes its outcome.
+func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 	reply := &pb.TaskReply{TaskId: spec.TaskId}
 	fail := func(kind, msg, stack string) *pb.TaskReply {
 		reply.Returns = nil

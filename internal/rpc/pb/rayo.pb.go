@@ -2489,22 +2489,28 @@ func (x *KVReply) GetError() string {
 // States are Ray's: PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT,
 // SUBMITTED_TO_WORKER, RUNNING, FINISHED, FAILED.
 type TaskEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	TimeUnixNs    int64                  `protobuf:"varint,4,opt,name=time_unix_ns,json=timeUnixNs,proto3" json:"time_unix_ns,omitempty"` // when the attempt entered state
-	Name          string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`                                  // the function's (or Class.method's) name
-	Type          string                 `protobuf:"bytes,6,opt,name=type,proto3" json:"type,omitempty"`                                  // NORMAL_TASK, ACTOR_CREATION_TASK or ACTOR_TASK
-	JobId         string                 `protobuf:"bytes,7,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	ActorId       []byte                 `protobuf:"bytes,8,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	ParentTaskId  []byte                 `protobuf:"bytes,9,opt,name=parent_task_id,json=parentTaskId,proto3" json:"parent_task_id,omitempty"` // the task that submitted it; empty for the driver
-	NodeId        string                 `protobuf:"bytes,10,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                    // ids.NodeID.Name() of the node running it
-	WorkerId      []byte                 `protobuf:"bytes,11,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	WorkerPid     int32                  `protobuf:"varint,12,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
-	Resources     []*Resource            `protobuf:"bytes,13,rep,name=resources,proto3" json:"resources,omitempty"`
-	ErrorType     string                 `protobuf:"bytes,14,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"` // TaskError.kind, for FAILED
-	Error         string                 `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`                          // message and stack, for FAILED
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	TaskId       []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt      int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	State        string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	TimeUnixNs   int64                  `protobuf:"varint,4,opt,name=time_unix_ns,json=timeUnixNs,proto3" json:"time_unix_ns,omitempty"` // when the attempt entered state
+	Name         string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`                                  // the function's (or Class.method's) name
+	Type         string                 `protobuf:"bytes,6,opt,name=type,proto3" json:"type,omitempty"`                                  // NORMAL_TASK, ACTOR_CREATION_TASK or ACTOR_TASK
+	JobId        string                 `protobuf:"bytes,7,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ActorId      []byte                 `protobuf:"bytes,8,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	ParentTaskId []byte                 `protobuf:"bytes,9,opt,name=parent_task_id,json=parentTaskId,proto3" json:"parent_task_id,omitempty"` // the task that submitted it; empty for the driver
+	NodeId       string                 `protobuf:"bytes,10,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                    // ids.NodeID.Name() of the node running it
+	WorkerId     []byte                 `protobuf:"bytes,11,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerPid    int32                  `protobuf:"varint,12,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
+	Resources    []*Resource            `protobuf:"bytes,13,rep,name=resources,proto3" json:"resources,omitempty"`
+	ErrorType    string                 `protobuf:"bytes,14,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"` // TaskError.kind, for FAILED
+	Error        string                 `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`                          // message and stack, for FAILED
+	// state_times, when set, carries the times of several states at once
+	// (a reporter coalesces an attempt's changes within one batch): index i
+	// is the time the attempt entered the i-th state of Ray's order
+	// PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, SUBMITTED_TO_WORKER,
+	// RUNNING, FINISHED, FAILED; 0 = not reported. state is then the last.
+	StateTimes    []int64 `protobuf:"varint,16,rep,packed,name=state_times,json=stateTimes,proto3" json:"state_times,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2642,6 +2648,13 @@ func (x *TaskEvent) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *TaskEvent) GetStateTimes() []int64 {
+	if x != nil {
+		return x.StateTimes
+	}
+	return nil
 }
 
 // ActorEvent is one change of an actor's state, reported by its owner.
@@ -3795,7 +3808,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\tR\x04keys\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\xae\x03\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xcf\x03\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x14\n" +
@@ -3815,7 +3828,9 @@ const file_rayo_proto_rawDesc = "" +
 	"\tresources\x18\r \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x1d\n" +
 	"\n" +
 	"error_type\x18\x0e \x01(\tR\terrorType\x12\x14\n" +
-	"\x05error\x18\x0f \x01(\tR\x05error\"\x9d\x03\n" +
+	"\x05error\x18\x0f \x01(\tR\x05error\x12\x1f\n" +
+	"\vstate_times\x18\x10 \x03(\x03R\n" +
+	"stateTimes\"\x9d\x03\n" +
 	"\n" +
 	"ActorEvent\x12\x19\n" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x14\n" +
