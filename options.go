@@ -11,8 +11,9 @@ type options struct {
 	address     string
 	numCPUs     float64
 	resources   map[string]float64
-	storeBytes  int64
-	logToDriver bool
+	storeBytes    int64
+	logToDriver   bool
+	dashboardPort int // -1: the default (DefaultDashboardPort, or RAYO_DASHBOARD_PORT)
 	// tasks
 	name            string
 	taskCPUs        float64
@@ -29,7 +30,7 @@ type options struct {
 }
 
 func defaultOptions() options {
-	return options{logToDriver: true, taskCPUs: 1, maxRetries: 3}
+	return options{logToDriver: true, taskCPUs: 1, maxRetries: 3, dashboardPort: -1}
 }
 
 func (o *options) apply(opts []Option) {
@@ -71,6 +72,16 @@ func LogToDriver(on bool) Option { return func(o *options) { o.logToDriver = on 
 // ObjectStoreMemory, for Init, is the size of the node's shared-memory
 // object store in bytes (default: 30% of memory).
 func ObjectStoreMemory(bytes int64) Option { return func(o *options) { o.storeBytes = bytes } }
+
+// DashboardPort is, for Init, the loopback port of the embedded cluster's
+// API server: the web dashboard, the state API and /metrics (Ray's
+// dashboard_port). 0 turns it off. The default is DefaultDashboardPort, or
+// RAYO_DASHBOARD_PORT when set; if that port is taken, a free one is used
+// (see DashboardURL).
+func DashboardPort(port int) Option { return func(o *options) { o.dashboardPort = port } }
+
+// DefaultDashboardPort is Ray's dashboard port.
+const DefaultDashboardPort = 8265
 
 // Address, for Init, connects to an existing cluster instead of starting
 // one (also taken from RAYO_ADDRESS).

@@ -19,6 +19,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rayo-dev/rayo/internal/core"
+	"github.com/rayo-dev/rayo/internal/dashboard"
+	"github.com/rayo-dev/rayo/internal/dashboard/web"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/raylet"
@@ -38,6 +40,8 @@ var state struct {
 	node       string // this node's ID
 	gcsAddr    string // joined cluster: the control store, and its token
 	token      string
+	dash       *dashboard.HTTPServer // embedded cluster: the API server
+	dashSrc    *dashboard.RPCSource
 }
 
 func current() *core.Runtime {
@@ -128,7 +132,49 @@ func Init(opts ...Option) error {
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
 	state.rt, state.raylet, state.session, state.node = rt, rl, session, rl.NodeName()
+	state.dash, state.dashSrc = startDashboard(o.dashboardPort, rl)
 	return nil
+}
+
+// startDashboard starts an embedded cluster's API server on loopback, on
+// port (-1: RAYO_DASHBOARD_PORT or DefaultDashboardPort; 0: none), or on a
+// free port if that one is taken. It reads the cluster through the
+// raylet's socket, as a client would. A failure costs only the dashboard.
+func startDashboard(port int, rl *raylet.Raylet) (*dashboard.HTTPServer, *dashboard.RPCSource) {
+	if port < 0 {
+		port = DefaultDashboardPort
+		if p, err := strconv.Atoi(os.Getenv("RAYO_DASHBOARD_PORT")); err == nil {
+			port = p
+		}
+	}
+	if port == 0 {
+		return nil, nil
+	}
+	src := dashboard.NewRPCSource(rl.Addr(), "")
+	h := dashboard.New(dashboard.Config{Source: src, UI: web.Handler(), Metrics: rl.Metrics().Registry})
+	srv, err := dashboard.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), h)
+	if err != nil {
+		srv, err = dashboard.Listen("127.0.0.1:0", h)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rayo: no dashboard:", err)
+		_ = src.Close()
+		return nil, nil
+	}
+	return srv, src
+}
+
+// DashboardURL is where the embedded cluster's API server answers (the
+// web dashboard, the state API under /api/v0/ and /metrics), or "" when
+// there is none (DashboardPort(0), or a driver of a cluster started with
+// rayo start, whose head serves it).
+func DashboardURL() string {
+	state.Lock()
+	defer state.Unlock()
+	if state.dash == nil {
+		return ""
+	}
+	return "http://" + state.dash.Addr()
 }
 
 // Shutdown stops everything Init started: worker processes, sockets and
@@ -137,9 +183,15 @@ func Shutdown() error {
 	state.Lock()
 	rt, rl, conn, arena := state.rt, state.raylet, state.conn, state.arena
 	state.rt, state.raylet, state.conn, state.arena = nil, nil, nil, nil
+	dash, dashSrc := state.dash, state.dashSrc
+	state.dash, state.dashSrc = nil, nil
 	state.Unlock()
 	if rt == nil {
 		return nil
+	}
+	if dash != nil {
+		_ = dash.Close()
+		_ = dashSrc.Close()
 	}
 	if conn != nil {
 		// Let the node pass on the last output of this job's workers.

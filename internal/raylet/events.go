@@ -49,6 +49,9 @@ func (r *Raylet) observeEvents(b *pb.StateEvents) {
 			continue // only the worker's own end events carry its pid and its run time
 		}
 		r.metrics.TasksFinished.WithLabelValues(e.State).Inc()
+		if run := state.StateIndex(state.TaskRunning); len(e.StateTimes) > run && e.StateTimes[run] != 0 && e.TimeUnixNs > e.StateTimes[run] {
+			r.metrics.ExecutionLatency.Observe(float64(e.TimeUnixNs-e.StateTimes[run]) / 1e9)
+		}
 	}
 }
 

@@ -64,6 +64,7 @@ type Config struct {
 	EmbeddedJob   string  // alone (no Cluster): the job ID of the driver hosting the raylet
 	DriverAddr    string  // alone: that driver's endpoint
 	MaxTasks      int     // alone: task attempts the state table keeps (0: state.DefaultMaxTasks)
+	MetricsAddr   string  // serve Prometheus metrics at HOST:PORT/metrics ("": not on a port of its own)
 }
 
 // Raylet manages one node.
@@ -98,9 +99,10 @@ type Raylet struct {
 	jobWait    map[string][]*leaseReq // requests waiting for their job to load
 	viewWait   []*leaseReq            // requests waiting for the next cluster view
 
-	table   *state.Table  // tasks and actors, when alone (no Cluster)
-	metrics *metrics.Node // this node's Prometheus metrics
-	started time.Time
+	table      *state.Table  // tasks and actors, when alone (no Cluster)
+	metrics    *metrics.Node // this node's Prometheus metrics
+	metricsSrv *metrics.Server
+	started    time.Time
 
 	procs sync.WaitGroup // worker processes, their log readers, the reaper
 	stop  chan struct{}  // closed by Close
@@ -146,6 +148,7 @@ type leaseReq struct {
 	res   []*pb.Resource
 	owner *rpc.Conn
 	cb    func(*pb.LeaseReply, error)
+	at    time.Time // when it arrived, for the scheduling latency
 }
 
 // ErrClosed is returned by a raylet that has shut down.
@@ -209,6 +212,7 @@ func Start(cfg Config) (*Raylet, error) {
 		return nil, fmt.Errorf("raylet: object store: %w", err)
 	}
 	r.arena, r.store = arena, objstore.NewStore(arena)
+	r.newMetrics()
 	ln, err := net.Listen("unix", r.addr)
 	if err != nil {
 		_ = arena.Close()
@@ -229,6 +233,10 @@ func Start(cfg Config) (*Raylet, error) {
 		if cfg.Token != "" {
 			r.tcp.RequireToken(cfg.Token)
 		}
+	}
+	if err := r.serveMetrics(); err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("raylet: %w", err)
 	}
 	r.mu.Lock()
 	// Workers are started ahead of need when there is an executable for
@@ -340,6 +348,9 @@ func (r *Raylet) Close() error {
 		}
 	}
 	r.procs.Wait()
+	if r.metricsSrv != nil {
+		_ = r.metricsSrv.Close()
+	}
 	// Workers remove their sockets when they exit cleanly; killed ones cannot.
 	socks, _ := filepath.Glob(filepath.Join(r.cfg.SessionDir, "w-*.sock"))
 	for _, s := range socks {
@@ -608,7 +619,7 @@ func (r *Raylet) placeRequest(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 		cb(&pb.LeaseReply{Error: fail, SpillTo: spill}, nil)
 		return
 	}
-	lr := &leaseReq{job: req.JobId, req: req, res: req.Resources, owner: owner, cb: cb}
+	lr := &leaseReq{job: req.JobId, req: req, res: req.Resources, owner: owner, cb: cb, at: time.Now()}
 	if req.JobId != "" && r.jobs[req.JobId] == nil {
 		if r.cfg.Cluster == nil {
 			r.mu.Unlock()
@@ -682,6 +693,9 @@ func (r *Raylet) grantLocked(after *[]func()) {
 		r.leases[l.id] = l
 		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])
 		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr, NodeId: r.nodeID[:]}
+		if !req.at.IsZero() {
+			r.metrics.SchedulingLatency.Observe(time.Since(req.at).Seconds())
+		}
 		cb := req.cb
 		*after = append(*after, func() { cb(reply, nil) })
 	}

@@ -1,0 +1,845 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rayo-dev/rayo/internal/metrics"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"github.com/rayo-dev/rayo/internal/state"
+)
+
+// Limits of the API.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 10000
+	// nodeTimeout bounds what one node may take to answer: a dead or
+	// silent node gives a warning, not a hung request.
+	nodeTimeout = 3 * time.Second
+	// requestTimeout bounds a whole request (but a followed log).
+	requestTimeout = 20 * time.Second
+	// maxLogRead is how much of a log one read asks for.
+	maxLogRead = 1 << 20
+)
+
+// Config sets up a Server.
+type Config struct {
+	Source Source
+	// UI serves the web dashboard at /; nil serves a page naming the API.
+	UI http.Handler
+	// Metrics are served at /metrics, with the cluster's tasks and actors
+	// by state (read from Source at each scrape).
+	Metrics prometheus.Gatherer
+}
+
+// Server is the API server's HTTP handler.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+	reg *prometheus.Registry
+}
+
+// New makes the API server's handler.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(&stateCollector{src: cfg.Source})
+	gather := prometheus.Gatherers{s.reg}
+	if cfg.Metrics != nil {
+		gather = append(gather, cfg.Metrics)
+	}
+	s.mux.Handle("GET /metrics", metrics.Handler(gather))
+	s.mux.HandleFunc("GET /api/v0/logs", s.logs)
+	s.mux.HandleFunc("GET /api/v0/timeline", s.timeline)
+	s.mux.HandleFunc("GET /api/v0/{resource}", s.list)
+	s.mux.HandleFunc("GET /api/v0/{resource}/summarize", s.summarize)
+	s.mux.HandleFunc("GET /api/v0/{resource}/{id}", s.one)
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, fmt.Errorf("no such API endpoint: %s %s (see docs/state-api.md)", r.Method, r.URL.Path))
+	})
+	if cfg.UI != nil {
+		s.mux.Handle("/", cfg.UI)
+	} else {
+		s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintln(w, "rayo API server: the state API is under /api/v0/ (docs/state-api.md), metrics at /metrics")
+		})
+	}
+	return s
+}
+
+// ServeHTTP serves a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// fail writes an error as JSON.
+func fail(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}
+
+func reply(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// sourceErr answers a failure of the source: 503 when the cluster cannot
+// be reached.
+func sourceErr(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrUnreachable) {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	fail(w, http.StatusBadGateway, err)
+}
+
+// filter is one KEY=VALUE or KEY!=VALUE condition.
+type filter struct {
+	key, value string
+	not        bool
+}
+
+// parseQuery reads filters, limit and offset for resource.
+func parseQuery(resource string, r *http.Request) (fs []filter, limit, offset int, err error) {
+	known := fields[resource]
+	for _, f := range r.URL.Query()["filter"] {
+		var x filter
+		if k, v, ok := strings.Cut(f, "!="); ok {
+			x = filter{k, v, true}
+		} else if k, v, ok := strings.Cut(f, "="); ok {
+			x = filter{key: k, value: v}
+		} else {
+			return nil, 0, 0, fmt.Errorf("bad filter %q: want KEY=VALUE or KEY!=VALUE", f)
+		}
+		x.key = strings.TrimSpace(x.key)
+		found := false
+		for _, k := range known {
+			found = found || k == x.key
+		}
+		if !found {
+			return nil, 0, 0, fmt.Errorf("bad filter %q: %s have no field %q (fields: %s)", f, resource, x.key, strings.Join(known, ", "))
+		}
+		fs = append(fs, x)
+	}
+	limit, offset = DefaultLimit, 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > MaxLimit {
+			return nil, 0, 0, fmt.Errorf("bad limit %q: want 1 to %d", v, MaxLimit)
+		}
+	}
+	if v := r.URL.Query().Get("offset"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			return nil, 0, 0, fmt.Errorf("bad offset %q: want 0 or more", v)
+		}
+	}
+	return fs, limit, offset, nil
+}
+
+// text is a field's value as filters compare it.
+func text(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func matches(rec record, fs []filter) bool {
+	for _, f := range fs {
+		if (text(rec[f.key]) == f.value) == f.not {
+			return false
+		}
+	}
+	return true
+}
+
+// listResult is the body of a list.
+type listResult struct {
+	Total       int      `json:"total"`
+	NumFiltered int      `json:"num_filtered"`
+	Offset      int      `json:"offset"`
+	Limit       int      `json:"limit"`
+	Dropped     int64    `json:"dropped"`
+	Warnings    []string `json:"warnings"`
+	Result      []record `json:"result"`
+}
+
+// collection is what a resource's records come from.
+type collection struct {
+	records  []record
+	total    int   // held by the server (may exceed len(records) for tasks cut by the limit)
+	dropped  int64 // tasks dropped by the table
+	warnings []string
+}
+
+// collect gathers every record of resource.
+func (s *Server) collect(ctx context.Context, resource string) (*collection, error) {
+	c := &collection{}
+	switch resource {
+	case "nodes", "workers":
+		nodes, stats, warns, err := s.nodesWithStats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.warnings = warns
+		for i, n := range nodes {
+			if resource == "nodes" {
+				c.records = append(c.records, nodeRecord(n, stats[i]))
+			} else if stats[i] != nil {
+				for _, w := range stats[i].Workers {
+					c.records = append(c.records, workerRecord(w))
+				}
+			}
+		}
+		if resource == "workers" {
+			sortBy(c.records, "start_time_ms", "worker_id")
+		}
+	case "jobs":
+		jobs, err := s.cfg.Source.Jobs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range jobs {
+			c.records = append(c.records, jobRecord(j))
+		}
+		sortBy(c.records, "start_time_ms", "job_id")
+	case "tasks":
+		l, err := s.cfg.Source.Tasks(ctx, &pb.StateQuery{})
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range l.Tasks {
+			c.records = append(c.records, taskRecord(t))
+		}
+		c.dropped = l.DroppedTasks
+		if l.DroppedTasks > 0 {
+			c.warnings = append(c.warnings, fmt.Sprintf("%d task attempts were dropped to keep the table within its limit (the oldest finished first); raise --max-task-records or RAYO_MAX_TASK_RECORDS to keep more", l.DroppedTasks))
+		}
+	case "actors":
+		l, err := s.cfg.Source.Actors(ctx, &pb.StateQuery{})
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range l.Actors {
+			c.records = append(c.records, actorRecord(a))
+		}
+	case "objects":
+		recs, warns, err := s.objects(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.records, c.warnings = recs, warns
+	case "placement_groups":
+		c.warnings = append(c.warnings, "rayo has no placement groups yet")
+	default:
+		return nil, errUnknownResource(resource)
+	}
+	c.total = len(c.records)
+	return c, nil
+}
+
+func errUnknownResource(resource string) error {
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return fmt.Errorf("unknown resource %q (known: %s)", resource, strings.Join(names, ", "))
+}
+
+// sortBy orders records newest first by the time field, then by key.
+func sortBy(recs []record, timeField, key string) {
+	sort.SliceStable(recs, func(i, j int) bool {
+		ti, _ := recs[i][timeField].(int64)
+		tj, _ := recs[j][timeField].(int64)
+		if ti != tj {
+			return ti > tj
+		}
+		return text(recs[i][key]) < text(recs[j][key])
+	})
+}
+
+// nodesWithStats lists the nodes and asks each live one for its stats, at
+// once; a node that does not answer in time gives a warning.
+func (s *Server) nodesWithStats(ctx context.Context) ([]*pb.NodeInfo, []*pb.NodeStats, []string, error) {
+	nodes, err := s.cfg.Source.Nodes(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stats := make([]*pb.NodeStats, len(nodes))
+	warns := make([]string, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		if n.State != "ALIVE" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nctx, cancel := context.WithTimeout(ctx, nodeTimeout)
+			defer cancel()
+			st, err := s.cfg.Source.NodeStats(nctx, n)
+			if err != nil {
+				warns[i] = fmt.Sprintf("node %s did not answer: %v", nodeName(n.NodeId), err)
+				return
+			}
+			stats[i] = st
+		}()
+	}
+	wg.Wait()
+	var out []string
+	for _, w := range warns {
+		if w != "" {
+			out = append(out, w)
+		}
+	}
+	return nodes, stats, out, nil
+}
+
+// objects merges every live node's store listing: one record per object.
+func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
+	nodes, err := s.cfg.Source.Nodes(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	lists := make([][]*pb.ObjectRecord, len(nodes))
+	warns := make([]string, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		if n.State != "ALIVE" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nctx, cancel := context.WithTimeout(ctx, nodeTimeout)
+			defer cancel()
+			l, err := s.cfg.Source.NodeObjects(nctx, n)
+			if err != nil {
+				warns[i] = fmt.Sprintf("node %s did not list its objects: %v", nodeName(n.NodeId), err)
+				return
+			}
+			lists[i] = l
+		}()
+	}
+	wg.Wait()
+	byID := make(map[string]record)
+	var order []string
+	for i, l := range lists {
+		for _, o := range l {
+			id := hexOf(o.ObjectId)
+			node := o.NodeId
+			if node == "" {
+				node = nodeName(nodes[i].NodeId)
+			}
+			r := byID[id]
+			if r == nil {
+				r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "owner_address": o.OwnerAddr,
+					"reference_count": -1, "kind": o.Kind, "job_id": o.JobId}
+				byID[id] = r
+				order = append(order, id)
+			}
+			r["locations"] = append(r["locations"].([]string), node)
+			if o.Kind == "PRIMARY" {
+				r["kind"] = o.Kind
+			}
+		}
+	}
+	sort.Strings(order)
+	out := make([]record, 0, len(order))
+	for _, id := range order {
+		out = append(out, byID[id])
+	}
+	var ws []string
+	for _, w := range warns {
+		if w != "" {
+			ws = append(ws, w)
+		}
+	}
+	return out, ws, nil
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	resource := r.PathValue("resource")
+	if _, ok := fields[resource]; !ok {
+		fail(w, http.StatusBadRequest, errUnknownResource(resource))
+		return
+	}
+	fs, limit, offset, err := parseQuery(resource, r)
+	if err != nil {
+		fail(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	c, err := s.collect(ctx, resource)
+	if err != nil {
+		sourceErr(w, err)
+		return
+	}
+	var kept []record
+	for _, rec := range c.records {
+		if matches(rec, fs) {
+			kept = append(kept, rec)
+		}
+	}
+	res := listResult{Total: c.total, NumFiltered: len(kept), Offset: offset, Limit: limit, Dropped: c.dropped, Warnings: c.warnings, Result: []record{}}
+	if offset < len(kept) {
+		res.Result = kept[offset:min(len(kept), offset+limit)]
+	}
+	if res.Warnings == nil {
+		res.Warnings = []string{}
+	}
+	reply(w, res)
+}
+
+// idFields names the ID field of the resources that have one-record
+// endpoints.
+var idFields = map[string]string{"tasks": "task_id", "actors": "actor_id", "nodes": "node_id", "jobs": "job_id", "workers": "worker_id", "objects": "object_id"}
+
+func (s *Server) one(w http.ResponseWriter, r *http.Request) {
+	resource, id := r.PathValue("resource"), strings.ToLower(r.PathValue("id"))
+	key, ok := idFields[resource]
+	if !ok {
+		fail(w, http.StatusBadRequest, errUnknownResource(resource))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	var recs []record
+	switch resource {
+	case "tasks", "actors":
+		b, err := hex.DecodeString(id)
+		if err != nil || len(b) == 0 {
+			fail(w, http.StatusBadRequest, fmt.Errorf("bad %s ID %q: want hex", strings.TrimSuffix(resource, "s"), id))
+			return
+		}
+		if resource == "tasks" {
+			l, err := s.cfg.Source.Tasks(ctx, &pb.StateQuery{Id: b})
+			if err != nil {
+				sourceErr(w, err)
+				return
+			}
+			for _, t := range l.Tasks {
+				recs = append(recs, taskRecord(t))
+			}
+		} else {
+			l, err := s.cfg.Source.Actors(ctx, &pb.StateQuery{Id: b})
+			if err != nil {
+				sourceErr(w, err)
+				return
+			}
+			for _, a := range l.Actors {
+				recs = append(recs, actorRecord(a))
+			}
+		}
+	default:
+		c, err := s.collect(ctx, resource)
+		if err != nil {
+			sourceErr(w, err)
+			return
+		}
+		for _, rec := range c.records {
+			if text(rec[key]) == id {
+				recs = append(recs, rec)
+			}
+		}
+	}
+	if len(recs) == 0 {
+		fail(w, http.StatusNotFound, fmt.Errorf("no %s with ID %s", strings.TrimSuffix(resource, "s"), id))
+		return
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return text(recs[i]["attempt_number"]) < text(recs[j]["attempt_number"]) })
+	reply(w, map[string]any{"result": recs})
+}
+
+func (s *Server) summarize(w http.ResponseWriter, r *http.Request) {
+	resource := r.PathValue("resource")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	switch resource {
+	case "tasks", "actors":
+		c, err := s.collect(ctx, resource)
+		if err != nil {
+			sourceErr(w, err)
+			return
+		}
+		by, nameKey := "name", "name"
+		if resource == "actors" {
+			by, nameKey = "class_name", "class_name"
+		}
+		sum := make(map[string]map[string]any)
+		for _, rec := range c.records {
+			k := text(rec[by])
+			e := sum[k]
+			if e == nil {
+				e = map[string]any{nameKey: k, "state_counts": map[string]int{}}
+				if resource == "tasks" {
+					e["type"] = rec["type"]
+				}
+				sum[k] = e
+			}
+			e["state_counts"].(map[string]int)[text(rec["state"])]++
+		}
+		out := map[string]any{"total": c.total, "summary": sum}
+		if resource == "tasks" {
+			out["dropped"] = c.dropped
+		}
+		reply(w, out)
+	case "objects":
+		recs, warns, err := s.objects(ctx)
+		if err != nil {
+			sourceErr(w, err)
+			return
+		}
+		sum := make(map[string]map[string]int64)
+		var size int64
+		for _, rec := range recs {
+			n, _ := rec["object_size_bytes"].(int64)
+			size += n
+			for _, node := range rec["locations"].([]string) {
+				e := sum[node]
+				if e == nil {
+					e = map[string]int64{"count": 0, "size_bytes": 0}
+					sum[node] = e
+				}
+				e["count"]++
+				e["size_bytes"] += n
+			}
+		}
+		if warns == nil {
+			warns = []string{}
+		}
+		reply(w, map[string]any{"total": len(recs), "total_size_bytes": size, "summary": sum, "warnings": warns})
+	default:
+		fail(w, http.StatusBadRequest, fmt.Errorf("no summary of %q (summaries: tasks, actors, objects)", resource))
+	}
+}
+
+// findWorker resolves the log request's query to a node and a worker's pid.
+func (s *Server) findWorker(ctx context.Context, q map[string]string) (*pb.NodeInfo, int32, error) {
+	nodes, err := s.cfg.Source.Nodes(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	byName := func(name string) *pb.NodeInfo {
+		for _, n := range nodes {
+			if nodeName(n.NodeId) == name {
+				return n
+			}
+		}
+		return nil
+	}
+	switch {
+	case q["pid"] != "":
+		pid, err := strconv.Atoi(q["pid"])
+		if err != nil || pid <= 0 {
+			return nil, 0, fmt.Errorf("%w: bad pid %q", errBadLogQuery, q["pid"])
+		}
+		if q["node_id"] == "" && len(nodes) == 1 {
+			return nodes[0], int32(pid), nil
+		}
+		n := byName(q["node_id"])
+		if n == nil {
+			return nil, 0, fmt.Errorf("%w: no node %q", errNoWorker, q["node_id"])
+		}
+		return n, int32(pid), nil
+	case q["worker_id"] != "":
+		_, stats, _, err := s.nodesWithStats(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i, st := range stats {
+			if st == nil {
+				continue
+			}
+			for _, w := range st.Workers {
+				if hexOf(w.WorkerId) == q["worker_id"] {
+					return nodes[i], w.Pid, nil
+				}
+			}
+		}
+		return nil, 0, fmt.Errorf("%w: no worker %s", errNoWorker, q["worker_id"])
+	case q["actor_id"] != "":
+		b, err := hex.DecodeString(q["actor_id"])
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: bad actor ID %q", errBadLogQuery, q["actor_id"])
+		}
+		l, err := s.cfg.Source.Actors(ctx, &pb.StateQuery{Id: b})
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(l.Actors) == 0 || l.Actors[0].Actor.Pid == 0 {
+			return nil, 0, fmt.Errorf("%w: no actor %s with a worker", errNoWorker, q["actor_id"])
+		}
+		a := l.Actors[0].Actor
+		if n := byName(a.NodeId); n != nil {
+			return n, a.Pid, nil
+		}
+		return nil, 0, fmt.Errorf("%w: actor %s ran on node %s, which is unknown", errNoWorker, q["actor_id"], a.NodeId)
+	case q["task_id"] != "":
+		b, err := hex.DecodeString(q["task_id"])
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: bad task ID %q", errBadLogQuery, q["task_id"])
+		}
+		l, err := s.cfg.Source.Tasks(ctx, &pb.StateQuery{Id: b})
+		if err != nil {
+			return nil, 0, err
+		}
+		var best *pb.TaskEvent
+		for _, t := range l.Tasks {
+			if t.Task.WorkerPid != 0 && (best == nil || t.Task.Attempt > best.Attempt) {
+				best = t.Task
+			}
+		}
+		if best == nil {
+			return nil, 0, fmt.Errorf("%w: task %s has not run on a worker", errNoWorker, q["task_id"])
+		}
+		if n := byName(best.NodeId); n != nil {
+			return n, best.WorkerPid, nil
+		}
+		return nil, 0, fmt.Errorf("%w: task %s ran on node %s, which is unknown", errNoWorker, q["task_id"], best.NodeId)
+	}
+	return nil, 0, fmt.Errorf("%w: name a worker with pid (and node_id), worker_id, actor_id or task_id", errBadLogQuery)
+}
+
+var (
+	errBadLogQuery = errors.New("bad log query")
+	errNoWorker    = errors.New("unknown worker")
+)
+
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	q := map[string]string{}
+	for _, k := range []string{"node_id", "pid", "worker_id", "actor_id", "task_id", "lines", "follow"} {
+		q[k] = r.URL.Query().Get(k)
+	}
+	lines := 0
+	if q["lines"] != "" {
+		var err error
+		if lines, err = strconv.Atoi(q["lines"]); err != nil || lines < 0 {
+			fail(w, http.StatusBadRequest, fmt.Errorf("bad lines %q", q["lines"]))
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	n, pid, err := s.findWorker(ctx, q)
+	if err != nil {
+		cancel()
+		switch {
+		case errors.Is(err, errBadLogQuery):
+			fail(w, http.StatusBadRequest, err)
+		case errors.Is(err, errNoWorker):
+			fail(w, http.StatusNotFound, err)
+		default:
+			sourceErr(w, err)
+		}
+		return
+	}
+	// The whole log, read in pieces; then its last lines.
+	var buf bytes.Buffer
+	for {
+		b, err := s.cfg.Source.ReadLog(ctx, n, &pb.LogRequest{Pid: pid, Offset: int64(buf.Len()), Max: maxLogRead})
+		if err != nil {
+			cancel()
+			fail(w, http.StatusNotFound, fmt.Errorf("log of worker %d on node %s: %w", pid, nodeName(n.NodeId), err))
+			return
+		}
+		buf.Write(b)
+		if len(b) < maxLogRead {
+			break
+		}
+	}
+	cancel()
+	pos := int64(buf.Len())
+	out := buf.Bytes()
+	if lines > 0 {
+		out = lastLines(out, lines)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(out)
+	if q["follow"] != "1" && q["follow"] != "true" {
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	for {
+		if flusher != nil {
+			flusher.Flush()
+		}
+		rctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		b, err := s.cfg.Source.ReadLog(rctx, n, &pb.LogRequest{Pid: pid, Offset: pos, Max: maxLogRead, WaitMs: 2000})
+		cancel()
+		if r.Context().Err() != nil {
+			return // the client left
+		}
+		if err != nil {
+			fmt.Fprintf(w, "\n[rayo: the log stopped: %v]\n", err)
+			return
+		}
+		pos += int64(len(b))
+		if _, err := w.Write(b); err != nil {
+			return
+		}
+	}
+}
+
+// lastLines is the end of b holding its last n lines.
+func lastLines(b []byte, n int) []byte {
+	end := len(b)
+	if end > 0 && b[end-1] == '\n' {
+		end--
+	}
+	for i := end - 1; i >= 0; i-- {
+		if b[i] == '\n' {
+			n--
+			if n == 0 {
+				return b[i+1:]
+			}
+		}
+	}
+	return b
+}
+
+// traceEvent is one event of the Chrome trace format.
+type traceEvent struct {
+	Name string         `json:"name"`
+	Cat  string         `json:"cat,omitempty"`
+	Ph   string         `json:"ph"`
+	Ts   int64          `json:"ts"`
+	Dur  int64          `json:"dur,omitempty"`
+	Pid  string         `json:"pid"`
+	Tid  int32          `json:"tid"`
+	Args map[string]any `json:"args,omitempty"`
+}
+
+func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	l, err := s.cfg.Source.Tasks(ctx, &pb.StateQuery{})
+	if err != nil {
+		sourceErr(w, err)
+		return
+	}
+	job := r.URL.Query().Get("job_id")
+	now := time.Now().UnixNano()
+	events := []traceEvent{}
+	seen := map[string]bool{}
+	for _, tr := range l.Tasks {
+		t := tr.Task
+		start := tr.StateTimesUnixNs[state.TaskRunning]
+		if start == 0 || (job != "" && t.JobId != job) {
+			continue
+		}
+		end := tr.StateTimesUnixNs[state.TaskFinished]
+		if end == 0 {
+			end = tr.StateTimesUnixNs[state.TaskFailed]
+		}
+		if end == 0 {
+			end = now // still running
+		}
+		node := "node " + t.NodeId
+		if !seen[node] {
+			seen[node] = true
+			events = append(events, traceEvent{Name: "process_name", Ph: "M", Pid: node, Args: map[string]any{"name": node}})
+		}
+		events = append(events, traceEvent{
+			Name: t.Name, Cat: t.Type, Ph: "X", Ts: start / 1e3, Dur: max((end-start)/1e3, 1), Pid: node, Tid: t.WorkerPid,
+			Args: map[string]any{"task_id": hexOf(t.TaskId), "attempt": t.Attempt, "state": t.State, "job_id": t.JobId},
+		})
+	}
+	reply(w, events)
+}
+
+// stateCollector exports the cluster's tasks and actors by state.
+type stateCollector struct{ src Source }
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
+	defer cancel()
+	tasks := func() map[string]int {
+		out := map[string]int{}
+		if l, err := c.src.Tasks(ctx, &pb.StateQuery{}); err == nil {
+			for _, t := range l.Tasks {
+				out[t.Task.State]++
+			}
+		}
+		return out
+	}
+	actors := func() map[string]int {
+		out := map[string]int{}
+		if l, err := c.src.Actors(ctx, &pb.StateQuery{}); err == nil {
+			for _, a := range l.Actors {
+				out[a.Actor.State]++
+			}
+		}
+		return out
+	}
+	metrics.StateCounts(ch, tasks, actors)
+}
+
+// HTTPServer is the API server listening on a port.
+type HTTPServer struct {
+	srv    *http.Server
+	addr   string
+	done   chan struct{}
+	cancel context.CancelFunc
+	reqs   sync.WaitGroup // requests being served (a followed log lasts)
+}
+
+// Listen serves h at addr (HOST:PORT).
+func Listen(addr string, h http.Handler) (*HTTPServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: listen %s: %w", addr, err)
+	}
+	base, cancel := context.WithCancel(context.Background())
+	s := &HTTPServer{addr: ln.Addr().String(), done: make(chan struct{}), cancel: cancel}
+	s.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.reqs.Add(1)
+			defer s.reqs.Done()
+			h.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	go func() {
+		defer close(s.done)
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+// Addr is where the server listens (HOST:PORT).
+func (s *HTTPServer) Addr() string { return s.addr }
+
+// Close stops the server, ending followed logs, and waits for every
+// request to end.
+func (s *HTTPServer) Close() error {
+	s.cancel()
+	err := s.srv.Close()
+	<-s.done
+	s.reqs.Wait()
+	return err
+}
