@@ -42,7 +42,8 @@ type apiList struct {
 	Result      []map[string]any `json:"result"`
 }
 
-// waitList polls a list until it has a record with field == value.
+// waitList polls a list until it has a record with field == value whose
+// owner's and worker's parts both arrived (a name and a node).
 func waitList(t *testing.T, path, field, value string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -52,7 +53,7 @@ func waitList(t *testing.T, path, field, value string) map[string]any {
 			t.Fatalf("GET %s: %d", path, code)
 		}
 		for _, r := range l.Result {
-			if fmt.Sprint(r[field]) == value {
+			if fmt.Sprint(r[field]) == value && r["name"] != "" && r["node_id"] != "" {
 				return r
 			}
 		}

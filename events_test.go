@@ -59,7 +59,7 @@ func TestTaskAndActorStatesAreListed(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := waitRecord(t, c, rpc.MListTasks, tasksOf, func(r *pb.TaskRecord) bool {
-		return hex.EncodeToString(r.Task.TaskId) == ok.ID()[:32] && r.Task.State == "FINISHED" && r.Task.WorkerPid != 0
+		return hex.EncodeToString(r.Task.TaskId) == ok.ID()[:32] && r.Task.State == "FINISHED" && r.Task.WorkerPid != 0 && r.StateTimesUnixNs["PENDING_ARGS_AVAIL"] != 0
 	})
 	if rec.Task.NodeId != NodeID() || rec.Task.WorkerPid == 0 || rec.Task.Type != "NORMAL_TASK" || rec.Task.JobId == "" {
 		t.Errorf("finished task: %v", rec.Task)
@@ -75,7 +75,7 @@ func TestTaskAndActorStatesAreListed(t *testing.T) {
 		t.Fatal("a panicking task succeeded")
 	}
 	rec = waitRecord(t, c, rpc.MListTasks, tasksOf, func(r *pb.TaskRecord) bool {
-		return hex.EncodeToString(r.Task.TaskId) == bad.ID()[:32] && r.Task.State == "FAILED" && r.Task.WorkerPid != 0
+		return hex.EncodeToString(r.Task.TaskId) == bad.ID()[:32] && r.Task.State == "FAILED" && r.Task.WorkerPid != 0 && r.Task.Name != ""
 	})
 	if rec.Task.ErrorType != "panic" || !strings.Contains(rec.Task.Error, "boom from task") || !strings.Contains(rec.Task.Error, "goroutine") {
 		t.Errorf("failed task's error %q (%s): want the panic and its stack", rec.Task.Error, rec.Task.ErrorType)

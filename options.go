@@ -8,9 +8,9 @@ type Option func(*options)
 
 type options struct {
 	// Init
-	address     string
-	numCPUs     float64
-	resources   map[string]float64
+	address       string
+	numCPUs       float64
+	resources     map[string]float64
 	storeBytes    int64
 	logToDriver   bool
 	dashboardPort int // -1: the default (DefaultDashboardPort, or RAYO_DASHBOARD_PORT)
