@@ -74,6 +74,9 @@ func newStartCmd() *cobra.Command {
 	f.StringVar(&cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
 	f.StringVar(&cfg.RedisAddress, "redis-address", "", "head: keep the control store's tables in the Redis server at HOST:PORT, so that a restarted control store keeps its nodes, jobs, named actors and KV")
 	f.StringVar(&cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")
+	f.IntVar(&cfg.DashboardPort, "dashboard-port", 8265, "head: the API server's port (web dashboard, state API, /metrics); 0: none")
+	f.StringVar(&cfg.DashboardHost, "dashboard-host", "127.0.0.1", "head: the API server's address")
+	f.IntVar(&cfg.MaxTaskRecords, "max-task-records", 0, "head: task attempts kept for the state API (default 10000): past it the oldest finished are dropped")
 	f.BoolVar(&block, "block", false, "stay in the foreground")
 	return cmd
 }
@@ -171,6 +174,9 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 		fmt.Fprintf(out, "rayo: joined the cluster at %s\n", cfg.Address)
 	}
 	fmt.Fprintf(out, "rayo: session folder %s\n", n.SessionDir())
+	if u := n.DashboardURL(); u != "" {
+		fmt.Fprintf(out, "rayo: dashboard at %s\n", u)
+	}
 	pid := os.Getpid()
 	if err := node.WritePID(cfg.StateDir, pid); err != nil {
 		_ = n.Close()
@@ -272,9 +278,12 @@ func newStatusCmd() *cobra.Command {
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"address": c.Address, "nodes": list})
+				return enc.Encode(map[string]any{"address": c.Address, "dashboard": c.Dashboard, "nodes": list})
 			}
 			fmt.Fprintf(out, "cluster %s: %d node(s)\n", c.Address, len(list))
+			if c.Dashboard != "" {
+				fmt.Fprintf(out, "dashboard %s\n", c.Dashboard)
+			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tRESOURCES (used/total)\tSESSION")
 			for _, n := range list {

@@ -22,7 +22,7 @@ import (
 func newGCSServerCmd() *cobra.Command {
 	var (
 		host, token, redisAddr, redisPassword string
-		port                                  int
+		port, maxTasks                        int
 	)
 	cmd := &cobra.Command{
 		Use:    "gcs-server",
@@ -53,7 +53,7 @@ func newGCSServerCmd() *cobra.Command {
 				return fmt.Errorf("gcs-server: %w", err)
 			}
 			began := time.Now()
-			srv, err := gcs.Serve(ln, gcs.Config{Token: token, RedisAddress: redisAddr, RedisPassword: redisPassword})
+			srv, err := gcs.Serve(ln, gcs.Config{Token: token, RedisAddress: redisAddr, RedisPassword: redisPassword, MaxTaskRecords: maxTasks})
 			if err != nil {
 				return fmt.Errorf("gcs-server: %w", err)
 			}
@@ -74,6 +74,7 @@ func newGCSServerCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&host, "host", "127.0.0.1", "address to listen on")
 	f.IntVar(&port, "port", node.DefaultPort, "port to listen on")
+	f.IntVar(&maxTasks, "max-task-records", 0, "task attempts kept for the state API (default 10000): past it the oldest finished are dropped")
 	f.StringVar(&token, "token", "", "the cluster's secret (default: RAYO_TOKEN, which keeps it out of ps)")
 	f.StringVar(&redisAddr, "redis-address", "", "keep the tables in the Redis server at HOST:PORT, so that a restart finds them")
 	f.StringVar(&redisPassword, "redis-password", "", "the Redis server's password (default: RAYO_REDIS_PASSWORD)")

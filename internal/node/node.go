@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rayo-dev/rayo/internal/dashboard"
+	"github.com/rayo-dev/rayo/internal/dashboard/web"
 	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -64,6 +66,14 @@ type Config struct {
 	// Log receives the node's own messages (such as a control store
 	// restart); nil discards them.
 	Log io.Writer
+
+	// DashboardPort, on the head, is the API server's port (the web
+	// dashboard, the state API and /metrics) on DashboardHost (default
+	// 127.0.0.1); if it is taken, a free port is used. 0: no API server.
+	DashboardPort int
+	DashboardHost string
+	// MaxTaskRecords, on the head, bounds the control store's task table.
+	MaxTaskRecords int
 }
 
 // ErrTokenNeeded refuses to listen beyond loopback without a secret.
@@ -79,9 +89,19 @@ type Node struct {
 	raylet  *raylet.Raylet
 	gc      *gcsClient // to the control store
 
+	dash    *dashboard.HTTPServer // head: the API server, or nil
+	dashSrc *dashboard.RPCSource
+
 	stop chan struct{}
 	lost chan struct{} // closed when the control store stays away LostAfter
 	wg   sync.WaitGroup
+}
+
+// logf writes one of the node's own messages to Config.Log.
+func (n *Node) logf(format string, args ...any) {
+	if n.cfg.Log != nil {
+		fmt.Fprintf(n.cfg.Log, format+"\n", args...)
+	}
 }
 
 // NewToken makes a random cluster token.
@@ -134,6 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ListenTCP:     net.JoinHostPort(cfg.Host, "0"),
 		Token:         cfg.Token,
 		Cluster:       n.gc,
+		MetricsAddr:   net.JoinHostPort(cfg.Host, "0"),
 	})
 	if err != nil {
 		n.closeGCS()
@@ -148,7 +169,42 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.heartbeats()
+	if cfg.Head && cfg.DashboardPort != 0 {
+		n.startDashboard()
+	}
 	return n, nil
+}
+
+// startDashboard starts the head's API server, which reads the cluster
+// from the control store and the nodes' raylets. A port in use moves it
+// to a free one; a failure costs only the dashboard.
+func (n *Node) startDashboard() {
+	host := n.cfg.DashboardHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	n.dashSrc = dashboard.NewRPCSource("tcp:"+n.gcsAddr, n.cfg.Token)
+	h := dashboard.New(dashboard.Config{Source: n.dashSrc, UI: web.Handler(), Metrics: n.raylet.Metrics().Registry})
+	srv, err := dashboard.Listen(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h)
+	if err != nil {
+		n.logf("rayo: dashboard port %d: %v; using a free port", n.cfg.DashboardPort, err)
+		srv, err = dashboard.Listen(net.JoinHostPort(host, "0"), h)
+	}
+	if err != nil {
+		n.logf("rayo: no dashboard: %v", err)
+		_ = n.dashSrc.Close()
+		n.dashSrc = nil
+		return
+	}
+	n.dash = srv
+}
+
+// DashboardURL is the head's API server (http://HOST:PORT), or "".
+func (n *Node) DashboardURL() string {
+	if n.dash == nil {
+		return ""
+	}
+	return "http://" + n.dash.Addr()
 }
 
 // startGCS starts the head's control store, in this process or as its
@@ -164,7 +220,7 @@ func (n *Node) startGCS(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("node: control store: %w", err)
 		}
-		n.gcs, err = gcs.Serve(ln, gcs.Config{Token: n.cfg.Token, RedisAddress: n.cfg.RedisAddress, RedisPassword: n.cfg.RedisPassword})
+		n.gcs, err = gcs.Serve(ln, gcs.Config{Token: n.cfg.Token, RedisAddress: n.cfg.RedisAddress, RedisPassword: n.cfg.RedisPassword, MaxTaskRecords: n.cfg.MaxTaskRecords})
 		if err != nil {
 			return fmt.Errorf("node: control store: %w", err)
 		}
@@ -255,6 +311,7 @@ func (n *Node) Local() ClusterInfo {
 	return ClusterInfo{
 		Address: n.gcsAddr, Token: n.cfg.Token, Host: n.cfg.Host, NodeAddr: n.raylet.TCPAddr(), Node: n.raylet.NodeName(),
 		RayletSocket: n.raylet.Addr(), RayletPID: os.Getpid(), StoreFD: n.raylet.Arena().FD(),
+		Dashboard: n.DashboardURL(),
 	}
 }
 
@@ -267,6 +324,10 @@ func (n *Node) Lost() <-chan struct{} { return n.lost }
 
 // Close leaves the cluster and stops the daemons.
 func (n *Node) Close() error {
+	if n.dash != nil {
+		_ = n.dash.Close()
+		_ = n.dashSrc.Close()
+	}
 	close(n.stop)
 	n.wg.Wait()
 	n.gc.close()
@@ -354,6 +415,9 @@ func startGCSProc(ctx context.Context, cfg Config, addr, session string) (*gcsPr
 	argv := append(append([]string(nil), cfg.GCSCommand...), "--host", cfg.Host, "--port", port)
 	if cfg.RedisAddress != "" {
 		argv = append(argv, "--redis-address", cfg.RedisAddress)
+	}
+	if cfg.MaxTaskRecords > 0 {
+		argv = append(argv, "--max-task-records", strconv.Itoa(cfg.MaxTaskRecords))
 	}
 	// The secrets go in the environment, not on the command line that ps
 	// shows.

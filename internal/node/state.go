@@ -35,6 +35,8 @@ type ClusterInfo struct {
 	Host     string `json:"host,omitempty"`
 	NodeAddr string `json:"node_addr,omitempty"`
 	Node     string `json:"node,omitempty"`
+	// The head's API server (http://HOST:PORT), for rayo list and friends.
+	Dashboard string `json:"dashboard,omitempty"`
 }
 
 func clusterFile(dir string) string { return filepath.Join(dir, "cluster.json") }
@@ -80,13 +82,10 @@ func Resolve(address, token string) (ClusterInfo, error) {
 	if c.Token == "" {
 		c.Token = os.Getenv("RAYO_TOKEN")
 	}
-	if c.Address == "" || c.Token == "" {
-		rec, err := ReadCluster(StateDir())
-		if err == nil && (c.Address == "" || c.Address == rec.Address) {
-			c.Address = rec.Address
-			if c.Token == "" {
-				c.Token = rec.Token
-			}
+	if rec, err := ReadCluster(StateDir()); err == nil && (c.Address == "" || c.Address == rec.Address) {
+		c.Address, c.Dashboard = rec.Address, rec.Dashboard
+		if c.Token == "" {
+			c.Token = rec.Token
 		}
 	}
 	if c.Address == "" {

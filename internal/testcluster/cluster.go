@@ -76,7 +76,8 @@ func StartWrapped(t testing.TB, rayo string, wrap []string, host string, cpus in
 	c := &Cluster{t: t, Rayo: rayo, Token: "test-token-" + fmt.Sprint(os.Getpid())}
 	port := FreePort(t)
 	c.Addr = net.JoinHostPort(host, fmt.Sprint(port))
-	args := append([]string{"start", "--head", "--host", host, "--port", fmt.Sprint(port), "--num-cpus", fmt.Sprint(cpus)}, extra...)
+	args := append([]string{"start", "--head", "--host", host, "--port", fmt.Sprint(port), "--num-cpus", fmt.Sprint(cpus),
+		"--dashboard-port", fmt.Sprint(FreePort(t))}, extra...)
 	c.Head = c.start("head", wrap, args)
 	c.WaitAlive(1, 30*time.Second)
 	return c
@@ -169,6 +170,15 @@ func (n *Node) ID() string {
 		n.id = rec.Node
 	}
 	return n.id
+}
+
+// Dashboard is the head's API server, http://HOST:PORT.
+func (c *Cluster) Dashboard() string {
+	rec, err := node.ReadCluster(c.Head.StateDir)
+	if err != nil || rec.Dashboard == "" {
+		c.t.Fatalf("the head has no dashboard: %v", err)
+	}
+	return rec.Dashboard
 }
 
 // Kill ends the node at once: SIGKILL to its daemon and its workers.
