@@ -198,3 +198,59 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.CheckNoProblems(t)
 	_, _ = Get(ctx, slow)
 }
+
+var shout = Func1(func(s string) int { fmt.Println(s); return len(s) })
+
+func TestStateAPIWorkersObjectsAndLogs(t *testing.T) {
+	ctx := ctxT(t)
+	r := shout.Remote(V("a line for the state api"))
+	if _, err := Get(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	big := Put(ctx, make([]float64, 1<<16)) // 512 KiB: in the store
+	defer big.Release()
+
+	task := waitList(t, "/api/v0/tasks?limit=10000", "task_id", r.ID()[:32])
+	var workers apiList
+	apiGet(t, "/api/v0/workers?filter=state!=DEAD", &workers)
+	found := false
+	for _, w := range workers.Result {
+		found = found || w["pid"] == task["worker_pid"]
+	}
+	if !found {
+		t.Errorf("worker %v of the task not among the live workers %v", task["worker_pid"], workers.Result)
+	}
+
+	var objs apiList
+	apiGet(t, "/api/v0/objects?limit=10000", &objs)
+	found = false
+	for _, o := range objs.Result {
+		if o["object_id"] == big.ID() {
+			found = o["object_size_bytes"].(float64) >= 512<<10 && fmt.Sprint(o["locations"]) == "["+NodeID()+"]"
+		}
+	}
+	if !found {
+		t.Errorf("the put object %s is not listed with its size and node: %v", big.ID(), objs.Result)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(DashboardURL() + "/api/v0/logs?task_id=" + r.ID()[:32] + "&lines=50")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), "a line for the state api") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the task's log: %s %s", resp.Status, body)
+		}
+		time.Sleep(50 * time.Millisecond) // the raylet copies the worker's output on its own
+	}
+	var e struct{ Error string }
+	if code := apiGet(t, "/api/v0/logs?pid=1", &e); code != http.StatusNotFound || e.Error == "" {
+		t.Errorf("log of an unknown worker: %d %q", code, e.Error)
+	}
+}

@@ -221,3 +221,16 @@ func (s *Store) Stats() Stats {
 		LargestFree: s.free.largest(),
 	}
 }
+
+// Each calls f with every object's ID, size and whether it is sealed, in
+// no particular order, until f returns false. The store is locked
+// meanwhile: f must not call the store.
+func (s *Store) Each(f func(id ids.ObjectID, size int64, sealed bool) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, o := range s.objects {
+		if !f(id, o.size, o.sealed) {
+			return
+		}
+	}
+}

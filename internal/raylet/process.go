@@ -74,7 +74,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		_ = pr.Close()
 		return fmt.Errorf("raylet: start worker: %w", err)
 	}
-	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{})}
+	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{}), started: time.Now(), exitCode: -1}
 	r.workers[wid] = w
 	r.log.Debug("worker started", "pid", w.pid, "job", jobID)
 	r.starting++
@@ -84,6 +84,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		defer r.procs.Done()
 		_ = cmd.Wait()
 		r.mu.Lock()
+		w.exitCode = cmd.ProcessState.ExitCode()
 		r.workerGoneLocked(w)
 		var after []func()
 		r.grantLocked(&after)
@@ -143,6 +144,7 @@ func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
 		}
 		if f != nil {
 			fmt.Fprintln(f, line)
+			r.logWritten()
 		}
 	}
 }

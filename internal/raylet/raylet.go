@@ -99,6 +99,11 @@ type Raylet struct {
 	jobWait    map[string][]*leaseReq // requests waiting for their job to load
 	viewWait   []*leaseReq            // requests waiting for the next cluster view
 
+	gone    []*workerProc // the last workers that ended, for the state API
+	logMu2  sync.Mutex    // protects logWake
+	logWake chan struct{} // closed (and replaced) when a worker's log grows
+	cpuPrev cpuSample     // the machine's CPU times at the last NodeStats; guarded by mu
+
 	table      *state.Table  // tasks and actors, when alone (no Cluster)
 	metrics    *metrics.Node // this node's Prometheus metrics
 	metricsSrv *metrics.Server
@@ -122,6 +127,9 @@ type workerProc struct {
 	// counts the lines taken from it, for drainLogs.
 	logPipe  atomic.Value
 	logLines atomic.Int64
+	started  time.Time
+	ended    time.Time // when it was found gone; guarded by Raylet.mu
+	exitCode int       // -1 until its process is reaped; guarded by Raylet.mu
 	// idleSince is when the worker last became idle; workers beyond the
 	// pool's size are stopped after idleTimeout.
 	idleSince time.Time
@@ -371,7 +379,7 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 		}
 		return
 	}
-	if kind == rpc.KindRequest && r.serveState(c, m, id, body) {
+	if kind == rpc.KindRequest && (r.serveState(c, m, id, body) || r.serveStats(c, m, id, body)) {
 		return
 	}
 	switch m {
@@ -564,6 +572,11 @@ func (r *Raylet) workerGoneLocked(w *workerProc) {
 		return
 	}
 	w.dead = true
+	w.ended = time.Now()
+	r.gone = append(r.gone, w)
+	if len(r.gone) > maxGoneWorkers {
+		r.gone = r.gone[len(r.gone)-maxGoneWorkers:]
+	}
 	r.log.Info("worker gone", "pid", w.pid, "leased", w.lease != nil)
 	if w.conn == nil {
 		r.starting-- // it never registered

@@ -81,7 +81,9 @@ type xferState struct {
 	ctx    context.Context // cancelled when the raylet closes
 	cancel context.CancelCauseFunc
 
-	served atomic.Int64 // ReadChunk requests answered with bytes
+	served   atomic.Int64 // ReadChunk requests answered with bytes
+	bytesIn  atomic.Int64 // object bytes received from other nodes
+	bytesOut atomic.Int64 // and sent to them
 
 	mu       sync.Mutex // protects the fields below
 	closed   bool
@@ -345,6 +347,10 @@ func (st *xferState) transfer(ctx context.Context, pc *pullCall, id ids.ObjectID
 	}
 	if err := r.store.Seal(id); err != nil {
 		return 0, false, fmt.Errorf("raylet: seal pulled object: %w", err)
+	}
+	st.bytesIn.Add(size)
+	if r.metrics != nil {
+		r.metrics.BytesIn.Add(float64(size))
 	}
 	return off, true, nil
 }
@@ -733,6 +739,10 @@ func (r *Raylet) serveReadChunk(c *rpc.Conn, id uint64, body []byte) {
 		return
 	}
 	st.served.Add(1)
+	st.bytesOut.Add(int64(len(b)))
+	if st.r.metrics != nil {
+		st.r.metrics.BytesOut.Add(float64(len(b)))
+	}
 	st.mu.Lock()
 	cs := st.senders[c]
 	if cs == nil {
