@@ -35,6 +35,8 @@ type ClusterInfo struct {
 	Host     string `json:"host,omitempty"`
 	NodeAddr string `json:"node_addr,omitempty"`
 	Node     string `json:"node,omitempty"`
+	// The head's state API and dashboard (http://HOST:PORT), if it serves one.
+	Dashboard string `json:"dashboard,omitempty"`
 }
 
 func clusterFile(dir string) string { return filepath.Join(dir, "cluster.json") }
