@@ -39,6 +39,28 @@ const (
 // lists them.
 var listResources = []string{"nodes", "workers", "jobs", "tasks", "actors", "objects", "placement_groups"}
 
+// resourceArgs checks that the arguments are a resource among choices
+// followed by extra more (an ID), before any request.
+func resourceArgs(choices []string, extra string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		want := 1
+		usage := "RESOURCE"
+		if extra != "" {
+			want, usage = 2, "RESOURCE "+extra
+		}
+		if len(args) == 0 {
+			return fmt.Errorf("give %s, RESOURCE one of %s", usage, strings.Join(choices, ", "))
+		}
+		if !slices.Contains(choices, args[0]) {
+			return fmt.Errorf("unknown resource %q: want one of %s", args[0], strings.Join(choices, ", "))
+		}
+		if len(args) != want {
+			return fmt.Errorf("give %s (got %d arguments)", usage, len(args))
+		}
+		return nil
+	}
+}
+
 // newStateCmds returns rayo list, summary, get, logs and timeline.
 func newStateCmds() []*cobra.Command {
 	cmds := []*cobra.Command{newListCmd(), newSummaryCmd(), newGetCmd(), newLogsCmd(), newTimelineCmd()}
@@ -332,14 +354,11 @@ func newListCmd() *cobra.Command {
 		Use:       "list " + strings.Join(listResources, "|"),
 		Short:     "List the cluster's nodes, workers, jobs, tasks, actors, objects or placement groups",
 		ValidArgs: listResources,
-		Args:      cobra.ExactArgs(1),
+		Args:      resourceArgs(listResources, ""),
 	}
 	addr := addDashboardFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		res := args[0]
-		if !slices.Contains(listResources, res) {
-			return fmt.Errorf("unknown resource %q: want one of %s", res, strings.Join(listResources, ", "))
-		}
 		q := url.Values{}
 		for _, f := range filters {
 			if err := checkFilter(f); err != nil {
@@ -454,14 +473,11 @@ func newSummaryCmd() *cobra.Command {
 		Use:       "summary " + strings.Join(summaryResources, "|"),
 		Short:     "Count the cluster's tasks (by name), actors (by class) or objects (by node) per state",
 		ValidArgs: summaryResources,
-		Args:      cobra.ExactArgs(1),
+		Args:      resourceArgs(summaryResources, ""),
 	}
 	addr := addDashboardFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		res := args[0]
-		if !slices.Contains(summaryResources, res) {
-			return fmt.Errorf("unknown resource %q: want one of %s", res, strings.Join(summaryResources, ", "))
-		}
 		c, err := newStateClient(*addr)
 		if err != nil {
 			return err
@@ -549,14 +565,11 @@ func newGetCmd() *cobra.Command {
 		Use:       "get " + strings.Join(getResources, "|") + " ID",
 		Short:     "Show one task (every attempt), actor, node or job in full",
 		ValidArgs: getResources,
-		Args:      cobra.ExactArgs(2),
+		Args:      resourceArgs(getResources, "ID"),
 	}
 	addr := addDashboardFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		res, id := args[0], args[1]
-		if !slices.Contains(getResources, res) {
-			return fmt.Errorf("unknown resource %q: want one of %s", res, strings.Join(getResources, ", "))
-		}
 		if id == "" || strings.ContainsAny(id, "/?#") {
 			return fmt.Errorf("bad %s ID %q", res, id)
 		}

@@ -424,6 +424,8 @@ func TestStateBadInputs(t *testing.T) {
 		{"unknown list resource", hostPort(api), []string{"list", "bogus"}, "rayo: unknown resource \"bogus\": want one of nodes, workers, jobs, tasks, actors, objects, placement_groups", true},
 		{"unknown summary resource", hostPort(api), []string{"summary", "nodes"}, "want one of tasks, actors, objects", true},
 		{"unknown get resource", hostPort(api), []string{"get", "tasks", "x"}, "want one of task, actor, node, job", true},
+		{"list without a resource", hostPort(api), []string{"list"}, "give RESOURCE, RESOURCE one of nodes, workers", true},
+		{"get without an ID", hostPort(api), []string{"get", "task"}, "give RESOURCE ID (got 1 arguments)", true},
 		{"filter without =", hostPort(api), []string{"list", "tasks", "--filter", "state"}, "bad --filter \"state\"", true},
 		{"filter with empty key", hostPort(api), []string{"list", "tasks", "--filter", "=FAILED"}, "the key is empty", true},
 		{"filter != with empty key", hostPort(api), []string{"list", "tasks", "--filter", "!=FAILED"}, "the key is empty", true},
