@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,61 @@ func TestDashboardOfACluster(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), `rayo_tasks{state="FINISHED"}`) {
 		t.Errorf("the head's /metrics lacks the cluster's tasks:\n%.2000s", body)
+	}
+	// Each node serves its raylet's metrics too.
+	getJSON(t, api+"/nodes", &nodes)
+	for _, n := range nodes.Result {
+		addr, _ := n["metrics_address"].(string)
+		if addr == "" {
+			t.Fatalf("node %v has no metrics address", n["node_id"])
+		}
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "rayo_object_store_capacity_bytes") {
+			t.Errorf("node %v's /metrics: %.500s", n["node_id"], body)
+		}
+	}
+
+	// The CLI, on the head's machine, finds the API server by itself.
+	cli := func(args ...string) (string, error) {
+		out, err := c.Head.Command(rayo, args...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := cli("list", "nodes")
+	if err != nil || !strings.Contains(out, b.ID()) || !strings.Contains(out, c.Head.ID()) {
+		t.Fatalf("rayo list nodes: %v\n%s", err, out)
+	}
+	out, err = cli("list", "tasks", "--filter", "node_id="+b.ID(), "--json")
+	var tasks list
+	if err != nil || json.Unmarshal([]byte(out), &tasks) != nil || len(tasks.Result) == 0 {
+		t.Fatalf("rayo list tasks --json: %v\n%s", err, out)
+	}
+	id := fmt.Sprint(tasks.Result[0]["task_id"])
+	if out, err = cli("get", "task", id); err != nil || !strings.Contains(out, id) {
+		t.Fatalf("rayo get task: %v\n%s", err, out)
+	}
+	if out, err = cli("summary", "tasks"); err != nil || !strings.Contains(out, "FINISHED") {
+		t.Fatalf("rayo summary tasks: %v\n%s", err, out)
+	}
+	trace := t.TempDir() + "/trace.json"
+	if out, err = cli("timeline", "-o", trace); err != nil {
+		t.Fatalf("rayo timeline: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(trace); err != nil || !strings.HasPrefix(strings.TrimSpace(string(b)), "[") {
+		t.Fatalf("timeline file: %v %.200s", err, b)
+	}
+	// Bad input: a clear message and a non-zero exit.
+	for _, args := range [][]string{
+		{"get", "task", "00112233445566778899aabbccddeeff"},
+		{"list", "tasks", "--filter", "nosuchfield=1"},
+		{"list", "gizmos"},
+	} {
+		if out, err := cli(args...); err == nil || !strings.Contains(out, "rayo:") {
+			t.Errorf("rayo %v: %v\n%s", args, err, out)
+		}
 	}
 }
