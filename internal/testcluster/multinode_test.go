@@ -157,13 +157,20 @@ func TestThreeNodes(t *testing.T) {
 	} {
 		t.Run("Example_"+ex.name, func(t *testing.T) {
 			bin := Build(t, "./examples/"+ex.name)
-			before := workerLogs(b) + workerLogs(cn)
-			out, err := head.Command(bin).CombinedOutput()
-			if err != nil || !strings.Contains(string(out), ex.want) {
-				t.Fatalf("%s on three nodes: %v\n%s", ex.name, err, out)
+			// Twice: the first run also carries the executable to the
+			// other nodes, which a short program may finish before; the
+			// second finds it cached there.
+			var spread bool
+			for run := 0; run < 2 && !spread; run++ {
+				before := workerLogs(b) + workerLogs(cn)
+				out, err := head.Command(bin).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), ex.want) {
+					t.Fatalf("%s on three nodes: %v\n%s", ex.name, err, out)
+				}
+				spread = workerLogs(b)+workerLogs(cn) > before
 			}
-			if after := workerLogs(b) + workerLogs(cn); after == before {
-				t.Fatalf("%s ran no worker on the other nodes", ex.name)
+			if !spread {
+				t.Fatalf("%s ran no worker on the other nodes, twice", ex.name)
 			}
 		})
 	}
