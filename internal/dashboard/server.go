@@ -278,14 +278,9 @@ func sortBy(recs []record, timeField, key string) {
 	})
 }
 
-// nodesWithStats lists the nodes and asks each live one for its stats, at
-// once; a node that does not answer in time gives a warning.
-func (s *Server) nodesWithStats(ctx context.Context) ([]*pb.NodeInfo, []*pb.NodeStats, []string, error) {
-	nodes, err := s.cfg.Source.Nodes(ctx)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	stats := make([]*pb.NodeStats, len(nodes))
+// eachLiveNode calls ask for every live node at once, each within
+// nodeTimeout, and returns a warning for each that failed.
+func eachLiveNode(ctx context.Context, nodes []*pb.NodeInfo, what string, ask func(ctx context.Context, i int, n *pb.NodeInfo) error) []string {
 	warns := make([]string, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
@@ -297,12 +292,9 @@ func (s *Server) nodesWithStats(ctx context.Context) ([]*pb.NodeInfo, []*pb.Node
 			defer wg.Done()
 			nctx, cancel := context.WithTimeout(ctx, nodeTimeout)
 			defer cancel()
-			st, err := s.cfg.Source.NodeStats(nctx, n)
-			if err != nil {
-				warns[i] = fmt.Sprintf("node %s did not answer: %v", nodeName(n.NodeId), err)
-				return
+			if err := ask(nctx, i, n); err != nil {
+				warns[i] = fmt.Sprintf("node %s did not %s: %v", nodeName(n.NodeId), what, err)
 			}
-			stats[i] = st
 		}()
 	}
 	wg.Wait()
@@ -312,7 +304,22 @@ func (s *Server) nodesWithStats(ctx context.Context) ([]*pb.NodeInfo, []*pb.Node
 			out = append(out, w)
 		}
 	}
-	return nodes, stats, out, nil
+	return out
+}
+
+// nodesWithStats lists the nodes and asks each live one for its stats; a
+// node that does not answer in time gives a warning.
+func (s *Server) nodesWithStats(ctx context.Context) ([]*pb.NodeInfo, []*pb.NodeStats, []string, error) {
+	nodes, err := s.cfg.Source.Nodes(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stats := make([]*pb.NodeStats, len(nodes))
+	warns := eachLiveNode(ctx, nodes, "answer", func(ctx context.Context, i int, n *pb.NodeInfo) (err error) {
+		stats[i], err = s.cfg.Source.NodeStats(ctx, n)
+		return err
+	})
+	return nodes, stats, warns, nil
 }
 
 // objects merges every live node's store listing: one record per object.
@@ -322,26 +329,10 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 		return nil, nil, err
 	}
 	lists := make([][]*pb.ObjectRecord, len(nodes))
-	warns := make([]string, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		if n.State != "ALIVE" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nctx, cancel := context.WithTimeout(ctx, nodeTimeout)
-			defer cancel()
-			l, err := s.cfg.Source.NodeObjects(nctx, n)
-			if err != nil {
-				warns[i] = fmt.Sprintf("node %s did not list its objects: %v", nodeName(n.NodeId), err)
-				return
-			}
-			lists[i] = l
-		}()
-	}
-	wg.Wait()
+	warns := eachLiveNode(ctx, nodes, "list its objects", func(ctx context.Context, i int, n *pb.NodeInfo) (err error) {
+		lists[i], err = s.cfg.Source.NodeObjects(ctx, n)
+		return err
+	})
 	byID := make(map[string]record)
 	var order []string
 	for i, l := range lists {
@@ -369,13 +360,7 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 	for _, id := range order {
 		out = append(out, byID[id])
 	}
-	var ws []string
-	for _, w := range warns {
-		if w != "" {
-			ws = append(ws, w)
-		}
-	}
-	return out, ws, nil
+	return out, warns, nil
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
