@@ -209,6 +209,8 @@ func TestStateAPIWorkersObjectsAndLogs(t *testing.T) {
 	}
 	big := Put(ctx, make([]float64, 1<<16)) // 512 KiB: in the store
 	defer big.Release()
+	small := Put(ctx, "kept by its owner") // inline: in the driver's memory
+	defer small.Release()
 
 	task := waitList(t, "/api/v0/tasks?limit=10000", "task_id", r.ID()[:32])
 	var workers apiList
@@ -226,11 +228,21 @@ func TestStateAPIWorkersObjectsAndLogs(t *testing.T) {
 	found = false
 	for _, o := range objs.Result {
 		if o["object_id"] == big.ID() {
-			found = o["object_size_bytes"].(float64) >= 512<<10 && fmt.Sprint(o["locations"]) == "["+NodeID()+"]"
+			found = o["object_size_bytes"].(float64) >= 512<<10 && fmt.Sprint(o["locations"]) == "["+NodeID()+"]" &&
+				o["reference_count"].(float64) == 1 && o["owner_address"] != ""
 		}
 	}
 	if !found {
-		t.Errorf("the put object %s is not listed with its size and node: %v", big.ID(), objs.Result)
+		t.Errorf("the put object %s is not listed with its size, node, owner and one reference: %v", big.ID(), objs.Result)
+	}
+	found = false
+	for _, o := range objs.Result {
+		if o["object_id"] == small.ID() {
+			found = o["kind"] == "INLINE" && fmt.Sprint(o["locations"]) == "[]" && o["reference_count"].(float64) == 1
+		}
+	}
+	if !found {
+		t.Errorf("the small put object %s is not listed as kept inline by its owner", small.ID())
 	}
 
 	deadline := time.Now().Add(10 * time.Second)

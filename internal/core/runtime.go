@@ -120,6 +120,7 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 	rt.handlers[rpc.MGetActorAddr] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveActorAddr(c, id, body) }
 	rt.handlers[rpc.MKillOwnedActor] = func(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) { rt.serveKillOwnedActor(body) }
 	rt.handlers[rpc.MReleaseBorrowed] = func(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) { rt.serveReleaseBorrowed(body) }
+	rt.handlers[rpc.MListObjects] = func(c *rpc.Conn, _ rpc.Kind, id uint64, _ []byte) { rt.serveListObjects(c, id) }
 	for m, h := range extra {
 		rt.handlers[m] = h
 	}

@@ -355,6 +355,45 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 			}
 		}
 	}
+	// What the running drivers own: reference counts, and small objects
+	// that live in their memory rather than in a store.
+	if jobs, err := s.cfg.Source.Jobs(ctx); err == nil {
+		owned := make([][]*pb.ObjectRecord, len(jobs))
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i, j := range jobs {
+			if j.State != "RUNNING" || j.DriverAddr == "" {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				jctx, cancel := context.WithTimeout(ctx, nodeTimeout)
+				defer cancel()
+				l, err := s.cfg.Source.OwnedObjects(jctx, j)
+				if err != nil {
+					mu.Lock()
+					warns = append(warns, fmt.Sprintf("the driver of job %s did not list its objects: %v", j.JobId, err))
+					mu.Unlock()
+					return
+				}
+				owned[i] = l
+			}()
+		}
+		wg.Wait()
+		for _, l := range owned {
+			for _, o := range l {
+				id := hexOf(o.ObjectId)
+				r := byID[id]
+				if r == nil {
+					r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "kind": o.Kind}
+					byID[id] = r
+					order = append(order, id)
+				}
+				r["reference_count"], r["owner_address"], r["job_id"] = o.RefCount, o.OwnerAddr, o.JobId
+			}
+		}
+	}
 	sort.Strings(order)
 	out := make([]record, 0, len(order))
 	for _, id := range order {

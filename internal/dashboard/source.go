@@ -32,6 +32,9 @@ type Source interface {
 	NodeStats(ctx context.Context, n *pb.NodeInfo) (*pb.NodeStats, error)
 	NodeObjects(ctx context.Context, n *pb.NodeInfo) ([]*pb.ObjectRecord, error)
 	ReadLog(ctx context.Context, n *pb.NodeInfo, req *pb.LogRequest) ([]byte, error)
+	// OwnedObjects asks a running job's driver for the objects it owns,
+	// with their reference counts.
+	OwnedObjects(ctx context.Context, j *pb.JobInfo) ([]*pb.ObjectRecord, error)
 }
 
 // ErrUnreachable wraps the failure to reach the control store.
@@ -179,6 +182,19 @@ func (s *RPCSource) ReadLog(ctx context.Context, n *pb.NodeInfo, req *pb.LogRequ
 		return nil, err
 	}
 	return c.CallRaw(ctx, rpc.MReadLog, req)
+}
+
+// OwnedObjects asks a driver for the objects it owns.
+func (s *RPCSource) OwnedObjects(ctx context.Context, j *pb.JobInfo) ([]*pb.ObjectRecord, error) {
+	addr := j.DriverAddr
+	if _, tcp, _ := rpc.SplitEndpoint(addr); tcp != "" {
+		addr = "tcp:" + tcp // the API server may run on another node
+	}
+	l := &pb.ObjectList{}
+	if err := s.call(ctx, addr, rpc.MListObjects, &pb.Empty{}, l); err != nil {
+		return nil, err
+	}
+	return l.Objects, nil
 }
 
 // Close closes every connection.
