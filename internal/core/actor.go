@@ -296,6 +296,11 @@ func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 			rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, "the actor's worker died while creating it: "+err.Error()))
 			return
 		}
+		rt.mu.Lock()
+		if a.create != nil {
+			a.create.ran = reply
+		}
+		rt.mu.Unlock()
 		rt.actorCreated(a, conn, reply.Error)
 	})
 }
@@ -517,6 +522,9 @@ func (rt *Runtime) pushActor(p pushOp, attempt int32) {
 			return
 		}
 		delete(p.a.inflight, p.t)
+		if err == nil {
+			p.t.ran = reply
+		}
 		if err != nil {
 			why := sysErr(p.a.name, KindActorDied, "the actor's worker died: "+err.Error())
 			if p.a.conn == p.c {

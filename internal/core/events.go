@@ -35,6 +35,7 @@ type taskEv struct {
 	at      int64
 	first   bool // the attempt's first event: carries its name, type, resources
 	err     *pb.TaskError
+	ran     *pb.TaskReply // for an end: where and when it ran, from the worker's reply
 }
 
 // eventBuf is the runtime's buffer of events; guarded by rt.mu.
@@ -62,7 +63,11 @@ func (rt *Runtime) taskEventLocked(t *task, st string, e *pb.TaskError) {
 	}
 	first := !t.evSeen || t.evAttempt != t.spec.Attempt
 	t.evSeen, t.evAttempt = true, t.spec.Attempt
-	b.tasks = append(b.tasks, taskEv{t: t, attempt: t.spec.Attempt, state: st, at: time.Now().UnixNano(), first: first, err: e})
+	ev := taskEv{t: t, attempt: t.spec.Attempt, state: st, at: time.Now().UnixNano(), first: first, err: e}
+	if state.IsFinal(st) && t.ran != nil && t.ran.StartUnixNs != 0 {
+		ev.ran, t.ran = t.ran, nil
+	}
+	b.tasks = append(b.tasks, ev)
 }
 
 // RecordTaskEvent adds an event made elsewhere (by the worker running the
@@ -168,6 +173,12 @@ func (rt *Runtime) takeEvents() *pb.StateEvents {
 		}
 		if x.err != nil {
 			e.ErrorType, e.Error = x.err.Kind, errorText(x.err)
+		}
+		if r := x.ran; r != nil {
+			if run := state.StateIndex(state.TaskRunning); e.StateTimes[run] == 0 {
+				e.StateTimes[run] = r.StartUnixNs
+			}
+			e.NodeId, e.WorkerId, e.WorkerPid = r.NodeId, r.WorkerId, r.Pid
 		}
 	}
 	// The worker's events (RUNNING, then the end) coalesce the same way.

@@ -55,6 +55,7 @@ type task struct {
 	seq        uint64    // actor call: submission order
 	evSeen     bool      // an event was recorded for attempt evAttempt
 	evAttempt  int32
+	ran        *pb.TaskReply // the last reply: where and when the attempt ran
 }
 
 // schedQueue holds the ready tasks of one resource shape and the leases
@@ -463,6 +464,9 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 	rt.mu.Lock()
 	t, l, q := p.t, p.l, p.l.q
 	delete(l.inflight, t)
+	if err == nil {
+		t.ran = reply
+	}
 	switch {
 	case err != nil:
 		// The worker is gone (or the connection broke): retry elsewhere.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"os"
+	"sync"
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
@@ -10,13 +11,31 @@ import (
 	"github.com/rayo-dev/rayo/internal/state"
 )
 
-// execute runs one task, reporting when it starts and ends running: the
-// part of a task's life only its worker sees.
+// runningAfter is how long a task runs before its worker reports it
+// RUNNING itself. A shorter task's reply carries where and when it ran, and
+// its owner reports it: one event per task instead of three, on the path
+// of every task.
+const runningAfter = 100 * time.Millisecond
+
+// execute runs one task. The reply says where and when it ran; a task that
+// runs long is also reported RUNNING (and then ended) by the worker, so the
+// state API shows it while it runs.
 func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	node := os.Getenv(raylet.EnvNode)
-	w.rt.RecordTaskEvent(&pb.TaskEvent{
-		TaskId: spec.TaskId, Attempt: spec.Attempt, State: state.TaskRunning, TimeUnixNs: time.Now().UnixNano(),
+	start := time.Now()
+	running := &pb.TaskEvent{
+		TaskId: spec.TaskId, Attempt: spec.Attempt, State: state.TaskRunning, TimeUnixNs: start.UnixNano(),
 		NodeId: node, WorkerId: w.id[:], WorkerPid: int32(w.pid),
+	}
+	var mu sync.Mutex
+	reported, done := false, false
+	timer := time.AfterFunc(runningAfter, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			reported = true
+			w.rt.RecordTaskEvent(running)
+		}
 	})
 	tid, err := ids.TaskIDFrom(spec.TaskId)
 	if err == nil && spec.MaxConcurrency <= 1 {
@@ -24,20 +43,28 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	}
 	reply := w.run(spec)
 	w.rt.SetRunning(nil)
-	end := &pb.TaskEvent{
-		TaskId: spec.TaskId, Attempt: spec.Attempt, State: state.TaskFinished, TimeUnixNs: time.Now().UnixNano(),
-		NodeId: node, WorkerId: w.id[:], WorkerPid: int32(w.pid),
-	}
-	if e := reply.Error; e != nil {
-		end.State, end.ErrorType, end.Error = state.TaskFailed, e.Kind, e.Message
-		if e.Stack != "" {
-			end.Error += "\n" + e.Stack
+	timer.Stop()
+	mu.Lock()
+	done = true
+	mu.Unlock()
+	reply.StartUnixNs, reply.Pid, reply.NodeId, reply.WorkerId = start.UnixNano(), int32(w.pid), node, w.id[:]
+	end := time.Now().UnixNano()
+	if reported {
+		e := &pb.TaskEvent{
+			TaskId: spec.TaskId, Attempt: spec.Attempt, State: state.TaskFinished, TimeUnixNs: end,
+			NodeId: node, WorkerId: w.id[:], WorkerPid: int32(w.pid),
 		}
+		if x := reply.Error; x != nil {
+			e.State, e.ErrorType, e.Error = state.TaskFailed, x.Kind, x.Message
+			if x.Stack != "" {
+				e.Error += "\n" + x.Stack
+			}
+		}
+		w.rt.RecordTaskEvent(e)
 	}
-	w.rt.RecordTaskEvent(end)
 	if spec.ActorCreate && reply.Error == nil {
 		w.rt.RecordActorEvent(&pb.ActorEvent{
-			ActorId: spec.ActorId, State: state.ActorAlive, TimeUnixNs: end.TimeUnixNs,
+			ActorId: spec.ActorId, State: state.ActorAlive, TimeUnixNs: end,
 			NodeId: node, WorkerId: w.id[:], Pid: int32(w.pid),
 		})
 	}

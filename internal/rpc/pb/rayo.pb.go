@@ -1167,11 +1167,17 @@ func (x *TaskError) GetPid() int32 {
 
 // TaskReply is the outcome of one task.
 type TaskReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Returns       []*Locator             `protobuf:"bytes,2,rep,name=returns,proto3" json:"returns,omitempty"`
-	Error         *TaskError             `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
-	ExecNs        int64                  `protobuf:"varint,4,opt,name=exec_ns,json=execNs,proto3" json:"exec_ns,omitempty"` // how long the function ran, for the owner's pipelining
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskId  []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Returns []*Locator             `protobuf:"bytes,2,rep,name=returns,proto3" json:"returns,omitempty"`
+	Error   *TaskError             `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	ExecNs  int64                  `protobuf:"varint,4,opt,name=exec_ns,json=execNs,proto3" json:"exec_ns,omitempty"` // how long the function ran, for the owner's pipelining
+	// Where and when it ran, for the owner's task events (the worker reports
+	// RUNNING itself only for a task that runs long).
+	StartUnixNs   int64  `protobuf:"varint,5,opt,name=start_unix_ns,json=startUnixNs,proto3" json:"start_unix_ns,omitempty"`
+	Pid           int32  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
+	NodeId        string `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	WorkerId      []byte `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1232,6 +1238,34 @@ func (x *TaskReply) GetExecNs() int64 {
 		return x.ExecNs
 	}
 	return 0
+}
+
+func (x *TaskReply) GetStartUnixNs() int64 {
+	if x != nil {
+		return x.StartUnixNs
+	}
+	return 0
+}
+
+func (x *TaskReply) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *TaskReply) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *TaskReply) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
 }
 
 // GetObject asks an owner for an object; the owner replies when it is ready.
@@ -3708,12 +3742,16 @@ const file_rayo_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
 	"\x05stack\x18\x03 \x01(\tR\x05stack\x12\x1b\n" +
 	"\ttask_name\x18\x04 \x01(\tR\btaskName\x12\x10\n" +
-	"\x03pid\x18\x05 \x01(\x05R\x03pid\"\x8d\x01\n" +
+	"\x03pid\x18\x05 \x01(\x05R\x03pid\"\xf9\x01\n" +
 	"\tTaskReply\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12'\n" +
 	"\areturns\x18\x02 \x03(\v2\r.rayo.LocatorR\areturns\x12%\n" +
 	"\x05error\x18\x03 \x01(\v2\x0f.rayo.TaskErrorR\x05error\x12\x17\n" +
-	"\aexec_ns\x18\x04 \x01(\x03R\x06execNs\"A\n" +
+	"\aexec_ns\x18\x04 \x01(\x03R\x06execNs\x12\"\n" +
+	"\rstart_unix_ns\x18\x05 \x01(\x03R\vstartUnixNs\x12\x10\n" +
+	"\x03pid\x18\x06 \x01(\x05R\x03pid\x12\x17\n" +
+	"\anode_id\x18\a \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tworker_id\x18\b \x01(\fR\bworkerId\"A\n" +
 	"\tGetObject\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x17\n" +
 	"\alost_at\x18\x02 \x01(\tR\x06lostAt\"8\n" +
