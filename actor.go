@@ -148,6 +148,9 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 	if c.declErr != nil {
 		return nil, fmt.Errorf("rayo: actor %s: %w", c.display(), c.declErr)
 	}
+	if c.opts.optErr != nil {
+		return nil, fmt.Errorf("rayo: actor %s: %w", c.display(), c.opts.optErr)
+	}
 	cargs, err := coreArgs(c.display(), args)
 	if err != nil {
 		return nil, err

@@ -81,6 +81,9 @@ func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
 	if r.declErr != nil {
 		return nil, fmt.Errorf("rayo: %s: %w", r.opts.name, r.declErr)
 	}
+	if r.opts.optErr != nil {
+		return nil, fmt.Errorf("rayo: %s: %w", r.opts.name, r.opts.optErr)
+	}
 	cargs, err := coreArgs(r.opts.name, args)
 	if err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ type options struct {
 	maxRetries      int
 	retryExceptions bool
 	placement       core.Placement
+	optErr          error // an option given a bad value (see InPlacementGroup)
 	// actors
 	maxConcurrency int
 	namespace      string
@@ -90,11 +91,13 @@ func Address(addr string) Option { return func(o *options) { o.address = addr } 
 // Spread, for a task or an actor, spreads its runs over the cluster's
 // nodes rather than filling the local node first (Ray's "SPREAD"
 // scheduling strategy).
-func Spread() Option { return func(o *options) { o.placement.Strategy = "SPREAD" } }
+func Spread() Option {
+	return func(o *options) { o.placement = core.Placement{Strategy: "SPREAD"} }
+}
 
 // NodeAffinity, for a task or an actor, runs it on the node with this ID
 // (see NodeID). When soft, it runs elsewhere if that node is gone or lacks
 // the resources; otherwise it fails with ErrInfeasible.
 func NodeAffinity(nodeID string, soft bool) Option {
-	return func(o *options) { o.placement.Node, o.placement.Soft = nodeID, soft }
+	return func(o *options) { o.placement = core.Placement{Node: nodeID, Soft: soft} }
 }

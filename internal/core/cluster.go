@@ -71,6 +71,10 @@ func (rt *Runtime) forgetRaylet(addr string, r *rayletConn) {
 // raylet, after a pause that grows, until its view of the cluster has
 // caught up.
 func (rt *Runtime) askLease(req *pb.RequestLease, cb func(rc RayletClient, r *pb.LeaseReply, err error)) {
+	if len(req.PlacementGroup) > 0 {
+		rt.askGroupLease(req, 0, cb)
+		return
+	}
 	rt.askLeaseAt(nil, "", req, 0, cb)
 }
 

@@ -44,6 +44,9 @@ type RayletClient interface {
 	// PullObject copies an object from another node's store (the raylet
 	// at from) into this node's and returns where it is here.
 	PullObject(ctx context.Context, id ids.ObjectID, from string, size int64) (int64, error)
+	// PlacementGroup creates, waits for, removes, finds or lists placement
+	// groups (the node's own, or the control store's in a cluster).
+	PlacementGroup(ctx context.Context, req *pb.PlacementGroupRequest) (*pb.PlacementGroupReply, error)
 }
 
 // Config sets up a Runtime.
@@ -86,10 +89,12 @@ type Runtime struct {
 
 	blocked atomic.Int32 // worker: Gets in progress, to lend the CPU once
 
-	goMu    sync.Mutex     // protects stopped; held while adding to gos
-	stopped bool           // Close began: spawn refuses
-	gos     sync.WaitGroup // goroutines started by spawn
-	gcMu    sync.Mutex     // one store-full collection at a time
+	bg       context.Context // ends when Close begins: what spawned goroutines wait on
+	bgCancel context.CancelFunc
+	goMu     sync.Mutex     // protects stopped; held while adding to gos
+	stopped  bool           // Close began: spawn refuses
+	gos      sync.WaitGroup // goroutines started by spawn
+	gcMu     sync.Mutex     // one store-full collection at a time
 
 	events  eventBuf                   // guarded by mu
 	running atomic.Pointer[ids.TaskID] // worker: the task it runs now
@@ -125,6 +130,7 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 		rt.handlers[m] = h
 	}
 	rt.raylets = make(map[string]*rayletConn)
+	rt.bg, rt.bgCancel = context.WithCancel(context.Background())
 	_ = os.Remove(cfg.Addr)
 	ln, err := net.Listen("unix", cfg.Addr)
 	if err != nil {
@@ -179,6 +185,7 @@ func (rt *Runtime) Close() error {
 		return nil
 	}
 	rt.closed = true
+	rt.bgCancel()
 	for _, t := range rt.tasks {
 		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
 	}

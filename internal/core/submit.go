@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/state"
@@ -141,10 +143,15 @@ type Placement struct {
 	Strategy string // "" (local first, then wherever there is room) or "SPREAD"
 	Node     string // node affinity: the node's ID (rayo.NodeID)...
 	Soft     bool   // ...or, when soft, elsewhere if it cannot
+	Group    []byte // a placement group: its resources come from one of its bundles...
+	Bundle   int    // ...this one (-1: any)
 }
 
 // NewShape computes a task's scheduling class.
 func NewShape(function string, res map[string]float64, p Placement) *Shape {
+	if len(p.Group) > 0 {
+		res = placement.Demand(res, hex.EncodeToString(p.Group), p.Bundle)
+	}
 	key, list := shapeKey(res)
 	return &Shape{key: fmt.Sprintf("%s|%s|%s|%s|%v", function, key, p.Strategy, p.Node, p.Soft), res: list, place: p}
 }
@@ -623,7 +630,7 @@ func (rt *Runtime) Pushed(h *Handle) bool {
 
 // fill puts the placement into a lease request.
 func (p Placement) fill(req *pb.RequestLease) {
-	req.Strategy = p.Strategy
+	req.Strategy, req.PlacementGroup = p.Strategy, p.Group
 	if p.Node != "" {
 		req.AffinityNode, req.AffinitySoft = []byte(p.Node), p.Soft
 	}

@@ -232,6 +232,7 @@ func (s *Server) jobEnded(id string) {
 	s.mu.Unlock()
 	_ = s.save(TableJobs, id, j)
 	s.publish()
+	s.groups.JobEnded(id)
 }
 
 func (s *Server) job(id string) (*pb.JobInfo, error) {

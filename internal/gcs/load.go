@@ -17,7 +17,7 @@ const loadTimeout = 5 * time.Minute
 // load reads the tables back from the store. Nodes that were alive stay
 // alive, their heartbeat clock restarted, so that they have HealthTimeout
 // to reach the new control store.
-func (s *Server) load() error {
+func (s *Server) load() ([]*pb.PlacementGroup, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, loadTimeout)
 	defer cancel()
 	now := s.cfg.Now().UnixMilli()
@@ -34,7 +34,7 @@ func (s *Server) load() error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = s.loadTable(ctx, TableJobs, func() proto.Message { return &pb.JobInfo{} }, func(_ string, m proto.Message) error {
 		j := m.(*pb.JobInfo)
@@ -42,13 +42,13 @@ func (s *Server) load() error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = s.loadTable(ctx, TableNames, func() proto.Message { return &pb.ActorName{} }, func(_ string, m proto.Message) error {
 		return s.names.Register(m.(*pb.ActorName))
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = s.loadTable(ctx, TableKV, func() proto.Message { return &pb.KVEntry{} }, func(_ string, m proto.Message) error {
 		e := m.(*pb.KVEntry)
@@ -56,19 +56,27 @@ func (s *Server) load() error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
+	}
+	var groups []*pb.PlacementGroup
+	err = s.loadTable(ctx, TablePlacementGroups, func() proto.Message { return &pb.PlacementGroup{} }, func(_ string, m proto.Message) error {
+		groups = append(groups, m.(*pb.PlacementGroup))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	bins, err := s.store.List(ctx, TableBinaries)
 	if err != nil {
-		return fmt.Errorf("gcs: load %s: %w", TableBinaries, err)
+		return nil, fmt.Errorf("gcs: load %s: %w", TableBinaries, err)
 	}
 	for hash, b := range bins {
 		if got := hashOf(b); got != hash {
-			return fmt.Errorf("gcs: load %s: %s holds bytes that hash to %s", TableBinaries, hash, got)
+			return nil, fmt.Errorf("gcs: load %s: %s holds bytes that hash to %s", TableBinaries, hash, got)
 		}
 		s.binaries[hash] = b
 	}
-	return nil
+	return groups, nil
 }
 
 // loadTable decodes every record of a table with a message from newMsg

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	taskstate "github.com/rayo-dev/rayo/internal/state"
@@ -65,6 +66,7 @@ type Server struct {
 	ownStore bool
 	names    *Names
 	state    *taskstate.Table // task and actor events, in memory only: they describe a run, not what it needs to go on
+	groups   *placement.Manager
 
 	ctx    context.Context // for store calls; cancelled by Close
 	cancel context.CancelFunc
@@ -144,9 +146,11 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	default:
 		s.store, s.ownStore = NewMemoryStore(), true
 	}
-	if err := s.load(); err != nil {
+	groups, err := s.load()
+	if err != nil {
 		return fail(err)
 	}
+	s.groups = placement.NewManager(groupHost{s}, nil, groups)
 	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return rpc.HandlerFunc(s.handle) }, s.connClosed)
 	if cfg.Token != "" {
 		s.srv.RequireToken(cfg.Token)
@@ -172,6 +176,7 @@ func (s *Server) Close() error {
 		close(s.stop)
 		s.cancel()
 		err = s.srv.Close()
+		s.groups.Close()
 		s.wg.Wait()
 		if s.ownStore {
 			if cerr := s.store.Close(); err == nil {
@@ -241,6 +246,7 @@ func (s *Server) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 			} else {
 				r.ok(&pb.Status{})
 				s.publish()
+				s.groups.Kick()
 			}
 		}
 	case rpc.MReportEvents:
@@ -264,6 +270,10 @@ func (s *Server) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 		}
 	case rpc.MListNodes:
 		r.ok(&pb.NodeList{Nodes: s.Nodes()})
+	case rpc.MPlacementGroup:
+		if q := (&pb.PlacementGroupRequest{}); decode(q) {
+			s.placementGroup(r, q)
+		}
 	case rpc.MRegisterActorName:
 		if a := (&pb.ActorName{}); decode(a) {
 			r.ok(nameReply(a, s.registerName(a)))
@@ -406,6 +416,9 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) {
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
 	n.Available = hb.Available
 	n.Pending = hb.Pending
+	if len(hb.Total) > 0 {
+		n.Resources = hb.Total // placement group bundles come and go
+	}
 }
 
 // connClosed declares a node dead as soon as its connection breaks.
@@ -428,6 +441,9 @@ func (s *Server) connClosed(c *rpc.Conn, _ error) {
 	s.mu.Unlock()
 	s.saveDead(id, rec)
 	s.publish()
+	if rec != nil {
+		s.groups.NodeDead(id.String())
+	}
 }
 
 // publish tells every node, soon and once however often it is called
@@ -450,16 +466,21 @@ func (s *Server) publisher() {
 			return
 		case <-s.changed:
 		}
-		view := &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}
-		s.mu.Lock()
-		conns := make([]*rpc.Conn, 0, len(s.nodeConn))
-		for _, c := range s.nodeConn {
-			conns = append(conns, c)
-		}
-		s.mu.Unlock()
-		for _, c := range conns {
-			_ = c.Notify(rpc.MPublishView, view)
-		}
+		s.pushView()
+	}
+}
+
+// pushView sends the cluster's view to every node now.
+func (s *Server) pushView() {
+	view := &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}
+	s.mu.Lock()
+	conns := make([]*rpc.Conn, 0, len(s.nodeConn))
+	for _, c := range s.nodeConn {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Notify(rpc.MPublishView, view)
 	}
 }
 
@@ -513,6 +534,9 @@ func (s *Server) expire() {
 	s.mu.Unlock()
 	for id, rec := range dead {
 		s.saveDead(id, rec)
+		if rec != nil {
+			s.groups.NodeDead(id.String())
+		}
 	}
 	if len(dead) > 0 {
 		s.publish()

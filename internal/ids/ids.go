@@ -146,3 +146,25 @@ func NodeIDFrom(b []byte) (NodeID, error) {
 	copy(n[:], b)
 	return n, nil
 }
+
+// PlacementGroupID names a placement group.
+type PlacementGroupID [16]byte
+
+// NewPlacementGroupID returns a random PlacementGroupID.
+func NewPlacementGroupID() PlacementGroupID {
+	var g PlacementGroupID
+	_, _ = rand.Read(g[:])
+	return g
+}
+
+func (g PlacementGroupID) String() string { return hex.EncodeToString(g[:]) }
+
+// PlacementGroupIDFrom copies b into a PlacementGroupID.
+func PlacementGroupIDFrom(b []byte) (PlacementGroupID, error) {
+	var g PlacementGroupID
+	if len(b) != len(g) {
+		return g, ErrBadID
+	}
+	copy(g[:], b)
+	return g, nil
+}

@@ -37,7 +37,8 @@ type gcsClient struct {
 	addr, token string
 	binDir      string // executables of jobs, by content hash
 	register    func() *pb.NodeInfo
-	onView      func(*pb.ClusterView) // the cluster's view, pushed by the control store
+	onView      func(*pb.ClusterView)    // the cluster's view, pushed by the control store
+	onBundles   func(*pb.BundleOp) error // the control store places placement group bundles here
 
 	mu   sync.Mutex // protects conn
 	conn *rpc.Conn
@@ -82,14 +83,27 @@ func (g *gcsClient) connect(ctx context.Context) error {
 
 // handle takes what the control store pushes: the cluster's view when a
 // node joins or dies or a job ends (between heartbeats, which also bring
-// it).
-func (g *gcsClient) handle(_ *rpc.Conn, m rpc.Method, kind rpc.Kind, _ uint64, body []byte) {
-	if m != rpc.MPublishView || kind != rpc.KindNotify || g.onView == nil {
-		return
-	}
-	v := &pb.ClusterView{}
-	if proto.Unmarshal(body, v) == nil {
-		g.onView(v)
+// it), and placement group bundles to prepare, commit or release here.
+func (g *gcsClient) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
+	switch {
+	case m == rpc.MPublishView && kind == rpc.KindNotify && g.onView != nil:
+		v := &pb.ClusterView{}
+		if proto.Unmarshal(body, v) == nil {
+			g.onView(v)
+		}
+	case m == rpc.MBundles && kind == rpc.KindRequest && g.onBundles != nil:
+		op := &pb.BundleOp{}
+		if err := proto.Unmarshal(body, op); err != nil {
+			_ = c.ReplyError(id, fmt.Sprintf("%v: %v", rpc.ErrCorrupt, err))
+			return
+		}
+		st := &pb.Status{}
+		if err := g.onBundles(op); err != nil {
+			st.Error = err.Error()
+		}
+		_ = c.Reply(id, st)
+	case kind == rpc.KindRequest:
+		_ = c.ReplyError(id, fmt.Sprintf("node: unknown method %d", m))
 	}
 }
 
@@ -355,4 +369,13 @@ func (g *gcsClient) ListState(ctx context.Context, m rpc.Method, q *pb.StateQuer
 		return nil, err
 	}
 	return l, nil
+}
+
+// PlacementGroup passes a placement group request to the control store.
+func (g *gcsClient) PlacementGroup(ctx context.Context, req *pb.PlacementGroupRequest) (*pb.PlacementGroupReply, error) {
+	r := &pb.PlacementGroupReply{}
+	if err := g.call(ctx, rpc.MPlacementGroup, req, r); err != nil {
+		return nil, err
+	}
+	return r, nil
 }

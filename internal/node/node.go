@@ -162,6 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.raylet = rl
 	n.gc.onView = rl.SetClusterView
+	n.gc.onBundles = rl.BundleOp
 	if err := n.gc.connect(ctx); err != nil {
 		_ = rl.Close()
 		n.closeGCS()
@@ -292,10 +293,10 @@ func (n *Node) heartbeats() {
 				continue
 			}
 		}
-		_, avail, pending := n.raylet.Resources()
+		total, avail, pending := n.raylet.Resources()
 		view := &pb.ClusterView{}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending}, view)
+		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total}, view)
 		cancel()
 		if err == nil {
 			n.raylet.SetClusterView(view)

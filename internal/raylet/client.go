@@ -139,3 +139,12 @@ func Dialer(token string) func(ctx context.Context, addr string) (core.RayletCli
 		return &Client{Conn: c}, nil
 	}
 }
+
+// PlacementGroup passes a placement group request to the raylet.
+func (c *Client) PlacementGroup(ctx context.Context, req *pb.PlacementGroupRequest) (*pb.PlacementGroupReply, error) {
+	r := &pb.PlacementGroupReply{}
+	if err := c.Conn.Call(ctx, rpc.MPlacementGroup, req, r); err != nil {
+		return nil, fmt.Errorf("raylet: placement group: %w", err)
+	}
+	return r, nil
+}

@@ -41,11 +41,18 @@ type Cluster interface {
 	// ListState asks the control store for tasks (rpc.MListTasks) or
 	// actors (rpc.MListActors).
 	ListState(ctx context.Context, m rpc.Method, q *pb.StateQuery) (*pb.StateList, error)
+	// PlacementGroup passes a placement group request to the control store.
+	PlacementGroup(ctx context.Context, req *pb.PlacementGroupRequest) (*pb.PlacementGroupReply, error)
 }
 
 // errWaitView is placeLocked's answer for a request that waits for the
-// next cluster view.
-const errWaitView = "\x00wait"
+// next cluster view; errGroupMissing, for a request in a placement group
+// whose bundle no node it knows holds (the owner waits for the group, then
+// asks again).
+const (
+	errWaitView     = "\x00wait"
+	errGroupMissing = "\x00group"
+)
 
 // peerNode is another node as the last cluster view showed it.
 type peerNode struct {
@@ -146,6 +153,20 @@ func (r *Raylet) freeAfterPendingLocked() map[string]float64 {
 func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill, fail string) {
 	res := req.Resources
 	local := fits(r.total, res)
+	if len(req.PlacementGroup) > 0 && !local {
+		known := false
+		for _, p := range r.peers {
+			known = known || fits(p.total, res)
+		}
+		switch {
+		case r.cfg.Cluster == nil || req.Spilled:
+			return "", errGroupMissing
+		case !known && !final:
+			return "", errWaitView // committed since the last view, perhaps
+		case !known:
+			return "", errGroupMissing
+		}
+	}
 	if r.cfg.Cluster == nil || req.Spilled {
 		if !local {
 			return "", fmt.Sprintf("task needs %s but this cluster has %s", describeRes(res), describe(r.total))

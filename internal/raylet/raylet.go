@@ -24,6 +24,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/state"
@@ -94,10 +95,13 @@ type Raylet struct {
 	nextLease uint64
 	closed    bool
 
-	peers      []*peerNode            // the other nodes, from the cluster view
-	spreadNext int                    // SPREAD's round robin
-	jobWait    map[string][]*leaseReq // requests waiting for their job to load
-	viewWait   []*leaseReq            // requests waiting for the next cluster view
+	peers      []*peerNode              // the other nodes, from the cluster view
+	spreadNext int                      // SPREAD's round robin
+	jobWait    map[string][]*leaseReq   // requests waiting for their job to load
+	viewWait   []*leaseReq              // requests waiting for the next cluster view
+	bundles    map[bundleKey]*bundleRec // placement group bundles held here
+
+	groups *placement.Manager // the placement groups, when alone (no Cluster)
 
 	gone    []*workerProc // the last workers that ended, for the state API
 	logMu2  sync.Mutex    // protects logWake
@@ -246,6 +250,9 @@ func Start(cfg Config) (*Raylet, error) {
 		_ = r.Close()
 		return nil, fmt.Errorf("raylet: %w", err)
 	}
+	if cfg.Cluster == nil {
+		r.groups = placement.NewManager(localGroups{r}, r.log, nil)
+	}
 	r.mu.Lock()
 	// Workers are started ahead of need when there is an executable for
 	// them (an embedded cluster's driver); a daemon gets one from a job.
@@ -334,6 +341,11 @@ func (r *Raylet) Close() error {
 	}
 	r.closed = true
 	close(r.stop)
+	r.mu.Unlock()
+	if r.groups != nil {
+		r.groups.Close()
+	}
+	r.mu.Lock()
 	pending := r.pending
 	r.pending = nil
 	var procs []*workerProc
@@ -462,6 +474,8 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 			return
 		}
 		_ = c.Reply(id, &pb.Status{})
+	case rpc.MPlacementGroup:
+		r.servePlacementGroup(c, id, body)
 	case rpc.MPullObject:
 		r.servePull(c, id, body)
 	case rpc.MReadChunk:
@@ -622,9 +636,14 @@ func (r *Raylet) placeRequest(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 		return
 	}
 	spill, fail := r.placeLocked(req, final)
-	if fail == errWaitView {
+	switch fail {
+	case errWaitView:
 		r.viewWait = append(r.viewWait, &leaseReq{req: req, owner: owner, cb: cb})
 		r.mu.Unlock()
+		return
+	case errGroupMissing:
+		r.mu.Unlock()
+		cb(&pb.LeaseReply{GroupMissing: true}, nil)
 		return
 	}
 	if fail != "" || spill != "" {
@@ -797,6 +816,9 @@ func (r *Raylet) releaseLocked(l *leaseRec) {
 	for _, x := range l.res {
 		if l.lent && x.Name == CPU {
 			continue // already given back while the worker was blocked
+		}
+		if _, ok := r.total[x.Name]; !ok {
+			continue // its placement group was removed
 		}
 		r.avail[x.Name] += x.Quantity
 	}

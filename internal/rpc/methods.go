@@ -47,4 +47,6 @@ const (
 	MReadLog                             // any -> raylet: LogRequest -> raw bytes of the log
 	MPublishView                         // control store -> raylet (notify): ClusterView, pushed when nodes or jobs change
 	MNodesDead                           // raylet -> owners (notify): NodeList of nodes declared dead
+	MPlacementGroup                      // any -> raylet (control store): PlacementGroupRequest -> PlacementGroupReply
+	MBundles                             // control store -> raylet: BundleOp -> Status
 )

@@ -201,20 +201,21 @@ func (x *Resource) GetQuantity() float64 {
 
 // RequestLease asks the raylet for a worker that can run tasks of one shape.
 type RequestLease struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Resources     []*Resource            `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
-	OwnerAddr     string                 `protobuf:"bytes,2,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
-	Dedicated     bool                   `protobuf:"varint,3,opt,name=dedicated,proto3" json:"dedicated,omitempty"`                              // an actor's worker: never returned to the pool
-	ActorId       []byte                 `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`                    // the actor it will host, when dedicated
-	Detached      bool                   `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`                                // the actor outlives its job
-	JobId         string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`                          // whose executable the worker must run ("" = the node's own)
-	Strategy      string                 `protobuf:"bytes,7,opt,name=strategy,proto3" json:"strategy,omitempty"`                                 // "" (default: local first, then spill over) or "SPREAD"
-	AffinityNode  []byte                 `protobuf:"bytes,8,opt,name=affinity_node,json=affinityNode,proto3" json:"affinity_node,omitempty"`     // node affinity: run on this node...
-	AffinitySoft  bool                   `protobuf:"varint,9,opt,name=affinity_soft,json=affinitySoft,proto3" json:"affinity_soft,omitempty"`    // ...or, when soft, elsewhere if it cannot
-	Spilled       bool                   `protobuf:"varint,10,opt,name=spilled,proto3" json:"spilled,omitempty"`                                 // sent on by another raylet: grant here or wait, never spill again
-	PreferredNode string                 `protobuf:"bytes,11,opt,name=preferred_node,json=preferredNode,proto3" json:"preferred_node,omitempty"` // locality: the raylet address holding most argument bytes
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Resources      []*Resource            `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	OwnerAddr      string                 `protobuf:"bytes,2,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
+	Dedicated      bool                   `protobuf:"varint,3,opt,name=dedicated,proto3" json:"dedicated,omitempty"`                                 // an actor's worker: never returned to the pool
+	ActorId        []byte                 `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`                       // the actor it will host, when dedicated
+	Detached       bool                   `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`                                   // the actor outlives its job
+	JobId          string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`                             // whose executable the worker must run ("" = the node's own)
+	Strategy       string                 `protobuf:"bytes,7,opt,name=strategy,proto3" json:"strategy,omitempty"`                                    // "" (default: local first, then spill over) or "SPREAD"
+	AffinityNode   []byte                 `protobuf:"bytes,8,opt,name=affinity_node,json=affinityNode,proto3" json:"affinity_node,omitempty"`        // node affinity: run on this node...
+	AffinitySoft   bool                   `protobuf:"varint,9,opt,name=affinity_soft,json=affinitySoft,proto3" json:"affinity_soft,omitempty"`       // ...or, when soft, elsewhere if it cannot
+	Spilled        bool                   `protobuf:"varint,10,opt,name=spilled,proto3" json:"spilled,omitempty"`                                    // sent on by another raylet: grant here or wait, never spill again
+	PreferredNode  string                 `protobuf:"bytes,11,opt,name=preferred_node,json=preferredNode,proto3" json:"preferred_node,omitempty"`    // locality: the raylet address holding most argument bytes
+	PlacementGroup []byte                 `protobuf:"bytes,12,opt,name=placement_group,json=placementGroup,proto3" json:"placement_group,omitempty"` // its resources are a bundle of this placement group
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RequestLease) Reset() {
@@ -324,16 +325,24 @@ func (x *RequestLease) GetPreferredNode() string {
 	return ""
 }
 
+func (x *RequestLease) GetPlacementGroup() []byte {
+	if x != nil {
+		return x.PlacementGroup
+	}
+	return nil
+}
+
 // LeaseReply grants a worker, or says why none can be had.
 type LeaseReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId       uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	WorkerId      []byte                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	WorkerAddr    string                 `protobuf:"bytes,3,opt,name=worker_addr,json=workerAddr,proto3" json:"worker_addr,omitempty"`
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`                    // set when the request can never be granted
-	Failure       string                 `protobuf:"bytes,5,opt,name=failure,proto3" json:"failure,omitempty"`                // set when the node failed to provide a worker
-	SpillTo       string                 `protobuf:"bytes,6,opt,name=spill_to,json=spillTo,proto3" json:"spill_to,omitempty"` // ask this raylet (TCP address) instead
-	NodeId        []byte                 `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`    // the node the worker runs on
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`                                    // set when the request can never be granted
+	Failure       string                 `protobuf:"bytes,5,opt,name=failure,proto3" json:"failure,omitempty"`                                // set when the node failed to provide a worker
+	SpillTo       string                 `protobuf:"bytes,6,opt,name=spill_to,json=spillTo,proto3" json:"spill_to,omitempty"`                 // ask this raylet (TCP address) instead
+	NodeId        []byte                 `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                    // the node the worker runs on
+	GroupMissing  bool                   `protobuf:"varint,8,opt,name=group_missing,json=groupMissing,proto3" json:"group_missing,omitempty"` // the placement group's bundle is on no node this raylet knows: wait for the group, then ask again
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -415,6 +424,13 @@ func (x *LeaseReply) GetNodeId() []byte {
 		return x.NodeId
 	}
 	return nil
+}
+
+func (x *LeaseReply) GetGroupMissing() bool {
+	if x != nil {
+		return x.GroupMissing
+	}
+	return false
 }
 
 // ReturnLease gives a worker back to the raylet.
@@ -1790,6 +1806,7 @@ type Heartbeat struct {
 	NodeId        []byte                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Available     []*Resource            `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty"`
 	Pending       []*Resource            `protobuf:"bytes,3,rep,name=pending,proto3" json:"pending,omitempty"`
+	Total         []*Resource            `protobuf:"bytes,4,rep,name=total,proto3" json:"total,omitempty"` // what the node has, with its placement group bundles
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1841,6 +1858,13 @@ func (x *Heartbeat) GetAvailable() []*Resource {
 func (x *Heartbeat) GetPending() []*Resource {
 	if x != nil {
 		return x.Pending
+	}
+	return nil
+}
+
+func (x *Heartbeat) GetTotal() []*Resource {
+	if x != nil {
+		return x.Total
 	}
 	return nil
 }
@@ -3646,6 +3670,394 @@ func (x *LogRequest) GetWaitMs() int64 {
 	return 0
 }
 
+// Bundle is one set of resources of a placement group, and the node that
+// holds it once placed.
+type Bundle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     []*Resource            `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	NodeId        []byte                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeAddr      string                 `protobuf:"bytes,3,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bundle) Reset() {
+	*x = Bundle{}
+	mi := &file_rayo_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bundle) ProtoMessage() {}
+
+func (x *Bundle) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bundle.ProtoReflect.Descriptor instead.
+func (*Bundle) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *Bundle) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *Bundle) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *Bundle) GetNodeAddr() string {
+	if x != nil {
+		return x.NodeAddr
+	}
+	return ""
+}
+
+// PlacementGroup is a placement group: what it asks for, and its state.
+type PlacementGroup struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	PlacementGroupId []byte                 `protobuf:"bytes,1,opt,name=placement_group_id,json=placementGroupId,proto3" json:"placement_group_id,omitempty"`
+	Name             string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Strategy         string                 `protobuf:"bytes,3,opt,name=strategy,proto3" json:"strategy,omitempty"` // PACK, SPREAD, STRICT_PACK or STRICT_SPREAD
+	Bundles          []*Bundle              `protobuf:"bytes,4,rep,name=bundles,proto3" json:"bundles,omitempty"`
+	State            string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"` // PENDING, CREATED, RESCHEDULING or REMOVED
+	JobId            string                 `protobuf:"bytes,6,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Detached         bool                   `protobuf:"varint,7,opt,name=detached,proto3" json:"detached,omitempty"` // it outlives its job
+	CreateUnixMs     int64                  `protobuf:"varint,8,opt,name=create_unix_ms,json=createUnixMs,proto3" json:"create_unix_ms,omitempty"`
+	ReadyUnixMs      int64                  `protobuf:"varint,9,opt,name=ready_unix_ms,json=readyUnixMs,proto3" json:"ready_unix_ms,omitempty"`
+	RemoveUnixMs     int64                  `protobuf:"varint,10,opt,name=remove_unix_ms,json=removeUnixMs,proto3" json:"remove_unix_ms,omitempty"`
+	Reason           string                 `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"` // why it waits, while PENDING or RESCHEDULING
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PlacementGroup) Reset() {
+	*x = PlacementGroup{}
+	mi := &file_rayo_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementGroup) ProtoMessage() {}
+
+func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementGroup.ProtoReflect.Descriptor instead.
+func (*PlacementGroup) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *PlacementGroup) GetPlacementGroupId() []byte {
+	if x != nil {
+		return x.PlacementGroupId
+	}
+	return nil
+}
+
+func (x *PlacementGroup) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PlacementGroup) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
+}
+
+func (x *PlacementGroup) GetBundles() []*Bundle {
+	if x != nil {
+		return x.Bundles
+	}
+	return nil
+}
+
+func (x *PlacementGroup) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PlacementGroup) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *PlacementGroup) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *PlacementGroup) GetCreateUnixMs() int64 {
+	if x != nil {
+		return x.CreateUnixMs
+	}
+	return 0
+}
+
+func (x *PlacementGroup) GetReadyUnixMs() int64 {
+	if x != nil {
+		return x.ReadyUnixMs
+	}
+	return 0
+}
+
+func (x *PlacementGroup) GetRemoveUnixMs() int64 {
+	if x != nil {
+		return x.RemoveUnixMs
+	}
+	return 0
+}
+
+func (x *PlacementGroup) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PlacementGroupRequest creates, waits for, removes, finds or lists
+// placement groups.
+type PlacementGroupRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Op               string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`                                                       // CREATE, WAIT, REMOVE, GET or LIST
+	Group            *PlacementGroup        `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`                                                 // CREATE
+	PlacementGroupId []byte                 `protobuf:"bytes,3,opt,name=placement_group_id,json=placementGroupId,proto3" json:"placement_group_id,omitempty"` // WAIT, REMOVE, GET
+	Name             string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`                                                   // GET by name
+	TimeoutMs        int64                  `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`                       // WAIT: reply by then, ready or not
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PlacementGroupRequest) Reset() {
+	*x = PlacementGroupRequest{}
+	mi := &file_rayo_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementGroupRequest) ProtoMessage() {}
+
+func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementGroupRequest.ProtoReflect.Descriptor instead.
+func (*PlacementGroupRequest) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *PlacementGroupRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *PlacementGroupRequest) GetGroup() *PlacementGroup {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *PlacementGroupRequest) GetPlacementGroupId() []byte {
+	if x != nil {
+		return x.PlacementGroupId
+	}
+	return nil
+}
+
+func (x *PlacementGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PlacementGroupRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+// PlacementGroupReply is the groups a request concerns, or why it failed.
+type PlacementGroupReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []*PlacementGroup      `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementGroupReply) Reset() {
+	*x = PlacementGroupReply{}
+	mi := &file_rayo_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementGroupReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementGroupReply) ProtoMessage() {}
+
+func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementGroupReply.ProtoReflect.Descriptor instead.
+func (*PlacementGroupReply) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *PlacementGroupReply) GetGroups() []*PlacementGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *PlacementGroupReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// BundleOp asks a raylet to prepare (reserve), commit or release bundles
+// of a placement group.
+type BundleOp struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Op               string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"` // PREPARE, COMMIT or RELEASE
+	PlacementGroupId []byte                 `protobuf:"bytes,2,opt,name=placement_group_id,json=placementGroupId,proto3" json:"placement_group_id,omitempty"`
+	Indexes          []int32                `protobuf:"varint,3,rep,packed,name=indexes,proto3" json:"indexes,omitempty"`
+	Bundles          []*Bundle              `protobuf:"bytes,4,rep,name=bundles,proto3" json:"bundles,omitempty"` // PREPARE: one per index
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *BundleOp) Reset() {
+	*x = BundleOp{}
+	mi := &file_rayo_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BundleOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BundleOp) ProtoMessage() {}
+
+func (x *BundleOp) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BundleOp.ProtoReflect.Descriptor instead.
+func (*BundleOp) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *BundleOp) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *BundleOp) GetPlacementGroupId() []byte {
+	if x != nil {
+		return x.PlacementGroupId
+	}
+	return nil
+}
+
+func (x *BundleOp) GetIndexes() []int32 {
+	if x != nil {
+		return x.Indexes
+	}
+	return nil
+}
+
+func (x *BundleOp) GetBundles() []*Bundle {
+	if x != nil {
+		return x.Bundles
+	}
+	return nil
+}
+
 var File_rayo_proto protoreflect.FileDescriptor
 
 const file_rayo_proto_rawDesc = "" +
@@ -3664,7 +4076,7 @@ const file_rayo_proto_rawDesc = "" +
 	"sessionDir\":\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\xee\x02\n" +
+	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\x97\x03\n" +
 	"\fRequestLease\x12,\n" +
 	"\tresources\x18\x01 \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x1d\n" +
 	"\n" +
@@ -3678,7 +4090,8 @@ const file_rayo_proto_rawDesc = "" +
 	"\raffinity_soft\x18\t \x01(\bR\faffinitySoft\x12\x18\n" +
 	"\aspilled\x18\n" +
 	" \x01(\bR\aspilled\x12%\n" +
-	"\x0epreferred_node\x18\v \x01(\tR\rpreferredNode\"\xc9\x01\n" +
+	"\x0epreferred_node\x18\v \x01(\tR\rpreferredNode\x12'\n" +
+	"\x0fplacement_group\x18\f \x01(\fR\x0eplacementGroup\"\xee\x01\n" +
 	"\n" +
 	"LeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
@@ -3688,7 +4101,8 @@ const file_rayo_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
 	"\afailure\x18\x05 \x01(\tR\afailure\x12\x19\n" +
 	"\bspill_to\x18\x06 \x01(\tR\aspillTo\x12\x17\n" +
-	"\anode_id\x18\a \x01(\fR\x06nodeId\"M\n" +
+	"\anode_id\x18\a \x01(\fR\x06nodeId\x12#\n" +
+	"\rgroup_missing\x18\b \x01(\bR\fgroupMissing\"M\n" +
 	"\vReturnLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12#\n" +
 	"\rworker_failed\x18\x02 \x01(\bR\fworkerFailed\"F\n" +
@@ -3790,11 +4204,12 @@ const file_rayo_proto_rawDesc = "" +
 	"\apending\x18\n" +
 	" \x03(\v2\x0e.rayo.ResourceR\apending\"0\n" +
 	"\bNodeList\x12$\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"|\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"\xa2\x01\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
 	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\x12(\n" +
-	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\"\xc6\x02\n" +
+	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\x12$\n" +
+	"\x05total\x18\x04 \x03(\v2\x0e.rayo.ResourceR\x05total\"\xc6\x02\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
@@ -3967,7 +4382,39 @@ const file_rayo_proto_rawDesc = "" +
 	"\tworker_id\x18\x02 \x01(\fR\bworkerId\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x10\n" +
 	"\x03max\x18\x04 \x01(\x03R\x03max\x12\x17\n" +
-	"\await_ms\x18\x05 \x01(\x03R\x06waitMsB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
+	"\await_ms\x18\x05 \x01(\x03R\x06waitMs\"l\n" +
+	"\x06Bundle\x12,\n" +
+	"\tresources\x18\x01 \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\fR\x06nodeId\x12\x1b\n" +
+	"\tnode_addr\x18\x03 \x01(\tR\bnodeAddr\"\xe7\x02\n" +
+	"\x0ePlacementGroup\x12,\n" +
+	"\x12placement_group_id\x18\x01 \x01(\fR\x10placementGroupId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bstrategy\x18\x03 \x01(\tR\bstrategy\x12&\n" +
+	"\abundles\x18\x04 \x03(\v2\f.rayo.BundleR\abundles\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x15\n" +
+	"\x06job_id\x18\x06 \x01(\tR\x05jobId\x12\x1a\n" +
+	"\bdetached\x18\a \x01(\bR\bdetached\x12$\n" +
+	"\x0ecreate_unix_ms\x18\b \x01(\x03R\fcreateUnixMs\x12\"\n" +
+	"\rready_unix_ms\x18\t \x01(\x03R\vreadyUnixMs\x12$\n" +
+	"\x0eremove_unix_ms\x18\n" +
+	" \x01(\x03R\fremoveUnixMs\x12\x16\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\"\xb4\x01\n" +
+	"\x15PlacementGroupRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12*\n" +
+	"\x05group\x18\x02 \x01(\v2\x14.rayo.PlacementGroupR\x05group\x12,\n" +
+	"\x12placement_group_id\x18\x03 \x01(\fR\x10placementGroupId\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x05 \x01(\x03R\ttimeoutMs\"Y\n" +
+	"\x13PlacementGroupReply\x12,\n" +
+	"\x06groups\x18\x01 \x03(\v2\x14.rayo.PlacementGroupR\x06groups\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\x8a\x01\n" +
+	"\bBundleOp\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12,\n" +
+	"\x12placement_group_id\x18\x02 \x01(\fR\x10placementGroupId\x12\x18\n" +
+	"\aindexes\x18\x03 \x03(\x05R\aindexes\x12&\n" +
+	"\abundles\x18\x04 \x03(\v2\f.rayo.BundleR\abundlesB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
 
 var (
 	file_rayo_proto_rawDescOnce sync.Once
@@ -3981,59 +4428,64 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_rayo_proto_goTypes = []any{
-	(*RegisterWorker)(nil),      // 0: rayo.RegisterWorker
-	(*RegisterWorkerReply)(nil), // 1: rayo.RegisterWorkerReply
-	(*Resource)(nil),            // 2: rayo.Resource
-	(*RequestLease)(nil),        // 3: rayo.RequestLease
-	(*LeaseReply)(nil),          // 4: rayo.LeaseReply
-	(*ReturnLease)(nil),         // 5: rayo.ReturnLease
-	(*BlockedChange)(nil),       // 6: rayo.BlockedChange
-	(*CreateObject)(nil),        // 7: rayo.CreateObject
-	(*CreateObjectReply)(nil),   // 8: rayo.CreateObjectReply
-	(*ObjectIDs)(nil),           // 9: rayo.ObjectIDs
-	(*Empty)(nil),               // 10: rayo.Empty
-	(*Status)(nil),              // 11: rayo.Status
-	(*Locator)(nil),             // 12: rayo.Locator
-	(*ObjectRef)(nil),           // 13: rayo.ObjectRef
-	(*TaskArg)(nil),             // 14: rayo.TaskArg
-	(*TaskSpec)(nil),            // 15: rayo.TaskSpec
-	(*TaskError)(nil),           // 16: rayo.TaskError
-	(*TaskReply)(nil),           // 17: rayo.TaskReply
-	(*GetObject)(nil),           // 18: rayo.GetObject
-	(*LogLines)(nil),            // 19: rayo.LogLines
-	(*ActorName)(nil),           // 20: rayo.ActorName
-	(*ActorNameReply)(nil),      // 21: rayo.ActorNameReply
-	(*ActorAddrRequest)(nil),    // 22: rayo.ActorAddrRequest
-	(*ActorAddr)(nil),           // 23: rayo.ActorAddr
-	(*NodeInfo)(nil),            // 24: rayo.NodeInfo
-	(*NodeList)(nil),            // 25: rayo.NodeList
-	(*Heartbeat)(nil),           // 26: rayo.Heartbeat
-	(*JobInfo)(nil),             // 27: rayo.JobInfo
-	(*JobList)(nil),             // 28: rayo.JobList
-	(*JobRequest)(nil),          // 29: rayo.JobRequest
-	(*BinaryChunk)(nil),         // 30: rayo.BinaryChunk
-	(*GetBinary)(nil),           // 31: rayo.GetBinary
-	(*ClusterView)(nil),         // 32: rayo.ClusterView
-	(*PullObject)(nil),          // 33: rayo.PullObject
-	(*ReadChunk)(nil),           // 34: rayo.ReadChunk
-	(*KVEntry)(nil),             // 35: rayo.KVEntry
-	(*KVReply)(nil),             // 36: rayo.KVReply
-	(*TaskEvent)(nil),           // 37: rayo.TaskEvent
-	(*ActorEvent)(nil),          // 38: rayo.ActorEvent
-	(*StateEvents)(nil),         // 39: rayo.StateEvents
-	(*TaskRecord)(nil),          // 40: rayo.TaskRecord
-	(*ActorRecord)(nil),         // 41: rayo.ActorRecord
-	(*StateQuery)(nil),          // 42: rayo.StateQuery
-	(*StateList)(nil),           // 43: rayo.StateList
-	(*WorkerRecord)(nil),        // 44: rayo.WorkerRecord
-	(*ObjectRecord)(nil),        // 45: rayo.ObjectRecord
-	(*NodeStats)(nil),           // 46: rayo.NodeStats
-	(*ObjectList)(nil),          // 47: rayo.ObjectList
-	(*LogRequest)(nil),          // 48: rayo.LogRequest
-	nil,                         // 49: rayo.TaskRecord.StateTimesUnixNsEntry
-	nil,                         // 50: rayo.ActorRecord.StateTimesUnixNsEntry
+	(*RegisterWorker)(nil),        // 0: rayo.RegisterWorker
+	(*RegisterWorkerReply)(nil),   // 1: rayo.RegisterWorkerReply
+	(*Resource)(nil),              // 2: rayo.Resource
+	(*RequestLease)(nil),          // 3: rayo.RequestLease
+	(*LeaseReply)(nil),            // 4: rayo.LeaseReply
+	(*ReturnLease)(nil),           // 5: rayo.ReturnLease
+	(*BlockedChange)(nil),         // 6: rayo.BlockedChange
+	(*CreateObject)(nil),          // 7: rayo.CreateObject
+	(*CreateObjectReply)(nil),     // 8: rayo.CreateObjectReply
+	(*ObjectIDs)(nil),             // 9: rayo.ObjectIDs
+	(*Empty)(nil),                 // 10: rayo.Empty
+	(*Status)(nil),                // 11: rayo.Status
+	(*Locator)(nil),               // 12: rayo.Locator
+	(*ObjectRef)(nil),             // 13: rayo.ObjectRef
+	(*TaskArg)(nil),               // 14: rayo.TaskArg
+	(*TaskSpec)(nil),              // 15: rayo.TaskSpec
+	(*TaskError)(nil),             // 16: rayo.TaskError
+	(*TaskReply)(nil),             // 17: rayo.TaskReply
+	(*GetObject)(nil),             // 18: rayo.GetObject
+	(*LogLines)(nil),              // 19: rayo.LogLines
+	(*ActorName)(nil),             // 20: rayo.ActorName
+	(*ActorNameReply)(nil),        // 21: rayo.ActorNameReply
+	(*ActorAddrRequest)(nil),      // 22: rayo.ActorAddrRequest
+	(*ActorAddr)(nil),             // 23: rayo.ActorAddr
+	(*NodeInfo)(nil),              // 24: rayo.NodeInfo
+	(*NodeList)(nil),              // 25: rayo.NodeList
+	(*Heartbeat)(nil),             // 26: rayo.Heartbeat
+	(*JobInfo)(nil),               // 27: rayo.JobInfo
+	(*JobList)(nil),               // 28: rayo.JobList
+	(*JobRequest)(nil),            // 29: rayo.JobRequest
+	(*BinaryChunk)(nil),           // 30: rayo.BinaryChunk
+	(*GetBinary)(nil),             // 31: rayo.GetBinary
+	(*ClusterView)(nil),           // 32: rayo.ClusterView
+	(*PullObject)(nil),            // 33: rayo.PullObject
+	(*ReadChunk)(nil),             // 34: rayo.ReadChunk
+	(*KVEntry)(nil),               // 35: rayo.KVEntry
+	(*KVReply)(nil),               // 36: rayo.KVReply
+	(*TaskEvent)(nil),             // 37: rayo.TaskEvent
+	(*ActorEvent)(nil),            // 38: rayo.ActorEvent
+	(*StateEvents)(nil),           // 39: rayo.StateEvents
+	(*TaskRecord)(nil),            // 40: rayo.TaskRecord
+	(*ActorRecord)(nil),           // 41: rayo.ActorRecord
+	(*StateQuery)(nil),            // 42: rayo.StateQuery
+	(*StateList)(nil),             // 43: rayo.StateList
+	(*WorkerRecord)(nil),          // 44: rayo.WorkerRecord
+	(*ObjectRecord)(nil),          // 45: rayo.ObjectRecord
+	(*NodeStats)(nil),             // 46: rayo.NodeStats
+	(*ObjectList)(nil),            // 47: rayo.ObjectList
+	(*LogRequest)(nil),            // 48: rayo.LogRequest
+	(*Bundle)(nil),                // 49: rayo.Bundle
+	(*PlacementGroup)(nil),        // 50: rayo.PlacementGroup
+	(*PlacementGroupRequest)(nil), // 51: rayo.PlacementGroupRequest
+	(*PlacementGroupReply)(nil),   // 52: rayo.PlacementGroupReply
+	(*BundleOp)(nil),              // 53: rayo.BundleOp
+	nil,                           // 54: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                           // 55: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -4052,27 +4504,33 @@ var file_rayo_proto_depIdxs = []int32{
 	24, // 13: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
 	2,  // 14: rayo.Heartbeat.available:type_name -> rayo.Resource
 	2,  // 15: rayo.Heartbeat.pending:type_name -> rayo.Resource
-	27, // 16: rayo.JobList.jobs:type_name -> rayo.JobInfo
-	24, // 17: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
-	2,  // 18: rayo.TaskEvent.resources:type_name -> rayo.Resource
-	2,  // 19: rayo.ActorEvent.resources:type_name -> rayo.Resource
-	37, // 20: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
-	38, // 21: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
-	37, // 22: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
-	49, // 23: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
-	38, // 24: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
-	50, // 25: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
-	40, // 26: rayo.StateList.tasks:type_name -> rayo.TaskRecord
-	41, // 27: rayo.StateList.actors:type_name -> rayo.ActorRecord
-	44, // 28: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
-	2,  // 29: rayo.NodeStats.total:type_name -> rayo.Resource
-	2,  // 30: rayo.NodeStats.available:type_name -> rayo.Resource
-	45, // 31: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	2,  // 16: rayo.Heartbeat.total:type_name -> rayo.Resource
+	27, // 17: rayo.JobList.jobs:type_name -> rayo.JobInfo
+	24, // 18: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
+	2,  // 19: rayo.TaskEvent.resources:type_name -> rayo.Resource
+	2,  // 20: rayo.ActorEvent.resources:type_name -> rayo.Resource
+	37, // 21: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
+	38, // 22: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
+	37, // 23: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	54, // 24: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	38, // 25: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	55, // 26: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	40, // 27: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	41, // 28: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	44, // 29: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	2,  // 30: rayo.NodeStats.total:type_name -> rayo.Resource
+	2,  // 31: rayo.NodeStats.available:type_name -> rayo.Resource
+	45, // 32: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	2,  // 33: rayo.Bundle.resources:type_name -> rayo.Resource
+	49, // 34: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
+	50, // 35: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
+	50, // 36: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
+	49, // 37: rayo.BundleOp.bundles:type_name -> rayo.Bundle
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }
@@ -4086,7 +4544,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   51,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
