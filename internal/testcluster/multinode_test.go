@@ -136,6 +136,27 @@ func TestThreeNodes(t *testing.T) {
 		}
 		t.Logf("infeasible task reported after %s ms", kv["infeasible_ms"])
 	})
+	t.Run("PlacementGroups", func(t *testing.T) {
+		kv := run(t, head, driver, "pg")
+		if strings.Count(kv["spread_nodes"], ",") != 2 {
+			t.Errorf("STRICT_SPREAD bundles on %s, want all three nodes", names(kv["spread_nodes"]))
+		}
+		if kv["bundle_tasks_where_bundles"] != "true" {
+			t.Error("a task in a bundle ran elsewhere than the bundle's node")
+		}
+		if kv["outside_ran_while_reserved"] != "false" {
+			t.Error("a task outside the group ran on CPUs the group reserved")
+		}
+		if !strings.Contains(kv["strict_pack_err"], "STRICT_PACK needs one node with {CPU=2}") {
+			t.Errorf("STRICT_PACK of 2 CPUs on 1-CPU nodes: %q", kv["strict_pack_err"])
+		}
+		if kv["pack_nodes"] == "" || strings.Contains(kv["pack_nodes"], ",") {
+			t.Errorf("PACK of two half CPUs used nodes %q, want one", names(kv["pack_nodes"]))
+		}
+		if kv["actor_in_bundle"] != "true" {
+			t.Error("an actor in a bundle ran elsewhere than the bundle's node")
+		}
+	})
 	t.Run("ObjectsMoveBetweenNodes", func(t *testing.T) {
 		kv := run(t, head, driver, "objects", b.ID(), cn.ID())
 		want := float64(8<<20) * 0.5
@@ -220,6 +241,27 @@ func TestNodeDeath(t *testing.T) {
 			t.Fatal("an actor without restarts did not fail with ErrActorDied")
 		}
 		victim.Restart()
+	})
+	t.Run("PlacementGroupRescheduled", func(t *testing.T) {
+		old := victim.ID()
+		d := start(t, c.Head, driver, "pg-death", old)
+		if d.until(t, "ready", 30*time.Second) == "-1" {
+			t.Fatal("STRICT_SPREAD over three nodes left the victim out")
+		}
+		victim.Kill()
+		fmt.Fprintln(d.stdin, "go")
+		if why := d.until(t, "rescheduling", 30*time.Second); !strings.Contains(why, "STRICT_SPREAD needs 3 nodes") {
+			t.Errorf("a group that lost a node waits because %q", why)
+		}
+		victim.Restart()
+		fmt.Fprintln(d.stdin, "go")
+		// The restarted node (a new node) is the only one without a bundle.
+		if got := d.until(t, "replaced", 60*time.Second); got == old || got != victim.ID() {
+			t.Fatalf("the lost bundle's task ran on %q; the victim was %s, the new node is %s", got, old, victim.ID())
+		}
+		if d.kv["state"] != "CREATED" || d.kv["same"] != "true" {
+			t.Fatalf("after the node came back: state %s, task on the bundle's node %s", d.kv["state"], d.kv["same"])
+		}
 	})
 	t.Run("LineageRebuildsLostObject", func(t *testing.T) {
 		d := start(t, c.Head, driver, "lineage", victim.ID(), spare.ID())

@@ -184,6 +184,10 @@ func run(ctx context.Context, mode string, args []string) error {
 			return err
 		}
 		fmt.Println("ran=" + got)
+	case "pg":
+		return placementGroups(ctx)
+	case "pg-death":
+		return placementGroupDeath(ctx, args[0])
 	case "failover":
 		// Tasks running on a node that is killed finish elsewhere.
 		dir, victim := args[0], args[1]
@@ -322,4 +326,113 @@ func oneLine(err error) string {
 		return "<nil>"
 	}
 	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// placementGroups places groups of each strategy on three 1-CPU nodes and
+// runs a task in each bundle.
+func placementGroups(ctx context.Context) error {
+	spread, err := rayo.NewPlacementGroup(ctx, []rayo.Bundle{{"CPU": 1}, {"CPU": 1}, {"CPU": 1}}, rayo.StrategyStrictSpread)
+	if err != nil {
+		return err
+	}
+	if err := spread.Ready(ctx); err != nil {
+		return err
+	}
+	info, err := spread.Info(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println("spread_nodes=" + distinct(info.Nodes))
+	ok := true
+	for i, node := range info.Nodes {
+		got, err := rayo.Get(ctx, where.Options(rayo.InPlacementGroup(spread, i), rayo.NumCPUs(1)).Remote())
+		if err != nil {
+			return err
+		}
+		ok = ok && got == node
+	}
+	fmt.Println("bundle_tasks_where_bundles=" + fmt.Sprint(ok))
+	// Every CPU is in the group: a task outside it waits for the removal.
+	outside := where.Remote()
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	done, _, _ := rayo.Wait(wctx, []rayo.Ref[string]{outside}, 1)
+	cancel()
+	fmt.Println("outside_ran_while_reserved=" + fmt.Sprint(len(done) > 0))
+	if err := spread.Remove(ctx); err != nil {
+		return err
+	}
+	if _, err := rayo.Get(ctx, outside); err != nil {
+		return err
+	}
+	strict, err := rayo.NewPlacementGroup(ctx, []rayo.Bundle{{"CPU": 1}, {"CPU": 1}}, rayo.StrategyStrictPack)
+	if err != nil {
+		return err
+	}
+	wctx, cancel = context.WithTimeout(ctx, time.Second)
+	err = strict.Ready(wctx)
+	cancel()
+	fmt.Println("strict_pack_err=" + fmt.Sprint(err))
+	_ = strict.Remove(ctx)
+	pack, err := rayo.NewPlacementGroup(ctx, []rayo.Bundle{{"CPU": 0.5}, {"CPU": 0.5}}, rayo.StrategyPack)
+	if err != nil {
+		return err
+	}
+	if err := pack.Ready(ctx); err != nil {
+		return err
+	}
+	info, err = pack.Info(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println("pack_nodes=" + distinct(info.Nodes))
+	a := newCounter.Options(rayo.InPlacementGroup(pack, 1)).Remote()
+	v, err := rayo.Get(ctx, incr.Remote(a))
+	if err != nil {
+		return err
+	}
+	fmt.Println("actor_in_bundle=" + fmt.Sprint(v.Node == info.Nodes[1]))
+	return pack.Remove(ctx)
+}
+
+// placementGroupDeath spreads a group over the three nodes; when the test
+// kills and restarts the victim, the bundle that was there is placed again
+// and a task in it runs on the new node.
+func placementGroupDeath(ctx context.Context, victim string) error {
+	pg, err := rayo.NewPlacementGroup(ctx, []rayo.Bundle{{"CPU": 0.25}, {"CPU": 0.25}, {"CPU": 0.25}}, rayo.StrategyStrictSpread)
+	if err != nil {
+		return err
+	}
+	if err := pg.Ready(ctx); err != nil {
+		return err
+	}
+	info, err := pg.Info(ctx)
+	if err != nil {
+		return err
+	}
+	lost := slices.Index(info.Nodes, victim)
+	fmt.Printf("ready=%d\n", lost)
+	in := bufio.NewReader(os.Stdin)
+	in.ReadString('\n') // the test kills the victim
+	for {
+		info, err = pg.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State == "RESCHEDULING" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // the control store's view of another process's death
+	}
+	fmt.Println("rescheduling=" + info.Reason)
+	in.ReadString('\n') // the test restarts the victim
+	got, err := rayo.Get(ctx, where.Options(rayo.InPlacementGroup(pg, lost), rayo.NumCPUs(0.25)).Remote())
+	if err != nil {
+		return err
+	}
+	info, err = pg.Info(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("state=%s\nsame=%v\nreplaced=%s\n", info.State, info.Nodes[lost] == got, got)
+	return nil
 }
