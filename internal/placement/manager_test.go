@@ -17,7 +17,7 @@ import (
 type fakeHost struct {
 	mu       sync.Mutex
 	nodes    map[string]*Node
-	ops      []string // "node OP [indexes]"
+	ops      []string                      // "node OP [indexes]"
 	held     map[string]map[string]float64 // "node group index" -> what it set aside
 	failOnce map[string]bool
 	saved    map[string]string // group -> state last saved
