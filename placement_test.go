@@ -3,6 +3,7 @@ package rayo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +171,40 @@ func TestPlacementGroupBadInput(t *testing.T) {
 	}
 	if _, err := GetPlacementGroup(ctx, "no such group"); !errors.Is(err, ErrUnknownPlacementGroup) {
 		t.Errorf("GetPlacementGroup of an unknown name: %v", err)
+	}
+}
+
+func TestPlacementGroupsInTheStateAPI(t *testing.T) {
+	ctx := ctxT(t)
+	pg := newGroup(t, []Bundle{{"CPU": 0.5}, {"CPU": 0.25}}, StrategySpread, Name("api-group"))
+	if err := pg.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stuck := newGroup(t, []Bundle{{"GPU": 1}}, StrategyPack, Name("api-stuck"))
+	var l apiList
+	if code := apiGet(t, "/api/v0/placement_groups?filter=name%3Dapi-group", &l); code != 200 {
+		t.Fatalf("GET placement_groups: %d", code)
+	}
+	if len(l.Result) != 1 {
+		t.Fatalf("filtered by name: %v", l.Result)
+	}
+	r := l.Result[0]
+	bundles, _ := r["bundles"].([]any)
+	if r["placement_group_id"] != pg.ID() || r["state"] != "CREATED" || r["strategy"] != "SPREAD" || len(bundles) != 2 {
+		t.Fatalf("record: %v", r)
+	}
+	nodes, err := Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := bundles[1].(map[string]any); b["node_id"] != nodes[0].ID || fmt.Sprint(b["resources"]) != "map[CPU:0.25]" {
+		t.Fatalf("bundle 1: %v", b)
+	}
+	var one apiList
+	if code := apiGet(t, "/api/v0/placement_groups?filter=placement_group_id%3D"+stuck.ID(), &one); code != 200 || len(one.Result) != 1 {
+		t.Fatalf("GET the stuck group: %d %v", code, one.Result)
+	}
+	if r := one.Result[0]; r["state"] != "PENDING" || !strings.Contains(fmt.Sprint(r["reason"]), "no node can ever hold bundle 0 {GPU=1}") {
+		t.Fatalf("stuck group: %v", r)
 	}
 }

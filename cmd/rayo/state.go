@@ -318,7 +318,24 @@ var listColumns = map[string][]column{
 	"placement_groups": {
 		shortField("PLACEMENT_GROUP_ID", "placement_group_id"), field("NAME", "name"),
 		field("STATE", "state"), field("STRATEGY", "strategy"),
+		column{"BUNDLES", bundleNodes},
 	},
+}
+
+// bundleNodes is a placement group's bundles and their nodes, as
+// "2: abc,def" ("-" for a bundle not placed).
+func bundleNodes(r record) string {
+	list, _ := r["bundles"].([]any)
+	nodes := make([]string, len(list))
+	for i, b := range list {
+		m, _ := b.(map[string]any)
+		n, _ := m["node_id"].(string)
+		if n == "" {
+			n = "-"
+		}
+		nodes[i] = n
+	}
+	return fmt.Sprintf("%d: %s", len(list), strings.Join(nodes, ","))
 }
 
 // writeTable writes rows under headers, aligned.

@@ -28,7 +28,8 @@ var fields = map[string][]string{
 	"actors": {"actor_id", "class_name", "state", "name", "namespace", "job_id", "node_id", "worker_id", "pid",
 		"num_restarts", "death_cause", "detached", "required_resources", "start_time_ms", "end_time_ms"},
 	"objects":          {"object_id", "object_size_bytes", "locations", "owner_address", "reference_count", "kind", "job_id"},
-	"placement_groups": {"placement_group_id", "name", "state", "strategy", "bundles"},
+	"placement_groups": {"placement_group_id", "name", "state", "strategy", "bundles", "job_id", "is_detached", "reason",
+		"creation_time_ms", "ready_time_ms", "removal_time_ms"},
 }
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
@@ -122,5 +123,22 @@ func actorRecord(ar *pb.ActorRecord) record {
 		"job_id": a.JobId, "node_id": a.NodeId, "worker_id": hexOf(a.WorkerId), "pid": a.Pid, "num_restarts": a.NumRestarts,
 		"death_cause": a.DeathCause, "detached": a.Detached, "required_resources": resources(a.Resources),
 		"start_time_ms": ms(start), "end_time_ms": ms(ar.StateTimesUnixNs[state.ActorDead]),
+	}
+}
+
+// placementGroupRecord is a placement group with where each bundle is.
+func placementGroupRecord(g *pb.PlacementGroup) record {
+	bundles := make([]map[string]any, len(g.Bundles))
+	for i, b := range g.Bundles {
+		node := ""
+		if len(b.NodeId) > 0 {
+			node = nodeName(b.NodeId)
+		}
+		bundles[i] = map[string]any{"bundle_index": i, "resources": resources(b.Resources), "node_id": node}
+	}
+	return record{
+		"placement_group_id": hexOf(g.PlacementGroupId), "name": g.Name, "state": g.State, "strategy": g.Strategy,
+		"bundles": bundles, "job_id": g.JobId, "is_detached": g.Detached, "reason": g.Reason,
+		"creation_time_ms": g.CreateUnixMs, "ready_time_ms": g.ReadyUnixMs, "removal_time_ms": g.RemoveUnixMs,
 	}
 }

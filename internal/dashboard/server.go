@@ -249,7 +249,14 @@ func (s *Server) collect(ctx context.Context, resource string) (*collection, err
 		}
 		c.records, c.warnings = recs, warns
 	case "placement_groups":
-		c.warnings = append(c.warnings, "rayo has no placement groups yet")
+		list, err := s.cfg.Source.PlacementGroups(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range list {
+			c.records = append(c.records, placementGroupRecord(g))
+		}
+		sortBy(c.records, "creation_time_ms", "placement_group_id")
 	default:
 		return nil, errUnknownResource(resource)
 	}

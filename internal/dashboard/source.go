@@ -35,6 +35,8 @@ type Source interface {
 	// OwnedObjects asks a running job's driver for the objects it owns,
 	// with their reference counts.
 	OwnedObjects(ctx context.Context, j *pb.JobInfo) ([]*pb.ObjectRecord, error)
+	// PlacementGroups lists the placement groups, live and lately removed.
+	PlacementGroups(ctx context.Context) ([]*pb.PlacementGroup, error)
 }
 
 // ErrUnreachable wraps the failure to reach the control store.
@@ -146,6 +148,18 @@ func (s *RPCSource) Actors(ctx context.Context, q *pb.StateQuery) (*pb.StateList
 		return nil, err
 	}
 	return l, nil
+}
+
+// PlacementGroups lists the placement groups.
+func (s *RPCSource) PlacementGroups(ctx context.Context) ([]*pb.PlacementGroup, error) {
+	r := &pb.PlacementGroupReply{}
+	if err := s.askControl(ctx, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "LIST"}, r); err != nil {
+		return nil, err
+	}
+	if r.Error != "" {
+		return nil, errors.New(r.Error)
+	}
+	return r.Groups, nil
 }
 
 // rayletAddr is how to dial a node's raylet: its TCP address in a cluster,
