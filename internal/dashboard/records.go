@@ -27,7 +27,7 @@ var fields = map[string][]string{
 		"error_message", "state_times_ms"},
 	"actors": {"actor_id", "class_name", "state", "name", "namespace", "job_id", "node_id", "worker_id", "pid",
 		"num_restarts", "death_cause", "detached", "required_resources", "start_time_ms", "end_time_ms"},
-	"objects":          {"object_id", "object_size_bytes", "locations", "owner_address", "reference_count", "kind", "job_id"},
+	"objects": {"object_id", "object_size_bytes", "locations", "owner_address", "reference_count", "kind", "job_id"},
 	"placement_groups": {"placement_group_id", "name", "state", "strategy", "bundles", "job_id", "is_detached", "reason",
 		"creation_time_ms", "ready_time_ms", "removal_time_ms"},
 }
