@@ -160,6 +160,7 @@ var suite = []metric{
 	{name: "single_client_wait_1k_refs", unit: "waits/s", cluster: true, run: wait1kRefs},
 	{name: "single_client_tasks_and_get_batch", unit: "batches/s", cluster: true, run: tasksAndGetBatch},
 	{name: "single_client_get_object_containing_10k_refs", unit: "gets/s", cluster: true, run: getObjectContaining10kRefs},
+	{name: "placement_group_create/removal", unit: "groups/s", cluster: true, ratioTo: FloorRoundTrips, run: placementGroupCreateRemoval},
 	{name: "memory_per_task_10k_graph", unit: "bytes/task", cluster: true, run: memoryPerTask},
 	// Across nodes: only against a cluster (--address).
 	{name: FloorLoopbackTCP, unit: "GB/s", crossNode: true, run: loopbackTCPGigabytes},
@@ -454,6 +455,7 @@ var targets = map[string]target{
 	"single_client_wait_1k_refs":                   {text: "≥ 500", min: 500},
 	"single_client_tasks_and_get_batch":            {text: "≥ 50", min: 50},
 	"single_client_get_object_containing_10k_refs": {text: "≥ 100", min: 100},
+	"placement_group_create/removal":               {text: "≥ 5,000", min: 5000},
 	"memory_per_task_10k_graph":                    {text: "reported"},
 	FloorLoopbackTCP:                               {text: "floor"},
 	"cross_node_object_gigabytes":                  {text: "≥ 0.5 × loopback TCP", relTo: FloorLoopbackTCP, rel: 0.5},

@@ -299,3 +299,33 @@ func memoryPerTask(e *env) (float64, string, error) {
 	}
 	return median(perTask), fmt.Sprintf("%.0f bytes/object once finished", median(perDone)), nil
 }
+
+// placement_group_create/removal, as Ray defines it: create 100 placement
+// groups of one small bundle, wait until each is ready, then remove them
+// all; groups per second.
+func placementGroupCreateRemoval(e *env) (float64, string, error) {
+	const groups = 100
+	bundle := []rayo.Bundle{{"CPU": 0.001}}
+	v, err := e.rate(groups, func() error {
+		pgs := make([]*rayo.PlacementGroup, groups)
+		for i := range pgs {
+			pg, err := rayo.NewPlacementGroup(e.ctx, bundle, rayo.StrategyPack)
+			if err != nil {
+				return err
+			}
+			pgs[i] = pg
+		}
+		for _, pg := range pgs {
+			if err := pg.Ready(e.ctx); err != nil {
+				return err
+			}
+		}
+		for _, pg := range pgs {
+			if err := pg.Remove(e.ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return v, fmt.Sprintf("batches of %d", groups), err
+}
