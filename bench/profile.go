@@ -93,6 +93,7 @@ func (p *profiler) exportToWorkers() error {
 }
 
 func (p *profiler) start(name string) error {
+	name = strings.ReplaceAll(name, "/", "_") // placement_group_create/removal
 	f, err := os.Create(filepath.Join(p.dir, name+".pprof"))
 	if err != nil {
 		return err
