@@ -336,9 +336,15 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 		return nil, nil, err
 	}
 	lists := make([][]*pb.ObjectRecord, len(nodes))
+	workers := make([][]*pb.WorkerRecord, len(nodes))
 	warns := eachLiveNode(ctx, nodes, "list its objects", func(ctx context.Context, i int, n *pb.NodeInfo) (err error) {
-		lists[i], err = s.cfg.Source.NodeObjects(ctx, n)
-		return err
+		if lists[i], err = s.cfg.Source.NodeObjects(ctx, n); err != nil {
+			return err
+		}
+		if st, err := s.cfg.Source.NodeStats(ctx, n); err == nil {
+			workers[i] = st.Workers // they own the objects of nested tasks
+		}
+		return nil
 	})
 	byID := make(map[string]record)
 	var order []string
@@ -362,43 +368,63 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 			}
 		}
 	}
-	// What the running drivers own: reference counts, and small objects
-	// that live in their memory rather than in a store.
+	// What the owners say: reference counts, and small objects that live
+	// in their memory rather than in a store. The running drivers are
+	// asked, and the workers that own stored objects (nested tasks).
+	type owner struct {
+		addr string
+		job  string // a driver's job, for its warning ("": a worker)
+	}
+	var owners []owner
+	seen := map[string]bool{}
 	if jobs, err := s.cfg.Source.Jobs(ctx); err == nil {
-		owned := make([][]*pb.ObjectRecord, len(jobs))
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for i, j := range jobs {
-			if j.State != "RUNNING" || j.DriverAddr == "" {
-				continue
+		for _, j := range jobs {
+			if j.State == "RUNNING" && j.DriverAddr != "" && !seen[j.DriverAddr] {
+				seen[j.DriverAddr] = true
+				owners = append(owners, owner{j.DriverAddr, j.JobId})
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				jctx, cancel := context.WithTimeout(ctx, nodeTimeout)
-				defer cancel()
-				l, err := s.cfg.Source.OwnedObjects(jctx, j)
-				if err != nil {
-					mu.Lock()
-					warns = append(warns, fmt.Sprintf("the driver of job %s did not list its objects: %v", j.JobId, err))
-					mu.Unlock()
-					return
-				}
-				owned[i] = l
-			}()
 		}
-		wg.Wait()
-		for _, l := range owned {
-			for _, o := range l {
-				id := hexOf(o.ObjectId)
-				r := byID[id]
-				if r == nil {
-					r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "kind": o.Kind}
-					byID[id] = r
-					order = append(order, id)
-				}
-				r["reference_count"], r["owner_address"], r["job_id"] = o.RefCount, o.OwnerAddr, o.JobId
+	}
+	for _, l := range workers {
+		for _, w := range l {
+			if w.Type == "WORKER" && w.State != "DEAD" && w.State != "STARTING" && w.Addr != "" && !seen[w.Addr] {
+				seen[w.Addr] = true
+				owners = append(owners, owner{addr: w.Addr})
 			}
+		}
+	}
+	owned := make([][]*pb.ObjectRecord, len(owners))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i, o := range owners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			octx, cancel := context.WithTimeout(ctx, nodeTimeout)
+			defer cancel()
+			l, err := s.cfg.Source.OwnedObjects(octx, o.addr)
+			if err != nil {
+				if o.job != "" { // a worker may have ended since: its objects with it
+					mu.Lock()
+					warns = append(warns, fmt.Sprintf("the driver of job %s did not list its objects: %v", o.job, err))
+					mu.Unlock()
+				}
+				return
+			}
+			owned[i] = l
+		}()
+	}
+	wg.Wait()
+	for _, l := range owned {
+		for _, o := range l {
+			id := hexOf(o.ObjectId)
+			r := byID[id]
+			if r == nil {
+				r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "kind": o.Kind}
+				byID[id] = r
+				order = append(order, id)
+			}
+			r["reference_count"], r["owner_address"], r["job_id"] = o.RefCount, o.OwnerAddr, o.JobId
 		}
 	}
 	sort.Strings(order)

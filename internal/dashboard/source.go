@@ -32,9 +32,9 @@ type Source interface {
 	NodeStats(ctx context.Context, n *pb.NodeInfo) (*pb.NodeStats, error)
 	NodeObjects(ctx context.Context, n *pb.NodeInfo) ([]*pb.ObjectRecord, error)
 	ReadLog(ctx context.Context, n *pb.NodeInfo, req *pb.LogRequest) ([]byte, error)
-	// OwnedObjects asks a running job's driver for the objects it owns,
-	// with their reference counts.
-	OwnedObjects(ctx context.Context, j *pb.JobInfo) ([]*pb.ObjectRecord, error)
+	// OwnedObjects asks an owner (a running job's driver, or a worker)
+	// at its endpoint for the objects it owns, with their reference counts.
+	OwnedObjects(ctx context.Context, owner string) ([]*pb.ObjectRecord, error)
 	// PlacementGroups lists the placement groups, live and lately removed.
 	PlacementGroups(ctx context.Context) ([]*pb.PlacementGroup, error)
 }
@@ -198,9 +198,9 @@ func (s *RPCSource) ReadLog(ctx context.Context, n *pb.NodeInfo, req *pb.LogRequ
 	return c.CallRaw(ctx, rpc.MReadLog, req)
 }
 
-// OwnedObjects asks a driver for the objects it owns.
-func (s *RPCSource) OwnedObjects(ctx context.Context, j *pb.JobInfo) ([]*pb.ObjectRecord, error) {
-	addr := j.DriverAddr
+// OwnedObjects asks an owner for the objects it owns.
+func (s *RPCSource) OwnedObjects(ctx context.Context, owner string) ([]*pb.ObjectRecord, error) {
+	addr := owner
 	if _, tcp, _ := rpc.SplitEndpoint(addr); tcp != "" {
 		addr = "tcp:" + tcp // the API server may run on another node
 	}
