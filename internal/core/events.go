@@ -18,30 +18,26 @@ import (
 // eventFlushInterval is how often buffered events go to the raylet.
 const eventFlushInterval = 200 * time.Millisecond
 
-// maxBufferedEvents bounds the events waiting for the flusher; more are
-// dropped and counted.
-const maxBufferedEvents = 20000
+// maxBufferedEvents bounds the task attempts recorded per flush (and so
+// to 50,000 a second, as many as the default table keeps at once): past
+// it, new attempts are left out and counted as dropped. Besides bounding
+// memory, this keeps the cost of observing a flood of tiny tasks, most of
+// which the bounded table would drop at once, off the tasks themselves.
+const maxBufferedEvents = state.DefaultMaxTasks
 
 // EventReporter is a raylet client that takes state events (MReportEvents).
 type EventReporter interface {
 	ReportEvents(*pb.StateEvents)
 }
 
-// taskEv is one recorded change of a task attempt's state.
-type taskEv struct {
-	t       *task
-	attempt int32
-	state   string
-	at      int64
-	first   bool // the attempt's first event: carries its name, type, resources
-	err     *pb.TaskError
-	ran     *pb.TaskReply // for an end: where and when it ran, from the worker's reply
-}
-
-// eventBuf is the runtime's buffer of events; guarded by rt.mu.
+// eventBuf is the runtime's buffer of events; guarded by rt.mu. A task
+// attempt's changes between two flushes go out as one event, built in
+// place as they happen (the last state, with the times of all: see
+// TaskEvent.state_times).
 type eventBuf struct {
 	on      bool
-	tasks   []taskEv
+	tasks   []*pb.TaskEvent // one per attempt that changed since the last flush
+	owners  []*task         // the task of each, whose ev is cleared at the flush
 	actors  []*pb.ActorEvent
 	extra   []*pb.TaskEvent // complete events (from the worker's side)
 	dropped int64
@@ -51,23 +47,75 @@ type eventBuf struct {
 // (RAYO_TASK_EVENTS=0 turns them off).
 func eventsEnabled() bool { return os.Getenv(state.EnvTaskEventsEnable) != "0" }
 
+// eventBox holds an event and its state times in one allocation.
+type eventBox struct {
+	ev    pb.TaskEvent
+	times [len(state.TaskStates)]int64
+}
+
 // taskEventLocked records that t's current attempt entered st.
 func (rt *Runtime) taskEventLocked(t *task, st string, e *pb.TaskError) {
 	b := &rt.events
 	if !b.on {
 		return
 	}
-	if len(b.tasks)+len(b.extra) >= maxBufferedEvents {
-		b.dropped++
-		return
+	spec := t.spec
+	ev := t.ev
+	if ev == nil || ev.Attempt != spec.Attempt {
+		known := t.evSeen && t.evAttempt == spec.Attempt
+		if known && t.evDropped {
+			return // the attempt was left out: all of it, not its end alone
+		}
+		if !known && len(b.tasks) >= maxBufferedEvents {
+			// Over the budget, new attempts are left out (and counted);
+			// those already recorded go on being.
+			t.evSeen, t.evAttempt, t.evDropped = true, spec.Attempt, true
+			b.dropped++
+			return
+		}
+		box := &eventBox{}
+		ev = &box.ev
+		ev.TaskId, ev.Attempt, ev.StateTimes = spec.TaskId, spec.Attempt, box.times[:]
+		if !known {
+			// The attempt's first event carries its name, type, resources.
+			t.evSeen, t.evAttempt, t.evDropped = true, spec.Attempt, false
+			ev.Name, ev.JobId, ev.ActorId = spec.Name, rt.cfg.Job, spec.ActorId
+			ev.ParentTaskId = rt.parentTask(spec)
+			switch {
+			case t.create != nil:
+				ev.Type, ev.Resources = state.TypeActorCreation, t.create.resources
+			case t.actor != nil:
+				ev.Type = state.TypeActorTask
+			default:
+				ev.Type = state.TypeNormal
+				if t.q != nil {
+					ev.Resources = t.q.resources
+				}
+			}
+		}
+		t.ev = ev
+		b.tasks = append(b.tasks, ev)
+		b.owners = append(b.owners, t)
 	}
-	first := !t.evSeen || t.evAttempt != t.spec.Attempt
-	t.evSeen, t.evAttempt = true, t.spec.Attempt
-	ev := taskEv{t: t, attempt: t.spec.Attempt, state: st, at: time.Now().UnixNano(), first: first, err: e}
-	if state.IsFinal(st) && t.ran != nil && t.ran.StartUnixNs != 0 {
-		ev.ran, t.ran = t.ran, nil
+	now := time.Now().UnixNano()
+	i := state.StateIndex(st)
+	if ev.StateTimes[i] == 0 {
+		ev.StateTimes[i] = now
 	}
-	b.tasks = append(b.tasks, ev)
+	if ev.State == "" || min(i, 4) >= min(state.StateIndex(ev.State), 4) {
+		ev.State, ev.TimeUnixNs = st, now
+	}
+	if e != nil {
+		ev.ErrorType, ev.Error = e.Kind, errorText(e)
+	}
+	if r := t.ran; state.IsFinal(st) && r != nil && r.StartUnixNs != 0 {
+		// Where and when it ran, from the worker's reply.
+		if run := state.StateIndex(state.TaskRunning); ev.StateTimes[run] == 0 {
+			ev.StateTimes[run] = r.StartUnixNs
+		}
+		ev.NodeId, ev.WorkerId, ev.WorkerPid = r.NodeId, r.WorkerId, r.Pid
+		t.ran = nil
+	}
 }
 
 // RecordTaskEvent adds an event made elsewhere (by the worker running the
@@ -131,56 +179,14 @@ func (rt *Runtime) takeEvents() *pb.StateEvents {
 		return nil
 	}
 	tasks, actors, extra, dropped := b.tasks, b.actors, b.extra, b.dropped
-	b.tasks, b.actors, b.extra, b.dropped = nil, nil, nil, 0
+	for i, t := range b.owners {
+		t.ev = nil // its next change starts a new event
+		b.owners[i] = nil
+	}
+	b.owners = b.owners[:0]
+	b.tasks, b.actors, b.extra, b.dropped = make([]*pb.TaskEvent, 0, len(tasks)), nil, nil, 0
 	rt.mu.Unlock()
-	out := &pb.StateEvents{Actors: actors, DroppedTasks: dropped, Tasks: make([]*pb.TaskEvent, 0, len(tasks)/2+len(extra))}
-	// An attempt's changes within the batch go out as one event: the last
-	// state, with the times of all (see TaskEvent.state_times).
-	type key struct {
-		t       *task
-		attempt int32
-	}
-	byKey := make(map[key]*pb.TaskEvent, len(tasks)/2)
-	for _, x := range tasks {
-		spec := x.t.spec
-		e := byKey[key{x.t, x.attempt}]
-		if e == nil {
-			e = &pb.TaskEvent{TaskId: spec.TaskId, Attempt: x.attempt, StateTimes: make([]int64, len(state.TaskStates))}
-			byKey[key{x.t, x.attempt}] = e
-			out.Tasks = append(out.Tasks, e)
-		}
-		i := state.StateIndex(x.state)
-		if e.StateTimes[i] == 0 {
-			e.StateTimes[i] = x.at
-		}
-		if e.State == "" || min(i, 4) >= min(state.StateIndex(e.State), 4) {
-			e.State, e.TimeUnixNs = x.state, x.at
-		}
-		if x.first {
-			e.Name, e.JobId, e.ActorId = spec.Name, rt.cfg.Job, spec.ActorId
-			e.ParentTaskId = rt.parentTask(spec)
-			switch {
-			case x.t.create != nil:
-				e.Type, e.Resources = state.TypeActorCreation, x.t.create.resources
-			case x.t.actor != nil:
-				e.Type = state.TypeActorTask
-			default:
-				e.Type = state.TypeNormal
-				if x.t.q != nil {
-					e.Resources = x.t.q.resources
-				}
-			}
-		}
-		if x.err != nil {
-			e.ErrorType, e.Error = x.err.Kind, errorText(x.err)
-		}
-		if r := x.ran; r != nil {
-			if run := state.StateIndex(state.TaskRunning); e.StateTimes[run] == 0 {
-				e.StateTimes[run] = r.StartUnixNs
-			}
-			e.NodeId, e.WorkerId, e.WorkerPid = r.NodeId, r.WorkerId, r.Pid
-		}
-	}
+	out := &pb.StateEvents{Actors: actors, DroppedTasks: dropped, Tasks: tasks}
 	// The worker's events (RUNNING, then the end) coalesce the same way.
 	type wkey struct {
 		id      string

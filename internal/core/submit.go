@@ -57,7 +57,9 @@ type task struct {
 	seq        uint64    // actor call: submission order
 	evSeen     bool      // an event was recorded for attempt evAttempt
 	evAttempt  int32
+	evDropped  bool          // attempt evAttempt was left out of the events (over the budget)
 	ran        *pb.TaskReply // the last reply: where and when the attempt ran
+	ev         *pb.TaskEvent // the attempt's changes since the last flush of events
 }
 
 // schedQueue holds the ready tasks of one resource shape and the leases

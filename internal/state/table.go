@@ -109,7 +109,8 @@ func NewTable(maxTasks, maxActors int) *Table {
 	return &Table{maxTasks: maxTasks, maxActors: maxActors, tasks: make(map[taskKey]*taskRec), actors: make(map[string]*actorRec)}
 }
 
-// Report merges a batch of events.
+// Report merges a batch of events. The table keeps the events: the caller
+// must not use them afterwards.
 func (t *Table) Report(b *pb.StateEvents) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -130,13 +131,18 @@ func (t *Table) mergeTaskLocked(e *pb.TaskEvent) {
 	}
 	k := taskKey{[16]byte(e.TaskId), e.Attempt}
 	r := t.tasks[k]
-	if r == nil {
+	at, times := e.TimeUnixNs, e.StateTimes
+	fresh := r == nil
+	if fresh {
+		// The first event of an attempt becomes its record (most attempts
+		// have one): its state and times are set again below.
 		t.seq++
-		r = &taskRec{ev: &pb.TaskEvent{TaskId: e.TaskId, Attempt: e.Attempt}, cur: -1, seq: t.seq}
+		e.State, e.TimeUnixNs, e.StateTimes = "", 0, nil
+		r = &taskRec{ev: e, cur: -1, seq: t.seq}
 		t.tasks[k] = r
 	}
-	r.enter(idx, e.TimeUnixNs)
-	for i, at := range e.StateTimes {
+	r.enter(idx, at)
+	for i, at := range times {
 		if i < len(TaskStates) && at != 0 {
 			r.enter(i, at)
 		}
@@ -145,7 +151,9 @@ func (t *Table) mergeTaskLocked(e *pb.TaskEvent) {
 		r.final = true
 		t.finished = append(t.finished, k)
 	}
-	mergeTaskFields(r.ev, e)
+	if !fresh {
+		mergeTaskFields(r.ev, e)
+	}
 }
 
 // enter records that the attempt entered state i at (the first time wins)
