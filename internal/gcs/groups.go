@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/placement"
@@ -65,7 +66,7 @@ func (h groupHost) Bundles(ctx context.Context, node string, op *pb.BundleOp) er
 }
 
 // Changed updates the nodes' resources as the bundles changed them (their
-// next heartbeats say the same) and pushes the view to every node at once.
+// next heartbeats say the same).
 func (h groupHost) Changed(g *pb.PlacementGroup, bundles []int, added bool) {
 	s := h.s
 	group := hex.EncodeToString(g.PlacementGroupId)
@@ -94,7 +95,28 @@ func (h groupHost) Changed(g *pb.PlacementGroup, bundles []int, added bool) {
 		n.Resources, n.Available = resourceList(total), resourceList(avail)
 	}
 	s.mu.Unlock()
-	s.pushView()
+}
+
+// publishDelay gathers the placement groups made in a burst into one push
+// of the view (which lists every bundle's resources).
+const publishDelay = 20 * time.Millisecond
+
+// Publish has the view pushed to every node within publishDelay. An owner
+// whose task finds no bundle before the view arrives waits for the group
+// and asks again.
+func (h groupHost) Publish() {
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.groupPush != nil {
+		return
+	}
+	s.groupPush = time.AfterFunc(publishDelay, func() {
+		s.mu.Lock()
+		s.groupPush = nil
+		s.mu.Unlock()
+		s.publish()
+	})
 }
 
 func (h groupHost) Save(g *pb.PlacementGroup) error {

@@ -76,16 +76,17 @@ type Server struct {
 	// sees the changes in the order the tables do. Taken before mu.
 	wmu sync.Mutex
 
-	mu       sync.Mutex // protects the fields below
-	nodes    map[ids.NodeID]*pb.NodeInfo
-	conns    map[*rpc.Conn]ids.NodeID // the connection each node registered on
-	nodeConn map[ids.NodeID]*rpc.Conn // and the other way round
-	closing  bool
-	jobs     map[string]*pb.JobInfo
-	binaries map[string][]byte // SHA-256 hex -> executable
-	partials map[string]*partial
-	useSeq   uint64 // orders the partial uploads by last use
-	kv       map[kvKey][]byte
+	mu        sync.Mutex // protects the fields below
+	nodes     map[ids.NodeID]*pb.NodeInfo
+	conns     map[*rpc.Conn]ids.NodeID // the connection each node registered on
+	nodeConn  map[ids.NodeID]*rpc.Conn // and the other way round
+	closing   bool
+	jobs      map[string]*pb.JobInfo
+	binaries  map[string][]byte // SHA-256 hex -> executable
+	partials  map[string]*partial
+	useSeq    uint64 // orders the partial uploads by last use
+	kv        map[kvKey][]byte
+	groupPush *time.Timer // a push of the view after placement groups changed
 
 	changed   chan struct{} // a send wakes the publisher (capacity 1: sends coalesce)
 	stop      chan struct{}
@@ -172,6 +173,9 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
+		if s.groupPush != nil {
+			s.groupPush.Stop()
+		}
 		s.mu.Unlock()
 		close(s.stop)
 		s.cancel()

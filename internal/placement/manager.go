@@ -25,10 +25,12 @@ type Host interface {
 	// Bundles sends op to the raylet of node (hex ID).
 	Bundles(ctx context.Context, node string, op *pb.BundleOp) error
 	// Changed says that bundles of g were committed on (or, when !added,
-	// released from) their nodes. The host updates its view of those
-	// nodes and tells the cluster before the group's waiters wake, so that
-	// a task sent to the group at once finds its resources.
+	// released from) their nodes: the host updates its view of them.
 	Changed(g *pb.PlacementGroup, bundles []int, added bool)
+	// Publish tells the cluster of the changes. The manager calls it before
+	// the groups' waiters wake, so that a task sent to a group at once
+	// finds its resources.
+	Publish()
 	// Save writes g's record, or deletes it once g is removed.
 	Save(g *pb.PlacementGroup) error
 }
@@ -457,26 +459,74 @@ func (m *Manager) round() {
 		}
 	}
 	m.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, r := range rels {
-		m.release(r.g, r.nodes)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.release(r.g, r.nodes)
+		}()
 	}
-	if len(todo) == 0 {
+	wg.Wait()
+	changed := len(rels) > 0
+	if len(todo) > 0 {
+		// Plan every group in order against what the nodes have free, then
+		// reserve them all at once, each with its own two phases.
+		sort.Slice(todo, func(i, j int) bool { return todo[i].info.CreateUnixMs < todo[j].info.CreateUnixMs })
+		nodes := m.host.Nodes()
+		var plans []*plan
+		for _, g := range todo {
+			if p := m.plan(g, nodes); p != nil {
+				plans = append(plans, p)
+			}
+		}
+		for _, p := range plans {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.ok = m.reserve(p)
+			}()
+		}
+		wg.Wait()
+		for _, p := range plans {
+			if p.ok && m.finish(p, nodes) {
+				changed = true
+			}
+		}
+		if changed {
+			m.host.Publish() // before the waiters wake: their tasks find the bundles
+		}
+		m.mu.Lock()
+		for _, p := range plans {
+			if p.ok && m.groups[p.g.id] == p.g {
+				m.wakeLocked(p.g)
+			}
+		}
+		m.mu.Unlock()
 		return
 	}
-	sort.Slice(todo, func(i, j int) bool { return todo[i].info.CreateUnixMs < todo[j].info.CreateUnixMs })
-	nodes := m.host.Nodes()
-	for _, g := range todo {
-		m.place(g, nodes)
+	if changed {
+		m.host.Publish()
 	}
 }
 
-// place tries to place g's unplaced bundles on nodes (whose free
-// resources it takes from when it succeeds).
-func (m *Manager) place(g *group, nodes []Node) {
+// plan is where a round puts a group's unplaced bundles.
+type plan struct {
+	g      *group
+	info   *pb.PlacementGroup // as it was planned
+	out    []string           // the node of each bundle
+	placed []int              // the bundles placed by this plan
+	byNode map[string][]int32
+	ok     bool // reserved
+}
+
+// plan places g's unplaced bundles on nodes, taking what they use from
+// the nodes' free resources, or records why it cannot.
+func (m *Manager) plan(g *group, nodes []Node) *plan {
 	m.mu.Lock()
 	if m.groups[g.id] != g {
 		m.mu.Unlock()
-		return
+		return nil
 	}
 	info := proto.Clone(g.info).(*pb.PlacementGroup)
 	m.mu.Unlock()
@@ -491,71 +541,78 @@ func (m *Manager) place(g *group, nodes []Node) {
 	out, reason, never := Place(info.Strategy, bundles, at, nodes)
 	if out == nil {
 		m.setReason(g, reason, never)
-		return
+		return nil
 	}
-	byNode := map[string][]int32{}
-	var placed []int
+	p := &plan{g: g, info: info, out: out, byNode: map[string][]int32{}}
 	for i, node := range out {
 		if at[i] == "" {
-			byNode[node] = append(byNode[node], int32(i))
-			placed = append(placed, i)
+			p.byNode[node] = append(p.byNode[node], int32(i))
+			p.placed = append(p.placed, i)
+			for _, n := range nodes { // what the next group planned sees
+				if n.ID == node {
+					take(n.Avail, bundles[i])
+				}
+			}
 		}
 	}
-	// Two phases: every node reserves its bundles, then every node makes
-	// them usable; a node that cannot reserve undoes the others.
+	return p
+}
+
+// reserve runs the two phases of a plan: every node reserves its bundles,
+// then every node makes them usable; a node that fails undoes the others.
+func (m *Manager) reserve(p *plan) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	prepared := map[string][]int32{}
-	for _, phase := range []string{OpPrepare, OpCommit} {
-		for node, idx := range byNode {
-			op := &pb.BundleOp{Op: phase, PlacementGroupId: info.PlacementGroupId, Indexes: idx}
-			if phase == OpPrepare {
+	phases := []string{OpPrepare, OpCommit}
+	if len(p.byNode) == 1 {
+		phases = []string{OpReserve} // one node: it does both at once
+	}
+	for _, phase := range phases {
+		for node, idx := range p.byNode {
+			op := &pb.BundleOp{Op: phase, PlacementGroupId: p.info.PlacementGroupId, Indexes: idx}
+			if phase != OpCommit {
 				for _, i := range idx {
-					op.Bundles = append(op.Bundles, &pb.Bundle{Resources: info.Bundles[i].Resources})
+					op.Bundles = append(op.Bundles, &pb.Bundle{Resources: p.info.Bundles[i].Resources})
 				}
 			}
 			if err := m.host.Bundles(ctx, node, op); err != nil {
-				m.release(info, prepared)
-				m.setReason(g, fmt.Sprintf("node %s could not %s bundles: %v", shortID(node), strings.ToLower(phase), err), false)
-				return
+				m.release(p.info, prepared)
+				m.setReason(p.g, fmt.Sprintf("node %s could not %s bundles: %v", shortID(node), strings.ToLower(phase), err), false)
+				return false
 			}
 			prepared[node] = idx
 		}
 	}
+	return true
+}
+
+// finish records a reserved plan: the group is created (or, removed
+// meanwhile, its bundles go back). It reports whether the nodes changed.
+func (m *Manager) finish(p *plan, nodes []Node) bool {
+	g, info := p.g, p.info
 	addr := make(map[string]string, len(nodes))
 	for _, n := range nodes {
 		addr[n.ID] = n.Addr
 	}
 	m.mu.Lock()
 	if m.groups[g.id] != g {
-		// Removed meanwhile: give the bundles back.
 		m.mu.Unlock()
-		m.release(info, prepared)
-		return
+		m.release(info, p.byNode)
+		return false
 	}
-	for _, i := range placed {
+	for _, i := range p.placed {
 		b := g.info.Bundles[i]
-		b.NodeId, _ = hex.DecodeString(out[i])
-		b.NodeAddr = addr[out[i]]
+		b.NodeId, _ = hex.DecodeString(p.out[i])
+		b.NodeAddr = addr[p.out[i]]
 		info.Bundles[i].NodeId, info.Bundles[i].NodeAddr = b.NodeId, b.NodeAddr
 	}
 	g.info.State, g.info.Reason, g.info.ReadyUnixMs, g.never = StateCreated, "", time.Now().UnixMilli(), ""
 	info.State, info.Reason, info.ReadyUnixMs = g.info.State, "", g.info.ReadyUnixMs
 	m.mu.Unlock()
-	for _, n := range nodes { // what the next group placed this round sees
-		for _, i := range placed {
-			if out[i] == n.ID {
-				take(n.Avail, bundles[i])
-			}
-		}
-	}
 	_ = m.persist(g)
-	m.host.Changed(info, placed, true)
-	m.mu.Lock()
-	if m.groups[g.id] == g {
-		m.wakeLocked(g)
-	}
-	m.mu.Unlock()
+	m.host.Changed(info, p.placed, true)
+	return true
 }
 
 // release gives back bundles of g on the nodes named (and, for a removed

@@ -95,6 +95,7 @@ func (h *fakeHost) Bundles(_ context.Context, node string, op *pb.BundleOp) erro
 }
 
 func (h *fakeHost) Changed(*pb.PlacementGroup, []int, bool) {}
+func (h *fakeHost) Publish()                                {}
 
 func (h *fakeHost) Save(g *pb.PlacementGroup) error {
 	h.mu.Lock()

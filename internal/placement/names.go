@@ -43,6 +43,7 @@ const (
 	OpList    = "LIST"
 	OpPrepare = "PREPARE"
 	OpCommit  = "COMMIT"
+	OpReserve = "RESERVE" // prepare and commit at once: a group on one node
 	OpRelease = "RELEASE"
 )
 

@@ -45,7 +45,7 @@ func (r *Raylet) BundleOp(op *pb.BundleOp) error {
 		r.bundles = make(map[bundleKey]*bundleRec)
 	}
 	switch op.Op {
-	case placement.OpPrepare:
+	case placement.OpPrepare, placement.OpReserve:
 		if len(op.Bundles) != len(op.Indexes) {
 			return fmt.Errorf("raylet: %d bundles for %d indexes", len(op.Bundles), len(op.Indexes))
 		}
@@ -72,25 +72,35 @@ func (r *Raylet) BundleOp(op *pb.BundleOp) error {
 			}
 			r.bundles[bundleKey{group, op.Indexes[i]}] = &bundleRec{base: base}
 		}
-	case placement.OpCommit:
-		for _, i := range op.Indexes {
-			b := r.bundles[bundleKey{group, i}]
-			if b == nil {
-				return fmt.Errorf("raylet: bundle %d of placement group %s was not prepared here", i, group)
-			}
-			if b.added != nil {
-				continue
-			}
-			b.added = placement.BundleResources(b.base, group, int(i))
-			for name, q := range b.added {
-				r.total[name] += q
-				r.avail[name] += q
-			}
+		if op.Op == placement.OpReserve {
+			return r.commitBundlesLocked(group, op.Indexes)
 		}
+	case placement.OpCommit:
+		return r.commitBundlesLocked(group, op.Indexes)
 	case placement.OpRelease:
 		r.releaseBundlesLocked(group, op.Indexes, &after)
 	default:
 		return fmt.Errorf("raylet: unknown bundle operation %q", op.Op)
+	}
+	return nil
+}
+
+// commitBundlesLocked adds prepared bundles' resources under the group's
+// names.
+func (r *Raylet) commitBundlesLocked(group string, indexes []int32) error {
+	for _, i := range indexes {
+		b := r.bundles[bundleKey{group, i}]
+		if b == nil {
+			return fmt.Errorf("raylet: bundle %d of placement group %s was not prepared here", i, group)
+		}
+		if b.added != nil {
+			continue
+		}
+		b.added = placement.BundleResources(b.base, group, int(i))
+		for name, q := range b.added {
+			r.total[name] += q
+			r.avail[name] += q
+		}
 	}
 	return nil
 }
@@ -233,4 +243,5 @@ func (h localGroups) Bundles(_ context.Context, node string, op *pb.BundleOp) er
 }
 
 func (localGroups) Changed(*pb.PlacementGroup, []int, bool) {}
+func (localGroups) Publish()                                {}
 func (localGroups) Save(*pb.PlacementGroup) error           { return nil }
