@@ -592,11 +592,12 @@ func (s *Server) summarize(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// findWorker resolves the log request's query to a node and a worker's pid.
-func (s *Server) findWorker(ctx context.Context, q map[string]string) (*pb.NodeInfo, int32, error) {
+// findWorker resolves the log request's query to a node and a worker's
+// pid, and for a task, the task.
+func (s *Server) findWorker(ctx context.Context, q map[string]string) (*pb.NodeInfo, int32, *pb.TaskRecord, error) {
 	nodes, err := s.cfg.Source.Nodes(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	byName := func(name string) *pb.NodeInfo {
 		for _, n := range nodes {
@@ -610,20 +611,20 @@ func (s *Server) findWorker(ctx context.Context, q map[string]string) (*pb.NodeI
 	case q["pid"] != "":
 		pid, err := strconv.Atoi(q["pid"])
 		if err != nil || pid <= 0 {
-			return nil, 0, fmt.Errorf("%w: bad pid %q", errBadLogQuery, q["pid"])
+			return nil, 0, nil, fmt.Errorf("%w: bad pid %q", errBadLogQuery, q["pid"])
 		}
 		if q["node_id"] == "" && len(nodes) == 1 {
-			return nodes[0], int32(pid), nil
+			return nodes[0], int32(pid), nil, nil
 		}
 		n := byName(q["node_id"])
 		if n == nil {
-			return nil, 0, fmt.Errorf("%w: no node %q", errNoWorker, q["node_id"])
+			return nil, 0, nil, fmt.Errorf("%w: no node %q", errNoWorker, q["node_id"])
 		}
-		return n, int32(pid), nil
+		return n, int32(pid), nil, nil
 	case q["worker_id"] != "":
 		_, stats, _, err := s.nodesWithStats(ctx)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		for i, st := range stats {
 			if st == nil {
@@ -631,52 +632,52 @@ func (s *Server) findWorker(ctx context.Context, q map[string]string) (*pb.NodeI
 			}
 			for _, w := range st.Workers {
 				if hexOf(w.WorkerId) == q["worker_id"] {
-					return nodes[i], w.Pid, nil
+					return nodes[i], w.Pid, nil, nil
 				}
 			}
 		}
-		return nil, 0, fmt.Errorf("%w: no worker %s", errNoWorker, q["worker_id"])
+		return nil, 0, nil, fmt.Errorf("%w: no worker %s", errNoWorker, q["worker_id"])
 	case q["actor_id"] != "":
 		b, err := hex.DecodeString(q["actor_id"])
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: bad actor ID %q", errBadLogQuery, q["actor_id"])
+			return nil, 0, nil, fmt.Errorf("%w: bad actor ID %q", errBadLogQuery, q["actor_id"])
 		}
 		l, err := s.cfg.Source.Actors(ctx, &pb.StateQuery{Id: b})
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		if len(l.Actors) == 0 || l.Actors[0].Actor.Pid == 0 {
-			return nil, 0, fmt.Errorf("%w: no actor %s with a worker", errNoWorker, q["actor_id"])
+			return nil, 0, nil, fmt.Errorf("%w: no actor %s with a worker", errNoWorker, q["actor_id"])
 		}
 		a := l.Actors[0].Actor
 		if n := byName(a.NodeId); n != nil {
-			return n, a.Pid, nil
+			return n, a.Pid, nil, nil
 		}
-		return nil, 0, fmt.Errorf("%w: actor %s ran on node %s, which is unknown", errNoWorker, q["actor_id"], a.NodeId)
+		return nil, 0, nil, fmt.Errorf("%w: actor %s ran on node %s, which is unknown", errNoWorker, q["actor_id"], a.NodeId)
 	case q["task_id"] != "":
 		b, err := hex.DecodeString(q["task_id"])
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: bad task ID %q", errBadLogQuery, q["task_id"])
+			return nil, 0, nil, fmt.Errorf("%w: bad task ID %q", errBadLogQuery, q["task_id"])
 		}
 		l, err := s.cfg.Source.Tasks(ctx, &pb.StateQuery{Id: b})
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
-		var best *pb.TaskEvent
+		var best *pb.TaskRecord
 		for _, t := range l.Tasks {
-			if t.Task.WorkerPid != 0 && (best == nil || t.Task.Attempt > best.Attempt) {
-				best = t.Task
+			if t.Task.WorkerPid != 0 && (best == nil || t.Task.Attempt > best.Task.Attempt) {
+				best = t
 			}
 		}
 		if best == nil {
-			return nil, 0, fmt.Errorf("%w: task %s has not run on a worker", errNoWorker, q["task_id"])
+			return nil, 0, nil, fmt.Errorf("%w: task %s has not run on a worker", errNoWorker, q["task_id"])
 		}
-		if n := byName(best.NodeId); n != nil {
-			return n, best.WorkerPid, nil
+		if n := byName(best.Task.NodeId); n != nil {
+			return n, best.Task.WorkerPid, best, nil
 		}
-		return nil, 0, fmt.Errorf("%w: task %s ran on node %s, which is unknown", errNoWorker, q["task_id"], best.NodeId)
+		return nil, 0, nil, fmt.Errorf("%w: task %s ran on node %s, which is unknown", errNoWorker, q["task_id"], best.Task.NodeId)
 	}
-	return nil, 0, fmt.Errorf("%w: name a worker with pid (and node_id), worker_id, actor_id or task_id", errBadLogQuery)
+	return nil, 0, nil, fmt.Errorf("%w: name a worker with pid (and node_id), worker_id, actor_id or task_id", errBadLogQuery)
 }
 
 var (
@@ -698,7 +699,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	n, pid, err := s.findWorker(ctx, q)
+	n, pid, task, err := s.findWorker(ctx, q)
 	if err != nil {
 		cancel()
 		switch {
@@ -711,10 +712,12 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	// The whole log, read in pieces; then its last lines.
+	// The whole log (a task's part of it), read in pieces; then its last
+	// lines.
+	start, end := taskWindow(task)
 	var buf bytes.Buffer
 	for {
-		b, err := s.cfg.Source.ReadLog(ctx, n, &pb.LogRequest{Pid: pid, Offset: int64(buf.Len()), Max: maxLogRead})
+		b, err := s.cfg.Source.ReadLog(ctx, n, &pb.LogRequest{Pid: pid, Offset: int64(buf.Len()), Max: maxLogRead, StartUnixNs: start, EndUnixNs: end})
 		if err != nil {
 			cancel()
 			fail(w, http.StatusNotFound, fmt.Errorf("log of worker %d on node %s: %w", pid, nodeName(n.NodeId), err))
@@ -743,7 +746,21 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 		rctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		b, err := s.cfg.Source.ReadLog(rctx, n, &pb.LogRequest{Pid: pid, Offset: pos, Max: maxLogRead, WaitMs: 2000})
+		b, err := s.cfg.Source.ReadLog(rctx, n, &pb.LogRequest{Pid: pid, Offset: pos, Max: maxLogRead, WaitMs: 2000, StartUnixNs: start, EndUnixNs: end})
+		if err == nil && len(b) == 0 && task != nil {
+			if end != 0 {
+				cancel()
+				return // the task ended and all its lines are out
+			}
+			// Still running? Its end closes the log.
+			if l, terr := s.cfg.Source.Tasks(rctx, &pb.StateQuery{Id: task.Task.TaskId}); terr == nil {
+				for _, t := range l.Tasks {
+					if t.Task.Attempt == task.Task.Attempt {
+						_, end = taskWindow(t)
+					}
+				}
+			}
+		}
 		cancel()
 		if r.Context().Err() != nil {
 			return // the client left
@@ -757,6 +774,34 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// logSlack is how long after its end a task's lines may still reach its
+// raylet.
+const logSlack = 10 * time.Millisecond
+
+// taskWindow is when a task attempt ran, for its part of its worker's log
+// (end 0: it runs still; 0, 0: not a task, the whole log).
+func taskWindow(t *pb.TaskRecord) (start, end int64) {
+	if t == nil {
+		return 0, 0
+	}
+	times := t.StateTimesUnixNs
+	start = times[state.TaskRunning]
+	if start == 0 {
+		start = times[state.TaskSubmitted]
+	}
+	if start == 0 {
+		start = 1 // no time known: from the start of the log
+	}
+	end = times[state.TaskFinished]
+	if end == 0 {
+		end = times[state.TaskFailed]
+	}
+	if end != 0 {
+		end += logSlack.Nanoseconds()
+	}
+	return start, end
 }
 
 // lastLines is the end of b holding its last n lines.

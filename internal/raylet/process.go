@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -143,10 +144,49 @@ func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
 			r.logMu.Unlock()
 		}
 		if f != nil {
-			fmt.Fprintln(f, line)
+			n, _ := fmt.Fprintln(f, line)
+			w.markLine(int64(n))
 			r.logWritten()
 		}
 	}
+}
+
+// maxLogMarks bounds the lines a worker's log index remembers (16 bytes
+// each); older lines are still in the log, but no task's own.
+const maxLogMarks = 1 << 16
+
+// lineMark is where a line starts in a worker's log and when it arrived.
+type lineMark struct{ off, at int64 }
+
+// markLine records a line of n bytes just written to w's log.
+func (w *workerProc) markLine(n int64) {
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	if len(w.marks) == maxLogMarks {
+		w.marks = append(w.marks[:0], w.marks[maxLogMarks/2:]...)
+	}
+	w.marks = append(w.marks, lineMark{off: w.logSize, at: time.Now().UnixNano()})
+	w.logSize += n
+}
+
+// window is the part [lo, hi) of w's log holding the lines that arrived
+// within [start, end] (end 0: open); open says more may come.
+func (w *workerProc) window(start, end int64) (lo, hi int64, open bool) {
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	i := sort.Search(len(w.marks), func(i int) bool { return w.marks[i].at >= start })
+	lo, hi = w.logSize, w.logSize
+	if i < len(w.marks) {
+		lo = w.marks[i].off
+	}
+	if end <= 0 {
+		return lo, hi, true
+	}
+	j := sort.Search(len(w.marks), func(i int) bool { return w.marks[i].at > end })
+	if j < len(w.marks) {
+		return lo, max(lo, w.marks[j].off), false
+	}
+	return lo, hi, time.Now().UnixNano() <= end
 }
 
 // drainLogs waits, briefly, until the output the workers of a job have

@@ -131,6 +131,12 @@ type workerProc struct {
 	// counts the lines taken from it, for drainLogs.
 	logPipe  atomic.Value
 	logLines atomic.Int64
+	// marks are where each line of its log starts and when it arrived,
+	// the last maxLogMarks of them: a task's lines are those that arrived
+	// while it ran.
+	markMu   sync.Mutex
+	marks    []lineMark
+	logSize  int64 // bytes in its log file; guarded by markMu
 	started  time.Time
 	ended    time.Time // when it was found gone; guarded by Raylet.mu
 	exitCode int       // -1 until its process is reaped; guarded by Raylet.mu

@@ -173,16 +173,16 @@ func (r *Raylet) logChanged() <-chan struct{} {
 func (r *Raylet) ReadLog(ctx context.Context, req *pb.LogRequest) ([]byte, error) {
 	pid := int(req.Pid)
 	r.mu.Lock()
-	known := false
+	var known *workerProc
 	for _, list := range [][]*workerProc{r.gone, r.workerList()} {
 		for _, w := range list {
 			if (pid != 0 && w.pid == pid) || (len(req.WorkerId) > 0 && string(w.id[:]) == string(req.WorkerId)) {
-				known, pid = true, w.pid
+				known, pid = w, w.pid
 			}
 		}
 	}
 	r.mu.Unlock()
-	if !known {
+	if known == nil {
 		return nil, fmt.Errorf("raylet: node %s has no worker with pid %d or ID %x", r.cfg.NodeName, req.Pid, req.WorkerId)
 	}
 	max := req.Max
@@ -192,10 +192,29 @@ func (r *Raylet) ReadLog(ctx context.Context, req *pb.LogRequest) ([]byte, error
 	path := filepath.Join(r.cfg.SessionDir, "logs", fmt.Sprintf("worker-%d.log", pid))
 	wait := time.Duration(min(req.WaitMs, int64(maxLogWait/time.Millisecond))) * time.Millisecond
 	deadline := time.Now().Add(wait)
+	windowed := req.StartUnixNs != 0 || req.EndUnixNs != 0
 	for {
 		changed := r.logChanged() // before reading: a write after the read wakes us
-		b, err := readAt(path, req.Offset, max)
-		if err != nil || len(b) > 0 || wait <= 0 {
+		var b []byte
+		var err error
+		open := true
+		if windowed {
+			var lo, hi int64
+			lo, hi, open = known.window(req.StartUnixNs, req.EndUnixNs)
+			off := req.Offset
+			if off < 0 {
+				off = hi - lo + off
+				if off < 0 {
+					off = 0
+				}
+			}
+			if n := min(max, hi-lo-off); n > 0 {
+				b, err = readAt(path, lo+off, n)
+			}
+		} else {
+			b, err = readAt(path, req.Offset, max)
+		}
+		if err != nil || len(b) > 0 || wait <= 0 || !open {
 			return b, err
 		}
 		left := time.Until(deadline)

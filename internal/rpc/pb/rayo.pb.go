@@ -3595,12 +3595,17 @@ func (x *ObjectList) GetObjects() []*ObjectRecord {
 // raw bytes [offset, offset+max) of the log file (at most max; fewer at
 // its end); with wait_ms, a read at the end waits that long for more.
 type LogRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"` // the worker's pid, or
-	WorkerId      []byte                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // negative: from the end
-	Max           int64                  `protobuf:"varint,4,opt,name=max,proto3" json:"max,omitempty"`
-	WaitMs        int64                  `protobuf:"varint,5,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Pid      int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"` // the worker's pid, or
+	WorkerId []byte                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Offset   int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // negative: from the end
+	Max      int64                  `protobuf:"varint,4,opt,name=max,proto3" json:"max,omitempty"`
+	WaitMs   int64                  `protobuf:"varint,5,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// Only the lines that reached the raylet within [start, end] (one
+	// task's, when it ran alone on its worker then); end 0: still open.
+	// Offsets count within those lines.
+	StartUnixNs   int64 `protobuf:"varint,6,opt,name=start_unix_ns,json=startUnixNs,proto3" json:"start_unix_ns,omitempty"`
+	EndUnixNs     int64 `protobuf:"varint,7,opt,name=end_unix_ns,json=endUnixNs,proto3" json:"end_unix_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3666,6 +3671,20 @@ func (x *LogRequest) GetMax() int64 {
 func (x *LogRequest) GetWaitMs() int64 {
 	if x != nil {
 		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *LogRequest) GetStartUnixNs() int64 {
+	if x != nil {
+		return x.StartUnixNs
+	}
+	return 0
+}
+
+func (x *LogRequest) GetEndUnixNs() int64 {
+	if x != nil {
+		return x.EndUnixNs
 	}
 	return 0
 }
@@ -4375,14 +4394,16 @@ const file_rayo_proto_rawDesc = "" +
 	"\fbytes_served\x18\x0e \x01(\x03R\vbytesServed\":\n" +
 	"\n" +
 	"ObjectList\x12,\n" +
-	"\aobjects\x18\x01 \x03(\v2\x12.rayo.ObjectRecordR\aobjects\"~\n" +
+	"\aobjects\x18\x01 \x03(\v2\x12.rayo.ObjectRecordR\aobjects\"\xc2\x01\n" +
 	"\n" +
 	"LogRequest\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\fR\bworkerId\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x10\n" +
 	"\x03max\x18\x04 \x01(\x03R\x03max\x12\x17\n" +
-	"\await_ms\x18\x05 \x01(\x03R\x06waitMs\"l\n" +
+	"\await_ms\x18\x05 \x01(\x03R\x06waitMs\x12\"\n" +
+	"\rstart_unix_ns\x18\x06 \x01(\x03R\vstartUnixNs\x12\x1e\n" +
+	"\vend_unix_ns\x18\a \x01(\x03R\tendUnixNs\"l\n" +
 	"\x06Bundle\x12,\n" +
 	"\tresources\x18\x01 \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\fR\x06nodeId\x12\x1b\n" +

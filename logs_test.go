@@ -1,0 +1,71 @@
+package rayo
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Talker prints what it is told.
+type Talker struct{}
+
+// Say prints s after pausing ms: an actor's calls run one after another on
+// its one worker, so their lines share a log.
+func (Talker) Say(s string, ms int) int {
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	fmt.Println(s)
+	return len(s)
+}
+
+var (
+	newTalker = Actor0(func() Talker { return Talker{} })
+	say       = Method2(newTalker, Talker.Say)
+)
+
+// logOf fetches a log from the API server until it holds want (lines
+// reach the raylet on their own), and returns it.
+func logOf(t *testing.T, query, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(DashboardURL() + "/api/v0/logs?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), want) {
+			return string(body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log %s: %s %q, want %q in it", query, resp.Status, body, want)
+		}
+		time.Sleep(50 * time.Millisecond) // the task's events reach the state table every 200 ms
+	}
+}
+
+func TestTaskLogHoldsItsOwnLines(t *testing.T) {
+	ctx := ctxT(t)
+	a := newTalker.Remote()
+	defer Kill(ctx, a)
+	first := say.Remote(a, V("alpha from the first call"), V(0))
+	if _, err := Get(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second := say.Remote(a, V("beta from the second call"), V(200))
+	if _, err := Get(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	one := logOf(t, "task_id="+first.ID()[:32], "alpha from the first call")
+	two := logOf(t, "task_id="+second.ID()[:32], "beta from the second call")
+	if strings.Contains(one, "beta") || strings.Contains(two, "alpha") {
+		t.Fatalf("the calls' logs mix:\nfirst: %q\nsecond: %q", one, two)
+	}
+	both := logOf(t, "actor_id="+a.ID(), "beta from the second call")
+	if !strings.Contains(both, "alpha from the first call") {
+		t.Fatalf("the actor's log lacks the first call's line: %q", both)
+	}
+}
