@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rayo-dev/rayo/internal/node"
+	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -288,8 +289,19 @@ func newStatusCmd() *cobra.Command {
 			fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tRESOURCES (used/total)\tSESSION")
 			for _, n := range list {
 				var res []string
+				groups := 0
 				for name, total := range n.Resources {
+					if placement.IsGroupResource(name) {
+						// A bundle's own: the node's resources show it taken.
+						if strings.HasPrefix(name, "bundle_group_") && strings.Count(name, "_") == 2 {
+							groups++
+						}
+						continue
+					}
 					res = append(res, fmt.Sprintf("%s %g/%g", name, total-n.Available[name], total))
+				}
+				if groups > 0 {
+					res = append(res, fmt.Sprintf("bundles of %d placement group(s)", groups))
 				}
 				sort.Strings(res)
 				role := n.NodeID[:8]
