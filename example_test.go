@@ -27,3 +27,22 @@ func Example() {
 	// [0 1 4 9 16] <nil>
 	// true
 }
+
+// A placement group reserves resources at once; tasks placed in one of its
+// bundles use them.
+func ExampleNewPlacementGroup() {
+	ctx := context.Background()
+	pg, err := rayo.NewPlacementGroup(ctx, []rayo.Bundle{{"CPU": 1}, {"CPU": 1}}, rayo.StrategyPack)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pg.Remove(ctx)
+	if err := pg.Ready(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	v, err := rayo.Get(ctx, square.Options(rayo.InPlacementGroup(pg, 1)).Remote(rayo.V(7)))
+	fmt.Println(v, err)
+	// Output: 49 <nil>
+}
