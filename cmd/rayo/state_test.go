@@ -67,6 +67,19 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 				"resources_total": map[string]float64{"CPU": 4}}},
 		})
 	})
+	mux.HandleFunc("GET /api/v0/placement_groups", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{
+			"total": 2, "num_filtered": 2, "offset": 0, "limit": 100, "dropped": 0,
+			"result": []map[string]any{
+				{"placement_group_id": "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", "name": "pair", "state": "CREATED", "strategy": "STRICT_SPREAD",
+					"bundles": []map[string]any{{"bundle_index": 0, "resources": map[string]float64{"CPU": 1}, "node_id": nodeA},
+						{"bundle_index": 1, "resources": map[string]float64{"CPU": 1}, "node_id": "ba9876543210"}}},
+				{"placement_group_id": "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b", "name": "", "state": "PENDING", "strategy": "PACK",
+					"bundles": []map[string]any{{"bundle_index": 0, "resources": map[string]float64{"GPU": 1}, "node_id": ""}},
+					"reason": "no node can ever hold bundle 0 {GPU=1}"},
+			},
+		})
+	})
 	mux.HandleFunc("GET /api/v0/tasks/summarize", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"total": 40, "dropped": 2, "summary": map[string]any{
 			"square": map[string]any{"name": "square", "type": "NORMAL_TASK", "state_counts": map[string]int{"FINISHED": 30, "RUNNING": 2}},
@@ -230,6 +243,19 @@ func TestListNodes(t *testing.T) {
 	for _, want := range []string{"NODE_ID", nodeA, "127.0.0.1:6380", "ALIVE", "12.5%", "3.0GiB/16.0GiB", "1.0MiB/2.0GiB", "showing 1 of 1 (1 held)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list nodes lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestListPlacementGroups(t *testing.T) {
+	api := newFakeAPI(t)
+	out, _, err := runState(t, context.Background(), hostPort(api), "list", "placement_groups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"PLACEMENT_GROUP_ID", "pair", "CREATED", "STRICT_SPREAD", "2: " + nodeA + ",ba9876543210", "PENDING", "1: -"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list placement_groups lacks %q:\n%s", want, out)
 		}
 	}
 }
