@@ -398,7 +398,7 @@ func (m *Manager) NodeDead(node string) {
 			}
 		}
 		if lost {
-			g.info.State, g.info.Reason = StateRescheduling, "a node holding bundles died"
+			g.info.State, g.info.Reason = StateRescheduling, "" // the next round says why it waits
 			m.wakeLocked(g)
 			recs = append(recs, g)
 		}

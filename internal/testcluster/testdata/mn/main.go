@@ -418,7 +418,7 @@ func placementGroupDeath(ctx context.Context, victim string) error {
 		if err != nil {
 			return err
 		}
-		if info.State == "RESCHEDULING" {
+		if info.State == "RESCHEDULING" && info.Reason != "" {
 			break
 		}
 		time.Sleep(20 * time.Millisecond) // the control store's view of another process's death
