@@ -76,7 +76,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 						{"bundle_index": 1, "resources": map[string]float64{"CPU": 1}, "node_id": "ba9876543210"}}},
 				{"placement_group_id": "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b", "name": "", "state": "PENDING", "strategy": "PACK",
 					"bundles": []map[string]any{{"bundle_index": 0, "resources": map[string]float64{"GPU": 1}, "node_id": ""}},
-					"reason": "no node can ever hold bundle 0 {GPU=1}"},
+					"reason":  "no node can ever hold bundle 0 {GPU=1}"},
 			},
 		})
 	})
