@@ -471,7 +471,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 
 // idFields names the ID field of the resources that have one-record
 // endpoints.
-var idFields = map[string]string{"tasks": "task_id", "actors": "actor_id", "nodes": "node_id", "jobs": "job_id", "workers": "worker_id", "objects": "object_id"}
+var idFields = map[string]string{"tasks": "task_id", "actors": "actor_id", "nodes": "node_id", "jobs": "job_id", "workers": "worker_id", "objects": "object_id", "placement_groups": "placement_group_id"}
 
 func (s *Server) one(w http.ResponseWriter, r *http.Request) {
 	resource, id := r.PathValue("resource"), strings.ToLower(r.PathValue("id"))
