@@ -196,15 +196,8 @@ func (r *Raylet) servePlacementGroup(c *rpc.Conn, id uint64, body []byte) {
 	r.procs.Add(1) // a WAIT waits; a cluster asks the control store
 	go func() {
 		defer r.procs.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
 		defer cancel()
-		go func() {
-			select {
-			case <-r.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		reply, err := r.PlacementGroup(ctx, req)
 		if err != nil {
 			_ = c.ReplyError(id, err.Error())

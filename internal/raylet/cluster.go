@@ -331,15 +331,8 @@ func (r *Raylet) loadJobLocked(id string, req *leaseReq) {
 	r.procs.Add(1)
 	go func() {
 		defer r.procs.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(r.ctx, 2*time.Minute)
 		defer cancel()
-		go func() {
-			select {
-			case <-r.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		info, exe, err := r.cfg.Cluster.FetchJob(ctx, id)
 		var conn *rpc.Conn
 		if err == nil && info.LogToDriver && info.DriverAddr != "" {

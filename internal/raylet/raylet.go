@@ -113,8 +113,10 @@ type Raylet struct {
 	metricsSrv *metrics.Server
 	started    time.Time
 
-	procs sync.WaitGroup // worker processes, their log readers, the reaper
-	stop  chan struct{}  // closed by Close
+	procs sync.WaitGroup  // worker processes, their log readers, the reaper
+	stop  chan struct{}   // closed by Close
+	ctx   context.Context // cancelled by Close: the base of its own requests' contexts
+	done  context.CancelFunc
 }
 
 type workerProc struct {
@@ -239,6 +241,7 @@ func Start(cfg Config) (*Raylet, error) {
 	}
 	r.srv = rpc.NewServer(ln, func(c *rpc.Conn) rpc.Handler { return rpc.HandlerFunc(r.handle) }, r.connClosed)
 	r.stop = make(chan struct{})
+	r.ctx, r.done = context.WithCancel(context.Background())
 	r.procs.Add(1)
 	go r.reapIdle()
 	if cfg.ListenTCP != "" {
@@ -347,6 +350,7 @@ func (r *Raylet) Close() error {
 	}
 	r.closed = true
 	close(r.stop)
+	r.done()
 	r.mu.Unlock()
 	if r.groups != nil {
 		r.groups.Close()
