@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -80,7 +81,7 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		if err != nil {
 			continue
 		}
-		peers = append(peers, &peerNode{name: nid.Name(), addr: n.Address, total: resourceMap(n.Resources), avail: resourceMap(n.Available)})
+		peers = append(peers, &peerNode{name: nid.Name(), addr: n.Address, total: placement.ResourceMap(n.Resources), avail: placement.ResourceMap(n.Available)})
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].addr < peers[j].addr })
 	if dead := r.newlyDeadLocked(v); len(dead.Nodes) > 0 {
@@ -107,14 +108,6 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 	r.grantLocked(&after)
 	r.mu.Unlock()
 	run(after)
-}
-
-func resourceMap(list []*pb.Resource) map[string]float64 {
-	m := make(map[string]float64, len(list))
-	for _, x := range list {
-		m[x.Name] += x.Quantity
-	}
-	return m
 }
 
 func fits(m map[string]float64, res []*pb.Resource) bool {
