@@ -91,7 +91,8 @@ type Table struct {
 
 	mu       sync.Mutex
 	tasks    map[taskKey]*taskRec
-	finished []taskKey // attempts in the order they ended: the first to drop
+	finished []taskKey // attempts in the order they ended: the first to drop...
+	head     int       // ...from finished[head]
 	actors   map[string]*actorRec
 	seq      uint64
 	dropped  int64 // task attempts dropped here or by reporters
@@ -263,16 +264,18 @@ func (t *Table) mergeActorLocked(e *pb.ActorEvent) {
 // boundLocked drops the oldest finished attempts (then the oldest of any)
 // past maxTasks, and the oldest dead actors past maxActors.
 func (t *Table) boundLocked() {
-	for len(t.tasks) > t.maxTasks && len(t.finished) > 0 {
-		k := t.finished[0]
-		t.finished = t.finished[1:]
+	for len(t.tasks) > t.maxTasks && t.head < len(t.finished) {
+		k := t.finished[t.head]
+		t.head++
 		if _, ok := t.tasks[k]; ok {
 			delete(t.tasks, k)
 			t.dropped++
 		}
 	}
-	if len(t.finished) == 0 {
-		t.finished = nil // let the array go
+	if t.head > 1024 && t.head > len(t.finished)/2 {
+		// Move what is left to the front, rather than grow the array.
+		n := copy(t.finished, t.finished[t.head:])
+		t.finished, t.head = t.finished[:n], 0
 	}
 	if over := len(t.tasks) - t.maxTasks; over > 0 {
 		// Every attempt still runs: the oldest go.
