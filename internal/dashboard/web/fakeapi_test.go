@@ -62,6 +62,16 @@ func newFakeAPI() *fakeAPI {
 				{"actor_id": "ac01", "class_name": "Counter", "state": "PENDING_CREATION", "name": "counter",
 					"namespace": "default", "job_id": "01000000", "node_id": "", "pid": 0, "num_restarts": 0},
 			},
+			"placement_groups": {
+				{"placement_group_id": "9f01", "name": "trainers", "state": "CREATED", "strategy": "STRICT_SPREAD",
+					"bundles": []map[string]any{
+						{"bundle_index": 0, "resources": map[string]float64{"CPU": 1}, "node_id": "a1b2c3d4e5f6"},
+						{"bundle_index": 1, "resources": map[string]float64{"CPU": 1, "GPU": 1}, "node_id": "f6e5d4c3b2a1"},
+					}, "reason": ""},
+				{"placement_group_id": "9f02", "name": "", "state": "PENDING", "strategy": "PACK",
+					"bundles": []map[string]any{{"bundle_index": 0, "resources": map[string]float64{"TPU": 8}, "node_id": ""}},
+					"reason": "no node can ever hold bundle 0 {TPU=8}"},
+			},
 		},
 		logs: map[string]string{
 			"a1b2c3d4e5f6/4242": "starting worker 4242\nprocessing <b>shard</b> 7 & 8\n",

@@ -242,6 +242,15 @@ func TestDashboard(t *testing.T) {
 		b.CheckNoProblems(t)
 	})
 
+	t.Run("placement groups", func(t *testing.T) {
+		must(t, b.Click(`nav a[href="#/groups"]`))
+		must(t, b.WaitText("#page td", "trainers", wait))
+		must(t, b.WaitText("#page td .badge", "CREATED", wait))
+		must(t, b.WaitText("#page td .bundle", "1: CPU 1, GPU 1 on f6e5d4c3b2a1", wait))
+		must(t, b.WaitText("#page td", "no node can ever hold bundle 0 {TPU=8}", wait))
+		b.CheckNoProblems(t)
+	})
+
 	t.Run("logs", func(t *testing.T) {
 		_, err := webtest.Eval[string](b, `location.hash = "#/logs?node_id=a1b2c3d4e5f6&pid=4242"`)
 		must(t, err)

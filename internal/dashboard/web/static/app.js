@@ -5,10 +5,11 @@ import * as overview from './overview.js';
 import * as jobs from './jobs.js';
 import * as tasks from './tasks.js';
 import * as actors from './actors.js';
+import * as groups from './groups.js';
 import * as logs from './logs.js';
 import * as timeline from './timeline.js';
 
-const pages = { overview, jobs, tasks, actors, logs, timeline };
+const pages = { overview, jobs, tasks, actors, groups, logs, timeline };
 
 let current = null;
 
