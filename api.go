@@ -117,23 +117,29 @@ func Wait[T any](ctx context.Context, refs []Ref[T], numReturns int) (ready, not
 	if rt == nil {
 		return nil, nil, ErrNotInitialized
 	}
-	hs := make([]*core.Handle, len(refs))
 	for i, r := range refs {
-		if hs[i], err = r.handle(); err != nil {
+		if _, err := r.handle(); err != nil {
 			return nil, nil, fmt.Errorf("rayo: Wait: ref %d: %w", i, err)
 		}
+		if r.h == nil {
+			return nil, nil, fmt.Errorf("rayo: Wait: ref %d: %w", i, core.ErrNilRef)
+		}
 	}
-	ri, ni, err := rt.Wait(ctx, hs, numReturns)
+	// No slice of handles: a loop of Wait(refs, 1) calls this once per ref.
+	ri, err := rt.WaitIndexed(ctx, len(refs), numReturns, func(i int) *core.Handle { return refs[i].h })
 	if err != nil {
 		return nil, nil, err
 	}
 	ready = make([]Ref[T], len(ri))
-	for k, i := range ri {
-		ready[k] = refs[i]
-	}
-	notReady = make([]Ref[T], len(ni))
-	for k, i := range ni {
-		notReady[k] = refs[i]
+	notReady = make([]Ref[T], 0, len(refs)-len(ri))
+	j := 0
+	for i, r := range refs {
+		if j < len(ri) && ri[j] == i {
+			ready[j] = r
+			j++
+		} else {
+			notReady = append(notReady, r)
+		}
 	}
 	return ready, notReady, nil
 }

@@ -535,13 +535,31 @@ func (rt *Runtime) unblock() {
 // runtime's completion signal and rescans, stopping at the n-th ready ref:
 // a loop of Wait(refs, 1) over refs finishing in order costs O(1) a call.
 func (rt *Runtime) Wait(ctx context.Context, hs []*Handle, n int) (ready, rest []int, err error) {
-	if n > len(hs) {
-		n = len(hs)
-	}
 	for _, h := range hs {
 		if h == nil {
 			return nil, nil, ErrNilRef
 		}
+	}
+	if ready, err = rt.WaitIndexed(ctx, len(hs), n, func(i int) *Handle { return hs[i] }); err != nil {
+		return nil, nil, err
+	}
+	rest = make([]int, 0, len(hs)-len(ready))
+	j := 0
+	for i := range hs {
+		if j < len(ready) && ready[j] == i {
+			j++
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	return ready, rest, nil
+}
+
+// WaitIndexed is Wait over count refs that at names (none nil), without
+// a slice of them: it returns the indexes of the ready ones, in order.
+func (rt *Runtime) WaitIndexed(ctx context.Context, count, n int, at func(int) *Handle) (ready []int, err error) {
+	if n > count {
+		n = count
 	}
 	blocked := false
 	defer func() {
@@ -554,13 +572,11 @@ func (rt *Runtime) Wait(ctx context.Context, hs []*Handle, n int) (ready, rest [
 		rt.mu.Lock()
 		if rt.closed {
 			rt.mu.Unlock()
-			return nil, nil, ErrShutdown
+			return nil, ErrShutdown
 		}
 		ready = ready[:0]
-		for i, h := range hs {
-			if len(ready) >= n {
-				break
-			}
+		for i := 0; i < count && len(ready) < n; i++ {
+			h := at(i)
 			obj := rt.objects[h.ID]
 			if obj == nil || obj.state != statePending {
 				ready = append(ready, i)
@@ -571,16 +587,7 @@ func (rt *Runtime) Wait(ctx context.Context, hs []*Handle, n int) (ready, rest [
 		if len(ready) >= n || ctx.Err() != nil {
 			rt.mu.Unlock()
 			after.run(rt)
-			rest = make([]int, 0, len(hs)-len(ready))
-			j := 0
-			for i := range hs {
-				if j < len(ready) && ready[j] == i {
-					j++
-				} else {
-					rest = append(rest, i)
-				}
-			}
-			return ready, rest, nil
+			return ready, nil
 		}
 		if rt.changed == nil {
 			rt.changed = make(chan struct{})
