@@ -55,6 +55,7 @@ type Manager struct {
 	names    map[string]*group
 	removed  []*pb.PlacementGroup // the last ones, oldest first
 	releases []release            // removed bundles the loop must give back
+	dead     map[string]bool      // nodes declared dead (IDs are never reused)
 
 	saveMu sync.Mutex // held while a group's record is written, so the last write has its last state
 
@@ -88,6 +89,7 @@ func NewManager(host Host, log *slog.Logger, groups []*pb.PlacementGroup) *Manag
 		log:    log,
 		groups: make(map[string]*group),
 		names:  make(map[string]*group),
+		dead:   make(map[string]bool),
 		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 	}
@@ -390,6 +392,7 @@ func (m *Manager) wakeLocked(g *group) {
 func (m *Manager) NodeDead(node string) {
 	var recs []*group
 	m.mu.Lock()
+	m.dead[node] = true
 	for _, g := range m.groups {
 		lost := false
 		for _, b := range g.info.Bundles {
@@ -597,9 +600,20 @@ func (m *Manager) finish(p *plan, nodes []Node) bool {
 	}
 	m.mu.Lock()
 	if m.groups[g.id] != g {
+		// Removed meanwhile: give the bundles back.
 		m.mu.Unlock()
 		m.release(info, p.byNode)
 		return false
+	}
+	for node := range p.byNode {
+		if m.dead[node] {
+			// It died while it reserved: place the bundles again.
+			m.mu.Unlock()
+			m.release(info, p.byNode)
+			m.setReason(g, fmt.Sprintf("node %s died while it reserved bundles", shortID(node)), false)
+			m.Kick()
+			return false
+		}
 	}
 	for _, i := range p.placed {
 		b := g.info.Bundles[i]

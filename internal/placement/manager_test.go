@@ -20,7 +20,8 @@ type fakeHost struct {
 	ops      []string                      // "node OP [indexes]"
 	held     map[string]map[string]float64 // "node group index" -> what it set aside
 	failOnce map[string]bool
-	saved    map[string]string // group -> state last saved
+	saved    map[string]string     // group -> state last saved
+	onOp     func(node, op string) // called after an operation succeeds, without the lock
 }
 
 func newFakeHost(ids ...string) *fakeHost {
@@ -76,6 +77,13 @@ func (h *fakeHost) Bundles(_ context.Context, node string, op *pb.BundleOp) erro
 	if op.Op == OpPrepare && h.failOnce[node] {
 		h.failOnce[node] = false
 		return errors.New("busy")
+	}
+	if hook := h.onOp; hook != nil {
+		defer func() {
+			h.mu.Unlock()
+			hook(node, op.Op)
+			h.mu.Lock()
+		}()
 	}
 	for i, idx := range op.Indexes {
 		key := fmt.Sprintf("%s %x %d", node, op.PlacementGroupId, idx)
@@ -164,10 +172,25 @@ func TestManagerUndoesAHalfReservation(t *testing.T) {
 		t.Fatalf("Wait: %v, %v", got, err)
 	}
 	// b refused the first time: whatever a had prepared then was released
-	// before the second try.
+	// before the second try, so each node holds one bundle, no more.
 	a, b := h.opsOf("0a"), h.opsOf("0b")
-	if b[0] != "PREPARE [1]" || slices.Index(a, "RELEASE [0]") < 0 || a[len(a)-1] != "COMMIT [0]" {
+	prepares := 0
+	for _, op := range a {
+		switch op {
+		case "PREPARE [0]":
+			prepares++
+		case "RELEASE [0]":
+			prepares--
+		}
+	}
+	if b[0] != "PREPARE [1]" || b[len(b)-1] != "COMMIT [1]" || a[len(a)-1] != "COMMIT [0]" || prepares != 1 {
 		t.Fatalf("ops on a: %v; on b: %v", a, b)
+	}
+	h.mu.Lock()
+	held, freeA, freeB := len(h.held), h.nodes["0a"].Avail["CPU"], h.nodes["0b"].Avail["CPU"]
+	h.mu.Unlock()
+	if held != 2 || freeA != 0 || freeB != 0 {
+		t.Fatalf("%d bundles held, CPU free %g and %g", held, freeA, freeB)
 	}
 	if n := fmt.Sprintf("%x,%x", got.Bundles[0].NodeId, got.Bundles[1].NodeId); n != "0a,0b" {
 		t.Fatalf("bundles on %s", n)
@@ -269,5 +292,33 @@ func TestManagerRestoresGroups(t *testing.T) {
 	m2.Kick()
 	if ops := h.opsOf("0a"); len(ops) != n {
 		t.Fatalf("a restored group was reserved again: %v", ops[n:])
+	}
+}
+
+func TestManagerNodeDiesWhileItReserves(t *testing.T) {
+	h := newFakeHost("0a", "0b")
+	m := NewManager(h, nil, nil)
+	defer m.Close()
+	var once sync.Once
+	h.onOp = func(node, op string) {
+		if node == "0b" && op == OpCommit {
+			// 0b dies right after it reserved its bundle; 0c joins.
+			once.Do(func() {
+				h.mu.Lock()
+				delete(h.nodes, "0b")
+				h.mu.Unlock()
+				m.NodeDead("0b")
+				h.add("0c", 1)
+			})
+		}
+	}
+	g, err := m.Create(spec("j", false, StrictSpread, 1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitState(t, m, hex.EncodeToString(g.PlacementGroupId), StateCreated)
+	nodes := fmt.Sprintf("%x,%x", got.Bundles[0].NodeId, got.Bundles[1].NodeId)
+	if nodes != "0a,0c" && nodes != "0c,0a" {
+		t.Fatalf("bundles on %s after 0b died while it reserved", nodes)
 	}
 }
