@@ -70,7 +70,7 @@ func newFakeAPI() *fakeAPI {
 					}, "reason": ""},
 				{"placement_group_id": "9f02", "name": "", "state": "PENDING", "strategy": "PACK",
 					"bundles": []map[string]any{{"bundle_index": 0, "resources": map[string]float64{"TPU": 8}, "node_id": ""}},
-					"reason": "no node can ever hold bundle 0 {TPU=8}"},
+					"reason":  "no node can ever hold bundle 0 {TPU=8}"},
 			},
 		},
 		logs: map[string]string{
