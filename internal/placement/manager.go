@@ -343,9 +343,18 @@ func (m *Manager) Remove(id string) error {
 	}
 	m.removeLocked(g)
 	m.mu.Unlock()
-	_ = m.persist(g)
-	m.Kick()
+	m.changed(g)
 	return nil
+}
+
+// changed writes the groups' records and has the loop act on them.
+func (m *Manager) changed(gs ...*group) {
+	for _, g := range gs {
+		_ = m.persist(g)
+	}
+	if len(gs) > 0 {
+		m.Kick()
+	}
 }
 
 // removeLocked marks g removed and queues its placed bundles for release.
@@ -407,12 +416,7 @@ func (m *Manager) NodeDead(node string) {
 		}
 	}
 	m.mu.Unlock()
-	for _, g := range recs {
-		_ = m.persist(g)
-	}
-	if len(recs) > 0 {
-		m.Kick()
-	}
+	m.changed(recs...)
 }
 
 // JobEnded removes the groups job made, but for detached ones.
@@ -426,12 +430,7 @@ func (m *Manager) JobEnded(job string) {
 		}
 	}
 	m.mu.Unlock()
-	for _, g := range recs {
-		_ = m.persist(g)
-	}
-	if len(recs) > 0 {
-		m.Kick()
-	}
+	m.changed(recs...)
 }
 
 func (m *Manager) loop() {
