@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
 // run runs the test driver on n and returns its key=value lines.
@@ -156,6 +159,28 @@ func TestThreeNodes(t *testing.T) {
 		if kv["actor_in_bundle"] != "true" {
 			t.Error("an actor in a bundle ran elsewhere than the bundle's node")
 		}
+	})
+	t.Run("PlacementGroupsEndWithTheirJob", func(t *testing.T) {
+		run(t, head, driver, "pg-leave")
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := &pb.PlacementGroupReply{}
+			gcsCall(t, c, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "LIST"}, r)
+			states := map[string]string{}
+			for _, g := range r.Groups {
+				states[g.Name] = g.State
+			}
+			if states["left"] == "REMOVED" && states["kept"] == "CREATED" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after the driver ended: %v (want left REMOVED, kept CREATED)", states)
+			}
+			time.Sleep(20 * time.Millisecond) // the job's end reaches the control store on its own
+		}
+		r := &pb.PlacementGroupReply{}
+		gcsCall(t, c, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "GET", Name: "kept"}, r)
+		gcsCall(t, c, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "REMOVE", PlacementGroupId: r.Groups[0].PlacementGroupId}, &pb.PlacementGroupReply{})
 	})
 	t.Run("ObjectsMoveBetweenNodes", func(t *testing.T) {
 		kv := run(t, head, driver, "objects", b.ID(), cn.ID())

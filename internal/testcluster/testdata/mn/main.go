@@ -186,6 +186,18 @@ func run(ctx context.Context, mode string, args []string) error {
 		fmt.Println("ran=" + got)
 	case "pg":
 		return placementGroups(ctx)
+	case "pg-leave":
+		// Groups left behind by a driver that ends: the detached one stays.
+		for _, opts := range [][]rayo.Option{{rayo.Name("left")}, {rayo.Name("kept"), rayo.Detached()}} {
+			pg, err := rayo.NewPlacementGroup(ctx, []rayo.Bundle{{"CPU": 0.25}}, rayo.StrategyPack, opts...)
+			if err != nil {
+				return err
+			}
+			if err := pg.Ready(ctx); err != nil {
+				return err
+			}
+		}
+		fmt.Println("ready=2")
 	case "pg-death":
 		return placementGroupDeath(ctx, args[0])
 	case "failover":
