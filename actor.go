@@ -148,13 +148,14 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 	if c.declErr != nil {
 		return nil, fmt.Errorf("rayo: actor %s: %w", c.display(), c.declErr)
 	}
-	if c.opts.optErr != nil {
-		return nil, fmt.Errorf("rayo: actor %s: %w", c.display(), c.opts.optErr)
+	if err := checkPlacement(c.opts); err != nil {
+		return nil, fmt.Errorf("rayo: actor %s: %w", c.display(), err)
 	}
 	cargs, err := coreArgs(c.display(), args)
 	if err != nil {
 		return nil, err
 	}
+	place, _ := placementFor(rt, c.opts.placement)
 	res := map[string]float64{}
 	if c.opts.taskCPUs > 0 {
 		res["CPU"] = c.opts.taskCPUs
@@ -173,7 +174,7 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 		Detached:       c.opts.detached,
 		MaxRestarts:    c.opts.maxRestarts,
 		MaxTaskRetries: retriesOf(c.opts.maxTaskRetries),
-		Placement:      c.opts.placement,
+		Placement:      place,
 	}, cargs)
 }
 

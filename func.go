@@ -81,8 +81,12 @@ func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
 	if r.declErr != nil {
 		return nil, fmt.Errorf("rayo: %s: %w", r.opts.name, r.declErr)
 	}
-	if r.opts.optErr != nil {
-		return nil, fmt.Errorf("rayo: %s: %w", r.opts.name, r.opts.optErr)
+	if err := checkPlacement(r.opts); err != nil {
+		return nil, fmt.Errorf("rayo: %s: %w", r.opts.name, err)
+	}
+	shape := r.shape
+	if p, captured := placementFor(rt, r.opts.placement); captured {
+		shape = core.NewShape(r.fn.Name, r.resources(), p)
 	}
 	cargs, err := coreArgs(r.opts.name, args)
 	if err != nil {
@@ -96,7 +100,7 @@ func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
 		Function:        r.fn.Name,
 		Name:            r.opts.name,
 		NumReturns:      r.fn.NumReturns,
-		Shape:           r.shape,
+		Shape:           shape,
 		MaxRetries:      retries,
 		RetryExceptions: r.opts.retryExceptions,
 	}, cargs)

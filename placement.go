@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -257,4 +258,32 @@ func InPlacementGroup(pg *PlacementGroup, index int) Option {
 			o.placement.Group, o.placement.Bundle = pg.id, index
 		}
 	}
+}
+
+// CaptureChildTasks, with InPlacementGroup, places the tasks and actors
+// that the task (or every call of the actor) submits in the same group, on
+// any of its bundles, unless they ask for a placement of their own (Ray's
+// placement_group_capture_child_tasks); their children too.
+func CaptureChildTasks() Option { return func(o *options) { o.placement.Capture = true } }
+
+// placementFor is where a task or actor with placement p, submitted by
+// this process, goes: p, or the placement group the running task captures
+// its children into when p is the default.
+func placementFor(rt *core.Runtime, p core.Placement) (core.Placement, bool) {
+	if p.Strategy != "" || p.Node != "" || len(p.Group) > 0 {
+		return p, false
+	}
+	g := rt.CaptureGroup()
+	if g == nil {
+		return p, false
+	}
+	return core.Placement{Group: g, Bundle: -1, Capture: true}, true
+}
+
+// checkPlacement reports an option that cannot be honoured.
+func checkPlacement(o options) error {
+	if o.placement.Capture && len(o.placement.Group) == 0 {
+		return errors.New("rayo: CaptureChildTasks needs InPlacementGroup")
+	}
+	return o.optErr
 }

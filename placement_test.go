@@ -208,3 +208,30 @@ func TestPlacementGroupsInTheStateAPI(t *testing.T) {
 		t.Fatalf("stuck group: %v", r)
 	}
 }
+
+// fanIn gets inc(x) from inside a task.
+var fanIn = Func1(func(x int) int {
+	v, err := Get(context.Background(), inc.Remote(V(x)))
+	if err != nil {
+		panic(err)
+	}
+	return v
+})
+
+func TestPlacementGroupCapturesChildTasks(t *testing.T) {
+	ctx := ctxT(t)
+	// The group takes both CPUs: a child that asked for the node's own
+	// would wait for ever; captured, it runs on the group's.
+	pg := newGroup(t, []Bundle{{"CPU": 2}}, StrategyStrictPack)
+	if err := pg.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if v, err := Get(wctx, fanIn.Options(InPlacementGroup(pg, 0), CaptureChildTasks()).Remote(V(41))); err != nil || v != 42 {
+		t.Fatalf("a child of a capturing task: %v, %v", v, err)
+	}
+	if _, err := Get(ctx, inc.Options(CaptureChildTasks()).Remote(V(1))); err == nil || !strings.Contains(err.Error(), "CaptureChildTasks needs InPlacementGroup") {
+		t.Fatalf("CaptureChildTasks alone: %v", err)
+	}
+}

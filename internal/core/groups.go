@@ -115,3 +115,22 @@ func describeDemand(res []*pb.Resource) string {
 	}
 	return s
 }
+
+// SetCaptureGroup names the placement group the tasks this process submits
+// go to, by default, from now on (nil: none): the group of the task it
+// runs, when that task captures its children.
+func (rt *Runtime) SetCaptureGroup(id []byte) {
+	if len(id) == 0 {
+		rt.capture.Store(nil)
+		return
+	}
+	rt.capture.Store(&id)
+}
+
+// CaptureGroup is the placement group set by SetCaptureGroup, or nil.
+func (rt *Runtime) CaptureGroup() []byte {
+	if p := rt.capture.Load(); p != nil {
+		return *p
+	}
+	return nil
+}

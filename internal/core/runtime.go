@@ -98,6 +98,7 @@ type Runtime struct {
 
 	events  eventBuf                   // guarded by mu
 	running atomic.Pointer[ids.TaskID] // worker: the task it runs now
+	capture atomic.Pointer[[]byte]     // worker: the placement group its tasks' children go to
 	evStop  chan struct{}              // closed by Close: the flusher's last batch
 	evDone  chan struct{}              // closed when the flusher is done
 }

@@ -147,6 +147,7 @@ type Placement struct {
 	Soft     bool   // ...or, when soft, elsewhere if it cannot
 	Group    []byte // a placement group: its resources come from one of its bundles...
 	Bundle   int    // ...this one (-1: any)
+	Capture  bool   // and the tasks it submits go to the group too
 }
 
 // NewShape computes a task's scheduling class.
@@ -216,6 +217,9 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 		shape = NewShape(opts.Function, opts.Resources, opts.Placement)
 	}
 	key, res := shape.key, shape.res
+	if p := shape.place; p.Capture && len(p.Group) > 0 {
+		spec.CaptureGroup = p.Group
+	}
 	var after actions
 	rt.mu.Lock()
 	if rt.closed {

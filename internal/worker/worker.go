@@ -49,7 +49,10 @@ type Worker struct {
 	// any method call arrives (calls follow creation on the connection).
 	actor any
 	sem   chan struct{} // actors with MaxConcurrency > 1: calls at once
-	addr  string
+	// actorGroup is the placement group its calls' children go to, when
+	// the actor was made capturing them (set with actor).
+	actorGroup []byte
+	addr       string
 }
 
 type job struct {

@@ -1000,8 +1000,11 @@ type TaskSpec struct {
 	ActorId        []byte                 `protobuf:"bytes,8,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`                        // set for actor creation and actor method calls
 	ActorCreate    bool                   `protobuf:"varint,9,opt,name=actor_create,json=actorCreate,proto3" json:"actor_create,omitempty"`           // run the constructor and keep its value
 	MaxConcurrency int32                  `protobuf:"varint,10,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"` // actor creation: calls run at once (default 1)
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The placement group whose bundles the tasks this one submits go to
+	// (Ray's placement_group_capture_child_tasks); for an actor, every call's.
+	CaptureGroup  []byte `protobuf:"bytes,11,opt,name=capture_group,json=captureGroup,proto3" json:"capture_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -1102,6 +1105,13 @@ func (x *TaskSpec) GetMaxConcurrency() int32 {
 		return x.MaxConcurrency
 	}
 	return 0
+}
+
+func (x *TaskSpec) GetCaptureGroup() []byte {
+	if x != nil {
+		return x.CaptureGroup
+	}
+	return nil
 }
 
 // TaskError is a failure of a task, carried to its owner.
@@ -4155,7 +4165,7 @@ const file_rayo_proto_rawDesc = "" +
 	"owner_addr\x18\x02 \x01(\tR\townerAddr\"Q\n" +
 	"\aTaskArg\x12#\n" +
 	"\x05value\x18\x01 \x01(\v2\r.rayo.LocatorR\x05value\x12!\n" +
-	"\x03ref\x18\x02 \x01(\v2\x0f.rayo.ObjectRefR\x03ref\"\xb7\x02\n" +
+	"\x03ref\x18\x02 \x01(\v2\x0f.rayo.ObjectRefR\x03ref\"\xdc\x02\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -4169,7 +4179,8 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\b \x01(\fR\aactorId\x12!\n" +
 	"\factor_create\x18\t \x01(\bR\vactorCreate\x12'\n" +
 	"\x0fmax_concurrency\x18\n" +
-	" \x01(\x05R\x0emaxConcurrency\"~\n" +
+	" \x01(\x05R\x0emaxConcurrency\x12#\n" +
+	"\rcapture_group\x18\v \x01(\fR\fcaptureGroup\"~\n" +
 	"\tTaskError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
