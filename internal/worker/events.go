@@ -41,21 +41,21 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	if err == nil && spec.MaxConcurrency <= 1 {
 		w.rt.SetRunning(&tid) // what it submits names it as the parent
 	}
-	w.mu.Lock()
-	if spec.ActorCreate {
-		w.actorGroup = spec.CaptureGroup
+	group := spec.CaptureGroup // what it submits goes to this placement group
+	if len(spec.ActorId) > 0 {
+		w.mu.Lock()
+		if spec.ActorCreate {
+			w.actorGroup = spec.CaptureGroup
+		}
+		group = w.actorGroup
+		w.mu.Unlock()
 	}
-	group := w.actorGroup
-	w.mu.Unlock()
-	if len(spec.ActorId) == 0 || spec.ActorCreate {
-		group = spec.CaptureGroup
-	}
-	w.rt.SetCaptureGroup(group) // what it submits goes to its placement group
+	w.rt.SetCaptureGroup(group)
 	reply := w.run(spec)
 	w.rt.SetRunning(nil)
-	w.mu.Lock()
-	w.rt.SetCaptureGroup(w.actorGroup) // an actor's calls at once share it
-	w.mu.Unlock()
+	if len(spec.ActorId) == 0 {
+		w.rt.SetCaptureGroup(nil) // an actor's calls at once keep theirs
+	}
 	timer.Stop()
 	mu.Lock()
 	done = true
