@@ -25,11 +25,12 @@ type Host interface {
 	// Bundles sends op to the raylet of node (hex ID).
 	Bundles(ctx context.Context, node string, op *pb.BundleOp) error
 	// Changed says that bundles of g were committed on (or, when !added,
-	// released from) their nodes: the host updates its view of them.
+	// released from) their nodes: the host updates its view of them. The
+	// manager calls it before anyone can see the group created.
 	Changed(g *pb.PlacementGroup, bundles []int, added bool)
-	// Publish tells the cluster of the changes. The manager calls it before
-	// the groups' waiters wake, so that a task sent to a group at once
-	// finds its resources.
+	// Publish tells the cluster of a round's changes (the host may gather
+	// several rounds' into one push). An owner whose task finds no node
+	// holding its bundle yet waits for the group and asks again.
 	Publish()
 	// Save writes g's record, or deletes it once g is removed.
 	Save(g *pb.PlacementGroup) error
@@ -495,17 +496,6 @@ func (m *Manager) round() {
 				changed = true
 			}
 		}
-		if changed {
-			m.host.Publish() // before the waiters wake: their tasks find the bundles
-		}
-		m.mu.Lock()
-		for _, p := range plans {
-			if p.ok && m.groups[p.g.id] == p.g {
-				m.wakeLocked(p.g)
-			}
-		}
-		m.mu.Unlock()
-		return
 	}
 	if changed {
 		m.host.Publish()
@@ -614,17 +604,37 @@ func (m *Manager) finish(p *plan, nodes []Node) bool {
 			return false
 		}
 	}
+	m.mu.Unlock()
+	for _, i := range p.placed {
+		info.Bundles[i].NodeId, _ = hex.DecodeString(p.out[i])
+		info.Bundles[i].NodeAddr = addr[p.out[i]]
+	}
+	info.State, info.Reason, info.ReadyUnixMs = StateCreated, "", time.Now().UnixMilli()
+	// The record and the cluster's view first: whoever sees the group
+	// created finds its bundles on their nodes.
+	m.saveMu.Lock()
+	m.mu.Lock()
+	live := m.groups[g.id] == g
+	m.mu.Unlock()
+	if live {
+		_ = m.host.Save(info) // a removal from now on is written after it
+	}
+	m.saveMu.Unlock()
+	m.host.Changed(info, p.placed, true)
+	m.mu.Lock()
+	if m.groups[g.id] != g {
+		m.mu.Unlock()
+		m.release(info, p.byNode)
+		m.host.Changed(info, p.placed, false)
+		return true
+	}
 	for _, i := range p.placed {
 		b := g.info.Bundles[i]
-		b.NodeId, _ = hex.DecodeString(p.out[i])
-		b.NodeAddr = addr[p.out[i]]
-		info.Bundles[i].NodeId, info.Bundles[i].NodeAddr = b.NodeId, b.NodeAddr
+		b.NodeId, b.NodeAddr = info.Bundles[i].NodeId, info.Bundles[i].NodeAddr
 	}
-	g.info.State, g.info.Reason, g.info.ReadyUnixMs, g.never = StateCreated, "", time.Now().UnixMilli(), ""
-	info.State, info.Reason, info.ReadyUnixMs = g.info.State, "", g.info.ReadyUnixMs
+	g.info.State, g.info.Reason, g.info.ReadyUnixMs, g.never = StateCreated, "", info.ReadyUnixMs, ""
+	m.wakeLocked(g)
 	m.mu.Unlock()
-	_ = m.persist(g)
-	m.host.Changed(info, p.placed, true)
 	return true
 }
 
