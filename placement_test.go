@@ -182,7 +182,7 @@ func TestPlacementGroupsInTheStateAPI(t *testing.T) {
 	}
 	stuck := newGroup(t, []Bundle{{"GPU": 1}}, StrategyPack, Name("api-stuck"))
 	var l apiList
-	if code := apiGet(t, "/api/v0/placement_groups?filter=name%3Dapi-group", &l); code != 200 {
+	if code := apiGet(t, "/api/v0/placement_groups?filter=name%3Dapi-group&filter=state%3DCREATED", &l); code != 200 {
 		t.Fatalf("GET placement_groups: %d", code)
 	}
 	if len(l.Result) != 1 {
