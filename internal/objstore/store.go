@@ -165,6 +165,15 @@ func (s *Store) Lookup(id ids.ObjectID) (off, size int64, ok bool) {
 	return o.off, o.size, true
 }
 
+// Unsealed reports whether id is created and not sealed yet: its writer
+// is still at it (or its seal is on its way).
+func (s *Store) Unsealed(id ids.ObjectID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.objects[id]
+	return ok && !o.sealed
+}
+
 // Delete removes an object, sealed or not, and returns the number of bytes
 // freed (its size rounded up to the alignment). The caller must make sure no
 // one still reads the object's bytes.

@@ -103,10 +103,12 @@ type Raylet struct {
 
 	groups *placement.Manager // the placement groups, when alone (no Cluster)
 
-	gone    []*workerProc // the last workers that ended, for the state API
-	logMu2  sync.Mutex    // protects logWake
-	logWake chan struct{} // closed (and replaced) when a worker's log grows
-	cpuPrev cpuSample     // the machine's CPU times at the last NodeStats; guarded by mu
+	gone     []*workerProc // the last workers that ended, for the state API
+	sealMu   sync.Mutex    // protects sealWake
+	sealWake chan struct{} // closed (and replaced) when objects are sealed
+	logMu2   sync.Mutex    // protects logWake
+	logWake  chan struct{} // closed (and replaced) when a worker's log grows
+	cpuPrev  cpuSample     // the machine's CPU times at the last NodeStats; guarded by mu
 
 	table      *state.Table  // tasks and actors, when alone (no Cluster)
 	metrics    *metrics.Node // this node's Prometheus metrics
@@ -887,6 +889,46 @@ func (r *Raylet) PullObject(ctx context.Context, id ids.ObjectID, from string, s
 func (r *Raylet) SealObjects(list []ids.ObjectID) {
 	for _, id := range list {
 		_ = r.store.Seal(id)
+	}
+	r.sealMu.Lock()
+	if r.sealWake != nil {
+		close(r.sealWake)
+		r.sealWake = nil
+	}
+	r.sealMu.Unlock()
+}
+
+// sealed is closed at the next seal of any object.
+func (r *Raylet) sealed() <-chan struct{} {
+	r.sealMu.Lock()
+	defer r.sealMu.Unlock()
+	if r.sealWake == nil {
+		r.sealWake = make(chan struct{})
+	}
+	return r.sealWake
+}
+
+// sealWait bounds how long a read waits for an object being sealed: the
+// seal was sent before the object's location left its owner.
+const sealWait = 10 * time.Second
+
+// waitSealed waits until id is sealed here, and reports whether it is.
+func (r *Raylet) waitSealed(id ids.ObjectID) bool {
+	deadline := time.NewTimer(sealWait)
+	defer deadline.Stop()
+	for {
+		wake := r.sealed() // before looking: a seal after the look wakes us
+		if !r.store.Unsealed(id) {
+			_, _, ok := r.store.Lookup(id)
+			return ok
+		}
+		select {
+		case <-wake:
+		case <-deadline.C:
+			return false
+		case <-r.stop:
+			return false
+		}
 	}
 }
 

@@ -725,6 +725,20 @@ func (r *Raylet) serveReadChunk(c *rpc.Conn, id uint64, body []byte) {
 	}
 	st.mu.Unlock()
 	off, size, ok := r.store.Lookup(oid)
+	if !ok && r.store.Unsealed(oid) {
+		// Its seal has not reached this raylet yet (it comes on its
+		// writer's connection, this read on another): wait for it.
+		r.procs.Add(1)
+		go func() {
+			defer r.procs.Done()
+			if r.waitSealed(oid) {
+				r.serveReadChunk(c, id, body)
+				return
+			}
+			_ = c.ReplyError(id, "raylet: object "+oid.String()+notHere)
+		}()
+		return
+	}
 	if !ok {
 		_ = c.ReplyError(id, "raylet: object "+oid.String()+notHere)
 		return

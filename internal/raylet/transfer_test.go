@@ -245,6 +245,55 @@ func TestPullObjectMissingAtSourceIsLost(t *testing.T) {
 	}
 }
 
+// A pull may reach the source before the seal its writer sent (on
+// another connection): it waits for the seal rather than call the object
+// lost.
+func TestPullWaitsForTheSeal(t *testing.T) {
+	a := startNode(t, 16<<20, "t")
+	b := startNode(t, 16<<20, "t")
+	const size = 3 << 20
+	id := ids.ForPut()
+	off, err := a.store.Create(id, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := a.arena.Slice(off, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(dst, 9)
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Pull(context.Background(), id, a.TCPAddr(), size)
+		done <- err
+	}()
+	// The pull asks for chunks of an unsealed object: each is answered
+	// only once the seal comes.
+	waitUntil(t, "the source to be asked for chunks", func() bool {
+		st := a.xfer()
+		if st == nil {
+			return false
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return len(st.readers[id]) > 0
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the pull ended before the seal: %v", err)
+	default:
+	}
+	a.SealObjects([]ids.ObjectID{id})
+	if err := <-done; err != nil {
+		t.Fatalf("pull after the seal: %v", err)
+	}
+	want := make([]byte, size)
+	fill(want, 9)
+	if !bytes.Equal(objectBytes(t, b, id), want) {
+		t.Fatal("the pulled copy differs")
+	}
+}
+
 func TestPullFromUnreachableSourceIsLost(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
