@@ -238,14 +238,6 @@ func (r record) num(key string) float64 {
 	return 0
 }
 
-// short cuts a long hex ID to its first 16 characters.
-func short(id string) string {
-	if len(id) > 16 {
-		return id[:16]
-	}
-	return id
-}
-
 // bytesHuman formats a size in bytes as 1.5MiB.
 func bytesHuman(b float64) string {
 	const unit = 1024
@@ -278,18 +270,14 @@ func field(header, key string) column {
 	return column{header, func(r record) string { return r.str(key) }}
 }
 
-func shortField(header, key string) column {
-	return column{header, func(r record) string { return short(r.str(key)) }}
-}
-
 // listColumns are the columns `rayo list` shows per resource.
 var listColumns = map[string][]column{
 	"tasks": {
-		shortField("TASK_ID", "task_id"), field("ATTEMPT", "attempt_number"), field("NAME", "name"),
+		field("TASK_ID", "task_id"), field("ATTEMPT", "attempt_number"), field("NAME", "name"),
 		field("STATE", "state"), field("NODE", "node_id"), field("WORKER_PID", "worker_pid"), field("ERROR_TYPE", "error_type"),
 	},
 	"actors": {
-		shortField("ACTOR_ID", "actor_id"), field("CLASS", "class_name"), field("NAME", "name"),
+		field("ACTOR_ID", "actor_id"), field("CLASS", "class_name"), field("NAME", "name"),
 		field("STATE", "state"), field("NODE", "node_id"), field("PID", "pid"), field("RESTARTS", "num_restarts"),
 	},
 	"nodes": {
@@ -303,7 +291,7 @@ var listColumns = map[string][]column{
 		}},
 	},
 	"workers": {
-		shortField("WORKER_ID", "worker_id"), field("NODE", "node_id"), field("PID", "pid"),
+		field("WORKER_ID", "worker_id"), field("NODE", "node_id"), field("PID", "pid"),
 		field("TYPE", "worker_type"), field("STATE", "state"),
 	},
 	"jobs": {
@@ -311,12 +299,12 @@ var listColumns = map[string][]column{
 		column{"START", func(r record) string { return msTime(r.num("start_time_ms")) }},
 	},
 	"objects": {
-		shortField("OBJECT_ID", "object_id"),
+		field("OBJECT_ID", "object_id"),
 		column{"SIZE", func(r record) string { return bytesHuman(r.num("object_size_bytes")) }},
 		field("LOCATIONS", "locations"), field("OWNER", "owner_address"), field("REFS", "reference_count"),
 	},
 	"placement_groups": {
-		shortField("PLACEMENT_GROUP_ID", "placement_group_id"), field("NAME", "name"),
+		field("PLACEMENT_GROUP_ID", "placement_group_id"), field("NAME", "name"),
 		field("STATE", "state"), field("STRATEGY", "strategy"),
 		column{"BUNDLES", bundleNodes},
 	},

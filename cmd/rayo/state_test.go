@@ -21,8 +21,8 @@ import (
 )
 
 const (
-	taskOK     = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
-	taskFailed = "ffee0011223344556677889900aabbcc"
+	taskOK     = "ffee0011223344550000000000000001" // tasks of one process share their first 16 characters
+	taskFailed = "ffee0011223344550000000000000002"
 	nodeA      = "0123456789ab"
 )
 
@@ -178,7 +178,7 @@ func TestListTasksTable(t *testing.T) {
 	if got := strings.Fields(lines[0]); !slices.Equal(got, []string{"TASK_ID", "ATTEMPT", "NAME", "STATE", "NODE", "WORKER_PID", "ERROR_TYPE"}) {
 		t.Errorf("header %q", got)
 	}
-	if got := strings.Fields(lines[1]); !slices.Equal(got, []string{taskFailed[:16], "1", "divide", "FAILED", nodeA, "4242", "TASK_EXECUTION_EXCEPTION"}) {
+	if got := strings.Fields(lines[1]); !slices.Equal(got, []string{taskFailed, "1", "divide", "FAILED", nodeA, "4242", "TASK_EXECUTION_EXCEPTION"}) {
 		t.Errorf("first row %q", got)
 	}
 	if got := strings.Fields(lines[3]); !slices.Equal(got, []string{"99", "0", "pending", "PENDING_NODE_ASSIGNMENT", "0"}) {

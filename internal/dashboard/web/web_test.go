@@ -211,12 +211,23 @@ func TestDashboard(t *testing.T) {
 
 		// Pages of 25 over 33 tasks.
 		api.update(func(f *fakeAPI) {
-			for i := range 30 {
+			for i := range 28 {
 				f.lists["tasks"] = append(f.lists["tasks"],
 					task(fmt.Sprintf("dd%02d", i), "batch", "FINISHED", 4242, now-600+int64(i), now-500+int64(i)))
 			}
 		})
 		must(t, b.SetValue("#filter-state", ""))
+		// The tasks of one process share the first half of their IDs, so
+		// the list shows IDs whole, and a sub-millisecond task says so.
+		const first, second = "e5d6d1a67a96febc00000000000007d8", "e5d6d1a67a96febc00000000000007d9"
+		api.update(func(f *fakeAPI) {
+			f.lists["tasks"] = append(f.lists["tasks"],
+				task(first, "quick", "FINISHED", 4242, now-650, now-650), task(second, "quick", "FINISHED", 4242, now-640, now-640))
+		})
+		must(t, b.WaitText(`#page td a[title="`+first+`"]`, first, wait))
+		must(t, b.WaitText(`#page td a[title="`+second+`"]`, second, wait))
+		must(t, b.WaitText("#page td", "< 1 ms", wait))
+
 		must(t, b.SetValue("#page-size", "25"))
 		must(t, b.WaitText("#range", "1–25 of 33 matching", wait))
 		must(t, b.Click("#older"))
@@ -274,7 +285,7 @@ func TestDashboard(t *testing.T) {
 
 	t.Run("timeline", func(t *testing.T) {
 		must(t, b.Click(`nav a[href="#/timeline"]`))
-		// Finished and failed attempts have bars: 1 + 1 + 30.
+		// Finished and failed attempts have bars: 1 + 1 + 2 + 28.
 		must(t, b.WaitJS(`document.querySelectorAll('#timeline rect.bar').length === 32`, wait, "32 task bars"))
 		must(t, b.WaitJS(`document.querySelectorAll('#timeline rect.bar.FAILED').length === 1`, wait, "a FAILED bar"))
 		must(t, b.WaitText("#timeline text", "node a1b2c3d4e5f6", wait))

@@ -66,7 +66,7 @@ export function render(page) {
         const value = JSON.stringify([w.node_id, String(w.pid)]);
         found = found || value === want;
         return el('option', { value, text: `pid ${w.pid} · ${w.worker_type} · ${w.state}` +
-          (w.actor_id ? ' · actor ' + w.actor_id.slice(0, 12) : '') });
+          (w.actor_id ? ' · actor ' + w.actor_id : '') });
       })));
     }
     // A link from another page may name a worker that has left the list.

@@ -43,7 +43,7 @@ export function render(page) {
     prev.disabled = offset === 0;
     next.disabled = offset + n >= list.num_filtered;
     body.replaceChildren(...warnings(list), table([
-      { title: 'Task', cell: (t) => el('a', { href: '#', class: 'mono', title: t.task_id, text: short(t.task_id),
+      { title: 'Task', cell: (t) => el('a', { href: '#', class: 'mono', title: t.task_id, text: t.task_id,
         onclick: (e) => { e.preventDefault(); page.run('task', () => showTask(page, detail, t.task_id)); } }) },
       { title: 'Try', cell: (t) => String(t.attempt_number ?? 0) },
       { title: 'Name', cls: 'wrap', cell: (t) => t.name || '—' },
@@ -100,7 +100,7 @@ async function showTask(page, panel, id) {
       { title: 'Resources', cell: (t) => kv(t.required_resources) },
       { title: 'States', cls: 'wrap', cell: (t) => Object.entries(t.state_times_ms || {})
         .sort((a, b) => a[1] - b[1]).map(([s, ms]) => el('div', { text: `${s} ${fmtTime(ms)}` })) },
-      { title: 'Parent', cell: (t) => mono(short(t.parent_task_id), t.parent_task_id) },
+      { title: 'Parent', cell: (t) => mono(t.parent_task_id) },
       { title: 'Error', cls: 'wrap', cell: (t) => (t.error_message ? el('pre', { text: t.error_message }) : '') },
     ], res.result || [], { empty: 'No attempts.' }));
 }

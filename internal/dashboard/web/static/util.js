@@ -178,7 +178,9 @@ export function fmtTime(ms) {
 
 export function fmtDuration(ms) {
   if (!Number.isFinite(ms) || ms < 0) return '—';
-  if (ms < 1000) return ms.toFixed(ms < 10 ? 2 : 0) + ' ms';
+  // Times are whole milliseconds.
+  if (ms < 1) return '< 1 ms';
+  if (ms < 1000) return Math.round(ms) + ' ms';
   if (ms < 60000) return (ms / 1000).toFixed(2) + ' s';
   const m = Math.floor(ms / 60000);
   return m + ' min ' + Math.round((ms % 60000) / 1000) + ' s';
@@ -190,6 +192,9 @@ export function duration(start, end) {
   return fmtDuration((end || Date.now()) - start);
 }
 
+// short is the start of a random ID (a worker's), enough to tell it apart.
+// Task and actor IDs are shown whole: those of one process share their
+// first half.
 export function short(id) {
   return id ? String(id).slice(0, 12) : '—';
 }
