@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"runtime"
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
@@ -119,8 +118,8 @@ type actorClass struct {
 }
 
 func declareClass[S any](f any, ctor core.CtorInvoker, opts []Option) actorClass {
-	sym := runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
-	fn, ok := core.RegisterFunction(sym, &core.Function{Ctor: ctor})
+	sym, src := symbol(f)
+	fn, ok := core.RegisterFunction(sym, &core.Function{Ctor: ctor, Source: src})
 	o := defaultOptions()
 	o.taskCPUs = 0 // an actor holds no CPU unless asked
 	o.apply(opts)
@@ -200,8 +199,8 @@ type actorMethod struct {
 }
 
 func declareMethod(class *actorClass, f any, numReturns int, inv core.MethodInvoker) actorMethod {
-	sym := runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
-	fn, ok := core.RegisterFunction(sym, &core.Function{Method: inv, NumReturns: numReturns})
+	sym, src := symbol(f)
+	fn, ok := core.RegisterFunction(sym, &core.Function{Method: inv, NumReturns: numReturns, Source: src})
 	name := sym[strings.LastIndex(sym, ".")+1:]
 	return actorMethod{fn: fn, late: !ok, declErr: checkSig(f, 1, true), name: class.display() + "." + strings.TrimSuffix(name, "-fm")}
 }

@@ -77,8 +77,19 @@ func TestTaskAndActorStatesAreListed(t *testing.T) {
 	rec = waitRecord(t, c, rpc.MListTasks, tasksOf, func(r *pb.TaskRecord) bool {
 		return hex.EncodeToString(r.Task.TaskId) == bad.ID()[:32] && r.Task.State == "FAILED" && r.Task.WorkerPid != 0 && r.Task.Name != ""
 	})
-	if rec.Task.ErrorType != "panic" || !strings.Contains(rec.Task.Error, "boom from task") || !strings.Contains(rec.Task.Error, "goroutine") {
+	if rec.Task.ErrorType != "TASK_PANIC" || !strings.Contains(rec.Task.Error, "boom from task") || !strings.Contains(rec.Task.Error, "goroutine") {
 		t.Errorf("failed task's error %q (%s): want the panic and its stack", rec.Task.Error, rec.Task.ErrorType)
+	}
+
+	returned := fails.Remote(V("listed failure"))
+	if _, err := Get(ctx, returned); err == nil {
+		t.Fatal("a failing task succeeded")
+	}
+	rec = waitRecord(t, c, rpc.MListTasks, tasksOf, func(r *pb.TaskRecord) bool {
+		return hex.EncodeToString(r.Task.TaskId) == returned.ID()[:32] && r.Task.State == "FAILED" && r.Task.WorkerPid != 0
+	})
+	if rec.Task.ErrorType != "TASK_EXECUTION_EXCEPTION" || !strings.HasPrefix(rec.Task.Error, "listed failure\nreturned by ") {
+		t.Errorf("failed task's error %q (%s): want the error and the function that returned it", rec.Task.Error, rec.Task.ErrorType)
 	}
 
 	never := add.Options(NumCPUs(1000)).Remote(V(1), V(2))
@@ -88,7 +99,7 @@ func TestTaskAndActorStatesAreListed(t *testing.T) {
 	rec = waitRecord(t, c, rpc.MListTasks, tasksOf, func(r *pb.TaskRecord) bool {
 		return hex.EncodeToString(r.Task.TaskId) == never.ID()[:32] && r.Task.State == "FAILED"
 	})
-	if rec.Task.ErrorType != "infeasible" {
+	if rec.Task.ErrorType != "TASK_UNSCHEDULABLE_ERROR" {
 		t.Errorf("infeasible task listed as %s: %q", rec.Task.ErrorType, rec.Task.Error)
 	}
 

@@ -24,8 +24,8 @@ type remoteFunc struct {
 }
 
 func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc {
-	sym := runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
-	fn, ok := core.Register(sym, numReturns, inv)
+	sym, src := symbol(f)
+	fn, ok := core.RegisterFunction(sym, &core.Function{Invoke: inv, NumReturns: numReturns, Source: src})
 	o := defaultOptions()
 	o.apply(opts)
 	if o.name == "" {
@@ -47,6 +47,14 @@ func (r remoteFunc) resources() map[string]float64 {
 		}
 	}
 	return res
+}
+
+// symbol is the name of function f's symbol and where its code is, as
+// file:line.
+func symbol(f any) (name, source string) {
+	fn := runtime.FuncForPC(reflect.ValueOf(f).Pointer())
+	file, line := fn.FileLine(fn.Entry())
+	return fn.Name(), fmt.Sprintf("%s:%d", file, line)
 }
 
 // shortName turns "example.com/pkg.fn" into "fn" and a closure's symbol

@@ -257,6 +257,12 @@ func TestTaskErrorFlowsOn(t *testing.T) {
 	if !errors.Is(err, ErrTaskFailed) {
 		t.Fatalf("TaskError should match ErrTaskFailed: %v", err)
 	}
+	// A returned error has no stack of its own: the "stack" names the
+	// function and where its code is, not rayo's worker frames.
+	if !strings.HasPrefix(te.Stack, "returned by "+te.Task+" (") || !strings.Contains(te.Stack, "rayo_test.go:") ||
+		strings.Contains(te.Stack, "internal/worker") {
+		t.Fatalf("stack of a returned error: %q", te.Stack)
+	}
 	// A dependent task fails with the same error without running.
 	_, err = Get(ctx, inc.Remote(inc.Remote(r)))
 	if !errors.As(err, &te) || !strings.Contains(te.Message, "bad input") {

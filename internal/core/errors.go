@@ -41,6 +41,31 @@ const (
 	KindObjectLost      = "object_lost"
 )
 
+// errorTypes names each kind as the state API shows it (a task's
+// error_type), after Ray's ErrorType where Ray has one.
+var errorTypes = map[string]string{
+	KindApp:             "TASK_EXECUTION_EXCEPTION",
+	KindPanic:           "TASK_PANIC",
+	KindWorkerDied:      "WORKER_DIED",
+	KindCancelled:       "TASK_CANCELLED",
+	KindUnknownFunction: "FUNCTION_NOT_FOUND",
+	KindType:            "TYPE_MISMATCH",
+	KindStoreFull:       "OBJECT_STORE_FULL",
+	KindInfeasible:      "TASK_UNSCHEDULABLE_ERROR",
+	KindOwnerDied:       "OWNER_DIED",
+	KindSystem:          "SYSTEM_ERROR",
+	KindActorDied:       "ACTOR_DIED",
+	KindObjectLost:      "OBJECT_LOST",
+}
+
+// ErrorType is the state API's name of a kind of TaskError.
+func ErrorType(kind string) string {
+	if t, ok := errorTypes[kind]; ok {
+		return t
+	}
+	return "SYSTEM_ERROR"
+}
+
 // TaskError is the failure of a remote task: the error it returned, its
 // panic, or the system failure that stopped it. It matches the sentinel of
 // its kind with errors.Is (ErrWorkerDied, ErrTaskCancelled, ...), and every

@@ -106,7 +106,7 @@ func (rt *Runtime) taskEventLocked(t *task, st string, e *pb.TaskError) {
 		ev.State, ev.TimeUnixNs = st, now
 	}
 	if e != nil {
-		ev.ErrorType, ev.Error = e.Kind, errorText(e)
+		ev.ErrorType, ev.Error = ErrorType(e.Kind), errorText(e)
 	}
 	if r := t.ran; state.IsFinal(st) && r != nil && r.StartUnixNs != 0 {
 		// Where and when it ran, from the worker's reply.

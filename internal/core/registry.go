@@ -33,6 +33,7 @@ type Function struct {
 	Ctor       CtorInvoker
 	Method     MethodInvoker
 	NumReturns int
+	Source     string // where the function's code is, as file:line
 }
 
 var registry struct {
@@ -41,14 +42,10 @@ var registry struct {
 	frozen bool // set by Init: later registrations would be unknown to workers
 }
 
-// Register adds a function under a name unique in the executable. Names
-// are made from the function's symbol; a repeated one gets a suffix, in
-// declaration order, which is the same in every process of the executable.
-func Register(base string, numReturns int, inv Invoker) (*Function, bool) {
-	return RegisterFunction(base, &Function{Invoke: inv, NumReturns: numReturns})
-}
-
-// RegisterFunction adds f under a name made from base, as Register does.
+// RegisterFunction adds f under a name unique in the executable, made
+// from base (the function's symbol); a repeated one gets a suffix, in
+// declaration order, which is the same in every process of the
+// executable. It reports false once Init has frozen the registry.
 func RegisterFunction(base string, f *Function) (*Function, bool) {
 	registry.Lock()
 	defer registry.Unlock()

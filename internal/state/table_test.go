@@ -25,12 +25,12 @@ func TestTaskEventsMergeInAnyOrder(t *testing.T) {
 	run := ev("t1", 0, TaskRunning, 30)
 	run.NodeId, run.WorkerPid = "node1", 42
 	fin := ev("t1", 0, TaskFailed, 40)
-	fin.ErrorType, fin.Error = "panic", "boom\ngoroutine 1 [running]:"
+	fin.ErrorType, fin.Error = "TASK_PANIC", "boom\ngoroutine 1 [running]:"
 	tb.Report(&pb.StateEvents{Tasks: []*pb.TaskEvent{run, fin}})
 	sub := ev("t1", 0, TaskPendingArgs, 10)
 	sub.Name, sub.Type, sub.JobId = "f", TypeNormal, "job1"
 	late := ev("t1", 0, TaskFailed, 45)
-	late.ErrorType, late.Error = "panic", "boom"
+	late.ErrorType, late.Error = "TASK_PANIC", "boom"
 	tb.Report(&pb.StateEvents{Tasks: []*pb.TaskEvent{sub, ev("t1", 0, TaskSubmitted, 20), late, ev("t1", 0, TaskRunning, 31)}})
 
 	l := tb.Tasks(&pb.StateQuery{})

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -68,7 +69,7 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 			NodeId: node, WorkerId: w.id[:], WorkerPid: int32(w.pid),
 		}
 		if x := reply.Error; x != nil {
-			e.State, e.ErrorType, e.Error = state.TaskFailed, x.Kind, x.Message
+			e.State, e.ErrorType, e.Error = state.TaskFailed, core.ErrorType(x.Kind), x.Message
 			if x.Stack != "" {
 				e.Error += "\n" + x.Stack
 			}

@@ -314,7 +314,9 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 	case err != nil && errors.Is(err, core.ErrTypeMismatch):
 		return fail(core.KindType, err.Error(), "")
 	case err != nil:
-		return fail(core.KindApp, err.Error(), stack)
+		// A returned error has no stack of its own (the worker's would
+		// show only rayo's frames): say which function returned it.
+		return fail(core.KindApp, err.Error(), fmt.Sprintf("returned by %s (%s)", spec.Name, fn.Source))
 	}
 	ctx := context.Background()
 	tid, _ := ids.TaskIDFrom(spec.TaskId)
@@ -352,8 +354,5 @@ func invoke(call func() ([]core.Result, error)) (results []core.Result, panicked
 		}
 	}()
 	results, err = call()
-	if err != nil && !errors.Is(err, core.ErrTypeMismatch) {
-		stack = string(debug.Stack())
-	}
-	return results, false, stack, err
+	return results, false, "", err
 }

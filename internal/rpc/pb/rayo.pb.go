@@ -2571,7 +2571,7 @@ type TaskEvent struct {
 	WorkerId     []byte                 `protobuf:"bytes,11,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	WorkerPid    int32                  `protobuf:"varint,12,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`
 	Resources    []*Resource            `protobuf:"bytes,13,rep,name=resources,proto3" json:"resources,omitempty"`
-	ErrorType    string                 `protobuf:"bytes,14,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"` // TaskError.kind, for FAILED
+	ErrorType    string                 `protobuf:"bytes,14,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"` // for FAILED: TASK_EXECUTION_EXCEPTION, WORKER_DIED, ... (core.ErrorType)
 	Error        string                 `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`                          // message and stack, for FAILED
 	// state_times, when set, carries the times of several states at once
 	// (a reporter coalesces an attempt's changes within one batch): index i
