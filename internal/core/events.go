@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/state"
 )
@@ -41,6 +42,7 @@ type eventBuf struct {
 	actors  []*pb.ActorEvent
 	extra   []*pb.TaskEvent // complete events (from the worker's side)
 	dropped int64
+	runs    *pb.RunTally // the attempts this worker ran, for its node's metrics
 }
 
 // eventsEnabled reports whether this process records events
@@ -118,6 +120,30 @@ func (rt *Runtime) taskEventLocked(t *task, st string, e *pb.TaskError) {
 	}
 }
 
+// RecordRun tallies a task attempt this worker ran for d, for its node's
+// metrics: every attempt is counted once, by the worker that ran it, in
+// the next batch of events.
+func (rt *Runtime) RecordRun(failed bool, d time.Duration) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	b := &rt.events
+	if !b.on {
+		return
+	}
+	r := b.runs
+	if r == nil {
+		r = &pb.RunTally{ExecBuckets: make([]int64, len(metrics.ExecBuckets)+1)}
+		b.runs = r
+	}
+	if failed {
+		r.Failed++
+	} else {
+		r.Finished++
+	}
+	r.ExecBuckets[metrics.BucketOf(d.Seconds())]++
+	r.ExecSeconds += d.Seconds()
+}
+
 // RecordTaskEvent adds an event made elsewhere (by the worker running the
 // task) to the next batch.
 func (rt *Runtime) RecordTaskEvent(e *pb.TaskEvent) {
@@ -170,15 +196,18 @@ func (rt *Runtime) actorStateLocked(a *actorRec, st string, cause string) {
 	rt.actorEventLocked(e)
 }
 
-// takeEvents empties the buffer into a batch, or returns nil.
-func (rt *Runtime) takeEvents() *pb.StateEvents {
+// TakeEvents empties the buffer into a batch, or returns nil. The
+// flusher sends such batches; a worker stopped at the end of its job hands
+// over the last one in its reply to the raylet (MDrainWorker).
+func (rt *Runtime) TakeEvents() *pb.StateEvents {
 	rt.mu.Lock()
 	b := &rt.events
-	if len(b.tasks) == 0 && len(b.actors) == 0 && len(b.extra) == 0 && b.dropped == 0 {
+	if len(b.tasks) == 0 && len(b.actors) == 0 && len(b.extra) == 0 && b.dropped == 0 && b.runs == nil {
 		rt.mu.Unlock()
 		return nil
 	}
-	tasks, actors, extra, dropped := b.tasks, b.actors, b.extra, b.dropped
+	tasks, actors, extra, dropped, runs := b.tasks, b.actors, b.extra, b.dropped, b.runs
+	b.runs = nil
 	for i, t := range b.owners {
 		t.ev = nil // its next change starts a new event
 		b.owners[i] = nil
@@ -186,7 +215,7 @@ func (rt *Runtime) takeEvents() *pb.StateEvents {
 	b.owners = b.owners[:0]
 	b.tasks, b.actors, b.extra, b.dropped = make([]*pb.TaskEvent, 0, len(tasks)), nil, nil, 0
 	rt.mu.Unlock()
-	out := &pb.StateEvents{Actors: actors, DroppedTasks: dropped, Tasks: tasks}
+	out := &pb.StateEvents{Actors: actors, DroppedTasks: dropped, Tasks: tasks, Runs: runs}
 	// The worker's events (RUNNING, then the end) coalesce the same way.
 	type wkey struct {
 		id      string
@@ -251,12 +280,12 @@ func (rt *Runtime) flushEvents(to EventReporter, stop <-chan struct{}) {
 		select {
 		case <-t.C:
 		case <-stop:
-			if b := rt.takeEvents(); b != nil {
+			if b := rt.TakeEvents(); b != nil {
 				to.ReportEvents(b)
 			}
 			return
 		}
-		if b := rt.takeEvents(); b != nil {
+		if b := rt.TakeEvents(); b != nil {
 			to.ReportEvents(b)
 		}
 	}

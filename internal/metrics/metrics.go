@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,18 +44,78 @@ type Node struct {
 	Registry *prometheus.Registry
 	// SchedulingLatency is how long a lease request waited for a worker.
 	SchedulingLatency prometheus.Histogram
-	// ExecutionLatency is how long tasks ran on this node's workers.
-	ExecutionLatency prometheus.Histogram
 	// BytesIn and BytesOut count object bytes pulled from and served to
 	// other nodes.
 	BytesIn, BytesOut prometheus.Counter
 	// TasksFinished counts task attempts that ended on this node, by state
 	// (FINISHED or FAILED).
 	TasksFinished *prometheus.CounterVec
+	// exec is how long tasks ran on this node's workers, as they tally it
+	// (AddRuns).
+	exec execHistogram
 }
 
 // latencyBuckets spans 50 µs to about 100 s.
 var latencyBuckets = prometheus.ExponentialBuckets(50e-6, 4, 12)
+
+// ExecBuckets are the upper bounds, in seconds, of the task execution
+// histogram's buckets. Workers tally their runs in them (BucketOf).
+var ExecBuckets = latencyBuckets
+
+// BucketOf is the index of the bucket of ExecBuckets a run of d seconds
+// falls in: len(ExecBuckets) when it is longer than all of them.
+func BucketOf(d float64) int {
+	i, _ := slices.BinarySearch(ExecBuckets, d)
+	return i
+}
+
+// AddRuns adds what a worker tallied: attempts finished and failed, how
+// many ran within each bucket of ExecBuckets (not cumulative; one more
+// entry for longer runs), and their run time in all.
+func (n *Node) AddRuns(finished, failed int64, buckets []int64, seconds float64) {
+	if finished > 0 {
+		n.TasksFinished.WithLabelValues("FINISHED").Add(float64(finished))
+	}
+	if failed > 0 {
+		n.TasksFinished.WithLabelValues("FAILED").Add(float64(failed))
+	}
+	n.exec.add(buckets, seconds)
+}
+
+// execHistogram is a histogram filled from bucket counts rather than one
+// observation at a time.
+type execHistogram struct {
+	desc   *prometheus.Desc
+	mu     sync.Mutex
+	counts []uint64 // per bucket of ExecBuckets, and one for longer runs
+	sum    float64
+}
+
+func (h *execHistogram) add(buckets []int64, seconds float64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, c := range buckets {
+		if c > 0 {
+			h.counts[min(i, len(h.counts)-1)] += uint64(c)
+		}
+	}
+	h.sum += seconds
+}
+
+func (h *execHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+func (h *execHistogram) Collect(ch chan<- prometheus.Metric) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cum := make(map[float64]uint64, len(ExecBuckets))
+	var n uint64
+	for i, bound := range ExecBuckets {
+		n += h.counts[i]
+		cum[bound] = n
+	}
+	n += h.counts[len(ExecBuckets)]
+	ch <- prometheus.MustNewConstHistogram(h.desc, n, h.sum, cum)
+}
 
 // NewNode makes the metrics of a node named node.
 func NewNode(node string, src NodeSource) *Node {
@@ -62,10 +124,6 @@ func NewNode(node string, src NodeSource) *Node {
 		Registry: prometheus.NewRegistry(),
 		SchedulingLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "rayo_scheduling_latency_seconds", Help: "Time a lease request waited for a worker on this node.",
-			Buckets: latencyBuckets, ConstLabels: labels,
-		}),
-		ExecutionLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "rayo_task_execution_seconds", Help: "Time tasks ran on this node's workers.",
 			Buckets: latencyBuckets, ConstLabels: labels,
 		}),
 		BytesIn: prometheus.NewCounter(prometheus.CounterOpts{
@@ -81,7 +139,11 @@ func NewNode(node string, src NodeSource) *Node {
 			ConstLabels: labels,
 		}, []string{"state"}),
 	}
-	n.Registry.MustRegister(n.SchedulingLatency, n.ExecutionLatency, n.BytesIn, n.BytesOut, n.TasksFinished,
+	n.exec = execHistogram{
+		desc:   prometheus.NewDesc("rayo_task_execution_seconds", "Time tasks ran on this node's workers.", nil, labels),
+		counts: make([]uint64, len(ExecBuckets)+1),
+	}
+	n.Registry.MustRegister(n.SchedulingLatency, &n.exec, n.BytesIn, n.BytesOut, n.TasksFinished,
 		&nodeCollector{node: node, src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return n

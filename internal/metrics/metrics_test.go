@@ -24,9 +24,14 @@ func testNode() *Node {
 func TestNodeMetricsServedAndNamedByConvention(t *testing.T) {
 	n := testNode()
 	n.SchedulingLatency.Observe(0.002)
-	n.ExecutionLatency.Observe(0.5)
+	// A worker's tally: one run of 40 µs, two of about 1 ms, one of
+	// 200 s (past the last bucket); one of them failed.
+	buckets := make([]int64, len(ExecBuckets)+1)
+	buckets[BucketOf(40e-6)]++
+	buckets[BucketOf(0.001)] += 2
+	buckets[BucketOf(200)]++
+	n.AddRuns(3, 1, buckets, 40e-6+0.002+200)
 	n.BytesIn.Add(4096)
-	n.TasksFinished.WithLabelValues("FAILED").Inc()
 	s, err := Serve("127.0.0.1:0", n.Registry)
 	if err != nil {
 		t.Fatal(err)
@@ -48,8 +53,13 @@ func TestNodeMetricsServedAndNamedByConvention(t *testing.T) {
 		`rayo_actors{state="ALIVE"} 1`,
 		`rayo_object_transfer_bytes_total{direction="in",node_id="abc123"} 4096`,
 		`rayo_tasks_finished_total{node_id="abc123",state="FAILED"} 1`,
+		`rayo_tasks_finished_total{node_id="abc123",state="FINISHED"} 3`,
+		`rayo_task_execution_seconds_bucket{node_id="abc123",le="5e-05"} 1`,
+		`rayo_task_execution_seconds_bucket{node_id="abc123",le="0.0032"} 3`,
+		`rayo_task_execution_seconds_bucket{node_id="abc123",le="+Inf"} 4`,
+		`rayo_task_execution_seconds_count{node_id="abc123"} 4`,
 		`rayo_scheduling_latency_seconds_count{node_id="abc123"} 1`,
-		`rayo_task_execution_seconds_sum{node_id="abc123"} 0.5`,
+		`rayo_task_execution_seconds_sum{node_id="abc123"} 200.00204`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %q in:\n%s", want, text)

@@ -38,21 +38,16 @@ func (r *Raylet) ReportEvents(b *pb.StateEvents) {
 	r.table.Report(b)
 }
 
-// observeEvents feeds the node's metrics from the events of its workers:
-// how long tasks ran, and how many ended in which state.
+// observeEvents feeds the node's metrics from the tallies of its workers:
+// how many task attempts ended in which state and how long they ran. Each
+// attempt is tallied once, by the worker that ran it, so it counts on the
+// node where it ran whoever owns it.
 func (r *Raylet) observeEvents(b *pb.StateEvents) {
-	if r.metrics == nil {
+	if r.metrics == nil || b.Runs == nil {
 		return
 	}
-	for _, e := range b.Tasks {
-		if e.State != state.TaskFinished && e.State != state.TaskFailed || e.WorkerPid == 0 {
-			continue // only the worker's own end events carry its pid and its run time
-		}
-		r.metrics.TasksFinished.WithLabelValues(e.State).Inc()
-		if run := state.StateIndex(state.TaskRunning); len(e.StateTimes) > run && e.StateTimes[run] != 0 && e.TimeUnixNs > e.StateTimes[run] {
-			r.metrics.ExecutionLatency.Observe(float64(e.TimeUnixNs-e.StateTimes[run]) / 1e9)
-		}
-	}
+	x := b.Runs
+	r.metrics.AddRuns(x.Finished, x.Failed, x.ExecBuckets, x.ExecSeconds)
 }
 
 // Table is the raylet's table of tasks and actors (nil in a cluster, where

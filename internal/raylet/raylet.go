@@ -594,8 +594,43 @@ func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
 }
 
 func (r *Raylet) workerGoneLocked(w *workerProc) {
-	if w.dead {
+	if r.forgetWorkerLocked(w) && w.proc != nil {
+		_ = w.proc.Kill()
+	}
+}
+
+// drainTimeout bounds how long a worker stopped at the end of its job
+// has to hand over the events it has not reported yet.
+const drainTimeout = time.Second
+
+// stopWorkerLocked ends a worker whose job ended: it is forgotten at
+// once, and killed once it has handed over the events (and the tally of
+// task runs) it has not reported yet, so none of them is lost with it.
+func (r *Raylet) stopWorkerLocked(w *workerProc) {
+	if !r.forgetWorkerLocked(w) || w.proc == nil {
 		return
+	}
+	if w.conn == nil {
+		_ = w.proc.Kill()
+		return
+	}
+	proc := w.proc
+	kill := time.AfterFunc(drainTimeout, func() { _ = proc.Kill() })
+	w.conn.Go(rpc.MDrainWorker, &pb.Empty{}, func(body []byte, err error) {
+		if kill.Stop() {
+			if b := new(pb.StateEvents); err == nil && unmarshal(body, b) == nil {
+				r.ReportEvents(b)
+			}
+			_ = proc.Kill()
+		}
+	})
+}
+
+// forgetWorkerLocked drops a worker from the pool and releases its lease;
+// it reports false if the worker was gone already.
+func (r *Raylet) forgetWorkerLocked(w *workerProc) bool {
+	if w.dead {
+		return false
 	}
 	w.dead = true
 	w.ended = time.Now()
@@ -618,9 +653,7 @@ func (r *Raylet) workerGoneLocked(w *workerProc) {
 	if l := w.lease; l != nil {
 		r.releaseLocked(l)
 	}
-	if w.proc != nil {
-		_ = w.proc.Kill()
-	}
+	return true
 }
 
 func run(fs []func()) {
@@ -1067,7 +1100,7 @@ func (r *Raylet) endJobLocked(j *job) {
 	}
 	for _, w := range r.workers {
 		if w.job == j.id && (w.lease == nil || !w.lease.detached) {
-			r.workerGoneLocked(w)
+			r.stopWorkerLocked(w)
 		}
 	}
 	r.log.Info("job ended", "job", j.id)

@@ -49,4 +49,5 @@ const (
 	MNodesDead                           // raylet -> owners (notify): NodeList of nodes declared dead
 	MPlacementGroup                      // any -> raylet (control store): PlacementGroupRequest -> PlacementGroupReply
 	MBundles                             // control store -> raylet: BundleOp -> Status
+	MDrainWorker                         // raylet -> worker: Empty -> StateEvents, what it has not reported yet; it is stopped next
 )

@@ -105,6 +105,29 @@ func TestDashboardOfACluster(t *testing.T) {
 			t.Errorf("node %v's /metrics: %.500s", n["node_id"], body)
 		}
 	}
+	// Each node counts the attempts that ran on it, once: as many as the
+	// state API lists there (the driver, on the head, owns all of them).
+	var finished list
+	getJSON(t, api+"/tasks?limit=10000&filter=state=FINISHED", &finished)
+	ranOn := map[string]int{}
+	for _, x := range finished.Result {
+		ranOn[fmt.Sprint(x["node_id"])]++
+	}
+	for _, n := range nodes.Result {
+		id := fmt.Sprint(n["node_id"])
+		url := "http://" + n["metrics_address"].(string) + "/metrics"
+		counted := fmt.Sprintf(`rayo_tasks_finished_total{node_id=%q,state="FINISHED"} %d`, id, ranOn[id])
+		timed := fmt.Sprintf(`rayo_task_execution_seconds_count{node_id=%q} %d`, id, ranOn[id])
+		waitFor(t, 5*time.Second, "node "+id+" to count its tasks once: "+counted, func() (bool, string) {
+			resp, err := http.Get(url)
+			if err != nil {
+				return false, err.Error()
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return strings.Contains(string(body), counted+"\n") && strings.Contains(string(body), timed+"\n"), metricLines(string(body), "rayo_task")
+		})
+	}
 
 	// The CLI, on the head's machine, finds the API server by itself.
 	cli := func(args ...string) (string, error) {
@@ -144,4 +167,33 @@ func TestDashboardOfACluster(t *testing.T) {
 			t.Errorf("rayo %v: %v\n%s", args, err, out)
 		}
 	}
+}
+
+// waitFor polls cond every 50 ms until it holds, failing the test after
+// timeout with what cond said last.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: gave up after %v; last seen:\n%s", what, timeout, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// metricLines are the lines of a Prometheus text page that start with
+// prefix.
+func metricLines(page, prefix string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(page, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }

@@ -63,6 +63,7 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	mu.Unlock()
 	reply.StartUnixNs, reply.Pid, reply.NodeId, reply.WorkerId = start.UnixNano(), int32(w.pid), node, w.id[:]
 	end := time.Now().UnixNano()
+	w.rt.RecordRun(reply.Error != nil, time.Duration(end-start.UnixNano()))
 	if reported {
 		e := &pb.TaskEvent{
 			TaskId: spec.TaskId, Attempt: spec.Attempt, State: state.TaskFinished, TimeUnixNs: end,

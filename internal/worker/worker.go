@@ -75,8 +75,21 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	defer cancel()
 	addr := filepath.Join(os.Getenv(raylet.EnvSessionDir), fmt.Sprintf("w-%d.sock", w.pid))
 	var ready atomic.Pointer[core.Runtime]
-	fromRaylet := rpc.HandlerFunc(func(_ *rpc.Conn, m rpc.Method, _ rpc.Kind, _ uint64, body []byte) {
-		if rt := ready.Load(); rt != nil {
+	fromRaylet := rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, _ rpc.Kind, id uint64, body []byte) {
+		rt := ready.Load()
+		if m == rpc.MDrainWorker {
+			// The job ended: hand over what was not reported yet; the
+			// raylet stops this process next.
+			b := &pb.StateEvents{}
+			if rt != nil {
+				if x := rt.TakeEvents(); x != nil {
+					b = x
+				}
+			}
+			_ = c.Reply(id, b)
+			return
+		}
+		if rt != nil {
 			rt.HandleRaylet(m, body)
 		}
 	})

@@ -2881,10 +2881,13 @@ func (x *ActorEvent) GetResources() []*Resource {
 // dropped_tasks counts task events the sender discarded because its
 // buffer was full.
 type StateEvents struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tasks         []*TaskEvent           `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Actors        []*ActorEvent          `protobuf:"bytes,2,rep,name=actors,proto3" json:"actors,omitempty"`
-	DroppedTasks  int64                  `protobuf:"varint,3,opt,name=dropped_tasks,json=droppedTasks,proto3" json:"dropped_tasks,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Tasks        []*TaskEvent           `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Actors       []*ActorEvent          `protobuf:"bytes,2,rep,name=actors,proto3" json:"actors,omitempty"`
+	DroppedTasks int64                  `protobuf:"varint,3,opt,name=dropped_tasks,json=droppedTasks,proto3" json:"dropped_tasks,omitempty"`
+	// runs, from a worker: the task attempts it ran since its last batch,
+	// for its node's metrics (each attempt counted once, where it ran).
+	Runs          *RunTally `protobuf:"bytes,4,opt,name=runs,proto3" json:"runs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2940,6 +2943,85 @@ func (x *StateEvents) GetDroppedTasks() int64 {
 	return 0
 }
 
+func (x *StateEvents) GetRuns() *RunTally {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+// RunTally counts the task attempts one worker ran.
+type RunTally struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Finished int64                  `protobuf:"varint,1,opt,name=finished,proto3" json:"finished,omitempty"`
+	Failed   int64                  `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	// exec_buckets[i]: attempts that ran at most metrics.ExecBuckets[i]
+	// seconds and more than the bound before (not cumulative); one more
+	// entry, last, for longer ones.
+	ExecBuckets   []int64 `protobuf:"varint,3,rep,packed,name=exec_buckets,json=execBuckets,proto3" json:"exec_buckets,omitempty"`
+	ExecSeconds   float64 `protobuf:"fixed64,4,opt,name=exec_seconds,json=execSeconds,proto3" json:"exec_seconds,omitempty"` // their run time in all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunTally) Reset() {
+	*x = RunTally{}
+	mi := &file_rayo_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunTally) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunTally) ProtoMessage() {}
+
+func (x *RunTally) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunTally.ProtoReflect.Descriptor instead.
+func (*RunTally) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RunTally) GetFinished() int64 {
+	if x != nil {
+		return x.Finished
+	}
+	return 0
+}
+
+func (x *RunTally) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *RunTally) GetExecBuckets() []int64 {
+	if x != nil {
+		return x.ExecBuckets
+	}
+	return nil
+}
+
+func (x *RunTally) GetExecSeconds() float64 {
+	if x != nil {
+		return x.ExecSeconds
+	}
+	return 0
+}
+
 // TaskRecord is a task attempt as the state table knows it: its events
 // merged.
 type TaskRecord struct {
@@ -2952,7 +3034,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2964,7 +3046,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2977,7 +3059,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{40}
+	return file_rayo_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskRecord) GetTask() *TaskEvent {
@@ -3005,7 +3087,7 @@ type ActorRecord struct {
 
 func (x *ActorRecord) Reset() {
 	*x = ActorRecord{}
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3099,7 @@ func (x *ActorRecord) String() string {
 func (*ActorRecord) ProtoMessage() {}
 
 func (x *ActorRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3112,7 @@ func (x *ActorRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorRecord.ProtoReflect.Descriptor instead.
 func (*ActorRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{41}
+	return file_rayo_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ActorRecord) GetActor() *ActorEvent {
@@ -3060,7 +3142,7 @@ type StateQuery struct {
 
 func (x *StateQuery) Reset() {
 	*x = StateQuery{}
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3154,7 @@ func (x *StateQuery) String() string {
 func (*StateQuery) ProtoMessage() {}
 
 func (x *StateQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3167,7 @@ func (x *StateQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateQuery.ProtoReflect.Descriptor instead.
 func (*StateQuery) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{42}
+	return file_rayo_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StateQuery) GetLimit() int64 {
@@ -3117,7 +3199,7 @@ type StateList struct {
 
 func (x *StateList) Reset() {
 	*x = StateList{}
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3129,7 +3211,7 @@ func (x *StateList) String() string {
 func (*StateList) ProtoMessage() {}
 
 func (x *StateList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3142,7 +3224,7 @@ func (x *StateList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateList.ProtoReflect.Descriptor instead.
 func (*StateList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{43}
+	return file_rayo_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StateList) GetTasks() []*TaskRecord {
@@ -3194,7 +3276,7 @@ type WorkerRecord struct {
 
 func (x *WorkerRecord) Reset() {
 	*x = WorkerRecord{}
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3206,7 +3288,7 @@ func (x *WorkerRecord) String() string {
 func (*WorkerRecord) ProtoMessage() {}
 
 func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3219,7 +3301,7 @@ func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRecord.ProtoReflect.Descriptor instead.
 func (*WorkerRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{44}
+	return file_rayo_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WorkerRecord) GetWorkerId() []byte {
@@ -3323,7 +3405,7 @@ type ObjectRecord struct {
 
 func (x *ObjectRecord) Reset() {
 	*x = ObjectRecord{}
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3335,7 +3417,7 @@ func (x *ObjectRecord) String() string {
 func (*ObjectRecord) ProtoMessage() {}
 
 func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3348,7 +3430,7 @@ func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRecord.ProtoReflect.Descriptor instead.
 func (*ObjectRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{45}
+	return file_rayo_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ObjectRecord) GetObjectId() []byte {
@@ -3430,7 +3512,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3442,7 +3524,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3455,7 +3537,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{46}
+	return file_rayo_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -3566,7 +3648,7 @@ type ObjectList struct {
 
 func (x *ObjectList) Reset() {
 	*x = ObjectList{}
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3578,7 +3660,7 @@ func (x *ObjectList) String() string {
 func (*ObjectList) ProtoMessage() {}
 
 func (x *ObjectList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3591,7 +3673,7 @@ func (x *ObjectList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectList.ProtoReflect.Descriptor instead.
 func (*ObjectList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{47}
+	return file_rayo_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ObjectList) GetObjects() []*ObjectRecord {
@@ -3622,7 +3704,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3634,7 +3716,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3647,7 +3729,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{48}
+	return file_rayo_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LogRequest) GetPid() int32 {
@@ -3712,7 +3794,7 @@ type Bundle struct {
 
 func (x *Bundle) Reset() {
 	*x = Bundle{}
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3724,7 +3806,7 @@ func (x *Bundle) String() string {
 func (*Bundle) ProtoMessage() {}
 
 func (x *Bundle) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3737,7 +3819,7 @@ func (x *Bundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bundle.ProtoReflect.Descriptor instead.
 func (*Bundle) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{49}
+	return file_rayo_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Bundle) GetResources() []*Resource {
@@ -3781,7 +3863,7 @@ type PlacementGroup struct {
 
 func (x *PlacementGroup) Reset() {
 	*x = PlacementGroup{}
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +3875,7 @@ func (x *PlacementGroup) String() string {
 func (*PlacementGroup) ProtoMessage() {}
 
 func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +3888,7 @@ func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroup.ProtoReflect.Descriptor instead.
 func (*PlacementGroup) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{50}
+	return file_rayo_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PlacementGroup) GetPlacementGroupId() []byte {
@@ -3901,7 +3983,7 @@ type PlacementGroupRequest struct {
 
 func (x *PlacementGroupRequest) Reset() {
 	*x = PlacementGroupRequest{}
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3913,7 +3995,7 @@ func (x *PlacementGroupRequest) String() string {
 func (*PlacementGroupRequest) ProtoMessage() {}
 
 func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3926,7 +4008,7 @@ func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupRequest.ProtoReflect.Descriptor instead.
 func (*PlacementGroupRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{51}
+	return file_rayo_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PlacementGroupRequest) GetOp() string {
@@ -3975,7 +4057,7 @@ type PlacementGroupReply struct {
 
 func (x *PlacementGroupReply) Reset() {
 	*x = PlacementGroupReply{}
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3987,7 +4069,7 @@ func (x *PlacementGroupReply) String() string {
 func (*PlacementGroupReply) ProtoMessage() {}
 
 func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4000,7 +4082,7 @@ func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupReply.ProtoReflect.Descriptor instead.
 func (*PlacementGroupReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{52}
+	return file_rayo_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PlacementGroupReply) GetGroups() []*PlacementGroup {
@@ -4031,7 +4113,7 @@ type BundleOp struct {
 
 func (x *BundleOp) Reset() {
 	*x = BundleOp{}
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4043,7 +4125,7 @@ func (x *BundleOp) String() string {
 func (*BundleOp) ProtoMessage() {}
 
 func (x *BundleOp) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4056,7 +4138,7 @@ func (x *BundleOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleOp.ProtoReflect.Descriptor instead.
 func (*BundleOp) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{53}
+	return file_rayo_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *BundleOp) GetOp() string {
@@ -4333,11 +4415,17 @@ const file_rayo_proto_rawDesc = "" +
 	"\vdeath_cause\x18\f \x01(\tR\n" +
 	"deathCause\x12\x1a\n" +
 	"\bdetached\x18\r \x01(\bR\bdetached\x12,\n" +
-	"\tresources\x18\x0e \x03(\v2\x0e.rayo.ResourceR\tresources\"\x83\x01\n" +
+	"\tresources\x18\x0e \x03(\v2\x0e.rayo.ResourceR\tresources\"\xa7\x01\n" +
 	"\vStateEvents\x12%\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0f.rayo.TaskEventR\x05tasks\x12(\n" +
 	"\x06actors\x18\x02 \x03(\v2\x10.rayo.ActorEventR\x06actors\x12#\n" +
-	"\rdropped_tasks\x18\x03 \x01(\x03R\fdroppedTasks\"\xcd\x01\n" +
+	"\rdropped_tasks\x18\x03 \x01(\x03R\fdroppedTasks\x12\"\n" +
+	"\x04runs\x18\x04 \x01(\v2\x0e.rayo.RunTallyR\x04runs\"\x84\x01\n" +
+	"\bRunTally\x12\x1a\n" +
+	"\bfinished\x18\x01 \x01(\x03R\bfinished\x12\x16\n" +
+	"\x06failed\x18\x02 \x01(\x03R\x06failed\x12!\n" +
+	"\fexec_buckets\x18\x03 \x03(\x03R\vexecBuckets\x12!\n" +
+	"\fexec_seconds\x18\x04 \x01(\x01R\vexecSeconds\"\xcd\x01\n" +
 	"\n" +
 	"TaskRecord\x12#\n" +
 	"\x04task\x18\x01 \x01(\v2\x0f.rayo.TaskEventR\x04task\x12U\n" +
@@ -4460,7 +4548,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),        // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil),   // 1: rayo.RegisterWorkerReply
@@ -4502,22 +4590,23 @@ var file_rayo_proto_goTypes = []any{
 	(*TaskEvent)(nil),             // 37: rayo.TaskEvent
 	(*ActorEvent)(nil),            // 38: rayo.ActorEvent
 	(*StateEvents)(nil),           // 39: rayo.StateEvents
-	(*TaskRecord)(nil),            // 40: rayo.TaskRecord
-	(*ActorRecord)(nil),           // 41: rayo.ActorRecord
-	(*StateQuery)(nil),            // 42: rayo.StateQuery
-	(*StateList)(nil),             // 43: rayo.StateList
-	(*WorkerRecord)(nil),          // 44: rayo.WorkerRecord
-	(*ObjectRecord)(nil),          // 45: rayo.ObjectRecord
-	(*NodeStats)(nil),             // 46: rayo.NodeStats
-	(*ObjectList)(nil),            // 47: rayo.ObjectList
-	(*LogRequest)(nil),            // 48: rayo.LogRequest
-	(*Bundle)(nil),                // 49: rayo.Bundle
-	(*PlacementGroup)(nil),        // 50: rayo.PlacementGroup
-	(*PlacementGroupRequest)(nil), // 51: rayo.PlacementGroupRequest
-	(*PlacementGroupReply)(nil),   // 52: rayo.PlacementGroupReply
-	(*BundleOp)(nil),              // 53: rayo.BundleOp
-	nil,                           // 54: rayo.TaskRecord.StateTimesUnixNsEntry
-	nil,                           // 55: rayo.ActorRecord.StateTimesUnixNsEntry
+	(*RunTally)(nil),              // 40: rayo.RunTally
+	(*TaskRecord)(nil),            // 41: rayo.TaskRecord
+	(*ActorRecord)(nil),           // 42: rayo.ActorRecord
+	(*StateQuery)(nil),            // 43: rayo.StateQuery
+	(*StateList)(nil),             // 44: rayo.StateList
+	(*WorkerRecord)(nil),          // 45: rayo.WorkerRecord
+	(*ObjectRecord)(nil),          // 46: rayo.ObjectRecord
+	(*NodeStats)(nil),             // 47: rayo.NodeStats
+	(*ObjectList)(nil),            // 48: rayo.ObjectList
+	(*LogRequest)(nil),            // 49: rayo.LogRequest
+	(*Bundle)(nil),                // 50: rayo.Bundle
+	(*PlacementGroup)(nil),        // 51: rayo.PlacementGroup
+	(*PlacementGroupRequest)(nil), // 52: rayo.PlacementGroupRequest
+	(*PlacementGroupReply)(nil),   // 53: rayo.PlacementGroupReply
+	(*BundleOp)(nil),              // 54: rayo.BundleOp
+	nil,                           // 55: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                           // 56: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -4543,26 +4632,27 @@ var file_rayo_proto_depIdxs = []int32{
 	2,  // 20: rayo.ActorEvent.resources:type_name -> rayo.Resource
 	37, // 21: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
 	38, // 22: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
-	37, // 23: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
-	54, // 24: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
-	38, // 25: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
-	55, // 26: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
-	40, // 27: rayo.StateList.tasks:type_name -> rayo.TaskRecord
-	41, // 28: rayo.StateList.actors:type_name -> rayo.ActorRecord
-	44, // 29: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
-	2,  // 30: rayo.NodeStats.total:type_name -> rayo.Resource
-	2,  // 31: rayo.NodeStats.available:type_name -> rayo.Resource
-	45, // 32: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
-	2,  // 33: rayo.Bundle.resources:type_name -> rayo.Resource
-	49, // 34: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
-	50, // 35: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
-	50, // 36: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
-	49, // 37: rayo.BundleOp.bundles:type_name -> rayo.Bundle
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	40, // 23: rayo.StateEvents.runs:type_name -> rayo.RunTally
+	37, // 24: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	55, // 25: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	38, // 26: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	56, // 27: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	41, // 28: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	42, // 29: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	45, // 30: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	2,  // 31: rayo.NodeStats.total:type_name -> rayo.Resource
+	2,  // 32: rayo.NodeStats.available:type_name -> rayo.Resource
+	46, // 33: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	2,  // 34: rayo.Bundle.resources:type_name -> rayo.Resource
+	50, // 35: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
+	51, // 36: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
+	51, // 37: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
+	50, // 38: rayo.BundleOp.bundles:type_name -> rayo.Bundle
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }
@@ -4576,7 +4666,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   56,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
