@@ -652,17 +652,29 @@ func newLogsCmd() *cobra.Command {
 	var (
 		nodeID, workerID, actorID, taskID string
 		pid, tail                         int
-		follow                            bool
+		follow, asJSON                    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "logs (--node ID --pid P | --worker ID | --actor ID | --task ID)",
-		Short: "Print a worker's log: by node and pid, worker, actor or task",
+		Use:   "logs [--node ID] | (--node ID --pid P | --worker ID | --actor ID | --task ID)",
+		Short: "List the cluster's (or a node's) worker logs, or print one: by node and pid, worker, actor or task",
 		Args:  cobra.NoArgs,
 	}
 	addr := addDashboardFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		q := url.Values{}
 		given := 0
+		one := cmd.Flags().Changed("pid") || workerID != "" || actorID != "" || taskID != ""
+		if !one {
+			// No worker named: list the logs there are.
+			if follow || cmd.Flags().Changed("tail") {
+				return errors.New("--follow and --tail need one log: give --node ID --pid P, --worker ID, --actor ID or --task ID")
+			}
+			c, err := newStateClient(*addr)
+			if err != nil {
+				return err
+			}
+			return listLogs(cmd, c, nodeID, asJSON)
+		}
 		if nodeID != "" || cmd.Flags().Changed("pid") {
 			if nodeID == "" || !cmd.Flags().Changed("pid") || pid <= 0 {
 				return errors.New("--node ID and --pid P go together (P > 0)")
@@ -696,8 +708,19 @@ func newLogsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				lines := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
+				if len(body) == 0 {
+					lines = []string{}
+				}
+				b, _ := json.Marshal(map[string]any{"lines": lines})
+				return writePretty(cmd.OutOrStdout(), b)
+			}
 			_, err = cmd.OutOrStdout().Write(body)
 			return err
+		}
+		if asJSON {
+			return errors.New("--json and --follow do not go together: a followed log is printed as it comes")
 		}
 		q.Set("follow", "1")
 		// Followed until Ctrl-C or the context's end: not an error.
@@ -724,7 +747,60 @@ func newLogsCmd() *cobra.Command {
 	f.StringVar(&taskID, "task", "", "the part of its worker's log this task wrote")
 	f.IntVar(&tail, "tail", 0, "only the last N lines (default: all)")
 	f.BoolVarP(&follow, "follow", "f", false, "keep printing what the worker writes, until Ctrl-C")
+	f.BoolVar(&asJSON, "json", false, "print JSON: the list of logs, or a log's lines")
 	return cmd
+}
+
+// logColumns are the columns of `rayo logs` listing the logs there are.
+var logColumns = []column{
+	field("NODE", "node_id"), field("PID", "pid"), field("TYPE", "worker_type"), field("STATE", "state"),
+	field("ACTOR_ID", "actor_id"), field("LOG_FILE", "log_file"),
+}
+
+// listLogs prints the worker logs of one node (every node when nodeID is
+// empty): one per worker process, live or ended, that the API knows.
+func listLogs(cmd *cobra.Command, c *stateClient, nodeID string, asJSON bool) error {
+	ctx := cmd.Context()
+	q := url.Values{"limit": {"10000"}}
+	if nodeID != "" {
+		// An unknown node is an error, not an empty list.
+		if _, err := c.get(ctx, "/api/v0/nodes/"+url.PathEscape(nodeID), nil); err != nil {
+			return err
+		}
+		q.Set("filter", "node_id="+nodeID)
+	}
+	var page struct {
+		Warnings []string `json:"warnings"`
+		Result   []record `json:"result"`
+	}
+	body, err := c.getJSON(ctx, "/api/v0/workers", q, &page)
+	if err != nil {
+		return err
+	}
+	for _, w := range page.Warnings {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+	}
+	out := cmd.OutOrStdout()
+	if asJSON {
+		return writePretty(out, body)
+	}
+	headers := make([]string, len(logColumns))
+	for i, col := range logColumns {
+		headers[i] = col.header
+	}
+	rows := make([][]string, 0, len(page.Result))
+	for _, r := range page.Result {
+		row := make([]string, len(logColumns))
+		for i, col := range logColumns {
+			row[i] = col.value(r)
+		}
+		rows = append(rows, row)
+	}
+	if err := writeTable(out, headers, rows); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "%d logs; print one with: rayo logs --node ID --pid P\n", len(rows))
+	return err
 }
 
 func newTimelineCmd() *cobra.Command {

@@ -67,6 +67,30 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 				"resources_total": map[string]float64{"CPU": 4}}},
 		})
 	})
+	mux.HandleFunc("GET /api/v0/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("id") != nodeA {
+			writeJSON(w, 404, map[string]string{"error": "node " + r.PathValue("id") + " not found"})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"result": []map[string]any{{"node_id": nodeA, "state": "ALIVE"}}})
+	})
+	mux.HandleFunc("GET /api/v0/workers", func(w http.ResponseWriter, r *http.Request) {
+		all := []map[string]any{
+			{"worker_id": "77aa", "node_id": nodeA, "pid": 4242, "worker_type": "WORKER", "state": "LEASED", "actor_id": "",
+				"log_file": "/tmp/rayo/s-1/logs/worker-4242.log"},
+			{"worker_id": "88bb", "node_id": nodeA, "pid": 4243, "worker_type": "WORKER", "state": "ACTOR", "actor_id": taskOK,
+				"log_file": "/tmp/rayo/s-1/logs/worker-4243.log"},
+			{"worker_id": "99cc", "node_id": "ba9876543210", "pid": 5151, "worker_type": "WORKER", "state": "IDLE", "actor_id": "",
+				"log_file": "/tmp/rayo/s-2/logs/worker-5151.log"},
+		}
+		var result []map[string]any
+		for _, x := range all {
+			if f := r.URL.Query().Get("filter"); f == "" || f == "node_id="+x["node_id"].(string) {
+				result = append(result, x)
+			}
+		}
+		writeJSON(w, 200, map[string]any{"total": len(all), "num_filtered": len(result), "offset": 0, "limit": 10000, "result": result})
+	})
 	mux.HandleFunc("GET /api/v0/placement_groups", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{
 			"total": 2, "num_filtered": 2, "offset": 0, "limit": 100, "dropped": 0,
@@ -335,6 +359,36 @@ func TestLogsTail(t *testing.T) {
 	}
 }
 
+func TestLogsListsTheLogsThereAre(t *testing.T) {
+	api := newFakeAPI(t)
+	out, _, err := runState(t, context.Background(), hostPort(api), "logs", "--node", nodeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !slices.Equal(strings.Fields(lines[0]), []string{"NODE", "PID", "TYPE", "STATE", "ACTOR_ID", "LOG_FILE"}) {
+		t.Fatalf("want a header, the node's 2 workers and a footer, got:\n%s", out)
+	}
+	if got := strings.Fields(lines[2]); !slices.Equal(got, []string{nodeA, "4243", "WORKER", "ACTOR", taskOK, "/tmp/rayo/s-1/logs/worker-4243.log"}) {
+		t.Errorf("second row %q", got)
+	}
+	if !strings.HasPrefix(lines[3], "2 logs; print one with: rayo logs --node ID --pid P") {
+		t.Errorf("footer %q", lines[3])
+	}
+	// Without --node: every node's; as JSON, the API's own answer.
+	out, _, err = runState(t, context.Background(), hostPort(api), "logs", "--json")
+	var page struct{ Result []map[string]any }
+	if err != nil || json.Unmarshal([]byte(out), &page) != nil || len(page.Result) != 3 {
+		t.Fatalf("logs --json: %v\n%s", err, out)
+	}
+	// One log's lines as JSON.
+	out, _, err = runState(t, context.Background(), hostPort(api), "logs", "--worker", "77aa", "--json")
+	var log struct{ Lines []string }
+	if err != nil || json.Unmarshal([]byte(out), &log) != nil || !slices.Equal(log.Lines, []string{"line 1", "line 2"}) {
+		t.Fatalf("logs --worker --json: %v\n%s", err, out)
+	}
+}
+
 // chanWriter hands every write to a channel, so a test can see output as
 // it arrives.
 type chanWriter chan string
@@ -456,9 +510,11 @@ func TestStateBadInputs(t *testing.T) {
 		{"filter with empty key", hostPort(api), []string{"list", "tasks", "--filter", "=FAILED"}, "the key is empty", true},
 		{"filter != with empty key", hostPort(api), []string{"list", "tasks", "--filter", "!=FAILED"}, "the key is empty", true},
 		{"negative limit", hostPort(api), []string{"list", "tasks", "--limit", "-1"}, "bad --limit", true},
-		{"logs without a target", hostPort(api), []string{"logs"}, "give exactly one of", true},
+		{"follow without a log", hostPort(api), []string{"logs", "--follow"}, "--follow and --tail need one log", true},
 		{"logs with two targets", hostPort(api), []string{"logs", "--task", "a", "--actor", "b"}, "give exactly one of", true},
-		{"logs node without pid", hostPort(api), []string{"logs", "--node", nodeA}, "--node ID and --pid P go together", true},
+		{"logs pid without node", hostPort(api), []string{"logs", "--pid", "4242"}, "--node ID and --pid P go together", true},
+		{"logs follow as JSON", hostPort(api), []string{"logs", "--task", "a", "--follow", "--json"}, "--json and --follow do not go together", false},
+		{"logs of an unknown node", hostPort(api), []string{"logs", "--node", "feedfacecafe"}, "rayo: node feedfacecafe not found", false},
 		{"bad address", "ftp://x:1", []string{"list", "tasks"}, "bad dashboard address", true},
 		{"unknown ID", hostPort(api), []string{"get", "task", "ffff"}, "rayo: task ffff not found", false},
 		{"server error without JSON", hostPort(api), []string{"list", "jobs"}, "404 Not Found", false},

@@ -157,8 +157,18 @@ func TestDashboardOfACluster(t *testing.T) {
 	if b, err := os.ReadFile(trace); err != nil || !strings.HasPrefix(strings.TrimSpace(string(b)), "[") {
 		t.Fatalf("timeline file: %v %.200s", err, b)
 	}
+	// The other node's worker logs, then one of them.
+	out, err = cli("logs", "--node", b.ID())
+	if err != nil || !strings.Contains(out, b.ID()) || !strings.Contains(out, "worker-") {
+		t.Fatalf("rayo logs --node: %v\n%s", err, out)
+	}
+	pid := fmt.Sprint(int(tasks.Result[0]["worker_pid"].(float64)))
+	if out, err = cli("logs", "--node", b.ID(), "--pid", pid); err != nil {
+		t.Fatalf("rayo logs --node --pid: %v\n%s", err, out)
+	}
 	// Bad input: a clear message and a non-zero exit.
 	for _, args := range [][]string{
+		{"logs", "--node", "feedfacecafe"},
 		{"get", "task", "00112233445566778899aabbccddeeff"},
 		{"list", "tasks", "--filter", "nosuchfield=1"},
 		{"list", "gizmos"},
