@@ -29,7 +29,7 @@ func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc 
 	o := defaultOptions()
 	o.apply(opts)
 	if o.name == "" {
-		o.name = shortName(sym)
+		o.name = shortName(sym, src)
 	}
 	r := remoteFunc{fn: fn, late: !ok, opts: o, declErr: checkSignature(f)}
 	r.shape = core.NewShape(fn.Name, r.resources(), r.opts.placement)
@@ -57,9 +57,19 @@ func symbol(f any) (name, source string) {
 	return fn.Name(), fmt.Sprintf("%s:%d", file, line)
 }
 
-// shortName turns "example.com/pkg.fn" into "fn" and a closure's symbol
-// into "pkg.func1".
-func shortName(sym string) string {
+// shortName is a task's name when none is given: "fn" for a function
+// "example.com/pkg.fn", and where the code is ("pkg/file.go:14", the
+// file's folder and name) for a function literal, whose symbol
+// ("pkg.init.func2") would say nothing of which one it is.
+func shortName(sym, source string) string {
+	if isLiteral(sym) && source != "" {
+		if i := strings.LastIndex(source, "/"); i >= 0 {
+			if j := strings.LastIndex(source[:i], "/"); j >= 0 {
+				return source[j+1:]
+			}
+		}
+		return source
+	}
 	if i := strings.LastIndex(sym, "/"); i >= 0 {
 		sym = sym[i+1:]
 	}
@@ -68,6 +78,18 @@ func shortName(sym string) string {
 		return sym[i+1:]
 	}
 	return sym
+}
+
+// isLiteral reports whether sym names a function literal: its last part
+// is "funcN" (or "gowrapN"), as the compiler names them.
+func isLiteral(sym string) bool {
+	last := sym[strings.LastIndex(sym, ".")+1:]
+	for _, p := range []string{"func", "gowrap"} {
+		if n, ok := strings.CutPrefix(last, p); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (r remoteFunc) with(opts []Option) remoteFunc {

@@ -52,8 +52,9 @@ func Resources(r map[string]float64) Option {
 	return func(o *options) { o.resources, o.taskResources = r, r }
 }
 
-// Name names a task in errors and logs (default: the function's name).
-// For an actor, it is the name GetActor finds it by.
+// Name names a task in errors, logs and the state API (default: the
+// function's name, or for a function literal where its code is, as
+// "pkg/file.go:14"). For an actor, it is the name GetActor finds it by.
 func Name(name string) Option { return func(o *options) { o.name = name } }
 
 // MaxRetries is how many times a task is retried when its worker dies
