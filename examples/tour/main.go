@@ -35,15 +35,7 @@ func run() (err error) {
 	// In a worker process (this same executable, started by rayo) Init
 	// serves tasks and never returns, so it comes first. Ten CPUs let the
 	// parallel sections run all their tasks at once.
-	//
-	// The "sleeper" resource works around a scheduling quirk of rayo: it
-	// keeps one running average of task duration per resource shape (not
-	// per function), and when that average is short it queues many tasks
-	// on one worker. After the quick tasks of the first sections, the
-	// sleeps of the parallel and wait sections would then run one after
-	// another on a single worker. Asking for a resource of their own as
-	// well as a CPU gives them a scheduling queue of their own.
-	if err := rayo.Init(rayo.NumCPUs(10), rayo.Resources(map[string]float64{"sleeper": 10})); err != nil {
+	if err := rayo.Init(rayo.NumCPUs(10)); err != nil {
 		return err
 	}
 	defer func() {
@@ -53,7 +45,6 @@ func run() (err error) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sleeper := rayo.Resources(map[string]float64{"sleeper": 1})
 
 	sections := []section{
 		{"put and get", "Put stores an immutable object and returns a ref; Get reads it back.",
@@ -61,7 +52,7 @@ func run() (err error) {
 		{"remote functions", "add(1, 2) as a task, each argument a value or a ref.",
 			demos.Remote},
 		{"parallelism", "Four half-second sleeps, as plain calls and then as tasks.",
-			func(ctx context.Context) error { return demos.Parallel(ctx, 4, 500*time.Millisecond, sleeper) }},
+			func(ctx context.Context) error { return demos.Parallel(ctx, 4, 500*time.Millisecond) }},
 		{"dependencies", "f(f(f(0))) with f(x) = x+1: each task takes the last one's ref.",
 			demos.Chain},
 		{"tree reduce", "100 tasks draw 1000 normal samples each; aggregate tasks add them pairwise.",
@@ -73,7 +64,7 @@ func run() (err error) {
 		{"computation graph", "Two zeros tasks feed a dot task.",
 			demos.Graph},
 		{"wait", "Tasks of different lengths, reported as each finishes.",
-			func(ctx context.Context) error { return demos.Wait(ctx, sleeper) }},
+			func(ctx context.Context) error { return demos.Wait(ctx) }},
 		{"sum of squares", "sqrt(sum of x*x for x in [1, 10,000,000)), locally then as one task per core.",
 			func(ctx context.Context) error { return demos.SumSquares(ctx, runtime.NumCPU()) }},
 		{"actors", "Ten counter actors incremented once each, then the first one five more times.",
