@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -147,6 +148,7 @@ func (s *Server) putBinary(ch *pb.BinaryChunk) *pb.Status {
 	}
 	s.mu.Lock()
 	s.binaries[ch.Hash] = p.data
+	s.touched[ch.Hash] = s.cfg.Now().UnixMilli()
 	s.mu.Unlock()
 	return &pb.Status{}
 }
@@ -162,10 +164,14 @@ func (s *Server) dropOldestPartialLocked() {
 	delete(s.partials, oldest)
 }
 
-// hasBinary says whether the whole executable is stored.
+// hasBinary says whether the whole executable is stored. A driver asks
+// before it starts a job with it, so the executable counts as used now.
 func (s *Server) hasBinary(hash string) *pb.Status {
 	s.mu.Lock()
 	_, ok := s.binaries[hash]
+	if ok {
+		s.touched[hash] = s.cfg.Now().UnixMilli()
+	}
 	s.mu.Unlock()
 	if !ok {
 		return &pb.Status{Error: fmt.Sprintf("binary %s not stored", hash)}
@@ -231,8 +237,70 @@ func (s *Server) jobEnded(id string) {
 	s.jobs[id] = j
 	s.mu.Unlock()
 	_ = s.save(TableJobs, id, j)
+	s.pruneJobsLocked()
 	s.publish()
 	s.groups.JobEnded(id)
+}
+
+// What the control store keeps of finished jobs: the records of the
+// newest (the state API lists them), and the executables that no running
+// job uses but were used last (the next run of the same program needs no
+// upload).
+const (
+	maxFinishedJobs    = 1000
+	keepUnusedBinaries = 4
+	// binaryGrace keeps an executable stored or asked for lately: its job
+	// is about to start.
+	binaryGrace = time.Minute
+)
+
+// pruneJobsLocked forgets, in memory and in the store, the oldest finished
+// jobs past maxFinishedJobs and the executables past keepUnusedBinaries
+// that no running job uses. s.wmu is held.
+func (s *Server) pruneJobsLocked() {
+	s.mu.Lock()
+	var finished []*pb.JobInfo
+	used := make(map[string]int64, len(s.binaries)) // when each executable was last used; MaxInt64 while running
+	for _, j := range s.jobs {
+		if j.State != JobFinished {
+			used[j.ExeHash] = math.MaxInt64
+			continue
+		}
+		finished = append(finished, j)
+		used[j.ExeHash] = max(used[j.ExeHash], j.EndUnixMs)
+	}
+	sort.Slice(finished, func(i, k int) bool {
+		if finished[i].EndUnixMs != finished[k].EndUnixMs {
+			return finished[i].EndUnixMs > finished[k].EndUnixMs
+		}
+		return finished[i].JobId < finished[k].JobId
+	})
+	var jobs, bins []string
+	for _, j := range finished[min(len(finished), maxFinishedJobs):] {
+		delete(s.jobs, j.JobId)
+		jobs = append(jobs, j.JobId)
+	}
+	recent := s.cfg.Now().Add(-binaryGrace).UnixMilli()
+	var unused []string
+	for h := range s.binaries {
+		used[h] = max(used[h], s.touched[h])
+		if used[h] < recent {
+			unused = append(unused, h)
+		}
+	}
+	sort.Slice(unused, func(i, k int) bool { return used[unused[i]] > used[unused[k]] })
+	for _, h := range unused[min(len(unused), keepUnusedBinaries):] {
+		delete(s.binaries, h)
+		delete(s.touched, h)
+		bins = append(bins, h)
+	}
+	s.mu.Unlock()
+	for _, id := range jobs {
+		_ = s.erase(TableJobs, id)
+	}
+	for _, h := range bins {
+		_ = s.erase(TableBinaries, h)
+	}
 }
 
 func (s *Server) job(id string) (*pb.JobInfo, error) {

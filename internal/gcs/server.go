@@ -83,6 +83,7 @@ type Server struct {
 	closing   bool
 	jobs      map[string]*pb.JobInfo
 	binaries  map[string][]byte // SHA-256 hex -> executable
+	touched   map[string]int64  // SHA-256 hex -> when (Unix ms) it was last stored or asked for
 	partials  map[string]*partial
 	useSeq    uint64 // orders the partial uploads by last use
 	kv        map[kvKey][]byte
@@ -119,6 +120,7 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 		nodeConn: make(map[ids.NodeID]*rpc.Conn),
 		jobs:     make(map[string]*pb.JobInfo),
 		binaries: make(map[string][]byte),
+		touched:  make(map[string]int64),
 		partials: make(map[string]*partial),
 		kv:       make(map[kvKey][]byte),
 		stop:     make(chan struct{}),
@@ -151,6 +153,9 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
+	s.wmu.Lock()
+	s.pruneJobsLocked()
+	s.wmu.Unlock()
 	s.groups = placement.NewManager(groupHost{s}, nil, groups)
 	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return rpc.HandlerFunc(s.handle) }, s.connClosed)
 	if cfg.Token != "" {

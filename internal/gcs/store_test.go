@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"slices"
@@ -531,4 +532,91 @@ func TestCloseStopsRedisClient(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // goroutines end on their own
 	}
+}
+
+// The control store keeps the newest maxFinishedJobs finished jobs and,
+// of the executables no running job uses, the keepUnusedBinaries used
+// last; in memory and in its store alike.
+func TestFinishedJobsAndUnusedBinariesAreBounded(t *testing.T) {
+	backends(t, func(t *testing.T, storage func() Config) {
+		var clock atomic.Int64
+		clock.Store(1_000_000_000)
+		cfg := storage()
+		cfg.Now = func() time.Time { return time.UnixMilli(clock.Load()) }
+		s, addr := serve(t, cfg)
+		c := dial(t, addr)
+		st := &pb.Status{}
+		start := func(job, hash string) {
+			t.Helper()
+			call(t, c, rpc.MJobStarted, &pb.JobInfo{JobId: job, ExeHash: hash}, st)
+			if st.Error != "" {
+				t.Fatal(st.Error)
+			}
+		}
+		end := func(job string) {
+			t.Helper()
+			if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: job}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stored := func(hash string) bool {
+			call(t, c, rpc.MGetBinary, &pb.GetBinary{Hash: hash}, st)
+			return st.Error == ""
+		}
+		// Eight programs, one job each, a second apart; the first runs
+		// again meanwhile and is still running.
+		var hashes []string
+		for i := range 8 {
+			exe := []byte(fmt.Sprintf("executable %d", i))
+			hashes = append(hashes, sha(exe))
+			putChunks(t, c, chunks(sha(exe), exe, 8, nil))
+			start(fmt.Sprintf("job-%d", i), sha(exe))
+			clock.Add(1000)
+			end(fmt.Sprintf("job-%d", i))
+		}
+		start("running", hashes[0])
+		// Much later, one more run of the last program ends: of the six
+		// programs neither running nor just used, the four used last stay.
+		clock.Add(int64(10 * time.Minute / time.Millisecond))
+		start("last", hashes[7])
+		end("last")
+		for i, want := range []bool{true, false, false, true, true, true, true, true} {
+			if got := stored(hashes[i]); got != want {
+				t.Errorf("program %d stored: %v, want %v", i, got, want)
+			}
+		}
+		// Past maxFinishedJobs finished jobs, the oldest go.
+		for i := range maxFinishedJobs {
+			clock.Add(1)
+			start(fmt.Sprintf("batch-%d", i), hashes[7])
+			end(fmt.Sprintf("batch-%d", i))
+		}
+		list := func(c *rpc.Conn) map[string]string {
+			l := &pb.JobList{}
+			call(t, c, rpc.MListJobs, &pb.Empty{}, l)
+			out := map[string]string{}
+			for _, j := range l.Jobs {
+				out[j.JobId] = j.State
+			}
+			return out
+		}
+		jobs := list(c)
+		if len(jobs) != maxFinishedJobs+1 || jobs["running"] != JobRunning || jobs["batch-0"] != JobFinished || jobs["last"] != "" || jobs["job-7"] != "" {
+			t.Fatalf("%d jobs kept (running %q, batch-0 %q, last %q, job-7 %q), want the running one and the %d newest finished",
+				len(jobs), jobs["running"], jobs["batch-0"], jobs["last"], jobs["job-7"], maxFinishedJobs)
+		}
+		// A control store started again on the same storage has the same.
+		_ = s.Close()
+		cfg2 := storage()
+		cfg2.Now = cfg.Now
+		_, addr2 := serve(t, cfg2)
+		c2 := dial(t, addr2)
+		if again := list(c2); len(again) != len(jobs) || again["job-0"] != "" || again["running"] != JobRunning {
+			t.Fatalf("after a restart: %d jobs (job-0 %q, running %q)", len(again), again["job-0"], again["running"])
+		}
+		call(t, c2, rpc.MGetBinary, &pb.GetBinary{Hash: hashes[1]}, st)
+		if st.Error == "" {
+			t.Fatal("a dropped executable came back after a restart")
+		}
+	})
 }

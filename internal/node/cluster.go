@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -252,10 +254,14 @@ func (g *gcsClient) FetchJob(ctx context.Context, id string) (*pb.JobInfo, strin
 	}
 	path := filepath.Join(g.binDir, info.ExeHash)
 	for {
+		g.fetchMu.Lock()
 		if fi, err := os.Stat(path); err == nil && fi.Size() == info.ExeSize {
+			// In use: pruneBinaries keeps it.
+			now := time.Now()
+			_ = os.Chtimes(path, now, now)
+			g.fetchMu.Unlock()
 			return info, path, nil
 		}
-		g.fetchMu.Lock()
 		if ch := g.fetching[info.ExeHash]; ch != nil {
 			g.fetchMu.Unlock()
 			select {
@@ -275,10 +281,49 @@ func (g *gcsClient) FetchJob(ctx context.Context, id string) (*pb.JobInfo, strin
 		g.fetchMu.Lock()
 		delete(g.fetching, info.ExeHash)
 		close(ch)
+		if err == nil {
+			pruneBinaries(g.binDir, time.Now())
+		}
 		g.fetchMu.Unlock()
 		if err != nil {
 			return nil, "", err
 		}
+	}
+}
+
+// The node's cache of executables keeps those used in the last
+// binaryCacheGrace and, of the others, the binaryCacheKeep used last.
+const (
+	binaryCacheGrace = 10 * time.Minute
+	binaryCacheKeep  = 4
+)
+
+// pruneBinaries removes from the cache dir the executables past its
+// bounds. An executable's modification time is when it was last used
+// (FetchJob sets it); one removed while a job still needs it is
+// downloaded again. fetchMu is held.
+func pruneBinaries(dir string, now time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type bin struct {
+		name string
+		used time.Time
+	}
+	var old []bin
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue // a download in progress is .part-*
+		}
+		if now.Sub(fi.ModTime()) > binaryCacheGrace {
+			old = append(old, bin{e.Name(), fi.ModTime()})
+		}
+	}
+	sort.Slice(old, func(i, k int) bool { return old[i].used.After(old[k].used) })
+	for _, b := range old[min(len(old), binaryCacheKeep):] {
+		_ = os.Remove(filepath.Join(dir, b.name))
 	}
 }
 
