@@ -21,6 +21,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/dashboard"
 	"github.com/rayo-dev/rayo/internal/dashboard/web"
+	"github.com/rayo-dev/rayo/internal/jobs"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/raylet"
@@ -278,7 +279,8 @@ func joinCluster(o options) error {
 		_ = arena.Close()
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
-	job := &pb.JobInfo{JobId: jobID, Exe: exe, Args: os.Args[1:], LogToDriver: o.logToDriver, DriverAddr: rt.Addr()}
+	job := &pb.JobInfo{JobId: jobID, Exe: exe, Args: os.Args[1:], LogToDriver: o.logToDriver, DriverAddr: rt.Addr(),
+		SubmissionId: os.Getenv(jobs.EnvSubmissionID)}
 	if err := conn.Call(ctx, rpc.MRegisterJob, job, &pb.Status{}); err != nil {
 		_ = rt.Close()
 		_ = conn.Close()

@@ -52,6 +52,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newGCSServerCmd())
 	root.AddCommand(newStateCmds()...)
+	root.AddCommand(newJobCmd())
 	return root
 }
 

@@ -73,8 +73,9 @@ func newStateCmds() []*cobra.Command {
 
 // stateClient talks to one state API server.
 type stateClient struct {
-	base string // http://HOST:PORT, no trailing slash
-	http *http.Client
+	base  string // http://HOST:PORT, no trailing slash
+	http  *http.Client
+	token string // the cluster token, for requests that need it (rayo job)
 }
 
 // addDashboardFlag adds --dashboard-address to cmd and returns where it
@@ -122,13 +123,26 @@ func newStateClient(flag string) (*stateClient, error) {
 // open sends GET path?query and returns the response of a 2xx answer; the
 // caller closes its body. Other answers become the server's error.
 func (c *stateClient) open(ctx context.Context, path string, query url.Values) (*http.Response, error) {
+	return c.send(ctx, http.MethodGet, path, query, nil, "")
+}
+
+// send makes a request with body (of type contentType, when set) and
+// returns the response of a 2xx answer, as open does. A client with a
+// token presents it.
+func (c *stateClient) send(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string) (*http.Response, error) {
 	u := c.base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

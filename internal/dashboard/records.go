@@ -90,6 +90,7 @@ func jobRecord(j *pb.JobInfo) record {
 	return record{
 		"job_id": j.JobId, "status": j.State, "entrypoint": strings.TrimSpace(j.Exe + " " + strings.Join(j.Args, " ")),
 		"node_id": nodeName(j.NodeId), "driver_address": j.DriverAddr, "start_time_ms": j.StartUnixMs, "end_time_ms": j.EndUnixMs,
+		"submission_id": j.SubmissionId,
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rayo-dev/rayo/internal/jobs"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/state"
@@ -43,6 +44,11 @@ type Config struct {
 	// Metrics are served at /metrics, with the cluster's tasks and actors
 	// by state (read from Source at each scrape).
 	Metrics prometheus.Gatherer
+	// Jobs, on a head, runs submitted jobs (/api/jobs/); nil: none.
+	Jobs *jobs.Manager
+	// Token is the cluster token that job submissions and stops must
+	// carry; empty: none needed.
+	Token string
 }
 
 // Server is the API server's HTTP handler.
@@ -61,6 +67,7 @@ func New(cfg Config) *Server {
 		gather = append(gather, cfg.Metrics)
 	}
 	s.mux.Handle("GET /metrics", metrics.Handler(gather))
+	s.routeJobs()
 	s.mux.HandleFunc("GET /api/v0/logs", s.logs)
 	s.mux.HandleFunc("GET /api/v0/timeline", s.timeline)
 	s.mux.HandleFunc("GET /api/v0/{resource}", s.list)

@@ -28,6 +28,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/dashboard"
 	"github.com/rayo-dev/rayo/internal/dashboard/web"
 	"github.com/rayo-dev/rayo/internal/gcs"
+	"github.com/rayo-dev/rayo/internal/jobs"
 	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -91,6 +92,7 @@ type Node struct {
 
 	dash    *dashboard.HTTPServer // head: the API server, or nil
 	dashSrc *dashboard.RPCSource
+	jobs    *jobs.Manager // head: submitted jobs, or nil
 
 	stop chan struct{}
 	lost chan struct{} // closed when the control store stays away LostAfter
@@ -185,7 +187,17 @@ func (n *Node) startDashboard() {
 		host = "127.0.0.1"
 	}
 	n.dashSrc = dashboard.NewRPCSource("tcp:"+n.gcsAddr, n.cfg.Token)
-	h := dashboard.New(dashboard.Config{Source: n.dashSrc, UI: web.Handler(), Metrics: n.raylet.Metrics().Registry})
+	// Submitted jobs run here, as drivers of this cluster.
+	mgr, err := jobs.New(jobs.Config{
+		Dir: filepath.Join(n.session, "jobs"),
+		Env: []string{"RAYO_ADDRESS=" + n.gcsAddr, "RAYO_TOKEN=" + n.cfg.Token},
+	})
+	if err != nil {
+		n.logf("rayo: no job submission: %v", err)
+	}
+	n.jobs = mgr
+	h := dashboard.New(dashboard.Config{Source: n.dashSrc, UI: web.Handler(), Metrics: n.raylet.Metrics().Registry,
+		Jobs: mgr, Token: n.cfg.Token})
 	srv, err := dashboard.Listen(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h)
 	if err != nil {
 		n.logf("rayo: dashboard port %d: %v; using a free port", n.cfg.DashboardPort, err)
@@ -195,6 +207,10 @@ func (n *Node) startDashboard() {
 		n.logf("rayo: no dashboard: %v", err)
 		_ = n.dashSrc.Close()
 		n.dashSrc = nil
+		if n.jobs != nil {
+			_ = n.jobs.Close()
+			n.jobs = nil
+		}
 		return
 	}
 	n.dash = srv
@@ -328,6 +344,9 @@ func (n *Node) Close() error {
 	if n.dash != nil {
 		_ = n.dash.Close()
 		_ = n.dashSrc.Close()
+	}
+	if n.jobs != nil {
+		_ = n.jobs.Close() // submitted drivers end before their cluster
 	}
 	close(n.stop)
 	n.wg.Wait()

@@ -1894,7 +1894,8 @@ type JobInfo struct {
 	State         string                 `protobuf:"bytes,9,opt,name=state,proto3" json:"state,omitempty"`                             // RUNNING or FINISHED, as the control store knows it
 	StartUnixMs   int64                  `protobuf:"varint,10,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
 	EndUnixMs     int64                  `protobuf:"varint,11,opt,name=end_unix_ms,json=endUnixMs,proto3" json:"end_unix_ms,omitempty"`
-	NodeId        []byte                 `protobuf:"bytes,12,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"` // the node of its driver
+	NodeId        []byte                 `protobuf:"bytes,12,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                   // the node of its driver
+	SubmissionId  string                 `protobuf:"bytes,13,opt,name=submission_id,json=submissionId,proto3" json:"submission_id,omitempty"` // the job submission (rayo job submit) that runs its driver, if any
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2011,6 +2012,13 @@ func (x *JobInfo) GetNodeId() []byte {
 		return x.NodeId
 	}
 	return nil
+}
+
+func (x *JobInfo) GetSubmissionId() string {
+	if x != nil {
+		return x.SubmissionId
+	}
+	return ""
 }
 
 // JobList lists jobs.
@@ -4321,7 +4329,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
 	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\x12(\n" +
 	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\x12$\n" +
-	"\x05total\x18\x04 \x03(\v2\x0e.rayo.ResourceR\x05total\"\xc6\x02\n" +
+	"\x05total\x18\x04 \x03(\v2\x0e.rayo.ResourceR\x05total\"\xeb\x02\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
@@ -4336,7 +4344,8 @@ const file_rayo_proto_rawDesc = "" +
 	"\rstart_unix_ms\x18\n" +
 	" \x01(\x03R\vstartUnixMs\x12\x1e\n" +
 	"\vend_unix_ms\x18\v \x01(\x03R\tendUnixMs\x12\x17\n" +
-	"\anode_id\x18\f \x01(\fR\x06nodeId\",\n" +
+	"\anode_id\x18\f \x01(\fR\x06nodeId\x12#\n" +
+	"\rsubmission_id\x18\r \x01(\tR\fsubmissionId\",\n" +
 	"\aJobList\x12!\n" +
 	"\x04jobs\x18\x01 \x03(\v2\r.rayo.JobInfoR\x04jobs\"#\n" +
 	"\n" +
