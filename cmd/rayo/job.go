@@ -91,8 +91,8 @@ func keyValues(flag string, list []string) (map[string]string, error) {
 
 func newJobSubmitCmd(client clientFunc) *cobra.Command {
 	var (
-		id, workDir  string
-		env, meta    []string
+		id, workDir    string
+		env, meta      []string
 		noWait, asJSON bool
 	)
 	cmd := &cobra.Command{
