@@ -21,7 +21,7 @@ var fields = map[string][]string{
 		"session_dir", "death_reason", "metrics_address"},
 	"workers": {"worker_id", "node_id", "pid", "job_id", "worker_type", "state", "actor_id", "start_time_ms", "end_time_ms",
 		"exit_code", "log_file"},
-	"jobs": {"job_id", "status", "entrypoint", "node_id", "driver_address", "start_time_ms", "end_time_ms"},
+	"jobs": {"job_id", "status", "entrypoint", "node_id", "driver_address", "start_time_ms", "end_time_ms", "submission_id"},
 	"tasks": {"task_id", "attempt_number", "name", "state", "type", "job_id", "actor_id", "parent_task_id", "node_id",
 		"worker_id", "worker_pid", "required_resources", "creation_time_ms", "start_time_ms", "end_time_ms", "error_type",
 		"error_message", "state_times_ms"},
