@@ -92,6 +92,7 @@ type status struct {
 		Address   string             `json:"address"`
 		State     string             `json:"state"`
 		Resources map[string]float64 `json:"resources"`
+		Available map[string]float64 `json:"available"`
 		Pending   map[string]float64 `json:"pending_demand"`
 	} `json:"nodes"`
 }
@@ -296,4 +297,90 @@ func TestMicrobenchmarkAgainstCluster(t *testing.T) {
 	}
 	t.Logf("cross-node: tasks sync %.0f/s, async %.0f/s; objects %.2f GB/s against loopback TCP %.2f GB/s",
 		got["cross_node_tasks_sync"], got["cross_node_tasks_async"], got["cross_node_object_gigabytes"], got["loopback_tcp_gigabytes"])
+}
+
+// rayo job runs programs on the head as drivers of its cluster: their
+// output follows, their end is the command's exit code, and they stop on
+// request.
+func TestJobSubmission(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	work := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(work, "prog"), "./testdata/detached").CombinedOutput(); err != nil {
+		t.Fatalf("build driver: %v\n%s", err, out)
+	}
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(freePort(t)), "--num-cpus", "2", "--dashboard-port", fmt.Sprint(freePort(t)))
+	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	job := func(args ...string) (string, error) {
+		out, err := e.cmd(append([]string{"job"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+
+	// The program, uploaded, runs as a driver: its tasks' output follows.
+	out, err := job("submit", "--working-dir", work, "--submission-id", "first", "--", "./prog", "create")
+	if err != nil || !regexp.MustCompile(`(?m)^\(double pid=\d+\) doubling 21$`).MatchString(out) ||
+		!strings.Contains(out, "count 1") || !strings.Contains(out, "rayo: first succeeded") {
+		t.Fatalf("rayo job submit: %v\n%s", err, out)
+	}
+	if out, err = job("status", "first"); err != nil || !strings.Contains(out, "status: SUCCEEDED") || !strings.Contains(out, "exit_code: 0") {
+		t.Fatalf("rayo job status: %v\n%s", err, out)
+	}
+	if out, err = job("logs", "first"); err != nil || !strings.Contains(out, "count 1") {
+		t.Fatalf("rayo job logs: %v\n%s", err, out)
+	}
+	// Its driver's job record names the submission.
+	listed, err := e.cmd("list", "jobs", "--filter", "submission_id=first", "--json").CombinedOutput()
+	out = string(listed)
+	var jobs struct{ Result []map[string]any }
+	if err != nil || json.Unmarshal(listed, &jobs) != nil || len(jobs.Result) != 1 || jobs.Result[0]["status"] != "FINISHED" {
+		t.Fatalf("rayo list jobs: %v\n%s", err, out)
+	}
+
+	// A failing program fails the command.
+	out, err = job("submit", "--", "exit 4")
+	if err == nil || !strings.Contains(out, "failed: the entrypoint exited with code 4") {
+		t.Fatalf("a failing submission: %v\n%s", err, out)
+	}
+
+	// A long one, left running, then stopped: its driver goes, and so do
+	// the tasks it had running.
+	if out, err = job("submit", "--no-wait", "--working-dir", work, "--submission-id", "long", "--", "./prog", "busy"); err != nil {
+		t.Fatalf("submit --no-wait: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _ = job("logs", "long")
+		if strings.Contains(out, "submitted") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the long submission never got going:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a program in another process
+	}
+	if out, err = job("stop", "long"); err != nil || !strings.Contains(out, "long stopped on request") {
+		t.Fatalf("rayo job stop: %v\n%s", err, out)
+	}
+	out, err = job("list")
+	if err != nil || !regexp.MustCompile(`(?m)^long\s+STOPPED`).MatchString(out) || !regexp.MustCompile(`(?m)^first\s+SUCCEEDED\s+0`).MatchString(out) {
+		t.Fatalf("rayo job list: %v\n%s", err, out)
+	}
+	e.waitFor(t, 10*time.Second, "the stopped driver's tasks to end", func(st status) bool {
+		return len(st.Nodes) == 1 && st.Nodes[0].Pending["CPU"] == 0 && st.Nodes[0].Available["CPU"] == 2
+	})
+
+	// Bad input: a clear message and a non-zero exit.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"submit", "--token", "wrong", "--", "true"}, "needs the cluster token"},
+		{[]string{"status", "nosuch"}, `no such job submission "nosuch"`},
+		{[]string{"submit", "--working-dir", filepath.Join(work, "prog"), "--", "true"}, "is not a folder"},
+		{[]string{"submit", "--env", "NOEQUALS", "--", "true"}, "want KEY=VALUE"},
+		{[]string{"delete", "nosuch"}, "no such job submission"},
+	} {
+		if out, err := job(tc.args...); err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("rayo job %v: %v\n%s", tc.args, err, out)
+		}
+	}
 }

@@ -245,12 +245,17 @@ func followJobLog(ctx context.Context, c *stateClient, id string, w io.Writer) e
 	return ctx.Err()
 }
 
+// describeEnd says how a submission ended: "failed: the entrypoint
+// exited with code 4", "stopped on request".
 func describeEnd(s submission) string {
-	msg := strings.ToLower(s.Status)
-	if s.Message != "" && s.Status != jobs.StatusSucceeded {
-		msg += ": " + s.Message
+	status := strings.ToLower(s.Status)
+	switch {
+	case s.Message == "" || s.Status == jobs.StatusSucceeded:
+		return status
+	case strings.HasPrefix(s.Message, status):
+		return s.Message
 	}
-	return msg
+	return status + ": " + s.Message
 }
 
 // errJobDidNotSucceed makes rayo exit non-zero; the status was printed.
