@@ -404,7 +404,9 @@ func newJobListCmd(client clientFunc) *cobra.Command {
 			return err
 		}
 		var page struct {
-			Result []submission `json:"result"`
+			Enabled  bool         `json:"enabled"`
+			Result   []submission `json:"result"`
+			Warnings []string     `json:"warnings"`
 		}
 		raw, err := c.get(cmd.Context(), "/api/jobs/", nil)
 		if err != nil {
@@ -412,6 +414,9 @@ func newJobListCmd(client clientFunc) *cobra.Command {
 		}
 		if err := jsonUnmarshal(raw, &page); err != nil {
 			return err
+		}
+		if !page.Enabled && len(page.Warnings) > 0 {
+			return errors.New(page.Warnings[0])
 		}
 		out := cmd.OutOrStdout()
 		if asJSON {

@@ -127,10 +127,14 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 	reply(w, map[string]any{"submission_id": info.SubmissionID, "job": info})
 }
 
+// listSubmissions lists the submissions; "enabled" says whether this API
+// server runs any (the dashboard asks without knowing, so no 404 here).
 func (s *Server) listSubmissions(w http.ResponseWriter, _ *http.Request) {
-	if s.jobsOr(w) {
-		reply(w, map[string]any{"result": s.cfg.Jobs.List()})
+	if s.cfg.Jobs == nil {
+		reply(w, map[string]any{"enabled": false, "result": []jobs.Info{}, "warnings": []string{errNoJobs.Error()}})
+		return
 	}
+	reply(w, map[string]any{"enabled": true, "result": s.cfg.Jobs.List()})
 }
 
 func (s *Server) getSubmission(w http.ResponseWriter, r *http.Request) {

@@ -167,8 +167,21 @@ func TestJobSubmissionUploadsItsWorkingDir(t *testing.T) {
 
 func TestNoJobSubmissionWithoutAManager(t *testing.T) {
 	s := New(Config{Source: newFake()})
+	var l struct {
+		Enabled  bool
+		Result   []jobs.Info
+		Warnings []string
+	}
+	if code := get(t, s, "/api/jobs/", &l); code != http.StatusOK || l.Enabled || len(l.Result) != 0 || len(l.Warnings) != 1 {
+		t.Fatalf("list: %d %+v", code, l)
+	}
 	var e apiErr
-	if code := get(t, s, "/api/jobs/", &e); code != http.StatusNotFound || !strings.Contains(e.Error, "rayo start --head") {
-		t.Fatalf("%d %q", code, e.Error)
+	if code := get(t, s, "/api/jobs/x", &e); code != http.StatusNotFound || !strings.Contains(e.Error, "rayo start --head") {
+		t.Fatalf("one: %d %q", code, e.Error)
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/jobs/", strings.NewReader(`{"entrypoint": "true"}`)))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("submit: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -131,6 +131,15 @@ func TestDashboard(t *testing.T) {
 	api := newFakeAPI()
 	mux := http.NewServeMux()
 	mux.Handle("/api/v0/", api)
+	mux.HandleFunc("GET /api/jobs/{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"enabled": true, "result": [
+			{"submission_id": "rayosubmit_01", "entrypoint": "./train --epochs 3", "status": "SUCCEEDED", "exit_code": 0, "message": "", "start_time_ms": 1, "end_time_ms": 2},
+			{"submission_id": "rayosubmit_02", "entrypoint": "./etl", "status": "FAILED", "exit_code": 4, "message": "the entrypoint exited with code 4", "start_time_ms": 3, "end_time_ms": 4}]}`)
+	})
+	mux.HandleFunc("GET /api/jobs/rayosubmit_02/logs", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "loading <rows>\nerror: no input\n")
+	})
 	mux.Handle("/", Handler())
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -170,6 +179,11 @@ func TestDashboard(t *testing.T) {
 		must(t, b.Click(`nav a[href="#/jobs"]`))
 		must(t, b.WaitText("#page td", "/usr/local/bin/pipeline --input s3://bucket", wait))
 		must(t, b.WaitText("#page td .badge", "RUNNING", wait))
+		// Submitted programs, with how they ended and their output.
+		must(t, b.WaitText("#submissions td", "./train --epochs 3", wait))
+		must(t, b.WaitText("#submissions td", "the entrypoint exited with code 4", wait))
+		must(t, b.Click(`#submissions tr:nth-child(2) a`))
+		must(t, b.WaitText("#submission-log", "error: no input", wait))
 		b.CheckNoProblems(t)
 	})
 
