@@ -25,19 +25,6 @@ import (
 	"github.com/rayo-dev/rayo/internal/node"
 )
 
-// submission is a job submission as the API answers it.
-type submission struct {
-	SubmissionID string            `json:"submission_id"`
-	Entrypoint   string            `json:"entrypoint"`
-	Status       string            `json:"status"`
-	Message      string            `json:"message"`
-	ExitCode     *int              `json:"exit_code"`
-	DriverPID    int               `json:"driver_pid"`
-	StartTimeMs  int64             `json:"start_time_ms"`
-	EndTimeMs    int64             `json:"end_time_ms"`
-	Metadata     map[string]string `json:"metadata"`
-}
-
 func newJobCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "job",
@@ -132,8 +119,8 @@ func newJobSubmitCmd(client clientFunc) *cobra.Command {
 			return fmt.Errorf("read the answer: %w", err)
 		}
 		var answer struct {
-			SubmissionID string     `json:"submission_id"`
-			Job          submission `json:"job"`
+			SubmissionID string    `json:"submission_id"`
+			Job          jobs.Info `json:"job"`
 		}
 		if err := jsonUnmarshal(raw, &answer); err != nil {
 			return err
@@ -223,8 +210,8 @@ func jsonUnmarshal(raw []byte, v any) error {
 	return nil
 }
 
-func getSubmission(ctx context.Context, c *stateClient, id string) (submission, error) {
-	var s submission
+func getSubmission(ctx context.Context, c *stateClient, id string) (jobs.Info, error) {
+	var s jobs.Info
 	raw, err := c.get(ctx, "/api/jobs/"+url.PathEscape(id), nil)
 	if err != nil {
 		return s, err
@@ -247,7 +234,7 @@ func followJobLog(ctx context.Context, c *stateClient, id string, w io.Writer) e
 
 // describeEnd says how a submission ended: "failed: the entrypoint
 // exited with code 4", "stopped on request".
-func describeEnd(s submission) string {
+func describeEnd(s jobs.Info) string {
 	status := strings.ToLower(s.Status)
 	switch {
 	case s.Message == "" || s.Status == jobs.StatusSucceeded:
@@ -263,7 +250,7 @@ var errJobDidNotSucceed = errors.New("the job did not succeed")
 
 // jobOutcome is the command's error for a submission's end: nil when it
 // succeeded (or is left running), else why not.
-func jobOutcome(s submission, leftRunning bool) error {
+func jobOutcome(s jobs.Info, leftRunning bool) error {
 	switch {
 	case leftRunning && !jobs.Final(s.Status), s.Status == jobs.StatusSucceeded:
 		return nil
@@ -404,9 +391,9 @@ func newJobListCmd(client clientFunc) *cobra.Command {
 			return err
 		}
 		var page struct {
-			Enabled  bool         `json:"enabled"`
-			Result   []submission `json:"result"`
-			Warnings []string     `json:"warnings"`
+			Enabled  bool        `json:"enabled"`
+			Result   []jobs.Info `json:"result"`
+			Warnings []string    `json:"warnings"`
 		}
 		raw, err := c.get(cmd.Context(), "/api/jobs/", nil)
 		if err != nil {

@@ -340,6 +340,22 @@ func bundleNodes(r record) string {
 	return fmt.Sprintf("%d: %s", len(list), strings.Join(nodes, ","))
 }
 
+// writeRecords writes records as a table of cols.
+func writeRecords(w io.Writer, cols []column, records []record) error {
+	headers := make([]string, len(cols))
+	for i, col := range cols {
+		headers[i] = col.header
+	}
+	rows := make([][]string, len(records))
+	for i, r := range records {
+		rows[i] = make([]string, len(cols))
+		for j, col := range cols {
+			rows[i][j] = col.value(r)
+		}
+	}
+	return writeTable(w, headers, rows)
+}
+
 // writeTable writes rows under headers, aligned.
 func writeTable(w io.Writer, headers []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -420,19 +436,7 @@ func newListCmd() *cobra.Command {
 		if asJSON {
 			return writePretty(out, body)
 		}
-		cols := listColumns[res]
-		headers := make([]string, len(cols))
-		for i, col := range cols {
-			headers[i] = col.header
-		}
-		rows := make([][]string, len(page.Result))
-		for i, r := range page.Result {
-			rows[i] = make([]string, len(cols))
-			for j, col := range cols {
-				rows[i][j] = col.value(r)
-			}
-		}
-		if err := writeTable(out, headers, rows); err != nil {
+		if err := writeRecords(out, listColumns[res], page.Result); err != nil {
 			return err
 		}
 		footer := fmt.Sprintf("showing %d of %d", len(page.Result), page.NumFiltered)
@@ -798,22 +802,10 @@ func listLogs(cmd *cobra.Command, c *stateClient, nodeID string, asJSON bool) er
 	if asJSON {
 		return writePretty(out, body)
 	}
-	headers := make([]string, len(logColumns))
-	for i, col := range logColumns {
-		headers[i] = col.header
-	}
-	rows := make([][]string, 0, len(page.Result))
-	for _, r := range page.Result {
-		row := make([]string, len(logColumns))
-		for i, col := range logColumns {
-			row[i] = col.value(r)
-		}
-		rows = append(rows, row)
-	}
-	if err := writeTable(out, headers, rows); err != nil {
+	if err := writeRecords(out, logColumns, page.Result); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(out, "%d logs; print one with: rayo logs --node ID --pid P\n", len(rows))
+	_, err = fmt.Fprintf(out, "%d logs; print one with: rayo logs --node ID --pid P\n", len(page.Result))
 	return err
 }
 
