@@ -150,8 +150,8 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 			return
 		}
 		writeJSON(w, 200, []map[string]any{
-			{"name": "square", "ph": "X", "ts": 1000, "dur": 50, "pid": nodeA, "tid": 4243, "args": map[string]string{"task_id": taskOK, "state": "FINISHED"}},
-			{"name": "divide", "ph": "X", "ts": 1100, "dur": 20, "pid": nodeA, "tid": 4242, "args": map[string]string{"task_id": taskFailed, "state": "FAILED"}},
+			{"name": "square", "ph": "X", "ts": 1000, "dur": 50, "pid": 1, "tid": 4243, "args": map[string]string{"task_id": taskOK, "state": "FINISHED"}},
+			{"name": "divide", "ph": "X", "ts": 1100, "dur": 20, "pid": 1, "tid": 4242, "args": map[string]string{"task_id": taskFailed, "state": "FAILED"}},
 		})
 	})
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -835,8 +836,8 @@ type traceEvent struct {
 	Ph   string         `json:"ph"`
 	Ts   int64          `json:"ts"`
 	Dur  int64          `json:"dur,omitempty"`
-	Pid  string         `json:"pid"`
-	Tid  int32          `json:"tid"`
+	Pid  int            `json:"pid"` // the node, numbered (process_name events name them)
+	Tid  int32          `json:"tid"` // the worker's pid (thread_name events name them)
 	Args map[string]any `json:"args,omitempty"`
 }
 
@@ -850,14 +851,35 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 	}
 	job := r.URL.Query().Get("job_id")
 	now := time.Now().UnixNano()
-	events := []traceEvent{}
-	seen := map[string]bool{}
+	ran := func(tr *pb.TaskRecord) bool {
+		return tr.StateTimesUnixNs[state.TaskRunning] != 0 && (job == "" || tr.Task.JobId == job)
+	}
+	// Trace viewers (Perfetto) want integer pids: the nodes are numbered
+	// in the order of their IDs, and named by metadata events.
+	var nodes []string
+	for _, tr := range l.Tasks {
+		if ran(tr) && !slices.Contains(nodes, tr.Task.NodeId) {
+			nodes = append(nodes, tr.Task.NodeId)
+		}
+	}
+	sort.Strings(nodes)
+	events := make([]traceEvent, 0, len(nodes)+len(l.Tasks))
+	pids := make(map[string]int, len(nodes))
+	for i, n := range nodes {
+		pids[n] = i + 1
+		events = append(events, traceEvent{Name: "process_name", Ph: "M", Pid: i + 1, Args: map[string]any{"name": "node " + n}})
+	}
+	type thread struct {
+		pid int
+		tid int32
+	}
+	named := map[thread]bool{}
 	for _, tr := range l.Tasks {
 		t := tr.Task
-		start := tr.StateTimesUnixNs[state.TaskRunning]
-		if start == 0 || (job != "" && t.JobId != job) {
+		if !ran(tr) {
 			continue
 		}
+		start := tr.StateTimesUnixNs[state.TaskRunning]
 		end := tr.StateTimesUnixNs[state.TaskFinished]
 		if end == 0 {
 			end = tr.StateTimesUnixNs[state.TaskFailed]
@@ -865,13 +887,13 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 		if end == 0 {
 			end = now // still running
 		}
-		node := "node " + t.NodeId
-		if !seen[node] {
-			seen[node] = true
-			events = append(events, traceEvent{Name: "process_name", Ph: "M", Pid: node, Args: map[string]any{"name": node}})
+		pid := pids[t.NodeId]
+		if th := (thread{pid, t.WorkerPid}); !named[th] {
+			named[th] = true
+			events = append(events, traceEvent{Name: "thread_name", Ph: "M", Pid: pid, Tid: t.WorkerPid, Args: map[string]any{"name": fmt.Sprintf("worker %d", t.WorkerPid)}})
 		}
 		events = append(events, traceEvent{
-			Name: t.Name, Cat: t.Type, Ph: "X", Ts: start / 1e3, Dur: max((end-start)/1e3, 1), Pid: node, Tid: t.WorkerPid,
+			Name: t.Name, Cat: t.Type, Ph: "X", Ts: start / 1e3, Dur: max((end-start)/1e3, 1), Pid: pid, Tid: t.WorkerPid,
 			Args: map[string]any{"task_id": hexOf(t.TaskId), "attempt": t.Attempt, "state": t.State, "job_id": t.JobId},
 		})
 	}

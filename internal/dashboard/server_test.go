@@ -347,9 +347,24 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("not a JSON array of trace events: %v\n%s", err, rec.Body)
 	}
 	complete := map[string]int64{}
+	processes, threads := map[int]string{}, map[string]string{}
 	for _, e := range events {
-		if e.Ph == "X" {
+		switch {
+		case e.Ph == "X":
 			complete[fmt.Sprint(e.Args["task_id"], "/", e.Args["attempt"])] = e.Dur
+			if e.Pid <= 0 || e.Tid <= 0 {
+				t.Errorf("event %+v: want an integer pid (the node) and tid (the worker)", e)
+			}
+		case e.Ph == "M" && e.Name == "process_name":
+			processes[e.Pid] = fmt.Sprint(e.Args["name"])
+		case e.Ph == "M" && e.Name == "thread_name":
+			threads[fmt.Sprint(e.Pid, "/", e.Tid)] = fmt.Sprint(e.Args["name"])
+		}
+	}
+	// Every process and thread of a complete event is named.
+	for _, e := range events {
+		if e.Ph == "X" && (!strings.HasPrefix(processes[e.Pid], "node ") || threads[fmt.Sprint(e.Pid, "/", e.Tid)] != fmt.Sprint("worker ", e.Tid)) {
+			t.Errorf("event %+v: its node is named %q, its worker %q", e, processes[e.Pid], threads[fmt.Sprint(e.Pid, "/", e.Tid)])
 		}
 	}
 	// Every attempt that ran has a complete event; the running one lasts

@@ -278,14 +278,22 @@ func (f *fakeAPI) serveLogs(w http.ResponseWriter, r *http.Request) {
 func (f *fakeAPI) serveTimeline(w http.ResponseWriter) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// As the API server does: nodes numbered, and named by metadata.
 	events := []record{}
+	pids := map[any]int{}
 	for _, t := range f.lists["tasks"] {
 		start, end := t["start_time_ms"].(int64), t["end_time_ms"].(int64)
 		if start == 0 || end == 0 {
 			continue
 		}
+		pid, ok := pids[t["node_id"]]
+		if !ok {
+			pid = len(pids) + 1
+			pids[t["node_id"]] = pid
+			events = append(events, record{"name": "process_name", "ph": "M", "pid": pid, "args": record{"name": fmt.Sprint("node ", t["node_id"])}})
+		}
 		events = append(events, record{"name": t["name"], "cat": "task", "ph": "X",
-			"ts": start * 1000, "dur": (end - start) * 1000, "pid": t["node_id"], "tid": t["worker_pid"],
+			"ts": start * 1000, "dur": (end - start) * 1000, "pid": pid, "tid": t["worker_pid"],
 			"args": record{"task_id": t["task_id"], "state": t["state"]}})
 	}
 	writeJSON(w, http.StatusOK, events)
