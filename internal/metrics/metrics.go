@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -91,6 +92,8 @@ type execHistogram struct {
 	sum    float64
 }
 
+// add counts a tally; a malformed one (negative counts or time, NaN) adds
+// nothing where it is wrong.
 func (h *execHistogram) add(buckets []int64, seconds float64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -99,7 +102,9 @@ func (h *execHistogram) add(buckets []int64, seconds float64) {
 			h.counts[min(i, len(h.counts)-1)] += uint64(c)
 		}
 	}
-	h.sum += seconds
+	if seconds > 0 && !math.IsInf(seconds, 0) {
+		h.sum += seconds
+	}
 }
 
 func (h *execHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }

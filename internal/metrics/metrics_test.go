@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -31,6 +32,10 @@ func TestNodeMetricsServedAndNamedByConvention(t *testing.T) {
 	buckets[BucketOf(0.001)] += 2
 	buckets[BucketOf(200)]++
 	n.AddRuns(3, 1, buckets, 40e-6+0.002+200)
+	// Malformed tallies change nothing.
+	n.AddRuns(-5, -1, []int64{-3, -1}, math.NaN())
+	n.AddRuns(0, 0, nil, math.Inf(1))
+	n.AddRuns(0, 0, nil, -7)
 	n.BytesIn.Add(4096)
 	s, err := Serve("127.0.0.1:0", n.Registry)
 	if err != nil {
