@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"os/exec"
@@ -71,6 +72,8 @@ type Config struct {
 	Env []string
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
+	// Log hears of each submission's start and end; nil: nothing is said.
+	Log *slog.Logger
 }
 
 // Request is one submission.
@@ -125,6 +128,9 @@ type Manager struct {
 func New(cfg Config) (*Manager, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -218,6 +224,7 @@ func (m *Manager) Submit(req Request) (Info, error) {
 		m.wg.Done()
 		return m.info(j), nil
 	}
+	m.cfg.Log.Info("job submission started", "submission_id", id, "entrypoint", req.Entrypoint, "pid", cmd.Process.Pid)
 	go func() {
 		defer m.wg.Done()
 		werr := cmd.Wait()
@@ -257,6 +264,7 @@ func (m *Manager) prepare(j *job, archive io.Reader) error {
 // end records how a submission ended and forgets the oldest ended ones
 // past maxFinished.
 func (m *Manager) end(j *job, status string, code *int, msg string) {
+	m.cfg.Log.Info("job submission ended", "submission_id", j.info.SubmissionID, "status", status, "message", msg)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j.info.Status, j.info.ExitCode, j.info.Message = status, code, msg

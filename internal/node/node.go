@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -188,10 +189,14 @@ func (n *Node) startDashboard() {
 	}
 	n.dashSrc = dashboard.NewRPCSource("tcp:"+n.gcsAddr, n.cfg.Token)
 	// Submitted jobs run here, as drivers of this cluster.
-	mgr, err := jobs.New(jobs.Config{
+	jc := jobs.Config{
 		Dir: filepath.Join(n.session, "jobs"),
 		Env: []string{"RAYO_ADDRESS=" + n.gcsAddr, "RAYO_TOKEN=" + n.cfg.Token},
-	})
+	}
+	if n.cfg.Log != nil {
+		jc.Log = slog.New(slog.NewTextHandler(n.cfg.Log, nil))
+	}
+	mgr, err := jobs.New(jc)
 	if err != nil {
 		n.logf("rayo: no job submission: %v", err)
 	}
