@@ -43,6 +43,7 @@ var state struct {
 	token      string
 	dash       *dashboard.HTTPServer // embedded cluster: the API server
 	dashSrc    *dashboard.RPCSource
+	headDash   string // joined cluster: the head's API server, if known
 }
 
 func current() *core.Runtime {
@@ -165,18 +166,22 @@ func startDashboard(port int, rl *raylet.Raylet) (*dashboard.HTTPServer, *dashbo
 	return srv, src
 }
 
-// DashboardURL is where the embedded cluster's API server answers (the
-// web dashboard, the state API under /api/v0/ and /metrics), or "" when
-// there is none (DashboardPort(0), or a driver of a cluster started with
-// rayo start, whose head serves it).
+// DashboardURL is where the cluster's API server answers (the web
+// dashboard, the state API under /api/v0/ and /metrics): the embedded
+// cluster's, or for a driver of a cluster started with rayo start, its
+// head's. It is "" when there is none (DashboardPort(0), rayo start
+// --dashboard-port 0) or before Init.
 func DashboardURL() string {
 	state.Lock()
 	defer state.Unlock()
 	if state.dash == nil {
-		return ""
+		return state.headDash
 	}
 	return "http://" + state.dash.Addr()
 }
+
+// IsInitialized reports whether Init has run (and Shutdown not since).
+func IsInitialized() bool { return current() != nil }
 
 // Shutdown stops everything Init started: worker processes, sockets and
 // the shared-memory store. Refs made before it fail with ErrShutdown.
@@ -185,7 +190,7 @@ func Shutdown() error {
 	rt, rl, conn, arena := state.rt, state.raylet, state.conn, state.arena
 	state.rt, state.raylet, state.conn, state.arena = nil, nil, nil, nil
 	dash, dashSrc := state.dash, state.dashSrc
-	state.dash, state.dashSrc = nil, nil
+	state.dash, state.dashSrc, state.headDash = nil, nil, ""
 	state.Unlock()
 	if rt == nil {
 		return nil
@@ -289,7 +294,7 @@ func joinCluster(o options) error {
 	}
 	ready.Store(rt)
 	state.rt, state.conn, state.arena, state.session, state.node = rt, conn, arena, session, rec.Node
-	state.gcsAddr, state.token = rec.Address, rec.Token
+	state.gcsAddr, state.token, state.headDash = rec.Address, rec.Token, rec.Dashboard
 	return nil
 }
 

@@ -1,0 +1,79 @@
+package rayo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// ClusterResources is what the cluster's alive nodes offer in all, by
+// resource (Ray's ray.cluster_resources()).
+func ClusterResources(ctx context.Context) (map[string]float64, error) {
+	return sumResources(ctx, func(n Node) map[string]float64 { return n.Resources })
+}
+
+// AvailableResources is what the cluster's alive nodes have free, by
+// resource, as they last reported it (Ray's ray.available_resources()).
+func AvailableResources(ctx context.Context) (map[string]float64, error) {
+	return sumResources(ctx, func(n Node) map[string]float64 { return n.Available })
+}
+
+func sumResources(ctx context.Context, of func(Node) map[string]float64) (map[string]float64, error) {
+	nodes, err := Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, n := range nodes {
+		if !n.Alive {
+			continue
+		}
+		for k, v := range of(n) {
+			out[k] += v
+		}
+	}
+	return out, nil
+}
+
+// ErrNoDashboard means the cluster has no API server to ask
+// (DashboardPort(0), or rayo start --dashboard-port 0).
+var ErrNoDashboard = errors.New("rayo: the cluster has no API server (dashboard)")
+
+// Timeline writes the execution of the tasks the cluster knows, as Chrome
+// trace events that Perfetto and chrome://tracing open (Ray's
+// ray.timeline()); jobID, when set, keeps one job's. It asks the
+// cluster's API server (DashboardURL), and sees a task's events once its
+// owner and worker have reported them (every 200 ms).
+func Timeline(ctx context.Context, w io.Writer, jobID string) error {
+	if current() == nil {
+		return ErrNotInitialized
+	}
+	base := DashboardURL()
+	if base == "" {
+		return ErrNoDashboard
+	}
+	u := base + "/api/v0/timeline"
+	if jobID != "" {
+		u += "?job_id=" + url.QueryEscape(jobID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("rayo: timeline: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("rayo: timeline: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("rayo: timeline: %s answered %s: %s", base, resp.Status, b)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("rayo: timeline: %w", err)
+	}
+	return nil
+}
