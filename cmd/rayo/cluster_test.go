@@ -308,7 +308,8 @@ func TestJobSubmission(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", filepath.Join(work, "prog"), "./testdata/detached").CombinedOutput(); err != nil {
 		t.Fatalf("build driver: %v\n%s", err, out)
 	}
-	e.daemon(t, "start", "--head", "--port", fmt.Sprint(freePort(t)), "--num-cpus", "2", "--dashboard-port", fmt.Sprint(freePort(t)))
+	dashPort := freePort(t)
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(freePort(t)), "--num-cpus", "2", "--dashboard-port", fmt.Sprint(dashPort))
 	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
 	job := func(args ...string) (string, error) {
 		out, err := e.cmd(append([]string{"job"}, args...)...).CombinedOutput()
@@ -318,7 +319,8 @@ func TestJobSubmission(t *testing.T) {
 	// The program, uploaded, runs as a driver: its tasks' output follows.
 	out, err := job("submit", "--working-dir", work, "--submission-id", "first", "--", "./prog", "create")
 	if err != nil || !regexp.MustCompile(`(?m)^\(double pid=\d+\) doubling 21$`).MatchString(out) ||
-		!strings.Contains(out, "count 1") || !strings.Contains(out, "rayo: first succeeded") {
+		!strings.Contains(out, "count 1") || !strings.Contains(out, "rayo: first succeeded") ||
+		!strings.Contains(out, fmt.Sprintf("dashboard http://127.0.0.1:%d\n", dashPort)) { // a joined driver's DashboardURL is its head's
 		t.Fatalf("rayo job submit: %v\n%s", err, out)
 	}
 	if out, err = job("status", "first"); err != nil || !strings.Contains(out, "status: SUCCEEDED") || !strings.Contains(out, "exit_code: 0") {

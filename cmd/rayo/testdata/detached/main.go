@@ -60,6 +60,7 @@ func run(mode string) (err error) {
 	var k rayo.Actor[*Keeper]
 	switch mode {
 	case "create":
+		fmt.Println("dashboard", rayo.DashboardURL())
 		k = newKeeper.Options(rayo.Name("keeper"), rayo.Detached()).Remote()
 	default:
 		if k, err = rayo.GetActor[*Keeper](ctx, "keeper"); err != nil {
