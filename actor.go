@@ -159,6 +159,9 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 	if c.opts.taskCPUs > 0 {
 		res["CPU"] = c.opts.taskCPUs
 	}
+	if c.opts.taskGPUs > 0 {
+		res["GPU"] = c.opts.taskGPUs
+	}
 	for k, v := range c.opts.taskResources {
 		res[k] = v
 	}

@@ -37,9 +37,12 @@ func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc 
 }
 
 func (r remoteFunc) resources() map[string]float64 {
-	res := make(map[string]float64, 1+len(r.opts.taskResources))
+	res := make(map[string]float64, 2+len(r.opts.taskResources))
 	if r.opts.taskCPUs > 0 {
 		res["CPU"] = r.opts.taskCPUs
+	}
+	if r.opts.taskGPUs > 0 {
+		res["GPU"] = r.opts.taskGPUs
 	}
 	for k, v := range r.opts.taskResources {
 		if v > 0 {

@@ -1,6 +1,11 @@
 package rayo
 
-import "github.com/rayo-dev/rayo/internal/core"
+import (
+	"fmt"
+	"math"
+
+	"github.com/rayo-dev/rayo/internal/core"
+)
 
 // Option configures Init, a remote function (at declaration or with
 // Options), or both, as its documentation says.
@@ -10,6 +15,7 @@ type options struct {
 	// Init
 	address       string
 	numCPUs       float64
+	numGPUs       float64 // -1: as detected
 	resources     map[string]float64
 	storeBytes    int64
 	logToDriver   bool
@@ -17,6 +23,7 @@ type options struct {
 	// tasks
 	name            string
 	taskCPUs        float64
+	taskGPUs        float64
 	taskResources   map[string]float64
 	maxRetries      int
 	retryExceptions bool
@@ -31,7 +38,7 @@ type options struct {
 }
 
 func defaultOptions() options {
-	return options{logToDriver: true, taskCPUs: 1, maxRetries: 3, dashboardPort: -1}
+	return options{logToDriver: true, taskCPUs: 1, maxRetries: 3, dashboardPort: -1, numGPUs: -1}
 }
 
 func (o *options) apply(opts []Option) {
@@ -44,6 +51,20 @@ func (o *options) apply(opts []Option) {
 // machine's); for a task, the CPUs it needs (default 1).
 func NumCPUs(n float64) Option {
 	return func(o *options) { o.numCPUs, o.taskCPUs = n, n }
+}
+
+// NumGPUs is, for Init, the GPUs of the local node (default: those the
+// NVIDIA driver lists in /proc/driver/nvidia/gpus); for a task or an
+// actor, the GPUs it needs (default 0): a whole number, or a share of one
+// GPU below 1. A worker runs it with CUDA_VISIBLE_DEVICES set to the GPUs
+// it got, which GPUIDs returns too (Ray's num_gpus and get_gpu_ids).
+func NumGPUs(n float64) Option {
+	return func(o *options) {
+		o.numGPUs, o.taskGPUs = n, n
+		if n < 0 || n > 1 && n != math.Trunc(n) {
+			o.optErr = fmt.Errorf("rayo: NumGPUs(%g): want a whole number of GPUs, or a share of one below 1", n)
+		}
+	}
 }
 
 // Resources declares custom resources: for Init, what the node has; for a

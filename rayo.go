@@ -88,6 +88,9 @@ func Init(opts ...Option) error {
 	o := defaultOptions()
 	o.numCPUs = float64(runtime.NumCPU())
 	o.apply(opts)
+	if o.optErr != nil {
+		return o.optErr
+	}
 	if o.address == "" {
 		o.address = os.Getenv("RAYO_ADDRESS")
 	}
@@ -111,7 +114,7 @@ func Init(opts ...Option) error {
 	rl, err := raylet.Start(raylet.Config{
 		SessionDir:    session,
 		NumCPUs:       o.numCPUs,
-		Resources:     o.resources,
+		Resources:     withGPUs(o.resources, o.numGPUs),
 		StoreCapacity: o.storeBytes,
 		WorkerExe:     exe,
 		WorkerArgs:    os.Args[1:],
@@ -165,6 +168,31 @@ func startDashboard(port int, rl *raylet.Raylet) (*dashboard.HTTPServer, *dashbo
 	}
 	return srv, src
 }
+
+// withGPUs is a node's resources with its GPUs: n (NumGPUs), or when n < 0
+// (not given) as many as the machine has, unless Resources named some.
+func withGPUs(res map[string]float64, n float64) map[string]float64 {
+	out := make(map[string]float64, len(res)+1)
+	for k, v := range res {
+		out[k] = v
+	}
+	switch {
+	case n > 0:
+		out[raylet.GPU] = n
+	case n == 0:
+		delete(out, raylet.GPU)
+	case out[raylet.GPU] == 0:
+		if d := raylet.DetectGPUs(); d > 0 {
+			out[raylet.GPU] = float64(d)
+		}
+	}
+	return out
+}
+
+// GPUIDs are the GPUs (their indexes on the node) of the task or actor
+// that calls it, as CUDA_VISIBLE_DEVICES names them (Ray's
+// get_gpu_ids()); nil outside tasks, and for tasks that asked for none.
+func GPUIDs() []int { return worker.GPUIDs() }
 
 // DashboardURL is where the cluster's API server answers (the web
 // dashboard, the state API under /api/v0/ and /metrics): the embedded

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/placement"
+	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -26,6 +28,7 @@ func newStartCmd() *cobra.Command {
 	var (
 		cfg       node.Config
 		resources string
+		numGPUs   float64
 		block     bool
 	)
 	cmd := &cobra.Command{
@@ -40,6 +43,15 @@ func newStartCmd() *cobra.Command {
 				if err := json.Unmarshal([]byte(resources), &cfg.Resources); err != nil {
 					return fmt.Errorf("--resources: want a JSON object of numbers such as '{\"special\": 2}': %w", err)
 				}
+			}
+			if numGPUs < 0 || numGPUs != math.Trunc(numGPUs) {
+				return fmt.Errorf("--num-gpus %g: want a whole number", numGPUs)
+			}
+			if numGPUs > 0 {
+				if cfg.Resources == nil {
+					cfg.Resources = map[string]float64{}
+				}
+				cfg.Resources[raylet.GPU] = numGPUs
 			}
 			if cfg.Token == "" {
 				cfg.Token = os.Getenv("RAYO_TOKEN")
@@ -71,6 +83,7 @@ func newStartCmd() *cobra.Command {
 	f.IntVar(&cfg.Port, "port", node.DefaultPort, "head: the control store's port")
 	f.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on (beyond loopback needs a token)")
 	f.Float64Var(&cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")
+	f.Float64Var(&numGPUs, "num-gpus", float64(raylet.DetectGPUs()), "GPUs this node offers (default: those the NVIDIA driver lists); tasks that ask for some see theirs in CUDA_VISIBLE_DEVICES")
 	f.StringVar(&resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
 	f.StringVar(&cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
 	f.StringVar(&cfg.RedisAddress, "redis-address", "", "head: keep the control store's tables in the Redis server at HOST:PORT, so that a restarted control store keeps its nodes, jobs, named actors and KV")

@@ -309,8 +309,13 @@ func TestJobSubmission(t *testing.T) {
 		t.Fatalf("build driver: %v\n%s", err, out)
 	}
 	dashPort := freePort(t)
-	e.daemon(t, "start", "--head", "--port", fmt.Sprint(freePort(t)), "--num-cpus", "2", "--dashboard-port", fmt.Sprint(dashPort))
-	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	if out, err := e.cmd("start", "--head", "--num-gpus", "1.5").CombinedOutput(); err == nil || !strings.Contains(string(out), "--num-gpus 1.5: want a whole number") {
+		t.Fatalf("a fractional --num-gpus: %v\n%s", err, out)
+	}
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(freePort(t)), "--num-cpus", "2", "--num-gpus", "2", "--dashboard-port", fmt.Sprint(dashPort))
+	e.waitFor(t, 20*time.Second, "head up, with its GPUs", func(st status) bool {
+		return count(st, "ALIVE") == 1 && st.Nodes[0].Resources["GPU"] == 2
+	})
 	job := func(args ...string) (string, error) {
 		out, err := e.cmd(append([]string{"job"}, args...)...).CombinedOutput()
 		return string(out), err

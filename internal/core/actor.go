@@ -274,13 +274,14 @@ func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := rt.peer(ctx, r.WorkerAddr)
-	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}}
+	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}, gpus: r.GpuIds}
 	rt.mu.Lock()
 	a.lease = l
 	if err == nil {
 		a.addr, a.conn = r.WorkerAddr, conn
 	}
 	spec := a.create.spec
+	spec.GpuIds = r.GpuIds // the actor's GPUs, for its whole life
 	rt.mu.Unlock()
 	if err != nil {
 		l.dead = true

@@ -82,6 +82,7 @@ type lease struct {
 	conn     *rpc.Conn
 	inflight map[*task]struct{}
 	q        *schedQueue
+	gpus     []int32 // the GPUs the lease holds, which its tasks see
 	dead     bool
 	// returning is set while a return after leaseGrace is scheduled.
 	returning bool
@@ -371,6 +372,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 			continue
 		}
 		t.lease = best
+		t.spec.GpuIds = best.gpus
 		best.inflight[t] = struct{}{}
 		rt.taskEventLocked(t, state.TaskSubmitted, nil)
 		after.push = append(after.push, pushOp{t: t, l: best})
@@ -442,7 +444,7 @@ func (rt *Runtime) leaseGranted(q *schedQueue, rc RayletClient, r *pb.LeaseReply
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := rt.peer(ctx, r.WorkerAddr)
-	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q}
+	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q, gpus: r.GpuIds}
 	var after actions
 	rt.mu.Lock()
 	q.requesting--

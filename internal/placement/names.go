@@ -71,6 +71,13 @@ func Resource(name, group string, index int) string {
 // IsGroupResource reports whether a resource belongs to a placement group.
 func IsGroupResource(name string) bool { return strings.Contains(name, groupInfix) }
 
+// IsWildcard reports whether name is a group's wildcard resource (see
+// Resource), which a task in the group asks for whatever its bundle.
+func IsWildcard(name string) bool {
+	i := strings.LastIndex(name, groupInfix)
+	return i >= 0 && !strings.Contains(name[i+len(groupInfix):], "_")
+}
+
 // OfGroup reports whether resource name belongs to group (hex ID).
 func OfGroup(name, group string) bool {
 	return IsGroupResource(name) && strings.HasSuffix(name, "_"+group)

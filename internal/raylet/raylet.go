@@ -85,6 +85,7 @@ type Raylet struct {
 	mu        sync.Mutex // protects the fields below
 	total     map[string]float64
 	avail     map[string]float64
+	gpus      gpuPool // which GPUs are free
 	workers   map[ids.WorkerID]*workerProc
 	idle      []*workerProc
 	starting  int            // workers started and not registered yet
@@ -160,6 +161,8 @@ type leaseRec struct {
 	actorID   []byte // the actor, when dedicated
 	w         *workerProc
 	res       []*pb.Resource
+	gpus      []int32   // the GPUs it holds...
+	gpuShare  float64   // ...and how much of each
 	lent      bool      // the worker is blocked in Get and lent its CPU
 	owner     *rpc.Conn // nil for the in-process owner
 }
@@ -215,6 +218,7 @@ func Start(cfg Config) (*Raylet, error) {
 	for k, v := range r.total {
 		r.avail[k] = v
 	}
+	r.gpus = newGPUPool(r.total[GPU])
 	lf, err := os.Create(filepath.Join(cfg.SessionDir, "logs", "raylet.log"))
 	if err != nil {
 		return nil, fmt.Errorf("raylet: log: %w", err)
@@ -758,6 +762,10 @@ func (r *Raylet) grantLocked(after *[]func()) {
 			}
 			break
 		}
+		gpus, share, ok := r.gpus.take(gpuDemand(req.res))
+		if !ok {
+			break // enough GPU in all, but shares of it spread over GPUs: wait for some to free
+		}
 		w := r.idle[i]
 		r.idle = append(r.idle[:i], r.idle[i+1:]...)
 		r.pending = r.pending[1:]
@@ -765,11 +773,12 @@ func (r *Raylet) grantLocked(after *[]func()) {
 			r.avail[x.Name] -= x.Quantity
 		}
 		r.nextLease++
-		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner, dedicated: req.req.Dedicated, detached: req.req.Detached, actorID: req.req.ActorId}
+		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner, dedicated: req.req.Dedicated, detached: req.req.Detached, actorID: req.req.ActorId,
+			gpus: gpus, gpuShare: share}
 		w.lease = l
 		r.leases[l.id] = l
 		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])
-		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr, NodeId: r.nodeID[:]}
+		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr, NodeId: r.nodeID[:], GpuIds: gpus}
 		if !req.at.IsZero() {
 			r.metrics.SchedulingLatency.Observe(time.Since(req.at).Seconds())
 		}
@@ -858,6 +867,8 @@ func (r *Raylet) releaseLocked(l *leaseRec) {
 	r.log.Debug("lease released", "lease", l.id, "pid", l.w.pid, "lent", l.lent)
 	delete(r.leases, l.id)
 	l.w.lease = nil
+	r.gpus.give(l.gpus, l.gpuShare)
+	l.gpus = nil
 	for _, x := range l.res {
 		if l.lent && x.Name == CPU {
 			continue // already given back while the worker was blocked

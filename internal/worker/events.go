@@ -38,6 +38,9 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 			w.rt.RecordTaskEvent(running)
 		}
 	})
+	if len(spec.ActorId) == 0 || spec.ActorCreate {
+		setGPUs(spec.GpuIds) // an actor's calls keep its creation's
+	}
 	tid, err := ids.TaskIDFrom(spec.TaskId)
 	if err == nil && spec.MaxConcurrency <= 1 {
 		w.rt.SetRunning(&tid) // what it submits names it as the parent

@@ -343,6 +343,7 @@ type LeaseReply struct {
 	SpillTo       string                 `protobuf:"bytes,6,opt,name=spill_to,json=spillTo,proto3" json:"spill_to,omitempty"`                 // ask this raylet (TCP address) instead
 	NodeId        []byte                 `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                    // the node the worker runs on
 	GroupMissing  bool                   `protobuf:"varint,8,opt,name=group_missing,json=groupMissing,proto3" json:"group_missing,omitempty"` // the placement group's bundle is on no node this raylet knows: wait for the group, then ask again
+	GpuIds        []int32                `protobuf:"varint,9,rep,packed,name=gpu_ids,json=gpuIds,proto3" json:"gpu_ids,omitempty"`            // the GPUs (their indexes on the node) the lease holds, whole or a share of one
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +432,13 @@ func (x *LeaseReply) GetGroupMissing() bool {
 		return x.GroupMissing
 	}
 	return false
+}
+
+func (x *LeaseReply) GetGpuIds() []int32 {
+	if x != nil {
+		return x.GpuIds
+	}
+	return nil
 }
 
 // ReturnLease gives a worker back to the raylet.
@@ -1002,7 +1010,10 @@ type TaskSpec struct {
 	MaxConcurrency int32                  `protobuf:"varint,10,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"` // actor creation: calls run at once (default 1)
 	// The placement group whose bundles the tasks this one submits go to
 	// (Ray's placement_group_capture_child_tasks); for an actor, every call's.
-	CaptureGroup  []byte `protobuf:"bytes,11,opt,name=capture_group,json=captureGroup,proto3" json:"capture_group,omitempty"`
+	CaptureGroup []byte `protobuf:"bytes,11,opt,name=capture_group,json=captureGroup,proto3" json:"capture_group,omitempty"`
+	// The GPUs of the lease it runs on: the worker sets CUDA_VISIBLE_DEVICES
+	// to them while it runs (for an actor: for its whole life).
+	GpuIds        []int32 `protobuf:"varint,12,rep,packed,name=gpu_ids,json=gpuIds,proto3" json:"gpu_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1110,6 +1121,13 @@ func (x *TaskSpec) GetMaxConcurrency() int32 {
 func (x *TaskSpec) GetCaptureGroup() []byte {
 	if x != nil {
 		return x.CaptureGroup
+	}
+	return nil
+}
+
+func (x *TaskSpec) GetGpuIds() []int32 {
+	if x != nil {
+		return x.GpuIds
 	}
 	return nil
 }
@@ -4210,7 +4228,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\aspilled\x18\n" +
 	" \x01(\bR\aspilled\x12%\n" +
 	"\x0epreferred_node\x18\v \x01(\tR\rpreferredNode\x12'\n" +
-	"\x0fplacement_group\x18\f \x01(\fR\x0eplacementGroup\"\xee\x01\n" +
+	"\x0fplacement_group\x18\f \x01(\fR\x0eplacementGroup\"\x87\x02\n" +
 	"\n" +
 	"LeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
@@ -4221,7 +4239,8 @@ const file_rayo_proto_rawDesc = "" +
 	"\afailure\x18\x05 \x01(\tR\afailure\x12\x19\n" +
 	"\bspill_to\x18\x06 \x01(\tR\aspillTo\x12\x17\n" +
 	"\anode_id\x18\a \x01(\fR\x06nodeId\x12#\n" +
-	"\rgroup_missing\x18\b \x01(\bR\fgroupMissing\"M\n" +
+	"\rgroup_missing\x18\b \x01(\bR\fgroupMissing\x12\x17\n" +
+	"\agpu_ids\x18\t \x03(\x05R\x06gpuIds\"M\n" +
 	"\vReturnLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12#\n" +
 	"\rworker_failed\x18\x02 \x01(\bR\fworkerFailed\"F\n" +
@@ -4255,7 +4274,7 @@ const file_rayo_proto_rawDesc = "" +
 	"owner_addr\x18\x02 \x01(\tR\townerAddr\"Q\n" +
 	"\aTaskArg\x12#\n" +
 	"\x05value\x18\x01 \x01(\v2\r.rayo.LocatorR\x05value\x12!\n" +
-	"\x03ref\x18\x02 \x01(\v2\x0f.rayo.ObjectRefR\x03ref\"\xdc\x02\n" +
+	"\x03ref\x18\x02 \x01(\v2\x0f.rayo.ObjectRefR\x03ref\"\xf5\x02\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -4270,7 +4289,8 @@ const file_rayo_proto_rawDesc = "" +
 	"\factor_create\x18\t \x01(\bR\vactorCreate\x12'\n" +
 	"\x0fmax_concurrency\x18\n" +
 	" \x01(\x05R\x0emaxConcurrency\x12#\n" +
-	"\rcapture_group\x18\v \x01(\fR\fcaptureGroup\"~\n" +
+	"\rcapture_group\x18\v \x01(\fR\fcaptureGroup\x12\x17\n" +
+	"\agpu_ids\x18\f \x03(\x05R\x06gpuIds\"~\n" +
 	"\tTaskError\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
