@@ -70,6 +70,9 @@ type Config struct {
 	// Env is added to every entrypoint's environment (RAYO_ADDRESS,
 	// RAYO_TOKEN), after the head's own.
 	Env []string
+	// Hide names variables of the head's environment that entrypoints do
+	// not get (its secrets, such as RAYO_REDIS_PASSWORD).
+	Hide []string
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
 	// Log hears of each submission's start and end; nil: nothing is said.
@@ -195,7 +198,13 @@ func (m *Manager) Submit(req Request) (Info, error) {
 	cmd.Dir = j.info.WorkingDir
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	env := append(os.Environ(), m.cfg.Env...)
+	var env []string
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); !slices.Contains(m.cfg.Hide, name) {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, m.cfg.Env...)
 	for _, k := range slices.Sorted(maps.Keys(req.Env)) {
 		env = append(env, k+"="+req.Env[k])
 	}

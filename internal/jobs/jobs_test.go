@@ -53,7 +53,12 @@ func logOf(t *testing.T, info Info) string {
 }
 
 func TestSubmitRunsTheEntrypointWithItsWorkingDirAndEnvironment(t *testing.T) {
-	m := newManager(t)
+	t.Setenv("HEAD_SECRET", "do not pass on")
+	m, err := New(Config{Dir: t.TempDir(), Env: []string{"RAYO_ADDRESS=127.0.0.1:1"}, Hide: []string{"HEAD_SECRET"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
 	src := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(src, "data"), 0o755); err != nil {
 		t.Fatal(err)
@@ -61,7 +66,7 @@ func TestSubmitRunsTheEntrypointWithItsWorkingDirAndEnvironment(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "data", "input.txt"), []byte("forty-two\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(src, "run.sh"), []byte("#!/bin/sh\ncat data/input.txt\necho \"$RAYO_ADDRESS $RAYO_SUBMISSION_ID $GREETING\"\necho oops >&2\n"), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "run.sh"), []byte("#!/bin/sh\ncat data/input.txt\necho \"$RAYO_ADDRESS $RAYO_SUBMISSION_ID $GREETING${HEAD_SECRET:-}\"\necho oops >&2\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	var archive bytes.Buffer

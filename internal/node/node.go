@@ -190,8 +190,9 @@ func (n *Node) startDashboard() {
 	n.dashSrc = dashboard.NewRPCSource("tcp:"+n.gcsAddr, n.cfg.Token)
 	// Submitted jobs run here, as drivers of this cluster.
 	jc := jobs.Config{
-		Dir: filepath.Join(n.session, "jobs"),
-		Env: []string{"RAYO_ADDRESS=" + n.gcsAddr, "RAYO_TOKEN=" + n.cfg.Token},
+		Dir:  filepath.Join(n.session, "jobs"),
+		Env:  []string{"RAYO_ADDRESS=" + n.gcsAddr, "RAYO_TOKEN=" + n.cfg.Token},
+		Hide: []string{"RAYO_REDIS_PASSWORD"}, // the control store's, not theirs
 	}
 	if n.cfg.Log != nil {
 		jc.Log = slog.New(slog.NewTextHandler(n.cfg.Log, nil))
