@@ -122,6 +122,22 @@ func TestGPUsAreAssignedAndVisible(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A placement group's GPU bundle: its task gets a GPU too.
+	pg, err := NewPlacementGroup(ctx, []Bundle{{"CPU": 1, "GPU": 1}}, StrategyPack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	inGroup, err := Get(ctx, gpuTask.Options(NumGPUs(1), InPlacementGroup(pg, 0)).Remote(V(t.TempDir()), V(1)))
+	if err != nil || len(inGroup.IDs) != 1 || inGroup.Env != fmt.Sprint(inGroup.IDs[0]) {
+		t.Fatalf("a task in a GPU bundle saw %+v (%v)", inGroup, err)
+	}
+	if err := pg.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	// Bad input: a clear error at submission, and more GPUs than any node has.
 	if _, err := Get(ctx, gpuTask.Options(NumGPUs(1.5)).Remote(V(dir), V(1))); err == nil || !strings.Contains(err.Error(), "whole number") {
 		t.Errorf("NumGPUs(1.5): %v", err)
