@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -221,6 +222,12 @@ func TestStateAPIWorkersObjectsAndLogs(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("worker %v of the task not among the live workers %v", task["worker_pid"], workers.Result)
+	}
+	// This process is listed too, as the driver.
+	var drivers apiList
+	apiGet(t, "/api/v0/workers?filter=worker_type=DRIVER", &drivers)
+	if len(drivers.Result) != 1 || drivers.Result[0]["pid"] != float64(os.Getpid()) || drivers.Result[0]["state"] != "ALIVE" {
+		t.Errorf("drivers listed: %v, want this process (pid %d)", drivers.Result, os.Getpid())
 	}
 
 	var objs apiList

@@ -364,6 +364,17 @@ func TestJobSubmission(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling a program in another process
 	}
+	// Its driver is listed among the node's workers: a process of the
+	// group the head started.
+	var st struct{ PID int }
+	if out, err = job("status", "long", "--json"); err != nil || json.Unmarshal([]byte(out), &st) != nil || st.PID == 0 {
+		t.Fatalf("rayo job status --json: %v\n%s", err, out)
+	}
+	listed, err = e.cmd("list", "workers", "--filter", "worker_type=DRIVER", "--filter", "state=ALIVE", "--json").CombinedOutput()
+	var drivers struct{ Result []struct{ PID int } }
+	if err != nil || json.Unmarshal(listed, &drivers) != nil || len(drivers.Result) != 1 || pgidOf(t, drivers.Result[0].PID) != st.PID {
+		t.Fatalf("rayo list workers: the submitted driver (in process group %d) is not listed: %v\n%s", st.PID, err, listed)
+	}
 	if out, err = job("stop", "long"); err != nil || !strings.Contains(out, "long stopped on request") {
 		t.Fatalf("rayo job stop: %v\n%s", err, out)
 	}
@@ -390,4 +401,21 @@ func TestJobSubmission(t *testing.T) {
 			t.Errorf("rayo job %v: %v\n%s", tc.args, err, out)
 		}
 	}
+}
+
+// pgidOf is the process group of a process, from /proc.
+func pgidOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pid (comm) state ppid pgrp ...: comm may hold spaces.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	var pgid int
+	if len(f) < 3 {
+		t.Fatalf("/proc/%d/stat: %q", pid, b)
+	}
+	fmt.Sscan(f[2], &pgid)
+	return pgid
 }

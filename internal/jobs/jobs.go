@@ -97,7 +97,7 @@ type Info struct {
 	Status       string            `json:"status"`
 	Message      string            `json:"message"`
 	ExitCode     *int              `json:"exit_code"`
-	DriverPID    int               `json:"driver_pid"`
+	PID          int               `json:"pid"` // the entrypoint's shell, whose ID its process group has
 	StartTimeMs  int64             `json:"start_time_ms"`
 	EndTimeMs    int64             `json:"end_time_ms"`
 	WorkingDir   string            `json:"working_dir"`
@@ -224,7 +224,7 @@ func (m *Manager) Submit(req Request) (Info, error) {
 	err = cmd.Start()
 	if err == nil {
 		j.proc = cmd.Process
-		j.info.Status, j.info.DriverPID = StatusRunning, cmd.Process.Pid
+		j.info.Status, j.info.PID = StatusRunning, cmd.Process.Pid
 	}
 	m.mu.Unlock()
 	if err != nil {

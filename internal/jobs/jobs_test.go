@@ -78,7 +78,7 @@ func TestSubmitRunsTheEntrypointWithItsWorkingDirAndEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Status != StatusRunning || info.DriverPID == 0 {
+	if info.Status != StatusRunning || info.PID == 0 {
 		t.Fatalf("just submitted: %+v", info)
 	}
 	info = wait(t, m, "first")
@@ -190,7 +190,7 @@ func TestStopEndsTheWholeProcessGroup(t *testing.T) {
 		t.Fatalf("stopped: %+v", info)
 	}
 	deadline = time.Now().Add(5 * time.Second)
-	for alive(info.DriverPID) {
+	for alive(info.PID) {
 		if time.Now().After(deadline) {
 			t.Fatal("a process of the stopped submission is still there")
 		}
@@ -220,8 +220,8 @@ func TestCloseStopsWhatRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := m.Get(info.SubmissionID)
-	if got.Status != StatusStopped || alive(info.DriverPID) {
-		t.Fatalf("after Close: %+v (alive %v)", got, alive(info.DriverPID))
+	if got.Status != StatusStopped || alive(info.PID) {
+		t.Fatalf("after Close: %+v (alive %v)", got, alive(info.PID))
 	}
 	if _, err := m.Submit(Request{Entrypoint: "true"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Submit after Close: %v", err)

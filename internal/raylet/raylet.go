@@ -1067,6 +1067,8 @@ type job struct {
 	conn   *rpc.Conn // to the driver
 	logs   bool      // send worker output to the driver
 	remote bool      // its driver runs on another node
+	pid    int       // its driver's process, when it runs on this node
+	start  time.Time
 }
 
 // RegisterJob lets a driver on this node run its workers here.
@@ -1093,7 +1095,8 @@ func (r *Raylet) registerJob(c *rpc.Conn, info *pb.JobInfo) error {
 	if r.jobs[info.JobId] != nil {
 		return fmt.Errorf("raylet: job %q exists", info.JobId)
 	}
-	j := &job{id: info.JobId, exe: info.Exe, args: info.Args, env: info.Env, conn: c, logs: info.LogToDriver}
+	j := &job{id: info.JobId, exe: info.Exe, args: info.Args, env: info.Env, conn: c, logs: info.LogToDriver,
+		pid: c.PeerPID(), start: time.Now()}
 	r.jobs[j.id] = j
 	c.Value = j
 	r.log.Info("job started", "job", j.id, "exe", j.exe)

@@ -91,9 +91,16 @@ func (r *Raylet) NodeStats() *pb.NodeStats {
 			out.Workers = append(out.Workers, r.workerRecordLocked(w))
 		}
 	}
+	// The drivers on this node: the one hosting an embedded raylet, or
+	// those that joined through it.
+	if r.cfg.Cluster == nil && r.cfg.EmbeddedJob != "" {
+		out.Workers = append(out.Workers, &pb.WorkerRecord{JobId: r.cfg.EmbeddedJob, NodeId: r.cfg.NodeName, Type: "DRIVER", State: "ALIVE",
+			Pid: int32(os.Getpid()), StartUnixMs: r.started.UnixMilli()})
+	}
 	for _, j := range r.jobs {
 		if !j.remote && j.conn != nil {
-			out.Workers = append(out.Workers, &pb.WorkerRecord{JobId: j.id, NodeId: r.cfg.NodeName, Type: "DRIVER", State: "ALIVE"})
+			out.Workers = append(out.Workers, &pb.WorkerRecord{JobId: j.id, NodeId: r.cfg.NodeName, Type: "DRIVER", State: "ALIVE",
+				Pid: int32(j.pid), StartUnixMs: j.start.UnixMilli()})
 		}
 	}
 	return out

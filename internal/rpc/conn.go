@@ -26,6 +26,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -126,6 +127,26 @@ func Dial(ctx context.Context, addr string, h Handler, onClose ...func(error)) (
 
 // Done is closed when the connection is gone.
 func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// PeerPID is the process at the other end of a Unix socket connection
+// (SO_PEERCRED), or 0 for other connections or when it cannot be told.
+func (c *Conn) PeerPID() int {
+	uc, ok := c.nc.(*net.UnixConn)
+	if !ok {
+		return 0
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	_ = raw.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
+}
 
 // Err is why the connection closed, or nil while it is open.
 func (c *Conn) Err() error {

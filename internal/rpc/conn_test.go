@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -291,5 +292,15 @@ func TestDirectFramesInterleaveWithBufferedOnes(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+func TestPeerPIDOfAUnixConnection(t *testing.T) {
+	c, s := pair(t, echo)
+	if got := s.PeerPID(); got != os.Getpid() {
+		t.Errorf("server side: peer pid %d, want %d", got, os.Getpid())
+	}
+	if got := c.PeerPID(); got != os.Getpid() {
+		t.Errorf("client side: peer pid %d, want %d", got, os.Getpid())
 	}
 }
