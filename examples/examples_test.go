@@ -78,6 +78,8 @@ var examples = []example{
 		checkWorkerLines(t, lines, pid, runtime.NumCPU())
 	}},
 	{name: "counter", want: counterWant},
+	{name: "dashboard", want: []string{"sum of squares: 285", "cluster CPUs: 2", "square tasks finished: 10",
+		"Tally actors alive: 1", "square tasks on the timeline: 10"}},
 	{name: "goals", want: goalsWant, check: func(t *testing.T, lines []string, _ int) {
 		matchInOrder(t, lines, goalsPatterns...)
 	}},
