@@ -3,7 +3,8 @@
 // parallelism, chained dependencies, a tree reduction, remote functions
 // within remote functions, multiple results, a computation graph, waiting
 // for the first results, the sum-of-squares quick start, and actors:
-// stateful counters and the GoalsScored walkthrough. Each section
+// stateful counters and the GoalsScored walkthrough, and what the
+// dashboard and the state API show of it all. Each section
 // is the body of one of the standalone examples next to this one.
 package main
 
@@ -71,6 +72,8 @@ func run() (err error) {
 			demos.Counters},
 		{"goals scored", "A GoalsScored actor scores; then a named one is found by name and killed.",
 			demos.Goals},
+		{"see what runs where", "Tasks and an actor, then the state API's summaries, the cluster's resources and a timeline.",
+			demos.Observe},
 	}
 	for i, s := range sections {
 		if i > 0 {
