@@ -47,3 +47,4 @@ tour:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/codec/
 	$(GO) test -run '^$$' -fuzz FuzzFrame -fuzztime 30s ./internal/rpc/
+	$(GO) test -run '^$$' -fuzz FuzzUnpack -fuzztime 30s ./internal/jobs/

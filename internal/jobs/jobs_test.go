@@ -251,7 +251,7 @@ func TestEndedSubmissionsAreBounded(t *testing.T) {
 }
 
 // archive builds a gzip-compressed tar of headers with contents.
-func archive(t *testing.T, entries ...*tar.Header) *bytes.Buffer {
+func archive(t testing.TB, entries ...*tar.Header) *bytes.Buffer {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -295,4 +295,27 @@ func TestUnpackRefusesWhatWouldEscapeOrOverflow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzUnpack feeds Unpack arbitrary archives: it must return (an error or
+// not) without panicking, and write nothing outside its folder.
+func FuzzUnpack(f *testing.F) {
+	f.Add(archive(f, &tar.Header{Name: "a/b.txt", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}).Bytes())
+	f.Add(archive(f, &tar.Header{Name: "../x", Typeflag: tar.TypeReg, Mode: 0o644}).Bytes())
+	f.Add(archive(f, &tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}).Bytes())
+	f.Add([]byte("not an archive"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		root := t.TempDir()
+		work := filepath.Join(root, "work")
+		_ = Unpack(bytes.NewReader(data), work, 1<<20)
+		entries, err := os.ReadDir(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name() != "work" {
+				t.Fatalf("Unpack wrote %q outside its folder", e.Name())
+			}
+		}
+	})
 }
