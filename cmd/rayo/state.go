@@ -779,13 +779,15 @@ var logColumns = []column{
 // empty): one per worker process, live or ended, that the API knows.
 func listLogs(cmd *cobra.Command, c *stateClient, nodeID string, asJSON bool) error {
 	ctx := cmd.Context()
-	q := url.Values{"limit": {"10000"}}
+	// Workers only: the raylet keeps no log of a driver (its output is
+	// its own terminal's).
+	q := url.Values{"limit": {"10000"}, "filter": {"worker_type=WORKER"}}
 	if nodeID != "" {
 		// An unknown node is an error, not an empty list.
 		if _, err := c.get(ctx, "/api/v0/nodes/"+url.PathEscape(nodeID), nil); err != nil {
 			return err
 		}
-		q.Set("filter", "node_id="+nodeID)
+		q.Add("filter", "node_id="+nodeID)
 	}
 	var page struct {
 		Warnings []string `json:"warnings"`

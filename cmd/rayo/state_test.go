@@ -82,10 +82,16 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 				"log_file": "/tmp/rayo/s-1/logs/worker-4243.log"},
 			{"worker_id": "99cc", "node_id": "ba9876543210", "pid": 5151, "worker_type": "WORKER", "state": "IDLE", "actor_id": "",
 				"log_file": "/tmp/rayo/s-2/logs/worker-5151.log"},
+			{"worker_id": "", "node_id": nodeA, "pid": 4100, "worker_type": "DRIVER", "state": "ALIVE", "actor_id": "", "log_file": ""},
 		}
 		var result []map[string]any
 		for _, x := range all {
-			if f := r.URL.Query().Get("filter"); f == "" || f == "node_id="+x["node_id"].(string) {
+			keep := true
+			for _, f := range r.URL.Query()["filter"] {
+				k, v, _ := strings.Cut(f, "=")
+				keep = keep && fmt.Sprint(x[k]) == v
+			}
+			if keep {
 				result = append(result, x)
 			}
 		}

@@ -53,7 +53,8 @@ export function render(page) {
   refresh.addEventListener('click', show);
 
   page.run('workers', async () => {
-    const list = await page.json('workers', { limit: 10000 });
+    // Workers only: the raylet keeps no log of a driver.
+    const list = await page.json('workers', { limit: 10000, filter: 'worker_type=WORKER' });
     const want = JSON.stringify([page.params.get('node_id') || '', page.params.get('pid') || '']);
     const byNode = new Map();
     for (const w of list.result) {
