@@ -19,7 +19,7 @@ func TestClusterAndAvailableResources(t *testing.T) {
 		t.Fatalf("ClusterResources: %v %v", total, err)
 	}
 	// While a task holds a CPU, one of the two is free.
-	hold := sleepMs.Remote(V(1500))
+	hold := sleepMs.Remote(V(3000))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		free, err := AvailableResources(ctx)
