@@ -31,9 +31,14 @@ func newJobCmd() *cobra.Command {
 		Short: "Submit programs to the cluster's head and follow them: submit, status, logs, stop, list, delete",
 	}
 	addr := addDashboardFlag(cmd)
+	alias := new(string)
+	cmd.PersistentFlags().StringVar(alias, "address", "", "the same as --dashboard-address, as ray job names it")
 	token := new(string)
 	cmd.PersistentFlags().StringVar(token, "token", "", "the cluster token, which submit, stop and delete need (default: RAYO_TOKEN, else this machine's cluster record)")
 	client := func() (*stateClient, error) {
+		if *addr == "" {
+			*addr = *alias
+		}
 		c, err := newStateClient(*addr)
 		if err != nil {
 			return nil, err

@@ -574,3 +574,15 @@ func TestStateDashboardAddress(t *testing.T) {
 		t.Errorf("list nodes via the cluster record: %v\n%s", err, out.String())
 	}
 }
+
+// rayo job takes the API server as --address too, as ray job does.
+func TestJobAddressAlias(t *testing.T) {
+	api := newFakeAPI(t)
+	var out, errOut bytes.Buffer
+	cmd := newRootCmd(&out, &errOut)
+	cmd.SetArgs([]string{"job", "status", "nosuch", "--address", api.URL})
+	err := cmd.ExecuteContext(context.Background())
+	if err == nil || len(api.seen()) != 1 || api.seen()[0].Path != "/api/jobs/nosuch" {
+		t.Fatalf("rayo job status --address: %v (requests %v)\n%s", err, api.seen(), errOut.String())
+	}
+}
