@@ -107,8 +107,10 @@ func (h *execHistogram) add(buckets []int64, seconds float64) {
 	}
 }
 
+// Describe sends the histogram's one description.
 func (h *execHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
 
+// Collect sends the histogram as it stands, its buckets made cumulative.
 func (h *execHistogram) Collect(ch chan<- prometheus.Metric) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
