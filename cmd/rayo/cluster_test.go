@@ -335,6 +335,9 @@ func TestJobSubmission(t *testing.T) {
 		t.Fatalf("rayo job logs: %v\n%s", err, out)
 	}
 	// Its driver's job record names the submission.
+	if table, err := e.cmd("list", "jobs").CombinedOutput(); err != nil || !regexp.MustCompile(`(?m)^[0-9a-f]+\s+FINISHED\s+first\s`).Match(table) {
+		t.Fatalf("rayo list jobs: the submitted driver's job is not shown with its submission: %v\n%s", err, table)
+	}
 	listed, err := e.cmd("list", "jobs", "--filter", "submission_id=first", "--json").CombinedOutput()
 	out = string(listed)
 	var jobs struct{ Result []map[string]any }

@@ -309,8 +309,15 @@ var listColumns = map[string][]column{
 		field("TYPE", "worker_type"), field("STATE", "state"),
 	},
 	"jobs": {
-		field("JOB_ID", "job_id"), field("STATUS", "status"), field("ENTRYPOINT", "entrypoint"),
+		field("JOB_ID", "job_id"), field("STATUS", "status"),
+		column{"SUBMISSION", func(r record) string {
+			if id := r.str("submission_id"); id != "" {
+				return id
+			}
+			return "-"
+		}},
 		column{"START", func(r record) string { return msTime(r.num("start_time_ms")) }},
+		field("ENTRYPOINT", "entrypoint"),
 	},
 	"objects": {
 		field("OBJECT_ID", "object_id"),
