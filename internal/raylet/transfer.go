@@ -725,7 +725,12 @@ func (r *Raylet) serveReadChunk(c *rpc.Conn, id uint64, body []byte) {
 	}
 	st.mu.Unlock()
 	off, size, ok := r.store.Lookup(oid)
-	if !ok && r.store.Unsealed(oid) {
+	unsealed := !ok && r.store.Unsealed(oid)
+	if !ok && !unsealed {
+		// Sealed between the two looks: look again.
+		off, size, ok = r.store.Lookup(oid)
+	}
+	if unsealed {
 		// Its seal has not reached this raylet yet (it comes on its
 		// writer's connection, this read on another): wait for it.
 		r.procs.Add(1)
