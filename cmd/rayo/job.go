@@ -114,14 +114,9 @@ func newJobSubmitCmd(client clientFunc) *cobra.Command {
 			return err
 		}
 		ctx := cmd.Context()
-		resp, err := c.send(ctx, http.MethodPost, "/api/jobs/", nil, body, contentType)
+		raw, err := c.fetch(ctx, http.MethodPost, "/api/jobs/", nil, body, contentType)
 		if err != nil {
 			return err
-		}
-		raw, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("read the answer: %w", err)
 		}
 		var answer struct {
 			SubmissionID string    `json:"submission_id"`
@@ -139,7 +134,7 @@ func newJobSubmitCmd(client clientFunc) *cobra.Command {
 			fmt.Fprintf(cmd.ErrOrStderr(), "rayo: submitted %s\n", answer.SubmissionID)
 		}
 		if noWait || jobs.Final(answer.Job.Status) {
-			return jobOutcome(answer.Job, noWait)
+			return jobOutcome(answer.Job)
 		}
 		// Follow its output until it ends; Ctrl-C leaves it running.
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -162,7 +157,7 @@ func newJobSubmitCmd(client clientFunc) *cobra.Command {
 		if final.Status == jobs.StatusSucceeded {
 			fmt.Fprintf(cmd.ErrOrStderr(), "rayo: %s succeeded\n", final.SubmissionID)
 		}
-		return jobOutcome(final, false)
+		return jobOutcome(final)
 	}
 	f := cmd.Flags()
 	f.StringVar(&id, "submission-id", "", "the submission's ID (default: made up)")
@@ -253,13 +248,11 @@ func describeEnd(s jobs.Info) string {
 // errJobDidNotSucceed makes rayo exit non-zero; the status was printed.
 var errJobDidNotSucceed = errors.New("the job did not succeed")
 
-// jobOutcome is the command's error for a submission's end: nil when it
-// succeeded (or is left running), else why not.
-func jobOutcome(s jobs.Info, leftRunning bool) error {
-	switch {
-	case leftRunning && !jobs.Final(s.Status), s.Status == jobs.StatusSucceeded:
-		return nil
-	case s.Status == jobs.StatusFailed || s.Status == jobs.StatusStopped:
+// jobOutcome is the command's error for a submission: why it did not
+// succeed when it failed or was stopped, else (succeeded, or still
+// running) nil.
+func jobOutcome(s jobs.Info) error {
+	if s.Status == jobs.StatusFailed || s.Status == jobs.StatusStopped {
 		return fmt.Errorf("%w: %s %s", errJobDidNotSucceed, s.SubmissionID, describeEnd(s))
 	}
 	return nil
@@ -335,19 +328,14 @@ func newJobStopCmd(client clientFunc) *cobra.Command {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), stateTimeout)
 		defer cancel()
-		resp, err := c.send(ctx, http.MethodPost, "/api/jobs/"+url.PathEscape(args[0])+"/stop", nil, nil, "")
+		raw, err := c.fetch(ctx, http.MethodPost, "/api/jobs/"+url.PathEscape(args[0])+"/stop", nil, nil, "")
 		if err != nil {
 			return err
 		}
 		var answer struct {
 			Stopped bool `json:"stopped"`
 		}
-		raw, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err == nil {
-			err = jsonUnmarshal(raw, &answer)
-		}
-		if err != nil {
+		if err := jsonUnmarshal(raw, &answer); err != nil {
 			return err
 		}
 		out := cmd.OutOrStdout()
@@ -445,11 +433,9 @@ func newJobDeleteCmd(client clientFunc) *cobra.Command {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), stateTimeout)
 		defer cancel()
-		resp, err := c.send(ctx, http.MethodDelete, "/api/jobs/"+url.PathEscape(args[0]), nil, nil, "")
-		if err != nil {
+		if _, err := c.fetch(ctx, http.MethodDelete, "/api/jobs/"+url.PathEscape(args[0]), nil, nil, ""); err != nil {
 			return err
 		}
-		resp.Body.Close()
 		fmt.Fprintf(cmd.OutOrStdout(), "%s deleted\n", args[0])
 		return nil
 	}

@@ -176,16 +176,21 @@ func (c *stateClient) send(ctx context.Context, method, path string, query url.V
 func (c *stateClient) get(ctx context.Context, path string, query url.Values) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
 	defer cancel()
-	resp, err := c.open(ctx, path, query)
+	return c.fetch(ctx, http.MethodGet, path, query, nil, "")
+}
+
+// fetch sends a request as send does and returns the whole answer.
+func (c *stateClient) fetch(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string) ([]byte, error) {
+	resp, err := c.send(ctx, method, path, query, body, contentType)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return body, nil
+	return b, nil
 }
 
 // getJSON fetches path?query and decodes it into v; it returns the raw
