@@ -46,11 +46,9 @@ func encode(v any) (codec.Payload, []*core.Handle, error) {
 // or cancellation of ctx stops the wait (Ray's timeout). A failed task
 // gives a *TaskError.
 //
-// Slices of numbers and []byte stored in the shared-memory store are
-// returned without a copy. They are mapped read-only, so a write faults
-// (copy first to change one), and they stay valid while r is reachable
-// (keep r alive, e.g. with runtime.KeepAlive, while you use them). In a
-// task, such a write is reported as the task's panic.
+// The value belongs to the caller: it is a copy that never changes, also
+// after the object is gone (see View for the rule, and GetView to read a
+// large object without a copy).
 func Get[T any](ctx context.Context, r Ref[T]) (T, error) {
 	var zero T
 	h, err := r.handle()
@@ -69,11 +67,6 @@ func decodeValue[T any](ctx context.Context, h *core.Handle, loc *pb.Locator) (T
 	b, err := h.Runtime().Bytes(ctx, h.ID, h.Owner, loc)
 	if err != nil {
 		return v, err
-	}
-	if !loc.InStore && len(b) > 0 && b[0] == 'R' {
-		// Raw slices kept in memory would alias the stored object: copy,
-		// so a caller's writes cannot change it.
-		b = append([]byte(nil), b...)
 	}
 	if err := codec.Decode(b, &v); err != nil {
 		return v, fmt.Errorf("rayo: Get %s: %w", h.ID, err)

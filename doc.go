@@ -32,6 +32,25 @@
 //	c := newCounter.Remote()
 //	n, err := rayo.Get(ctx, incr.Remote(c))
 //
+// # Memory handed to your code
+//
+// What Get and GetAll return, and what a task or method receives as an
+// argument of type T, belongs to the caller: it never changes behind its
+// back and it stays valid for as long as the caller keeps it, whatever
+// happens to the object afterwards (freed, evicted, spilled or its memory
+// reused). Large numeric slices and []byte are copied out of the
+// shared-memory store to give that promise.
+//
+// Zero-copy reads are a choice, made with a View: GetView, or a task
+// parameter of type View[T] (passed with AsView). A View's Value is read
+// straight from the store's read-only mapping, with no copy. It stays
+// valid, and its object stays in place, until the View is released: by
+// Release, when the garbage collector finds the View unreachable, or, for
+// a task's parameter, when the task's function returns. A write through it
+// faults (in a task, the task fails with a message saying so). Keep the
+// View reachable while you use its Value (runtime.KeepAlive), and copy
+// what must outlive it.
+//
 // # Processes
 //
 // Init starts an embedded cluster: a raylet with a shared-memory object

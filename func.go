@@ -166,9 +166,17 @@ func refOf[T any](hs []*core.Handle, err error, i int) Ref[T] {
 	return Ref[T]{h: hs[i]}
 }
 
-// decodeArg decodes argument i of a task in the worker.
-func decodeArg[T any](b []byte, i int) (T, error) {
+// decodeArg decodes argument i of a task in the worker: a copy the task
+// owns, or for a View parameter a view that ends with the task's scope in
+// ctx.
+func decodeArg[T any](ctx context.Context, b []byte, i int) (T, error) {
 	var v T
+	if av, ok := any(&v).(argViewer); ok {
+		if err := av.viewArg(ctx, b); err != nil {
+			return v, fmt.Errorf("%w: argument %d is not a %s: %v", core.ErrTypeMismatch, i, reflect.TypeFor[T](), err)
+		}
+		return v, nil
+	}
 	if err := codec.Decode(b, &v); err != nil {
 		return v, fmt.Errorf("%w: argument %d is not a %s: %v", core.ErrTypeMismatch, i, reflect.TypeFor[T](), err)
 	}

@@ -132,11 +132,11 @@ type Task1[A1, R any] struct{ remoteFunc }
 
 // Func1 declares f as a remote function. Declare it at package level, before Init.
 func Func1[A1, R any](f func(A1) R, opts ...Option) *Task1[A1, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -148,11 +148,11 @@ func Func1[A1, R any](f func(A1) R, opts ...Option) *Task1[A1, R] {
 
 // Func1E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func1E[A1, R any](f func(A1) (R, error), opts ...Option) *Task1[A1, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -179,11 +179,11 @@ type Task1x2[A1, R1, R2 any] struct{ remoteFunc }
 
 // Func1x2 declares f as a remote function. Declare it at package level, before Init.
 func Func1x2[A1, R1, R2 any](f func(A1) (R1, R2), opts ...Option) *Task1x2[A1, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -195,11 +195,11 @@ func Func1x2[A1, R1, R2 any](f func(A1) (R1, R2), opts ...Option) *Task1x2[A1, R
 
 // Func1x2E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func1x2E[A1, R1, R2 any](f func(A1) (R1, R2, error), opts ...Option) *Task1x2[A1, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -228,11 +228,11 @@ type Task1x3[A1, R1, R2, R3 any] struct{ remoteFunc }
 
 // Func1x3 declares f as a remote function. Declare it at package level, before Init.
 func Func1x3[A1, R1, R2, R3 any](f func(A1) (R1, R2, R3), opts ...Option) *Task1x3[A1, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -244,11 +244,11 @@ func Func1x3[A1, R1, R2, R3 any](f func(A1) (R1, R2, R3), opts ...Option) *Task1
 
 // Func1x3E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func1x3E[A1, R1, R2, R3 any](f func(A1) (R1, R2, R3, error), opts ...Option) *Task1x3[A1, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -277,15 +277,15 @@ type Task2[A1, A2, R any] struct{ remoteFunc }
 
 // Func2 declares f as a remote function. Declare it at package level, before Init.
 func Func2[A1, A2, R any](f func(A1, A2) R, opts ...Option) *Task2[A1, A2, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -297,15 +297,15 @@ func Func2[A1, A2, R any](f func(A1, A2) R, opts ...Option) *Task2[A1, A2, R] {
 
 // Func2E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func2E[A1, A2, R any](f func(A1, A2) (R, error), opts ...Option) *Task2[A1, A2, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -334,15 +334,15 @@ type Task2x2[A1, A2, R1, R2 any] struct{ remoteFunc }
 
 // Func2x2 declares f as a remote function. Declare it at package level, before Init.
 func Func2x2[A1, A2, R1, R2 any](f func(A1, A2) (R1, R2), opts ...Option) *Task2x2[A1, A2, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -354,15 +354,15 @@ func Func2x2[A1, A2, R1, R2 any](f func(A1, A2) (R1, R2), opts ...Option) *Task2
 
 // Func2x2E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func2x2E[A1, A2, R1, R2 any](f func(A1, A2) (R1, R2, error), opts ...Option) *Task2x2[A1, A2, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -391,15 +391,15 @@ type Task2x3[A1, A2, R1, R2, R3 any] struct{ remoteFunc }
 
 // Func2x3 declares f as a remote function. Declare it at package level, before Init.
 func Func2x3[A1, A2, R1, R2, R3 any](f func(A1, A2) (R1, R2, R3), opts ...Option) *Task2x3[A1, A2, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -411,15 +411,15 @@ func Func2x3[A1, A2, R1, R2, R3 any](f func(A1, A2) (R1, R2, R3), opts ...Option
 
 // Func2x3E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func2x3E[A1, A2, R1, R2, R3 any](f func(A1, A2) (R1, R2, R3, error), opts ...Option) *Task2x3[A1, A2, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -448,19 +448,19 @@ type Task3[A1, A2, A3, R any] struct{ remoteFunc }
 
 // Func3 declares f as a remote function. Declare it at package level, before Init.
 func Func3[A1, A2, A3, R any](f func(A1, A2, A3) R, opts ...Option) *Task3[A1, A2, A3, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -472,19 +472,19 @@ func Func3[A1, A2, A3, R any](f func(A1, A2, A3) R, opts ...Option) *Task3[A1, A
 
 // Func3E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func3E[A1, A2, A3, R any](f func(A1, A2, A3) (R, error), opts ...Option) *Task3[A1, A2, A3, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -513,19 +513,19 @@ type Task3x2[A1, A2, A3, R1, R2 any] struct{ remoteFunc }
 
 // Func3x2 declares f as a remote function. Declare it at package level, before Init.
 func Func3x2[A1, A2, A3, R1, R2 any](f func(A1, A2, A3) (R1, R2), opts ...Option) *Task3x2[A1, A2, A3, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -537,19 +537,19 @@ func Func3x2[A1, A2, A3, R1, R2 any](f func(A1, A2, A3) (R1, R2), opts ...Option
 
 // Func3x2E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func3x2E[A1, A2, A3, R1, R2 any](f func(A1, A2, A3) (R1, R2, error), opts ...Option) *Task3x2[A1, A2, A3, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -578,19 +578,19 @@ type Task3x3[A1, A2, A3, R1, R2, R3 any] struct{ remoteFunc }
 
 // Func3x3 declares f as a remote function. Declare it at package level, before Init.
 func Func3x3[A1, A2, A3, R1, R2, R3 any](f func(A1, A2, A3) (R1, R2, R3), opts ...Option) *Task3x3[A1, A2, A3, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -602,19 +602,19 @@ func Func3x3[A1, A2, A3, R1, R2, R3 any](f func(A1, A2, A3) (R1, R2, R3), opts .
 
 // Func3x3E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func3x3E[A1, A2, A3, R1, R2, R3 any](f func(A1, A2, A3) (R1, R2, R3, error), opts ...Option) *Task3x3[A1, A2, A3, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -643,23 +643,23 @@ type Task4[A1, A2, A3, A4, R any] struct{ remoteFunc }
 
 // Func4 declares f as a remote function. Declare it at package level, before Init.
 func Func4[A1, A2, A3, A4, R any](f func(A1, A2, A3, A4) R, opts ...Option) *Task4[A1, A2, A3, A4, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
@@ -671,23 +671,23 @@ func Func4[A1, A2, A3, A4, R any](f func(A1, A2, A3, A4) R, opts ...Option) *Tas
 
 // Func4E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func4E[A1, A2, A3, A4, R any](f func(A1, A2, A3, A4) (R, error), opts ...Option) *Task4[A1, A2, A3, A4, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
@@ -716,23 +716,23 @@ type Task4x2[A1, A2, A3, A4, R1, R2 any] struct{ remoteFunc }
 
 // Func4x2 declares f as a remote function. Declare it at package level, before Init.
 func Func4x2[A1, A2, A3, A4, R1, R2 any](f func(A1, A2, A3, A4) (R1, R2), opts ...Option) *Task4x2[A1, A2, A3, A4, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
@@ -744,23 +744,23 @@ func Func4x2[A1, A2, A3, A4, R1, R2 any](f func(A1, A2, A3, A4) (R1, R2), opts .
 
 // Func4x2E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func4x2E[A1, A2, A3, A4, R1, R2 any](f func(A1, A2, A3, A4) (R1, R2, error), opts ...Option) *Task4x2[A1, A2, A3, A4, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
@@ -789,23 +789,23 @@ type Task4x3[A1, A2, A3, A4, R1, R2, R3 any] struct{ remoteFunc }
 
 // Func4x3 declares f as a remote function. Declare it at package level, before Init.
 func Func4x3[A1, A2, A3, A4, R1, R2, R3 any](f func(A1, A2, A3, A4) (R1, R2, R3), opts ...Option) *Task4x3[A1, A2, A3, A4, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
@@ -817,23 +817,23 @@ func Func4x3[A1, A2, A3, A4, R1, R2, R3 any](f func(A1, A2, A3, A4) (R1, R2, R3)
 
 // Func4x3E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func4x3E[A1, A2, A3, A4, R1, R2, R3 any](f func(A1, A2, A3, A4) (R1, R2, R3, error), opts ...Option) *Task4x3[A1, A2, A3, A4, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
@@ -862,27 +862,27 @@ type Task5[A1, A2, A3, A4, A5, R any] struct{ remoteFunc }
 
 // Func5 declares f as a remote function. Declare it at package level, before Init.
 func Func5[A1, A2, A3, A4, A5, R any](f func(A1, A2, A3, A4, A5) R, opts ...Option) *Task5[A1, A2, A3, A4, A5, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 5); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
@@ -894,27 +894,27 @@ func Func5[A1, A2, A3, A4, A5, R any](f func(A1, A2, A3, A4, A5) R, opts ...Opti
 
 // Func5E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func5E[A1, A2, A3, A4, A5, R any](f func(A1, A2, A3, A4, A5) (R, error), opts ...Option) *Task5[A1, A2, A3, A4, A5, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 5); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
@@ -943,27 +943,27 @@ type Task5x2[A1, A2, A3, A4, A5, R1, R2 any] struct{ remoteFunc }
 
 // Func5x2 declares f as a remote function. Declare it at package level, before Init.
 func Func5x2[A1, A2, A3, A4, A5, R1, R2 any](f func(A1, A2, A3, A4, A5) (R1, R2), opts ...Option) *Task5x2[A1, A2, A3, A4, A5, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 5); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
@@ -975,27 +975,27 @@ func Func5x2[A1, A2, A3, A4, A5, R1, R2 any](f func(A1, A2, A3, A4, A5) (R1, R2)
 
 // Func5x2E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func5x2E[A1, A2, A3, A4, A5, R1, R2 any](f func(A1, A2, A3, A4, A5) (R1, R2, error), opts ...Option) *Task5x2[A1, A2, A3, A4, A5, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 5); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
@@ -1024,27 +1024,27 @@ type Task5x3[A1, A2, A3, A4, A5, R1, R2, R3 any] struct{ remoteFunc }
 
 // Func5x3 declares f as a remote function. Declare it at package level, before Init.
 func Func5x3[A1, A2, A3, A4, A5, R1, R2, R3 any](f func(A1, A2, A3, A4, A5) (R1, R2, R3), opts ...Option) *Task5x3[A1, A2, A3, A4, A5, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 5); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
@@ -1056,27 +1056,27 @@ func Func5x3[A1, A2, A3, A4, A5, R1, R2, R3 any](f func(A1, A2, A3, A4, A5) (R1,
 
 // Func5x3E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func5x3E[A1, A2, A3, A4, A5, R1, R2, R3 any](f func(A1, A2, A3, A4, A5) (R1, R2, R3, error), opts ...Option) *Task5x3[A1, A2, A3, A4, A5, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 5); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
@@ -1105,31 +1105,31 @@ type Task6[A1, A2, A3, A4, A5, A6, R any] struct{ remoteFunc }
 
 // Func6 declares f as a remote function. Declare it at package level, before Init.
 func Func6[A1, A2, A3, A4, A5, A6, R any](f func(A1, A2, A3, A4, A5, A6) R, opts ...Option) *Task6[A1, A2, A3, A4, A5, A6, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 6); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
-		a6, err := decodeArg[A6](args[5], 5)
+		a6, err := decodeArg[A6](ctx, args[5], 5)
 		if err != nil {
 			return nil, err
 		}
@@ -1141,31 +1141,31 @@ func Func6[A1, A2, A3, A4, A5, A6, R any](f func(A1, A2, A3, A4, A5, A6) R, opts
 
 // Func6E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func6E[A1, A2, A3, A4, A5, A6, R any](f func(A1, A2, A3, A4, A5, A6) (R, error), opts ...Option) *Task6[A1, A2, A3, A4, A5, A6, R] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 6); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
-		a6, err := decodeArg[A6](args[5], 5)
+		a6, err := decodeArg[A6](ctx, args[5], 5)
 		if err != nil {
 			return nil, err
 		}
@@ -1194,31 +1194,31 @@ type Task6x2[A1, A2, A3, A4, A5, A6, R1, R2 any] struct{ remoteFunc }
 
 // Func6x2 declares f as a remote function. Declare it at package level, before Init.
 func Func6x2[A1, A2, A3, A4, A5, A6, R1, R2 any](f func(A1, A2, A3, A4, A5, A6) (R1, R2), opts ...Option) *Task6x2[A1, A2, A3, A4, A5, A6, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 6); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
-		a6, err := decodeArg[A6](args[5], 5)
+		a6, err := decodeArg[A6](ctx, args[5], 5)
 		if err != nil {
 			return nil, err
 		}
@@ -1230,31 +1230,31 @@ func Func6x2[A1, A2, A3, A4, A5, A6, R1, R2 any](f func(A1, A2, A3, A4, A5, A6) 
 
 // Func6x2E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func6x2E[A1, A2, A3, A4, A5, A6, R1, R2 any](f func(A1, A2, A3, A4, A5, A6) (R1, R2, error), opts ...Option) *Task6x2[A1, A2, A3, A4, A5, A6, R1, R2] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 6); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
-		a6, err := decodeArg[A6](args[5], 5)
+		a6, err := decodeArg[A6](ctx, args[5], 5)
 		if err != nil {
 			return nil, err
 		}
@@ -1283,31 +1283,31 @@ type Task6x3[A1, A2, A3, A4, A5, A6, R1, R2, R3 any] struct{ remoteFunc }
 
 // Func6x3 declares f as a remote function. Declare it at package level, before Init.
 func Func6x3[A1, A2, A3, A4, A5, A6, R1, R2, R3 any](f func(A1, A2, A3, A4, A5, A6) (R1, R2, R3), opts ...Option) *Task6x3[A1, A2, A3, A4, A5, A6, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 6); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
-		a6, err := decodeArg[A6](args[5], 5)
+		a6, err := decodeArg[A6](ctx, args[5], 5)
 		if err != nil {
 			return nil, err
 		}
@@ -1319,31 +1319,31 @@ func Func6x3[A1, A2, A3, A4, A5, A6, R1, R2, R3 any](f func(A1, A2, A3, A4, A5, 
 
 // Func6x3E declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.
 func Func6x3E[A1, A2, A3, A4, A5, A6, R1, R2, R3 any](f func(A1, A2, A3, A4, A5, A6) (R1, R2, R3, error), opts ...Option) *Task6x3[A1, A2, A3, A4, A5, A6, R1, R2, R3] {
-	inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 6); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
-		a5, err := decodeArg[A5](args[4], 4)
+		a5, err := decodeArg[A5](ctx, args[4], 4)
 		if err != nil {
 			return nil, err
 		}
-		a6, err := decodeArg[A6](args[5], 5)
+		a6, err := decodeArg[A6](ctx, args[5], 5)
 		if err != nil {
 			return nil, err
 		}
@@ -1455,11 +1455,11 @@ func (x *ActorClass1[A1, S]) class() *actorClass { return &x.c }
 
 // Actor1 declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init.
 func Actor1[A1, S any](f func(A1) S, opts ...Option) *ActorClass1[A1, S] {
-	inv := func(_ context.Context, args [][]byte) (any, error) {
+	inv := func(ctx context.Context, args [][]byte) (any, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -1471,11 +1471,11 @@ func Actor1[A1, S any](f func(A1) S, opts ...Option) *ActorClass1[A1, S] {
 
 // Actor1E declares an actor whose constructor may fail; then every call on the actor fails with that error.
 func Actor1E[A1, S any](f func(A1) (S, error), opts ...Option) *ActorClass1[A1, S] {
-	inv := func(_ context.Context, args [][]byte) (any, error) {
+	inv := func(ctx context.Context, args [][]byte) (any, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -1497,7 +1497,7 @@ type ActorMethod1[S, A1, R any] struct{ m actorMethod }
 
 // Method1 declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init.
 func Method1[S, A1, R any](c ActorClass[S], f func(S, A1) R) *ActorMethod1[S, A1, R] {
-	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, state any, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
@@ -1505,7 +1505,7 @@ func Method1[S, A1, R any](c ActorClass[S], f func(S, A1) R) *ActorMethod1[S, A1
 		if err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -1517,7 +1517,7 @@ func Method1[S, A1, R any](c ActorClass[S], f func(S, A1) R) *ActorMethod1[S, A1
 
 // Method1E declares a method that may fail; its error comes back from Get and the actor lives on.
 func Method1E[S, A1, R any](c ActorClass[S], f func(S, A1) (R, error)) *ActorMethod1[S, A1, R] {
-	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, state any, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 1); err != nil {
 			return nil, err
 		}
@@ -1525,7 +1525,7 @@ func Method1E[S, A1, R any](c ActorClass[S], f func(S, A1) (R, error)) *ActorMet
 		if err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -1552,15 +1552,15 @@ func (x *ActorClass2[A1, A2, S]) class() *actorClass { return &x.c }
 
 // Actor2 declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init.
 func Actor2[A1, A2, S any](f func(A1, A2) S, opts ...Option) *ActorClass2[A1, A2, S] {
-	inv := func(_ context.Context, args [][]byte) (any, error) {
+	inv := func(ctx context.Context, args [][]byte) (any, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -1572,15 +1572,15 @@ func Actor2[A1, A2, S any](f func(A1, A2) S, opts ...Option) *ActorClass2[A1, A2
 
 // Actor2E declares an actor whose constructor may fail; then every call on the actor fails with that error.
 func Actor2E[A1, A2, S any](f func(A1, A2) (S, error), opts ...Option) *ActorClass2[A1, A2, S] {
-	inv := func(_ context.Context, args [][]byte) (any, error) {
+	inv := func(ctx context.Context, args [][]byte) (any, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -1604,7 +1604,7 @@ type ActorMethod2[S, A1, A2, R any] struct{ m actorMethod }
 
 // Method2 declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init.
 func Method2[S, A1, A2, R any](c ActorClass[S], f func(S, A1, A2) R) *ActorMethod2[S, A1, A2, R] {
-	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, state any, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
@@ -1612,11 +1612,11 @@ func Method2[S, A1, A2, R any](c ActorClass[S], f func(S, A1, A2) R) *ActorMetho
 		if err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -1628,7 +1628,7 @@ func Method2[S, A1, A2, R any](c ActorClass[S], f func(S, A1, A2) R) *ActorMetho
 
 // Method2E declares a method that may fail; its error comes back from Get and the actor lives on.
 func Method2E[S, A1, A2, R any](c ActorClass[S], f func(S, A1, A2) (R, error)) *ActorMethod2[S, A1, A2, R] {
-	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, state any, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 2); err != nil {
 			return nil, err
 		}
@@ -1636,11 +1636,11 @@ func Method2E[S, A1, A2, R any](c ActorClass[S], f func(S, A1, A2) (R, error)) *
 		if err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
@@ -1667,19 +1667,19 @@ func (x *ActorClass3[A1, A2, A3, S]) class() *actorClass { return &x.c }
 
 // Actor3 declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init.
 func Actor3[A1, A2, A3, S any](f func(A1, A2, A3) S, opts ...Option) *ActorClass3[A1, A2, A3, S] {
-	inv := func(_ context.Context, args [][]byte) (any, error) {
+	inv := func(ctx context.Context, args [][]byte) (any, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -1691,19 +1691,19 @@ func Actor3[A1, A2, A3, S any](f func(A1, A2, A3) S, opts ...Option) *ActorClass
 
 // Actor3E declares an actor whose constructor may fail; then every call on the actor fails with that error.
 func Actor3E[A1, A2, A3, S any](f func(A1, A2, A3) (S, error), opts ...Option) *ActorClass3[A1, A2, A3, S] {
-	inv := func(_ context.Context, args [][]byte) (any, error) {
+	inv := func(ctx context.Context, args [][]byte) (any, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -1727,7 +1727,7 @@ type ActorMethod3[S, A1, A2, A3, R any] struct{ m actorMethod }
 
 // Method3 declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init.
 func Method3[S, A1, A2, A3, R any](c ActorClass[S], f func(S, A1, A2, A3) R) *ActorMethod3[S, A1, A2, A3, R] {
-	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, state any, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
@@ -1735,15 +1735,15 @@ func Method3[S, A1, A2, A3, R any](c ActorClass[S], f func(S, A1, A2, A3) R) *Ac
 		if err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -1755,7 +1755,7 @@ func Method3[S, A1, A2, A3, R any](c ActorClass[S], f func(S, A1, A2, A3) R) *Ac
 
 // Method3E declares a method that may fail; its error comes back from Get and the actor lives on.
 func Method3E[S, A1, A2, A3, R any](c ActorClass[S], f func(S, A1, A2, A3) (R, error)) *ActorMethod3[S, A1, A2, A3, R] {
-	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, state any, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 3); err != nil {
 			return nil, err
 		}
@@ -1763,15 +1763,15 @@ func Method3E[S, A1, A2, A3, R any](c ActorClass[S], f func(S, A1, A2, A3) (R, e
 		if err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
@@ -1798,23 +1798,23 @@ func (x *ActorClass4[A1, A2, A3, A4, S]) class() *actorClass { return &x.c }
 
 // Actor4 declares an actor: f makes its state in a worker process of its own. Declare it at package level, before Init.
 func Actor4[A1, A2, A3, A4, S any](f func(A1, A2, A3, A4) S, opts ...Option) *ActorClass4[A1, A2, A3, A4, S] {
-	inv := func(_ context.Context, args [][]byte) (any, error) {
+	inv := func(ctx context.Context, args [][]byte) (any, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
@@ -1826,23 +1826,23 @@ func Actor4[A1, A2, A3, A4, S any](f func(A1, A2, A3, A4) S, opts ...Option) *Ac
 
 // Actor4E declares an actor whose constructor may fail; then every call on the actor fails with that error.
 func Actor4E[A1, A2, A3, A4, S any](f func(A1, A2, A3, A4) (S, error), opts ...Option) *ActorClass4[A1, A2, A3, A4, S] {
-	inv := func(_ context.Context, args [][]byte) (any, error) {
+	inv := func(ctx context.Context, args [][]byte) (any, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
@@ -1866,7 +1866,7 @@ type ActorMethod4[S, A1, A2, A3, A4, R any] struct{ m actorMethod }
 
 // Method4 declares f, usually a method expression such as (*Counter).Incr, as a method of the actors of class c. Declare it at package level, before Init.
 func Method4[S, A1, A2, A3, A4, R any](c ActorClass[S], f func(S, A1, A2, A3, A4) R) *ActorMethod4[S, A1, A2, A3, A4, R] {
-	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, state any, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
@@ -1874,19 +1874,19 @@ func Method4[S, A1, A2, A3, A4, R any](c ActorClass[S], f func(S, A1, A2, A3, A4
 		if err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}
@@ -1898,7 +1898,7 @@ func Method4[S, A1, A2, A3, A4, R any](c ActorClass[S], f func(S, A1, A2, A3, A4
 
 // Method4E declares a method that may fail; its error comes back from Get and the actor lives on.
 func Method4E[S, A1, A2, A3, A4, R any](c ActorClass[S], f func(S, A1, A2, A3, A4) (R, error)) *ActorMethod4[S, A1, A2, A3, A4, R] {
-	inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {
+	inv := func(ctx context.Context, state any, args [][]byte) ([]coreResult, error) {
 		if err := checkArgs(args, 4); err != nil {
 			return nil, err
 		}
@@ -1906,19 +1906,19 @@ func Method4E[S, A1, A2, A3, A4, R any](c ActorClass[S], f func(S, A1, A2, A3, A
 		if err != nil {
 			return nil, err
 		}
-		a1, err := decodeArg[A1](args[0], 0)
+		a1, err := decodeArg[A1](ctx, args[0], 0)
 		if err != nil {
 			return nil, err
 		}
-		a2, err := decodeArg[A2](args[1], 1)
+		a2, err := decodeArg[A2](ctx, args[1], 1)
 		if err != nil {
 			return nil, err
 		}
-		a3, err := decodeArg[A3](args[2], 2)
+		a3, err := decodeArg[A3](ctx, args[2], 2)
 		if err != nil {
 			return nil, err
 		}
-		a4, err := decodeArg[A4](args[3], 3)
+		a4, err := decodeArg[A4](ctx, args[3], 3)
 		if err != nil {
 			return nil, err
 		}

@@ -461,29 +461,6 @@ func TestGetAfterShutdown(t *testing.T) {
 	}
 }
 
-var writeArg = Func1(func(v []float64) int {
-	v[0] = 42 // arguments are immutable: this faults
-	return 0
-})
-
-func TestStoredObjectsAreReadOnly(t *testing.T) {
-	ctx := ctxT(t)
-	r := Put(ctx, make([]float64, 1<<16)) // 512 KiB: in the shared store
-	_, err := Get(ctx, writeArg.Options(MaxRetries(0)).Remote(r))
-	var te *TaskError
-	if !errors.As(err, &te) || te.Kind != KindPanic || !strings.Contains(te.Message, "immutable") {
-		t.Fatalf("writing to a stored argument: want a panic TaskError, got %v", err)
-	}
-	v, err := Get(ctx, r)
-	if err != nil || v[0] != 0 {
-		t.Fatalf("object changed: %v %v", v[0], err)
-	}
-	// The worker survived the fault and runs the next task.
-	if s, err := Get(ctx, sumVec.Remote(r)); err != nil || s != 0 {
-		t.Fatalf("after fault: %v %v", s, err)
-	}
-}
-
 var special = Func0(func() int { return 7 })
 
 func TestCustomResourcesAndInfeasible(t *testing.T) {

@@ -99,11 +99,19 @@ func Encode(v any) (Payload, error) {
 }
 
 // Decode deserializes data, as produced by Payload.Bytes or Payload.CopyTo,
-// into out, which must be a non-nil pointer. Raw data decoded into a slice may
-// alias data (see the package documentation). Decoding into *any replaces
-// whatever the any held. Errors wrap ErrCorrupt or
-// ErrTypeMismatch, except for an invalid out, which is a programming error.
-func Decode(data []byte, out any) error {
+// into out, which must be a non-nil pointer. The result never shares
+// memory with data: raw slices are copied, as CBOR byte strings are.
+// Decoding into *any replaces whatever the any held. Errors wrap ErrCorrupt
+// or ErrTypeMismatch, except for an invalid out, which is a programming
+// error.
+func Decode(data []byte, out any) error { return decode(data, out, false) }
+
+// DecodeView is Decode, except that raw data decoded into a slice of its
+// element type aliases data when data is suitably aligned: the result is
+// valid only while data is, and changes if data does.
+func DecodeView(data []byte, out any) error { return decode(data, out, true) }
+
+func decode(data []byte, out any, alias bool) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty input", ErrCorrupt)
 	}
@@ -111,7 +119,7 @@ func Decode(data []byte, out any) error {
 	case tagCBOR:
 		return decodeCBOR(data[1:], out)
 	case tagRaw:
-		return decodeRaw(data, out)
+		return decodeRaw(data, out, alias)
 	default:
 		return fmt.Errorf("%w: unknown format tag 0x%02x", ErrCorrupt, data[0])
 	}

@@ -374,7 +374,7 @@ func TestRawZeroCopy(t *testing.T) {
 		t.Fatalf("CopyTo wrote %d, want %d", n, p.Len())
 	}
 	var got []float64
-	if err := Decode(buf, &got); err != nil {
+	if err := DecodeView(buf, &got); err != nil {
 		t.Fatal(err)
 	}
 	if unsafe.Pointer(&got[0]) != unsafe.Pointer(&buf[rawHeaderLen]) {
@@ -386,7 +386,7 @@ func TestRawZeroCopy(t *testing.T) {
 
 	// Named slice types go through reflection, with the same guarantees.
 	var v Vec
-	if err := Decode(buf, &v); err != nil {
+	if err := DecodeView(buf, &v); err != nil {
 		t.Fatal(err)
 	}
 	if unsafe.Pointer(&v[0]) != unsafe.Pointer(&buf[rawHeaderLen]) || !reflect.DeepEqual([]float64(v), src) {
@@ -949,5 +949,37 @@ func BenchmarkDecodeFloat64Slice1MiBMisaligned(b *testing.B) {
 		if err := Decode(data, &sinkFloats); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDecodeCopies: what Decode returns never shares memory with its
+// input, so a caller may keep it after the input is reused.
+func TestDecodeCopies(t *testing.T) {
+	src := []float64{1, 1, 1, 1}
+	p, err := Encode(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := alignedBytes(p.Len())
+	p.CopyTo(buf)
+	var got []float64
+	if err := Decode(buf, &got); err != nil {
+		t.Fatal(err)
+	}
+	var v Vec
+	if err := Decode(buf, &v); err != nil {
+		t.Fatal(err)
+	}
+	var viewed []float64
+	if err := DecodeView(buf, &viewed); err != nil {
+		t.Fatal(err)
+	}
+	q, _ := Encode([]float64{7, 7, 7, 7})
+	q.CopyTo(buf) // the input is reused for another value
+	if !reflect.DeepEqual(got, src) || !reflect.DeepEqual([]float64(v), src) {
+		t.Fatalf("Decode results changed with their input: %v, %v", got, v)
+	}
+	if viewed[0] != 7 {
+		t.Fatalf("DecodeView result %v does not follow its input", viewed)
 	}
 }

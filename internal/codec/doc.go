@@ -24,14 +24,15 @@
 // assumed to share byte order; every platform the engine targets is
 // little-endian.
 //
-// Decoding raw data into a *[]E (or a pointer to a named slice type) whose
-// element kind matches is zero-copy when the body is suitably aligned for E:
-// the decoded slice ALIASES the input bytes. The caller must keep those bytes
-// alive and unchanged for as long as the slice is used, and must not write
-// through the slice unless it owns the input. If the body is misaligned, the
-// elements are copied into a fresh slice instead. A raw payload with an 8-byte
-// aligned start therefore always decodes without a copy. Empty slices (nil or
-// not) encode with an empty Body and decode to a non-nil empty slice.
+// Decode copies raw data into a fresh slice: what it returns never shares
+// memory with its input. DecodeView, into a *[]E (or a pointer to a named
+// slice type) whose element kind matches, is zero-copy when the body is
+// suitably aligned for E: the decoded slice ALIASES the input bytes, and the
+// caller must keep those bytes alive and unchanged for as long as the slice
+// is used. If the body is misaligned, the elements are copied instead. A raw
+// payload with an 8-byte aligned start therefore always views without a
+// copy. Empty slices (nil or not) encode with an empty Body and decode to a
+// non-nil empty slice.
 // Decoding raw data into *any always copies, producing the canonical slice
 // type ([]float64, []int32, []byte, ...).
 //

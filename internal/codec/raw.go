@@ -161,7 +161,7 @@ func rawMismatch(k *rawKind, target reflect.Type) error {
 	return fmt.Errorf("%w: raw %v data cannot be decoded into %v", ErrTypeMismatch, k.typ, target)
 }
 
-func decodeRaw(data []byte, out any) error {
+func decodeRaw(data []byte, out any, alias bool) error {
 	k, body, err := parseRaw(data)
 	if err != nil {
 		return err
@@ -169,34 +169,35 @@ func decodeRaw(data []byte, out any) error {
 	switch o := out.(type) {
 	case *[]byte:
 		if o != nil {
-			return decodeRawSlice(k, body, o, codeUint8)
+			return decodeRawSlice(k, body, o, codeUint8, alias)
 		}
 	case *[]float64:
 		if o != nil {
-			return decodeRawSlice(k, body, o, codeFloat64)
+			return decodeRawSlice(k, body, o, codeFloat64, alias)
 		}
 	case *[]int64:
 		if o != nil {
-			return decodeRawSlice(k, body, o, codeInt64)
+			return decodeRawSlice(k, body, o, codeInt64, alias)
 		}
 	case *[]int:
 		if o != nil {
-			return decodeRawSlice(k, body, o, codeInt)
+			return decodeRawSlice(k, body, o, codeInt, alias)
 		}
 	case *[]float32:
 		if o != nil {
-			return decodeRawSlice(k, body, o, codeFloat32)
+			return decodeRawSlice(k, body, o, codeFloat32, alias)
 		}
 	case *[]int32:
 		if o != nil {
-			return decodeRawSlice(k, body, o, codeInt32)
+			return decodeRawSlice(k, body, o, codeInt32, alias)
 		}
 	}
-	return decodeRawReflect(k, body, out)
+	return decodeRawReflect(k, body, out, alias)
 }
 
-// decodeRawSlice is the reflection-free path for common slice types.
-func decodeRawSlice[E any](k *rawKind, body []byte, out *[]E, code byte) error {
+// decodeRawSlice is the reflection-free path for common slice types. The
+// result aliases body only if alias is set and body is aligned for E.
+func decodeRawSlice[E any](k *rawKind, body []byte, out *[]E, code byte, alias bool) error {
 	if k.code != code {
 		return rawMismatch(k, reflect.TypeFor[[]E]())
 	}
@@ -205,7 +206,7 @@ func decodeRawSlice[E any](k *rawKind, body []byte, out *[]E, code byte) error {
 	switch {
 	case n == 0:
 		*out = []E{}
-	case uintptr(p)%k.align == 0:
+	case alias && uintptr(p)%k.align == 0:
 		*out = unsafe.Slice((*E)(p), n)
 	default:
 		s := make([]E, n)
@@ -215,7 +216,7 @@ func decodeRawSlice[E any](k *rawKind, body []byte, out *[]E, code byte) error {
 	return nil
 }
 
-func decodeRawReflect(k *rawKind, body []byte, out any) error {
+func decodeRawReflect(k *rawKind, body []byte, out any, alias bool) error {
 	dst, err := target(out)
 	if err != nil {
 		return err
@@ -227,7 +228,7 @@ func decodeRawReflect(k *rawKind, body []byte, out any) error {
 		dst.Set(copyRaw(k.typ, body, n))
 	case t.Kind() == reflect.Slice && rawKindOf(t.Elem()) == k:
 		p := unsafe.Pointer(unsafe.SliceData(body))
-		if n > 0 && uintptr(p)%k.align == 0 {
+		if alias && n > 0 && uintptr(p)%k.align == 0 {
 			dst.Set(reflect.SliceAt(t.Elem(), p, n))
 		} else {
 			dst.Set(copyRaw(t, body, n))

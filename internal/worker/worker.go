@@ -291,11 +291,14 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		args[i] = b
 	}
 	start := time.Now()
+	// Views of the arguments (rayo.View parameters) end with the call.
+	tctx, scope := core.WithTaskScope(context.Background())
+	defer scope.End()
 	var call func() ([]core.Result, error)
 	switch {
 	case spec.ActorCreate && fn.Ctor != nil:
 		call = func() ([]core.Result, error) {
-			state, err := fn.Ctor(context.Background(), args)
+			state, err := fn.Ctor(tctx, args)
 			if err == nil {
 				w.mu.Lock()
 				w.actor = state
@@ -310,13 +313,14 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		if actor == nil {
 			return fail(core.KindActorDied, "this worker hosts no actor", "")
 		}
-		call = func() ([]core.Result, error) { return fn.Method(context.Background(), actor, args) }
+		call = func() ([]core.Result, error) { return fn.Method(tctx, actor, args) }
 	case len(spec.ActorId) == 0 && fn.Invoke != nil:
-		call = func() ([]core.Result, error) { return fn.Invoke(context.Background(), args) }
+		call = func() ([]core.Result, error) { return fn.Invoke(tctx, args) }
 	default:
 		return fail(core.KindType, fmt.Sprintf("%q is not a %s", spec.Function, kindOf(spec)), "")
 	}
 	results, panicked, stack, err := invoke(call)
+	scope.End()
 	if f, ok := err.(interface{ Addr() uintptr }); ok && panicked && w.arena.InView(f.Addr()) {
 		err = fmt.Errorf("write to an immutable object (values from the object store are read-only; copy before changing): %w", err)
 	}

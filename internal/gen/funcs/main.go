@@ -79,20 +79,20 @@ func write(b *bytes.Buffer, n, k int) {
 	vals := list(k, func(i int) string { return fmt.Sprintf("r%d", i+1) })
 	decode := ""
 	for i := 0; i < n; i++ {
-		decode += fmt.Sprintf("a%d, err := decodeArg[A%d](args[%d], %d)\nif err != nil { return nil, err }\n", i+1, i+1, i, i)
+		decode += fmt.Sprintf("a%d, err := decodeArg[A%d](ctx, args[%d], %d)\nif err != nil { return nil, err }\n", i+1, i+1, i, i)
 	}
 	call := list(n, func(i int) string { return fmt.Sprintf("a%d", i+1) })
 
 	// Plain form.
 	fmt.Fprintf(b, "\n// %s declares f as a remote function. Declare it at package level, before Init.\n", ctor)
 	fmt.Fprintf(b, "func %s[%s](f func(%s) %s, opts ...Option) *%s[%s] {\n", ctor, tdecl, argT, resList, typ, tparams)
-	fmt.Fprintf(b, "inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\n%s%s := f(%s)\nreturn results(%s)\n}\n", n, decode, vals, call, vals)
+	fmt.Fprintf(b, "inv := func("+ctxParam(n)+" context.Context, args [][]byte) ([]coreResult, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\n%s%s := f(%s)\nreturn results(%s)\n}\n", n, decode, vals, call, vals)
 	fmt.Fprintf(b, "return &%s[%s]{declare(f, %d, inv, opts)}\n}\n", typ, tparams, k)
 
 	// Error form.
 	fmt.Fprintf(b, "\n// %sE declares f, which may fail, as a remote function. Its error comes back from Get as a *TaskError.\n", ctor)
 	fmt.Fprintf(b, "func %sE[%s](f func(%s) (%s, error), opts ...Option) *%s[%s] {\n", ctor, tdecl, argT, resT, typ, tparams)
-	fmt.Fprintf(b, "inv := func(_ context.Context, args [][]byte) ([]coreResult, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\n%s%s, err := f(%s)\nif err != nil { return nil, err }\nreturn results(%s)\n}\n", n, decode, vals, call, vals)
+	fmt.Fprintf(b, "inv := func("+ctxParam(n)+" context.Context, args [][]byte) ([]coreResult, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\n%s%s, err := f(%s)\nif err != nil { return nil, err }\nreturn results(%s)\n}\n", n, decode, vals, call, vals)
 	fmt.Fprintf(b, "return &%s[%s]{declare(f, %d, inv, opts)}\n}\n", typ, tparams, k)
 
 	// Options.
@@ -119,7 +119,7 @@ func writeActor(b *bytes.Buffer, n int) {
 	tdecl := tparams + " any"
 	decode := ""
 	for i := 0; i < n; i++ {
-		decode += fmt.Sprintf("a%d, err := decodeArg[A%d](args[%d], %d)\nif err != nil { return nil, err }\n", i+1, i+1, i, i)
+		decode += fmt.Sprintf("a%d, err := decodeArg[A%d](ctx, args[%d], %d)\nif err != nil { return nil, err }\n", i+1, i+1, i, i)
 	}
 	call := list(n, func(i int) string { return fmt.Sprintf("a%d", i+1) })
 	fmt.Fprintf(b, "\n// %s declares an actor whose state of type S is made by a constructor of %d arguments.\n", typ, n)
@@ -134,7 +134,7 @@ func writeActor(b *bytes.Buffer, n int) {
 		}
 		fmt.Fprintf(b, "\n// %s %s\n", ctor, doc)
 		fmt.Fprintf(b, "func %s[%s](f func(%s) %s, opts ...Option) *%s[%s] {\n", ctor, tdecl, argT, ret, typ, tparams)
-		fmt.Fprintf(b, "inv := func(_ context.Context, args [][]byte) (any, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\n%s"+body+"\n}\n", n, decode, call)
+		fmt.Fprintf(b, "inv := func("+ctxParam(n)+" context.Context, args [][]byte) (any, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\n%s"+body+"\n}\n", n, decode, call)
 		fmt.Fprintf(b, "return &%s[%s]{declareClass[S](f, inv, opts)}\n}\n", typ, tparams)
 	}
 	fmt.Fprintf(b, "\n// Options returns a copy of x whose actors are created with opts.\n")
@@ -155,7 +155,7 @@ func writeMethod(b *bytes.Buffer, n int) {
 	fargs := strings.Trim("S, "+argT, ", ")
 	decode := ""
 	for i := 0; i < n; i++ {
-		decode += fmt.Sprintf("a%d, err := decodeArg[A%d](args[%d], %d)\nif err != nil { return nil, err }\n", i+1, i+1, i, i)
+		decode += fmt.Sprintf("a%d, err := decodeArg[A%d](ctx, args[%d], %d)\nif err != nil { return nil, err }\n", i+1, i+1, i, i)
 	}
 	call := strings.Trim("s, "+list(n, func(i int) string { return fmt.Sprintf("a%d", i+1) }), ", ")
 	fmt.Fprintf(b, "\n// %s is a method of an actor with state S, taking %d arguments.\n", typ, n)
@@ -169,11 +169,20 @@ func writeMethod(b *bytes.Buffer, n int) {
 		}
 		fmt.Fprintf(b, "\n// %s %s\n", ctor, doc)
 		fmt.Fprintf(b, "func %s[%s](c ActorClass[S], f func(%s) %s) *%s[%s] {\n", ctor, tdecl, fargs, ret, typ, tparams)
-		fmt.Fprintf(b, "inv := func(_ context.Context, state any, args [][]byte) ([]coreResult, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\ns, err := stateOf[S](state)\nif err != nil { return nil, err }\n%s"+body+"\n}\n", n, decode, call)
+		fmt.Fprintf(b, "inv := func("+ctxParam(n)+" context.Context, state any, args [][]byte) ([]coreResult, error) {\nif err := checkArgs(args, %d); err != nil { return nil, err }\ns, err := stateOf[S](state)\nif err != nil { return nil, err }\n%s"+body+"\n}\n", n, decode, call)
 		fmt.Fprintf(b, "return &%s[%s]{declareMethod(c.class(), f, 1, inv)}\n}\n", typ, tparams)
 	}
 	argParams := strings.Trim("a Actor[S], "+list(n, func(i int) string { return fmt.Sprintf("a%d Arg[A%d]", i+1, i+1) }), ", ")
 	argVals := strings.Trim("h, err, "+list(n, func(i int) string { return fmt.Sprintf("a%d.arg()", i+1) }), ", ")
 	fmt.Fprintf(b, "\n// Remote calls the method on actor a and returns a ref to its result at once.\n")
 	fmt.Fprintf(b, "func (x *%s[%s]) Remote(%s) Ref[R] {\nh, err := a.handle()\nhs, err := x.m.call(%s)\nreturn refOf[R](hs, err, 0)\n}\n", typ, tparams, argParams, argVals)
+}
+
+// ctxParam names an invoker's context parameter: the arguments' decoding
+// uses it, so a function without arguments leaves it unnamed.
+func ctxParam(n int) string {
+	if n == 0 {
+		return "_"
+	}
+	return "ctx"
 }
