@@ -64,10 +64,11 @@ func Get[T any](ctx context.Context, r Ref[T]) (T, error) {
 
 func decodeValue[T any](ctx context.Context, h *core.Handle, loc *pb.Locator) (T, error) {
 	var v T
-	b, err := h.Runtime().Bytes(ctx, h.ID, h.Owner, loc)
+	b, release, err := h.Runtime().Bytes(ctx, h.ID, h.Owner, loc)
 	if err != nil {
 		return v, err
 	}
+	defer release()
 	if err := codec.Decode(b, &v); err != nil {
 		return v, fmt.Errorf("rayo: Get %s: %w", h.ID, err)
 	}

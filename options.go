@@ -18,6 +18,8 @@ type options struct {
 	numGPUs       float64 // -1: as detected
 	resources     map[string]float64
 	storeBytes    int64
+	spillDir      string
+	spillFull     float64
 	logToDriver   bool
 	dashboardPort int // -1: the default (DefaultDashboardPort, or RAYO_DASHBOARD_PORT)
 	// tasks
@@ -95,6 +97,19 @@ func LogToDriver(on bool) Option { return func(o *options) { o.logToDriver = on 
 // ObjectStoreMemory, for Init, is the size of the node's shared-memory
 // object store in bytes (default: 30% of memory).
 func ObjectStoreMemory(bytes int64) Option { return func(o *options) { o.storeBytes = bytes } }
+
+// ObjectSpillingDir, for Init, is the folder where objects spill when the
+// store passes 80% of its memory (default: the session folder's spill/).
+// It is created 0700, and refused if another user owns it or it is a
+// symlink.
+func ObjectSpillingDir(dir string) Option { return func(o *options) { o.spillDir = dir } }
+
+// ObjectSpillingThreshold, for Init, is the fraction of the spill folder's
+// file system past which nothing more spills (default 0.95): a Put that
+// then does not fit fails with ErrStoreFull.
+func ObjectSpillingThreshold(fraction float64) Option {
+	return func(o *options) { o.spillFull = fraction }
+}
 
 // DashboardPort is, for Init, the loopback port of the embedded cluster's
 // API server: the web dashboard, the state API and /metrics (Ray's

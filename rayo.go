@@ -112,17 +112,19 @@ func Init(opts ...Option) error {
 	pruneSessions(filepath.Join(os.TempDir(), "rayo"), keepSessions)
 	session := filepath.Join(os.TempDir(), "rayo", fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
 	rl, err := raylet.Start(raylet.Config{
-		SessionDir:    session,
-		NumCPUs:       o.numCPUs,
-		Resources:     withGPUs(o.resources, o.numGPUs),
-		StoreCapacity: o.storeBytes,
-		WorkerExe:     exe,
-		WorkerArgs:    os.Args[1:],
-		LogToDriver:   o.logToDriver,
-		LogOutput:     os.Stdout,
-		EmbeddedJob:   hex.EncodeToString(rnd[:]),
-		DriverAddr:    filepath.Join(session, "driver.sock"),
-		MaxTasks:      maxTaskRecords(),
+		SessionDir:     session,
+		NumCPUs:        o.numCPUs,
+		Resources:      withGPUs(o.resources, o.numGPUs),
+		StoreCapacity:  o.storeBytes,
+		SpillDir:       o.spillDir,
+		SpillThreshold: o.spillFull,
+		WorkerExe:      exe,
+		WorkerArgs:     os.Args[1:],
+		LogToDriver:    o.logToDriver,
+		LogOutput:      os.Stdout,
+		EmbeddedJob:    hex.EncodeToString(rnd[:]),
+		DriverAddr:     filepath.Join(session, "driver.sock"),
+		MaxTasks:       maxTaskRecords(),
 	})
 	if err != nil {
 		return fmt.Errorf("rayo: start raylet: %w", err)

@@ -76,22 +76,23 @@ func GetView[T any](ctx context.Context, r Ref[T]) (View[T], error) {
 		hold.Release()
 		return View[T]{}, err
 	}
-	b, err := rt.Bytes(ctx, hold.ID, hold.Owner, loc)
+	b, unpin, err := rt.Bytes(ctx, hold.ID, hold.Owner, loc)
 	if err != nil {
 		hold.Release()
 		return View[T]{}, err
 	}
-	s := &viewState[T]{end: hold.Release}
+	end := func() { unpin(); hold.Release() }
+	s := &viewState[T]{end: end}
 	if loc.InStore {
 		err = codec.DecodeView(b, &s.val)
 	} else {
 		err = codec.Decode(b, &s.val)
 	}
 	if err != nil {
-		hold.Release()
+		end()
 		return View[T]{}, fmt.Errorf("rayo: GetView %s: %w", hold.ID, err)
 	}
-	s.cleanup = runtime.AddCleanup(s, func(release func()) { release() }, hold.Release)
+	s.cleanup = runtime.AddCleanup(s, func(end func()) { end() }, end)
 	return View[T]{s}, nil
 }
 

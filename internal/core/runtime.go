@@ -38,6 +38,12 @@ type RayletClient interface {
 	CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error)
 	SealObjects(ids []ids.ObjectID)
 	FreeObjects(ids []ids.ObjectID)
+	// PinObject keeps an object of this node's store in memory for this
+	// process, restoring it if it was spilled, and says where it is now;
+	// UnpinObjects lets it go. It fails with ErrObjectLost when the node
+	// does not have it.
+	PinObject(ctx context.Context, id ids.ObjectID) (int64, error)
+	UnpinObjects(ids []ids.ObjectID)
 	RegisterActorName(ctx context.Context, a *pb.ActorName) error
 	LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error)
 	ActorAlive(actorID []byte, workerAddr string)
@@ -612,25 +618,41 @@ func (rt *Runtime) WaitIndexed(ctx context.Context, count, n int, at func(int) *
 // to this node if it lives on another. An object whose only copy went with
 // its node is made again from lineage: by this process if it owns it, else
 // by its owner, asked to.
-func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, owner string, loc *pb.Locator) ([]byte, error) {
+//
+// Store bytes stay in place (not spilled, moved or reused) until release
+// is called; release is never nil.
+func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, owner string, loc *pb.Locator) (b []byte, release func(), err error) {
 	if loc.Error != nil {
-		return nil, TaskErrorFrom(loc.Error)
+		return nil, noRelease, TaskErrorFrom(loc.Error)
 	}
 	if !loc.InStore {
-		return loc.Inline, nil
+		return loc.Inline, noRelease, nil
 	}
 	if rt.cfg.Arena == nil {
-		return nil, errors.New("core: object is in a store this process has not mapped")
+		return nil, noRelease, errors.New("core: object is in a store this process has not mapped")
 	}
-	off := loc.Offset
-	for tries := 0; rt.remote(loc); tries++ {
-		var err error
-		if off, err = rt.cfg.Raylet.PullObject(ctx, id, loc.NodeAddr, loc.Size); err == nil {
-			break
+	for tries := 0; ; tries++ {
+		var off int64
+		release = noRelease
+		if rt.remote(loc) {
+			// A pulled copy stays while this process lives (the raylet's hold).
+			if off, err = rt.cfg.Raylet.PullObject(ctx, id, loc.NodeAddr, loc.Size); err != nil {
+				err = fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, err)
+			}
+		} else if off, err = rt.cfg.Raylet.PinObject(ctx, id); err == nil {
+			release = func() { rt.cfg.Raylet.UnpinObjects([]ids.ObjectID{id}) }
+		} else {
+			err = fmt.Errorf("core: read %s: %w", id, err)
 		}
-		err = fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, err)
+		if err == nil {
+			if b, err = rt.cfg.Arena.View(off, loc.Size); err != nil {
+				release()
+				return nil, noRelease, err
+			}
+			return b, release, nil
+		}
 		if !errors.Is(err, ErrObjectLost) || tries >= maxRebuilds {
-			return nil, err
+			return nil, noRelease, err
 		}
 		if owner == "" || owner == rt.addr {
 			loc, err = rt.rebuild(ctx, id, loc)
@@ -638,18 +660,18 @@ func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, owner string, loc
 			loc, err = rt.askRebuild(ctx, id, owner, loc)
 		}
 		if err != nil {
-			return nil, err
+			return nil, noRelease, err
 		}
 		if loc.Error != nil {
-			return nil, TaskErrorFrom(loc.Error)
+			return nil, noRelease, TaskErrorFrom(loc.Error)
 		}
 		if !loc.InStore {
-			return loc.Inline, nil
+			return loc.Inline, noRelease, nil
 		}
-		off = loc.Offset
 	}
-	return rt.cfg.Arena.View(off, loc.Size)
 }
+
+func noRelease() {}
 
 // remote reports whether a stored object lives on another node.
 func (rt *Runtime) remote(loc *pb.Locator) bool {

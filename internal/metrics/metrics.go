@@ -36,6 +36,15 @@ type NodeSource struct {
 	// state table of its own.
 	Tasks  func() map[string]int
 	Actors func() map[string]int
+	// Spill gives the node's spilling figures; nil when it has none.
+	Spill func() Spill
+}
+
+// Spill is what a node has spilled to disk and read back.
+type Spill struct {
+	Objects, Bytes                 int64 // on disk now
+	SpilledObjects, SpilledBytes   int64 // written since start
+	RestoredObjects, RestoredBytes int64 // read back since start
 }
 
 // Node is the metrics of one raylet, in a registry of its own (several
@@ -51,6 +60,9 @@ type Node struct {
 	// TasksFinished counts task attempts that ended on this node, by state
 	// (FINISHED or FAILED).
 	TasksFinished *prometheus.CounterVec
+	// SpillSeconds and RestoreSeconds are how long spilling a batch of
+	// objects to disk, and restoring one, took.
+	SpillSeconds, RestoreSeconds prometheus.Histogram
 	// exec is how long tasks ran on this node's workers, as they tally it
 	// (AddRuns).
 	exec execHistogram
@@ -150,7 +162,15 @@ func NewNode(node string, src NodeSource) *Node {
 		desc:   prometheus.NewDesc("rayo_task_execution_seconds", "Time tasks ran on this node's workers.", nil, labels),
 		counts: make([]uint64, len(ExecBuckets)+1),
 	}
-	n.Registry.MustRegister(n.SchedulingLatency, &n.exec, n.BytesIn, n.BytesOut, n.TasksFinished,
+	n.SpillSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "rayo_object_spill_seconds", Help: "Time to write one batch of objects to the spill folder.",
+		Buckets: latencyBuckets, ConstLabels: labels,
+	})
+	n.RestoreSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "rayo_object_restore_seconds", Help: "Time to read one spilled object back into memory.",
+		Buckets: latencyBuckets, ConstLabels: labels,
+	})
+	n.Registry.MustRegister(n.SpillSeconds, n.RestoreSeconds, n.SchedulingLatency, &n.exec, n.BytesIn, n.BytesOut, n.TasksFinished,
 		&nodeCollector{node: node, src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return n
@@ -165,6 +185,12 @@ var (
 	resAvailDesc   = prometheus.NewDesc("rayo_resource_available", "Resources of the node not in use.", []string{"node_id", "resource"}, nil)
 	tasksDesc      = prometheus.NewDesc("rayo_tasks", "Task attempts known to the state table, by state.", []string{"state"}, nil)
 	actorsDesc     = prometheus.NewDesc("rayo_actors", "Actors known to the state table, by state.", []string{"state"}, nil)
+	spilledObjsNow = prometheus.NewDesc("rayo_object_spilled_objects", "Objects of the node spilled to disk now.", []string{"node_id"}, nil)
+	spilledNow     = prometheus.NewDesc("rayo_object_spilled_bytes", "Bytes of the node's objects spilled to disk now.", []string{"node_id"}, nil)
+	spilledObjs    = prometheus.NewDesc("rayo_object_spilled_objects_total", "Objects written to the spill folder.", []string{"node_id"}, nil)
+	spilledBytes   = prometheus.NewDesc("rayo_object_spilled_bytes_total", "Object bytes written to the spill folder.", []string{"node_id"}, nil)
+	restoredObjs   = prometheus.NewDesc("rayo_object_restored_objects_total", "Spilled objects read back.", []string{"node_id"}, nil)
+	restoredBytes  = prometheus.NewDesc("rayo_object_restored_bytes_total", "Spilled object bytes read back (restores and pulls).", []string{"node_id"}, nil)
 	errNoListener  = errors.New("metrics: no address to listen on")
 	scrapeDeadline = 10 * time.Second
 )
@@ -176,7 +202,8 @@ type nodeCollector struct {
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storeUsedDesc, storeCapDesc, storeObjsDesc, workersDesc, resTotalDesc, resAvailDesc, tasksDesc, actorsDesc} {
+	for _, d := range []*prometheus.Desc{storeUsedDesc, storeCapDesc, storeObjsDesc, workersDesc, resTotalDesc, resAvailDesc, tasksDesc, actorsDesc,
+		spilledObjsNow, spilledNow, spilledObjs, spilledBytes, restoredObjs, restoredBytes} {
 		ch <- d
 	}
 }
@@ -200,6 +227,20 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for name, q := range avail {
 			ch <- prometheus.MustNewConstMetric(resAvailDesc, prometheus.GaugeValue, q, c.node, name)
+		}
+	}
+	if c.src.Spill != nil {
+		sp := c.src.Spill()
+		for _, m := range []struct {
+			d *prometheus.Desc
+			t prometheus.ValueType
+			v int64
+		}{
+			{spilledObjsNow, prometheus.GaugeValue, sp.Objects}, {spilledNow, prometheus.GaugeValue, sp.Bytes},
+			{spilledObjs, prometheus.CounterValue, sp.SpilledObjects}, {spilledBytes, prometheus.CounterValue, sp.SpilledBytes},
+			{restoredObjs, prometheus.CounterValue, sp.RestoredObjects}, {restoredBytes, prometheus.CounterValue, sp.RestoredBytes},
+		} {
+			ch <- prometheus.MustNewConstMetric(m.d, m.t, float64(m.v), c.node)
 		}
 	}
 	StateCounts(ch, c.src.Tasks, c.src.Actors)

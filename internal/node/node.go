@@ -76,6 +76,11 @@ type Config struct {
 	DashboardHost string
 	// MaxTaskRecords, on the head, bounds the control store's task table.
 	MaxTaskRecords int
+	// SpillDir is where the node's objects spill ("": its session
+	// folder's spill/); SpillThreshold the fraction of its file system
+	// past which nothing more spills (0: 0.95).
+	SpillDir       string
+	SpillThreshold float64
 }
 
 // ErrTokenNeeded refuses to listen beyond loopback without a secret.
@@ -150,14 +155,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.gc = &gcsClient{addr: n.gcsAddr, token: cfg.Token, binDir: filepath.Join(cfg.StateDir, "bin"), register: n.info}
 	rl, err := raylet.Start(raylet.Config{
-		SessionDir:    n.session,
-		NumCPUs:       cfg.NumCPUs,
-		Resources:     cfg.Resources,
-		StoreCapacity: 0,
-		ListenTCP:     net.JoinHostPort(cfg.Host, "0"),
-		Token:         cfg.Token,
-		Cluster:       n.gc,
-		MetricsAddr:   net.JoinHostPort(cfg.Host, "0"),
+		SessionDir:     n.session,
+		NumCPUs:        cfg.NumCPUs,
+		Resources:      cfg.Resources,
+		StoreCapacity:  0,
+		SpillDir:       cfg.SpillDir,
+		SpillThreshold: cfg.SpillThreshold,
+		ListenTCP:      net.JoinHostPort(cfg.Host, "0"),
+		Token:          cfg.Token,
+		Cluster:        n.gc,
+		MetricsAddr:    net.JoinHostPort(cfg.Host, "0"),
 	})
 	if err != nil {
 		n.closeGCS()

@@ -45,6 +45,10 @@ func (c *Client) SetBlocked(w ids.WorkerID, blocked bool) {
 func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
 	r := &pb.CreateObjectReply{}
 	if err := c.Conn.Call(ctx, rpc.MCreateObject, &pb.CreateObject{ObjectId: id[:], Size: size}, r); err != nil {
+		if ctx.Err() != nil {
+			// It may still be waiting for room: abandon it (or free it).
+			c.FreeObjects([]ids.ObjectID{id})
+		}
 		return 0, fmt.Errorf("raylet: create object: %w", err)
 	}
 	if r.Error != "" {
@@ -54,6 +58,32 @@ func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64) 
 		return 0, errors.New(r.Error)
 	}
 	return r.Offset, nil
+}
+
+// PinObject keeps a sealed object of the node's store in memory (not
+// spilled, moved or freed) until UnpinObjects, restoring it first if it
+// was spilled, and returns its offset. It fails with core.ErrObjectLost
+// when the node does not have it.
+func (c *Client) PinObject(ctx context.Context, id ids.ObjectID) (int64, error) {
+	r := &pb.CreateObjectReply{}
+	if err := c.Conn.Call(ctx, rpc.MPinObject, &pb.CreateObject{ObjectId: id[:]}, r); err != nil {
+		return 0, fmt.Errorf("raylet: pin object: %w", err)
+	}
+	if r.Error != "" {
+		switch {
+		case r.Lost:
+			return 0, fmt.Errorf("%w: %s", core.ErrObjectLost, r.Error)
+		case r.Full:
+			return 0, fmt.Errorf("%w: %s", objstore.ErrFull, r.Error)
+		}
+		return 0, errors.New(r.Error)
+	}
+	return r.Offset, nil
+}
+
+// UnpinObjects drops pins PinObject took.
+func (c *Client) UnpinObjects(list []ids.ObjectID) {
+	_ = c.Conn.Notify(rpc.MUnpinObjects, idList(list))
 }
 
 // SealObjects makes created objects readable.

@@ -25,6 +25,14 @@ func (r *Raylet) newMetrics() {
 			}
 			return total, avail
 		},
+		Spill: func() metrics.Spill {
+			st := r.SpillStats()
+			return metrics.Spill{
+				Objects: int64(st.Objects), Bytes: st.LiveBytes,
+				SpilledObjects: st.SpilledObjects, SpilledBytes: st.SpilledBytes,
+				RestoredObjects: st.RestoredObjects, RestoredBytes: st.RestoredBytes,
+			}
+		},
 	})
 }
 

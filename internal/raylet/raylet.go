@@ -66,6 +66,12 @@ type Config struct {
 	DriverAddr    string  // alone: that driver's endpoint
 	MaxTasks      int     // alone: task attempts the state table keeps (0: state.DefaultMaxTasks)
 	MetricsAddr   string  // serve Prometheus metrics at HOST:PORT/metrics ("": not on a port of its own)
+	// SpillDir is where primary copies spill when the store passes 80%
+	// ("": <SessionDir>/spill; "-": no spilling).
+	SpillDir string
+	// SpillThreshold is the fraction of the spill folder's file system
+	// past which nothing more spills (0: 0.95).
+	SpillThreshold float64
 }
 
 // Raylet manages one node.
@@ -77,6 +83,7 @@ type Raylet struct {
 	tcp    *rpc.Server // for other nodes, when ListenTCP is set
 	arena  *objstore.Arena
 	store  *objstore.Store
+	spill  *spiller   // spilling, and the pins of the store's readers
 	names  *gcs.Names // named actors (the control store's table, hosted here)
 	logMu  sync.Mutex // serializes writes to cfg.LogOutput
 	log    *slog.Logger
@@ -238,9 +245,14 @@ func Start(cfg Config) (*Raylet, error) {
 		return nil, fmt.Errorf("raylet: object store: %w", err)
 	}
 	r.arena, r.store = arena, objstore.NewStore(arena)
+	if r.spill, err = newSpiller(r); err != nil {
+		_ = arena.Close()
+		return nil, err
+	}
 	r.newMetrics()
 	ln, err := net.Listen("unix", r.addr)
 	if err != nil {
+		_ = r.spill.close()
 		_ = arena.Close()
 		_ = arena.Remove()
 		return nil, fmt.Errorf("raylet: listen: %w", err)
@@ -392,6 +404,9 @@ func (r *Raylet) Close() error {
 	for _, s := range socks {
 		_ = os.Remove(s)
 	}
+	if serr := r.spill.close(); err == nil {
+		err = serr
+	}
 	_ = r.arena.Close()
 	_ = r.arena.Remove()
 	_ = os.Remove(r.addr)
@@ -448,22 +463,14 @@ func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, bod
 			}
 		}
 	case rpc.MCreateObject:
-		req := &pb.CreateObject{}
-		if err := unmarshal(body, req); err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
+		r.serveCreate(c, id, body)
+	case rpc.MPinObject:
+		r.servePin(c, id, body)
+	case rpc.MUnpinObjects:
+		req := &pb.ObjectIDs{}
+		if unmarshal(body, req) == nil {
+			r.spill.unpin(c, objectIDs(req))
 		}
-		oid, err := ids.ObjectIDFrom(req.ObjectId)
-		if err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
-		}
-		off, err := r.store.Create(oid, req.Size)
-		if err != nil {
-			_ = c.Reply(id, &pb.CreateObjectReply{Error: err.Error(), Full: errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)})
-			return
-		}
-		_ = c.Reply(id, &pb.CreateObjectReply{Offset: off})
 	case rpc.MActorAlive:
 		req := &pb.ActorName{}
 		if unmarshal(body, req) == nil {
@@ -568,6 +575,7 @@ func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
 // connClosed handles a worker (or a remote owner) going away.
 func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
 	r.releaseHolds(c)
+	r.spill.connGone(c)
 	var after []func()
 	r.mu.Lock()
 	switch v := c.Value.(type) {
@@ -919,9 +927,10 @@ func (r *Raylet) SetBlocked(wid ids.WorkerID, blocked bool) {
 	run(after)
 }
 
-// CreateObject reserves space in the store.
-func (r *Raylet) CreateObject(_ context.Context, id ids.ObjectID, size int64) (int64, error) {
-	return r.store.Create(id, size)
+// CreateObject reserves space in the store, waiting up to ctx while
+// spilling makes room.
+func (r *Raylet) CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
+	return r.spill.create(ctx, id, size)
 }
 
 // PullObject copies an object from another node into this node's store.
@@ -933,6 +942,9 @@ func (r *Raylet) PullObject(ctx context.Context, id ids.ObjectID, from string, s
 func (r *Raylet) SealObjects(list []ids.ObjectID) {
 	for _, id := range list {
 		_ = r.store.Seal(id)
+	}
+	if len(list) > 0 {
+		r.spill.sealed(list)
 	}
 	r.sealMu.Lock()
 	if r.sealWake != nil {
@@ -978,6 +990,7 @@ func (r *Raylet) waitSealed(id ids.ObjectID) bool {
 
 // FreeObjects deletes objects from the store.
 func (r *Raylet) FreeObjects(list []ids.ObjectID) {
+	r.spill.freed(list)
 	for _, id := range list {
 		_, _ = r.store.Delete(id)
 	}

@@ -299,7 +299,7 @@ func (st *xferState) transfer(ctx context.Context, pc *pullCall, id ids.ObjectID
 	if err != nil {
 		return 0, false, err
 	}
-	off, err = st.create(id, size)
+	off, err = st.create(ctx, id, size)
 	if errors.Is(err, objstore.ErrExists) {
 		if off, _, ok := r.store.Lookup(id); ok {
 			return off, false, nil
@@ -564,10 +564,10 @@ func (st *xferState) abortPulls(list []ids.ObjectID, cause error) {
 }
 
 // create makes room for a pulled object, evicting older pulled copies
-// while the store is full. A copy that a process of this node pulled, and
+// while the store is full, then spilling primaries. A copy that a process of this node pulled, and
 // may still have mapped, is not evicted while that process lives: only its
 // owner's free (forwarded here) removes it.
-func (st *xferState) create(id ids.ObjectID, size int64) (int64, error) {
+func (st *xferState) create(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
 	st.createMu.Lock()
 	defer st.createMu.Unlock()
 	for {
@@ -587,12 +587,21 @@ func (st *xferState) create(id ids.ObjectID, size int64) (int64, error) {
 		}
 		st.mu.Unlock()
 		if e == nil {
-			return 0, err
+			// No copy left to evict: primaries spill to make room.
+			return st.r.spill.create(ctx, id, size)
 		}
 		if _, derr := st.r.store.Delete(victim); derr == nil {
 			st.r.log.Debug("evicted pulled copy", "object", victim.String())
 		}
 	}
+}
+
+// isPulled reports whether id is a copy pulled from another node (which
+// is evicted when room is short, never spilled).
+func (st *xferState) isPulled(id ids.ObjectID) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.pulled[id] != nil
 }
 
 // servePull pulls an object for a worker or driver of this node, off the
@@ -744,18 +753,44 @@ func (r *Raylet) serveReadChunk(c *rpc.Conn, id uint64, body []byte) {
 		}()
 		return
 	}
+	var unpin func()
+	if ok {
+		// Pinned until sent, so that it is not spilled meanwhile.
+		r.spill.mu.Lock()
+		if off2, size2, ok2 := r.store.Lookup(oid); ok2 {
+			off, size = off2, size2
+			r.spill.pins[oid]++
+			unpin = func() { r.spill.unpinOne(oid) }
+		} else {
+			ok = false
+		}
+		r.spill.mu.Unlock()
+	}
+	var b []byte
 	if !ok {
-		_ = c.ReplyError(id, "raylet: object "+oid.String()+notHere)
-		return
-	}
-	if req.Offset < 0 || req.Length < 0 || req.Length > rpc.MaxFrame || req.Offset > size-req.Length {
-		_ = c.ReplyError(id, fmt.Sprintf("raylet: read chunk [%d, +%d) of object %s of %d bytes: out of range", req.Offset, req.Length, oid, size))
-		return
-	}
-	b, err := r.arena.View(off+req.Offset, req.Length)
-	if err != nil {
-		_ = c.ReplyError(id, err.Error())
-		return
+		// Spilled: the chunk streams from disk.
+		chunk, spilled, err := r.spill.readSpilled(oid, req.Offset, req.Length)
+		switch {
+		case !spilled:
+			_ = c.ReplyError(id, "raylet: object "+oid.String()+notHere)
+			return
+		case err != nil:
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
+		b, unpin = chunk, func() {}
+	} else {
+		if req.Offset < 0 || req.Length < 0 || req.Length > rpc.MaxFrame || req.Offset > size-req.Length {
+			unpin()
+			_ = c.ReplyError(id, fmt.Sprintf("raylet: read chunk [%d, +%d) of object %s of %d bytes: out of range", req.Offset, req.Length, oid, size))
+			return
+		}
+		var err error
+		if b, err = r.arena.View(off+req.Offset, req.Length); err != nil {
+			unpin()
+			_ = c.ReplyError(id, err.Error())
+			return
+		}
 	}
 	st.served.Add(1)
 	st.bytesOut.Add(int64(len(b)))
@@ -768,11 +803,12 @@ func (r *Raylet) serveReadChunk(c *rpc.Conn, id uint64, body []byte) {
 		cs = &chunkSender{}
 		st.senders[c] = cs
 	}
-	cs.queue = append(cs.queue, chunkReply{id, b})
+	cs.queue = append(cs.queue, chunkReply{id, b, unpin})
 	start := !cs.running
 	cs.running = true
 	st.mu.Unlock()
 	if start && !r.goTracked(func() { st.sendChunks(c, cs) }) {
+		unpin()
 		_ = c.ReplyError(id, ErrClosed.Error())
 	}
 }
@@ -783,10 +819,12 @@ type chunkSender struct {
 	running bool         // sendChunks runs; guarded by xferState.mu
 }
 
-// chunkReply is a chunk to send: the reply to request id.
+// chunkReply is a chunk to send: the reply to request id; sent, once
+// its bytes may go.
 type chunkReply struct {
-	id uint64
-	b  []byte
+	id   uint64
+	b    []byte
+	sent func()
 }
 
 // sendChunks replies to the queued chunk requests of c in order. Each
@@ -805,6 +843,7 @@ func (st *xferState) sendChunks(c *rpc.Conn, cs *chunkSender) {
 		cs.queue = cs.queue[1:]
 		st.mu.Unlock()
 		_ = c.ReplyRaw(next.id, next.b)
+		next.sent()
 	}
 }
 

@@ -50,4 +50,6 @@ const (
 	MPlacementGroup                      // any -> raylet (control store): PlacementGroupRequest -> PlacementGroupReply
 	MBundles                             // control store -> raylet: BundleOp -> Status
 	MDrainWorker                         // raylet -> worker: Empty -> StateEvents, what it has not reported yet; it is stopped next
+	MPinObject                           // worker/driver -> raylet: CreateObject (object_id) -> CreateObjectReply, restoring a spilled object
+	MUnpinObjects                        // worker/driver -> raylet (notify): ObjectIDs
 )

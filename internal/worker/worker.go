@@ -284,10 +284,11 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 			oid, _ = ids.ObjectIDFrom(a.Ref.Id)
 			owner = a.Ref.OwnerAddr
 		}
-		b, err := w.rt.Bytes(context.Background(), oid, owner, a.Value)
+		b, release, err := w.rt.Bytes(context.Background(), oid, owner, a.Value)
 		if err != nil {
 			return fail(core.KindSystem, fmt.Sprintf("argument %d: %v", i, err), "")
 		}
+		defer release() // store arguments stay in place while the task runs
 		args[i] = b
 	}
 	start := time.Now()

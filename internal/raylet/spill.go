@@ -1,0 +1,623 @@
+package raylet
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/objstore/spill"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// Object spilling and pins.
+//
+// The primary copies of objects (those put or returned on this node, as
+// opposed to copies pulled from other nodes) can move to disk: when the
+// store passes its high-water mark, a spill pass writes the oldest ones
+// that nobody pins to the spill folder (internal/objstore/spill, which
+// fuses small objects into large files and writes with several writers)
+// and frees their memory. A process that reads an object in the store
+// first pins it (MPinObject): the raylet restores a spilled object into
+// memory and answers with its offset, and does not spill or move it until
+// the process unpins it (MUnpinObjects) or goes away. So a locator's
+// offset is only a hint: the pin's reply says where the object is now.
+//
+// A Create that does not fit waits while spilling can make room, and is
+// refused with objstore.ErrFull (naming the folder and its usage) when it
+// cannot: every object pinned, or the disk past its threshold.
+
+const (
+	// spillHigh is the fraction of the store past which primaries spill.
+	spillHigh = 0.8
+	// spillLow is where a spill pass stops, so passes come in batches.
+	spillLow = 0.7
+	// spillBatch bounds the bytes of one Spill call, so that the memory
+	// of the first objects is freed before the last are written.
+	spillBatch = 256 << 20
+)
+
+// spiller is a raylet's side of spilling: pins, the order in which
+// primaries spill, and what is on its way to or from the disk.
+type spiller struct {
+	r    *Raylet
+	disk *spill.Store // nil: spilling is off
+
+	mu        sync.Mutex
+	pins      map[ids.ObjectID]int
+	byConn    map[*rpc.Conn]map[ids.ObjectID]int // nil key: this process
+	lru       *list.List                         // primaries in memory, sealed, oldest first
+	elems     map[ids.ObjectID]*list.Element
+	spilling  map[ids.ObjectID]bool // being written; true once freed meanwhile
+	restoring map[ids.ObjectID]*restoreCall
+	creating  map[ids.ObjectID]bool // creates waiting for room; false once abandoned
+	need      int64                 // bytes waiting creates ask for
+	passing   bool                  // a spill pass runs
+	lastErr   error                 // why the last pass could not spill
+	room      chan struct{}         // closed (and replaced) when memory was freed or a pass ended
+}
+
+// restoreCall is one restore in flight, shared by the pins that wait for it.
+type restoreCall struct {
+	done  chan struct{}
+	off   int64
+	err   error
+	freed bool // the object was freed while it was being restored
+}
+
+func newSpiller(r *Raylet) (*spiller, error) {
+	s := &spiller{
+		r:         r,
+		pins:      make(map[ids.ObjectID]int),
+		byConn:    make(map[*rpc.Conn]map[ids.ObjectID]int),
+		lru:       list.New(),
+		elems:     make(map[ids.ObjectID]*list.Element),
+		spilling:  make(map[ids.ObjectID]bool),
+		restoring: make(map[ids.ObjectID]*restoreCall),
+		creating:  make(map[ids.ObjectID]bool),
+		room:      make(chan struct{}),
+	}
+	dir := r.cfg.SpillDir
+	if dir == "-" {
+		return s, nil
+	}
+	if dir == "" {
+		dir = filepath.Join(r.cfg.SessionDir, "spill")
+	}
+	d, err := spill.Open(spill.Config{Dir: dir, Threshold: r.cfg.SpillThreshold})
+	if err != nil {
+		return nil, fmt.Errorf("raylet: object spilling: %w", err)
+	}
+	s.disk = d
+	return s, nil
+}
+
+// close removes the spill files.
+func (s *spiller) close() error {
+	if s.disk == nil {
+		return nil
+	}
+	return s.disk.Close()
+}
+
+// wakeLocked tells those waiting for room to look again.
+func (s *spiller) wakeLocked() {
+	close(s.room)
+	s.room = make(chan struct{})
+}
+
+// sealed records primaries sealed by their writers: they may spill from now
+// on, oldest first.
+func (s *spiller) sealed(list []ids.ObjectID) {
+	st := s.r.xfer()
+	s.mu.Lock()
+	for _, id := range list {
+		if st != nil && st.isPulled(id) {
+			continue
+		}
+		if _, _, ok := s.r.store.Lookup(id); ok && s.elems[id] == nil {
+			s.elems[id] = s.lru.PushBack(id)
+		}
+	}
+	s.mu.Unlock()
+	s.maybeSpill()
+}
+
+// freed forgets objects their owner freed: from memory (the caller deletes
+// them from the store), from the disk, and from what is in flight.
+func (s *spiller) freed(list []ids.ObjectID) {
+	var drop []ids.ObjectID
+	s.mu.Lock()
+	for _, id := range list {
+		if e := s.elems[id]; e != nil {
+			s.lru.Remove(e)
+			delete(s.elems, id)
+		}
+		if _, ok := s.spilling[id]; ok {
+			s.spilling[id] = true
+		}
+		if rc := s.restoring[id]; rc != nil {
+			rc.freed = true
+		}
+		if _, ok := s.creating[id]; ok {
+			s.creating[id] = false
+		}
+		drop = append(drop, id)
+	}
+	s.wakeLocked()
+	s.mu.Unlock()
+	if s.disk != nil {
+		for _, id := range drop {
+			_ = s.disk.Delete(id) // most were never spilled: ErrNotFound
+		}
+	}
+}
+
+// maybeSpill starts a spill pass when the store is past its high-water
+// mark or creates wait for room, unless one runs.
+func (s *spiller) maybeSpill() {
+	if s.disk == nil {
+		return
+	}
+	c := s.r.store.Capacity()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.passing || (s.need == 0 && float64(s.r.store.Used()) <= spillHigh*float64(c)) {
+		return
+	}
+	if !s.r.goTracked(s.pass) {
+		return
+	}
+	s.passing = true
+}
+
+// pass spills the oldest unpinned primaries until the store is down to
+// its low-water mark and the waiting creates fit.
+func (s *spiller) pass() {
+	c := s.r.store.Capacity()
+	for {
+		s.mu.Lock()
+		target := max(s.r.store.Used()-int64(spillLow*float64(c)), s.need)
+		if target <= 0 {
+			s.passing = false
+			s.wakeLocked()
+			s.mu.Unlock()
+			return
+		}
+		var objs []spill.Object
+		var batch int64
+		for e := s.lru.Front(); e != nil && batch < min(target, spillBatch); {
+			next := e.Next()
+			id := e.Value.(ids.ObjectID)
+			if s.pins[id] == 0 {
+				off, size, ok := s.r.store.Lookup(id)
+				b, err := s.r.arena.View(off, size)
+				if ok && err == nil {
+					objs = append(objs, spill.Object{ID: id, Data: b})
+					batch += size
+					s.spilling[id] = false
+					s.lru.Remove(e)
+					delete(s.elems, id)
+				}
+			}
+			e = next
+		}
+		if len(objs) == 0 {
+			s.passing = false
+			s.lastErr = nil
+			s.wakeLocked()
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+
+		start := time.Now()
+		err := s.disk.Spill(s.r.ctx, objs)
+		if m := s.r.metrics; m != nil && err == nil {
+			m.SpillSeconds.Observe(time.Since(start).Seconds())
+		}
+		var drop []ids.ObjectID
+		var freedBytes int64
+		s.mu.Lock()
+		for _, o := range objs {
+			freed := s.spilling[o.ID]
+			delete(s.spilling, o.ID)
+			switch {
+			case err != nil:
+				if !freed {
+					s.elems[o.ID] = s.lru.PushFront(o.ID)
+				}
+			case freed:
+				drop = append(drop, o.ID)
+			case s.pins[o.ID] > 0:
+				// Pinned while it was written: it stays in memory.
+				drop = append(drop, o.ID)
+				s.elems[o.ID] = s.lru.PushBack(o.ID)
+			default:
+				if n, derr := s.r.store.Delete(o.ID); derr == nil {
+					freedBytes += n
+				}
+			}
+		}
+		s.lastErr = err
+		s.wakeLocked()
+		if err != nil {
+			s.passing = false
+		}
+		s.mu.Unlock()
+		for _, id := range drop {
+			_ = s.disk.Delete(id)
+		}
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				s.r.log.Warn("object spilling failed", "objects", len(objs), "err", err)
+			}
+			return
+		}
+		s.r.log.Debug("spilled objects", "objects", len(objs), "bytes", batch, "freed", freedBytes, "took", time.Since(start))
+	}
+}
+
+// create reserves space for a new primary, waiting while spilling makes
+// room. ctx ends the wait, as does abandon (a free of id) for creates on
+// behalf of another process.
+func (s *spiller) create(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
+	off, err := s.r.store.Create(id, size)
+	if err == nil {
+		s.maybeSpill()
+		return off, nil
+	}
+	if !errors.Is(err, objstore.ErrFull) || s.disk == nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	if _, ok := s.creating[id]; !ok {
+		s.creating[id] = true // (serveCreate registers it first)
+	}
+	s.need += size
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.creating, id)
+		s.need -= size
+		s.mu.Unlock()
+	}()
+	for {
+		s.maybeSpill()
+		s.mu.Lock()
+		room := s.room
+		off, err = s.r.store.Create(id, size)
+		if err == nil || !errors.Is(err, objstore.ErrFull) {
+			s.mu.Unlock()
+			return off, err
+		}
+		if !s.creating[id] {
+			s.mu.Unlock()
+			return 0, fmt.Errorf("raylet: create %s: abandoned by its writer", id)
+		}
+		if !s.passing && len(s.restoring) == 0 {
+			// Nothing left to spill: every primary is pinned, or the disk
+			// is full.
+			why := s.lastErr
+			s.mu.Unlock()
+			return 0, s.fullError(size, err, why)
+		}
+		s.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %w", err, context.Cause(ctx))
+		case <-s.r.stop:
+			return 0, ErrClosed
+		}
+	}
+}
+
+// fullError says why an object of size bytes does not fit, with where
+// spilling stands.
+func (s *spiller) fullError(size int64, err, why error) error {
+	st := s.disk.Stats()
+	msg := fmt.Sprintf("%d bytes do not fit: the objects in memory are in use (pinned by readers or running tasks); %d objects (%d bytes) spilled to %s",
+		size, st.Objects, st.LiveBytes, s.disk.Dir())
+	if why != nil {
+		msg = fmt.Sprintf("%d bytes do not fit and spilling to %s failed: %v", size, s.disk.Dir(), why)
+	}
+	return fmt.Errorf("%w; %s", err, msg)
+}
+
+// pin keeps a sealed object in memory, restoring it from disk first if it
+// was spilled, for the process on c (nil: this one); it returns its
+// offset and size. It fails with ErrObjectLost when the object is in
+// neither place.
+func (s *spiller) pin(ctx context.Context, c *rpc.Conn, id ids.ObjectID) (off, size int64, err error) {
+	for {
+		s.mu.Lock()
+		if off, size, ok := s.r.store.Lookup(id); ok {
+			s.pinLocked(c, id)
+			s.mu.Unlock()
+			return off, size, nil
+		}
+		rc := s.restoring[id]
+		if rc == nil {
+			if s.disk == nil {
+				s.mu.Unlock()
+				return 0, 0, s.notHere(id)
+			}
+			size, ok := s.disk.Has(id)
+			if !ok {
+				s.mu.Unlock()
+				if s.r.store.Unsealed(id) && s.r.waitSealed(id) {
+					continue // its seal was on its way
+				}
+				return 0, 0, s.notHere(id)
+			}
+			rc = &restoreCall{done: make(chan struct{})}
+			s.restoring[id] = rc
+			if !s.r.goTracked(func() { s.restore(id, size, rc) }) {
+				delete(s.restoring, id)
+				s.mu.Unlock()
+				return 0, 0, ErrClosed
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-rc.done:
+			if rc.err != nil {
+				return 0, 0, rc.err
+			}
+			// Pinned like any object in memory, on the next turn.
+		case <-ctx.Done():
+			return 0, 0, context.Cause(ctx)
+		}
+	}
+}
+
+func (s *spiller) notHere(id ids.ObjectID) error {
+	return fmt.Errorf("%w: object %s is not in this node's store", ErrObjectLost, id)
+}
+
+func (s *spiller) pinLocked(c *rpc.Conn, id ids.ObjectID) {
+	s.pins[id]++
+	m := s.byConn[c]
+	if m == nil {
+		m = make(map[ids.ObjectID]int)
+		s.byConn[c] = m
+	}
+	m[id]++
+}
+
+// unpin drops pins of the process on c.
+func (s *spiller) unpin(c *rpc.Conn, list []ids.ObjectID) {
+	s.mu.Lock()
+	m := s.byConn[c]
+	for _, id := range list {
+		if m[id] == 0 {
+			continue // not pinned by this process: ignore
+		}
+		m[id]--
+		if m[id] == 0 {
+			delete(m, id)
+		}
+		if s.pins[id]--; s.pins[id] <= 0 {
+			delete(s.pins, id)
+		}
+	}
+	if len(m) == 0 {
+		delete(s.byConn, c)
+	}
+	s.mu.Unlock()
+	s.maybeSpill()
+}
+
+// unpinOne drops a pin the raylet itself took.
+func (s *spiller) unpinOne(id ids.ObjectID) {
+	s.mu.Lock()
+	if s.pins[id]--; s.pins[id] <= 0 {
+		delete(s.pins, id)
+	}
+	s.mu.Unlock()
+	s.maybeSpill()
+}
+
+// connGone drops every pin of a process that went away.
+func (s *spiller) connGone(c *rpc.Conn) {
+	s.mu.Lock()
+	for id, n := range s.byConn[c] {
+		if s.pins[id] -= n; s.pins[id] <= 0 {
+			delete(s.pins, id)
+		}
+	}
+	delete(s.byConn, c)
+	s.mu.Unlock()
+	s.maybeSpill()
+}
+
+// restore reads a spilled object back into memory.
+func (s *spiller) restore(id ids.ObjectID, size int64, rc *restoreCall) {
+	start := time.Now()
+	err := func() error {
+		off, err := s.create(s.r.ctx, id, size)
+		if err != nil {
+			return fmt.Errorf("raylet: restore %s: %w", id, err)
+		}
+		dst, err := s.r.arena.Slice(off, size)
+		if err == nil {
+			_, err = s.disk.ReadAt(id, dst, 0)
+		}
+		if err != nil {
+			_ = s.r.store.Abort(id)
+			return fmt.Errorf("raylet: restore %s from %s: %w", id, s.disk.Dir(), err)
+		}
+		return s.r.store.Seal(id)
+	}()
+	if m := s.r.metrics; m != nil && err == nil {
+		m.RestoreSeconds.Observe(time.Since(start).Seconds())
+	}
+	s.mu.Lock()
+	delete(s.restoring, id)
+	freed := rc.freed
+	if err == nil && !freed {
+		s.elems[id] = s.lru.PushBack(id)
+	}
+	if freed && err == nil {
+		err = fmt.Errorf("raylet: object %s was freed", id)
+		_, _ = s.r.store.Delete(id)
+	}
+	rc.err = err
+	close(rc.done)
+	s.wakeLocked()
+	s.mu.Unlock()
+	if err == nil {
+		_ = s.disk.Delete(id) // in memory again: its disk space goes back
+	}
+	s.r.SealObjects(nil) // wakes reads waiting for a seal
+}
+
+// readSpilled reads chunk [off, off+n) of a spilled object, for a pull
+// from another node: it streams from disk without restoring.
+func (s *spiller) readSpilled(id ids.ObjectID, off, n int64) ([]byte, bool, error) {
+	if s.disk == nil {
+		return nil, false, nil
+	}
+	size, ok := s.disk.Has(id)
+	if !ok {
+		return nil, false, nil
+	}
+	if off < 0 || n < 0 || n > rpc.MaxFrame || off > size-n {
+		return nil, true, fmt.Errorf("raylet: read chunk [%d, +%d) of object %s of %d bytes: out of range", off, n, id, size)
+	}
+	b := make([]byte, n)
+	if _, err := s.disk.ReadAt(id, b, off); err != nil {
+		return nil, true, err
+	}
+	return b, true, nil
+}
+
+// SpillStats describes the node's spilling.
+type SpillStats = spill.Stats
+
+// SpillStats returns what is spilled and how spilling went; the zero value
+// when spilling is off.
+func (r *Raylet) SpillStats() SpillStats {
+	if r.spill == nil || r.spill.disk == nil {
+		return SpillStats{}
+	}
+	return r.spill.disk.Stats()
+}
+
+// PinObject keeps a sealed object of this node's store in memory for this
+// process (the raylet's host, an embedded driver) and says where it is,
+// restoring it from disk if it was spilled.
+func (r *Raylet) PinObject(ctx context.Context, id ids.ObjectID) (int64, error) {
+	off, _, err := r.spill.pin(ctx, nil, id)
+	return off, err
+}
+
+// UnpinObjects drops pins PinObject took.
+func (r *Raylet) UnpinObjects(list []ids.ObjectID) { r.spill.unpin(nil, list) }
+
+// servePin answers an MPinObject off the read loop: a restore may take a
+// while.
+func (r *Raylet) servePin(c *rpc.Conn, reqID uint64, body []byte) {
+	req := &pb.CreateObject{}
+	if err := unmarshal(body, req); err != nil {
+		_ = c.ReplyError(reqID, err.Error())
+		return
+	}
+	oid, err := ids.ObjectIDFrom(req.ObjectId)
+	if err != nil {
+		_ = c.ReplyError(reqID, err.Error())
+		return
+	}
+	if off, _, ok := r.store.Lookup(oid); ok {
+		// In memory: answered on the read loop, the common case.
+		r.spill.mu.Lock()
+		if off2, _, ok := r.store.Lookup(oid); ok && off2 == off {
+			r.spill.pinLocked(c, oid)
+			r.spill.mu.Unlock()
+			_ = c.Reply(reqID, &pb.CreateObjectReply{Offset: off})
+			return
+		}
+		r.spill.mu.Unlock()
+	}
+	if !r.goTracked(func() {
+		ctx, cancel := context.WithCancel(r.ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-c.Done():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		off, _, err := r.spill.pin(ctx, c, oid)
+		if err != nil {
+			_ = c.Reply(reqID, &pb.CreateObjectReply{Error: err.Error(), Lost: errors.Is(err, ErrObjectLost), Full: errors.Is(err, objstore.ErrFull)})
+			return
+		}
+		if c.Err() != nil {
+			r.spill.unpin(c, []ids.ObjectID{oid}) // gone meanwhile
+			return
+		}
+		_ = c.Reply(reqID, &pb.CreateObjectReply{Offset: off})
+	}) {
+		_ = c.ReplyError(reqID, ErrClosed.Error())
+	}
+}
+
+// serveCreate answers an MCreateObject, off the read loop when it must
+// wait for room.
+func (r *Raylet) serveCreate(c *rpc.Conn, reqID uint64, body []byte) {
+	req := &pb.CreateObject{}
+	if err := unmarshal(body, req); err != nil {
+		_ = c.ReplyError(reqID, err.Error())
+		return
+	}
+	oid, err := ids.ObjectIDFrom(req.ObjectId)
+	if err != nil {
+		_ = c.ReplyError(reqID, err.Error())
+		return
+	}
+	reply := func(off int64, err error) {
+		if err != nil {
+			_ = c.Reply(reqID, &pb.CreateObjectReply{Error: err.Error(), Full: errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)})
+			return
+		}
+		_ = c.Reply(reqID, &pb.CreateObjectReply{Offset: off})
+	}
+	off, err := r.store.Create(oid, req.Size)
+	if err == nil || !errors.Is(err, objstore.ErrFull) || r.spill.disk == nil {
+		if err == nil {
+			r.spill.maybeSpill()
+		}
+		reply(off, err)
+		return
+	}
+	// Registered on the read loop, before a free of it can be read.
+	r.spill.mu.Lock()
+	r.spill.creating[oid] = true
+	r.spill.mu.Unlock()
+	if !r.goTracked(func() {
+		ctx, cancel := context.WithCancel(r.ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-c.Done():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		reply(r.spill.create(ctx, oid, req.Size))
+	}) {
+		r.spill.mu.Lock()
+		delete(r.spill.creating, oid)
+		r.spill.mu.Unlock()
+		reply(0, ErrClosed)
+	}
+}
