@@ -40,7 +40,7 @@
 //
 // Failures wrap the sentinels of errors.go, so callers test them with
 // errors.Is: ErrDiskFull (a *DiskFullError gives the folder and its usage),
-// ErrNotFound, ErrExists, ErrCorrupt (a spill file is shorter than its
+// ErrNotFound, ErrExists, ErrOutOfRange, ErrCorrupt (a spill file is shorter than its
 // objects: someone truncated it), ErrUnsafeDir, ErrInUse, ErrConfig and
 // ErrClosed. Nothing in the package panics on bad input or on a damaged
 // folder. Spill files removed by someone else stay readable while the Store

@@ -14,6 +14,8 @@ var (
 	ErrNotFound = errors.New("spill: object not spilled")
 	// ErrExists means the object is already spilled, or is given twice.
 	ErrExists = errors.New("spill: object already spilled")
+	// ErrOutOfRange means a read starts outside the object.
+	ErrOutOfRange = errors.New("spill: read outside the object")
 	// ErrCorrupt means a spill file no longer holds its objects' bytes.
 	ErrCorrupt = errors.New("spill: spill file damaged")
 	// ErrUnsafeDir means the spill folder is not one that only we control.

@@ -12,9 +12,6 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 )
 
-// ErrOutOfRange means a read starts outside the object.
-var ErrOutOfRange = errors.New("spill: read outside the object")
-
 // Has reports whether the object is spilled, and its size.
 func (s *Store) Has(id ids.ObjectID) (size int64, ok bool) {
 	s.mu.Lock()

@@ -354,3 +354,20 @@ func TestConcurrentSpillReadDelete(t *testing.T) {
 		t.Fatalf("Stats = %+v", got)
 	}
 }
+
+func TestMeasureFloor(t *testing.T) {
+	dir := t.TempDir()
+	w, r, err := MeasureFloor(dir, 8*mib+5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w <= 0 || r <= 0 || math.IsInf(w, 0) || math.IsInf(r, 0) {
+		t.Fatalf("MeasureFloor = %v GB/s write, %v GB/s read", w, r)
+	}
+	if names := list(t, dir); len(names) != 0 {
+		t.Fatalf("MeasureFloor left %v", names)
+	}
+	if _, _, err := MeasureFloor(filepath.Join(dir, "missing"), mib); err == nil {
+		t.Fatal("MeasureFloor in a missing folder did not fail")
+	}
+}

@@ -19,7 +19,7 @@ type Stats struct {
 	RestoredObjects int64 // reads that reached the end of their object without error
 	RestoredBytes   int64 // bytes read by ReadAt
 	DeletedObjects  int64 // objects deleted
-	FailedSpills    int64 // Spill calls that wrote something and then failed or were cancelled
+	FailedSpills    int64 // Spill calls that failed or were cancelled after placing their objects
 
 	SpillCalls int64         // successful Spill calls
 	SpillTime  time.Duration // their durations summed
