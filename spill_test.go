@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"io/fs"
 	"math/rand/v2"
-	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -42,7 +43,13 @@ func spillDirEmpty(t *testing.T, dir string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		runtime.GC()
-		files, err := os.ReadDir(dir)
+		var files []string
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				files = append(files, path)
+			}
+			return err
+		})
 		if err != nil {
 			t.Fatal(err)
 		}

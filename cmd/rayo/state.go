@@ -308,6 +308,7 @@ var listColumns = map[string][]column{
 		column{"STORE", func(r record) string {
 			return bytesHuman(r.num("object_store_used_bytes")) + "/" + bytesHuman(r.num("object_store_capacity_bytes"))
 		}},
+		column{"SPILLED", func(r record) string { return bytesHuman(r.num("object_store_spilled_bytes")) }},
 	},
 	"workers": {
 		field("WORKER_ID", "worker_id"), field("NODE", "node_id"), field("PID", "pid"),
@@ -327,7 +328,7 @@ var listColumns = map[string][]column{
 	"objects": {
 		field("OBJECT_ID", "object_id"),
 		column{"SIZE", func(r record) string { return bytesHuman(r.num("object_size_bytes")) }},
-		field("LOCATIONS", "locations"), field("OWNER", "owner_address"), field("REFS", "reference_count"),
+		field("LOCATIONS", "locations"), field("WHERE", "location"), field("OWNER", "owner_address"), field("REFS", "reference_count"),
 	},
 	"placement_groups": {
 		field("PLACEMENT_GROUP_ID", "placement_group_id"), field("NAME", "name"),

@@ -17,7 +17,7 @@ type record = map[string]any
 // filters may name.
 var fields = map[string][]string{
 	"nodes": {"node_id", "address", "state", "is_head_node", "resources_total", "resources_available", "cpu_percent",
-		"mem_used_bytes", "mem_total_bytes", "object_store_used_bytes", "object_store_capacity_bytes", "num_workers",
+		"mem_used_bytes", "mem_total_bytes", "object_store_used_bytes", "object_store_capacity_bytes", "object_store_spilled_bytes", "object_store_spilled_objects", "num_workers",
 		"session_dir", "death_reason", "metrics_address"},
 	"workers": {"worker_id", "node_id", "pid", "job_id", "worker_type", "state", "actor_id", "start_time_ms", "end_time_ms",
 		"exit_code", "log_file"},
@@ -27,7 +27,7 @@ var fields = map[string][]string{
 		"error_message", "state_times_ms"},
 	"actors": {"actor_id", "class_name", "state", "name", "namespace", "job_id", "node_id", "worker_id", "pid",
 		"num_restarts", "death_cause", "detached", "required_resources", "start_time_ms", "end_time_ms"},
-	"objects": {"object_id", "object_size_bytes", "locations", "owner_address", "reference_count", "kind", "job_id"},
+	"objects": {"object_id", "object_size_bytes", "locations", "location", "owner_address", "reference_count", "kind", "job_id"},
 	"placement_groups": {"placement_group_id", "name", "state", "strategy", "bundles", "job_id", "is_detached", "reason",
 		"creation_time_ms", "ready_time_ms", "removal_time_ms"},
 }
@@ -58,11 +58,13 @@ func nodeRecord(n *pb.NodeInfo, st *pb.NodeStats) record {
 		"resources_total": resources(n.Resources), "resources_available": resources(n.Available),
 		"cpu_percent": 0.0, "mem_used_bytes": int64(0), "mem_total_bytes": int64(0),
 		"object_store_used_bytes": int64(0), "object_store_capacity_bytes": int64(0), "num_workers": 0,
+		"object_store_spilled_bytes": int64(0), "object_store_spilled_objects": int64(0),
 		"session_dir": n.SessionDir, "death_reason": n.DeathReason, "metrics_address": "",
 	}
 	if st != nil {
 		r["cpu_percent"], r["mem_used_bytes"], r["mem_total_bytes"] = st.CpuPercent, st.MemUsed, st.MemTotal
 		r["object_store_used_bytes"], r["object_store_capacity_bytes"] = st.StoreUsed, st.StoreCapacity
+		r["object_store_spilled_bytes"], r["object_store_spilled_objects"] = st.SpilledBytes, st.SpilledObjects
 		r["metrics_address"] = st.MetricsAddr
 		live := 0
 		for _, w := range st.Workers {

@@ -366,11 +366,14 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 			r := byID[id]
 			if r == nil {
 				r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "owner_address": o.OwnerAddr,
-					"reference_count": -1, "kind": o.Kind, "job_id": o.JobId}
+					"reference_count": -1, "kind": o.Kind, "job_id": o.JobId, "location": "MEMORY"}
 				byID[id] = r
 				order = append(order, id)
 			}
 			r["locations"] = append(r["locations"].([]string), node)
+			if o.Location == "SPILLED" {
+				r["location"] = o.Location
+			}
 			if o.Kind == "PRIMARY" {
 				r["kind"] = o.Kind
 			}
@@ -428,7 +431,7 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 			id := hexOf(o.ObjectId)
 			r := byID[id]
 			if r == nil {
-				r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "kind": o.Kind}
+				r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "kind": o.Kind, "location": "MEMORY"}
 				byID[id] = r
 				order = append(order, id)
 			}

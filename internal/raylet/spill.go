@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -84,11 +85,18 @@ func newSpiller(r *Raylet) (*spiller, error) {
 		room:      make(chan struct{}),
 	}
 	dir := r.cfg.SpillDir
-	if dir == "-" {
+	switch dir {
+	case "-":
 		return s, nil
-	}
-	if dir == "" {
+	case "":
 		dir = filepath.Join(r.cfg.SessionDir, "spill")
+	default:
+		// Nodes of one machine may share the folder: each spills into a
+		// subfolder of its own.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("raylet: object spilling: %w", err)
+		}
+		dir = filepath.Join(dir, "node-"+r.nodeID.String()[:12])
 	}
 	d, err := spill.Open(spill.Config{Dir: dir, Threshold: r.cfg.SpillThreshold})
 	if err != nil {
@@ -98,12 +106,14 @@ func newSpiller(r *Raylet) (*spiller, error) {
 	return s, nil
 }
 
-// close removes the spill files.
+// close removes the spill files, and the node's own folder.
 func (s *spiller) close() error {
 	if s.disk == nil {
 		return nil
 	}
-	return s.disk.Close()
+	err := s.disk.Close()
+	_ = os.Remove(s.disk.Dir()) // unless someone else put something there
+	return err
 }
 
 // wakeLocked tells those waiting for room to look again.

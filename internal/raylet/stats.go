@@ -74,6 +74,10 @@ func (r *Raylet) NodeStats() *pb.NodeStats {
 		SessionDir: r.cfg.SessionDir, Total: total, Available: avail, MetricsAddr: r.MetricsAddr(),
 	}
 	out.MemUsed, out.MemTotal = memInfo()
+	if d := r.spill.disk; d != nil {
+		sp := d.Stats()
+		out.SpilledBytes, out.SpilledObjects, out.SpillDir = sp.LiveBytes, int64(sp.Objects), d.Dir()
+	}
 	if v, ok := xferStates.Load(r); ok {
 		st := v.(*xferState)
 		out.BytesPulled, out.BytesServed = st.bytesIn.Load(), st.bytesOut.Load()
@@ -148,9 +152,15 @@ func (r *Raylet) listObjects() *pb.ObjectList {
 		if copies[id] {
 			kind = "COPY"
 		}
-		out.Objects = append(out.Objects, &pb.ObjectRecord{ObjectId: id[:], Size: size, NodeId: r.cfg.NodeName, Sealed: sealed, Kind: kind})
+		out.Objects = append(out.Objects, &pb.ObjectRecord{ObjectId: id[:], Size: size, NodeId: r.cfg.NodeName, Sealed: sealed, Kind: kind, Location: "MEMORY"})
 		return len(out.Objects) < maxListObjects
 	})
+	if d := r.spill.disk; d != nil && len(out.Objects) < maxListObjects {
+		d.Each(func(id ids.ObjectID, size int64) bool {
+			out.Objects = append(out.Objects, &pb.ObjectRecord{ObjectId: id[:], Size: size, NodeId: r.cfg.NodeName, Sealed: true, Kind: "PRIMARY", Location: "SPILLED"})
+			return len(out.Objects) < maxListObjects
+		})
+	}
 	return out
 }
 

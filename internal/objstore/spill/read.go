@@ -128,3 +128,16 @@ func (s *Store) Delete(id ids.ObjectID) error {
 	defer s.ops.Done()
 	return run(act)
 }
+
+// Each calls f with every spilled object's ID and size, in no particular
+// order, until f returns false. The store is locked meanwhile: f must not
+// call it.
+func (s *Store) Each(f func(id ids.ObjectID, size int64) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, e := range s.mu.objects {
+		if !e.deleted && !f(id, e.size) {
+			return
+		}
+	}
+}

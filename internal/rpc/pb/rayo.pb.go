@@ -3425,6 +3425,7 @@ type ObjectRecord struct {
 	Kind          string                 `protobuf:"bytes,6,opt,name=kind,proto3" json:"kind,omitempty"`                          // store: PRIMARY (created here) or COPY (pulled); owner: INLINE or IN_STORE
 	JobId         string                 `protobuf:"bytes,7,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Sealed        bool                   `protobuf:"varint,8,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	Location      string                 `protobuf:"bytes,9,opt,name=location,proto3" json:"location,omitempty"` // store: MEMORY, or SPILLED to the node's disk
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3515,25 +3516,35 @@ func (x *ObjectRecord) GetSealed() bool {
 	return false
 }
 
+func (x *ObjectRecord) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
 // NodeStats answers MNodeStats: a raylet's workers, store and machine usage.
 type NodeStats struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Workers       []*WorkerRecord        `protobuf:"bytes,2,rep,name=workers,proto3" json:"workers,omitempty"`
-	StoreUsed     int64                  `protobuf:"varint,3,opt,name=store_used,json=storeUsed,proto3" json:"store_used,omitempty"`
-	StoreCapacity int64                  `protobuf:"varint,4,opt,name=store_capacity,json=storeCapacity,proto3" json:"store_capacity,omitempty"`
-	StoreObjects  int64                  `protobuf:"varint,5,opt,name=store_objects,json=storeObjects,proto3" json:"store_objects,omitempty"`
-	CpuPercent    float64                `protobuf:"fixed64,6,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"` // the whole machine, since the last call
-	MemUsed       int64                  `protobuf:"varint,7,opt,name=mem_used,json=memUsed,proto3" json:"mem_used,omitempty"`
-	MemTotal      int64                  `protobuf:"varint,8,opt,name=mem_total,json=memTotal,proto3" json:"mem_total,omitempty"`
-	MetricsAddr   string                 `protobuf:"bytes,9,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"` // where /metrics is served (HOST:PORT), if anywhere
-	SessionDir    string                 `protobuf:"bytes,10,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
-	Total         []*Resource            `protobuf:"bytes,11,rep,name=total,proto3" json:"total,omitempty"`
-	Available     []*Resource            `protobuf:"bytes,12,rep,name=available,proto3" json:"available,omitempty"`
-	BytesPulled   int64                  `protobuf:"varint,13,opt,name=bytes_pulled,json=bytesPulled,proto3" json:"bytes_pulled,omitempty"` // bytes this node's store received from other nodes
-	BytesServed   int64                  `protobuf:"varint,14,opt,name=bytes_served,json=bytesServed,proto3" json:"bytes_served,omitempty"` // bytes it sent to others
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	NodeId         string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Workers        []*WorkerRecord        `protobuf:"bytes,2,rep,name=workers,proto3" json:"workers,omitempty"`
+	StoreUsed      int64                  `protobuf:"varint,3,opt,name=store_used,json=storeUsed,proto3" json:"store_used,omitempty"`
+	StoreCapacity  int64                  `protobuf:"varint,4,opt,name=store_capacity,json=storeCapacity,proto3" json:"store_capacity,omitempty"`
+	StoreObjects   int64                  `protobuf:"varint,5,opt,name=store_objects,json=storeObjects,proto3" json:"store_objects,omitempty"`
+	CpuPercent     float64                `protobuf:"fixed64,6,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"` // the whole machine, since the last call
+	MemUsed        int64                  `protobuf:"varint,7,opt,name=mem_used,json=memUsed,proto3" json:"mem_used,omitempty"`
+	MemTotal       int64                  `protobuf:"varint,8,opt,name=mem_total,json=memTotal,proto3" json:"mem_total,omitempty"`
+	MetricsAddr    string                 `protobuf:"bytes,9,opt,name=metrics_addr,json=metricsAddr,proto3" json:"metrics_addr,omitempty"` // where /metrics is served (HOST:PORT), if anywhere
+	SessionDir     string                 `protobuf:"bytes,10,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
+	Total          []*Resource            `protobuf:"bytes,11,rep,name=total,proto3" json:"total,omitempty"`
+	Available      []*Resource            `protobuf:"bytes,12,rep,name=available,proto3" json:"available,omitempty"`
+	BytesPulled    int64                  `protobuf:"varint,13,opt,name=bytes_pulled,json=bytesPulled,proto3" json:"bytes_pulled,omitempty"`    // bytes this node's store received from other nodes
+	BytesServed    int64                  `protobuf:"varint,14,opt,name=bytes_served,json=bytesServed,proto3" json:"bytes_served,omitempty"`    // bytes it sent to others
+	SpilledBytes   int64                  `protobuf:"varint,15,opt,name=spilled_bytes,json=spilledBytes,proto3" json:"spilled_bytes,omitempty"` // bytes of objects spilled to disk now
+	SpilledObjects int64                  `protobuf:"varint,16,opt,name=spilled_objects,json=spilledObjects,proto3" json:"spilled_objects,omitempty"`
+	SpillDir       string                 `protobuf:"bytes,17,opt,name=spill_dir,json=spillDir,proto3" json:"spill_dir,omitempty"` // where they are
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NodeStats) Reset() {
@@ -3662,6 +3673,27 @@ func (x *NodeStats) GetBytesServed() int64 {
 		return x.BytesServed
 	}
 	return 0
+}
+
+func (x *NodeStats) GetSpilledBytes() int64 {
+	if x != nil {
+		return x.SpilledBytes
+	}
+	return 0
+}
+
+func (x *NodeStats) GetSpilledObjects() int64 {
+	if x != nil {
+		return x.SpilledObjects
+	}
+	return 0
+}
+
+func (x *NodeStats) GetSpillDir() string {
+	if x != nil {
+		return x.SpillDir
+	}
+	return ""
 }
 
 // ObjectList answers MListObjects.
@@ -4490,7 +4522,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\vend_unix_ms\x18\n" +
 	" \x01(\x03R\tendUnixMs\x12\x1b\n" +
 	"\texit_code\x18\v \x01(\x05R\bexitCode\x12\x19\n" +
-	"\blog_file\x18\f \x01(\tR\alogFile\"\xd7\x01\n" +
+	"\blog_file\x18\f \x01(\tR\alogFile\"\xf3\x01\n" +
 	"\fObjectRecord\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x17\n" +
@@ -4500,7 +4532,8 @@ const file_rayo_proto_rawDesc = "" +
 	"\tref_count\x18\x05 \x01(\x05R\brefCount\x12\x12\n" +
 	"\x04kind\x18\x06 \x01(\tR\x04kind\x12\x15\n" +
 	"\x06job_id\x18\a \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06sealed\x18\b \x01(\bR\x06sealed\"\xf4\x03\n" +
+	"\x06sealed\x18\b \x01(\bR\x06sealed\x12\x1a\n" +
+	"\blocation\x18\t \x01(\tR\blocation\"\xdf\x04\n" +
 	"\tNodeStats\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
 	"\aworkers\x18\x02 \x03(\v2\x12.rayo.WorkerRecordR\aworkers\x12\x1d\n" +
@@ -4519,7 +4552,10 @@ const file_rayo_proto_rawDesc = "" +
 	"\x05total\x18\v \x03(\v2\x0e.rayo.ResourceR\x05total\x12,\n" +
 	"\tavailable\x18\f \x03(\v2\x0e.rayo.ResourceR\tavailable\x12!\n" +
 	"\fbytes_pulled\x18\r \x01(\x03R\vbytesPulled\x12!\n" +
-	"\fbytes_served\x18\x0e \x01(\x03R\vbytesServed\":\n" +
+	"\fbytes_served\x18\x0e \x01(\x03R\vbytesServed\x12#\n" +
+	"\rspilled_bytes\x18\x0f \x01(\x03R\fspilledBytes\x12'\n" +
+	"\x0fspilled_objects\x18\x10 \x01(\x03R\x0espilledObjects\x12\x1b\n" +
+	"\tspill_dir\x18\x11 \x01(\tR\bspillDir\":\n" +
 	"\n" +
 	"ObjectList\x12,\n" +
 	"\aobjects\x18\x01 \x03(\v2\x12.rayo.ObjectRecordR\aobjects\"\xc2\x01\n" +

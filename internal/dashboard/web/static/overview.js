@@ -70,6 +70,8 @@ function nodeTable(nodes) {
       `${fmtBytes(n.mem_used_bytes)} / ${fmtBytes(n.mem_total_bytes)}`) },
     { title: 'Object store', cell: (n) => bar(n.object_store_used_bytes, n.object_store_capacity_bytes,
       `${fmtBytes(n.object_store_used_bytes)} / ${fmtBytes(n.object_store_capacity_bytes)}`) },
+    { title: 'Spilled', cell: (n) => n.object_store_spilled_bytes
+      ? `${fmtBytes(n.object_store_spilled_bytes)} (${n.object_store_spilled_objects} objects)` : '—' },
     { title: 'Workers', cell: (n) => String(n.num_workers ?? '—') },
   ], nodes, { empty: 'No nodes.' });
 }
