@@ -143,6 +143,10 @@ var suite = []metric{
 	{name: "init_to_first_result", unit: "ms", run: initToFirstResult},
 	{name: FloorRoundTrips, unit: "round_trips/s", run: unixSocketRoundTrips},
 	{name: FloorMemcpy, unit: "GB/s", run: memcpyGigabytes},
+	{name: diskWrite, unit: "GB/s", run: spillFigure(diskWrite)},
+	{name: diskRead, unit: "GB/s", run: spillFigure(diskRead)},
+	{name: spillMetric, unit: "GB/s", ratioTo: diskWrite, run: spillFigure(spillMetric)},
+	{name: restoreMetric, unit: "GB/s", ratioTo: diskRead, run: spillFigure(restoreMetric)},
 	{name: "single_client_tasks_sync", unit: "tasks/s", cluster: true, ratioTo: FloorRoundTrips, run: tasksSync},
 	{name: "single_client_tasks_async", unit: "tasks/s", cluster: true, ratioTo: FloorRoundTrips, run: tasksAsync},
 	{name: "multi_client_tasks_async", unit: "tasks/s", cluster: true, ratioTo: FloorRoundTrips, run: multiClientTasksAsync},
@@ -328,11 +332,12 @@ func (e *env) startCluster() (bool, error) {
 
 // env is what a metric runs with.
 type env struct {
-	ctx  context.Context
-	cfg  Config
-	name string // the metric being measured
-	prof *profiler
-	ok   bool // set by a metric whose target has a condition besides the value
+	ctx   context.Context
+	cfg   Config
+	name  string // the metric being measured
+	prof  *profiler
+	ok    bool          // set by a metric whose target has a condition besides the value
+	spill *spillFigures // the spill child's figures, once measured
 }
 
 // rate calls op for a short warm-up, then for about cfg.Duration, and
@@ -443,6 +448,10 @@ var targets = map[string]target{
 	"init_to_first_result":                         {text: "< 300 ms", max: 300},
 	FloorRoundTrips:                                {text: "floor (DESIGN ≈30,000 unpinned)"},
 	FloorMemcpy:                                    {text: "floor (≈12)"},
+	diskWrite:                                      {text: "floor"},
+	diskRead:                                       {text: "floor"},
+	spillMetric:                                    {text: "≥ 0.5 × disk write", relTo: diskWrite, rel: 0.5},
+	restoreMetric:                                  {text: "≥ 0.5 × disk read", relTo: diskRead, rel: 0.5},
 	"single_client_tasks_sync":                     {text: "≥ 10,000", min: 10000},
 	"single_client_tasks_async":                    {text: "≥ 50,000", min: 50000},
 	"multi_client_tasks_async":                     {text: "≥ 50,000", min: 50000},

@@ -66,6 +66,12 @@ func RunChild(args []string) error {
 		}
 		fmt.Printf("%s%d\n", initResultPrefix, d.Nanoseconds())
 		return nil
+	case childSpill:
+		cpus, err := strconv.ParseFloat(args[1], 64)
+		if err != nil {
+			return fmt.Errorf("bench child: bad CPU count %q", args[1])
+		}
+		return spillChild(cpus)
 	}
 	return fmt.Errorf("bench child: unknown mode %q", args[0])
 }

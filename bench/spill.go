@@ -1,0 +1,192 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rayo-dev/rayo"
+	"github.com/rayo-dev/rayo/internal/objstore/spill"
+)
+
+// Spilling is measured in a child process with a cluster of its own: a
+// store of spillStore bytes into which spillTotal bytes of spillObject-byte
+// objects are put, so that most of them spill, then read back.
+const (
+	childSpill    = "spill" // spill <cpus>: the four figures below
+	spillStore    = 512 << 20
+	spillObject   = 32 << 20
+	spillTotal    = 2 << 30
+	spillPrefix   = "spill_figures="
+	diskWrite     = "disk_write_gigabytes"
+	diskRead      = "disk_read_gigabytes"
+	spillMetric   = "spill_gigabytes"
+	restoreMetric = "restore_gigabytes"
+)
+
+// spillFigures are the child's results, in GB/s.
+type spillFigures struct {
+	diskWrite, diskRead, spill, restore float64
+	spilled, restored                   int64 // bytes
+}
+
+// spillFigure runs the child once per suite run and returns one of its
+// figures.
+func spillFigure(name string) func(e *env) (float64, string, error) {
+	return func(e *env) (float64, string, error) {
+		if e.spill == nil {
+			f, err := runSpillChild(e)
+			if err != nil {
+				return 0, "", err
+			}
+			e.spill = f
+		}
+		f := e.spill
+		switch name {
+		case diskWrite:
+			return f.diskWrite, "sequential write of a file in the spill folder", nil
+		case diskRead:
+			return f.diskRead, "sequential read of that file", nil
+		case spillMetric:
+			return f.spill, fmt.Sprintf("%s spilled while %s were put into a %s store", fmt.Sprintf("%d MiB", f.spilled>>20), size(spillTotal), size(spillStore)), nil
+		}
+		return f.restore, fmt.Sprintf("%s restored by GetView", fmt.Sprintf("%d MiB", f.restored>>20)), nil
+	}
+}
+
+func runSpillChild(e *env) (*spillFigures, error) {
+	cmd, err := self(e.ctx, childSpill, strconv.Itoa(e.cfg.NumCPUs))
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("child: %w", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), spillPrefix); ok {
+			f := &spillFigures{}
+			if _, err := fmt.Sscan(v, &f.diskWrite, &f.diskRead, &f.spill, &f.restore, &f.spilled, &f.restored); err != nil {
+				return nil, fmt.Errorf("child's figures %q: %w", v, err)
+			}
+			return f, nil
+		}
+	}
+	return nil, fmt.Errorf("child said nothing about spilling: %q", out)
+}
+
+// spillChild is the child side: it measures the disk, then spilling and
+// restoring through a cluster of its own.
+func spillChild(cpus float64) error {
+	dir, err := os.MkdirTemp("", "rayo-bench-spill-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	floorDir := filepath.Join(dir, "floor")
+	if err := os.Mkdir(floorDir, 0o700); err != nil {
+		return err
+	}
+	w, r, err := spill.MeasureFloor(floorDir, 1<<30)
+	if err != nil {
+		return fmt.Errorf("disk floor: %w", err)
+	}
+	if err := rayo.Init(rayo.NumCPUs(cpus), rayo.LogToDriver(false),
+		rayo.ObjectStoreMemory(spillStore), rayo.ObjectSpillingDir(filepath.Join(dir, "spill"))); err != nil {
+		return err
+	}
+	defer rayo.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	data := make([]byte, spillObject)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	before, err := spillCounters(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	refs := make([]rayo.Ref[[]byte], 0, spillTotal/spillObject)
+	for range spillTotal / spillObject {
+		ref := rayo.Put(ctx, data)
+		if err := ref.Err(); err != nil {
+			return err
+		}
+		refs = append(refs, ref)
+	}
+	putTime := time.Since(start)
+	mid, err := spillCounters(ctx)
+	if err != nil {
+		return err
+	}
+	spilled := mid[0] - before[0]
+	// Read back oldest first (those spilled), each let go once read, so
+	// that restores find room without spilling again.
+	start = time.Now()
+	for _, ref := range refs {
+		v, err := rayo.GetView(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if n := len(v.Value()); n != spillObject {
+			return fmt.Errorf("read back %d bytes, want %d", n, spillObject)
+		}
+		v.Release()
+		ref.Release()
+	}
+	readTime := time.Since(start)
+	end, err := spillCounters(ctx)
+	if err != nil {
+		return err
+	}
+	restored := end[1] - mid[1]
+	if spilled == 0 || restored == 0 {
+		return fmt.Errorf("nothing spilled (%d bytes) or restored (%d bytes)", spilled, restored)
+	}
+	fmt.Printf("%s%g %g %g %g %d %d\n", spillPrefix, w, r,
+		float64(spilled)/putTime.Seconds()/1e9, float64(restored)/readTime.Seconds()/1e9, spilled, restored)
+	return nil
+}
+
+// spillCounters reads the bytes spilled and restored so far from the
+// embedded cluster's /metrics.
+func spillCounters(ctx context.Context) ([2]int64, error) {
+	var out [2]int64
+	url := rayo.DashboardURL()
+	if url == "" {
+		return out, errors.New("no API server to read the spill metrics from")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		return out, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		for i, name := range []string{"rayo_object_spilled_bytes_total{", "rayo_object_restored_bytes_total{"} {
+			if strings.HasPrefix(line, name) {
+				f := strings.Fields(line)
+				v, err := strconv.ParseFloat(f[len(f)-1], 64)
+				if err != nil {
+					return out, fmt.Errorf("metrics line %q: %w", line, err)
+				}
+				out[i] = int64(v)
+			}
+		}
+	}
+	return out, sc.Err()
+}
