@@ -8,7 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
+
 	"sort"
 	"strconv"
 	"sync"
@@ -21,6 +21,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/dashboard"
 	"github.com/rayo-dev/rayo/internal/dashboard/web"
+	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/jobs"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/objstore"
@@ -86,7 +87,7 @@ func ServeWorker() {
 func Init(opts ...Option) error {
 	ServeWorker()
 	o := defaultOptions()
-	o.numCPUs = float64(runtime.NumCPU())
+	o.numCPUs = float64(hostres.CPUs()) // the affinity mask and the cgroup's quota honoured
 	o.apply(opts)
 	if o.optErr != nil {
 		return o.optErr
@@ -116,6 +117,7 @@ func Init(opts ...Option) error {
 		NumCPUs:       o.numCPUs,
 		Resources:     withGPUs(o.resources, o.numGPUs),
 		StoreCapacity: o.storeBytes,
+		StoreSource:   "rayo.ObjectStoreMemory",
 		WorkerExe:     exe,
 		WorkerArgs:    os.Args[1:],
 		LogToDriver:   o.logToDriver,

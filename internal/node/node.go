@@ -51,6 +51,10 @@ type Config struct {
 	NumCPUs   float64
 	Resources map[string]float64
 	StateDir  string // where session folders go
+	// ObjectStoreMemory is the bytes of the node's shared-memory object
+	// store; 0: 30% of the node's memory (cgroup-aware), at most 90% of
+	// /dev/shm's free space.
+	ObjectStoreMemory int64
 
 	// RedisAddress (HOST:PORT), on the head, keeps the control store's
 	// tables in that Redis server, so that a restarted control store
@@ -153,7 +157,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		SessionDir:    n.session,
 		NumCPUs:       cfg.NumCPUs,
 		Resources:     cfg.Resources,
-		StoreCapacity: 0,
+		StoreCapacity: cfg.ObjectStoreMemory,
+		StoreSource:   "--object-store-memory",
 		ListenTCP:     net.JoinHostPort(cfg.Host, "0"),
 		Token:         cfg.Token,
 		Cluster:       n.gc,
@@ -272,9 +277,11 @@ func (n *Node) closeGCS() {
 func (n *Node) info() *pb.NodeInfo {
 	total, avail, _ := n.raylet.Resources()
 	id := n.raylet.NodeID()
+	store, source := n.raylet.StoreSizing()
 	return &pb.NodeInfo{
 		NodeId: id[:], Address: n.raylet.TCPAddr(), Resources: total, Available: avail,
 		SessionDir: n.session, Head: n.cfg.Head,
+		ObjectStoreBytes: store, ObjectStoreSource: source,
 	}
 }
 
@@ -325,6 +332,10 @@ func (n *Node) heartbeats() {
 		}
 	}
 }
+
+// StoreSizing is the node's object store capacity and where the figure
+// comes from.
+func (n *Node) StoreSizing() (int64, string) { return n.raylet.StoreSizing() }
 
 // GCSAddr is the control store's address (the cluster's address).
 func (n *Node) GCSAddr() string { return n.gcsAddr }

@@ -52,7 +52,8 @@ type Config struct {
 	SessionDir    string             // sockets and logs live here
 	NumCPUs       float64            // CPU resource, and how many workers to start ahead of need
 	Resources     map[string]float64 // custom resources
-	StoreCapacity int64              // bytes of shared memory; 0 means objstore.DefaultCapacity
+	StoreCapacity int64              // bytes of shared memory; 0 means objstore.DefaultSizing
+	StoreSource   string             // where StoreCapacity comes from, for the log (a flag, an option)
 	WorkerExe     string             // the executable workers run (the driver's own)
 	WorkerArgs    []string
 	WorkerEnv     []string
@@ -186,7 +187,9 @@ func Start(cfg Config) (*Raylet, error) {
 		return nil, fmt.Errorf("raylet: NumCPUs must be positive, got %g", cfg.NumCPUs)
 	}
 	if cfg.StoreCapacity <= 0 {
-		cfg.StoreCapacity = objstore.DefaultCapacity()
+		cfg.StoreCapacity, cfg.StoreSource = objstore.DefaultSizing()
+	} else if cfg.StoreSource == "" {
+		cfg.StoreSource = "configured"
 	}
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stdout
@@ -238,6 +241,7 @@ func Start(cfg Config) (*Raylet, error) {
 		return nil, fmt.Errorf("raylet: object store: %w", err)
 	}
 	r.arena, r.store = arena, objstore.NewStore(arena)
+	r.log.Info("object store", "bytes", cfg.StoreCapacity, "source", cfg.StoreSource)
 	r.newMetrics()
 	ln, err := net.Listen("unix", r.addr)
 	if err != nil {

@@ -50,4 +50,5 @@ const (
 	MPlacementGroup                      // any -> raylet (control store): PlacementGroupRequest -> PlacementGroupReply
 	MBundles                             // control store -> raylet: BundleOp -> Status
 	MDrainWorker                         // raylet -> worker: Empty -> StateEvents, what it has not reported yet; it is stopped next
+	MWorkerOOM                           // raylet -> lease owner: WorkerKilled -> Empty, before the memory monitor kills the worker
 )
