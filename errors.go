@@ -25,6 +25,9 @@ var (
 	ErrTypeMismatch       = core.ErrTypeMismatch
 	ErrOwnerDied          = core.ErrOwnerDied
 	ErrActorDied          = core.ErrActorDied
+	// ErrOutOfMemory: the node's memory monitor killed the task's worker
+	// more often than the task's retries allow (see MemoryUsageThreshold).
+	ErrOutOfMemory = core.ErrOutOfMemory
 	ErrUnserializable     = codec.ErrUnserializable
 	ErrNotSupported       = errors.New("rayo: not supported yet")
 )
@@ -43,4 +46,6 @@ const (
 	KindWorkerDied = core.KindWorkerDied
 	KindCancelled  = core.KindCancelled
 	KindActorDied  = core.KindActorDied
+	// KindOutOfMemory: killed by the node's memory monitor (ErrOutOfMemory).
+	KindOutOfMemory = core.KindOutOfMemory
 )

@@ -113,18 +113,19 @@ func Init(opts ...Option) error {
 	pruneSessions(filepath.Join(os.TempDir(), "rayo"), keepSessions)
 	session := filepath.Join(os.TempDir(), "rayo", fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
 	rl, err := raylet.Start(raylet.Config{
-		SessionDir:    session,
-		NumCPUs:       o.numCPUs,
-		Resources:     withGPUs(o.resources, o.numGPUs),
-		StoreCapacity: o.storeBytes,
-		StoreSource:   "rayo.ObjectStoreMemory",
-		WorkerExe:     exe,
-		WorkerArgs:    os.Args[1:],
-		LogToDriver:   o.logToDriver,
-		LogOutput:     os.Stdout,
-		EmbeddedJob:   hex.EncodeToString(rnd[:]),
-		DriverAddr:    filepath.Join(session, "driver.sock"),
-		MaxTasks:      maxTaskRecords(),
+		SessionDir:           session,
+		NumCPUs:              o.numCPUs,
+		Resources:            withMemory(withGPUs(o.resources, o.numGPUs), o.nodeMemory),
+		StoreCapacity:        o.storeBytes,
+		StoreSource:          "rayo.ObjectStoreMemory",
+		MemoryUsageThreshold: o.memThreshold,
+		WorkerExe:            exe,
+		WorkerArgs:           os.Args[1:],
+		LogToDriver:          o.logToDriver,
+		LogOutput:            os.Stdout,
+		EmbeddedJob:          hex.EncodeToString(rnd[:]),
+		DriverAddr:           filepath.Join(session, "driver.sock"),
+		MaxTasks:             maxTaskRecords(),
 	})
 	if err != nil {
 		return fmt.Errorf("rayo: start raylet: %w", err)
@@ -138,6 +139,7 @@ func Init(opts ...Option) error {
 		_ = rl.Close()
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
+	rl.SetLocalOwner(rt.HandleRaylet) // what the raylet tells owners (rpc.MWorkerOOM)
 	state.rt, state.raylet, state.session, state.node = rt, rl, session, rl.NodeName()
 	state.dash, state.dashSrc = startDashboard(o.dashboardPort, rl)
 	return nil
@@ -269,6 +271,9 @@ func joinCluster(o options) error {
 			printLogs(c, m, k, id, body)
 		} else if rt := ready.Load(); rt != nil {
 			rt.HandleRaylet(m, body)
+		}
+		if k == rpc.KindRequest && m != rpc.MLog {
+			_ = c.Reply(id, &pb.Empty{}) // the news is taken (rpc.MWorkerOOM)
 		}
 	})
 	conn, err := rpc.Dial(ctx, rec.RayletSocket, fromRaylet)

@@ -53,6 +53,9 @@ func newStartCmd() *cobra.Command {
 				}
 				cfg.ObjectStoreMemory = n
 			}
+			if t := cfg.MemoryUsageThreshold; t != 0 && (math.IsNaN(t) || t <= 0 || t > 1) {
+				return fmt.Errorf("--memory-usage-threshold %g: want a fraction above 0, at most 1 (such as 0.95)", t)
+			}
 			if numGPUs < 0 || numGPUs != math.Trunc(numGPUs) {
 				return fmt.Errorf("--num-gpus %g: want a whole number", numGPUs)
 			}
@@ -95,6 +98,7 @@ func newStartCmd() *cobra.Command {
 	f.Float64Var(&numGPUs, "num-gpus", float64(raylet.DetectGPUs()), "GPUs this node offers (default: those the NVIDIA driver lists); tasks that ask for some see theirs in CUDA_VISIBLE_DEVICES")
 	f.StringVar(&resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
 	f.StringVar(&storeMem, "object-store-memory", "", "bytes of this node's shared-memory object store, such as 2GiB, 512MiB, 2G or 1073741824 (default: 30% of the node's memory, honouring a cgroup limit, at most 90% of /dev/shm's free space)")
+	f.Float64Var(&cfg.MemoryUsageThreshold, "memory-usage-threshold", 0, "the fraction of the node's memory (cgroup-aware) past which its memory monitor kills the worker of the newest retriable task (default 0.95, or RAYO_MEMORY_USAGE_THRESHOLD)")
 	f.StringVar(&cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
 	f.StringVar(&cfg.RedisAddress, "redis-address", "", "head: keep the control store's tables in the Redis server at HOST:PORT, so that a restarted control store keeps its nodes, jobs, named actors and KV")
 	f.StringVar(&cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")

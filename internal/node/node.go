@@ -55,6 +55,9 @@ type Config struct {
 	// store; 0: 30% of the node's memory (cgroup-aware), at most 90% of
 	// /dev/shm's free space.
 	ObjectStoreMemory int64
+	// MemoryUsageThreshold is the fraction of the node's memory past
+	// which its raylet's memory monitor kills a worker (0: the default).
+	MemoryUsageThreshold float64
 
 	// RedisAddress (HOST:PORT), on the head, keeps the control store's
 	// tables in that Redis server, so that a restarted control store
@@ -154,15 +157,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.gc = &gcsClient{addr: n.gcsAddr, token: cfg.Token, binDir: filepath.Join(cfg.StateDir, "bin"), register: n.info}
 	rl, err := raylet.Start(raylet.Config{
-		SessionDir:    n.session,
-		NumCPUs:       cfg.NumCPUs,
-		Resources:     cfg.Resources,
-		StoreCapacity: cfg.ObjectStoreMemory,
-		StoreSource:   "--object-store-memory",
-		ListenTCP:     net.JoinHostPort(cfg.Host, "0"),
-		Token:         cfg.Token,
-		Cluster:       n.gc,
-		MetricsAddr:   net.JoinHostPort(cfg.Host, "0"),
+		SessionDir:           n.session,
+		NumCPUs:              cfg.NumCPUs,
+		Resources:            cfg.Resources,
+		StoreCapacity:        cfg.ObjectStoreMemory,
+		StoreSource:          "--object-store-memory",
+		MemoryUsageThreshold: cfg.MemoryUsageThreshold,
+		ListenTCP:            net.JoinHostPort(cfg.Host, "0"),
+		Token:                cfg.Token,
+		Cluster:              n.gc,
+		MetricsAddr:          net.JoinHostPort(cfg.Host, "0"),
 	})
 	if err != nil {
 		n.closeGCS()

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rayo-dev/rayo/internal/gcs"
+	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/objstore"
@@ -67,6 +68,12 @@ type Config struct {
 	DriverAddr    string  // alone: that driver's endpoint
 	MaxTasks      int     // alone: task attempts the state table keeps (0: state.DefaultMaxTasks)
 	MetricsAddr   string  // serve Prometheus metrics at HOST:PORT/metrics ("": not on a port of its own)
+	// MemoryUsageThreshold is the fraction of the node's memory past which
+	// the memory monitor kills a worker (0: RAYO_MEMORY_USAGE_THRESHOLD, or
+	// DefaultMemoryUsageThreshold); MemoryMonitorInterval is how often it
+	// samples (0: DefaultMemoryMonitorInterval; negative: never).
+	MemoryUsageThreshold  float64
+	MemoryMonitorInterval time.Duration
 }
 
 // Raylet manages one node.
@@ -104,6 +111,7 @@ type Raylet struct {
 	bundles    map[bundleKey]*bundleRec // placement group bundles held here
 
 	groups *placement.Manager // the placement groups, when alone (no Cluster)
+	mem    *memMonitor        // the memory monitor (memory.go)
 
 	gone     []*workerProc // the last workers that ended, for the state API
 	sealMu   sync.Mutex    // protects sealWake
@@ -166,6 +174,12 @@ type leaseRec struct {
 	gpuShare  float64   // ...and how much of each
 	lent      bool      // the worker is blocked in Get and lent its CPU
 	owner     *rpc.Conn // nil for the in-process owner
+	// For the memory monitor: when it was granted, to whom, and whether
+	// its owner retries its tasks.
+	granted   time.Time
+	ownerAddr string
+	retriable bool
+	taskName  string
 }
 
 type leaseReq struct {
@@ -217,6 +231,19 @@ func Start(cfg Config) (*Raylet, error) {
 	for k, v := range cfg.Resources {
 		r.total[k] = v
 	}
+	mem, err := r.newMemMonitor(cfg.MemoryUsageThreshold, cfg.MemoryMonitorInterval)
+	if err != nil {
+		return nil, err
+	}
+	r.mem = mem
+	if _, ok := r.total[MemoryResource]; !ok {
+		if m, err := hostres.ReadMemory(); err == nil {
+			r.total[MemoryResource] = float64(m.Total)
+		}
+		if t := mem.fakeTotal; t > 0 {
+			r.total[MemoryResource] = float64(t)
+		}
+	}
 	r.avail = make(map[string]float64, len(r.total))
 	for k, v := range r.total {
 		r.avail[k] = v
@@ -252,8 +279,9 @@ func Start(cfg Config) (*Raylet, error) {
 	r.srv = rpc.NewServer(ln, func(c *rpc.Conn) rpc.Handler { return rpc.HandlerFunc(r.handle) }, r.connClosed)
 	r.stop = make(chan struct{})
 	r.ctx, r.done = context.WithCancel(context.Background())
-	r.procs.Add(1)
+	r.procs.Add(2)
 	go r.reapIdle()
+	go r.memoryMonitor()
 	if cfg.ListenTCP != "" {
 		tl, err := net.Listen("tcp", cfg.ListenTCP)
 		if err != nil {
@@ -778,7 +806,7 @@ func (r *Raylet) grantLocked(after *[]func()) {
 		}
 		r.nextLease++
 		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner, dedicated: req.req.Dedicated, detached: req.req.Detached, actorID: req.req.ActorId,
-			gpus: gpus, gpuShare: share}
+			gpus: gpus, gpuShare: share, granted: time.Now(), ownerAddr: req.req.OwnerAddr, retriable: req.req.Retriable, taskName: req.req.TaskName}
 		w.lease = l
 		r.leases[l.id] = l
 		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])
