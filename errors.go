@@ -27,9 +27,9 @@ var (
 	ErrActorDied          = core.ErrActorDied
 	// ErrOutOfMemory: the node's memory monitor killed the task's worker
 	// more often than the task's retries allow (see MemoryUsageThreshold).
-	ErrOutOfMemory = core.ErrOutOfMemory
-	ErrUnserializable     = codec.ErrUnserializable
-	ErrNotSupported       = errors.New("rayo: not supported yet")
+	ErrOutOfMemory    = core.ErrOutOfMemory
+	ErrUnserializable = codec.ErrUnserializable
+	ErrNotSupported   = errors.New("rayo: not supported yet")
 )
 
 // TaskError is how a task's failure comes back from Get: the error the

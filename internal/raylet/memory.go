@@ -67,7 +67,7 @@ type memMonitor struct {
 	read      func() (memReading, error)
 	fakeTotal int64 // EnvTestMemoryTotal, when set
 
-	mu         sync.Mutex                       // protects localOwner
+	mu         sync.Mutex                      // protects localOwner
 	localOwner func(m rpc.Method, body []byte) // the owner in the raylet's process, if any
 }
 
