@@ -25,11 +25,12 @@ var (
 	ErrTypeMismatch       = core.ErrTypeMismatch
 	ErrOwnerDied          = core.ErrOwnerDied
 	ErrActorDied          = core.ErrActorDied
+	ErrUnserializable     = codec.ErrUnserializable
+	ErrNotSupported       = errors.New("rayo: not supported yet")
+
 	// ErrOutOfMemory: the node's memory monitor killed the task's worker
 	// more often than the task's retries allow (see MemoryUsageThreshold).
-	ErrOutOfMemory    = core.ErrOutOfMemory
-	ErrUnserializable = codec.ErrUnserializable
-	ErrNotSupported   = errors.New("rayo: not supported yet")
+	ErrOutOfMemory = core.ErrOutOfMemory
 )
 
 // TaskError is how a task's failure comes back from Get: the error the

@@ -267,8 +267,21 @@ func pickVictim(cands []candidate) int {
 // lease's owner why, and returns a channel closed when it has exited.
 func (r *Raylet) killForMemory(m memReading) <-chan struct{} {
 	r.mu.Lock()
-	var cands []candidate
+	var cands, all []candidate
 	var leases []*leaseRec
+	for _, w := range r.workers {
+		if w.dead {
+			continue
+		}
+		c := candidate{pid: w.pid, task: "idle"}
+		if l := w.lease; l != nil {
+			c.task = l.taskName
+			if l.dedicated {
+				c.task = "actor"
+			}
+		}
+		all = append(all, c)
+	}
 	for _, l := range r.leases {
 		if l.w == nil || l.w.dead || l.w.proc == nil {
 			continue
@@ -284,12 +297,15 @@ func (r *Raylet) killForMemory(m memReading) <-chan struct{} {
 	for i := range cands {
 		cands[i].rss = rss(cands[i].pid)
 	}
+	for i := range all {
+		all[i].rss = rss(all[i].pid)
+	}
 	i := pickVictim(cands)
 	if i < 0 {
 		return nil
 	}
 	v, l := cands[i], leases[i]
-	msg := r.oomMessage(m, v, cands)
+	msg := r.oomMessage(m, v, all)
 	r.log.Warn("memory monitor kills a worker", "pid", v.pid, "task", v.task, "used", m.used, "total", m.total, "threshold", r.mem.threshold)
 	notice := &pb.WorkerKilled{LeaseId: l.id, WorkerId: l.w.id[:], WorkerAddr: l.w.addr, Message: msg}
 	if l.owner == nil {
