@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-
 	"sort"
 	"strconv"
 	"sync"
@@ -113,19 +112,20 @@ func Init(opts ...Option) error {
 	pruneSessions(filepath.Join(os.TempDir(), "rayo"), keepSessions)
 	session := filepath.Join(os.TempDir(), "rayo", fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
 	rl, err := raylet.Start(raylet.Config{
-		SessionDir:           session,
-		NumCPUs:              o.numCPUs,
-		Resources:            withMemory(withGPUs(o.resources, o.numGPUs), o.nodeMemory),
-		StoreCapacity:        o.storeBytes,
+		SessionDir:    session,
+		NumCPUs:       o.numCPUs,
+		Resources:     withMemory(withGPUs(o.resources, o.numGPUs), o.nodeMemory),
+		StoreCapacity: o.storeBytes,
+		WorkerExe:     exe,
+		WorkerArgs:    os.Args[1:],
+		LogToDriver:   o.logToDriver,
+		LogOutput:     os.Stdout,
+		EmbeddedJob:   hex.EncodeToString(rnd[:]),
+		DriverAddr:    filepath.Join(session, "driver.sock"),
+		MaxTasks:      maxTaskRecords(),
+
 		StoreSource:          "rayo.ObjectStoreMemory",
 		MemoryUsageThreshold: o.memThreshold,
-		WorkerExe:            exe,
-		WorkerArgs:           os.Args[1:],
-		LogToDriver:          o.logToDriver,
-		LogOutput:            os.Stdout,
-		EmbeddedJob:          hex.EncodeToString(rnd[:]),
-		DriverAddr:           filepath.Join(session, "driver.sock"),
-		MaxTasks:             maxTaskRecords(),
 	})
 	if err != nil {
 		return fmt.Errorf("rayo: start raylet: %w", err)

@@ -157,16 +157,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.gc = &gcsClient{addr: n.gcsAddr, token: cfg.Token, binDir: filepath.Join(cfg.StateDir, "bin"), register: n.info}
 	rl, err := raylet.Start(raylet.Config{
-		SessionDir:           n.session,
-		NumCPUs:              cfg.NumCPUs,
-		Resources:            cfg.Resources,
-		StoreCapacity:        cfg.ObjectStoreMemory,
+		SessionDir:    n.session,
+		NumCPUs:       cfg.NumCPUs,
+		Resources:     cfg.Resources,
+		StoreCapacity: cfg.ObjectStoreMemory,
+		ListenTCP:     net.JoinHostPort(cfg.Host, "0"),
+		Token:         cfg.Token,
+		Cluster:       n.gc,
+		MetricsAddr:   net.JoinHostPort(cfg.Host, "0"),
+
 		StoreSource:          "--object-store-memory",
 		MemoryUsageThreshold: cfg.MemoryUsageThreshold,
-		ListenTCP:            net.JoinHostPort(cfg.Host, "0"),
-		Token:                cfg.Token,
-		Cluster:              n.gc,
-		MetricsAddr:          net.JoinHostPort(cfg.Host, "0"),
 	})
 	if err != nil {
 		n.closeGCS()
