@@ -162,6 +162,9 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 	if c.opts.taskGPUs > 0 {
 		res["GPU"] = c.opts.taskGPUs
 	}
+	if c.opts.taskMemory > 0 {
+		res[memoryResource] = c.opts.taskMemory
+	}
 	for k, v := range c.opts.taskResources {
 		res[k] = v
 	}

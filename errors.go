@@ -27,6 +27,10 @@ var (
 	ErrActorDied          = core.ErrActorDied
 	ErrUnserializable     = codec.ErrUnserializable
 	ErrNotSupported       = errors.New("rayo: not supported yet")
+
+	// ErrOutOfMemory: the node's memory monitor killed the task's worker
+	// more often than the task's retries allow (see MemoryUsageThreshold).
+	ErrOutOfMemory = core.ErrOutOfMemory
 )
 
 // TaskError is how a task's failure comes back from Get: the error the
@@ -43,4 +47,6 @@ const (
 	KindWorkerDied = core.KindWorkerDied
 	KindCancelled  = core.KindCancelled
 	KindActorDied  = core.KindActorDied
+	// KindOutOfMemory: killed by the node's memory monitor (ErrOutOfMemory).
+	KindOutOfMemory = core.KindOutOfMemory
 )

@@ -44,6 +44,9 @@ func (r remoteFunc) resources() map[string]float64 {
 	if r.opts.taskGPUs > 0 {
 		res["GPU"] = r.opts.taskGPUs
 	}
+	if r.opts.taskMemory > 0 {
+		res[memoryResource] = r.opts.taskMemory
+	}
 	for k, v := range r.opts.taskResources {
 		if v > 0 {
 			res[k] = v

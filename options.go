@@ -20,12 +20,15 @@ type options struct {
 	storeBytes    int64
 	spillDir      string
 	spillFull     float64
+	memThreshold  float64 // the memory monitor's threshold (memory.go); 0: the default
+	nodeMemory    float64 // the node's memory resource; 0: its memory total
 	logToDriver   bool
 	dashboardPort int // -1: the default (DefaultDashboardPort, or RAYO_DASHBOARD_PORT)
 	// tasks
 	name            string
 	taskCPUs        float64
 	taskGPUs        float64
+	taskMemory      float64 // bytes of the "memory" resource (memory.go)
 	taskResources   map[string]float64
 	maxRetries      int
 	retryExceptions bool

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/dashboard"
 	"github.com/rayo-dev/rayo/internal/dashboard/web"
+	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/jobs"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/objstore"
@@ -86,7 +86,7 @@ func ServeWorker() {
 func Init(opts ...Option) error {
 	ServeWorker()
 	o := defaultOptions()
-	o.numCPUs = float64(runtime.NumCPU())
+	o.numCPUs = float64(hostres.CPUs()) // the affinity mask and the cgroup's quota honoured
 	o.apply(opts)
 	if o.optErr != nil {
 		return o.optErr
@@ -114,7 +114,7 @@ func Init(opts ...Option) error {
 	rl, err := raylet.Start(raylet.Config{
 		SessionDir:     session,
 		NumCPUs:        o.numCPUs,
-		Resources:      withGPUs(o.resources, o.numGPUs),
+		Resources:      withMemory(withGPUs(o.resources, o.numGPUs), o.nodeMemory),
 		StoreCapacity:  o.storeBytes,
 		SpillDir:       o.spillDir,
 		SpillThreshold: o.spillFull,
@@ -125,6 +125,9 @@ func Init(opts ...Option) error {
 		EmbeddedJob:    hex.EncodeToString(rnd[:]),
 		DriverAddr:     filepath.Join(session, "driver.sock"),
 		MaxTasks:       maxTaskRecords(),
+
+		StoreSource:          "rayo.ObjectStoreMemory",
+		MemoryUsageThreshold: o.memThreshold,
 	})
 	if err != nil {
 		return fmt.Errorf("rayo: start raylet: %w", err)
@@ -138,6 +141,7 @@ func Init(opts ...Option) error {
 		_ = rl.Close()
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
+	rl.SetLocalOwner(rt.HandleRaylet) // what the raylet tells owners (rpc.MWorkerOOM)
 	state.rt, state.raylet, state.session, state.node = rt, rl, session, rl.NodeName()
 	state.dash, state.dashSrc = startDashboard(o.dashboardPort, rl)
 	return nil
@@ -269,6 +273,9 @@ func joinCluster(o options) error {
 			printLogs(c, m, k, id, body)
 		} else if rt := ready.Load(); rt != nil {
 			rt.HandleRaylet(m, body)
+		}
+		if k == rpc.KindRequest && m != rpc.MLog {
+			_ = c.Reply(id, &pb.Empty{}) // the news is taken (rpc.MWorkerOOM)
 		}
 	})
 	conn, err := rpc.Dial(ctx, rec.RayletSocket, fromRaylet)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/raylet"
@@ -29,6 +30,7 @@ func newStartCmd() *cobra.Command {
 		cfg       node.Config
 		resources string
 		numGPUs   float64
+		storeMem  string
 		block     bool
 	)
 	cmd := &cobra.Command{
@@ -43,6 +45,16 @@ func newStartCmd() *cobra.Command {
 				if err := json.Unmarshal([]byte(resources), &cfg.Resources); err != nil {
 					return fmt.Errorf("--resources: want a JSON object of numbers such as '{\"special\": 2}': %w", err)
 				}
+			}
+			if storeMem != "" {
+				n, err := hostres.ParseBytes(storeMem)
+				if err != nil {
+					return fmt.Errorf("--object-store-memory: %w", err)
+				}
+				cfg.ObjectStoreMemory = n
+			}
+			if t := cfg.MemoryUsageThreshold; t != 0 && (math.IsNaN(t) || t <= 0 || t > 1) {
+				return fmt.Errorf("--memory-usage-threshold %g: want a fraction above 0, at most 1 (such as 0.95)", t)
 			}
 			if numGPUs < 0 || numGPUs != math.Trunc(numGPUs) {
 				return fmt.Errorf("--num-gpus %g: want a whole number", numGPUs)
@@ -85,6 +97,8 @@ func newStartCmd() *cobra.Command {
 	f.Float64Var(&cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")
 	f.Float64Var(&numGPUs, "num-gpus", float64(raylet.DetectGPUs()), "GPUs this node offers (default: those the NVIDIA driver lists); tasks that ask for some see theirs in CUDA_VISIBLE_DEVICES")
 	f.StringVar(&resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
+	f.StringVar(&storeMem, "object-store-memory", "", "bytes of this node's shared-memory object store, such as 2GiB, 512MiB, 2G or 1073741824 (default: 30% of the node's memory, honouring a cgroup limit, at most 90% of /dev/shm's free space)")
+	f.Float64Var(&cfg.MemoryUsageThreshold, "memory-usage-threshold", 0, "the fraction of the node's memory (cgroup-aware) past which its memory monitor kills the worker of the newest retriable task (default 0.95, or RAYO_MEMORY_USAGE_THRESHOLD)")
 	f.StringVar(&cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
 	f.StringVar(&cfg.RedisAddress, "redis-address", "", "head: keep the control store's tables in the Redis server at HOST:PORT, so that a restarted control store keeps its nodes, jobs, named actors and KV")
 	f.StringVar(&cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")
@@ -190,6 +204,8 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 		fmt.Fprintf(out, "rayo: joined the cluster at %s\n", cfg.Address)
 	}
 	fmt.Fprintf(out, "rayo: session folder %s\n", n.SessionDir())
+	store, source := n.StoreSizing()
+	fmt.Fprintf(out, "rayo: object store %s (%s)\n", formatBytes(store), source)
 	if u := n.DashboardURL(); u != "" {
 		fmt.Fprintf(out, "rayo: dashboard at %s\n", u)
 	}
@@ -255,6 +271,25 @@ type nodeJSON struct {
 	Pending     map[string]float64 `json:"pending_demand"`
 	SessionDir  string             `json:"session_dir"`
 	DeathReason string             `json:"death_reason,omitempty"`
+	// ObjectStoreBytes is the capacity of the node's object store, and
+	// ObjectStoreSource where the figure comes from.
+	ObjectStoreBytes  int64  `json:"object_store_bytes"`
+	ObjectStoreSource string `json:"object_store_source,omitempty"`
+}
+
+// formatBytes writes a size in the largest binary unit that keeps it at
+// least 1.
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, i := float64(n), -1
+	for f >= unit && i < 4 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", f, "KMGTP"[i])
 }
 
 func resMap(rs []*pb.Resource) map[string]float64 {
@@ -288,6 +323,7 @@ func newStatusCmd() *cobra.Command {
 				list[i] = nodeJSON{
 					NodeID: fmt.Sprintf("%x", n.NodeId), Address: n.Address, State: n.State, Head: n.Head,
 					Resources: resMap(n.Resources), Available: resMap(n.Available), Pending: resMap(n.Pending), SessionDir: n.SessionDir, DeathReason: n.DeathReason,
+					ObjectStoreBytes: n.ObjectStoreBytes, ObjectStoreSource: n.ObjectStoreSource,
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -301,7 +337,7 @@ func newStatusCmd() *cobra.Command {
 				fmt.Fprintf(out, "dashboard %s\n", c.Dashboard)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tRESOURCES (used/total)\tSESSION")
+			fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tRESOURCES (used/total)\tOBJECT STORE\tSESSION")
 			for _, n := range list {
 				var res []string
 				groups := 0
@@ -327,7 +363,11 @@ func newStatusCmd() *cobra.Command {
 				if n.DeathReason != "" {
 					state += ": " + n.DeathReason
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, strings.Join(res, ", "), n.SessionDir)
+				store := "-"
+				if n.ObjectStoreBytes > 0 {
+					store = formatBytes(n.ObjectStoreBytes)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, strings.Join(res, ", "), store, n.SessionDir)
 			}
 			if err := tw.Flush(); err != nil {
 				return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rayo-dev/rayo"
 	"github.com/rayo-dev/rayo/bench"
+	"github.com/rayo-dev/rayo/internal/hostres"
 )
 
 // version is set at link time (-ldflags "-X main.version=v1.2.3");
@@ -158,7 +159,7 @@ is printed with its ratio to the floor and the target of DESIGN.md section 8.`,
 	f.StringVar(&filter, "filter", "", "run only the metrics matching this regular expression (and the floors they are compared with)")
 	f.BoolVar(&list, "list", false, "list the metrics and exit")
 	f.DurationVar(&cfg.Duration, "duration", 2*time.Second, "how long to measure each metric")
-	f.IntVar(&cfg.NumCPUs, "num-cpus", runtime.NumCPU(), "CPUs of the embedded cluster")
+	f.IntVar(&cfg.NumCPUs, "num-cpus", numCPU(), "CPUs of the embedded cluster")
 	f.StringVar(&cfg.Address, "address", "", "run against the cluster at HOST:PORT (started with rayo start) instead of an embedded one")
 	f.IntVar(&cfg.Actors, "actors", 0, "actors of 1_n_actor_calls_async and the n_n actor metrics (default: --num-cpus)")
 	f.IntVar(&putMiB, "put-mib", 256, "MiB per put of single_client_put_gigabytes (and per copy of memcpy_gigabytes)")
@@ -167,4 +168,6 @@ is printed with its ratio to the floor and the target of DESIGN.md section 8.`,
 	return cmd
 }
 
-func numCPU() int { return runtime.NumCPU() }
+// numCPU is this machine's CPU count for rayo: its affinity mask and its
+// cgroup's CPU quota honoured.
+func numCPU() int { return hostres.CPUs() }

@@ -207,13 +207,20 @@ func (rt *Runtime) NodesDead(list *pb.NodeList) {
 }
 
 // HandleRaylet serves what a node's raylet pushes to the processes on it
-// (see rpc.MNodesDead); it ignores any other method.
+// (see rpc.MNodesDead and rpc.MWorkerOOM); it ignores any other method.
+// It has taken the news when it returns: a caller replying to a request
+// replies after.
 func (rt *Runtime) HandleRaylet(m rpc.Method, body []byte) {
-	if m != rpc.MNodesDead {
-		return
-	}
-	list := &pb.NodeList{}
-	if unmarshal(body, list) == nil {
-		rt.NodesDead(list)
+	switch m {
+	case rpc.MNodesDead:
+		list := &pb.NodeList{}
+		if unmarshal(body, list) == nil {
+			rt.NodesDead(list)
+		}
+	case rpc.MWorkerOOM:
+		k := &pb.WorkerKilled{}
+		if unmarshal(body, k) == nil {
+			rt.WorkerKilled(k)
+		}
 	}
 }

@@ -23,6 +23,7 @@ var (
 	ErrTypeMismatch    = errors.New("rayo: type mismatch")
 	ErrOwnerDied       = errors.New("rayo: owner of the object is gone")
 	ErrActorDied       = errors.New("rayo: actor is dead")
+	ErrOutOfMemory     = errors.New("rayo: task killed by its node's memory monitor: the node ran out of memory")
 )
 
 // Kinds of TaskError, as carried on the wire.
@@ -39,6 +40,7 @@ const (
 	KindSystem          = "system"
 	KindActorDied       = "actor_died"
 	KindObjectLost      = "object_lost"
+	KindOutOfMemory     = "out_of_memory"
 )
 
 // errorTypes names each kind as the state API shows it (a task's
@@ -56,6 +58,7 @@ var errorTypes = map[string]string{
 	KindSystem:          "SYSTEM_ERROR",
 	KindActorDied:       "ACTOR_DIED",
 	KindObjectLost:      "OBJECT_LOST",
+	KindOutOfMemory:     "OUT_OF_MEMORY",
 }
 
 // ErrorType is the state API's name of a kind of TaskError.
@@ -118,6 +121,8 @@ func kindSentinel(kind string) error {
 		return ErrOwnerDied
 	case KindActorDied:
 		return ErrActorDied
+	case KindOutOfMemory:
+		return ErrOutOfMemory
 	case KindObjectLost:
 		return ErrObjectLost
 	}

@@ -60,6 +60,7 @@ type task struct {
 	evDropped  bool          // attempt evAttempt was left out of the events (over the budget)
 	ran        *pb.TaskReply // the last reply: where and when the attempt ran
 	ev         *pb.TaskEvent // the attempt's changes since the last flush of events
+	oomKills   int           // times a memory monitor killed its worker (memory.go)
 }
 
 // schedQueue holds the ready tasks of one resource shape and the leases
@@ -86,6 +87,7 @@ type lease struct {
 	dead     bool
 	// returning is set while a return after leaseGrace is scheduled.
 	returning bool
+	oom       string // why a memory monitor kills its worker, once told (memory.go)
 }
 
 // leaseGrace is how long an idle lease is kept for the owner's next task.
@@ -402,6 +404,7 @@ func (rt *Runtime) requestLease(q *schedQueue) {
 	rt.mu.Lock()
 	if len(q.tasks) > 0 {
 		req.PreferredNode = q.tasks[0].prefer
+		req.Retriable, req.TaskName = q.tasks[0].retries != 0, q.tasks[0].spec.Name
 	}
 	rt.mu.Unlock()
 	q.place.fill(req)
@@ -488,6 +491,8 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 		l.dead = true
 		if t.cancelled {
 			rt.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
+		} else if rt.oomFailedLocked(t, l, &after) {
+			// killed by the memory monitor: retried after a backoff, or failed
 		} else if t.retries > 0 && !rt.closed {
 			rt.taskEventLocked(t, state.TaskFailed, sysErr(t.spec.Name, KindWorkerDied, "worker died while running the task: "+err.Error()))
 			t.retries--

@@ -51,6 +51,13 @@ type Config struct {
 	NumCPUs   float64
 	Resources map[string]float64
 	StateDir  string // where session folders go
+	// ObjectStoreMemory is the bytes of the node's shared-memory object
+	// store; 0: 30% of the node's memory (cgroup-aware), at most 90% of
+	// /dev/shm's free space.
+	ObjectStoreMemory int64
+	// MemoryUsageThreshold is the fraction of the node's memory past
+	// which its raylet's memory monitor kills a worker (0: the default).
+	MemoryUsageThreshold float64
 
 	// RedisAddress (HOST:PORT), on the head, keeps the control store's
 	// tables in that Redis server, so that a restarted control store
@@ -158,13 +165,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		SessionDir:     n.session,
 		NumCPUs:        cfg.NumCPUs,
 		Resources:      cfg.Resources,
-		StoreCapacity:  0,
+		StoreCapacity:  cfg.ObjectStoreMemory,
 		SpillDir:       cfg.SpillDir,
 		SpillThreshold: cfg.SpillThreshold,
 		ListenTCP:      net.JoinHostPort(cfg.Host, "0"),
 		Token:          cfg.Token,
 		Cluster:        n.gc,
 		MetricsAddr:    net.JoinHostPort(cfg.Host, "0"),
+
+		StoreSource:          "--object-store-memory",
+		MemoryUsageThreshold: cfg.MemoryUsageThreshold,
 	})
 	if err != nil {
 		n.closeGCS()
@@ -279,9 +289,11 @@ func (n *Node) closeGCS() {
 func (n *Node) info() *pb.NodeInfo {
 	total, avail, _ := n.raylet.Resources()
 	id := n.raylet.NodeID()
+	store, source := n.raylet.StoreSizing()
 	return &pb.NodeInfo{
 		NodeId: id[:], Address: n.raylet.TCPAddr(), Resources: total, Available: avail,
 		SessionDir: n.session, Head: n.cfg.Head,
+		ObjectStoreBytes: store, ObjectStoreSource: source,
 	}
 }
 
@@ -332,6 +344,10 @@ func (n *Node) heartbeats() {
 		}
 	}
 }
+
+// StoreSizing is the node's object store capacity and where the figure
+// comes from.
+func (n *Node) StoreSizing() (int64, string) { return n.raylet.StoreSizing() }
 
 // GCSAddr is the control store's address (the cluster's address).
 func (n *Node) GCSAddr() string { return n.gcsAddr }

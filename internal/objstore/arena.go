@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rayo-dev/rayo/internal/hostres"
 )
 
 // Arena is a shared-memory file mapped read-write and MAP_SHARED into this
@@ -167,28 +169,39 @@ func (a *Arena) Remove() error {
 	return nil
 }
 
-// DefaultCapacity is the arena size to use when none is configured: 30% of
-// physical memory, but no more than 90% of the free space of the file
-// system holding /dev/shm, and at least 64 MiB.
+// DefaultCapacity is the arena size to use when none is configured (see
+// DefaultSizing).
 func DefaultCapacity() int64 {
+	c, _ := DefaultSizing()
+	return c
+}
+
+// DefaultSizing is the arena size to use when none is configured, and
+// where the figure comes from: 30% of the node's memory total (the
+// cgroup's memory limit when it has one below the RAM, else the RAM), but
+// no more than 90% of the free space of the file system holding /dev/shm,
+// and at least 64 MiB.
+func DefaultSizing() (int64, string) {
 	const minCapacity = 64 << 20
-	var c uint64
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil {
-		c = uint64(si.Totalram) * uint64(si.Unit) / 10 * 3
+	var c int64
+	source := "no memory figure"
+	if m, err := hostres.ReadMemory(); err == nil {
+		c = m.Total / 10 * 3
+		source = fmt.Sprintf("30%% of %d MiB, %s", m.Total>>20, m.Source)
 	}
 	var st unix.Statfs_t
 	if unix.Statfs("/dev/shm", &st) == nil {
-		free := uint64(st.Bavail) * uint64(st.Bsize) / 10 * 9
+		free := int64(st.Bavail) * st.Bsize / 10 * 9
 		if c == 0 || free < c {
 			c = free
+			source = fmt.Sprintf("90%% of the %d MiB free in /dev/shm", int64(st.Bavail)*st.Bsize>>20)
 		}
 	}
 	c &^= 4095 // whole pages
 	if c < minCapacity {
-		return minCapacity
+		return minCapacity, "the 64 MiB minimum"
 	}
-	return int64(c)
+	return c, source
 }
 
 // memfdPrefix marks the Path of an arena that has no file name: an

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/ids"
 )
 
@@ -552,11 +553,22 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestDefaultCapacity(t *testing.T) {
-	c := DefaultCapacity()
-	if c < 64*MiB || c%4096 != 0 {
-		t.Fatalf("DefaultCapacity = %d", c)
+	c, source := DefaultSizing()
+	if c < 64*MiB || c%4096 != 0 || source == "" {
+		t.Fatalf("DefaultSizing = %d (%s)", c, source)
 	}
-	t.Logf("DefaultCapacity = %d MiB", c/MiB)
+	// 30% of the node's memory total (cgroup-aware), not of raw RAM.
+	m, err := hostres.ReadMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := m.Total / 10 * 3; c > limit && c > 64*MiB {
+		t.Fatalf("DefaultSizing = %d, above 30%% of the node's %d bytes", c, m.Total)
+	}
+	if c != DefaultCapacity() {
+		t.Fatalf("DefaultCapacity = %d, DefaultSizing = %d", DefaultCapacity(), c)
+	}
+	t.Logf("DefaultCapacity = %d MiB (%s)", c/MiB, source)
 }
 
 func BenchmarkCreateDelete(b *testing.B) {

@@ -109,6 +109,7 @@ func (r *Raylet) selfInfo() *pb.NodeInfo {
 	return &pb.NodeInfo{
 		NodeId: r.nodeID[:], Address: r.addr, Resources: total, Available: avail, Pending: pending,
 		State: "ALIVE", LastHeartbeatUnixMs: time.Now().UnixMilli(), SessionDir: r.cfg.SessionDir, Head: true,
+		ObjectStoreBytes: r.cfg.StoreCapacity, ObjectStoreSource: r.cfg.StoreSource,
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rayo-dev/rayo/internal/gcs"
+	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/objstore"
@@ -52,7 +53,8 @@ type Config struct {
 	SessionDir    string             // sockets and logs live here
 	NumCPUs       float64            // CPU resource, and how many workers to start ahead of need
 	Resources     map[string]float64 // custom resources
-	StoreCapacity int64              // bytes of shared memory; 0 means objstore.DefaultCapacity
+	StoreCapacity int64              // bytes of shared memory; 0 means objstore.DefaultSizing
+	StoreSource   string             // where StoreCapacity comes from, for the log (a flag, an option)
 	WorkerExe     string             // the executable workers run (the driver's own)
 	WorkerArgs    []string
 	WorkerEnv     []string
@@ -72,6 +74,12 @@ type Config struct {
 	// SpillThreshold is the fraction of the spill folder's file system
 	// past which nothing more spills (0: 0.95).
 	SpillThreshold float64
+	// MemoryUsageThreshold is the fraction of the node's memory past which
+	// the memory monitor kills a worker (0: RAYO_MEMORY_USAGE_THRESHOLD, or
+	// DefaultMemoryUsageThreshold); MemoryMonitorInterval is how often it
+	// samples (0: DefaultMemoryMonitorInterval; negative: never).
+	MemoryUsageThreshold  float64
+	MemoryMonitorInterval time.Duration
 }
 
 // Raylet manages one node.
@@ -110,6 +118,7 @@ type Raylet struct {
 	bundles    map[bundleKey]*bundleRec // placement group bundles held here
 
 	groups *placement.Manager // the placement groups, when alone (no Cluster)
+	mem    *memMonitor        // the memory monitor (memory.go)
 
 	gone     []*workerProc // the last workers that ended, for the state API
 	sealMu   sync.Mutex    // protects sealWake
@@ -172,6 +181,12 @@ type leaseRec struct {
 	gpuShare  float64   // ...and how much of each
 	lent      bool      // the worker is blocked in Get and lent its CPU
 	owner     *rpc.Conn // nil for the in-process owner
+	// For the memory monitor: when it was granted, to whom, and whether
+	// its owner retries its tasks.
+	granted   time.Time
+	ownerAddr string
+	retriable bool
+	taskName  string
 }
 
 type leaseReq struct {
@@ -193,7 +208,9 @@ func Start(cfg Config) (*Raylet, error) {
 		return nil, fmt.Errorf("raylet: NumCPUs must be positive, got %g", cfg.NumCPUs)
 	}
 	if cfg.StoreCapacity <= 0 {
-		cfg.StoreCapacity = objstore.DefaultCapacity()
+		cfg.StoreCapacity, cfg.StoreSource = objstore.DefaultSizing()
+	} else if cfg.StoreSource == "" {
+		cfg.StoreSource = "configured"
 	}
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stdout
@@ -220,6 +237,19 @@ func Start(cfg Config) (*Raylet, error) {
 	}
 	for k, v := range cfg.Resources {
 		r.total[k] = v
+	}
+	mem, err := r.newMemMonitor(cfg.MemoryUsageThreshold, cfg.MemoryMonitorInterval)
+	if err != nil {
+		return nil, err
+	}
+	r.mem = mem
+	if _, ok := r.total[MemoryResource]; !ok {
+		if m, err := hostres.ReadMemory(); err == nil {
+			r.total[MemoryResource] = float64(m.Total)
+		}
+		if t := mem.fakeTotal; t > 0 {
+			r.total[MemoryResource] = float64(t)
+		}
 	}
 	r.avail = make(map[string]float64, len(r.total))
 	for k, v := range r.total {
@@ -249,6 +279,7 @@ func Start(cfg Config) (*Raylet, error) {
 		_ = arena.Close()
 		return nil, err
 	}
+	r.log.Info("object store", "bytes", cfg.StoreCapacity, "source", cfg.StoreSource)
 	r.newMetrics()
 	ln, err := net.Listen("unix", r.addr)
 	if err != nil {
@@ -260,8 +291,9 @@ func Start(cfg Config) (*Raylet, error) {
 	r.srv = rpc.NewServer(ln, func(c *rpc.Conn) rpc.Handler { return rpc.HandlerFunc(r.handle) }, r.connClosed)
 	r.stop = make(chan struct{})
 	r.ctx, r.done = context.WithCancel(context.Background())
-	r.procs.Add(1)
+	r.procs.Add(2)
 	go r.reapIdle()
+	go r.memoryMonitor()
 	if cfg.ListenTCP != "" {
 		tl, err := net.Listen("tcp", cfg.ListenTCP)
 		if err != nil {
@@ -782,7 +814,7 @@ func (r *Raylet) grantLocked(after *[]func()) {
 		}
 		r.nextLease++
 		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner, dedicated: req.req.Dedicated, detached: req.req.Detached, actorID: req.req.ActorId,
-			gpus: gpus, gpuShare: share}
+			gpus: gpus, gpuShare: share, granted: time.Now(), ownerAddr: req.req.OwnerAddr, retriable: req.req.Retriable, taskName: req.req.TaskName}
 		w.lease = l
 		r.leases[l.id] = l
 		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])

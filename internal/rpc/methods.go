@@ -52,4 +52,5 @@ const (
 	MDrainWorker                         // raylet -> worker: Empty -> StateEvents, what it has not reported yet; it is stopped next
 	MPinObject                           // worker/driver -> raylet: CreateObject (object_id) -> CreateObjectReply, restoring a spilled object
 	MUnpinObjects                        // worker/driver -> raylet (notify): ObjectIDs
+	MWorkerOOM                           // raylet -> lease owner: WorkerKilled -> Empty, before the memory monitor kills the worker
 )

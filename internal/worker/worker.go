@@ -75,7 +75,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	defer cancel()
 	addr := filepath.Join(os.Getenv(raylet.EnvSessionDir), fmt.Sprintf("w-%d.sock", w.pid))
 	var ready atomic.Pointer[core.Runtime]
-	fromRaylet := rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, _ rpc.Kind, id uint64, body []byte) {
+	fromRaylet := rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, k rpc.Kind, id uint64, body []byte) {
 		rt := ready.Load()
 		if m == rpc.MDrainWorker {
 			// The job ended: hand over what was not reported yet; the
@@ -91,6 +91,9 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 		}
 		if rt != nil {
 			rt.HandleRaylet(m, body)
+		}
+		if k == rpc.KindRequest {
+			_ = c.Reply(id, &pb.Empty{}) // the news is taken (rpc.MWorkerOOM)
 		}
 	})
 	rc, err := rpc.Dial(ctx, os.Getenv(raylet.EnvRaylet), fromRaylet, func(error) {

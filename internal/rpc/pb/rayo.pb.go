@@ -214,6 +214,8 @@ type RequestLease struct {
 	Spilled        bool                   `protobuf:"varint,10,opt,name=spilled,proto3" json:"spilled,omitempty"`                                    // sent on by another raylet: grant here or wait, never spill again
 	PreferredNode  string                 `protobuf:"bytes,11,opt,name=preferred_node,json=preferredNode,proto3" json:"preferred_node,omitempty"`    // locality: the raylet address holding most argument bytes
 	PlacementGroup []byte                 `protobuf:"bytes,12,opt,name=placement_group,json=placementGroup,proto3" json:"placement_group,omitempty"` // its resources are a bundle of this placement group
+	Retriable      bool                   `protobuf:"varint,13,opt,name=retriable,proto3" json:"retriable,omitempty"`                                // the owner retries its tasks when the worker dies: the memory monitor kills such workers first
+	TaskName       string                 `protobuf:"bytes,14,opt,name=task_name,json=taskName,proto3" json:"task_name,omitempty"`                   // the name of the tasks it runs, for the memory monitor's report
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -330,6 +332,20 @@ func (x *RequestLease) GetPlacementGroup() []byte {
 		return x.PlacementGroup
 	}
 	return nil
+}
+
+func (x *RequestLease) GetRetriable() bool {
+	if x != nil {
+		return x.Retriable
+	}
+	return false
+}
+
+func (x *RequestLease) GetTaskName() string {
+	if x != nil {
+		return x.TaskName
+	}
+	return ""
 }
 
 // LeaseReply grants a worker, or says why none can be had.
@@ -494,6 +510,76 @@ func (x *ReturnLease) GetWorkerFailed() bool {
 	return false
 }
 
+// WorkerKilled tells a lease's owner that the raylet's memory monitor is
+// about to kill the lease's worker, and why.
+type WorkerKilled struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId       uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	WorkerId      []byte                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerAddr    string                 `protobuf:"bytes,3,opt,name=worker_addr,json=workerAddr,proto3" json:"worker_addr,omitempty"`
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"` // the node's memory use and its largest workers
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerKilled) Reset() {
+	*x = WorkerKilled{}
+	mi := &file_rayo_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerKilled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerKilled) ProtoMessage() {}
+
+func (x *WorkerKilled) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerKilled.ProtoReflect.Descriptor instead.
+func (*WorkerKilled) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *WorkerKilled) GetLeaseId() uint64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+func (x *WorkerKilled) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
+}
+
+func (x *WorkerKilled) GetWorkerAddr() string {
+	if x != nil {
+		return x.WorkerAddr
+	}
+	return ""
+}
+
+func (x *WorkerKilled) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // BlockedChange tells the raylet a worker is blocked in Get (lends its CPU) or awake again.
 type BlockedChange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -505,7 +591,7 @@ type BlockedChange struct {
 
 func (x *BlockedChange) Reset() {
 	*x = BlockedChange{}
-	mi := &file_rayo_proto_msgTypes[6]
+	mi := &file_rayo_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +603,7 @@ func (x *BlockedChange) String() string {
 func (*BlockedChange) ProtoMessage() {}
 
 func (x *BlockedChange) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[6]
+	mi := &file_rayo_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +616,7 @@ func (x *BlockedChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockedChange.ProtoReflect.Descriptor instead.
 func (*BlockedChange) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{6}
+	return file_rayo_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BlockedChange) GetWorkerId() []byte {
@@ -558,7 +644,7 @@ type CreateObject struct {
 
 func (x *CreateObject) Reset() {
 	*x = CreateObject{}
-	mi := &file_rayo_proto_msgTypes[7]
+	mi := &file_rayo_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +656,7 @@ func (x *CreateObject) String() string {
 func (*CreateObject) ProtoMessage() {}
 
 func (x *CreateObject) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[7]
+	mi := &file_rayo_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +669,7 @@ func (x *CreateObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObject.ProtoReflect.Descriptor instead.
 func (*CreateObject) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{7}
+	return file_rayo_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateObject) GetObjectId() []byte {
@@ -613,7 +699,7 @@ type CreateObjectReply struct {
 
 func (x *CreateObjectReply) Reset() {
 	*x = CreateObjectReply{}
-	mi := &file_rayo_proto_msgTypes[8]
+	mi := &file_rayo_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +711,7 @@ func (x *CreateObjectReply) String() string {
 func (*CreateObjectReply) ProtoMessage() {}
 
 func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[8]
+	mi := &file_rayo_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +724,7 @@ func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
 func (*CreateObjectReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{8}
+	return file_rayo_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateObjectReply) GetOffset() int64 {
@@ -679,7 +765,7 @@ type ObjectIDs struct {
 
 func (x *ObjectIDs) Reset() {
 	*x = ObjectIDs{}
-	mi := &file_rayo_proto_msgTypes[9]
+	mi := &file_rayo_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +777,7 @@ func (x *ObjectIDs) String() string {
 func (*ObjectIDs) ProtoMessage() {}
 
 func (x *ObjectIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[9]
+	mi := &file_rayo_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +790,7 @@ func (x *ObjectIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectIDs.ProtoReflect.Descriptor instead.
 func (*ObjectIDs) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{9}
+	return file_rayo_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ObjectIDs) GetIds() [][]byte {
@@ -723,7 +809,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_rayo_proto_msgTypes[10]
+	mi := &file_rayo_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +821,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[10]
+	mi := &file_rayo_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +834,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{10}
+	return file_rayo_proto_rawDescGZIP(), []int{11}
 }
 
 // Status is a reply that may carry an error.
@@ -761,7 +847,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_rayo_proto_msgTypes[11]
+	mi := &file_rayo_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +859,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[11]
+	mi := &file_rayo_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +872,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{11}
+	return file_rayo_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Status) GetError() string {
@@ -812,7 +898,7 @@ type Locator struct {
 
 func (x *Locator) Reset() {
 	*x = Locator{}
-	mi := &file_rayo_proto_msgTypes[12]
+	mi := &file_rayo_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +910,7 @@ func (x *Locator) String() string {
 func (*Locator) ProtoMessage() {}
 
 func (x *Locator) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[12]
+	mi := &file_rayo_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +923,7 @@ func (x *Locator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Locator.ProtoReflect.Descriptor instead.
 func (*Locator) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{12}
+	return file_rayo_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Locator) GetInline() []byte {
@@ -900,7 +986,7 @@ type ObjectRef struct {
 
 func (x *ObjectRef) Reset() {
 	*x = ObjectRef{}
-	mi := &file_rayo_proto_msgTypes[13]
+	mi := &file_rayo_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +998,7 @@ func (x *ObjectRef) String() string {
 func (*ObjectRef) ProtoMessage() {}
 
 func (x *ObjectRef) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[13]
+	mi := &file_rayo_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1011,7 @@ func (x *ObjectRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRef.ProtoReflect.Descriptor instead.
 func (*ObjectRef) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{13}
+	return file_rayo_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ObjectRef) GetId() []byte {
@@ -953,7 +1039,7 @@ type TaskArg struct {
 
 func (x *TaskArg) Reset() {
 	*x = TaskArg{}
-	mi := &file_rayo_proto_msgTypes[14]
+	mi := &file_rayo_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1051,7 @@ func (x *TaskArg) String() string {
 func (*TaskArg) ProtoMessage() {}
 
 func (x *TaskArg) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[14]
+	mi := &file_rayo_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1064,7 @@ func (x *TaskArg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskArg.ProtoReflect.Descriptor instead.
 func (*TaskArg) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{14}
+	return file_rayo_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TaskArg) GetValue() *Locator {
@@ -1020,7 +1106,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_rayo_proto_msgTypes[15]
+	mi := &file_rayo_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1118,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[15]
+	mi := &file_rayo_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1131,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{15}
+	return file_rayo_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TaskSpec) GetTaskId() []byte {
@@ -1146,7 +1232,7 @@ type TaskError struct {
 
 func (x *TaskError) Reset() {
 	*x = TaskError{}
-	mi := &file_rayo_proto_msgTypes[16]
+	mi := &file_rayo_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1244,7 @@ func (x *TaskError) String() string {
 func (*TaskError) ProtoMessage() {}
 
 func (x *TaskError) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[16]
+	mi := &file_rayo_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1257,7 @@ func (x *TaskError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskError.ProtoReflect.Descriptor instead.
 func (*TaskError) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{16}
+	return file_rayo_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskError) GetKind() string {
@@ -1228,7 +1314,7 @@ type TaskReply struct {
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_rayo_proto_msgTypes[17]
+	mi := &file_rayo_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1326,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[17]
+	mi := &file_rayo_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1339,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{17}
+	return file_rayo_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskReply) GetTaskId() []byte {
@@ -1326,7 +1412,7 @@ type GetObject struct {
 
 func (x *GetObject) Reset() {
 	*x = GetObject{}
-	mi := &file_rayo_proto_msgTypes[18]
+	mi := &file_rayo_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1424,7 @@ func (x *GetObject) String() string {
 func (*GetObject) ProtoMessage() {}
 
 func (x *GetObject) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[18]
+	mi := &file_rayo_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1437,7 @@ func (x *GetObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObject.ProtoReflect.Descriptor instead.
 func (*GetObject) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{18}
+	return file_rayo_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetObject) GetObjectId() []byte {
@@ -1379,7 +1465,7 @@ type LogLines struct {
 
 func (x *LogLines) Reset() {
 	*x = LogLines{}
-	mi := &file_rayo_proto_msgTypes[19]
+	mi := &file_rayo_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1477,7 @@ func (x *LogLines) String() string {
 func (*LogLines) ProtoMessage() {}
 
 func (x *LogLines) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[19]
+	mi := &file_rayo_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1490,7 @@ func (x *LogLines) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLines.ProtoReflect.Descriptor instead.
 func (*LogLines) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{19}
+	return file_rayo_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LogLines) GetPrefix() string {
@@ -1437,7 +1523,7 @@ type ActorName struct {
 
 func (x *ActorName) Reset() {
 	*x = ActorName{}
-	mi := &file_rayo_proto_msgTypes[20]
+	mi := &file_rayo_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1535,7 @@ func (x *ActorName) String() string {
 func (*ActorName) ProtoMessage() {}
 
 func (x *ActorName) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[20]
+	mi := &file_rayo_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1548,7 @@ func (x *ActorName) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorName.ProtoReflect.Descriptor instead.
 func (*ActorName) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{20}
+	return file_rayo_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ActorName) GetName() string {
@@ -1525,7 +1611,7 @@ type ActorNameReply struct {
 
 func (x *ActorNameReply) Reset() {
 	*x = ActorNameReply{}
-	mi := &file_rayo_proto_msgTypes[21]
+	mi := &file_rayo_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1623,7 @@ func (x *ActorNameReply) String() string {
 func (*ActorNameReply) ProtoMessage() {}
 
 func (x *ActorNameReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[21]
+	mi := &file_rayo_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1636,7 @@ func (x *ActorNameReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorNameReply.ProtoReflect.Descriptor instead.
 func (*ActorNameReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{21}
+	return file_rayo_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ActorNameReply) GetActor() *ActorName {
@@ -1577,7 +1663,7 @@ type ActorAddrRequest struct {
 
 func (x *ActorAddrRequest) Reset() {
 	*x = ActorAddrRequest{}
-	mi := &file_rayo_proto_msgTypes[22]
+	mi := &file_rayo_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1675,7 @@ func (x *ActorAddrRequest) String() string {
 func (*ActorAddrRequest) ProtoMessage() {}
 
 func (x *ActorAddrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[22]
+	mi := &file_rayo_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1688,7 @@ func (x *ActorAddrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorAddrRequest.ProtoReflect.Descriptor instead.
 func (*ActorAddrRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{22}
+	return file_rayo_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ActorAddrRequest) GetActorId() []byte {
@@ -1623,7 +1709,7 @@ type ActorAddr struct {
 
 func (x *ActorAddr) Reset() {
 	*x = ActorAddr{}
-	mi := &file_rayo_proto_msgTypes[23]
+	mi := &file_rayo_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1721,7 @@ func (x *ActorAddr) String() string {
 func (*ActorAddr) ProtoMessage() {}
 
 func (x *ActorAddr) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[23]
+	mi := &file_rayo_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1734,7 @@ func (x *ActorAddr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorAddr.ProtoReflect.Descriptor instead.
 func (*ActorAddr) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{23}
+	return file_rayo_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ActorAddr) GetAddr() string {
@@ -1677,14 +1763,16 @@ type NodeInfo struct {
 	SessionDir          string                 `protobuf:"bytes,7,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
 	Head                bool                   `protobuf:"varint,8,opt,name=head,proto3" json:"head,omitempty"`
 	DeathReason         string                 `protobuf:"bytes,9,opt,name=death_reason,json=deathReason,proto3" json:"death_reason,omitempty"`
-	Pending             []*Resource            `protobuf:"bytes,10,rep,name=pending,proto3" json:"pending,omitempty"` // demand waiting for resources
+	Pending             []*Resource            `protobuf:"bytes,10,rep,name=pending,proto3" json:"pending,omitempty"`                                                // demand waiting for resources
+	ObjectStoreBytes    int64                  `protobuf:"varint,11,opt,name=object_store_bytes,json=objectStoreBytes,proto3" json:"object_store_bytes,omitempty"`   // the capacity of its shared-memory object store
+	ObjectStoreSource   string                 `protobuf:"bytes,12,opt,name=object_store_source,json=objectStoreSource,proto3" json:"object_store_source,omitempty"` // where that figure comes from (a flag, the cgroup limit, RAM, /dev/shm)
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_rayo_proto_msgTypes[24]
+	mi := &file_rayo_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1784,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[24]
+	mi := &file_rayo_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +1797,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{24}
+	return file_rayo_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NodeInfo) GetNodeId() []byte {
@@ -1782,6 +1870,20 @@ func (x *NodeInfo) GetPending() []*Resource {
 	return nil
 }
 
+func (x *NodeInfo) GetObjectStoreBytes() int64 {
+	if x != nil {
+		return x.ObjectStoreBytes
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetObjectStoreSource() string {
+	if x != nil {
+		return x.ObjectStoreSource
+	}
+	return ""
+}
+
 // NodeList answers ListNodes.
 type NodeList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1792,7 +1894,7 @@ type NodeList struct {
 
 func (x *NodeList) Reset() {
 	*x = NodeList{}
-	mi := &file_rayo_proto_msgTypes[25]
+	mi := &file_rayo_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1906,7 @@ func (x *NodeList) String() string {
 func (*NodeList) ProtoMessage() {}
 
 func (x *NodeList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[25]
+	mi := &file_rayo_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1919,7 @@ func (x *NodeList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeList.ProtoReflect.Descriptor instead.
 func (*NodeList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{25}
+	return file_rayo_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodeList) GetNodes() []*NodeInfo {
@@ -1841,7 +1943,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_rayo_proto_msgTypes[26]
+	mi := &file_rayo_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1955,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[26]
+	mi := &file_rayo_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1968,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{26}
+	return file_rayo_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Heartbeat) GetNodeId() []byte {
@@ -1920,7 +2022,7 @@ type JobInfo struct {
 
 func (x *JobInfo) Reset() {
 	*x = JobInfo{}
-	mi := &file_rayo_proto_msgTypes[27]
+	mi := &file_rayo_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2034,7 @@ func (x *JobInfo) String() string {
 func (*JobInfo) ProtoMessage() {}
 
 func (x *JobInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[27]
+	mi := &file_rayo_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2047,7 @@ func (x *JobInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
 func (*JobInfo) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{27}
+	return file_rayo_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JobInfo) GetJobId() string {
@@ -2049,7 +2151,7 @@ type JobList struct {
 
 func (x *JobList) Reset() {
 	*x = JobList{}
-	mi := &file_rayo_proto_msgTypes[28]
+	mi := &file_rayo_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2163,7 @@ func (x *JobList) String() string {
 func (*JobList) ProtoMessage() {}
 
 func (x *JobList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[28]
+	mi := &file_rayo_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2176,7 @@ func (x *JobList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobList.ProtoReflect.Descriptor instead.
 func (*JobList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{28}
+	return file_rayo_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JobList) GetJobs() []*JobInfo {
@@ -2094,7 +2196,7 @@ type JobRequest struct {
 
 func (x *JobRequest) Reset() {
 	*x = JobRequest{}
-	mi := &file_rayo_proto_msgTypes[29]
+	mi := &file_rayo_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2208,7 @@ func (x *JobRequest) String() string {
 func (*JobRequest) ProtoMessage() {}
 
 func (x *JobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[29]
+	mi := &file_rayo_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2221,7 @@ func (x *JobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRequest.ProtoReflect.Descriptor instead.
 func (*JobRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{29}
+	return file_rayo_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JobRequest) GetJobId() string {
@@ -2142,7 +2244,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_rayo_proto_msgTypes[30]
+	mi := &file_rayo_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2256,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[30]
+	mi := &file_rayo_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2269,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{30}
+	return file_rayo_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BinaryChunk) GetHash() string {
@@ -2211,7 +2313,7 @@ type GetBinary struct {
 
 func (x *GetBinary) Reset() {
 	*x = GetBinary{}
-	mi := &file_rayo_proto_msgTypes[31]
+	mi := &file_rayo_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2325,7 @@ func (x *GetBinary) String() string {
 func (*GetBinary) ProtoMessage() {}
 
 func (x *GetBinary) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[31]
+	mi := &file_rayo_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2338,7 @@ func (x *GetBinary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBinary.ProtoReflect.Descriptor instead.
 func (*GetBinary) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{31}
+	return file_rayo_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetBinary) GetHash() string {
@@ -2272,7 +2374,7 @@ type ClusterView struct {
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_rayo_proto_msgTypes[32]
+	mi := &file_rayo_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2386,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[32]
+	mi := &file_rayo_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2399,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{32}
+	return file_rayo_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClusterView) GetNodes() []*NodeInfo {
@@ -2327,7 +2429,7 @@ type PullObject struct {
 
 func (x *PullObject) Reset() {
 	*x = PullObject{}
-	mi := &file_rayo_proto_msgTypes[33]
+	mi := &file_rayo_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2441,7 @@ func (x *PullObject) String() string {
 func (*PullObject) ProtoMessage() {}
 
 func (x *PullObject) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[33]
+	mi := &file_rayo_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2454,7 @@ func (x *PullObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullObject.ProtoReflect.Descriptor instead.
 func (*PullObject) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{33}
+	return file_rayo_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PullObject) GetObjectId() []byte {
@@ -2389,7 +2491,7 @@ type ReadChunk struct {
 
 func (x *ReadChunk) Reset() {
 	*x = ReadChunk{}
-	mi := &file_rayo_proto_msgTypes[34]
+	mi := &file_rayo_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2503,7 @@ func (x *ReadChunk) String() string {
 func (*ReadChunk) ProtoMessage() {}
 
 func (x *ReadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[34]
+	mi := &file_rayo_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2516,7 @@ func (x *ReadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadChunk.ProtoReflect.Descriptor instead.
 func (*ReadChunk) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{34}
+	return file_rayo_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReadChunk) GetObjectId() []byte {
@@ -2451,7 +2553,7 @@ type KVEntry struct {
 
 func (x *KVEntry) Reset() {
 	*x = KVEntry{}
-	mi := &file_rayo_proto_msgTypes[35]
+	mi := &file_rayo_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +2565,7 @@ func (x *KVEntry) String() string {
 func (*KVEntry) ProtoMessage() {}
 
 func (x *KVEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[35]
+	mi := &file_rayo_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +2578,7 @@ func (x *KVEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVEntry.ProtoReflect.Descriptor instead.
 func (*KVEntry) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{35}
+	return file_rayo_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *KVEntry) GetNamespace() string {
@@ -2520,7 +2622,7 @@ type KVReply struct {
 
 func (x *KVReply) Reset() {
 	*x = KVReply{}
-	mi := &file_rayo_proto_msgTypes[36]
+	mi := &file_rayo_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2532,7 +2634,7 @@ func (x *KVReply) String() string {
 func (*KVReply) ProtoMessage() {}
 
 func (x *KVReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[36]
+	mi := &file_rayo_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2545,7 +2647,7 @@ func (x *KVReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVReply.ProtoReflect.Descriptor instead.
 func (*KVReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{36}
+	return file_rayo_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *KVReply) GetValue() []byte {
@@ -2611,7 +2713,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_rayo_proto_msgTypes[37]
+	mi := &file_rayo_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2725,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[37]
+	mi := &file_rayo_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2738,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{37}
+	return file_rayo_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TaskEvent) GetTaskId() []byte {
@@ -2776,7 +2878,7 @@ type ActorEvent struct {
 
 func (x *ActorEvent) Reset() {
 	*x = ActorEvent{}
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +2890,7 @@ func (x *ActorEvent) String() string {
 func (*ActorEvent) ProtoMessage() {}
 
 func (x *ActorEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +2903,7 @@ func (x *ActorEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorEvent.ProtoReflect.Descriptor instead.
 func (*ActorEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{38}
+	return file_rayo_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ActorEvent) GetActorId() []byte {
@@ -2920,7 +3022,7 @@ type StateEvents struct {
 
 func (x *StateEvents) Reset() {
 	*x = StateEvents{}
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2932,7 +3034,7 @@ func (x *StateEvents) String() string {
 func (*StateEvents) ProtoMessage() {}
 
 func (x *StateEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2945,7 +3047,7 @@ func (x *StateEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateEvents.ProtoReflect.Descriptor instead.
 func (*StateEvents) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{39}
+	return file_rayo_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StateEvents) GetTasks() []*TaskEvent {
@@ -2992,7 +3094,7 @@ type RunTally struct {
 
 func (x *RunTally) Reset() {
 	*x = RunTally{}
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3004,7 +3106,7 @@ func (x *RunTally) String() string {
 func (*RunTally) ProtoMessage() {}
 
 func (x *RunTally) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3017,7 +3119,7 @@ func (x *RunTally) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunTally.ProtoReflect.Descriptor instead.
 func (*RunTally) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{40}
+	return file_rayo_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RunTally) GetFinished() int64 {
@@ -3060,7 +3162,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3174,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3187,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{41}
+	return file_rayo_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskRecord) GetTask() *TaskEvent {
@@ -3113,7 +3215,7 @@ type ActorRecord struct {
 
 func (x *ActorRecord) Reset() {
 	*x = ActorRecord{}
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3125,7 +3227,7 @@ func (x *ActorRecord) String() string {
 func (*ActorRecord) ProtoMessage() {}
 
 func (x *ActorRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3138,7 +3240,7 @@ func (x *ActorRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorRecord.ProtoReflect.Descriptor instead.
 func (*ActorRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{42}
+	return file_rayo_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ActorRecord) GetActor() *ActorEvent {
@@ -3168,7 +3270,7 @@ type StateQuery struct {
 
 func (x *StateQuery) Reset() {
 	*x = StateQuery{}
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3282,7 @@ func (x *StateQuery) String() string {
 func (*StateQuery) ProtoMessage() {}
 
 func (x *StateQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3295,7 @@ func (x *StateQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateQuery.ProtoReflect.Descriptor instead.
 func (*StateQuery) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{43}
+	return file_rayo_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StateQuery) GetLimit() int64 {
@@ -3225,7 +3327,7 @@ type StateList struct {
 
 func (x *StateList) Reset() {
 	*x = StateList{}
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3237,7 +3339,7 @@ func (x *StateList) String() string {
 func (*StateList) ProtoMessage() {}
 
 func (x *StateList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3250,7 +3352,7 @@ func (x *StateList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateList.ProtoReflect.Descriptor instead.
 func (*StateList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{44}
+	return file_rayo_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StateList) GetTasks() []*TaskRecord {
@@ -3302,7 +3404,7 @@ type WorkerRecord struct {
 
 func (x *WorkerRecord) Reset() {
 	*x = WorkerRecord{}
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3314,7 +3416,7 @@ func (x *WorkerRecord) String() string {
 func (*WorkerRecord) ProtoMessage() {}
 
 func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3327,7 +3429,7 @@ func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRecord.ProtoReflect.Descriptor instead.
 func (*WorkerRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{45}
+	return file_rayo_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WorkerRecord) GetWorkerId() []byte {
@@ -3432,7 +3534,7 @@ type ObjectRecord struct {
 
 func (x *ObjectRecord) Reset() {
 	*x = ObjectRecord{}
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3444,7 +3546,7 @@ func (x *ObjectRecord) String() string {
 func (*ObjectRecord) ProtoMessage() {}
 
 func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3457,7 +3559,7 @@ func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRecord.ProtoReflect.Descriptor instead.
 func (*ObjectRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{46}
+	return file_rayo_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ObjectRecord) GetObjectId() []byte {
@@ -3549,7 +3651,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3561,7 +3663,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3574,7 +3676,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{47}
+	return file_rayo_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -3706,7 +3808,7 @@ type ObjectList struct {
 
 func (x *ObjectList) Reset() {
 	*x = ObjectList{}
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3718,7 +3820,7 @@ func (x *ObjectList) String() string {
 func (*ObjectList) ProtoMessage() {}
 
 func (x *ObjectList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3731,7 +3833,7 @@ func (x *ObjectList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectList.ProtoReflect.Descriptor instead.
 func (*ObjectList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{48}
+	return file_rayo_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ObjectList) GetObjects() []*ObjectRecord {
@@ -3762,7 +3864,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3774,7 +3876,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3787,7 +3889,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{49}
+	return file_rayo_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *LogRequest) GetPid() int32 {
@@ -3852,7 +3954,7 @@ type Bundle struct {
 
 func (x *Bundle) Reset() {
 	*x = Bundle{}
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3864,7 +3966,7 @@ func (x *Bundle) String() string {
 func (*Bundle) ProtoMessage() {}
 
 func (x *Bundle) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3877,7 +3979,7 @@ func (x *Bundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bundle.ProtoReflect.Descriptor instead.
 func (*Bundle) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{50}
+	return file_rayo_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Bundle) GetResources() []*Resource {
@@ -3921,7 +4023,7 @@ type PlacementGroup struct {
 
 func (x *PlacementGroup) Reset() {
 	*x = PlacementGroup{}
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4035,7 @@ func (x *PlacementGroup) String() string {
 func (*PlacementGroup) ProtoMessage() {}
 
 func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4048,7 @@ func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroup.ProtoReflect.Descriptor instead.
 func (*PlacementGroup) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{51}
+	return file_rayo_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PlacementGroup) GetPlacementGroupId() []byte {
@@ -4041,7 +4143,7 @@ type PlacementGroupRequest struct {
 
 func (x *PlacementGroupRequest) Reset() {
 	*x = PlacementGroupRequest{}
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4053,7 +4155,7 @@ func (x *PlacementGroupRequest) String() string {
 func (*PlacementGroupRequest) ProtoMessage() {}
 
 func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4066,7 +4168,7 @@ func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupRequest.ProtoReflect.Descriptor instead.
 func (*PlacementGroupRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{52}
+	return file_rayo_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PlacementGroupRequest) GetOp() string {
@@ -4115,7 +4217,7 @@ type PlacementGroupReply struct {
 
 func (x *PlacementGroupReply) Reset() {
 	*x = PlacementGroupReply{}
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4127,7 +4229,7 @@ func (x *PlacementGroupReply) String() string {
 func (*PlacementGroupReply) ProtoMessage() {}
 
 func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4140,7 +4242,7 @@ func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupReply.ProtoReflect.Descriptor instead.
 func (*PlacementGroupReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{53}
+	return file_rayo_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *PlacementGroupReply) GetGroups() []*PlacementGroup {
@@ -4171,7 +4273,7 @@ type BundleOp struct {
 
 func (x *BundleOp) Reset() {
 	*x = BundleOp{}
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4183,7 +4285,7 @@ func (x *BundleOp) String() string {
 func (*BundleOp) ProtoMessage() {}
 
 func (x *BundleOp) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4196,7 +4298,7 @@ func (x *BundleOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleOp.ProtoReflect.Descriptor instead.
 func (*BundleOp) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{54}
+	return file_rayo_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *BundleOp) GetOp() string {
@@ -4245,7 +4347,7 @@ const file_rayo_proto_rawDesc = "" +
 	"sessionDir\":\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\x97\x03\n" +
+	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\xd2\x03\n" +
 	"\fRequestLease\x12,\n" +
 	"\tresources\x18\x01 \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x1d\n" +
 	"\n" +
@@ -4260,7 +4362,9 @@ const file_rayo_proto_rawDesc = "" +
 	"\aspilled\x18\n" +
 	" \x01(\bR\aspilled\x12%\n" +
 	"\x0epreferred_node\x18\v \x01(\tR\rpreferredNode\x12'\n" +
-	"\x0fplacement_group\x18\f \x01(\fR\x0eplacementGroup\"\x87\x02\n" +
+	"\x0fplacement_group\x18\f \x01(\fR\x0eplacementGroup\x12\x1c\n" +
+	"\tretriable\x18\r \x01(\bR\tretriable\x12\x1b\n" +
+	"\ttask_name\x18\x0e \x01(\tR\btaskName\"\x87\x02\n" +
 	"\n" +
 	"LeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
@@ -4275,7 +4379,13 @@ const file_rayo_proto_rawDesc = "" +
 	"\agpu_ids\x18\t \x03(\x05R\x06gpuIds\"M\n" +
 	"\vReturnLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12#\n" +
-	"\rworker_failed\x18\x02 \x01(\bR\fworkerFailed\"F\n" +
+	"\rworker_failed\x18\x02 \x01(\bR\fworkerFailed\"\x81\x01\n" +
+	"\fWorkerKilled\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\fR\bworkerId\x12\x1f\n" +
+	"\vworker_addr\x18\x03 \x01(\tR\n" +
+	"workerAddr\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"F\n" +
 	"\rBlockedChange\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x18\n" +
 	"\ablocked\x18\x02 \x01(\bR\ablocked\"?\n" +
@@ -4361,7 +4471,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
 	"\tActorAddr\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xe6\x02\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xc4\x03\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12,\n" +
@@ -4374,7 +4484,9 @@ const file_rayo_proto_rawDesc = "" +
 	"\x04head\x18\b \x01(\bR\x04head\x12!\n" +
 	"\fdeath_reason\x18\t \x01(\tR\vdeathReason\x12(\n" +
 	"\apending\x18\n" +
-	" \x03(\v2\x0e.rayo.ResourceR\apending\"0\n" +
+	" \x03(\v2\x0e.rayo.ResourceR\apending\x12,\n" +
+	"\x12object_store_bytes\x18\v \x01(\x03R\x10objectStoreBytes\x12.\n" +
+	"\x13object_store_source\x18\f \x01(\tR\x11objectStoreSource\"0\n" +
 	"\bNodeList\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"\xa2\x01\n" +
 	"\tHeartbeat\x12\x17\n" +
@@ -4613,7 +4725,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),        // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil),   // 1: rayo.RegisterWorkerReply
@@ -4621,98 +4733,99 @@ var file_rayo_proto_goTypes = []any{
 	(*RequestLease)(nil),          // 3: rayo.RequestLease
 	(*LeaseReply)(nil),            // 4: rayo.LeaseReply
 	(*ReturnLease)(nil),           // 5: rayo.ReturnLease
-	(*BlockedChange)(nil),         // 6: rayo.BlockedChange
-	(*CreateObject)(nil),          // 7: rayo.CreateObject
-	(*CreateObjectReply)(nil),     // 8: rayo.CreateObjectReply
-	(*ObjectIDs)(nil),             // 9: rayo.ObjectIDs
-	(*Empty)(nil),                 // 10: rayo.Empty
-	(*Status)(nil),                // 11: rayo.Status
-	(*Locator)(nil),               // 12: rayo.Locator
-	(*ObjectRef)(nil),             // 13: rayo.ObjectRef
-	(*TaskArg)(nil),               // 14: rayo.TaskArg
-	(*TaskSpec)(nil),              // 15: rayo.TaskSpec
-	(*TaskError)(nil),             // 16: rayo.TaskError
-	(*TaskReply)(nil),             // 17: rayo.TaskReply
-	(*GetObject)(nil),             // 18: rayo.GetObject
-	(*LogLines)(nil),              // 19: rayo.LogLines
-	(*ActorName)(nil),             // 20: rayo.ActorName
-	(*ActorNameReply)(nil),        // 21: rayo.ActorNameReply
-	(*ActorAddrRequest)(nil),      // 22: rayo.ActorAddrRequest
-	(*ActorAddr)(nil),             // 23: rayo.ActorAddr
-	(*NodeInfo)(nil),              // 24: rayo.NodeInfo
-	(*NodeList)(nil),              // 25: rayo.NodeList
-	(*Heartbeat)(nil),             // 26: rayo.Heartbeat
-	(*JobInfo)(nil),               // 27: rayo.JobInfo
-	(*JobList)(nil),               // 28: rayo.JobList
-	(*JobRequest)(nil),            // 29: rayo.JobRequest
-	(*BinaryChunk)(nil),           // 30: rayo.BinaryChunk
-	(*GetBinary)(nil),             // 31: rayo.GetBinary
-	(*ClusterView)(nil),           // 32: rayo.ClusterView
-	(*PullObject)(nil),            // 33: rayo.PullObject
-	(*ReadChunk)(nil),             // 34: rayo.ReadChunk
-	(*KVEntry)(nil),               // 35: rayo.KVEntry
-	(*KVReply)(nil),               // 36: rayo.KVReply
-	(*TaskEvent)(nil),             // 37: rayo.TaskEvent
-	(*ActorEvent)(nil),            // 38: rayo.ActorEvent
-	(*StateEvents)(nil),           // 39: rayo.StateEvents
-	(*RunTally)(nil),              // 40: rayo.RunTally
-	(*TaskRecord)(nil),            // 41: rayo.TaskRecord
-	(*ActorRecord)(nil),           // 42: rayo.ActorRecord
-	(*StateQuery)(nil),            // 43: rayo.StateQuery
-	(*StateList)(nil),             // 44: rayo.StateList
-	(*WorkerRecord)(nil),          // 45: rayo.WorkerRecord
-	(*ObjectRecord)(nil),          // 46: rayo.ObjectRecord
-	(*NodeStats)(nil),             // 47: rayo.NodeStats
-	(*ObjectList)(nil),            // 48: rayo.ObjectList
-	(*LogRequest)(nil),            // 49: rayo.LogRequest
-	(*Bundle)(nil),                // 50: rayo.Bundle
-	(*PlacementGroup)(nil),        // 51: rayo.PlacementGroup
-	(*PlacementGroupRequest)(nil), // 52: rayo.PlacementGroupRequest
-	(*PlacementGroupReply)(nil),   // 53: rayo.PlacementGroupReply
-	(*BundleOp)(nil),              // 54: rayo.BundleOp
-	nil,                           // 55: rayo.TaskRecord.StateTimesUnixNsEntry
-	nil,                           // 56: rayo.ActorRecord.StateTimesUnixNsEntry
+	(*WorkerKilled)(nil),          // 6: rayo.WorkerKilled
+	(*BlockedChange)(nil),         // 7: rayo.BlockedChange
+	(*CreateObject)(nil),          // 8: rayo.CreateObject
+	(*CreateObjectReply)(nil),     // 9: rayo.CreateObjectReply
+	(*ObjectIDs)(nil),             // 10: rayo.ObjectIDs
+	(*Empty)(nil),                 // 11: rayo.Empty
+	(*Status)(nil),                // 12: rayo.Status
+	(*Locator)(nil),               // 13: rayo.Locator
+	(*ObjectRef)(nil),             // 14: rayo.ObjectRef
+	(*TaskArg)(nil),               // 15: rayo.TaskArg
+	(*TaskSpec)(nil),              // 16: rayo.TaskSpec
+	(*TaskError)(nil),             // 17: rayo.TaskError
+	(*TaskReply)(nil),             // 18: rayo.TaskReply
+	(*GetObject)(nil),             // 19: rayo.GetObject
+	(*LogLines)(nil),              // 20: rayo.LogLines
+	(*ActorName)(nil),             // 21: rayo.ActorName
+	(*ActorNameReply)(nil),        // 22: rayo.ActorNameReply
+	(*ActorAddrRequest)(nil),      // 23: rayo.ActorAddrRequest
+	(*ActorAddr)(nil),             // 24: rayo.ActorAddr
+	(*NodeInfo)(nil),              // 25: rayo.NodeInfo
+	(*NodeList)(nil),              // 26: rayo.NodeList
+	(*Heartbeat)(nil),             // 27: rayo.Heartbeat
+	(*JobInfo)(nil),               // 28: rayo.JobInfo
+	(*JobList)(nil),               // 29: rayo.JobList
+	(*JobRequest)(nil),            // 30: rayo.JobRequest
+	(*BinaryChunk)(nil),           // 31: rayo.BinaryChunk
+	(*GetBinary)(nil),             // 32: rayo.GetBinary
+	(*ClusterView)(nil),           // 33: rayo.ClusterView
+	(*PullObject)(nil),            // 34: rayo.PullObject
+	(*ReadChunk)(nil),             // 35: rayo.ReadChunk
+	(*KVEntry)(nil),               // 36: rayo.KVEntry
+	(*KVReply)(nil),               // 37: rayo.KVReply
+	(*TaskEvent)(nil),             // 38: rayo.TaskEvent
+	(*ActorEvent)(nil),            // 39: rayo.ActorEvent
+	(*StateEvents)(nil),           // 40: rayo.StateEvents
+	(*RunTally)(nil),              // 41: rayo.RunTally
+	(*TaskRecord)(nil),            // 42: rayo.TaskRecord
+	(*ActorRecord)(nil),           // 43: rayo.ActorRecord
+	(*StateQuery)(nil),            // 44: rayo.StateQuery
+	(*StateList)(nil),             // 45: rayo.StateList
+	(*WorkerRecord)(nil),          // 46: rayo.WorkerRecord
+	(*ObjectRecord)(nil),          // 47: rayo.ObjectRecord
+	(*NodeStats)(nil),             // 48: rayo.NodeStats
+	(*ObjectList)(nil),            // 49: rayo.ObjectList
+	(*LogRequest)(nil),            // 50: rayo.LogRequest
+	(*Bundle)(nil),                // 51: rayo.Bundle
+	(*PlacementGroup)(nil),        // 52: rayo.PlacementGroup
+	(*PlacementGroupRequest)(nil), // 53: rayo.PlacementGroupRequest
+	(*PlacementGroupReply)(nil),   // 54: rayo.PlacementGroupReply
+	(*BundleOp)(nil),              // 55: rayo.BundleOp
+	nil,                           // 56: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                           // 57: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
-	16, // 1: rayo.Locator.error:type_name -> rayo.TaskError
-	13, // 2: rayo.Locator.contained:type_name -> rayo.ObjectRef
-	12, // 3: rayo.TaskArg.value:type_name -> rayo.Locator
-	13, // 4: rayo.TaskArg.ref:type_name -> rayo.ObjectRef
-	14, // 5: rayo.TaskSpec.args:type_name -> rayo.TaskArg
-	12, // 6: rayo.TaskReply.returns:type_name -> rayo.Locator
-	16, // 7: rayo.TaskReply.error:type_name -> rayo.TaskError
-	20, // 8: rayo.ActorNameReply.actor:type_name -> rayo.ActorName
-	16, // 9: rayo.ActorAddr.error:type_name -> rayo.TaskError
+	17, // 1: rayo.Locator.error:type_name -> rayo.TaskError
+	14, // 2: rayo.Locator.contained:type_name -> rayo.ObjectRef
+	13, // 3: rayo.TaskArg.value:type_name -> rayo.Locator
+	14, // 4: rayo.TaskArg.ref:type_name -> rayo.ObjectRef
+	15, // 5: rayo.TaskSpec.args:type_name -> rayo.TaskArg
+	13, // 6: rayo.TaskReply.returns:type_name -> rayo.Locator
+	17, // 7: rayo.TaskReply.error:type_name -> rayo.TaskError
+	21, // 8: rayo.ActorNameReply.actor:type_name -> rayo.ActorName
+	17, // 9: rayo.ActorAddr.error:type_name -> rayo.TaskError
 	2,  // 10: rayo.NodeInfo.resources:type_name -> rayo.Resource
 	2,  // 11: rayo.NodeInfo.available:type_name -> rayo.Resource
 	2,  // 12: rayo.NodeInfo.pending:type_name -> rayo.Resource
-	24, // 13: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
+	25, // 13: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
 	2,  // 14: rayo.Heartbeat.available:type_name -> rayo.Resource
 	2,  // 15: rayo.Heartbeat.pending:type_name -> rayo.Resource
 	2,  // 16: rayo.Heartbeat.total:type_name -> rayo.Resource
-	27, // 17: rayo.JobList.jobs:type_name -> rayo.JobInfo
-	24, // 18: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
+	28, // 17: rayo.JobList.jobs:type_name -> rayo.JobInfo
+	25, // 18: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
 	2,  // 19: rayo.TaskEvent.resources:type_name -> rayo.Resource
 	2,  // 20: rayo.ActorEvent.resources:type_name -> rayo.Resource
-	37, // 21: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
-	38, // 22: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
-	40, // 23: rayo.StateEvents.runs:type_name -> rayo.RunTally
-	37, // 24: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
-	55, // 25: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
-	38, // 26: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
-	56, // 27: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
-	41, // 28: rayo.StateList.tasks:type_name -> rayo.TaskRecord
-	42, // 29: rayo.StateList.actors:type_name -> rayo.ActorRecord
-	45, // 30: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	38, // 21: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
+	39, // 22: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
+	41, // 23: rayo.StateEvents.runs:type_name -> rayo.RunTally
+	38, // 24: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	56, // 25: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	39, // 26: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	57, // 27: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	42, // 28: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	43, // 29: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	46, // 30: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
 	2,  // 31: rayo.NodeStats.total:type_name -> rayo.Resource
 	2,  // 32: rayo.NodeStats.available:type_name -> rayo.Resource
-	46, // 33: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	47, // 33: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
 	2,  // 34: rayo.Bundle.resources:type_name -> rayo.Resource
-	50, // 35: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
-	51, // 36: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
-	51, // 37: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
-	50, // 38: rayo.BundleOp.bundles:type_name -> rayo.Bundle
+	51, // 35: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
+	52, // 36: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
+	52, // 37: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
+	51, // 38: rayo.BundleOp.bundles:type_name -> rayo.Bundle
 	39, // [39:39] is the sub-list for method output_type
 	39, // [39:39] is the sub-list for method input_type
 	39, // [39:39] is the sub-list for extension type_name
@@ -4731,7 +4844,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
