@@ -1,0 +1,147 @@
+package raylet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/objstore"
+)
+
+// putPrimary makes a primary object as a process of the node does:
+// created (waiting for room while objects spill), written, sealed.
+func putPrimary(tb testing.TB, r *Raylet, size int64, seed byte) ids.ObjectID {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := ids.ForPut()
+	off, err := r.CreateObject(ctx, id, size)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := r.arena.Slice(off, size)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fill(b, seed)
+	r.SealObjects([]ids.ObjectID{id})
+	return id
+}
+
+// pinned reads an object as a process of the node does: pinned (restored
+// if it was spilled), compared, unpinned.
+func checkPinned(tb testing.TB, r *Raylet, id ids.ObjectID, size int64, seed byte) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	off, err := r.PinObject(ctx, id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer r.UnpinObjects([]ids.ObjectID{id})
+	b, err := r.arena.View(off, size)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	want := make([]byte, size)
+	fill(want, seed)
+	if !bytes.Equal(b, want) {
+		tb.Fatalf("object %s read back wrong", id)
+	}
+}
+
+func TestSpillAndRestore(t *testing.T) {
+	r := startNode(t, 64<<20, "")
+	const n, size = 16, 8 << 20
+	var list []ids.ObjectID
+	for i := range n {
+		list = append(list, putPrimary(t, r, size, byte(i)))
+	}
+	if sp := r.SpillStats(); sp.Objects == 0 || r.store.Used() > r.store.Capacity() {
+		t.Fatalf("128 MiB in a 64 MiB store: %d spilled, store %+v", sp.Objects, r.store.Stats())
+	}
+	for i, id := range list {
+		checkPinned(t, r, id, size, byte(i))
+	}
+	if sp := r.SpillStats(); sp.RestoredObjects == 0 {
+		t.Fatalf("nothing restored: %+v", sp)
+	}
+	// A pinned object does not spill: with one pinned, the others make room.
+	off, err := r.PinObject(context.Background(), list[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		putPrimary(t, r, size, byte(100+i))
+	}
+	if o, _, ok := r.store.Lookup(list[0]); !ok || o != off {
+		t.Fatal("a pinned object moved or left memory")
+	}
+	r.UnpinObjects([]ids.ObjectID{list[0]})
+	// Freed, their memory and disk space come back.
+	r.FreeObjects(list)
+	for _, o := range r.listObjects().Objects {
+		id, _ := ids.ObjectIDFrom(o.ObjectId)
+		r.FreeObjects([]ids.ObjectID{id})
+	}
+	if st, sp := r.store.Stats(), r.SpillStats(); st.Used != 0 || sp.Objects != 0 || sp.Files != 0 {
+		t.Fatalf("after freeing everything: store %+v, spilled %+v", st, sp)
+	}
+}
+
+// TestStoreFullWhenPinned: a create that needs room only pinned objects
+// hold fails at once with ErrFull, saying so.
+func TestStoreFullWhenPinned(t *testing.T) {
+	r := startNode(t, 16<<20, "")
+	id := putPrimary(t, r, 10<<20, 1)
+	if _, err := r.PinObject(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.CreateObject(context.Background(), ids.ForPut(), 10<<20)
+	if !errors.Is(err, objstore.ErrFull) {
+		t.Fatalf("want ErrFull, got %v", err)
+	}
+	r.UnpinObjects([]ids.ObjectID{id})
+	putPrimary(t, r, 10<<20, 2) // the first spills now
+	checkPinned(t, r, id, 10<<20, 1)
+}
+
+// TestPullStreamsSpilledObject: another node pulls an object spilled
+// here straight from disk.
+func TestPullStreamsSpilledObject(t *testing.T) {
+	a, b := startNode(t, 32<<20, "secret"), startNode(t, 64<<20, "secret")
+	const size = 12 << 20
+	first := putPrimary(t, a, size, 7)
+	putPrimary(t, a, size, 8)
+	putPrimary(t, a, size, 9) // past 80%: the first spills
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := a.spill.disk.Has(first); ok {
+			if _, _, inMem := a.store.Lookup(first); !inMem {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first object did not spill: %+v", a.SpillStats())
+		}
+		time.Sleep(5 * time.Millisecond) // the spill pass runs on its own goroutine
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	off, err := b.Pull(ctx, first, a.TCPAddr(), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := b.arena.View(off, size)
+	want := make([]byte, size)
+	fill(want, 7)
+	if !bytes.Equal(got, want) {
+		t.Fatal("pulled copy of a spilled object differs")
+	}
+	if _, ok := a.spill.disk.Has(first); !ok {
+		t.Fatal("the pull restored the object on its node instead of streaming it")
+	}
+}
