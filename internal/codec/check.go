@@ -1,0 +1,230 @@
+package codec
+
+import (
+	"fmt"
+	"math/big"
+	"reflect"
+	"sync"
+)
+
+// The CBOR library skips unexported struct fields: a value holding one
+// would come back with that field zeroed. Encode refuses such values
+// instead, and CheckType lets callers refuse their types before any value
+// exists. The verdict depends on the type alone, except where the type
+// holds interfaces: their dynamic values are checked when encoded.
+
+// lostField describes an unexported field that the encoding would drop.
+type lostField struct {
+	field string // the declaring struct type and the field, e.g. "main.Point.x"
+	owner string // the declaring struct type, e.g. "main.Point"
+	route string // how the field is reached from the checked type, e.g. ".Ps[].x"
+}
+
+// verdict is what the type alone says about encoding values of a type.
+type verdict struct {
+	lost    *lostField // non-nil: values of the type cannot be sent whole
+	dynamic bool       // the type holds interfaces: values need a look
+}
+
+// verdicts caches the verdict of each type checked as a root.
+var verdicts sync.Map // reflect.Type -> verdict
+
+var bigIntType = reflect.TypeFor[big.Int]()
+
+// CheckType reports, wrapping ErrUnserializable, whether values of t would
+// lose data when encoded because t holds (in a field, an element, behind a
+// pointer) a struct with an unexported field. Fields tagged `cbor:"-"` (or
+// `json:"-"`), blank and zero-size fields, unexported embedded structs
+// (whose fields are checked in turn) and types with their own encoding
+// (cbor.Marshaler, encoding.BinaryMarshaler, big.Int) are fine. Interfaces
+// are fine here; the values they hold are checked by Encode.
+func CheckType(t reflect.Type) error {
+	if t == nil {
+		return nil
+	}
+	if v := verdictOf(t); v.lost != nil {
+		return v.lost.err(t.String())
+	}
+	return nil
+}
+
+// checkValue refuses v, wrapping ErrUnserializable, if encoding it would
+// lose an unexported field. Only types holding interfaces are walked.
+func checkValue(v any) error {
+	t := reflect.TypeOf(v)
+	if t == nil {
+		return nil
+	}
+	vd := verdictOf(t)
+	if vd.lost != nil {
+		return vd.lost.err(t.String())
+	}
+	if !vd.dynamic {
+		return nil
+	}
+	w := walker{root: t.String()}
+	return w.walk(reflect.ValueOf(v), "", 0)
+}
+
+// err describes l, found in the value at path prefix.
+func (l *lostField) err(prefix string) error {
+	where := ""
+	if reach := prefix + l.route; reach != l.field {
+		where = " (reached as " + reach + ")"
+	}
+	return fmt.Errorf("%w: field %s is unexported, so it would not be sent%s; export it, tag it `cbor:\"-\"` to leave it out, or give %s a MarshalCBOR or MarshalBinary method",
+		ErrUnserializable, l.field, where, l.owner)
+}
+
+func verdictOf(t reflect.Type) verdict {
+	if v, ok := verdicts.Load(t); ok {
+		return v.(verdict)
+	}
+	v := inspect(t, "", map[reflect.Type]bool{})
+	verdicts.Store(t, v)
+	return v
+}
+
+// inspect works out t's verdict. Types on the current path (a recursive
+// type) are taken as fine there: their fields are inspected where the
+// recursion started. Only whole answers (roots) are cached, since a
+// nested answer may rest on that assumption.
+func inspect(t reflect.Type, route string, onPath map[reflect.Type]bool) verdict {
+	if v, ok := verdicts.Load(t); ok {
+		if l := v.(verdict).lost; l != nil {
+			// Re-root the cached route at this position.
+			moved := *l
+			moved.route = route + l.route
+			return verdict{lost: &moved}
+		}
+		return v.(verdict)
+	}
+	if onPath[t] || hasCustomEncoding(t) || t == bigIntType {
+		return verdict{}
+	}
+	onPath[t] = true
+	defer delete(onPath, t)
+	switch t.Kind() {
+	case reflect.Interface:
+		return verdict{dynamic: true}
+	case reflect.Pointer:
+		return inspect(t.Elem(), route, onPath)
+	case reflect.Slice, reflect.Array:
+		return inspect(t.Elem(), route+"[]", onPath)
+	case reflect.Map:
+		k := inspect(t.Key(), route+"[key]", onPath)
+		if k.lost != nil {
+			return k
+		}
+		e := inspect(t.Elem(), route+"[]", onPath)
+		e.dynamic = e.dynamic || k.dynamic
+		return e
+	case reflect.Struct:
+		var out verdict
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if skipped(f) {
+				continue
+			}
+			if !f.IsExported() && !embeddedStruct(f) {
+				if f.Type.Size() == 0 {
+					continue // holds nothing: nothing is lost
+				}
+				return verdict{lost: &lostField{field: t.String() + "." + f.Name, owner: t.String(), route: route + "." + f.Name}}
+			}
+			v := inspect(f.Type, route+"."+f.Name, onPath)
+			if v.lost != nil {
+				return v
+			}
+			out.dynamic = out.dynamic || v.dynamic
+		}
+		return out
+	}
+	return verdict{}
+}
+
+// skipped reports whether the encoding leaves f out on purpose.
+func skipped(f reflect.StructField) bool {
+	if f.Name == "_" {
+		return true // blank: cannot hold anything reachable
+	}
+	tag := f.Tag.Get("cbor")
+	if tag == "" {
+		tag = f.Tag.Get("json")
+	}
+	return tag == "-"
+}
+
+// embeddedStruct reports whether f embeds a struct (or pointer to one),
+// whose exported fields the encoding promotes even if f is unexported.
+func embeddedStruct(f reflect.StructField) bool {
+	t := f.Type
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return f.Anonymous && t.Kind() == reflect.Struct
+}
+
+// maxWalk bounds how deep checkValue follows a value; anything deeper could
+// not be decoded anyway (see maxNesting), and a cycle would never end.
+const maxWalk = 4 * maxNesting
+
+// walker looks at the values held by interfaces inside a value.
+type walker struct{ root string }
+
+func (w *walker) walk(v reflect.Value, route string, depth int) error {
+	if !v.IsValid() {
+		return nil
+	}
+	if depth > maxWalk {
+		return fmt.Errorf("%w: %s%s is nested more than %d levels deep (a cycle?)", ErrUnserializable, w.root, route, maxWalk)
+	}
+	t := v.Type()
+	vd := verdictOf(t)
+	if vd.lost != nil {
+		return vd.lost.err(w.root + route)
+	}
+	if !vd.dynamic {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		e := v.Elem()
+		return w.walk(e, route+"("+e.Type().String()+")", depth+1)
+	case reflect.Pointer:
+		if v.IsNil() {
+			return nil
+		}
+		return w.walk(v.Elem(), route, depth+1)
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if err := w.walk(v.Index(i), fmt.Sprintf("%s[%d]", route, i), depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		it := v.MapRange()
+		for it.Next() {
+			if err := w.walk(it.Key(), route+"[key]", depth+1); err != nil {
+				return err
+			}
+			if err := w.walk(it.Value(), route+"[]", depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if skipped(f) || !f.IsExported() && !embeddedStruct(f) {
+				continue
+			}
+			if err := w.walk(v.Field(i), route+"."+f.Name, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
