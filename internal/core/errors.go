@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -39,6 +40,7 @@ const (
 	KindSystem          = "system"
 	KindActorDied       = "actor_died"
 	KindObjectLost      = "object_lost"
+	KindUnserializable  = "unserializable" // a result that cannot be sent whole
 )
 
 // errorTypes names each kind as the state API shows it (a task's
@@ -56,6 +58,7 @@ var errorTypes = map[string]string{
 	KindSystem:          "SYSTEM_ERROR",
 	KindActorDied:       "ACTOR_DIED",
 	KindObjectLost:      "OBJECT_LOST",
+	KindUnserializable:  "TASK_EXECUTION_EXCEPTION", // Ray raises in the worker
 }
 
 // ErrorType is the state API's name of a kind of TaskError.
@@ -120,6 +123,8 @@ func kindSentinel(kind string) error {
 		return ErrActorDied
 	case KindObjectLost:
 		return ErrObjectLost
+	case KindUnserializable:
+		return codec.ErrUnserializable
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
@@ -326,6 +327,8 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		return fail(core.KindPanic, fmt.Sprint(err), stack)
 	case err != nil && errors.Is(err, core.ErrTypeMismatch):
 		return fail(core.KindType, err.Error(), "")
+	case err != nil && errors.Is(err, codec.ErrUnserializable):
+		return fail(core.KindUnserializable, err.Error(), "")
 	case err != nil:
 		// A returned error has no stack of its own (the worker's would
 		// show only rayo's frames): say which function returned it.
