@@ -3,6 +3,7 @@ package rayo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -35,6 +36,9 @@ type Keeper struct{}
 // Echo returns v.
 func (*Keeper) Echo(v any) any { return v }
 
+// Make returns n bytes.
+func (*Keeper) Make(n int) []byte { return make([]byte, n) }
+
 // Take would receive a hiddenPoint.
 func (*Keeper) Take(p hiddenPoint) int { return p.X }
 
@@ -55,6 +59,15 @@ var (
 	newKeeper  = Actor0(func() *Keeper { return &Keeper{} })
 	keeperEcho = Method1(newKeeper, (*Keeper).Echo)
 	keeperTake = Method1(newKeeper, (*Keeper).Take)
+	keeperMake = Method1(newKeeper, (*Keeper).Make)
+	// putInWorker puts n bytes from a worker and reports the error.
+	putInWorker = Func1(func(n int) string {
+		r := Put(context.Background(), make([]byte, n))
+		if !errors.Is(r.Err(), ErrStoreFull) {
+			return fmt.Sprintf("not ErrStoreFull: %v", r.Err())
+		}
+		return r.Err().Error()
+	})
 )
 
 // wantHidden checks that err is ErrUnserializable naming hiddenPoint.y.
@@ -131,5 +144,59 @@ func TestWholeValuesTravel(t *testing.T) {
 	}
 	if v, err := Get(ctx, keeperEcho.Remote(got.K, V[any](int64(5)))); err != nil || v != int64(5) {
 		t.Fatalf("handle inside a value: %v %v", v, err)
+	}
+}
+
+// An object larger than the whole store fails with ErrStoreFull, naming
+// its size and the store's capacity, from every path that stores one.
+func TestObjectLargerThanStoreIsStoreFull(t *testing.T) {
+	const capacity = 16 << 20
+	restart(t, NumCPUs(1), ObjectStoreMemory(capacity))
+	ctx := ctxT(t)
+	const n = 20 << 20 // bytes; the raw layout adds an 8-byte header
+	sizes := []string{fmt.Sprintf("needs %d bytes", n+8), fmt.Sprintf("capacity is %d", capacity)}
+	says := func(what, msg string) {
+		t.Helper()
+		for _, w := range sizes {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: %q does not say %q", what, msg, w)
+			}
+		}
+	}
+	want := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrStoreFull) {
+			t.Fatalf("%s: got %v, want ErrStoreFull", what, err)
+		}
+		says(what, err.Error())
+	}
+	r := Put(ctx, make([]byte, n))
+	want("Put", r.Err())
+	_, err := Get(ctx, r)
+	want("Get of the refused Put", err)
+
+	_, err = Get(ctx, makeVec.Remote(V(n/8), V(1.0)))
+	want("task result", err)
+
+	msg, err := Get(ctx, putInWorker.Remote(V(n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(msg, "not ErrStoreFull") {
+		t.Fatalf("Put in a worker: %s", msg)
+	}
+	says("Put in a worker", msg)
+
+	k := newKeeper.Remote()
+	defer func() { _ = Kill(ctx, k) }()
+	_, err = Get(ctx, keeperMake.Remote(k, V(n)))
+	want("actor method result", err)
+
+	// What fits still does.
+	if b, err := Get(ctx, keeperMake.Remote(k, V(1<<20))); err != nil || len(b) != 1<<20 {
+		t.Fatalf("a fitting result after the refusals: %d %v", len(b), err)
+	}
+	if b, err := Get(ctx, Put(ctx, make([]byte, 8<<20))); err != nil || len(b) != 8<<20 {
+		t.Fatalf("a fitting Put after the refusals: %d %v", len(b), err)
 	}
 }

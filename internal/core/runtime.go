@@ -390,8 +390,10 @@ func (rt *Runtime) createInStore(ctx context.Context, id ids.ObjectID, size int6
 	return 0, wrapStoreErr(err)
 }
 
+// wrapStoreErr makes a store without room for an object, whether full or
+// smaller than the object, match ErrStoreFull.
 func wrapStoreErr(err error) error {
-	if err != nil && errors.Is(err, objstore.ErrFull) {
+	if err != nil && (errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)) {
 		return fmt.Errorf("%w: %v", ErrStoreFull, err)
 	}
 	return err
@@ -628,7 +630,7 @@ func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, owner string, loc
 		if off, err = rt.cfg.Raylet.PullObject(ctx, id, loc.NodeAddr, loc.Size); err == nil {
 			break
 		}
-		err = fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, err)
+		err = fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, wrapStoreErr(err))
 		if !errors.Is(err, ErrObjectLost) || tries >= maxRebuilds {
 			return nil, err
 		}

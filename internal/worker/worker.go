@@ -287,7 +287,11 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		}
 		b, err := w.rt.Bytes(context.Background(), oid, owner, a.Value)
 		if err != nil {
-			return fail(core.KindSystem, fmt.Sprintf("argument %d: %v", i, err), "")
+			kind := core.KindSystem
+			if errors.Is(err, core.ErrStoreFull) {
+				kind = core.KindStoreFull // e.g. pulled into a smaller store
+			}
+			return fail(kind, fmt.Sprintf("argument %d: %v", i, err), "")
 		}
 		args[i] = b
 	}
