@@ -24,12 +24,21 @@ type lostField struct {
 type verdict struct {
 	lost    *lostField // non-nil: values of the type cannot be sent whole
 	dynamic bool       // the type holds interfaces: values need a look
+	fields  []int      // of a dynamic struct: the sent fields that need a look
 }
 
 // verdicts caches the verdict of each type checked as a root.
-var verdicts sync.Map // reflect.Type -> verdict
+var verdicts sync.Map // reflect.Type -> *verdict
 
-var bigIntType = reflect.TypeFor[big.Int]()
+// fine is the verdict of types whose values can always be sent.
+var fine = &verdict{}
+
+var (
+	bigIntType       = reflect.TypeFor[big.Int]()
+	anySliceType     = reflect.TypeFor[[]any]()
+	stringAnyMapType = reflect.TypeFor[map[string]any]()
+	anyAnyMapType    = reflect.TypeFor[map[any]any]()
+)
 
 // CheckType reports, wrapping ErrUnserializable, whether values of t would
 // lose data when encoded because t holds (in a field, an element, behind a
@@ -62,8 +71,8 @@ func checkValue(v any) error {
 	if !vd.dynamic {
 		return nil
 	}
-	w := walker{root: t.String()}
-	return w.walk(reflect.ValueOf(v), "", 0)
+	w := walker{root: t.String(), last: t, lastV: vd}
+	return w.check(v)
 }
 
 // err describes l, found in the value at path prefix.
@@ -76,13 +85,22 @@ func (l *lostField) err(prefix string) error {
 		ErrUnserializable, l.field, where, l.owner)
 }
 
-func verdictOf(t reflect.Type) verdict {
+func verdictOf(t reflect.Type) *verdict {
+	if plain(t.Kind()) {
+		return fine
+	}
 	if v, ok := verdicts.Load(t); ok {
-		return v.(verdict)
+		return v.(*verdict)
 	}
 	v := inspect(t, "", map[reflect.Type]bool{})
-	verdicts.Store(t, v)
-	return v
+	verdicts.Store(t, &v)
+	return &v
+}
+
+// plain reports whether values of kind k hold no struct and no interface,
+// so that their verdict is always fine.
+func plain(k reflect.Kind) bool {
+	return k <= reflect.Complex128 || k == reflect.Chan || k == reflect.Func || k == reflect.String || k == reflect.UnsafePointer
 }
 
 // inspect works out t's verdict. Types on the current path (a recursive
@@ -91,13 +109,13 @@ func verdictOf(t reflect.Type) verdict {
 // nested answer may rest on that assumption.
 func inspect(t reflect.Type, route string, onPath map[reflect.Type]bool) verdict {
 	if v, ok := verdicts.Load(t); ok {
-		if l := v.(verdict).lost; l != nil {
+		if l := v.(*verdict).lost; l != nil {
 			// Re-root the cached route at this position.
 			moved := *l
 			moved.route = route + l.route
 			return verdict{lost: &moved}
 		}
-		return v.(verdict)
+		return *v.(*verdict)
 	}
 	if onPath[t] || hasCustomEncoding(t) || t == bigIntType {
 		return verdict{}
@@ -136,7 +154,10 @@ func inspect(t reflect.Type, route string, onPath map[reflect.Type]bool) verdict
 			if v.lost != nil {
 				return v
 			}
-			out.dynamic = out.dynamic || v.dynamic
+			if v.dynamic {
+				out.dynamic = true
+				out.fields = append(out.fields, i)
+			}
 		}
 		return out
 	}
@@ -169,18 +190,107 @@ func embeddedStruct(f reflect.StructField) bool {
 // not be decoded anyway (see maxNesting), and a cycle would never end.
 const maxWalk = 4 * maxNesting
 
-// walker looks at the values held by interfaces inside a value.
-type walker struct{ root string }
+// walker looks at the values held by interfaces inside a value. It first
+// walks without naming where it is, which allocates nothing; only when it
+// finds a problem does it walk again, tracing the route for the message.
+type walker struct {
+	root  string
+	trace bool
+	last  reflect.Type // the type of the previous value, and its verdict:
+	lastV *verdict     // the elements of a slice usually share one
+}
+
+// step extends route by s, when tracing.
+func (w *walker) step(route string, s func() string) string {
+	if !w.trace {
+		return ""
+	}
+	return route + s()
+}
+
+func (w *walker) verdict(t reflect.Type) *verdict {
+	if plain(t.Kind()) {
+		return fine // without replacing the remembered type
+	}
+	if t != w.last {
+		w.last, w.lastV = t, verdictOf(t)
+	}
+	return w.lastV
+}
+
+func (w *walker) check(v any) error {
+	if err := w.walkAny(v, "", 0); err == nil || w.trace {
+		return err
+	}
+	w.trace = true
+	return w.walkAny(v, "", 0)
+}
+
+// held reports whether x may hold something to look at.
+func held(x any) bool { return x != nil && !plain(reflect.TypeOf(x).Kind()) }
+
+// walkAny looks at x, the value of an interface. The containers of
+// JSON-like data are read without reflection.
+func (w *walker) walkAny(x any, route string, depth int) error {
+	if depth > maxWalk {
+		return w.tooDeep(route)
+	}
+	switch x := x.(type) {
+	case []any:
+		for i, e := range x {
+			if held(e) {
+				if err := w.walkAny(e, w.step(route, func() string { return fmt.Sprintf("[%d](%T)", i, e) }), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	case map[string]any:
+		for _, e := range x {
+			if held(e) {
+				if err := w.walkAny(e, w.step(route, func() string { return fmt.Sprintf("[](%T)", e) }), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	case map[any]any:
+		for k, e := range x {
+			if held(k) {
+				if err := w.walkAny(k, w.step(route, func() string { return fmt.Sprintf("[key](%T)", k) }), depth+1); err != nil {
+					return err
+				}
+			}
+			if held(e) {
+				if err := w.walkAny(e, w.step(route, func() string { return fmt.Sprintf("[](%T)", e) }), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if !held(x) {
+		return nil
+	}
+	return w.walk(reflect.ValueOf(x), route, depth)
+}
+
+func (w *walker) tooDeep(route string) error {
+	return fmt.Errorf("%w: %s%s is nested more than %d levels deep (a cycle?)", ErrUnserializable, w.root, route, maxWalk)
+}
 
 func (w *walker) walk(v reflect.Value, route string, depth int) error {
 	if !v.IsValid() {
 		return nil
 	}
 	if depth > maxWalk {
-		return fmt.Errorf("%w: %s%s is nested more than %d levels deep (a cycle?)", ErrUnserializable, w.root, route, maxWalk)
+		return w.tooDeep(route)
 	}
 	t := v.Type()
-	vd := verdictOf(t)
+	if (t == anySliceType || t == stringAnyMapType || t == anyAnyMapType) && v.CanInterface() {
+		return w.walkAny(v.Interface(), route, depth)
+	}
+	vd := w.verdict(t)
 	if vd.lost != nil {
 		return vd.lost.err(w.root + route)
 	}
@@ -192,8 +302,12 @@ func (w *walker) walk(v reflect.Value, route string, depth int) error {
 		if v.IsNil() {
 			return nil
 		}
+		if v.CanInterface() {
+			x := v.Interface()
+			return w.walkAny(x, w.step(route, func() string { return fmt.Sprintf("(%T)", x) }), depth+1)
+		}
 		e := v.Elem()
-		return w.walk(e, route+"("+e.Type().String()+")", depth+1)
+		return w.walk(e, w.step(route, func() string { return "(" + e.Type().String() + ")" }), depth+1)
 	case reflect.Pointer:
 		if v.IsNil() {
 			return nil
@@ -201,27 +315,23 @@ func (w *walker) walk(v reflect.Value, route string, depth int) error {
 		return w.walk(v.Elem(), route, depth+1)
 	case reflect.Slice, reflect.Array:
 		for i := range v.Len() {
-			if err := w.walk(v.Index(i), fmt.Sprintf("%s[%d]", route, i), depth+1); err != nil {
+			if err := w.walk(v.Index(i), w.step(route, func() string { return fmt.Sprintf("[%d]", i) }), depth+1); err != nil {
 				return err
 			}
 		}
 	case reflect.Map:
 		it := v.MapRange()
 		for it.Next() {
-			if err := w.walk(it.Key(), route+"[key]", depth+1); err != nil {
+			if err := w.walk(it.Key(), w.step(route, func() string { return "[key]" }), depth+1); err != nil {
 				return err
 			}
-			if err := w.walk(it.Value(), route+"[]", depth+1); err != nil {
+			if err := w.walk(it.Value(), w.step(route, func() string { return "[]" }), depth+1); err != nil {
 				return err
 			}
 		}
 	case reflect.Struct:
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if skipped(f) || !f.IsExported() && !embeddedStruct(f) {
-				continue
-			}
-			if err := w.walk(v.Field(i), route+"."+f.Name, depth+1); err != nil {
+		for _, i := range vd.fields {
+			if err := w.walk(v.Field(i), w.step(route, func() string { return "." + t.Field(i).Name }), depth+1); err != nil {
 				return err
 			}
 		}
