@@ -27,7 +27,7 @@ type verdict struct {
 	fields  []int      // of a dynamic struct: the sent fields that need a look
 }
 
-// verdicts caches the verdict of each type checked as a root.
+// verdicts caches the verdict of each type.
 var verdicts sync.Map // reflect.Type -> *verdict
 
 // fine is the verdict of types whose values can always be sent.
@@ -92,9 +92,19 @@ func verdictOf(t reflect.Type) *verdict {
 	if v, ok := verdicts.Load(t); ok {
 		return v.(*verdict)
 	}
-	v := inspect(t, "", map[reflect.Type]bool{})
-	verdicts.Store(t, &v)
-	return &v
+	v := &verdict{lost: findLost(t, "", map[reflect.Type]bool{})}
+	if v.lost == nil && holdsInterface(t, map[reflect.Type]bool{}) {
+		v.dynamic = true
+		if t.Kind() == reflect.Struct {
+			for i := range t.NumField() {
+				if f := t.Field(i); sent(f) && holdsInterface(f.Type, map[reflect.Type]bool{}) {
+					v.fields = append(v.fields, i)
+				}
+			}
+		}
+	}
+	verdicts.Store(t, v)
+	return v
 }
 
 // plain reports whether values of kind k hold no struct and no interface,
@@ -103,65 +113,83 @@ func plain(k reflect.Kind) bool {
 	return k <= reflect.Complex128 || k == reflect.Chan || k == reflect.Func || k == reflect.String || k == reflect.UnsafePointer
 }
 
-// inspect works out t's verdict. Types on the current path (a recursive
-// type) are taken as fine there: their fields are inspected where the
-// recursion started. Only whole answers (roots) are cached, since a
-// nested answer may rest on that assumption.
-func inspect(t reflect.Type, route string, onPath map[reflect.Type]bool) verdict {
+// opaque reports whether the encoding of t is t's own business.
+func opaque(t reflect.Type) bool { return hasCustomEncoding(t) || t == bigIntType }
+
+// findLost looks for an unexported field that values of t would lose.
+// seen holds the types already looked at: each is looked at once, and a
+// recursive type's fields are looked at where the recursion started.
+func findLost(t reflect.Type, route string, seen map[reflect.Type]bool) *lostField {
+	if plain(t.Kind()) || seen[t] || opaque(t) {
+		return nil
+	}
+	seen[t] = true
 	if v, ok := verdicts.Load(t); ok {
 		if l := v.(*verdict).lost; l != nil {
-			// Re-root the cached route at this position.
-			moved := *l
+			moved := *l // re-rooted at this position
 			moved.route = route + l.route
-			return verdict{lost: &moved}
+			return &moved
 		}
-		return *v.(*verdict)
+		return nil
 	}
-	if onPath[t] || hasCustomEncoding(t) || t == bigIntType {
-		return verdict{}
-	}
-	onPath[t] = true
-	defer delete(onPath, t)
 	switch t.Kind() {
-	case reflect.Interface:
-		return verdict{dynamic: true}
 	case reflect.Pointer:
-		return inspect(t.Elem(), route, onPath)
+		return findLost(t.Elem(), route, seen)
 	case reflect.Slice, reflect.Array:
-		return inspect(t.Elem(), route+"[]", onPath)
+		return findLost(t.Elem(), route+"[]", seen)
 	case reflect.Map:
-		k := inspect(t.Key(), route+"[key]", onPath)
-		if k.lost != nil {
-			return k
+		if l := findLost(t.Key(), route+"[key]", seen); l != nil {
+			return l
 		}
-		e := inspect(t.Elem(), route+"[]", onPath)
-		e.dynamic = e.dynamic || k.dynamic
-		return e
+		return findLost(t.Elem(), route+"[]", seen)
 	case reflect.Struct:
-		var out verdict
 		for i := range t.NumField() {
 			f := t.Field(i)
 			if skipped(f) {
 				continue
 			}
-			if !f.IsExported() && !embeddedStruct(f) {
+			if !sent(f) {
 				if f.Type.Size() == 0 {
 					continue // holds nothing: nothing is lost
 				}
-				return verdict{lost: &lostField{field: t.String() + "." + f.Name, owner: t.String(), route: route + "." + f.Name}}
+				return &lostField{field: t.String() + "." + f.Name, owner: t.String(), route: route + "." + f.Name}
 			}
-			v := inspect(f.Type, route+"."+f.Name, onPath)
-			if v.lost != nil {
-				return v
-			}
-			if v.dynamic {
-				out.dynamic = true
-				out.fields = append(out.fields, i)
+			if l := findLost(f.Type, route+"."+f.Name, seen); l != nil {
+				return l
 			}
 		}
-		return out
 	}
-	return verdict{}
+	return nil
+}
+
+// holdsInterface reports whether values of t can hold an interface whose
+// value the encoding would follow.
+func holdsInterface(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if plain(t.Kind()) || seen[t] || opaque(t) {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Interface:
+		return true
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return holdsInterface(t.Elem(), seen)
+	case reflect.Map:
+		return holdsInterface(t.Key(), seen) || holdsInterface(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if f := t.Field(i); sent(f) && holdsInterface(f.Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sent reports whether the encoding writes f (or, for an embedded struct,
+// the fields it promotes).
+func sent(f reflect.StructField) bool {
+	return !skipped(f) && (f.IsExported() || embeddedStruct(f))
 }
 
 // skipped reports whether the encoding leaves f out on purpose.

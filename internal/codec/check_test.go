@@ -64,6 +64,12 @@ type cycleC struct {
 
 type cycleD struct{ C *cycleC }
 
+// tree is recursive and holds interfaces at every level.
+type tree struct {
+	Kids []tree
+	Meta any
+}
+
 // sealed keeps its fields to itself and encodes them by hand.
 type sealed struct{ n int }
 
@@ -127,6 +133,7 @@ func TestUnexportedFieldIsRefused(t *testing.T) {
 		{"recursive", node{Next: &node{}}, []string{"codec.node.val"}},
 		{"cycle, found first", cycleA{}, []string{"codec.cycleA.x"}},
 		{"cycle through an interface", deep, []string{"nested more than"}},
+		{"in a recursive type's any", tree{Kids: []tree{{}, {Meta: []any{point{}}}}}, []string{"codec.point.y", "codec.tree.Kids[1].Meta([]interface {})[0](codec.point).y"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
