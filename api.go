@@ -14,6 +14,17 @@ import (
 // shared-memory store. If v cannot be stored (it holds a channel or a
 // function, or the store is full) the ref's Err says so, and Get returns
 // the same error.
+//
+// A value is stored whole or refused: a struct with an unexported field,
+// anywhere in v, is refused with ErrUnserializable naming the type and the
+// field (e.g. main.Point.x), since that field could not be sent. Fine are:
+// fields tagged `cbor:"-"` (left out on purpose), zero-size fields such as
+// a blank struct{} carrying cbor:",toarray", the exported fields of
+// embedded structs, and types with their own encoding (a MarshalCBOR or
+// MarshalBinary method: time.Time, Ref, Actor) or *big.Int. Functions
+// whose parameters or results have such a type are refused from their
+// declaration on (every Remote fails). An object larger than the whole
+// store fails with ErrStoreFull, as a full store does.
 func Put[T any](ctx context.Context, v T) Ref[T] {
 	rt := current()
 	if rt == nil {

@@ -212,7 +212,8 @@ type coreResult = core.Result
 // between processes, so that calls fail at submission rather than in the
 // worker: channels, functions, and interfaces with methods (the worker
 // could not know which concrete type to rebuild; `any` is fine, it gets
-// plain values).
+// plain values), and types holding a struct with an unexported field,
+// which would arrive zeroed (ErrUnserializable, see codec.CheckType).
 func checkSignature(f any) error { return checkSig(f, 0, true) }
 
 // checkSig checks the parameters from index first on, and the results if
@@ -232,10 +233,16 @@ func checkSig(f any, first int, results bool) error {
 		if x := t.In(i); bad(x) {
 			return fmt.Errorf("%w: parameter %d has type %s, which cannot be sent to a worker; use a concrete type", ErrTypeMismatch, i+1, x)
 		}
+		if err := codec.CheckType(t.In(i)); err != nil {
+			return fmt.Errorf("parameter %d: %w", i+1, err)
+		}
 	}
 	for i := 0; results && i < t.NumOut(); i++ {
 		if x := t.Out(i); bad(x) && x != errorType {
 			return fmt.Errorf("%w: result %d has type %s, which cannot be sent back from a worker; use a concrete type", ErrTypeMismatch, i+1, x)
+		}
+		if err := codec.CheckType(t.Out(i)); err != nil {
+			return fmt.Errorf("result %d: %w", i+1, err)
 		}
 	}
 	return nil

@@ -129,24 +129,24 @@ func TestViewArgumentsAreReadOnly(t *testing.T) {
 	}
 }
 
-// Keeper is an actor that keeps what it is given.
-type Keeper struct {
+// ArgKeeper is an actor that keeps what it is given.
+type ArgKeeper struct {
 	kept []float64
 	view View[[]float64]
 }
 
 var (
-	newKeeper = Actor0(func() *Keeper { return &Keeper{} })
-	keep      = Method1(newKeeper, func(k *Keeper, v []float64) int { k.kept = v; return len(v) })
-	keptSum   = Method0(newKeeper, func(k *Keeper) float64 {
+	newArgKeeper = Actor0(func() *ArgKeeper { return &ArgKeeper{} })
+	keep         = Method1(newArgKeeper, func(k *ArgKeeper, v []float64) int { k.kept = v; return len(v) })
+	keptSum      = Method0(newArgKeeper, func(k *ArgKeeper) float64 {
 		s := 0.0
 		for _, x := range k.kept {
 			s += x
 		}
 		return s
 	})
-	keepView     = Method1(newKeeper, func(k *Keeper, v View[[]float64]) bool { k.view = v; return v.Released() })
-	viewReleased = Method0(newKeeper, func(k *Keeper) bool { return k.view.Released() })
+	keepView     = Method1(newArgKeeper, func(k *ArgKeeper, v View[[]float64]) bool { k.view = v; return v.Released() })
+	viewReleased = Method0(newArgKeeper, func(k *ArgKeeper) bool { return k.view.Released() })
 )
 
 // TestActorStateKeepsItsArgument: an actor that keeps an argument keeps
@@ -154,7 +154,7 @@ var (
 // keeps ends with the call.
 func TestActorStateKeepsItsArgument(t *testing.T) {
 	ctx := ctxT(t)
-	k := newKeeper.Remote()
+	k := newArgKeeper.Remote()
 	defer Kill(ctx, k)
 	storeEmptied(t)
 	r := Put(ctx, filled(1<<16, 1))

@@ -2,9 +2,12 @@ package rayo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
+
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/core"
@@ -122,6 +125,26 @@ func (v *View[T]) viewArg(ctx context.Context, b []byte) error {
 	}
 	if sc := core.TaskScopeOf(ctx); sc != nil {
 		sc.OnEnd(func() { s.released.Store(true) })
+	}
+	v.s = s
+	return nil
+}
+
+// MarshalCBOR encodes the viewed value, so that a View inside another
+// value travels as the value itself. It fails once the View is released.
+func (v View[T]) MarshalCBOR() ([]byte, error) {
+	if v.Released() {
+		return nil, errors.New("rayo: cannot send a released View")
+	}
+	return cbor.Marshal(v.s.val)
+}
+
+// UnmarshalCBOR decodes a value sent as a View into a View of a copy the
+// receiver owns.
+func (v *View[T]) UnmarshalCBOR(b []byte) error {
+	s := &viewState[T]{}
+	if err := cbor.Unmarshal(b, &s.val); err != nil {
+		return err
 	}
 	v.s = s
 	return nil

@@ -8,7 +8,8 @@ import (
 
 // ErrUnserializable is wrapped by Encode errors: the value (or something
 // nested in it) has a type that cannot be serialized, such as a channel or a
-// function, or a Marshaler failed.
+// function, or a struct with an unexported field that would be lost, or a
+// Marshaler failed.
 var ErrUnserializable = errors.New("codec: value cannot be serialized")
 
 // ErrTypeMismatch is wrapped by Decode errors when the data is well formed but
@@ -61,8 +62,9 @@ func (p Payload) Bytes() []byte {
 }
 
 // Encode serializes v. Numeric slices use the zero-copy raw layout, whose
-// Body aliases v's memory; everything else is encoded as CBOR. Errors wrap
-// ErrUnserializable.
+// Body aliases v's memory; everything else is encoded as CBOR. A value that
+// could not be sent whole, because it holds a struct with an unexported
+// field (see CheckType), is refused. Errors wrap ErrUnserializable.
 func Encode(v any) (Payload, error) {
 	switch x := v.(type) {
 	case nil:
@@ -94,6 +96,9 @@ func Encode(v any) (Payload, error) {
 	}
 	if p, ok := encodeRawReflect(v); ok {
 		return p, nil
+	}
+	if err := checkValue(v); err != nil {
+		return Payload{}, err
 	}
 	return encodeCBOR(v)
 }

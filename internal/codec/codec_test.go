@@ -31,7 +31,7 @@ type sample struct {
 	Tags   []string
 	Inner  *inner
 	Scores map[string]int
-	hidden int // unexported: not serialized
+	hidden int `cbor:"-"` // unexported, deliberately left out
 }
 
 // ref mimics the project's Ref: it encodes itself as a tagged array.
@@ -635,9 +635,10 @@ func TestUnserializable(t *testing.T) {
 	if _, err := Encode(outer{}); err != nil {
 		t.Fatal(err)
 	}
-	// Unexported fields are ignored, whatever their type.
-	if _, err := Encode(withHiddenChan{N: 1, c: make(chan int)}); err != nil {
-		t.Fatal(err)
+	// An unexported field would be lost, whatever its type: refused.
+	if _, err := Encode(withHiddenChan{N: 1, c: make(chan int)}); !errors.Is(err, ErrUnserializable) ||
+		!strings.Contains(err.Error(), "codec.withHiddenChan.c ") {
+		t.Fatalf("unexported chan field: got %v, want ErrUnserializable naming it", err)
 	}
 }
 

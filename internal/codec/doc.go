@@ -46,6 +46,13 @@
 // library, only exported struct fields are serialized, types implementing
 // cbor.Marshaler / cbor.Unmarshaler control their own encoding, and
 // time.Time is written as an RFC 3339 string with nanoseconds under tag 0.
+// A value is sent whole or not at all: Encode refuses, with
+// ErrUnserializable naming the type and field (e.g. main.Point.x), a value
+// holding a struct with an unexported field, which the library would
+// silently leave out (see CheckType for what is fine: fields tagged
+// `cbor:"-"`, zero-size and blank fields, the promoted fields of embedded
+// structs, and types with their own encoding). The verdict is worked out
+// once per type; only values held by interfaces are looked at each time.
 // Channels, functions and unsafe pointers cannot be serialized, wherever they
 // appear; Encode reports them with ErrUnserializable. Strings are not required
 // to be valid UTF-8. Cyclic pointer structures are not detected and must not

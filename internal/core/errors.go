@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -41,6 +42,7 @@ const (
 	KindActorDied       = "actor_died"
 	KindObjectLost      = "object_lost"
 	KindOutOfMemory     = "out_of_memory"
+	KindUnserializable  = "unserializable" // a result that cannot be sent whole
 )
 
 // errorTypes names each kind as the state API shows it (a task's
@@ -59,6 +61,7 @@ var errorTypes = map[string]string{
 	KindActorDied:       "ACTOR_DIED",
 	KindObjectLost:      "OBJECT_LOST",
 	KindOutOfMemory:     "OUT_OF_MEMORY",
+	KindUnserializable:  "TASK_EXECUTION_EXCEPTION", // Ray raises in the worker
 }
 
 // ErrorType is the state API's name of a kind of TaskError.
@@ -125,6 +128,8 @@ func kindSentinel(kind string) error {
 		return ErrOutOfMemory
 	case KindObjectLost:
 		return ErrObjectLost
+	case KindUnserializable:
+		return codec.ErrUnserializable
 	}
 	return nil
 }

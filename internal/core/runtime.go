@@ -396,8 +396,10 @@ func (rt *Runtime) createInStore(ctx context.Context, id ids.ObjectID, size int6
 	return 0, wrapStoreErr(err)
 }
 
+// wrapStoreErr makes a store without room for an object, whether full or
+// smaller than the object, match ErrStoreFull.
 func wrapStoreErr(err error) error {
-	if err != nil && errors.Is(err, objstore.ErrFull) {
+	if err != nil && (errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)) {
 		return fmt.Errorf("%w: %v", ErrStoreFull, err)
 	}
 	return err
@@ -637,12 +639,12 @@ func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, owner string, loc
 		if rt.remote(loc) {
 			// A pulled copy stays while this process lives (the raylet's hold).
 			if off, err = rt.cfg.Raylet.PullObject(ctx, id, loc.NodeAddr, loc.Size); err != nil {
-				err = fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, err)
+				err = fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, wrapStoreErr(err))
 			}
 		} else if off, err = rt.cfg.Raylet.PinObject(ctx, id); err == nil {
 			release = func() { rt.cfg.Raylet.UnpinObjects([]ids.ObjectID{id}) }
 		} else {
-			err = fmt.Errorf("core: read %s: %w", id, err)
+			err = fmt.Errorf("core: read %s: %w", id, wrapStoreErr(err))
 		}
 		if err == nil {
 			if b, err = rt.cfg.Arena.View(off, loc.Size); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
@@ -53,7 +54,7 @@ func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64) 
 	}
 	if r.Error != "" {
 		if r.Full {
-			return 0, fmt.Errorf("%w: %s", objstore.ErrFull, r.Error)
+			return 0, storeError(r.Error)
 		}
 		return 0, errors.New(r.Error)
 	}
@@ -74,7 +75,7 @@ func (c *Client) PinObject(ctx context.Context, id ids.ObjectID) (int64, error) 
 		case r.Lost:
 			return 0, fmt.Errorf("%w: %s", core.ErrObjectLost, r.Error)
 		case r.Full:
-			return 0, fmt.Errorf("%w: %s", objstore.ErrFull, r.Error)
+			return 0, storeError(r.Error)
 		}
 		return 0, errors.New(r.Error)
 	}
@@ -85,6 +86,28 @@ func (c *Client) PinObject(ctx context.Context, id ids.ObjectID) (int64, error) 
 func (c *Client) UnpinObjects(list []ids.ObjectID) {
 	_ = c.Conn.Notify(rpc.MUnpinObjects, idList(list))
 }
+
+// storeError rebuilds a store's lack of room from a reply, which carries
+// only its text: an object larger than the whole store matches
+// objstore.ErrTooLarge (waiting or collecting cannot help it), any other
+// objstore.ErrFull.
+func storeError(msg string) error {
+	if strings.Contains(msg, objstore.ErrTooLarge.Error()) {
+		return &replyError{msg: msg, is: objstore.ErrTooLarge}
+	}
+	return &replyError{msg: msg, is: objstore.ErrFull}
+}
+
+// replyError is an error received as text that matches the sentinel it
+// was made from.
+type replyError struct {
+	msg string
+	is  error
+}
+
+func (e *replyError) Error() string { return e.msg }
+
+func (e *replyError) Unwrap() error { return e.is }
 
 // SealObjects makes created objects readable.
 func (c *Client) SealObjects(list []ids.ObjectID) {
@@ -142,7 +165,7 @@ func (c *Client) PullObject(ctx context.Context, id ids.ObjectID, from string, s
 	}
 	if r.Error != "" {
 		if r.Full {
-			return 0, fmt.Errorf("%w: %s", objstore.ErrFull, r.Error)
+			return 0, storeError(r.Error)
 		}
 		if r.Lost {
 			return 0, fmt.Errorf("%w: %s", core.ErrObjectLost, r.Error)

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
@@ -289,7 +290,11 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		}
 		b, release, err := w.rt.Bytes(context.Background(), oid, owner, a.Value)
 		if err != nil {
-			return fail(core.KindSystem, fmt.Sprintf("argument %d: %v", i, err), "")
+			kind := core.KindSystem
+			if errors.Is(err, core.ErrStoreFull) {
+				kind = core.KindStoreFull // e.g. pulled into a smaller store
+			}
+			return fail(kind, fmt.Sprintf("argument %d: %v", i, err), "")
 		}
 		defer release() // store arguments stay in place while the task runs
 		args[i] = b
@@ -334,6 +339,8 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		return fail(core.KindPanic, fmt.Sprint(err), stack)
 	case err != nil && errors.Is(err, core.ErrTypeMismatch):
 		return fail(core.KindType, err.Error(), "")
+	case err != nil && errors.Is(err, codec.ErrUnserializable):
+		return fail(core.KindUnserializable, err.Error(), "")
 	case err != nil:
 		// A returned error has no stack of its own (the worker's would
 		// show only rayo's frames): say which function returned it.
