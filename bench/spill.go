@@ -34,7 +34,8 @@ const (
 // spillFigures are the child's results, in GB/s.
 type spillFigures struct {
 	diskWrite, diskRead, spill, restore float64
-	spilled, restored                   int64 // bytes
+	spilled, restored                   int64   // bytes
+	putRate, readRate                   float64 // end to end: the puts while spilling, the GetViews restoring
 }
 
 // spillFigure runs the child once per suite run and returns one of its
@@ -55,9 +56,10 @@ func spillFigure(name string) func(e *env) (float64, string, error) {
 		case diskRead:
 			return f.diskRead, "sequential read of that file", nil
 		case spillMetric:
-			return f.spill, fmt.Sprintf("%s spilled while %s were put into a %s store", fmt.Sprintf("%d MiB", f.spilled>>20), size(spillTotal), size(spillStore)), nil
+			return f.spill, fmt.Sprintf("the raylet's spill time: %d MiB spilled while %s were put into a %s store at %.2f GB/s",
+				f.spilled>>20, size(spillTotal), size(spillStore), f.putRate), nil
 		}
-		return f.restore, fmt.Sprintf("%s restored by GetView", fmt.Sprintf("%d MiB", f.restored>>20)), nil
+		return f.restore, fmt.Sprintf("the raylet's restore time: %d MiB restored, read back by GetView at %.2f GB/s", f.restored>>20, f.readRate), nil
 	}
 }
 
@@ -74,7 +76,7 @@ func runSpillChild(e *env) (*spillFigures, error) {
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), spillPrefix); ok {
 			f := &spillFigures{}
-			if _, err := fmt.Sscan(v, &f.diskWrite, &f.diskRead, &f.spill, &f.restore, &f.spilled, &f.restored); err != nil {
+			if _, err := fmt.Sscan(v, &f.diskWrite, &f.diskRead, &f.spill, &f.restore, &f.spilled, &f.restored, &f.putRate, &f.readRate); err != nil {
 				return nil, fmt.Errorf("child's figures %q: %w", v, err)
 			}
 			return f, nil
@@ -128,7 +130,7 @@ func spillChild(cpus float64) error {
 	if err != nil {
 		return err
 	}
-	spilled := mid[0] - before[0]
+	spilled, spillSecs := int64(mid[0]-before[0]), mid[2]-before[2]
 	// Read back oldest first (those spilled), each let go once read, so
 	// that restores find room without spilling again.
 	start = time.Now()
@@ -148,19 +150,21 @@ func spillChild(cpus float64) error {
 	if err != nil {
 		return err
 	}
-	restored := end[1] - mid[1]
-	if spilled == 0 || restored == 0 {
+	restored, restoreSecs := int64(end[1]-mid[1]), end[3]-mid[3]
+	if spilled == 0 || restored == 0 || spillSecs <= 0 || restoreSecs <= 0 {
 		return fmt.Errorf("nothing spilled (%d bytes) or restored (%d bytes)", spilled, restored)
 	}
-	fmt.Printf("%s%g %g %g %g %d %d\n", spillPrefix, w, r,
-		float64(spilled)/putTime.Seconds()/1e9, float64(restored)/readTime.Seconds()/1e9, spilled, restored)
+	fmt.Printf("%s%g %g %g %g %d %d %g %g\n", spillPrefix, w, r,
+		float64(spilled)/spillSecs/1e9, float64(restored)/restoreSecs/1e9, spilled, restored,
+		float64(spillTotal)/putTime.Seconds()/1e9, float64(restored)/readTime.Seconds()/1e9)
 	return nil
 }
 
-// spillCounters reads the bytes spilled and restored so far from the
-// embedded cluster's /metrics.
-func spillCounters(ctx context.Context) ([2]int64, error) {
-	var out [2]int64
+// spillCounters reads the bytes spilled and restored so far, and the
+// seconds the raylet spent spilling and restoring, from the embedded
+// cluster's /metrics.
+func spillCounters(ctx context.Context) ([4]float64, error) {
+	var out [4]float64
 	url := rayo.DashboardURL()
 	if url == "" {
 		return out, errors.New("no API server to read the spill metrics from")
@@ -177,14 +181,15 @@ func spillCounters(ctx context.Context) ([2]int64, error) {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		for i, name := range []string{"rayo_object_spilled_bytes_total{", "rayo_object_restored_bytes_total{"} {
+		for i, name := range []string{"rayo_object_spilled_bytes_total{", "rayo_object_restored_bytes_total{",
+			"rayo_object_spill_seconds_sum{", "rayo_object_restore_seconds_sum{"} {
 			if strings.HasPrefix(line, name) {
 				f := strings.Fields(line)
 				v, err := strconv.ParseFloat(f[len(f)-1], 64)
 				if err != nil {
 					return out, fmt.Errorf("metrics line %q: %w", line, err)
 				}
-				out[i] = int64(v)
+				out[i] = v
 			}
 		}
 	}

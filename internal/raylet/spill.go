@@ -458,7 +458,7 @@ func (s *spiller) restore(id ids.ObjectID, size int64, rc *restoreCall) {
 		}
 		dst, err := s.r.arena.Slice(off, size)
 		if err == nil {
-			_, err = s.disk.ReadAt(id, dst, 0)
+			err = s.readInto(id, dst)
 		}
 		if err != nil {
 			_ = s.r.store.Abort(id)
@@ -487,6 +487,53 @@ func (s *spiller) restore(id ids.ObjectID, size int64, rc *restoreCall) {
 		_ = s.disk.Delete(id) // in memory again: its disk space goes back
 	}
 	s.r.SealObjects(nil) // wakes reads waiting for a seal
+}
+
+// restoreChunk is the size of the reads of one restore, restoreReaders of
+// which run at once: a large object comes back on every core.
+const (
+	restoreChunk   = 8 << 20
+	restoreReaders = 4
+)
+
+// readInto reads a spilled object into dst, in chunks read in parallel.
+func (s *spiller) readInto(id ids.ObjectID, dst []byte) error {
+	if len(dst) <= restoreChunk {
+		_, err := s.disk.ReadAt(id, dst, 0)
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, restoreReaders)
+	next := make(chan int64)
+	for range restoreReaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for off := range next {
+				end := min(off+restoreChunk, int64(len(dst)))
+				if _, err := s.disk.ReadAt(id, dst[off:end], off); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for off := int64(0); off < int64(len(dst)); off += restoreChunk {
+		select {
+		case next <- off:
+		case err = <-errs:
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err != nil {
+		return err
+	}
+	return <-errs // nil once closed and empty
 }
 
 // readSpilled reads chunk [off, off+n) of a spilled object, for a pull
