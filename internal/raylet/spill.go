@@ -61,6 +61,8 @@ type spiller struct {
 	need      int64                 // bytes waiting creates ask for
 	passing   bool                  // a spill pass runs
 	lastErr   error                 // why the last pass could not spill
+	gen       uint64                // counts changes that may give a pass something to spill
+	barren    uint64                // gen+1 when a pass found nothing it could spill; 0: none did
 	room      chan struct{}         // closed (and replaced) when memory was freed or a pass ended
 }
 
@@ -135,9 +137,14 @@ func (s *spiller) sealed(list []ids.ObjectID) {
 			s.elems[id] = s.lru.PushBack(id)
 		}
 	}
+	s.gen++
 	s.mu.Unlock()
 	s.maybeSpill()
 }
+
+// stuckLocked reports whether the last pass found nothing to spill (or
+// failed) and nothing changed since: another would do the same.
+func (s *spiller) stuckLocked() bool { return s.barren == s.gen+1 }
 
 // freed forgets objects their owner freed: from memory (the caller deletes
 // them from the store), from the disk, and from what is in flight.
@@ -178,7 +185,7 @@ func (s *spiller) maybeSpill() {
 	c := s.r.store.Capacity()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.passing || (s.need == 0 && float64(s.r.store.Used()) <= spillHigh*float64(c)) {
+	if s.passing || s.stuckLocked() || (s.need == 0 && float64(s.r.store.Used()) <= spillHigh*float64(c)) {
 		return
 	}
 	if !s.r.goTracked(s.pass) {
@@ -221,6 +228,7 @@ func (s *spiller) pass() {
 		if len(objs) == 0 {
 			s.passing = false
 			s.lastErr = nil
+			s.barren = s.gen + 1
 			s.wakeLocked()
 			s.mu.Unlock()
 			return
@@ -243,6 +251,7 @@ func (s *spiller) pass() {
 				if !freed {
 					s.elems[o.ID] = s.lru.PushFront(o.ID)
 				}
+				s.gen++
 			case freed:
 				drop = append(drop, o.ID)
 			case s.pins[o.ID] > 0:
@@ -259,6 +268,7 @@ func (s *spiller) pass() {
 		s.wakeLocked()
 		if err != nil {
 			s.passing = false
+			s.barren = s.gen + 1 // until something changes
 		}
 		s.mu.Unlock()
 		for _, id := range drop {
@@ -311,7 +321,7 @@ func (s *spiller) create(ctx context.Context, id ids.ObjectID, size int64) (int6
 			s.mu.Unlock()
 			return 0, fmt.Errorf("raylet: create %s: abandoned by its writer", id)
 		}
-		if !s.passing && len(s.restoring) == 0 {
+		if !s.passing && s.stuckLocked() && len(s.restoring) == 0 {
 			// Nothing left to spill: every primary is pinned, or the disk
 			// is full.
 			why := s.lastErr
@@ -421,6 +431,7 @@ func (s *spiller) unpin(c *rpc.Conn, list []ids.ObjectID) {
 	if len(m) == 0 {
 		delete(s.byConn, c)
 	}
+	s.gen++
 	s.mu.Unlock()
 	s.maybeSpill()
 }
@@ -431,6 +442,7 @@ func (s *spiller) unpinOne(id ids.ObjectID) {
 	if s.pins[id]--; s.pins[id] <= 0 {
 		delete(s.pins, id)
 	}
+	s.gen++
 	s.mu.Unlock()
 	s.maybeSpill()
 }
@@ -444,6 +456,7 @@ func (s *spiller) connGone(c *rpc.Conn) {
 		}
 	}
 	delete(s.byConn, c)
+	s.gen++
 	s.mu.Unlock()
 	s.maybeSpill()
 }
@@ -474,6 +487,7 @@ func (s *spiller) restore(id ids.ObjectID, size int64, rc *restoreCall) {
 	freed := rc.freed
 	if err == nil && !freed {
 		s.elems[id] = s.lru.PushBack(id)
+		s.gen++
 	}
 	if freed && err == nil {
 		err = fmt.Errorf("raylet: object %s was freed", id)
