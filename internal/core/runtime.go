@@ -48,7 +48,8 @@ type RayletClient interface {
 	LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error)
 	ActorAlive(actorID []byte, workerAddr string)
 	// PullObject copies an object from another node's store (the raylet
-	// at from) into this node's and returns where it is here.
+	// at from) into this node's, pins the copy (see PinObject) and returns
+	// where it is here.
 	PullObject(ctx context.Context, id ids.ObjectID, from string, size int64) (int64, error)
 	// PlacementGroup creates, waits for, removes, finds or lists placement
 	// groups (the node's own, or the control store's in a cluster).
@@ -637,8 +638,10 @@ func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, owner string, loc
 		var off int64
 		release = noRelease
 		if rt.remote(loc) {
-			// A pulled copy stays while this process lives (the raylet's hold).
-			if off, err = rt.cfg.Raylet.PullObject(ctx, id, loc.NodeAddr, loc.Size); err != nil {
+			// The pulled copy is pinned for this process, as a local object.
+			if off, err = rt.cfg.Raylet.PullObject(ctx, id, loc.NodeAddr, loc.Size); err == nil {
+				release = func() { rt.cfg.Raylet.UnpinObjects([]ids.ObjectID{id}) }
+			} else {
 				err = fmt.Errorf("core: fetch %s from %s: %w", id, loc.NodeAddr, wrapStoreErr(err))
 			}
 		} else if off, err = rt.cfg.Raylet.PinObject(ctx, id); err == nil {

@@ -157,7 +157,8 @@ func (c *Client) ActorAlive(actorID []byte, workerAddr string) {
 }
 
 // PullObject asks the raylet to copy an object from another node's store
-// into its own, and returns where it is there.
+// into its own, pinned for this process until UnpinObjects, and returns
+// where it is there.
 func (c *Client) PullObject(ctx context.Context, id ids.ObjectID, from string, size int64) (int64, error) {
 	r := &pb.CreateObjectReply{}
 	if err := c.Conn.Call(ctx, rpc.MPullObject, &pb.PullObject{ObjectId: id[:], From: from, Size: size}, r); err != nil {

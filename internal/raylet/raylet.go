@@ -606,7 +606,6 @@ func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
 
 // connClosed handles a worker (or a remote owner) going away.
 func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
-	r.releaseHolds(c)
 	r.spill.connGone(c)
 	var after []func()
 	r.mu.Lock()
@@ -965,9 +964,19 @@ func (r *Raylet) CreateObject(ctx context.Context, id ids.ObjectID, size int64) 
 	return r.spill.create(ctx, id, size)
 }
 
-// PullObject copies an object from another node into this node's store.
+// PullObject copies an object from another node into this node's store
+// and pins the copy for this process (the raylet's host) until
+// UnpinObjects.
 func (r *Raylet) PullObject(ctx context.Context, id ids.ObjectID, from string, size int64) (int64, error) {
-	return r.Pull(ctx, id, from, size)
+	for {
+		if _, err := r.Pull(ctx, id, from, size); err != nil {
+			return 0, err
+		}
+		if off, ok := r.spill.pinIfHere(nil, id); ok {
+			return off, nil
+		}
+		// Evicted by another pull before it was pinned: again.
+	}
 }
 
 // SealObjects makes created objects readable.

@@ -128,9 +128,13 @@ func (s *spiller) wakeLocked() {
 // on, oldest first.
 func (s *spiller) sealed(list []ids.ObjectID) {
 	st := s.r.xfer()
-	s.mu.Lock()
-	for _, id := range list {
-		if st != nil && st.isPulled(id) {
+	primary := make([]bool, len(list))
+	for i, id := range list {
+		primary[i] = st == nil || !st.isPulled(id)
+	}
+	s.mu.Lock() // after xferState.mu, never before: evictions take both
+	for i, id := range list {
+		if !primary[i] {
 			continue
 		}
 		if _, _, ok := s.r.store.Lookup(id); ok && s.elems[id] == nil {
@@ -400,6 +404,18 @@ func (s *spiller) pin(ctx context.Context, c *rpc.Conn, id ids.ObjectID) (off, s
 
 func (s *spiller) notHere(id ids.ObjectID) error {
 	return fmt.Errorf("%w: object %s is not in this node's store", ErrObjectLost, id)
+}
+
+// pinIfHere pins id for the process on c if it is in memory here, and
+// says where.
+func (s *spiller) pinIfHere(c *rpc.Conn, id ids.ObjectID) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off, _, ok := s.r.store.Lookup(id)
+	if ok {
+		s.pinLocked(c, id)
+	}
+	return off, ok
 }
 
 func (s *spiller) pinLocked(c *rpc.Conn, id ids.ObjectID) {

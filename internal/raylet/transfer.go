@@ -35,7 +35,8 @@ import (
 // node share a single transfer.
 //
 // The copy is secondary: it is recorded so that it can be evicted, oldest
-// first, when the store is too full for another pull. The source remembers
+// first, when the store is too full for another pull, unless a local
+// process pins it (reads it; see spill.go). The source remembers
 // which connections read each object, and when the object is freed there it
 // tells those peers to free their copies too (an MFreeObjects notification,
 // which the puller handles by freeing locally, and so on down the chain).
@@ -92,7 +93,6 @@ type xferState struct {
 	order    *list.List                     // of ids.ObjectID, oldest pull first
 	sources  map[string]*sourceConn
 	readers  map[ids.ObjectID]map[*rpc.Conn]struct{} // who read each object of ours
-	holds    map[ids.ObjectID]map[*rpc.Conn]struct{} // local processes that pulled each copy
 	senders  map[*rpc.Conn]*chunkSender
 
 	createMu sync.Mutex // serializes create-or-evict
@@ -155,7 +155,6 @@ func (r *Raylet) xfer() *xferState {
 		r:        r,
 		inflight: make(map[ids.ObjectID]*pullCall),
 		pulled:   make(map[ids.ObjectID]*list.Element),
-		holds:    make(map[ids.ObjectID]map[*rpc.Conn]struct{}),
 		order:    list.New(),
 		sources:  make(map[string]*sourceConn),
 		readers:  make(map[ids.ObjectID]map[*rpc.Conn]struct{}),
@@ -564,7 +563,8 @@ func (st *xferState) abortPulls(list []ids.ObjectID, cause error) {
 }
 
 // create makes room for a pulled object, evicting older pulled copies
-// while the store is full, then spilling primaries. A copy that a process of this node pulled, and
+// that no local process is reading (pinned) while the store is full, then
+// spilling primaries. A copy that a process of this node pulled, and
 // may still have mapped, is not evicted while that process lives: only its
 // owner's free (forwarded here) removes it.
 func (st *xferState) create(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
@@ -575,23 +575,27 @@ func (st *xferState) create(ctx context.Context, id ids.ObjectID, size int64) (i
 		if !errors.Is(err, objstore.ErrFull) {
 			return off, err
 		}
+		// Evicted under the pins' lock, so that no reader pins it between
+		// the look and the delete.
 		st.mu.Lock()
+		sp := st.r.spill
+		sp.mu.Lock()
 		e := st.order.Front()
-		for e != nil && len(st.holds[e.Value.(ids.ObjectID)]) > 0 {
-			e = e.Next() // a local process may have it mapped
+		for e != nil && sp.pins[e.Value.(ids.ObjectID)] > 0 {
+			e = e.Next() // a local process is reading it
 		}
-		var victim ids.ObjectID
 		if e != nil {
-			victim = st.order.Remove(e).(ids.ObjectID)
+			victim := st.order.Remove(e).(ids.ObjectID)
 			delete(st.pulled, victim)
+			if _, derr := st.r.store.Delete(victim); derr == nil {
+				st.r.log.Debug("evicted pulled copy", "object", victim.String())
+			}
 		}
+		sp.mu.Unlock()
 		st.mu.Unlock()
 		if e == nil {
 			// No copy left to evict: primaries spill to make room.
 			return st.r.spill.create(ctx, id, size)
-		}
-		if _, derr := st.r.store.Delete(victim); derr == nil {
-			st.r.log.Debug("evicted pulled copy", "object", victim.String())
 		}
 	}
 }
@@ -648,54 +652,14 @@ func (r *Raylet) servePull(c *rpc.Conn, id uint64, body []byte) {
 			})
 			return
 		}
-		if !r.hold(oid, c) {
-			_ = c.ReplyError(id, ErrClosed.Error())
+		// Pinned for the reader until it unpins or goes.
+		off, ok := r.spill.pinIfHere(c, oid)
+		if !ok {
+			_ = c.Reply(id, &pb.CreateObjectReply{Error: fmt.Sprintf("raylet: pulled copy of %s evicted before it was read", oid), Lost: true})
 			return
 		}
 		_ = c.Reply(id, &pb.CreateObjectReply{Offset: off})
 	}()
-}
-
-// hold records that the process on c pulled copy id (and may map it), so
-// it is not evicted before that process is gone or the object is freed.
-// It reports false if c is gone already.
-func (r *Raylet) hold(id ids.ObjectID, c *rpc.Conn) bool {
-	st := r.xfer()
-	if st == nil {
-		return false
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if c.Err() != nil {
-		return false // released already, or about to be: connClosed runs after Err is set
-	}
-	if st.pulled[id] == nil {
-		return true // not a copy: the owner's references keep it
-	}
-	h := st.holds[id]
-	if h == nil {
-		h = make(map[*rpc.Conn]struct{}, 1)
-		st.holds[id] = h
-	}
-	h[c] = struct{}{}
-	return true
-}
-
-// releaseHolds drops the holds of a process that is gone.
-func (r *Raylet) releaseHolds(c *rpc.Conn) {
-	v, ok := xferStates.Load(r)
-	if !ok {
-		return
-	}
-	st := v.(*xferState)
-	st.mu.Lock()
-	for id, h := range st.holds {
-		delete(h, c)
-		if len(h) == 0 {
-			delete(st.holds, id)
-		}
-	}
-	st.mu.Unlock()
 }
 
 // serveReadChunk answers a ReadChunk with the bytes of a sealed object, and
@@ -881,7 +845,6 @@ func (r *Raylet) forwardFree(list []ids.ObjectID) {
 			st.order.Remove(e)
 			delete(st.pulled, id)
 		}
-		delete(st.holds, id)
 		for c := range st.readers[id] {
 			byConn[c] = append(byConn[c], id)
 		}

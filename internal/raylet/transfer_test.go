@@ -808,7 +808,7 @@ func TestPulledCopyHeldByItsReaderIsNotEvicted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Full: the fourth takes the room of the oldest copy nobody holds.
+	// Full: the fourth takes the room of the oldest copy nobody pins.
 	if _, err := b.Pull(ctx, objs[3], a.TCPAddr(), size); err != nil {
 		t.Fatal(err)
 	}
@@ -824,12 +824,11 @@ func TestPulledCopyHeldByItsReaderIsNotEvicted(t *testing.T) {
 	_ = conn.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for held := 1; held > 0; {
-		st := b.xfer()
-		st.mu.Lock()
-		held = len(st.holds)
-		st.mu.Unlock()
+		b.spill.mu.Lock()
+		held = len(b.spill.pins)
+		b.spill.mu.Unlock()
 		if time.Now().After(deadline) {
-			t.Fatal("the hold of a reader that left was not released")
+			t.Fatal("the pin of a reader that left was not released")
 		}
 		runtime.Gosched() // the raylet notices the closed connection on its own goroutine
 	}

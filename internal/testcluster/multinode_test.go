@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -324,4 +327,61 @@ func waitFile(t *testing.T, dir, prefix string) {
 		names = append(names, e.Name())
 	}
 	t.Fatalf("no task started on node %s (started: %v)", prefix, names)
+}
+
+// TestSpillingAcrossNodes: a driver puts 512 MiB of live 8 MiB objects
+// into its node's 64 MiB store; tasks on another node (whose store is as
+// small) read each one, pulled from memory or streamed from the spill
+// folder, and the driver reads them back: every checksum matches. Once
+// released, no spill file is left on any node.
+func TestSpillingAcrossNodes(t *testing.T) {
+	rayo := Build(t, "./cmd/rayo")
+	driver := Build(t, "./internal/testcluster/testdata/mn")
+	c := Start(t, rayo, 1, "--object-store-memory", "64MiB")
+	b := c.AddNode(1, "--object-store-memory", "64MiB")
+	kv := run(t, c.Head, driver, "spill", b.ID())
+	if kv["mismatches"] != "0" || kv["released"] != "true" {
+		t.Fatalf("checksums: %v", kv)
+	}
+	if kv["read_on_other_node"] != "64" {
+		t.Errorf("%s of 64 objects were read on the other node", kv["read_on_other_node"])
+	}
+	// The head spilled, and read spilled bytes back (restores and pulls).
+	var nodes list
+	getJSON(t, c.Dashboard()+"/api/v0/nodes", &nodes)
+	for _, n := range nodes.Result {
+		if n["node_id"] != c.Head.ID() {
+			continue
+		}
+		resp, err := http.Get("http://" + n["metrics_address"].(string) + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, m := range []string{"rayo_object_spilled_bytes_total", "rayo_object_restored_bytes_total"} {
+			if !regexp.MustCompile(`(?m)^` + m + `\{[^}]*\} [1-9]`).Match(body) {
+				t.Errorf("the head's %s is 0:\n%s", m, body)
+			}
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var left []string
+		for _, n := range c.Nodes {
+			_ = filepath.WalkDir(n.StateDir, func(path string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), "rayo-spill-") {
+					left = append(left, path)
+				}
+				return nil
+			})
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spill files left after the driver released everything: %v", left)
+		}
+		time.Sleep(50 * time.Millisecond) // frees reach the nodes on their own
+	}
 }

@@ -5,8 +5,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -100,8 +103,70 @@ func main() {
 	}
 }
 
+// crcAt is the checksum of b, and where it was computed.
+var crcAt = rayo.Func1(func(b []byte) string { return fmt.Sprintf("%08x@%s", crc32.ChecksumIEEE(b), rayo.NodeID()) })
+
+// pattern is n bytes that differ with seed and along the slice.
+func pattern(n int, seed uint64) []byte {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	block := make([]byte, 64<<10)
+	_, _ = mrand.NewChaCha8(key).Read(block)
+	b := make([]byte, n)
+	for off := 0; off < n; off += len(block) {
+		if m := copy(b[off:], block); m >= 8 {
+			binary.LittleEndian.PutUint64(b[off:], uint64(off))
+		}
+	}
+	return b
+}
+
 func run(ctx context.Context, mode string, args []string) error {
 	switch mode {
+	case "spill":
+		// 512 MiB of live 8 MiB objects in this node's 64 MiB store: most
+		// spill. Each is read by a task on node args[0] (pulled, from disk
+		// when spilled) and read back here; every checksum must match.
+		const n, size = 64, 8 << 20
+		refs := make([]rayo.Ref[[]byte], n)
+		sums := make([]string, n)
+		for i := range refs {
+			b := pattern(size, uint64(i))
+			sums[i] = fmt.Sprintf("%08x", crc32.ChecksumIEEE(b))
+			if refs[i] = rayo.Put(ctx, b); refs[i].Err() != nil {
+				return refs[i].Err()
+			}
+		}
+		remote := make([]rayo.Ref[string], n)
+		for i, r := range refs {
+			remote[i] = crcAt.Options(rayo.NodeAffinity(args[0], false)).Remote(r)
+		}
+		mismatches, away := 0, 0
+		for i := range refs {
+			got, err := rayo.Get(ctx, remote[i])
+			if err != nil {
+				return err
+			}
+			crc, node, _ := strings.Cut(got, "@")
+			if crc != sums[i] {
+				mismatches++
+			}
+			if node == args[0] {
+				away++
+			}
+			b, err := rayo.Get(ctx, refs[i])
+			if err != nil {
+				return err
+			}
+			if fmt.Sprintf("%08x", crc32.ChecksumIEEE(b)) != sums[i] {
+				mismatches++
+			}
+		}
+		fmt.Printf("mismatches=%d\nread_on_other_node=%d\n", mismatches, away)
+		for _, r := range refs {
+			r.Release()
+		}
+		fmt.Println("released=true")
 	case "spread":
 		var refs []rayo.Ref[string]
 		for i := 0; i < 9; i++ {
