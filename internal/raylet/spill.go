@@ -609,31 +609,26 @@ func (r *Raylet) PinObject(ctx context.Context, id ids.ObjectID) (int64, error) 
 // UnpinObjects drops pins PinObject took.
 func (r *Raylet) UnpinObjects(list []ids.ObjectID) { r.spill.unpin(nil, list) }
 
-// servePin answers an MPinObject off the read loop: a restore may take a
-// while.
-func (r *Raylet) servePin(c *rpc.Conn, reqID uint64, body []byte) {
+// objectRequest decodes a request naming one object (a CreateObject),
+// replying with the error when it is malformed.
+func objectRequest(c *rpc.Conn, reqID uint64, body []byte) (*pb.CreateObject, ids.ObjectID, bool) {
 	req := &pb.CreateObject{}
-	if err := unmarshal(body, req); err != nil {
-		_ = c.ReplyError(reqID, err.Error())
-		return
+	err := unmarshal(body, req)
+	var oid ids.ObjectID
+	if err == nil {
+		oid, err = ids.ObjectIDFrom(req.ObjectId)
 	}
-	oid, err := ids.ObjectIDFrom(req.ObjectId)
 	if err != nil {
 		_ = c.ReplyError(reqID, err.Error())
-		return
+		return nil, oid, false
 	}
-	if off, _, ok := r.store.Lookup(oid); ok {
-		// In memory: answered on the read loop, the common case.
-		r.spill.mu.Lock()
-		if off2, _, ok := r.store.Lookup(oid); ok && off2 == off {
-			r.spill.pinLocked(c, oid)
-			r.spill.mu.Unlock()
-			_ = c.Reply(reqID, &pb.CreateObjectReply{Offset: off})
-			return
-		}
-		r.spill.mu.Unlock()
-	}
-	if !r.goTracked(func() {
+	return req, oid, true
+}
+
+// offLoop runs f off c's read loop, with a context that ends when c or
+// the raylet closes; it reports false when the raylet is closed.
+func (r *Raylet) offLoop(c *rpc.Conn, f func(ctx context.Context)) bool {
+	return r.goTracked(func() {
 		ctx, cancel := context.WithCancel(r.ctx)
 		defer cancel()
 		go func() {
@@ -643,16 +638,37 @@ func (r *Raylet) servePin(c *rpc.Conn, reqID uint64, body []byte) {
 			case <-ctx.Done():
 			}
 		}()
+		f(ctx)
+	})
+}
+
+// objectReply is the reply to a create or a pin.
+func objectReply(off int64, err error) *pb.CreateObjectReply {
+	if err != nil {
+		return &pb.CreateObjectReply{Error: err.Error(), Lost: errors.Is(err, ErrObjectLost),
+			Full: errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)}
+	}
+	return &pb.CreateObjectReply{Offset: off}
+}
+
+// servePin answers an MPinObject: on the read loop when the object is in
+// memory (the common case), off it when it must be restored first.
+func (r *Raylet) servePin(c *rpc.Conn, reqID uint64, body []byte) {
+	_, oid, ok := objectRequest(c, reqID, body)
+	if !ok {
+		return
+	}
+	if off, ok := r.spill.pinIfHere(c, oid); ok {
+		_ = c.Reply(reqID, objectReply(off, nil))
+		return
+	}
+	if !r.offLoop(c, func(ctx context.Context) {
 		off, _, err := r.spill.pin(ctx, c, oid)
-		if err != nil {
-			_ = c.Reply(reqID, &pb.CreateObjectReply{Error: err.Error(), Lost: errors.Is(err, ErrObjectLost), Full: errors.Is(err, objstore.ErrFull)})
-			return
-		}
-		if c.Err() != nil {
+		if err == nil && c.Err() != nil {
 			r.spill.unpin(c, []ids.ObjectID{oid}) // gone meanwhile
 			return
 		}
-		_ = c.Reply(reqID, &pb.CreateObjectReply{Offset: off})
+		_ = c.Reply(reqID, objectReply(off, err))
 	}) {
 		_ = c.ReplyError(reqID, ErrClosed.Error())
 	}
@@ -661,50 +677,28 @@ func (r *Raylet) servePin(c *rpc.Conn, reqID uint64, body []byte) {
 // serveCreate answers an MCreateObject, off the read loop when it must
 // wait for room.
 func (r *Raylet) serveCreate(c *rpc.Conn, reqID uint64, body []byte) {
-	req := &pb.CreateObject{}
-	if err := unmarshal(body, req); err != nil {
-		_ = c.ReplyError(reqID, err.Error())
+	req, oid, ok := objectRequest(c, reqID, body)
+	if !ok {
 		return
-	}
-	oid, err := ids.ObjectIDFrom(req.ObjectId)
-	if err != nil {
-		_ = c.ReplyError(reqID, err.Error())
-		return
-	}
-	reply := func(off int64, err error) {
-		if err != nil {
-			_ = c.Reply(reqID, &pb.CreateObjectReply{Error: err.Error(), Full: errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)})
-			return
-		}
-		_ = c.Reply(reqID, &pb.CreateObjectReply{Offset: off})
 	}
 	off, err := r.store.Create(oid, req.Size)
 	if err == nil || !errors.Is(err, objstore.ErrFull) || r.spill.disk == nil {
 		if err == nil {
 			r.spill.maybeSpill()
 		}
-		reply(off, err)
+		_ = c.Reply(reqID, objectReply(off, err))
 		return
 	}
 	// Registered on the read loop, before a free of it can be read.
 	r.spill.mu.Lock()
 	r.spill.creating[oid] = true
 	r.spill.mu.Unlock()
-	if !r.goTracked(func() {
-		ctx, cancel := context.WithCancel(r.ctx)
-		defer cancel()
-		go func() {
-			select {
-			case <-c.Done():
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		reply(r.spill.create(ctx, oid, req.Size))
+	if !r.offLoop(c, func(ctx context.Context) {
+		_ = c.Reply(reqID, objectReply(r.spill.create(ctx, oid, req.Size)))
 	}) {
 		r.spill.mu.Lock()
 		delete(r.spill.creating, oid)
 		r.spill.mu.Unlock()
-		reply(0, ErrClosed)
+		_ = c.ReplyError(reqID, ErrClosed.Error())
 	}
 }
