@@ -88,6 +88,14 @@ func TestSpillingKeepsEverything(t *testing.T) {
 			t.Fatalf("object %d: %v", i, err)
 		}
 	}
+	// The state API says which are on disk, and the node how much.
+	var objs apiList
+	apiGet(t, "/api/v0/objects?limit=10000&filter=location=SPILLED", &objs)
+	var nodes apiList
+	apiGet(t, "/api/v0/nodes", &nodes)
+	if len(objs.Result) == 0 || len(nodes.Result) != 1 || nodes.Result[0]["object_store_spilled_bytes"].(float64) < size {
+		t.Fatalf("state API: %d objects SPILLED, nodes %v", len(objs.Result), nodes.Result)
+	}
 	// Each object read by a task (restored from disk for it) and by Get.
 	crcs := make([]Ref[uint32], n)
 	for i, r := range refs {
