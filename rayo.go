@@ -136,6 +136,7 @@ func Init(opts ...Option) error {
 		_ = rl.Close()
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
+	prefaultStore(rl.Arena())
 	state.rt, state.raylet, state.session, state.node = rt, rl, session, rl.NodeName()
 	state.dash, state.dashSrc = startDashboard(o.dashboardPort, rl)
 	return nil
@@ -292,6 +293,7 @@ func joinCluster(o options) error {
 		_ = arena.Close()
 		return err
 	}
+	prefaultStore(arena)
 	cfg := core.Config{
 		Addr:   filepath.Join(session, "driver.sock"),
 		Raylet: &raylet.Client{Conn: conn},

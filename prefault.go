@@ -1,0 +1,14 @@
+package rayo
+
+import "github.com/rayo-dev/rayo/internal/objstore"
+
+// driverPrefaultWindow is how much of the node's store a driver keeps
+// mapped ahead of its puts (a quarter of the store at most): a first Put
+// of up to this size into never-used store pages is written at memcpy
+// speed instead of faulting every page (see objstore.Arena.PrefaultAhead).
+const driverPrefaultWindow = 256 << 20
+
+// prefaultStore starts the driver's prefault window of store a.
+func prefaultStore(a *objstore.Arena) {
+	a.PrefaultAhead(min(driverPrefaultWindow, a.Capacity()/4))
+}
