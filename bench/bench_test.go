@@ -45,6 +45,7 @@ func TestSuite(t *testing.T) {
 		Clients:       2,
 		Actors:        2,
 		ContainedRefs: 1000,
+		MemoryActors:  8,
 		ProfileDir:    t.TempDir(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -82,6 +83,9 @@ func TestSuite(t *testing.T) {
 		if r := byName[n]; r.Met == nil || r.Target == "" {
 			t.Errorf("%s has no DESIGN target verdict: %+v", n, r)
 		}
+	}
+	if r := byName["memory_per_actor"]; r.Met == nil || r.Target == "" {
+		t.Errorf("memory_per_actor has no DESIGN target verdict: %+v", r)
 	}
 	for _, n := range []string{"single_client_put_gigabytes", "single_client_put_gigabytes_cold"} {
 		if r := byName[n]; r.Ratio <= 0 || r.Met == nil {
