@@ -45,7 +45,7 @@ func TestSuite(t *testing.T) {
 		Clients:       2,
 		Actors:        2,
 		ContainedRefs: 1000,
-		MemoryActors:  8,
+		MemoryActors:  16,
 		ProfileDir:    t.TempDir(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -169,7 +169,7 @@ func TestFilterActors(t *testing.T) {
 		names = append(names, m.name)
 	}
 	want := []string{FloorRoundTrips, "1_1_actor_calls_sync", "1_1_actor_calls_async", "1_1_actor_calls_concurrent",
-		"1_n_actor_calls_async", "n_n_actor_calls_async", "n_n_actor_calls_with_arg_async", "actor_creation_per_second"}
+		"1_n_actor_calls_async", "n_n_actor_calls_async", "n_n_actor_calls_with_arg_async", "actor_creation_per_second", "memory_per_actor"}
 	if !slices.Equal(names, want) {
 		t.Errorf("selected %q, want %q", names, want)
 	}
