@@ -78,11 +78,11 @@ func RunChild(args []string) error {
 		if err != nil {
 			return fmt.Errorf("bench child: bad CPU count %q", args[2])
 		}
-		put, gap, err := coldPut(n, cpus)
+		d, err := coldPut(n, cpus)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%s%d %d\n", coldPutPrefix, put.Nanoseconds(), gap.Nanoseconds())
+		fmt.Printf("%s%d %d %d %d\n", coldPutPrefix, d[0].Nanoseconds(), d[1].Nanoseconds(), d[2].Nanoseconds(), d[3].Nanoseconds())
 		return nil
 	}
 	return fmt.Errorf("bench child: unknown mode %q", args[0])
