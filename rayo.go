@@ -142,6 +142,7 @@ func Init(opts ...Option) error {
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
 	rl.SetLocalOwner(rt.HandleRaylet) // what the raylet tells owners (rpc.MWorkerOOM)
+	prefaultStore(rl.Arena())
 	state.rt, state.raylet, state.session, state.node = rt, rl, session, rl.NodeName()
 	state.dash, state.dashSrc = startDashboard(o.dashboardPort, rl)
 	return nil
@@ -301,6 +302,7 @@ func joinCluster(o options) error {
 		_ = arena.Close()
 		return err
 	}
+	prefaultStore(arena)
 	cfg := core.Config{
 		Addr:   filepath.Join(session, "driver.sock"),
 		Raylet: &raylet.Client{Conn: conn},

@@ -55,6 +55,9 @@ type Config struct {
 	// ActorsPerRound is how many actors actor_creation_per_second creates
 	// at once (default 10).
 	ActorsPerRound int
+	// MemoryActors is the number of live actors memory_per_actor holds
+	// (default 100).
+	MemoryActors int
 	// ContainedRefs is the number of refs in the object of
 	// single_client_get_object_containing_10k_refs (default 10,000).
 	ContainedRefs int
@@ -91,6 +94,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ActorsPerRound <= 0 {
 		c.ActorsPerRound = 10
+	}
+	if c.MemoryActors <= 0 {
+		c.MemoryActors = 100
 	}
 	if c.ContainedRefs <= 0 {
 		c.ContainedRefs = 10000
@@ -147,6 +153,7 @@ var suite = []metric{
 	{name: diskRead, unit: "GB/s", run: spillFigure(diskRead)},
 	{name: spillMetric, unit: "GB/s", ratioTo: diskWrite, run: spillFigure(spillMetric)},
 	{name: restoreMetric, unit: "GB/s", ratioTo: diskRead, run: spillFigure(restoreMetric)},
+	{name: "single_client_put_gigabytes_cold", unit: "GB/s", ratioTo: FloorMemcpy, run: putGigabytesCold},
 	{name: "single_client_tasks_sync", unit: "tasks/s", cluster: true, ratioTo: FloorRoundTrips, run: tasksSync},
 	{name: "single_client_tasks_async", unit: "tasks/s", cluster: true, ratioTo: FloorRoundTrips, run: tasksAsync},
 	{name: "multi_client_tasks_async", unit: "tasks/s", cluster: true, ratioTo: FloorRoundTrips, run: multiClientTasksAsync},
@@ -167,6 +174,7 @@ var suite = []metric{
 	{name: "single_client_get_object_containing_10k_refs", unit: "gets/s", cluster: true, run: getObjectContaining10kRefs},
 	{name: "placement_group_create/removal", unit: "groups/s", cluster: true, ratioTo: FloorRoundTrips, run: placementGroupCreateRemoval},
 	{name: "memory_per_task_10k_graph", unit: "bytes/task", cluster: true, run: memoryPerTask},
+	{name: "memory_per_actor", unit: "bytes/actor", cluster: true, run: memoryPerActor},
 	// Across nodes: only against a cluster (--address).
 	{name: FloorLoopbackTCP, unit: "GB/s", crossNode: true, run: loopbackTCPGigabytes},
 	{name: "cross_node_tasks_sync", unit: "tasks/s", cluster: true, crossNode: true, ratioTo: FloorRoundTrips, run: crossNodeTasksSync},
@@ -463,11 +471,13 @@ var targets = map[string]target{
 	"single_client_put_gigabytes":                  {text: "≥ 0.7 × memcpy", relTo: FloorMemcpy, rel: 0.7},
 	"single_client_get_1GiB_float64":               {text: "zero-copy (GetView), ≥ 10,000", min: 10000, cond: true},
 	"single_client_get_1GiB_float64_copied":        {text: "≥ 0.3 × memcpy", relTo: FloorMemcpy, rel: 0.3},
+	"single_client_put_gigabytes_cold":             {text: "≥ 0.5 × memcpy", relTo: FloorMemcpy, rel: 0.5},
 	"single_client_wait_1k_refs":                   {text: "≥ 500", min: 500},
 	"single_client_tasks_and_get_batch":            {text: "≥ 50", min: 50},
 	"single_client_get_object_containing_10k_refs": {text: "≥ 100", min: 100},
 	"placement_group_create/removal":               {text: "≥ 5,000", min: 5000},
 	"memory_per_task_10k_graph":                    {text: "reported"},
+	"memory_per_actor":                             {text: "≤ 50 KB", max: 50000},
 	FloorLoopbackTCP:                               {text: "floor"},
 	"cross_node_object_gigabytes":                  {text: "≥ 0.5 × loopback TCP", relTo: FloorLoopbackTCP, rel: 0.5},
 }

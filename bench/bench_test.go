@@ -45,6 +45,7 @@ func TestSuite(t *testing.T) {
 		Clients:       2,
 		Actors:        2,
 		ContainedRefs: 1000,
+		MemoryActors:  16,
 		ProfileDir:    t.TempDir(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -83,8 +84,13 @@ func TestSuite(t *testing.T) {
 			t.Errorf("%s has no DESIGN target verdict: %+v", n, r)
 		}
 	}
-	if r := byName["single_client_put_gigabytes"]; r.Ratio <= 0 || r.Met == nil {
-		t.Errorf("single_client_put_gigabytes has no ratio to memcpy or no verdict: %+v", r)
+	if r := byName["memory_per_actor"]; r.Met == nil || r.Target == "" {
+		t.Errorf("memory_per_actor has no DESIGN target verdict: %+v", r)
+	}
+	for _, n := range []string{"single_client_put_gigabytes", "single_client_put_gigabytes_cold"} {
+		if r := byName[n]; r.Ratio <= 0 || r.Met == nil {
+			t.Errorf("%s has no ratio to memcpy or no verdict: %+v", n, r)
+		}
 	}
 	if r := byName["single_client_get_1GiB_float64"]; !r.ok {
 		t.Errorf("Get of a stored []float64 copied it: %+v", r)
@@ -163,7 +169,7 @@ func TestFilterActors(t *testing.T) {
 		names = append(names, m.name)
 	}
 	want := []string{FloorRoundTrips, "1_1_actor_calls_sync", "1_1_actor_calls_async", "1_1_actor_calls_concurrent",
-		"1_n_actor_calls_async", "n_n_actor_calls_async", "n_n_actor_calls_with_arg_async", "actor_creation_per_second"}
+		"1_n_actor_calls_async", "n_n_actor_calls_async", "n_n_actor_calls_with_arg_async", "actor_creation_per_second", "memory_per_actor"}
 	if !slices.Equal(names, want) {
 		t.Errorf("selected %q, want %q", names, want)
 	}

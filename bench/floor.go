@@ -72,6 +72,24 @@ func RunChild(args []string) error {
 			return fmt.Errorf("bench child: bad CPU count %q", args[1])
 		}
 		return spillChild(cpus)
+	case childColdPut:
+		if len(args) != 3 {
+			return fmt.Errorf("bench child: want cold-put <bytes> <cpus>, got %q", args[1:])
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n <= 0 {
+			return fmt.Errorf("bench child: bad size %q", args[1])
+		}
+		cpus, err := strconv.ParseFloat(args[2], 64)
+		if err != nil {
+			return fmt.Errorf("bench child: bad CPU count %q", args[2])
+		}
+		d, err := coldPut(n, cpus)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s%d %d %d %d\n", coldPutPrefix, d[0].Nanoseconds(), d[1].Nanoseconds(), d[2].Nanoseconds(), d[3].Nanoseconds())
+		return nil
 	}
 	return fmt.Errorf("bench child: unknown mode %q", args[0])
 }

@@ -162,6 +162,7 @@ is printed with its ratio to the floor and the target of DESIGN.md section 8.`,
 	f.IntVar(&cfg.NumCPUs, "num-cpus", numCPU(), "CPUs of the embedded cluster")
 	f.StringVar(&cfg.Address, "address", "", "run against the cluster at HOST:PORT (started with rayo start) instead of an embedded one")
 	f.IntVar(&cfg.Actors, "actors", 0, "actors of 1_n_actor_calls_async and the n_n actor metrics (default: --num-cpus)")
+	f.IntVar(&cfg.MemoryActors, "memory-actors", 100, "live actors of memory_per_actor")
 	f.IntVar(&putMiB, "put-mib", 256, "MiB per put of single_client_put_gigabytes (and per copy of memcpy_gigabytes)")
 	f.IntVar(&getMiB, "get-mib", 1024, "MiB of the []float64 of single_client_get_1GiB_float64")
 	f.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of each metric to this folder (<metric>.pprof for the driver, <metric>.worker-<pid>.pprof per worker)")

@@ -23,6 +23,8 @@ type Arena struct {
 	data []byte       // the whole mapping; nil once closed
 	ro   []byte       // the same memory mapped read-only, for readers
 	fd   int          // -1 once closed
+
+	w *writeState // what WriteAt knows of this process's mapping
 }
 
 // CreateArena creates the file at path (it must not exist), sizes it to
@@ -85,7 +87,9 @@ func mapArena(path string, fd int, size int64) (*Arena, error) {
 		unix.Close(fd)
 		return nil, &os.PathError{Op: "mmap", Path: path, Err: err}
 	}
-	return &Arena{path: path, capacity: size, data: data, ro: ro, fd: fd}, nil
+	a := &Arena{path: path, capacity: size, data: data, ro: ro, fd: fd, w: newWriteState(size)}
+	a.w.mapper = a.mapChunk
+	return a, nil
 }
 
 // Path is the file the arena maps.
@@ -137,6 +141,7 @@ func (a *Arena) InView(addr uintptr) bool {
 // Close unmaps the arena and closes its file; the file itself stays (see
 // Remove). Close is idempotent.
 func (a *Arena) Close() error {
+	a.w.stopMapper() // before the lock: the mapper holds it shared
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.data == nil {

@@ -115,7 +115,7 @@ func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
 	}
 	name := "worker"
 	sc := bufio.NewScanner(pr)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	sc.Buffer(make([]byte, 0, 512), 16<<20) // grows with long lines; most workers print little
 	for sc.Scan() {
 		w.logLines.Add(1)
 		line := sc.Text()

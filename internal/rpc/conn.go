@@ -16,7 +16,6 @@
 package rpc
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -179,11 +178,12 @@ func (c *Conn) fail(err error) {
 }
 
 func (c *Conn) readLoop() {
-	r := bufio.NewReaderSize(c.nc, 256<<10)
+	r := newFrameReader(c.nc)
+	defer r.release()
 	var hdr [headerLen]byte
 	var err error
 	for {
-		if _, err = io.ReadFull(r, hdr[:]); err != nil {
+		if err = r.readFull(hdr[:]); err != nil {
 			break
 		}
 		n := binary.BigEndian.Uint32(hdr[0:4])
@@ -193,7 +193,7 @@ func (c *Conn) readLoop() {
 		}
 		m, kind, id := Method(hdr[4]), Kind(hdr[5]), binary.BigEndian.Uint64(hdr[6:14])
 		body := make([]byte, n-(headerLen-4))
-		if _, err = io.ReadFull(r, body); err != nil {
+		if err = r.readFull(body); err != nil {
 			break
 		}
 		switch kind {

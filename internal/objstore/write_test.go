@@ -1,0 +1,228 @@
+package objstore
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"os"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// present reports, from /proc/self/pagemap, how many of the pages of b are
+// mapped into this process.
+func present(t *testing.T, b []byte) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Fatalf("open pagemap: %v", err)
+	}
+	defer f.Close()
+	first := uintptr(unsafe.Pointer(&b[0])) / pageSize
+	n := (len(b) + pageSize - 1) / pageSize
+	buf := make([]byte, 8*n)
+	if _, err := f.ReadAt(buf, int64(first*8)); err != nil {
+		t.Fatalf("read pagemap: %v", err)
+	}
+	count := 0
+	for i := range n {
+		if binary.LittleEndian.Uint64(buf[8*i:])&(1<<63) != 0 {
+			count++
+		}
+	}
+	return count
+}
+
+func TestWriteAtRoundTrip(t *testing.T) {
+	a := newArena(t, 8*writeChunk)
+	other, err := OpenArena(a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// Odd offsets and sizes, across chunk boundaries; some regions
+	// written twice, so that both ways of writing are used.
+	cases := []struct{ off, size int64 }{
+		{0, 1}, {7, 3*writeChunk + 5}, {writeChunk - 3, 6}, {4*writeChunk + 1, 2*writeChunk + 11},
+		{7, 3*writeChunk + 5}, {8*writeChunk - 9, 9},
+	}
+	for _, c := range cases {
+		src := make([]byte, c.size)
+		rand.Read(src)
+		n, err := a.WriteAt(src, c.off)
+		if err != nil || n != len(src) {
+			t.Fatalf("WriteAt(%d bytes, %d) = %d, %v", c.size, c.off, n, err)
+		}
+		for name, ar := range map[string]*Arena{"this process's view": a, "another mapping": other} {
+			got, err := ar.View(c.off, c.size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, src) {
+				t.Fatalf("after WriteAt(%d bytes, %d), %s differs", c.size, c.off, name)
+			}
+		}
+	}
+}
+
+func TestWriteAtSparesFaultsAndMapsRewrites(t *testing.T) {
+	const size = 4 * writeChunk
+	a := newArena(t, 8*writeChunk)
+	dst, err := a.Slice(writeChunk, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := bytes.Repeat([]byte{1, 2, 3, 4}, size/4)
+	if _, err := a.WriteAt(src, writeChunk); err != nil {
+		t.Fatal(err)
+	}
+	if n := present(t, dst); n != 0 {
+		t.Fatalf("a first write mapped %d pages into this process, want 0 (pwrite)", n)
+	}
+	// Written again: copied through the mapping, which maps every page.
+	src2 := bytes.Repeat([]byte{5, 6, 7, 8}, size/4)
+	if _, err := a.WriteAt(src2, writeChunk); err != nil {
+		t.Fatal(err)
+	}
+	if n, want := present(t, dst), size/pageSize; n != want {
+		t.Fatalf("%d of %d pages mapped after a second write", n, want)
+	}
+	for c := int64(1); c <= 4; c++ {
+		if !testBit(a.w.mapped, c) {
+			t.Fatalf("chunk %d not marked mapped", c)
+		}
+	}
+	if !bytes.Equal(dst, src2) {
+		t.Fatal("the second write did not land")
+	}
+	if n := a.w.touched.Load(); n != 0 {
+		t.Fatalf("the mapper mapped %d chunks without a prefault window", n)
+	}
+}
+
+func TestWriteAtErrors(t *testing.T) {
+	a := newArena(t, writeChunk)
+	for _, c := range []struct {
+		name string
+		off  int64
+		size int
+	}{
+		{"negative offset", -1, 1},
+		{"past the end", writeChunk - 1, 2},
+		{"offset past the end", writeChunk + 1, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n, err := a.WriteAt(make([]byte, c.size), c.off)
+			if !errors.Is(err, ErrOutOfRange) || n != 0 {
+				t.Fatalf("WriteAt = %d, %v; want 0, ErrOutOfRange", n, err)
+			}
+		})
+	}
+	a.Close()
+	if _, err := a.WriteAt([]byte{1}, 0); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("WriteAt after Close: %v, want ErrOutOfRange", err)
+	}
+}
+
+// TestCloseStopsMapper closes an arena while its mapper has work: Close
+// returns only once the mapper has stopped, and later writes start none.
+func TestCloseStopsMapper(t *testing.T) {
+	a, err := CreateArena(arenaPath(t), 64*writeChunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := make([]byte, 64*writeChunk)
+	a.PrefaultAhead(63 * writeChunk)
+	if _, err := a.WriteAt(src[:writeChunk], 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.w.done:
+	default:
+		t.Fatal("Close returned with the mapper running")
+	}
+	before := a.w.touched.Load()
+	if _, err := a.WriteAt(src, 0); err == nil {
+		t.Fatal("WriteAt after Close succeeded")
+	}
+	queued := len(a.w.work)
+	for c := range int64(64) {
+		clearBit(a.w.queued, c)
+		a.w.enqueue(c)
+	}
+	if a.w.touched.Load() != before || len(a.w.work) != queued {
+		t.Fatal("a chunk was queued or mapped after Close")
+	}
+}
+
+// BenchmarkWriteAt64MiBCold is BenchmarkPut64MiBCold written with WriteAt.
+func BenchmarkWriteAt64MiBCold(b *testing.B) {
+	src := make([]byte, size64)
+	rand.Read(src)
+	b.SetBytes(size64)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		a, err := CreateArena(arenaPath(b), size64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, err := a.WriteAt(src, 0); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		a.Close()
+		a.Remove()
+		b.StartTimer()
+	}
+}
+
+func TestPrefaultAhead(t *testing.T) {
+	a := newArena(t, 16*writeChunk)
+	all, _ := a.Slice(0, 16*writeChunk)
+	waitMapped := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for a.w.touched.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d chunks mapped in 10s, want %d", a.w.touched.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	a.PrefaultAhead(4 * writeChunk)
+	if a.w.started {
+		t.Fatal("the window started before any write")
+	}
+	// A first write ending at 2 MiB starts the window [2 MiB, 6 MiB).
+	if _, err := a.WriteAt(make([]byte, 2*writeChunk), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitMapped(4)
+	if n, want := present(t, all[2*writeChunk:6*writeChunk]), 4*writeChunk/pageSize; n != want {
+		t.Fatalf("%d of the window's %d pages mapped", n, want)
+	}
+	if n := present(t, all[:2*writeChunk]) + present(t, all[6*writeChunk:]); n != 0 {
+		t.Fatalf("%d pages mapped outside the window (the write used pwrite)", n)
+	}
+	// A write ending at 6 MiB moves the window to [6 MiB, 10 MiB): chunks
+	// 4 and 5 are copied into (mapped already), 6 to 9 are mapped.
+	if _, err := a.WriteAt(make([]byte, 2*writeChunk), 4*writeChunk); err != nil {
+		t.Fatal(err)
+	}
+	waitMapped(8)
+	for c := int64(6); c < 10; c++ {
+		if !testBit(a.w.mapped, c) {
+			t.Fatalf("chunk %d of the moved window is not mapped", c)
+		}
+	}
+	if n := present(t, all[10*writeChunk:]); n != 0 {
+		t.Fatalf("%d pages mapped beyond the moved window", n)
+	}
+}
