@@ -470,7 +470,7 @@ var targets = map[string]target{
 	"single_client_get_calls":                      {text: "≥ 200,000", min: 200000},
 	"single_client_put_gigabytes":                  {text: "≥ 0.7 × memcpy", relTo: FloorMemcpy, rel: 0.7},
 	"single_client_get_1GiB_float64":               {text: "zero-copy (GetView), ≥ 10,000", min: 10000, cond: true},
-	"single_client_get_1GiB_float64_copied":        {text: "≥ 0.3 × memcpy", relTo: FloorMemcpy, rel: 0.3},
+	"single_client_get_1GiB_float64_copied":        {text: "reported: what the copy costs"},
 	"single_client_put_gigabytes_cold":             {text: "≥ 0.5 × memcpy", relTo: FloorMemcpy, rel: 0.5},
 	"single_client_wait_1k_refs":                   {text: "≥ 500", min: 500},
 	"single_client_tasks_and_get_batch":            {text: "≥ 50", min: 50},
