@@ -968,15 +968,7 @@ func (r *Raylet) CreateObject(ctx context.Context, id ids.ObjectID, size int64) 
 // and pins the copy for this process (the raylet's host) until
 // UnpinObjects.
 func (r *Raylet) PullObject(ctx context.Context, id ids.ObjectID, from string, size int64) (int64, error) {
-	for {
-		if _, err := r.Pull(ctx, id, from, size); err != nil {
-			return 0, err
-		}
-		if off, ok := r.spill.pinIfHere(nil, id); ok {
-			return off, nil
-		}
-		// Evicted by another pull before it was pinned: again.
-	}
+	return r.pullPinned(ctx, nil, id, from, size)
 }
 
 // SealObjects makes created objects readable.

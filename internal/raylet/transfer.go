@@ -643,7 +643,7 @@ func (r *Raylet) servePull(c *rpc.Conn, id uint64, body []byte) {
 	go func() {
 		defer r.procs.Done()
 		defer cancel()
-		off, err := r.Pull(ctx, oid, req.From, req.Size)
+		off, err := r.pullPinned(ctx, c, oid, req.From, req.Size)
 		if err != nil {
 			_ = c.Reply(id, &pb.CreateObjectReply{
 				Error: err.Error(),
@@ -652,14 +652,25 @@ func (r *Raylet) servePull(c *rpc.Conn, id uint64, body []byte) {
 			})
 			return
 		}
-		// Pinned for the reader until it unpins or goes.
-		off, ok := r.spill.pinIfHere(c, oid)
-		if !ok {
-			_ = c.Reply(id, &pb.CreateObjectReply{Error: fmt.Sprintf("raylet: pulled copy of %s evicted before it was read", oid), Lost: true})
-			return
-		}
 		_ = c.Reply(id, &pb.CreateObjectReply{Offset: off})
 	}()
+}
+
+// pullPinned pulls id and pins the copy for the process on c (nil: this
+// one) until it unpins or goes. A copy evicted by another pull before it
+// was pinned is pulled again.
+func (r *Raylet) pullPinned(ctx context.Context, c *rpc.Conn, id ids.ObjectID, from string, size int64) (int64, error) {
+	for {
+		if _, err := r.Pull(ctx, id, from, size); err != nil {
+			return 0, err
+		}
+		if off, ok := r.spill.pinIfHere(c, id); ok {
+			return off, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("raylet: pull %s: %w", id, context.Cause(ctx))
+		}
+	}
 }
 
 // serveReadChunk answers a ReadChunk with the bytes of a sealed object, and
