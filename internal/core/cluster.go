@@ -44,7 +44,7 @@ func (rt *Runtime) remoteRaylet(ctx context.Context, addr string) (RayletClient,
 		r = &rayletConn{ready: make(chan struct{})}
 		rt.raylets[addr] = r
 		rt.peersMu.Unlock()
-		r.conn, r.err = rt.cfg.DialRaylet(ctx, addr)
+		r.conn, r.err = rt.cfg.DialRaylet(ctx, addr, rpc.HandlerFunc(rt.serveRaylet))
 		close(r.ready)
 		if r.err != nil {
 			rt.forgetRaylet(addr, r)
@@ -203,6 +203,16 @@ func (rt *Runtime) NodesDead(list *pb.NodeList) {
 	rt.peersMu.Unlock()
 	for _, f := range closers {
 		rt.spawn(f)
+	}
+}
+
+// serveRaylet serves what another node's raylet pushes on the connection
+// this process opened to it (a lease's owner is told of an out-of-memory
+// kill there), replying once the news is taken.
+func (rt *Runtime) serveRaylet(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
+	rt.HandleRaylet(m, body)
+	if kind == rpc.KindRequest {
+		_ = c.Reply(id, &pb.Empty{})
 	}
 }
 

@@ -66,11 +66,14 @@ type Config struct {
 	Job      string // the job whose executable workers run ("" = the node's own)
 
 	// In a cluster of several nodes:
-	ListenTCP  string // also serve other nodes here (HOST:0)
-	Token      string // the cluster's secret, presented and required over TCP
-	Node       string // this node's name in endpoints (see rpc.Endpoint)
-	NodeAddr   string // this node's raylet over TCP, as locators name it
-	DialRaylet func(ctx context.Context, addr string) (RayletClient, error)
+	ListenTCP string // also serve other nodes here (HOST:0)
+	Token     string // the cluster's secret, presented and required over TCP
+	Node      string // this node's name in endpoints (see rpc.Endpoint)
+	NodeAddr  string // this node's raylet over TCP, as locators name it
+	// DialRaylet connects to another node's raylet; what that raylet
+	// pushes on the connection (a worker the memory monitor kills) goes to
+	// h.
+	DialRaylet func(ctx context.Context, addr string, h rpc.Handler) (RayletClient, error)
 }
 
 // Runtime is one process's owner and borrower state.

@@ -183,10 +183,10 @@ func (c *Client) Close() error { return c.Conn.Close() }
 func (c *Client) ReportEvents(b *pb.StateEvents) { _ = c.Conn.Notify(rpc.MReportEvents, b) }
 
 // Dialer returns how an owner reaches other nodes' raylets: over TCP,
-// presenting the cluster's token.
-func Dialer(token string) func(ctx context.Context, addr string) (core.RayletClient, error) {
-	return func(ctx context.Context, addr string) (core.RayletClient, error) {
-		c, err := rpc.DialToken(ctx, "tcp:"+addr, token, nil)
+// presenting the cluster's token; what the raylet pushes goes to h.
+func Dialer(token string) func(ctx context.Context, addr string, h rpc.Handler) (core.RayletClient, error) {
+	return func(ctx context.Context, addr string, h rpc.Handler) (core.RayletClient, error) {
+		c, err := rpc.DialToken(ctx, "tcp:"+addr, token, h)
 		if err != nil {
 			return nil, err
 		}

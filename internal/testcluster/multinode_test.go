@@ -385,3 +385,22 @@ func TestSpillingAcrossNodes(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // frees reach the nodes on their own
 	}
 }
+
+// TestOutOfMemoryAcrossNodes: the memory monitor of a node (its memory
+// faked to 320 MiB) kills a task whose owner runs on another node; the
+// owner is told, retries, and fails it with ErrOutOfMemory; the node
+// runs the next task.
+func TestOutOfMemoryAcrossNodes(t *testing.T) {
+	rayo := Build(t, "./cmd/rayo")
+	driver := Build(t, "./internal/testcluster/testdata/mn")
+	c := Start(t, rayo, 1)
+	t.Setenv("RAYO_TEST_MEMORY_TOTAL", "320MiB") // for the node started next
+	b := c.AddNode(1)
+	kv := run(t, c.Head, driver, "oom", b.ID())
+	if kv["oom"] != "true" || !strings.Contains(kv["oom_err"], "320") {
+		t.Fatalf("a task killed for memory on another node: %v", kv)
+	}
+	if kv["after"] != b.ID() {
+		t.Fatalf("the next task ran on %q, want the node %s", kv["after"], b.ID())
+	}
+}

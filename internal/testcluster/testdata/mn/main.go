@@ -121,8 +121,33 @@ func pattern(n int, seed uint64) []byte {
 	return b
 }
 
+// hog allocates and touches memory, 8 MiB at a time, up to 640 MiB.
+var hog = rayo.Func0(func() int {
+	var keep [][]byte
+	for len(keep) < 80 {
+		b := make([]byte, 8<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		keep = append(keep, b)
+		time.Sleep(40 * time.Millisecond) // at a pace the memory monitor's sampling follows
+	}
+	return len(keep)
+})
+
 func run(ctx context.Context, mode string, args []string) error {
 	switch mode {
+	case "oom":
+		// A task that eats memory on node args[0], whose memory monitor
+		// kills it: this owner, on another node, is told why.
+		_, err := rayo.Get(ctx, hog.Options(rayo.NodeAffinity(args[0], false), rayo.MaxRetries(1)).Remote())
+		fmt.Printf("oom=%v\n", errors.Is(err, rayo.ErrOutOfMemory))
+		fmt.Printf("oom_err=%q\n", fmt.Sprint(err))
+		after, err := rayo.Get(ctx, where.Options(rayo.NodeAffinity(args[0], false)).Remote())
+		if err != nil {
+			return err
+		}
+		fmt.Println("after=" + after)
 	case "spill":
 		// 512 MiB of live 8 MiB objects in this node's 64 MiB store: most
 		// spill. Each is read by a task on node args[0] (pulled, from disk
