@@ -68,6 +68,10 @@ func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64) 
 func (c *Client) PinObject(ctx context.Context, id ids.ObjectID) (int64, error) {
 	r := &pb.CreateObjectReply{}
 	if err := c.Conn.Call(ctx, rpc.MPinObject, &pb.CreateObject{ObjectId: id[:]}, r); err != nil {
+		if ctx.Err() != nil {
+			// It may still be restoring: give it up (or drop it).
+			c.UnpinObjects([]ids.ObjectID{id})
+		}
 		return 0, fmt.Errorf("raylet: pin object: %w", err)
 	}
 	if r.Error != "" {

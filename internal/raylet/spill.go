@@ -53,6 +53,8 @@ type spiller struct {
 	mu        sync.Mutex
 	pins      map[ids.ObjectID]int
 	byConn    map[*rpc.Conn]map[ids.ObjectID]int // nil key: this process
+	waiting   map[*rpc.Conn]map[ids.ObjectID]int // pins being served off the read loop (restores)
+	cancels   map[*rpc.Conn]map[ids.ObjectID]int // of those, how many their process gave up on
 	lru       *list.List                         // primaries in memory, sealed, oldest first
 	elems     map[ids.ObjectID]*list.Element
 	spilling  map[ids.ObjectID]bool // being written; true once freed meanwhile
@@ -79,6 +81,8 @@ func newSpiller(r *Raylet) (*spiller, error) {
 		r:         r,
 		pins:      make(map[ids.ObjectID]int),
 		byConn:    make(map[*rpc.Conn]map[ids.ObjectID]int),
+		waiting:   make(map[*rpc.Conn]map[ids.ObjectID]int),
+		cancels:   make(map[*rpc.Conn]map[ids.ObjectID]int),
 		lru:       list.New(),
 		elems:     make(map[ids.ObjectID]*list.Element),
 		spilling:  make(map[ids.ObjectID]bool),
@@ -434,6 +438,9 @@ func (s *spiller) unpin(c *rpc.Conn, list []ids.ObjectID) {
 	m := s.byConn[c]
 	for _, id := range list {
 		if m[id] == 0 {
+			if s.waiting[c][id] > 0 {
+				addCount(s.cancels, c, id, 1) // given up before it was granted
+			}
 			continue // not pinned by this process: ignore
 		}
 		m[id]--
@@ -472,9 +479,26 @@ func (s *spiller) connGone(c *rpc.Conn) {
 		}
 	}
 	delete(s.byConn, c)
+	delete(s.waiting, c)
+	delete(s.cancels, c)
 	s.gen++
 	s.mu.Unlock()
 	s.maybeSpill()
+}
+
+// addCount adds n to m[c][id], dropping entries that reach 0.
+func addCount(m map[*rpc.Conn]map[ids.ObjectID]int, c *rpc.Conn, id ids.ObjectID, n int) {
+	byID := m[c]
+	if byID == nil {
+		byID = make(map[ids.ObjectID]int)
+		m[c] = byID
+	}
+	if byID[id] += n; byID[id] <= 0 {
+		delete(byID, id)
+		if len(byID) == 0 {
+			delete(m, c)
+		}
+	}
 }
 
 // restore reads a spilled object back into memory.
@@ -662,14 +686,30 @@ func (r *Raylet) servePin(c *rpc.Conn, reqID uint64, body []byte) {
 		_ = c.Reply(reqID, objectReply(off, nil))
 		return
 	}
+	// Registered on the read loop, so that an unpin of the process
+	// giving up, read next, finds it.
+	sp := r.spill
+	sp.mu.Lock()
+	addCount(sp.waiting, c, oid, 1)
+	sp.mu.Unlock()
 	if !r.offLoop(c, func(ctx context.Context) {
-		off, _, err := r.spill.pin(ctx, c, oid)
-		if err == nil && c.Err() != nil {
-			r.spill.unpin(c, []ids.ObjectID{oid}) // gone meanwhile
+		off, _, err := sp.pin(ctx, c, oid)
+		sp.mu.Lock()
+		addCount(sp.waiting, c, oid, -1)
+		cancelled := sp.cancels[c][oid] > 0
+		if cancelled {
+			addCount(sp.cancels, c, oid, -1)
+		}
+		sp.mu.Unlock()
+		if err == nil && (cancelled || c.Err() != nil) {
+			sp.unpin(c, []ids.ObjectID{oid}) // nobody waits for it any more
 			return
 		}
 		_ = c.Reply(reqID, objectReply(off, err))
 	}) {
+		sp.mu.Lock()
+		addCount(sp.waiting, c, oid, -1)
+		sp.mu.Unlock()
 		_ = c.ReplyError(reqID, ErrClosed.Error())
 	}
 }

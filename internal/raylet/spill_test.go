@@ -9,6 +9,8 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
 // putPrimary makes a primary object as a process of the node does:
@@ -143,5 +145,56 @@ func TestPullStreamsSpilledObject(t *testing.T) {
 	}
 	if _, ok := a.spill.disk.Has(first); !ok {
 		t.Fatal("the pull restored the object on its node instead of streaming it")
+	}
+}
+
+// TestPinGivenUpWhileRestoring: a process that gives up a pin (its
+// context ended) while the object is being restored for it does not
+// leave it pinned.
+func TestPinGivenUpWhileRestoring(t *testing.T) {
+	r := startNode(t, 32<<20, "")
+	const size = 12 << 20
+	first := putPrimary(t, r, size, 1)
+	putPrimary(t, r, size, 2)
+	putPrimary(t, r, size, 3) // past 80%: the first spills
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, inMem := r.store.Lookup(first); !inMem {
+			if _, ok := r.spill.disk.Has(first); ok {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first object did not spill: %+v", r.SpillStats())
+		}
+		time.Sleep(5 * time.Millisecond) // the spill pass runs on its own goroutine
+	}
+	conn, err := rpc.Dial(context.Background(), r.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The pin and, at once, the unpin of a process that gave up: the
+	// frames arrive in that order, the restore finishes after both.
+	replied := make(chan error, 1)
+	conn.Go(rpc.MPinObject, &pb.CreateObject{ObjectId: first[:]}, func(_ []byte, err error) { replied <- err })
+	(&Client{Conn: conn}).UnpinObjects([]ids.ObjectID{first})
+	for {
+		_, _, inMem := r.store.Lookup(first)
+		r.spill.mu.Lock()
+		pinned, waiting := r.spill.pins[first], len(r.spill.waiting)
+		r.spill.mu.Unlock()
+		if inMem && pinned == 0 && waiting == 0 {
+			break
+		}
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("after a pin given up: in memory %v, pinned %d, pins being served %d", inMem, pinned, waiting)
+		}
+		time.Sleep(5 * time.Millisecond) // the restore runs on its own goroutine
+	}
+	select {
+	case err := <-replied:
+		t.Fatalf("a pin given up was answered: %v", err)
+	default:
 	}
 }
