@@ -1,3 +1,5 @@
+//lint:file-ignore U1000 the unexported fields are what these tests are about: they are never read
+
 package codec
 
 import (

@@ -71,7 +71,6 @@ type spiller struct {
 // restoreCall is one restore in flight, shared by the pins that wait for it.
 type restoreCall struct {
 	done  chan struct{}
-	off   int64
 	err   error
 	freed bool // the object was freed while it was being restored
 }
