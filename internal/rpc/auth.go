@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"google.golang.org/protobuf/proto"
@@ -18,11 +19,27 @@ const MHello Method = 255
 // ErrBadToken is how a connection without the cluster's token is refused.
 var ErrBadToken = errors.New("rpc: connection refused: wrong or missing cluster token")
 
+// DefaultHandshakeTimeout is how long a peer of a server that wants a
+// token has to present it.
+const DefaultHandshakeTimeout = 10 * time.Second
+
 // RequireToken makes every connection the server accepts present token
-// first; frames before that are refused and the connection closed.
+// first, within the handshake timeout: until then the peer may send only a
+// Hello of at most MaxPreAuthFrame bytes; anything else closes the
+// connection.
 func (s *Server) RequireToken(token string) {
 	s.mu.Lock()
 	s.token = token
+	if s.handshake == 0 {
+		s.handshake = DefaultHandshakeTimeout
+	}
+	s.mu.Unlock()
+}
+
+// SetHandshakeTimeout changes how long peers have to present the token.
+func (s *Server) SetHandshakeTimeout(d time.Duration) {
+	s.mu.Lock()
+	s.handshake = d
 	s.mu.Unlock()
 }
 
@@ -54,6 +71,7 @@ func (a *authHandler) Handle(c *Conn, m Method, kind Kind, id uint64, body []byt
 	a.mu.Lock()
 	a.ok = true
 	a.mu.Unlock()
+	c.authenticated()
 	_ = c.Reply(id, &pb.Empty{})
 }
 

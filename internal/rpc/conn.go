@@ -24,6 +24,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -48,6 +49,11 @@ const (
 	// MaxFrame is the largest body a connection accepts; objects larger than
 	// this move through the shared-memory store or in chunks.
 	MaxFrame = 64 << 20
+	// MaxPreAuthFrame is the largest body a connection that must present
+	// the cluster's token accepts before it has: a Hello is far smaller,
+	// and a peer that has not authenticated makes the daemon hold no more
+	// than this.
+	MaxPreAuthFrame = 4 << 10
 )
 
 // Errors of a connection.
@@ -96,6 +102,11 @@ type Conn struct {
 	pending  map[uint64]Callback
 	closeErr error
 
+	// preAuth is set while the peer has yet to present the token: frames
+	// are then small (MaxPreAuthFrame), replies are refused, and reads use
+	// no large buffer.
+	preAuth atomic.Bool
+
 	done    chan struct{}
 	onClose []func(error)
 	Value   any // free for the owner of the connection (e.g. the peer's identity)
@@ -104,10 +115,24 @@ type Conn struct {
 // NewConn wraps nc and starts its read loop. onClose functions run once when
 // the connection breaks or is closed.
 func NewConn(nc net.Conn, h Handler, onClose ...func(error)) *Conn {
+	return newConn(nc, h, false, onClose...)
+}
+
+// newConn is NewConn; with preAuth, the peer must authenticate (see
+// authenticated) before it may send anything but small frames.
+func newConn(nc net.Conn, h Handler, preAuth bool, onClose ...func(error)) *Conn {
 	c := &Conn{nc: nc, handler: h, pending: make(map[uint64]Callback), done: make(chan struct{}), onClose: onClose}
 	c.wdone.L = &c.wmu
+	c.preAuth.Store(preAuth)
 	go c.readLoop()
 	return c
+}
+
+// authenticated lifts the limits of a connection whose peer presented the
+// token, and its handshake deadline.
+func (c *Conn) authenticated() {
+	c.preAuth.Store(false)
+	_ = c.nc.SetReadDeadline(time.Time{})
 }
 
 // Dial connects to a Unix socket (or "tcp:HOST:PORT").
@@ -179,6 +204,7 @@ func (c *Conn) fail(err error) {
 
 func (c *Conn) readLoop() {
 	r := newFrameReader(c.nc)
+	r.mayBorrow = func() bool { return !c.preAuth.Load() }
 	defer r.release()
 	var hdr [headerLen]byte
 	var err error
@@ -186,12 +212,24 @@ func (c *Conn) readLoop() {
 		if err = r.readFull(hdr[:]); err != nil {
 			break
 		}
+		preAuth := c.preAuth.Load()
+		limit := uint32(MaxFrame)
+		if preAuth {
+			limit = MaxPreAuthFrame
+		}
 		n := binary.BigEndian.Uint32(hdr[0:4])
-		if n < headerLen-4 || n-(headerLen-4) > MaxFrame {
+		if n < headerLen-4 || n-(headerLen-4) > limit {
 			err = fmt.Errorf("%w: body of %d bytes", ErrCorrupt, int64(n)-(headerLen-4))
+			if preAuth {
+				err = fmt.Errorf("%w before the peer authenticated", err)
+			}
 			break
 		}
 		m, kind, id := Method(hdr[4]), Kind(hdr[5]), binary.BigEndian.Uint64(hdr[6:14])
+		if preAuth && kind != KindRequest {
+			err = fmt.Errorf("%w: a frame of kind %d before the peer authenticated", ErrCorrupt, kind)
+			break
+		}
 		body := make([]byte, n-(headerLen-4))
 		if err = r.readFull(body); err != nil {
 			break

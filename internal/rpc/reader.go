@@ -31,6 +31,9 @@ type frameReader struct {
 	buf   []byte  // small or *big: buf[r:w] is unread
 	r, w  int
 	full  bool // the last read filled buf
+	// mayBorrow, if set, says whether a large buffer may be borrowed now
+	// (not before the peer has authenticated).
+	mayBorrow func() bool
 }
 
 func newFrameReader(src io.Reader) *frameReader {
@@ -41,7 +44,7 @@ func newFrameReader(src io.Reader) *frameReader {
 // fill reads more input once buf is drained.
 func (f *frameReader) fill() error {
 	switch {
-	case f.full && f.big == nil:
+	case f.full && f.big == nil && (f.mayBorrow == nil || f.mayBorrow()):
 		f.big = bigReads.Get().(*[]byte)
 		f.buf = *f.big
 	case !f.full && f.big != nil:

@@ -18,7 +18,9 @@ type Server struct {
 	conns  map[*Conn]struct{}
 	closed bool
 	token  string // when set, peers must say it first (see RequireToken)
-	wg     sync.WaitGroup
+	// handshake is how long they have to say it
+	handshake time.Duration
+	wg        sync.WaitGroup
 }
 
 // NewServer serves ln. newHandler is called for each accepted connection;
@@ -58,7 +60,11 @@ func (s *Server) acceptLoop() {
 		s.wg.Add(1)
 		var c *Conn
 		h := &lazyHandler{}
-		c = NewConn(nc, h, func(err error) {
+		preAuth := s.token != ""
+		if preAuth {
+			_ = nc.SetReadDeadline(time.Now().Add(s.handshake))
+		}
+		c = newConn(nc, h, preAuth, func(err error) {
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
