@@ -106,6 +106,9 @@ type Conn struct {
 	// are then small (MaxPreAuthFrame), replies are refused, and reads use
 	// no large buffer.
 	preAuth atomic.Bool
+	// onAuth runs once the peer has authenticated (the server's count of
+	// peers still to authenticate).
+	onAuth func()
 
 	done    chan struct{}
 	onClose []func(error)
@@ -133,6 +136,9 @@ func newConn(nc net.Conn, h Handler, preAuth bool, onClose ...func(error)) *Conn
 func (c *Conn) authenticated() {
 	c.preAuth.Store(false)
 	_ = c.nc.SetReadDeadline(time.Time{})
+	if c.onAuth != nil {
+		c.onAuth()
+	}
 }
 
 // Dial connects to a Unix socket (or "tcp:HOST:PORT").

@@ -105,3 +105,49 @@ func TestHandshakeDeadline(t *testing.T) {
 		t.Fatalf("after the handshake time: %v", err)
 	}
 }
+
+// TestPendingConnectionsAreCapped: past the cap of connections still to
+// present the token from one host, new ones are closed at once; those
+// that authenticate stop counting, and one that leaves frees its place.
+func TestPendingConnectionsAreCapped(t *testing.T) {
+	srv, addr := tokenServer(t)
+	srv.SetPendingLimits(100, 3)
+	var silent []net.Conn
+	for range 3 {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		silent = append(silent, nc)
+	}
+	// The server may not have accepted the three yet: a fourth is refused
+	// once it has. Each try is a new connection, closed at once or kept.
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := DialToken(ctx, "tcp:"+addr, "s3cret", nil)
+		if err != nil {
+			break // refused: the three silent ones fill the cap
+		}
+		_ = c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("a fourth connection from the same host was served while three had not authenticated")
+		}
+	}
+	// One leaves: a new peer gets in and, authenticated, stops counting.
+	silent[0].Close()
+	deadline = time.Now().Add(10 * time.Second)
+	var good []*Conn
+	for len(good) < 2 {
+		c, err := DialToken(ctx, "tcp:"+addr, "s3cret", nil)
+		if err == nil {
+			defer c.Close()
+			good = append(good, c)
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a silent peer left, %d authenticated connections got in: %v", len(good), err)
+		}
+	}
+}

@@ -20,7 +20,10 @@ type Server struct {
 	token  string // when set, peers must say it first (see RequireToken)
 	// handshake is how long they have to say it
 	handshake time.Duration
-	wg        sync.WaitGroup
+	// Peers that have not said it yet: how many, by host, and the caps.
+	pending, maxPending, maxPendingPeer int
+	pendingBy                           map[string]int
+	wg                                  sync.WaitGroup
 }
 
 // NewServer serves ln. newHandler is called for each accepted connection;
@@ -57,14 +60,23 @@ func (s *Server) acceptLoop() {
 			_ = nc.Close()
 			return
 		}
+		preAuth := s.token != ""
+		var admitted func()
+		if preAuth {
+			if admitted = s.admitLocked(nc); admitted == nil {
+				s.mu.Unlock()
+				_ = nc.Close() // too many peers still to authenticate
+				continue
+			}
+			_ = nc.SetReadDeadline(time.Now().Add(s.handshake))
+		}
 		s.wg.Add(1)
 		var c *Conn
 		h := &lazyHandler{}
-		preAuth := s.token != ""
-		if preAuth {
-			_ = nc.SetReadDeadline(time.Now().Add(s.handshake))
-		}
 		c = newConn(nc, h, preAuth, func(err error) {
+			if admitted != nil {
+				admitted()
+			}
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
@@ -73,6 +85,7 @@ func (s *Server) acceptLoop() {
 			}
 			s.wg.Done()
 		})
+		c.onAuth = admitted // before the handler, which authenticates, is set
 		s.conns[c] = struct{}{}
 		var next Handler = s.newHandler(c)
 		if s.token != "" {
@@ -80,6 +93,57 @@ func (s *Server) acceptLoop() {
 		}
 		h.set(next)
 		s.mu.Unlock()
+	}
+}
+
+// Default caps on the connections whose peers have not presented the token
+// yet, in all and from one host.
+const (
+	DefaultMaxPending     = 512
+	DefaultMaxPendingPeer = 128
+)
+
+// SetPendingLimits caps the connections still to present the token: in
+// all, and from one host. Past either, a new connection is closed at once.
+func (s *Server) SetPendingLimits(total, perPeer int) {
+	s.mu.Lock()
+	s.maxPending, s.maxPendingPeer = total, perPeer
+	s.mu.Unlock()
+}
+
+// admitLocked counts a new connection that must present the token, or
+// returns nil when the caps are reached. The function it returns uncounts
+// it, once: when the peer authenticates or the connection ends.
+func (s *Server) admitLocked(nc net.Conn) func() {
+	host, _, err := net.SplitHostPort(nc.RemoteAddr().String())
+	if err != nil {
+		host = nc.RemoteAddr().String()
+	}
+	if s.pendingBy == nil {
+		s.pendingBy = make(map[string]int)
+	}
+	total, perPeer := s.maxPending, s.maxPendingPeer
+	if total <= 0 {
+		total = DefaultMaxPending
+	}
+	if perPeer <= 0 {
+		perPeer = DefaultMaxPendingPeer
+	}
+	if s.pending >= total || s.pendingBy[host] >= perPeer {
+		return nil
+	}
+	s.pending++
+	s.pendingBy[host]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.pending--
+			if s.pendingBy[host]--; s.pendingBy[host] <= 0 {
+				delete(s.pendingBy, host)
+			}
+			s.mu.Unlock()
+		})
 	}
 }
 
