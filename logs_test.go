@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +72,37 @@ func TestTaskLogHoldsItsOwnLines(t *testing.T) {
 	both := logOf(t, "actor_id="+a.ID(), "beta from the second call")
 	if !strings.Contains(both, "alpha from the first call") {
 		t.Fatalf("the actor's log lacks the first call's line: %q", both)
+	}
+}
+
+// TestLogsArePrivate: the raylet's and the workers' logs are readable by
+// their user only.
+func TestLogsArePrivate(t *testing.T) {
+	ctx := ctxT(t)
+	if _, err := Get(ctx, add.Remote(V(1), V(2))); err != nil { // a worker has run
+		t.Fatal(err)
+	}
+	state.Lock()
+	dir := filepath.Join(state.session, "logs")
+	state.Unlock()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers := 0
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: others may read it", e.Name(), info.Mode().Perm())
+		}
+		if strings.HasPrefix(e.Name(), "worker-") {
+			workers++
+		}
+	}
+	if workers == 0 {
+		t.Fatalf("no worker log in %s", dir)
 	}
 }

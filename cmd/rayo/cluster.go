@@ -122,7 +122,7 @@ func daemonize(cmd *cobra.Command, cfg node.Config) error {
 		return err
 	}
 	logPath := filepath.Join(cfg.StateDir, fmt.Sprintf("daemon-%d.log", time.Now().UnixNano()))
-	logf, err := os.Create(logPath)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

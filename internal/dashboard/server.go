@@ -620,7 +620,7 @@ func (s *Server) findWorker(ctx context.Context, q map[string]string) (*pb.NodeI
 	}
 	switch {
 	case q["pid"] != "":
-		pid, err := strconv.Atoi(q["pid"])
+		pid, err := strconv.ParseInt(q["pid"], 10, 32) // pids are 32 bits: no wrapping to another's
 		if err != nil || pid <= 0 {
 			return nil, 0, nil, fmt.Errorf("%w: bad pid %q", errBadLogQuery, q["pid"])
 		}
@@ -956,6 +956,8 @@ func Listen(addr string, h http.Handler) (*HTTPServer, error) {
 			h.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	go func() {

@@ -401,6 +401,7 @@ func TestLogs(t *testing.T) {
 	}
 	for query, want := range map[string]int{
 		"pid=x&node_id=aaaaaaaaaaaa":           http.StatusBadRequest,
+		"pid=4294967338&node_id=aaaaaaaaaaaa":  http.StatusBadRequest, // 2^32+42 is not pid 42
 		"lines=-1&pid=42&node_id=aaaaaaaaaaaa": http.StatusBadRequest,
 		"":                                     http.StatusBadRequest,
 		"task_id=zz":                           http.StatusBadRequest,

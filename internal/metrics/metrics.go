@@ -286,7 +286,8 @@ func Serve(addr string, g prometheus.Gatherer) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", Handler(g))
 	s := &Server{
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: scrapeDeadline + 5*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10},
 		addr: ln.Addr().String(),
 		done: make(chan struct{}),
 	}

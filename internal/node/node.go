@@ -456,7 +456,7 @@ func startGCSProc(ctx context.Context, cfg Config, addr, session string) (*gcsPr
 		return nil, fmt.Errorf("node: control store log: %w", err)
 	}
 	logPath := filepath.Join(session, GCSLogFile)
-	lf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	lf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("node: control store log: %w", err)
 	}

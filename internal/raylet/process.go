@@ -106,7 +106,7 @@ func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
 	defer pr.Close()
 	pid := w.pid
 	w.logPipe.Store(pr)
-	f, err := os.Create(filepath.Join(r.cfg.SessionDir, "logs", fmt.Sprintf("worker-%d.log", pid)))
+	f, err := os.OpenFile(filepath.Join(r.cfg.SessionDir, "logs", fmt.Sprintf("worker-%d.log", pid)), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		f = nil
 	}

@@ -256,7 +256,7 @@ func Start(cfg Config) (*Raylet, error) {
 		r.avail[k] = v
 	}
 	r.gpus = newGPUPool(r.total[GPU])
-	lf, err := os.Create(filepath.Join(cfg.SessionDir, "logs", "raylet.log"))
+	lf, err := os.OpenFile(filepath.Join(cfg.SessionDir, "logs", "raylet.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("raylet: log: %w", err)
 	}
