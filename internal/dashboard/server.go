@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -723,31 +722,42 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	// The whole log (a task's part of it), read in pieces; then its last
-	// lines.
+	// The log (a task's part of it), read in pieces and passed on as it
+	// comes; with lines, only its tail is kept: a large log never sits in
+	// memory whole.
 	start, end := taskWindow(task)
-	var buf bytes.Buffer
+	var tail []byte
+	var pos int64
 	for {
-		b, err := s.cfg.Source.ReadLog(ctx, n, &pb.LogRequest{Pid: pid, Offset: int64(buf.Len()), Max: maxLogRead, StartUnixNs: start, EndUnixNs: end})
+		b, err := s.cfg.Source.ReadLog(ctx, n, &pb.LogRequest{Pid: pid, Offset: pos, Max: maxLogRead, StartUnixNs: start, EndUnixNs: end})
 		if err != nil {
 			cancel()
-			fail(w, http.StatusNotFound, fmt.Errorf("log of worker %d on node %s: %w", pid, nodeName(n.NodeId), err))
+			if pos == 0 {
+				fail(w, http.StatusNotFound, fmt.Errorf("log of worker %d on node %s: %w", pid, nodeName(n.NodeId), err))
+			} else {
+				fmt.Fprintf(w, "\n[rayo: the log stopped: %v]\n", err)
+			}
 			return
 		}
-		buf.Write(b)
+		if pos == 0 {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+		}
+		pos += int64(len(b))
+		if lines > 0 {
+			tail = append([]byte(nil), lastLines(append(tail, b...), lines)...) // the tail alone
+		} else if _, err := w.Write(b); err != nil {
+			cancel()
+			return
+		}
 		if len(b) < maxLogRead {
 			break
 		}
 	}
 	cancel()
-	pos := int64(buf.Len())
-	out := buf.Bytes()
 	if lines > 0 {
-		out = lastLines(out, lines)
+		_, _ = w.Write(tail)
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(out)
 	if q["follow"] != "1" && q["follow"] != "true" {
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ type fakeSource struct {
 
 	mu      sync.Mutex
 	logReqs []*pb.LogRequest
+	logHook func(*pb.LogRequest) // called by each ReadLog, when set
 }
 
 var (
@@ -143,7 +145,11 @@ func (f *fakeSource) OwnedObjects(_ context.Context, owner string) ([]*pb.Object
 func (f *fakeSource) ReadLog(_ context.Context, _ *pb.NodeInfo, req *pb.LogRequest) ([]byte, error) {
 	f.mu.Lock()
 	f.logReqs = append(f.logReqs, req)
+	hook := f.logHook
 	f.mu.Unlock()
+	if hook != nil {
+		hook(req)
+	}
 	b, ok := f.logs[req.Pid]
 	if !ok {
 		return nil, fmt.Errorf("no worker %d", req.Pid)
@@ -151,7 +157,11 @@ func (f *fakeSource) ReadLog(_ context.Context, _ *pb.NodeInfo, req *pb.LogReque
 	if req.Offset >= int64(len(b)) {
 		return nil, nil
 	}
-	return b[req.Offset:], nil
+	b = b[req.Offset:]
+	if req.Max > 0 && int64(len(b)) > req.Max {
+		b = b[:req.Max]
+	}
+	return b, nil
 }
 
 func (f *fakeSource) PlacementGroups(context.Context) ([]*pb.PlacementGroup, error) {
@@ -414,5 +424,46 @@ func TestLogs(t *testing.T) {
 		if code, _ := read(query); code != want {
 			t.Errorf("logs?%s: %d, want %d", query, code, want)
 		}
+	}
+}
+
+// TestLogsStream: a log is passed on piece by piece as it is read, not
+// gathered whole in the server's memory first: the client has its first
+// piece before the server asks for the second.
+func TestLogsStream(t *testing.T) {
+	f := newFake()
+	f.logs[77] = bytes.Repeat([]byte("0123456789abcde\n"), 3*maxLogRead/16)
+	released := make(chan struct{})
+	var waited atomic.Bool
+	f.logHook = func(req *pb.LogRequest) {
+		if req.Pid == 77 && req.Offset >= maxLogRead {
+			select {
+			case <-released:
+			case <-time.After(10 * time.Second):
+				waited.Store(true) // the client never got the first piece
+			}
+		}
+	}
+	srv := httptest.NewServer(New(Config{Source: f}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v0/logs?pid=77&node_id=aaaaaaaaaaaa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, maxLogRead)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	close(released)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if waited.Load() {
+		t.Fatal("the server read the second piece of the log before sending the first")
+	}
+	if got := append(first, rest...); !bytes.Equal(got, f.logs[77]) {
+		t.Fatalf("log of %d bytes came back as %d", len(f.logs[77]), len(got))
 	}
 }
