@@ -48,8 +48,12 @@ func newJobCmd() *cobra.Command {
 			c.token = os.Getenv("RAYO_TOKEN")
 		}
 		if c.token == "" {
+			// This machine's cluster token goes only to that cluster's API
+			// server, never to whatever --address names.
 			if rec, err := node.ReadCluster(node.StateDir()); err == nil {
-				c.token = rec.Token
+				if local, err := dashboardURL(rec.Dashboard); err == nil && rec.Dashboard != "" && local == c.base {
+					c.token = rec.Token
+				}
 			}
 		}
 		return c, nil

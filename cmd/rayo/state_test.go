@@ -586,3 +586,53 @@ func TestJobAddressAlias(t *testing.T) {
 		t.Fatalf("rayo job status --address: %v (requests %v)\n%s", err, api.seen(), errOut.String())
 	}
 }
+
+// TestJobTokenStaysLocal: rayo job presents this machine's cluster token
+// to that cluster's API server only, not to another --address (it used
+// to send it to any).
+func TestJobTokenStaysLocal(t *testing.T) {
+	var mu sync.Mutex
+	var auth []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		writeJSON(w, 404, map[string]string{"error": "no such job"})
+	}))
+	defer srv.Close()
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		writeJSON(w, 404, map[string]string{"error": "no such job"})
+	}))
+	defer other.Close()
+	state := t.TempDir()
+	t.Setenv("RAYO_STATE_DIR", state)
+	t.Setenv("RAYO_TOKEN", "")
+	if err := node.WriteCluster(state, node.ClusterInfo{Address: "127.0.0.1:6380", Token: "local-secret", Dashboard: srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		addr string
+		want string
+	}{
+		{other.URL, ""},                  // elsewhere: no token
+		{srv.URL, "Bearer local-secret"}, // the local cluster's API server
+		{strings.TrimPrefix(srv.URL, "http://"), "Bearer local-secret"},
+	} {
+		mu.Lock()
+		auth = nil
+		mu.Unlock()
+		var out, errOut bytes.Buffer
+		cmd := newRootCmd(&out, &errOut)
+		cmd.SetArgs([]string{"job", "status", "nosuch", "--address", tc.addr})
+		_ = cmd.ExecuteContext(context.Background())
+		mu.Lock()
+		got := auth
+		mu.Unlock()
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("rayo job --address %s sent Authorization %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}
