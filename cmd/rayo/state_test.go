@@ -593,19 +593,14 @@ func TestJobAddressAlias(t *testing.T) {
 func TestJobTokenStaysLocal(t *testing.T) {
 	var mu sync.Mutex
 	var auth []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	recordAuth := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		auth = append(auth, r.Header.Get("Authorization"))
 		mu.Unlock()
 		writeJSON(w, 404, map[string]string{"error": "no such job"})
-	}))
+	})
+	srv, other := httptest.NewServer(recordAuth), httptest.NewServer(recordAuth)
 	defer srv.Close()
-	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		auth = append(auth, r.Header.Get("Authorization"))
-		mu.Unlock()
-		writeJSON(w, 404, map[string]string{"error": "no such job"})
-	}))
 	defer other.Close()
 	state := t.TempDir()
 	t.Setenv("RAYO_STATE_DIR", state)

@@ -33,7 +33,25 @@ func putPrimary(tb testing.TB, r *Raylet, size int64, seed byte) ids.ObjectID {
 	return id
 }
 
-// pinned reads an object as a process of the node does: pinned (restored
+// waitSpilled waits until id has left r's memory for its spill folder
+// (the spill pass runs on its own goroutine).
+func waitSpilled(tb testing.TB, r *Raylet, id ids.ObjectID) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, inMem := r.store.Lookup(id); !inMem {
+			if _, ok := r.spill.disk.Has(id); ok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("object %s did not spill: %+v", id, r.SpillStats())
+		}
+		time.Sleep(5 * time.Millisecond) // polling the pass's outcome
+	}
+}
+
+// checkPinned reads an object as a process of the node does: pinned (restored
 // if it was spilled), compared, unpinned.
 func checkPinned(tb testing.TB, r *Raylet, id ids.ObjectID, size int64, seed byte) {
 	tb.Helper()
@@ -119,18 +137,7 @@ func TestPullStreamsSpilledObject(t *testing.T) {
 	first := putPrimary(t, a, size, 7)
 	putPrimary(t, a, size, 8)
 	putPrimary(t, a, size, 9) // past 80%: the first spills
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, ok := a.spill.disk.Has(first); ok {
-			if _, _, inMem := a.store.Lookup(first); !inMem {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first object did not spill: %+v", a.SpillStats())
-		}
-		time.Sleep(5 * time.Millisecond) // the spill pass runs on its own goroutine
-	}
+	waitSpilled(t, a, first)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	off, err := b.Pull(ctx, first, a.TCPAddr(), size)
@@ -157,18 +164,8 @@ func TestPinGivenUpWhileRestoring(t *testing.T) {
 	first := putPrimary(t, r, size, 1)
 	putPrimary(t, r, size, 2)
 	putPrimary(t, r, size, 3) // past 80%: the first spills
+	waitSpilled(t, r, first)
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, _, inMem := r.store.Lookup(first); !inMem {
-			if _, ok := r.spill.disk.Has(first); ok {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first object did not spill: %+v", r.SpillStats())
-		}
-		time.Sleep(5 * time.Millisecond) // the spill pass runs on its own goroutine
-	}
 	conn, err := rpc.Dial(context.Background(), r.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +184,7 @@ func TestPinGivenUpWhileRestoring(t *testing.T) {
 		if inMem && pinned == 0 && waiting == 0 {
 			break
 		}
-		if time.Now().After(deadline.Add(10 * time.Second)) {
+		if time.Now().After(deadline) {
 			t.Fatalf("after a pin given up: in memory %v, pinned %d, pins being served %d", inMem, pinned, waiting)
 		}
 		time.Sleep(5 * time.Millisecond) // the restore runs on its own goroutine
