@@ -156,7 +156,6 @@ func (s *spiller) stuckLocked() bool { return s.barren == s.gen+1 }
 // freed forgets objects their owner freed: from memory (the caller deletes
 // them from the store), from the disk, and from what is in flight.
 func (s *spiller) freed(list []ids.ObjectID) {
-	var drop []ids.ObjectID
 	s.mu.Lock()
 	for _, id := range list {
 		if e := s.elems[id]; e != nil {
@@ -172,12 +171,11 @@ func (s *spiller) freed(list []ids.ObjectID) {
 		if _, ok := s.creating[id]; ok {
 			s.creating[id] = false
 		}
-		drop = append(drop, id)
 	}
 	s.wakeLocked()
 	s.mu.Unlock()
 	if s.disk != nil {
-		for _, id := range drop {
+		for _, id := range list {
 			_ = s.disk.Delete(id) // most were never spilled: ErrNotFound
 		}
 	}
@@ -516,7 +514,13 @@ func (s *spiller) restore(id ids.ObjectID, size int64, rc *restoreCall) {
 			_ = s.r.store.Abort(id)
 			return fmt.Errorf("raylet: restore %s from %s: %w", id, s.disk.Dir(), err)
 		}
-		return s.r.store.Seal(id)
+		if err := s.r.store.Seal(id); err != nil {
+			return err
+		}
+		// In memory again: its disk copy goes now, before the object can
+		// be picked to spill again (it is not in the spill order yet).
+		_ = s.disk.Delete(id)
+		return nil
 	}()
 	if m := s.r.metrics; m != nil && err == nil {
 		m.RestoreSeconds.Observe(time.Since(start).Seconds())
@@ -536,9 +540,6 @@ func (s *spiller) restore(id ids.ObjectID, size int64, rc *restoreCall) {
 	close(rc.done)
 	s.wakeLocked()
 	s.mu.Unlock()
-	if err == nil {
-		_ = s.disk.Delete(id) // in memory again: its disk space goes back
-	}
 	s.r.SealObjects(nil) // wakes reads waiting for a seal
 }
 
