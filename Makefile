@@ -47,4 +47,5 @@ tour:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/codec/
 	$(GO) test -run '^$$' -fuzz FuzzFrame -fuzztime 30s ./internal/rpc/
+	$(GO) test -run '^$$' -fuzz FuzzDispatch -fuzztime 30s ./internal/rpc/
 	$(GO) test -run '^$$' -fuzz FuzzUnpack -fuzztime 30s ./internal/jobs/

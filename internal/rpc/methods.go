@@ -1,56 +1,168 @@
 package rpc
 
-// The methods of rayo's protocol. Requests to a raylet, to a worker and to
-// an owner share one numbering so a frame is never ambiguous.
-const (
-	MRegisterWorker    Method = iota + 1 // worker -> raylet: RegisterWorker -> RegisterWorkerReply
-	MRequestLease                        // owner -> raylet: RequestLease -> LeaseReply
-	MReturnLease                         // owner -> raylet (notify): ReturnLease
-	MBlocked                             // worker -> raylet (notify): BlockedChange
-	MCreateObject                        // any -> raylet: CreateObject -> CreateObjectReply
-	MSealObjects                         // any -> raylet (notify): ObjectIDs
-	MFreeObjects                         // owner -> raylet (notify): ObjectIDs
-	MPushTask                            // owner -> worker: TaskSpec -> TaskReply
-	MGetObject                           // borrower -> owner: GetObject -> Locator
-	MReleaseBorrowed                     // borrower -> owner (notify): ObjectIDs
-	MCancelTask                          // owner -> worker (notify): ObjectIDs with the task id
-	MRegisterActorName                   // any -> raylet (control store): ActorName -> ActorNameReply
-	MLookupActorName                     // any -> raylet (control store): ActorName -> ActorNameReply
-	MGetActorAddr                        // caller -> actor's owner: ActorAddrRequest -> ActorAddr
-	MKillActor                           // caller -> actor's worker (notify): ActorAddrRequest
-	MKillOwnedActor                      // caller -> actor's owner (notify): ActorAddrRequest; no restart
-	MRegisterNode                        // raylet -> control store: NodeInfo -> Status
-	MHeartbeat                           // raylet -> control store: Heartbeat -> ClusterView
-	MListNodes                           // any -> control store: Empty -> NodeList
-	MRegisterJob                         // driver -> raylet: JobInfo -> Status
-	MActorAlive                          // owner -> raylet (control store), notify: ActorName with actor_id and worker_addr
-	MLog                                 // raylet -> driver (notify): LogLines, worker output
-	MJobDone                             // driver -> raylet: Empty -> Empty, once its workers' output is passed on
-	MJobStarted                          // raylet -> control store: JobInfo -> Status
-	MJobEnded                            // raylet -> control store (notify): JobRequest
-	MGetJob                              // raylet -> control store: JobRequest -> JobInfo
-	MListJobs                            // any -> control store: Empty -> JobList
-	MPutBinary                           // raylet -> control store: BinaryChunk -> Status
-	MGetBinary                           // raylet -> control store: GetBinary -> raw bytes (length 0: Status)
-	MPullObject                          // worker/driver -> raylet: PullObject -> CreateObjectReply
-	MReadChunk                           // raylet -> raylet: ReadChunk -> raw bytes
-	MKVPut                               // any -> control store: KVEntry -> KVReply (found: it existed)
-	MKVGet                               // any -> control store: KVEntry -> KVReply
-	MKVDel                               // any -> control store: KVEntry -> KVReply
-	MKVKeys                              // any -> control store: KVEntry (key = prefix) -> KVReply
-	MActorGone                           // raylet -> control store (notify): ActorName with actor_id; its name is free
-	MReportEvents                        // owner/worker -> raylet, raylet -> control store (notify): StateEvents
-	MListTasks                           // any -> raylet or control store: StateQuery -> StateList (tasks)
-	MListActors                          // any -> raylet or control store: StateQuery -> StateList (actors)
-	MNodeStats                           // any -> raylet: Empty -> NodeStats
-	MListObjects                         // any -> raylet (its store) or owner (what it owns): Empty -> ObjectList
-	MReadLog                             // any -> raylet: LogRequest -> raw bytes of the log
-	MPublishView                         // control store -> raylet (notify): ClusterView, pushed when nodes or jobs change
-	MNodesDead                           // raylet -> owners (notify): NodeList of nodes declared dead
-	MPlacementGroup                      // any -> raylet (control store): PlacementGroupRequest -> PlacementGroupReply
-	MBundles                             // control store -> raylet: BundleOp -> Status
-	MDrainWorker                         // raylet -> worker: Empty -> StateEvents, what it has not reported yet; it is stopped next
-	MPinObject                           // worker/driver -> raylet: CreateObject (object_id) -> CreateObjectReply, restoring a spilled object
-	MUnpinObjects                        // worker/driver -> raylet (notify): ObjectIDs
-	MWorkerOOM                           // raylet -> lease owner: WorkerKilled -> Empty, before the memory monitor kills the worker
+import (
+	"fmt"
+
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
+
+// The methods of rayo's protocol. Requests to a raylet, to a worker and to
+// an owner share one numbering so a frame is never ambiguous. The table
+// below gives each its request and reply types.
+const (
+	MRegisterWorker    Method = iota + 1 // worker -> raylet
+	MRequestLease                        // owner -> raylet
+	MReturnLease                         // owner -> raylet (notify)
+	MBlocked                             // worker -> raylet (notify)
+	MCreateObject                        // any -> raylet
+	MSealObjects                         // any -> raylet (notify)
+	MFreeObjects                         // owner -> raylet (notify)
+	MPushTask                            // owner -> worker
+	MGetObject                           // borrower -> owner
+	MReleaseBorrowed                     // borrower -> owner (notify)
+	MCancelTask                          // owner -> worker (notify): the task id first
+	MRegisterActorName                   // any -> raylet (control store)
+	MLookupActorName                     // any -> raylet (control store)
+	MGetActorAddr                        // caller -> actor's owner
+	MKillActor                           // caller -> actor's worker (notify)
+	MKillOwnedActor                      // caller -> actor's owner (notify); no restart
+	MRegisterNode                        // raylet -> control store
+	MHeartbeat                           // raylet -> control store (a notification between views)
+	MListNodes                           // any -> control store
+	MRegisterJob                         // driver -> raylet
+	MActorAlive                          // owner -> raylet (control store), notify: with actor_id and worker_addr
+	MLog                                 // raylet -> driver (notify): worker output
+	MJobDone                             // driver -> raylet, once its workers' output is passed on
+	MJobStarted                          // raylet -> control store
+	MJobEnded                            // raylet -> control store (notify)
+	MGetJob                              // raylet -> control store
+	MListJobs                            // any -> control store
+	MPutBinary                           // raylet -> control store
+	MGetBinary                           // raylet -> control store: raw bytes (length 0: a Status)
+	MPullObject                          // worker/driver -> raylet
+	MReadChunk                           // raylet -> raylet: raw bytes
+	MKVPut                               // any -> control store (found: it existed)
+	MKVGet                               // any -> control store
+	MKVDel                               // any -> control store
+	MKVKeys                              // any -> control store (key = prefix)
+	MActorGone                           // raylet -> control store (notify): its name is free
+	MReportEvents                        // owner/worker -> raylet, raylet -> control store (notify)
+	MListTasks                           // any -> raylet or control store
+	MListActors                          // any -> raylet or control store
+	MNodeStats                           // any -> raylet
+	MListObjects                         // any -> raylet (its store) or owner (what it owns)
+	MReadLog                             // any -> raylet: raw bytes of the log
+	MPublishView                         // control store -> raylet (notify), when nodes or jobs change
+	MNodesDead                           // raylet -> owners (notify): nodes declared dead
+	MPlacementGroup                      // any -> raylet (control store)
+	MBundles                             // control store -> raylet
+	MDrainWorker                         // raylet -> worker: what it has not reported yet; it is stopped next
+	MPinObject                           // worker/driver -> raylet: restoring a spilled object
+	MUnpinObjects                        // worker/driver -> raylet (notify)
+	MWorkerOOM                           // raylet -> lease owner, before the memory monitor kills the worker
+)
+
+// The methods with their types: a Mux takes these, so a handler of the
+// wrong type does not compile. The last argument bounds a request's body
+// (0: MaxFrame); the messages made of a few IDs take small ones.
+var (
+	RegisterWorker    = request[pb.RegisterWorker, pb.RegisterWorkerReply](MRegisterWorker, "RegisterWorker", smallBody)
+	RequestLease      = request[pb.RequestLease, pb.LeaseReply](MRequestLease, "RequestLease", 0)
+	ReturnLease       = notice[pb.ReturnLease](MReturnLease, "ReturnLease", smallBody)
+	Blocked           = notice[pb.BlockedChange](MBlocked, "Blocked", smallBody)
+	CreateObject      = request[pb.CreateObject, pb.CreateObjectReply](MCreateObject, "CreateObject", smallBody)
+	SealObjects       = notice[pb.ObjectIDs](MSealObjects, "SealObjects", 0)
+	FreeObjects       = notice[pb.ObjectIDs](MFreeObjects, "FreeObjects", 0)
+	PushTask          = request[pb.TaskSpec, pb.TaskReply](MPushTask, "PushTask", 0)
+	GetObject         = request[pb.GetObject, pb.Locator](MGetObject, "GetObject", smallBody)
+	ReleaseBorrowed   = notice[pb.ObjectIDs](MReleaseBorrowed, "ReleaseBorrowed", 0)
+	CancelTask        = notice[pb.ObjectIDs](MCancelTask, "CancelTask", 0)
+	RegisterActorName = request[pb.ActorName, pb.ActorNameReply](MRegisterActorName, "RegisterActorName", smallBody)
+	LookupActorName   = request[pb.ActorName, pb.ActorNameReply](MLookupActorName, "LookupActorName", smallBody)
+	GetActorAddr      = request[pb.ActorAddrRequest, pb.ActorAddr](MGetActorAddr, "GetActorAddr", smallBody)
+	KillActor         = notice[pb.ActorAddrRequest](MKillActor, "KillActor", smallBody)
+	KillOwnedActor    = notice[pb.ActorAddrRequest](MKillOwnedActor, "KillOwnedActor", smallBody)
+	RegisterNode      = request[pb.NodeInfo, pb.Status](MRegisterNode, "RegisterNode", 0)
+	Heartbeat         = request[pb.Heartbeat, pb.ClusterView](MHeartbeat, "Heartbeat", 0)
+	ListNodes         = request[pb.Empty, pb.NodeList](MListNodes, "ListNodes", smallBody)
+	RegisterJob       = request[pb.JobInfo, pb.Status](MRegisterJob, "RegisterJob", 0)
+	ActorAlive        = notice[pb.ActorName](MActorAlive, "ActorAlive", smallBody)
+	Log               = notice[pb.LogLines](MLog, "Log", 0)
+	JobDone           = request[pb.Empty, pb.Empty](MJobDone, "JobDone", smallBody)
+	JobStarted        = request[pb.JobInfo, pb.Status](MJobStarted, "JobStarted", 0)
+	JobEnded          = notice[pb.JobRequest](MJobEnded, "JobEnded", smallBody)
+	GetJob            = request[pb.JobRequest, pb.JobInfo](MGetJob, "GetJob", smallBody)
+	ListJobs          = request[pb.Empty, pb.JobList](MListJobs, "ListJobs", smallBody)
+	PutBinary         = request[pb.BinaryChunk, pb.Status](MPutBinary, "PutBinary", 0)
+	GetBinary         = rawRequest[pb.GetBinary](MGetBinary, "GetBinary", smallBody)
+	PullObject        = request[pb.PullObject, pb.CreateObjectReply](MPullObject, "PullObject", smallBody)
+	ReadChunk         = rawRequest[pb.ReadChunk](MReadChunk, "ReadChunk", smallBody)
+	KVPut             = request[pb.KVEntry, pb.KVReply](MKVPut, "KVPut", 0)
+	KVGet             = request[pb.KVEntry, pb.KVReply](MKVGet, "KVGet", 0)
+	KVDel             = request[pb.KVEntry, pb.KVReply](MKVDel, "KVDel", 0)
+	KVKeys            = request[pb.KVEntry, pb.KVReply](MKVKeys, "KVKeys", 0)
+	ActorGone         = notice[pb.ActorName](MActorGone, "ActorGone", smallBody)
+	ReportEvents      = notice[pb.StateEvents](MReportEvents, "ReportEvents", 0)
+	ListTasks         = request[pb.StateQuery, pb.StateList](MListTasks, "ListTasks", smallBody)
+	ListActors        = request[pb.StateQuery, pb.StateList](MListActors, "ListActors", smallBody)
+	NodeStats         = request[pb.Empty, pb.NodeStats](MNodeStats, "NodeStats", smallBody)
+	ListObjects       = request[pb.Empty, pb.ObjectList](MListObjects, "ListObjects", smallBody)
+	ReadLog           = rawRequest[pb.LogRequest](MReadLog, "ReadLog", smallBody)
+	PublishView       = notice[pb.ClusterView](MPublishView, "PublishView", 0)
+	NodesDead         = notice[pb.NodeList](MNodesDead, "NodesDead", 0)
+	PlacementGroup    = request[pb.PlacementGroupRequest, pb.PlacementGroupReply](MPlacementGroup, "PlacementGroup", 0)
+	Bundles           = request[pb.BundleOp, pb.Status](MBundles, "Bundles", 0)
+	DrainWorker       = request[pb.Empty, pb.StateEvents](MDrainWorker, "DrainWorker", smallBody)
+	PinObject         = request[pb.CreateObject, pb.CreateObjectReply](MPinObject, "PinObject", smallBody)
+	UnpinObjects      = notice[pb.ObjectIDs](MUnpinObjects, "UnpinObjects", 0)
+	WorkerOOM         = request[pb.WorkerKilled, pb.Empty](MWorkerOOM, "WorkerOOM", smallBody)
+)
+
+// smallBody bounds the requests made of a few IDs, numbers and names.
+const smallBody = 64 << 10
+
+// Request is a method answered with a reply: a request of type Q, a reply
+// of type R (both protobuf messages).
+type Request[Q, R any] struct{ Method Method }
+
+// RawRequest is a method whose request is of type Q and whose reply is
+// bytes that are not a protobuf message (a chunk of an object, of a log).
+type RawRequest[Q any] struct{ Method Method }
+
+// Notice is a method that gets no reply: a notification of type Q.
+type Notice[Q any] struct{ Method Method }
+
+// methodInfo is what the table says of a method, by number.
+type methodInfo struct {
+	name  string
+	limit int // the largest request body; 0: MaxFrame
+}
+
+// methods is the table, filled as the variables above are initialised.
+var methods [256]methodInfo
+
+func request[Q, R any](m Method, name string, limit int) Request[Q, R] {
+	methods[m] = methodInfo{name, limit}
+	return Request[Q, R]{m}
+}
+
+func rawRequest[Q any](m Method, name string, limit int) RawRequest[Q] {
+	methods[m] = methodInfo{name, limit}
+	return RawRequest[Q]{m}
+}
+
+func notice[Q any](m Method, name string, limit int) Notice[Q] {
+	methods[m] = methodInfo{name, limit}
+	return Notice[Q]{m}
+}
+
+// String is the method's name, or its number when it has none.
+func (m Method) String() string {
+	if m == MHello {
+		return "Hello"
+	}
+	if n := methods[m].name; n != "" {
+		return n
+	}
+	return fmt.Sprintf("method %d", uint8(m))
+}
