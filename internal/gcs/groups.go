@@ -142,10 +142,10 @@ func resourceList(m map[string]float64) []*pb.Resource {
 
 // placementGroup serves a placement group request, off the read loop (a
 // WAIT waits, the others may write to the store).
-func (s *Server) placementGroup(r responder, req *pb.PlacementGroupRequest) {
+func (s *Server) placementGroup(_ context.Context, req *pb.PlacementGroupRequest, reply func(*pb.PlacementGroupReply, error)) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		r.ok(s.groups.Handle(s.ctx, req))
+		reply(s.groups.Handle(s.ctx, req), nil)
 	}()
 }

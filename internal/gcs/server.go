@@ -157,7 +157,8 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	s.pruneJobsLocked()
 	s.wmu.Unlock()
 	s.groups = placement.NewManager(groupHost{s}, nil, groups)
-	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return rpc.HandlerFunc(s.handle) }, s.connClosed)
+	mx := s.mux()
+	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return mx }, s.connClosed)
 	if cfg.Token != "" {
 		s.srv.RequireToken(cfg.Token)
 	}
@@ -213,134 +214,50 @@ func (s *Server) Nodes() []*pb.NodeInfo {
 	return out
 }
 
-// responder answers one frame, if it is a request.
-type responder struct {
-	c    *rpc.Conn
-	kind rpc.Kind
-	id   uint64
-}
-
-func (r responder) ok(msg proto.Message) {
-	if r.kind == rpc.KindRequest {
-		_ = r.c.Reply(r.id, msg)
+// mux is how the control store serves its peers.
+func (s *Server) mux() *rpc.Mux {
+	mx := rpc.NewMux("gcs")
+	rpc.Handle(mx, rpc.RegisterNode, func(ctx context.Context, n *pb.NodeInfo) (*pb.Status, error) {
+		if err := s.register(rpc.ConnOf(ctx), n); err != nil {
+			return nil, err
+		}
+		s.publish()
+		s.groups.Kick()
+		return &pb.Status{}, nil
+	})
+	rpc.HandleNotify(mx, rpc.ReportEvents, func(_ context.Context, b *pb.StateEvents) { s.state.Report(b) })
+	rpc.Handle(mx, rpc.ListTasks, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Tasks(q), nil })
+	rpc.Handle(mx, rpc.ListActors, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Actors(q), nil })
+	rpc.Handle(mx, rpc.Heartbeat, func(_ context.Context, hb *pb.Heartbeat) (*pb.ClusterView, error) {
+		s.heartbeat(hb)
+		return &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}, nil
+	})
+	rpc.Handle(mx, rpc.ListNodes, func(context.Context, *pb.Empty) (*pb.NodeList, error) { return &pb.NodeList{Nodes: s.Nodes()}, nil })
+	rpc.HandleAsync(mx, rpc.PlacementGroup, s.placementGroup)
+	rpc.Handle(mx, rpc.RegisterActorName, func(_ context.Context, a *pb.ActorName) (*pb.ActorNameReply, error) {
+		return nameReply(a, s.registerName(a)), nil
+	})
+	rpc.Handle(mx, rpc.LookupActorName, func(_ context.Context, a *pb.ActorName) (*pb.ActorNameReply, error) {
+		return nameReply(s.names.Lookup(a.Namespace, a.Name)), nil
+	})
+	rpc.HandleNotify(mx, rpc.ActorAlive, func(_ context.Context, a *pb.ActorName) { s.actorAlive(a.ActorId, a.WorkerAddr) })
+	rpc.HandleNotify(mx, rpc.ActorGone, func(_ context.Context, a *pb.ActorName) { s.actorGone(a.ActorId) })
+	rpc.Handle(mx, rpc.PutBinary, func(_ context.Context, ch *pb.BinaryChunk) (*pb.Status, error) { return s.putBinary(ch), nil })
+	rpc.HandleRaw(mx, rpc.GetBinary, func(_ context.Context, g *pb.GetBinary, reply func([]byte, error)) {
+		if g.Length == 0 { // whether it is here: a Status
+			reply(proto.Marshal(s.hasBinary(g.Hash)))
+			return
+		}
+		reply(s.readBinary(g))
+	})
+	rpc.Handle(mx, rpc.JobStarted, func(_ context.Context, j *pb.JobInfo) (*pb.Status, error) { return s.jobStarted(j), nil })
+	rpc.HandleNotify(mx, rpc.JobEnded, func(_ context.Context, j *pb.JobRequest) { s.jobEnded(j.JobId) })
+	rpc.Handle(mx, rpc.GetJob, func(_ context.Context, j *pb.JobRequest) (*pb.JobInfo, error) { return s.job(j.JobId) })
+	rpc.Handle(mx, rpc.ListJobs, func(context.Context, *pb.Empty) (*pb.JobList, error) { return &pb.JobList{Jobs: s.Jobs()}, nil })
+	for _, op := range []rpc.Request[pb.KVEntry, pb.KVReply]{rpc.KVPut, rpc.KVGet, rpc.KVDel, rpc.KVKeys} {
+		rpc.Handle(mx, op, func(_ context.Context, e *pb.KVEntry) (*pb.KVReply, error) { return s.kvOp(op.Method, e), nil })
 	}
-}
-
-func (r responder) fail(err error) {
-	if r.kind == rpc.KindRequest {
-		_ = r.c.ReplyError(r.id, err.Error())
-	}
-}
-
-func (r responder) raw(b []byte) {
-	if r.kind == rpc.KindRequest {
-		_ = r.c.ReplyRaw(r.id, b)
-	}
-}
-
-func (s *Server) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
-	r := responder{c, kind, id}
-	decode := func(msg proto.Message) bool {
-		if err := proto.Unmarshal(body, msg); err != nil {
-			r.fail(fmt.Errorf("%w: %w", rpc.ErrCorrupt, err))
-			return false
-		}
-		return true
-	}
-	switch m {
-	case rpc.MRegisterNode:
-		if n := (&pb.NodeInfo{}); decode(n) {
-			if err := s.register(c, n); err != nil {
-				r.fail(err)
-			} else {
-				r.ok(&pb.Status{})
-				s.publish()
-				s.groups.Kick()
-			}
-		}
-	case rpc.MReportEvents:
-		if b := (&pb.StateEvents{}); decode(b) {
-			s.state.Report(b)
-		}
-	case rpc.MListTasks, rpc.MListActors:
-		if q := (&pb.StateQuery{}); decode(q) {
-			if m == rpc.MListTasks {
-				r.ok(s.state.Tasks(q))
-			} else {
-				r.ok(s.state.Actors(q))
-			}
-		}
-	case rpc.MHeartbeat:
-		if hb := (&pb.Heartbeat{}); decode(hb) {
-			s.heartbeat(hb)
-			if kind == rpc.KindRequest {
-				r.ok(&pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()})
-			}
-		}
-	case rpc.MListNodes:
-		r.ok(&pb.NodeList{Nodes: s.Nodes()})
-	case rpc.MPlacementGroup:
-		if q := (&pb.PlacementGroupRequest{}); decode(q) {
-			s.placementGroup(r, q)
-		}
-	case rpc.MRegisterActorName:
-		if a := (&pb.ActorName{}); decode(a) {
-			r.ok(nameReply(a, s.registerName(a)))
-		}
-	case rpc.MLookupActorName:
-		if a := (&pb.ActorName{}); decode(a) {
-			r.ok(nameReply(s.names.Lookup(a.Namespace, a.Name)))
-		}
-	case rpc.MActorAlive:
-		if a := (&pb.ActorName{}); decode(a) {
-			s.actorAlive(a.ActorId, a.WorkerAddr)
-			r.ok(&pb.Empty{})
-		}
-	case rpc.MActorGone:
-		if a := (&pb.ActorName{}); decode(a) {
-			s.actorGone(a.ActorId)
-			r.ok(&pb.Empty{})
-		}
-	case rpc.MPutBinary:
-		if ch := (&pb.BinaryChunk{}); decode(ch) {
-			r.ok(s.putBinary(ch))
-		}
-	case rpc.MGetBinary:
-		if g := (&pb.GetBinary{}); decode(g) {
-			if g.Length == 0 {
-				r.ok(s.hasBinary(g.Hash))
-			} else if b, err := s.readBinary(g); err != nil {
-				r.fail(err)
-			} else {
-				r.raw(b)
-			}
-		}
-	case rpc.MJobStarted:
-		if j := (&pb.JobInfo{}); decode(j) {
-			r.ok(s.jobStarted(j))
-		}
-	case rpc.MJobEnded:
-		if j := (&pb.JobRequest{}); decode(j) {
-			s.jobEnded(j.JobId)
-			r.ok(&pb.Empty{})
-		}
-	case rpc.MGetJob:
-		if j := (&pb.JobRequest{}); decode(j) {
-			if info, err := s.job(j.JobId); err != nil {
-				r.fail(err)
-			} else {
-				r.ok(info)
-			}
-		}
-	case rpc.MListJobs:
-		r.ok(&pb.JobList{Jobs: s.Jobs()})
-	case rpc.MKVPut, rpc.MKVGet, rpc.MKVDel, rpc.MKVKeys:
-		if e := (&pb.KVEntry{}); decode(e) {
-			r.ok(s.kvOp(m, e))
-		}
-	default:
-		r.fail(fmt.Errorf("gcs: unknown method %d", m))
-	}
+	return mx
 }
 
 func nameReply(a *pb.ActorName, err error) *pb.ActorNameReply {
