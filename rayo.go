@@ -25,6 +25,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/raylet"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	taskstate "github.com/rayo-dev/rayo/internal/state"
@@ -305,7 +306,7 @@ func joinCluster(o options) error {
 	prefaultStore(arena)
 	cfg := core.Config{
 		Addr:   filepath.Join(session, "driver.sock"),
-		Raylet: &raylet.Client{Conn: conn},
+		Raylet: &rayletclient.Client{Conn: conn},
 		Arena:  arena,
 		Job:    jobID,
 	}
@@ -313,11 +314,15 @@ func joinCluster(o options) error {
 		// Workers on other nodes reach this driver over TCP.
 		cfg.ListenTCP = net.JoinHostPort(rec.Host, "0")
 		cfg.Token, cfg.Node, cfg.NodeAddr = rec.Token, rec.Node, rec.NodeAddr
-		cfg.DialRaylet = raylet.Dialer(rec.Token)
+		cfg.DialRaylet = core.RayletDialer(rec.Token)
 	}
-	rt, err := core.New(cfg, map[rpc.Method]func(*rpc.Conn, rpc.Kind, uint64, []byte){
-		rpc.MLog: func(c *rpc.Conn, k rpc.Kind, id uint64, body []byte) { printLogs(c, rpc.MLog, k, id, body) },
+	mux := rpc.NewMux("driver")
+	rpc.HandleNotify(mux, rpc.Log, func(_ context.Context, msg *pb.LogLines) {
+		for _, l := range msg.Lines {
+			fmt.Fprintln(os.Stdout, l)
+		}
 	})
+	rt, err := core.New(cfg, mux)
 	if err != nil {
 		_ = conn.Close()
 		_ = arena.Close()
@@ -342,7 +347,7 @@ func joinCluster(o options) error {
 // Pass it to NodeAffinity. It is "" before Init.
 func NodeID() string {
 	if worker.IsWorker() {
-		return os.Getenv(raylet.EnvNode)
+		return os.Getenv(rayletclient.EnvNode)
 	}
 	state.Lock()
 	defer state.Unlock()

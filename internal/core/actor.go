@@ -291,7 +291,7 @@ func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 	conn.Go(rpc.MPushTask, spec, func(body []byte, err error) {
 		reply := &pb.TaskReply{}
 		if err == nil {
-			err = unmarshal(body, reply)
+			err = rpc.Decode(body, reply)
 		}
 		if err != nil {
 			rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, "the actor's worker died while creating it: "+err.Error()))
@@ -514,7 +514,7 @@ func (rt *Runtime) pushActor(p pushOp, attempt int32) {
 	p.c.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
 		reply := &pb.TaskReply{}
 		if err == nil {
-			err = unmarshal(body, reply)
+			err = rpc.Decode(body, reply)
 		}
 		var after actions
 		rt.mu.Lock()
@@ -606,29 +606,24 @@ func (rt *Runtime) locateActor(ctx context.Context, a *actorRec) (string, *pb.Ta
 
 // serveActorAddr answers, once it knows, where an actor this process owns
 // runs.
-func (rt *Runtime) serveActorAddr(c *rpc.Conn, reqID uint64, body []byte) {
-	req := &pb.ActorAddrRequest{}
-	if err := unmarshal(body, req); err != nil {
-		_ = c.ReplyError(reqID, err.Error())
-		return
-	}
+func (rt *Runtime) serveActorAddr(_ context.Context, req *pb.ActorAddrRequest, reply func(*pb.ActorAddr, error)) {
 	id, err := ids.TaskIDFrom(req.ActorId)
 	if err != nil {
-		_ = c.ReplyError(reqID, err.Error())
+		reply(nil, err)
 		return
 	}
 	rt.mu.Lock()
 	a := rt.actors[id]
 	if a == nil || !a.owned {
 		rt.mu.Unlock()
-		_ = c.Reply(reqID, &pb.ActorAddr{Error: &pb.TaskError{Kind: KindActorDied, Message: "actor is gone"}})
+		reply(&pb.ActorAddr{Error: &pb.TaskError{Kind: KindActorDied, Message: "actor is gone"}}, nil)
 		return
 	}
 	answer := func() {
 		rt.mu.Lock()
-		reply := &pb.ActorAddr{Addr: a.addr, Error: a.died}
+		addr := &pb.ActorAddr{Addr: a.addr, Error: a.died}
 		rt.mu.Unlock()
-		_ = c.Reply(reqID, reply)
+		reply(addr, nil)
 	}
 	if a.state == actorPending {
 		a.wake = append(a.wake, answer)
@@ -683,11 +678,7 @@ func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
 }
 
 // serveKillOwnedActor is a borrower's Kill reaching the actor's owner.
-func (rt *Runtime) serveKillOwnedActor(body []byte) {
-	req := &pb.ActorAddrRequest{}
-	if unmarshal(body, req) != nil {
-		return
-	}
+func (rt *Runtime) serveKillOwnedActor(_ context.Context, req *pb.ActorAddrRequest) {
 	id, err := ids.TaskIDFrom(req.ActorId)
 	if err != nil {
 		return

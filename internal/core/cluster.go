@@ -224,12 +224,12 @@ func (rt *Runtime) HandleRaylet(m rpc.Method, body []byte) {
 	switch m {
 	case rpc.MNodesDead:
 		list := &pb.NodeList{}
-		if unmarshal(body, list) == nil {
+		if rpc.Decode(body, list) == nil {
 			rt.NodesDead(list)
 		}
 	case rpc.MWorkerOOM:
 		k := &pb.WorkerKilled{}
-		if unmarshal(body, k) == nil {
+		if rpc.Decode(body, k) == nil {
 			rt.WorkerKilled(k)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/rayo-dev/rayo/internal/codec"
+	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -12,7 +13,7 @@ import (
 var (
 	ErrNotInitialized  = errors.New("rayo: not initialized (call rayo.Init)")
 	ErrShutdown        = errors.New("rayo: runtime is shut down")
-	ErrObjectLost      = errors.New("rayo: object lost: the node that held it is gone")
+	ErrObjectLost      = objstore.ErrObjectLost
 	ErrObjectFreed     = errors.New("rayo: object was freed")
 	ErrWorkerDied      = errors.New("rayo: worker died while running the task")
 	ErrTaskCancelled   = errors.New("rayo: task was cancelled")

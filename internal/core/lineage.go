@@ -125,7 +125,7 @@ func (rt *Runtime) askRebuild(ctx context.Context, id ids.ObjectID, owner string
 // serveLost answers a borrower that could not pull object id from the node
 // at lostAt: the object is made again if its copy there was the one this
 // owner knew, and the reply is the copy that is current once it is ready.
-func (rt *Runtime) serveLost(c *rpc.Conn, reqID uint64, id ids.ObjectID, lostAt string) {
+func (rt *Runtime) serveLost(id ids.ObjectID, lostAt string, reply func(*pb.Locator, error)) {
 	rt.mu.Lock()
 	obj := rt.objects[id]
 	var lost *pb.Locator
@@ -138,9 +138,9 @@ func (rt *Runtime) serveLost(c *rpc.Conn, reqID uint64, id ids.ObjectID, lostAt 
 		if err != nil {
 			loc = &pb.Locator{Error: sysErr("", KindObjectLost, err.Error())}
 		}
-		_ = c.Reply(reqID, loc)
+		reply(loc, nil)
 	})
 	if !ok {
-		_ = c.Reply(reqID, &pb.Locator{Error: sysErr("", KindSystem, ErrShutdown.Error())})
+		reply(&pb.Locator{Error: sysErr("", KindSystem, ErrShutdown.Error())}, nil)
 	}
 }

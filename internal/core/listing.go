@@ -1,7 +1,8 @@
 package core
 
 import (
-	"github.com/rayo-dev/rayo/internal/rpc"
+	"context"
+
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -10,7 +11,7 @@ const maxListedObjects = 10000
 
 // serveListObjects answers MListObjects with the objects this process
 // owns: size, where the value is, and how many references hold it.
-func (rt *Runtime) serveListObjects(c *rpc.Conn, id uint64) {
+func (rt *Runtime) serveListObjects(context.Context, *pb.Empty) (*pb.ObjectList, error) {
 	out := &pb.ObjectList{}
 	rt.mu.Lock()
 	for oid, o := range rt.objects {
@@ -30,5 +31,5 @@ func (rt *Runtime) serveListObjects(c *rpc.Conn, id uint64) {
 		}
 	}
 	rt.mu.Unlock()
-	_ = c.Reply(id, out)
+	return out, nil
 }

@@ -274,7 +274,7 @@ func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
 	c.Go(rpc.MGetObject, &pb.GetObject{ObjectId: id[:]}, func(body []byte, err error) {
 		loc := &pb.Locator{}
 		if err == nil {
-			err = unmarshal(body, loc)
+			err = rpc.Decode(body, loc)
 		}
 		if err != nil {
 			loc = &pb.Locator{Error: sysErr("", KindOwnerDied, "owner "+owner+": "+err.Error())}
@@ -308,15 +308,10 @@ func (rt *Runtime) fetched(id ids.ObjectID, owner string, loc *pb.Locator) {
 }
 
 // serveGetObject answers a borrower once the object is ready.
-func (rt *Runtime) serveGetObject(c *rpc.Conn, reqID uint64, body []byte) {
-	req := &pb.GetObject{}
-	if err := unmarshal(body, req); err != nil {
-		_ = c.ReplyError(reqID, err.Error())
-		return
-	}
+func (rt *Runtime) serveGetObject(_ context.Context, req *pb.GetObject, reply func(*pb.Locator, error)) {
 	id, err := ids.ObjectIDFrom(req.ObjectId)
 	if err != nil {
-		_ = c.ReplyError(reqID, err.Error())
+		reply(nil, err)
 		return
 	}
 	var after actions
@@ -324,12 +319,12 @@ func (rt *Runtime) serveGetObject(c *rpc.Conn, reqID uint64, body []byte) {
 	obj := rt.objects[id]
 	if obj == nil || !obj.owned {
 		rt.mu.Unlock()
-		_ = c.Reply(reqID, &pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error()+": "+id.String())})
+		reply(&pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error()+": "+id.String())}, nil)
 		return
 	}
 	if req.LostAt != "" {
 		rt.mu.Unlock()
-		rt.serveLost(c, reqID, id, req.LostAt)
+		rt.serveLost(id, req.LostAt, reply)
 		return
 	}
 	rt.whenReadyLocked(id, obj, func() {
@@ -343,18 +338,14 @@ func (rt *Runtime) serveGetObject(c *rpc.Conn, reqID uint64, body []byte) {
 			}
 		}
 		rt.mu.Unlock()
-		_ = c.Reply(reqID, loc)
+		reply(loc, nil)
 	}, &after)
 	rt.mu.Unlock()
 	after.run(rt)
 }
 
 // serveReleaseBorrowed drops grants that a borrower hands back.
-func (rt *Runtime) serveReleaseBorrowed(body []byte) {
-	msg := &pb.ObjectIDs{}
-	if unmarshal(body, msg) != nil {
-		return
-	}
+func (rt *Runtime) serveReleaseBorrowed(_ context.Context, msg *pb.ObjectIDs) {
 	var after actions
 	rt.mu.Lock()
 	for _, b := range msg.Ids {

@@ -83,7 +83,7 @@ type Runtime struct {
 	srv  *rpc.Server
 	tcp  *rpc.Server // cluster: other nodes' peers
 
-	handlers map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)
+	mux *rpc.Mux // what this process serves its peers
 
 	mu      sync.Mutex // protects objects, queues, tasks, closed
 	objects map[ids.ObjectID]*object
@@ -119,9 +119,10 @@ type peerConn struct {
 	err   error
 }
 
-// New starts a runtime serving on cfg.Addr. Extra handlers (a worker's task
-// service) may be given for methods the runtime does not serve itself.
-func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)) (*Runtime, error) {
+// New starts a runtime serving on cfg.Addr. mux, if not nil, holds the
+// methods the process serves besides the runtime's own (a worker's task
+// service); the runtime adds its own to it.
+func New(cfg Config, mux *rpc.Mux) (*Runtime, error) {
 	rt := &Runtime{
 		cfg:      cfg,
 		addr:     cfg.Addr,
@@ -130,16 +131,16 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 		tasks:    make(map[ids.TaskID]*task),
 		actors:   make(map[ids.TaskID]*actorRec),
 		peers:    make(map[string]*peerConn),
-		handlers: make(map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)),
+		mux:      mux,
 	}
-	rt.handlers[rpc.MGetObject] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveGetObject(c, id, body) }
-	rt.handlers[rpc.MGetActorAddr] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveActorAddr(c, id, body) }
-	rt.handlers[rpc.MKillOwnedActor] = func(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) { rt.serveKillOwnedActor(body) }
-	rt.handlers[rpc.MReleaseBorrowed] = func(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) { rt.serveReleaseBorrowed(body) }
-	rt.handlers[rpc.MListObjects] = func(c *rpc.Conn, _ rpc.Kind, id uint64, _ []byte) { rt.serveListObjects(c, id) }
-	for m, h := range extra {
-		rt.handlers[m] = h
+	if rt.mux == nil {
+		rt.mux = rpc.NewMux("core")
 	}
+	rpc.HandleAsync(rt.mux, rpc.GetObject, rt.serveGetObject)
+	rpc.HandleAsync(rt.mux, rpc.GetActorAddr, rt.serveActorAddr)
+	rpc.HandleNotify(rt.mux, rpc.KillOwnedActor, rt.serveKillOwnedActor)
+	rpc.HandleNotify(rt.mux, rpc.ReleaseBorrowed, rt.serveReleaseBorrowed)
+	rpc.Handle(rt.mux, rpc.ListObjects, rt.serveListObjects)
 	rt.raylets = make(map[string]*rayletConn)
 	rt.bg, rt.bgCancel = context.WithCancel(context.Background())
 	_ = os.Remove(cfg.Addr)
@@ -171,14 +172,7 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 
 // Handle serves one frame from a peer.
 func (rt *Runtime) Handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
-	h := rt.handlers[m]
-	if h == nil {
-		if kind == rpc.KindRequest {
-			_ = c.ReplyError(id, fmt.Sprintf("core: unknown method %d", m))
-		}
-		return
-	}
-	h(c, kind, id, body)
+	rt.mux.Handle(c, m, kind, id, body)
 }
 
 // Addr is where this runtime serves its peers.
@@ -345,13 +339,6 @@ func (rt *Runtime) notifyPeer(addr string, m rpc.Method, msg proto.Message) {
 	if c, err := rt.peer(ctx, addr); err == nil {
 		_ = c.Notify(m, msg)
 	}
-}
-
-func unmarshal(b []byte, m proto.Message) error {
-	if err := proto.Unmarshal(b, m); err != nil {
-		return fmt.Errorf("%w: %v", rpc.ErrCorrupt, err)
-	}
-	return nil
 }
 
 // storeValue puts an encoded value where it belongs: inline when small,

@@ -471,7 +471,7 @@ func (rt *Runtime) push(p pushOp) {
 	p.l.conn.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
 		reply := &pb.TaskReply{}
 		if err == nil {
-			err = unmarshal(body, reply)
+			err = rpc.Decode(body, reply)
 		}
 		rt.taskReplied(p, reply, err, time.Since(start))
 	})

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/placement"
-	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -187,23 +186,13 @@ func (r *Raylet) PlacementGroup(ctx context.Context, req *pb.PlacementGroupReque
 	return r.groups.Handle(ctx, req), nil
 }
 
-func (r *Raylet) servePlacementGroup(c *rpc.Conn, id uint64, body []byte) {
-	req := &pb.PlacementGroupRequest{}
-	if err := unmarshal(body, req); err != nil {
-		_ = c.ReplyError(id, err.Error())
-		return
-	}
+func (r *Raylet) servePlacementGroup(_ context.Context, req *pb.PlacementGroupRequest, reply func(*pb.PlacementGroupReply, error)) {
 	r.procs.Add(1) // a WAIT waits; a cluster asks the control store
 	go func() {
 		defer r.procs.Done()
 		ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
 		defer cancel()
-		reply, err := r.PlacementGroup(ctx, req)
-		if err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
-		}
-		_ = c.Reply(id, reply)
+		reply(r.PlacementGroup(ctx, req))
 	}()
 }
 

@@ -2,6 +2,7 @@ package raylet
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -54,53 +55,45 @@ func (r *Raylet) observeEvents(b *pb.StateEvents) {
 // the control store keeps it).
 func (r *Raylet) Table() *state.Table { return r.table }
 
-// serveState answers the state queries of an embedded cluster (MListTasks,
-// MListActors, MListNodes, MListJobs), or passes the first two to the
-// control store. It reports false for other methods.
-func (r *Raylet) serveState(c *rpc.Conn, m rpc.Method, id uint64, body []byte) bool {
-	switch m {
-	case rpc.MListTasks, rpc.MListActors:
-		q := &pb.StateQuery{}
-		if err := unmarshal(body, q); err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return true
-		}
+// handleState registers the state queries: an embedded cluster's raylet
+// answers them (MListTasks, MListActors, MListNodes, MListJobs); in a
+// cluster it passes the first two to the control store.
+func (r *Raylet) handleState(mx *rpc.Mux) {
+	list := func(m rpc.Method, q *pb.StateQuery, reply func(*pb.StateList, error)) {
 		if r.cfg.Cluster == nil {
 			if m == rpc.MListTasks {
-				_ = c.Reply(id, r.table.Tasks(q))
+				reply(r.table.Tasks(q), nil)
 			} else {
-				_ = c.Reply(id, r.table.Actors(q))
+				reply(r.table.Actors(q), nil)
 			}
-			return true
+			return
 		}
 		r.procs.Add(1) // the control store is another process: not on the read loop
 		go func() {
 			defer r.procs.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), stateQueryTimeout)
 			defer cancel()
-			l, err := r.cfg.Cluster.ListState(ctx, m, q)
-			if err != nil {
-				_ = c.ReplyError(id, err.Error())
-				return
-			}
-			_ = c.Reply(id, l)
+			reply(r.cfg.Cluster.ListState(ctx, m, q))
 		}()
-	case rpc.MListNodes:
-		if r.cfg.Cluster != nil {
-			_ = c.ReplyError(id, "raylet: ask the control store for the nodes of a cluster")
-			return true
-		}
-		_ = c.Reply(id, &pb.NodeList{Nodes: []*pb.NodeInfo{r.selfInfo()}})
-	case rpc.MListJobs:
-		if r.cfg.Cluster != nil {
-			_ = c.ReplyError(id, "raylet: ask the control store for the jobs of a cluster")
-			return true
-		}
-		_ = c.Reply(id, &pb.JobList{Jobs: []*pb.JobInfo{r.embeddedJob()}})
-	default:
-		return false
 	}
-	return true
+	rpc.HandleAsync(mx, rpc.ListTasks, func(_ context.Context, q *pb.StateQuery, reply func(*pb.StateList, error)) {
+		list(rpc.MListTasks, q, reply)
+	})
+	rpc.HandleAsync(mx, rpc.ListActors, func(_ context.Context, q *pb.StateQuery, reply func(*pb.StateList, error)) {
+		list(rpc.MListActors, q, reply)
+	})
+	rpc.Handle(mx, rpc.ListNodes, func(context.Context, *pb.Empty) (*pb.NodeList, error) {
+		if r.cfg.Cluster != nil {
+			return nil, errors.New("raylet: ask the control store for the nodes of a cluster")
+		}
+		return &pb.NodeList{Nodes: []*pb.NodeInfo{r.selfInfo()}}, nil
+	})
+	rpc.Handle(mx, rpc.ListJobs, func(context.Context, *pb.Empty) (*pb.JobList, error) {
+		if r.cfg.Cluster != nil {
+			return nil, errors.New("raylet: ask the control store for the jobs of a cluster")
+		}
+		return &pb.JobList{Jobs: []*pb.JobInfo{r.embeddedJob()}}, nil
+	})
 }
 
 // selfInfo is this node as the control store would list it.

@@ -15,13 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
-
-// NameMarker starts a line a worker writes to its own output to say which
-// task its next lines belong to; the raylet strips it.
-const NameMarker = "\x00rayo-task:"
 
 // startWorkerLocked starts one worker process: the configured executable
 // in worker mode, its stdout and stderr captured into one log.
@@ -41,19 +38,19 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Env = append(cmd.Env,
-		EnvJob+"="+jobID,
-		EnvWorkerID+"="+wid.String(),
-		EnvRaylet+"="+r.addr,
-		EnvStore+"=fd:3",
-		EnvSessionDir+"="+r.cfg.SessionDir,
-		EnvNode+"="+r.cfg.NodeName,
+		rayletclient.EnvJob+"="+jobID,
+		rayletclient.EnvWorkerID+"="+wid.String(),
+		rayletclient.EnvRaylet+"="+r.addr,
+		rayletclient.EnvStore+"=fd:3",
+		rayletclient.EnvSessionDir+"="+r.cfg.SessionDir,
+		rayletclient.EnvNode+"="+r.cfg.NodeName,
 	)
 	if r.tcp != nil {
 		host, _, _ := net.SplitHostPort(r.tcp.Addr().String())
 		cmd.Env = append(cmd.Env,
-			EnvListen+"="+net.JoinHostPort(host, "0"),
-			EnvToken+"="+r.cfg.Token,
-			EnvNodeAddr+"="+r.TCPAddr(),
+			rayletclient.EnvListen+"="+net.JoinHostPort(host, "0"),
+			rayletclient.EnvToken+"="+r.cfg.Token,
+			rayletclient.EnvNodeAddr+"="+r.TCPAddr(),
 		)
 	}
 	pr, pw, err := os.Pipe()
@@ -119,8 +116,8 @@ func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
 	for sc.Scan() {
 		w.logLines.Add(1)
 		line := sc.Text()
-		if i := strings.Index(line, NameMarker); i >= 0 {
-			name = line[i+len(NameMarker):]
+		if i := strings.Index(line, rayletclient.NameMarker); i >= 0 {
+			name = line[i+len(rayletclient.NameMarker):]
 			line = line[:i]
 			if line == "" {
 				continue

@@ -31,20 +31,6 @@ import (
 	"github.com/rayo-dev/rayo/internal/state"
 )
 
-// Environment variables a worker process is started with.
-const (
-	EnvWorkerID   = "RAYO_WORKER_ID"
-	EnvRaylet     = "RAYO_RAYLET"
-	EnvStore      = "RAYO_STORE"
-	EnvSessionDir = "RAYO_SESSION_DIR"
-	EnvJob        = "RAYO_JOB"
-	// In a cluster of several nodes:
-	EnvListen   = "RAYO_LISTEN"    // where the worker serves other nodes (HOST:0)
-	EnvToken    = "RAYO_TOKEN"     // the cluster's secret
-	EnvNode     = "RAYO_NODE"      // the node's name in endpoints
-	EnvNodeAddr = "RAYO_NODE_ADDR" // the raylet's TCP address
-)
-
 // CPU is the name of the CPU resource.
 const CPU = "CPU"
 
@@ -288,7 +274,8 @@ func Start(cfg Config) (*Raylet, error) {
 		_ = arena.Remove()
 		return nil, fmt.Errorf("raylet: listen: %w", err)
 	}
-	r.srv = rpc.NewServer(ln, func(c *rpc.Conn) rpc.Handler { return rpc.HandlerFunc(r.handle) }, r.connClosed)
+	mux := r.newMux()
+	r.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return mux }, r.connClosed)
 	r.stop = make(chan struct{})
 	r.ctx, r.done = context.WithCancel(context.Background())
 	r.procs.Add(2)
@@ -300,7 +287,7 @@ func Start(cfg Config) (*Raylet, error) {
 			_ = r.Close()
 			return nil, fmt.Errorf("raylet: listen %s: %w", cfg.ListenTCP, err)
 		}
-		r.tcp = rpc.NewServer(tl, func(c *rpc.Conn) rpc.Handler { return rpc.HandlerFunc(r.handle) }, r.connClosed)
+		r.tcp = rpc.NewServer(tl, func(*rpc.Conn) rpc.Handler { return mux }, r.connClosed)
 		if cfg.Token != "" {
 			r.tcp.RequireToken(cfg.Token)
 		}
@@ -446,139 +433,6 @@ func (r *Raylet) Close() error {
 	return err
 }
 
-func (r *Raylet) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
-	if m == rpc.MReportEvents {
-		b := &pb.StateEvents{}
-		if unmarshal(body, b) == nil {
-			r.ReportEvents(b)
-		}
-		return
-	}
-	if kind == rpc.KindRequest && (r.serveState(c, m, id, body) || r.serveStats(c, m, id, body)) {
-		return
-	}
-	switch m {
-	case rpc.MRegisterWorker:
-		req := &pb.RegisterWorker{}
-		if err := unmarshal(body, req); err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
-		}
-		if err := r.register(c, req); err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
-		}
-		_ = c.Reply(id, &pb.RegisterWorkerReply{NodeId: r.nodeID[:], StorePath: r.arena.Path(), SessionDir: r.cfg.SessionDir})
-	case rpc.MRequestLease:
-		req := &pb.RequestLease{}
-		if err := unmarshal(body, req); err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
-		}
-		r.requestLease(req, c, func(lr *pb.LeaseReply, err error) {
-			if err != nil {
-				_ = c.ReplyError(id, err.Error())
-				return
-			}
-			_ = c.Reply(id, lr)
-		})
-	case rpc.MReturnLease:
-		req := &pb.ReturnLease{}
-		if unmarshal(body, req) == nil {
-			r.ReturnLease(req)
-		}
-	case rpc.MBlocked:
-		req := &pb.BlockedChange{}
-		if unmarshal(body, req) == nil {
-			if wid, err := ids.WorkerIDFrom(req.WorkerId); err == nil {
-				r.SetBlocked(wid, req.Blocked)
-			}
-		}
-	case rpc.MCreateObject:
-		r.serveCreate(c, id, body)
-	case rpc.MPinObject:
-		r.servePin(c, id, body)
-	case rpc.MUnpinObjects:
-		req := &pb.ObjectIDs{}
-		if unmarshal(body, req) == nil {
-			r.spill.unpin(c, objectIDs(req))
-		}
-	case rpc.MActorAlive:
-		req := &pb.ActorName{}
-		if unmarshal(body, req) == nil {
-			r.ActorAlive(req.ActorId, req.WorkerAddr)
-		}
-	case rpc.MJobDone:
-		// The driver is about to leave: pass on its workers' last output
-		// first, off the read loop.
-		j, _ := c.Value.(*job)
-		go func() {
-			if j != nil {
-				r.drainLogs(j.id)
-			}
-			_ = c.Reply(id, &pb.Empty{})
-		}()
-	case rpc.MRegisterJob:
-		req := &pb.JobInfo{}
-		if err := unmarshal(body, req); err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
-		}
-		if err := r.registerJob(c, req); err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
-		}
-		_ = c.Reply(id, &pb.Status{})
-	case rpc.MPlacementGroup:
-		r.servePlacementGroup(c, id, body)
-	case rpc.MPullObject:
-		r.servePull(c, id, body)
-	case rpc.MReadChunk:
-		r.serveReadChunk(c, id, body)
-	case rpc.MRegisterActorName, rpc.MLookupActorName:
-		req := &pb.ActorName{}
-		if err := unmarshal(body, req); err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return
-		}
-		serve := func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			var reply *pb.ActorNameReply
-			if m == rpc.MRegisterActorName {
-				reply = nameReply(req, r.RegisterActorName(ctx, req))
-			} else {
-				reply = nameReply(r.LookupActorName(ctx, req.Namespace, req.Name))
-			}
-			_ = c.Reply(id, reply)
-		}
-		if r.cfg.Cluster == nil {
-			serve()
-			return
-		}
-		r.procs.Add(1) // the control store is another process: not on the read loop
-		go func() {
-			defer r.procs.Done()
-			serve()
-		}()
-	case rpc.MSealObjects, rpc.MFreeObjects:
-		req := &pb.ObjectIDs{}
-		if unmarshal(body, req) != nil {
-			return
-		}
-		list := objectIDs(req)
-		if m == rpc.MSealObjects {
-			r.SealObjects(list)
-		} else {
-			r.FreeObjects(list)
-		}
-	default:
-		if kind == rpc.KindRequest {
-			_ = c.ReplyError(id, fmt.Sprintf("raylet: unknown method %d", m))
-		}
-	}
-}
-
 func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
 	wid, err := ids.WorkerIDFrom(req.WorkerId)
 	if err != nil {
@@ -661,7 +515,7 @@ func (r *Raylet) stopWorkerLocked(w *workerProc) {
 	kill := time.AfterFunc(drainTimeout, func() { _ = proc.Kill() })
 	w.conn.Go(rpc.MDrainWorker, &pb.Empty{}, func(body []byte, err error) {
 		if kill.Stop() {
-			if b := new(pb.StateEvents); err == nil && unmarshal(body, b) == nil {
+			if b := new(pb.StateEvents); err == nil && proto.Unmarshal(body, b) == nil {
 				r.ReportEvents(b)
 			}
 			_ = proc.Kill()
@@ -1041,13 +895,6 @@ func objectIDs(req *pb.ObjectIDs) []ids.ObjectID {
 	return list
 }
 
-func unmarshal(b []byte, m proto.Message) error {
-	if err := proto.Unmarshal(b, m); err != nil {
-		return fmt.Errorf("%w: %v", rpc.ErrCorrupt, err)
-	}
-	return nil
-}
-
 // DebugString describes the raylet's scheduling state.
 func (r *Raylet) DebugString() string {
 	r.mu.Lock()
@@ -1173,4 +1020,13 @@ func (r *Raylet) ActorAlive(actorID []byte, workerAddr string) {
 		return
 	}
 	r.names.SetWorker(actorID, workerAddr)
+}
+
+// idList is list as the protocol carries it.
+func idList(list []ids.ObjectID) *pb.ObjectIDs {
+	m := &pb.ObjectIDs{Ids: make([][]byte, len(list))}
+	for i := range list {
+		m.Ids[i] = list[i][:]
+	}
+	return m
 }

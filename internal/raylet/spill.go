@@ -633,22 +633,6 @@ func (r *Raylet) PinObject(ctx context.Context, id ids.ObjectID) (int64, error) 
 // UnpinObjects drops pins PinObject took.
 func (r *Raylet) UnpinObjects(list []ids.ObjectID) { r.spill.unpin(nil, list) }
 
-// objectRequest decodes a request naming one object (a CreateObject),
-// replying with the error when it is malformed.
-func objectRequest(c *rpc.Conn, reqID uint64, body []byte) (*pb.CreateObject, ids.ObjectID, bool) {
-	req := &pb.CreateObject{}
-	err := unmarshal(body, req)
-	var oid ids.ObjectID
-	if err == nil {
-		oid, err = ids.ObjectIDFrom(req.ObjectId)
-	}
-	if err != nil {
-		_ = c.ReplyError(reqID, err.Error())
-		return nil, oid, false
-	}
-	return req, oid, true
-}
-
 // offLoop runs f off c's read loop, with a context that ends when c or
 // the raylet closes; it reports false when the raylet is closed.
 func (r *Raylet) offLoop(c *rpc.Conn, f func(ctx context.Context)) bool {
@@ -667,23 +651,25 @@ func (r *Raylet) offLoop(c *rpc.Conn, f func(ctx context.Context)) bool {
 }
 
 // objectReply is the reply to a create or a pin.
-func objectReply(off int64, err error) *pb.CreateObjectReply {
+func objectReply(off int64, err error) (*pb.CreateObjectReply, error) {
 	if err != nil {
 		return &pb.CreateObjectReply{Error: err.Error(), Lost: errors.Is(err, ErrObjectLost),
-			Full: errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)}
+			Full: errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)}, nil
 	}
-	return &pb.CreateObjectReply{Offset: off}
+	return &pb.CreateObjectReply{Offset: off}, nil
 }
 
 // servePin answers an MPinObject: on the read loop when the object is in
 // memory (the common case), off it when it must be restored first.
-func (r *Raylet) servePin(c *rpc.Conn, reqID uint64, body []byte) {
-	_, oid, ok := objectRequest(c, reqID, body)
-	if !ok {
+func (r *Raylet) servePin(ctx context.Context, req *pb.CreateObject, reply func(*pb.CreateObjectReply, error)) {
+	c := rpc.ConnOf(ctx)
+	oid, err := ids.ObjectIDFrom(req.ObjectId)
+	if err != nil {
+		reply(nil, err)
 		return
 	}
 	if off, ok := r.spill.pinIfHere(c, oid); ok {
-		_ = c.Reply(reqID, objectReply(off, nil))
+		reply(objectReply(off, nil))
 		return
 	}
 	// Registered on the read loop, so that an unpin of the process
@@ -705,20 +691,21 @@ func (r *Raylet) servePin(c *rpc.Conn, reqID uint64, body []byte) {
 			sp.unpin(c, []ids.ObjectID{oid}) // nobody waits for it any more
 			return
 		}
-		_ = c.Reply(reqID, objectReply(off, err))
+		reply(objectReply(off, err))
 	}) {
 		sp.mu.Lock()
 		addCount(sp.waiting, c, oid, -1)
 		sp.mu.Unlock()
-		_ = c.ReplyError(reqID, ErrClosed.Error())
+		reply(nil, ErrClosed)
 	}
 }
 
 // serveCreate answers an MCreateObject, off the read loop when it must
 // wait for room.
-func (r *Raylet) serveCreate(c *rpc.Conn, reqID uint64, body []byte) {
-	req, oid, ok := objectRequest(c, reqID, body)
-	if !ok {
+func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply func(*pb.CreateObjectReply, error)) {
+	oid, err := ids.ObjectIDFrom(req.ObjectId)
+	if err != nil {
+		reply(nil, err)
 		return
 	}
 	off, err := r.store.Create(oid, req.Size)
@@ -726,19 +713,19 @@ func (r *Raylet) serveCreate(c *rpc.Conn, reqID uint64, body []byte) {
 		if err == nil {
 			r.spill.maybeSpill()
 		}
-		_ = c.Reply(reqID, objectReply(off, err))
+		reply(objectReply(off, err))
 		return
 	}
 	// Registered on the read loop, before a free of it can be read.
 	r.spill.mu.Lock()
 	r.spill.creating[oid] = true
 	r.spill.mu.Unlock()
-	if !r.offLoop(c, func(ctx context.Context) {
-		_ = c.Reply(reqID, objectReply(r.spill.create(ctx, oid, req.Size)))
+	if !r.offLoop(rpc.ConnOf(ctx), func(ctx context.Context) {
+		reply(objectReply(r.spill.create(ctx, oid, req.Size)))
 	}) {
 		r.spill.mu.Lock()
 		delete(r.spill.creating, oid)
 		r.spill.mu.Unlock()
-		_ = c.ReplyError(reqID, ErrClosed.Error())
+		reply(nil, ErrClosed)
 	}
 }

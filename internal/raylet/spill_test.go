@@ -9,6 +9,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -175,7 +176,7 @@ func TestPinGivenUpWhileRestoring(t *testing.T) {
 	// frames arrive in that order, the restore finishes after both.
 	replied := make(chan error, 1)
 	conn.Go(rpc.MPinObject, &pb.CreateObject{ObjectId: first[:]}, func(_ []byte, err error) { replied <- err })
-	(&Client{Conn: conn}).UnpinObjects([]ids.ObjectID{first})
+	(&rayletclient.Client{Conn: conn}).UnpinObjects([]ids.ObjectID{first})
 	for {
 		_, _, inMem := r.store.Lookup(first)
 		r.spill.mu.Lock()

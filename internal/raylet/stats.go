@@ -27,41 +27,16 @@ const (
 	maxLogWait     = 30 * time.Second
 )
 
-// serveStats answers MNodeStats, MListObjects and MReadLog; it reports
-// false for other methods.
-func (r *Raylet) serveStats(c *rpc.Conn, m rpc.Method, id uint64, body []byte) bool {
-	switch m {
-	case rpc.MNodeStats:
-		_ = c.Reply(id, r.NodeStats())
-	case rpc.MListObjects:
-		_ = c.Reply(id, r.listObjects())
-	case rpc.MReadLog:
-		req := &pb.LogRequest{}
-		if err := unmarshal(body, req); err != nil {
-			_ = c.ReplyError(id, err.Error())
-			return true
+// handleStats registers MNodeStats, MListObjects and MReadLog.
+func (r *Raylet) handleStats(mx *rpc.Mux) {
+	rpc.Handle(mx, rpc.NodeStats, func(context.Context, *pb.Empty) (*pb.NodeStats, error) { return r.NodeStats(), nil })
+	rpc.Handle(mx, rpc.ListObjects, func(context.Context, *pb.Empty) (*pb.ObjectList, error) { return r.listObjects(), nil })
+	rpc.HandleRaw(mx, rpc.ReadLog, func(_ context.Context, req *pb.LogRequest, reply func([]byte, error)) {
+		// A read may wait: not on the connection's read loop.
+		if !r.goTracked(func() { reply(r.ReadLog(context.Background(), req)) }) {
+			reply(nil, ErrClosed)
 		}
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			_ = c.ReplyError(id, ErrClosed.Error())
-			return true
-		}
-		r.procs.Add(1) // a read may wait: not on the connection's read loop
-		r.mu.Unlock()
-		go func() {
-			defer r.procs.Done()
-			b, err := r.ReadLog(context.Background(), req)
-			if err != nil {
-				_ = c.ReplyError(id, err.Error())
-				return
-			}
-			_ = c.ReplyRaw(id, b)
-		}()
-	default:
-		return false
-	}
-	return true
+	})
 }
 
 // NodeStats describes the node: its workers (and the last that ended),

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 )
 
@@ -39,7 +40,7 @@ func TestObjectLargerThanTheStoreIsTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	cl := &Client{Conn: conn}
+	cl := &rayletclient.Client{Conn: conn}
 	_, err = cl.PullObject(ctx, id, a.TCPAddr(), size)
 	wantTooLarge("pull through the client", err)
 	_, err = cl.CreateObject(ctx, ids.ForPut(), size)

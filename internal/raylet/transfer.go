@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -47,9 +46,9 @@ import (
 
 // ErrObjectLost means the node that held an object no longer has it, or
 // cannot be reached: the object must be rebuilt (or fetched elsewhere). It
-// is core.ErrObjectLost (rayo.ErrObjectLost), which owners answer by
+// is objstore.ErrObjectLost (rayo.ErrObjectLost), which owners answer by
 // rebuilding the object.
-var ErrObjectLost = core.ErrObjectLost
+var ErrObjectLost = objstore.ErrObjectLost
 
 const (
 	// pullChunk is the size of one ReadChunk. Chunks this small keep the
@@ -68,9 +67,6 @@ const (
 	// it does not have (sealed).
 	notHere = " not here"
 )
-
-// errNotPull answers requests other than frees on a pull connection.
-const errNotPull = "raylet: a pull connection serves only frees"
 
 // xferStates maps each *Raylet that has taken part in a transfer to its
 // *xferState.
@@ -490,7 +486,7 @@ func (st *xferState) dial(ctx context.Context, addr string) (*sourceConn, *pullL
 	}
 	dctx, cancel := context.WithTimeout(ctx, pullDialTimeout)
 	defer cancel()
-	l, err := dialSource(dctx, addr, st.r.cfg.Token, rpc.HandlerFunc(st.handleSource))
+	l, err := dialSource(dctx, addr, st.r.cfg.Token, st.sourceMux())
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -528,23 +524,17 @@ func dialSource(ctx context.Context, addr, token string, h rpc.Handler) (*pullLi
 	return &pullLink{conn: c, cc: cc}, nil
 }
 
-// handleSource serves what a source raylet sends on a pull connection: the
+// sourceMux serves what a source raylet sends on a pull connection: the
 // notice that objects pulled from it were freed there.
-func (st *xferState) handleSource(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
-	if m != rpc.MFreeObjects || kind != rpc.KindNotify {
-		if kind == rpc.KindRequest {
-			_ = c.ReplyError(id, errNotPull)
-		}
-		return
-	}
-	req := &pb.ObjectIDs{}
-	if unmarshal(body, req) != nil {
-		return
-	}
-	list := objectIDs(req)
-	// A transfer of one of them stops writing before its object goes.
-	st.abortPulls(list, fmt.Errorf("%w: freed at the source while being pulled", ErrObjectLost))
-	st.r.FreeObjects(list)
+func (st *xferState) sourceMux() *rpc.Mux {
+	mx := rpc.NewMux("raylet (pull connection)")
+	rpc.HandleNotify(mx, rpc.FreeObjects, func(_ context.Context, req *pb.ObjectIDs) {
+		list := objectIDs(req)
+		// A transfer of one of them stops writing before its object goes.
+		st.abortPulls(list, fmt.Errorf("%w: freed at the source while being pulled", ErrObjectLost))
+		st.r.FreeObjects(list)
+	})
+	return mx
 }
 
 // abortPulls stops the transfers of list in flight.
@@ -610,21 +600,17 @@ func (st *xferState) isPulled(id ids.ObjectID) bool {
 
 // servePull pulls an object for a worker or driver of this node, off the
 // connection's read loop.
-func (r *Raylet) servePull(c *rpc.Conn, id uint64, body []byte) {
-	req := &pb.PullObject{}
-	if err := unmarshal(body, req); err != nil {
-		_ = c.ReplyError(id, err.Error())
-		return
-	}
+func (r *Raylet) servePull(rctx context.Context, req *pb.PullObject, reply func(*pb.CreateObjectReply, error)) {
+	c := rpc.ConnOf(rctx)
 	oid, err := ids.ObjectIDFrom(req.ObjectId)
 	if err != nil {
-		_ = c.ReplyError(id, err.Error())
+		reply(nil, err)
 		return
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		_ = c.ReplyError(id, ErrClosed.Error())
+		reply(nil, ErrClosed)
 		return
 	}
 	r.procs.Add(2)
@@ -643,16 +629,7 @@ func (r *Raylet) servePull(c *rpc.Conn, id uint64, body []byte) {
 	go func() {
 		defer r.procs.Done()
 		defer cancel()
-		off, err := r.pullPinned(ctx, c, oid, req.From, req.Size)
-		if err != nil {
-			_ = c.Reply(id, &pb.CreateObjectReply{
-				Error: err.Error(),
-				Full:  errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge),
-				Lost:  errors.Is(err, ErrObjectLost),
-			})
-			return
-		}
-		_ = c.Reply(id, &pb.CreateObjectReply{Offset: off})
+		reply(objectReply(r.pullPinned(ctx, c, oid, req.From, req.Size)))
 	}()
 }
 
@@ -675,20 +652,16 @@ func (r *Raylet) pullPinned(ctx context.Context, c *rpc.Conn, id ids.ObjectID, f
 
 // serveReadChunk answers a ReadChunk with the bytes of a sealed object, and
 // remembers that the connection read it, to pass on its free.
-func (r *Raylet) serveReadChunk(c *rpc.Conn, id uint64, body []byte) {
-	req := &pb.ReadChunk{}
-	if err := unmarshal(body, req); err != nil {
-		_ = c.ReplyError(id, err.Error())
-		return
-	}
+func (r *Raylet) serveReadChunk(ctx context.Context, req *pb.ReadChunk, reply func([]byte, error)) {
+	c := rpc.ConnOf(ctx)
 	oid, err := ids.ObjectIDFrom(req.ObjectId)
 	if err != nil {
-		_ = c.ReplyError(id, err.Error())
+		reply(nil, err)
 		return
 	}
 	st := r.xfer()
 	if st == nil {
-		_ = c.ReplyError(id, ErrClosed.Error())
+		reply(nil, ErrClosed)
 		return
 	}
 	// Recorded before the object is looked up: a free that comes between
@@ -721,10 +694,10 @@ func (r *Raylet) serveReadChunk(c *rpc.Conn, id uint64, body []byte) {
 		go func() {
 			defer r.procs.Done()
 			if r.waitSealed(oid) {
-				r.serveReadChunk(c, id, body)
+				r.serveReadChunk(ctx, req, reply)
 				return
 			}
-			_ = c.ReplyError(id, "raylet: object "+oid.String()+notHere)
+			reply(nil, errors.New("raylet: object "+oid.String()+notHere))
 		}()
 		return
 	}
@@ -747,23 +720,23 @@ func (r *Raylet) serveReadChunk(c *rpc.Conn, id uint64, body []byte) {
 		chunk, spilled, err := r.spill.readSpilled(oid, req.Offset, req.Length)
 		switch {
 		case !spilled:
-			_ = c.ReplyError(id, "raylet: object "+oid.String()+notHere)
+			reply(nil, errors.New("raylet: object "+oid.String()+notHere))
 			return
 		case err != nil:
-			_ = c.ReplyError(id, err.Error())
+			reply(nil, err)
 			return
 		}
 		b, unpin = chunk, func() {}
 	} else {
 		if req.Offset < 0 || req.Length < 0 || req.Length > rpc.MaxFrame || req.Offset > size-req.Length {
 			unpin()
-			_ = c.ReplyError(id, fmt.Sprintf("raylet: read chunk [%d, +%d) of object %s of %d bytes: out of range", req.Offset, req.Length, oid, size))
+			reply(nil, fmt.Errorf("raylet: read chunk [%d, +%d) of object %s of %d bytes: out of range", req.Offset, req.Length, oid, size))
 			return
 		}
 		var err error
 		if b, err = r.arena.View(off+req.Offset, req.Length); err != nil {
 			unpin()
-			_ = c.ReplyError(id, err.Error())
+			reply(nil, err)
 			return
 		}
 	}
@@ -778,13 +751,13 @@ func (r *Raylet) serveReadChunk(c *rpc.Conn, id uint64, body []byte) {
 		cs = &chunkSender{}
 		st.senders[c] = cs
 	}
-	cs.queue = append(cs.queue, chunkReply{id, b, unpin})
+	cs.queue = append(cs.queue, chunkReply{reply, b, unpin})
 	start := !cs.running
 	cs.running = true
 	st.mu.Unlock()
 	if start && !r.goTracked(func() { st.sendChunks(c, cs) }) {
 		unpin()
-		_ = c.ReplyError(id, ErrClosed.Error())
+		reply(nil, ErrClosed)
 	}
 }
 
@@ -794,12 +767,11 @@ type chunkSender struct {
 	running bool         // sendChunks runs; guarded by xferState.mu
 }
 
-// chunkReply is a chunk to send: the reply to request id; sent, once
-// its bytes may go.
+// chunkReply is a chunk to send with reply; sent, once its bytes may go.
 type chunkReply struct {
-	id   uint64
-	b    []byte
-	sent func()
+	reply func([]byte, error)
+	b     []byte
+	sent  func()
 }
 
 // sendChunks replies to the queued chunk requests of c in order. Each
@@ -817,7 +789,7 @@ func (st *xferState) sendChunks(c *rpc.Conn, cs *chunkSender) {
 		next := cs.queue[0]
 		cs.queue = cs.queue[1:]
 		st.mu.Unlock()
-		_ = c.ReplyRaw(next.id, next.b)
+		next.reply(next.b, nil)
 		next.sent()
 	}
 }

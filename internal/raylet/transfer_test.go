@@ -18,6 +18,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -640,7 +641,7 @@ func TestPullObjectRequestFromWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	cl := &Client{Conn: conn}
+	cl := &rayletclient.Client{Conn: conn}
 	off, err := cl.PullObject(ctx, id, a.TCPAddr(), 2<<20+1)
 	if err != nil {
 		t.Fatal(err)
@@ -755,7 +756,7 @@ func TestCloseEndsEveryTransferGoroutine(t *testing.T) {
 	defer conn.Close()
 	asked := putObject(t, a, 1<<20, 3)
 	go func() {
-		_, err := (&Client{Conn: conn}).PullObject(ctx, asked, g.ln.Addr().String(), 1<<20)
+		_, err := (&rayletclient.Client{Conn: conn}).PullObject(ctx, asked, g.ln.Addr().String(), 1<<20)
 		errc <- err
 	}()
 	waitUntil(t, "both pulls to start", func() bool {
@@ -799,7 +800,7 @@ func TestPulledCopyHeldByItsReaderIsNotEvicted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reader := &Client{Conn: conn}
+	reader := &rayletclient.Client{Conn: conn}
 	if _, err := reader.PullObject(ctx, objs[0], a.TCPAddr(), size); err != nil {
 		t.Fatal(err)
 	}

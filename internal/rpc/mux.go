@@ -177,3 +177,12 @@ func (x connContext) Value(key any) any {
 	}
 	return nil
 }
+
+// Decode reads a reply's body into msg; an error wraps ErrCorrupt. (A
+// Mux decodes the requests it serves.)
+func Decode(body []byte, msg proto.Message) error {
+	if err := proto.Unmarshal(body, msg); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return nil
+}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
-	"github.com/rayo-dev/rayo/internal/raylet"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/state"
 )
@@ -22,7 +22,7 @@ const runningAfter = 100 * time.Millisecond
 // runs long is also reported RUNNING (and then ended) by the worker, so the
 // state API shows it while it runs.
 func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
-	node := os.Getenv(raylet.EnvNode)
+	node := os.Getenv(rayletclient.EnvNode)
 	start := time.Now()
 	running := &pb.TaskEvent{
 		TaskId: spec.TaskId, Attempt: spec.Attempt, State: state.TaskRunning, TimeUnixNs: start.UnixNano(),

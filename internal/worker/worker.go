@@ -20,14 +20,13 @@ import (
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
-	"github.com/rayo-dev/rayo/internal/raylet"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"google.golang.org/protobuf/proto"
 )
 
 // IsWorker reports whether this process was started as a worker.
-func IsWorker() bool { return os.Getenv(raylet.EnvWorkerID) != "" }
+func IsWorker() bool { return os.Getenv(rayletclient.EnvWorkerID) != "" }
 
 // Worker is a running worker process.
 type Worker struct {
@@ -56,17 +55,17 @@ type Worker struct {
 	addr       string
 }
 
+// job is a pushed task, and how to answer its owner.
 type job struct {
-	c    *rpc.Conn
-	id   uint64
-	spec *pb.TaskSpec
+	reply func(*pb.TaskReply, error)
+	spec  *pb.TaskSpec
 }
 
 // Start connects to the raylet named in the environment, serves tasks, and
 // returns the runtime for nested submissions. The process exits when the
 // raylet goes away. onReady receives the runtime before any task runs.
 func Start(onReady func(*core.Runtime)) (*Worker, error) {
-	wid, err := parseWorkerID(os.Getenv(raylet.EnvWorkerID))
+	wid, err := parseWorkerID(os.Getenv(rayletclient.EnvWorkerID))
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +73,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	w.cond = sync.NewCond(&w.mu)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	addr := filepath.Join(os.Getenv(raylet.EnvSessionDir), fmt.Sprintf("w-%d.sock", w.pid))
+	addr := filepath.Join(os.Getenv(rayletclient.EnvSessionDir), fmt.Sprintf("w-%d.sock", w.pid))
 	var ready atomic.Pointer[core.Runtime]
 	fromRaylet := rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, k rpc.Kind, id uint64, body []byte) {
 		rt := ready.Load()
@@ -97,7 +96,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 			_ = c.Reply(id, &pb.Empty{}) // the news is taken (rpc.MWorkerOOM)
 		}
 	})
-	rc, err := rpc.Dial(ctx, os.Getenv(raylet.EnvRaylet), fromRaylet, func(error) {
+	rc, err := rpc.Dial(ctx, os.Getenv(rayletclient.EnvRaylet), fromRaylet, func(error) {
 		// The raylet (and so the driver hosting it) is gone: so are we.
 		_ = os.Remove(addr)
 		os.Exit(0)
@@ -106,10 +105,10 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	var arena *objstore.Arena
-	if store := os.Getenv(raylet.EnvStore); strings.HasPrefix(store, "fd:") {
+	if store := os.Getenv(rayletclient.EnvStore); strings.HasPrefix(store, "fd:") {
 		fd, perr := strconv.Atoi(store[3:])
 		if perr != nil {
-			return nil, fmt.Errorf("worker: bad %s %q", raylet.EnvStore, store)
+			return nil, fmt.Errorf("worker: bad %s %q", rayletclient.EnvStore, store)
 		}
 		arena, err = objstore.OpenArenaFd(fd, store)
 	} else {
@@ -120,22 +119,18 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	}
 	rt, err := core.New(core.Config{
 		Addr:     addr,
-		Raylet:   &raylet.Client{Conn: rc},
+		Raylet:   &rayletclient.Client{Conn: rc},
 		Arena:    arena,
 		WorkerID: wid,
 		IsWorker: true,
-		Job:      os.Getenv(raylet.EnvJob),
+		Job:      os.Getenv(rayletclient.EnvJob),
 		// Set when the node is one of several:
-		ListenTCP:  os.Getenv(raylet.EnvListen),
-		Token:      os.Getenv(raylet.EnvToken),
-		Node:       os.Getenv(raylet.EnvNode),
-		NodeAddr:   os.Getenv(raylet.EnvNodeAddr),
-		DialRaylet: raylet.Dialer(os.Getenv(raylet.EnvToken)),
-	}, map[rpc.Method]func(*rpc.Conn, rpc.Kind, uint64, []byte){
-		rpc.MPushTask:   w.servePush,
-		rpc.MCancelTask: w.serveCancel,
-		rpc.MKillActor:  w.serveKill,
-	})
+		ListenTCP:  os.Getenv(rayletclient.EnvListen),
+		Token:      os.Getenv(rayletclient.EnvToken),
+		Node:       os.Getenv(rayletclient.EnvNode),
+		NodeAddr:   os.Getenv(rayletclient.EnvNodeAddr),
+		DialRaylet: core.RayletDialer(os.Getenv(rayletclient.EnvToken)),
+	}, w.mux())
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
@@ -153,34 +148,42 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 func parseWorkerID(s string) (ids.WorkerID, error) {
 	var w ids.WorkerID
 	if len(s) != 2*len(w) {
-		return w, fmt.Errorf("worker: bad %s %q", raylet.EnvWorkerID, s)
+		return w, fmt.Errorf("worker: bad %s %q", rayletclient.EnvWorkerID, s)
 	}
 	for i := range w {
 		var b byte
 		if _, err := fmt.Sscanf(s[2*i:2*i+2], "%02x", &b); err != nil {
-			return w, fmt.Errorf("worker: bad %s %q", raylet.EnvWorkerID, s)
+			return w, fmt.Errorf("worker: bad %s %q", rayletclient.EnvWorkerID, s)
 		}
 		w[i] = b
 	}
 	return w, nil
 }
 
-func (w *Worker) servePush(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) {
-	spec := &pb.TaskSpec{}
-	if err := proto.Unmarshal(body, spec); err != nil {
-		_ = c.ReplyError(id, "worker: malformed task: "+err.Error())
-		return
-	}
+// mux is what a worker serves its owners, besides the runtime's own.
+func (w *Worker) mux() *rpc.Mux {
+	mx := rpc.NewMux("worker")
+	rpc.HandleAsync(mx, rpc.PushTask, w.servePush)
+	rpc.HandleNotify(mx, rpc.CancelTask, w.serveCancel)
+	rpc.HandleNotify(mx, rpc.KillActor, func(context.Context, *pb.ActorAddrRequest) {
+		_ = os.Remove(w.addr)
+		os.Exit(0)
+	})
+	return mx
+}
+
+// servePush queues a task; the loop replies once it ran.
+func (w *Worker) servePush(_ context.Context, spec *pb.TaskSpec, reply func(*pb.TaskReply, error)) {
 	w.mu.Lock()
 	if tid, err := ids.TaskIDFrom(spec.TaskId); err == nil {
 		if _, ok := w.cancelled[tid]; ok {
 			delete(w.cancelled, tid)
 			w.mu.Unlock()
-			_ = c.Reply(id, cancelledReply(spec))
+			reply(cancelledReply(spec), nil)
 			return
 		}
 	}
-	w.queue = append(w.queue, job{c, id, spec})
+	w.queue = append(w.queue, job{reply, spec})
 	w.cond.Signal()
 	w.mu.Unlock()
 }
@@ -192,9 +195,8 @@ func cancelledReply(spec *pb.TaskSpec) *pb.TaskReply {
 
 // serveCancel drops a queued task, or ends the process if the task is
 // running: Go cannot interrupt a running function.
-func (w *Worker) serveCancel(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) {
-	msg := &pb.ObjectIDs{}
-	if proto.Unmarshal(body, msg) != nil || len(msg.Ids) == 0 {
+func (w *Worker) serveCancel(_ context.Context, msg *pb.ObjectIDs) {
+	if len(msg.Ids) == 0 {
 		return
 	}
 	tid, err := ids.TaskIDFrom(msg.Ids[0])
@@ -209,7 +211,7 @@ func (w *Worker) serveCancel(_ *rpc.Conn, _ rpc.Kind, _ uint64, body []byte) {
 	for i, j := range w.queue {
 		if string(j.spec.TaskId) == string(tid[:]) {
 			w.queue = append(w.queue[:i], w.queue[i+1:]...)
-			_ = j.c.Reply(j.id, cancelledReply(j.spec))
+			j.reply(cancelledReply(j.spec), nil)
 			return
 		}
 	}
@@ -241,20 +243,14 @@ func (w *Worker) loop() {
 			sem <- struct{}{}
 			go func() {
 				debug.SetPanicOnFault(true)
-				_ = j.c.Reply(j.id, w.execute(j.spec))
+				j.reply(w.execute(j.spec), nil)
 				<-sem
 			}()
 			continue
 		}
 		reply := w.execute(j.spec)
-		_ = j.c.Reply(j.id, reply)
+		j.reply(reply, nil)
 	}
-}
-
-// serveKill ends the process of the actor this worker hosts.
-func (w *Worker) serveKill(*rpc.Conn, rpc.Kind, uint64, []byte) {
-	_ = os.Remove(w.addr)
-	os.Exit(0)
 }
 
 // run runs one task and encodes its outcome.
@@ -272,7 +268,7 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 	w.mu.Lock()
 	if spec.Name != w.lastLog {
 		// Tell the raylet whose output follows.
-		fmt.Fprintf(os.Stdout, "%s%s\n", raylet.NameMarker, spec.Name)
+		fmt.Fprintf(os.Stdout, "%s%s\n", rayletclient.NameMarker, spec.Name)
 		w.lastLog = spec.Name
 	}
 	actor := w.actor

@@ -1,4 +1,8 @@
-package raylet
+// Package rayletclient is the client side of a raylet: what a worker or a
+// driver uses to reach its node's raylet (and other nodes' raylets), and
+// the environment a raylet starts its workers with. It depends on neither
+// the raylet nor the owner's runtime, whose RayletClient it implements.
+package rayletclient
 
 import (
 	"context"
@@ -6,14 +10,33 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/rayo-dev/rayo/internal/core"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
-// Client reaches a raylet over its socket; workers use it.
+// Environment variables a worker process is started with.
+const (
+	EnvWorkerID   = "RAYO_WORKER_ID"
+	EnvRaylet     = "RAYO_RAYLET"
+	EnvStore      = "RAYO_STORE"
+	EnvSessionDir = "RAYO_SESSION_DIR"
+	EnvJob        = "RAYO_JOB"
+	// In a cluster of several nodes:
+	EnvListen   = "RAYO_LISTEN"    // where the worker serves other nodes (HOST:0)
+	EnvToken    = "RAYO_TOKEN"     // the cluster's secret
+	EnvNode     = "RAYO_NODE"      // the node's name in endpoints
+	EnvNodeAddr = "RAYO_NODE_ADDR" // the raylet's TCP address
+)
+
+// NameMarker starts a line a worker writes to its own output to say which
+// task its next lines belong to; the raylet strips it.
+const NameMarker = "\x00rayo-task:"
+
+// Client reaches a raylet over its socket; workers and drivers use it.
 type Client struct {
 	Conn *rpc.Conn
 }
@@ -26,8 +49,8 @@ func (c *Client) RequestLease(req *pb.RequestLease, cb func(*pb.LeaseReply, erro
 			return
 		}
 		r := &pb.LeaseReply{}
-		if err := unmarshal(body, r); err != nil {
-			cb(nil, err)
+		if err := proto.Unmarshal(body, r); err != nil {
+			cb(nil, fmt.Errorf("raylet: lease reply: %w: %w", rpc.ErrCorrupt, err))
 			return
 		}
 		cb(r, nil)
@@ -63,7 +86,7 @@ func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64) 
 
 // PinObject keeps a sealed object of the node's store in memory (not
 // spilled, moved or freed) until UnpinObjects, restoring it first if it
-// was spilled, and returns its offset. It fails with core.ErrObjectLost
+// was spilled, and returns its offset. It fails with objstore.ErrObjectLost
 // when the node does not have it.
 func (c *Client) PinObject(ctx context.Context, id ids.ObjectID) (int64, error) {
 	r := &pb.CreateObjectReply{}
@@ -77,7 +100,7 @@ func (c *Client) PinObject(ctx context.Context, id ids.ObjectID) (int64, error) 
 	if r.Error != "" {
 		switch {
 		case r.Lost:
-			return 0, fmt.Errorf("%w: %s", core.ErrObjectLost, r.Error)
+			return 0, fmt.Errorf("%w: %s", objstore.ErrObjectLost, r.Error)
 		case r.Full:
 			return 0, storeError(r.Error)
 		}
@@ -173,7 +196,7 @@ func (c *Client) PullObject(ctx context.Context, id ids.ObjectID, from string, s
 			return 0, storeError(r.Error)
 		}
 		if r.Lost {
-			return 0, fmt.Errorf("%w: %s", core.ErrObjectLost, r.Error)
+			return 0, fmt.Errorf("%w: %s", objstore.ErrObjectLost, r.Error)
 		}
 		return 0, errors.New(r.Error)
 	}
@@ -186,16 +209,15 @@ func (c *Client) Close() error { return c.Conn.Close() }
 // ReportEvents sends task and actor events to the raylet.
 func (c *Client) ReportEvents(b *pb.StateEvents) { _ = c.Conn.Notify(rpc.MReportEvents, b) }
 
-// Dialer returns how an owner reaches other nodes' raylets: over TCP,
-// presenting the cluster's token; what the raylet pushes goes to h.
-func Dialer(token string) func(ctx context.Context, addr string, h rpc.Handler) (core.RayletClient, error) {
-	return func(ctx context.Context, addr string, h rpc.Handler) (core.RayletClient, error) {
-		c, err := rpc.DialToken(ctx, "tcp:"+addr, token, h)
-		if err != nil {
-			return nil, err
-		}
-		return &Client{Conn: c}, nil
+// Dial connects to the raylet at addr (TCP, HOST:PORT) and presents the
+// cluster's token: how an owner reaches other nodes' raylets. What the
+// raylet pushes goes to h.
+func Dial(ctx context.Context, addr, token string, h rpc.Handler) (*Client, error) {
+	c, err := rpc.DialToken(ctx, "tcp:"+addr, token, h)
+	if err != nil {
+		return nil, err
 	}
+	return &Client{Conn: c}, nil
 }
 
 // PlacementGroup passes a placement group request to the raylet.

@@ -1,0 +1,89 @@
+package raylet
+
+import (
+	"context"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// newMux is how the raylet serves its workers, drivers and other nodes:
+// one typed function per method (rpc.Mux decodes and replies).
+func (r *Raylet) newMux() *rpc.Mux {
+	mx := rpc.NewMux("raylet")
+	rpc.HandleNotify(mx, rpc.ReportEvents, func(_ context.Context, b *pb.StateEvents) { r.ReportEvents(b) })
+	rpc.Handle(mx, rpc.RegisterWorker, func(ctx context.Context, req *pb.RegisterWorker) (*pb.RegisterWorkerReply, error) {
+		if err := r.register(rpc.ConnOf(ctx), req); err != nil {
+			return nil, err
+		}
+		return &pb.RegisterWorkerReply{NodeId: r.nodeID[:], StorePath: r.arena.Path(), SessionDir: r.cfg.SessionDir}, nil
+	})
+	rpc.HandleAsync(mx, rpc.RequestLease, func(ctx context.Context, req *pb.RequestLease, reply func(*pb.LeaseReply, error)) {
+		r.requestLease(req, rpc.ConnOf(ctx), reply)
+	})
+	rpc.HandleNotify(mx, rpc.ReturnLease, func(_ context.Context, req *pb.ReturnLease) { r.ReturnLease(req) })
+	rpc.HandleNotify(mx, rpc.Blocked, func(_ context.Context, req *pb.BlockedChange) {
+		if wid, err := ids.WorkerIDFrom(req.WorkerId); err == nil {
+			r.SetBlocked(wid, req.Blocked)
+		}
+	})
+	rpc.HandleAsync(mx, rpc.CreateObject, r.serveCreate)
+	rpc.HandleAsync(mx, rpc.PinObject, r.servePin)
+	rpc.HandleNotify(mx, rpc.UnpinObjects, func(ctx context.Context, req *pb.ObjectIDs) {
+		r.spill.unpin(rpc.ConnOf(ctx), objectIDs(req))
+	})
+	rpc.HandleNotify(mx, rpc.SealObjects, func(_ context.Context, req *pb.ObjectIDs) { r.SealObjects(objectIDs(req)) })
+	rpc.HandleNotify(mx, rpc.FreeObjects, func(_ context.Context, req *pb.ObjectIDs) { r.FreeObjects(objectIDs(req)) })
+	rpc.HandleNotify(mx, rpc.ActorAlive, func(_ context.Context, req *pb.ActorName) { r.ActorAlive(req.ActorId, req.WorkerAddr) })
+	rpc.HandleAsync(mx, rpc.JobDone, func(ctx context.Context, _ *pb.Empty, reply func(*pb.Empty, error)) {
+		// The driver is about to leave: pass on its workers' last output
+		// first, off the read loop.
+		j, _ := rpc.ConnOf(ctx).Value.(*job)
+		go func() {
+			if j != nil {
+				r.drainLogs(j.id)
+			}
+			reply(&pb.Empty{}, nil)
+		}()
+	})
+	rpc.Handle(mx, rpc.RegisterJob, func(ctx context.Context, req *pb.JobInfo) (*pb.Status, error) {
+		if err := r.registerJob(rpc.ConnOf(ctx), req); err != nil {
+			return nil, err
+		}
+		return &pb.Status{}, nil
+	})
+	rpc.HandleAsync(mx, rpc.PlacementGroup, r.servePlacementGroup)
+	rpc.HandleAsync(mx, rpc.PullObject, r.servePull)
+	rpc.HandleRaw(mx, rpc.ReadChunk, r.serveReadChunk)
+	rpc.HandleAsync(mx, rpc.RegisterActorName, func(_ context.Context, req *pb.ActorName, reply func(*pb.ActorNameReply, error)) {
+		r.controlStoreCall(func(ctx context.Context) { reply(nameReply(req, r.RegisterActorName(ctx, req)), nil) })
+	})
+	rpc.HandleAsync(mx, rpc.LookupActorName, func(_ context.Context, req *pb.ActorName, reply func(*pb.ActorNameReply, error)) {
+		r.controlStoreCall(func(ctx context.Context) { reply(nameReply(r.LookupActorName(ctx, req.Namespace, req.Name)), nil) })
+	})
+	r.handleState(mx)
+	r.handleStats(mx)
+	return mx
+}
+
+// controlStoreCall runs f with a deadline: on the read loop when this
+// raylet is the control store, off it when the control store is another
+// process.
+func (r *Raylet) controlStoreCall(f func(ctx context.Context)) {
+	serve := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		f(ctx)
+	}
+	if r.cfg.Cluster == nil {
+		serve()
+		return
+	}
+	r.procs.Add(1)
+	go func() {
+		defer r.procs.Done()
+		serve()
+	}()
+}
