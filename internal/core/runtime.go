@@ -83,7 +83,7 @@ type Runtime struct {
 	srv  *rpc.Server
 	tcp  *rpc.Server // cluster: other nodes' peers
 
-	mux *rpc.Mux // what this process serves its peers
+	handlers *rpc.Mux // what this process serves its peers
 
 	mu      sync.Mutex // protects objects, queues, tasks, closed
 	objects map[ids.ObjectID]*object
@@ -131,16 +131,16 @@ func New(cfg Config, mux *rpc.Mux) (*Runtime, error) {
 		tasks:    make(map[ids.TaskID]*task),
 		actors:   make(map[ids.TaskID]*actorRec),
 		peers:    make(map[string]*peerConn),
-		mux:      mux,
+		handlers: mux,
 	}
-	if rt.mux == nil {
-		rt.mux = rpc.NewMux("core")
+	if rt.handlers == nil {
+		rt.handlers = rpc.NewMux("core")
 	}
-	rpc.HandleAsync(rt.mux, rpc.GetObject, rt.serveGetObject)
-	rpc.HandleAsync(rt.mux, rpc.GetActorAddr, rt.serveActorAddr)
-	rpc.HandleNotify(rt.mux, rpc.KillOwnedActor, rt.serveKillOwnedActor)
-	rpc.HandleNotify(rt.mux, rpc.ReleaseBorrowed, rt.serveReleaseBorrowed)
-	rpc.Handle(rt.mux, rpc.ListObjects, rt.serveListObjects)
+	rpc.HandleAsync(rt.handlers, rpc.GetObject, rt.serveGetObject)
+	rpc.HandleAsync(rt.handlers, rpc.GetActorAddr, rt.serveActorAddr)
+	rpc.HandleNotify(rt.handlers, rpc.KillOwnedActor, rt.serveKillOwnedActor)
+	rpc.HandleNotify(rt.handlers, rpc.ReleaseBorrowed, rt.serveReleaseBorrowed)
+	rpc.Handle(rt.handlers, rpc.ListObjects, rt.serveListObjects)
 	rt.raylets = make(map[string]*rayletConn)
 	rt.bg, rt.bgCancel = context.WithCancel(context.Background())
 	_ = os.Remove(cfg.Addr)
@@ -172,7 +172,7 @@ func New(cfg Config, mux *rpc.Mux) (*Runtime, error) {
 
 // Handle serves one frame from a peer.
 func (rt *Runtime) Handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
-	rt.mux.Handle(c, m, kind, id, body)
+	rt.handlers.Handle(c, m, kind, id, body)
 }
 
 // Addr is where this runtime serves its peers.
