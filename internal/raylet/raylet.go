@@ -26,6 +26,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/placement"
+	"github.com/rayo-dev/rayo/internal/raylet/transfer"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/state"
@@ -77,9 +78,10 @@ type Raylet struct {
 	tcp    *rpc.Server // for other nodes, when ListenTCP is set
 	arena  *objstore.Arena
 	store  *objstore.Store
-	spill  *spiller   // spilling, and the pins of the store's readers
-	names  *gcs.Names // named actors (the control store's table, hosted here)
-	logMu  sync.Mutex // serializes writes to cfg.LogOutput
+	spill  *spiller          // spilling, and the pins of the store's readers
+	xfer   *transfer.Manager // object transfers from and to other nodes
+	names  *gcs.Names        // named actors (the control store's table, hosted here)
+	logMu  sync.Mutex        // serializes writes to cfg.LogOutput
 	log    *slog.Logger
 	logF   *os.File
 
@@ -106,12 +108,12 @@ type Raylet struct {
 	groups *placement.Manager // the placement groups, when alone (no Cluster)
 	mem    *memMonitor        // the memory monitor (memory.go)
 
-	gone     []*workerProc // the last workers that ended, for the state API
-	sealMu   sync.Mutex    // protects sealWake
-	sealWake chan struct{} // closed (and replaced) when objects are sealed
-	logMu2   sync.Mutex    // protects logWake
-	logWake  chan struct{} // closed (and replaced) when a worker's log grows
-	cpuPrev  cpuSample     // the machine's CPU times at the last NodeStats; guarded by mu
+	gone      []*workerProc // the last workers that ended, for the state API
+	sealMu    sync.Mutex    // protects sealWake
+	sealWake  chan struct{} // closed (and replaced) when objects are sealed
+	logWakeMu sync.Mutex    // protects logWake
+	logWake   chan struct{} // closed (and replaced) when a worker's log grows
+	cpuPrev   cpuSample     // the machine's CPU times at the last NodeStats; guarded by mu
 
 	table      *state.Table  // tasks and actors, when alone (no Cluster)
 	metrics    *metrics.Node // this node's Prometheus metrics
@@ -267,6 +269,7 @@ func Start(cfg Config) (*Raylet, error) {
 	}
 	r.log.Info("object store", "bytes", cfg.StoreCapacity, "source", cfg.StoreSource)
 	r.newMetrics()
+	r.xfer = r.newTransfers()
 	ln, err := net.Listen("unix", r.addr)
 	if err != nil {
 		_ = r.spill.close()
@@ -389,6 +392,9 @@ func (r *Raylet) Close() error {
 	close(r.stop)
 	r.done()
 	r.mu.Unlock()
+	if r.xfer != nil {
+		r.xfer.Close()
+	}
 	if r.groups != nil {
 		r.groups.Close()
 	}
@@ -577,20 +583,23 @@ func (r *Raylet) placeRequest(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 		cb(nil, ErrClosed)
 		return
 	}
-	spill, fail := r.placeLocked(req, final)
-	switch fail {
-	case errWaitView:
+	spill, err := r.placeLocked(req, final)
+	switch {
+	case errors.Is(err, errWaitView):
 		r.viewWait = append(r.viewWait, &leaseReq{req: req, owner: owner, cb: cb})
 		r.mu.Unlock()
 		return
-	case errGroupMissing:
+	case errors.Is(err, errGroupMissing):
 		r.mu.Unlock()
 		cb(&pb.LeaseReply{GroupMissing: true}, nil)
 		return
-	}
-	if fail != "" || spill != "" {
+	case err != nil || spill != "":
+		reply := &pb.LeaseReply{SpillTo: spill}
+		if err != nil {
+			reply.Error = err.Error()
+		}
 		r.mu.Unlock()
-		cb(&pb.LeaseReply{Error: fail, SpillTo: spill}, nil)
+		cb(reply, nil)
 		return
 	}
 	lr := &leaseReq{job: req.JobId, req: req, res: req.Resources, owner: owner, cb: cb, at: time.Now()}
@@ -881,7 +890,7 @@ func (r *Raylet) FreeObjects(list []ids.ObjectID) {
 	for _, id := range list {
 		_, _ = r.store.Delete(id)
 	}
-	r.forwardFree(list) // and the copies other nodes pulled
+	r.xfer.Freed(list) // and the copies other nodes pulled
 }
 
 // objectIDs is a list of object IDs as received, malformed ones left out.

@@ -130,12 +130,11 @@ func (s *spiller) wakeLocked() {
 // sealed records primaries sealed by their writers: they may spill from now
 // on, oldest first.
 func (s *spiller) sealed(list []ids.ObjectID) {
-	st := s.r.xfer()
 	primary := make([]bool, len(list))
 	for i, id := range list {
-		primary[i] = st == nil || !st.isPulled(id)
+		primary[i] = !s.r.xfer.IsPulled(id)
 	}
-	s.mu.Lock() // after xferState.mu, never before: evictions take both
+	s.mu.Lock() // after the transfers' lock, never before: evictions take both
 	for i, id := range list {
 		if !primary[i] {
 			continue

@@ -53,10 +53,8 @@ func (r *Raylet) NodeStats() *pb.NodeStats {
 		sp := d.Stats()
 		out.SpilledBytes, out.SpilledObjects, out.SpillDir = sp.LiveBytes, int64(sp.Objects), d.Dir()
 	}
-	if v, ok := xferStates.Load(r); ok {
-		st := v.(*xferState)
-		out.BytesPulled, out.BytesServed = st.bytesIn.Load(), st.bytesOut.Load()
-	}
+	xs := r.xfer.Stats()
+	out.BytesPulled, out.BytesServed = xs.BytesIn, xs.BytesOut
 	now := readCPU()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -113,13 +111,8 @@ func (r *Raylet) workerRecordLocked(w *workerProc) *pb.WorkerRecord {
 // pulled from another node (COPY).
 func (r *Raylet) listObjects() *pb.ObjectList {
 	copies := map[ids.ObjectID]bool{}
-	if v, ok := xferStates.Load(r); ok {
-		st := v.(*xferState)
-		st.mu.Lock()
-		for id := range st.pulled {
-			copies[id] = true
-		}
-		st.mu.Unlock()
+	for _, id := range r.xfer.Copies() {
+		copies[id] = true
 	}
 	out := &pb.ObjectList{}
 	r.store.Each(func(id ids.ObjectID, size int64, sealed bool) bool {
@@ -141,18 +134,18 @@ func (r *Raylet) listObjects() *pb.ObjectList {
 
 // logWritten wakes the readers waiting for a worker's log to grow.
 func (r *Raylet) logWritten() {
-	r.logMu2.Lock()
+	r.logWakeMu.Lock()
 	if r.logWake != nil {
 		close(r.logWake)
 		r.logWake = nil
 	}
-	r.logMu2.Unlock()
+	r.logWakeMu.Unlock()
 }
 
 // logChanged is closed at the next write to any worker's log.
 func (r *Raylet) logChanged() <-chan struct{} {
-	r.logMu2.Lock()
-	defer r.logMu2.Unlock()
+	r.logWakeMu.Lock()
+	defer r.logWakeMu.Unlock()
 	if r.logWake == nil {
 		r.logWake = make(chan struct{})
 	}

@@ -3,7 +3,6 @@ package raylet
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -14,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/raylet/transfer"
 	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -90,10 +88,7 @@ func objectBytes(tb testing.TB, r *Raylet, id ids.ObjectID) []byte {
 }
 
 func served(r *Raylet) int64 {
-	if st := r.xfer(); st != nil {
-		return st.served.Load()
-	}
-	return 0
+	return r.xfer.Stats().Served
 }
 
 // pullSize is the size of the bandwidth test's object: 1 GiB with
@@ -179,7 +174,7 @@ func TestPullCopiesAtLoopbackSpeed(t *testing.T) {
 	if !bytes.Equal(objectBytes(t, b, id), objectBytes(t, a, id)) {
 		t.Fatal("pulled bytes differ from the source's")
 	}
-	if got, want := served(a), (size+pullChunk-1)/pullChunk; got != want {
+	if got, want := served(a), (size+transfer.ChunkSize-1)/transfer.ChunkSize; got != want {
 		t.Errorf("source served %d chunks, want %d", got, want)
 	}
 	var warm, floor float64
@@ -271,13 +266,7 @@ func TestPullWaitsForTheSeal(t *testing.T) {
 	// The pull asks for chunks of an unsealed object: each is answered
 	// only once the seal comes.
 	waitUntil(t, "the source to be asked for chunks", func() bool {
-		st := a.xfer()
-		if st == nil {
-			return false
-		}
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		return len(st.readers[id]) > 0
+		return a.xfer.Readers(id) > 0
 	})
 	select {
 	case err := <-done:
@@ -435,11 +424,8 @@ func TestConcurrentPullsShareOneTransfer(t *testing.T) {
 	// The source cannot answer until the gate opens: every Pull joins the
 	// one transfer in flight.
 	waitUntil(t, "every pull to join", func() bool {
-		st := b.xfer()
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		pc := st.inflight[id]
-		return pc != nil && pc.waiters == n
+		w, ok := b.xfer.InFlight()[id]
+		return ok && w == n
 	})
 	close(g.open)
 	wg.Wait()
@@ -451,7 +437,7 @@ func TestConcurrentPullsShareOneTransfer(t *testing.T) {
 			t.Fatalf("pull %d got offset %d, pull 0 got %d", i, offs[i], offs[0])
 		}
 	}
-	if want := int64((size + pullChunk - 1) / pullChunk); served(a) != want {
+	if want := int64((size + transfer.ChunkSize - 1) / transfer.ChunkSize); served(a) != want {
 		t.Errorf("source served %d chunks, want %d (one transfer)", served(a), want)
 	}
 	if !bytes.Equal(objectBytes(t, b, id), objectBytes(t, a, id)) {
@@ -479,10 +465,8 @@ func TestPullCancelledDeletesPartialObject(t *testing.T) {
 		errc <- err
 	}()
 	waitUntil(t, "the pull to start", func() bool {
-		st := b.xfer()
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		return st.inflight[id] != nil
+		_, ok := b.xfer.InFlight()[id]
+		return ok
 	})
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
@@ -507,12 +491,12 @@ func TestPullCancelledDeletesPartialObject(t *testing.T) {
 func roundTrip(t *testing.T, puller, source *Raylet) {
 	t.Helper()
 	ctx := context.Background()
-	_, c, err := puller.xfer().dial(ctx, source.TCPAddr())
+	c, err := puller.xfer.Link(ctx, source.TCPAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	missing := ids.ForPut()
-	_, err = c.conn.CallRaw(ctx, rpc.MReadChunk, &pb.ReadChunk{ObjectId: missing[:], Length: 1})
+	_, err = c.CallRaw(ctx, rpc.MReadChunk, &pb.ReadChunk{ObjectId: missing[:], Length: 1})
 	var re *rpc.RemoteError
 	if !errors.As(err, &re) {
 		t.Fatalf("want a remote error for a missing object, got %v", err)
@@ -549,11 +533,7 @@ func TestFreeAtSourceFreesPulledCopies(t *testing.T) {
 	}
 	// Nothing comes back round: a's table of readers of id is gone.
 	for _, r := range []*Raylet{a, b, c} {
-		st := r.xfer()
-		st.mu.Lock()
-		n := len(st.readers[id])
-		st.mu.Unlock()
-		if n != 0 {
+		if n := r.xfer.Readers(id); n != 0 {
 			t.Errorf("%d readers of the freed object still recorded", n)
 		}
 	}
@@ -618,11 +598,11 @@ func TestPullRedialsBrokenConnection(t *testing.T) {
 	if _, err := b.Pull(ctx, x, a.TCPAddr(), 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	_, c, err := b.xfer().dial(ctx, a.TCPAddr())
+	c, err := b.xfer.Link(ctx, a.TCPAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = c.conn.Close()
+	_ = c.Close()
 	if _, err := b.Pull(ctx, y, a.TCPAddr(), 1<<20); err != nil {
 		t.Fatal(err)
 	}
@@ -685,51 +665,6 @@ func TestPullAfterCloseFails(t *testing.T) {
 	if !errors.Is(err, ErrClosed) {
 		t.Fatalf("want ErrClosed, got %v", err)
 	}
-	if _, ok := xferStates.Load(b); ok {
-		t.Error("closed raylet's transfer state kept")
-	}
-}
-
-// discardConn is a net.Conn that takes every write.
-type discardConn struct{ net.Conn }
-
-func (discardConn) Write(b []byte) (int, error) { return len(b), nil }
-
-func TestChunkConnFollowsFramesSplitAnywhere(t *testing.T) {
-	// Frames as an rpc.Conn writes them: a notification, a ReadChunk
-	// request, and a large reply, in one stream.
-	frame := func(m rpc.Method, kind rpc.Kind, id uint64, body []byte) []byte {
-		f := make([]byte, frameHeader, frameHeader+len(body))
-		binary.BigEndian.PutUint32(f[0:4], uint32(frameHeader-frameLenLen+len(body)))
-		f[4], f[5] = byte(m), byte(kind)
-		binary.BigEndian.PutUint64(f[6:14], id)
-		return append(f, body...)
-	}
-	oid := ids.ForPut()
-	req, err := proto.Marshal(&pb.ReadChunk{ObjectId: oid[:], Offset: 3 * pullChunk, Length: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stream []byte
-	stream = append(stream, frame(rpc.MFreeObjects, rpc.KindNotify, 0, make([]byte, 300))...)
-	stream = append(stream, frame(rpc.MReadChunk, rpc.KindRequest, 42, req)...)
-	stream = append(stream, frame(rpc.MReadChunk, rpc.KindReply, 7, make([]byte, 1000))...)
-	for _, step := range []int{1, 2, 3, 13, 14, 15, 64, len(stream)} {
-		c := newChunkConn(discardConn{})
-		d := &chunkDst{key: chunkKey{oid, 3 * pullChunk}, dst: make([]byte, 100)}
-		c.expect(d)
-		for i := 0; i < len(stream); i += step {
-			if _, err := c.Write(stream[i:min(i+step, len(stream))]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if c.byID[42] != d || len(c.want) != 0 {
-			t.Errorf("writes of %d bytes: request 42 not tied to its chunk (byID %v, want %v)", step, c.byID, c.want)
-		}
-		if len(c.wpart) != 0 || c.wskip != 0 {
-			t.Errorf("writes of %d bytes: stream not at a frame boundary at its end", step)
-		}
-	}
 }
 
 func TestCloseEndsEveryTransferGoroutine(t *testing.T) {
@@ -760,10 +695,7 @@ func TestCloseEndsEveryTransferGoroutine(t *testing.T) {
 		errc <- err
 	}()
 	waitUntil(t, "both pulls to start", func() bool {
-		st := b.xfer()
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		return len(st.inflight) == 2
+		return len(b.xfer.InFlight()) == 2
 	})
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
@@ -778,8 +710,8 @@ func TestCloseEndsEveryTransferGoroutine(t *testing.T) {
 	}
 	buf := make([]byte, 1<<20)
 	stacks := string(buf[:runtime.Stack(buf, true)])
-	for _, f := range []string{"(*xferState).", "(*chunkConn).", "(*Raylet).prefault", "(*Raylet).servePull", "(*Raylet).goTracked", "(*Raylet).Pull"} {
-		if strings.Contains(stacks, "internal/raylet."+f) {
+	for _, f := range []string{"internal/raylet/transfer.", "internal/raylet.(*Raylet).servePull", "internal/raylet.(*Raylet).goTracked", "internal/raylet.(*Raylet).Pull"} {
+		if strings.Contains(stacks, f) {
 			t.Errorf("a goroutine in %s outlived Close:\n%s", f, stacks)
 		}
 	}

@@ -2,6 +2,7 @@ package raylet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -46,14 +47,20 @@ type Cluster interface {
 	PlacementGroup(ctx context.Context, req *pb.PlacementGroupRequest) (*pb.PlacementGroupReply, error)
 }
 
-// errWaitView is placeLocked's answer for a request that waits for the
-// next cluster view; errGroupMissing, for a request in a placement group
-// whose bundle no node it knows holds (the owner waits for the group, then
-// asks again).
-const (
-	errWaitView     = "\x00wait"
-	errGroupMissing = "\x00group"
+// placeLocked's answers for a request it cannot place now: errWaitView,
+// for one that waits for the next cluster view; errGroupMissing, for one in
+// a placement group whose bundle no node it knows holds (the owner waits
+// for the group, then asks again); an infeasible, for one no node can ever
+// run (its text goes to the owner).
+var (
+	errWaitView     = errors.New("raylet: the request waits for the next cluster view")
+	errGroupMissing = errors.New("raylet: no node holds the request's placement group bundle")
 )
+
+// infeasible says why no node can ever run a request.
+type infeasible string
+
+func (e infeasible) Error() string { return string(e) }
 
 // peerNode is another node as the last cluster view showed it.
 type peerNode struct {
@@ -139,11 +146,12 @@ func (r *Raylet) freeAfterPendingLocked() map[string]float64 {
 }
 
 // placeLocked decides where a lease request runs: here (""), on the node
-// whose raylet listens at spill, or nowhere (fail says why, at once).
+// whose raylet listens at spill, or not now (err: errWaitView,
+// errGroupMissing, or an infeasible).
 //
 // A request naming a node this raylet does not know waits for the next
 // cluster view (final is false until then).
-func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill, fail string) {
+func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill string, err error) {
 	res := req.Resources
 	local := fits(r.total, res)
 	if len(req.PlacementGroup) > 0 && !local {
@@ -162,9 +170,9 @@ func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill, fail stri
 	}
 	if r.cfg.Cluster == nil || req.Spilled {
 		if !local {
-			return "", fmt.Sprintf("task needs %s but this cluster has %s", describeRes(res), describe(r.total))
+			return "", infeasible(fmt.Sprintf("task needs %s but this cluster has %s", describeRes(res), describe(r.total)))
 		}
-		return "", ""
+		return "", nil
 	}
 	self := r.TCPAddr()
 	free := r.freeAfterPendingLocked()
@@ -175,43 +183,17 @@ func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill, fail stri
 		}
 		switch {
 		case string(req.AffinityNode) == r.cfg.NodeName && local:
-			return "", ""
+			return "", nil
 		case p != nil && fits(p.total, res):
 			take(p.avail, res)
-			return p.addr, ""
+			return p.addr, nil
 		case !req.AffinitySoft:
-			return "", fmt.Sprintf("node affinity: node %s is not alive or lacks %s", req.AffinityNode, describeRes(res))
+			return "", infeasible(fmt.Sprintf("node affinity: node %s is not alive or lacks %s", req.AffinityNode, describeRes(res)))
 		}
 	}
 	if req.Strategy == StrategySpread {
-		type cand struct {
-			addr  string
-			avail map[string]float64
-		}
-		var all, open []cand
-		if local {
-			all = append(all, cand{"", free})
-		}
-		for _, p := range r.peers {
-			if fits(p.total, res) {
-				all = append(all, cand{p.addr, p.avail})
-			}
-		}
-		for _, c := range all {
-			if fits(c.avail, res) {
-				open = append(open, c)
-			}
-		}
-		if len(open) == 0 {
-			open = all
-		}
-		if len(open) > 0 {
-			c := open[r.spreadNext%len(open)]
-			r.spreadNext++
-			if c.addr != "" {
-				take(c.avail, res)
-			}
-			return c.addr, ""
+		if addr, ok := r.spreadLocked(res, local, free); ok {
+			return addr, nil
 		}
 	}
 	if req.PreferredNode != "" && req.PreferredNode != self {
@@ -220,24 +202,60 @@ func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill, fail stri
 		for _, p := range r.peers {
 			if p.addr == req.PreferredNode && fits(p.total, res) {
 				take(p.avail, res)
-				return p.addr, ""
+				return p.addr, nil
 			}
 		}
 	}
 	if local && fits(free, res) {
-		return "", ""
+		return "", nil
 	}
 	if p := r.roomiestLocked(res, true); p != nil {
 		take(p.avail, res)
-		return p.addr, ""
+		return p.addr, nil
 	}
 	if local {
-		return "", "" // wait here for room
+		return "", nil // wait here for room
 	}
 	if p := r.roomiestLocked(res, false); p != nil {
-		return p.addr, "" // wait there
+		return p.addr, nil // wait there
 	}
-	return "", fmt.Sprintf("no node in the cluster can run it: it needs %s; the nodes have %s", describeRes(res), r.describeClusterLocked())
+	return "", infeasible(fmt.Sprintf("no node in the cluster can run it: it needs %s; the nodes have %s", describeRes(res), r.describeClusterLocked()))
+}
+
+// spreadLocked is where SPREAD puts a request: the next, round robin, of
+// the nodes (this one: "") with room for it now, or of those that fit it
+// at all; ok is false when none does.
+func (r *Raylet) spreadLocked(res []*pb.Resource, local bool, free map[string]float64) (addr string, ok bool) {
+	type cand struct {
+		addr  string
+		avail map[string]float64
+	}
+	var all, open []cand
+	if local {
+		all = append(all, cand{"", free})
+	}
+	for _, p := range r.peers {
+		if fits(p.total, res) {
+			all = append(all, cand{p.addr, p.avail})
+		}
+	}
+	for _, c := range all {
+		if fits(c.avail, res) {
+			open = append(open, c)
+		}
+	}
+	if len(open) == 0 {
+		open = all
+	}
+	if len(open) > 0 {
+		c := open[r.spreadNext%len(open)]
+		r.spreadNext++
+		if c.addr != "" {
+			take(c.avail, res)
+		}
+		return c.addr, true
+	}
+	return "", false
 }
 
 // roomiestLocked is the other node with the most CPU free that fits res
