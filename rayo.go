@@ -316,13 +316,7 @@ func joinCluster(o options) error {
 		cfg.Token, cfg.Node, cfg.NodeAddr = rec.Token, rec.Node, rec.NodeAddr
 		cfg.DialRaylet = core.RayletDialer(rec.Token)
 	}
-	mux := rpc.NewMux("driver")
-	rpc.HandleNotify(mux, rpc.Log, func(_ context.Context, msg *pb.LogLines) {
-		for _, l := range msg.Lines {
-			fmt.Fprintln(os.Stdout, l)
-		}
-	})
-	rt, err := core.New(cfg, mux)
+	rt, err := core.New(cfg, driverMux())
 	if err != nil {
 		_ = conn.Close()
 		_ = arena.Close()
@@ -396,6 +390,18 @@ func pruneSessions(root string, keep int) {
 	for i := keep; i < len(old); i++ {
 		_ = os.RemoveAll(old[i].path)
 	}
+}
+
+// driverMux is what a driver serves besides the runtime's own methods:
+// its workers' output, which it prints.
+func driverMux() *rpc.Mux {
+	mux := rpc.NewMux("driver")
+	rpc.HandleNotify(mux, rpc.Log, func(_ context.Context, msg *pb.LogLines) {
+		for _, l := range msg.Lines {
+			fmt.Fprintln(os.Stdout, l)
+		}
+	})
+	return mux
 }
 
 // printLogs shows the output of this job's workers that the node's raylet

@@ -158,34 +158,6 @@ type workerProc struct {
 // while others were blocked) may stay idle before it is stopped.
 const idleTimeout = 2 * time.Second
 
-type leaseRec struct {
-	id        uint64
-	dedicated bool   // hosts an actor: the worker is not reused
-	detached  bool   // hosts a detached actor: it outlives its job
-	actorID   []byte // the actor, when dedicated
-	w         *workerProc
-	res       []*pb.Resource
-	gpus      []int32   // the GPUs it holds...
-	gpuShare  float64   // ...and how much of each
-	lent      bool      // the worker is blocked in Get and lent its CPU
-	owner     *rpc.Conn // nil for the in-process owner
-	// For the memory monitor: when it was granted, to whom, and whether
-	// its owner retries its tasks.
-	granted   time.Time
-	ownerAddr string
-	retriable bool
-	taskName  string
-}
-
-type leaseReq struct {
-	job   string
-	req   *pb.RequestLease
-	res   []*pb.Resource
-	owner *rpc.Conn
-	cb    func(*pb.LeaseReply, error)
-	at    time.Time // when it arrived, for the scheduling latency
-}
-
 // ErrClosed is returned by a raylet that has shut down.
 var ErrClosed = errors.New("raylet: closed")
 
@@ -223,58 +195,22 @@ func Start(cfg Config) (*Raylet, error) {
 	if cfg.Cluster == nil {
 		r.table = state.NewTable(cfg.MaxTasks, 0)
 	}
-	for k, v := range cfg.Resources {
-		r.total[k] = v
-	}
-	mem, err := r.newMemMonitor(cfg.MemoryUsageThreshold, cfg.MemoryMonitorInterval)
-	if err != nil {
+	if err := r.initResources(); err != nil {
 		return nil, err
 	}
-	r.mem = mem
-	if _, ok := r.total[MemoryResource]; !ok {
-		if m, err := hostres.ReadMemory(); err == nil {
-			r.total[MemoryResource] = float64(m.Total)
-		}
-		if t := mem.fakeTotal; t > 0 {
-			r.total[MemoryResource] = float64(t)
-		}
-	}
-	r.avail = make(map[string]float64, len(r.total))
-	for k, v := range r.total {
-		r.avail[k] = v
-	}
-	r.gpus = newGPUPool(r.total[GPU])
-	lf, err := os.OpenFile(filepath.Join(cfg.SessionDir, "logs", "raylet.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("raylet: log: %w", err)
-	}
-	r.logF = lf
-	// Leases and blocking are logged only with RAYO_DEBUG set: they happen
-	// on every task.
-	level := slog.LevelInfo
-	if os.Getenv("RAYO_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	r.log = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: level}))
-	// An anonymous memory file: workers inherit it, and the kernel frees it
-	// with the last process, however the driver ends.
-	arena, err := objstore.CreateAnonArena("rayo-store-"+r.nodeID.String()[:8], cfg.StoreCapacity)
-	if err != nil {
-		return nil, fmt.Errorf("raylet: object store: %w", err)
-	}
-	r.arena, r.store = arena, objstore.NewStore(arena)
-	if r.spill, err = newSpiller(r); err != nil {
-		_ = arena.Close()
+	if err := r.openLog(); err != nil {
 		return nil, err
 	}
-	r.log.Info("object store", "bytes", cfg.StoreCapacity, "source", cfg.StoreSource)
+	if err := r.openStore(); err != nil {
+		return nil, err
+	}
 	r.newMetrics()
 	r.xfer = r.newTransfers()
 	ln, err := net.Listen("unix", r.addr)
 	if err != nil {
 		_ = r.spill.close()
-		_ = arena.Close()
-		_ = arena.Remove()
+		_ = r.arena.Close()
+		_ = r.arena.Remove()
 		return nil, fmt.Errorf("raylet: listen: %w", err)
 	}
 	mux := r.newMux()
@@ -302,18 +238,86 @@ func Start(cfg Config) (*Raylet, error) {
 	if cfg.Cluster == nil {
 		r.groups = placement.NewManager(localGroups{r}, r.log, nil)
 	}
+	if err := r.prestartWorkers(); err != nil {
+		_ = r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// prestartWorkers starts workers ahead of need when there is an
+// executable for them (an embedded cluster's driver); a daemon gets one
+// from a job.
+func (r *Raylet) prestartWorkers() error {
 	r.mu.Lock()
-	// Workers are started ahead of need when there is an executable for
-	// them (an embedded cluster's driver); a daemon gets one from a job.
-	for i := 0; i < int(cfg.NumCPUs) && cfg.WorkerExe != ""; i++ {
+	defer r.mu.Unlock()
+	for i := 0; i < int(r.cfg.NumCPUs) && r.cfg.WorkerExe != ""; i++ {
 		if err := r.startWorkerLocked(""); err != nil {
-			r.mu.Unlock()
-			_ = r.Close()
-			return nil, err
+			return err
 		}
 	}
-	r.mu.Unlock()
-	return r, nil
+	return nil
+}
+
+// initResources sets the node's resources: those configured, its memory
+// (unless configured) and its GPUs; and the memory monitor.
+func (r *Raylet) initResources() error {
+	for k, v := range r.cfg.Resources {
+		r.total[k] = v
+	}
+	mem, err := r.newMemMonitor(r.cfg.MemoryUsageThreshold, r.cfg.MemoryMonitorInterval)
+	if err != nil {
+		return err
+	}
+	r.mem = mem
+	if _, ok := r.total[MemoryResource]; !ok {
+		if m, err := hostres.ReadMemory(); err == nil {
+			r.total[MemoryResource] = float64(m.Total)
+		}
+		if t := mem.fakeTotal; t > 0 {
+			r.total[MemoryResource] = float64(t)
+		}
+	}
+	r.avail = make(map[string]float64, len(r.total))
+	for k, v := range r.total {
+		r.avail[k] = v
+	}
+	r.gpus = newGPUPool(r.total[GPU])
+	return nil
+}
+
+// openLog opens the raylet's own log in the session's folder.
+func (r *Raylet) openLog() error {
+	lf, err := os.OpenFile(filepath.Join(r.cfg.SessionDir, "logs", "raylet.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("raylet: log: %w", err)
+	}
+	r.logF = lf
+	// Leases and blocking are logged only with RAYO_DEBUG set: they happen
+	// on every task.
+	level := slog.LevelInfo
+	if os.Getenv("RAYO_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	r.log = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: level}))
+	return nil
+}
+
+// openStore creates the node's object store and its spilling. The store
+// is an anonymous memory file: workers inherit it, and the kernel frees it
+// with the last process, however the driver ends.
+func (r *Raylet) openStore() error {
+	arena, err := objstore.CreateAnonArena("rayo-store-"+r.nodeID.String()[:8], r.cfg.StoreCapacity)
+	if err != nil {
+		return fmt.Errorf("raylet: object store: %w", err)
+	}
+	r.arena, r.store = arena, objstore.NewStore(arena)
+	if r.spill, err = newSpiller(r); err != nil {
+		_ = arena.Close()
+		return err
+	}
+	r.log.Info("object store", "bytes", r.cfg.StoreCapacity, "source", r.cfg.StoreSource)
+	return nil
 }
 
 // Addr is the raylet's socket.
@@ -565,345 +569,6 @@ func run(fs []func()) {
 	}
 }
 
-// RequestLease asks for a worker; cb runs when one is granted or the
-// request can never be.
-func (r *Raylet) RequestLease(req *pb.RequestLease, cb func(*pb.LeaseReply, error)) {
-	r.requestLease(req, nil, cb)
-}
-
-func (r *Raylet) requestLease(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb.LeaseReply, error)) {
-	r.placeRequest(req, owner, cb, false)
-}
-
-func (r *Raylet) placeRequest(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb.LeaseReply, error), final bool) {
-	var after []func()
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		cb(nil, ErrClosed)
-		return
-	}
-	spill, err := r.placeLocked(req, final)
-	switch {
-	case errors.Is(err, errWaitView):
-		r.viewWait = append(r.viewWait, &leaseReq{req: req, owner: owner, cb: cb})
-		r.mu.Unlock()
-		return
-	case errors.Is(err, errGroupMissing):
-		r.mu.Unlock()
-		cb(&pb.LeaseReply{GroupMissing: true}, nil)
-		return
-	case err != nil || spill != "":
-		reply := &pb.LeaseReply{SpillTo: spill}
-		if err != nil {
-			reply.Error = err.Error()
-		}
-		r.mu.Unlock()
-		cb(reply, nil)
-		return
-	}
-	lr := &leaseReq{job: req.JobId, req: req, res: req.Resources, owner: owner, cb: cb, at: time.Now()}
-	if req.JobId != "" && r.jobs[req.JobId] == nil {
-		if r.cfg.Cluster == nil {
-			r.mu.Unlock()
-			cb(nil, fmt.Errorf("raylet: unknown job %q", req.JobId))
-			return
-		}
-		r.loadJobLocked(req.JobId, lr) // a job of a driver on another node
-		r.mu.Unlock()
-		return
-	}
-	r.pending = append(r.pending, lr)
-	r.grantLocked(&after)
-	r.mu.Unlock()
-	run(after)
-}
-
-func describe(m map[string]float64) string {
-	var parts []string
-	for k, v := range m {
-		parts = append(parts, fmt.Sprintf("%s=%g", k, v))
-	}
-	sort.Strings(parts)
-	return "{" + strings.Join(parts, ", ") + "}"
-}
-
-func (r *Raylet) fitsLocked(res []*pb.Resource) bool {
-	for _, x := range res {
-		if r.avail[x.Name] < x.Quantity-1e-9 {
-			return false
-		}
-	}
-	return true
-}
-
-// grantLocked grants waiting requests, in order, while resources and idle
-// workers allow, and starts workers for those that have resources but no
-// worker yet.
-func (r *Raylet) grantLocked(after *[]func()) {
-	if r.closed {
-		return
-	}
-	waiting, waitingJob := 0, ""
-	for len(r.pending) > 0 {
-		req := r.pending[0]
-		if req.owner != nil && req.owner.Err() != nil {
-			r.pending = r.pending[1:] // its owner is gone
-			continue
-		}
-		if !r.fitsLocked(req.res) {
-			break
-		}
-		i := r.idleForLocked(req.job)
-		if i < 0 {
-			waitingJob = req.job
-			for _, p := range r.pending {
-				if p.job == waitingJob {
-					waiting++
-				}
-			}
-			break
-		}
-		gpus, share, ok := r.gpus.take(gpuDemand(req.res))
-		if !ok {
-			break // enough GPU in all, but shares of it spread over GPUs: wait for some to free
-		}
-		w := r.idle[i]
-		r.idle = append(r.idle[:i], r.idle[i+1:]...)
-		r.pending = r.pending[1:]
-		for _, x := range req.res {
-			r.avail[x.Name] -= x.Quantity
-		}
-		r.nextLease++
-		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner, dedicated: req.req.Dedicated, detached: req.req.Detached, actorID: req.req.ActorId,
-			gpus: gpus, gpuShare: share, granted: time.Now(), ownerAddr: req.req.OwnerAddr, retriable: req.req.Retriable, taskName: req.req.TaskName}
-		w.lease = l
-		r.leases[l.id] = l
-		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])
-		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr, NodeId: r.nodeID[:], GpuIds: gpus}
-		if !req.at.IsZero() {
-			r.metrics.SchedulingLatency.Observe(time.Since(req.at).Seconds())
-		}
-		cb := req.cb
-		*after = append(*after, func() { cb(reply, nil) })
-	}
-	// Keep the pool full when actors take workers out of it.
-	for r.cfg.WorkerExe != "" && r.countIdleLocked("")+r.startingJ[""] < int(r.cfg.NumCPUs) && r.dedicatedLocked() > 0 {
-		if err := r.startWorkerLocked(""); err != nil {
-			break
-		}
-	}
-	// Start workers for requests that have resources but no idle worker,
-	// bounded by what could run at once.
-	for r.startingJ[waitingJob] < waiting && r.starting < int(r.cfg.NumCPUs)+4 {
-		if err := r.startWorkerLocked(waitingJob); err != nil {
-			r.log.Error("cannot start a worker", "job", waitingJob, "err", err)
-			if r.startingJ[waitingJob] == 0 && r.idleForLocked(waitingJob) < 0 {
-				// Nothing will come to serve the job's requests: say so
-				// rather than leave them hanging.
-				kept := r.pending[:0]
-				for _, p := range r.pending {
-					if p.job != waitingJob {
-						kept = append(kept, p)
-						continue
-					}
-					cb, msg := p.cb, "cannot start a worker process: "+err.Error()
-					*after = append(*after, func() { cb(&pb.LeaseReply{Failure: msg}, nil) })
-				}
-				r.pending = kept
-			}
-			break
-		}
-	}
-}
-
-// idleForLocked finds the most recently idle worker of job, or -1.
-func (r *Raylet) idleForLocked(job string) int {
-	for i := len(r.idle) - 1; i >= 0; i-- {
-		if r.idle[i].job == job {
-			return i
-		}
-	}
-	return -1
-}
-
-func (r *Raylet) countIdleLocked(job string) int {
-	n := 0
-	for _, w := range r.idle {
-		if w.job == job {
-			n++
-		}
-	}
-	return n
-}
-
-// ReturnLease gives a worker back.
-func (r *Raylet) ReturnLease(req *pb.ReturnLease) {
-	var after []func()
-	r.mu.Lock()
-	if l := r.leases[req.LeaseId]; l != nil {
-		r.returnLocked(l, req.WorkerFailed)
-	}
-	r.grantLocked(&after)
-	r.mu.Unlock()
-	run(after)
-}
-
-func (r *Raylet) dedicatedLocked() int {
-	n := 0
-	for _, l := range r.leases {
-		if l.dedicated {
-			n++
-		}
-	}
-	return n
-}
-
-func (r *Raylet) releaseLocked(l *leaseRec) {
-	if l.dedicated {
-		r.names.Remove(l.actorID) // the actor is gone with its worker
-		if r.cfg.Cluster != nil {
-			r.cfg.Cluster.ActorGone(l.actorID)
-		}
-	}
-	r.log.Debug("lease released", "lease", l.id, "pid", l.w.pid, "lent", l.lent)
-	delete(r.leases, l.id)
-	l.w.lease = nil
-	r.gpus.give(l.gpus, l.gpuShare)
-	l.gpus = nil
-	for _, x := range l.res {
-		if l.lent && x.Name == CPU {
-			continue // already given back while the worker was blocked
-		}
-		if _, ok := r.total[x.Name]; !ok {
-			continue // its placement group was removed
-		}
-		r.avail[x.Name] += x.Quantity
-	}
-}
-
-func (r *Raylet) returnLocked(l *leaseRec, failed bool) {
-	r.releaseLocked(l)
-	w := l.w
-	if w.dead {
-		return
-	}
-	if failed || l.dedicated {
-		r.workerGoneLocked(w) // the owner could not reach it
-		return
-	}
-	w.idleSince = time.Now()
-	r.idle = append(r.idle, w)
-}
-
-// SetBlocked lends a blocked worker's CPU to other tasks, or takes it back.
-func (r *Raylet) SetBlocked(wid ids.WorkerID, blocked bool) {
-	var after []func()
-	r.mu.Lock()
-	w := r.workers[wid]
-	if w != nil && w.lease != nil && w.lease.lent != blocked {
-		l := w.lease
-		l.lent = blocked
-		r.log.Debug("blocked", "pid", w.pid, "blocked", blocked, "lease", l.id)
-		for _, x := range l.res {
-			if x.Name != CPU {
-				continue
-			}
-			if blocked {
-				r.avail[CPU] += x.Quantity
-			} else {
-				r.avail[CPU] -= x.Quantity // may go below zero for a while
-			}
-		}
-		r.grantLocked(&after)
-	}
-	r.mu.Unlock()
-	run(after)
-}
-
-// CreateObject reserves space in the store, waiting up to ctx while
-// spilling makes room.
-func (r *Raylet) CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
-	return r.spill.create(ctx, id, size)
-}
-
-// PullObject copies an object from another node into this node's store
-// and pins the copy for this process (the raylet's host) until
-// UnpinObjects.
-func (r *Raylet) PullObject(ctx context.Context, id ids.ObjectID, from string, size int64) (int64, error) {
-	return r.pullPinned(ctx, nil, id, from, size)
-}
-
-// SealObjects makes created objects readable.
-func (r *Raylet) SealObjects(list []ids.ObjectID) {
-	for _, id := range list {
-		_ = r.store.Seal(id)
-	}
-	if len(list) > 0 {
-		r.spill.sealed(list)
-	}
-	r.sealMu.Lock()
-	if r.sealWake != nil {
-		close(r.sealWake)
-		r.sealWake = nil
-	}
-	r.sealMu.Unlock()
-}
-
-// sealed is closed at the next seal of any object.
-func (r *Raylet) sealed() <-chan struct{} {
-	r.sealMu.Lock()
-	defer r.sealMu.Unlock()
-	if r.sealWake == nil {
-		r.sealWake = make(chan struct{})
-	}
-	return r.sealWake
-}
-
-// sealWait bounds how long a read waits for an object being sealed: the
-// seal was sent before the object's location left its owner.
-const sealWait = 10 * time.Second
-
-// waitSealed waits until id is sealed here, and reports whether it is.
-func (r *Raylet) waitSealed(id ids.ObjectID) bool {
-	deadline := time.NewTimer(sealWait)
-	defer deadline.Stop()
-	for {
-		wake := r.sealed() // before looking: a seal after the look wakes us
-		if !r.store.Unsealed(id) {
-			_, _, ok := r.store.Lookup(id)
-			return ok
-		}
-		select {
-		case <-wake:
-		case <-deadline.C:
-			return false
-		case <-r.stop:
-			return false
-		}
-	}
-}
-
-// FreeObjects deletes objects from the store.
-func (r *Raylet) FreeObjects(list []ids.ObjectID) {
-	r.spill.freed(list)
-	for _, id := range list {
-		_, _ = r.store.Delete(id)
-	}
-	r.xfer.Freed(list) // and the copies other nodes pulled
-}
-
-// objectIDs is a list of object IDs as received, malformed ones left out.
-func objectIDs(req *pb.ObjectIDs) []ids.ObjectID {
-	list := make([]ids.ObjectID, 0, len(req.Ids))
-	for _, b := range req.Ids {
-		if oid, err := ids.ObjectIDFrom(b); err == nil {
-			list = append(list, oid)
-		}
-	}
-	return list
-}
-
 // DebugString describes the raylet's scheduling state.
 func (r *Raylet) DebugString() string {
 	r.mu.Lock()
@@ -935,107 +600,4 @@ func (r *Raylet) reapIdle() {
 			r.mu.Unlock()
 		}
 	}
-}
-
-func nameReply(a *pb.ActorName, err error) *pb.ActorNameReply {
-	if err != nil {
-		return &pb.ActorNameReply{Error: err.Error()}
-	}
-	return &pb.ActorNameReply{Actor: a}
-}
-
-// RegisterActorName names an actor in the control store.
-func (r *Raylet) RegisterActorName(ctx context.Context, a *pb.ActorName) error {
-	if r.cfg.Cluster != nil {
-		return r.cfg.Cluster.RegisterActorName(ctx, a)
-	}
-	return r.names.Register(a)
-}
-
-// LookupActorName finds a named actor in the control store.
-func (r *Raylet) LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error) {
-	if r.cfg.Cluster != nil {
-		return r.cfg.Cluster.LookupActorName(ctx, namespace, name)
-	}
-	return r.names.Lookup(namespace, name)
-}
-
-// job is a driver's program whose workers this node runs.
-type job struct {
-	id     string
-	exe    string
-	args   []string
-	env    []string
-	conn   *rpc.Conn // to the driver
-	logs   bool      // send worker output to the driver
-	remote bool      // its driver runs on another node
-	pid    int       // its driver's process, when it runs on this node
-	start  time.Time
-}
-
-// RegisterJob lets a driver on this node run its workers here.
-func (r *Raylet) registerJob(c *rpc.Conn, info *pb.JobInfo) error {
-	if info.JobId == "" || info.Exe == "" {
-		return errors.New("raylet: a job needs an ID and an executable")
-	}
-	if _, err := os.Stat(info.Exe); err != nil {
-		return fmt.Errorf("raylet: job executable: %w", err)
-	}
-	if r.cfg.Cluster != nil {
-		// Other nodes run the job's workers too: they fetch its executable
-		// from the control store.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		info.NodeId = r.nodeID[:]
-		err := r.cfg.Cluster.StartJob(ctx, info)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("raylet: start job: %w", err)
-		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.jobs[info.JobId] != nil {
-		return fmt.Errorf("raylet: job %q exists", info.JobId)
-	}
-	j := &job{id: info.JobId, exe: info.Exe, args: info.Args, env: info.Env, conn: c, logs: info.LogToDriver,
-		pid: c.PeerPID(), start: time.Now()}
-	r.jobs[j.id] = j
-	c.Value = j
-	r.log.Info("job started", "job", j.id, "exe", j.exe)
-	return nil
-}
-
-// endJobLocked stops the workers of a job whose driver has gone.
-func (r *Raylet) endJobLocked(j *job) {
-	delete(r.jobs, j.id)
-	if j.remote && j.conn != nil {
-		_ = j.conn.Close()
-	}
-	if !j.remote && r.cfg.Cluster != nil {
-		r.cfg.Cluster.EndJob(j.id)
-	}
-	for _, w := range r.workers {
-		if w.job == j.id && (w.lease == nil || !w.lease.detached) {
-			r.stopWorkerLocked(w)
-		}
-	}
-	r.log.Info("job ended", "job", j.id)
-}
-
-// ActorAlive records where a detached actor runs.
-func (r *Raylet) ActorAlive(actorID []byte, workerAddr string) {
-	if r.cfg.Cluster != nil {
-		r.cfg.Cluster.ActorAlive(actorID, workerAddr)
-		return
-	}
-	r.names.SetWorker(actorID, workerAddr)
-}
-
-// idList is list as the protocol carries it.
-func idList(list []ids.ObjectID) *pb.ObjectIDs {
-	m := &pb.ObjectIDs{Ids: make([][]byte, len(list))}
-	for i := range list {
-		m.Ids[i] = list[i][:]
-	}
-	return m
 }

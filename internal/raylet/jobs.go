@@ -1,0 +1,106 @@
+package raylet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+func nameReply(a *pb.ActorName, err error) *pb.ActorNameReply {
+	if err != nil {
+		return &pb.ActorNameReply{Error: err.Error()}
+	}
+	return &pb.ActorNameReply{Actor: a}
+}
+
+// RegisterActorName names an actor in the control store.
+func (r *Raylet) RegisterActorName(ctx context.Context, a *pb.ActorName) error {
+	if r.cfg.Cluster != nil {
+		return r.cfg.Cluster.RegisterActorName(ctx, a)
+	}
+	return r.names.Register(a)
+}
+
+// LookupActorName finds a named actor in the control store.
+func (r *Raylet) LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error) {
+	if r.cfg.Cluster != nil {
+		return r.cfg.Cluster.LookupActorName(ctx, namespace, name)
+	}
+	return r.names.Lookup(namespace, name)
+}
+
+// job is a driver's program whose workers this node runs.
+type job struct {
+	id     string
+	exe    string
+	args   []string
+	env    []string
+	conn   *rpc.Conn // to the driver
+	logs   bool      // send worker output to the driver
+	remote bool      // its driver runs on another node
+	pid    int       // its driver's process, when it runs on this node
+	start  time.Time
+}
+
+// RegisterJob lets a driver on this node run its workers here.
+func (r *Raylet) registerJob(c *rpc.Conn, info *pb.JobInfo) error {
+	if info.JobId == "" || info.Exe == "" {
+		return errors.New("raylet: a job needs an ID and an executable")
+	}
+	if _, err := os.Stat(info.Exe); err != nil {
+		return fmt.Errorf("raylet: job executable: %w", err)
+	}
+	if r.cfg.Cluster != nil {
+		// Other nodes run the job's workers too: they fetch its executable
+		// from the control store.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		info.NodeId = r.nodeID[:]
+		err := r.cfg.Cluster.StartJob(ctx, info)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("raylet: start job: %w", err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.jobs[info.JobId] != nil {
+		return fmt.Errorf("raylet: job %q exists", info.JobId)
+	}
+	j := &job{id: info.JobId, exe: info.Exe, args: info.Args, env: info.Env, conn: c, logs: info.LogToDriver,
+		pid: c.PeerPID(), start: time.Now()}
+	r.jobs[j.id] = j
+	c.Value = j
+	r.log.Info("job started", "job", j.id, "exe", j.exe)
+	return nil
+}
+
+// endJobLocked stops the workers of a job whose driver has gone.
+func (r *Raylet) endJobLocked(j *job) {
+	delete(r.jobs, j.id)
+	if j.remote && j.conn != nil {
+		_ = j.conn.Close()
+	}
+	if !j.remote && r.cfg.Cluster != nil {
+		r.cfg.Cluster.EndJob(j.id)
+	}
+	for _, w := range r.workers {
+		if w.job == j.id && (w.lease == nil || !w.lease.detached) {
+			r.stopWorkerLocked(w)
+		}
+	}
+	r.log.Info("job ended", "job", j.id)
+}
+
+// ActorAlive records where a detached actor runs.
+func (r *Raylet) ActorAlive(actorID []byte, workerAddr string) {
+	if r.cfg.Cluster != nil {
+		r.cfg.Cluster.ActorAlive(actorID, workerAddr)
+		return
+	}
+	r.names.SetWorker(actorID, workerAddr)
+}
