@@ -60,7 +60,7 @@ type exeHash struct {
 
 // connect dials the control store and registers the node.
 func (g *gcsClient) connect(ctx context.Context) error {
-	c, err := rpc.DialToken(ctx, "tcp:"+g.addr, g.token, rpc.HandlerFunc(g.handle))
+	c, err := rpc.DialToken(ctx, "tcp:"+g.addr, g.token, g.mux())
 	if err != nil {
 		return fmt.Errorf("node: cannot reach the cluster at %s: %w", g.addr, err)
 	}
@@ -83,30 +83,27 @@ func (g *gcsClient) connect(ctx context.Context) error {
 	return nil
 }
 
-// handle takes what the control store pushes: the cluster's view when a
-// node joins or dies or a job ends (between heartbeats, which also bring
-// it), and placement group bundles to prepare, commit or release here.
-func (g *gcsClient) handle(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
-	switch {
-	case m == rpc.MPublishView && kind == rpc.KindNotify && g.onView != nil:
-		v := &pb.ClusterView{}
-		if proto.Unmarshal(body, v) == nil {
+// mux takes what the control store pushes: the cluster's view when a node
+// joins or dies or a job ends (between heartbeats, which also bring it),
+// and placement group bundles to prepare, commit or release here.
+func (g *gcsClient) mux() *rpc.Mux {
+	mx := rpc.NewMux("node")
+	rpc.HandleNotify(mx, rpc.PublishView, func(_ context.Context, v *pb.ClusterView) {
+		if g.onView != nil {
 			g.onView(v)
 		}
-	case m == rpc.MBundles && kind == rpc.KindRequest && g.onBundles != nil:
-		op := &pb.BundleOp{}
-		if err := proto.Unmarshal(body, op); err != nil {
-			_ = c.ReplyError(id, fmt.Sprintf("%v: %v", rpc.ErrCorrupt, err))
-			return
+	})
+	rpc.Handle(mx, rpc.Bundles, func(_ context.Context, op *pb.BundleOp) (*pb.Status, error) {
+		if g.onBundles == nil {
+			return nil, errors.New("node: this node holds no bundles")
 		}
 		st := &pb.Status{}
 		if err := g.onBundles(op); err != nil {
 			st.Error = err.Error()
 		}
-		_ = c.Reply(id, st)
-	case kind == rpc.KindRequest:
-		_ = c.ReplyError(id, fmt.Sprintf("node: unknown method %d", m))
-	}
+		return st, nil
+	})
+	return mx
 }
 
 // current is the live connection, or nil while there is none.

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -49,8 +47,8 @@ func (c *Client) RequestLease(req *pb.RequestLease, cb func(*pb.LeaseReply, erro
 			return
 		}
 		r := &pb.LeaseReply{}
-		if err := proto.Unmarshal(body, r); err != nil {
-			cb(nil, fmt.Errorf("raylet: lease reply: %w: %w", rpc.ErrCorrupt, err))
+		if err := rpc.Decode(body, r); err != nil {
+			cb(nil, fmt.Errorf("raylet: lease reply: %w", err))
 			return
 		}
 		cb(r, nil)
