@@ -177,13 +177,7 @@ func (r *Raylet) baseAvailLocked() map[string]float64 {
 // PlacementGroup serves a placement group request: the node's own
 // manager when alone, the control store's in a cluster.
 func (r *Raylet) PlacementGroup(ctx context.Context, req *pb.PlacementGroupRequest) (*pb.PlacementGroupReply, error) {
-	if r.cfg.Cluster != nil {
-		return r.cfg.Cluster.PlacementGroup(ctx, req)
-	}
-	if req.Op == placement.OpCreate && req.Group != nil && req.Group.JobId == "" {
-		req.Group.JobId = r.cfg.EmbeddedJob
-	}
-	return r.groups.Handle(ctx, req), nil
+	return r.cfg.Cluster.PlacementGroup(ctx, req)
 }
 
 func (r *Raylet) servePlacementGroup(_ context.Context, req *pb.PlacementGroupRequest, reply func(*pb.PlacementGroupReply, error)) {

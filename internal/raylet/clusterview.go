@@ -160,7 +160,7 @@ func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill string, er
 			known = known || fits(p.total, res)
 		}
 		switch {
-		case r.cfg.Cluster == nil || req.Spilled:
+		case r.alone || req.Spilled:
 			return "", errGroupMissing
 		case !known && !final:
 			return "", errWaitView // committed since the last view, perhaps
@@ -168,7 +168,7 @@ func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill string, er
 			return "", errGroupMissing
 		}
 	}
-	if r.cfg.Cluster == nil || req.Spilled {
+	if r.alone || req.Spilled {
 		if !local {
 			return "", infeasible(fmt.Sprintf("task needs %s but this cluster has %s", describeRes(res), describe(r.total)))
 		}
@@ -302,7 +302,7 @@ func describeRes(res []*pb.Resource) string {
 // rebalanceLocked sends waiting requests that have no room here to other
 // nodes that have room now.
 func (r *Raylet) rebalanceLocked(after *[]func()) {
-	if r.cfg.Cluster == nil || len(r.peers) == 0 {
+	if r.alone || len(r.peers) == 0 {
 		return
 	}
 	free := make(map[string]float64, len(r.avail))

@@ -2,7 +2,6 @@ package raylet
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -22,21 +21,7 @@ const stateQueryTimeout = 10 * time.Second
 // ReportEvents takes a batch of events from a process of this node.
 func (r *Raylet) ReportEvents(b *pb.StateEvents) {
 	r.observeEvents(b)
-	if r.cfg.Cluster != nil {
-		r.cfg.Cluster.ReportEvents(b)
-		return
-	}
-	for _, e := range b.Tasks {
-		if e.JobId == "" {
-			e.JobId = r.cfg.EmbeddedJob
-		}
-	}
-	for _, e := range b.Actors {
-		if e.JobId == "" {
-			e.JobId = r.cfg.EmbeddedJob
-		}
-	}
-	r.table.Report(b)
+	r.cfg.Cluster.ReportEvents(b)
 }
 
 // observeEvents feeds the node's metrics from the tallies of its workers:
@@ -53,28 +38,26 @@ func (r *Raylet) observeEvents(b *pb.StateEvents) {
 
 // Table is the raylet's table of tasks and actors (nil in a cluster, where
 // the control store keeps it).
-func (r *Raylet) Table() *state.Table { return r.table }
+func (r *Raylet) Table() *state.Table {
+	if r.local == nil {
+		return nil
+	}
+	return r.local.table
+}
 
-// handleState registers the state queries: an embedded cluster's raylet
-// answers them (MListTasks, MListActors, MListNodes, MListJobs); in a
-// cluster it passes the first two to the control store.
+// handleState registers the state queries (MListTasks, MListActors), which
+// the control store answers (this raylet's own, embedded), and the
+// listings of nodes and jobs.
 func (r *Raylet) handleState(mx *rpc.Mux) {
 	list := func(m rpc.Method, q *pb.StateQuery, reply func(*pb.StateList, error)) {
-		if r.cfg.Cluster == nil {
-			if m == rpc.MListTasks {
-				reply(r.table.Tasks(q), nil)
-			} else {
-				reply(r.table.Actors(q), nil)
-			}
-			return
-		}
-		r.procs.Add(1) // the control store is another process: not on the read loop
-		go func() {
-			defer r.procs.Done()
+		// The control store may be another process: not on the read loop.
+		if !r.goTracked(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), stateQueryTimeout)
 			defer cancel()
 			reply(r.cfg.Cluster.ListState(ctx, m, q))
-		}()
+		}) {
+			reply(nil, ErrClosed)
+		}
 	}
 	rpc.HandleAsync(mx, rpc.ListTasks, func(_ context.Context, q *pb.StateQuery, reply func(*pb.StateList, error)) {
 		list(rpc.MListTasks, q, reply)
@@ -82,18 +65,7 @@ func (r *Raylet) handleState(mx *rpc.Mux) {
 	rpc.HandleAsync(mx, rpc.ListActors, func(_ context.Context, q *pb.StateQuery, reply func(*pb.StateList, error)) {
 		list(rpc.MListActors, q, reply)
 	})
-	rpc.Handle(mx, rpc.ListNodes, func(context.Context, *pb.Empty) (*pb.NodeList, error) {
-		if r.cfg.Cluster != nil {
-			return nil, errors.New("raylet: ask the control store for the nodes of a cluster")
-		}
-		return &pb.NodeList{Nodes: []*pb.NodeInfo{r.selfInfo()}}, nil
-	})
-	rpc.Handle(mx, rpc.ListJobs, func(context.Context, *pb.Empty) (*pb.JobList, error) {
-		if r.cfg.Cluster != nil {
-			return nil, errors.New("raylet: ask the control store for the jobs of a cluster")
-		}
-		return &pb.JobList{Jobs: []*pb.JobInfo{r.embeddedJob()}}, nil
-	})
+	r.handleListing(mx)
 }
 
 // selfInfo is this node as the control store would list it.

@@ -20,18 +20,12 @@ func nameReply(a *pb.ActorName, err error) *pb.ActorNameReply {
 
 // RegisterActorName names an actor in the control store.
 func (r *Raylet) RegisterActorName(ctx context.Context, a *pb.ActorName) error {
-	if r.cfg.Cluster != nil {
-		return r.cfg.Cluster.RegisterActorName(ctx, a)
-	}
-	return r.names.Register(a)
+	return r.cfg.Cluster.RegisterActorName(ctx, a)
 }
 
 // LookupActorName finds a named actor in the control store.
 func (r *Raylet) LookupActorName(ctx context.Context, namespace, name string) (*pb.ActorName, error) {
-	if r.cfg.Cluster != nil {
-		return r.cfg.Cluster.LookupActorName(ctx, namespace, name)
-	}
-	return r.names.Lookup(namespace, name)
+	return r.cfg.Cluster.LookupActorName(ctx, namespace, name)
 }
 
 // job is a driver's program whose workers this node runs.
@@ -55,16 +49,14 @@ func (r *Raylet) registerJob(c *rpc.Conn, info *pb.JobInfo) error {
 	if _, err := os.Stat(info.Exe); err != nil {
 		return fmt.Errorf("raylet: job executable: %w", err)
 	}
-	if r.cfg.Cluster != nil {
-		// Other nodes run the job's workers too: they fetch its executable
-		// from the control store.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		info.NodeId = r.nodeID[:]
-		err := r.cfg.Cluster.StartJob(ctx, info)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("raylet: start job: %w", err)
-		}
+	// Other nodes run the job's workers too: they fetch its executable
+	// from the control store.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	info.NodeId = r.nodeID[:]
+	err := r.cfg.Cluster.StartJob(ctx, info)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("raylet: start job: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -85,7 +77,7 @@ func (r *Raylet) endJobLocked(j *job) {
 	if j.remote && j.conn != nil {
 		_ = j.conn.Close()
 	}
-	if !j.remote && r.cfg.Cluster != nil {
+	if !j.remote {
 		r.cfg.Cluster.EndJob(j.id)
 	}
 	for _, w := range r.workers {
@@ -98,9 +90,5 @@ func (r *Raylet) endJobLocked(j *job) {
 
 // ActorAlive records where a detached actor runs.
 func (r *Raylet) ActorAlive(actorID []byte, workerAddr string) {
-	if r.cfg.Cluster != nil {
-		r.cfg.Cluster.ActorAlive(actorID, workerAddr)
-		return
-	}
-	r.names.SetWorker(actorID, workerAddr)
+	r.cfg.Cluster.ActorAlive(actorID, workerAddr)
 }

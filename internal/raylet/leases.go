@@ -82,7 +82,7 @@ func (r *Raylet) placeRequest(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 	}
 	lr := &leaseReq{job: req.JobId, req: req, res: req.Resources, owner: owner, cb: cb, at: time.Now()}
 	if req.JobId != "" && r.jobs[req.JobId] == nil {
-		if r.cfg.Cluster == nil {
+		if r.alone {
 			r.mu.Unlock()
 			cb(nil, fmt.Errorf("raylet: unknown job %q", req.JobId))
 			return
@@ -239,10 +239,7 @@ func (r *Raylet) dedicatedLocked() int {
 
 func (r *Raylet) releaseLocked(l *leaseRec) {
 	if l.dedicated {
-		r.names.Remove(l.actorID) // the actor is gone with its worker
-		if r.cfg.Cluster != nil {
-			r.cfg.Cluster.ActorGone(l.actorID)
-		}
+		r.cfg.Cluster.ActorGone(l.actorID) // the actor is gone with its worker
 	}
 	r.log.Debug("lease released", "lease", l.id, "pid", l.w.pid, "lent", l.lent)
 	delete(r.leases, l.id)

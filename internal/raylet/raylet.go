@@ -20,16 +20,13 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/objstore"
-	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/raylet/transfer"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
 )
 
 // CPU is the name of the CPU resource.
@@ -80,7 +77,6 @@ type Raylet struct {
 	store  *objstore.Store
 	spill  *spiller          // spilling, and the pins of the store's readers
 	xfer   *transfer.Manager // object transfers from and to other nodes
-	names  *gcs.Names        // named actors (the control store's table, hosted here)
 	logMu  sync.Mutex        // serializes writes to cfg.LogOutput
 	log    *slog.Logger
 	logF   *os.File
@@ -105,8 +101,12 @@ type Raylet struct {
 	viewWait   []*leaseReq              // requests waiting for the next cluster view
 	bundles    map[bundleKey]*bundleRec // placement group bundles held here
 
-	groups *placement.Manager // the placement groups, when alone (no Cluster)
-	mem    *memMonitor        // the memory monitor (memory.go)
+	// local is the control store of an embedded cluster (Config.Cluster
+	// nil), kept here; cfg.Cluster is then local. alone says the node is
+	// the whole cluster: no other node, no cluster view to wait for.
+	local *localStore
+	alone bool
+	mem   *memMonitor // the memory monitor (memory.go)
 
 	gone      []*workerProc // the last workers that ended, for the state API
 	sealMu    sync.Mutex    // protects sealWake
@@ -115,7 +115,6 @@ type Raylet struct {
 	logWake   chan struct{} // closed (and replaced) when a worker's log grows
 	cpuPrev   cpuSample     // the machine's CPU times at the last NodeStats; guarded by mu
 
-	table      *state.Table  // tasks and actors, when alone (no Cluster)
 	metrics    *metrics.Node // this node's Prometheus metrics
 	metricsSrv *metrics.Server
 	started    time.Time
@@ -185,16 +184,13 @@ func Start(cfg Config) (*Raylet, error) {
 		total:     map[string]float64{CPU: cfg.NumCPUs},
 		workers:   make(map[ids.WorkerID]*workerProc),
 		leases:    make(map[uint64]*leaseRec),
-		names:     gcs.NewNames(),
 		jobs:      make(map[string]*job),
 		startingJ: make(map[string]int),
 		jobWait:   make(map[string][]*leaseReq),
 	}
 	r.cfg.NodeName = r.nodeID.Name()
 	r.started = time.Now()
-	if cfg.Cluster == nil {
-		r.table = state.NewTable(cfg.MaxTasks, 0)
-	}
+	r.alone = cfg.Cluster == nil
 	if err := r.initResources(); err != nil {
 		return nil, err
 	}
@@ -212,6 +208,10 @@ func Start(cfg Config) (*Raylet, error) {
 		_ = r.arena.Close()
 		_ = r.arena.Remove()
 		return nil, fmt.Errorf("raylet: listen: %w", err)
+	}
+	if r.alone {
+		r.local = newLocalStore(r)
+		r.cfg.Cluster = r.local
 	}
 	mux := r.newMux()
 	r.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return mux }, r.connClosed)
@@ -234,9 +234,6 @@ func Start(cfg Config) (*Raylet, error) {
 	if err := r.serveMetrics(); err != nil {
 		_ = r.Close()
 		return nil, fmt.Errorf("raylet: %w", err)
-	}
-	if cfg.Cluster == nil {
-		r.groups = placement.NewManager(localGroups{r}, r.log, nil)
 	}
 	if err := r.prestartWorkers(); err != nil {
 		_ = r.Close()
@@ -399,8 +396,8 @@ func (r *Raylet) Close() error {
 	if r.xfer != nil {
 		r.xfer.Close()
 	}
-	if r.groups != nil {
-		r.groups.Close()
+	if r.local != nil {
+		r.local.close()
 	}
 	r.mu.Lock()
 	pending := r.pending

@@ -68,22 +68,14 @@ func (r *Raylet) newMux() *rpc.Mux {
 	return mx
 }
 
-// controlStoreCall runs f with a deadline: on the read loop when this
-// raylet is the control store, off it when the control store is another
-// process.
+// controlStoreCall runs f with a deadline, off the read loop: the control
+// store may be another process.
 func (r *Raylet) controlStoreCall(f func(ctx context.Context)) {
-	serve := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		f(ctx)
-	}
-	if r.cfg.Cluster == nil {
-		serve()
-		return
-	}
 	r.procs.Add(1)
 	go func() {
 		defer r.procs.Done()
-		serve()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		f(ctx)
 	}()
 }

@@ -70,7 +70,7 @@ func (r *Raylet) NodeStats() *pb.NodeStats {
 	}
 	// The drivers on this node: the one hosting an embedded raylet, or
 	// those that joined through it.
-	if r.cfg.Cluster == nil && r.cfg.EmbeddedJob != "" {
+	if r.local != nil && r.cfg.EmbeddedJob != "" {
 		out.Workers = append(out.Workers, &pb.WorkerRecord{JobId: r.cfg.EmbeddedJob, NodeId: r.cfg.NodeName, Type: "DRIVER", State: "ALIVE",
 			Pid: int32(os.Getpid()), StartUnixMs: r.started.UnixMilli()})
 	}
