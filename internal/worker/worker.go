@@ -273,27 +273,10 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 	}
 	actor := w.actor
 	w.mu.Unlock()
-	args := make([][]byte, len(spec.Args))
-	for i, a := range spec.Args {
-		if a.Value == nil {
-			return fail(core.KindSystem, fmt.Sprintf("argument %d was not resolved", i), "")
-		}
-		var oid ids.ObjectID
-		var owner string
-		if a.Ref != nil {
-			oid, _ = ids.ObjectIDFrom(a.Ref.Id)
-			owner = a.Ref.OwnerAddr
-		}
-		b, release, err := w.rt.Bytes(context.Background(), oid, owner, a.Value)
-		if err != nil {
-			kind := core.KindSystem
-			if errors.Is(err, core.ErrStoreFull) {
-				kind = core.KindStoreFull // e.g. pulled into a smaller store
-			}
-			return fail(kind, fmt.Sprintf("argument %d: %v", i, err), "")
-		}
-		defer release() // store arguments stay in place while the task runs
-		args[i] = b
+	args, release, kind, msg := w.taskArgs(spec)
+	defer release() // store arguments stay in place while the task runs
+	if kind != "" {
+		return fail(kind, msg, "")
 	}
 	start := time.Now()
 	// Views of the arguments (rayo.View parameters) end with the call.
@@ -342,6 +325,15 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		// show only rayo's frames): say which function returned it.
 		return fail(core.KindApp, err.Error(), fmt.Sprintf("returned by %s (%s)", spec.Name, fn.Source))
 	}
+	if kind, msg := w.storeResults(reply, spec, results); kind != "" {
+		return fail(kind, msg, "")
+	}
+	return reply
+}
+
+// storeResults stores a task's results and adds where they are to reply;
+// when one cannot be stored, kind and msg say why.
+func (w *Worker) storeResults(reply *pb.TaskReply, spec *pb.TaskSpec, results []core.Result) (kind, msg string) {
 	ctx := context.Background()
 	tid, _ := ids.TaskIDFrom(spec.TaskId)
 	for i, r := range results {
@@ -351,11 +343,46 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 			if errors.Is(err, core.ErrStoreFull) {
 				kind = core.KindStoreFull
 			}
-			return fail(kind, fmt.Sprintf("storing result %d: %v", i, err), "")
+			return kind, fmt.Sprintf("storing result %d: %v", i, err)
 		}
 		reply.Returns = append(reply.Returns, loc)
 	}
-	return reply
+	return "", ""
+}
+
+// taskArgs resolves a task's arguments: their bytes, inline or in the
+// store, where they stay until release. When one cannot be had, kind and
+// msg say why (release still must run).
+func (w *Worker) taskArgs(spec *pb.TaskSpec) (args [][]byte, release func(), kind, msg string) {
+	args = make([][]byte, len(spec.Args))
+	var releases []func()
+	release = func() {
+		for i := len(releases) - 1; i >= 0; i-- {
+			releases[i]()
+		}
+	}
+	for i, a := range spec.Args {
+		if a.Value == nil {
+			return nil, release, core.KindSystem, fmt.Sprintf("argument %d was not resolved", i)
+		}
+		var oid ids.ObjectID
+		var owner string
+		if a.Ref != nil {
+			oid, _ = ids.ObjectIDFrom(a.Ref.Id)
+			owner = a.Ref.OwnerAddr
+		}
+		b, rel, err := w.rt.Bytes(context.Background(), oid, owner, a.Value)
+		if err != nil {
+			kind := core.KindSystem
+			if errors.Is(err, core.ErrStoreFull) {
+				kind = core.KindStoreFull // e.g. pulled into a smaller store
+			}
+			return nil, release, kind, fmt.Sprintf("argument %d: %v", i, err)
+		}
+		releases = append(releases, rel)
+		args[i] = b
+	}
+	return args, release, "", ""
 }
 
 func kindOf(spec *pb.TaskSpec) string {
