@@ -109,8 +109,12 @@ func Init(opts ...Option) error {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	pruneSessions(filepath.Join(os.TempDir(), "rayo"), keepSessions)
-	session := filepath.Join(os.TempDir(), "rayo", fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
+	root := node.StateDir()
+	if err := node.PrepareStateDir(root); err != nil {
+		return fmt.Errorf("rayo: %w", err)
+	}
+	pruneSessions(root, keepSessions)
+	session := filepath.Join(root, fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
 	rl, err := raylet.Start(raylet.Config{
 		SessionDir:     session,
 		NumCPUs:        o.numCPUs,

@@ -118,7 +118,7 @@ func daemonize(cmd *cobra.Command, cfg node.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+	if err := node.PrepareStateDir(cfg.StateDir); err != nil {
 		return err
 	}
 	logPath := filepath.Join(cfg.StateDir, fmt.Sprintf("daemon-%d.log", time.Now().UnixNano()))

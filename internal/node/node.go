@@ -149,6 +149,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.NumCPUs <= 0 {
 		return nil, fmt.Errorf("node: NumCPUs must be positive, got %g", cfg.NumCPUs)
 	}
+	if err := PrepareStateDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
 	n := &Node{cfg: cfg, stop: make(chan struct{}), lost: make(chan struct{})}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
@@ -654,14 +657,4 @@ func (p *gcsProc) close() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data, so that a reader sees the old
-// content or the new, never part of it.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
