@@ -117,6 +117,7 @@ func Init(opts ...Option) error {
 	session := filepath.Join(root, fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
 	rl, err := raylet.Start(raylet.Config{
 		SessionDir:     session,
+		InheritEnv:     true, // the workers run this program, for its user
 		NumCPUs:        o.numCPUs,
 		Resources:      withMemory(withGPUs(o.resources, o.numGPUs), o.nodeMemory),
 		StoreCapacity:  o.storeBytes,

@@ -58,6 +58,7 @@ type Config struct {
 	WorkerExe     string             // the executable workers run (the driver's own)
 	WorkerArgs    []string
 	WorkerEnv     []string
+	InheritEnv    bool      // workers inherit this process's whole environment (the embedded cluster's driver); else an allow-list of it (workerenv.go)
 	LogToDriver   bool      // copy worker output to LogOutput, prefixed
 	LogOutput     io.Writer // where worker output goes when LogToDriver
 	ListenTCP     string    // also serve other nodes here (host:port), with Token
