@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -83,6 +84,10 @@ func newStartCmd() *cobra.Command {
 				cfg.RedisPassword = os.Getenv("RAYO_REDIS_PASSWORD")
 			}
 			cfg.StateDir = node.StateDir()
+			// Read once: the daemon's children are given what they need
+			// explicitly, and nothing else it starts inherits them.
+			_ = os.Unsetenv("RAYO_TOKEN")
+			_ = os.Unsetenv("RAYO_REDIS_PASSWORD")
 			if !block {
 				return daemonize(cmd, cfg)
 			}
@@ -111,6 +116,30 @@ func newStartCmd() *cobra.Command {
 	return cmd
 }
 
+// secretFlags are the flags of rayo start whose values are secrets.
+var secretFlags = []string{"token", "redis-password"}
+
+// withoutSecrets returns args without the secretFlags and their values,
+// in any of the forms the flag parser takes (--f v, --f=v, -f v, -f=v).
+func withoutSecrets(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, _, eq := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && a != "--" && slices.Contains(secretFlags, name) {
+			if !eq {
+				i++ // the value is the next argument
+			}
+			continue
+		}
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 // daemonize starts `rayo start ... --block` in the background, in a
 // session of its own, and waits until it is up.
 func daemonize(cmd *cobra.Command, cfg node.Config) error {
@@ -127,18 +156,9 @@ func daemonize(cmd *cobra.Command, cfg node.Config) error {
 		return err
 	}
 	defer logf.Close()
-	// The secrets go to the daemon in its environment, not its arguments.
-	var args []string
-	for i := 1; i < len(os.Args); i++ {
-		switch a := os.Args[i]; {
-		case a == "--redis-password" || a == "-redis-password":
-			i++
-		case strings.HasPrefix(a, "--redis-password=") || strings.HasPrefix(a, "-redis-password="):
-		default:
-			args = append(args, a)
-		}
-	}
-	args = append(args, "--block")
+	// The secrets go to the daemon in its environment, not its arguments,
+	// which every user of the machine can read.
+	args := append(withoutSecrets(os.Args[1:]), "--block")
 	child := exec.Command(exe, args...)
 	child.Env = append(os.Environ(), "RAYO_TOKEN="+cfg.Token, "RAYO_REDIS_PASSWORD="+cfg.RedisPassword)
 	child.Stdout, child.Stderr = logf, logf
