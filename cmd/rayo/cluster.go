@@ -77,6 +77,9 @@ func newStartCmd() *cobra.Command {
 			if cfg.Head && cfg.Token == "" {
 				cfg.Token = node.NewToken()
 			}
+			if err := node.CheckToken(cfg.Token); err != nil {
+				return err
+			}
 			if !cfg.Head && cfg.RedisAddress != "" {
 				return errors.New("--redis-address is for the head (--head): its control store keeps its tables there")
 			}

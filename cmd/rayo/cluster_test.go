@@ -330,6 +330,9 @@ func TestJobSubmission(t *testing.T) {
 		t.Fatalf("build driver: %v\n%s", err, out)
 	}
 	dashPort := freePort(t)
+	if out, err := e.cmd("start", "--head", "--token", "guessable").CombinedOutput(); err == nil || !strings.Contains(string(out), "fewer than the 32") {
+		t.Fatalf("start with a 9-character token: %v %s", err, out)
+	}
 	if out, err := e.cmd("start", "--head", "--num-gpus", "1.5").CombinedOutput(); err == nil || !strings.Contains(string(out), "--num-gpus 1.5: want a whole number") {
 		t.Fatalf("a fractional --num-gpus: %v\n%s", err, out)
 	}

@@ -126,6 +126,20 @@ func NewToken() string {
 	return hex.EncodeToString(b[:])
 }
 
+// MinTokenLength is the fewest characters a cluster token may have: 32,
+// as many as the hex digits of the 128 random bits NewToken makes. A
+// shorter one could be guessed by whoever can reach a port.
+const MinTokenLength = 32
+
+// CheckToken refuses a cluster token shorter than MinTokenLength; the
+// empty token (no authentication, loopback only) is left to Start.
+func CheckToken(token string) error {
+	if token != "" && len(token) < MinTokenLength {
+		return fmt.Errorf("node: the cluster token has %d characters, fewer than the %d that 128 bits need; use a random one (`openssl rand -hex 16`), or leave it out and the head makes one", len(token), MinTokenLength)
+	}
+	return nil
+}
+
 func isLoopback(host string) bool {
 	if host == "localhost" {
 		return true
@@ -142,6 +156,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if !isLoopback(cfg.Host) && cfg.Token == "" {
 		return nil, fmt.Errorf("%w (host %s)", ErrTokenNeeded, cfg.Host)
+	}
+	if err := CheckToken(cfg.Token); err != nil {
+		return nil, err
 	}
 	if !cfg.Head && cfg.Address == "" {
 		return nil, errors.New("node: a worker node needs the head's address")

@@ -196,3 +196,13 @@ func TestCachedBinaryChecksTheContent(t *testing.T) {
 		t.Fatal("a missing file passed")
 	}
 }
+
+func TestStartRefusesAShortToken(t *testing.T) {
+	if err := CheckToken(NewToken()); err != nil {
+		t.Fatalf("a token NewToken made: %v", err)
+	}
+	_, err := Start(t.Context(), Config{Head: true, Token: "password123", NumCPUs: 1, StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "11 characters") {
+		t.Fatalf("Start with an 11-character token: %v", err)
+	}
+}
