@@ -49,18 +49,26 @@ type Config struct {
 	// Token is the cluster token that job submissions and stops must
 	// carry; empty: none needed.
 	Token string
+	// ReadsNeedToken makes every request under /api/ and /metrics carry
+	// Token, not only writes (see access.go).
+	ReadsNeedToken bool
+	// AllowedHosts are the names, besides IP addresses, localhost and
+	// this machine's host name, that requests may give as their Host.
+	AllowedHosts []string
 }
 
 // Server is the API server's HTTP handler.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
-	reg *prometheus.Registry
+	cfg     Config
+	mux     *http.ServeMux
+	handler http.Handler // mux behind the access checks
+	reg     *prometheus.Registry
 }
 
 // New makes the API server's handler.
 func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	s.handler = s.guard(s.mux)
 	s.reg.MustRegister(&stateCollector{src: cfg.Source})
 	gather := prometheus.Gatherers{s.reg}
 	if cfg.Metrics != nil {
@@ -87,7 +95,7 @@ func New(cfg Config) *Server {
 }
 
 // ServeHTTP serves a request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // fail writes an error as JSON.
 func fail(w http.ResponseWriter, code int, err error) {

@@ -81,6 +81,11 @@ type Config struct {
 	// 127.0.0.1); if it is taken, a free port is used. 0: no API server.
 	DashboardPort int
 	DashboardHost string
+	// DashboardAllowedHosts are host names, besides IP addresses,
+	// localhost and this machine's name, under which browsers may reach
+	// the API server (its Host header check). Beyond loopback, reading
+	// the API needs the token.
+	DashboardAllowedHosts []string
 	// MaxTaskRecords, on the head, bounds the control store's task table.
 	MaxTaskRecords int
 	// SpillDir is where the node's objects spill ("": its session
@@ -240,7 +245,7 @@ func (n *Node) startDashboard() {
 	}
 	n.jobs = mgr
 	h := dashboard.New(dashboard.Config{Source: n.dashSrc, UI: web.Handler(), Metrics: n.raylet.Metrics().Registry,
-		Jobs: mgr, Token: n.cfg.Token})
+		Jobs: mgr, Token: n.cfg.Token, ReadsNeedToken: !isLoopback(host), AllowedHosts: n.cfg.DashboardAllowedHosts})
 	srv, err := dashboard.Listen(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h)
 	if err != nil {
 		n.logf("rayo: dashboard port %d: %v; using a free port", n.cfg.DashboardPort, err)
