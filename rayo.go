@@ -231,6 +231,7 @@ func Shutdown() error {
 	state.rt, state.raylet, state.conn, state.arena = nil, nil, nil, nil
 	dash, dashSrc := state.dash, state.dashSrc
 	state.dash, state.dashSrc, state.headDash = nil, nil, ""
+	session := state.session
 	state.Unlock()
 	if rt == nil {
 		return nil
@@ -255,6 +256,7 @@ func Shutdown() error {
 		// The raylet ends the job, and its workers, when this closes.
 		_ = conn.Close()
 		_ = arena.Close()
+		_ = os.RemoveAll(session) // a joined driver's folder holds only its socket
 	}
 	return err
 }
@@ -301,7 +303,9 @@ func joinCluster(o options) error {
 		_ = conn.Close()
 		return fmt.Errorf("rayo: map the node's object store: %w", err)
 	}
-	session := filepath.Join(node.StateDir(), "job-"+jobID)
+	root := node.StateDir()
+	pruneSessions(root, keepSessions)
+	session := filepath.Join(root, fmt.Sprintf("job-%d-%s", os.Getpid(), jobID))
 	if err := os.MkdirAll(session, 0o755); err != nil {
 		_ = conn.Close()
 		_ = arena.Close()
@@ -369,7 +373,8 @@ func SessionDir() string {
 const keepSessions = 20
 
 // pruneSessions removes the oldest session folders under root whose driver
-// is no longer running, keeping the newest keep of them.
+// is no longer running, keeping the newest keep of them, and the folders
+// of joined drivers that died without Shutdown (they hold only a socket).
 func pruneSessions(root string, keep int) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -382,11 +387,17 @@ func pruneSessions(root string, keep int) {
 	var old []dead
 	for _, e := range entries {
 		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "s-%d-", &pid); err != nil || !e.IsDir() {
+		_, serr := fmt.Sscanf(e.Name(), "s-%d-", &pid)
+		_, jerr := fmt.Sscanf(e.Name(), "job-%d-", &pid)
+		if serr != nil && jerr != nil || !e.IsDir() {
 			continue
 		}
 		if pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
 			continue // its driver still runs
+		}
+		if jerr == nil {
+			_ = os.RemoveAll(filepath.Join(root, e.Name()))
+			continue
 		}
 		if info, err := e.Info(); err == nil {
 			old = append(old, dead{filepath.Join(root, e.Name()), info.ModTime()})
