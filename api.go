@@ -77,7 +77,7 @@ func decodeValue[T any](ctx context.Context, h *core.Handle, loc *pb.Locator) (T
 	var v T
 	b, release, err := h.Runtime().Bytes(ctx, h.ID, h.Owner, loc)
 	if err != nil {
-		return v, err
+		return v, publicErr(err)
 	}
 	defer release()
 	if err := codec.Decode(b, &v); err != nil {

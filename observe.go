@@ -2,7 +2,6 @@ package rayo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,10 +36,6 @@ func sumResources(ctx context.Context, of func(Node) map[string]float64) (map[st
 	}
 	return out, nil
 }
-
-// ErrNoDashboard means the cluster has no API server to ask
-// (DashboardPort(0), or rayo start --dashboard-port 0).
-var ErrNoDashboard = errors.New("rayo: the cluster has no API server (dashboard)")
 
 // Timeline writes the execution of the tasks the cluster knows, as Chrome
 // trace events that Perfetto and chrome://tracing open (Ray's

@@ -42,15 +42,6 @@ type PlacementGroup struct {
 	bundles  []Bundle
 }
 
-// Placement group errors.
-var (
-	// ErrPlacementGroupRemoved: the group was removed (by Remove, or
-	// because the job that made it ended).
-	ErrPlacementGroupRemoved = errors.New("rayo: placement group removed")
-	// ErrUnknownPlacementGroup: no group has this ID or name.
-	ErrUnknownPlacementGroup = errors.New("rayo: unknown placement group")
-)
-
 // NewPlacementGroup asks the cluster to reserve bundles with strategy (""
 // is StrategyPack) and returns at once; Ready waits until they are
 // reserved. Name names the group (see GetPlacementGroup) and Detached
