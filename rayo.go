@@ -87,7 +87,7 @@ func Init(opts ...Option) error {
 	ServeWorker()
 	o := defaultOptions()
 	o.numCPUs = float64(hostres.CPUs()) // the affinity mask and the cgroup's quota honoured
-	o.apply(opts)
+	o.apply(forInit, opts)
 	if o.optErr != nil {
 		return o.optErr
 	}
