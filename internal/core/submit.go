@@ -608,9 +608,15 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 
 // Cancel stops the task that makes h: a queued task never runs, a running
 // one has its worker stopped. Its results fail with ErrTaskCancelled.
-func (rt *Runtime) Cancel(h *Handle) error {
+// Cancel returns once the task's result is settled (cancelled, or done
+// before the worker heard), or with ctx's error when ctx ends first; a
+// ctx already ended cancels nothing.
+func (rt *Runtime) Cancel(ctx context.Context, h *Handle) error {
 	if h == nil {
 		return ErrNilRef
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	var after actions
 	rt.mu.Lock()
@@ -627,10 +633,22 @@ func (rt *Runtime) Cancel(h *Handle) error {
 	}
 	rt.mu.Unlock()
 	after.run(rt)
-	if l != nil {
-		_ = l.conn.Notify(rpc.MCancelTask, &pb.ObjectIDs{Ids: [][]byte{t.spec.TaskId}})
+	if l == nil {
+		return nil
 	}
-	return nil
+	// A failed send means the worker's connection is gone: the task then
+	// settles as its worker's death does.
+	_ = l.conn.Notify(rpc.MCancelTask, &pb.ObjectIDs{Ids: [][]byte{t.spec.TaskId}})
+	_, done, err := rt.lookup(h)
+	if err != nil || done == nil {
+		return nil // settled, or freed or shut down: nothing left to stop
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("core: cancel %s: %w", h.ID, ctx.Err())
+	}
 }
 
 // Pushed reports whether the task making h has been sent to a worker.
