@@ -27,7 +27,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	taskstate "github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 	"github.com/rayo-dev/rayo/internal/worker"
 )
 
@@ -411,6 +411,6 @@ func printLogs(_ *rpc.Conn, m rpc.Method, _ rpc.Kind, _ uint64, body []byte) {
 // maxTaskRecords is the size of an embedded cluster's task table, from
 // RAYO_MAX_TASK_RECORDS (0: the default).
 func maxTaskRecords() int {
-	n, _ := strconv.Atoi(os.Getenv(taskstate.EnvMaxTaskRecords))
+	n, _ := strconv.Atoi(os.Getenv(tasktable.EnvMaxTaskRecords))
 	return n
 }
