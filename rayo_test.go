@@ -452,8 +452,8 @@ func TestReferenceCountingFreesEverything(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		runtime.GC()
-		st := state.raylet.StoreStats()
-		cs := state.rt.Stats()
+		st := cluster.raylet.StoreStats()
+		cs := cluster.rt.Stats()
 		if st.Used == 0 && cs.Objects == 0 && cs.Tasks == 0 {
 			break
 		}
@@ -493,7 +493,7 @@ func TestCustomResourcesAndInfeasible(t *testing.T) {
 
 func TestWorkerRejectsUnknownFunction(t *testing.T) {
 	ctx := ctxT(t)
-	hs, err := state.rt.Submit(ctx, core.TaskOptions{
+	hs, err := cluster.rt.Submit(ctx, core.TaskOptions{
 		Function: "no.such.function", Name: "ghost", NumReturns: 1,
 		Resources: map[string]float64{"CPU": 1},
 	}, nil)
@@ -524,10 +524,10 @@ func TestSignatureErrorsAtSubmission(t *testing.T) {
 
 // debugState describes the raylet's scheduling state, for failure messages.
 func debugState() string {
-	state.Lock()
-	defer state.Unlock()
-	if state.raylet == nil {
+	cluster.Lock()
+	defer cluster.Unlock()
+	if cluster.raylet == nil {
 		return ""
 	}
-	return state.raylet.DebugString()
+	return cluster.raylet.DebugString()
 }
