@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
+
+	"github.com/rayo-dev/rayo/internal/stateapi"
 )
 
 // ClusterResources is what the cluster's alive nodes offer in all, by
@@ -50,24 +50,11 @@ func Timeline(ctx context.Context, w io.Writer, jobID string) error {
 	if base == "" {
 		return ErrNoDashboard
 	}
-	u := base + "/api/v0/timeline"
-	if jobID != "" {
-		u += "?job_id=" + url.QueryEscape(jobID)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	c, err := stateapi.New(base)
 	if err != nil {
 		return fmt.Errorf("rayo: timeline: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("rayo: timeline: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("rayo: timeline: %s answered %s: %s", base, resp.Status, b)
-	}
-	if _, err := io.Copy(w, resp.Body); err != nil {
+	if err := c.Timeline(ctx, w, jobID); err != nil {
 		return fmt.Errorf("rayo: timeline: %w", err)
 	}
 	return nil
