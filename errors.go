@@ -67,44 +67,44 @@ var (
 // KindApp, KindPanic and KindSystem matches a sentinel with errors.Is.
 type ErrorKind string
 
-// The kinds of TaskError.
+// The kinds of TaskError, as the runtime names them.
 const (
 	// KindApp: the function returned an error.
-	KindApp ErrorKind = core.KindApp
+	KindApp ErrorKind = "app"
 	// KindPanic: the function panicked.
-	KindPanic ErrorKind = core.KindPanic
+	KindPanic ErrorKind = "panic"
 	// KindWorkerDied: its worker died, past the task's retries
 	// (ErrWorkerDied).
-	KindWorkerDied ErrorKind = core.KindWorkerDied
+	KindWorkerDied ErrorKind = "worker_died"
 	// KindCancelled: it was cancelled (ErrTaskCancelled).
-	KindCancelled ErrorKind = core.KindCancelled
+	KindCancelled ErrorKind = "cancelled"
 	// KindUnknownFunction: the worker does not have the function
 	// (ErrUnknownFunction).
-	KindUnknownFunction ErrorKind = core.KindUnknownFunction
+	KindUnknownFunction ErrorKind = "unknown_function"
 	// KindTypeMismatch: an argument or the function is not of the type
 	// the call expects (ErrTypeMismatch).
-	KindTypeMismatch ErrorKind = core.KindType
+	KindTypeMismatch ErrorKind = "type"
 	// KindStoreFull: its result or an argument did not fit in the object
 	// store (ErrStoreFull).
-	KindStoreFull ErrorKind = core.KindStoreFull
+	KindStoreFull ErrorKind = "store_full"
 	// KindInfeasible: no node can give it its resources (ErrInfeasible).
-	KindInfeasible ErrorKind = core.KindInfeasible
+	KindInfeasible ErrorKind = "infeasible"
 	// KindOwnerDied: the owner of an argument is gone (ErrOwnerDied).
-	KindOwnerDied ErrorKind = core.KindOwnerDied
+	KindOwnerDied ErrorKind = "owner_died"
 	// KindSystem: another failure of the system, such as an argument that
 	// could not be read.
-	KindSystem ErrorKind = core.KindSystem
+	KindSystem ErrorKind = "system"
 	// KindActorDied: its actor is dead (ErrActorDied).
-	KindActorDied ErrorKind = core.KindActorDied
+	KindActorDied ErrorKind = "actor_died"
 	// KindObjectLost: an object it needs is lost and could not be made
 	// again (ErrObjectLost).
-	KindObjectLost ErrorKind = core.KindObjectLost
+	KindObjectLost ErrorKind = "object_lost"
 	// KindOutOfMemory: killed by the node's memory monitor
 	// (ErrOutOfMemory).
-	KindOutOfMemory ErrorKind = core.KindOutOfMemory
+	KindOutOfMemory ErrorKind = "out_of_memory"
 	// KindUnserializable: its result cannot be sent whole
 	// (ErrUnserializable).
-	KindUnserializable ErrorKind = core.KindUnserializable
+	KindUnserializable ErrorKind = "unserializable"
 )
 
 // kindSentinels maps each kind that has one to its sentinel error.
