@@ -39,7 +39,7 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	if _, err := Get(ctx, sumVec.Remote(big)); err != nil {
 		t.Fatal(err)
 	}
-	pids := state.raylet.WorkerPIDs()
+	pids := cluster.raylet.WorkerPIDs()
 	session := SessionDir()
 	if err := Shutdown(); err != nil {
 		t.Fatal(err)

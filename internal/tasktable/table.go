@@ -1,9 +1,9 @@
-// Package state keeps the tables behind the state API, the dashboard and
+// Package tasktable keeps the tables behind the state API, the dashboard and
 // `rayo list`: every task attempt and actor, as the events their owners and
 // workers report make them. The tables live in memory and are bounded: past
 // the limit, the oldest finished task attempts (and dead actors) go first,
 // and the drops are counted so the API can say so.
-package state
+package tasktable
 
 import (
 	"sort"
