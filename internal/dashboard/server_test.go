@@ -172,7 +172,7 @@ func (f *fakeSource) PlacementGroups(context.Context) ([]*pb.PlacementGroup, err
 func get(t *testing.T, s *Server, path string, v any) int {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	s.ServeHTTP(rec, localRequest(http.MethodGet, path, nil))
 	if v != nil {
 		if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
 			t.Fatalf("GET %s: %v\n%s", path, err, rec.Body)
@@ -351,7 +351,7 @@ func TestDroppedTasksAreSaid(t *testing.T) {
 func TestTimeline(t *testing.T) {
 	s := New(Config{Source: newFake()})
 	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v0/timeline", nil))
+	s.ServeHTTP(rec, localRequest(http.MethodGet, "/api/v0/timeline", nil))
 	var events []traceEvent
 	if err := json.Unmarshal(rec.Body.Bytes(), &events); err != nil {
 		t.Fatalf("not a JSON array of trace events: %v\n%s", err, rec.Body)
@@ -389,7 +389,7 @@ func TestLogs(t *testing.T) {
 	s := New(Config{Source: f})
 	read := func(query string) (int, string) {
 		rec := httptest.NewRecorder()
-		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v0/logs?"+query, nil))
+		s.ServeHTTP(rec, localRequest(http.MethodGet, "/api/v0/logs?"+query, nil))
 		b, _ := io.ReadAll(rec.Body)
 		return rec.Code, string(b)
 	}
