@@ -980,7 +980,7 @@ func Listen(addr string, h http.Handler) (*HTTPServer, error) {
 	}
 	go func() {
 		defer close(s.done)
-		_ = s.srv.Serve(ln)
+		_ = s.srv.Serve(newLimitListener(ln, maxConns, maxConnsPerHost))
 	}()
 	return s, nil
 }
