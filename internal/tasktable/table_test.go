@@ -125,6 +125,18 @@ func TestBadEventsAreIgnored(t *testing.T) {
 	}
 }
 
+// A reporter that holds the token could claim any count: the table keeps
+// only the plausible ones.
+func TestForgedCountsAreIgnored(t *testing.T) {
+	tb := NewTable(0, 0)
+	tb.Report(&pb.StateEvents{DroppedTasks: 100777761280})
+	tb.Report(&pb.StateEvents{DroppedTasks: -5})
+	tb.Report(&pb.StateEvents{DroppedTasks: 3})
+	if d := tb.Tasks(&pb.StateQuery{}).DroppedTasks; d != 3 {
+		t.Fatalf("dropped tasks = %d after a forged, a negative and a real count of 3", d)
+	}
+}
+
 func TestConcurrentReportsAndReads(t *testing.T) {
 	tb := NewTable(500, 0)
 	var wg sync.WaitGroup
