@@ -282,7 +282,7 @@ func Start(cfg Config) (*Raylet, error) {
 	}
 	r.log.Info("object store", "bytes", cfg.StoreCapacity, "source", cfg.StoreSource)
 	r.newMetrics()
-	ln, err := net.Listen("unix", r.addr)
+	ln, err := rpc.ListenUnix(r.addr)
 	if err != nil {
 		_ = r.spill.close()
 		_ = arena.Close()
