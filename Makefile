@@ -5,7 +5,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test deps vet lint fix generate verify-generate bench tour fuzz
+.PHONY: test deps vet lint fix generate verify-generate bench tour fuzz release image
 
 test: deps vet verify-generate
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
@@ -48,3 +48,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/codec/
 	$(GO) test -run '^$$' -fuzz FuzzFrame -fuzztime 30s ./internal/rpc/
 	$(GO) test -run '^$$' -fuzz FuzzUnpack -fuzztime 30s ./internal/jobs/
+
+# Release archives in dist/: static linux/amd64 and linux/arm64 binaries
+# with VERSION stamped (default: git describe), and SHA256SUMS. See
+# deploy/release.sh for its settings (VERSION, PLATFORMS, DIST).
+release:
+	GO=$(GO) deploy/release.sh
