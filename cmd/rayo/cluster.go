@@ -36,8 +36,27 @@ func newStartCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start",
 		Short: "Start this machine's rayo daemons: a new cluster's head (--head) or a node joining one (--address)",
-		Args:  cobra.NoArgs,
+		Long: `Starts this machine's rayo daemons: a new cluster's head (--head), or a
+node joining the cluster whose head is at --address HOST:PORT.
+
+` + envRule + `
+RAYO_ADDRESS is also the variable drivers join a cluster by, so a head
+(--head or RAYO_HEAD) ignores it.
+
+Ports: the head's control store listens on --port (6379) and its API
+server on --dashboard-port (8265); every node's raylet, which other nodes
+also pull objects from, on --raylet-port and its /metrics on
+--metrics-port (0, the default: a free port). Fix them to expose them
+from a container.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv, err := applyEnv(cmd.Flags(), os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			if cfg.Head && fromEnv["address"] {
+				cfg.Address = ""
+			}
 			if cfg.Head == (cfg.Address != "") {
 				return errors.New("give exactly one of --head and --address HOST:PORT")
 			}
@@ -94,6 +113,8 @@ func newStartCmd() *cobra.Command {
 	f.StringVar(&cfg.Address, "address", "", "join the cluster whose head is at HOST:PORT")
 	f.IntVar(&cfg.Port, "port", node.DefaultPort, "head: the control store's port")
 	f.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on (beyond loopback needs a token)")
+	f.IntVar(&cfg.RayletPort, "raylet-port", 0, "the raylet's port, where other nodes take leases and pull objects (the object manager's port too); 0: a free one")
+	f.IntVar(&cfg.MetricsPort, "metrics-port", 0, "the port of this node's Prometheus /metrics; 0: a free one")
 	f.Float64Var(&cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")
 	f.Float64Var(&numGPUs, "num-gpus", float64(raylet.DetectGPUs()), "GPUs this node offers (default: those the NVIDIA driver lists); tasks that ask for some see theirs in CUDA_VISIBLE_DEVICES")
 	f.StringVar(&resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
