@@ -28,6 +28,7 @@ import (
 func newStartCmd() *cobra.Command {
 	var (
 		cfg       node.Config
+		tokenFile string
 		resources string
 		numGPUs   float64
 		storeMem  string
@@ -40,8 +41,9 @@ func newStartCmd() *cobra.Command {
 node joining the cluster whose head is at --address HOST:PORT.
 
 ` + envRule + `
-RAYO_ADDRESS is also the variable drivers join a cluster by, so a head
-(--head or RAYO_HEAD) ignores it.
+
+RAYO_ADDRESS is also the variable drivers join a cluster by, so --head on
+the command line ignores it.
 
 Ports: the head's control store listens on --port (6379) and its API
 server on --dashboard-port (8265); every node's raylet, which other nodes
@@ -54,10 +56,13 @@ from a container.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Head && fromEnv["address"] {
+			if cfg.Head && !fromEnv["head"] && fromEnv["address"] {
 				cfg.Address = ""
 			}
 			if cfg.Head == (cfg.Address != "") {
+				if fromEnv["head"] || fromEnv["address"] {
+					return errors.New("give exactly one of --head and --address HOST:PORT (or of their twins RAYO_HEAD and RAYO_ADDRESS)")
+				}
 				return errors.New("give exactly one of --head and --address HOST:PORT")
 			}
 			if resources != "" {
@@ -83,6 +88,9 @@ from a container.`,
 					cfg.Resources = map[string]float64{}
 				}
 				cfg.Resources[raylet.GPU] = numGPUs
+			}
+			if cfg.Token, err = tokenFrom(cfg.Token, tokenFile); err != nil {
+				return err
 			}
 			if cfg.Token == "" {
 				cfg.Token = os.Getenv("RAYO_TOKEN")
@@ -121,6 +129,7 @@ from a container.`,
 	f.StringVar(&storeMem, "object-store-memory", "", "bytes of this node's shared-memory object store, such as 2GiB, 512MiB, 2G or 1073741824 (default: 30% of the node's memory, honouring a cgroup limit, at most 90% of /dev/shm's free space)")
 	f.Float64Var(&cfg.MemoryUsageThreshold, "memory-usage-threshold", 0, "the fraction of the node's memory (cgroup-aware) past which its memory monitor kills the worker of the newest retriable task (default 0.95, or RAYO_MEMORY_USAGE_THRESHOLD)")
 	f.StringVar(&cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
+	f.StringVar(&tokenFile, "token-file", "", "read the cluster's secret from this file (a mounted Secret), which keeps it out of argv and the environment")
 	f.StringVar(&cfg.RedisAddress, "redis-address", "", "head: keep the control store's tables in the Redis server at HOST:PORT, so that a restarted control store keeps its nodes, jobs, named actors and KV")
 	f.StringVar(&cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")
 	f.IntVar(&cfg.DashboardPort, "dashboard-port", 8265, "head: the API server's port (web dashboard, state API, /metrics); 0: none")

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,16 +110,20 @@ func TestStartCPUDefaultIsTheCgroups(t *testing.T) {
 }
 
 // TestStartFromEnvWithFixedPorts starts real daemons configured by their
-// environment: a head whose CPUs and raylet port come from twins, whose
-// --metrics-port flag wins over its twin and which ignores RAYO_ADDRESS,
-// and a node that joins by RAYO_ADDRESS alone; each listens on the ports
-// it was given.
+// environment: a head whose CPUs, raylet port and token file come from
+// twins, whose --metrics-port flag wins over its twin and which ignores
+// RAYO_ADDRESS, and a node that joins by RAYO_ADDRESS alone, with the
+// token read from --token-file; each listens on the ports it was given.
 func TestStartFromEnvWithFixedPorts(t *testing.T) {
 	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("from-a-mounted-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	port, rayletPort, metricsPort, loserPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	e.daemonEnv(t, []string{
-		"RAYO_NUM_CPUS=3", "RAYO_DASHBOARD_PORT=0", "RAYO_ADDRESS=127.0.0.1:1",
+		"RAYO_NUM_CPUS=3", "RAYO_DASHBOARD_PORT=0", "RAYO_ADDRESS=127.0.0.1:1", "RAYO_TOKEN_FILE=" + tokenFile,
 		"RAYO_RAYLET_PORT=" + strconv.Itoa(rayletPort), "RAYO_METRICS_PORT=" + strconv.Itoa(loserPort),
 	}, "start", "--head", "--port", strconv.Itoa(port), "--metrics-port", strconv.Itoa(metricsPort))
 	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
@@ -126,10 +132,11 @@ func TestStartFromEnvWithFixedPorts(t *testing.T) {
 	e.daemonEnv(t, []string{
 		"RAYO_ADDRESS=" + addr, "RAYO_NUM_CPUS=1",
 		"RAYO_RAYLET_PORT=" + strconv.Itoa(workerRaylet), "RAYO_METRICS_PORT=" + strconv.Itoa(workerMetrics),
-	}, "start")
+	}, "start", "--token-file", tokenFile)
 	e.waitFor(t, 20*time.Second, "node joined", func(st status) bool { return count(st, "ALIVE") == 2 })
 
-	st, err := e.status()
+	// The cluster's token is the file's.
+	st, err := e.status("--address", addr, "--token", "from-a-mounted-secret")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +200,20 @@ func TestStartBadPortsAndTwins(t *testing.T) {
 				t.Fatalf("the error does not say %q:\n%s", tc.want, out)
 			}
 		})
+	}
+}
+
+// TestStartHeadAndAddressTwinsConflict: RAYO_HEAD and RAYO_ADDRESS both
+// set is refused, naming the twins; --head given ignores RAYO_ADDRESS
+// (see TestStartFromEnvWithFixedPorts).
+func TestStartHeadAndAddressTwinsConflict(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	c := e.cmd("start", "--block")
+	c.Env = append(c.Env, "RAYO_HEAD=true", "RAYO_ADDRESS=127.0.0.1:1")
+	out, err := c.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || !strings.Contains(string(out), "RAYO_HEAD and RAYO_ADDRESS") {
+		t.Fatalf("RAYO_HEAD with RAYO_ADDRESS: %v\n%s", err, out)
 	}
 }
 
