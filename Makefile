@@ -54,3 +54,9 @@ fuzz:
 # deploy/release.sh for its settings (VERSION, PLATFORMS, DIST).
 release:
 	GO=$(GO) deploy/release.sh
+
+# The container image (deploy/Containerfile: the static binary FROM
+# scratch, with a /tmp), built with podman or docker; it fetches nothing.
+# IMAGE names it (default rayo:VERSION).
+image:
+	GO=$(GO) deploy/image.sh
