@@ -5,10 +5,17 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test deps vet lint fix generate verify-generate bench tour fuzz release image
+.PHONY: test test-chart deps vet lint fix generate verify-generate bench tour fuzz release image
 
 test: deps vet verify-generate
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) test-chart
+
+# The Helm chart deploy/helm/rayo, rendered by Helm's Go library in a test
+# module of its own (deploy/helm/charttest), so that rayo's module does not
+# depend on Helm and Kubernetes.
+test-chart:
+	cd deploy/helm/charttest && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 deps:
 	$(GO) mod download
