@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,4 +237,28 @@ func (e clusterEnv) daemonEnv(t *testing.T, env []string, args ...string) *exec.
 		}
 	})
 	return c
+}
+
+// TestDeployFilesUseRealTwins: every RAYO_ variable that the Containerfile
+// and the Helm chart give the daemon is the twin of a `rayo start` flag,
+// so that renaming a flag cannot silently unconfigure them.
+func TestDeployFilesUseRealTwins(t *testing.T) {
+	twins := map[string]bool{}
+	newStartCmd().Flags().VisitAll(func(f *pflag.Flag) { twins[envName(f.Name)] = true })
+	re := regexp.MustCompile(`RAYO_[A-Z0-9_]+`)
+	for _, file := range []string{"../../deploy/Containerfile", "../../deploy/helm/rayo/templates/_helpers.tpl"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := re.FindAllString(string(b), -1)
+		if len(found) < 5 {
+			t.Fatalf("%s: only %v: the test no longer reads what it should", file, found)
+		}
+		for _, v := range found {
+			if !twins[v] {
+				t.Errorf("%s sets %s, which is the twin of no rayo start flag", file, v)
+			}
+		}
+	}
 }
