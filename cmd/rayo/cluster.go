@@ -89,7 +89,7 @@ from a container.`,
 				}
 				cfg.Resources[raylet.GPU] = numGPUs
 			}
-			if cfg.Token, err = tokenFrom(cfg.Token, tokenFile); err != nil {
+			if cfg.Token, err = startToken(cfg.Token, tokenFile, fromEnv); err != nil {
 				return err
 			}
 			if cfg.Token == "" {

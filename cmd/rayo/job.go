@@ -38,7 +38,7 @@ func newJobCmd() *cobra.Command {
 	tokenFile := new(string)
 	cmd.PersistentFlags().StringVar(tokenFile, "token-file", "", "read the cluster token from this file (default: RAYO_TOKEN_FILE)")
 	client := func() (*stateClient, error) {
-		if *tokenFile == "" {
+		if *tokenFile == "" && *token == "" {
 			*tokenFile = os.Getenv("RAYO_TOKEN_FILE")
 		}
 		t, err := tokenFrom(*token, *tokenFile)

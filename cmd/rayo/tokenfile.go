@@ -44,3 +44,17 @@ func tokenFrom(token, tokenFile string) (string, error) {
 	}
 	return t, nil
 }
+
+// startToken is tokenFrom for `rayo start`, where fromEnv names the flags
+// that came from their environment twins: a flag on the command line wins
+// over the other's twin (--token-file over RAYO_TOKEN, --token over
+// RAYO_TOKEN_FILE); given the same way, both must agree.
+func startToken(token, tokenFile string, fromEnv map[string]bool) (string, error) {
+	switch {
+	case tokenFile != "" && fromEnv["token"] && !fromEnv["token-file"]:
+		token = ""
+	case token != "" && fromEnv["token-file"] && !fromEnv["token"]:
+		tokenFile = ""
+	}
+	return tokenFrom(token, tokenFile)
+}

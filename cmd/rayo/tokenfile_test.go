@@ -54,3 +54,37 @@ func TestJobTokenFile(t *testing.T) {
 		t.Errorf("rayo job with a missing RAYO_TOKEN_FILE: %v", err)
 	}
 }
+
+func TestStartTokenCommandLineWins(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		token   string
+		fromEnv map[string]bool
+		want    string
+		err     string
+	}{
+		{"--token-file over RAYO_TOKEN", "from-env", map[string]bool{"token": true}, "from-file", ""},
+		{"--token over RAYO_TOKEN_FILE", "from-flag", map[string]bool{"token-file": true}, "from-flag", ""},
+		{"both on the command line must agree", "from-flag", nil, "", "give different tokens"},
+		{"both twins must agree", "from-env", map[string]bool{"token": true, "token-file": true}, "", "give different tokens"},
+		{"both agreeing", "from-file", nil, "from-file", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := startToken(tc.token, file, tc.fromEnv)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want one saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
