@@ -89,6 +89,9 @@ from a container.`,
 				}
 				cfg.Resources[raylet.GPU] = numGPUs
 			}
+			if cfg.Host, err = resolveHost(cfg.Host, systemInterfaces); err != nil {
+				return err
+			}
 			if cfg.Token, err = startToken(cfg.Token, tokenFile, fromEnv); err != nil {
 				return err
 			}
@@ -120,7 +123,7 @@ from a container.`,
 	f.BoolVar(&cfg.Head, "head", false, "start a new cluster's head (control store and raylet)")
 	f.StringVar(&cfg.Address, "address", "", "join the cluster whose head is at HOST:PORT")
 	f.IntVar(&cfg.Port, "port", node.DefaultPort, "head: the control store's port")
-	f.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on (beyond loopback needs a token)")
+	f.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on, which other nodes dial (beyond loopback needs a token); auto: this machine's first address beyond loopback, as in a container")
 	f.IntVar(&cfg.RayletPort, "raylet-port", 0, "the raylet's port, where other nodes take leases and pull objects (the object manager's port too); 0: a free one")
 	f.IntVar(&cfg.MetricsPort, "metrics-port", 0, "the port of this node's Prometheus /metrics; 0: a free one")
 	f.Float64Var(&cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")

@@ -33,6 +33,10 @@ func newGCSServerCmd() *cobra.Command {
 			if _, err := applyEnv(cmd.Flags(), os.LookupEnv); err != nil {
 				return err
 			}
+			var err error
+			if host, err = resolveHost(host, systemInterfaces); err != nil {
+				return err
+			}
 			if token == "" {
 				token = os.Getenv("RAYO_TOKEN")
 			}
