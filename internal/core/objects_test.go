@@ -372,4 +372,3 @@ func TestBytesInlineAndError(t *testing.T) {
 		t.Fatalf("stored Bytes without a store = %v", err)
 	}
 }
-
