@@ -267,7 +267,12 @@ func (w *fakeWorker) handle(c *rpc.Conn, m rpc.Method, _ rpc.Kind, id uint64, bo
 		}
 		w.mu.Unlock()
 		if m == rpc.MKillActor {
-			_ = c.Close() // the actor's process exits
+			// The actor's process exits (not on the read loop, which Close waits for).
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				_ = c.Close()
+			}()
 		}
 	}
 }
