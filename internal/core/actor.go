@@ -265,7 +265,7 @@ func (rt *Runtime) requestActorLease(a *actorRec) {
 				rt.actorCreated(a, nil, sysErr(a.name, KindSystem, "lease: "+err.Error()))
 				return
 			}
-			rt.spawn(func() { rt.startActor(a, rc, r) })
+			rt.goroutine("start actor", func() { rt.startActor(a, rc, r) })
 		})
 }
 
@@ -273,7 +273,7 @@ func (rt *Runtime) requestActorLease(a *actorRec) {
 func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := rt.peer(ctx, r.WorkerAddr)
+	conn, err := rt.peers.peer(ctx, r.WorkerAddr)
 	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}, gpus: r.GpuIds}
 	rt.mu.Lock()
 	a.lease = l
@@ -335,7 +335,7 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 		after.wake = append(after.wake, a.wake...)
 		a.wake = nil
 		rt.actorDispatchLocked(a, &after)
-		rt.spawn(func() { rt.watchActor(a, conn) })
+		rt.goroutine("watch actor", func() { rt.watchActor(a, conn) })
 		rt.stopIfUnusedLocked(a, &after)
 	}
 	rt.mu.Unlock()
@@ -461,7 +461,7 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 	case actorPending:
 		if !a.owned && !a.fetching {
 			a.fetching = true
-			rt.spawn(func() { rt.fetchActorAddr(a) })
+			rt.goroutine("locate actor", func() { rt.fetchActorAddr(a) })
 		}
 		return
 	}
@@ -551,7 +551,7 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 	var conn *rpc.Conn
 	if why == nil {
 		var err error
-		if conn, err = rt.peer(ctx, addr); err != nil {
+		if conn, err = rt.peers.peer(ctx, addr); err != nil {
 			why = sysErr(a.name, KindActorDied, "cannot reach the actor: "+err.Error())
 		}
 	}
@@ -566,7 +566,7 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 		after.wake = append(after.wake, a.wake...)
 		a.wake = nil
 		rt.actorDispatchLocked(a, &after)
-		rt.spawn(func() { rt.watchActor(a, conn) })
+		rt.goroutine("watch actor", func() { rt.watchActor(a, conn) })
 	}
 	rt.mu.Unlock()
 	after.run(rt)
@@ -580,7 +580,7 @@ func (rt *Runtime) locateActor(ctx context.Context, a *actorRec) (string, *pb.Ta
 	if a.direct != "" {
 		return a.direct, nil
 	}
-	oc, err := rt.peer(ctx, a.owner)
+	oc, err := rt.peers.peer(ctx, a.owner)
 	if err != nil {
 		return "", sysErr(a.name, KindActorDied, "the actor's owner is gone: "+err.Error())
 	}
@@ -599,7 +599,11 @@ func (rt *Runtime) locateActor(ctx context.Context, a *actorRec) (string, *pb.Ta
 		if !stale {
 			return reply.Addr, nil
 		}
-		time.Sleep(20 * time.Millisecond) // waiting for the owner to notice
+		select { // waiting for the owner to notice
+		case <-time.After(20 * time.Millisecond):
+		case <-rt.bg.Done():
+			return "", sysErr(a.name, KindActorDied, ErrShutdown.Error())
+		}
 	}
 	return "", sysErr(a.name, KindActorDied, "the actor's process died and its owner did not restart it")
 }
@@ -672,7 +676,7 @@ func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
 	req := &pb.ActorAddrRequest{ActorId: h.ID[:]}
 	if !owned {
 		// The owner must know, or it would restart the actor.
-		if oc, err := rt.peer(ctx, owner); err == nil {
+		if oc, err := rt.peers.peer(ctx, owner); err == nil {
 			_ = oc.Notify(rpc.MKillOwnedActor, req)
 		}
 	}

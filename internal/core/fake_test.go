@@ -306,7 +306,14 @@ func newTestRuntime(t *testing.T, rc RayletClient, cfg Config) *Runtime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = rt.Close() })
+	t.Cleanup(func() {
+		if err := rt.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if g := rt.Goroutines(); len(g) != 0 {
+			t.Errorf("goroutines outlive Close: %v", g)
+		}
+	})
 	return rt
 }
 

@@ -106,7 +106,7 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 // askRebuild asks the owner of a borrowed object, whose copy at lost could
 // not be pulled, to make it again, and returns where the new copy is.
 func (rt *Runtime) askRebuild(ctx context.Context, id ids.ObjectID, owner string, lost *pb.Locator) (*pb.Locator, error) {
-	c, err := rt.peer(ctx, owner)
+	c, err := rt.peers.peer(ctx, owner)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s, and its owner %s cannot be reached to make it again: %w", ErrObjectLost, id, owner, err)
 	}
@@ -133,7 +133,7 @@ func (rt *Runtime) serveLost(c *rpc.Conn, reqID uint64, id ids.ObjectID, lostAt 
 		lost = obj.loc
 	}
 	rt.mu.Unlock()
-	ok := rt.spawn(func() {
+	ok := rt.goroutine("rebuild for borrower", func() {
 		loc, err := rt.rebuild(context.Background(), id, lost)
 		if err != nil {
 			loc = &pb.Locator{Error: sysErr("", KindObjectLost, err.Error())}

@@ -71,7 +71,7 @@ func (rt *Runtime) oomFailedLocked(t *task, l *lease, after *actions) bool {
 	t.lease = nil
 	rt.taskEventLocked(t, state.TaskPendingNode, nil)
 	q := t.q
-	time.AfterFunc(oomBackoff(t.oomKills), func() {
+	rt.after("retry after oom", oomBackoff(t.oomKills), func() {
 		var after actions
 		rt.mu.Lock()
 		if t.finished || rt.closed {

@@ -131,7 +131,7 @@ func (a *actions) run(rt *Runtime) {
 		for _, r := range refs {
 			msg.Ids = append(msg.Ids, r.Id)
 		}
-		rt.spawn(func() { rt.notifyPeer(owner, rpc.MReleaseBorrowed, msg) })
+		rt.goroutine("release borrowed", func() { rt.peers.notify(owner, rpc.MReleaseBorrowed, msg) })
 	}
 	if len(a.push) > 1 {
 		// Several tasks for the same workers: one write per connection.
@@ -260,13 +260,13 @@ func (rt *Runtime) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after
 	if !obj.owned && !obj.fetching {
 		obj.fetching = true
 		owner := obj.owner
-		rt.spawn(func() { rt.fetch(id, owner) })
+		rt.goroutine("fetch object", func() { rt.fetch(id, owner) })
 	}
 }
 
 // fetch asks a borrowed object's owner for its locator.
 func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
-	c, err := rt.peer(context.Background(), owner)
+	c, err := rt.peers.peer(context.Background(), owner)
 	if err != nil {
 		rt.fetched(id, owner, &pb.Locator{Error: sysErr("", KindOwnerDied, err.Error())})
 		return

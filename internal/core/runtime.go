@@ -93,17 +93,16 @@ type Runtime struct {
 	closed  bool
 	changed chan struct{} // closed when an object completes, if a Wait sleeps on it
 
-	peersMu sync.Mutex // protects peers, raylets
-	peers   map[string]*peerConn
-	raylets map[string]*rayletConn // other nodes' raylets, by TCP address
+	peers *peerSet // connections to other processes and nodes' raylets
 
 	blocked atomic.Int32 // worker: Gets in progress, to lend the CPU once
 
 	bg       context.Context // ends when Close begins: what spawned goroutines wait on
 	bgCancel context.CancelFunc
-	goMu     sync.Mutex     // protects stopped; held while adding to gos
-	stopped  bool           // Close began: spawn refuses
-	gos      sync.WaitGroup // goroutines started by spawn
+	goMu     sync.Mutex     // protects stopped, live; held while adding to gos
+	stopped  bool           // Close began: goroutine refuses
+	live     map[string]int // goroutines running, by name
+	gos      sync.WaitGroup // goroutines started by goroutine
 	gcMu     sync.Mutex     // one store-full collection at a time
 
 	events  eventBuf                   // guarded by mu
@@ -111,12 +110,6 @@ type Runtime struct {
 	capture atomic.Pointer[[]byte]     // worker: the placement group its tasks' children go to
 	evStop  chan struct{}              // closed by Close: the flusher's last batch
 	evDone  chan struct{}              // closed when the flusher is done
-}
-
-type peerConn struct {
-	ready chan struct{}
-	conn  *rpc.Conn
-	err   error
 }
 
 // New starts a runtime serving on cfg.Addr. Extra handlers (a worker's task
@@ -129,7 +122,6 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 		queues:   make(map[string]*schedQueue),
 		tasks:    make(map[ids.TaskID]*task),
 		actors:   make(map[ids.TaskID]*actorRec),
-		peers:    make(map[string]*peerConn),
 		handlers: make(map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)),
 	}
 	rt.handlers[rpc.MGetObject] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveGetObject(c, id, body) }
@@ -140,7 +132,7 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 	for m, h := range extra {
 		rt.handlers[m] = h
 	}
-	rt.raylets = make(map[string]*rayletConn)
+	rt.peers = newPeerSet(rt)
 	rt.bg, rt.bgCancel = context.WithCancel(context.Background())
 	_ = os.Remove(cfg.Addr)
 	ln, err := net.Listen("unix", cfg.Addr)
@@ -161,10 +153,10 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 	if to, ok := cfg.Raylet.(EventReporter); ok && eventsEnabled() {
 		rt.events.on = true
 		rt.evStop, rt.evDone = make(chan struct{}), make(chan struct{})
-		go func() {
+		rt.goroutine("event flusher", func() {
 			defer close(rt.evDone)
 			rt.flushEvents(to, rt.evStop)
-		}()
+		})
 	}
 	return rt, nil
 }
@@ -237,114 +229,67 @@ func (rt *Runtime) Close() error {
 	if rt.tcp != nil {
 		_ = rt.tcp.Close()
 	}
-	rt.peersMu.Lock()
-	peers, raylets := rt.peers, rt.raylets
-	rt.peers, rt.raylets = nil, nil // peer and raylet refuse from now on
-	rt.peersMu.Unlock()
-	for _, p := range peers {
-		<-p.ready
-		if p.conn != nil {
-			_ = p.conn.Close()
-		}
-	}
-	for _, r := range raylets {
-		<-r.ready
-		if c, ok := r.conn.(interface{ Close() error }); ok {
-			_ = c.Close()
-		}
-	}
+	rt.peers.close() // and refuse new ones from now on
 	// What was spawned ends once its connections are closed.
 	rt.gos.Wait()
 	_ = os.Remove(rt.cfg.Addr)
 	return err
 }
 
-// spawn runs f on a goroutine of its own that Close waits for; once Close
-// has begun it runs nothing and reports false.
-func (rt *Runtime) spawn(f func()) bool {
+// goroutine runs fn on a goroutine of its own that Close waits for; once
+// Close has begun it runs nothing and reports false. Every goroutine core
+// starts goes through here (or after); name says what it is for, and
+// Goroutines counts them by it.
+func (rt *Runtime) goroutine(name string, fn func()) bool {
 	rt.goMu.Lock()
 	defer rt.goMu.Unlock()
 	if rt.stopped {
 		return false
 	}
+	if rt.live == nil {
+		rt.live = make(map[string]int)
+	}
+	rt.live[name]++
 	rt.gos.Add(1)
 	go func() {
-		defer rt.gos.Done()
-		f()
+		defer func() {
+			rt.goMu.Lock()
+			rt.live[name]--
+			if rt.live[name] == 0 {
+				delete(rt.live, name)
+			}
+			rt.goMu.Unlock()
+			rt.gos.Done()
+		}()
+		fn()
 	}()
 	return true
 }
 
-// peer returns the connection to a process, dialing it once.
-func (rt *Runtime) peer(ctx context.Context, addr string) (*rpc.Conn, error) {
-	rt.peersMu.Lock()
-	if rt.peers == nil {
-		rt.peersMu.Unlock()
-		return nil, ErrShutdown
-	}
-	p := rt.peers[addr]
-	if p != nil {
-		rt.peersMu.Unlock()
-		<-p.ready
-		if p.err == nil && p.conn.Err() == nil {
-			return p.conn, nil
+// after runs fn on a goroutine (see goroutine) once d has passed, unless
+// Close begins first.
+func (rt *Runtime) after(name string, d time.Duration, fn func()) {
+	rt.goroutine(name, func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			fn()
+		case <-rt.bg.Done():
 		}
-		rt.peersMu.Lock()
-		if rt.peers[addr] == p {
-			delete(rt.peers, addr)
-		}
-		if p.err != nil {
-			rt.peersMu.Unlock()
-			return nil, p.err
-		}
-		p = rt.peers[addr]
-		if p != nil {
-			rt.peersMu.Unlock()
-			<-p.ready
-			return p.conn, p.err
-		}
-	}
-	if rt.peers == nil {
-		rt.peersMu.Unlock()
-		return nil, ErrShutdown
-	}
-	p = &peerConn{ready: make(chan struct{})}
-	rt.peers[addr] = p
-	rt.peersMu.Unlock()
-	p.conn, p.err = rpc.DialEndpoint(ctx, addr, rt.cfg.Node, rt.cfg.Token, rt)
-	if p.err != nil {
-		rt.peersMu.Lock()
-		if rt.peers[addr] == p {
-			delete(rt.peers, addr)
-		}
-		rt.peersMu.Unlock()
-	}
-	close(p.ready)
-	return p.conn, p.err
+	})
 }
 
-// hasPeer reports whether a live connection to addr is at hand.
-func (rt *Runtime) hasPeer(addr string) bool {
-	rt.peersMu.Lock()
-	p := rt.peers[addr]
-	rt.peersMu.Unlock()
-	if p == nil {
-		return false
+// Goroutines counts the goroutines the runtime runs now, by what they are
+// for: none once Close has returned.
+func (rt *Runtime) Goroutines() map[string]int {
+	rt.goMu.Lock()
+	defer rt.goMu.Unlock()
+	out := make(map[string]int, len(rt.live))
+	for k, v := range rt.live {
+		out[k] = v
 	}
-	select {
-	case <-p.ready:
-		return p.err == nil && p.conn.Err() == nil
-	default:
-		return false
-	}
-}
-
-func (rt *Runtime) notifyPeer(addr string, m rpc.Method, msg proto.Message) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if c, err := rt.peer(ctx, addr); err == nil {
-		_ = c.Notify(m, msg)
-	}
+	return out
 }
 
 func unmarshal(b []byte, m proto.Message) error {

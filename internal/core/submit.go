@@ -388,7 +388,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 			if len(l.inflight) == 0 && !l.returning {
 				l.returning = true
 				l, q := l, q
-				time.AfterFunc(leaseGrace, func() { rt.returnIfIdle(q, l) })
+				rt.after("return idle lease", leaseGrace, func() { rt.returnIfIdle(q, l) })
 			}
 		}
 		return
@@ -421,10 +421,10 @@ func (rt *Runtime) requestLease(q *schedQueue) {
 			rt.leaseFailed(q, sysErr("", KindSystem, "lease: "+err.Error()))
 			return
 		}
-		if rt.hasPeer(r.WorkerAddr) {
+		if rt.peers.has(r.WorkerAddr) {
 			rt.leaseGranted(q, rc, r) // no dial needed: carry on here
 		} else {
-			rt.spawn(func() { rt.leaseGranted(q, rc, r) })
+			rt.goroutine("lease granted", func() { rt.leaseGranted(q, rc, r) })
 		}
 	})
 }
@@ -446,7 +446,7 @@ func (rt *Runtime) leaseFailed(q *schedQueue, e *pb.TaskError) {
 func (rt *Runtime) leaseGranted(q *schedQueue, rc RayletClient, r *pb.LeaseReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := rt.peer(ctx, r.WorkerAddr)
+	conn, err := rt.peers.peer(ctx, r.WorkerAddr)
 	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q, gpus: r.GpuIds}
 	var after actions
 	rt.mu.Lock()
