@@ -39,8 +39,8 @@ type EventReporter interface {
 // place as they happen (the last state, with the times of all: see
 // TaskEvent.state_times).
 type eventBuf struct {
-	on      bool       // set by New, then only read
-	mu      sync.Mutex // protects what follows
+	on bool       // set by New, then only read
+	mu sync.Mutex // protects what follows
 
 	tasks   []*pb.TaskEvent // one per attempt that changed since the last flush
 	owners  []*task         // the task of each, whose ev is cleared at the flush
