@@ -227,6 +227,10 @@ func TestActorKillAndRelease(t *testing.T) {
 		t.Fatalf("Kill of an unknown actor = %v", err)
 	}
 
+	// A real actor has a process of its own: b gets another worker.
+	rl.mu.Lock()
+	rl.worker = newFakeWorker(t, nil)
+	rl.mu.Unlock()
 	b := createActor(t, rt, ActorOptions{})
 	if _, err := getValue(ctx, rt, call(t, rt, b, "m")); err != nil {
 		t.Fatal(err)

@@ -208,12 +208,12 @@ func (rt *Runtime) actorStateLocked(a *actorRec, st string, cause string) {
 // flusher sends such batches; a worker stopped at the end of its job hands
 // over the last one in its reply to the raylet (MDrainWorker).
 func (rt *Runtime) TakeEvents() *pb.StateEvents {
-	rt.mu.Lock() // the tasks' ev are cleared
+	rt.tasks.mu.Lock() // the tasks' ev are cleared
 	b := &rt.events
 	b.mu.Lock()
 	if len(b.tasks) == 0 && len(b.actors) == 0 && len(b.extra) == 0 && b.dropped == 0 && b.runs == nil {
 		b.mu.Unlock()
-		rt.mu.Unlock()
+		rt.tasks.mu.Unlock()
 		return nil
 	}
 	tasks, actors, extra, dropped, runs := b.tasks, b.actors, b.extra, b.dropped, b.runs
@@ -225,7 +225,7 @@ func (rt *Runtime) TakeEvents() *pb.StateEvents {
 	b.owners = b.owners[:0]
 	b.tasks, b.actors, b.extra, b.dropped = make([]*pb.TaskEvent, 0, len(tasks)), nil, nil, 0
 	b.mu.Unlock()
-	rt.mu.Unlock()
+	rt.tasks.mu.Unlock()
 	return coalesce(&pb.StateEvents{Actors: actors, DroppedTasks: dropped, Tasks: tasks, Runs: runs}, extra)
 }
 

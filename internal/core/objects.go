@@ -3,12 +3,21 @@ package core
 import (
 	"context"
 	"runtime"
+	"sync"
 	"sync/atomic"
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
+
+// objectTable is the owner's memory store and reference counts: the
+// record of every object this process owns or borrows.
+type objectTable struct {
+	mu      sync.Mutex // protects byID, changed and the fields of every object
+	byID    map[ids.ObjectID]*object
+	changed chan struct{} // closed when an object completes, if a Wait sleeps on it
+}
 
 type objState uint8
 
@@ -58,6 +67,8 @@ type releaseArg struct {
 	rt *Runtime
 }
 
+// newHandleLocked makes a handle that counts as a local reference to obj.
+// The caller holds objs.mu.
 func (rt *Runtime) newHandleLocked(id ids.ObjectID, owner string, obj *object) *Handle {
 	obj.local++
 	h := &Handle{ID: id, Owner: owner, rt: rt}
@@ -79,9 +90,9 @@ func (h *Handle) Release() {
 
 // HandleFor makes a handle for a ref that arrived inside a value.
 func (rt *Runtime) HandleFor(id ids.ObjectID, owner string) *Handle {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	obj := rt.objects[id]
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
+	obj := rt.objs.byID[id]
 	if obj == nil {
 		obj = &object{owner: owner}
 		if owner == rt.addr {
@@ -91,19 +102,19 @@ func (rt *Runtime) HandleFor(id ids.ObjectID, owner string) *Handle {
 			obj.loc = &pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error())}
 			return &Handle{ID: id, Owner: owner, rt: rt}
 		}
-		rt.objects[id] = obj
+		rt.objs.byID[id] = obj
 	}
 	return rt.newHandleLocked(id, owner, obj)
 }
 
 func (rt *Runtime) releaseLocal(id ids.ObjectID) {
 	var after actions
-	rt.mu.Lock()
-	if obj := rt.objects[id]; obj != nil {
+	rt.objs.mu.Lock()
+	if obj := rt.objs.byID[id]; obj != nil {
 		obj.local--
 		rt.maybeFreeLocked(id, obj, &after)
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 }
 
@@ -165,7 +176,8 @@ func (a *actions) run(rt *Runtime) {
 	}
 }
 
-// maybeFreeLocked deletes obj when nothing refers to it any more.
+// maybeFreeLocked deletes obj when nothing refers to it any more. The
+// caller holds objs.mu.
 func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions) {
 	if obj.local > 0 || obj.pins > 0 || obj.borrowers > 0 {
 		return
@@ -173,7 +185,7 @@ func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions)
 	if obj.owned && obj.state == statePending {
 		return // freed when its task finishes
 	}
-	delete(rt.objects, id)
+	delete(rt.objs.byID, id)
 	if obj.owned {
 		if obj.loc != nil && obj.loc.InStore {
 			after.freeAt(id, obj.loc)
@@ -195,19 +207,19 @@ func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions)
 
 // pinLocked keeps the object ref names alive until unpinLocked. For a ref
 // this process does not own, a record is made if needed so the pin holds
-// whatever grant the owner gave.
+// whatever grant the owner gave. The caller holds objs.mu.
 func (rt *Runtime) pinLocked(ref *pb.ObjectRef, granted bool) {
 	id, err := ids.ObjectIDFrom(ref.Id)
 	if err != nil {
 		return
 	}
-	obj := rt.objects[id]
+	obj := rt.objs.byID[id]
 	if obj == nil {
 		if ref.OwnerAddr == rt.addr {
 			return // already freed; nothing to keep
 		}
 		obj = &object{owner: ref.OwnerAddr}
-		rt.objects[id] = obj
+		rt.objs.byID[id] = obj
 	}
 	obj.pins++
 	if granted && !obj.owned {
@@ -220,13 +232,14 @@ func (rt *Runtime) unpinLocked(ref *pb.ObjectRef, after *actions) {
 	if err != nil {
 		return
 	}
-	if obj := rt.objects[id]; obj != nil {
+	if obj := rt.objs.byID[id]; obj != nil {
 		obj.pins--
 		rt.maybeFreeLocked(id, obj, after)
 	}
 }
 
-// completeLocked settles a pending object and collects its waiters.
+// completeLocked settles a pending object and collects its waiters. The
+// caller holds objs.mu.
 func (rt *Runtime) completeLocked(obj *object, loc *pb.Locator, after *actions) {
 	if obj.state != statePending {
 		return
@@ -241,16 +254,16 @@ func (rt *Runtime) completeLocked(obj *object, loc *pb.Locator, after *actions) 
 	if obj.done != nil {
 		close(obj.done)
 	}
-	if rt.changed != nil {
-		close(rt.changed)
-		rt.changed = nil
+	if rt.objs.changed != nil {
+		close(rt.objs.changed)
+		rt.objs.changed = nil
 	}
 	after.wake = append(after.wake, obj.wake...)
 	obj.wake = nil
 }
 
 // whenReadyLocked runs f (outside the lock) once obj is no longer pending:
-// at once, through after, if it already is.
+// at once, through after, if it already is. The caller holds objs.mu.
 func (rt *Runtime) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after *actions) {
 	if obj.state != statePending {
 		after.wake = append(after.wake, f)
@@ -285,8 +298,8 @@ func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
 
 func (rt *Runtime) fetched(id ids.ObjectID, owner string, loc *pb.Locator) {
 	var after actions
-	rt.mu.Lock()
-	obj := rt.objects[id]
+	rt.objs.mu.Lock()
+	obj := rt.objs.byID[id]
 	if obj != nil {
 		obj.fetching = false
 		for _, ref := range loc.Contained {
@@ -300,10 +313,10 @@ func (rt *Runtime) fetched(id ids.ObjectID, owner string, loc *pb.Locator) {
 		for _, ref := range loc.Contained {
 			rt.pinLocked(ref, ref.OwnerAddr == owner)
 		}
-		rt.objects[id] = tmp
+		rt.objs.byID[id] = tmp
 		rt.maybeFreeLocked(id, tmp, &after)
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 }
 
@@ -320,32 +333,32 @@ func (rt *Runtime) serveGetObject(c *rpc.Conn, reqID uint64, body []byte) {
 		return
 	}
 	var after actions
-	rt.mu.Lock()
-	obj := rt.objects[id]
+	rt.objs.mu.Lock()
+	obj := rt.objs.byID[id]
 	if obj == nil || !obj.owned {
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		_ = c.Reply(reqID, &pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error()+": "+id.String())})
 		return
 	}
 	if req.LostAt != "" {
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		rt.serveLost(c, reqID, id, req.LostAt)
 		return
 	}
 	rt.whenReadyLocked(id, obj, func() {
-		rt.mu.Lock()
+		rt.objs.mu.Lock()
 		loc := obj.loc
 		for _, ref := range loc.Contained {
 			if ref.OwnerAddr == rt.addr {
-				if o, err := ids.ObjectIDFrom(ref.Id); err == nil && rt.objects[o] != nil {
-					rt.objects[o].borrowers++
+				if o, err := ids.ObjectIDFrom(ref.Id); err == nil && rt.objs.byID[o] != nil {
+					rt.objs.byID[o].borrowers++
 				}
 			}
 		}
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		_ = c.Reply(reqID, loc)
 	}, &after)
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 }
 
@@ -356,18 +369,18 @@ func (rt *Runtime) serveReleaseBorrowed(body []byte) {
 		return
 	}
 	var after actions
-	rt.mu.Lock()
+	rt.objs.mu.Lock()
 	for _, b := range msg.Ids {
 		id, err := ids.ObjectIDFrom(b)
 		if err != nil {
 			continue
 		}
-		if obj := rt.objects[id]; obj != nil && obj.owned && obj.borrowers > 0 {
+		if obj := rt.objs.byID[id]; obj != nil && obj.owned && obj.borrowers > 0 {
 			obj.borrowers--
 			rt.maybeFreeLocked(id, obj, &after)
 		}
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 }
 

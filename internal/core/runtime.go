@@ -2,6 +2,39 @@
 // work (the driver and each worker): it submits tasks and leases workers
 // for them, keeps the objects it owns in an in-process memory store,
 // counts their references, and fetches the objects it borrows.
+//
+// # Structure and lock order
+//
+// A Runtime owns three tables, as Ray's CoreWorker does, each a type with
+// its own lock:
+//
+//   - actorSubmitter (actor.go): the actors this process created or holds
+//     handles to, and their queues of calls;
+//   - taskSubmitter (submit.go): the tasks it submitted and not finished,
+//     the queues of ready tasks by shape, and the leases that run them;
+//   - objectTable (objects.go): the memory store and reference counts of
+//     the objects it owns or borrows.
+//
+// Locks are taken in this order, and never against it (one may be skipped):
+//
+//  1. actorRec.sendMu (one actor's writes of calls, in order)
+//  2. actors.mu
+//  3. tasks.mu
+//  4. objs.mu
+//  5. leaves, held with nothing taken after them: events.mu (eventBuf),
+//     goMu (goroutine), peers.mu (peerSet); gcMu is held alone.
+//
+// Settling a task touches both the task and its return objects, so the
+// task paths take tasks.mu then objs.mu (lockTasks), and an actor's paths
+// all three (lockAll); lockFor(t) takes what task t needs. The objects'
+// own paths (Get, Put, Wait, handles, borrowers) take objs.mu alone, and
+// leasing and dispatch take tasks.mu alone. A function named ...Locked
+// runs with the locks its comment names. What a locked section decides to
+// do that may block or call out (pushes, lease requests and returns,
+// frees, waking waiters) is collected in actions and run after unlocking.
+//
+// Every goroutine core starts goes through Runtime.goroutine (or after,
+// for a timer), which Close waits for.
 package core
 
 import (
@@ -85,13 +118,11 @@ type Runtime struct {
 
 	handlers map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)
 
-	mu      sync.Mutex // protects objects, queues, tasks, closed
-	objects map[ids.ObjectID]*object
-	queues  map[string]*schedQueue
-	tasks   map[ids.TaskID]*task
-	actors  map[ids.TaskID]*actorRec
-	closed  bool
-	changed chan struct{} // closed when an object completes, if a Wait sleeps on it
+	// The three tables, each with its own lock (see the lock order above).
+	actors actorSubmitter
+	tasks  taskSubmitter
+	objs   objectTable
+	closed atomic.Bool // Close began; set holding all three locks, so read under any
 
 	peers *peerSet // connections to other processes and nodes' raylets
 
@@ -118,10 +149,9 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 	rt := &Runtime{
 		cfg:      cfg,
 		addr:     cfg.Addr,
-		objects:  make(map[ids.ObjectID]*object),
-		queues:   make(map[string]*schedQueue),
-		tasks:    make(map[ids.TaskID]*task),
-		actors:   make(map[ids.TaskID]*actorRec),
+		actors:   actorSubmitter{byID: make(map[ids.TaskID]*actorRec)},
+		tasks:    taskSubmitter{byID: make(map[ids.TaskID]*task), queues: make(map[string]*schedQueue)},
+		objs:     objectTable{byID: make(map[ids.ObjectID]*object)},
 		handlers: make(map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)),
 	}
 	rt.handlers[rpc.MGetObject] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveGetObject(c, id, body) }
@@ -182,33 +212,33 @@ func (rt *Runtime) IsWorker() bool { return rt.cfg.IsWorker }
 // Close fails what is pending, closes every connection and stops serving.
 func (rt *Runtime) Close() error {
 	var after actions
-	rt.mu.Lock()
-	if rt.closed {
-		rt.mu.Unlock()
+	rt.lockAll()
+	if rt.closed.Load() {
+		rt.unlockAll()
 		return nil
 	}
-	rt.closed = true
+	rt.closed.Store(true)
 	rt.bgCancel()
-	for _, t := range rt.tasks {
+	for _, t := range rt.tasks.byID {
 		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
 	}
-	for _, q := range rt.queues {
+	for _, q := range rt.tasks.queues {
 		after.returned = append(after.returned, q.leases...)
 		q.leases = nil
 	}
-	for _, a := range rt.actors {
+	for _, a := range rt.actors.byID {
 		if a.lease != nil && !a.detached { // detached actors outlive us
 			after.returned = append(after.returned, a.lease)
 			a.lease = nil
 		}
 	}
-	for id, obj := range rt.objects {
+	for id, obj := range rt.objs.byID {
 		if obj.owned && obj.loc != nil && obj.loc.InStore {
 			after.freeAt(id, obj.loc)
 		}
 	}
-	rt.objects = make(map[ids.ObjectID]*object)
-	rt.mu.Unlock()
+	rt.objs.byID = make(map[ids.ObjectID]*object)
+	rt.unlockAll()
 	for _, f := range after.wake {
 		f()
 	}
@@ -234,6 +264,48 @@ func (rt *Runtime) Close() error {
 	rt.gos.Wait()
 	_ = os.Remove(rt.cfg.Addr)
 	return err
+}
+
+// lockAll takes the actors', the tasks' and the objects' locks, in that
+// order: what settling an actor's calls needs.
+func (rt *Runtime) lockAll() {
+	rt.actors.mu.Lock()
+	rt.tasks.mu.Lock()
+	rt.objs.mu.Lock()
+}
+
+func (rt *Runtime) unlockAll() {
+	rt.objs.mu.Unlock()
+	rt.tasks.mu.Unlock()
+	rt.actors.mu.Unlock()
+}
+
+// lockTasks takes the tasks' and the objects' locks, in that order: what
+// submitting or finishing a task needs.
+func (rt *Runtime) lockTasks() {
+	rt.tasks.mu.Lock()
+	rt.objs.mu.Lock()
+}
+
+func (rt *Runtime) unlockTasks() {
+	rt.objs.mu.Unlock()
+	rt.tasks.mu.Unlock()
+}
+
+// lockFor takes the locks submitting or settling t needs: the actors' too
+// when t is an actor's call or creation.
+func (rt *Runtime) lockFor(t *task) {
+	if t.actor != nil || t.create != nil {
+		rt.actors.mu.Lock()
+	}
+	rt.lockTasks()
+}
+
+func (rt *Runtime) unlockFor(t *task) {
+	rt.unlockTasks()
+	if t.actor != nil || t.create != nil {
+		rt.actors.mu.Unlock()
+	}
 }
 
 // goroutine runs fn on a goroutine of its own that Close waits for; once
@@ -372,9 +444,9 @@ func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle
 	if err != nil {
 		return nil, err
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.closed {
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
+	if rt.closed.Load() {
 		if loc.InStore {
 			rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
 		}
@@ -387,7 +459,7 @@ func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle
 		obj.contained = append(obj.contained, ref)
 	}
 	loc.Contained = obj.contained
-	rt.objects[id] = obj
+	rt.objs.byID[id] = obj
 	return rt.newHandleLocked(id, rt.addr, obj), nil
 }
 
@@ -438,19 +510,19 @@ func (rt *Runtime) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
 	if h == nil {
 		return nil, nil, ErrNilRef
 	}
-	rt.mu.Lock()
-	if rt.closed {
-		rt.mu.Unlock()
+	rt.objs.mu.Lock()
+	if rt.closed.Load() {
+		rt.objs.mu.Unlock()
 		return nil, nil, ErrShutdown
 	}
-	obj := rt.objects[h.ID]
+	obj := rt.objs.byID[h.ID]
 	if obj == nil {
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		return nil, nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
 	}
 	if obj.state != statePending {
 		loc := obj.loc
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		return loc, nil, nil
 	}
 	if obj.done == nil {
@@ -461,7 +533,7 @@ func (rt *Runtime) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
 	if !obj.owned && !obj.fetching {
 		rt.whenReadyLocked(h.ID, obj, func() {}, &after)
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 	return nil, done, nil
 }
@@ -472,12 +544,12 @@ func (rt *Runtime) await(ctx context.Context, h *Handle, done <-chan struct{}) (
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.closed {
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
+	if rt.closed.Load() {
 		return nil, ErrShutdown
 	}
-	obj := rt.objects[h.ID]
+	obj := rt.objs.byID[h.ID]
 	if obj == nil {
 		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
 	}
@@ -537,15 +609,15 @@ func (rt *Runtime) WaitIndexed(ctx context.Context, count, n int, at func(int) *
 	}()
 	for {
 		var after actions
-		rt.mu.Lock()
-		if rt.closed {
-			rt.mu.Unlock()
+		rt.objs.mu.Lock()
+		if rt.closed.Load() {
+			rt.objs.mu.Unlock()
 			return nil, ErrShutdown
 		}
 		ready = ready[:0]
 		for i := 0; i < count && len(ready) < n; i++ {
 			h := at(i)
-			obj := rt.objects[h.ID]
+			obj := rt.objs.byID[h.ID]
 			if obj == nil || obj.state != statePending {
 				ready = append(ready, i)
 			} else if !obj.owned && !obj.fetching {
@@ -553,15 +625,15 @@ func (rt *Runtime) WaitIndexed(ctx context.Context, count, n int, at func(int) *
 			}
 		}
 		if len(ready) >= n || ctx.Err() != nil {
-			rt.mu.Unlock()
+			rt.objs.mu.Unlock()
 			after.run(rt)
 			return ready, nil
 		}
-		if rt.changed == nil {
-			rt.changed = make(chan struct{})
+		if rt.objs.changed == nil {
+			rt.objs.changed = make(chan struct{})
 		}
-		changed := rt.changed
-		rt.mu.Unlock()
+		changed := rt.objs.changed
+		rt.objs.mu.Unlock()
 		after.run(rt)
 		if !blocked {
 			rt.block()
@@ -650,10 +722,13 @@ type Stats struct {
 
 // Stats counts the runtime's tables.
 func (rt *Runtime) Stats() Stats {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	s := Stats{Objects: len(rt.objects), Tasks: len(rt.tasks)}
-	for _, o := range rt.objects {
+	rt.tasks.mu.Lock()
+	s := Stats{Tasks: len(rt.tasks.byID)}
+	rt.tasks.mu.Unlock()
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
+	s.Objects = len(rt.objs.byID)
+	for _, o := range rt.objs.byID {
 		if o.owned {
 			s.Owned++
 		}
@@ -671,11 +746,11 @@ func (rt *Runtime) StoreResult(ctx context.Context, id ids.ObjectID, r Result) (
 	if len(r.Contained) == 0 {
 		return loc, nil
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
 	for _, h := range r.Contained {
 		if h.Owner == rt.addr {
-			if obj := rt.objects[h.ID]; obj != nil {
+			if obj := rt.objs.byID[h.ID]; obj != nil {
 				obj.borrowers++
 			}
 		}
