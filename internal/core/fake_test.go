@@ -207,7 +207,7 @@ func okReply(_ *rpc.Conn, spec *pb.TaskSpec) *pb.TaskReply {
 	return r
 }
 
-func newFakeWorker(t *testing.T, run func(c *rpc.Conn, spec *pb.TaskSpec) *pb.TaskReply) *fakeWorker {
+func newFakeWorker(t testing.TB, run func(c *rpc.Conn, spec *pb.TaskSpec) *pb.TaskReply) *fakeWorker {
 	t.Helper()
 	if run == nil {
 		run = okReply
@@ -286,7 +286,7 @@ func (w *fakeWorker) pushed() []*pb.TaskSpec {
 
 // shortDir is a fresh directory with a path short enough for Unix
 // sockets (t.TempDir's can pass the 108-byte limit).
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "core")
 	if err != nil {
