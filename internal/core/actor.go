@@ -444,7 +444,7 @@ func (rt *Runtime) actorDiedLocked(a *actorRec, why *pb.TaskError, after *action
 	after.wake = append(after.wake, a.wake...)
 	a.wake = nil
 	for _, ref := range a.pins {
-		rt.unpinLocked(ref, after)
+		rt.objs.unpinLocked(ref, after)
 	}
 	a.pins = nil
 }

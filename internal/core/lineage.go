@@ -30,12 +30,12 @@ const maxRebuilds = 3
 // The task's ref arguments are pinned as long as the lineage is kept, so
 // that running it again finds them (lineage pinning). The caller holds
 // tasks.mu and objs.mu.
-func (rt *Runtime) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
+func (ot *objectTable) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
 	if loc.InStore && loc.NodeAddr != "" && t.q != nil && t.actor == nil && t.create == nil && obj.lineage == nil {
 		l := &lineage{spec: t.spec, q: t.q}
 		for _, a := range t.spec.Args {
 			if a.Ref != nil {
-				rt.pinLocked(a.Ref, false)
+				ot.pinLocked(a.Ref, false)
 				l.args = append(l.args, a.Ref)
 			}
 		}
@@ -45,12 +45,12 @@ func (rt *Runtime) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
 
 // dropLineageLocked forgets how to make obj again, unpinning its task's
 // arguments. The caller holds objs.mu.
-func (rt *Runtime) dropLineageLocked(obj *object, after *actions) {
+func (ot *objectTable) dropLineageLocked(obj *object, after *actions) {
 	if obj.lineage == nil {
 		return
 	}
 	for _, ref := range obj.lineage.args {
-		rt.unpinLocked(ref, after)
+		ot.unpinLocked(ref, after)
 	}
 	obj.lineage = nil
 }

@@ -14,6 +14,9 @@ import (
 // objectTable is the owner's memory store and reference counts: the
 // record of every object this process owns or borrows.
 type objectTable struct {
+	self  string                     // this process's address: the owner of what it owns
+	fetch func(ids.ObjectID, string) // starts asking a borrowed object's owner for it
+
 	mu      sync.Mutex // protects byID, changed and the fields of every object
 	byID    map[ids.ObjectID]*object
 	changed chan struct{} // closed when an object completes, if a Wait sleeps on it
@@ -112,7 +115,7 @@ func (rt *Runtime) releaseLocal(id ids.ObjectID) {
 	rt.objs.mu.Lock()
 	if obj := rt.objs.byID[id]; obj != nil {
 		obj.local--
-		rt.maybeFreeLocked(id, obj, &after)
+		rt.objs.maybeFreeLocked(id, obj, &after)
 	}
 	rt.objs.mu.Unlock()
 	after.run(rt)
@@ -178,14 +181,14 @@ func (a *actions) run(rt *Runtime) {
 
 // maybeFreeLocked deletes obj when nothing refers to it any more. The
 // caller holds objs.mu.
-func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions) {
+func (ot *objectTable) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions) {
 	if obj.local > 0 || obj.pins > 0 || obj.borrowers > 0 {
 		return
 	}
 	if obj.owned && obj.state == statePending {
 		return // freed when its task finishes
 	}
-	delete(rt.objs.byID, id)
+	delete(ot.byID, id)
 	if obj.owned {
 		if obj.loc != nil && obj.loc.InStore {
 			after.freeAt(id, obj.loc)
@@ -199,27 +202,27 @@ func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions)
 		}
 	}
 	for _, ref := range obj.contained {
-		rt.unpinLocked(ref, after)
+		ot.unpinLocked(ref, after)
 	}
 	obj.contained = nil
-	rt.dropLineageLocked(obj, after)
+	ot.dropLineageLocked(obj, after)
 }
 
 // pinLocked keeps the object ref names alive until unpinLocked. For a ref
 // this process does not own, a record is made if needed so the pin holds
 // whatever grant the owner gave. The caller holds objs.mu.
-func (rt *Runtime) pinLocked(ref *pb.ObjectRef, granted bool) {
+func (ot *objectTable) pinLocked(ref *pb.ObjectRef, granted bool) {
 	id, err := ids.ObjectIDFrom(ref.Id)
 	if err != nil {
 		return
 	}
-	obj := rt.objs.byID[id]
+	obj := ot.byID[id]
 	if obj == nil {
-		if ref.OwnerAddr == rt.addr {
+		if ref.OwnerAddr == ot.self {
 			return // already freed; nothing to keep
 		}
 		obj = &object{owner: ref.OwnerAddr}
-		rt.objs.byID[id] = obj
+		ot.byID[id] = obj
 	}
 	obj.pins++
 	if granted && !obj.owned {
@@ -227,20 +230,20 @@ func (rt *Runtime) pinLocked(ref *pb.ObjectRef, granted bool) {
 	}
 }
 
-func (rt *Runtime) unpinLocked(ref *pb.ObjectRef, after *actions) {
+func (ot *objectTable) unpinLocked(ref *pb.ObjectRef, after *actions) {
 	id, err := ids.ObjectIDFrom(ref.Id)
 	if err != nil {
 		return
 	}
-	if obj := rt.objs.byID[id]; obj != nil {
+	if obj := ot.byID[id]; obj != nil {
 		obj.pins--
-		rt.maybeFreeLocked(id, obj, after)
+		ot.maybeFreeLocked(id, obj, after)
 	}
 }
 
 // completeLocked settles a pending object and collects its waiters. The
 // caller holds objs.mu.
-func (rt *Runtime) completeLocked(obj *object, loc *pb.Locator, after *actions) {
+func (ot *objectTable) completeLocked(obj *object, loc *pb.Locator, after *actions) {
 	if obj.state != statePending {
 		return
 	}
@@ -254,9 +257,9 @@ func (rt *Runtime) completeLocked(obj *object, loc *pb.Locator, after *actions) 
 	if obj.done != nil {
 		close(obj.done)
 	}
-	if rt.objs.changed != nil {
-		close(rt.objs.changed)
-		rt.objs.changed = nil
+	if ot.changed != nil {
+		close(ot.changed)
+		ot.changed = nil
 	}
 	after.wake = append(after.wake, obj.wake...)
 	obj.wake = nil
@@ -264,7 +267,7 @@ func (rt *Runtime) completeLocked(obj *object, loc *pb.Locator, after *actions) 
 
 // whenReadyLocked runs f (outside the lock) once obj is no longer pending:
 // at once, through after, if it already is. The caller holds objs.mu.
-func (rt *Runtime) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after *actions) {
+func (ot *objectTable) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after *actions) {
 	if obj.state != statePending {
 		after.wake = append(after.wake, f)
 		return
@@ -273,7 +276,7 @@ func (rt *Runtime) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after
 	if !obj.owned && !obj.fetching {
 		obj.fetching = true
 		owner := obj.owner
-		rt.goroutine("fetch object", func() { rt.fetch(id, owner) })
+		ot.fetch(id, owner)
 	}
 }
 
@@ -303,18 +306,18 @@ func (rt *Runtime) fetched(id ids.ObjectID, owner string, loc *pb.Locator) {
 	if obj != nil {
 		obj.fetching = false
 		for _, ref := range loc.Contained {
-			rt.pinLocked(ref, ref.OwnerAddr == owner)
+			rt.objs.pinLocked(ref, ref.OwnerAddr == owner)
 		}
 		obj.contained = append(obj.contained, loc.Contained...)
-		rt.completeLocked(obj, loc, &after)
+		rt.objs.completeLocked(obj, loc, &after)
 	} else {
 		// Nobody wants it any more; hand back what the owner granted.
 		tmp := &object{contained: loc.Contained}
 		for _, ref := range loc.Contained {
-			rt.pinLocked(ref, ref.OwnerAddr == owner)
+			rt.objs.pinLocked(ref, ref.OwnerAddr == owner)
 		}
 		rt.objs.byID[id] = tmp
-		rt.maybeFreeLocked(id, tmp, &after)
+		rt.objs.maybeFreeLocked(id, tmp, &after)
 	}
 	rt.objs.mu.Unlock()
 	after.run(rt)
@@ -345,7 +348,7 @@ func (rt *Runtime) serveGetObject(c *rpc.Conn, reqID uint64, body []byte) {
 		rt.serveLost(c, reqID, id, req.LostAt)
 		return
 	}
-	rt.whenReadyLocked(id, obj, func() {
+	rt.objs.whenReadyLocked(id, obj, func() {
 		rt.objs.mu.Lock()
 		loc := obj.loc
 		for _, ref := range loc.Contained {
@@ -377,7 +380,7 @@ func (rt *Runtime) serveReleaseBorrowed(body []byte) {
 		}
 		if obj := rt.objs.byID[id]; obj != nil && obj.owned && obj.borrowers > 0 {
 			obj.borrowers--
-			rt.maybeFreeLocked(id, obj, &after)
+			rt.objs.maybeFreeLocked(id, obj, &after)
 		}
 	}
 	rt.objs.mu.Unlock()

@@ -163,6 +163,9 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 		rt.handlers[m] = h
 	}
 	rt.peers = newPeerSet(rt)
+	rt.objs.fetch = func(id ids.ObjectID, owner string) {
+		rt.goroutine("fetch object", func() { rt.fetch(id, owner) })
+	}
 	rt.bg, rt.bgCancel = context.WithCancel(context.Background())
 	_ = os.Remove(cfg.Addr)
 	ln, err := net.Listen("unix", cfg.Addr)
@@ -180,6 +183,7 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 		rt.tcp.RequireToken(cfg.Token)
 		rt.addr = rpc.Endpoint(cfg.Addr, tl.Addr().String(), cfg.Node)
 	}
+	rt.objs.self = rt.addr
 	if to, ok := cfg.Raylet.(EventReporter); ok && eventsEnabled() {
 		rt.events.on = true
 		rt.evStop, rt.evDone = make(chan struct{}), make(chan struct{})
@@ -455,7 +459,7 @@ func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle
 	obj := &object{state: stateReady, loc: loc, owned: true, owner: rt.addr}
 	for _, h := range contained {
 		ref := &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner}
-		rt.pinLocked(ref, false)
+		rt.objs.pinLocked(ref, false)
 		obj.contained = append(obj.contained, ref)
 	}
 	loc.Contained = obj.contained
@@ -531,7 +535,7 @@ func (rt *Runtime) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
 	done := obj.done
 	var after actions
 	if !obj.owned && !obj.fetching {
-		rt.whenReadyLocked(h.ID, obj, func() {}, &after)
+		rt.objs.whenReadyLocked(h.ID, obj, func() {}, &after)
 	}
 	rt.objs.mu.Unlock()
 	after.run(rt)
@@ -621,7 +625,7 @@ func (rt *Runtime) WaitIndexed(ctx context.Context, count, n int, at func(int) *
 			if obj == nil || obj.state != statePending {
 				ready = append(ready, i)
 			} else if !obj.owned && !obj.fetching {
-				rt.whenReadyLocked(h.ID, obj, func() {}, &after)
+				rt.objs.whenReadyLocked(h.ID, obj, func() {}, &after)
 			}
 		}
 		if len(ready) >= n || ctx.Err() != nil {

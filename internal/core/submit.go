@@ -283,7 +283,7 @@ func (rt *Runtime) addArgsLocked(t *task, args []Arg, after *actions) error {
 			loc := &pb.Locator{Inline: a.Value.Bytes()}
 			for _, h := range a.Contained {
 				ref := &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner}
-				rt.pinLocked(ref, false)
+				rt.objs.pinLocked(ref, false)
 				t.pins = append(t.pins, ref)
 				loc.Contained = append(loc.Contained, ref)
 			}
@@ -292,12 +292,12 @@ func (rt *Runtime) addArgsLocked(t *task, args []Arg, after *actions) error {
 		}
 		ref := &pb.ObjectRef{Id: a.Ref.ID[:], OwnerAddr: a.Ref.Owner}
 		spec.Args[i] = &pb.TaskArg{Ref: ref}
-		rt.pinLocked(ref, false)
+		rt.objs.pinLocked(ref, false)
 		t.pins = append(t.pins, ref)
 		obj := rt.objs.byID[a.Ref.ID]
 		if obj == nil {
 			for _, p := range t.pins {
-				rt.unpinLocked(p, after)
+				rt.objs.unpinLocked(p, after)
 			}
 			return fmt.Errorf("%w: argument %d (%s)", ErrObjectFreed, i, a.Ref.ID)
 		}
@@ -307,7 +307,7 @@ func (rt *Runtime) addArgsLocked(t *task, args []Arg, after *actions) error {
 		if len(t.argIdx[a.Ref.ID]) == 0 {
 			t.unresolved++
 			id := a.Ref.ID
-			rt.whenReadyLocked(id, obj, func() { rt.resolved(t, id) }, after)
+			rt.objs.whenReadyLocked(id, obj, func() { rt.resolved(t, id) }, after)
 		}
 		t.argIdx[a.Ref.ID] = append(t.argIdx[a.Ref.ID], i)
 	}
@@ -622,7 +622,7 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 		} else {
 			loc = returns[i]
 			for _, ref := range loc.Contained {
-				rt.pinLocked(ref, ref.OwnerAddr != rt.addr && ref.OwnerAddr == workerAddr)
+				rt.objs.pinLocked(ref, ref.OwnerAddr != rt.addr && ref.OwnerAddr == workerAddr)
 			}
 		}
 		if obj == nil {
@@ -631,19 +631,19 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 				after.freeAt(id, loc)
 			}
 			for _, ref := range loc.Contained {
-				rt.unpinLocked(ref, after)
+				rt.objs.unpinLocked(ref, after)
 			}
 			continue
 		}
 		obj.contained = loc.Contained
 		if e == nil {
-			rt.keepLineageLocked(t, obj, loc)
+			rt.objs.keepLineageLocked(t, obj, loc)
 		}
-		rt.completeLocked(obj, loc, after)
-		rt.maybeFreeLocked(id, obj, after)
+		rt.objs.completeLocked(obj, loc, after)
+		rt.objs.maybeFreeLocked(id, obj, after)
 	}
 	for _, ref := range t.pins {
-		rt.unpinLocked(ref, after)
+		rt.objs.unpinLocked(ref, after)
 	}
 	t.pins = nil
 }
