@@ -13,8 +13,8 @@ const maxListedObjects = 10000
 // owns: size, where the value is, and how many references hold it.
 func (rt *Runtime) serveListObjects(context.Context, *pb.Empty) (*pb.ObjectList, error) {
 	out := &pb.ObjectList{}
-	rt.mu.Lock()
-	for oid, o := range rt.objects {
+	rt.objs.mu.Lock()
+	for oid, o := range rt.objs.byID {
 		if !o.owned || o.state != stateReady || o.loc == nil {
 			continue
 		}
@@ -30,6 +30,6 @@ func (rt *Runtime) serveListObjects(context.Context, *pb.Empty) (*pb.ObjectList,
 			break
 		}
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	return out, nil
 }

@@ -8,6 +8,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -58,6 +59,12 @@ type Config struct {
 	// MemoryUsageThreshold is the fraction of the node's memory past
 	// which its raylet's memory monitor kills a worker (0: the default).
 	MemoryUsageThreshold float64
+	// RayletPort is the raylet's TCP port, where other nodes take leases
+	// and pull objects (it is also the object manager's: transfers use
+	// the same listener); MetricsPort is the node's /metrics port. 0: a
+	// free port chosen at start. A fixed port that is taken fails Start.
+	RayletPort  int
+	MetricsPort int
 
 	// RedisAddress (HOST:PORT), on the head, keeps the control store's
 	// tables in that Redis server, so that a restarted control store
@@ -81,6 +88,15 @@ type Config struct {
 	// 127.0.0.1); if it is taken, a free port is used. 0: no API server.
 	DashboardPort int
 	DashboardHost string
+	// MetricsHost is the address the node's own /metrics listens on
+	// (default 127.0.0.1: metrics tell what runs where, so they stay on
+	// the machine unless a scraper elsewhere is meant to read them).
+	MetricsHost string
+	// DashboardAllowedHosts are host names, besides IP addresses,
+	// localhost and this machine's name, under which browsers may reach
+	// the API server (its Host header check). Beyond loopback, reading
+	// the API needs the token.
+	DashboardAllowedHosts []string
 	// MaxTaskRecords, on the head, bounds the control store's task table.
 	MaxTaskRecords int
 	// SpillDir is where the node's objects spill ("": its session
@@ -126,6 +142,20 @@ func NewToken() string {
 	return hex.EncodeToString(b[:])
 }
 
+// MinTokenLength is the fewest characters a cluster token may have: 32,
+// as many as the hex digits of the 128 random bits NewToken makes. A
+// shorter one could be guessed by whoever can reach a port.
+const MinTokenLength = 32
+
+// CheckToken refuses a cluster token shorter than MinTokenLength; the
+// empty token (no authentication, loopback only) is left to Start.
+func CheckToken(token string) error {
+	if token != "" && len(token) < MinTokenLength {
+		return fmt.Errorf("node: the cluster token has %d characters, fewer than the %d that 128 bits need; use a random one (`openssl rand -hex 16`), or leave it out and the head makes one", len(token), MinTokenLength)
+	}
+	return nil
+}
+
 func isLoopback(host string) bool {
 	if host == "localhost" {
 		return true
@@ -143,11 +173,25 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if !isLoopback(cfg.Host) && cfg.Token == "" {
 		return nil, fmt.Errorf("%w (host %s)", ErrTokenNeeded, cfg.Host)
 	}
+	if err := CheckToken(cfg.Token); err != nil {
+		return nil, err
+	}
 	if !cfg.Head && cfg.Address == "" {
 		return nil, errors.New("node: a worker node needs the head's address")
 	}
 	if cfg.NumCPUs <= 0 {
 		return nil, fmt.Errorf("node: NumCPUs must be positive, got %g", cfg.NumCPUs)
+	}
+	if err := PrepareStateDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"Port", cfg.Port}, {"RayletPort", cfg.RayletPort}, {"MetricsPort", cfg.MetricsPort}, {"DashboardPort", cfg.DashboardPort}} {
+		if p.port < 0 || p.port > 65535 {
+			return nil, fmt.Errorf("node: %s %d: want a TCP port, 0 to 65535", p.name, p.port)
+		}
 	}
 	n := &Node{cfg: cfg, stop: make(chan struct{}), lost: make(chan struct{})}
 	var rnd [4]byte
@@ -168,10 +212,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		StoreCapacity:  cfg.ObjectStoreMemory,
 		SpillDir:       cfg.SpillDir,
 		SpillThreshold: cfg.SpillThreshold,
-		ListenTCP:      net.JoinHostPort(cfg.Host, "0"),
+		ListenTCP:      net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.RayletPort)),
 		Token:          cfg.Token,
 		Cluster:        n.gc,
-		MetricsAddr:    net.JoinHostPort(cfg.Host, "0"),
+		MetricsAddr:    net.JoinHostPort(cmp.Or(cfg.MetricsHost, "127.0.0.1"), strconv.Itoa(cfg.MetricsPort)),
 
 		StoreSource:          "--object-store-memory",
 		MemoryUsageThreshold: cfg.MemoryUsageThreshold,
@@ -220,7 +264,7 @@ func (n *Node) startDashboard() {
 	}
 	n.jobs = mgr
 	h := dashboard.New(dashboard.Config{Source: n.dashSrc, UI: web.Handler(), Metrics: n.raylet.Metrics().Registry,
-		Jobs: mgr, Token: n.cfg.Token})
+		Jobs: mgr, Token: n.cfg.Token, ReadsNeedToken: !isLoopback(host), AllowedHosts: n.cfg.DashboardAllowedHosts})
 	srv, err := dashboard.Listen(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h)
 	if err != nil {
 		n.logf("rayo: dashboard port %d: %v; using a free port", n.cfg.DashboardPort, err)
@@ -654,14 +698,4 @@ func (p *gcsProc) close() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data, so that a reader sees the old
-// content or the new, never part of it.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

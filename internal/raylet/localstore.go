@@ -9,7 +9,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // localStore is the control store of a cluster of one node (an embedded
@@ -20,7 +20,7 @@ import (
 type localStore struct {
 	r      *Raylet
 	names  *gcs.Names
-	table  *state.Table
+	table  *tasktable.Table
 	groups *placement.Manager
 }
 
@@ -28,7 +28,7 @@ func newLocalStore(r *Raylet) *localStore {
 	return &localStore{
 		r:      r,
 		names:  gcs.NewNames(),
-		table:  state.NewTable(r.cfg.MaxTasks, 0),
+		table:  tasktable.NewTable(r.cfg.MaxTasks, 0),
 		groups: placement.NewManager(localGroups{r}, r.log, nil),
 	}
 }

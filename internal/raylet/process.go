@@ -36,7 +36,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 	}
 	wid := ids.NewWorkerID()
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(workerBaseEnv(os.Environ(), r.cfg.InheritEnv), env...)
 	cmd.Env = append(cmd.Env,
 		rayletclient.EnvJob+"="+jobID,
 		rayletclient.EnvWorkerID+"="+wid.String(),

@@ -42,6 +42,7 @@ type Config struct {
 	WorkerExe     string             // the executable workers run (the driver's own)
 	WorkerArgs    []string
 	WorkerEnv     []string
+	InheritEnv    bool      // workers inherit this process's whole environment (the embedded cluster's driver); else an allow-list of it (workerenv.go)
 	LogToDriver   bool      // copy worker output to LogOutput, prefixed
 	LogOutput     io.Writer // where worker output goes when LogToDriver
 	ListenTCP     string    // also serve other nodes here (host:port), with Token
@@ -50,7 +51,7 @@ type Config struct {
 	NodeName      string  // set by Start: the node's name in endpoints
 	EmbeddedJob   string  // alone (no Cluster): the job ID of the driver hosting the raylet
 	DriverAddr    string  // alone: that driver's endpoint
-	MaxTasks      int     // alone: task attempts the state table keeps (0: state.DefaultMaxTasks)
+	MaxTasks      int     // alone: task attempts the state table keeps (0: tasktable.DefaultMaxTasks)
 	MetricsAddr   string  // serve Prometheus metrics at HOST:PORT/metrics ("": not on a port of its own)
 	// SpillDir is where primary copies spill when the store passes 80%
 	// ("": <SessionDir>/spill; "-": no spilling).
@@ -202,7 +203,7 @@ func Start(cfg Config) (*Raylet, error) {
 	}
 	r.newMetrics()
 	r.xfer = r.newTransfers()
-	ln, err := net.Listen("unix", r.addr)
+	ln, err := rpc.ListenUnix(r.addr)
 	if err != nil {
 		_ = r.spill.close()
 		_ = r.arena.Close()
