@@ -217,13 +217,14 @@ func (s *Server) Nodes() []*pb.NodeInfo {
 // mux is how the control store serves its peers.
 func (s *Server) mux() *rpc.Mux {
 	mx := rpc.NewMux("gcs")
-	rpc.Handle(mx, rpc.RegisterNode, func(ctx context.Context, n *pb.NodeInfo) (*pb.Status, error) {
+	rpc.HandleAsync(mx, rpc.RegisterNode, func(ctx context.Context, n *pb.NodeInfo, reply func(*pb.Status, error)) {
 		if err := s.register(rpc.ConnOf(ctx), n); err != nil {
-			return nil, err
+			reply(nil, err)
+			return
 		}
+		reply(&pb.Status{}, nil) // the node hears it is registered before it hears the new view
 		s.publish()
 		s.groups.Kick()
-		return &pb.Status{}, nil
 	})
 	rpc.HandleNotify(mx, rpc.ReportEvents, func(_ context.Context, b *pb.StateEvents) { s.state.Report(b) })
 	rpc.Handle(mx, rpc.ListTasks, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Tasks(q), nil })
