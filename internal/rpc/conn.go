@@ -110,6 +110,10 @@ type Conn struct {
 	// peers still to authenticate).
 	onAuth func()
 
+	// sock is the socket under a TLS connection, which gathers the
+	// records of one write into few system calls; nil in clear.
+	sock *tlsSocket
+
 	done    chan struct{}
 	onClose []func(error)
 	Value   any // free for the owner of the connection (e.g. the peer's identity)
@@ -127,6 +131,9 @@ func newConn(nc net.Conn, h Handler, preAuth bool, onClose ...func(error)) *Conn
 	c := &Conn{nc: nc, handler: h, pending: make(map[uint64]Callback), done: make(chan struct{}), onClose: onClose}
 	c.wdone.L = &c.wmu
 	c.preAuth.Store(preAuth)
+	if c.sock = socketOf(nc); c.sock != nil {
+		c.sock.conn.Store(c)
+	}
 	go c.readLoop()
 	return c
 }
@@ -343,7 +350,7 @@ func (c *Conn) sendDirectLocked(m Method, kind Kind, id uint64, raw []byte) erro
 	c.flushing = true
 	c.wmu.Unlock()
 	bufs := net.Buffers{pending, h, raw}
-	_, werr := bufs.WriteTo(c.nc)
+	_, werr := c.writeOut(&bufs)
 	c.wmu.Lock()
 	if cap(pending) <= 4<<20 && c.spare == nil {
 		c.spare = pending[:0]
@@ -352,6 +359,20 @@ func (c *Conn) sendDirectLocked(m Method, kind Kind, id uint64, raw []byte) erro
 		c.werr = fmt.Errorf("%w: %v", ErrClosed, werr)
 	}
 	return c.flushLocked()
+}
+
+// writeOut writes bufs to the socket: in clear, with one writev; over
+// TLS, with their records gathered into few writes.
+func (c *Conn) writeOut(bufs *net.Buffers) (int64, error) {
+	if c.sock == nil {
+		return bufs.WriteTo(c.nc)
+	}
+	c.sock.hold()
+	n, err := bufs.WriteTo(c.nc)
+	if rerr := c.sock.release(); err == nil {
+		err = rerr
+	}
+	return n, err
 }
 
 // Cork holds frames back until the matching Uncork, which writes them in
@@ -382,7 +403,7 @@ func (c *Conn) flushLocked() error {
 		buf := c.wbuf
 		c.wbuf, c.spare = c.spare[:0], nil
 		c.wmu.Unlock()
-		_, werr := c.nc.Write(buf)
+		_, werr := c.writeOut(&net.Buffers{buf})
 		c.wmu.Lock()
 		if cap(buf) <= 4<<20 {
 			c.spare = buf[:0]

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,7 +121,7 @@ func (s *Server) upgrade(nc net.Conn, t *TLS, timeout time.Duration, preAuth boo
 		fail()
 		return
 	}
-	tc := tls.Server(&prefixConn{Conn: nc, first: first[:]}, t.Server)
+	tc := tls.Server(newTLSSocket(&prefixConn{Conn: nc, first: first[:]}), t.Server)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -198,7 +199,7 @@ func clientTLS(ctx context.Context, nc net.Conn, addr string, t *TLS) (net.Conn,
 }
 
 func handshake(ctx context.Context, nc net.Conn, addr string, cfg *tls.Config) (net.Conn, error) {
-	tc := tls.Client(nc, cfg)
+	tc := tls.Client(newTLSSocket(nc), cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = nc.Close()
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -313,3 +314,107 @@ func tlsOf(nc net.Conn) *tls.ConnectionState {
 // TLSState is the connection's TLS state (version, peer's certificates),
 // or nil for a connection in clear.
 func (c *Conn) TLSState() *tls.ConnectionState { return tlsOf(c.nc) }
+
+// tlsSocket is the socket under a TLS connection. TLS reads and writes a
+// record (16 KiB) at a time; tlsSocket makes a busy connection read many
+// records per system call (through a frameReader, whose large buffer it
+// borrows only once the peer has authenticated) and, while its rpc.Conn
+// writes a batch of frames (hold ... release), write many per system
+// call.
+type tlsSocket struct {
+	net.Conn
+	fr   *frameReader
+	conn atomic.Pointer[Conn] // the rpc connection on top, once it exists
+
+	wmu     sync.Mutex // protects holding, wbuf
+	holding bool
+	wbuf    *[]byte // borrowed from writeBatches while holding
+}
+
+// writeBatch is how many bytes of records a held tlsSocket gathers before
+// it writes them out.
+const writeBatch = 256 << 10
+
+var writeBatches = sync.Pool{New: func() any { b := make([]byte, 0, writeBatch+32<<10); return &b }}
+
+func newTLSSocket(nc net.Conn) *tlsSocket {
+	s := &tlsSocket{Conn: nc}
+	s.fr = newFrameReader(nc)
+	s.fr.mayBorrow = func() bool {
+		c := s.conn.Load()
+		return c != nil && !c.preAuth.Load()
+	}
+	return s
+}
+
+func (s *tlsSocket) Read(p []byte) (int, error) {
+	f := s.fr
+	if f.r == f.w {
+		if err := f.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, f.buf[f.r:f.w])
+	f.r += n
+	return n, nil
+}
+
+func (s *tlsSocket) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	if !s.holding && s.wbuf == nil {
+		s.wmu.Unlock()
+		return s.Conn.Write(p)
+	}
+	if s.wbuf == nil {
+		s.wbuf = writeBatches.Get().(*[]byte)
+	}
+	*s.wbuf = append(*s.wbuf, p...)
+	var err error
+	if len(*s.wbuf) >= writeBatch {
+		err = s.flushLocked()
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flushLocked writes what is gathered; it is called with wmu held.
+func (s *tlsSocket) flushLocked() error {
+	if s.wbuf == nil {
+		return nil
+	}
+	_, err := s.Conn.Write(*s.wbuf)
+	*s.wbuf = (*s.wbuf)[:0]
+	return err
+}
+
+// hold gathers the records written until release.
+func (s *tlsSocket) hold() {
+	s.wmu.Lock()
+	s.holding = true
+	s.wmu.Unlock()
+}
+
+// release writes the gathered records out.
+func (s *tlsSocket) release() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.holding = false
+	err := s.flushLocked()
+	if s.wbuf != nil {
+		writeBatches.Put(s.wbuf)
+		s.wbuf = nil
+	}
+	return err
+}
+
+// socketOf is the tlsSocket under a connection, or nil.
+func socketOf(nc net.Conn) *tlsSocket {
+	if tc, ok := nc.(*tls.Conn); ok {
+		s, _ := tc.NetConn().(*tlsSocket)
+		return s
+	}
+	return nil
+}
