@@ -309,6 +309,11 @@ func joinCluster(o options) error {
 		Arena:  arena,
 		Job:    jobID,
 	}
+	if err := node.LoadTLS(rec.TLSDir, ""); err != nil {
+		_ = conn.Close()
+		_ = arena.Close()
+		return fmt.Errorf("rayo: %w", err)
+	}
 	if rec.NodeAddr != "" {
 		// Workers on other nodes reach this driver over TCP.
 		cfg.ListenTCP = net.JoinHostPort(rec.Host, "0")

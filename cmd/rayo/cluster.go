@@ -108,6 +108,7 @@ func newStartCmd() *cobra.Command {
 	f.StringVar(&cfg.SpillDir, "object-spilling-dir", "", "where objects spill when the store passes 80% (default: the session folder's spill/)")
 	f.Float64Var(&cfg.SpillThreshold, "object-spilling-threshold", 0.95, "fraction of the spill folder's disk past which nothing more spills; then a put that does not fit fails")
 	f.BoolVar(&block, "block", false, "stay in the foreground")
+	addTLSFlags(f, &cfg)
 	return cmd
 }
 
@@ -200,6 +201,9 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 	if cfg.Head {
 		fmt.Fprintf(out, "rayo: started a cluster; its address is %s\n", n.GCSAddr())
 		fmt.Fprintf(out, "rayo: add a node with: rayo start --address %s (token in %s, or RAYO_TOKEN)\n", n.GCSAddr(), cfg.StateDir)
+		if j := n.JoinToken(); j != "" {
+			fmt.Fprintf(out, "rayo: on another machine, join over TLS with --token and the join token, join_token in %s/cluster.json (K10<CA fingerprint %s>::<secret>)\n", cfg.StateDir, j[3:3+64])
+		}
 	} else {
 		fmt.Fprintf(out, "rayo: joined the cluster at %s\n", cfg.Address)
 	}
@@ -314,6 +318,9 @@ func newStatusCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			if err := node.LoadTLS(c.TLSDir, ""); err != nil {
+				return err
+			}
 			nodes, err := node.ListNodes(ctx, c.Address, c.Token)
 			if err != nil {
 				return err

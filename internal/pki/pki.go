@@ -290,6 +290,8 @@ func (ca *CA) issue(name string, dns []string, ips []net.IP, pub any) ([]byte, e
 type Credentials struct {
 	Cert tls.Certificate // this process's chain (leaf first) and key
 	Pool *x509.CertPool  // the CAs peers' certificates must chain to
+	// CAPEM is Pool's certificates, as they were read.
+	CAPEM []byte
 	// CA is the cluster's CA certificate when the cluster mints its own
 	// (nil with an operator's PKI); Issuer signs joining nodes' requests
 	// (the head only).
@@ -328,18 +330,17 @@ func Assemble(key *ecdsa.PrivateKey, certDER []byte, ca *x509.Certificate) (*Cre
 		return nil, fmt.Errorf("pki: the certificate is not signed by the CA: %w", err)
 	}
 	return &Credentials{
-		Cert: tls.Certificate{Certificate: [][]byte{certDER, ca.Raw}, PrivateKey: key, Leaf: leaf},
-		Pool: pool,
-		CA:   ca,
+		Cert:  tls.Certificate{Certificate: [][]byte{certDER, ca.Raw}, PrivateKey: key, Leaf: leaf},
+		Pool:  pool,
+		CAPEM: pemBlock("CERTIFICATE", ca.Raw),
+		CA:    ca,
 	}, nil
 }
 
 // Save writes the credentials to dir (node.crt with its chain, node.key,
-// ca.crt), readable by this user only.
+// ca.crt), readable by this user only: for the processes of a node
+// (workers, drivers), which load them with LoadDir.
 func (c *Credentials) Save(dir string) error {
-	if c.CA == nil {
-		return errors.New("pki: only credentials of a cluster CA are saved")
-	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(c.Cert.PrivateKey)
 	if err != nil {
 		return fmt.Errorf("pki: key: %w", err)
@@ -357,7 +358,7 @@ func (c *Credentials) Save(dir string) error {
 	}{
 		{KeyFile, pemBlock("PRIVATE KEY", keyDER)},
 		{CertFile, chain.Bytes()},
-		{CACertFile, pemBlock("CERTIFICATE", c.CA.Raw)},
+		{CACertFile, c.CAPEM},
 	} {
 		if err := writeFile(filepath.Join(dir, f.name), f.data); err != nil {
 			return err
@@ -391,7 +392,7 @@ func Load(certFile, keyFile, caFile string) (*Credentials, error) {
 	if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return nil, fmt.Errorf("pki: %s is not signed by a CA of %s: %w", certFile, caFile, err)
 	}
-	return &Credentials{Cert: pair, Pool: pool}, nil
+	return &Credentials{Cert: pair, Pool: pool, CAPEM: caPEM}, nil
 }
 
 // LoadDir reads what Save wrote, and the CA's key when dir (or caDir, if

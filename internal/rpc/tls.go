@@ -121,7 +121,7 @@ func (s *Server) upgrade(nc net.Conn, t *TLS, timeout time.Duration, preAuth boo
 		fail()
 		return
 	}
-	tc := tls.Server(newTLSSocket(&prefixConn{Conn: nc, first: first[:]}), t.Server)
+	tc := tls.Server(newTLSSocket(&prefixConn{Conn: nc, first: first[:]}, false), t.Server)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -199,7 +199,7 @@ func clientTLS(ctx context.Context, nc net.Conn, addr string, t *TLS) (net.Conn,
 }
 
 func handshake(ctx context.Context, nc net.Conn, addr string, cfg *tls.Config) (net.Conn, error) {
-	tc := tls.Client(newTLSSocket(nc), cfg)
+	tc := tls.Client(newTLSSocket(nc, true), cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = nc.Close()
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -337,12 +337,17 @@ const writeBatch = 256 << 10
 
 var writeBatches = sync.Pool{New: func() any { b := make([]byte, 0, writeBatch+32<<10); return &b }}
 
-func newTLSSocket(nc net.Conn) *tlsSocket {
+// newTLSSocket wraps the socket of a connection this process dialed
+// (client) or accepted: the latter borrows a large read buffer only once
+// its peer has authenticated.
+func newTLSSocket(nc net.Conn, client bool) *tlsSocket {
 	s := &tlsSocket{Conn: nc}
 	s.fr = newFrameReader(nc)
-	s.fr.mayBorrow = func() bool {
-		c := s.conn.Load()
-		return c != nil && !c.preAuth.Load()
+	if !client {
+		s.fr.mayBorrow = func() bool {
+			c := s.conn.Load()
+			return c != nil && !c.preAuth.Load()
+		}
 	}
 	return s
 }
