@@ -309,10 +309,10 @@ func joinCluster(o options) error {
 		Arena:  arena,
 		Job:    jobID,
 	}
-	if err := node.LoadTLS(rec.TLSDir, ""); err != nil {
+	if err := driverTLS(o.tlsFiles, rec.TLSDir); err != nil {
 		_ = conn.Close()
 		_ = arena.Close()
-		return fmt.Errorf("rayo: %w", err)
+		return err
 	}
 	if rec.NodeAddr != "" {
 		// Workers on other nodes reach this driver over TCP.

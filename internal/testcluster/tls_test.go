@@ -174,6 +174,20 @@ func TestTLSOperatorPKI(t *testing.T) {
 	if kv := run(t, c.Head, driver, "affinity", b.ID()); kv["ran"] != b.ID() {
 		t.Fatalf("a task for b ran on %q", kv["ran"])
 	}
+	// A driver with certificate files of its own (rayo.TLSFiles).
+	d := files("driver")
+	cmd := c.Head.Command(driver, "affinity", b.ID())
+	cmd.Env = append(cmd.Env, "MN_TLS_FILES="+d[1]+","+d[3]+","+d[5])
+	out, err := cmd.CombinedOutput()
+	if kv := parse(string(out)); err != nil || kv["ran"] != b.ID() {
+		t.Fatalf("a driver with rayo.TLSFiles: %v\n%s", err, out)
+	}
+	cmd = c.Head.Command(driver, "affinity", b.ID())
+	cmd.Env = append(cmd.Env, "MN_TLS_FILES="+d[1]+",/nonexistent.key,"+d[5])
+	out, err = cmd.CombinedOutput()
+	if kv := parse(string(out)); err == nil || !strings.Contains(kv["init_err"], "TLSFiles") {
+		t.Fatalf("rayo.TLSFiles with a missing key: %v\n%s", err, out)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := rpc.DialTLS(ctx, "tcp:"+c.Addr, c.Token, nil, nil); !errors.Is(err, rpc.ErrTLSRequired) {
