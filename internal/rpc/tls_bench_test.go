@@ -115,3 +115,64 @@ func BenchmarkTransferTLS(b *testing.B) {
 	b.ReportMetric(mb/ts.Seconds(), "tls-MB/s")
 	b.ReportMetric(tp.Seconds()/ts.Seconds(), "tls/plain")
 }
+
+// BenchmarkRoundTripTLS makes small calls one at a time over loopback
+// TCP, in clear and over TLS 1.3, alternately in the same run, and
+// reports both latencies and their ratio (tls/plain).
+//
+//	go test -run '^$' -bench RoundTripTLS ./internal/rpc/
+func BenchmarkRoundTripTLS(b *testing.B) {
+	ca, err := pki.NewCA("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srvCreds, _ := ca.Issue("server", nil)
+	cliCreds, _ := ca.Issue("client", nil)
+	serve := func(t *TLS) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := NewServer(ln, func(*Conn) Handler { return echo }, nil)
+		srv.UseTLS(t)
+		srv.RequireToken(testSecret)
+		b.Cleanup(func() { _ = srv.Close() })
+		return ln.Addr().String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plain, err := DialTLS(ctx, "tcp:"+serve(nil), testSecret, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer plain.Close()
+	secure, err := DialTLS(ctx, "tcp:"+serve(NewTLS(srvCreds)), testSecret, NewTLS(cliCreds), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer secure.Close()
+	req := &pb.Status{Error: "a small request of a few dozen bytes, as a task's"}
+	const batch = 100
+	call := func(c *Conn) time.Duration {
+		start := time.Now()
+		for i := 0; i < batch; i++ {
+			if err := c.Call(ctx, mEcho, req, &pb.Status{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	call(plain)
+	call(secure)
+	b.ResetTimer()
+	var tp, ts time.Duration
+	for i := 0; i < b.N; i++ {
+		tp += call(plain)
+		ts += call(secure)
+	}
+	b.StopTimer()
+	n := float64(b.N * batch)
+	b.ReportMetric(float64(tp.Microseconds())/n, "plain-µs/call")
+	b.ReportMetric(float64(ts.Microseconds())/n, "tls-µs/call")
+	b.ReportMetric(ts.Seconds()/tp.Seconds(), "tls/plain")
+}
