@@ -148,7 +148,8 @@ func (c *Conn) authenticated() {
 	}
 }
 
-// Dial connects to a Unix socket (or "tcp:HOST:PORT").
+// Dial connects to a Unix socket (or "tcp:HOST:PORT", with the process's
+// DefaultTLS).
 func Dial(ctx context.Context, addr string, h Handler, onClose ...func(error)) (*Conn, error) {
 	network, a := "unix", addr
 	if len(addr) > 4 && addr[:4] == "tcp:" {
@@ -158,6 +159,11 @@ func Dial(ctx context.Context, addr string, h Handler, onClose ...func(error)) (
 	nc, err := d.DialContext(ctx, network, a)
 	if err != nil {
 		return nil, fmt.Errorf("rpc: dial %s: %w", addr, err)
+	}
+	if network == "tcp" {
+		if nc, err = ClientTLS(ctx, nc, addr); err != nil {
+			return nil, err
+		}
 	}
 	return NewConn(nc, h, onClose...), nil
 }
@@ -209,7 +215,13 @@ func (c *Conn) fail(err error) {
 	pending := c.pending
 	c.pending = nil
 	c.pmu.Unlock()
-	_ = c.nc.Close()
+	if c.sock != nil {
+		// The socket itself: TLS's close_notify is not needed (frames
+		// delimit themselves) and could wait on a peer that reads no more.
+		_ = c.sock.Conn.Close()
+	} else {
+		_ = c.nc.Close()
+	}
 	for _, cb := range pending {
 		cb(nil, err)
 	}
