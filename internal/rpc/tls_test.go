@@ -399,3 +399,45 @@ func TestDefaultTLS(t *testing.T) {
 		t.Fatalf("Unix socket: %q %v %v", got, err, uc.TLSState())
 	}
 }
+
+// TestTLSCloseDuringHandshake: Close does not wait for the handshakes in
+// progress to time out; it ends them.
+func TestTLSCloseDuringHandshake(t *testing.T) {
+	_, head, _ := testCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ln, func(*Conn) Handler { return echo }, nil)
+	srv.UseTLS(NewTLS(head))
+	srv.RequireToken(testSecret)
+	srv.SetHandshakeTimeout(time.Minute)
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write([]byte{tlsRecordHandshake, 3, 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the server holds the connection in its handshake.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		srv.mu.Lock()
+		n := len(srv.handshaking)
+		srv.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server never began the handshake")
+		}
+		time.Sleep(time.Millisecond) // polling the accept loop
+	}
+	start := time.Now()
+	_ = srv.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v with a handshake in progress", d)
+	}
+	closedByPeer(t, nc, 5*time.Second)
+}
