@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rpc"
 )
@@ -44,7 +45,7 @@ func (n *Node) setupTLS(ctx context.Context) error {
 	case cfg.Head:
 		var ca *pki.CA
 		var minted bool
-		if ca, minted, err = pki.LoadOrCreateCA(CADir(cfg.StateDir)); err != nil {
+		if ca, minted, err = n.clusterCA(ctx); err != nil {
 			return fmt.Errorf("node: the cluster's CA: %w", err)
 		}
 		if minted {
@@ -86,6 +87,50 @@ func (n *Node) setupTLS(ctx context.Context) error {
 	n.tlsDir = dir
 	rpc.SetDefaultTLS(rpc.NewTLS(creds))
 	return nil
+}
+
+// The CA's place among the control store's tables in Redis.
+const (
+	caTable = "tls"
+	caKey   = "ca"
+)
+
+// clusterCA is the head's CA: kept in its state folder and, with Redis,
+// with the control store's tables too, so that a head started again on
+// another machine (another state folder) keeps the CA that its nodes'
+// certificates and join tokens name. Redis's copy wins.
+func (n *Node) clusterCA(ctx context.Context) (*pki.CA, bool, error) {
+	dir := CADir(n.cfg.StateDir)
+	if n.cfg.RedisAddress == "" {
+		return pki.LoadOrCreateCA(dir)
+	}
+	st, err := gcs.DialRedis(ctx, n.cfg.RedisAddress, n.cfg.RedisPassword, gcs.DefaultRedisPrefix)
+	if err != nil {
+		return nil, false, err
+	}
+	defer st.Close()
+	b, found, err := st.Get(ctx, caTable, caKey)
+	if err != nil {
+		return nil, false, err
+	}
+	if found {
+		ca, err := pki.ParseCA(b)
+		if err != nil {
+			return nil, false, err
+		}
+		return ca, false, ca.Save(dir)
+	}
+	ca, minted, err := pki.LoadOrCreateCA(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	if b, err = ca.Marshal(); err != nil {
+		return nil, false, err
+	}
+	if err := st.Put(ctx, caTable, caKey, b); err != nil {
+		return nil, false, err
+	}
+	return ca, minted, nil
 }
 
 // JoinToken is what nodes on other machines join with

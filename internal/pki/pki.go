@@ -124,25 +124,72 @@ func LoadOrCreateCA(dir string) (*CA, bool, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, false, err
 	}
-	ca, err = NewCA("rayo cluster CA")
-	if err != nil {
+	if ca, err = NewCA("rayo cluster CA"); err != nil {
 		return nil, false, err
 	}
-	keyDER, err := x509.MarshalECPrivateKey(ca.Key)
-	if err != nil {
-		return nil, false, fmt.Errorf("pki: CA key: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("pki: %w", err)
-	}
-	// The key first: a ca.crt without its key is not taken for a CA.
-	if err := writeFile(filepath.Join(dir, CAKeyFile), pemBlock("EC PRIVATE KEY", keyDER)); err != nil {
-		return nil, false, err
-	}
-	if err := writeFile(filepath.Join(dir, CACertFile), pemBlock("CERTIFICATE", ca.Cert.Raw)); err != nil {
+	if err := ca.Save(dir); err != nil {
 		return nil, false, err
 	}
 	return ca, true, nil
+}
+
+// Save writes the CA to dir (ca.crt, and ca.key readable by this user
+// only).
+func (ca *CA) Save(dir string) error {
+	keyPEM, err := ca.keyPEM()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	// The key first: a ca.crt without its key is not taken for a CA.
+	if err := writeFile(filepath.Join(dir, CAKeyFile), keyPEM); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(dir, CACertFile), pemBlock("CERTIFICATE", ca.Cert.Raw))
+}
+
+func (ca *CA) keyPEM() ([]byte, error) {
+	der, err := x509.MarshalECPrivateKey(ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: CA key: %w", err)
+	}
+	return pemBlock("EC PRIVATE KEY", der), nil
+}
+
+// Marshal is the CA, certificate and key, as PEM: for a control store
+// that keeps it with its tables (ParseCA reads it back).
+func (ca *CA) Marshal() ([]byte, error) {
+	keyPEM, err := ca.keyPEM()
+	if err != nil {
+		return nil, err
+	}
+	return append(pemBlock("CERTIFICATE", ca.Cert.Raw), keyPEM...), nil
+}
+
+// ParseCA reads what Marshal wrote.
+func ParseCA(p []byte) (*CA, error) {
+	return parseCA(p, p, "the stored CA")
+}
+
+func parseCA(certPEM, keyPEM []byte, where string) (*CA, error) {
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %s: %w", where, err)
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("pki: the key of %s is not ECDSA", where)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("pki: %s: %w", where, err)
+	}
+	if !cert.IsCA {
+		return nil, fmt.Errorf("pki: the certificate of %s is not a CA's", where)
+	}
+	return &CA{Cert: cert, Key: key}, nil
 }
 
 // LoadCA reads the CA kept in dir; an error wrapping os.ErrNotExist says
@@ -156,22 +203,7 @@ func LoadCA(dir string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("pki: the CA in %s: %w", dir, err)
-	}
-	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("pki: the CA key in %s is not ECDSA", dir)
-	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return nil, fmt.Errorf("pki: the CA in %s: %w", dir, err)
-	}
-	if !cert.IsCA {
-		return nil, fmt.Errorf("pki: the certificate in %s is not a CA's", filepath.Join(dir, CACertFile))
-	}
-	return &CA{Cert: cert, Key: key}, nil
+	return parseCA(certPEM, keyPEM, "the CA in "+dir)
 }
 
 // Fingerprint is the SHA-256 of a certificate, in hex: what a join token

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto/ecdsa"
 	"crypto/tls"
 	"os"
 	"path/filepath"
@@ -196,5 +197,31 @@ func TestConfigsAreTLS13(t *testing.T) {
 	}
 	if creds.ServerConfig(false).ClientAuth != tls.RequireAndVerifyClientCert {
 		t.Error("a server that does not enroll must require client certificates")
+	}
+}
+
+// TestCAMarshal: a CA kept with the control store's tables reads back
+// whole; junk and a node certificate do not.
+func TestCAMarshal(t *testing.T) {
+	ca, _ := NewCA("x")
+	b, err := ca.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseCA(b)
+	if err != nil || Fingerprint(got.Cert) != Fingerprint(ca.Cert) || !got.Key.Equal(ca.Key) {
+		t.Fatalf("ParseCA: %v", err)
+	}
+	if _, err := ParseCA([]byte("junk")); err == nil {
+		t.Fatal("junk parsed as a CA")
+	}
+	creds, _ := ca.Issue("n", nil)
+	nodeCA := &CA{Cert: creds.Cert.Leaf, Key: creds.Cert.PrivateKey.(*ecdsa.PrivateKey)}
+	nb, err := nodeCA.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseCA(nb); err == nil || !strings.Contains(err.Error(), "not a CA") {
+		t.Fatalf("a node certificate parsed as a CA: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/pki"
+	"github.com/rayo-dev/rayo/internal/redistest"
 	"github.com/rayo-dev/rayo/internal/rpc"
 )
 
@@ -201,5 +202,33 @@ func TestTLSOperatorPKI(t *testing.T) {
 	pb := plain.AddNode(1, "--tls=false")
 	if kv := run(t, plain.Head, driver, "affinity", pb.ID()); kv["ran"] != pb.ID() {
 		t.Fatalf("without TLS, a task for b ran on %q", kv["ran"])
+	}
+}
+
+// TestTLSCAInRedis: with Redis, the CA is kept with the control store's
+// tables, so a head started again on another machine (another state
+// folder) keeps the CA, and the join token nodes hold stays good.
+func TestTLSCAInRedis(t *testing.T) {
+	redis := redistest.Start(t)
+	rayo := Build(t, "./cmd/rayo")
+	first := Start(t, rayo, 1, "--redis-address", redis)
+	join := first.JoinToken()
+	if join == "" {
+		t.Fatal("no join token")
+	}
+	first.Head.Kill()
+	second := Start(t, rayo, 1, "--redis-address", redis)
+	if second.Head.StateDir == first.Head.StateDir {
+		t.Fatal("the second head shares the first's state folder")
+	}
+	if got := second.JoinToken(); got != join {
+		t.Fatalf("the second head's join token %q, want the first's %q", got, join)
+	}
+	// A node holding the first head's join token joins the second.
+	want := second.alive() + 1
+	n := second.start("late", nil, []string{"start", "--address", second.Addr, "--host", "127.0.0.1", "--num-cpus", "1"})
+	second.WaitAlive(want, 30*time.Second)
+	if !strings.Contains(n.Output(), "joined the cluster") {
+		t.Fatalf("the node said: %s", n.Output())
 	}
 }
