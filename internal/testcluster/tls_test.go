@@ -1,8 +1,11 @@
 package testcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,6 +136,31 @@ func TestTLSJoinRefused(t *testing.T) {
 	out = joinFails(t, c, []string{"RAYO_TOKEN=" + secret}, "--tls=false")
 	if !strings.Contains(out, "TLS only") {
 		t.Errorf("a node in clear: %s", out)
+	}
+	// A listener in clear posing as the control store records what the
+	// joining node writes: a TLS ClientHello, never the secret.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		var all []byte
+		defer func() { got <- all }()
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		all, _ = io.ReadAll(nc)
+	}()
+	fake := &Cluster{t: t, Rayo: c.Rayo, Addr: ln.Addr().String()}
+	out = joinFails(t, fake, []string{"RAYO_TOKEN=" + c.JoinToken()})
+	_ = ln.Close()
+	rec := <-got
+	if len(rec) == 0 || rec[0] != 0x16 || bytes.Contains(rec, []byte(secret)) {
+		t.Fatalf("a listener in clear received %q (the node said %s)", rec, out)
 	}
 	// Half an operator's PKI.
 	out = joinFails(t, c, nil, "--tls-cert", "/nonexistent.crt")
