@@ -26,3 +26,5 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 )
+
+tool google.golang.org/protobuf/cmd/protoc-gen-go

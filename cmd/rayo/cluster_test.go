@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -189,7 +190,8 @@ func TestClusterUnreachable(t *testing.T) {
 func TestDaemonsStartInBackgroundAndStop(t *testing.T) {
 	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
 	port := freePort(t)
-	out, err := e.cmd("start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "1").CombinedOutput()
+	const secret = "a-token-only-this-test-knows-3c1f9a"
+	out, err := e.cmd("start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "1", "--token", secret).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "started a cluster") {
 		t.Fatalf("start: %v %s", err, out)
 	}
@@ -203,12 +205,31 @@ func TestDaemonsStartInBackgroundAndStop(t *testing.T) {
 	}
 	var pid int
 	_, _ = fmt.Sscanf(filepath.Base(pids[0]), "%d.pid", &pid)
+	// Every user can read a command line: the token is not on the daemon's.
+	if argv, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || bytes.Contains(argv, []byte(secret)) {
+		t.Fatalf("the daemon's command line %q (%v) holds the token", argv, err)
+	}
+	// A record planted for another process (here one whose pid a daemon
+	// might have had) must not get it signalled.
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	planted := filepath.Join(e.state, "daemons", fmt.Sprintf("%d.pid", other.Process.Pid))
+	if err := os.WriteFile(planted, []byte(fmt.Sprint(other.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out, err = e.cmd("stop").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "stopped 1") {
 		t.Fatalf("stop: %v %s", err, out)
 	}
 	if syscall.Kill(pid, 0) == nil {
 		t.Fatalf("daemon %d still running after stop", pid)
+	}
+	// A process killed stays a zombie until this test reaps it.
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", other.Process.Pid)); err != nil || bytes.Contains(st, []byte(") Z ")) {
+		t.Fatalf("rayo stop killed the process of a planted record: %q %v", st, err)
 	}
 	if _, err := e.status(); err == nil {
 		t.Fatal("status still answers after stop")
@@ -238,6 +259,10 @@ func TestDriversJoinAndDetachedActorOutlivesThem(t *testing.T) {
 		// The task's output reaches the driver, prefixed, through the raylet.
 		if !regexp.MustCompile(`(?m)^\(double pid=\d+\) doubling 21$`).MatchString(out) {
 			t.Fatalf("%s: worker output not streamed to the driver: %q", step.mode, out)
+		}
+		// A driver that has ended leaves no folder behind.
+		if left, _ := filepath.Glob(filepath.Join(e.state, "job-*")); len(left) != 0 {
+			t.Fatalf("%s: the ended driver left %v", step.mode, left)
 		}
 	}
 	out, err := run("incr")
@@ -309,6 +334,9 @@ func TestJobSubmission(t *testing.T) {
 		t.Fatalf("build driver: %v\n%s", err, out)
 	}
 	dashPort := freePort(t)
+	if out, err := e.cmd("start", "--head", "--token", "guessable").CombinedOutput(); err == nil || !strings.Contains(string(out), "fewer than the 32") {
+		t.Fatalf("start with a 9-character token: %v %s", err, out)
+	}
 	if out, err := e.cmd("start", "--head", "--num-gpus", "1.5").CombinedOutput(); err == nil || !strings.Contains(string(out), "--num-gpus 1.5: want a whole number") {
 		t.Fatalf("a fractional --num-gpus: %v\n%s", err, out)
 	}
@@ -421,4 +449,17 @@ func pgidOf(t *testing.T, pid int) int {
 	}
 	fmt.Sscan(f[2], &pgid)
 	return pgid
+}
+
+func TestWithoutSecrets(t *testing.T) {
+	for _, c := range []struct{ in, want []string }{
+		{[]string{"start", "--head", "--token", "s", "--num-cpus", "2"}, []string{"start", "--head", "--num-cpus", "2"}},
+		{[]string{"start", "--token=s", "-redis-password", "p", "--port=1"}, []string{"start", "--port=1"}},
+		{[]string{"start", "-token=s", "--redis-password=p"}, []string{"start"}},
+		{[]string{"start", "--tokens", "x", "--", "--token", "t"}, []string{"start", "--tokens", "x", "--", "--token", "t"}},
+	} {
+		if got := withoutSecrets(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("withoutSecrets(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
 }

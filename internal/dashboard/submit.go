@@ -58,12 +58,17 @@ func (s *Server) jobsOr(w http.ResponseWriter) bool {
 // authorized checks the cluster token of a request that runs or stops
 // programs.
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if s.cfg.Token == "" || ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1 {
+	if s.hasToken(r) {
 		return true
 	}
 	fail(w, http.StatusUnauthorized, errors.New("submitting or stopping a job needs the cluster token (Authorization: Bearer TOKEN; rayo job reads it from RAYO_TOKEN or this machine's cluster record)"))
 	return false
+}
+
+// hasToken reports whether r carries the cluster token, or none is set.
+func (s *Server) hasToken(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return s.cfg.Token == "" || ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
 }
 
 func jobsErr(w http.ResponseWriter, err error) {

@@ -8,6 +8,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -82,6 +83,15 @@ type Config struct {
 	// 127.0.0.1); if it is taken, a free port is used. 0: no API server.
 	DashboardPort int
 	DashboardHost string
+	// MetricsHost is the address the node's own /metrics listens on
+	// (default 127.0.0.1: metrics tell what runs where, so they stay on
+	// the machine unless a scraper elsewhere is meant to read them).
+	MetricsHost string
+	// DashboardAllowedHosts are host names, besides IP addresses,
+	// localhost and this machine's name, under which browsers may reach
+	// the API server (its Host header check). Beyond loopback, reading
+	// the API needs the token.
+	DashboardAllowedHosts []string
 	// MaxTaskRecords, on the head, bounds the control store's task table.
 	MaxTaskRecords int
 	// SpillDir is where the node's objects spill ("": its session
@@ -139,6 +149,20 @@ func NewToken() string {
 	return hex.EncodeToString(b[:])
 }
 
+// MinTokenLength is the fewest characters a cluster token may have: 32,
+// as many as the hex digits of the 128 random bits NewToken makes. A
+// shorter one could be guessed by whoever can reach a port.
+const MinTokenLength = 32
+
+// CheckToken refuses a cluster token shorter than MinTokenLength; the
+// empty token (no authentication, loopback only) is left to Start.
+func CheckToken(token string) error {
+	if token != "" && len(token) < MinTokenLength {
+		return fmt.Errorf("node: the cluster token has %d characters, fewer than the %d that 128 bits need; use a random one (`openssl rand -hex 16`), or leave it out and the head makes one", len(token), MinTokenLength)
+	}
+	return nil
+}
+
 func isLoopback(host string) bool {
 	if host == "localhost" {
 		return true
@@ -156,11 +180,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if !isLoopback(cfg.Host) && cfg.Token == "" {
 		return nil, fmt.Errorf("%w (host %s)", ErrTokenNeeded, cfg.Host)
 	}
+	if err := CheckToken(cfg.Token); err != nil {
+		return nil, err
+	}
 	if !cfg.Head && cfg.Address == "" {
 		return nil, errors.New("node: a worker node needs the head's address")
 	}
 	if cfg.NumCPUs <= 0 {
 		return nil, fmt.Errorf("node: NumCPUs must be positive, got %g", cfg.NumCPUs)
+	}
+	if err := PrepareStateDir(cfg.StateDir); err != nil {
+		return nil, err
 	}
 	n := &Node{cfg: cfg, stop: make(chan struct{}), lost: make(chan struct{})}
 	var rnd [4]byte
@@ -187,7 +217,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ListenTCP:      net.JoinHostPort(cfg.Host, "0"),
 		Token:          cfg.Token,
 		Cluster:        n.gc,
-		MetricsAddr:    net.JoinHostPort(cfg.Host, "0"),
+		MetricsAddr:    net.JoinHostPort(cmp.Or(cfg.MetricsHost, "127.0.0.1"), "0"),
 
 		StoreSource:          "--object-store-memory",
 		MemoryUsageThreshold: cfg.MemoryUsageThreshold,
@@ -236,7 +266,7 @@ func (n *Node) startDashboard() {
 	}
 	n.jobs = mgr
 	h := dashboard.New(dashboard.Config{Source: n.dashSrc, UI: web.Handler(), Metrics: n.raylet.Metrics().Registry,
-		Jobs: mgr, Token: n.cfg.Token})
+		Jobs: mgr, Token: n.cfg.Token, ReadsNeedToken: !isLoopback(host), AllowedHosts: n.cfg.DashboardAllowedHosts})
 	srv, err := dashboard.Listen(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h)
 	if err != nil {
 		n.logf("rayo: dashboard port %d: %v; using a free port", n.cfg.DashboardPort, err)
@@ -673,14 +703,4 @@ func (p *gcsProc) close() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data, so that a reader sees the old
-// content or the new, never part of it.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

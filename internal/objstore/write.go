@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,14 +29,20 @@ import (
 //
 // Fresh pages cost the same wherever they are first touched, so the only
 // way to write them fast is to touch them before the write. A process
-// that puts large objects (the driver) calls PrefaultAhead: once it has
-// written to the arena, one goroutine, on a low-priority thread, maps a
-// window of the arena beyond the highest offset it has written, where the
-// store's allocator, which carves fresh space from the low end of its
+// that puts large objects (the driver) calls PrefaultAhead: one thread of
+// the idle scheduling class maps a window of the arena beyond the highest
+// offset the process has written (at first from the arena's start), where
+// the store's allocator, which carves fresh space from the low end of its
 // free space, places the next objects. A put that lands there copies at
-// memcpy speed. The window does not start at once: mapping 256 MiB took
-// this machine's other CPU for a second, and slowed the actor calls of a
-// driver that had just started by 10 to 30%.
+// memcpy speed. Being of the idle class, the mapper runs only on a CPU
+// nothing else wants: a driver that has just started and is busy loses
+// nothing to it (at nice 10 it slowed such a driver's actor calls by 10 to
+// 30%), and one that computes the data it will put lends it the other CPU.
+// The mapper faults pages in itself, one by one, rather than through
+// MADV_POPULATE_WRITE: a fault holds only the arena's own mapping, while
+// the advice holds the whole address space's lock for a chunk, and a
+// thread of the idle class may sleep while holding it, stalling every
+// mmap of the process (the Go heap's growth among them).
 
 // writeChunk is the granularity at which WriteAt tracks what this process
 // has mapped.
@@ -149,20 +156,14 @@ func (w *writeState) enqueue(c int64) {
 	}
 }
 
-// mapperNice is the mapper thread's nice value: it takes CPU time others
-// want at about a tenth of their share. At 0 a window started with the
-// cluster slowed its first task by half on a busy 2-CPU machine; at 19 a
-// loaded machine starved it.
-const mapperNice = 10
-
 // run is the mapper: it maps the chunks it is given until stopped. It
-// runs on a thread of its own at a low priority (mapperNice), so that it
-// mostly uses CPU time nothing else wants; the thread ends with it,
-// priority and all.
+// runs on a thread of its own in the idle scheduling class (SCHED_IDLE),
+// so that it only uses CPU time nothing else wants; the thread ends with
+// it, class and all.
 func (w *writeState) run() {
 	defer close(w.done)
 	runtime.LockOSThread() // never unlocked: the thread exits with run
-	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), mapperNice)
+	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
 	for {
 		select {
 		case <-w.stop:
@@ -192,31 +193,26 @@ func (w *writeState) stopMapper() {
 	}
 }
 
-// touchSink keeps the mapper's reads from being optimized away.
-var touchSink atomic.Uint32
-
 // mapChunk maps every page of chunk c of the arena into this process,
-// writable: MADV_POPULATE_WRITE allocates the pages the file lacks and
-// fills this process's page table, without changing any byte; then a read
-// of a byte of each page makes the mapping usable at full speed (on a
-// virtual machine that shadows page tables, the first access costs the
-// host's fault). It reports false if the arena is closed.
+// writable, without changing any byte: it adds zero to the first word of
+// each page atomically. That is a write, so the fault allocates the page
+// the file lacks and maps it writable (on a virtual machine that shadows
+// page tables, the host's own fault is paid here too); and it is atomic,
+// so a byte another process writes meanwhile is never lost. The arena's
+// lock is taken per page so that Close never waits for more than one
+// fault. It reports false if the arena is closed.
 func (a *Arena) mapChunk(c int64) bool {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	if a.data == nil {
-		return false
-	}
 	start := c * writeChunk
 	end := min(start+writeChunk, a.capacity)
-	// Kernels before 5.14 lack the advice: the reads below fault the
-	// pages in, one by one.
-	_ = unix.Madvise(a.data[start:end], unix.MADV_POPULATE_WRITE)
-	var s byte
 	for p := start; p < end; p += pageSize {
-		s += a.data[p]
+		a.mu.RLock()
+		if a.data == nil {
+			a.mu.RUnlock()
+			return false
+		}
+		atomic.AddUint32((*uint32)(unsafe.Pointer(&a.data[p])), 0)
+		a.mu.RUnlock()
 	}
-	touchSink.Add(uint32(s))
 	return true
 }
 
@@ -267,13 +263,15 @@ func (a *Arena) WriteAt(b []byte, off int64) (int, error) {
 }
 
 // PrefaultAhead has this process keep a window of window bytes of the
-// arena mapped beyond the highest offset it has written, in the
-// background, from its next WriteAt on: large puts that land there are
-// written at memcpy speed. The pages are allocated in the arena's file, so
-// the window costs up to window bytes of memory. A process that never
-// writes to the arena pays nothing. window <= 0 turns it off.
+// arena mapped beyond the highest offset it has written (from the arena's
+// start until it writes), in the background, on CPU time nothing else
+// wants: large puts that land there are written at memcpy speed. The
+// pages are allocated in the arena's file, so the window costs up to
+// window bytes of the store's memory, and a page table for them. window
+// <= 0 turns it off.
 func (a *Arena) PrefaultAhead(window int64) {
 	a.w.window.Store(max(window, 0))
+	a.w.advance(0)
 }
 
 // pwrite writes all of b at off of the arena's file; a.mu is held.

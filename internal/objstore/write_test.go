@@ -196,33 +196,54 @@ func TestPrefaultAhead(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	a.PrefaultAhead(4 * writeChunk)
-	if a.w.started {
-		t.Fatal("the window started before any write")
+	// Bytes already in the arena, written through the file (pwrite): the
+	// mapper must keep them.
+	old := make([]byte, writeChunk)
+	for i := range old {
+		old[i] = byte(i*7 + 1)
 	}
-	// A first write ending at 2 MiB starts the window [2 MiB, 6 MiB).
+	if _, err := a.WriteAt(old, 12*writeChunk); err != nil {
+		t.Fatal(err)
+	}
+	// Arming the window maps [0, 4 MiB) at once, before any write.
+	a.PrefaultAhead(4 * writeChunk)
+	waitMapped(4)
+	if n, want := present(t, all[:4*writeChunk]), 4*writeChunk/pageSize; n != want {
+		t.Fatalf("%d of the window's %d pages mapped", n, want)
+	}
+	if n := present(t, all[4*writeChunk:]); n != 0 {
+		t.Fatalf("%d pages mapped outside the window (the write used pwrite)", n)
+	}
+	// A write ending at 2 MiB is copied (mapped) and moves the window to
+	// [2 MiB, 6 MiB): chunks 4 and 5 are mapped.
 	if _, err := a.WriteAt(make([]byte, 2*writeChunk), 0); err != nil {
 		t.Fatal(err)
 	}
-	waitMapped(4)
-	if n, want := present(t, all[2*writeChunk:6*writeChunk]), 4*writeChunk/pageSize; n != want {
-		t.Fatalf("%d of the window's %d pages mapped", n, want)
-	}
-	if n := present(t, all[:2*writeChunk]) + present(t, all[6*writeChunk:]); n != 0 {
-		t.Fatalf("%d pages mapped outside the window (the write used pwrite)", n)
+	waitMapped(6)
+	if n, want := present(t, all[:6*writeChunk]), 6*writeChunk/pageSize; n != want {
+		t.Fatalf("%d of the first 6 MiB's %d pages mapped", n, want)
 	}
 	// A write ending at 6 MiB moves the window to [6 MiB, 10 MiB): chunks
 	// 4 and 5 are copied into (mapped already), 6 to 9 are mapped.
 	if _, err := a.WriteAt(make([]byte, 2*writeChunk), 4*writeChunk); err != nil {
 		t.Fatal(err)
 	}
-	waitMapped(8)
+	waitMapped(10)
 	for c := int64(6); c < 10; c++ {
 		if !testBit(a.w.mapped, c) {
 			t.Fatalf("chunk %d of the moved window is not mapped", c)
 		}
 	}
-	if n := present(t, all[10*writeChunk:]); n != 0 {
+	if n := present(t, all[10*writeChunk:12*writeChunk]); n != 0 {
 		t.Fatalf("%d pages mapped beyond the moved window", n)
+	}
+	// A window over bytes already written leaves them as they are.
+	a.PrefaultAhead(16 * writeChunk)
+	if _, err := a.WriteAt(make([]byte, writeChunk), 6*writeChunk); err != nil {
+		t.Fatal(err)
+	}
+	waitMapped(16)
+	if !bytes.Equal(all[12*writeChunk:13*writeChunk], old) {
+		t.Fatal("mapping the window changed bytes it covered")
 	}
 }

@@ -39,7 +39,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 	}
 	wid := ids.NewWorkerID()
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(workerBaseEnv(os.Environ(), r.cfg.InheritEnv), env...)
 	cmd.Env = append(cmd.Env,
 		EnvJob+"="+jobID,
 		EnvWorkerID+"="+wid.String(),

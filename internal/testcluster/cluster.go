@@ -82,7 +82,7 @@ func Start(t testing.TB, rayo string, cpus int, extra ...string) *Cluster {
 // exec), listening on host.
 func StartWrapped(t testing.TB, rayo string, wrap []string, host string, cpus int, extra ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, Rayo: rayo, Token: "test-token-" + fmt.Sprint(os.Getpid())}
+	c := &Cluster{t: t, Rayo: rayo, Token: node.NewToken()}
 	port := FreePort(t)
 	c.Addr = net.JoinHostPort(host, fmt.Sprint(port))
 	args := append([]string{"start", "--head", "--host", host, "--port", fmt.Sprint(port), "--num-cpus", fmt.Sprint(cpus),

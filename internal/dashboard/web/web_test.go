@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -341,5 +342,79 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 		case <-deadline:
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestDashboardAsksForTheToken drives the dashboard against an API that,
+// as one beyond loopback does, answers 401 to reads without the cluster
+// token: the page asks for it once, then sends it with every request.
+func TestDashboardAsksForTheToken(t *testing.T) {
+	b := webtest.Start(t)
+	api := newFakeAPI()
+	const token = "0123456789abcdef0123456789abcdef"
+	var mu sync.Mutex
+	var refused, accepted int
+	mux := http.NewServeMux()
+	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ok := r.Header.Get("Authorization") == "Bearer "+token
+		if ok {
+			accepted++
+		} else {
+			refused++
+		}
+		mu.Unlock()
+		if !ok {
+			apiError(w, http.StatusUnauthorized, "reading it needs the cluster token")
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/api/jobs/") {
+			writeJSON(w, http.StatusOK, map[string]any{"enabled": false, "result": []any{}})
+			return
+		}
+		api.ServeHTTP(w, r)
+	}))
+	mux.Handle("/", Handler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(api.close)
+
+	prompts := b.AnswerPrompts(token)
+	if err := b.Navigate(srv.URL + "/"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WaitText("#count-nodes .value", "2 / 2", 5*time.Second); err != nil {
+		t.Fatalf("%v (prompts: %q)", err, prompts())
+	}
+	if p := prompts(); len(p) != 1 || !strings.Contains(p[0], "token") {
+		t.Fatalf("the page opened %q, want one prompt for the token", p)
+	}
+	mu.Lock()
+	r0, a0 := refused, accepted
+	mu.Unlock()
+	if a0 == 0 {
+		t.Fatal("no request carried the token")
+	}
+	// The page refreshes: every later request carries the token.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		a := accepted
+		mu.Unlock()
+		if a > a0+2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page made %d requests with the token in 5s after the first", a-a0)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if refused != r0 {
+		t.Fatalf("%d requests went without the token after it was given", refused-r0)
+	}
+	if len(prompts()) != 1 {
+		t.Fatalf("the page asked %d times", len(prompts()))
 	}
 }

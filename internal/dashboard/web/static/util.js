@@ -50,13 +50,31 @@ export function apiURL(path, query = {}) {
 
 // fetchAPI fetches a URL and returns the response, throwing ApiError for a
 // non-2xx answer with the server's {"error": ...} message.
+// An API server that listens beyond loopback answers 401 to a request
+// without the cluster token: the dashboard then asks for it once and keeps
+// it for this browser tab (sessionStorage), sending it with every request.
+const tokenKey = 'rayo-token';
+
 export async function fetchAPI(url, signal) {
   let resp;
-  try {
-    resp = await fetch(url, { signal, headers: { Accept: 'application/json' } });
-  } catch (e) {
-    if (e.name === 'AbortError') throw e;
-    throw new ApiError(0, 'cannot reach the API server (' + e.message + ')');
+  for (let tries = 0; ; tries++) {
+    const sent = sessionStorage.getItem(tokenKey);
+    const headers = { Accept: 'application/json' };
+    if (sent) headers.Authorization = 'Bearer ' + sent;
+    try {
+      resp = await fetch(url, { signal, headers });
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      throw new ApiError(0, 'cannot reach the API server (' + e.message + ')');
+    }
+    if (resp.status !== 401 || tries > 0) break;
+    // Requests refused together ask once: the others find the token that
+    // the first one was given in the meantime.
+    if (sessionStorage.getItem(tokenKey) === sent) {
+      const t = window.prompt('This rayo cluster\'s API needs its token (rayo start printed where it is kept):');
+      if (!t) break;
+      sessionStorage.setItem(tokenKey, t.trim());
+    }
   }
   if (!resp.ok) {
     let msg = resp.statusText || 'request failed';

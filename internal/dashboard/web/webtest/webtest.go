@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -45,6 +46,22 @@ type Browser struct {
 
 	mu       sync.Mutex
 	problems []string // protects: console errors, exceptions, log errors
+	answer   *string  // protects: what to answer a prompt; nil: dismiss it
+	prompts  []string // protects: the messages of the dialogs the page opened
+}
+
+// AnswerPrompts has the tab answer the page's next prompt() dialogs with
+// text (they are dismissed otherwise), and returns a function that lists
+// the messages of the dialogs opened so far.
+func (b *Browser) AnswerPrompts(text string) (opened func() []string) {
+	b.mu.Lock()
+	b.answer = &text
+	b.mu.Unlock()
+	return func() []string {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return append([]string(nil), b.prompts...)
+	}
 }
 
 // Start starts a headless Chromium (no sandbox, so it runs as root in CI;
@@ -83,6 +100,19 @@ func Start(t testing.TB) *Browser {
 func (b *Browser) record(ev any) {
 	var msg string
 	switch e := ev.(type) {
+	case *page.EventJavascriptDialogOpening:
+		b.mu.Lock()
+		b.prompts = append(b.prompts, e.Message)
+		answer := b.answer
+		b.mu.Unlock()
+		// A listener must not block: the answer goes from a goroutine of
+		// its own, which ends with the call (or with the tab).
+		p := page.HandleJavaScriptDialogParams{Accept: answer != nil}
+		if answer != nil {
+			p.PromptText = *answer
+		}
+		go func() { _, _ = chromedp.Call(b.ctx, page.HandleJavaScriptDialog, p) }()
+		return
 	case *runtime.EventConsoleAPICalled:
 		if e.Type != runtime.ConsoleAPICalledTypeError && e.Type != runtime.ConsoleAPICalledTypeAssert {
 			return

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -76,6 +77,9 @@ func newStartCmd() *cobra.Command {
 			if cfg.Head && cfg.Token == "" {
 				cfg.Token = node.NewToken()
 			}
+			if err := node.CheckToken(cfg.Token); err != nil {
+				return err
+			}
 			if !cfg.Head && cfg.RedisAddress != "" {
 				return errors.New("--redis-address is for the head (--head): its control store keeps its tables there")
 			}
@@ -83,6 +87,10 @@ func newStartCmd() *cobra.Command {
 				cfg.RedisPassword = os.Getenv("RAYO_REDIS_PASSWORD")
 			}
 			cfg.StateDir = node.StateDir()
+			// Read once: the daemon's children are given what they need
+			// explicitly, and nothing else it starts inherits them.
+			_ = os.Unsetenv("RAYO_TOKEN")
+			_ = os.Unsetenv("RAYO_REDIS_PASSWORD")
 			if !block {
 				return daemonize(cmd, cfg)
 			}
@@ -104,12 +112,38 @@ func newStartCmd() *cobra.Command {
 	f.StringVar(&cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")
 	f.IntVar(&cfg.DashboardPort, "dashboard-port", 8265, "head: the API server's port (web dashboard, state API, /metrics); 0: none")
 	f.StringVar(&cfg.DashboardHost, "dashboard-host", "127.0.0.1", "head: the API server's address")
+	f.StringVar(&cfg.MetricsHost, "metrics-host", "127.0.0.1", "the address this node's /metrics listens on (beyond loopback, whoever reaches it reads what runs where)")
+	f.StringSliceVar(&cfg.DashboardAllowedHosts, "dashboard-allowed-hosts", nil, "head: host names (comma-separated) under which browsers may reach the API server, besides IP addresses, localhost and this machine's name; others are refused (DNS rebinding)")
 	f.IntVar(&cfg.MaxTaskRecords, "max-task-records", 0, "head: task attempts kept for the state API (default 10000): past it the oldest finished are dropped")
 	f.StringVar(&cfg.SpillDir, "object-spilling-dir", "", "where objects spill when the store passes 80% (default: the session folder's spill/)")
 	f.Float64Var(&cfg.SpillThreshold, "object-spilling-threshold", 0.95, "fraction of the spill folder's disk past which nothing more spills; then a put that does not fit fails")
 	f.BoolVar(&block, "block", false, "stay in the foreground")
 	addTLSFlags(f, &cfg)
 	return cmd
+}
+
+// secretFlags are the flags of rayo start whose values are secrets.
+var secretFlags = []string{"token", "redis-password"}
+
+// withoutSecrets returns args without the secretFlags and their values,
+// in any of the forms the flag parser takes (--f v, --f=v, -f v, -f=v).
+func withoutSecrets(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, _, eq := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && a != "--" && slices.Contains(secretFlags, name) {
+			if !eq {
+				i++ // the value is the next argument
+			}
+			continue
+		}
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // daemonize starts `rayo start ... --block` in the background, in a
@@ -119,7 +153,7 @@ func daemonize(cmd *cobra.Command, cfg node.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+	if err := node.PrepareStateDir(cfg.StateDir); err != nil {
 		return err
 	}
 	logPath := filepath.Join(cfg.StateDir, fmt.Sprintf("daemon-%d.log", time.Now().UnixNano()))
@@ -128,18 +162,9 @@ func daemonize(cmd *cobra.Command, cfg node.Config) error {
 		return err
 	}
 	defer logf.Close()
-	// The secrets go to the daemon in its environment, not its arguments.
-	var args []string
-	for i := 1; i < len(os.Args); i++ {
-		switch a := os.Args[i]; {
-		case a == "--redis-password" || a == "-redis-password":
-			i++
-		case strings.HasPrefix(a, "--redis-password=") || strings.HasPrefix(a, "-redis-password="):
-		default:
-			args = append(args, a)
-		}
-	}
-	args = append(args, "--block")
+	// The secrets go to the daemon in its environment, not its arguments,
+	// which every user of the machine can read.
+	args := append(withoutSecrets(os.Args[1:]), "--block")
 	child := exec.Command(exe, args...)
 	child.Env = append(os.Environ(), "RAYO_TOKEN="+cfg.Token, "RAYO_REDIS_PASSWORD="+cfg.RedisPassword)
 	child.Stdout, child.Stderr = logf, logf

@@ -255,7 +255,7 @@ func (g *gcsClient) FetchJob(ctx context.Context, id string) (*pb.JobInfo, strin
 	path := filepath.Join(g.binDir, info.ExeHash)
 	for {
 		g.fetchMu.Lock()
-		if fi, err := os.Stat(path); err == nil && fi.Size() == info.ExeSize {
+		if cachedBinary(path, info.ExeHash, info.ExeSize) {
 			// In use: pruneBinaries keeps it.
 			now := time.Now()
 			_ = os.Chtimes(path, now, now)
@@ -289,6 +289,26 @@ func (g *gcsClient) FetchJob(ctx context.Context, id string) (*pb.JobInfo, strin
 			return nil, "", err
 		}
 	}
+}
+
+// cachedBinary reports whether path holds the executable of content hash
+// sum (hex SHA-256) and size bytes. The whole file is hashed on each
+// call, which is once per job a node loads: a size check alone would run
+// whatever was put there.
+func cachedBinary(path, sum string, size int64) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() != size {
+		return false
+	}
+	d := sha256.New()
+	if _, err := io.Copy(d, f); err != nil {
+		return false
+	}
+	return hex.EncodeToString(d.Sum(nil)) == sum
 }
 
 // The node's cache of executables keeps those used in the last
@@ -328,7 +348,7 @@ func pruneBinaries(dir string, now time.Time) {
 }
 
 func (g *gcsClient) download(ctx context.Context, sum string, size int64, path string) error {
-	if err := os.MkdirAll(g.binDir, 0o755); err != nil {
+	if err := os.MkdirAll(g.binDir, 0o700); err != nil {
 		return fmt.Errorf("node: binary cache: %w", err)
 	}
 	tmp, err := os.CreateTemp(g.binDir, ".part-*")

@@ -1,0 +1,63 @@
+package dashboard
+
+// Who may read the API server.
+//
+// Two checks run before any handler:
+//
+//   - The Host header must name this server as a browser reaches it
+//     directly: an IP address, localhost, this machine's host name, or a
+//     name in Config.AllowedHosts. A web page whose domain an attacker
+//     points at 127.0.0.1 (DNS rebinding) sends its own domain there, and
+//     is refused, so a browser on this machine cannot be used to read the
+//     API or submit jobs from another site.
+//   - When Config.ReadsNeedToken is set (a node sets it whenever the API
+//     server listens beyond loopback), every request under /api/ and
+//     /metrics needs the cluster token, as writes always do
+//     (Authorization: Bearer TOKEN). The dashboard asks for it once and
+//     keeps it for the browser tab. On loopback, reads are open: only this
+//     machine reaches them, and its users can already see what runs on it;
+//     logs and job output that must stay private to one user call for an
+//     API server beyond loopback or one of their own.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+)
+
+// allowedHost reports whether host (a Host header: name or address, and
+// perhaps a port) names this server as a browser reaching it directly.
+func (s *Server) allowedHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if host == "" || host == "localhost" || net.ParseIP(host) != nil {
+		return true
+	}
+	for _, a := range s.cfg.AllowedHosts {
+		if strings.EqualFold(a, host) {
+			return true
+		}
+	}
+	name, err := os.Hostname()
+	return err == nil && strings.EqualFold(name, host)
+}
+
+// guard runs the access checks before next.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.allowedHost(r.Host) {
+			fail(w, http.StatusForbidden, fmt.Errorf("host %q is not this API server's (use its IP address, localhost, or a name given with --dashboard-allowed-hosts)", r.Host))
+			return
+		}
+		if s.cfg.ReadsNeedToken && (strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/metrics") && !s.hasToken(r) {
+			fail(w, http.StatusUnauthorized, errors.New("this API server listens beyond loopback: reading it needs the cluster token (Authorization: Bearer TOKEN; rayo commands read it from RAYO_TOKEN or this machine's cluster record)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
