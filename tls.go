@@ -16,7 +16,7 @@ import (
 // operator's own PKI (rayo start --tls-cert, --tls-key, --tls-ca). All
 // three are needed.
 func TLSFiles(certFile, keyFile, caFile string) Option {
-	return func(o *options) { o.tlsFiles = []string{certFile, keyFile, caFile} }
+	return option("TLSFiles", forInit, func(o *options) { o.tlsFiles = []string{certFile, keyFile, caFile} })
 }
 
 // driverTLS sets the TLS of a driver joining a cluster: the files of
