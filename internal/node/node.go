@@ -154,10 +154,11 @@ func NewToken() string {
 // shorter one could be guessed by whoever can reach a port.
 const MinTokenLength = 32
 
-// CheckToken refuses a cluster token shorter than MinTokenLength; the
-// empty token (no authentication, loopback only) is left to Start.
+// CheckToken refuses a cluster token shorter than MinTokenLength (of a
+// join token, its secret); the empty token (no authentication, loopback
+// only) is left to Start.
 func CheckToken(token string) error {
-	if token != "" && len(token) < MinTokenLength {
+	if token = pki.Secret(token); token != "" && len(token) < MinTokenLength {
 		return fmt.Errorf("node: the cluster token has %d characters, fewer than the %d that 128 bits need; use a random one (`openssl rand -hex 16`), or leave it out and the head makes one", len(token), MinTokenLength)
 	}
 	return nil
