@@ -45,3 +45,36 @@ func TestAPIServerSpeaksHTTP1Only(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIServerRefusesConnect sends CONNECT with a path to each kind of
+// route: no 2xx may answer it, or Go 1.26.8 would go on reading the
+// tunnelled bytes as requests (GO-2026-6613).
+func TestAPIServerRefusesConnect(t *testing.T) {
+	s, err := Listen("127.0.0.1:0", New(Config{Source: newFake(), UI: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		}
+	})}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, path := range []string{"/", "/metrics", "/api/v0/nodes", "/api/jobs/", "/api/other"} {
+		c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte("CONNECT " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		status, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil {
+			t.Fatalf("CONNECT %s: no answer: %v", path, err)
+		}
+		if !strings.HasPrefix(status, "HTTP/1.1 ") || strings.HasPrefix(status, "HTTP/1.1 2") {
+			t.Fatalf("CONNECT %s answered %q, want a refusal", path, status)
+		}
+	}
+}

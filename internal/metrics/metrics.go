@@ -284,7 +284,8 @@ func Serve(addr string, g prometheus.Gatherer) (*Server, error) {
 		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", Handler(g))
+	// GET (and HEAD) only: no 2xx answer to CONNECT (GO-2026-6613).
+	mux.Handle("GET /metrics", Handler(g))
 	s := &Server{
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: scrapeDeadline + 5*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
