@@ -22,6 +22,9 @@ const (
 	// statusNotExposed: reachable by symbol, but the vulnerable behaviour
 	// needs a feature or a peer that rayo never uses (the document says which).
 	statusNotExposed = "not-exposed"
+	// statusAccepted: reachable, exposed only in a narrow case that the
+	// document names, and left to the next Go release.
+	statusAccepted = "accepted"
 )
 
 // reviewRow matches a row of the findings document's table:
@@ -38,9 +41,9 @@ func readReviewed(doc io.Reader) (map[string]string, error) {
 			continue
 		}
 		switch m[2] {
-		case statusClosed, statusMitigated, statusNotExposed:
+		case statusClosed, statusMitigated, statusNotExposed, statusAccepted:
 		default:
-			return nil, fmt.Errorf("line %d: %s has status %q, want %s, %s or %s", line, m[1], m[2], statusClosed, statusMitigated, statusNotExposed)
+			return nil, fmt.Errorf("line %d: %s has status %q, want %s, %s, %s or %s", line, m[1], m[2], statusClosed, statusMitigated, statusNotExposed, statusAccepted)
 		}
 		if _, dup := reviewed[m[1]]; dup {
 			return nil, fmt.Errorf("line %d: %s is listed twice", line, m[1])
@@ -96,7 +99,9 @@ func reachable(report io.Reader) (map[string]string, error) {
 		if f.Trace[0].Receiver != "" {
 			sym = strings.TrimPrefix(f.Trace[0].Receiver, "*") + "." + sym
 		}
-		found[f.OSV] = f.Trace[0].Package + "." + sym
+		if _, ok := found[f.OSV]; !ok {
+			found[f.OSV] = f.Trace[0].Package + "." + sym
+		}
 	}
 	if !sawConfig {
 		return nil, errors.New("govulncheck's JSON has no config message: not a govulncheck -format json report")
