@@ -86,27 +86,38 @@ func (a *Actor[S]) UnmarshalCBOR(b []byte) error {
 	return nil
 }
 
-// MaxConcurrency lets up to n calls of an actor run at once, each in its
+// MaxConcurrency, for an actor, lets up to n of its calls run at once, each in its
 // own goroutine: Go's form of Ray's threaded and async actors. Calls are
 // then not ordered.
-func MaxConcurrency(n int) Option { return func(o *options) { o.maxConcurrency = n } }
+func MaxConcurrency(n int) Option {
+	return option("MaxConcurrency", forActor, func(o *options) { o.maxConcurrency = n })
+}
 
-// MaxRestarts is how many times an actor is restarted (its constructor run
+// MaxRestarts, for an actor, is how many times it is restarted (its constructor run
 // again in a new process) after its process dies; -1 is always. Default 0.
-func MaxRestarts(n int) Option { return func(o *options) { o.maxRestarts = n } }
+func MaxRestarts(n int) Option {
+	return option("MaxRestarts", forActor, func(o *options) { o.maxRestarts = n })
+}
 
-// MaxTaskRetries is how many times a call that was running when its actor's
-// process died is retried on the restarted actor, in order; -1 is always.
-// Default 0: such calls fail with ErrActorDied.
-func MaxTaskRetries(n int) Option { return func(o *options) { o.maxTaskRetries = n } }
+// MaxTaskRetries, for an actor, is how many times a call that was running
+// when the actor's process died is retried on the restarted actor, in
+// order; -1 is always. Default 0: such calls fail with ErrActorDied.
+func MaxTaskRetries(n int) Option {
+	return option("MaxTaskRetries", forActor, func(o *options) { o.maxTaskRetries = n })
+}
 
-// Detached makes an actor outlive the driver that created it, in a cluster
-// started with `rayo start` (an embedded cluster ends with its driver). It
-// needs a Name, by which GetActor finds it; Kill stops it.
-func Detached() Option { return func(o *options) { o.detached = true } }
+// Detached makes an actor or a placement group outlive the driver that
+// created it, in a cluster started with `rayo start` (an embedded cluster
+// ends with its driver). A detached actor needs a Name, by which GetActor
+// finds it; Kill stops it.
+func Detached() Option {
+	return option("Detached", forActor|forPlacementGroup, func(o *options) { o.detached = true })
+}
 
-// Namespace scopes an actor's Name (for creation and GetActor).
-func Namespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+// Namespace scopes an actor's Name, for an actor and GetActor.
+func Namespace(ns string) Option {
+	return option("Namespace", forActor|forGetActor, func(o *options) { o.namespace = ns })
+}
 
 // actorClass is what every actor declaration shares.
 type actorClass struct {
@@ -122,12 +133,12 @@ func declareClass[S any](f any, ctor core.CtorInvoker, opts []Option) actorClass
 	fn, ok := core.RegisterFunction(sym, &core.Function{Ctor: ctor, Source: src})
 	o := defaultOptions()
 	o.taskCPUs = 0 // an actor holds no CPU unless asked
-	o.apply(opts)
+	o.apply(forActor, opts)
 	return actorClass{fn: fn, late: !ok, opts: o, stateType: reflect.TypeFor[S]().String(), declErr: checkSig(f, 0, false)}
 }
 
 func (c actorClass) with(opts []Option) actorClass {
-	c.opts.apply(opts)
+	c.opts.apply(forActor, opts)
 	return c
 }
 
@@ -137,6 +148,9 @@ func (c actorClass) display() string {
 }
 
 func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
+	if err := checkPlacement(c.opts); err != nil {
+		return nil, fmt.Errorf("rayo: actor %s: %w", c.display(), err)
+	}
 	rt := current()
 	if rt == nil {
 		return nil, ErrNotInitialized
@@ -146,9 +160,6 @@ func (c actorClass) create(args ...argValue) (*core.ActorHandle, error) {
 	}
 	if c.declErr != nil {
 		return nil, fmt.Errorf("rayo: actor %s: %w", c.display(), c.declErr)
-	}
-	if err := checkPlacement(c.opts); err != nil {
-		return nil, fmt.Errorf("rayo: actor %s: %w", c.display(), err)
 	}
 	cargs, err := coreArgs(c.display(), args)
 	if err != nil {
@@ -246,12 +257,15 @@ func stateOf[S any](state any) (S, error) {
 // GetActor finds the actor created with Name(name) (in Namespace, if
 // given). Its state must have type S.
 func GetActor[S any](ctx context.Context, name string, opts ...Option) (Actor[S], error) {
+	o := defaultOptions()
+	o.apply(forGetActor, opts)
+	if o.optErr != nil {
+		return Actor[S]{}, fmt.Errorf("rayo: GetActor %q: %w", name, o.optErr)
+	}
 	rt := current()
 	if rt == nil {
 		return Actor[S]{}, ErrNotInitialized
 	}
-	o := defaultOptions()
-	o.apply(opts)
 	info, err := rt.LookupActor(ctx, o.namespace, name)
 	if err != nil {
 		return Actor[S]{}, fmt.Errorf("rayo: GetActor %q: %w", name, err)

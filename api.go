@@ -77,7 +77,7 @@ func decodeValue[T any](ctx context.Context, h *core.Handle, loc *pb.Locator) (T
 	var v T
 	b, release, err := h.Runtime().Bytes(ctx, h.ID, h.Owner, loc)
 	if err != nil {
-		return v, err
+		return v, publicErr(err)
 	}
 	defer release()
 	if err := codec.Decode(b, &v); err != nil {
@@ -153,10 +153,17 @@ func Wait[T any](ctx context.Context, refs []Ref[T], numReturns int) (ready, not
 // running one has its worker process stopped (Go cannot interrupt a
 // function). Get on its results then returns ErrTaskCancelled. Cancelling
 // a finished task does nothing.
-func Cancel[T any](r Ref[T]) error {
+//
+// Cancel returns once the task has stopped (or finished), or when ctx
+// ends first, with ctx's error: the task is then still being stopped. A
+// ctx that has already ended cancels nothing.
+func Cancel[T any](ctx context.Context, r Ref[T]) error {
 	h, err := r.handle()
 	if err != nil {
 		return err
 	}
-	return h.Runtime().Cancel(h)
+	if err := h.Runtime().Cancel(ctx, h); err != nil {
+		return fmt.Errorf("rayo: Cancel: %w", err)
+	}
+	return nil
 }

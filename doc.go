@@ -66,6 +66,9 @@
 // worker's stack, and fails the tasks that depend on it. System failures
 // match sentinels with errors.Is: ErrWorkerDied (after MaxRetries), ErrActorDied,
 // ErrTaskCancelled, ErrStoreFull, ErrObjectFreed, ErrUnserializable,
-// ErrUnknownFunction, ErrInfeasible, ErrShutdown. A Remote or Put that
-// cannot even start returns a ref whose Err says why.
+// ErrUnknownFunction, ErrInfeasible, ErrShutdown; a *TaskError's Kind says
+// which (KindWorkerDied, KindCancelled, ...). A Remote or Put that cannot
+// even start returns a ref whose Err says why. An Option given to a call
+// it does not apply to (ObjectStoreMemory to a task) is refused with an
+// error, never ignored.
 package rayo

@@ -27,7 +27,7 @@ func declare(f any, numReturns int, inv core.Invoker, opts []Option) remoteFunc 
 	sym, src := symbol(f)
 	fn, ok := core.RegisterFunction(sym, &core.Function{Invoke: inv, NumReturns: numReturns, Source: src})
 	o := defaultOptions()
-	o.apply(opts)
+	o.apply(forTask, opts)
 	if o.name == "" {
 		o.name = shortName(sym, src)
 	}
@@ -99,7 +99,7 @@ func isLiteral(sym string) bool {
 }
 
 func (r remoteFunc) with(opts []Option) remoteFunc {
-	r.opts.apply(opts)
+	r.opts.apply(forTask, opts)
 	r.shape = core.NewShape(r.fn.Name, r.resources(), r.opts.placement)
 	return r
 }
@@ -107,6 +107,9 @@ func (r remoteFunc) with(opts []Option) remoteFunc {
 // submit starts the task; the errors it returns are the caller's fault
 // and reach the user through the returned refs' Err and Get.
 func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
+	if err := checkPlacement(r.opts); err != nil {
+		return nil, fmt.Errorf("rayo: %s: %w", r.opts.name, err)
+	}
 	rt := current()
 	if rt == nil {
 		return nil, ErrNotInitialized
@@ -116,9 +119,6 @@ func (r remoteFunc) submit(args ...argValue) ([]*core.Handle, error) {
 	}
 	if r.declErr != nil {
 		return nil, fmt.Errorf("rayo: %s: %w", r.opts.name, r.declErr)
-	}
-	if err := checkPlacement(r.opts); err != nil {
-		return nil, fmt.Errorf("rayo: %s: %w", r.opts.name, err)
 	}
 	shape := r.shape
 	if p, captured := placementFor(rt, r.opts.placement); captured {

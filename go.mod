@@ -32,4 +32,7 @@ require (
 	golang.org/x/vuln v1.9.0 // indirect
 )
 
-tool golang.org/x/vuln/cmd/govulncheck
+tool (
+	golang.org/x/vuln/cmd/govulncheck
+	google.golang.org/protobuf/cmd/protoc-gen-go
+)

@@ -80,11 +80,11 @@ func TestTenThousandTaskGraph(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		runtime.GC()
-		if s := state.rt.Stats(); s.Objects == 0 && s.Tasks == 0 {
+		if s := cluster.rt.Stats(); s.Objects == 0 && s.Tasks == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("objects still held: %+v", state.rt.Stats())
+			t.Fatalf("objects still held: %+v", cluster.rt.Stats())
 		}
 		time.Sleep(10 * time.Millisecond) // cleanups run on their own goroutine
 	}

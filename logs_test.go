@@ -82,9 +82,9 @@ func TestLogsArePrivate(t *testing.T) {
 	if _, err := Get(ctx, add.Remote(V(1), V(2))); err != nil { // a worker has run
 		t.Fatal(err)
 	}
-	state.Lock()
-	dir := filepath.Join(state.session, "logs")
-	state.Unlock()
+	cluster.Lock()
+	dir := filepath.Join(cluster.session, "logs")
+	cluster.Unlock()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)

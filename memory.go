@@ -19,13 +19,13 @@ const memoryResource = raylet.MemoryResource
 // started with rayo start offer their memory total, or what
 // --resources '{"memory": N}' says.
 func Memory(bytes int64) Option {
-	return func(o *options) {
+	return option("Memory", forInit|forTask|forActor, func(o *options) {
 		if bytes <= 0 {
-			o.optErr = fmt.Errorf("rayo: Memory(%d): want a positive number of bytes", bytes)
+			o.fail(fmt.Errorf("rayo: Memory(%d): want a positive number of bytes", bytes))
 			return
 		}
 		o.nodeMemory, o.taskMemory = float64(bytes), float64(bytes)
-	}
+	})
 }
 
 // MemoryUsageThreshold, for Init, is the fraction of the node's memory
@@ -37,13 +37,13 @@ func Memory(bytes int64) Option {
 // the RAYO_MEMORY_USAGE_THRESHOLD environment variable; 1 kills only when
 // memory is all used.
 func MemoryUsageThreshold(fraction float64) Option {
-	return func(o *options) {
+	return option("MemoryUsageThreshold", forInit, func(o *options) {
 		if math.IsNaN(fraction) || fraction <= 0 || fraction > 1 {
-			o.optErr = fmt.Errorf("rayo: MemoryUsageThreshold(%g): want a fraction above 0, at most 1", fraction)
+			o.fail(fmt.Errorf("rayo: MemoryUsageThreshold(%g): want a fraction above 0, at most 1", fraction))
 			return
 		}
 		o.memThreshold = fraction
-	}
+	})
 }
 
 // withMemory is a node's resources with its memory resource set to n

@@ -21,9 +21,9 @@ type Node struct {
 // Nodes lists the cluster's nodes, dead ones included. An embedded cluster
 // has one.
 func Nodes(ctx context.Context) ([]Node, error) {
-	state.Lock()
-	rt, rl, addr, token := state.rt, state.raylet, state.gcsAddr, state.token
-	state.Unlock()
+	cluster.Lock()
+	rt, rl, addr, token := cluster.rt, cluster.raylet, cluster.gcsAddr, cluster.token
+	cluster.Unlock()
 	if rt == nil {
 		return nil, ErrNotInitialized
 	}

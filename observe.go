@@ -2,11 +2,10 @@ package rayo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
+
+	"github.com/rayo-dev/rayo/internal/stateapi"
 )
 
 // ClusterResources is what the cluster's alive nodes offer in all, by
@@ -38,10 +37,6 @@ func sumResources(ctx context.Context, of func(Node) map[string]float64) (map[st
 	return out, nil
 }
 
-// ErrNoDashboard means the cluster has no API server to ask
-// (DashboardPort(0), or rayo start --dashboard-port 0).
-var ErrNoDashboard = errors.New("rayo: the cluster has no API server (dashboard)")
-
 // Timeline writes the execution of the tasks the cluster knows, as Chrome
 // trace events that Perfetto and chrome://tracing open (Ray's
 // ray.timeline()); jobID, when set, keeps one job's. It asks the
@@ -55,24 +50,16 @@ func Timeline(ctx context.Context, w io.Writer, jobID string) error {
 	if base == "" {
 		return ErrNoDashboard
 	}
-	u := base + "/api/v0/timeline"
-	if jobID != "" {
-		u += "?job_id=" + url.QueryEscape(jobID)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	c, err := stateapi.New(base)
 	if err != nil {
 		return fmt.Errorf("rayo: timeline: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("rayo: timeline: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("rayo: timeline: %s answered %s: %s", base, resp.Status, b)
-	}
-	if _, err := io.Copy(w, resp.Body); err != nil {
+	// A joined driver's head may serve reads beyond loopback only to the
+	// token's holders; the embedded cluster's API server has no token.
+	cluster.Lock()
+	c.Token = cluster.token
+	cluster.Unlock()
+	if err := c.Timeline(ctx, w, jobID); err != nil {
 		return fmt.Errorf("rayo: timeline: %w", err)
 	}
 	return nil

@@ -42,27 +42,21 @@ type PlacementGroup struct {
 	bundles  []Bundle
 }
 
-// Placement group errors.
-var (
-	// ErrPlacementGroupRemoved: the group was removed (by Remove, or
-	// because the job that made it ended).
-	ErrPlacementGroupRemoved = errors.New("rayo: placement group removed")
-	// ErrUnknownPlacementGroup: no group has this ID or name.
-	ErrUnknownPlacementGroup = errors.New("rayo: unknown placement group")
-)
-
 // NewPlacementGroup asks the cluster to reserve bundles with strategy (""
 // is StrategyPack) and returns at once; Ready waits until they are
 // reserved. Name names the group (see GetPlacementGroup) and Detached
-// keeps it after the job that made it ends; other options are ignored.
+// keeps it after the job that made it ends; other options are refused.
 // The group is removed with its job unless detached.
 func NewPlacementGroup(ctx context.Context, bundles []Bundle, strategy PlacementStrategy, opts ...Option) (*PlacementGroup, error) {
+	o := defaultOptions()
+	o.apply(forPlacementGroup, opts)
+	if o.optErr != nil {
+		return nil, o.optErr
+	}
 	rt := current()
 	if rt == nil {
 		return nil, ErrNotInitialized
 	}
-	o := defaultOptions()
-	o.apply(opts)
 	spec := &pb.PlacementGroup{Name: o.name, Strategy: string(strategy), Detached: o.detached}
 	for _, b := range bundles {
 		bp := &pb.Bundle{}
@@ -247,24 +241,26 @@ func infoOf(g *pb.PlacementGroup) PlacementGroupInfo {
 // NodeAffinity. The task waits while the group is not ready, and fails
 // when the group is removed.
 func InPlacementGroup(pg *PlacementGroup, index int) Option {
-	return func(o *options) {
+	return option("InPlacementGroup", forTask|forActor, func(o *options) {
 		switch {
 		case pg == nil:
-			o.optErr = errors.New("rayo: InPlacementGroup: nil placement group")
+			o.fail(errors.New("rayo: InPlacementGroup: nil placement group"))
 		case index < -1 || index >= len(pg.bundles):
-			o.optErr = fmt.Errorf("rayo: InPlacementGroup: bundle index %d out of range: the group has %d bundles", index, len(pg.bundles))
+			o.fail(fmt.Errorf("rayo: InPlacementGroup: bundle index %d out of range: the group has %d bundles", index, len(pg.bundles)))
 		default:
 			o.placement.Strategy, o.placement.Node, o.placement.Soft = "", "", false
 			o.placement.Group, o.placement.Bundle = pg.id, index
 		}
-	}
+	})
 }
 
 // CaptureChildTasks, with InPlacementGroup, places the tasks and actors
 // that the task (or every call of the actor) submits in the same group, on
 // any of its bundles, unless they ask for a placement of their own (Ray's
 // placement_group_capture_child_tasks); their children too.
-func CaptureChildTasks() Option { return func(o *options) { o.placement.Capture = true } }
+func CaptureChildTasks() Option {
+	return option("CaptureChildTasks", forTask|forActor, func(o *options) { o.placement.Capture = true })
+}
 
 // placementFor is where a task or actor with placement p, submitted by
 // this process, goes: p, or the placement group the running task captures

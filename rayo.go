@@ -27,11 +27,13 @@ import (
 	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	taskstate "github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 	"github.com/rayo-dev/rayo/internal/worker"
 )
 
-var state struct {
+// cluster is the cluster this process belongs to, embedded or joined, and
+// the runtime it reaches it with; rt is nil outside Init ... Shutdown.
+var cluster struct {
 	sync.Mutex // protects the fields below
 	rt         *core.Runtime
 	raylet     *raylet.Raylet  // embedded cluster
@@ -47,9 +49,9 @@ var state struct {
 }
 
 func current() *core.Runtime {
-	state.Lock()
-	defer state.Unlock()
-	return state.rt
+	cluster.Lock()
+	defer cluster.Unlock()
+	return cluster.rt
 }
 
 // IsWorker reports whether this process was started by rayo as a worker.
@@ -65,9 +67,9 @@ func ServeWorker() {
 	}
 	core.Freeze()
 	_, err := worker.Start(func(rt *core.Runtime) {
-		state.Lock()
-		state.rt = rt
-		state.Unlock()
+		cluster.Lock()
+		cluster.rt = rt
+		cluster.Unlock()
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rayo worker:", err)
@@ -87,16 +89,16 @@ func Init(opts ...Option) error {
 	ServeWorker()
 	o := defaultOptions()
 	o.numCPUs = float64(hostres.CPUs()) // the affinity mask and the cgroup's quota honoured
-	o.apply(opts)
+	o.apply(forInit, opts)
 	if o.optErr != nil {
 		return o.optErr
 	}
 	if o.address == "" {
 		o.address = os.Getenv("RAYO_ADDRESS")
 	}
-	state.Lock()
-	defer state.Unlock()
-	if state.rt != nil {
+	cluster.Lock()
+	defer cluster.Unlock()
+	if cluster.rt != nil {
 		return ErrAlreadyInitialized
 	}
 	core.Freeze()
@@ -148,8 +150,8 @@ func Init(opts ...Option) error {
 	}
 	rl.SetLocalOwner(rt.HandleRaylet) // what the raylet tells owners (rpc.MWorkerOOM)
 	prefaultStore(rl.Arena())
-	state.rt, state.raylet, state.session, state.node = rt, rl, session, rl.NodeName()
-	state.dash, state.dashSrc = startDashboard(o.dashboardPort, rl)
+	cluster.rt, cluster.raylet, cluster.session, cluster.node = rt, rl, session, rl.NodeName()
+	cluster.dash, cluster.dashSrc = startDashboard(o.dashboardPort, rl)
 	return nil
 }
 
@@ -212,12 +214,12 @@ func GPUIDs() []int { return worker.GPUIDs() }
 // head's. It is "" when there is none (DashboardPort(0), rayo start
 // --dashboard-port 0) or before Init.
 func DashboardURL() string {
-	state.Lock()
-	defer state.Unlock()
-	if state.dash == nil {
-		return state.headDash
+	cluster.Lock()
+	defer cluster.Unlock()
+	if cluster.dash == nil {
+		return cluster.headDash
 	}
-	return "http://" + state.dash.Addr()
+	return "http://" + cluster.dash.Addr()
 }
 
 // IsInitialized reports whether Init has run (and Shutdown not since).
@@ -226,12 +228,13 @@ func IsInitialized() bool { return current() != nil }
 // Shutdown stops everything Init started: worker processes, sockets and
 // the shared-memory store. Refs made before it fail with ErrShutdown.
 func Shutdown() error {
-	state.Lock()
-	rt, rl, conn, arena := state.rt, state.raylet, state.conn, state.arena
-	state.rt, state.raylet, state.conn, state.arena = nil, nil, nil, nil
-	dash, dashSrc := state.dash, state.dashSrc
-	state.dash, state.dashSrc, state.headDash = nil, nil, ""
-	state.Unlock()
+	cluster.Lock()
+	rt, rl, conn, arena := cluster.rt, cluster.raylet, cluster.conn, cluster.arena
+	cluster.rt, cluster.raylet, cluster.conn, cluster.arena = nil, nil, nil, nil
+	dash, dashSrc := cluster.dash, cluster.dashSrc
+	cluster.dash, cluster.dashSrc, cluster.headDash = nil, nil, ""
+	session := cluster.session
+	cluster.Unlock()
 	if rt == nil {
 		return nil
 	}
@@ -255,13 +258,14 @@ func Shutdown() error {
 		// The raylet ends the job, and its workers, when this closes.
 		_ = conn.Close()
 		_ = arena.Close()
+		_ = os.RemoveAll(session) // a joined driver's folder holds only its socket
 	}
 	return err
 }
 
 // joinCluster connects this driver to a cluster started with `rayo start`:
 // to the raylet of the node it runs on, as a job whose workers run this
-// executable. state is locked.
+// executable. cluster is locked.
 func joinCluster(o options) error {
 	c, err := node.Resolve(o.address, "")
 	if err != nil {
@@ -301,7 +305,9 @@ func joinCluster(o options) error {
 		_ = conn.Close()
 		return fmt.Errorf("rayo: map the node's object store: %w", err)
 	}
-	session := filepath.Join(node.StateDir(), "job-"+jobID)
+	root := node.StateDir()
+	pruneSessions(root, keepSessions)
+	session := filepath.Join(root, fmt.Sprintf("job-%d-%s", os.Getpid(), jobID))
 	if err := os.MkdirAll(session, 0o755); err != nil {
 		_ = conn.Close()
 		_ = arena.Close()
@@ -337,8 +343,8 @@ func joinCluster(o options) error {
 		return fmt.Errorf("rayo: start job: %w", err)
 	}
 	ready.Store(rt)
-	state.rt, state.conn, state.arena, state.session, state.node = rt, conn, arena, session, rec.Node
-	state.gcsAddr, state.token, state.headDash = rec.Address, rec.Token, rec.Dashboard
+	cluster.rt, cluster.conn, cluster.arena, cluster.session, cluster.node = rt, conn, arena, session, rec.Node
+	cluster.gcsAddr, cluster.token, cluster.headDash = rec.Address, rec.Token, rec.Dashboard
 	return nil
 }
 
@@ -349,19 +355,19 @@ func NodeID() string {
 	if worker.IsWorker() {
 		return os.Getenv(raylet.EnvNode)
 	}
-	state.Lock()
-	defer state.Unlock()
-	if state.rt == nil {
+	cluster.Lock()
+	defer cluster.Unlock()
+	if cluster.rt == nil {
 		return ""
 	}
-	return state.node
+	return cluster.node
 }
 
 // SessionDir is the folder holding this cluster's sockets and worker logs.
 func SessionDir() string {
-	state.Lock()
-	defer state.Unlock()
-	return state.session
+	cluster.Lock()
+	defer cluster.Unlock()
+	return cluster.session
 }
 
 // keepSessions is how many session folders of finished drivers Init keeps
@@ -369,7 +375,8 @@ func SessionDir() string {
 const keepSessions = 20
 
 // pruneSessions removes the oldest session folders under root whose driver
-// is no longer running, keeping the newest keep of them.
+// is no longer running, keeping the newest keep of them, and the folders
+// of joined drivers that died without Shutdown (they hold only a socket).
 func pruneSessions(root string, keep int) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -382,11 +389,17 @@ func pruneSessions(root string, keep int) {
 	var old []dead
 	for _, e := range entries {
 		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "s-%d-", &pid); err != nil || !e.IsDir() {
+		_, serr := fmt.Sscanf(e.Name(), "s-%d-", &pid)
+		_, jerr := fmt.Sscanf(e.Name(), "job-%d-", &pid)
+		if serr != nil && jerr != nil || !e.IsDir() {
 			continue
 		}
 		if pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
 			continue // its driver still runs
+		}
+		if jerr == nil {
+			_ = os.RemoveAll(filepath.Join(root, e.Name()))
+			continue
 		}
 		if info, err := e.Info(); err == nil {
 			old = append(old, dead{filepath.Join(root, e.Name()), info.ModTime()})
@@ -416,6 +429,6 @@ func printLogs(_ *rpc.Conn, m rpc.Method, _ rpc.Kind, _ uint64, body []byte) {
 // maxTaskRecords is the size of an embedded cluster's task table, from
 // RAYO_MAX_TASK_RECORDS (0: the default).
 func maxTaskRecords() int {
-	n, _ := strconv.Atoi(os.Getenv(taskstate.EnvMaxTaskRecords))
+	n, _ := strconv.Atoi(os.Getenv(tasktable.EnvMaxTaskRecords))
 	return n
 }

@@ -346,7 +346,7 @@ func TestCancel(t *testing.T) {
 	ctx := ctxT(t)
 	running := sleepMs.Remote(V(20000))
 	queued := sleepMs.Remote(V(20000))
-	if err := Cancel(queued); err != nil {
+	if err := Cancel(ctx, queued); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Get(ctx, queued); !errors.Is(err, ErrTaskCancelled) {
@@ -357,10 +357,14 @@ func TestCancel(t *testing.T) {
 		runtime.Gosched()
 	}
 	start := time.Now()
-	if err := Cancel(running); err != nil {
+	if err := Cancel(ctx, running); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Get(ctx, running); !errors.Is(err, ErrTaskCancelled) {
+	// Cancel returned once the task stopped: its result is there for a
+	// Get whose ctx has ended.
+	ended, end := context.WithCancel(ctx)
+	end()
+	if _, err := Get(ended, running); !errors.Is(err, ErrTaskCancelled) {
 		t.Fatalf("running: %v", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
@@ -368,6 +372,26 @@ func TestCancel(t *testing.T) {
 	}
 	if v, err := Get(ctx, add.Remote(V(1), V(1))); err != nil || v != 2 {
 		t.Fatalf("after cancel: %v %v", v, err)
+	}
+}
+
+// TestCancelHonoursContext checks that Cancel with an ended ctx returns
+// its error and stops nothing (TestCancel checks that Cancel waits for the
+// task to stop).
+func TestCancelHonoursContext(t *testing.T) {
+	ctx := ctxT(t)
+	r := sleepMs.Remote(V(200))
+	ended, end := context.WithCancel(ctx)
+	end()
+	if err := Cancel(ended, r); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Cancel with an ended ctx: %v, want context.Canceled", err)
+	}
+	if v, err := Get(ctx, r); err != nil || v != 200 {
+		t.Fatalf("task after a refused Cancel: %v, %v; want it to run", v, err)
+	}
+	var zero Ref[int]
+	if err := Cancel(ctx, zero); !errors.Is(err, ErrNilRef) {
+		t.Fatalf("Cancel of a zero ref: %v", err)
 	}
 }
 
@@ -428,8 +452,8 @@ func TestReferenceCountingFreesEverything(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		runtime.GC()
-		st := state.raylet.StoreStats()
-		cs := state.rt.Stats()
+		st := cluster.raylet.StoreStats()
+		cs := cluster.rt.Stats()
 		if st.Used == 0 && cs.Objects == 0 && cs.Tasks == 0 {
 			break
 		}
@@ -469,7 +493,7 @@ func TestCustomResourcesAndInfeasible(t *testing.T) {
 
 func TestWorkerRejectsUnknownFunction(t *testing.T) {
 	ctx := ctxT(t)
-	hs, err := state.rt.Submit(ctx, core.TaskOptions{
+	hs, err := cluster.rt.Submit(ctx, core.TaskOptions{
 		Function: "no.such.function", Name: "ghost", NumReturns: 1,
 		Resources: map[string]float64{"CPU": 1},
 	}, nil)
@@ -500,10 +524,10 @@ func TestSignatureErrorsAtSubmission(t *testing.T) {
 
 // debugState describes the raylet's scheduling state, for failure messages.
 func debugState() string {
-	state.Lock()
-	defer state.Unlock()
-	if state.raylet == nil {
+	cluster.Lock()
+	defer cluster.Unlock()
+	if cluster.raylet == nil {
 		return ""
 	}
-	return state.raylet.DebugString()
+	return cluster.raylet.DebugString()
 }

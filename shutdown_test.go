@@ -39,7 +39,7 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	if _, err := Get(ctx, sumVec.Remote(big)); err != nil {
 		t.Fatal(err)
 	}
-	pids := state.raylet.WorkerPIDs()
+	pids := cluster.raylet.WorkerPIDs()
 	session := SessionDir()
 	if err := Shutdown(); err != nil {
 		t.Fatal(err)
@@ -90,13 +90,19 @@ func TestPruneSessions(t *testing.T) {
 	if err := os.MkdirAll(mine, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A joined driver's folder: gone with its driver, kept while it runs.
+	for _, d := range []string{fmt.Sprintf("job-%d-ab12", 1<<30), fmt.Sprintf("job-%d-cd34", os.Getpid())} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	pruneSessions(root, 2)
 	left, _ := os.ReadDir(root)
 	var names []string
 	for _, e := range left {
 		names = append(names, e.Name())
 	}
-	want := []string{fmt.Sprintf("s-%d-3", 1<<30), fmt.Sprintf("s-%d-4", 1<<30), filepath.Base(mine)}
+	want := []string{fmt.Sprintf("s-%d-3", 1<<30), fmt.Sprintf("s-%d-4", 1<<30), filepath.Base(mine), fmt.Sprintf("job-%d-cd34", os.Getpid())}
 	sort.Strings(want)
 	if fmt.Sprint(names) != fmt.Sprint(want) { // ReadDir sorts by name too
 		t.Fatalf("left %v, want %v", names, want)

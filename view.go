@@ -82,7 +82,7 @@ func GetView[T any](ctx context.Context, r Ref[T]) (View[T], error) {
 	b, unpin, err := rt.Bytes(ctx, hold.ID, hold.Owner, loc)
 	if err != nil {
 		hold.Release()
-		return View[T]{}, err
+		return View[T]{}, publicErr(err)
 	}
 	end := func() { unpin(); hold.Release() }
 	s := &viewState[T]{end: end}

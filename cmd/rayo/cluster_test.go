@@ -260,6 +260,10 @@ func TestDriversJoinAndDetachedActorOutlivesThem(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^\(double pid=\d+\) doubling 21$`).MatchString(out) {
 			t.Fatalf("%s: worker output not streamed to the driver: %q", step.mode, out)
 		}
+		// A driver that has ended leaves no folder behind.
+		if left, _ := filepath.Glob(filepath.Join(e.state, "job-*")); len(left) != 0 {
+			t.Fatalf("%s: the ended driver left %v", step.mode, left)
+		}
 	}
 	out, err := run("incr")
 	if err == nil || !strings.Contains(out, "keeper") {

@@ -22,7 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rayo-dev/rayo/internal/jobs"
-	"github.com/rayo-dev/rayo/internal/node"
+	"github.com/rayo-dev/rayo/internal/stateapi"
 )
 
 func newJobCmd() *cobra.Command {
@@ -35,7 +35,7 @@ func newJobCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVar(alias, "address", "", "the same as --dashboard-address, as ray job names it")
 	token := new(string)
 	cmd.PersistentFlags().StringVar(token, "token", "", "the cluster token, which submit, stop and delete need (default: RAYO_TOKEN, else this machine's cluster record)")
-	client := func() (*stateClient, error) {
+	client := func() (*stateapi.Client, error) {
 		if *addr == "" {
 			*addr = *alias
 		}
@@ -43,18 +43,8 @@ func newJobCmd() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		c.token = *token
-		if c.token == "" {
-			c.token = os.Getenv("RAYO_TOKEN")
-		}
-		if c.token == "" {
-			// This machine's cluster token goes only to that cluster's API
-			// server, never to whatever --address names.
-			if rec, err := node.ReadCluster(node.StateDir()); err == nil {
-				if local, err := dashboardURL(rec.Dashboard); err == nil && rec.Dashboard != "" && local == c.base {
-					c.token = rec.Token
-				}
-			}
+		if *token != "" {
+			c.Token = *token
 		}
 		return c, nil
 	}
@@ -67,7 +57,7 @@ func newJobCmd() *cobra.Command {
 	return cmd
 }
 
-type clientFunc func() (*stateClient, error)
+type clientFunc func() (*stateapi.Client, error)
 
 // keyValues turns KEY=VALUE flags into a map.
 func keyValues(flag string, list []string) (map[string]string, error) {
@@ -118,7 +108,7 @@ func newJobSubmitCmd(client clientFunc) *cobra.Command {
 			return err
 		}
 		ctx := cmd.Context()
-		raw, err := c.fetch(ctx, http.MethodPost, "/api/jobs/", nil, body, contentType)
+		raw, err := c.Fetch(ctx, http.MethodPost, "/api/jobs/", nil, body, contentType)
 		if err != nil {
 			return err
 		}
@@ -140,28 +130,7 @@ func newJobSubmitCmd(client clientFunc) *cobra.Command {
 		if noWait || jobs.Final(answer.Job.Status) {
 			return jobOutcome(answer.Job)
 		}
-		// Follow its output until it ends; Ctrl-C leaves it running.
-		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		logOut := out
-		if asJSON {
-			logOut = cmd.ErrOrStderr()
-		}
-		if err := followJobLog(ctx, c, answer.SubmissionID, logOut); err != nil {
-			if ctx.Err() != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "rayo: %s goes on; rayo job logs %s -f follows it, rayo job stop %s stops it\n", answer.SubmissionID, answer.SubmissionID, answer.SubmissionID)
-				return nil
-			}
-			return err
-		}
-		final, err := getSubmission(ctx, c, answer.SubmissionID)
-		if err != nil {
-			return err
-		}
-		if final.Status == jobs.StatusSucceeded {
-			fmt.Fprintf(cmd.ErrOrStderr(), "rayo: %s succeeded\n", final.SubmissionID)
-		}
-		return jobOutcome(final)
+		return followSubmission(cmd, c, answer.SubmissionID, asJSON)
 	}
 	f := cmd.Flags()
 	f.StringVar(&id, "submission-id", "", "the submission's ID (default: made up)")
@@ -171,6 +140,32 @@ func newJobSubmitCmd(client clientFunc) *cobra.Command {
 	f.BoolVar(&noWait, "no-wait", false, "return once it started, without following it")
 	f.BoolVar(&asJSON, "json", false, "print the server's JSON answer (the output, if followed, goes to stderr)")
 	return cmd
+}
+
+// followSubmission prints a submission's output until it ends (to stderr
+// with --json), and returns how it ended; Ctrl-C leaves it running.
+func followSubmission(cmd *cobra.Command, c *stateapi.Client, id string, asJSON bool) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logOut := cmd.OutOrStdout()
+	if asJSON {
+		logOut = cmd.ErrOrStderr()
+	}
+	if err := followJobLog(ctx, c, id, logOut); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "rayo: %s goes on; rayo job logs %s -f follows it, rayo job stop %s stops it\n", id, id, id)
+			return nil
+		}
+		return err
+	}
+	final, err := getSubmission(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	if final.Status == jobs.StatusSucceeded {
+		fmt.Fprintf(cmd.ErrOrStderr(), "rayo: %s succeeded\n", final.SubmissionID)
+	}
+	return jobOutcome(final)
 }
 
 // submitBody is the request: JSON alone, or multipart with the working
@@ -214,9 +209,9 @@ func jsonUnmarshal(raw []byte, v any) error {
 	return nil
 }
 
-func getSubmission(ctx context.Context, c *stateClient, id string) (jobs.Info, error) {
+func getSubmission(ctx context.Context, c *stateapi.Client, id string) (jobs.Info, error) {
 	var s jobs.Info
-	raw, err := c.get(ctx, "/api/jobs/"+url.PathEscape(id), nil)
+	raw, err := get(ctx, c, "/api/jobs/"+url.PathEscape(id), nil)
 	if err != nil {
 		return s, err
 	}
@@ -224,8 +219,8 @@ func getSubmission(ctx context.Context, c *stateClient, id string) (jobs.Info, e
 }
 
 // followJobLog copies a submission's output until it ends.
-func followJobLog(ctx context.Context, c *stateClient, id string, w io.Writer) error {
-	resp, err := c.open(ctx, "/api/jobs/"+url.PathEscape(id)+"/logs", url.Values{"follow": {"1"}})
+func followJobLog(ctx context.Context, c *stateapi.Client, id string, w io.Writer) error {
+	resp, err := c.Open(ctx, "/api/jobs/"+url.PathEscape(id)+"/logs", url.Values{"follow": {"1"}})
 	if err != nil {
 		return err
 	}
@@ -274,7 +269,7 @@ func newJobStatusCmd(client clientFunc) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		raw, err := c.get(cmd.Context(), "/api/jobs/"+url.PathEscape(args[0]), nil)
+		raw, err := get(cmd.Context(), c, "/api/jobs/"+url.PathEscape(args[0]), nil)
 		if err != nil {
 			return err
 		}
@@ -300,7 +295,7 @@ func newJobLogsCmd(client clientFunc) *cobra.Command {
 			return err
 		}
 		if !follow {
-			body, err := c.get(cmd.Context(), "/api/jobs/"+url.PathEscape(args[0])+"/logs", nil)
+			body, err := get(cmd.Context(), c, "/api/jobs/"+url.PathEscape(args[0])+"/logs", nil)
 			if err != nil {
 				return err
 			}
@@ -332,7 +327,7 @@ func newJobStopCmd(client clientFunc) *cobra.Command {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), stateTimeout)
 		defer cancel()
-		raw, err := c.fetch(ctx, http.MethodPost, "/api/jobs/"+url.PathEscape(args[0])+"/stop", nil, nil, "")
+		raw, err := c.Fetch(ctx, http.MethodPost, "/api/jobs/"+url.PathEscape(args[0])+"/stop", nil, nil, "")
 		if err != nil {
 			return err
 		}
@@ -392,7 +387,7 @@ func newJobListCmd(client clientFunc) *cobra.Command {
 			Result   []jobs.Info `json:"result"`
 			Warnings []string    `json:"warnings"`
 		}
-		raw, err := c.get(cmd.Context(), "/api/jobs/", nil)
+		raw, err := get(cmd.Context(), c, "/api/jobs/", nil)
 		if err != nil {
 			return err
 		}
@@ -437,7 +432,7 @@ func newJobDeleteCmd(client clientFunc) *cobra.Command {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), stateTimeout)
 		defer cancel()
-		if _, err := c.fetch(ctx, http.MethodDelete, "/api/jobs/"+url.PathEscape(args[0]), nil, nil, ""); err != nil {
+		if _, err := c.Fetch(ctx, http.MethodDelete, "/api/jobs/"+url.PathEscape(args[0]), nil, nil, ""); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "%s deleted\n", args[0])

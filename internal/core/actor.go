@@ -12,7 +12,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 type actorState uint8
@@ -327,7 +327,7 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 		rt.actorDiedLocked(a, failure, &after)
 	} else if a.state == actorPending {
 		a.state = actorAlive
-		rt.actorStateLocked(a, state.ActorAlive, "")
+		rt.actorStateLocked(a, tasktable.ActorAlive, "")
 		if a.detached {
 			id, addr := a.id, a.addr
 			after.wake = append(after.wake, func() { rt.cfg.Raylet.ActorAlive(id[:], addr) })
@@ -381,17 +381,17 @@ func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *acti
 		a.restartsLeft--
 	}
 	a.restarts++
-	rt.actorStateLocked(a, state.ActorRestarting, why.Message)
+	rt.actorStateLocked(a, tasktable.ActorRestarting, why.Message)
 	// Calls in flight go back to the front of the queue, in order, if
 	// they may be retried; the others fail.
 	var retry []*task
 	for t := range a.inflight {
 		if t.retries > 0 {
-			rt.taskEventLocked(t, state.TaskFailed, actorErr(t, why))
+			rt.taskEventLocked(t, tasktable.TaskFailed, actorErr(t, why))
 			t.retries--
 			t.spec.Attempt++
 			retry = append(retry, t)
-			rt.taskEventLocked(t, state.TaskPendingNode, nil)
+			rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 		} else {
 			rt.finishLocked(t, nil, actorErr(t, why), after)
 		}
@@ -417,7 +417,7 @@ func (rt *Runtime) actorDiedLocked(a *actorRec, why *pb.TaskError, after *action
 		return
 	}
 	a.state, a.died = actorDead, why
-	rt.actorStateLocked(a, state.ActorDead, why.Message)
+	rt.actorStateLocked(a, tasktable.ActorDead, why.Message)
 	for t := range a.inflight {
 		rt.finishLocked(t, nil, actorErr(t, why), after)
 	}
@@ -476,7 +476,7 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 		}
 		a.queue = a.queue[1:]
 		a.inflight[t] = struct{}{}
-		rt.taskEventLocked(t, state.TaskSubmitted, nil)
+		rt.taskEventLocked(t, tasktable.TaskSubmitted, nil)
 		a.outbox = append(a.outbox, t)
 	}
 	if len(a.outbox) > 0 {

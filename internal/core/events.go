@@ -7,7 +7,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // Task and actor events: the owner records each change of its tasks' and
@@ -24,7 +24,7 @@ const eventFlushInterval = 200 * time.Millisecond
 // it, new attempts are left out and counted as dropped. Besides bounding
 // memory, this keeps the cost of observing a flood of tiny tasks, most of
 // which the bounded table would drop at once, off the tasks themselves.
-const maxBufferedEvents = state.DefaultMaxTasks
+const maxBufferedEvents = tasktable.DefaultMaxTasks
 
 // EventReporter is a raylet client that takes state events (MReportEvents).
 type EventReporter interface {
@@ -47,12 +47,12 @@ type eventBuf struct {
 
 // eventsEnabled reports whether this process records events
 // (RAYO_TASK_EVENTS=0 turns them off).
-func eventsEnabled() bool { return os.Getenv(state.EnvTaskEventsEnable) != "0" }
+func eventsEnabled() bool { return os.Getenv(tasktable.EnvTaskEventsEnable) != "0" }
 
 // eventBox holds an event and its state times in one allocation.
 type eventBox struct {
 	ev    pb.TaskEvent
-	times [len(state.TaskStates)]int64
+	times [len(tasktable.TaskStates)]int64
 }
 
 // taskEventLocked records that t's current attempt entered st.
@@ -85,11 +85,11 @@ func (rt *Runtime) taskEventLocked(t *task, st string, e *pb.TaskError) {
 			ev.ParentTaskId = rt.parentTask(spec)
 			switch {
 			case t.create != nil:
-				ev.Type, ev.Resources = state.TypeActorCreation, t.create.resources
+				ev.Type, ev.Resources = tasktable.TypeActorCreation, t.create.resources
 			case t.actor != nil:
-				ev.Type = state.TypeActorTask
+				ev.Type = tasktable.TypeActorTask
 			default:
-				ev.Type = state.TypeNormal
+				ev.Type = tasktable.TypeNormal
 				if t.q != nil {
 					ev.Resources = t.q.resources
 				}
@@ -100,19 +100,19 @@ func (rt *Runtime) taskEventLocked(t *task, st string, e *pb.TaskError) {
 		b.owners = append(b.owners, t)
 	}
 	now := time.Now().UnixNano()
-	i := state.StateIndex(st)
+	i := tasktable.StateIndex(st)
 	if ev.StateTimes[i] == 0 {
 		ev.StateTimes[i] = now
 	}
-	if ev.State == "" || min(i, 4) >= min(state.StateIndex(ev.State), 4) {
+	if ev.State == "" || min(i, 4) >= min(tasktable.StateIndex(ev.State), 4) {
 		ev.State, ev.TimeUnixNs = st, now
 	}
 	if e != nil {
 		ev.ErrorType, ev.Error = ErrorType(e.Kind), errorText(e)
 	}
-	if r := t.ran; state.IsFinal(st) && r != nil && r.StartUnixNs != 0 {
+	if r := t.ran; tasktable.IsFinal(st) && r != nil && r.StartUnixNs != 0 {
 		// Where and when it ran, from the worker's reply.
-		if run := state.StateIndex(state.TaskRunning); ev.StateTimes[run] == 0 {
+		if run := tasktable.StateIndex(tasktable.TaskRunning); ev.StateTimes[run] == 0 {
 			ev.StateTimes[run] = r.StartUnixNs
 		}
 		ev.NodeId, ev.WorkerId, ev.WorkerPid = r.NodeId, r.WorkerId, r.Pid
@@ -190,7 +190,7 @@ func (rt *Runtime) actorStateLocked(a *actorRec, st string, cause string) {
 		return
 	}
 	e := &pb.ActorEvent{ActorId: a.id[:], State: st, NumRestarts: int32(a.restarts), DeathCause: cause}
-	if st == state.ActorPending && a.restarts == 0 {
+	if st == tasktable.ActorPending && a.restarts == 0 {
 		e.ClassName, e.Name, e.Namespace, e.Detached, e.Resources = a.class, a.regName, a.namespace, a.detached, a.resources
 	}
 	rt.actorEventLocked(e)
@@ -223,14 +223,14 @@ func (rt *Runtime) TakeEvents() *pb.StateEvents {
 	}
 	ends := make(map[wkey]*pb.TaskEvent, len(extra)/2)
 	for _, x := range extra {
-		i := state.StateIndex(x.State)
+		i := tasktable.StateIndex(x.State)
 		if i < 0 {
 			continue
 		}
 		k := wkey{string(x.TaskId), x.Attempt}
 		e := ends[k]
 		if e == nil {
-			x.StateTimes = make([]int64, len(state.TaskStates))
+			x.StateTimes = make([]int64, len(tasktable.TaskStates))
 			x.StateTimes[i] = x.TimeUnixNs
 			ends[k] = x
 			out.Tasks = append(out.Tasks, x)
@@ -239,7 +239,7 @@ func (rt *Runtime) TakeEvents() *pb.StateEvents {
 		if e.StateTimes[i] == 0 {
 			e.StateTimes[i] = x.TimeUnixNs
 		}
-		if min(i, 4) >= min(state.StateIndex(e.State), 4) {
+		if min(i, 4) >= min(tasktable.StateIndex(e.State), 4) {
 			e.State, e.TimeUnixNs = x.State, x.TimeUnixNs
 			if x.ErrorType != "" {
 				e.ErrorType, e.Error = x.ErrorType, x.Error

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // Tasks killed by a node's memory monitor: the raylet tells the lease's
@@ -63,13 +63,13 @@ func (rt *Runtime) oomFailedLocked(t *task, l *lease, after *actions) bool {
 		rt.finishLocked(t, nil, e, after)
 		return true
 	}
-	rt.taskEventLocked(t, state.TaskFailed, e)
+	rt.taskEventLocked(t, tasktable.TaskFailed, e)
 	if t.retries > 0 {
 		t.retries--
 	}
 	t.spec.Attempt++
 	t.lease = nil
-	rt.taskEventLocked(t, state.TaskPendingNode, nil)
+	rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 	q := t.q
 	time.AfterFunc(oomBackoff(t.oomKills), func() {
 		var after actions

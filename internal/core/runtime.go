@@ -143,7 +143,7 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 	rt.raylets = make(map[string]*rayletConn)
 	rt.bg, rt.bgCancel = context.WithCancel(context.Background())
 	_ = os.Remove(cfg.Addr)
-	ln, err := net.Listen("unix", cfg.Addr)
+	ln, err := rpc.ListenUnix(cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("core: listen %s: %w", cfg.Addr, err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // Arg is one argument of a task: an encoded value, or a ref.
@@ -275,7 +275,7 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 	if create != nil {
 		create.resources, create.place = res, shape.place
 		create.create = t
-		rt.actorStateLocked(create, state.ActorPending, "")
+		rt.actorStateLocked(create, tasktable.ActorPending, "")
 		rt.actors[tid] = create
 	}
 	if actor != nil {
@@ -294,7 +294,7 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 		handles[i] = rt.newHandleLocked(id, rt.addr, obj)
 	}
 	rt.tasks[tid] = t
-	rt.taskEventLocked(t, state.TaskPendingArgs, nil)
+	rt.taskEventLocked(t, tasktable.TaskPendingArgs, nil)
 	if t.unresolved == 0 {
 		rt.enqueueLocked(t, &after)
 	}
@@ -339,7 +339,7 @@ func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 }
 
 func (rt *Runtime) enqueueLocked(t *task, after *actions) {
-	rt.taskEventLocked(t, state.TaskPendingNode, nil)
+	rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 	switch {
 	case t.actor != nil:
 		t.ready = true
@@ -376,7 +376,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 		t.lease = best
 		t.spec.GpuIds = best.gpus
 		best.inflight[t] = struct{}{}
-		rt.taskEventLocked(t, state.TaskSubmitted, nil)
+		rt.taskEventLocked(t, tasktable.TaskSubmitted, nil)
 		after.push = append(after.push, pushOp{t: t, l: best})
 	}
 	if len(q.tasks) == 0 {
@@ -494,24 +494,24 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 		} else if rt.oomFailedLocked(t, l, &after) {
 			// killed by the memory monitor: retried after a backoff, or failed
 		} else if t.retries > 0 && !rt.closed {
-			rt.taskEventLocked(t, state.TaskFailed, sysErr(t.spec.Name, KindWorkerDied, "worker died while running the task: "+err.Error()))
+			rt.taskEventLocked(t, tasktable.TaskFailed, sysErr(t.spec.Name, KindWorkerDied, "worker died while running the task: "+err.Error()))
 			t.retries--
 			t.spec.Attempt++
 			t.lease = nil
 			q.tasks = append([]*task{t}, q.tasks...)
-			rt.taskEventLocked(t, state.TaskPendingNode, nil)
+			rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 		} else {
 			rt.finishLocked(t, nil, sysErr(t.spec.Name, KindWorkerDied,
 				fmt.Sprintf("worker died while running the task (%d attempts): %v", t.spec.Attempt+1, err)), &after)
 		}
 	case reply.Error != nil && reply.Error.Kind == KindApp || reply.Error != nil && reply.Error.Kind == KindPanic:
 		if t.retryApp && t.retries > 0 && !rt.closed {
-			rt.taskEventLocked(t, state.TaskFailed, reply.Error)
+			rt.taskEventLocked(t, tasktable.TaskFailed, reply.Error)
 			t.retries--
 			t.spec.Attempt++
 			t.lease = nil
 			q.tasks = append(q.tasks, t)
-			rt.taskEventLocked(t, state.TaskPendingNode, nil)
+			rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 		} else {
 			rt.finishLocked(t, nil, reply.Error, &after)
 		}
@@ -553,9 +553,9 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 	}
 	t.finished = true
 	if e == nil {
-		rt.taskEventLocked(t, state.TaskFinished, nil)
+		rt.taskEventLocked(t, tasktable.TaskFinished, nil)
 	} else {
-		rt.taskEventLocked(t, state.TaskFailed, e)
+		rt.taskEventLocked(t, tasktable.TaskFailed, e)
 	}
 	tid, _ := ids.TaskIDFrom(t.spec.TaskId)
 	delete(rt.tasks, tid)
@@ -608,9 +608,15 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 
 // Cancel stops the task that makes h: a queued task never runs, a running
 // one has its worker stopped. Its results fail with ErrTaskCancelled.
-func (rt *Runtime) Cancel(h *Handle) error {
+// Cancel returns once the task's result is settled (cancelled, or done
+// before the worker heard), or with ctx's error when ctx ends first; a
+// ctx already ended cancels nothing.
+func (rt *Runtime) Cancel(ctx context.Context, h *Handle) error {
 	if h == nil {
 		return ErrNilRef
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	var after actions
 	rt.mu.Lock()
@@ -627,10 +633,22 @@ func (rt *Runtime) Cancel(h *Handle) error {
 	}
 	rt.mu.Unlock()
 	after.run(rt)
-	if l != nil {
-		_ = l.conn.Notify(rpc.MCancelTask, &pb.ObjectIDs{Ids: [][]byte{t.spec.TaskId}})
+	if l == nil {
+		return nil
 	}
-	return nil
+	// A failed send means the worker's connection is gone: the task then
+	// settles as its worker's death does.
+	_ = l.conn.Notify(rpc.MCancelTask, &pb.ObjectIDs{Ids: [][]byte{t.spec.TaskId}})
+	_, done, err := rt.lookup(h)
+	if err != nil || done == nil {
+		return nil // settled, or freed or shut down: nothing left to stop
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("core: cancel %s: %w", h.ID, ctx.Err())
+	}
 }
 
 // Pushed reports whether the task making h has been sent to a worker.

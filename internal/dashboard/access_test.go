@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -85,4 +86,13 @@ func TestReadsNeedTheTokenWhenAsked(t *testing.T) {
 		}
 		srv.Close()
 	}
+}
+
+// localRequest is httptest.NewRequest as a client of this machine sends
+// it: to 127.0.0.1, not to the example.com that NewRequest names, which
+// the Host check refuses.
+func localRequest(method, target string, body io.Reader) *http.Request {
+	r := httptest.NewRequest(method, target, body)
+	r.Host = "127.0.0.1:8265"
+	return r
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // A record is one row of a list, as JSON: field name to value. Filters
@@ -102,30 +102,30 @@ func taskRecord(tr *pb.TaskRecord) record {
 	for s, v := range tr.StateTimesUnixNs {
 		times[s] = ms(v)
 	}
-	end := times[state.TaskFinished]
+	end := times[tasktable.TaskFinished]
 	if end == 0 {
-		end = times[state.TaskFailed]
+		end = times[tasktable.TaskFailed]
 	}
 	return record{
 		"task_id": hexOf(t.TaskId), "attempt_number": t.Attempt, "name": t.Name, "state": t.State, "type": t.Type,
 		"job_id": t.JobId, "actor_id": hexOf(t.ActorId), "parent_task_id": hexOf(t.ParentTaskId), "node_id": t.NodeId,
 		"worker_id": hexOf(t.WorkerId), "worker_pid": t.WorkerPid, "required_resources": resources(t.Resources),
-		"creation_time_ms": times[state.TaskPendingArgs], "start_time_ms": times[state.TaskRunning], "end_time_ms": end,
+		"creation_time_ms": times[tasktable.TaskPendingArgs], "start_time_ms": times[tasktable.TaskRunning], "end_time_ms": end,
 		"error_type": t.ErrorType, "error_message": t.Error, "state_times_ms": times,
 	}
 }
 
 func actorRecord(ar *pb.ActorRecord) record {
 	a := ar.Actor
-	start := ar.StateTimesUnixNs[state.ActorPending]
+	start := ar.StateTimesUnixNs[tasktable.ActorPending]
 	if start == 0 {
-		start = ar.StateTimesUnixNs[state.ActorAlive]
+		start = ar.StateTimesUnixNs[tasktable.ActorAlive]
 	}
 	return record{
 		"actor_id": hexOf(a.ActorId), "class_name": a.ClassName, "state": a.State, "name": a.Name, "namespace": a.Namespace,
 		"job_id": a.JobId, "node_id": a.NodeId, "worker_id": hexOf(a.WorkerId), "pid": a.Pid, "num_restarts": a.NumRestarts,
 		"death_cause": a.DeathCause, "detached": a.Detached, "required_resources": resources(a.Resources),
-		"start_time_ms": ms(start), "end_time_ms": ms(ar.StateTimesUnixNs[state.ActorDead]),
+		"start_time_ms": ms(start), "end_time_ms": ms(ar.StateTimesUnixNs[tasktable.ActorDead]),
 	}
 }
 

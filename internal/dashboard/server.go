@@ -20,7 +20,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/jobs"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // Limits of the API.
@@ -816,16 +816,16 @@ func taskWindow(t *pb.TaskRecord) (start, end int64) {
 		return 0, 0
 	}
 	times := t.StateTimesUnixNs
-	start = times[state.TaskRunning]
+	start = times[tasktable.TaskRunning]
 	if start == 0 {
-		start = times[state.TaskSubmitted]
+		start = times[tasktable.TaskSubmitted]
 	}
 	if start == 0 {
 		start = 1 // no time known: from the start of the log
 	}
-	end = times[state.TaskFinished]
+	end = times[tasktable.TaskFinished]
 	if end == 0 {
-		end = times[state.TaskFailed]
+		end = times[tasktable.TaskFailed]
 	}
 	if end != 0 {
 		end += logSlack.Nanoseconds()
@@ -873,7 +873,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 	job := r.URL.Query().Get("job_id")
 	now := time.Now().UnixNano()
 	ran := func(tr *pb.TaskRecord) bool {
-		return tr.StateTimesUnixNs[state.TaskRunning] != 0 && (job == "" || tr.Task.JobId == job)
+		return tr.StateTimesUnixNs[tasktable.TaskRunning] != 0 && (job == "" || tr.Task.JobId == job)
 	}
 	// Trace viewers (Perfetto) want integer pids: the nodes are numbered
 	// in the order of their IDs, and named by metadata events.
@@ -900,10 +900,10 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 		if !ran(tr) {
 			continue
 		}
-		start := tr.StateTimesUnixNs[state.TaskRunning]
-		end := tr.StateTimesUnixNs[state.TaskFinished]
+		start := tr.StateTimesUnixNs[tasktable.TaskRunning]
+		end := tr.StateTimesUnixNs[tasktable.TaskFinished]
 		if end == 0 {
-			end = tr.StateTimesUnixNs[state.TaskFailed]
+			end = tr.StateTimesUnixNs[tasktable.TaskFailed]
 		}
 		if end == 0 {
 			end = now // still running
@@ -981,7 +981,7 @@ func Listen(addr string, h http.Handler) (*HTTPServer, error) {
 	}
 	go func() {
 		defer close(s.done)
-		_ = s.srv.Serve(ln)
+		_ = s.srv.Serve(newLimitListener(ln, maxConns, maxConnsPerHost))
 	}()
 	return s, nil
 }

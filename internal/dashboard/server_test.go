@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // fakeSource is a cluster of two nodes held in memory.
@@ -62,10 +62,10 @@ func times(kv ...any) map[string]int64 {
 
 func newFake() *fakeSource {
 	task := func(id []byte, attempt int32, name, st, node string, pid int32, t map[string]int64) *pb.TaskRecord {
-		return &pb.TaskRecord{Task: &pb.TaskEvent{TaskId: id, Attempt: attempt, Name: name, State: st, Type: state.TypeNormal,
+		return &pb.TaskRecord{Task: &pb.TaskEvent{TaskId: id, Attempt: attempt, Name: name, State: st, Type: tasktable.TypeNormal,
 			JobId: "01", NodeId: node, WorkerPid: pid}, StateTimesUnixNs: t}
 	}
-	failed := task(taskY, 1, "divide", state.TaskFailed, "aaaaaaaaaaaa", 42, times(state.TaskRunning, 2000, state.TaskFailed, 2010))
+	failed := task(taskY, 1, "divide", tasktable.TaskFailed, "aaaaaaaaaaaa", 42, times(tasktable.TaskRunning, 2000, tasktable.TaskFailed, 2010))
 	failed.Task.ErrorType, failed.Task.Error = "TASK_EXECUTION_EXCEPTION", "panic: divide by zero\ngoroutine 7 [running]"
 	return &fakeSource{
 		nodes: []*pb.NodeInfo{
@@ -86,10 +86,10 @@ func newFake() *fakeSource {
 		},
 		jobs: []*pb.JobInfo{{JobId: "01", State: "RUNNING", DriverAddr: "driver", NodeId: nodeA, StartUnixMs: 5}},
 		tasks: &pb.StateList{Tasks: []*pb.TaskRecord{
-			task(taskX, 0, "square", state.TaskFinished, "aaaaaaaaaaaa", 42, times(state.TaskRunning, 1000, state.TaskFinished, 1005)),
-			task(taskY, 0, "divide", state.TaskFailed, "bbbbbbbbbbbb", 77, times(state.TaskRunning, 1500, state.TaskFailed, 1510)),
+			task(taskX, 0, "square", tasktable.TaskFinished, "aaaaaaaaaaaa", 42, times(tasktable.TaskRunning, 1000, tasktable.TaskFinished, 1005)),
+			task(taskY, 0, "divide", tasktable.TaskFailed, "bbbbbbbbbbbb", 77, times(tasktable.TaskRunning, 1500, tasktable.TaskFailed, 1510)),
 			failed,
-			task(taskZ, 0, "square", state.TaskRunning, "bbbbbbbbbbbb", 77, times(state.TaskRunning, 3000)),
+			task(taskZ, 0, "square", tasktable.TaskRunning, "bbbbbbbbbbbb", 77, times(tasktable.TaskRunning, 3000)),
 		}},
 		actors: &pb.StateList{Actors: []*pb.ActorRecord{{Actor: &pb.ActorEvent{ActorId: actor, ClassName: "Counter", State: "ALIVE", NodeId: "bbbbbbbbbbbb", Pid: 77}}}},
 		groups: []*pb.PlacementGroup{{PlacementGroupId: group, Name: "pair", State: "CREATED", Strategy: "STRICT_SPREAD",
@@ -172,7 +172,7 @@ func (f *fakeSource) PlacementGroups(context.Context) ([]*pb.PlacementGroup, err
 func get(t *testing.T, s *Server, path string, v any) int {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	s.ServeHTTP(rec, localRequest(http.MethodGet, path, nil))
 	if v != nil {
 		if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
 			t.Fatalf("GET %s: %v\n%s", path, err, rec.Body)
@@ -351,7 +351,7 @@ func TestDroppedTasksAreSaid(t *testing.T) {
 func TestTimeline(t *testing.T) {
 	s := New(Config{Source: newFake()})
 	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v0/timeline", nil))
+	s.ServeHTTP(rec, localRequest(http.MethodGet, "/api/v0/timeline", nil))
 	var events []traceEvent
 	if err := json.Unmarshal(rec.Body.Bytes(), &events); err != nil {
 		t.Fatalf("not a JSON array of trace events: %v\n%s", err, rec.Body)
@@ -389,7 +389,7 @@ func TestLogs(t *testing.T) {
 	s := New(Config{Source: f})
 	read := func(query string) (int, string) {
 		rec := httptest.NewRecorder()
-		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v0/logs?"+query, nil))
+		s.ServeHTTP(rec, localRequest(http.MethodGet, "/api/v0/logs?"+query, nil))
 		b, _ := io.ReadAll(rec.Body)
 		return rec.Code, string(b)
 	}

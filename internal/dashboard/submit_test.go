@@ -180,7 +180,7 @@ func TestNoJobSubmissionWithoutAManager(t *testing.T) {
 		t.Fatalf("one: %d %q", code, e.Error)
 	}
 	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/jobs/", strings.NewReader(`{"entrypoint": "true"}`)))
+	s.ServeHTTP(rec, localRequest(http.MethodPost, "/api/jobs/", strings.NewReader(`{"entrypoint": "true"}`)))
 	if rec.Code != http.StatusNotFound {
 		t.Fatalf("submit: %d %s", rec.Code, rec.Body)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	taskstate "github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // Node states, as the state API and `rayo status` show them.
@@ -49,7 +49,7 @@ type Config struct {
 	Store Store
 
 	// MaxTaskRecords bounds the task attempts kept for the state API
-	// (0: taskstate.DefaultMaxTasks).
+	// (0: tasktable.DefaultMaxTasks).
 	MaxTaskRecords int
 }
 
@@ -65,7 +65,7 @@ type Server struct {
 	store    Store
 	ownStore bool
 	names    *Names
-	state    *taskstate.Table // task and actor events, in memory only: they describe a run, not what it needs to go on
+	state    *tasktable.Table // task and actor events, in memory only: they describe a run, not what it needs to go on
 	groups   *placement.Manager
 
 	ctx    context.Context // for store calls; cancelled by Close
@@ -114,7 +114,7 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		names:    NewNames(),
-		state:    taskstate.NewTable(cfg.MaxTaskRecords, 0),
+		state:    tasktable.NewTable(cfg.MaxTaskRecords, 0),
 		nodes:    make(map[ids.NodeID]*pb.NodeInfo),
 		conns:    make(map[*rpc.Conn]ids.NodeID),
 		nodeConn: make(map[ids.NodeID]*rpc.Conn),

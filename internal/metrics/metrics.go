@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -85,15 +84,26 @@ func BucketOf(d float64) int {
 // AddRuns adds what a worker tallied: attempts finished and failed, how
 // many ran within each bucket of ExecBuckets (not cumulative; one more
 // entry for longer runs), and their run time in all.
+//
+// A count that is negative or past maxRunsPerTally (more than a worker
+// runs between two tallies, every 200 ms) is a forgery or a bug: it adds
+// nothing.
 func (n *Node) AddRuns(finished, failed int64, buckets []int64, seconds float64) {
-	if finished > 0 {
+	if finished > 0 && finished <= maxRunsPerTally {
 		n.TasksFinished.WithLabelValues("FINISHED").Add(float64(finished))
 	}
-	if failed > 0 {
+	if failed > 0 && failed <= maxRunsPerTally {
 		n.TasksFinished.WithLabelValues("FAILED").Add(float64(failed))
 	}
 	n.exec.add(buckets, seconds)
 }
+
+// maxRunsPerTally bounds each count of one tally (AddRuns).
+const maxRunsPerTally = 1 << 24
+
+// maxRunSecondsPerTally bounds the run time of one tally: a worker cannot
+// have run for more than a day between two tallies.
+const maxRunSecondsPerTally = 86400
 
 // execHistogram is a histogram filled from bucket counts rather than one
 // observation at a time.
@@ -110,11 +120,11 @@ func (h *execHistogram) add(buckets []int64, seconds float64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for i, c := range buckets {
-		if c > 0 {
+		if c > 0 && c <= maxRunsPerTally {
 			h.counts[min(i, len(h.counts)-1)] += uint64(c)
 		}
 	}
-	if seconds > 0 && !math.IsInf(seconds, 0) {
+	if seconds > 0 && seconds <= maxRunSecondsPerTally {
 		h.sum += seconds
 	}
 }

@@ -36,6 +36,8 @@ func TestNodeMetricsServedAndNamedByConvention(t *testing.T) {
 	n.AddRuns(-5, -1, []int64{-3, -1}, math.NaN())
 	n.AddRuns(0, 0, nil, math.Inf(1))
 	n.AddRuns(0, 0, nil, -7)
+	// Forged ones too: counts and times no worker reaches between tallies.
+	n.AddRuns(100777761280, 1<<40, []int64{1 << 40}, 1e12)
 	n.BytesIn.Add(4096)
 	s, err := Serve("127.0.0.1:0", n.Registry)
 	if err != nil {

@@ -8,6 +8,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -81,6 +82,10 @@ type Config struct {
 	// 127.0.0.1); if it is taken, a free port is used. 0: no API server.
 	DashboardPort int
 	DashboardHost string
+	// MetricsHost is the address the node's own /metrics listens on
+	// (default 127.0.0.1: metrics tell what runs where, so they stay on
+	// the machine unless a scraper elsewhere is meant to read them).
+	MetricsHost string
 	// DashboardAllowedHosts are host names, besides IP addresses,
 	// localhost and this machine's name, under which browsers may reach
 	// the API server (its Host header check). Beyond loopback, reading
@@ -196,7 +201,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ListenTCP:      net.JoinHostPort(cfg.Host, "0"),
 		Token:          cfg.Token,
 		Cluster:        n.gc,
-		MetricsAddr:    net.JoinHostPort(cfg.Host, "0"),
+		MetricsAddr:    net.JoinHostPort(cmp.Or(cfg.MetricsHost, "127.0.0.1"), "0"),
 
 		StoreSource:          "--object-store-memory",
 		MemoryUsageThreshold: cfg.MemoryUsageThreshold,

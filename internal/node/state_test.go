@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,5 +205,19 @@ func TestStartRefusesAShortToken(t *testing.T) {
 	_, err := Start(t.Context(), Config{Head: true, Token: "password123", NumCPUs: 1, StateDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "11 characters") {
 		t.Fatalf("Start with an 11-character token: %v", err)
+	}
+}
+
+// A node that listens beyond loopback still keeps its metrics on the
+// machine unless told otherwise.
+func TestMetricsStayOnLoopback(t *testing.T) {
+	n, err := Start(t.Context(), Config{Head: true, Host: "0.0.0.0", Port: 0, Token: NewToken(), NumCPUs: 1, StateDir: t.TempDir(), SpillDir: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	host, _, err := net.SplitHostPort(n.raylet.MetricsAddr())
+	if err != nil || host != "127.0.0.1" {
+		t.Fatalf("metrics at %q (%v), want 127.0.0.1", n.raylet.MetricsAddr(), err)
 	}
 }

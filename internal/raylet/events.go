@@ -6,7 +6,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // The state of tasks and actors: owners and workers report events to their
@@ -52,7 +52,7 @@ func (r *Raylet) observeEvents(b *pb.StateEvents) {
 
 // Table is the raylet's table of tasks and actors (nil in a cluster, where
 // the control store keeps it).
-func (r *Raylet) Table() *state.Table { return r.table }
+func (r *Raylet) Table() *tasktable.Table { return r.table }
 
 // serveState answers the state queries of an embedded cluster (MListTasks,
 // MListActors, MListNodes, MListJobs), or passes the first two to the

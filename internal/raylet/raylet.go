@@ -28,7 +28,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // Environment variables a worker process is started with.
@@ -67,7 +67,7 @@ type Config struct {
 	NodeName      string  // set by Start: the node's name in endpoints
 	EmbeddedJob   string  // alone (no Cluster): the job ID of the driver hosting the raylet
 	DriverAddr    string  // alone: that driver's endpoint
-	MaxTasks      int     // alone: task attempts the state table keeps (0: state.DefaultMaxTasks)
+	MaxTasks      int     // alone: task attempts the state table keeps (0: tasktable.DefaultMaxTasks)
 	MetricsAddr   string  // serve Prometheus metrics at HOST:PORT/metrics ("": not on a port of its own)
 	// SpillDir is where primary copies spill when the store passes 80%
 	// ("": <SessionDir>/spill; "-": no spilling).
@@ -128,8 +128,8 @@ type Raylet struct {
 	logWake  chan struct{} // closed (and replaced) when a worker's log grows
 	cpuPrev  cpuSample     // the machine's CPU times at the last NodeStats; guarded by mu
 
-	table      *state.Table  // tasks and actors, when alone (no Cluster)
-	metrics    *metrics.Node // this node's Prometheus metrics
+	table      *tasktable.Table // tasks and actors, when alone (no Cluster)
+	metrics    *metrics.Node    // this node's Prometheus metrics
 	metricsSrv *metrics.Server
 	started    time.Time
 
@@ -234,7 +234,7 @@ func Start(cfg Config) (*Raylet, error) {
 	r.cfg.NodeName = r.nodeID.Name()
 	r.started = time.Now()
 	if cfg.Cluster == nil {
-		r.table = state.NewTable(cfg.MaxTasks, 0)
+		r.table = tasktable.NewTable(cfg.MaxTasks, 0)
 	}
 	for k, v := range cfg.Resources {
 		r.total[k] = v
@@ -282,7 +282,7 @@ func Start(cfg Config) (*Raylet, error) {
 	}
 	r.log.Info("object store", "bytes", cfg.StoreCapacity, "source", cfg.StoreSource)
 	r.newMetrics()
-	ln, err := net.Listen("unix", r.addr)
+	ln, err := rpc.ListenUnix(r.addr)
 	if err != nil {
 		_ = r.spill.close()
 		_ = arena.Close()

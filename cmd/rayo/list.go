@@ -1,30 +1,23 @@
 package main
 
-// The state commands (rayo list, summary, get, logs, timeline) are HTTP
-// clients of the state API described in docs/state-api.md.
+// The state commands (rayo list, summary, get here; logs and timeline in
+// logs.go) are clients of the state API described in docs/state-api.md,
+// through internal/stateapi.
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/rayo-dev/rayo/internal/node"
 )
 
 const (
@@ -69,143 +62,6 @@ func newStateCmds() []*cobra.Command {
 		c.SetErrPrefix("rayo:")
 	}
 	return cmds
-}
-
-// stateClient talks to one state API server.
-type stateClient struct {
-	base  string // http://HOST:PORT, no trailing slash
-	http  *http.Client
-	token string // the cluster token, for requests that need it (rayo job)
-}
-
-// addDashboardFlag adds --dashboard-address to cmd and returns where it
-// will be stored.
-func addDashboardFlag(cmd *cobra.Command) *string {
-	addr := new(string)
-	cmd.PersistentFlags().StringVar(addr, "dashboard-address", "",
-		"the state API at http://HOST:PORT or HOST:PORT (default: RAYO_DASHBOARD_ADDRESS, else the local cluster's, else "+defaultDashboard+")")
-	return addr
-}
-
-// dashboardURL picks the API's base URL: the flag, else the environment,
-// else the local cluster record, else the default.
-func dashboardURL(flag string) (string, error) {
-	addr := flag
-	if addr == "" {
-		addr = os.Getenv("RAYO_DASHBOARD_ADDRESS")
-	}
-	if addr == "" {
-		if rec, err := node.ReadCluster(node.StateDir()); err == nil {
-			addr = rec.Dashboard
-		}
-	}
-	if addr == "" {
-		addr = defaultDashboard
-	}
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	u, err := url.Parse(addr)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("bad dashboard address %q: want http://HOST:PORT or HOST:PORT", addr)
-	}
-	return strings.TrimRight(addr, "/"), nil
-}
-
-func newStateClient(flag string) (*stateClient, error) {
-	base, err := dashboardURL(flag)
-	if err != nil {
-		return nil, err
-	}
-	return &stateClient{base: base, http: &http.Client{}}, nil
-}
-
-// open sends GET path?query and returns the response of a 2xx answer; the
-// caller closes its body. Other answers become the server's error.
-func (c *stateClient) open(ctx context.Context, path string, query url.Values) (*http.Response, error) {
-	return c.send(ctx, http.MethodGet, path, query, nil, "")
-}
-
-// send makes a request with body (of type contentType, when set) and
-// returns the response of a 2xx answer, as open does. A client with a
-// token presents it.
-func (c *stateClient) send(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string) (*http.Response, error) {
-	u := c.base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("cannot reach the rayo API at %s (is a cluster running? start one with rayo start --head, or set --dashboard-address): %w", c.base, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return nil, errors.New(e.Error)
-		}
-		msg := strings.TrimSpace(string(body))
-		if len(msg) > 200 {
-			msg = msg[:200] + "..."
-		}
-		if msg == "" {
-			return nil, fmt.Errorf("%s answered %s", u, resp.Status)
-		}
-		return nil, fmt.Errorf("%s answered %s: %s", u, resp.Status, msg)
-	}
-	return resp, nil
-}
-
-// get fetches path?query whole, within stateTimeout.
-func (c *stateClient) get(ctx context.Context, path string, query url.Values) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, stateTimeout)
-	defer cancel()
-	return c.fetch(ctx, http.MethodGet, path, query, nil, "")
-}
-
-// fetch sends a request as send does and returns the whole answer.
-func (c *stateClient) fetch(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string) ([]byte, error) {
-	resp, err := c.send(ctx, method, path, query, body, contentType)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return b, nil
-}
-
-// getJSON fetches path?query and decodes it into v; it returns the raw
-// body too, for --json.
-func (c *stateClient) getJSON(ctx context.Context, path string, query url.Values, v any) ([]byte, error) {
-	body, err := c.get(ctx, path, query)
-	if err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return nil, fmt.Errorf("decode the answer of %s: %w", path, err)
-	}
-	return body, nil
 }
 
 // writePretty writes a JSON document indented.
@@ -438,7 +294,7 @@ func newListCmd() *cobra.Command {
 			Warnings    []string `json:"warnings"`
 			Result      []record `json:"result"`
 		}
-		body, err := c.getJSON(cmd.Context(), "/api/v0/"+res, q, &page)
+		body, err := getJSON(cmd.Context(), c, "/api/v0/"+res, q, &page)
 		if err != nil {
 			return err
 		}
@@ -503,6 +359,21 @@ func stateColumns(counts []map[string]int) []string {
 	return append(cols, rest...)
 }
 
+// summaryAnswer is the API's answer to /api/v0/RESOURCE/summarize.
+type summaryAnswer struct {
+	Total          int64 `json:"total"`
+	Dropped        int64 `json:"dropped"`
+	TotalSizeBytes int64 `json:"total_size_bytes"`
+	Summary        map[string]struct {
+		Name        string         `json:"name"`
+		ClassName   string         `json:"class_name"`
+		Type        string         `json:"type"`
+		StateCounts map[string]int `json:"state_counts"`
+		Count       int64          `json:"count"`
+		SizeBytes   int64          `json:"size_bytes"`
+	} `json:"summary"`
+}
+
 func newSummaryCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -518,20 +389,8 @@ func newSummaryCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var sum struct {
-			Total          int64 `json:"total"`
-			Dropped        int64 `json:"dropped"`
-			TotalSizeBytes int64 `json:"total_size_bytes"`
-			Summary        map[string]struct {
-				Name        string         `json:"name"`
-				ClassName   string         `json:"class_name"`
-				Type        string         `json:"type"`
-				StateCounts map[string]int `json:"state_counts"`
-				Count       int64          `json:"count"`
-				SizeBytes   int64          `json:"size_bytes"`
-			} `json:"summary"`
-		}
-		body, err := c.getJSON(cmd.Context(), "/api/v0/"+res+"/summarize", nil, &sum)
+		var sum summaryAnswer
+		body, err := getJSON(cmd.Context(), c, "/api/v0/"+res+"/summarize", nil, &sum)
 		if err != nil {
 			return err
 		}
@@ -539,49 +398,7 @@ func newSummaryCmd() *cobra.Command {
 		if asJSON {
 			return writePretty(out, body)
 		}
-		keys := make([]string, 0, len(sum.Summary))
-		for k := range sum.Summary {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var headers []string
-		var rows [][]string
-		var footer string
-		if res == "objects" {
-			headers = []string{"NODE_ID", "COUNT", "SIZE"}
-			for _, k := range keys {
-				g := sum.Summary[k]
-				rows = append(rows, []string{k, strconv.FormatInt(g.Count, 10), bytesHuman(float64(g.SizeBytes))})
-			}
-			footer = fmt.Sprintf("%d objects, %s", sum.Total, bytesHuman(float64(sum.TotalSizeBytes)))
-		} else {
-			var counts []map[string]int
-			for _, k := range keys {
-				counts = append(counts, sum.Summary[k].StateCounts)
-			}
-			states := stateColumns(counts)
-			if res == "tasks" {
-				headers = []string{"NAME", "TYPE"}
-			} else {
-				headers = []string{"CLASS"}
-			}
-			headers = append(headers, states...)
-			for _, k := range keys {
-				g := sum.Summary[k]
-				row := []string{k}
-				if res == "tasks" {
-					row = append(row, g.Type)
-				}
-				for _, s := range states {
-					row = append(row, strconv.Itoa(g.StateCounts[s]))
-				}
-				rows = append(rows, row)
-			}
-			footer = fmt.Sprintf("%d %s", sum.Total, res)
-			if sum.Dropped > 0 {
-				footer += fmt.Sprintf(" (%d dropped)", sum.Dropped)
-			}
-		}
+		headers, rows, footer := summaryTable(res, sum)
 		if err := writeTable(out, headers, rows); err != nil {
 			return err
 		}
@@ -590,6 +407,51 @@ func newSummaryCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the server's JSON")
 	return cmd
+}
+
+// summaryTable lays out a summary of res: objects by node, or tasks and
+// actors by name with a column per state.
+func summaryTable(res string, sum summaryAnswer) (headers []string, rows [][]string, footer string) {
+	keys := make([]string, 0, len(sum.Summary))
+	for k := range sum.Summary {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if res == "objects" {
+		headers = []string{"NODE_ID", "COUNT", "SIZE"}
+		for _, k := range keys {
+			g := sum.Summary[k]
+			rows = append(rows, []string{k, strconv.FormatInt(g.Count, 10), bytesHuman(float64(g.SizeBytes))})
+		}
+		return headers, rows, fmt.Sprintf("%d objects, %s", sum.Total, bytesHuman(float64(sum.TotalSizeBytes)))
+	}
+	var counts []map[string]int
+	for _, k := range keys {
+		counts = append(counts, sum.Summary[k].StateCounts)
+	}
+	states := stateColumns(counts)
+	if res == "tasks" {
+		headers = []string{"NAME", "TYPE"}
+	} else {
+		headers = []string{"CLASS"}
+	}
+	headers = append(headers, states...)
+	for _, k := range keys {
+		g := sum.Summary[k]
+		row := []string{k}
+		if res == "tasks" {
+			row = append(row, g.Type)
+		}
+		for _, s := range states {
+			row = append(row, strconv.Itoa(g.StateCounts[s]))
+		}
+		rows = append(rows, row)
+	}
+	footer = fmt.Sprintf("%d %s", sum.Total, res)
+	if sum.Dropped > 0 {
+		footer += fmt.Sprintf(" (%d dropped)", sum.Dropped)
+	}
+	return headers, rows, footer
 }
 
 // getResources are the resources `rayo get` knows.
@@ -616,7 +478,7 @@ func newGetCmd() *cobra.Command {
 		var one struct {
 			Result []json.RawMessage `json:"result"`
 		}
-		body, err := c.getJSON(cmd.Context(), "/api/v0/"+res+"s/"+id, nil, &one)
+		body, err := getJSON(cmd.Context(), c, "/api/v0/"+res+"s/"+id, nil, &one)
 		if err != nil {
 			return err
 		}
@@ -677,192 +539,4 @@ func writeRecord(w io.Writer, raw json.RawMessage) error {
 		}
 	}
 	return nil
-}
-
-func newLogsCmd() *cobra.Command {
-	var (
-		nodeID, workerID, actorID, taskID string
-		pid, tail                         int
-		follow, asJSON                    bool
-	)
-	cmd := &cobra.Command{
-		Use:   "logs [--node ID] | (--node ID --pid P | --worker ID | --actor ID | --task ID)",
-		Short: "List the cluster's (or a node's) worker logs, or print one: by node and pid, worker, actor or task",
-		Args:  cobra.NoArgs,
-	}
-	addr := addDashboardFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		q := url.Values{}
-		given := 0
-		one := cmd.Flags().Changed("pid") || workerID != "" || actorID != "" || taskID != ""
-		if !one {
-			// No worker named: list the logs there are.
-			if follow || cmd.Flags().Changed("tail") {
-				return errors.New("--follow and --tail need one log: give --node ID --pid P, --worker ID, --actor ID or --task ID")
-			}
-			c, err := newStateClient(*addr)
-			if err != nil {
-				return err
-			}
-			return listLogs(cmd, c, nodeID, asJSON)
-		}
-		if nodeID != "" || cmd.Flags().Changed("pid") {
-			if nodeID == "" || !cmd.Flags().Changed("pid") || pid <= 0 {
-				return errors.New("--node ID and --pid P go together (P > 0)")
-			}
-			q.Set("node_id", nodeID)
-			q.Set("pid", strconv.Itoa(pid))
-			given++
-		}
-		for _, o := range []struct{ key, v string }{{"worker_id", workerID}, {"actor_id", actorID}, {"task_id", taskID}} {
-			if o.v != "" {
-				q.Set(o.key, o.v)
-				given++
-			}
-		}
-		if given != 1 {
-			return errors.New("give exactly one of --node ID --pid P, --worker ID, --actor ID and --task ID")
-		}
-		if cmd.Flags().Changed("tail") {
-			if tail < 0 {
-				return fmt.Errorf("bad --tail %d: want a number >= 0", tail)
-			}
-			q.Set("lines", strconv.Itoa(tail))
-		}
-		c, err := newStateClient(*addr)
-		if err != nil {
-			return err
-		}
-		ctx := cmd.Context()
-		if !follow {
-			body, err := c.get(ctx, "/api/v0/logs", q)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				lines := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
-				if len(body) == 0 {
-					lines = []string{}
-				}
-				b, _ := json.Marshal(map[string]any{"lines": lines})
-				return writePretty(cmd.OutOrStdout(), b)
-			}
-			_, err = cmd.OutOrStdout().Write(body)
-			return err
-		}
-		if asJSON {
-			return errors.New("--json and --follow do not go together: a followed log is printed as it comes")
-		}
-		q.Set("follow", "1")
-		// Followed until Ctrl-C or the context's end: not an error.
-		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		resp, err := c.open(ctx, "/api/v0/logs", q)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		defer resp.Body.Close()
-		if _, err := io.Copy(cmd.OutOrStdout(), resp.Body); err != nil && ctx.Err() == nil {
-			return fmt.Errorf("read the log: %w", err)
-		}
-		return nil
-	}
-	f := cmd.Flags()
-	f.StringVar(&nodeID, "node", "", "the worker's node ID (with --pid)")
-	f.IntVar(&pid, "pid", 0, "the worker's process ID (with --node)")
-	f.StringVar(&workerID, "worker", "", "the worker's ID")
-	f.StringVar(&actorID, "actor", "", "the worker of this actor")
-	f.StringVar(&taskID, "task", "", "the part of its worker's log this task wrote")
-	f.IntVar(&tail, "tail", 0, "only the last N lines (default: all)")
-	f.BoolVarP(&follow, "follow", "f", false, "keep printing what the worker writes, until Ctrl-C")
-	f.BoolVar(&asJSON, "json", false, "print JSON: the list of logs, or a log's lines")
-	return cmd
-}
-
-// logColumns are the columns of `rayo logs` listing the logs there are.
-var logColumns = []column{
-	field("NODE", "node_id"), field("PID", "pid"), field("TYPE", "worker_type"), field("STATE", "state"),
-	field("ACTOR_ID", "actor_id"), field("LOG_FILE", "log_file"),
-}
-
-// listLogs prints the worker logs of one node (every node when nodeID is
-// empty): one per worker process, live or ended, that the API knows.
-func listLogs(cmd *cobra.Command, c *stateClient, nodeID string, asJSON bool) error {
-	ctx := cmd.Context()
-	// Workers only: the raylet keeps no log of a driver (its output is
-	// its own terminal's).
-	q := url.Values{"limit": {"10000"}, "filter": {"worker_type=WORKER"}}
-	if nodeID != "" {
-		// An unknown node is an error, not an empty list.
-		if _, err := c.get(ctx, "/api/v0/nodes/"+url.PathEscape(nodeID), nil); err != nil {
-			return err
-		}
-		q.Add("filter", "node_id="+nodeID)
-	}
-	var page struct {
-		Warnings []string `json:"warnings"`
-		Result   []record `json:"result"`
-	}
-	body, err := c.getJSON(ctx, "/api/v0/workers", q, &page)
-	if err != nil {
-		return err
-	}
-	for _, w := range page.Warnings {
-		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
-	}
-	out := cmd.OutOrStdout()
-	if asJSON {
-		return writePretty(out, body)
-	}
-	if err := writeRecords(out, logColumns, page.Result); err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(out, "%d logs; print one with: rayo logs --node ID --pid P\n", len(page.Result))
-	return err
-}
-
-func newTimelineCmd() *cobra.Command {
-	var jobID, file string
-	cmd := &cobra.Command{
-		Use:   "timeline",
-		Short: "Save the tasks' execution as Chrome trace events, for Perfetto or chrome://tracing",
-		Args:  cobra.NoArgs,
-	}
-	addr := addDashboardFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		q := url.Values{}
-		if jobID != "" {
-			q.Set("job_id", jobID)
-		}
-		c, err := newStateClient(*addr)
-		if err != nil {
-			return err
-		}
-		body, err := c.get(cmd.Context(), "/api/v0/timeline", q)
-		if err != nil {
-			return err
-		}
-		var events []json.RawMessage
-		if !bytes.HasPrefix(bytes.TrimSpace(body), []byte("[")) {
-			return fmt.Errorf("the server's timeline is not a JSON array of events: %.100q", body)
-		}
-		if err := json.Unmarshal(body, &events); err != nil {
-			return fmt.Errorf("the server's timeline is not a JSON array of events: %w", err)
-		}
-		if file == "" {
-			file = "timeline-" + time.Now().Format("20060102-150405") + ".json"
-		}
-		if err := os.WriteFile(file, body, 0o644); err != nil {
-			return fmt.Errorf("write the timeline: %w", err)
-		}
-		_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote %d events to %s; open it in https://ui.perfetto.dev or chrome://tracing\n", len(events), file)
-		return err
-	}
-	f := cmd.Flags()
-	f.StringVar(&jobID, "job", "", "only this job's tasks")
-	f.StringVarP(&file, "output", "o", "", "the file to write (default: timeline-YYYYmmdd-HHMMSS.json here)")
-	return cmd
 }

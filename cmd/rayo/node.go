@@ -112,6 +112,7 @@ func newStartCmd() *cobra.Command {
 	f.StringVar(&cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")
 	f.IntVar(&cfg.DashboardPort, "dashboard-port", 8265, "head: the API server's port (web dashboard, state API, /metrics); 0: none")
 	f.StringVar(&cfg.DashboardHost, "dashboard-host", "127.0.0.1", "head: the API server's address")
+	f.StringVar(&cfg.MetricsHost, "metrics-host", "127.0.0.1", "the address this node's /metrics listens on (beyond loopback, whoever reaches it reads what runs where)")
 	f.StringSliceVar(&cfg.DashboardAllowedHosts, "dashboard-allowed-hosts", nil, "head: host names (comma-separated) under which browsers may reach the API server, besides IP addresses, localhost and this machine's name; others are refused (DNS rebinding)")
 	f.IntVar(&cfg.MaxTaskRecords, "max-task-records", 0, "head: task attempts kept for the state API (default 10000): past it the oldest finished are dropped")
 	f.StringVar(&cfg.SpillDir, "object-spilling-dir", "", "where objects spill when the store passes 80% (default: the session folder's spill/)")

@@ -9,7 +9,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/state"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // runningAfter is how long a task runs before its worker reports it
@@ -25,7 +25,7 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	node := os.Getenv(raylet.EnvNode)
 	start := time.Now()
 	running := &pb.TaskEvent{
-		TaskId: spec.TaskId, Attempt: spec.Attempt, State: state.TaskRunning, TimeUnixNs: start.UnixNano(),
+		TaskId: spec.TaskId, Attempt: spec.Attempt, State: tasktable.TaskRunning, TimeUnixNs: start.UnixNano(),
 		NodeId: node, WorkerId: w.id[:], WorkerPid: int32(w.pid),
 	}
 	var mu sync.Mutex
@@ -69,11 +69,11 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	w.rt.RecordRun(reply.Error != nil, time.Duration(end-start.UnixNano()))
 	if reported {
 		e := &pb.TaskEvent{
-			TaskId: spec.TaskId, Attempt: spec.Attempt, State: state.TaskFinished, TimeUnixNs: end,
+			TaskId: spec.TaskId, Attempt: spec.Attempt, State: tasktable.TaskFinished, TimeUnixNs: end,
 			NodeId: node, WorkerId: w.id[:], WorkerPid: int32(w.pid),
 		}
 		if x := reply.Error; x != nil {
-			e.State, e.ErrorType, e.Error = state.TaskFailed, core.ErrorType(x.Kind), x.Message
+			e.State, e.ErrorType, e.Error = tasktable.TaskFailed, core.ErrorType(x.Kind), x.Message
 			if x.Stack != "" {
 				e.Error += "\n" + x.Stack
 			}
@@ -82,7 +82,7 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	}
 	if spec.ActorCreate && reply.Error == nil {
 		w.rt.RecordActorEvent(&pb.ActorEvent{
-			ActorId: spec.ActorId, State: state.ActorAlive, TimeUnixNs: end,
+			ActorId: spec.ActorId, State: tasktable.ActorAlive, TimeUnixNs: end,
 			NodeId: node, WorkerId: w.id[:], Pid: int32(w.pid),
 		})
 	}

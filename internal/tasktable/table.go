@@ -1,9 +1,9 @@
-// Package state keeps the tables behind the state API, the dashboard and
+// Package tasktable keeps the tables behind the state API, the dashboard and
 // `rayo list`: every task attempt and actor, as the events their owners and
 // workers report make them. The tables live in memory and are bounded: past
 // the limit, the oldest finished task attempts (and dead actors) go first,
 // and the drops are counted so the API can say so.
-package state
+package tasktable
 
 import (
 	"sort"
@@ -110,12 +110,20 @@ func NewTable(maxTasks, maxActors int) *Table {
 	return &Table{maxTasks: maxTasks, maxActors: maxActors, tasks: make(map[taskKey]*taskRec), actors: make(map[string]*actorRec)}
 }
 
+// MaxReportCount bounds each count one report may add (tasks dropped, runs
+// ended): more than any process can see between two reports (every 200
+// ms). A report past it is a forgery or a bug, and its count is ignored,
+// so that no reporter can push the cluster's totals to absurd values.
+const MaxReportCount = 1 << 24
+
 // Report merges a batch of events. The table keeps the events: the caller
 // must not use them afterwards.
 func (t *Table) Report(b *pb.StateEvents) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.dropped += b.DroppedTasks
+	if d := b.DroppedTasks; d > 0 && d <= MaxReportCount {
+		t.dropped += d
+	}
 	for _, e := range b.Tasks {
 		t.mergeTaskLocked(e)
 	}

@@ -1,4 +1,4 @@
-package state
+package tasktable
 
 import (
 	"fmt"
@@ -122,6 +122,18 @@ func TestBadEventsAreIgnored(t *testing.T) {
 	tb.Report(&pb.StateEvents{Tasks: []*pb.TaskEvent{{State: TaskRunning}, {TaskId: tid("x")}, {TaskId: []byte("short"), State: TaskRunning}}, Actors: []*pb.ActorEvent{{State: ActorAlive}}})
 	if l := tb.Tasks(&pb.StateQuery{}); l.Total != 0 {
 		t.Fatalf("events without an ID or a state were kept: %v", l.Tasks)
+	}
+}
+
+// A reporter that holds the token could claim any count: the table keeps
+// only the plausible ones.
+func TestForgedCountsAreIgnored(t *testing.T) {
+	tb := NewTable(0, 0)
+	tb.Report(&pb.StateEvents{DroppedTasks: 100777761280})
+	tb.Report(&pb.StateEvents{DroppedTasks: -5})
+	tb.Report(&pb.StateEvents{DroppedTasks: 3})
+	if d := tb.Tasks(&pb.StateQuery{}).DroppedTasks; d != 3 {
+		t.Fatalf("dropped tasks = %d after a forged, a negative and a real count of 3", d)
 	}
 }
 
