@@ -5,10 +5,17 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test deps vet lint fix generate protogen verify-generate bench tour fuzz vuln
+.PHONY: test test-chart deps vet lint fix generate protogen verify-generate bench tour fuzz vuln release image
 
 test: deps vet verify-generate
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) test-chart
+
+# The Helm chart deploy/helm/rayo, rendered by Helm's Go library in a test
+# module of its own (deploy/helm/charttest), so that rayo's module does not
+# depend on Helm and Kubernetes.
+test-chart:
+	cd deploy/helm/charttest && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 deps:
 	$(GO) mod download
@@ -91,3 +98,15 @@ vuln:
 	$(GO) run ./internal/tools/vulndb -go $(GO) -out "$$db/db" && \
 	$(GO) tool govulncheck -db "file://$$db/db" -format json ./... > "$$db/report.json" && \
 	$(GO) run ./internal/tools/vulndb -check docs/vulnerabilities.md "$$db/report.json"
+
+# Release archives in dist/: static linux/amd64 and linux/arm64 binaries
+# with VERSION stamped (default: git describe), and SHA256SUMS. See
+# deploy/release.sh for its settings (VERSION, PLATFORMS, DIST).
+release:
+	GO=$(GO) deploy/release.sh
+
+# The container image (deploy/Containerfile: the static binary FROM
+# scratch, with a /tmp), built with podman or docker; it fetches nothing.
+# IMAGE names it (default rayo:VERSION).
+image:
+	GO=$(GO) deploy/image.sh

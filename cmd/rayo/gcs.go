@@ -30,6 +30,13 @@ func newGCSServerCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := applyEnv(cmd.Flags(), os.LookupEnv); err != nil {
+				return err
+			}
+			var err error
+			if host, err = resolveHost(host, systemInterfaces); err != nil {
+				return err
+			}
 			if token == "" {
 				token = os.Getenv("RAYO_TOKEN")
 			}

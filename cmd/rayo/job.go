@@ -35,7 +35,17 @@ func newJobCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVar(alias, "address", "", "the same as --dashboard-address, as ray job names it")
 	token := new(string)
 	cmd.PersistentFlags().StringVar(token, "token", "", "the cluster token, which submit, stop and delete need (default: RAYO_TOKEN, else this machine's cluster record)")
+	tokenFile := new(string)
+	cmd.PersistentFlags().StringVar(tokenFile, "token-file", "", "read the cluster token from this file (default: RAYO_TOKEN_FILE)")
 	client := func() (*stateapi.Client, error) {
+		if *tokenFile == "" && *token == "" {
+			*tokenFile = os.Getenv("RAYO_TOKEN_FILE")
+		}
+		t, err := tokenFrom(*token, *tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		*token = t
 		if *addr == "" {
 			*addr = *alias
 		}

@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -19,10 +17,6 @@ import (
 	"github.com/rayo-dev/rayo/bench"
 	"github.com/rayo-dev/rayo/internal/hostres"
 )
-
-// version is set at link time (-ldflags "-X main.version=v1.2.3");
-// otherwise it comes from the build information.
-var version = ""
 
 func main() {
 	// Workers are this executable again, with the same arguments: they must
@@ -48,56 +42,15 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:          "rayo",
 		Short:        "rayo: a Go-native distributed execution engine",
 		SilenceUsage: true,
+		Version:      versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newGCSServerCmd())
 	root.AddCommand(newStateCmds()...)
 	root.AddCommand(newJobCmd())
 	return root
-}
-
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print rayo's version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "rayo %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		},
-	}
-}
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if (v == "" || v == "(devel)") && rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		return "devel-" + rev + dirty
-	}
-	if v == "" {
-		return "(devel)"
-	}
-	return v
 }
 
 func newMicrobenchmarkCmd() *cobra.Command {

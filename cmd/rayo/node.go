@@ -29,6 +29,7 @@ import (
 func newStartCmd() *cobra.Command {
 	var (
 		cfg       node.Config
+		tokenFile string
 		resources string
 		numGPUs   float64
 		storeMem  string
@@ -37,9 +38,32 @@ func newStartCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start",
 		Short: "Start this machine's rayo daemons: a new cluster's head (--head) or a node joining one (--address)",
-		Args:  cobra.NoArgs,
+		Long: `Starts this machine's rayo daemons: a new cluster's head (--head), or a
+node joining the cluster whose head is at --address HOST:PORT.
+
+` + envRule + `
+
+RAYO_ADDRESS is also the variable drivers join a cluster by, so --head on
+the command line ignores it.
+
+Ports: the head's control store listens on --port (6379) and its API
+server on --dashboard-port (8265); every node's raylet, which other nodes
+also pull objects from, on --raylet-port and its /metrics on
+--metrics-port (0, the default: a free port). Fix them to expose them
+from a container.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fromEnv, err := applyEnv(cmd.Flags(), os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			if cfg.Head && !fromEnv["head"] && fromEnv["address"] {
+				cfg.Address = ""
+			}
 			if cfg.Head == (cfg.Address != "") {
+				if fromEnv["head"] || fromEnv["address"] {
+					return errors.New("give exactly one of --head and --address HOST:PORT (or of their twins RAYO_HEAD and RAYO_ADDRESS)")
+				}
 				return errors.New("give exactly one of --head and --address HOST:PORT")
 			}
 			if resources != "" {
@@ -65,6 +89,12 @@ func newStartCmd() *cobra.Command {
 					cfg.Resources = map[string]float64{}
 				}
 				cfg.Resources[raylet.GPU] = numGPUs
+			}
+			if cfg.Host, err = resolveHost(cfg.Host, systemInterfaces); err != nil {
+				return err
+			}
+			if cfg.Token, err = startToken(cfg.Token, tokenFile, fromEnv); err != nil {
+				return err
 			}
 			if cfg.Token == "" {
 				cfg.Token = os.Getenv("RAYO_TOKEN")
@@ -101,13 +131,16 @@ func newStartCmd() *cobra.Command {
 	f.BoolVar(&cfg.Head, "head", false, "start a new cluster's head (control store and raylet)")
 	f.StringVar(&cfg.Address, "address", "", "join the cluster whose head is at HOST:PORT")
 	f.IntVar(&cfg.Port, "port", node.DefaultPort, "head: the control store's port")
-	f.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on (beyond loopback needs a token)")
+	f.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on, which other nodes dial (beyond loopback needs a token); auto: this machine's first address beyond loopback, as in a container")
+	f.IntVar(&cfg.RayletPort, "raylet-port", 0, "the raylet's port, where other nodes take leases and pull objects (the object manager's port too); 0: a free one")
+	f.IntVar(&cfg.MetricsPort, "metrics-port", 0, "the port of this node's Prometheus /metrics; 0: a free one")
 	f.Float64Var(&cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")
 	f.Float64Var(&numGPUs, "num-gpus", float64(raylet.DetectGPUs()), "GPUs this node offers (default: those the NVIDIA driver lists); tasks that ask for some see theirs in CUDA_VISIBLE_DEVICES")
 	f.StringVar(&resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
 	f.StringVar(&storeMem, "object-store-memory", "", "bytes of this node's shared-memory object store, such as 2GiB, 512MiB, 2G or 1073741824 (default: 30% of the node's memory, honouring a cgroup limit, at most 90% of /dev/shm's free space)")
 	f.Float64Var(&cfg.MemoryUsageThreshold, "memory-usage-threshold", 0, "the fraction of the node's memory (cgroup-aware) past which its memory monitor kills the worker of the newest retriable task (default 0.95, or RAYO_MEMORY_USAGE_THRESHOLD)")
 	f.StringVar(&cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
+	f.StringVar(&tokenFile, "token-file", "", "read the cluster's secret from this file (a mounted Secret), which keeps it out of argv and the environment")
 	f.StringVar(&cfg.RedisAddress, "redis-address", "", "head: keep the control store's tables in the Redis server at HOST:PORT, so that a restarted control store keeps its nodes, jobs, named actors and KV")
 	f.StringVar(&cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")
 	f.IntVar(&cfg.DashboardPort, "dashboard-port", 8265, "head: the API server's port (web dashboard, state API, /metrics); 0: none")

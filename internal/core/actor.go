@@ -15,6 +15,13 @@ import (
 	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
+// actorSubmitter holds the actors this process created or holds handles
+// to, and their queues of calls.
+type actorSubmitter struct {
+	mu   sync.Mutex // protects byID and the fields of every actorRec (but sendMu's)
+	byID map[ids.TaskID]*actorRec
+}
+
 type actorState uint8
 
 const (
@@ -99,6 +106,8 @@ type actorRelease struct {
 	rt *Runtime
 }
 
+// newActorHandleLocked makes a handle that counts as a reference to a.
+// The caller holds actors.mu.
 func (rt *Runtime) newActorHandleLocked(a *actorRec) *ActorHandle {
 	a.handles++
 	h := &ActorHandle{ID: a.id, Owner: a.owner, rt: rt}
@@ -124,29 +133,30 @@ func (h *ActorHandle) Release() {
 // Exported marks that a handle left this process (inside a value): the
 // actor is then not stopped when this process's handles are gone.
 func (h *ActorHandle) Exported() {
-	h.rt.mu.Lock()
-	if a := h.rt.actors[h.ID]; a != nil {
+	h.rt.actors.mu.Lock()
+	if a := h.rt.actors.byID[h.ID]; a != nil {
 		a.exported = true
 	}
-	h.rt.mu.Unlock()
+	h.rt.actors.mu.Unlock()
 }
 
 func (rt *Runtime) releaseActor(id ids.TaskID) {
 	var after actions
-	rt.mu.Lock()
-	if a := rt.actors[id]; a != nil {
+	rt.lockAll()
+	if a := rt.actors.byID[id]; a != nil {
 		a.handles--
 		// Nobody can call it any more: it stops now if idle, otherwise
 		// when its last call finishes (see pushActor).
 		rt.stopIfUnusedLocked(a, &after)
 	}
-	rt.mu.Unlock()
+	rt.unlockAll()
 	after.run(rt)
 }
 
 // stopIfUnusedLocked stops an owned, running actor that no handle can
 // reach and that has no call left (re-checked as calls finish, and when
-// creation completes).
+// creation completes). The caller holds lockAll's locks, as for every
+// ...Locked function of this file.
 func (rt *Runtime) stopIfUnusedLocked(a *actorRec, after *actions) {
 	if a.owned && a.state == actorAlive && a.handles <= 0 && !a.exported && !a.named && len(a.queue) == 0 && len(a.inflight) == 0 {
 		rt.actorDiedLocked(a, &pb.TaskError{Kind: KindActorDied, Message: "actor stopped: no handle to it remains"}, after)
@@ -190,8 +200,8 @@ func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Ar
 	if _, err := rt.submit(ctx, topts, args, nil, a); err != nil {
 		return nil, err
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
+	rt.actors.mu.Lock()
+	defer rt.actors.mu.Unlock()
 	a.handles-- // newActorHandleLocked counts it again
 	return rt.newActorHandleLocked(a), nil
 }
@@ -199,9 +209,9 @@ func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Ar
 // ActorHandleFor makes a handle for an actor that arrived inside a value
 // or was found by name.
 func (rt *Runtime) ActorHandleFor(id ids.TaskID, owner string) *ActorHandle {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	a := rt.actors[id]
+	rt.actors.mu.Lock()
+	defer rt.actors.mu.Unlock()
+	a := rt.actors.byID[id]
 	if a == nil {
 		a = &actorRec{id: id, owner: owner, inflight: make(map[*task]struct{})}
 		if owner == rt.addr {
@@ -209,7 +219,7 @@ func (rt *Runtime) ActorHandleFor(id ids.TaskID, owner string) *ActorHandle {
 			a.owned, a.state = true, actorDead
 			a.died = &pb.TaskError{Kind: KindActorDied, Message: "actor is gone"}
 		}
-		rt.actors[id] = a
+		rt.actors.byID[id] = a
 	}
 	return rt.newActorHandleLocked(a)
 }
@@ -217,12 +227,12 @@ func (rt *Runtime) ActorHandleFor(id ids.TaskID, owner string) *ActorHandle {
 // DetachedActorHandle makes a handle for a detached actor found by name:
 // it is reached at its worker's address, whoever made it.
 func (rt *Runtime) DetachedActorHandle(id ids.TaskID, owner, workerAddr string) *ActorHandle {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	a := rt.actors[id]
+	rt.actors.mu.Lock()
+	defer rt.actors.mu.Unlock()
+	a := rt.actors.byID[id]
 	if a == nil {
 		a = &actorRec{id: id, owner: owner, inflight: make(map[*task]struct{}), direct: workerAddr}
-		rt.actors[id] = a
+		rt.actors.byID[id] = a
 	}
 	return rt.newActorHandleLocked(a)
 }
@@ -235,15 +245,15 @@ func (rt *Runtime) LookupActor(ctx context.Context, namespace, name string) (*pb
 // SubmitActorTask calls a method of the actor h refers to. Calls from this
 // process run in the order they are submitted.
 func (rt *Runtime) SubmitActorTask(ctx context.Context, h *ActorHandle, opts TaskOptions, args []Arg) ([]*Handle, error) {
-	rt.mu.Lock()
-	a := rt.actors[h.ID]
-	rt.mu.Unlock()
+	rt.actors.mu.Lock()
+	a := rt.actors.byID[h.ID]
+	rt.actors.mu.Unlock()
 	if a == nil {
 		return nil, fmt.Errorf("%w: unknown actor %s", ErrActorDied, h.ID)
 	}
-	rt.mu.Lock()
+	rt.actors.mu.Lock()
 	opts.MaxRetries = a.taskRetries
-	rt.mu.Unlock()
+	rt.actors.mu.Unlock()
 	return rt.submit(ctx, opts, args, a, nil)
 }
 
@@ -265,7 +275,7 @@ func (rt *Runtime) requestActorLease(a *actorRec) {
 				rt.actorCreated(a, nil, sysErr(a.name, KindSystem, "lease: "+err.Error()))
 				return
 			}
-			rt.spawn(func() { rt.startActor(a, rc, r) })
+			rt.goroutine("start actor", func() { rt.startActor(a, rc, r) })
 		})
 }
 
@@ -273,16 +283,16 @@ func (rt *Runtime) requestActorLease(a *actorRec) {
 func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := rt.peer(ctx, r.WorkerAddr)
+	conn, err := rt.peers.peer(ctx, r.WorkerAddr)
 	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}, gpus: r.GpuIds}
-	rt.mu.Lock()
+	rt.lockAll()
 	a.lease = l
 	if err == nil {
 		a.addr, a.conn = r.WorkerAddr, conn
 	}
 	spec := a.create.spec
 	spec.GpuIds = r.GpuIds // the actor's GPUs, for its whole life
-	rt.mu.Unlock()
+	rt.unlockAll()
 	if err != nil {
 		l.dead = true
 		rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, "cannot reach the actor's worker: "+err.Error()))
@@ -297,11 +307,11 @@ func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 			rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, "the actor's worker died while creating it: "+err.Error()))
 			return
 		}
-		rt.mu.Lock()
+		rt.lockAll()
 		if a.create != nil {
 			a.create.ran = reply
 		}
-		rt.mu.Unlock()
+		rt.unlockAll()
 		rt.actorCreated(a, conn, reply.Error)
 	})
 }
@@ -309,7 +319,7 @@ func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 // actorCreated settles an actor's creation: alive, or dead with why.
 func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskError) {
 	var after actions
-	rt.mu.Lock()
+	rt.lockAll()
 	if a.create != nil {
 		// The constructor's arguments stay pinned while the actor may need
 		// to be rebuilt.
@@ -335,10 +345,10 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 		after.wake = append(after.wake, a.wake...)
 		a.wake = nil
 		rt.actorDispatchLocked(a, &after)
-		rt.spawn(func() { rt.watchActor(a, conn) })
+		rt.goroutine("watch actor", func() { rt.watchActor(a, conn) })
 		rt.stopIfUnusedLocked(a, &after)
 	}
-	rt.mu.Unlock()
+	rt.unlockAll()
 	after.run(rt)
 }
 
@@ -347,11 +357,11 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 func (rt *Runtime) watchActor(a *actorRec, conn *rpc.Conn) {
 	<-conn.Done()
 	var after actions
-	rt.mu.Lock()
-	if a.conn == conn && !rt.closed { // at Close, our side closed it
+	rt.lockAll()
+	if a.conn == conn && !rt.closed.Load() { // at Close, our side closed it
 		rt.processDiedLocked(a, sysErr(a.name, KindActorDied, "the actor's worker process died"), &after)
 	}
-	rt.mu.Unlock()
+	rt.unlockAll()
 	after.run(rt)
 }
 
@@ -373,7 +383,7 @@ func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *acti
 		rt.actorDispatchLocked(a, after)
 		return
 	}
-	if a.noRestart || a.restartsLeft == 0 || a.createSpec == nil || rt.closed {
+	if a.noRestart || a.restartsLeft == 0 || a.createSpec == nil || rt.closed.Load() {
 		rt.actorDiedLocked(a, why, after)
 		return
 	}
@@ -427,14 +437,14 @@ func (rt *Runtime) actorDiedLocked(a *actorRec, why *pb.TaskError, after *action
 		rt.finishLocked(t, nil, actorErr(t, why), after)
 	}
 	a.queue = nil
-	if a.lease != nil && !(a.detached && rt.closed) {
+	if a.lease != nil && !(a.detached && rt.closed.Load()) {
 		after.returned = append(after.returned, a.lease)
 		a.lease = nil
 	}
 	after.wake = append(after.wake, a.wake...)
 	a.wake = nil
 	for _, ref := range a.pins {
-		rt.unpinLocked(ref, after)
+		rt.objs.unpinLocked(ref, after)
 	}
 	a.pins = nil
 }
@@ -461,7 +471,7 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 	case actorPending:
 		if !a.owned && !a.fetching {
 			a.fetching = true
-			rt.spawn(func() { rt.fetchActorAddr(a) })
+			rt.goroutine("locate actor", func() { rt.fetchActorAddr(a) })
 		}
 		return
 	}
@@ -492,14 +502,14 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 func (rt *Runtime) flushActor(a *actorRec) {
 	a.sendMu.Lock()
 	defer a.sendMu.Unlock()
-	rt.mu.Lock()
+	rt.lockAll()
 	out, conn := a.outbox, a.conn
 	a.outbox = nil
 	attempts := make([]int32, len(out))
 	for i, t := range out {
 		attempts[i] = t.spec.Attempt
 	}
-	rt.mu.Unlock()
+	rt.unlockAll()
 	if len(out) == 0 || conn == nil {
 		return
 	}
@@ -517,9 +527,9 @@ func (rt *Runtime) pushActor(p pushOp, attempt int32) {
 			err = unmarshal(body, reply)
 		}
 		var after actions
-		rt.mu.Lock()
+		rt.lockAll()
 		if p.t.spec.Attempt != attempt {
-			rt.mu.Unlock() // a stale answer: the call was retried since
+			rt.unlockAll() // a stale answer: the call was retried since
 			return
 		}
 		delete(p.a.inflight, p.t)
@@ -538,7 +548,7 @@ func (rt *Runtime) pushActor(p pushOp, attempt int32) {
 			rt.finishLocked(p.t, reply.Returns, reply.Error, &after)
 		}
 		rt.stopIfUnusedLocked(p.a, &after)
-		rt.mu.Unlock()
+		rt.unlockAll()
 		after.run(rt)
 	})
 }
@@ -551,12 +561,12 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 	var conn *rpc.Conn
 	if why == nil {
 		var err error
-		if conn, err = rt.peer(ctx, addr); err != nil {
+		if conn, err = rt.peers.peer(ctx, addr); err != nil {
 			why = sysErr(a.name, KindActorDied, "cannot reach the actor: "+err.Error())
 		}
 	}
 	var after actions
-	rt.mu.Lock()
+	rt.lockAll()
 	a.fetching = false
 	switch {
 	case why != nil:
@@ -566,9 +576,9 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 		after.wake = append(after.wake, a.wake...)
 		a.wake = nil
 		rt.actorDispatchLocked(a, &after)
-		rt.spawn(func() { rt.watchActor(a, conn) })
+		rt.goroutine("watch actor", func() { rt.watchActor(a, conn) })
 	}
-	rt.mu.Unlock()
+	rt.unlockAll()
 	after.run(rt)
 }
 
@@ -580,7 +590,7 @@ func (rt *Runtime) locateActor(ctx context.Context, a *actorRec) (string, *pb.Ta
 	if a.direct != "" {
 		return a.direct, nil
 	}
-	oc, err := rt.peer(ctx, a.owner)
+	oc, err := rt.peers.peer(ctx, a.owner)
 	if err != nil {
 		return "", sysErr(a.name, KindActorDied, "the actor's owner is gone: "+err.Error())
 	}
@@ -593,13 +603,17 @@ func (rt *Runtime) locateActor(ctx context.Context, a *actorRec) (string, *pb.Ta
 		if reply.Error != nil {
 			return "", reply.Error
 		}
-		rt.mu.Lock()
+		rt.actors.mu.Lock()
 		stale := reply.Addr == a.deadAddr
-		rt.mu.Unlock()
+		rt.actors.mu.Unlock()
 		if !stale {
 			return reply.Addr, nil
 		}
-		time.Sleep(20 * time.Millisecond) // waiting for the owner to notice
+		select { // waiting for the owner to notice
+		case <-time.After(20 * time.Millisecond):
+		case <-rt.bg.Done():
+			return "", sysErr(a.name, KindActorDied, ErrShutdown.Error())
+		}
 	}
 	return "", sysErr(a.name, KindActorDied, "the actor's process died and its owner did not restart it")
 }
@@ -617,35 +631,35 @@ func (rt *Runtime) serveActorAddr(c *rpc.Conn, reqID uint64, body []byte) {
 		_ = c.ReplyError(reqID, err.Error())
 		return
 	}
-	rt.mu.Lock()
-	a := rt.actors[id]
+	rt.actors.mu.Lock()
+	a := rt.actors.byID[id]
 	if a == nil || !a.owned {
-		rt.mu.Unlock()
+		rt.actors.mu.Unlock()
 		_ = c.Reply(reqID, &pb.ActorAddr{Error: &pb.TaskError{Kind: KindActorDied, Message: "actor is gone"}})
 		return
 	}
 	answer := func() {
-		rt.mu.Lock()
+		rt.actors.mu.Lock()
 		reply := &pb.ActorAddr{Addr: a.addr, Error: a.died}
-		rt.mu.Unlock()
+		rt.actors.mu.Unlock()
 		_ = c.Reply(reqID, reply)
 	}
 	if a.state == actorPending {
 		a.wake = append(a.wake, answer)
-		rt.mu.Unlock()
+		rt.actors.mu.Unlock()
 		return
 	}
-	rt.mu.Unlock()
+	rt.actors.mu.Unlock()
 	answer()
 }
 
 // KillActor stops an actor at once: its worker exits, and calls pending
 // or made later fail with ErrActorDied.
 func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
-	rt.mu.Lock()
-	a := rt.actors[h.ID]
+	rt.lockAll()
+	a := rt.actors.byID[h.ID]
 	if a == nil {
-		rt.mu.Unlock()
+		rt.unlockAll()
 		return fmt.Errorf("%w: unknown actor", ErrActorDied)
 	}
 	for a.state == actorPending {
@@ -654,25 +668,25 @@ func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
 		a.wake = append(a.wake, func() { close(done) })
 		var after actions
 		rt.actorDispatchLocked(a, &after)
-		rt.mu.Unlock()
+		rt.unlockAll()
 		after.run(rt)
 		select {
 		case <-done:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		rt.mu.Lock()
+		rt.lockAll()
 	}
 	conn, owned, owner := a.conn, a.owned, a.owner
 	a.noRestart = true
 	var after actions
 	rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
-	rt.mu.Unlock()
+	rt.unlockAll()
 	after.run(rt)
 	req := &pb.ActorAddrRequest{ActorId: h.ID[:]}
 	if !owned {
 		// The owner must know, or it would restart the actor.
-		if oc, err := rt.peer(ctx, owner); err == nil {
+		if oc, err := rt.peers.peer(ctx, owner); err == nil {
 			_ = oc.Notify(rpc.MKillOwnedActor, req)
 		}
 	}
@@ -692,17 +706,17 @@ func (rt *Runtime) serveKillOwnedActor(body []byte) {
 	if err != nil {
 		return
 	}
-	rt.mu.Lock()
-	a := rt.actors[id]
+	rt.lockAll()
+	a := rt.actors.byID[id]
 	if a == nil || !a.owned {
-		rt.mu.Unlock()
+		rt.unlockAll()
 		return
 	}
 	a.noRestart = true
 	conn := a.conn
 	var after actions
 	rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
-	rt.mu.Unlock()
+	rt.unlockAll()
 	after.run(rt)
 	if conn != nil {
 		_ = conn.Notify(rpc.MKillActor, req)

@@ -2,6 +2,7 @@ package core
 
 import (
 	"os"
+	"sync"
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
@@ -31,12 +32,16 @@ type EventReporter interface {
 	ReportEvents(*pb.StateEvents)
 }
 
-// eventBuf is the runtime's buffer of events; guarded by rt.mu. A task
+// eventBuf is the runtime's buffer of events, with a lock of its own: a
+// leaf, taken under the runtime's others (see the lock order in
+// runtime.go). A task
 // attempt's changes between two flushes go out as one event, built in
 // place as they happen (the last state, with the times of all: see
 // TaskEvent.state_times).
 type eventBuf struct {
-	on      bool
+	on bool       // set by New, then only read
+	mu sync.Mutex // protects what follows
+
 	tasks   []*pb.TaskEvent // one per attempt that changed since the last flush
 	owners  []*task         // the task of each, whose ev is cleared at the flush
 	actors  []*pb.ActorEvent
@@ -55,12 +60,15 @@ type eventBox struct {
 	times [len(tasktable.TaskStates)]int64
 }
 
-// taskEventLocked records that t's current attempt entered st.
+// taskEventLocked records that t's current attempt entered st. The
+// caller holds the lock of t (see task).
 func (rt *Runtime) taskEventLocked(t *task, st string, e *pb.TaskError) {
 	b := &rt.events
 	if !b.on {
 		return
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	spec := t.spec
 	ev := t.ev
 	if ev == nil || ev.Attempt != spec.Attempt {
@@ -124,12 +132,12 @@ func (rt *Runtime) taskEventLocked(t *task, st string, e *pb.TaskError) {
 // metrics: every attempt is counted once, by the worker that ran it, in
 // the next batch of events.
 func (rt *Runtime) RecordRun(failed bool, d time.Duration) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
 	b := &rt.events
 	if !b.on {
 		return
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	r := b.runs
 	if r == nil {
 		r = &pb.RunTally{ExecBuckets: make([]int64, len(metrics.ExecBuckets)+1)}
@@ -147,12 +155,12 @@ func (rt *Runtime) RecordRun(failed bool, d time.Duration) {
 // RecordTaskEvent adds an event made elsewhere (by the worker running the
 // task) to the next batch.
 func (rt *Runtime) RecordTaskEvent(e *pb.TaskEvent) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
 	b := &rt.events
 	if !b.on {
 		return
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if len(b.tasks)+len(b.extra) >= maxBufferedEvents {
 		b.dropped++
 		return
@@ -165,14 +173,13 @@ func (rt *Runtime) RecordTaskEvent(e *pb.TaskEvent) {
 
 // RecordActorEvent adds an actor event to the next batch.
 func (rt *Runtime) RecordActorEvent(e *pb.ActorEvent) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	rt.actorEventLocked(e)
-}
-
-func (rt *Runtime) actorEventLocked(e *pb.ActorEvent) {
 	b := &rt.events
-	if !b.on || len(b.actors) >= maxBufferedEvents {
+	if !b.on {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.actors) >= maxBufferedEvents {
 		return
 	}
 	if e.TimeUnixNs == 0 {
@@ -184,26 +191,29 @@ func (rt *Runtime) actorEventLocked(e *pb.ActorEvent) {
 	b.actors = append(b.actors, e)
 }
 
-// actorStateLocked records an owned actor's new state.
+// actorStateLocked records an owned actor's new state. The caller holds
+// the actors' lock.
 func (rt *Runtime) actorStateLocked(a *actorRec, st string, cause string) {
-	if !a.owned {
+	if !a.owned || !rt.events.on {
 		return
 	}
 	e := &pb.ActorEvent{ActorId: a.id[:], State: st, NumRestarts: int32(a.restarts), DeathCause: cause}
 	if st == tasktable.ActorPending && a.restarts == 0 {
 		e.ClassName, e.Name, e.Namespace, e.Detached, e.Resources = a.class, a.regName, a.namespace, a.detached, a.resources
 	}
-	rt.actorEventLocked(e)
+	rt.RecordActorEvent(e)
 }
 
 // TakeEvents empties the buffer into a batch, or returns nil. The
 // flusher sends such batches; a worker stopped at the end of its job hands
 // over the last one in its reply to the raylet (MDrainWorker).
 func (rt *Runtime) TakeEvents() *pb.StateEvents {
-	rt.mu.Lock()
+	rt.tasks.mu.Lock() // the tasks' ev are cleared
 	b := &rt.events
+	b.mu.Lock()
 	if len(b.tasks) == 0 && len(b.actors) == 0 && len(b.extra) == 0 && b.dropped == 0 && b.runs == nil {
-		rt.mu.Unlock()
+		b.mu.Unlock()
+		rt.tasks.mu.Unlock()
 		return nil
 	}
 	tasks, actors, extra, dropped, runs := b.tasks, b.actors, b.extra, b.dropped, b.runs
@@ -214,8 +224,14 @@ func (rt *Runtime) TakeEvents() *pb.StateEvents {
 	}
 	b.owners = b.owners[:0]
 	b.tasks, b.actors, b.extra, b.dropped = make([]*pb.TaskEvent, 0, len(tasks)), nil, nil, 0
-	rt.mu.Unlock()
-	out := &pb.StateEvents{Actors: actors, DroppedTasks: dropped, Tasks: tasks, Runs: runs}
+	b.mu.Unlock()
+	rt.tasks.mu.Unlock()
+	return coalesce(&pb.StateEvents{Actors: actors, DroppedTasks: dropped, Tasks: tasks, Runs: runs}, extra)
+}
+
+// coalesce adds to out the worker's events, one per task attempt: its
+// last state, with the times of all.
+func coalesce(out *pb.StateEvents, extra []*pb.TaskEvent) *pb.StateEvents {
 	// The worker's events (RUNNING, then the end) coalesce the same way.
 	type wkey struct {
 		id      string

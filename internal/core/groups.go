@@ -71,7 +71,7 @@ func (rt *Runtime) askGroupLease(req *pb.RequestLease, tries int, cb func(Raylet
 			cb(rc, r, err)
 			return
 		}
-		if !rt.spawn(func() { rt.groupMissing(req, tries, cb) }) {
+		if !rt.goroutine("wait placement group", func() { rt.groupMissing(req, tries, cb) }) {
 			cb(nil, nil, ErrShutdown)
 		}
 	})

@@ -28,13 +28,14 @@ const maxRebuilds = 3
 // keepLineageLocked records, for a task that finished well, how to make
 // its stored results again.
 // The task's ref arguments are pinned as long as the lineage is kept, so
-// that running it again finds them (lineage pinning).
-func (rt *Runtime) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
+// that running it again finds them (lineage pinning). The caller holds
+// tasks.mu and objs.mu.
+func (ot *objectTable) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
 	if loc.InStore && loc.NodeAddr != "" && t.q != nil && t.actor == nil && t.create == nil && obj.lineage == nil {
 		l := &lineage{spec: t.spec, q: t.q}
 		for _, a := range t.spec.Args {
 			if a.Ref != nil {
-				rt.pinLocked(a.Ref, false)
+				ot.pinLocked(a.Ref, false)
 				l.args = append(l.args, a.Ref)
 			}
 		}
@@ -43,13 +44,13 @@ func (rt *Runtime) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
 }
 
 // dropLineageLocked forgets how to make obj again, unpinning its task's
-// arguments.
-func (rt *Runtime) dropLineageLocked(obj *object, after *actions) {
+// arguments. The caller holds objs.mu.
+func (ot *objectTable) dropLineageLocked(obj *object, after *actions) {
 	if obj.lineage == nil {
 		return
 	}
 	for _, ref := range obj.lineage.args {
-		rt.unpinLocked(ref, after)
+		ot.unpinLocked(ref, after)
 	}
 	obj.lineage = nil
 }
@@ -58,10 +59,10 @@ func (rt *Runtime) dropLineageLocked(obj *object, after *actions) {
 // owns, and waits for the new copy.
 func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locator) (*pb.Locator, error) {
 	var after actions
-	rt.mu.Lock()
-	obj := rt.objects[id]
+	rt.lockTasks()
+	obj := rt.objs.byID[id]
 	if obj == nil || !obj.owned || obj.lineage == nil || obj.rebuilds >= maxRebuilds {
-		rt.mu.Unlock()
+		rt.unlockTasks()
 		return nil, fmt.Errorf("%w: %s, and it cannot be made again (no lineage: put by a process, made by an actor, or rebuilt %d times)", ErrObjectLost, id, maxRebuilds)
 	}
 	if obj.state != statePending && obj.loc == lost {
@@ -75,18 +76,18 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 		for i := range t.returns {
 			rid := ids.ForReturn(tid, i)
 			t.returns[i] = rid
-			if o := rt.objects[rid]; o != nil && o.state != statePending {
+			if o := rt.objs.byID[rid]; o != nil && o.state != statePending {
 				o.state, o.loc, o.task, o.done = statePending, nil, t, nil
 			}
 		}
-		rt.tasks[tid] = t
+		rt.tasks.byID[tid] = t
 		rt.enqueueLocked(t, &after)
 	}
 	if obj.done == nil && obj.state == statePending {
 		obj.done = make(chan struct{})
 	}
 	done := obj.done
-	rt.mu.Unlock()
+	rt.unlockTasks()
 	after.run(rt)
 	if done != nil {
 		select {
@@ -95,9 +96,9 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 			return nil, ctx.Err()
 		}
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if obj = rt.objects[id]; obj == nil {
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
+	if obj = rt.objs.byID[id]; obj == nil {
 		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, id)
 	}
 	return obj.loc, nil
@@ -106,7 +107,7 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 // askRebuild asks the owner of a borrowed object, whose copy at lost could
 // not be pulled, to make it again, and returns where the new copy is.
 func (rt *Runtime) askRebuild(ctx context.Context, id ids.ObjectID, owner string, lost *pb.Locator) (*pb.Locator, error) {
-	c, err := rt.peer(ctx, owner)
+	c, err := rt.peers.peer(ctx, owner)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s, and its owner %s cannot be reached to make it again: %w", ErrObjectLost, id, owner, err)
 	}
@@ -114,11 +115,11 @@ func (rt *Runtime) askRebuild(ctx context.Context, id ids.ObjectID, owner string
 	if err := c.Call(ctx, rpc.MGetObject, &pb.GetObject{ObjectId: id[:], LostAt: lost.NodeAddr}, loc); err != nil {
 		return nil, fmt.Errorf("%w: %s: its owner %s: %w", ErrObjectLost, id, owner, err)
 	}
-	rt.mu.Lock()
-	if obj := rt.objects[id]; obj != nil && !obj.owned && obj.loc == lost {
+	rt.objs.mu.Lock()
+	if obj := rt.objs.byID[id]; obj != nil && !obj.owned && obj.loc == lost {
 		obj.loc = loc // later reads go to the new copy at once
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	return loc, nil
 }
 
@@ -126,14 +127,14 @@ func (rt *Runtime) askRebuild(ctx context.Context, id ids.ObjectID, owner string
 // at lostAt: the object is made again if its copy there was the one this
 // owner knew, and the reply is the copy that is current once it is ready.
 func (rt *Runtime) serveLost(c *rpc.Conn, reqID uint64, id ids.ObjectID, lostAt string) {
-	rt.mu.Lock()
-	obj := rt.objects[id]
+	rt.objs.mu.Lock()
+	obj := rt.objs.byID[id]
 	var lost *pb.Locator
 	if obj != nil && obj.loc != nil && obj.loc.InStore && obj.loc.NodeAddr == lostAt {
 		lost = obj.loc
 	}
-	rt.mu.Unlock()
-	ok := rt.spawn(func() {
+	rt.objs.mu.Unlock()
+	ok := rt.goroutine("rebuild for borrower", func() {
 		loc, err := rt.rebuild(context.Background(), id, lost)
 		if err != nil {
 			loc = &pb.Locator{Error: sysErr("", KindObjectLost, err.Error())}

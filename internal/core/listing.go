@@ -12,8 +12,8 @@ const maxListedObjects = 10000
 // owns: size, where the value is, and how many references hold it.
 func (rt *Runtime) serveListObjects(c *rpc.Conn, id uint64) {
 	out := &pb.ObjectList{}
-	rt.mu.Lock()
-	for oid, o := range rt.objects {
+	rt.objs.mu.Lock()
+	for oid, o := range rt.objs.byID {
 		if !o.owned || o.state != stateReady || o.loc == nil {
 			continue
 		}
@@ -29,6 +29,6 @@ func (rt *Runtime) serveListObjects(c *rpc.Conn, id uint64) {
 			break
 		}
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	_ = c.Reply(id, out)
 }

@@ -37,9 +37,9 @@ func oomBackoff(n int) time.Duration {
 // kill the worker of one of this process's leases: the tasks it runs fail
 // with the cause when its connection breaks.
 func (rt *Runtime) WorkerKilled(k *pb.WorkerKilled) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	for _, q := range rt.queues {
+	rt.tasks.mu.Lock()
+	defer rt.tasks.mu.Unlock()
+	for _, q := range rt.tasks.queues {
 		for _, l := range q.leases {
 			if l.addr == k.WorkerAddr {
 				l.oom = k.Message
@@ -51,14 +51,14 @@ func (rt *Runtime) WorkerKilled(k *pb.WorkerKilled) {
 // oomFailedLocked handles a task whose worker the memory monitor killed:
 // it is queued again after a backoff while it has retries left, and fails
 // with ErrOutOfMemory otherwise. It reports false if the task is not such
-// a task.
+// a task. The caller holds tasks.mu and objs.mu.
 func (rt *Runtime) oomFailedLocked(t *task, l *lease, after *actions) bool {
 	if l.oom == "" || t.cancelled {
 		return false
 	}
 	t.oomKills++
 	e := sysErr(t.spec.Name, KindOutOfMemory, l.oom)
-	if t.retries == 0 || rt.closed {
+	if t.retries == 0 || rt.closed.Load() {
 		e.Message = fmt.Sprintf("killed by the memory monitor (%d attempts, %d of them killed so): %s", t.spec.Attempt+1, t.oomKills, l.oom)
 		rt.finishLocked(t, nil, e, after)
 		return true
@@ -71,16 +71,16 @@ func (rt *Runtime) oomFailedLocked(t *task, l *lease, after *actions) bool {
 	t.lease = nil
 	rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 	q := t.q
-	time.AfterFunc(oomBackoff(t.oomKills), func() {
+	rt.after("retry after oom", oomBackoff(t.oomKills), func() {
 		var after actions
-		rt.mu.Lock()
-		if t.finished || rt.closed {
-			rt.mu.Unlock()
+		rt.tasks.mu.Lock()
+		if t.finished || rt.closed.Load() {
+			rt.tasks.mu.Unlock()
 			return
 		}
 		q.tasks = append([]*task{t}, q.tasks...)
 		rt.dispatchLocked(q, &after)
-		rt.mu.Unlock()
+		rt.tasks.mu.Unlock()
 		after.run(rt)
 	})
 	return true

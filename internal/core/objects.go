@@ -3,12 +3,24 @@ package core
 import (
 	"context"
 	"runtime"
+	"sync"
 	"sync/atomic"
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
+
+// objectTable is the owner's memory store and reference counts: the
+// record of every object this process owns or borrows.
+type objectTable struct {
+	self  string                     // this process's address: the owner of what it owns
+	fetch func(ids.ObjectID, string) // starts asking a borrowed object's owner for it
+
+	mu      sync.Mutex // protects byID, changed and the fields of every object
+	byID    map[ids.ObjectID]*object
+	changed chan struct{} // closed when an object completes, if a Wait sleeps on it
+}
 
 type objState uint8
 
@@ -58,6 +70,8 @@ type releaseArg struct {
 	rt *Runtime
 }
 
+// newHandleLocked makes a handle that counts as a local reference to obj.
+// The caller holds objs.mu.
 func (rt *Runtime) newHandleLocked(id ids.ObjectID, owner string, obj *object) *Handle {
 	obj.local++
 	h := &Handle{ID: id, Owner: owner, rt: rt}
@@ -79,9 +93,9 @@ func (h *Handle) Release() {
 
 // HandleFor makes a handle for a ref that arrived inside a value.
 func (rt *Runtime) HandleFor(id ids.ObjectID, owner string) *Handle {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	obj := rt.objects[id]
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
+	obj := rt.objs.byID[id]
 	if obj == nil {
 		obj = &object{owner: owner}
 		if owner == rt.addr {
@@ -91,19 +105,19 @@ func (rt *Runtime) HandleFor(id ids.ObjectID, owner string) *Handle {
 			obj.loc = &pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error())}
 			return &Handle{ID: id, Owner: owner, rt: rt}
 		}
-		rt.objects[id] = obj
+		rt.objs.byID[id] = obj
 	}
 	return rt.newHandleLocked(id, owner, obj)
 }
 
 func (rt *Runtime) releaseLocal(id ids.ObjectID) {
 	var after actions
-	rt.mu.Lock()
-	if obj := rt.objects[id]; obj != nil {
+	rt.objs.mu.Lock()
+	if obj := rt.objs.byID[id]; obj != nil {
 		obj.local--
-		rt.maybeFreeLocked(id, obj, &after)
+		rt.objs.maybeFreeLocked(id, obj, &after)
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 }
 
@@ -131,7 +145,7 @@ func (a *actions) run(rt *Runtime) {
 		for _, r := range refs {
 			msg.Ids = append(msg.Ids, r.Id)
 		}
-		rt.spawn(func() { rt.notifyPeer(owner, rpc.MReleaseBorrowed, msg) })
+		rt.goroutine("release borrowed", func() { rt.peers.notify(owner, rpc.MReleaseBorrowed, msg) })
 	}
 	if len(a.push) > 1 {
 		// Several tasks for the same workers: one write per connection.
@@ -165,15 +179,16 @@ func (a *actions) run(rt *Runtime) {
 	}
 }
 
-// maybeFreeLocked deletes obj when nothing refers to it any more.
-func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions) {
+// maybeFreeLocked deletes obj when nothing refers to it any more. The
+// caller holds objs.mu.
+func (ot *objectTable) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions) {
 	if obj.local > 0 || obj.pins > 0 || obj.borrowers > 0 {
 		return
 	}
 	if obj.owned && obj.state == statePending {
 		return // freed when its task finishes
 	}
-	delete(rt.objects, id)
+	delete(ot.byID, id)
 	if obj.owned {
 		if obj.loc != nil && obj.loc.InStore {
 			after.freeAt(id, obj.loc)
@@ -187,27 +202,27 @@ func (rt *Runtime) maybeFreeLocked(id ids.ObjectID, obj *object, after *actions)
 		}
 	}
 	for _, ref := range obj.contained {
-		rt.unpinLocked(ref, after)
+		ot.unpinLocked(ref, after)
 	}
 	obj.contained = nil
-	rt.dropLineageLocked(obj, after)
+	ot.dropLineageLocked(obj, after)
 }
 
 // pinLocked keeps the object ref names alive until unpinLocked. For a ref
 // this process does not own, a record is made if needed so the pin holds
-// whatever grant the owner gave.
-func (rt *Runtime) pinLocked(ref *pb.ObjectRef, granted bool) {
+// whatever grant the owner gave. The caller holds objs.mu.
+func (ot *objectTable) pinLocked(ref *pb.ObjectRef, granted bool) {
 	id, err := ids.ObjectIDFrom(ref.Id)
 	if err != nil {
 		return
 	}
-	obj := rt.objects[id]
+	obj := ot.byID[id]
 	if obj == nil {
-		if ref.OwnerAddr == rt.addr {
+		if ref.OwnerAddr == ot.self {
 			return // already freed; nothing to keep
 		}
 		obj = &object{owner: ref.OwnerAddr}
-		rt.objects[id] = obj
+		ot.byID[id] = obj
 	}
 	obj.pins++
 	if granted && !obj.owned {
@@ -215,19 +230,20 @@ func (rt *Runtime) pinLocked(ref *pb.ObjectRef, granted bool) {
 	}
 }
 
-func (rt *Runtime) unpinLocked(ref *pb.ObjectRef, after *actions) {
+func (ot *objectTable) unpinLocked(ref *pb.ObjectRef, after *actions) {
 	id, err := ids.ObjectIDFrom(ref.Id)
 	if err != nil {
 		return
 	}
-	if obj := rt.objects[id]; obj != nil {
+	if obj := ot.byID[id]; obj != nil {
 		obj.pins--
-		rt.maybeFreeLocked(id, obj, after)
+		ot.maybeFreeLocked(id, obj, after)
 	}
 }
 
-// completeLocked settles a pending object and collects its waiters.
-func (rt *Runtime) completeLocked(obj *object, loc *pb.Locator, after *actions) {
+// completeLocked settles a pending object and collects its waiters. The
+// caller holds objs.mu.
+func (ot *objectTable) completeLocked(obj *object, loc *pb.Locator, after *actions) {
 	if obj.state != statePending {
 		return
 	}
@@ -241,17 +257,17 @@ func (rt *Runtime) completeLocked(obj *object, loc *pb.Locator, after *actions) 
 	if obj.done != nil {
 		close(obj.done)
 	}
-	if rt.changed != nil {
-		close(rt.changed)
-		rt.changed = nil
+	if ot.changed != nil {
+		close(ot.changed)
+		ot.changed = nil
 	}
 	after.wake = append(after.wake, obj.wake...)
 	obj.wake = nil
 }
 
 // whenReadyLocked runs f (outside the lock) once obj is no longer pending:
-// at once, through after, if it already is.
-func (rt *Runtime) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after *actions) {
+// at once, through after, if it already is. The caller holds objs.mu.
+func (ot *objectTable) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after *actions) {
 	if obj.state != statePending {
 		after.wake = append(after.wake, f)
 		return
@@ -260,13 +276,13 @@ func (rt *Runtime) whenReadyLocked(id ids.ObjectID, obj *object, f func(), after
 	if !obj.owned && !obj.fetching {
 		obj.fetching = true
 		owner := obj.owner
-		rt.spawn(func() { rt.fetch(id, owner) })
+		ot.fetch(id, owner)
 	}
 }
 
 // fetch asks a borrowed object's owner for its locator.
 func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
-	c, err := rt.peer(context.Background(), owner)
+	c, err := rt.peers.peer(context.Background(), owner)
 	if err != nil {
 		rt.fetched(id, owner, &pb.Locator{Error: sysErr("", KindOwnerDied, err.Error())})
 		return
@@ -285,25 +301,25 @@ func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
 
 func (rt *Runtime) fetched(id ids.ObjectID, owner string, loc *pb.Locator) {
 	var after actions
-	rt.mu.Lock()
-	obj := rt.objects[id]
+	rt.objs.mu.Lock()
+	obj := rt.objs.byID[id]
 	if obj != nil {
 		obj.fetching = false
 		for _, ref := range loc.Contained {
-			rt.pinLocked(ref, ref.OwnerAddr == owner)
+			rt.objs.pinLocked(ref, ref.OwnerAddr == owner)
 		}
 		obj.contained = append(obj.contained, loc.Contained...)
-		rt.completeLocked(obj, loc, &after)
+		rt.objs.completeLocked(obj, loc, &after)
 	} else {
 		// Nobody wants it any more; hand back what the owner granted.
 		tmp := &object{contained: loc.Contained}
 		for _, ref := range loc.Contained {
-			rt.pinLocked(ref, ref.OwnerAddr == owner)
+			rt.objs.pinLocked(ref, ref.OwnerAddr == owner)
 		}
-		rt.objects[id] = tmp
-		rt.maybeFreeLocked(id, tmp, &after)
+		rt.objs.byID[id] = tmp
+		rt.objs.maybeFreeLocked(id, tmp, &after)
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 }
 
@@ -320,32 +336,32 @@ func (rt *Runtime) serveGetObject(c *rpc.Conn, reqID uint64, body []byte) {
 		return
 	}
 	var after actions
-	rt.mu.Lock()
-	obj := rt.objects[id]
+	rt.objs.mu.Lock()
+	obj := rt.objs.byID[id]
 	if obj == nil || !obj.owned {
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		_ = c.Reply(reqID, &pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error()+": "+id.String())})
 		return
 	}
 	if req.LostAt != "" {
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		rt.serveLost(c, reqID, id, req.LostAt)
 		return
 	}
-	rt.whenReadyLocked(id, obj, func() {
-		rt.mu.Lock()
+	rt.objs.whenReadyLocked(id, obj, func() {
+		rt.objs.mu.Lock()
 		loc := obj.loc
 		for _, ref := range loc.Contained {
 			if ref.OwnerAddr == rt.addr {
-				if o, err := ids.ObjectIDFrom(ref.Id); err == nil && rt.objects[o] != nil {
-					rt.objects[o].borrowers++
+				if o, err := ids.ObjectIDFrom(ref.Id); err == nil && rt.objs.byID[o] != nil {
+					rt.objs.byID[o].borrowers++
 				}
 			}
 		}
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		_ = c.Reply(reqID, loc)
 	}, &after)
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 }
 
@@ -356,18 +372,18 @@ func (rt *Runtime) serveReleaseBorrowed(body []byte) {
 		return
 	}
 	var after actions
-	rt.mu.Lock()
+	rt.objs.mu.Lock()
 	for _, b := range msg.Ids {
 		id, err := ids.ObjectIDFrom(b)
 		if err != nil {
 			continue
 		}
-		if obj := rt.objects[id]; obj != nil && obj.owned && obj.borrowers > 0 {
+		if obj := rt.objs.byID[id]; obj != nil && obj.owned && obj.borrowers > 0 {
 			obj.borrowers--
-			rt.maybeFreeLocked(id, obj, &after)
+			rt.objs.maybeFreeLocked(id, obj, &after)
 		}
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 }
 

@@ -2,6 +2,39 @@
 // work (the driver and each worker): it submits tasks and leases workers
 // for them, keeps the objects it owns in an in-process memory store,
 // counts their references, and fetches the objects it borrows.
+//
+// # Structure and lock order
+//
+// A Runtime owns three tables, as Ray's CoreWorker does, each a type with
+// its own lock:
+//
+//   - actorSubmitter (actor.go): the actors this process created or holds
+//     handles to, and their queues of calls;
+//   - taskSubmitter (submit.go): the tasks it submitted and not finished,
+//     the queues of ready tasks by shape, and the leases that run them;
+//   - objectTable (objects.go): the memory store and reference counts of
+//     the objects it owns or borrows.
+//
+// Locks are taken in this order, and never against it (one may be skipped):
+//
+//  1. actorRec.sendMu (one actor's writes of calls, in order)
+//  2. actors.mu
+//  3. tasks.mu
+//  4. objs.mu
+//  5. leaves, held with nothing taken after them: events.mu (eventBuf),
+//     goMu (goroutine), peers.mu (peerSet); gcMu is held alone.
+//
+// Settling a task touches both the task and its return objects, so the
+// task paths take tasks.mu then objs.mu (lockTasks), and an actor's paths
+// all three (lockAll); lockFor(t) takes what task t needs. The objects'
+// own paths (Get, Put, Wait, handles, borrowers) take objs.mu alone, and
+// leasing and dispatch take tasks.mu alone. A function named ...Locked
+// runs with the locks its comment names. What a locked section decides to
+// do that may block or call out (pushes, lease requests and returns,
+// frees, waking waiters) is collected in actions and run after unlocking.
+//
+// Every goroutine core starts goes through Runtime.goroutine (or after,
+// for a timer), which Close waits for.
 package core
 
 import (
@@ -85,25 +118,22 @@ type Runtime struct {
 
 	handlers map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)
 
-	mu      sync.Mutex // protects objects, queues, tasks, closed
-	objects map[ids.ObjectID]*object
-	queues  map[string]*schedQueue
-	tasks   map[ids.TaskID]*task
-	actors  map[ids.TaskID]*actorRec
-	closed  bool
-	changed chan struct{} // closed when an object completes, if a Wait sleeps on it
+	// The three tables, each with its own lock (see the lock order above).
+	actors actorSubmitter
+	tasks  taskSubmitter
+	objs   objectTable
+	closed atomic.Bool // Close began; set holding all three locks, so read under any
 
-	peersMu sync.Mutex // protects peers, raylets
-	peers   map[string]*peerConn
-	raylets map[string]*rayletConn // other nodes' raylets, by TCP address
+	peers *peerSet // connections to other processes and nodes' raylets
 
 	blocked atomic.Int32 // worker: Gets in progress, to lend the CPU once
 
 	bg       context.Context // ends when Close begins: what spawned goroutines wait on
 	bgCancel context.CancelFunc
-	goMu     sync.Mutex     // protects stopped; held while adding to gos
-	stopped  bool           // Close began: spawn refuses
-	gos      sync.WaitGroup // goroutines started by spawn
+	goMu     sync.Mutex     // protects stopped, live; held while adding to gos
+	stopped  bool           // Close began: goroutine refuses
+	live     map[string]int // goroutines running, by name
+	gos      sync.WaitGroup // goroutines started by goroutine
 	gcMu     sync.Mutex     // one store-full collection at a time
 
 	events  eventBuf                   // guarded by mu
@@ -113,23 +143,15 @@ type Runtime struct {
 	evDone  chan struct{}              // closed when the flusher is done
 }
 
-type peerConn struct {
-	ready chan struct{}
-	conn  *rpc.Conn
-	err   error
-}
-
 // New starts a runtime serving on cfg.Addr. Extra handlers (a worker's task
 // service) may be given for methods the runtime does not serve itself.
 func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)) (*Runtime, error) {
 	rt := &Runtime{
 		cfg:      cfg,
 		addr:     cfg.Addr,
-		objects:  make(map[ids.ObjectID]*object),
-		queues:   make(map[string]*schedQueue),
-		tasks:    make(map[ids.TaskID]*task),
-		actors:   make(map[ids.TaskID]*actorRec),
-		peers:    make(map[string]*peerConn),
+		actors:   actorSubmitter{byID: make(map[ids.TaskID]*actorRec)},
+		tasks:    taskSubmitter{byID: make(map[ids.TaskID]*task), queues: make(map[string]*schedQueue)},
+		objs:     objectTable{byID: make(map[ids.ObjectID]*object)},
 		handlers: make(map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id uint64, body []byte)),
 	}
 	rt.handlers[rpc.MGetObject] = func(c *rpc.Conn, _ rpc.Kind, id uint64, body []byte) { rt.serveGetObject(c, id, body) }
@@ -140,7 +162,10 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 	for m, h := range extra {
 		rt.handlers[m] = h
 	}
-	rt.raylets = make(map[string]*rayletConn)
+	rt.peers = newPeerSet(rt)
+	rt.objs.fetch = func(id ids.ObjectID, owner string) {
+		rt.goroutine("fetch object", func() { rt.fetch(id, owner) })
+	}
 	rt.bg, rt.bgCancel = context.WithCancel(context.Background())
 	_ = os.Remove(cfg.Addr)
 	ln, err := rpc.ListenUnix(cfg.Addr)
@@ -158,13 +183,14 @@ func New(cfg Config, extra map[rpc.Method]func(c *rpc.Conn, kind rpc.Kind, id ui
 		rt.tcp.RequireToken(cfg.Token)
 		rt.addr = rpc.Endpoint(cfg.Addr, tl.Addr().String(), cfg.Node)
 	}
+	rt.objs.self = rt.addr
 	if to, ok := cfg.Raylet.(EventReporter); ok && eventsEnabled() {
 		rt.events.on = true
 		rt.evStop, rt.evDone = make(chan struct{}), make(chan struct{})
-		go func() {
+		rt.goroutine("event flusher", func() {
 			defer close(rt.evDone)
 			rt.flushEvents(to, rt.evStop)
-		}()
+		})
 	}
 	return rt, nil
 }
@@ -190,33 +216,33 @@ func (rt *Runtime) IsWorker() bool { return rt.cfg.IsWorker }
 // Close fails what is pending, closes every connection and stops serving.
 func (rt *Runtime) Close() error {
 	var after actions
-	rt.mu.Lock()
-	if rt.closed {
-		rt.mu.Unlock()
+	rt.lockAll()
+	if rt.closed.Load() {
+		rt.unlockAll()
 		return nil
 	}
-	rt.closed = true
+	rt.closed.Store(true)
 	rt.bgCancel()
-	for _, t := range rt.tasks {
+	for _, t := range rt.tasks.byID {
 		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
 	}
-	for _, q := range rt.queues {
+	for _, q := range rt.tasks.queues {
 		after.returned = append(after.returned, q.leases...)
 		q.leases = nil
 	}
-	for _, a := range rt.actors {
+	for _, a := range rt.actors.byID {
 		if a.lease != nil && !a.detached { // detached actors outlive us
 			after.returned = append(after.returned, a.lease)
 			a.lease = nil
 		}
 	}
-	for id, obj := range rt.objects {
+	for id, obj := range rt.objs.byID {
 		if obj.owned && obj.loc != nil && obj.loc.InStore {
 			after.freeAt(id, obj.loc)
 		}
 	}
-	rt.objects = make(map[ids.ObjectID]*object)
-	rt.mu.Unlock()
+	rt.objs.byID = make(map[ids.ObjectID]*object)
+	rt.unlockAll()
 	for _, f := range after.wake {
 		f()
 	}
@@ -237,114 +263,109 @@ func (rt *Runtime) Close() error {
 	if rt.tcp != nil {
 		_ = rt.tcp.Close()
 	}
-	rt.peersMu.Lock()
-	peers, raylets := rt.peers, rt.raylets
-	rt.peers, rt.raylets = nil, nil // peer and raylet refuse from now on
-	rt.peersMu.Unlock()
-	for _, p := range peers {
-		<-p.ready
-		if p.conn != nil {
-			_ = p.conn.Close()
-		}
-	}
-	for _, r := range raylets {
-		<-r.ready
-		if c, ok := r.conn.(interface{ Close() error }); ok {
-			_ = c.Close()
-		}
-	}
+	rt.peers.close() // and refuse new ones from now on
 	// What was spawned ends once its connections are closed.
 	rt.gos.Wait()
 	_ = os.Remove(rt.cfg.Addr)
 	return err
 }
 
-// spawn runs f on a goroutine of its own that Close waits for; once Close
-// has begun it runs nothing and reports false.
-func (rt *Runtime) spawn(f func()) bool {
+// lockAll takes the actors', the tasks' and the objects' locks, in that
+// order: what settling an actor's calls needs.
+func (rt *Runtime) lockAll() {
+	rt.actors.mu.Lock()
+	rt.tasks.mu.Lock()
+	rt.objs.mu.Lock()
+}
+
+func (rt *Runtime) unlockAll() {
+	rt.objs.mu.Unlock()
+	rt.tasks.mu.Unlock()
+	rt.actors.mu.Unlock()
+}
+
+// lockTasks takes the tasks' and the objects' locks, in that order: what
+// submitting or finishing a task needs.
+func (rt *Runtime) lockTasks() {
+	rt.tasks.mu.Lock()
+	rt.objs.mu.Lock()
+}
+
+func (rt *Runtime) unlockTasks() {
+	rt.objs.mu.Unlock()
+	rt.tasks.mu.Unlock()
+}
+
+// lockFor takes the locks submitting or settling t needs: the actors' too
+// when t is an actor's call or creation.
+func (rt *Runtime) lockFor(t *task) {
+	if t.actor != nil || t.create != nil {
+		rt.actors.mu.Lock()
+	}
+	rt.lockTasks()
+}
+
+func (rt *Runtime) unlockFor(t *task) {
+	rt.unlockTasks()
+	if t.actor != nil || t.create != nil {
+		rt.actors.mu.Unlock()
+	}
+}
+
+// goroutine runs fn on a goroutine of its own that Close waits for; once
+// Close has begun it runs nothing and reports false. Every goroutine core
+// starts goes through here (or after); name says what it is for, and
+// Goroutines counts them by it.
+func (rt *Runtime) goroutine(name string, fn func()) bool {
 	rt.goMu.Lock()
 	defer rt.goMu.Unlock()
 	if rt.stopped {
 		return false
 	}
+	if rt.live == nil {
+		rt.live = make(map[string]int)
+	}
+	rt.live[name]++
 	rt.gos.Add(1)
 	go func() {
-		defer rt.gos.Done()
-		f()
+		defer func() {
+			rt.goMu.Lock()
+			rt.live[name]--
+			if rt.live[name] == 0 {
+				delete(rt.live, name)
+			}
+			rt.goMu.Unlock()
+			rt.gos.Done()
+		}()
+		fn()
 	}()
 	return true
 }
 
-// peer returns the connection to a process, dialing it once.
-func (rt *Runtime) peer(ctx context.Context, addr string) (*rpc.Conn, error) {
-	rt.peersMu.Lock()
-	if rt.peers == nil {
-		rt.peersMu.Unlock()
-		return nil, ErrShutdown
-	}
-	p := rt.peers[addr]
-	if p != nil {
-		rt.peersMu.Unlock()
-		<-p.ready
-		if p.err == nil && p.conn.Err() == nil {
-			return p.conn, nil
+// after runs fn on a goroutine (see goroutine) once d has passed, unless
+// Close begins first.
+func (rt *Runtime) after(name string, d time.Duration, fn func()) {
+	rt.goroutine(name, func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			fn()
+		case <-rt.bg.Done():
 		}
-		rt.peersMu.Lock()
-		if rt.peers[addr] == p {
-			delete(rt.peers, addr)
-		}
-		if p.err != nil {
-			rt.peersMu.Unlock()
-			return nil, p.err
-		}
-		p = rt.peers[addr]
-		if p != nil {
-			rt.peersMu.Unlock()
-			<-p.ready
-			return p.conn, p.err
-		}
-	}
-	if rt.peers == nil {
-		rt.peersMu.Unlock()
-		return nil, ErrShutdown
-	}
-	p = &peerConn{ready: make(chan struct{})}
-	rt.peers[addr] = p
-	rt.peersMu.Unlock()
-	p.conn, p.err = rpc.DialEndpoint(ctx, addr, rt.cfg.Node, rt.cfg.Token, rt)
-	if p.err != nil {
-		rt.peersMu.Lock()
-		if rt.peers[addr] == p {
-			delete(rt.peers, addr)
-		}
-		rt.peersMu.Unlock()
-	}
-	close(p.ready)
-	return p.conn, p.err
+	})
 }
 
-// hasPeer reports whether a live connection to addr is at hand.
-func (rt *Runtime) hasPeer(addr string) bool {
-	rt.peersMu.Lock()
-	p := rt.peers[addr]
-	rt.peersMu.Unlock()
-	if p == nil {
-		return false
+// Goroutines counts the goroutines the runtime runs now, by what they are
+// for: none once Close has returned.
+func (rt *Runtime) Goroutines() map[string]int {
+	rt.goMu.Lock()
+	defer rt.goMu.Unlock()
+	out := make(map[string]int, len(rt.live))
+	for k, v := range rt.live {
+		out[k] = v
 	}
-	select {
-	case <-p.ready:
-		return p.err == nil && p.conn.Err() == nil
-	default:
-		return false
-	}
-}
-
-func (rt *Runtime) notifyPeer(addr string, m rpc.Method, msg proto.Message) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if c, err := rt.peer(ctx, addr); err == nil {
-		_ = c.Notify(m, msg)
-	}
+	return out
 }
 
 func unmarshal(b []byte, m proto.Message) error {
@@ -427,9 +448,9 @@ func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle
 	if err != nil {
 		return nil, err
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.closed {
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
+	if rt.closed.Load() {
 		if loc.InStore {
 			rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
 		}
@@ -438,11 +459,11 @@ func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle
 	obj := &object{state: stateReady, loc: loc, owned: true, owner: rt.addr}
 	for _, h := range contained {
 		ref := &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner}
-		rt.pinLocked(ref, false)
+		rt.objs.pinLocked(ref, false)
 		obj.contained = append(obj.contained, ref)
 	}
 	loc.Contained = obj.contained
-	rt.objects[id] = obj
+	rt.objs.byID[id] = obj
 	return rt.newHandleLocked(id, rt.addr, obj), nil
 }
 
@@ -493,19 +514,19 @@ func (rt *Runtime) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
 	if h == nil {
 		return nil, nil, ErrNilRef
 	}
-	rt.mu.Lock()
-	if rt.closed {
-		rt.mu.Unlock()
+	rt.objs.mu.Lock()
+	if rt.closed.Load() {
+		rt.objs.mu.Unlock()
 		return nil, nil, ErrShutdown
 	}
-	obj := rt.objects[h.ID]
+	obj := rt.objs.byID[h.ID]
 	if obj == nil {
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		return nil, nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
 	}
 	if obj.state != statePending {
 		loc := obj.loc
-		rt.mu.Unlock()
+		rt.objs.mu.Unlock()
 		return loc, nil, nil
 	}
 	if obj.done == nil {
@@ -514,9 +535,9 @@ func (rt *Runtime) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
 	done := obj.done
 	var after actions
 	if !obj.owned && !obj.fetching {
-		rt.whenReadyLocked(h.ID, obj, func() {}, &after)
+		rt.objs.whenReadyLocked(h.ID, obj, func() {}, &after)
 	}
-	rt.mu.Unlock()
+	rt.objs.mu.Unlock()
 	after.run(rt)
 	return nil, done, nil
 }
@@ -527,12 +548,12 @@ func (rt *Runtime) await(ctx context.Context, h *Handle, done <-chan struct{}) (
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.closed {
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
+	if rt.closed.Load() {
 		return nil, ErrShutdown
 	}
-	obj := rt.objects[h.ID]
+	obj := rt.objs.byID[h.ID]
 	if obj == nil {
 		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
 	}
@@ -592,31 +613,31 @@ func (rt *Runtime) WaitIndexed(ctx context.Context, count, n int, at func(int) *
 	}()
 	for {
 		var after actions
-		rt.mu.Lock()
-		if rt.closed {
-			rt.mu.Unlock()
+		rt.objs.mu.Lock()
+		if rt.closed.Load() {
+			rt.objs.mu.Unlock()
 			return nil, ErrShutdown
 		}
 		ready = ready[:0]
 		for i := 0; i < count && len(ready) < n; i++ {
 			h := at(i)
-			obj := rt.objects[h.ID]
+			obj := rt.objs.byID[h.ID]
 			if obj == nil || obj.state != statePending {
 				ready = append(ready, i)
 			} else if !obj.owned && !obj.fetching {
-				rt.whenReadyLocked(h.ID, obj, func() {}, &after)
+				rt.objs.whenReadyLocked(h.ID, obj, func() {}, &after)
 			}
 		}
 		if len(ready) >= n || ctx.Err() != nil {
-			rt.mu.Unlock()
+			rt.objs.mu.Unlock()
 			after.run(rt)
 			return ready, nil
 		}
-		if rt.changed == nil {
-			rt.changed = make(chan struct{})
+		if rt.objs.changed == nil {
+			rt.objs.changed = make(chan struct{})
 		}
-		changed := rt.changed
-		rt.mu.Unlock()
+		changed := rt.objs.changed
+		rt.objs.mu.Unlock()
 		after.run(rt)
 		if !blocked {
 			rt.block()
@@ -705,10 +726,13 @@ type Stats struct {
 
 // Stats counts the runtime's tables.
 func (rt *Runtime) Stats() Stats {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	s := Stats{Objects: len(rt.objects), Tasks: len(rt.tasks)}
-	for _, o := range rt.objects {
+	rt.tasks.mu.Lock()
+	s := Stats{Tasks: len(rt.tasks.byID)}
+	rt.tasks.mu.Unlock()
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
+	s.Objects = len(rt.objs.byID)
+	for _, o := range rt.objs.byID {
 		if o.owned {
 			s.Owned++
 		}
@@ -726,11 +750,11 @@ func (rt *Runtime) StoreResult(ctx context.Context, id ids.ObjectID, r Result) (
 	if len(r.Contained) == 0 {
 		return loc, nil
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
+	rt.objs.mu.Lock()
+	defer rt.objs.mu.Unlock()
 	for _, h := range r.Contained {
 		if h.Owner == rt.addr {
-			if obj := rt.objects[h.ID]; obj != nil {
+			if obj := rt.objs.byID[h.ID]; obj != nil {
 				obj.borrowers++
 			}
 		}

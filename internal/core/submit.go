@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -35,6 +36,18 @@ type TaskOptions struct {
 	Shape           *Shape // precomputed from Function, Resources and Placement; optional
 	MaxRetries      int    // retries after a worker dies
 	RetryExceptions bool   // also retry when the function fails
+}
+
+// taskSubmitter holds the tasks this process submitted and not yet
+// finished, and the queues of those ready to run, each with the leases
+// (workers) that run them.
+type taskSubmitter struct {
+	// mu protects byID, queues, and the fields of every task, schedQueue
+	// and lease. An actor's calls are tasks too: what settles them holds
+	// the actors' lock first.
+	mu     sync.Mutex
+	byID   map[ids.TaskID]*task
+	queues map[string]*schedQueue
 }
 
 // task is one submitted task, owned here until it finishes.
@@ -96,9 +109,9 @@ const leaseGrace = 2 * time.Millisecond
 // returnIfIdle gives a lease back if it is still idle.
 func (rt *Runtime) returnIfIdle(q *schedQueue, l *lease) {
 	var after actions
-	rt.mu.Lock()
+	rt.tasks.mu.Lock()
 	l.returning = false
-	if !rt.closed && len(l.inflight) == 0 && len(q.tasks) == 0 {
+	if !rt.closed.Load() && len(l.inflight) == 0 && len(q.tasks) == 0 {
 		for i, x := range q.leases {
 			if x == l {
 				q.leases = append(q.leases[:i], q.leases[i+1:]...)
@@ -107,7 +120,7 @@ func (rt *Runtime) returnIfIdle(q *schedQueue, l *lease) {
 			}
 		}
 	}
-	rt.mu.Unlock()
+	rt.tasks.mu.Unlock()
 	after.run(rt)
 }
 
@@ -185,25 +198,7 @@ func (rt *Runtime) Submit(ctx context.Context, opts TaskOptions, args []Arg) ([]
 // submit starts a task: a plain one, a call on actor (when actor is set),
 // or the creation of actor create (when create is set).
 func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, actor, create *actorRec) ([]*Handle, error) {
-	tid := ids.NewTaskID()
-	if create != nil {
-		tid = create.id
-	}
-	spec := &pb.TaskSpec{
-		TaskId:     tid[:],
-		Function:   opts.Function,
-		Name:       opts.Name,
-		NumReturns: int32(opts.NumReturns),
-		OwnerAddr:  rt.addr,
-		Args:       make([]*pb.TaskArg, len(args)),
-	}
-	t := &task{spec: spec, retries: opts.MaxRetries, retryApp: opts.RetryExceptions, actor: actor, create: create}
-	if actor != nil {
-		spec.ActorId = actor.id[:]
-	}
-	if create != nil {
-		spec.ActorId, spec.ActorCreate, spec.MaxConcurrency = tid[:], true, int32(create.maxConcurrency)
-	}
+	t := rt.newTask(opts, len(args), actor, create)
 	// Large values passed by value go to the store first, as Put would.
 	for i, a := range args {
 		if a.Ref == nil && a.Value.Len() > InlineLimit {
@@ -219,22 +214,76 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 	if shape == nil {
 		shape = NewShape(opts.Function, opts.Resources, opts.Placement)
 	}
-	key, res := shape.key, shape.res
 	if p := shape.place; p.Capture && len(p.Group) > 0 {
-		spec.CaptureGroup = p.Group
+		t.spec.CaptureGroup = p.Group
 	}
 	var after actions
-	rt.mu.Lock()
-	if rt.closed {
-		rt.mu.Unlock()
+	rt.lockFor(t)
+	if rt.closed.Load() {
+		rt.unlockFor(t)
 		return nil, ErrShutdown
 	}
+	if err := rt.addArgsLocked(t, args, &after); err != nil {
+		rt.unlockFor(t)
+		after.run(rt)
+		return nil, err
+	}
+	rt.placeLocked(t, shape)
+	handles := make([]*Handle, opts.NumReturns)
+	t.returns = make([]ids.ObjectID, opts.NumReturns)
+	tid, _ := ids.TaskIDFrom(t.spec.TaskId)
+	for i := range handles {
+		id := ids.ForReturn(tid, i)
+		obj := &object{owned: true, owner: rt.addr, task: t}
+		rt.objs.byID[id] = obj
+		t.returns[i] = id
+		handles[i] = rt.newHandleLocked(id, rt.addr, obj)
+	}
+	rt.tasks.byID[tid] = t
+	rt.taskEventLocked(t, tasktable.TaskPendingArgs, nil)
+	if t.unresolved == 0 {
+		rt.enqueueLocked(t, &after)
+	}
+	rt.unlockFor(t)
+	after.run(rt)
+	return handles, nil
+}
+
+// newTask makes the record and spec of a task about to be submitted.
+func (rt *Runtime) newTask(opts TaskOptions, nargs int, actor, create *actorRec) *task {
+	tid := ids.NewTaskID()
+	if create != nil {
+		tid = create.id
+	}
+	spec := &pb.TaskSpec{
+		TaskId:     tid[:],
+		Function:   opts.Function,
+		Name:       opts.Name,
+		NumReturns: int32(opts.NumReturns),
+		OwnerAddr:  rt.addr,
+		Args:       make([]*pb.TaskArg, nargs),
+	}
+	if actor != nil {
+		spec.ActorId = actor.id[:]
+	}
+	if create != nil {
+		spec.ActorId, spec.ActorCreate, spec.MaxConcurrency = tid[:], true, int32(create.maxConcurrency)
+	}
+	return &task{spec: spec, retries: opts.MaxRetries, retryApp: opts.RetryExceptions, actor: actor, create: create}
+}
+
+// addArgsLocked puts a task's arguments in its spec, pins the objects they
+// refer to, and waits for those pending (t.unresolved counts them). It
+// fails, pinning nothing, when an argument's object is freed already.
+// The caller holds the locks of lockFor(t).
+func (rt *Runtime) addArgsLocked(t *task, args []Arg, after *actions) error {
+	spec := t.spec
 	for i, a := range args {
 		if a.Ref == nil {
 			loc := &pb.Locator{Inline: a.Value.Bytes()}
 			for _, h := range a.Contained {
 				ref := &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner}
-				rt.pinLocked(ref, false)
+				rt.objs.pinLocked(ref, false)
 				t.pins = append(t.pins, ref)
 				loc.Contained = append(loc.Contained, ref)
 			}
@@ -243,16 +292,14 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 		}
 		ref := &pb.ObjectRef{Id: a.Ref.ID[:], OwnerAddr: a.Ref.Owner}
 		spec.Args[i] = &pb.TaskArg{Ref: ref}
-		rt.pinLocked(ref, false)
+		rt.objs.pinLocked(ref, false)
 		t.pins = append(t.pins, ref)
-		obj := rt.objects[a.Ref.ID]
+		obj := rt.objs.byID[a.Ref.ID]
 		if obj == nil {
 			for _, p := range t.pins {
-				rt.unpinLocked(p, &after)
+				rt.objs.unpinLocked(p, after)
 			}
-			rt.mu.Unlock()
-			after.run(rt)
-			return nil, fmt.Errorf("%w: argument %d (%s)", ErrObjectFreed, i, a.Ref.ID)
+			return fmt.Errorf("%w: argument %d (%s)", ErrObjectFreed, i, a.Ref.ID)
 		}
 		if t.argIdx == nil {
 			t.argIdx = make(map[ids.ObjectID][]int)
@@ -260,58 +307,48 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 		if len(t.argIdx[a.Ref.ID]) == 0 {
 			t.unresolved++
 			id := a.Ref.ID
-			rt.whenReadyLocked(id, obj, func() { rt.resolved(t, id) }, &after)
+			rt.objs.whenReadyLocked(id, obj, func() { rt.resolved(t, id) }, after)
 		}
 		t.argIdx[a.Ref.ID] = append(t.argIdx[a.Ref.ID], i)
 	}
-	if actor == nil && create == nil {
-		q := rt.queues[key]
+	return nil
+}
+
+// placeLocked files a new task where it waits to run: the queue of its
+// shape, its actor's record (a creation), or its actor's queue of calls.
+// The caller holds the locks of lockFor(t).
+func (rt *Runtime) placeLocked(t *task, shape *Shape) {
+	switch {
+	case t.create != nil:
+		c := t.create
+		c.resources, c.place = shape.res, shape.place
+		c.create = t
+		rt.actorStateLocked(c, tasktable.ActorPending, "")
+		rt.actors.byID[c.id] = c
+	case t.actor != nil:
+		// Calls from this process keep their submission order.
+		t.actor.nextSeq++
+		t.seq = t.actor.nextSeq
+		t.actor.queue = append(t.actor.queue, t)
+	default:
+		q := rt.tasks.queues[shape.key]
 		if q == nil {
-			q = &schedQueue{key: key, resources: res, place: shape.place}
-			rt.queues[key] = q
+			q = &schedQueue{key: shape.key, resources: shape.res, place: shape.place}
+			rt.tasks.queues[shape.key] = q
 		}
 		t.q = q
 	}
-	if create != nil {
-		create.resources, create.place = res, shape.place
-		create.create = t
-		rt.actorStateLocked(create, tasktable.ActorPending, "")
-		rt.actors[tid] = create
-	}
-	if actor != nil {
-		// Calls from this process keep their submission order.
-		actor.nextSeq++
-		t.seq = actor.nextSeq
-		actor.queue = append(actor.queue, t)
-	}
-	handles := make([]*Handle, opts.NumReturns)
-	t.returns = make([]ids.ObjectID, opts.NumReturns)
-	for i := range handles {
-		id := ids.ForReturn(tid, i)
-		obj := &object{owned: true, owner: rt.addr, task: t}
-		rt.objects[id] = obj
-		t.returns[i] = id
-		handles[i] = rt.newHandleLocked(id, rt.addr, obj)
-	}
-	rt.tasks[tid] = t
-	rt.taskEventLocked(t, tasktable.TaskPendingArgs, nil)
-	if t.unresolved == 0 {
-		rt.enqueueLocked(t, &after)
-	}
-	rt.mu.Unlock()
-	after.run(rt)
-	return handles, nil
 }
 
 // resolved is called when one argument object is no longer pending.
 func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 	var after actions
-	rt.mu.Lock()
+	rt.lockFor(t)
 	if t.finished {
-		rt.mu.Unlock()
+		rt.unlockFor(t)
 		return
 	}
-	obj := rt.objects[id]
+	obj := rt.objs.byID[id]
 	var loc *pb.Locator
 	if obj != nil {
 		loc = obj.loc
@@ -322,7 +359,7 @@ func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 	if loc.Error != nil {
 		// A failed argument fails the task without running it.
 		rt.finishLocked(t, nil, loc.Error, &after)
-		rt.mu.Unlock()
+		rt.unlockFor(t)
 		after.run(rt)
 		return
 	}
@@ -334,10 +371,13 @@ func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 		t.prefer = rt.localityLocked(t)
 		rt.enqueueLocked(t, &after)
 	}
-	rt.mu.Unlock()
+	rt.unlockFor(t)
 	after.run(rt)
 }
 
+// enqueueLocked makes a task whose arguments are ready eligible to run:
+// queued for a lease, pushed to its actor, or its actor's lease asked
+// for. The caller holds the locks of lockFor(t).
 func (rt *Runtime) enqueueLocked(t *task, after *actions) {
 	rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 	switch {
@@ -355,6 +395,7 @@ func (rt *Runtime) enqueueLocked(t *task, after *actions) {
 
 // dispatchLocked gives queued tasks to leased workers, asks for more
 // workers while tasks wait, and returns workers that have nothing to do.
+// The caller holds tasks.mu.
 func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 	depth := q.depth()
 	for len(q.tasks) > 0 {
@@ -388,7 +429,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 			if len(l.inflight) == 0 && !l.returning {
 				l.returning = true
 				l, q := l, q
-				time.AfterFunc(leaseGrace, func() { rt.returnIfIdle(q, l) })
+				rt.after("return idle lease", leaseGrace, func() { rt.returnIfIdle(q, l) })
 			}
 		}
 		return
@@ -401,12 +442,12 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 
 func (rt *Runtime) requestLease(q *schedQueue) {
 	req := &pb.RequestLease{Resources: q.resources, OwnerAddr: rt.addr, JobId: rt.cfg.Job}
-	rt.mu.Lock()
+	rt.tasks.mu.Lock()
 	if len(q.tasks) > 0 {
 		req.PreferredNode = q.tasks[0].prefer
 		req.Retriable, req.TaskName = q.tasks[0].retries != 0, q.tasks[0].spec.Name
 	}
-	rt.mu.Unlock()
+	rt.tasks.mu.Unlock()
 	q.place.fill(req)
 	rt.askLease(req, func(rc RayletClient, r *pb.LeaseReply, err error) {
 		if err == nil && r.Error != "" {
@@ -421,17 +462,17 @@ func (rt *Runtime) requestLease(q *schedQueue) {
 			rt.leaseFailed(q, sysErr("", KindSystem, "lease: "+err.Error()))
 			return
 		}
-		if rt.hasPeer(r.WorkerAddr) {
+		if rt.peers.has(r.WorkerAddr) {
 			rt.leaseGranted(q, rc, r) // no dial needed: carry on here
 		} else {
-			rt.spawn(func() { rt.leaseGranted(q, rc, r) })
+			rt.goroutine("lease granted", func() { rt.leaseGranted(q, rc, r) })
 		}
 	})
 }
 
 func (rt *Runtime) leaseFailed(q *schedQueue, e *pb.TaskError) {
 	var after actions
-	rt.mu.Lock()
+	rt.lockTasks()
 	q.requesting--
 	for _, t := range q.tasks {
 		te := proto.Clone(e).(*pb.TaskError)
@@ -439,29 +480,29 @@ func (rt *Runtime) leaseFailed(q *schedQueue, e *pb.TaskError) {
 		rt.finishLocked(t, nil, te, &after)
 	}
 	q.tasks = nil
-	rt.mu.Unlock()
+	rt.unlockTasks()
 	after.run(rt)
 }
 
 func (rt *Runtime) leaseGranted(q *schedQueue, rc RayletClient, r *pb.LeaseReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := rt.peer(ctx, r.WorkerAddr)
+	conn, err := rt.peers.peer(ctx, r.WorkerAddr)
 	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q, gpus: r.GpuIds}
 	var after actions
-	rt.mu.Lock()
+	rt.tasks.mu.Lock()
 	q.requesting--
-	if err != nil || rt.closed {
+	if err != nil || rt.closed.Load() {
 		l.dead = err != nil
 		after.returned = append(after.returned, l)
-		if len(q.tasks) > 0 && !rt.closed {
+		if len(q.tasks) > 0 && !rt.closed.Load() {
 			rt.dispatchLocked(q, &after)
 		}
 	} else {
 		q.leases = append(q.leases, l)
 		rt.dispatchLocked(q, &after)
 	}
-	rt.mu.Unlock()
+	rt.tasks.mu.Unlock()
 	after.run(rt)
 }
 
@@ -479,7 +520,7 @@ func (rt *Runtime) push(p pushOp) {
 
 func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt time.Duration) {
 	var after actions
-	rt.mu.Lock()
+	rt.lockTasks()
 	t, l, q := p.t, p.l, p.l.q
 	delete(l.inflight, t)
 	if err == nil {
@@ -493,7 +534,7 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 			rt.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
 		} else if rt.oomFailedLocked(t, l, &after) {
 			// killed by the memory monitor: retried after a backoff, or failed
-		} else if t.retries > 0 && !rt.closed {
+		} else if t.retries > 0 && !rt.closed.Load() {
 			rt.taskEventLocked(t, tasktable.TaskFailed, sysErr(t.spec.Name, KindWorkerDied, "worker died while running the task: "+err.Error()))
 			t.retries--
 			t.spec.Attempt++
@@ -505,7 +546,7 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 				fmt.Sprintf("worker died while running the task (%d attempts): %v", t.spec.Attempt+1, err)), &after)
 		}
 	case reply.Error != nil && reply.Error.Kind == KindApp || reply.Error != nil && reply.Error.Kind == KindPanic:
-		if t.retryApp && t.retries > 0 && !rt.closed {
+		if t.retryApp && t.retries > 0 && !rt.closed.Load() {
 			rt.taskEventLocked(t, tasktable.TaskFailed, reply.Error)
 			t.retries--
 			t.spec.Attempt++
@@ -538,15 +579,16 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 			}
 		}
 	}
-	if !rt.closed {
+	if !rt.closed.Load() {
 		rt.dispatchLocked(q, &after)
 	}
-	rt.mu.Unlock()
+	rt.unlockTasks()
 	after.run(rt)
 }
 
 // finishLocked settles a task's return objects with its results or error,
-// and drops the task's hold on its arguments.
+// and drops the task's hold on its arguments. The caller holds the locks
+// of lockFor(t).
 func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError, after *actions) {
 	if t.finished {
 		return
@@ -558,7 +600,7 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 		rt.taskEventLocked(t, tasktable.TaskFailed, e)
 	}
 	tid, _ := ids.TaskIDFrom(t.spec.TaskId)
-	delete(rt.tasks, tid)
+	delete(rt.tasks.byID, tid)
 	if e == nil && len(returns) != len(t.returns) {
 		e = sysErr(t.spec.Name, KindSystem, fmt.Sprintf("task returned %d values, expected %d", len(returns), len(t.returns)))
 	}
@@ -570,7 +612,7 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 		workerAddr = t.actor.addr
 	}
 	for i, id := range t.returns {
-		obj := rt.objects[id]
+		obj := rt.objs.byID[id]
 		var loc *pb.Locator
 		if e != nil {
 			if e.TaskName == "" {
@@ -580,7 +622,7 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 		} else {
 			loc = returns[i]
 			for _, ref := range loc.Contained {
-				rt.pinLocked(ref, ref.OwnerAddr != rt.addr && ref.OwnerAddr == workerAddr)
+				rt.objs.pinLocked(ref, ref.OwnerAddr != rt.addr && ref.OwnerAddr == workerAddr)
 			}
 		}
 		if obj == nil {
@@ -589,19 +631,19 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 				after.freeAt(id, loc)
 			}
 			for _, ref := range loc.Contained {
-				rt.unpinLocked(ref, after)
+				rt.objs.unpinLocked(ref, after)
 			}
 			continue
 		}
 		obj.contained = loc.Contained
 		if e == nil {
-			rt.keepLineageLocked(t, obj, loc)
+			rt.objs.keepLineageLocked(t, obj, loc)
 		}
-		rt.completeLocked(obj, loc, after)
-		rt.maybeFreeLocked(id, obj, after)
+		rt.objs.completeLocked(obj, loc, after)
+		rt.objs.maybeFreeLocked(id, obj, after)
 	}
 	for _, ref := range t.pins {
-		rt.unpinLocked(ref, after)
+		rt.objs.unpinLocked(ref, after)
 	}
 	t.pins = nil
 }
@@ -619,10 +661,10 @@ func (rt *Runtime) Cancel(ctx context.Context, h *Handle) error {
 		return err
 	}
 	var after actions
-	rt.mu.Lock()
-	obj := rt.objects[h.ID]
+	rt.lockAll()
+	obj := rt.objs.byID[h.ID]
 	if obj == nil || obj.task == nil {
-		rt.mu.Unlock()
+		rt.unlockAll()
 		return nil // finished already (or not ours): nothing to stop
 	}
 	t := obj.task
@@ -631,7 +673,7 @@ func (rt *Runtime) Cancel(ctx context.Context, h *Handle) error {
 	if l == nil {
 		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
 	}
-	rt.mu.Unlock()
+	rt.unlockAll()
 	after.run(rt)
 	if l == nil {
 		return nil
@@ -653,9 +695,9 @@ func (rt *Runtime) Cancel(ctx context.Context, h *Handle) error {
 
 // Pushed reports whether the task making h has been sent to a worker.
 func (rt *Runtime) Pushed(h *Handle) bool {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	obj := rt.objects[h.ID]
+	rt.lockTasks()
+	defer rt.unlockTasks()
+	obj := rt.objs.byID[h.ID]
 	return obj != nil && obj.task != nil && obj.task.lease != nil
 }
 
@@ -668,7 +710,7 @@ func (p Placement) fill(req *pb.RequestLease) {
 }
 
 // localityLocked is the node holding most of a task's argument bytes, when
-// that is another node than this one.
+// that is another node than this one. The caller holds tasks.mu.
 func (rt *Runtime) localityLocked(t *task) string {
 	if rt.cfg.NodeAddr == "" {
 		return ""

@@ -13,11 +13,12 @@ package dashboard
 //   - When Config.ReadsNeedToken is set (a node sets it whenever the API
 //     server listens beyond loopback), every request under /api/ and
 //     /metrics needs the cluster token, as writes always do
-//     (Authorization: Bearer TOKEN). The dashboard asks for it once and
-//     keeps it for the browser tab. On loopback, reads are open: only this
-//     machine reaches them, and its users can already see what runs on it;
-//     logs and job output that must stay private to one user call for an
-//     API server beyond loopback or one of their own.
+//     (Authorization: Bearer TOKEN), but /api/v0/healthz, for probes. The
+//     dashboard asks for it once and keeps it for the browser tab. On
+//     loopback, reads are open: only this machine reaches them, and its
+//     users can already see what runs on it; logs and job output that must
+//     stay private to one user call for an API server beyond loopback or
+//     one of their own.
 
 import (
 	"errors"
@@ -47,6 +48,17 @@ func (s *Server) allowedHost(host string) bool {
 	return err == nil && strings.EqualFold(name, host)
 }
 
+// needsToken reports whether reading path needs the token when reads do:
+// everything under /api/ and /metrics, but the health check, which
+// orchestrators' probes call without credentials and which tells only
+// whether the cluster answers.
+func needsToken(path string) bool {
+	if path == "/api/v0/healthz" {
+		return false
+	}
+	return strings.HasPrefix(path, "/api/") || path == "/metrics"
+}
+
 // guard runs the access checks before next.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +66,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			fail(w, http.StatusForbidden, fmt.Errorf("host %q is not this API server's (use its IP address, localhost, or a name given with --dashboard-allowed-hosts)", r.Host))
 			return
 		}
-		if s.cfg.ReadsNeedToken && (strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/metrics") && !s.hasToken(r) {
+		if s.cfg.ReadsNeedToken && needsToken(r.URL.Path) && !s.hasToken(r) {
 			fail(w, http.StatusUnauthorized, errors.New("this API server listens beyond loopback: reading it needs the cluster token (Authorization: Bearer TOKEN; rayo commands read it from RAYO_TOKEN or this machine's cluster record)"))
 			return
 		}

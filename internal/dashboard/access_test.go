@@ -79,6 +79,10 @@ func TestReadsNeedTheTokenWhenAsked(t *testing.T) {
 				t.Errorf("GET %s with the token: %d %s", path, code, body)
 			}
 		}
+		// Probes carry no token: the health check answers them.
+		if code, body := do(t, http.MethodGet, srv.URL+"/api/v0/healthz", "", "", nil); code == http.StatusUnauthorized {
+			t.Errorf("reads need token %v: the health check without it: %d %s", needed, code, body)
+		}
 		// The dashboard's page and scripts hold no data: served to all, so
 		// that it can ask for the token.
 		if code, _ := do(t, http.MethodGet, srv.URL+"/", "", "", nil); code != http.StatusOK {

@@ -76,6 +76,7 @@ func New(cfg Config) *Server {
 	}
 	s.mux.Handle("GET /metrics", metrics.Handler(gather))
 	s.routeJobs()
+	s.mux.HandleFunc("GET /api/v0/healthz", s.healthz)
 	s.mux.HandleFunc("GET /api/v0/logs", s.logs)
 	s.mux.HandleFunc("GET /api/v0/timeline", s.timeline)
 	s.mux.HandleFunc("GET /api/v0/{resource}", s.list)

@@ -59,6 +59,12 @@ type Config struct {
 	// MemoryUsageThreshold is the fraction of the node's memory past
 	// which its raylet's memory monitor kills a worker (0: the default).
 	MemoryUsageThreshold float64
+	// RayletPort is the raylet's TCP port, where other nodes take leases
+	// and pull objects (it is also the object manager's: transfers use
+	// the same listener); MetricsPort is the node's /metrics port. 0: a
+	// free port chosen at start. A fixed port that is taken fails Start.
+	RayletPort  int
+	MetricsPort int
 
 	// RedisAddress (HOST:PORT), on the head, keeps the control store's
 	// tables in that Redis server, so that a restarted control store
@@ -179,6 +185,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := PrepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"Port", cfg.Port}, {"RayletPort", cfg.RayletPort}, {"MetricsPort", cfg.MetricsPort}, {"DashboardPort", cfg.DashboardPort}} {
+		if p.port < 0 || p.port > 65535 {
+			return nil, fmt.Errorf("node: %s %d: want a TCP port, 0 to 65535", p.name, p.port)
+		}
+	}
 	n := &Node{cfg: cfg, stop: make(chan struct{}), lost: make(chan struct{})}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
@@ -198,10 +212,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		StoreCapacity:  cfg.ObjectStoreMemory,
 		SpillDir:       cfg.SpillDir,
 		SpillThreshold: cfg.SpillThreshold,
-		ListenTCP:      net.JoinHostPort(cfg.Host, "0"),
+		ListenTCP:      net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.RayletPort)),
 		Token:          cfg.Token,
 		Cluster:        n.gc,
-		MetricsAddr:    net.JoinHostPort(cmp.Or(cfg.MetricsHost, "127.0.0.1"), "0"),
+		MetricsAddr:    net.JoinHostPort(cmp.Or(cfg.MetricsHost, "127.0.0.1"), strconv.Itoa(cfg.MetricsPort)),
 
 		StoreSource:          "--object-store-memory",
 		MemoryUsageThreshold: cfg.MemoryUsageThreshold,

@@ -16,54 +16,10 @@ import (
 // Work across nodes: leases granted by other nodes' raylets after a
 // spillback, and objects freed where they live.
 
-// rayletConn is a connection to another node's raylet, dialed once.
-type rayletConn struct {
-	ready chan struct{}
-	conn  RayletClient
-	err   error
-}
-
 // maxLeaseFailures bounds how often a lease request is sent back after
 // the node it was sent on to could not be reached (its cluster view was
 // behind: the node had just died).
 const maxLeaseFailures = 12
-
-// remoteRaylet returns a client of the raylet at addr (TCP), dialing it
-// the first time.
-func (rt *Runtime) remoteRaylet(ctx context.Context, addr string) (RayletClient, error) {
-	if rt.cfg.DialRaylet == nil {
-		return nil, errNoCluster
-	}
-	rt.peersMu.Lock()
-	if rt.raylets == nil {
-		rt.peersMu.Unlock()
-		return nil, ErrShutdown
-	}
-	r := rt.raylets[addr]
-	if r == nil {
-		r = &rayletConn{ready: make(chan struct{})}
-		rt.raylets[addr] = r
-		rt.peersMu.Unlock()
-		r.conn, r.err = rt.cfg.DialRaylet(ctx, addr, rpc.HandlerFunc(rt.serveRaylet))
-		close(r.ready)
-		if r.err != nil {
-			rt.forgetRaylet(addr, r)
-		}
-		return r.conn, r.err
-	}
-	rt.peersMu.Unlock()
-	<-r.ready
-	return r.conn, r.err
-}
-
-// forgetRaylet drops a broken connection so the next use dials again.
-func (rt *Runtime) forgetRaylet(addr string, r *rayletConn) {
-	rt.peersMu.Lock()
-	if rt.raylets != nil && (r == nil || rt.raylets[addr] == r) {
-		delete(rt.raylets, addr)
-	}
-	rt.peersMu.Unlock()
-}
 
 // askLease requests a worker for req, following a spillback to another
 // node, and calls cb with the raylet that granted it (nil: this node's).
@@ -86,13 +42,13 @@ func (rt *Runtime) askLeaseAt(rc RayletClient, addr string, req *pb.RequestLease
 	target.RequestLease(req, func(r *pb.LeaseReply, err error) {
 		switch {
 		case err != nil && rc != nil:
-			rt.forgetRaylet(addr, nil)
+			rt.peers.forgetRaylet(addr, nil)
 			rt.retryLease(req, fails+1, cb)
 		case err == nil && r.SpillTo != "":
-			rt.spawn(func() {
+			rt.goroutine("spillback", func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
-				remote, derr := rt.remoteRaylet(ctx, r.SpillTo)
+				remote, derr := rt.peers.raylet(ctx, r.SpillTo)
 				if derr != nil {
 					rt.retryLease(req, fails+1, cb)
 					return
@@ -116,10 +72,8 @@ func (rt *Runtime) retryLease(req *pb.RequestLease, fails int, cb func(RayletCli
 	back := cloneLease(req)
 	back.Spilled = false
 	pause := min(10*time.Millisecond<<fails, 500*time.Millisecond)
-	rt.spawn(func() {
-		time.Sleep(pause) // for the cluster view to catch up
-		rt.askLeaseAt(nil, "", back, fails, cb)
-	})
+	// The pause is for the cluster view to catch up.
+	rt.after("retry lease", pause, func() { rt.askLeaseAt(nil, "", back, fails, cb) })
 }
 
 func cloneLease(req *pb.RequestLease) *pb.RequestLease {
@@ -152,10 +106,10 @@ func (rt *Runtime) freeObjects(byNode map[string][]ids.ObjectID) {
 			rt.cfg.Raylet.FreeObjects(list)
 			continue
 		}
-		rt.spawn(func() {
+		rt.goroutine("free remote objects", func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if rc, err := rt.remoteRaylet(ctx, node); err == nil {
+			if rc, err := rt.peers.raylet(ctx, node); err == nil {
 				rc.FreeObjects(list)
 			}
 		})
@@ -176,33 +130,9 @@ func (rt *Runtime) NodesDead(list *pb.NodeList) {
 		}
 		addrs[n.Address] = true
 	}
-	var closers []func()
-	rt.peersMu.Lock()
-	for ep, p := range rt.peers {
-		if _, _, node := rpc.SplitEndpoint(ep); node != "" && dead[node] {
-			p := p
-			closers = append(closers, func() {
-				<-p.ready
-				if p.conn != nil {
-					_ = p.conn.Close()
-				}
-			})
-		}
-	}
-	for addr, r := range rt.raylets {
-		if addrs[addr] {
-			r := r
-			closers = append(closers, func() {
-				<-r.ready
-				if c, ok := r.conn.(interface{ Close() error }); ok {
-					_ = c.Close()
-				}
-			})
-		}
-	}
-	rt.peersMu.Unlock()
+	closers := rt.peers.closers(dead, addrs)
 	for _, f := range closers {
-		rt.spawn(f)
+		rt.goroutine("close dead node", f)
 	}
 }
 
