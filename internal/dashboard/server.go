@@ -978,6 +978,7 @@ func Listen(addr string, h http.Handler) (*HTTPServer, error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return base },
+		Protocols:         HTTP1Only(),
 	}
 	go func() {
 		defer close(s.done)
