@@ -135,77 +135,103 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	// The log (a task's part of it), read in pieces and passed on as it
-	// comes; with lines, only its tail is kept: a large log never sits in
-	// memory whole.
-	start, end := taskWindow(task)
+	l := &logRead{s: s, w: w, n: n, pid: pid, task: task}
+	l.start, l.end = taskWindow(task)
+	ok := l.copy(ctx, lines)
+	cancel()
+	if ok && (q["follow"] == "1" || q["follow"] == "true") {
+		l.follow(r.Context())
+	}
+}
+
+// logRead passes one worker's log (a task's part of it) to a client.
+type logRead struct {
+	s          *Server
+	w          http.ResponseWriter
+	n          *pb.NodeInfo
+	pid        int32
+	task       *pb.TaskRecord // nil: the whole log
+	start, end int64          // the task's window (taskWindow)
+	pos        int64          // how much of the log has been read
+}
+
+// copy reads the log in pieces and passes each on as it comes; with
+// lines, it keeps only the tail and writes that at the end: a large log
+// never sits in memory whole. It reports whether the client has it all.
+func (l *logRead) copy(ctx context.Context, lines int) bool {
 	var tail []byte
-	var pos int64
 	for {
-		b, err := s.cfg.Source.ReadLog(ctx, n, &pb.LogRequest{Pid: pid, Offset: pos, Max: maxLogRead, StartUnixNs: start, EndUnixNs: end})
+		b, err := l.s.cfg.Source.ReadLog(ctx, l.n, &pb.LogRequest{Pid: l.pid, Offset: l.pos, Max: maxLogRead, StartUnixNs: l.start, EndUnixNs: l.end})
 		if err != nil {
-			cancel()
-			if pos == 0 {
-				fail(w, http.StatusNotFound, fmt.Errorf("log of worker %d on node %s: %w", pid, nodeName(n.NodeId), err))
+			if l.pos == 0 {
+				fail(l.w, http.StatusNotFound, fmt.Errorf("log of worker %d on node %s: %w", l.pid, nodeName(l.n.NodeId), err))
 			} else {
-				fmt.Fprintf(w, "\n[rayo: the log stopped: %v]\n", err)
+				fmt.Fprintf(l.w, "\n[rayo: the log stopped: %v]\n", err)
 			}
-			return
+			return false
 		}
-		if pos == 0 {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.Header().Set("X-Content-Type-Options", "nosniff")
+		if l.pos == 0 {
+			l.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			l.w.Header().Set("X-Content-Type-Options", "nosniff")
 		}
-		pos += int64(len(b))
+		l.pos += int64(len(b))
 		if lines > 0 {
 			tail = append([]byte(nil), lastLines(append(tail, b...), lines)...) // the tail alone
-		} else if _, err := w.Write(b); err != nil {
-			cancel()
-			return
+		} else if _, err := l.w.Write(b); err != nil {
+			return false
 		}
 		if len(b) < maxLogRead {
 			break
 		}
 	}
-	cancel()
 	if lines > 0 {
-		_, _ = w.Write(tail)
+		_, _ = l.w.Write(tail)
 	}
-	if q["follow"] != "1" && q["follow"] != "true" {
-		return
-	}
-	flusher, _ := w.(http.Flusher)
+	return true
+}
+
+// follow passes on what the worker writes next until the client leaves,
+// the log fails, or the task (when there is one) has ended and all its
+// lines are out.
+func (l *logRead) follow(ctx context.Context) {
+	flusher, _ := l.w.(http.Flusher)
 	for {
 		if flusher != nil {
 			flusher.Flush()
 		}
-		rctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		b, err := s.cfg.Source.ReadLog(rctx, n, &pb.LogRequest{Pid: pid, Offset: pos, Max: maxLogRead, WaitMs: 2000, StartUnixNs: start, EndUnixNs: end})
-		if err == nil && len(b) == 0 && task != nil {
-			if end != 0 {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		b, err := l.s.cfg.Source.ReadLog(rctx, l.n, &pb.LogRequest{Pid: l.pid, Offset: l.pos, Max: maxLogRead, WaitMs: 2000, StartUnixNs: l.start, EndUnixNs: l.end})
+		if err == nil && len(b) == 0 && l.task != nil {
+			if l.end != 0 {
 				cancel()
 				return // the task ended and all its lines are out
 			}
-			// Still running? Its end closes the log.
-			if l, terr := s.cfg.Source.Tasks(rctx, &pb.StateQuery{Id: task.Task.TaskId}); terr == nil {
-				for _, t := range l.Tasks {
-					if t.Task.Attempt == task.Task.Attempt {
-						_, end = taskWindow(t)
-					}
-				}
-			}
+			l.refreshEnd(rctx) // still running? its end closes the log
 		}
 		cancel()
-		if r.Context().Err() != nil {
+		if ctx.Err() != nil {
 			return // the client left
 		}
 		if err != nil {
-			fmt.Fprintf(w, "\n[rayo: the log stopped: %v]\n", err)
+			fmt.Fprintf(l.w, "\n[rayo: the log stopped: %v]\n", err)
 			return
 		}
-		pos += int64(len(b))
-		if _, err := w.Write(b); err != nil {
+		l.pos += int64(len(b))
+		if _, err := l.w.Write(b); err != nil {
 			return
+		}
+	}
+}
+
+// refreshEnd learns whether the task's attempt has ended since.
+func (l *logRead) refreshEnd(ctx context.Context) {
+	tl, err := l.s.cfg.Source.Tasks(ctx, &pb.StateQuery{Id: l.task.Task.TaskId})
+	if err != nil {
+		return
+	}
+	for _, t := range tl.Tasks {
+		if t.Task.Attempt == l.task.Task.Attempt {
+			_, l.end = taskWindow(t)
 		}
 	}
 }
