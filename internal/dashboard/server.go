@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -342,7 +343,8 @@ func (s *Server) nodesWithStats(ctx context.Context) ([]*pb.NodeInfo, []*pb.Node
 	return nodes, stats, warns, nil
 }
 
-// objects merges every live node's store listing: one record per object.
+// objects merges every live node's store listing with what the owners
+// say of their objects: one record per object.
 func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 	nodes, err := s.cfg.Source.Nodes(ctx)
 	if err != nil {
@@ -359,45 +361,89 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 		}
 		return nil
 	})
-	byID := make(map[string]record)
-	var order []string
+	t := objectTable{byID: make(map[string]record)}
 	for i, l := range lists {
-		for _, o := range l {
-			id := hexOf(o.ObjectId)
-			node := o.NodeId
-			if node == "" {
-				node = nodeName(nodes[i].NodeId)
-			}
-			r := byID[id]
-			if r == nil {
-				r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "owner_address": o.OwnerAddr,
-					"reference_count": -1, "kind": o.Kind, "job_id": o.JobId, "location": "MEMORY"}
-				byID[id] = r
-				order = append(order, id)
-			}
-			r["locations"] = append(r["locations"].([]string), node)
-			if o.Location == "SPILLED" {
-				r["location"] = o.Location
-			}
-			if o.Kind == "PRIMARY" {
-				r["kind"] = o.Kind
-			}
+		t.addStored(l, nodeName(nodes[i].NodeId))
+	}
+	owned, ownerWarns := s.ownedObjects(ctx, s.owners(ctx, workers))
+	for _, l := range owned {
+		t.addOwned(l)
+	}
+	return t.records(), append(warns, ownerWarns...), nil
+}
+
+// objectTable gathers the records of objects by ID, in the order first
+// seen.
+type objectTable struct {
+	byID  map[string]record
+	order []string
+}
+
+func (t *objectTable) get(id string, o *pb.ObjectRecord) record {
+	r := t.byID[id]
+	if r == nil {
+		r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "kind": o.Kind, "location": "MEMORY"}
+		t.byID[id] = r
+		t.order = append(t.order, id)
+	}
+	return r
+}
+
+// addStored adds a node's store listing (node: the node's name, unless
+// a record names one).
+func (t *objectTable) addStored(l []*pb.ObjectRecord, node string) {
+	for _, o := range l {
+		id := hexOf(o.ObjectId)
+		_, known := t.byID[id]
+		r := t.get(id, o)
+		if !known {
+			r["owner_address"], r["reference_count"], r["job_id"] = o.OwnerAddr, -1, o.JobId
+		}
+		r["locations"] = append(r["locations"].([]string), cmp.Or(o.NodeId, node))
+		if o.Location == "SPILLED" {
+			r["location"] = o.Location
+		}
+		if o.Kind == "PRIMARY" {
+			r["kind"] = o.Kind
 		}
 	}
-	// What the owners say: reference counts, and small objects that live
-	// in their memory rather than in a store. The running drivers are
-	// asked, and the workers that own stored objects (nested tasks).
-	type owner struct {
-		addr string
-		job  string // a driver's job, for its warning ("": a worker)
+}
+
+// addOwned adds what an owner says: reference counts, and small objects
+// that live in its memory rather than in a store.
+func (t *objectTable) addOwned(l []*pb.ObjectRecord) {
+	for _, o := range l {
+		r := t.get(hexOf(o.ObjectId), o)
+		r["reference_count"], r["owner_address"], r["job_id"] = o.RefCount, o.OwnerAddr, o.JobId
 	}
-	var owners []owner
+}
+
+func (t *objectTable) records() []record {
+	sort.Strings(t.order)
+	out := make([]record, 0, len(t.order))
+	for _, id := range t.order {
+		out = append(out, t.byID[id])
+	}
+	return out
+}
+
+// objectOwner is a process that may own objects: a running driver, or a
+// worker that owns stored objects (nested tasks).
+type objectOwner struct {
+	addr string
+	job  string // a driver's job, for its warning ("": a worker)
+}
+
+// owners lists the running drivers and the workers (of the nodes' stats)
+// that may own objects, each once.
+func (s *Server) owners(ctx context.Context, workers [][]*pb.WorkerRecord) []objectOwner {
+	var owners []objectOwner
 	seen := map[string]bool{}
 	if jobs, err := s.cfg.Source.Jobs(ctx); err == nil {
 		for _, j := range jobs {
 			if j.State == "RUNNING" && j.DriverAddr != "" && !seen[j.DriverAddr] {
 				seen[j.DriverAddr] = true
-				owners = append(owners, owner{j.DriverAddr, j.JobId})
+				owners = append(owners, objectOwner{j.DriverAddr, j.JobId})
 			}
 		}
 	}
@@ -405,11 +451,19 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 		for _, w := range l {
 			if w.Type == "WORKER" && w.State != "DEAD" && w.State != "STARTING" && w.Addr != "" && !seen[w.Addr] {
 				seen[w.Addr] = true
-				owners = append(owners, owner{addr: w.Addr})
+				owners = append(owners, objectOwner{addr: w.Addr})
 			}
 		}
 	}
+	return owners
+}
+
+// ownedObjects asks every owner at once for its objects, each within
+// nodeTimeout; a driver that does not answer gives a warning (a worker
+// may have ended since, its objects with it).
+func (s *Server) ownedObjects(ctx context.Context, owners []objectOwner) ([][]*pb.ObjectRecord, []string) {
 	owned := make([][]*pb.ObjectRecord, len(owners))
+	var warns []string
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for i, o := range owners {
@@ -420,7 +474,7 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 			defer cancel()
 			l, err := s.cfg.Source.OwnedObjects(octx, o.addr)
 			if err != nil {
-				if o.job != "" { // a worker may have ended since: its objects with it
+				if o.job != "" {
 					mu.Lock()
 					warns = append(warns, fmt.Sprintf("the driver of job %s did not list its objects: %v", o.job, err))
 					mu.Unlock()
@@ -431,24 +485,7 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 		}()
 	}
 	wg.Wait()
-	for _, l := range owned {
-		for _, o := range l {
-			id := hexOf(o.ObjectId)
-			r := byID[id]
-			if r == nil {
-				r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "kind": o.Kind, "location": "MEMORY"}
-				byID[id] = r
-				order = append(order, id)
-			}
-			r["reference_count"], r["owner_address"], r["job_id"] = o.RefCount, o.OwnerAddr, o.JobId
-		}
-	}
-	sort.Strings(order)
-	out := make([]record, 0, len(order))
-	for _, id := range order {
-		out = append(out, byID[id])
-	}
-	return out, warns, nil
+	return owned, warns
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
