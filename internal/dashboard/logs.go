@@ -15,6 +15,29 @@ import (
 
 // The logs endpoint: a worker's log, or one task attempt's part of it.
 
+// lastRun is the latest attempt of the task of hex ID id that ran on a
+// worker.
+func (s *Server) lastRun(ctx context.Context, id string) (*pb.TaskRecord, error) {
+	b, err := hex.DecodeString(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bad task ID %q", errBadLogQuery, id)
+	}
+	l, err := s.cfg.Source.Tasks(ctx, &pb.StateQuery{Id: b})
+	if err != nil {
+		return nil, err
+	}
+	var best *pb.TaskRecord
+	for _, t := range l.Tasks {
+		if t.Task.WorkerPid != 0 && (best == nil || t.Task.Attempt > best.Task.Attempt) {
+			best = t
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("%w: task %s has not run on a worker", errNoWorker, id)
+	}
+	return best, nil
+}
+
 // findWorker resolves the log request's query to a node and a worker's
 // pid, and for a task, the task.
 func (s *Server) findWorker(ctx context.Context, q map[string]string) (*pb.NodeInfo, int32, *pb.TaskRecord, error) {
@@ -78,27 +101,14 @@ func (s *Server) findWorker(ctx context.Context, q map[string]string) (*pb.NodeI
 		}
 		return nil, 0, nil, fmt.Errorf("%w: actor %s ran on node %s, which is unknown", errNoWorker, q["actor_id"], a.NodeId)
 	case q["task_id"] != "":
-		b, err := hex.DecodeString(q["task_id"])
-		if err != nil {
-			return nil, 0, nil, fmt.Errorf("%w: bad task ID %q", errBadLogQuery, q["task_id"])
-		}
-		l, err := s.cfg.Source.Tasks(ctx, &pb.StateQuery{Id: b})
+		t, err := s.lastRun(ctx, q["task_id"])
 		if err != nil {
 			return nil, 0, nil, err
 		}
-		var best *pb.TaskRecord
-		for _, t := range l.Tasks {
-			if t.Task.WorkerPid != 0 && (best == nil || t.Task.Attempt > best.Task.Attempt) {
-				best = t
-			}
+		if n := byName(t.Task.NodeId); n != nil {
+			return n, t.Task.WorkerPid, t, nil
 		}
-		if best == nil {
-			return nil, 0, nil, fmt.Errorf("%w: task %s has not run on a worker", errNoWorker, q["task_id"])
-		}
-		if n := byName(best.Task.NodeId); n != nil {
-			return n, best.Task.WorkerPid, best, nil
-		}
-		return nil, 0, nil, fmt.Errorf("%w: task %s ran on node %s, which is unknown", errNoWorker, q["task_id"], best.Task.NodeId)
+		return nil, 0, nil, fmt.Errorf("%w: task %s ran on node %s, which is unknown", errNoWorker, q["task_id"], t.Task.NodeId)
 	}
 	return nil, 0, nil, fmt.Errorf("%w: name a worker with pid (and node_id), worker_id, actor_id or task_id", errBadLogQuery)
 }
