@@ -46,7 +46,11 @@ func TestTimelineWritesTheTasksThatRan(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := r.ID()[:32] // the task's ID: the object's without its index
-	deadline := time.Now().Add(10 * time.Second)
+	// The events arrive within a flush or two (every 200 ms), but each
+	// Timeline renders the whole table, which earlier tests of this
+	// process (TestTenThousandTaskGraph) have filled: under -race on a
+	// loaded machine one call took seconds.
+	deadline := time.Now().Add(45 * time.Second)
 	for {
 		var buf bytes.Buffer
 		if err := Timeline(ctx, &buf, ""); err != nil {

@@ -61,7 +61,8 @@ type options struct {
 	memThreshold  float64 // the memory monitor's threshold (memory.go); 0: the default
 	nodeMemory    float64 // the node's memory resource; 0: its memory total
 	logToDriver   bool
-	dashboardPort int // -1: the default (DefaultDashboardPort, or RAYO_DASHBOARD_PORT)
+	dashboardPort int      // -1: the default (DefaultDashboardPort, or RAYO_DASHBOARD_PORT)
+	tlsFiles      []string // certificate, key, CA (tls.go)
 	// tasks
 	name            string
 	taskCPUs        float64

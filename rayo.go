@@ -321,6 +321,11 @@ func joinCluster(o options) error {
 		Arena:  arena,
 		Job:    jobID,
 	}
+	if err := driverTLS(o.tlsFiles, rec.TLSDir); err != nil {
+		_ = conn.Close()
+		_ = arena.Close()
+		return err
+	}
 	if rec.NodeAddr != "" {
 		// Workers on other nodes reach this driver over TCP.
 		cfg.ListenTCP = net.JoinHostPort(rec.Host, "0")

@@ -118,7 +118,7 @@ func TestStartCPUDefaultIsTheCgroups(t *testing.T) {
 func TestStartFromEnvWithFixedPorts(t *testing.T) {
 	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte("from-a-mounted-secret\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte("from-a-mounted-secret-0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	port, rayletPort, metricsPort, loserPort := freePort(t), freePort(t), freePort(t), freePort(t)
@@ -137,7 +137,7 @@ func TestStartFromEnvWithFixedPorts(t *testing.T) {
 	e.waitFor(t, 20*time.Second, "node joined", func(st status) bool { return count(st, "ALIVE") == 2 })
 
 	// The cluster's token is the file's.
-	st, err := e.status("--address", addr, "--token", "from-a-mounted-secret")
+	st, err := e.status("--address", addr, "--token", "from-a-mounted-secret-0123456789abcdef")
 	if err != nil {
 		t.Fatal(err)
 	}

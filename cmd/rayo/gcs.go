@@ -14,6 +14,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/node"
+	"github.com/rayo-dev/rayo/internal/pki"
 )
 
 // newGCSServerCmd is the control store as a process of its own, as Ray's
@@ -54,6 +55,10 @@ func newGCSServerCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			logf := func(format string, args ...any) {
 				fmt.Fprintf(out, "%s gcs-server[%d]: %s\n", time.Now().Format("2006-01-02 15:04:05.000"), os.Getpid(), fmt.Sprintf(format, args...))
+			}
+			// The head's credentials and CA, which signs joining nodes'.
+			if err := node.LoadTLS(os.Getenv(pki.EnvDir), os.Getenv(pki.EnvCADir)); err != nil {
+				return fmt.Errorf("gcs-server: %w", err)
 			}
 			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 			if err != nil {

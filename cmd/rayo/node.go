@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/node"
@@ -26,15 +28,18 @@ import (
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
+// startOptions are rayo start's flags.
+type startOptions struct {
+	cfg       node.Config
+	tokenFile string
+	resources string
+	numGPUs   float64
+	storeMem  string
+	block     bool
+}
+
 func newStartCmd() *cobra.Command {
-	var (
-		cfg       node.Config
-		tokenFile string
-		resources string
-		numGPUs   float64
-		storeMem  string
-		block     bool
-	)
+	var o startOptions
 	cmd := &cobra.Command{
 		Use:   "start",
 		Short: "Start this machine's rayo daemons: a new cluster's head (--head) or a node joining one (--address)",
@@ -53,105 +58,141 @@ also pull objects from, on --raylet-port and its /metrics on
 from a container.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fromEnv, err := applyEnv(cmd.Flags(), os.LookupEnv)
-			if err != nil {
+			if err := o.resolve(cmd); err != nil {
 				return err
 			}
-			if cfg.Head && !fromEnv["head"] && fromEnv["address"] {
-				cfg.Address = ""
+			if !o.block {
+				return daemonize(cmd, o.cfg)
 			}
-			if cfg.Head == (cfg.Address != "") {
-				if fromEnv["head"] || fromEnv["address"] {
-					return errors.New("give exactly one of --head and --address HOST:PORT (or of their twins RAYO_HEAD and RAYO_ADDRESS)")
-				}
-				return errors.New("give exactly one of --head and --address HOST:PORT")
-			}
-			if resources != "" {
-				if err := json.Unmarshal([]byte(resources), &cfg.Resources); err != nil {
-					return fmt.Errorf("--resources: want a JSON object of numbers such as '{\"special\": 2}': %w", err)
-				}
-			}
-			if storeMem != "" {
-				n, err := hostres.ParseBytes(storeMem)
-				if err != nil {
-					return fmt.Errorf("--object-store-memory: %w", err)
-				}
-				cfg.ObjectStoreMemory = n
-			}
-			if t := cfg.MemoryUsageThreshold; t != 0 && (math.IsNaN(t) || t <= 0 || t > 1) {
-				return fmt.Errorf("--memory-usage-threshold %g: want a fraction above 0, at most 1 (such as 0.95)", t)
-			}
-			if numGPUs < 0 || numGPUs != math.Trunc(numGPUs) {
-				return fmt.Errorf("--num-gpus %g: want a whole number", numGPUs)
-			}
-			if numGPUs > 0 {
-				if cfg.Resources == nil {
-					cfg.Resources = map[string]float64{}
-				}
-				cfg.Resources[raylet.GPU] = numGPUs
-			}
-			if cfg.Host, err = resolveHost(cfg.Host, systemInterfaces); err != nil {
-				return err
-			}
-			if cfg.Token, err = startToken(cfg.Token, tokenFile, fromEnv); err != nil {
-				return err
-			}
-			if cfg.Token == "" {
-				cfg.Token = os.Getenv("RAYO_TOKEN")
-			}
-			if !cfg.Head && cfg.Token == "" {
-				if rec, err := node.ReadCluster(node.StateDir()); err == nil && rec.Address == cfg.Address {
-					cfg.Token = rec.Token
-				}
-			}
-			if cfg.Head && cfg.Token == "" {
-				cfg.Token = node.NewToken()
-			}
-			if err := node.CheckToken(cfg.Token); err != nil {
-				return err
-			}
-			if !cfg.Head && cfg.RedisAddress != "" {
-				return errors.New("--redis-address is for the head (--head): its control store keeps its tables there")
-			}
-			if cfg.RedisPassword == "" {
-				cfg.RedisPassword = os.Getenv("RAYO_REDIS_PASSWORD")
-			}
-			cfg.StateDir = node.StateDir()
-			// Read once: the daemon's children are given what they need
-			// explicitly, and nothing else it starts inherits them.
-			_ = os.Unsetenv("RAYO_TOKEN")
-			_ = os.Unsetenv("RAYO_REDIS_PASSWORD")
-			if !block {
-				return daemonize(cmd, cfg)
-			}
-			return runNode(cmd, cfg)
+			return runNode(cmd, o.cfg)
 		},
 	}
-	f := cmd.Flags()
-	f.BoolVar(&cfg.Head, "head", false, "start a new cluster's head (control store and raylet)")
-	f.StringVar(&cfg.Address, "address", "", "join the cluster whose head is at HOST:PORT")
-	f.IntVar(&cfg.Port, "port", node.DefaultPort, "head: the control store's port")
-	f.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on, which other nodes dial (beyond loopback needs a token); auto: this machine's first address beyond loopback, as in a container")
-	f.IntVar(&cfg.RayletPort, "raylet-port", 0, "the raylet's port, where other nodes take leases and pull objects (the object manager's port too); 0: a free one")
-	f.IntVar(&cfg.MetricsPort, "metrics-port", 0, "the port of this node's Prometheus /metrics; 0: a free one")
-	f.Float64Var(&cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")
-	f.Float64Var(&numGPUs, "num-gpus", float64(raylet.DetectGPUs()), "GPUs this node offers (default: those the NVIDIA driver lists); tasks that ask for some see theirs in CUDA_VISIBLE_DEVICES")
-	f.StringVar(&resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
-	f.StringVar(&storeMem, "object-store-memory", "", "bytes of this node's shared-memory object store, such as 2GiB, 512MiB, 2G or 1073741824 (default: 30% of the node's memory, honouring a cgroup limit, at most 90% of /dev/shm's free space)")
-	f.Float64Var(&cfg.MemoryUsageThreshold, "memory-usage-threshold", 0, "the fraction of the node's memory (cgroup-aware) past which its memory monitor kills the worker of the newest retriable task (default 0.95, or RAYO_MEMORY_USAGE_THRESHOLD)")
-	f.StringVar(&cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
-	f.StringVar(&tokenFile, "token-file", "", "read the cluster's secret from this file (a mounted Secret), which keeps it out of argv and the environment")
-	f.StringVar(&cfg.RedisAddress, "redis-address", "", "head: keep the control store's tables in the Redis server at HOST:PORT, so that a restarted control store keeps its nodes, jobs, named actors and KV")
-	f.StringVar(&cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")
-	f.IntVar(&cfg.DashboardPort, "dashboard-port", 8265, "head: the API server's port (web dashboard, state API, /metrics); 0: none")
-	f.StringVar(&cfg.DashboardHost, "dashboard-host", "127.0.0.1", "head: the API server's address")
-	f.StringVar(&cfg.MetricsHost, "metrics-host", "127.0.0.1", "the address this node's /metrics listens on (beyond loopback, whoever reaches it reads what runs where)")
-	f.StringSliceVar(&cfg.DashboardAllowedHosts, "dashboard-allowed-hosts", nil, "head: host names (comma-separated) under which browsers may reach the API server, besides IP addresses, localhost and this machine's name; others are refused (DNS rebinding)")
-	f.IntVar(&cfg.MaxTaskRecords, "max-task-records", 0, "head: task attempts kept for the state API (default 10000): past it the oldest finished are dropped")
-	f.StringVar(&cfg.SpillDir, "object-spilling-dir", "", "where objects spill when the store passes 80% (default: the session folder's spill/)")
-	f.Float64Var(&cfg.SpillThreshold, "object-spilling-threshold", 0.95, "fraction of the spill folder's disk past which nothing more spills; then a put that does not fit fails")
-	f.BoolVar(&block, "block", false, "stay in the foreground")
+	o.register(cmd.Flags())
 	return cmd
+}
+
+// register declares the flags on f.
+func (o *startOptions) register(f *pflag.FlagSet) {
+	f.BoolVar(&o.cfg.Head, "head", false, "start a new cluster's head (control store and raylet)")
+	f.StringVar(&o.cfg.Address, "address", "", "join the cluster whose head is at HOST:PORT")
+	f.IntVar(&o.cfg.Port, "port", node.DefaultPort, "head: the control store's port")
+	f.StringVar(&o.cfg.Host, "host", "127.0.0.1", "address to listen on, which other nodes dial (beyond loopback needs a token); auto: this machine's first address beyond loopback, as in a container")
+	f.IntVar(&o.cfg.RayletPort, "raylet-port", 0, "the raylet's port, where other nodes take leases and pull objects (the object manager's port too); 0: a free one")
+	f.IntVar(&o.cfg.MetricsPort, "metrics-port", 0, "the port of this node's Prometheus /metrics; 0: a free one")
+	f.Float64Var(&o.cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")
+	f.Float64Var(&o.numGPUs, "num-gpus", float64(raylet.DetectGPUs()), "GPUs this node offers (default: those the NVIDIA driver lists); tasks that ask for some see theirs in CUDA_VISIBLE_DEVICES")
+	f.StringVar(&o.resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
+	f.StringVar(&o.storeMem, "object-store-memory", "", "bytes of this node's shared-memory object store, such as 2GiB, 512MiB, 2G or 1073741824 (default: 30% of the node's memory, honouring a cgroup limit, at most 90% of /dev/shm's free space)")
+	f.Float64Var(&o.cfg.MemoryUsageThreshold, "memory-usage-threshold", 0, "the fraction of the node's memory (cgroup-aware) past which its memory monitor kills the worker of the newest retriable task (default 0.95, or RAYO_MEMORY_USAGE_THRESHOLD)")
+	f.StringVar(&o.cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
+	f.StringVar(&o.tokenFile, "token-file", "", "read the cluster's secret from this file (a mounted Secret), which keeps it out of argv and the environment")
+	f.StringVar(&o.cfg.RedisAddress, "redis-address", "", "head: keep the control store's tables in the Redis server at HOST:PORT, so that a restarted control store keeps its nodes, jobs, named actors and KV")
+	f.StringVar(&o.cfg.RedisPassword, "redis-password", "", "head: the Redis server's password (default: RAYO_REDIS_PASSWORD)")
+	f.IntVar(&o.cfg.DashboardPort, "dashboard-port", 8265, "head: the API server's port (web dashboard, state API, /metrics); 0: none")
+	f.StringVar(&o.cfg.DashboardHost, "dashboard-host", "127.0.0.1", "head: the API server's address")
+	f.StringVar(&o.cfg.MetricsHost, "metrics-host", "127.0.0.1", "the address this node's /metrics listens on (beyond loopback, whoever reaches it reads what runs where)")
+	f.StringSliceVar(&o.cfg.DashboardAllowedHosts, "dashboard-allowed-hosts", nil, "head: host names (comma-separated) under which browsers may reach the API server, besides IP addresses, localhost and this machine's name; others are refused (DNS rebinding)")
+	f.IntVar(&o.cfg.MaxTaskRecords, "max-task-records", 0, "head: task attempts kept for the state API (default 10000): past it the oldest finished are dropped")
+	f.StringVar(&o.cfg.SpillDir, "object-spilling-dir", "", "where objects spill when the store passes 80% (default: the session folder's spill/)")
+	f.Float64Var(&o.cfg.SpillThreshold, "object-spilling-threshold", 0.95, "fraction of the spill folder's disk past which nothing more spills; then a put that does not fit fails")
+	f.BoolVar(&o.block, "block", false, "stay in the foreground")
+	addTLSFlags(f, &o.cfg)
+}
+
+// resolve completes the configuration from the flags, their environment
+// twins and this machine's cluster record, checking each.
+func (o *startOptions) resolve(cmd *cobra.Command) error {
+	cfg := &o.cfg
+	fromEnv, err := applyEnv(cmd.Flags(), os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	if cfg.Head && !fromEnv["head"] && fromEnv["address"] {
+		cfg.Address = ""
+	}
+	if cfg.Head == (cfg.Address != "") {
+		if fromEnv["head"] || fromEnv["address"] {
+			return errors.New("give exactly one of --head and --address HOST:PORT (or of their twins RAYO_HEAD and RAYO_ADDRESS)")
+		}
+		return errors.New("give exactly one of --head and --address HOST:PORT")
+	}
+	if err := o.resolveResources(); err != nil {
+		return err
+	}
+	if cfg.Host, err = resolveHost(cfg.Host, systemInterfaces); err != nil {
+		return err
+	}
+	if err := o.resolveSecrets(fromEnv); err != nil {
+		return err
+	}
+	cfg.StateDir = node.StateDir()
+	return nil
+}
+
+// resolveResources reads --resources, --object-store-memory,
+// --memory-usage-threshold and --num-gpus.
+func (o *startOptions) resolveResources() error {
+	cfg := &o.cfg
+	if o.resources != "" {
+		if err := json.Unmarshal([]byte(o.resources), &cfg.Resources); err != nil {
+			return fmt.Errorf("--resources: want a JSON object of numbers such as '{\"special\": 2}': %w", err)
+		}
+	}
+	if o.storeMem != "" {
+		n, err := hostres.ParseBytes(o.storeMem)
+		if err != nil {
+			return fmt.Errorf("--object-store-memory: %w", err)
+		}
+		cfg.ObjectStoreMemory = n
+	}
+	if t := cfg.MemoryUsageThreshold; t != 0 && (math.IsNaN(t) || t <= 0 || t > 1) {
+		return fmt.Errorf("--memory-usage-threshold %g: want a fraction above 0, at most 1 (such as 0.95)", t)
+	}
+	if o.numGPUs < 0 || o.numGPUs != math.Trunc(o.numGPUs) {
+		return fmt.Errorf("--num-gpus %g: want a whole number", o.numGPUs)
+	}
+	if o.numGPUs > 0 {
+		if cfg.Resources == nil {
+			cfg.Resources = map[string]float64{}
+		}
+		cfg.Resources[raylet.GPU] = o.numGPUs
+	}
+	return nil
+}
+
+// resolveSecrets finds the token (the flags, RAYO_TOKEN, this machine's
+// cluster record, or a new one on a head) and the Redis password, then
+// drops both from the environment: the daemon's children are given what
+// they need explicitly, and nothing else it starts inherits them.
+func (o *startOptions) resolveSecrets(fromEnv map[string]bool) error {
+	cfg := &o.cfg
+	var err error
+	if cfg.Token, err = startToken(cfg.Token, o.tokenFile, fromEnv); err != nil {
+		return err
+	}
+	if cfg.Token == "" {
+		cfg.Token = os.Getenv("RAYO_TOKEN")
+	}
+	if !cfg.Head && cfg.Token == "" {
+		if rec, err := node.ReadCluster(node.StateDir()); err == nil && rec.Address == cfg.Address {
+			cfg.Token = rec.Token
+		}
+	}
+	if cfg.Head && cfg.Token == "" {
+		cfg.Token = node.NewToken()
+	}
+	if err := node.CheckToken(cfg.Token); err != nil {
+		return err
+	}
+	if !cfg.Head && cfg.RedisAddress != "" {
+		return errors.New("--redis-address is for the head (--head): its control store keeps its tables there")
+	}
+	if cfg.RedisPassword == "" {
+		cfg.RedisPassword = os.Getenv("RAYO_REDIS_PASSWORD")
+	}
+	_ = os.Unsetenv("RAYO_TOKEN")
+	_ = os.Unsetenv("RAYO_REDIS_PASSWORD")
+	return nil
 }
 
 // secretFlags are the flags of rayo start whose values are secrets.
@@ -258,6 +299,9 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 	if cfg.Head {
 		fmt.Fprintf(out, "rayo: started a cluster; its address is %s\n", n.GCSAddr())
 		fmt.Fprintf(out, "rayo: add a node with: rayo start --address %s (token in %s, or RAYO_TOKEN)\n", n.GCSAddr(), cfg.StateDir)
+		if j := n.JoinToken(); j != "" {
+			fmt.Fprintf(out, "rayo: on another machine, join over TLS with --token and the join token, join_token in %s/cluster.json (K10<CA fingerprint %s>::<secret>)\n", cfg.StateDir, j[3:3+64])
+		}
 	} else {
 		fmt.Fprintf(out, "rayo: joined the cluster at %s\n", cfg.Address)
 	}
@@ -358,6 +402,64 @@ func resMap(rs []*pb.Resource) map[string]float64 {
 	return m
 }
 
+// printStatus writes the table of nodes and the pending demand.
+func printStatus(out io.Writer, list []nodeJSON) error {
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tRESOURCES (used/total)\tOBJECT STORE\tSESSION")
+	for _, n := range list {
+		role := n.NodeID[:8]
+		if n.Head {
+			role += " (head)"
+		}
+		state := n.State
+		if n.DeathReason != "" {
+			state += ": " + n.DeathReason
+		}
+		store := "-"
+		if n.ObjectStoreBytes > 0 {
+			store = formatBytes(n.ObjectStoreBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, usedOfTotal(n), store, n.SessionDir)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var demand []string
+	for _, n := range list {
+		for name, q := range n.Pending {
+			demand = append(demand, fmt.Sprintf("%s %g on %s", name, q, n.NodeID[:8]))
+		}
+	}
+	sort.Strings(demand)
+	if len(demand) == 0 {
+		demand = []string{"none"}
+	}
+	fmt.Fprintf(out, "pending demand: %s\n", strings.Join(demand, ", "))
+	return nil
+}
+
+// usedOfTotal is a node's resources as "NAME used/total", sorted, with
+// its placement groups' bundles counted rather than listed.
+func usedOfTotal(n nodeJSON) string {
+	var res []string
+	groups := 0
+	for name, total := range n.Resources {
+		if placement.IsGroupResource(name) {
+			// A bundle's own: the node's resources show it taken.
+			if strings.HasPrefix(name, "bundle_group_") && strings.Count(name, "_") == 2 {
+				groups++
+			}
+			continue
+		}
+		res = append(res, fmt.Sprintf("%s %g/%g", name, total-n.Available[name], total))
+	}
+	if groups > 0 {
+		res = append(res, fmt.Sprintf("bundles of %d placement group(s)", groups))
+	}
+	sort.Strings(res)
+	return strings.Join(res, ", ")
+}
+
 func newStatusCmd() *cobra.Command {
 	var address, token string
 	var asJSON bool
@@ -372,6 +474,9 @@ func newStatusCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			if err := node.LoadTLS(c.TLSDir, ""); err != nil {
+				return err
+			}
 			nodes, err := node.ListNodes(ctx, c.Address, c.Token)
 			if err != nil {
 				return err
@@ -394,54 +499,7 @@ func newStatusCmd() *cobra.Command {
 			if c.Dashboard != "" {
 				fmt.Fprintf(out, "dashboard %s\n", c.Dashboard)
 			}
-			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tRESOURCES (used/total)\tOBJECT STORE\tSESSION")
-			for _, n := range list {
-				var res []string
-				groups := 0
-				for name, total := range n.Resources {
-					if placement.IsGroupResource(name) {
-						// A bundle's own: the node's resources show it taken.
-						if strings.HasPrefix(name, "bundle_group_") && strings.Count(name, "_") == 2 {
-							groups++
-						}
-						continue
-					}
-					res = append(res, fmt.Sprintf("%s %g/%g", name, total-n.Available[name], total))
-				}
-				if groups > 0 {
-					res = append(res, fmt.Sprintf("bundles of %d placement group(s)", groups))
-				}
-				sort.Strings(res)
-				role := n.NodeID[:8]
-				if n.Head {
-					role += " (head)"
-				}
-				state := n.State
-				if n.DeathReason != "" {
-					state += ": " + n.DeathReason
-				}
-				store := "-"
-				if n.ObjectStoreBytes > 0 {
-					store = formatBytes(n.ObjectStoreBytes)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, strings.Join(res, ", "), store, n.SessionDir)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			var demand []string
-			for _, n := range list {
-				for name, q := range n.Pending {
-					demand = append(demand, fmt.Sprintf("%s %g on %s", name, q, n.NodeID[:8]))
-				}
-			}
-			sort.Strings(demand)
-			if len(demand) == 0 {
-				demand = []string{"none"}
-			}
-			fmt.Fprintf(out, "pending demand: %s\n", strings.Join(demand, ", "))
-			return nil
+			return printStatus(out, list)
 		},
 	}
 	cmd.Flags().StringVar(&address, "address", "", "the cluster's HOST:PORT (default: RAYO_ADDRESS, or the cluster started here)")

@@ -1,14 +1,13 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,7 +19,6 @@ import (
 	"github.com/rayo-dev/rayo/internal/jobs"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // Limits of the API.
@@ -345,7 +343,8 @@ func (s *Server) nodesWithStats(ctx context.Context) ([]*pb.NodeInfo, []*pb.Node
 	return nodes, stats, warns, nil
 }
 
-// objects merges every live node's store listing: one record per object.
+// objects merges every live node's store listing with what the owners
+// say of their objects: one record per object.
 func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 	nodes, err := s.cfg.Source.Nodes(ctx)
 	if err != nil {
@@ -362,45 +361,89 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 		}
 		return nil
 	})
-	byID := make(map[string]record)
-	var order []string
+	t := objectTable{byID: make(map[string]record)}
 	for i, l := range lists {
-		for _, o := range l {
-			id := hexOf(o.ObjectId)
-			node := o.NodeId
-			if node == "" {
-				node = nodeName(nodes[i].NodeId)
-			}
-			r := byID[id]
-			if r == nil {
-				r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "owner_address": o.OwnerAddr,
-					"reference_count": -1, "kind": o.Kind, "job_id": o.JobId, "location": "MEMORY"}
-				byID[id] = r
-				order = append(order, id)
-			}
-			r["locations"] = append(r["locations"].([]string), node)
-			if o.Location == "SPILLED" {
-				r["location"] = o.Location
-			}
-			if o.Kind == "PRIMARY" {
-				r["kind"] = o.Kind
-			}
+		t.addStored(l, nodeName(nodes[i].NodeId))
+	}
+	owned, ownerWarns := s.ownedObjects(ctx, s.owners(ctx, workers))
+	for _, l := range owned {
+		t.addOwned(l)
+	}
+	return t.records(), append(warns, ownerWarns...), nil
+}
+
+// objectTable gathers the records of objects by ID, in the order first
+// seen.
+type objectTable struct {
+	byID  map[string]record
+	order []string
+}
+
+func (t *objectTable) get(id string, o *pb.ObjectRecord) record {
+	r := t.byID[id]
+	if r == nil {
+		r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "kind": o.Kind, "location": "MEMORY"}
+		t.byID[id] = r
+		t.order = append(t.order, id)
+	}
+	return r
+}
+
+// addStored adds a node's store listing (node: the node's name, unless
+// a record names one).
+func (t *objectTable) addStored(l []*pb.ObjectRecord, node string) {
+	for _, o := range l {
+		id := hexOf(o.ObjectId)
+		_, known := t.byID[id]
+		r := t.get(id, o)
+		if !known {
+			r["owner_address"], r["reference_count"], r["job_id"] = o.OwnerAddr, -1, o.JobId
+		}
+		r["locations"] = append(r["locations"].([]string), cmp.Or(o.NodeId, node))
+		if o.Location == "SPILLED" {
+			r["location"] = o.Location
+		}
+		if o.Kind == "PRIMARY" {
+			r["kind"] = o.Kind
 		}
 	}
-	// What the owners say: reference counts, and small objects that live
-	// in their memory rather than in a store. The running drivers are
-	// asked, and the workers that own stored objects (nested tasks).
-	type owner struct {
-		addr string
-		job  string // a driver's job, for its warning ("": a worker)
+}
+
+// addOwned adds what an owner says: reference counts, and small objects
+// that live in its memory rather than in a store.
+func (t *objectTable) addOwned(l []*pb.ObjectRecord) {
+	for _, o := range l {
+		r := t.get(hexOf(o.ObjectId), o)
+		r["reference_count"], r["owner_address"], r["job_id"] = o.RefCount, o.OwnerAddr, o.JobId
 	}
-	var owners []owner
+}
+
+func (t *objectTable) records() []record {
+	sort.Strings(t.order)
+	out := make([]record, 0, len(t.order))
+	for _, id := range t.order {
+		out = append(out, t.byID[id])
+	}
+	return out
+}
+
+// objectOwner is a process that may own objects: a running driver, or a
+// worker that owns stored objects (nested tasks).
+type objectOwner struct {
+	addr string
+	job  string // a driver's job, for its warning ("": a worker)
+}
+
+// owners lists the running drivers and the workers (of the nodes' stats)
+// that may own objects, each once.
+func (s *Server) owners(ctx context.Context, workers [][]*pb.WorkerRecord) []objectOwner {
+	var owners []objectOwner
 	seen := map[string]bool{}
 	if jobs, err := s.cfg.Source.Jobs(ctx); err == nil {
 		for _, j := range jobs {
 			if j.State == "RUNNING" && j.DriverAddr != "" && !seen[j.DriverAddr] {
 				seen[j.DriverAddr] = true
-				owners = append(owners, owner{j.DriverAddr, j.JobId})
+				owners = append(owners, objectOwner{j.DriverAddr, j.JobId})
 			}
 		}
 	}
@@ -408,11 +451,19 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 		for _, w := range l {
 			if w.Type == "WORKER" && w.State != "DEAD" && w.State != "STARTING" && w.Addr != "" && !seen[w.Addr] {
 				seen[w.Addr] = true
-				owners = append(owners, owner{addr: w.Addr})
+				owners = append(owners, objectOwner{addr: w.Addr})
 			}
 		}
 	}
+	return owners
+}
+
+// ownedObjects asks every owner at once for its objects, each within
+// nodeTimeout; a driver that does not answer gives a warning (a worker
+// may have ended since, its objects with it).
+func (s *Server) ownedObjects(ctx context.Context, owners []objectOwner) ([][]*pb.ObjectRecord, []string) {
 	owned := make([][]*pb.ObjectRecord, len(owners))
+	var warns []string
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for i, o := range owners {
@@ -423,7 +474,7 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 			defer cancel()
 			l, err := s.cfg.Source.OwnedObjects(octx, o.addr)
 			if err != nil {
-				if o.job != "" { // a worker may have ended since: its objects with it
+				if o.job != "" {
 					mu.Lock()
 					warns = append(warns, fmt.Sprintf("the driver of job %s did not list its objects: %v", o.job, err))
 					mu.Unlock()
@@ -434,24 +485,7 @@ func (s *Server) objects(ctx context.Context) ([]record, []string, error) {
 		}()
 	}
 	wg.Wait()
-	for _, l := range owned {
-		for _, o := range l {
-			id := hexOf(o.ObjectId)
-			r := byID[id]
-			if r == nil {
-				r = record{"object_id": id, "object_size_bytes": o.Size, "locations": []string{}, "kind": o.Kind, "location": "MEMORY"}
-				byID[id] = r
-				order = append(order, id)
-			}
-			r["reference_count"], r["owner_address"], r["job_id"] = o.RefCount, o.OwnerAddr, o.JobId
-		}
-	}
-	sort.Strings(order)
-	out := make([]record, 0, len(order))
-	for _, id := range order {
-		out = append(out, byID[id])
-	}
-	return out, warns, nil
+	return owned, warns
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
@@ -609,392 +643,4 @@ func (s *Server) summarize(w http.ResponseWriter, r *http.Request) {
 	default:
 		fail(w, http.StatusBadRequest, fmt.Errorf("no summary of %q (summaries: tasks, actors, objects)", resource))
 	}
-}
-
-// findWorker resolves the log request's query to a node and a worker's
-// pid, and for a task, the task.
-func (s *Server) findWorker(ctx context.Context, q map[string]string) (*pb.NodeInfo, int32, *pb.TaskRecord, error) {
-	nodes, err := s.cfg.Source.Nodes(ctx)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	byName := func(name string) *pb.NodeInfo {
-		for _, n := range nodes {
-			if nodeName(n.NodeId) == name {
-				return n
-			}
-		}
-		return nil
-	}
-	switch {
-	case q["pid"] != "":
-		pid, err := strconv.ParseInt(q["pid"], 10, 32) // pids are 32 bits: no wrapping to another's
-		if err != nil || pid <= 0 {
-			return nil, 0, nil, fmt.Errorf("%w: bad pid %q", errBadLogQuery, q["pid"])
-		}
-		if q["node_id"] == "" && len(nodes) == 1 {
-			return nodes[0], int32(pid), nil, nil
-		}
-		n := byName(q["node_id"])
-		if n == nil {
-			return nil, 0, nil, fmt.Errorf("%w: no node %q", errNoWorker, q["node_id"])
-		}
-		return n, int32(pid), nil, nil
-	case q["worker_id"] != "":
-		_, stats, _, err := s.nodesWithStats(ctx)
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		for i, st := range stats {
-			if st == nil {
-				continue
-			}
-			for _, w := range st.Workers {
-				if hexOf(w.WorkerId) == q["worker_id"] {
-					return nodes[i], w.Pid, nil, nil
-				}
-			}
-		}
-		return nil, 0, nil, fmt.Errorf("%w: no worker %s", errNoWorker, q["worker_id"])
-	case q["actor_id"] != "":
-		b, err := hex.DecodeString(q["actor_id"])
-		if err != nil {
-			return nil, 0, nil, fmt.Errorf("%w: bad actor ID %q", errBadLogQuery, q["actor_id"])
-		}
-		l, err := s.cfg.Source.Actors(ctx, &pb.StateQuery{Id: b})
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		if len(l.Actors) == 0 || l.Actors[0].Actor.Pid == 0 {
-			return nil, 0, nil, fmt.Errorf("%w: no actor %s with a worker", errNoWorker, q["actor_id"])
-		}
-		a := l.Actors[0].Actor
-		if n := byName(a.NodeId); n != nil {
-			return n, a.Pid, nil, nil
-		}
-		return nil, 0, nil, fmt.Errorf("%w: actor %s ran on node %s, which is unknown", errNoWorker, q["actor_id"], a.NodeId)
-	case q["task_id"] != "":
-		b, err := hex.DecodeString(q["task_id"])
-		if err != nil {
-			return nil, 0, nil, fmt.Errorf("%w: bad task ID %q", errBadLogQuery, q["task_id"])
-		}
-		l, err := s.cfg.Source.Tasks(ctx, &pb.StateQuery{Id: b})
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		var best *pb.TaskRecord
-		for _, t := range l.Tasks {
-			if t.Task.WorkerPid != 0 && (best == nil || t.Task.Attempt > best.Task.Attempt) {
-				best = t
-			}
-		}
-		if best == nil {
-			return nil, 0, nil, fmt.Errorf("%w: task %s has not run on a worker", errNoWorker, q["task_id"])
-		}
-		if n := byName(best.Task.NodeId); n != nil {
-			return n, best.Task.WorkerPid, best, nil
-		}
-		return nil, 0, nil, fmt.Errorf("%w: task %s ran on node %s, which is unknown", errNoWorker, q["task_id"], best.Task.NodeId)
-	}
-	return nil, 0, nil, fmt.Errorf("%w: name a worker with pid (and node_id), worker_id, actor_id or task_id", errBadLogQuery)
-}
-
-var (
-	errBadLogQuery = errors.New("bad log query")
-	errNoWorker    = errors.New("unknown worker")
-)
-
-func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
-	q := map[string]string{}
-	for _, k := range []string{"node_id", "pid", "worker_id", "actor_id", "task_id", "lines", "follow"} {
-		q[k] = r.URL.Query().Get(k)
-	}
-	lines := 0
-	if q["lines"] != "" {
-		var err error
-		if lines, err = strconv.Atoi(q["lines"]); err != nil || lines < 0 {
-			fail(w, http.StatusBadRequest, fmt.Errorf("bad lines %q", q["lines"]))
-			return
-		}
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	n, pid, task, err := s.findWorker(ctx, q)
-	if err != nil {
-		cancel()
-		switch {
-		case errors.Is(err, errBadLogQuery):
-			fail(w, http.StatusBadRequest, err)
-		case errors.Is(err, errNoWorker):
-			fail(w, http.StatusNotFound, err)
-		default:
-			sourceErr(w, err)
-		}
-		return
-	}
-	// The log (a task's part of it), read in pieces and passed on as it
-	// comes; with lines, only its tail is kept: a large log never sits in
-	// memory whole.
-	start, end := taskWindow(task)
-	var tail []byte
-	var pos int64
-	for {
-		b, err := s.cfg.Source.ReadLog(ctx, n, &pb.LogRequest{Pid: pid, Offset: pos, Max: maxLogRead, StartUnixNs: start, EndUnixNs: end})
-		if err != nil {
-			cancel()
-			if pos == 0 {
-				fail(w, http.StatusNotFound, fmt.Errorf("log of worker %d on node %s: %w", pid, nodeName(n.NodeId), err))
-			} else {
-				fmt.Fprintf(w, "\n[rayo: the log stopped: %v]\n", err)
-			}
-			return
-		}
-		if pos == 0 {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-		}
-		pos += int64(len(b))
-		if lines > 0 {
-			tail = append([]byte(nil), lastLines(append(tail, b...), lines)...) // the tail alone
-		} else if _, err := w.Write(b); err != nil {
-			cancel()
-			return
-		}
-		if len(b) < maxLogRead {
-			break
-		}
-	}
-	cancel()
-	if lines > 0 {
-		_, _ = w.Write(tail)
-	}
-	if q["follow"] != "1" && q["follow"] != "true" {
-		return
-	}
-	flusher, _ := w.(http.Flusher)
-	for {
-		if flusher != nil {
-			flusher.Flush()
-		}
-		rctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		b, err := s.cfg.Source.ReadLog(rctx, n, &pb.LogRequest{Pid: pid, Offset: pos, Max: maxLogRead, WaitMs: 2000, StartUnixNs: start, EndUnixNs: end})
-		if err == nil && len(b) == 0 && task != nil {
-			if end != 0 {
-				cancel()
-				return // the task ended and all its lines are out
-			}
-			// Still running? Its end closes the log.
-			if l, terr := s.cfg.Source.Tasks(rctx, &pb.StateQuery{Id: task.Task.TaskId}); terr == nil {
-				for _, t := range l.Tasks {
-					if t.Task.Attempt == task.Task.Attempt {
-						_, end = taskWindow(t)
-					}
-				}
-			}
-		}
-		cancel()
-		if r.Context().Err() != nil {
-			return // the client left
-		}
-		if err != nil {
-			fmt.Fprintf(w, "\n[rayo: the log stopped: %v]\n", err)
-			return
-		}
-		pos += int64(len(b))
-		if _, err := w.Write(b); err != nil {
-			return
-		}
-	}
-}
-
-// logSlack is how long after its end a task's lines may still reach its
-// raylet.
-const logSlack = 10 * time.Millisecond
-
-// taskWindow is when a task attempt ran, for its part of its worker's log
-// (end 0: it runs still; 0, 0: not a task, the whole log).
-func taskWindow(t *pb.TaskRecord) (start, end int64) {
-	if t == nil {
-		return 0, 0
-	}
-	times := t.StateTimesUnixNs
-	start = times[tasktable.TaskRunning]
-	if start == 0 {
-		start = times[tasktable.TaskSubmitted]
-	}
-	if start == 0 {
-		start = 1 // no time known: from the start of the log
-	}
-	end = times[tasktable.TaskFinished]
-	if end == 0 {
-		end = times[tasktable.TaskFailed]
-	}
-	if end != 0 {
-		end += logSlack.Nanoseconds()
-	}
-	return start, end
-}
-
-// lastLines is the end of b holding its last n lines.
-func lastLines(b []byte, n int) []byte {
-	end := len(b)
-	if end > 0 && b[end-1] == '\n' {
-		end--
-	}
-	for i := end - 1; i >= 0; i-- {
-		if b[i] == '\n' {
-			n--
-			if n == 0 {
-				return b[i+1:]
-			}
-		}
-	}
-	return b
-}
-
-// traceEvent is one event of the Chrome trace format.
-type traceEvent struct {
-	Name string         `json:"name"`
-	Cat  string         `json:"cat,omitempty"`
-	Ph   string         `json:"ph"`
-	Ts   int64          `json:"ts"`
-	Dur  int64          `json:"dur,omitempty"`
-	Pid  int            `json:"pid"` // the node, numbered (process_name events name them)
-	Tid  int32          `json:"tid"` // the worker's pid (thread_name events name them)
-	Args map[string]any `json:"args,omitempty"`
-}
-
-func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	l, err := s.cfg.Source.Tasks(ctx, &pb.StateQuery{})
-	if err != nil {
-		sourceErr(w, err)
-		return
-	}
-	job := r.URL.Query().Get("job_id")
-	now := time.Now().UnixNano()
-	ran := func(tr *pb.TaskRecord) bool {
-		return tr.StateTimesUnixNs[tasktable.TaskRunning] != 0 && (job == "" || tr.Task.JobId == job)
-	}
-	// Trace viewers (Perfetto) want integer pids: the nodes are numbered
-	// in the order of their IDs, and named by metadata events.
-	var nodes []string
-	for _, tr := range l.Tasks {
-		if ran(tr) && !slices.Contains(nodes, tr.Task.NodeId) {
-			nodes = append(nodes, tr.Task.NodeId)
-		}
-	}
-	sort.Strings(nodes)
-	events := make([]traceEvent, 0, len(nodes)+len(l.Tasks))
-	pids := make(map[string]int, len(nodes))
-	for i, n := range nodes {
-		pids[n] = i + 1
-		events = append(events, traceEvent{Name: "process_name", Ph: "M", Pid: i + 1, Args: map[string]any{"name": "node " + n}})
-	}
-	type thread struct {
-		pid int
-		tid int32
-	}
-	named := map[thread]bool{}
-	for _, tr := range l.Tasks {
-		t := tr.Task
-		if !ran(tr) {
-			continue
-		}
-		start := tr.StateTimesUnixNs[tasktable.TaskRunning]
-		end := tr.StateTimesUnixNs[tasktable.TaskFinished]
-		if end == 0 {
-			end = tr.StateTimesUnixNs[tasktable.TaskFailed]
-		}
-		if end == 0 {
-			end = now // still running
-		}
-		pid := pids[t.NodeId]
-		if th := (thread{pid, t.WorkerPid}); !named[th] {
-			named[th] = true
-			events = append(events, traceEvent{Name: "thread_name", Ph: "M", Pid: pid, Tid: t.WorkerPid, Args: map[string]any{"name": fmt.Sprintf("worker %d", t.WorkerPid)}})
-		}
-		events = append(events, traceEvent{
-			Name: t.Name, Cat: t.Type, Ph: "X", Ts: start / 1e3, Dur: max((end-start)/1e3, 1), Pid: pid, Tid: t.WorkerPid,
-			Args: map[string]any{"task_id": hexOf(t.TaskId), "attempt": t.Attempt, "state": t.State, "job_id": t.JobId},
-		})
-	}
-	reply(w, events)
-}
-
-// stateCollector exports the cluster's tasks and actors by state.
-type stateCollector struct{ src Source }
-
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
-
-func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
-	defer cancel()
-	tasks := func() map[string]int {
-		out := map[string]int{}
-		if l, err := c.src.Tasks(ctx, &pb.StateQuery{}); err == nil {
-			for _, t := range l.Tasks {
-				out[t.Task.State]++
-			}
-		}
-		return out
-	}
-	actors := func() map[string]int {
-		out := map[string]int{}
-		if l, err := c.src.Actors(ctx, &pb.StateQuery{}); err == nil {
-			for _, a := range l.Actors {
-				out[a.Actor.State]++
-			}
-		}
-		return out
-	}
-	metrics.StateCounts(ch, tasks, actors)
-}
-
-// HTTPServer is the API server listening on a port.
-type HTTPServer struct {
-	srv    *http.Server
-	addr   string
-	done   chan struct{}
-	cancel context.CancelFunc
-	reqs   sync.WaitGroup // requests being served (a followed log lasts)
-}
-
-// Listen serves h at addr (HOST:PORT).
-func Listen(addr string, h http.Handler) (*HTTPServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("dashboard: listen %s: %w", addr, err)
-	}
-	base, cancel := context.WithCancel(context.Background())
-	s := &HTTPServer{addr: ln.Addr().String(), done: make(chan struct{}), cancel: cancel}
-	s.srv = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s.reqs.Add(1)
-			defer s.reqs.Done()
-			h.ServeHTTP(w, r)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return base },
-	}
-	go func() {
-		defer close(s.done)
-		_ = s.srv.Serve(newLimitListener(ln, maxConns, maxConnsPerHost))
-	}()
-	return s, nil
-}
-
-// Addr is where the server listens (HOST:PORT).
-func (s *HTTPServer) Addr() string { return s.addr }
-
-// Close stops the server, ending followed logs, and waits for every
-// request to end.
-func (s *HTTPServer) Close() error {
-	s.cancel()
-	err := s.srv.Close()
-	<-s.done
-	s.reqs.Wait()
-	return err
 }

@@ -100,19 +100,33 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "multipart/form-data":
-		mr := multipart.NewReader(r.Body, params["boundary"])
+		// The reader may pull only so much before each part's headers
+		// are parsed (GO-2026-6608; see maxPartHeaders).
+		body := &budgetReader{r: r.Body, left: maxPartHeaders}
+		mr := multipart.NewReader(body, params["boundary"])
 		// The request first, then the working directory, streamed.
 		p, err := mr.NextPart()
+		if isPartHeaders(err) {
+			fail(w, http.StatusRequestEntityTooLarge, err)
+			return
+		}
 		if err != nil || p.FormName() != "request" {
 			fail(w, http.StatusBadRequest, errors.New("a multipart submission starts with its \"request\" part (JSON)"))
 			return
 		}
+		body.left = maxSubmitJSON + maxPartHeaders // the JSON, with the reader's read-ahead
 		if err := json.NewDecoder(io.LimitReader(p, maxSubmitJSON)).Decode(&req); err != nil {
 			fail(w, http.StatusBadRequest, fmt.Errorf("bad submission JSON: %w", err))
 			return
 		}
+		body.left = maxPartHeaders // the rest of the request part, then the next part's headers
 		p, err = mr.NextPart()
+		if isPartHeaders(err) {
+			fail(w, http.StatusRequestEntityTooLarge, err)
+			return
+		}
 		if err == nil && p.FormName() == "working_dir" {
+			body.left = -1 // its content is streamed: jobs.Unpack bounds it; no headers follow
 			workDir = p
 		} else if err != io.EOF {
 			fail(w, http.StatusBadRequest, errors.New("a multipart submission's second part is its \"working_dir\" (a gzip-compressed tar)"))

@@ -147,22 +147,9 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 // directory does not unpack or the shell does not start) when Submit
 // returns.
 func (m *Manager) Submit(req Request) (Info, error) {
-	if strings.TrimSpace(req.Entrypoint) == "" {
-		return Info{}, fmt.Errorf("%w: the entrypoint is empty", ErrBad)
-	}
-	id := req.SubmissionID
-	if id == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		id = "rayosubmit_" + hex.EncodeToString(b[:])
-	}
-	if !validID.MatchString(id) || id == "." || id == ".." {
-		return Info{}, fmt.Errorf("%w: submission ID %q: want 1 to 128 letters, digits, '_', '-' or '.'", ErrBad, id)
-	}
-	for k := range req.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return Info{}, fmt.Errorf("%w: environment variable name %q", ErrBad, k)
-		}
+	id, err := checkRequest(req)
+	if err != nil {
+		return Info{}, err
 	}
 	dir := filepath.Join(m.cfg.Dir, id)
 	j := &job{done: make(chan struct{}), info: Info{
@@ -194,21 +181,7 @@ func (m *Manager) Submit(req Request) (Info, error) {
 		m.wg.Done()
 		return m.info(j), nil
 	}
-	cmd := exec.Command("/bin/sh", "-c", req.Entrypoint)
-	cmd.Dir = j.info.WorkingDir
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var env []string
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); !slices.Contains(m.cfg.Hide, name) {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, m.cfg.Env...)
-	for _, k := range slices.Sorted(maps.Keys(req.Env)) {
-		env = append(env, k+"="+req.Env[k])
-	}
-	cmd.Env = append(env, EnvSubmissionID+"="+id)
+	cmd := m.command(req, j, id, log)
 	m.mu.Lock()
 	if m.closed || j.stopped {
 		why := j.stopWhy
@@ -234,26 +207,74 @@ func (m *Manager) Submit(req Request) (Info, error) {
 		return m.info(j), nil
 	}
 	m.cfg.Log.Info("job submission started", "submission_id", id, "entrypoint", req.Entrypoint, "pid", cmd.Process.Pid)
-	go func() {
-		defer m.wg.Done()
-		werr := cmd.Wait()
-		_ = log.Close()
-		code := cmd.ProcessState.ExitCode()
-		m.mu.Lock()
-		stopped, why := j.stopped, j.stopWhy
-		m.mu.Unlock()
-		switch {
-		case stopped:
-			m.end(j, StatusStopped, &code, why)
-		case werr == nil:
-			m.end(j, StatusSucceeded, &code, "")
-		case code >= 0:
-			m.end(j, StatusFailed, &code, fmt.Sprintf("the entrypoint exited with code %d", code))
-		default:
-			m.end(j, StatusFailed, &code, fmt.Sprintf("the entrypoint ended: %v", werr))
-		}
-	}()
+	go m.wait(j, cmd, log)
 	return m.info(j), nil
+}
+
+// checkRequest checks a submission and returns its ID (a new one when it
+// has none).
+func checkRequest(req Request) (string, error) {
+	if strings.TrimSpace(req.Entrypoint) == "" {
+		return "", fmt.Errorf("%w: the entrypoint is empty", ErrBad)
+	}
+	id := req.SubmissionID
+	if id == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = "rayosubmit_" + hex.EncodeToString(b[:])
+	}
+	if !validID.MatchString(id) || id == "." || id == ".." {
+		return "", fmt.Errorf("%w: submission ID %q: want 1 to 128 letters, digits, '_', '-' or '.'", ErrBad, id)
+	}
+	for k := range req.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return "", fmt.Errorf("%w: environment variable name %q", ErrBad, k)
+		}
+	}
+	return id, nil
+}
+
+// command is the entrypoint's process, in a process group of its own, in
+// the job's working folder, its output to log: the head's environment
+// but m.cfg.Hide, then m.cfg.Env, then the submission's.
+func (m *Manager) command(req Request, j *job, id string, log *os.File) *exec.Cmd {
+	cmd := exec.Command("/bin/sh", "-c", req.Entrypoint)
+	cmd.Dir = j.info.WorkingDir
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var env []string
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); !slices.Contains(m.cfg.Hide, name) {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, m.cfg.Env...)
+	for _, k := range slices.Sorted(maps.Keys(req.Env)) {
+		env = append(env, k+"="+req.Env[k])
+	}
+	cmd.Env = append(env, EnvSubmissionID+"="+id)
+	return cmd
+}
+
+// wait records how a started entrypoint ends.
+func (m *Manager) wait(j *job, cmd *exec.Cmd, log *os.File) {
+	defer m.wg.Done()
+	werr := cmd.Wait()
+	_ = log.Close()
+	code := cmd.ProcessState.ExitCode()
+	m.mu.Lock()
+	stopped, why := j.stopped, j.stopWhy
+	m.mu.Unlock()
+	switch {
+	case stopped:
+		m.end(j, StatusStopped, &code, why)
+	case werr == nil:
+		m.end(j, StatusSucceeded, &code, "")
+	case code >= 0:
+		m.end(j, StatusFailed, &code, fmt.Sprintf("the entrypoint exited with code %d", code))
+	default:
+		m.end(j, StatusFailed, &code, fmt.Sprintf("the entrypoint ended: %v", werr))
+	}
 }
 
 // prepare makes a submission's folder and unpacks its working directory.

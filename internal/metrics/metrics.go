@@ -294,10 +294,12 @@ func Serve(addr string, g prometheus.Gatherer) (*Server, error) {
 		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", Handler(g))
+	// GET (and HEAD) only: no 2xx answer to CONNECT (GO-2026-6613).
+	mux.Handle("GET /metrics", Handler(g))
 	s := &Server{
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-			WriteTimeout: scrapeDeadline + 5*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10},
+			WriteTimeout: scrapeDeadline + 5*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+			Protocols: http1Only()},
 		addr: ln.Addr().String(),
 		done: make(chan struct{}),
 	}
@@ -318,4 +320,12 @@ func (s *Server) Close() error {
 	err := s.srv.Shutdown(ctx)
 	<-s.done
 	return err
+}
+
+// http1Only is HTTP/1.1 alone: Go 1.26.8's HTTP/2 server has known flaws
+// (GO-2026-6617, -6612, -6611, -6603) and a scrape needs none of HTTP/2.
+func http1Only() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	return &p
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/dashboard/web"
 	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/jobs"
+	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -104,6 +105,15 @@ type Config struct {
 	// past which nothing more spills (0: 0.95).
 	SpillDir       string
 	SpillThreshold float64
+
+	// TLS protects every TCP link of the node with TLS 1.3 and
+	// certificates on both ends (see setupTLS and internal/pki): the
+	// head mints the cluster's CA in StateDir/tls at its first start;
+	// another node joins with the join token (K10<fingerprint>::<secret>)
+	// as Token. TLSCert, TLSKey and TLSCA take an operator's own PKI
+	// instead.
+	TLS                    bool
+	TLSCert, TLSKey, TLSCA string
 }
 
 // ErrTokenNeeded refuses to listen beyond loopback without a secret.
@@ -122,6 +132,9 @@ type Node struct {
 	dash    *dashboard.HTTPServer // head: the API server, or nil
 	dashSrc *dashboard.RPCSource
 	jobs    *jobs.Manager // head: submitted jobs, or nil
+
+	tlsDir    string // the node's credentials, when TLS is on
+	joinToken string // head: what other machines join with
 
 	stop chan struct{}
 	lost chan struct{} // closed when the control store stays away LostAfter
@@ -147,10 +160,11 @@ func NewToken() string {
 // shorter one could be guessed by whoever can reach a port.
 const MinTokenLength = 32
 
-// CheckToken refuses a cluster token shorter than MinTokenLength; the
-// empty token (no authentication, loopback only) is left to Start.
+// CheckToken refuses a cluster token shorter than MinTokenLength (of a
+// join token, its secret); the empty token (no authentication, loopback
+// only) is left to Start.
 func CheckToken(token string) error {
-	if token != "" && len(token) < MinTokenLength {
+	if token = pki.Secret(token); token != "" && len(token) < MinTokenLength {
 		return fmt.Errorf("node: the cluster token has %d characters, fewer than the %d that 128 bits need; use a random one (`openssl rand -hex 16`), or leave it out and the head makes one", len(token), MinTokenLength)
 	}
 	return nil
@@ -197,6 +211,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	n.session = filepath.Join(cfg.StateDir, fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
+	if err := n.setupTLS(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Head {
 		if err := n.startGCS(ctx); err != nil {
 			return nil, err
@@ -401,7 +418,7 @@ func (n *Node) Local() ClusterInfo {
 	return ClusterInfo{
 		Address: n.gcsAddr, Token: n.cfg.Token, Host: n.cfg.Host, NodeAddr: n.raylet.TCPAddr(), Node: n.raylet.NodeName(),
 		RayletSocket: n.raylet.Addr(), RayletPID: os.Getpid(), StoreFD: n.raylet.Arena().FD(),
-		Dashboard: n.DashboardURL(),
+		Dashboard: n.DashboardURL(), TLSDir: n.tlsDir, JoinToken: n.joinToken,
 	}
 }
 
@@ -521,6 +538,9 @@ func startGCSProc(ctx context.Context, cfg Config, addr, session string) (*gcsPr
 		}
 	}
 	env = append(env, "RAYO_TOKEN="+cfg.Token, "RAYO_REDIS_PASSWORD="+cfg.RedisPassword)
+	if cfg.TLS && cfg.TLSCert == "" {
+		env = append(env, pki.EnvCADir+"="+CADir(cfg.StateDir)) // it signs joining nodes' certificates
+	}
 	p := &gcsProc{
 		argv: argv, env: env, addr: addr, token: cfg.Token,
 		pidPath: filepath.Join(session, GCSPIDFile), logPath: logPath, log: lf, notes: cfg.Log,

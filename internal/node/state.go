@@ -89,6 +89,11 @@ type ClusterInfo struct {
 	Node     string `json:"node,omitempty"`
 	// The head's API server (http://HOST:PORT), for rayo list and friends.
 	Dashboard string `json:"dashboard,omitempty"`
+	// TLSDir holds the node's TLS credentials, for drivers and rayo
+	// commands on this machine ("": TLS is off); JoinToken, on a head,
+	// is what nodes on other machines join with.
+	TLSDir    string `json:"tls_dir,omitempty"`
+	JoinToken string `json:"join_token,omitempty"`
 }
 
 func clusterFile(dir string) string { return filepath.Join(dir, "cluster.json") }
@@ -155,7 +160,7 @@ func Resolve(address, token string) (ClusterInfo, error) {
 		c.Token = os.Getenv("RAYO_TOKEN")
 	}
 	if rec, err := ReadCluster(StateDir()); err == nil && (c.Address == "" || c.Address == rec.Address) {
-		c.Address, c.Dashboard = rec.Address, rec.Dashboard
+		c.Address, c.Dashboard, c.TLSDir = rec.Address, rec.Dashboard, rec.TLSDir
 		if c.Token == "" {
 			c.Token = rec.Token
 		}

@@ -34,10 +34,12 @@ import (
 // offset the process has written (at first from the arena's start), where
 // the store's allocator, which carves fresh space from the low end of its
 // free space, places the next objects. A put that lands there copies at
-// memcpy speed. Being of the idle class, the mapper runs only on a CPU
-// nothing else wants: a driver that has just started and is busy loses
-// nothing to it (at nice 10 it slowed such a driver's actor calls by 10 to
-// 30%), and one that computes the data it will put lends it the other CPU.
+// memcpy speed. Being of the idle class at first, the mapper runs only on
+// a CPU nothing else wants: a driver that has just started and is busy
+// loses nothing to it (at nice 10 from the start it slowed such a driver's
+// actor calls by 10 to 30%), and one that computes the data it will put
+// lends it the other CPU. Once a large put has outrun it, it runs at nice
+// 10 (see run).
 // The mapper faults pages in itself, one by one, rather than through
 // MADV_POPULATE_WRITE: a fault holds only the arena's own mapping, while
 // the advice holds the whole address space's lock for a chunk, and a
@@ -67,6 +69,7 @@ type writeState struct {
 	done    chan struct{} // closed when the mapper returns
 	mapper  func(chunk int64) bool
 	touched atomic.Int64 // chunks the mapper has mapped, for tests
+	behind  atomic.Bool  // a write went to chunks neither written nor mapped yet
 
 	window   atomic.Int64 // bytes to keep mapped beyond frontier; 0: none
 	frontier atomic.Int64 // the highest end offset WriteAt wrote
@@ -156,15 +159,30 @@ func (w *writeState) enqueue(c int64) {
 	}
 }
 
+// mapperNice is the mapper thread's nice value once the process has put
+// a large object into pages the window had not reached (see run): it then
+// takes CPU time others want at about a tenth of their share. At 0 a
+// window slowed a busy driver's first task by half on a 2-CPU machine; at
+// 19 a loaded machine starved it.
+const mapperNice = 10
+
 // run is the mapper: it maps the chunks it is given until stopped. It
-// runs on a thread of its own in the idle scheduling class (SCHED_IDLE),
-// so that it only uses CPU time nothing else wants; the thread ends with
-// it, class and all.
+// runs on a thread of its own, at first in the idle scheduling class
+// (SCHED_IDLE), so that it only uses CPU time nothing else wants. Once a
+// write has had to go to pages it had not mapped yet (w.behind), the
+// process is known to put large objects faster than idle time maps them:
+// the thread moves to the normal class at mapperNice, to keep ahead on a
+// busy machine too. The thread ends with run, class and all.
 func (w *writeState) run() {
 	defer close(w.done)
 	runtime.LockOSThread() // never unlocked: the thread exits with run
 	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
+	idle := true
 	for {
+		if idle && w.behind.Load() {
+			idle = false
+			_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: mapperNice}, 0)
+		}
 		select {
 		case <-w.stop:
 			return
@@ -247,8 +265,13 @@ func (a *Arena) WriteAt(b []byte, off int64) (int, error) {
 		}
 		if cp {
 			copy(dst[pos:end], b[pos:end])
-		} else if err := a.pwrite(b[pos:end], off+pos); err != nil {
-			return int(pos), err
+		} else {
+			if w.window.Load() > 0 && end-pos >= writeChunk {
+				w.behind.Store(true) // the window fell behind a large put
+			}
+			if err := a.pwrite(b[pos:end], off+pos); err != nil {
+				return int(pos), err
+			}
 		}
 		pos = end
 	}

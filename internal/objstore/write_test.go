@@ -183,6 +183,32 @@ func BenchmarkWriteAt64MiBCold(b *testing.B) {
 	}
 }
 
+// A large put that lands beyond what the window has mapped tells the
+// mapper to stop waiting for idle time.
+func TestWriteBeyondTheWindowMarksItBehind(t *testing.T) {
+	a := newArena(t, 8*writeChunk)
+	a.PrefaultAhead(writeChunk)
+	deadline := time.Now().Add(10 * time.Second)
+	for a.w.touched.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the window's first chunk was not mapped in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := a.WriteAt(make([]byte, writeChunk), 0); err != nil {
+		t.Fatal(err)
+	}
+	if a.w.behind.Load() {
+		t.Fatal("a write into the mapped window marked it behind")
+	}
+	if _, err := a.WriteAt(make([]byte, 2*writeChunk), 4*writeChunk); err != nil {
+		t.Fatal(err)
+	}
+	if !a.w.behind.Load() {
+		t.Fatal("a 2 MiB write beyond the window did not mark it behind")
+	}
+}
+
 func TestPrefaultAhead(t *testing.T) {
 	a := newArena(t, 16*writeChunk)
 	all, _ := a.Slice(0, 16*writeChunk)

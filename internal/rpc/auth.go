@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -29,7 +30,7 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // connection.
 func (s *Server) RequireToken(token string) {
 	s.mu.Lock()
-	s.token = token
+	s.token = pki.Secret(token)
 	if s.handshake == 0 {
 		s.handshake = DefaultHandshakeTimeout
 	}
@@ -47,14 +48,29 @@ func (s *Server) SetHandshakeTimeout(d time.Duration) {
 type authHandler struct {
 	token string
 	next  Handler
-	mu    sync.Mutex // protects ok
-	ok    bool
+	// enrollOnly: the peer came over TLS without a certificate; once it
+	// has said the token, it may only ask for one (enroll).
+	enrollOnly bool
+	enroll     func([]byte) ([]byte, error)
+	mu         sync.Mutex // protects ok
+	ok         bool
 }
 
 func (a *authHandler) Handle(c *Conn, m Method, kind Kind, id uint64, body []byte) {
 	a.mu.Lock()
 	ok := a.ok
 	a.mu.Unlock()
+	if ok && a.enrollOnly {
+		if m == MEnroll && a.enroll != nil {
+			handleEnroll(c, a.enroll, kind, id, body)
+			return
+		}
+		if kind == KindRequest {
+			_ = c.ReplyError(id, errEnrollOnly.Error())
+		}
+		go c.Close()
+		return
+	}
 	if ok {
 		a.next.Handle(c, m, kind, id, body)
 		return
@@ -71,30 +87,33 @@ func (a *authHandler) Handle(c *Conn, m Method, kind Kind, id uint64, body []byt
 	a.mu.Lock()
 	a.ok = true
 	a.mu.Unlock()
+	if a.enrollOnly {
+		// It keeps the limits (and the deadline) of a peer that has not
+		// authenticated: a certificate request is small and quick.
+		_ = c.Reply(id, &pb.Empty{})
+		return
+	}
 	c.authenticated()
 	_ = c.Reply(id, &pb.Empty{})
 }
 
-// DialToken connects and presents the cluster's token.
+// DialToken connects and presents the cluster's token; over TCP, with the
+// process's DefaultTLS (see DialTLS).
 func DialToken(ctx context.Context, addr, token string, h Handler, onClose ...func(error)) (*Conn, error) {
-	c, err := Dial(ctx, addr, h, onClose...)
-	if err != nil {
-		return nil, err
-	}
-	if err := Hello(ctx, c, addr, token); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return DialTLS(ctx, addr, token, DefaultTLS(), h, onClose...)
 }
 
 // Hello presents the cluster's token on a new connection to addr (for
 // connections made with NewConn); on failure it closes c.
 func Hello(ctx context.Context, c *Conn, addr, token string) error {
-	if err := c.Call(ctx, MHello, &pb.Status{Error: token}, nil); err != nil {
+	if err := c.Call(ctx, MHello, &pb.Status{Error: pki.Secret(token)}, nil); err != nil {
 		_ = c.Close()
 		var re *RemoteError
 		if errors.As(err, &re) && re.Msg == ErrBadToken.Error() {
 			return fmt.Errorf("%s: %w", addr, ErrBadToken)
+		}
+		if errors.As(err, &re) && re.Msg == ErrTLSRequired.Error() {
+			return fmt.Errorf("%s: %w", addr, ErrTLSRequired)
 		}
 		return fmt.Errorf("rpc: hello to %s: %w", addr, err)
 	}

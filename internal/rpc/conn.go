@@ -110,6 +110,10 @@ type Conn struct {
 	// peers still to authenticate).
 	onAuth func()
 
+	// sock is the socket under a TLS connection, which gathers the
+	// records of one write into few system calls; nil in clear.
+	sock *tlsSocket
+
 	done    chan struct{}
 	onClose []func(error)
 	Value   any // free for the owner of the connection (e.g. the peer's identity)
@@ -127,6 +131,9 @@ func newConn(nc net.Conn, h Handler, preAuth bool, onClose ...func(error)) *Conn
 	c := &Conn{nc: nc, handler: h, pending: make(map[uint64]Callback), done: make(chan struct{}), onClose: onClose}
 	c.wdone.L = &c.wmu
 	c.preAuth.Store(preAuth)
+	if c.sock = socketOf(nc); c.sock != nil {
+		c.sock.conn.Store(c)
+	}
 	go c.readLoop()
 	return c
 }
@@ -141,7 +148,8 @@ func (c *Conn) authenticated() {
 	}
 }
 
-// Dial connects to a Unix socket (or "tcp:HOST:PORT").
+// Dial connects to a Unix socket (or "tcp:HOST:PORT", with the process's
+// DefaultTLS).
 func Dial(ctx context.Context, addr string, h Handler, onClose ...func(error)) (*Conn, error) {
 	network, a := "unix", addr
 	if len(addr) > 4 && addr[:4] == "tcp:" {
@@ -151,6 +159,11 @@ func Dial(ctx context.Context, addr string, h Handler, onClose ...func(error)) (
 	nc, err := d.DialContext(ctx, network, a)
 	if err != nil {
 		return nil, fmt.Errorf("rpc: dial %s: %w", addr, err)
+	}
+	if network == "tcp" {
+		if nc, err = ClientTLS(ctx, nc, addr); err != nil {
+			return nil, err
+		}
 	}
 	return NewConn(nc, h, onClose...), nil
 }
@@ -202,7 +215,13 @@ func (c *Conn) fail(err error) {
 	pending := c.pending
 	c.pending = nil
 	c.pmu.Unlock()
-	_ = c.nc.Close()
+	if c.sock != nil {
+		// The socket itself: TLS's close_notify is not needed (frames
+		// delimit themselves) and could wait on a peer that reads no more.
+		_ = c.sock.Conn.Close()
+	} else {
+		_ = c.nc.Close()
+	}
 	for _, cb := range pending {
 		cb(nil, err)
 	}
@@ -343,7 +362,7 @@ func (c *Conn) sendDirectLocked(m Method, kind Kind, id uint64, raw []byte) erro
 	c.flushing = true
 	c.wmu.Unlock()
 	bufs := net.Buffers{pending, h, raw}
-	_, werr := bufs.WriteTo(c.nc)
+	_, werr := c.writeOut(&bufs)
 	c.wmu.Lock()
 	if cap(pending) <= 4<<20 && c.spare == nil {
 		c.spare = pending[:0]
@@ -352,6 +371,20 @@ func (c *Conn) sendDirectLocked(m Method, kind Kind, id uint64, raw []byte) erro
 		c.werr = fmt.Errorf("%w: %v", ErrClosed, werr)
 	}
 	return c.flushLocked()
+}
+
+// writeOut writes bufs to the socket: in clear, with one writev; over
+// TLS, with their records gathered into few writes.
+func (c *Conn) writeOut(bufs *net.Buffers) (int64, error) {
+	if c.sock == nil {
+		return bufs.WriteTo(c.nc)
+	}
+	c.sock.hold()
+	n, err := bufs.WriteTo(c.nc)
+	if rerr := c.sock.release(); err == nil {
+		err = rerr
+	}
+	return n, err
 }
 
 // Cork holds frames back until the matching Uncork, which writes them in
@@ -382,7 +415,7 @@ func (c *Conn) flushLocked() error {
 		buf := c.wbuf
 		c.wbuf, c.spare = c.spare[:0], nil
 		c.wmu.Unlock()
-		_, werr := c.nc.Write(buf)
+		_, werr := c.writeOut(&net.Buffers{buf})
 		c.wmu.Lock()
 		if cap(buf) <= 4<<20 {
 			c.spare = buf[:0]

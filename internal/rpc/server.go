@@ -14,10 +14,14 @@ type Server struct {
 	newHandler func(*Conn) Handler
 	onClose    func(*Conn, error)
 
-	mu     sync.Mutex // protects conns, closed, token
-	conns  map[*Conn]struct{}
-	closed bool
-	token  string // when set, peers must say it first (see RequireToken)
+	mu    sync.Mutex // protects conns, closed, token, tls, handshaking
+	conns map[*Conn]struct{}
+	// tls, when set, is what the server speaks (see UseTLS); handshaking
+	// holds the connections whose TLS handshake runs.
+	tls         *TLS
+	handshaking map[net.Conn]struct{}
+	closed      bool
+	token       string // when set, peers must say it first (see RequireToken)
 	// handshake is how long they have to say it
 	handshake time.Duration
 	// Peers that have not said it yet: how many, by host, and the caps.
@@ -30,6 +34,9 @@ type Server struct {
 // onClose, if not nil, when one breaks.
 func NewServer(ln net.Listener, newHandler func(*Conn) Handler, onClose func(*Conn, error)) *Server {
 	s := &Server{ln: ln, newHandler: newHandler, onClose: onClose, conns: make(map[*Conn]struct{})}
+	if isTCP(ln) {
+		s.tls = DefaultTLS()
+	}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s
@@ -71,29 +78,59 @@ func (s *Server) acceptLoop() {
 			_ = nc.SetReadDeadline(time.Now().Add(s.handshake))
 		}
 		s.wg.Add(1)
-		var c *Conn
-		h := &lazyHandler{}
-		c = newConn(nc, h, preAuth, func(err error) {
-			if admitted != nil {
-				admitted()
+		if t := s.tls; t != nil && t.Server != nil {
+			// The handshake runs on a goroutine of its own, within the
+			// handshake timeout, not on the accept loop.
+			timeout := s.handshake
+			if timeout <= 0 {
+				timeout = DefaultHandshakeTimeout
 			}
-			s.mu.Lock()
-			delete(s.conns, c)
+			if s.handshaking == nil {
+				s.handshaking = make(map[net.Conn]struct{})
+			}
+			s.handshaking[nc] = struct{}{}
+			go s.upgrade(nc, t, timeout, preAuth, admitted)
 			s.mu.Unlock()
-			if s.onClose != nil {
-				s.onClose(c, err)
-			}
-			s.wg.Done()
-		})
-		c.onAuth = admitted // before the handler, which authenticates, is set
-		s.conns[c] = struct{}{}
-		var next Handler = s.newHandler(c)
-		if s.token != "" {
-			next = &authHandler{token: s.token, next: next}
+			continue
 		}
-		h.set(next)
+		s.serveLocked(nc, preAuth, admitted, nil, false)
 		s.mu.Unlock()
 	}
+}
+
+// serveLocked serves an accepted connection (after its TLS handshake, if
+// any); it is called with s.mu held and s.wg counting the connection.
+// enrollOnly marks a peer that came over TLS without a certificate: it may
+// only say the token and enroll (see MEnroll).
+func (s *Server) serveLocked(nc net.Conn, preAuth bool, admitted func(), t *TLS, enrollOnly bool) {
+	var c *Conn
+	h := &lazyHandler{}
+	c = newConn(nc, h, preAuth, func(err error) {
+		if admitted != nil {
+			admitted()
+		}
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		if s.onClose != nil {
+			s.onClose(c, err)
+		}
+		s.wg.Done()
+	})
+	c.onAuth = admitted // before the handler, which authenticates, is set
+	s.conns[c] = struct{}{}
+	var next Handler
+	if !enrollOnly {
+		next = s.newHandler(c)
+	}
+	if s.token != "" {
+		a := &authHandler{token: s.token, next: next, enrollOnly: enrollOnly}
+		if t != nil {
+			a.enroll = t.Enroll
+		}
+		next = a
+	}
+	h.set(next)
 }
 
 // Default caps on the connections whose peers have not presented the token
@@ -189,6 +226,9 @@ func (s *Server) Close() error {
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
+	}
+	for nc := range s.handshaking {
+		_ = nc.Close() // its handshake fails, and upgrade counts it out
 	}
 	s.mu.Unlock()
 	err := s.ln.Close()

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/node"
+	"github.com/rayo-dev/rayo/internal/pki"
+	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -46,6 +48,13 @@ type Cluster struct {
 	Token string
 	Head  *Node
 	Nodes []*Node // the head first
+
+	mu sync.Mutex // protects tls, joinToken
+	// With TLS (rayo start's default), the head's credentials, which the
+	// test uses to reach the control store, and the join token nodes are
+	// started with.
+	tls       *rpc.TLS
+	joinToken string
 }
 
 // Node is one node's daemon.
@@ -139,7 +148,11 @@ func (n *Node) launch() {
 // Env is the environment of a process on this node: drivers started with
 // it join the cluster through this node.
 func (n *Node) Env() []string {
-	return append(os.Environ(), "RAYO_STATE_DIR="+n.StateDir, "RAYO_ADDRESS="+n.c.Addr, "RAYO_TOKEN="+n.c.Token, "RAYO_DEBUG=1")
+	token := n.c.Token
+	if j := n.c.JoinToken(); j != "" {
+		token = j
+	}
+	return append(os.Environ(), "RAYO_STATE_DIR="+n.StateDir, "RAYO_ADDRESS="+n.c.Addr, "RAYO_TOKEN="+token, "RAYO_DEBUG=1")
 }
 
 // Command is a driver (or any program) run on this node.
@@ -224,7 +237,46 @@ func (c *Cluster) WaitAlive(want int, within time.Duration) {
 func (c *Cluster) ListNodes() ([]*pb.NodeInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return node.ListNodes(ctx, c.Addr, c.Token)
+	conn, err := c.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	list := &pb.NodeList{}
+	if err := conn.Call(ctx, rpc.MListNodes, &pb.Empty{}, list); err != nil {
+		return nil, err
+	}
+	return list.Nodes, nil
+}
+
+// Dial connects to the control store with the token (and, when the
+// cluster has TLS, the head's certificate).
+func (c *Cluster) Dial(ctx context.Context) (*rpc.Conn, error) {
+	return rpc.DialTLS(ctx, "tcp:"+c.Addr, c.Token, c.TLS(), nil)
+}
+
+// TLS is the head's credentials, once it has written them (nil while it
+// has not, or when the cluster runs without TLS).
+func (c *Cluster) TLS() *rpc.TLS {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tls == nil && c.Head != nil {
+		if rec, err := node.ReadCluster(c.Head.StateDir); err == nil && rec.TLSDir != "" {
+			if creds, err := pki.LoadDir(rec.TLSDir, ""); err == nil {
+				c.tls, c.joinToken = rpc.NewTLS(creds), rec.JoinToken
+			}
+		}
+	}
+	return c.tls
+}
+
+// JoinToken is what nodes join with when the cluster has TLS
+// (K10<CA fingerprint>::<secret>), or "".
+func (c *Cluster) JoinToken() string {
+	c.TLS()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.joinToken
 }
 
 func (c *Cluster) alive() int {

@@ -27,7 +27,7 @@ func gcsCall(t *testing.T, c *Cluster, m rpc.Method, req, resp proto.Message) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, err := rpc.DialToken(ctx, "tcp:"+c.Addr, c.Token, nil)
+	conn, err := c.Dial(ctx)
 	if err != nil {
 		t.Fatalf("dial the control store: %v", err)
 	}

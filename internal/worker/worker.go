@@ -20,6 +20,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -116,6 +117,14 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if dir := os.Getenv(pki.EnvDir); dir != "" && os.Getenv(rayletclient.EnvListen) != "" {
+		// The node's certificate, for the links to other nodes.
+		creds, err := pki.LoadDir(dir, "")
+		if err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+		rpc.SetDefaultTLS(rpc.NewTLS(creds))
 	}
 	rt, err := core.New(core.Config{
 		Addr:     addr,

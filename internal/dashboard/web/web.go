@@ -5,15 +5,14 @@
 package web
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
-	"time"
 )
 
 //go:embed static
@@ -109,6 +108,39 @@ func Handler() http.Handler {
 		if a.contentType == contentTypes[".html"] {
 			h.Set("Content-Security-Policy", contentSecurityPolicy)
 		}
-		http.ServeContent(w, r, p, time.Time{}, bytes.NewReader(a.data))
+		serveAsset(w, r, a)
 	})
+}
+
+// serveAsset answers with the whole asset, or 304 when the request's
+// If-None-Match names its ETag. It deliberately does not use
+// http.ServeContent: the assets are small, so byte ranges buy nothing, and
+// ServeContent's Range parsing is what GO-2026-6609 (unbounded CPU on a
+// Range header of many small ranges, before Go 1.26.9) attacks, on a path
+// that needs no token. Range and If-Range are ignored, as RFC 9110 allows.
+func serveAsset(w http.ResponseWriter, r *http.Request, a asset) {
+	if etagMatches(r.Header.Get("If-None-Match"), a.etag) {
+		h := w.Header()
+		h.Del("Content-Type")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.data)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(a.data)
+	}
+}
+
+// etagMatches reports whether an If-None-Match value (a list of entity
+// tags, weak or strong, or "*") names etag. Weak comparison, as RFC 9110
+// prescribes for If-None-Match.
+func etagMatches(header, etag string) bool {
+	for _, tag := range strings.Split(header, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
+			return true
+		}
+	}
+	return false
 }

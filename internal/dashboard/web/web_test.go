@@ -418,3 +418,86 @@ func TestDashboardAsksForTheToken(t *testing.T) {
 		t.Fatalf("the page asked %d times", len(prompts()))
 	}
 }
+
+// TestHandlerIgnoresRange sends the attack input of GO-2026-6609 (a Range
+// header of many small ranges, which makes Go 1.26.8's http.ServeContent
+// spend CPU without bound) to the static handler, which needs no token:
+// the handler must answer the whole asset, never parse the ranges.
+func TestHandlerIgnoresRange(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	want, err := fs.ReadFile(staticFS, "static/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) < 200 {
+		t.Fatalf("app.js has %d bytes; the test needs more than its 200 ranges", len(want))
+	}
+	var ranges []string
+	for i := 0; i < 200; i++ {
+		ranges = append(ranges, fmt.Sprintf("%d-%d", i, i))
+	}
+	for _, h := range []map[string]string{
+		{"Range": "bytes=" + strings.Join(ranges, ",")},
+		{"Range": "bytes=0-0", "If-Range": "anything"},
+		{"Range": "bytes=-1"},
+	} {
+		for _, method := range []string{"GET", "HEAD"} {
+			req, _ := http.NewRequest(method, srv.URL+"/app.js", nil)
+			for k, v := range h {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s with Range %.40q: status %d, want 200 (ranges ignored)", method, h["Range"], resp.StatusCode)
+			}
+			if cr := resp.Header.Get("Content-Range"); cr != "" {
+				t.Errorf("%s: Content-Range %q for an ignored Range", method, cr)
+			}
+			if got := resp.Header.Get("Content-Length"); got != fmt.Sprint(len(want)) {
+				t.Errorf("%s: Content-Length %q, want %d", method, got, len(want))
+			}
+			if method == "GET" && string(body) != string(want) {
+				t.Errorf("GET answered %d bytes, not the whole app.js (%d)", len(body), len(want))
+			}
+		}
+	}
+	// Revalidation still works, with a list of tags and weak ones.
+	for _, inm := range []string{`"x", ` + etagOf(t, srv.URL+"/app.js"), "W/" + etagOf(t, srv.URL+"/app.js"), "*"} {
+		req, _ := http.NewRequest("GET", srv.URL+"/app.js", nil)
+		req.Header.Set("If-None-Match", inm)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotModified {
+			t.Errorf("If-None-Match %s: status %d, want 304", inm, resp.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/app.js", nil)
+	req.Header.Set("If-None-Match", `"stale"`)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a stale ETag: status %d, want 200", resp.StatusCode)
+	}
+}
+
+func etagOf(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get("ETag")
+}

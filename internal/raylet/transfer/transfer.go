@@ -527,6 +527,9 @@ func dialSource(ctx context.Context, addr, token string, h rpc.Handler) (*pullLi
 	if err != nil {
 		return nil, fmt.Errorf("raylet: dial %s: %w", addr, err)
 	}
+	if nc, err = rpc.ClientTLS(ctx, nc, "tcp:"+addr); err != nil {
+		return nil, err
+	}
 	cc := newChunkConn(nc)
 	c := rpc.NewConn(cc, h)
 	if err := rpc.Hello(ctx, c, addr, token); err != nil {

@@ -89,7 +89,12 @@ var newCounter = rayo.Actor0(func() *Counter { return &Counter{} })
 var incr = rayo.Method0(newCounter, (*Counter).Incr)
 
 func main() {
-	if err := rayo.Init(); err != nil {
+	var opts []rayo.Option
+	if f := os.Getenv("MN_TLS_FILES"); f != "" { // certificate,key,CA
+		p := strings.Split(f, ",")
+		opts = append(opts, rayo.TLSFiles(p[0], p[1], p[2]))
+	}
+	if err := rayo.Init(opts...); err != nil {
 		fmt.Println("init_err=" + err.Error())
 		os.Exit(1)
 	}

@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/rayo-dev/rayo/internal/gcs"
+	"github.com/rayo-dev/rayo/internal/pki"
+	"github.com/rayo-dev/rayo/internal/rpc"
+)
+
+// CADir is where a head keeps its cluster's CA (ca.crt, ca.key): in its
+// state folder, so that a head started again keeps the same CA and the
+// nodes' certificates stay good.
+func CADir(stateDir string) string { return filepath.Join(stateDir, "tls") }
+
+// ErrNoPin refuses to join over TLS without knowing the cluster's CA.
+var ErrNoPin = errors.New("node: joining over TLS needs the cluster's CA fingerprint: pass the join token the head printed (--token K10<fingerprint>::<secret>, or RAYO_TOKEN), or --tls-cert/--tls-key/--tls-ca")
+
+// setupTLS gives the node its credentials and makes them the process's
+// TLS (rpc.SetDefaultTLS), before any TCP link: an operator's files
+// (TLSCert, TLSKey, TLSCA); on the head, a certificate of the cluster's
+// CA, minted at its first start; elsewhere, one the control store signs
+// for the join token's holder. They are saved in the session folder's
+// tls/ for the node's workers and drivers (pki.EnvDir).
+func (n *Node) setupTLS(ctx context.Context) error {
+	cfg := n.cfg
+	if !cfg.TLS {
+		rpc.SetDefaultTLS(nil)
+		return nil
+	}
+	hosts := []string{cfg.Host}
+	name := "rayo node " + cfg.Host
+	var creds *pki.Credentials
+	var err error
+	switch {
+	case cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSCA != "":
+		if cfg.TLSCert == "" || cfg.TLSKey == "" || cfg.TLSCA == "" {
+			return errors.New("node: an operator's PKI takes all three of --tls-cert, --tls-key and --tls-ca")
+		}
+		creds, err = pki.Load(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
+	case cfg.Head:
+		var ca *pki.CA
+		var minted bool
+		if ca, minted, err = n.clusterCA(ctx); err != nil {
+			return fmt.Errorf("node: the cluster's CA: %w", err)
+		}
+		if minted {
+			n.logf("rayo: minted the cluster's CA in %s (fingerprint %s)", CADir(cfg.StateDir), pki.Fingerprint(ca.Cert))
+		}
+		if creds, err = ca.Issue(name, hosts); err == nil {
+			creds.Issuer = ca
+			n.joinToken = pki.JoinToken(ca.Cert, pki.Secret(cfg.Token))
+		}
+	default:
+		token := cfg.Token
+		fp, secret, perr := pki.ParseToken(token)
+		if perr != nil {
+			return fmt.Errorf("node: %w", perr)
+		}
+		if fp == "" {
+			// A head on this machine, with this state folder, shows its CA.
+			ca, lerr := pki.LoadCA(CADir(cfg.StateDir))
+			if lerr != nil {
+				return ErrNoPin
+			}
+			token = pki.JoinToken(ca.Cert, secret)
+		}
+		creds, err = rpc.Enroll(ctx, cfg.Address, token, name, hosts)
+	}
+	if err != nil {
+		return fmt.Errorf("node: TLS credentials: %w", err)
+	}
+	dir := filepath.Join(n.session, "tls")
+	if err := creds.Save(dir); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	// Workers, the control store's process and submitted drivers inherit
+	// the process's environment; the CA's folder goes to the control
+	// store's process alone (startGCSProc).
+	if err := os.Setenv(pki.EnvDir, dir); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.tlsDir = dir
+	rpc.SetDefaultTLS(rpc.NewTLS(creds))
+	return nil
+}
+
+// The CA's place among the control store's tables in Redis.
+const (
+	caTable = "tls"
+	caKey   = "ca"
+)
+
+// clusterCA is the head's CA: kept in its state folder and, with Redis,
+// with the control store's tables too, so that a head started again on
+// another machine (another state folder) keeps the CA that its nodes'
+// certificates and join tokens name. Redis's copy wins.
+func (n *Node) clusterCA(ctx context.Context) (*pki.CA, bool, error) {
+	dir := CADir(n.cfg.StateDir)
+	if n.cfg.RedisAddress == "" {
+		return pki.LoadOrCreateCA(dir)
+	}
+	st, err := gcs.DialRedis(ctx, n.cfg.RedisAddress, n.cfg.RedisPassword, gcs.DefaultRedisPrefix)
+	if err != nil {
+		return nil, false, err
+	}
+	defer st.Close()
+	b, found, err := st.Get(ctx, caTable, caKey)
+	if err != nil {
+		return nil, false, err
+	}
+	if found {
+		ca, err := pki.ParseCA(b)
+		if err != nil {
+			return nil, false, err
+		}
+		return ca, false, ca.Save(dir)
+	}
+	ca, minted, err := pki.LoadOrCreateCA(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	if b, err = ca.Marshal(); err != nil {
+		return nil, false, err
+	}
+	if err := st.Put(ctx, caTable, caKey, b); err != nil {
+		return nil, false, err
+	}
+	return ca, minted, nil
+}
+
+// JoinToken is what nodes on other machines join with
+// (K10<CA fingerprint>::<secret>): "" but on a head that minted its CA.
+func (n *Node) JoinToken() string { return n.joinToken }
+
+// LoadTLS makes the credentials in a node's tls folder (ClusterInfo.TLSDir,
+// or pki.EnvDir) this process's TLS; with caDir, the CA there signs
+// joining nodes' certificates (the head's control store process). An
+// empty dir leaves TLS off.
+func LoadTLS(dir, caDir string) error {
+	if dir == "" {
+		return nil
+	}
+	creds, err := pki.LoadDir(dir, caDir)
+	if err != nil {
+		return fmt.Errorf("the node's TLS credentials: %w", err)
+	}
+	rpc.SetDefaultTLS(rpc.NewTLS(creds))
+	return nil
+}
