@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rayo-dev/rayo/internal/ids"
@@ -247,8 +248,12 @@ func TestPutInStore(t *testing.T) {
 // a fresh copy per attempt, as a worker on node n1 would.
 func lineageRuntime(t *testing.T) (*Runtime, *fakeRaylet, *fakeWorker) {
 	t.Helper()
-	var rl *fakeRaylet
+	// The worker's goroutine finds the raylet through an atomic: it runs
+	// after a message crossed a socket, which the race detector does not
+	// see as ordering.
+	var rlp atomic.Pointer[fakeRaylet]
 	w := newFakeWorker(t, func(_ *rpc.Conn, spec *pb.TaskSpec) *pb.TaskReply {
+		rl := rlp.Load()
 		tid, _ := ids.TaskIDFrom(spec.TaskId)
 		id := ids.ForReturn(tid, 0)
 		data := bytes.Repeat([]byte{byte('a' + spec.Attempt)}, 64)
@@ -262,6 +267,7 @@ func lineageRuntime(t *testing.T) (*Runtime, *fakeRaylet, *fakeWorker) {
 		return &pb.TaskReply{Returns: []*pb.Locator{{InStore: true, Offset: off, Size: int64(len(data)), NodeAddr: "n1"}}}
 	})
 	rt, rl := storeRuntime(t, w)
+	rlp.Store(rl)
 	return rt, rl, w
 }
 

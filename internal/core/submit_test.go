@@ -329,7 +329,11 @@ func TestAppErrorRetry(t *testing.T) {
 // A reply that does not decode counts as the worker's death.
 func TestMalformedTaskReply(t *testing.T) {
 	w := newFakeWorker(t, nil)
+	// Under the lock: the worker's goroutine reads it after a message
+	// crossed a socket, which the race detector does not see as ordering.
+	w.mu.Lock()
 	w.raw = []byte{0xff, 0xff, 0xff} // not a TaskReply
+	w.mu.Unlock()
 	rl := newFakeRaylet(w)
 	rt := newTestRuntime(t, rl, Config{})
 	h := submit1(t, rt, "t", TaskOptions{})
