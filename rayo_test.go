@@ -293,6 +293,24 @@ func TestWorkerDeathIsRetriedThenReported(t *testing.T) {
 			t.Errorf("%s: want ErrWorkerDied, got %v", name, err)
 		}
 	}
+	// A killed worker cannot remove its socket: its raylet does.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		var stale []string
+		socks, _ := filepath.Glob(filepath.Join(SessionDir(), "w-*.sock"))
+		for _, sock := range socks {
+			var pid int
+			if _, err := fmt.Sscanf(filepath.Base(sock), "w-%d.sock", &pid); err != nil || syscall.Kill(pid, 0) != nil {
+				stale = append(stale, filepath.Base(sock))
+			}
+		}
+		if len(stale) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sockets of dead workers left behind: %v", stale)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// A task whose worker dies once succeeds on a fresh worker.
 	marker := filepath.Join(t.TempDir(), "died")
 	v, err := Get(ctx, dieOnce.Remote(V(marker)))

@@ -81,6 +81,9 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 	go func() {
 		defer r.procs.Done()
 		_ = cmd.Wait()
+		// A worker removes its socket when it exits cleanly; one killed
+		// cannot.
+		_ = os.Remove(rayletclient.WorkerSocket(r.cfg.SessionDir, w.pid))
 		r.mu.Lock()
 		w.exitCode = cmd.ProcessState.ExitCode()
 		r.workerGoneLocked(w)

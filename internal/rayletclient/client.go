@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/rayo-dev/rayo/internal/ids"
@@ -33,6 +34,12 @@ const (
 // NameMarker starts a line a worker writes to its own output to say which
 // task its next lines belong to; the raylet strips it.
 const NameMarker = "\x00rayo-task:"
+
+// WorkerSocket is where the worker of process pid listens in the session
+// folder sessionDir; its raylet removes it when the worker is gone.
+func WorkerSocket(sessionDir string, pid int) string {
+	return filepath.Join(sessionDir, fmt.Sprintf("w-%d.sock", pid))
+}
 
 // Client reaches a raylet over its socket; workers and drivers use it.
 type Client struct {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -74,7 +73,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	w.cond = sync.NewCond(&w.mu)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	addr := filepath.Join(os.Getenv(rayletclient.EnvSessionDir), fmt.Sprintf("w-%d.sock", w.pid))
+	addr := rayletclient.WorkerSocket(os.Getenv(rayletclient.EnvSessionDir), w.pid)
 	var ready atomic.Pointer[core.Runtime]
 	fromRaylet := rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, k rpc.Kind, id uint64, body []byte) {
 		rt := ready.Load()
