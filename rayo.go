@@ -279,17 +279,7 @@ func joinCluster(o options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var ready atomic.Pointer[core.Runtime]
-	fromRaylet := rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, k rpc.Kind, id uint64, body []byte) {
-		if m == rpc.MLog {
-			printLogs(c, m, k, id, body)
-		} else if rt := ready.Load(); rt != nil {
-			rt.HandleRaylet(m, body)
-		}
-		if k == rpc.KindRequest && m != rpc.MLog {
-			_ = c.Reply(id, &pb.Empty{}) // the news is taken (rpc.MWorkerOOM)
-		}
-	})
-	conn, err := rpc.Dial(ctx, rec.RayletSocket, fromRaylet)
+	conn, err := rpc.Dial(ctx, rec.RayletSocket, fromLocalRaylet(&ready))
 	if err != nil {
 		return fmt.Errorf("rayo: cannot reach this node's raylet (is the cluster at %s running?): %w", c.Address, err)
 	}
@@ -298,18 +288,13 @@ func joinCluster(o options) error {
 		_ = conn.Close()
 		return fmt.Errorf("rayo: cannot find this executable for workers: %w", err)
 	}
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	jobID := hex.EncodeToString(rnd[:])
 	arena, err := objstore.OpenArena(fmt.Sprintf("/proc/%d/fd/%d", rec.RayletPID, rec.StoreFD))
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("rayo: map the node's object store: %w", err)
 	}
-	root := node.StateDir()
-	pruneSessions(root, keepSessions)
-	session := filepath.Join(root, fmt.Sprintf("job-%d-%s", os.Getpid(), jobID))
-	if err := os.MkdirAll(session, 0o755); err != nil {
+	jobID, session, err := jobSession()
+	if err != nil {
 		_ = conn.Close()
 		_ = arena.Close()
 		return err
@@ -350,6 +335,37 @@ func joinCluster(o options) error {
 	cluster.rt, cluster.conn, cluster.arena, cluster.session, cluster.node = rt, conn, arena, session, rec.Node
 	cluster.gcsAddr, cluster.token, cluster.headDash = rec.Address, rec.Token, rec.Dashboard
 	return nil
+}
+
+// fromLocalRaylet handles what the node's raylet sends a joined driver:
+// its workers' output, and news for the runtime once ready holds it.
+func fromLocalRaylet(ready *atomic.Pointer[core.Runtime]) rpc.Handler {
+	return rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, k rpc.Kind, id uint64, body []byte) {
+		if m == rpc.MLog {
+			printLogs(c, m, k, id, body)
+		} else if rt := ready.Load(); rt != nil {
+			rt.HandleRaylet(m, body)
+		}
+		if k == rpc.KindRequest && m != rpc.MLog {
+			_ = c.Reply(id, &pb.Empty{}) // the news is taken (rpc.MWorkerOOM)
+		}
+	})
+}
+
+// jobSession makes a joined driver's job ID and its folder in the state
+// folder (job-<pid>-<id>, which holds its socket), pruning those of
+// drivers gone.
+func jobSession() (jobID, session string, err error) {
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	jobID = hex.EncodeToString(rnd[:])
+	root := node.StateDir()
+	pruneSessions(root, keepSessions)
+	session = filepath.Join(root, fmt.Sprintf("job-%d-%s", os.Getpid(), jobID))
+	if err := os.MkdirAll(session, 0o755); err != nil {
+		return "", "", err
+	}
+	return jobID, session, nil
 }
 
 // NodeID is the ID of the node this process runs on (Ray's

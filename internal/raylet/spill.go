@@ -211,24 +211,7 @@ func (s *spiller) pass() {
 			s.mu.Unlock()
 			return
 		}
-		var objs []spill.Object
-		var batch int64
-		for e := s.lru.Front(); e != nil && batch < min(target, spillBatch); {
-			next := e.Next()
-			id := e.Value.(ids.ObjectID)
-			if s.pins[id] == 0 {
-				off, size, ok := s.r.store.Lookup(id)
-				b, err := s.r.arena.View(off, size)
-				if ok && err == nil {
-					objs = append(objs, spill.Object{ID: id, Data: b})
-					batch += size
-					s.spilling[id] = false
-					s.lru.Remove(e)
-					delete(s.elems, id)
-				}
-			}
-			e = next
-		}
+		objs, batch := s.pickLocked(target)
 		if len(objs) == 0 {
 			s.passing = false
 			s.lastErr = nil
@@ -244,40 +227,7 @@ func (s *spiller) pass() {
 		if m := s.r.metrics; m != nil && err == nil {
 			m.SpillSeconds.Observe(time.Since(start).Seconds())
 		}
-		var drop []ids.ObjectID
-		var freedBytes int64
-		s.mu.Lock()
-		for _, o := range objs {
-			freed := s.spilling[o.ID]
-			delete(s.spilling, o.ID)
-			switch {
-			case err != nil:
-				if !freed {
-					s.elems[o.ID] = s.lru.PushFront(o.ID)
-				}
-				s.gen++
-			case freed:
-				drop = append(drop, o.ID)
-			case s.pins[o.ID] > 0:
-				// Pinned while it was written: it stays in memory.
-				drop = append(drop, o.ID)
-				s.elems[o.ID] = s.lru.PushBack(o.ID)
-			default:
-				if n, derr := s.r.store.Delete(o.ID); derr == nil {
-					freedBytes += n
-				}
-			}
-		}
-		s.lastErr = err
-		s.wakeLocked()
-		if err != nil {
-			s.passing = false
-			s.barren = s.gen + 1 // until something changes
-		}
-		s.mu.Unlock()
-		for _, id := range drop {
-			_ = s.disk.Delete(id)
-		}
+		freedBytes := s.written(objs, err)
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
 				s.r.log.Warn("object spilling failed", "objects", len(objs), "err", err)
@@ -286,6 +236,72 @@ func (s *spiller) pass() {
 		}
 		s.r.log.Debug("spilled objects", "objects", len(objs), "bytes", batch, "freed", freedBytes, "took", time.Since(start))
 	}
+}
+
+// pickLocked takes the oldest unpinned primaries, up to target bytes (and
+// spillBatch), out of the spill order and marks them being spilled.
+func (s *spiller) pickLocked(target int64) ([]spill.Object, int64) {
+	var objs []spill.Object
+	var batch int64
+	for e := s.lru.Front(); e != nil && batch < min(target, spillBatch); {
+		next := e.Next()
+		id := e.Value.(ids.ObjectID)
+		if s.pins[id] == 0 {
+			off, size, ok := s.r.store.Lookup(id)
+			b, err := s.r.arena.View(off, size)
+			if ok && err == nil {
+				objs = append(objs, spill.Object{ID: id, Data: b})
+				batch += size
+				s.spilling[id] = false
+				s.lru.Remove(e)
+				delete(s.elems, id)
+			}
+		}
+		e = next
+	}
+	return objs, batch
+}
+
+// written settles objects whose spill ended with err: on failure they go
+// back in the spill order; written ones leave memory, but those freed or
+// pinned meanwhile, whose disk copies go. It returns the bytes freed in
+// memory.
+func (s *spiller) written(objs []spill.Object, err error) int64 {
+	var drop []ids.ObjectID
+	var freedBytes int64
+	s.mu.Lock()
+	for _, o := range objs {
+		freed := s.spilling[o.ID]
+		delete(s.spilling, o.ID)
+		switch {
+		case err != nil:
+			if !freed {
+				s.elems[o.ID] = s.lru.PushFront(o.ID)
+			}
+			s.gen++
+		case freed:
+			drop = append(drop, o.ID)
+		case s.pins[o.ID] > 0:
+			// Pinned while it was written: it stays in memory.
+			drop = append(drop, o.ID)
+			s.elems[o.ID] = s.lru.PushBack(o.ID)
+		default:
+			if n, derr := s.r.store.Delete(o.ID); derr == nil {
+				freedBytes += n
+			}
+		}
+	}
+	s.lastErr = err
+	s.wakeLocked()
+	if err != nil {
+		s.passing = false
+		s.barren = s.gen + 1 // until something changes
+	}
+	s.mu.Unlock()
+	for _, id := range drop {
+		_ = s.disk.Delete(id)
+	}
+	return freedBytes
 }
 
 // create reserves space for a new primary, waiting while spilling makes

@@ -104,26 +104,12 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	var arena *objstore.Arena
-	if store := os.Getenv(rayletclient.EnvStore); strings.HasPrefix(store, "fd:") {
-		fd, perr := strconv.Atoi(store[3:])
-		if perr != nil {
-			return nil, fmt.Errorf("worker: bad %s %q", rayletclient.EnvStore, store)
-		}
-		arena, err = objstore.OpenArenaFd(fd, store)
-	} else {
-		arena, err = objstore.OpenArena(store)
-	}
+	arena, err := openStore(os.Getenv(rayletclient.EnvStore))
 	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
+		return nil, err
 	}
-	if dir := os.Getenv(pki.EnvDir); dir != "" && os.Getenv(rayletclient.EnvListen) != "" {
-		// The node's certificate, for the links to other nodes.
-		creds, err := pki.LoadDir(dir, "")
-		if err != nil {
-			return nil, fmt.Errorf("worker: %w", err)
-		}
-		rpc.SetDefaultTLS(rpc.NewTLS(creds))
+	if err := loadTLS(); err != nil {
+		return nil, err
 	}
 	rt, err := core.New(core.Config{
 		Addr:     addr,
@@ -151,6 +137,41 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 		return nil, fmt.Errorf("worker: register: %w", err)
 	}
 	return w, nil
+}
+
+// openStore maps the node's object store that the raylet names: fd:N,
+// a descriptor it passed, or a path.
+func openStore(store string) (*objstore.Arena, error) {
+	var arena *objstore.Arena
+	var err error
+	if strings.HasPrefix(store, "fd:") {
+		fd, perr := strconv.Atoi(store[3:])
+		if perr != nil {
+			return nil, fmt.Errorf("worker: bad %s %q", rayletclient.EnvStore, store)
+		}
+		arena, err = objstore.OpenArenaFd(fd, store)
+	} else {
+		arena, err = objstore.OpenArena(store)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return arena, nil
+}
+
+// loadTLS sets up the node's certificate, for the links to other nodes,
+// when the worker serves them.
+func loadTLS() error {
+	dir := os.Getenv(pki.EnvDir)
+	if dir == "" || os.Getenv(rayletclient.EnvListen) == "" {
+		return nil
+	}
+	creds, err := pki.LoadDir(dir, "")
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	rpc.SetDefaultTLS(rpc.NewTLS(creds))
+	return nil
 }
 
 func parseWorkerID(s string) (ids.WorkerID, error) {
