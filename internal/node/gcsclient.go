@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -45,8 +46,9 @@ type gcsClient struct {
 	mu   sync.Mutex // protects conn
 	conn *rpc.Conn
 
-	fetchMu  sync.Mutex // protects fetching
+	fetchMu  sync.Mutex // protects fetching and verified
 	fetching map[string]chan struct{}
+	verified map[string]fileStamp // executables hashed, as they were then
 
 	hashMu sync.Mutex // protects hashes
 	hashes map[string]exeHash
@@ -252,10 +254,11 @@ func (g *gcsClient) FetchJob(ctx context.Context, id string) (*pb.JobInfo, strin
 	path := filepath.Join(g.binDir, info.ExeHash)
 	for {
 		g.fetchMu.Lock()
-		if cachedBinary(path, info.ExeHash, info.ExeSize) {
+		if g.stillVerifiedLocked(path) || cachedBinary(path, info.ExeHash, info.ExeSize) {
 			// In use: pruneBinaries keeps it.
 			now := time.Now()
 			_ = os.Chtimes(path, now, now)
+			g.markVerifiedLocked(path)
 			g.fetchMu.Unlock()
 			return info, path, nil
 		}
@@ -289,9 +292,9 @@ func (g *gcsClient) FetchJob(ctx context.Context, id string) (*pb.JobInfo, strin
 }
 
 // cachedBinary reports whether path holds the executable of content hash
-// sum (hex SHA-256) and size bytes. The whole file is hashed on each
-// call, which is once per job a node loads: a size check alone would run
-// whatever was put there.
+// sum (hex SHA-256) and size bytes, hashing the whole file: a size check
+// alone would run whatever was put there. FetchJob hashes a file again
+// whenever it has changed since it last did (stillVerifiedLocked).
 func cachedBinary(path, sum string, size int64) bool {
 	f, err := os.Open(path)
 	if err != nil {
@@ -306,6 +309,44 @@ func cachedBinary(path, sum string, size int64) bool {
 		return false
 	}
 	return hex.EncodeToString(d.Sum(nil)) == sum
+}
+
+// fileStamp names a file's content as it stands: any write, rename over
+// it or change of its times or mode changes its inode or change time.
+type fileStamp struct {
+	dev, ino uint64
+	size     int64
+	ctime    syscall.Timespec
+}
+
+func stampOf(path string) (fileStamp, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		return fileStamp{}, false
+	}
+	return fileStamp{dev: st.Dev, ino: st.Ino, size: st.Size, ctime: st.Ctim}, true
+}
+
+// stillVerifiedLocked reports whether path is the very file this node
+// hashed last (cachedBinary), untouched since: hashing a large executable
+// again on every job it loads slowed the jobs' first tasks on other
+// nodes. fetchMu is held.
+func (g *gcsClient) stillVerifiedLocked(path string) bool {
+	st, ok := stampOf(path)
+	return ok && g.verified[path] == st
+}
+
+// markVerifiedLocked records path as hashed and found right, as it stands
+// now. fetchMu is held.
+func (g *gcsClient) markVerifiedLocked(path string) {
+	st, ok := stampOf(path)
+	if !ok {
+		return
+	}
+	if g.verified == nil {
+		g.verified = make(map[string]fileStamp)
+	}
+	g.verified[path] = st
 }
 
 // The node's cache of executables keeps those used in the last

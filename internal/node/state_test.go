@@ -221,3 +221,23 @@ func TestMetricsStayOnLoopback(t *testing.T) {
 		t.Fatalf("metrics at %q (%v), want 127.0.0.1", n.raylet.MetricsAddr(), err)
 	}
 }
+
+// A file hashed once is trusted while it stays as it was; any change to
+// it, even of the same size, makes the node hash it again.
+func TestVerifiedBinaryIsHashedAgainOnceChanged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "exe")
+	if err := os.WriteFile(path, []byte("the real job"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := &gcsClient{}
+	g.markVerifiedLocked(path)
+	if !g.stillVerifiedLocked(path) {
+		t.Fatal("a file just verified is not")
+	}
+	if err := os.WriteFile(path, []byte("a planted!!!"), 0o755); err != nil { // same size
+		t.Fatal(err)
+	}
+	if g.stillVerifiedLocked(path) {
+		t.Fatal("a rewritten file still counts as verified")
+	}
+}
