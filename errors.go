@@ -2,7 +2,6 @@ package rayo
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/core"
@@ -144,14 +143,7 @@ type TaskError struct {
 
 // Error says which task failed, and how.
 func (e *TaskError) Error() string {
-	switch e.Kind {
-	case KindPanic:
-		return fmt.Sprintf("rayo: task %s panicked (pid %d): %s", e.Task, e.PID, e.Message)
-	case KindApp:
-		return fmt.Sprintf("rayo: task %s failed (pid %d): %s", e.Task, e.PID, e.Message)
-	default:
-		return fmt.Sprintf("rayo: task %s: %s", e.Task, e.Message)
-	}
+	return core.TaskErrorMessage(string(e.Kind), e.Task, e.PID, e.Message)
 }
 
 // Is makes errors.Is match ErrTaskFailed and the sentinel of the error's

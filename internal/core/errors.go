@@ -85,14 +85,18 @@ type TaskError struct {
 	PID     int    // the worker process that ran it, if any
 }
 
-func (e *TaskError) Error() string {
-	switch e.Kind {
+func (e *TaskError) Error() string { return TaskErrorMessage(e.Kind, e.Task, e.PID, e.Message) }
+
+// TaskErrorMessage is how the error of task that failed with kind reads,
+// for this package's TaskError and the public one alike.
+func TaskErrorMessage(kind, task string, pid int, msg string) string {
+	switch kind {
 	case KindPanic:
-		return fmt.Sprintf("rayo: task %s panicked (pid %d): %s", e.Task, e.PID, e.Message)
+		return fmt.Sprintf("rayo: task %s panicked (pid %d): %s", task, pid, msg)
 	case KindApp:
-		return fmt.Sprintf("rayo: task %s failed (pid %d): %s", e.Task, e.PID, e.Message)
+		return fmt.Sprintf("rayo: task %s failed (pid %d): %s", task, pid, msg)
 	default:
-		return fmt.Sprintf("rayo: task %s: %s", e.Task, e.Message)
+		return fmt.Sprintf("rayo: task %s: %s", task, msg)
 	}
 }
 
