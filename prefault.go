@@ -1,6 +1,9 @@
 package rayo
 
-import "github.com/rayo-dev/rayo/internal/objstore"
+import (
+	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/rpc"
+)
 
 // driverPrefaultWindow is how much of the node's store a driver keeps
 // mapped ahead of its puts (a quarter of the store at most), from Init
@@ -12,5 +15,6 @@ const driverPrefaultWindow = 256 << 20
 
 // prefaultStore arms the driver's prefault window of store a.
 func prefaultStore(a *objstore.Arena) {
+	a.PrefaultWhenQuiet(rpc.Activity) // not while the driver talks
 	a.PrefaultAhead(min(driverPrefaultWindow, a.Capacity()/4))
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -206,6 +207,40 @@ func TestWriteBeyondTheWindowMarksItBehind(t *testing.T) {
 	}
 	if !a.w.behind.Load() {
 		t.Fatal("a 2 MiB write beyond the window did not mark it behind")
+	}
+}
+
+// While the process exchanges messages, the idle-class mapper waits; it
+// maps once they stop.
+func TestPrefaultWaitsWhileTheProcessTalks(t *testing.T) {
+	a := newArena(t, 8*writeChunk)
+	var busy atomic.Bool
+	var count, looks atomic.Uint64
+	busy.Store(true)
+	a.PrefaultWhenQuiet(func() uint64 {
+		looks.Add(1)
+		if busy.Load() {
+			return count.Add(1) // a message since the last look
+		}
+		return count.Load()
+	})
+	a.PrefaultAhead(2 * writeChunk)
+	deadline := time.Now().Add(10 * time.Second)
+	for looks.Load() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatal("the mapper did not look at the activity 5 times in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := a.w.touched.Load(); n != 0 {
+		t.Fatalf("the mapper mapped %d chunks while the process talked", n)
+	}
+	busy.Store(false)
+	for a.w.touched.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 chunks mapped in 10s once the process went quiet", a.w.touched.Load())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -227,6 +227,14 @@ func (c *Conn) fail(err error) {
 	}
 }
 
+// received counts the frames this process has read, on every connection.
+var received atomic.Uint64
+
+// Activity is a count that grows while this process exchanges messages:
+// work that would slow them, such as the store's prefault window, waits
+// until it stands still.
+func Activity() uint64 { return received.Load() }
+
 func (c *Conn) readLoop() {
 	r := newFrameReader(c.nc)
 	r.mayBorrow = func() bool { return !c.preAuth.Load() }
@@ -251,6 +259,7 @@ func (c *Conn) readLoop() {
 			break
 		}
 		m, kind, id := Method(hdr[4]), Kind(hdr[5]), binary.BigEndian.Uint64(hdr[6:14])
+		received.Add(1)
 		if preAuth && kind != KindRequest {
 			err = fmt.Errorf("%w: a frame of kind %d before the peer authenticated", ErrCorrupt, kind)
 			break
