@@ -20,9 +20,15 @@ type lineage struct {
 	spec *pb.TaskSpec
 	q    *schedQueue
 	args []*pb.ObjectRef // the task's ref arguments, pinned while this lives
+	// retries is how many more times the task may run: what its
+	// MaxRetries left when it finished (negative: no bound). As in Ray, a
+	// rebuild spends a retry, so a task with MaxRetries(0) is never run
+	// again and its lost results stay lost.
+	retries int
 }
 
-// maxRebuilds bounds how often one object is made again.
+// maxRebuilds bounds how often a reader tries to have one lost object
+// made again before it gives up.
 const maxRebuilds = 3
 
 // keepLineageLocked records, for a task that finished well, how to make
@@ -32,7 +38,7 @@ const maxRebuilds = 3
 // tasks.mu and objs.mu.
 func (ot *objectTable) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
 	if loc.InStore && loc.NodeAddr != "" && t.q != nil && t.actor == nil && t.create == nil && obj.lineage == nil {
-		l := &lineage{spec: t.spec, q: t.q}
+		l := &lineage{spec: t.spec, q: t.q, retries: t.retries}
 		for _, a := range t.spec.Args {
 			if a.Ref != nil {
 				ot.pinLocked(a.Ref, false)
@@ -61,17 +67,25 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 	var after actions
 	rt.lockTasks()
 	obj := rt.objs.byID[id]
-	if obj == nil || !obj.owned || obj.lineage == nil || obj.rebuilds >= maxRebuilds {
+	if obj == nil || !obj.owned || obj.lineage == nil {
 		rt.unlockTasks()
-		return nil, fmt.Errorf("%w: %s, and it cannot be made again (no lineage: put by a process, made by an actor, or rebuilt %d times)", ErrObjectLost, id, maxRebuilds)
+		return nil, fmt.Errorf("%w: %s, and it cannot be made again (no lineage: put by a process, or made by an actor)", ErrObjectLost, id)
 	}
 	if obj.state != statePending && obj.loc == lost {
+		l := obj.lineage
+		if l.retries == 0 {
+			rt.unlockTasks()
+			return nil, fmt.Errorf("%w: %s (its copy was on node %s), and task %s that made it has no retries left to make it again (MaxRetries; rebuilt %d times)", ErrObjectLost, id, lost.GetNodeAddr(), l.spec.Name, obj.rebuilds)
+		}
+		if l.retries > 0 {
+			l.retries--
+		}
 		// The first to notice starts the task again; others wait with it.
 		obj.rebuilds++
-		spec := proto.Clone(obj.lineage.spec).(*pb.TaskSpec)
+		spec := proto.Clone(l.spec).(*pb.TaskSpec)
 		spec.Attempt++
 		tid, _ := ids.TaskIDFrom(spec.TaskId)
-		t := &task{spec: spec, q: obj.lineage.q, retries: 3}
+		t := &task{spec: spec, q: l.q, retries: l.retries}
 		t.returns = make([]ids.ObjectID, spec.NumReturns)
 		for i := range t.returns {
 			rid := ids.ForReturn(tid, i)
