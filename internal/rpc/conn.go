@@ -151,6 +151,16 @@ func (c *Conn) authenticated() {
 // Dial connects to a Unix socket (or "tcp:HOST:PORT", with the process's
 // DefaultTLS).
 func Dial(ctx context.Context, addr string, h Handler, onClose ...func(error)) (*Conn, error) {
+	nc, err := dialSocket(ctx, addr, DefaultTLS())
+	if err != nil {
+		return nil, err
+	}
+	return NewConn(nc, h, onClose...), nil
+}
+
+// dialSocket connects to a Unix socket, or to "tcp:HOST:PORT" over TLS
+// with t (nil: in clear).
+func dialSocket(ctx context.Context, addr string, t *TLS) (net.Conn, error) {
 	network, a := "unix", addr
 	if len(addr) > 4 && addr[:4] == "tcp:" {
 		network, a = "tcp", addr[4:]
@@ -161,11 +171,9 @@ func Dial(ctx context.Context, addr string, h Handler, onClose ...func(error)) (
 		return nil, fmt.Errorf("rpc: dial %s: %w", addr, err)
 	}
 	if network == "tcp" {
-		if nc, err = ClientTLS(ctx, nc, addr); err != nil {
-			return nil, err
-		}
+		return clientTLS(ctx, nc, addr, t)
 	}
-	return NewConn(nc, h, onClose...), nil
+	return nc, nil
 }
 
 // Done is closed when the connection is gone.

@@ -214,19 +214,9 @@ func handshake(ctx context.Context, nc net.Conn, addr string, cfg *tls.Config) (
 // with t (nil: in clear), after the TLS handshake, so that the token goes
 // only to a server whose certificate t trusts.
 func DialTLS(ctx context.Context, addr, token string, t *TLS, h Handler, onClose ...func(error)) (*Conn, error) {
-	network, a := "unix", addr
-	if len(addr) > 4 && addr[:4] == "tcp:" {
-		network, a = "tcp", addr[4:]
-	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, network, a)
+	nc, err := dialSocket(ctx, addr, t)
 	if err != nil {
-		return nil, fmt.Errorf("rpc: dial %s: %w", addr, err)
-	}
-	if network == "tcp" {
-		if nc, err = clientTLS(ctx, nc, addr, t); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	c := NewConn(nc, h, onClose...)
 	if err := Hello(ctx, c, addr, token); err != nil {
