@@ -270,17 +270,11 @@ func newListCmd() *cobra.Command {
 			}
 			q.Add("filter", f)
 		}
-		if cmd.Flags().Changed("limit") {
-			if limit < 0 {
-				return fmt.Errorf("bad --limit %d: want a number >= 0", limit)
-			}
-			q.Set("limit", strconv.Itoa(limit))
+		if err := setCount(cmd, q, "limit", "limit", limit); err != nil {
+			return err
 		}
-		if cmd.Flags().Changed("offset") {
-			if offset < 0 {
-				return fmt.Errorf("bad --offset %d: want a number >= 0", offset)
-			}
-			q.Set("offset", strconv.Itoa(offset))
+		if err := setCount(cmd, q, "offset", "offset", offset); err != nil {
+			return err
 		}
 		c, err := newStateClient(*addr)
 		if err != nil {
@@ -372,6 +366,19 @@ type summaryAnswer struct {
 		Count       int64          `json:"count"`
 		SizeBytes   int64          `json:"size_bytes"`
 	} `json:"summary"`
+}
+
+// setCount puts the value n of the count flag, when given, in q as key,
+// refusing a negative one.
+func setCount(cmd *cobra.Command, q url.Values, flag, key string, n int) error {
+	if !cmd.Flags().Changed(flag) {
+		return nil
+	}
+	if n < 0 {
+		return fmt.Errorf("bad --%s %d: want a number >= 0", flag, n)
+	}
+	q.Set(key, strconv.Itoa(n))
+	return nil
 }
 
 func newSummaryCmd() *cobra.Command {

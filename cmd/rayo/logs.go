@@ -67,11 +67,8 @@ func newLogsCmd() *cobra.Command {
 		if given != 1 {
 			return errors.New("give exactly one of --node ID --pid P, --worker ID, --actor ID and --task ID")
 		}
-		if cmd.Flags().Changed("tail") {
-			if tail < 0 {
-				return fmt.Errorf("bad --tail %d: want a number >= 0", tail)
-			}
-			q.Set("lines", strconv.Itoa(tail))
+		if err := setCount(cmd, q, "tail", "lines", tail); err != nil {
+			return err
 		}
 		c, err := newStateClient(*addr)
 		if err != nil {
