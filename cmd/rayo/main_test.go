@@ -129,3 +129,20 @@ func parseResults(t *testing.T, out string) []result {
 	}
 	return results
 }
+
+// A negative count is refused before anything is asked of a cluster.
+func TestNegativeCountsRefused(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"list", "tasks", "--limit", "-1"}, "bad --limit -1"},
+		{[]string{"list", "tasks", "--offset", "-2"}, "bad --offset -2"},
+		{[]string{"logs", "--node", "abc", "--pid", "7", "--tail", "-3"}, "bad --tail -3"},
+	} {
+		args := append(c.args, "--dashboard-address", "127.0.0.1:1")
+		if _, _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("rayo %v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}
