@@ -81,6 +81,7 @@ func (o *startOptions) register(f *pflag.FlagSet) {
 	f.IntVar(&o.cfg.MetricsPort, "metrics-port", 0, "the port of this node's Prometheus /metrics; 0: a free one")
 	f.Float64Var(&o.cfg.NumCPUs, "num-cpus", float64(numCPU()), "CPUs this node offers")
 	f.Float64Var(&o.numGPUs, "num-gpus", float64(raylet.DetectGPUs()), "GPUs this node offers (default: those the NVIDIA driver lists); tasks that ask for some see theirs in CUDA_VISIBLE_DEVICES")
+	f.StringToStringVar(&o.cfg.Labels, "labels", nil, "labels describing this node to the cluster, as KEY=VALUE pairs separated by commas (rayo status shows them; autoscalers find their nodes by them)")
 	f.StringVar(&o.resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
 	f.StringVar(&o.storeMem, "object-store-memory", "", "bytes of this node's shared-memory object store, such as 2GiB, 512MiB, 2G or 1073741824 (default: 30% of the node's memory, honouring a cgroup limit, at most 90% of /dev/shm's free space)")
 	f.Float64Var(&o.cfg.MemoryUsageThreshold, "memory-usage-threshold", 0, "the fraction of the node's memory (cgroup-aware) past which its memory monitor kills the worker of the newest retriable task (default 0.95, or RAYO_MEMORY_USAGE_THRESHOLD)")
@@ -377,6 +378,8 @@ type nodeJSON struct {
 	// ObjectStoreSource where the figure comes from.
 	ObjectStoreBytes  int64  `json:"object_store_bytes"`
 	ObjectStoreSource string `json:"object_store_source,omitempty"`
+	// Labels are the node's --labels.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // formatBytes writes a size in the largest binary unit that keeps it at
@@ -486,7 +489,7 @@ func newStatusCmd() *cobra.Command {
 				list[i] = nodeJSON{
 					NodeID: fmt.Sprintf("%x", n.NodeId), Address: n.Address, State: n.State, Head: n.Head,
 					Resources: resMap(n.Resources), Available: resMap(n.Available), Pending: resMap(n.Pending), SessionDir: n.SessionDir, DeathReason: n.DeathReason,
-					ObjectStoreBytes: n.ObjectStoreBytes, ObjectStoreSource: n.ObjectStoreSource,
+					ObjectStoreBytes: n.ObjectStoreBytes, ObjectStoreSource: n.ObjectStoreSource, Labels: n.Labels,
 				}
 			}
 			out := cmd.OutOrStdout()

@@ -10,11 +10,12 @@ import (
 )
 
 // TestStartObjectStoreMemory: --object-store-memory sizes the node's
-// store, the daemon says so, and rayo status shows it (table and JSON).
+// store, the daemon says so, and rayo status shows it (table and JSON),
+// with the node's --labels.
 func TestStartObjectStoreMemory(t *testing.T) {
 	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
 	port := freePort(t)
-	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "1", "--dashboard-port", "0", "--object-store-memory", "96MiB")
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "1", "--dashboard-port", "0", "--object-store-memory", "96MiB", "--labels", "rayo.io/node-type=head,zone=a")
 	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
 	out, err := e.cmd("status", "--json").CombinedOutput()
 	if err != nil {
@@ -22,6 +23,9 @@ func TestStartObjectStoreMemory(t *testing.T) {
 	}
 	if !strings.Contains(string(out), `"object_store_bytes": 100663296`) || !strings.Contains(string(out), `"object_store_source": "--object-store-memory"`) {
 		t.Fatalf("status --json does not show the 96 MiB store:\n%s", out)
+	}
+	if !strings.Contains(string(out), `"rayo.io/node-type": "head"`) || !strings.Contains(string(out), `"zone": "a"`) {
+		t.Fatalf("status --json does not show the node's labels:\n%s", out)
 	}
 	out, err = e.cmd("status").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "OBJECT STORE") || !strings.Contains(string(out), "96.0 MiB") {

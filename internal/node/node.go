@@ -52,7 +52,10 @@ type Config struct {
 	Token     string // the cluster's secret
 	NumCPUs   float64
 	Resources map[string]float64
-	StateDir  string // where session folders go
+	// Labels describe the node to the cluster (rayo status, the state
+	// API, autoscalers, which find the nodes they launched by them).
+	Labels   map[string]string
+	StateDir string // where session folders go
 	// ObjectStoreMemory is the bytes of the node's shared-memory object
 	// store; 0: 30% of the node's memory (cgroup-aware), at most 90% of
 	// /dev/shm's free space.
@@ -354,7 +357,7 @@ func (n *Node) info() *pb.NodeInfo {
 	return &pb.NodeInfo{
 		NodeId: id[:], Address: n.raylet.TCPAddr(), Resources: total, Available: avail,
 		SessionDir: n.session, Head: n.cfg.Head,
-		ObjectStoreBytes: store, ObjectStoreSource: source,
+		ObjectStoreBytes: store, ObjectStoreSource: source, Labels: n.cfg.Labels,
 	}
 }
 

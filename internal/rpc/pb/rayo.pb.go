@@ -1763,9 +1763,10 @@ type NodeInfo struct {
 	SessionDir          string                 `protobuf:"bytes,7,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
 	Head                bool                   `protobuf:"varint,8,opt,name=head,proto3" json:"head,omitempty"`
 	DeathReason         string                 `protobuf:"bytes,9,opt,name=death_reason,json=deathReason,proto3" json:"death_reason,omitempty"`
-	Pending             []*Resource            `protobuf:"bytes,10,rep,name=pending,proto3" json:"pending,omitempty"`                                                // demand waiting for resources
-	ObjectStoreBytes    int64                  `protobuf:"varint,11,opt,name=object_store_bytes,json=objectStoreBytes,proto3" json:"object_store_bytes,omitempty"`   // the capacity of its shared-memory object store
-	ObjectStoreSource   string                 `protobuf:"bytes,12,opt,name=object_store_source,json=objectStoreSource,proto3" json:"object_store_source,omitempty"` // where that figure comes from (a flag, the cgroup limit, RAM, /dev/shm)
+	Pending             []*Resource            `protobuf:"bytes,10,rep,name=pending,proto3" json:"pending,omitempty"`                                                                         // demand waiting for resources
+	ObjectStoreBytes    int64                  `protobuf:"varint,11,opt,name=object_store_bytes,json=objectStoreBytes,proto3" json:"object_store_bytes,omitempty"`                            // the capacity of its shared-memory object store
+	ObjectStoreSource   string                 `protobuf:"bytes,12,opt,name=object_store_source,json=objectStoreSource,proto3" json:"object_store_source,omitempty"`                          // where that figure comes from (a flag, the cgroup limit, RAM, /dev/shm)
+	Labels              map[string]string      `protobuf:"bytes,13,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the node's labels (--labels), such as the node type an autoscaler launched it as
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1882,6 +1883,13 @@ func (x *NodeInfo) GetObjectStoreSource() string {
 		return x.ObjectStoreSource
 	}
 	return ""
+}
+
+func (x *NodeInfo) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
 }
 
 // NodeList answers ListNodes.
@@ -4471,7 +4479,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
 	"\tActorAddr\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xc4\x03\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xb3\x04\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12,\n" +
@@ -4486,7 +4494,11 @@ const file_rayo_proto_rawDesc = "" +
 	"\apending\x18\n" +
 	" \x03(\v2\x0e.rayo.ResourceR\apending\x12,\n" +
 	"\x12object_store_bytes\x18\v \x01(\x03R\x10objectStoreBytes\x12.\n" +
-	"\x13object_store_source\x18\f \x01(\tR\x11objectStoreSource\"0\n" +
+	"\x13object_store_source\x18\f \x01(\tR\x11objectStoreSource\x122\n" +
+	"\x06labels\x18\r \x03(\v2\x1a.rayo.NodeInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"0\n" +
 	"\bNodeList\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"\xa2\x01\n" +
 	"\tHeartbeat\x12\x17\n" +
@@ -4725,7 +4737,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),        // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil),   // 1: rayo.RegisterWorkerReply
@@ -4783,8 +4795,9 @@ var file_rayo_proto_goTypes = []any{
 	(*PlacementGroupRequest)(nil), // 53: rayo.PlacementGroupRequest
 	(*PlacementGroupReply)(nil),   // 54: rayo.PlacementGroupReply
 	(*BundleOp)(nil),              // 55: rayo.BundleOp
-	nil,                           // 56: rayo.TaskRecord.StateTimesUnixNsEntry
-	nil,                           // 57: rayo.ActorRecord.StateTimesUnixNsEntry
+	nil,                           // 56: rayo.NodeInfo.LabelsEntry
+	nil,                           // 57: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                           // 58: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -4800,37 +4813,38 @@ var file_rayo_proto_depIdxs = []int32{
 	2,  // 10: rayo.NodeInfo.resources:type_name -> rayo.Resource
 	2,  // 11: rayo.NodeInfo.available:type_name -> rayo.Resource
 	2,  // 12: rayo.NodeInfo.pending:type_name -> rayo.Resource
-	25, // 13: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
-	2,  // 14: rayo.Heartbeat.available:type_name -> rayo.Resource
-	2,  // 15: rayo.Heartbeat.pending:type_name -> rayo.Resource
-	2,  // 16: rayo.Heartbeat.total:type_name -> rayo.Resource
-	28, // 17: rayo.JobList.jobs:type_name -> rayo.JobInfo
-	25, // 18: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
-	2,  // 19: rayo.TaskEvent.resources:type_name -> rayo.Resource
-	2,  // 20: rayo.ActorEvent.resources:type_name -> rayo.Resource
-	38, // 21: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
-	39, // 22: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
-	41, // 23: rayo.StateEvents.runs:type_name -> rayo.RunTally
-	38, // 24: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
-	56, // 25: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
-	39, // 26: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
-	57, // 27: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
-	42, // 28: rayo.StateList.tasks:type_name -> rayo.TaskRecord
-	43, // 29: rayo.StateList.actors:type_name -> rayo.ActorRecord
-	46, // 30: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
-	2,  // 31: rayo.NodeStats.total:type_name -> rayo.Resource
-	2,  // 32: rayo.NodeStats.available:type_name -> rayo.Resource
-	47, // 33: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
-	2,  // 34: rayo.Bundle.resources:type_name -> rayo.Resource
-	51, // 35: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
-	52, // 36: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
-	52, // 37: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
-	51, // 38: rayo.BundleOp.bundles:type_name -> rayo.Bundle
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	56, // 13: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
+	25, // 14: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
+	2,  // 15: rayo.Heartbeat.available:type_name -> rayo.Resource
+	2,  // 16: rayo.Heartbeat.pending:type_name -> rayo.Resource
+	2,  // 17: rayo.Heartbeat.total:type_name -> rayo.Resource
+	28, // 18: rayo.JobList.jobs:type_name -> rayo.JobInfo
+	25, // 19: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
+	2,  // 20: rayo.TaskEvent.resources:type_name -> rayo.Resource
+	2,  // 21: rayo.ActorEvent.resources:type_name -> rayo.Resource
+	38, // 22: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
+	39, // 23: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
+	41, // 24: rayo.StateEvents.runs:type_name -> rayo.RunTally
+	38, // 25: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	57, // 26: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	39, // 27: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	58, // 28: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	42, // 29: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	43, // 30: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	46, // 31: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	2,  // 32: rayo.NodeStats.total:type_name -> rayo.Resource
+	2,  // 33: rayo.NodeStats.available:type_name -> rayo.Resource
+	47, // 34: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	2,  // 35: rayo.Bundle.resources:type_name -> rayo.Resource
+	51, // 36: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
+	52, // 37: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
+	52, // 38: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
+	51, // 39: rayo.BundleOp.bundles:type_name -> rayo.Bundle
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }
@@ -4844,7 +4858,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   58,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
