@@ -29,6 +29,7 @@ type manifests struct {
 	services     map[string]*corev1.Service
 	statefulSets map[string]*appsv1.StatefulSet
 	deployments  map[string]*appsv1.Deployment
+	docs         []string // every rendered object's YAML, as rendered
 }
 
 // render renders the chart as the release "demo" in namespace "ml" with
@@ -58,6 +59,7 @@ func render(t *testing.T, vals map[string]any) (manifests, error) {
 				continue
 			}
 			decode(t, name, doc, m)
+			m.docs = append(m.docs, doc)
 		}
 	}
 	return m, nil
