@@ -100,8 +100,9 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		})
 	}
 	r.peers = peers
-	waiting := r.viewWait
-	r.viewWait = nil
+	r.setLaunchableLocked(v)
+	waiting := append(r.viewWait, r.awaitNode...)
+	r.viewWait, r.awaitNode = nil, nil
 	for _, w := range waiting {
 		w := w
 		after = append(after, func() { r.placeRequest(w.req, w.owner, w.cb, true) })
@@ -218,6 +219,9 @@ func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill string, er
 	}
 	if p := r.roomiestLocked(res, false); p != nil {
 		return p.addr, nil // wait there
+	}
+	if r.launchableLocked(res) {
+		return "", errAwaitNode
 	}
 	return "", infeasible(fmt.Sprintf("no node in the cluster can run it: it needs %s; the nodes have %s", describeRes(res), r.describeClusterLocked()))
 }
