@@ -428,7 +428,7 @@ func (a *Autoscaler) round(ctx context.Context, now time.Time, st *Status) error
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		a.log.Info("launching nodes", "node_type", k, "count", launch[k])
+		a.log.Info("launching nodes", "node_type", k, "count", launch[k], "for", unfit)
 		if err := a.cfg.Provider.Launch(ctx, k, launch[k]); err != nil {
 			return fmt.Errorf("autoscaler: launch %d of %s: %w", launch[k], k, err)
 		}

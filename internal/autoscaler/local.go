@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,8 @@ type LocalConfig struct {
 	// StopTimeout is how long a stopped node has to exit after SIGTERM
 	// before it is killed (0: 30 s).
 	StopTimeout time.Duration
+	// Log hears of nodes that exit on their own; nil discards it.
+	Log *slog.Logger
 }
 
 // LocalProvider launches nodes as `rayo start --address ... --block`
@@ -72,6 +75,9 @@ func NewLocalProvider(cfg LocalConfig) (*LocalProvider, error) {
 	}
 	if err := CheckNodeTypes(cfg.Types); err != nil {
 		return nil, err
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 30 * time.Second
@@ -123,7 +129,7 @@ func (p *LocalProvider) start(t NodeType) error {
 		return ErrClosed
 	}
 	p.next++
-	id := fmt.Sprintf("local-%s-%d", t.Name, p.next)
+	id := fmt.Sprintf("%s-%d", t.Name, p.next) // short: the node's sockets live below StateRoot/id
 	dir := filepath.Join(p.cfg.StateRoot, id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("autoscaler: state folder of %s: %w", id, err)
@@ -149,11 +155,15 @@ func (p *LocalProvider) start(t NodeType) error {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		_ = cmd.Wait()
+		err := cmd.Wait()
 		close(lp.exited)
 		p.mu.Lock()
 		delete(p.procs, id)
+		stopped := lp.inst.State == InstanceTerminating || p.closed
 		p.mu.Unlock()
+		if !stopped {
+			p.cfg.Log.Warn("a node exited on its own", "instance", id, "err", err, "log", dir+".log")
+		}
 	}()
 	return nil
 }

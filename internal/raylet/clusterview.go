@@ -303,6 +303,13 @@ func describeRes(res []*pb.Resource) string {
 	return describe(m)
 }
 
+// spilledStay is how long a request spilled here waits before it may move
+// on again: a view's free resources can be stale, so a request may have
+// been sent to a node that filled meanwhile, and it must not stay there
+// while another node has room (an autoscaled node joining, say); the
+// pause keeps two nodes from passing it back and forth on stale views.
+const spilledStay = time.Second
+
 // rebalanceLocked sends waiting requests that have no room here to other
 // nodes that have room now.
 func (r *Raylet) rebalanceLocked(after *[]func()) {
@@ -315,7 +322,7 @@ func (r *Raylet) rebalanceLocked(after *[]func()) {
 	}
 	kept := r.pending[:0]
 	for _, p := range r.pending {
-		if fits(free, p.res) || p.req.Spilled || len(p.req.AffinityNode) > 0 || p.req.Dedicated && p.req.Detached {
+		if fits(free, p.res) || p.req.Spilled && time.Since(p.at) < spilledStay || len(p.req.AffinityNode) > 0 || p.req.Dedicated && p.req.Detached {
 			take(free, p.res)
 			kept = append(kept, p)
 			continue
