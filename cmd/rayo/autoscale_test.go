@@ -137,3 +137,58 @@ func TestAutoscalerLocalGrowsAndShrinks(t *testing.T) {
 		t.Fatal("the head did not stop within 30s of SIGTERM")
 	}
 }
+
+// TestAutoscalerWideTask: with autoscaling on, a 2-CPU task on a 1-CPU
+// head waits for a 2-CPU node of the type --autoscaler-node-types gives,
+// rather than failing as infeasible. (Its name is short: the nodes'
+// sockets live below the test's folder, and their paths are bounded.)
+func TestAutoscalerWideTask(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	driver := filepath.Join(t.TempDir(), "autoscale")
+	if out, err := exec.Command("go", "build", "-o", driver, "./testdata/autoscale").CombinedOutput(); err != nil {
+		t.Fatalf("build driver: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "1", "--autoscaler", "local",
+		"--autoscaler-node-types", `[{"name":"cpu2","resources":{"CPU":2},"max_workers":1}]`, "--idle-timeout", "60s", "--autoscaler-interval", "200ms")
+	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
+	c := exec.Command(driver, "wide")
+	c.Env = append(os.Environ(), "RAYO_STATE_DIR="+e.state, "RAYO_ADDRESS="+fmt.Sprintf("127.0.0.1:%d", port), "RAYO_TOKEN=")
+	out, err := c.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "node=") {
+		t.Fatalf("a 2-CPU task with a 2-CPU node type: %v\n%s", err, out)
+	}
+	t.Logf("2-CPU task on a 1-CPU head: done on a new node after %s", regexp.MustCompile(`ms=(\d+)`).FindStringSubmatch(string(out))[1]+" ms")
+	st, err := e.status()
+	if err != nil || count(st, "ALIVE") != 2 {
+		t.Fatalf("after the wide task: %+v %v, want the head and one cpu2 node", st, err)
+	}
+	for _, n := range st.Nodes {
+		if strings.Contains(string(out), "node="+n.NodeID[:8]) && n.Resources["CPU"] != 2 {
+			t.Fatalf("the task ran on %+v, not the 2-CPU node", n)
+		}
+	}
+}
+
+func TestStartRefusesBadAutoscalerFlags(t *testing.T) {
+	e := clusterEnv{bin: buildRayo(t), state: t.TempDir()}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--address", "127.0.0.1:1", "--autoscaler", "local"}, "--autoscaler is for the head"},
+		{[]string{"--head", "--autoscaler", "aws"}, `--autoscaler "aws": want local`},
+		{[]string{"--head", "--autoscaler", "kubernetes"}, "no kubernetes provider"},
+		{[]string{"--head", "--max-workers", "3"}, "--max-workers needs --autoscaler"},
+		{[]string{"--head", "--autoscaler", "local", "--max-workers", "-1"}, "--max-workers -1"},
+		{[]string{"--head", "--autoscaler", "local", "--idle-timeout", "0s"}, "--idle-timeout 0s"},
+		{[]string{"--head", "--autoscaler", "local", "--autoscaler-node-types", `{"name":"x"}`}, "want a JSON list"},
+		{[]string{"--head", "--autoscaler", "local", "--autoscaler-node-types", `[{"name":"x","resources":{"CPU":1},"min_workers":3,"max_workers":1}]`}, "min_workers (3) <= max_workers (1)"},
+		{[]string{"--head", "--autoscaler", "local", "--autoscaler-node-types", `[{"name":"x","resources":{"CPU":1},"cpus":4}]`}, `unknown field "cpus"`},
+	} {
+		out, err := e.cmd(append([]string{"start", "--block", "--port", fmt.Sprint(freePort(t))}, c.args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("rayo start %v: %v\n%s\nwant an error with %q", c.args, err, out, c.want)
+		}
+	}
+}

@@ -3,7 +3,7 @@
 // until all three run at once, so that the cluster must offer 3 CPUs
 // together; it prints how many nodes they ran on and how long after
 // submission they started. "big" submits a task no node type can hold.
-// "request N" leaves a standing request for N bundles of 1 CPU.
+// "wide" runs a 2-CPU task. "request N" leaves a standing request for N bundles of 1 CPU.
 package main
 
 import (
@@ -42,7 +42,10 @@ var arrive = rayo.Func3E(func(dir string, i, n int) (string, error) {
 	}
 }, rayo.NumCPUs(1))
 
-var big = rayo.Func0(func() int { return 1 }, rayo.NumCPUs(64))
+var (
+	big  = rayo.Func0(func() int { return 1 }, rayo.NumCPUs(64))
+	wide = rayo.Func0(func() string { return rayo.NodeID() }, rayo.NumCPUs(2))
+)
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -87,6 +90,13 @@ func run(args []string) (err error) {
 		start := time.Now()
 		_, err := rayo.Get(ctx, big.Remote())
 		fmt.Printf("infeasible=%v\nms=%d\nerr=%v\n", errors.Is(err, rayo.ErrInfeasible), time.Since(start).Milliseconds(), err)
+	case "wide": // a 2-CPU task
+		start := time.Now()
+		node, err := rayo.Get(ctx, wide.Remote())
+		if err != nil {
+			return err
+		}
+		fmt.Printf("node=%s\nms=%d\n", node, time.Since(start).Milliseconds())
 	case "request": // request N: a standing request for N bundles of 1 CPU (0: withdraw it)
 		n, err := strconv.Atoi(args[1])
 		if err != nil {
