@@ -41,6 +41,9 @@ type LocalConfig struct {
 	Log *slog.Logger
 }
 
+// maxSocketPath is the longest path a Unix socket may have on Linux.
+const maxSocketPath = 107
+
 // LocalProvider launches nodes as `rayo start --address ... --block`
 // processes on this machine, each with a state folder of its own and the
 // labels that name its instance and node type: a cluster of several
@@ -75,6 +78,13 @@ func NewLocalProvider(cfg LocalConfig) (*LocalProvider, error) {
 	}
 	if err := CheckNodeTypes(cfg.Types); err != nil {
 		return nil, err
+	}
+	for _, t := range cfg.Types {
+		// A node's sockets live in its session folder below StateRoot/id,
+		// and a Unix socket's path holds at most 107 bytes.
+		if n := len(filepath.Join(cfg.StateRoot, t.Name+"-9999", "s-4194304-0123abcd", "w-4194304.sock")); n > maxSocketPath {
+			return nil, fmt.Errorf("%w: the local provider's nodes of type %q would have socket paths of up to %d bytes below %s, more than a Unix socket's %d: use a shorter state folder (RAYO_STATE_DIR) or type name", ErrConfig, t.Name, n, cfg.StateRoot, maxSocketPath)
+		}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
