@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/rayo-dev/rayo/internal/autoscaler"
 	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/placement"
@@ -329,6 +330,16 @@ func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retEr
 		return err
 	}
 	defer node.RemovePID(cfg.StateDir, pid)
+	if cfg.Head && auto.provider == "" {
+		// An autoscaler of an earlier head may have left its node types in
+		// the control store (kept in Redis): no node will come for them.
+		s := autoscaler.NewRPCStore(n.GCSAddr(), cfg.Token)
+		err := autoscaler.Withdraw(context.Background(), s)
+		_ = s.Close()
+		if err != nil {
+			return err
+		}
+	}
 	if auto.provider != "" {
 		as, err := startAutoscaler(n, cfg, auto, cmd.ErrOrStderr())
 		if err != nil {

@@ -190,11 +190,40 @@ func Start(ctx context.Context, cfg Config) (*Autoscaler, error) {
 	return a, nil
 }
 
-// Close stops the loop and waits for it. The nodes stay; stopping the
-// provider's instances is the provider's business.
+// Close stops the loop and waits for it, then withdraws the launchable
+// shapes (requests no node fits fail as infeasible again). The nodes
+// stay; stopping the provider's instances is the provider's business.
 func (a *Autoscaler) Close() error {
-	a.once.Do(func() { close(a.stop) })
+	var err error
+	a.once.Do(func() {
+		close(a.stop)
+		<-a.done
+		err = Withdraw(context.Background(), a.cfg.Store)
+	})
 	<-a.done
+	return err
+}
+
+// withdrawTimeout bounds Withdraw.
+const withdrawTimeout = 5 * time.Second
+
+// Withdraw clears the launchable shapes an autoscaler left in the control
+// store (with Redis they outlive the head), if any: a head that runs no
+// autoscaler calls it at start, so that requests no node fits fail as
+// infeasible rather than wait for a node nothing will add.
+func Withdraw(ctx context.Context, s ControlStore) error {
+	ctx, cancel := context.WithTimeout(ctx, withdrawTimeout)
+	defer cancel()
+	b, found, err := s.KVGet(ctx, Namespace, KeyLaunchable)
+	if err != nil {
+		return fmt.Errorf("autoscaler: withdraw the node types: %w", err)
+	}
+	if !found || len(b) == 0 {
+		return nil
+	}
+	if err := s.KVPut(ctx, Namespace, KeyLaunchable, nil); err != nil {
+		return fmt.Errorf("autoscaler: withdraw the node types: %w", err)
+	}
 	return nil
 }
 

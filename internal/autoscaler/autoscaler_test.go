@@ -264,3 +264,37 @@ func TestStandingRequestAndGroupsCountAsDemand(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestStartPublishesNodeTypesAndCloseWithdrawsThem(t *testing.T) {
+	ctx := context.Background()
+	p := &fakeProvider{types: []NodeType{
+		{Name: "w", Resources: map[string]float64{"CPU": 2}, MaxWorkers: 3},
+		{Name: "never", Resources: map[string]float64{"CPU": 64}, MaxWorkers: 0},
+	}}
+	s := &fakeStore{}
+	a, err := Start(ctx, Config{Provider: p, Store: s, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, found, _ := s.KVGet(ctx, Namespace, KeyLaunchable)
+	ds, err := DecodeDemands(b)
+	if !found || err != nil || len(ds) != 1 || ds[0].Count != 3 || ds[0].Shape[0].Name != "CPU" || ds[0].Shape[0].Quantity != 2 {
+		t.Fatalf("launchable after Start: %v %v %v, want one shape CPU=2 of 3 (a type with max 0 is not launchable)", ds, found, err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _, _ := s.KVGet(ctx, Namespace, KeyLaunchable); len(b) != 0 {
+		t.Fatalf("launchable after Close: %x, want it withdrawn", b)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
+	}
+	// A bad configuration is refused before anything is published.
+	if _, err := Start(ctx, Config{Provider: p, Store: s, MaxWorkers: -1}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("Start with max workers -1: %v", err)
+	}
+	if _, err := Start(ctx, Config{Store: s}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("Start without a provider: %v", err)
+	}
+}
