@@ -102,8 +102,15 @@ func TestAutoscalerLocalGrowsAndShrinks(t *testing.T) {
 	if !sawIdle {
 		t.Log("the idle timers were not caught in rayo status (the release came between two polls)")
 	}
-	if a := e.autoscalerStatus(t); a == nil || a.NodeTypes[0].Running != 0 || len(a.PendingLaunches) != 0 {
-		t.Fatalf("autoscaler status after the shrink: %+v", a)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		a := e.autoscalerStatus(t)
+		if a != nil && a.NodeTypes[0].Running == 0 && len(a.PendingLaunches) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("autoscaler status after the shrink: %+v", a)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the head's next rounds
 	}
 
 	// A standing request for 3 CPUs grows the cluster with no task asking,

@@ -506,6 +506,7 @@ func (a *Autoscaler) round(ctx context.Context, now time.Time, st *Status) error
 			return fmt.Errorf("autoscaler: terminate %s: %w", v.ID, err)
 		}
 		delete(a.idleSince, v.ID)
+		v.State = InstanceTerminating
 	}
 
 	// The types' counts, as they are now.
