@@ -136,31 +136,23 @@ func (rt *Runtime) NodesDead(list *pb.NodeList) {
 	}
 }
 
-// serveRaylet serves what another node's raylet pushes on the connection
-// this process opened to it (a lease's owner is told of an out-of-memory
-// kill there), replying once the news is taken.
-func (rt *Runtime) serveRaylet(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
-	rt.HandleRaylet(m, body)
-	if kind == rpc.KindRequest {
-		_ = c.Reply(id, &pb.Empty{})
-	}
-}
-
-// HandleRaylet serves what a node's raylet pushes to the processes on it
-// (see rpc.MNodesDead and rpc.MWorkerOOM); it ignores any other method.
-// It has taken the news when it returns: a caller replying to a request
-// replies after.
-func (rt *Runtime) HandleRaylet(m rpc.Method, body []byte) {
-	switch m {
-	case rpc.MNodesDead:
-		list := &pb.NodeList{}
-		if rpc.Decode(body, list) == nil {
-			rt.NodesDead(list)
+// RayletPushes registers on mx what a node's raylet pushes to the owners
+// connected to it (the processes on the node, and owners elsewhere
+// holding leases there): nodes declared dead (rpc.NodesDead), and a
+// worker its memory monitor is about to kill (rpc.WorkerOOM, answered
+// once the news is taken). The news goes to the runtime rt returns; while
+// it returns nil (a process whose runtime is not made yet, which owns
+// nothing), it is taken and dropped.
+func RayletPushes(mx *rpc.Mux, rt func() *Runtime) {
+	rpc.HandleNotify(mx, rpc.NodesDead, func(_ context.Context, list *pb.NodeList) {
+		if r := rt(); r != nil {
+			r.NodesDead(list)
 		}
-	case rpc.MWorkerOOM:
-		k := &pb.WorkerKilled{}
-		if rpc.Decode(body, k) == nil {
-			rt.WorkerKilled(k)
+	})
+	rpc.Handle(mx, rpc.WorkerOOM, func(_ context.Context, k *pb.WorkerKilled) (*pb.Empty, error) {
+		if r := rt(); r != nil {
+			r.WorkerKilled(k)
 		}
-	}
+		return &pb.Empty{}, nil
+	})
 }

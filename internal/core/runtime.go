@@ -115,6 +115,7 @@ type Runtime struct {
 	tcp  *rpc.Server // cluster: other nodes' peers
 
 	handlers *rpc.Mux // what this process serves its peers
+	pushes   *rpc.Mux // what other nodes' raylets push on its connections to them (RayletPushes)
 
 	// The three tables, each with its own lock (see the lock order above).
 	actors actorSubmitter
@@ -161,6 +162,8 @@ func New(cfg Config, mux *rpc.Mux) (*Runtime, error) {
 	rpc.HandleNotify(rt.handlers, rpc.KillOwnedActor, rt.serveKillOwnedActor)
 	rpc.HandleNotify(rt.handlers, rpc.ReleaseBorrowed, rt.serveReleaseBorrowed)
 	rpc.Handle(rt.handlers, rpc.ListObjects, rt.serveListObjects)
+	rt.pushes = rpc.NewMux("core")
+	RayletPushes(rt.pushes, func() *Runtime { return rt })
 	rt.peers = newPeerSet(rt)
 	rt.objs.fetch = func(id ids.ObjectID, owner string) {
 		rt.goroutine("fetch object", func() { rt.fetch(id, owner) })
