@@ -2,10 +2,10 @@ package rayo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,10 +13,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/hostres"
-	"github.com/rayo-dev/rayo/internal/jobs"
 	"github.com/rayo-dev/rayo/internal/node"
-	"github.com/rayo-dev/rayo/internal/objstore"
-	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/worker"
@@ -27,9 +24,8 @@ import (
 var cluster struct {
 	sync.Mutex // protects the fields below
 	rt         *core.Runtime
-	embedded   *node.Embedded  // embedded cluster
-	conn       *rpc.Conn       // joined cluster: to the node's raylet
-	arena      *objstore.Arena // joined cluster: the node's store
+	embedded   *node.Embedded // embedded cluster
+	joined     *node.Joined   // or joined cluster: this driver's place on its node
 	session    string
 	node       string // this node's ID
 	gcsAddr    string // joined cluster: the control store, and its token
@@ -129,7 +125,6 @@ func Init(opts ...Option) error {
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
 	rl.SetLocalOwner(rt.WorkerKilled) // what the raylet pushes to owners (rpc.WorkerOOM)
-	prefaultStore(rl.Arena())
 	cluster.rt, cluster.embedded, cluster.session, cluster.node = rt, emb, emb.SessionDir(), emb.NodeName()
 	cluster.dashboard = emb.DashboardURL()
 	return nil
@@ -170,19 +165,15 @@ func IsInitialized() bool { return current() != nil }
 // the shared-memory store. Refs made before it fail with ErrShutdown.
 func Shutdown() error {
 	cluster.Lock()
-	rt, emb, conn, arena := cluster.rt, cluster.embedded, cluster.conn, cluster.arena
-	cluster.rt, cluster.embedded, cluster.conn, cluster.arena = nil, nil, nil, nil
+	rt, emb, joined := cluster.rt, cluster.embedded, cluster.joined
+	cluster.rt, cluster.embedded, cluster.joined = nil, nil, nil
 	cluster.dashboard = ""
-	session := cluster.session
 	cluster.Unlock()
 	if rt == nil {
 		return nil
 	}
-	if conn != nil {
-		// Let the node pass on the last output of this job's workers.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = conn.Call(ctx, rpc.MJobDone, &pb.Empty{}, nil)
-		cancel()
+	if joined != nil {
+		joined.JobDone() // the node passes on the last output of this job's workers
 	}
 	err := rt.Close()
 	if emb != nil {
@@ -190,11 +181,8 @@ func Shutdown() error {
 			err = e
 		}
 	}
-	if conn != nil {
-		// The raylet ends the job, and its workers, when this closes.
-		_ = conn.Close()
-		_ = arena.Close()
-		_ = os.RemoveAll(session) // a joined driver's folder holds only its socket
+	if joined != nil {
+		joined.Close() // the raylet ends the job, and its workers
 	}
 	return err
 }
@@ -203,49 +191,22 @@ func Shutdown() error {
 // to the raylet of the node it runs on, as a job whose workers run this
 // executable. cluster is locked.
 func joinCluster(o options) error {
-	c, err := node.Resolve(o.address, "")
+	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("rayo: %w", err)
-	}
-	rec, err := node.ReadCluster(node.StateDir())
-	if err != nil || rec.Address != c.Address || rec.RayletSocket == "" {
-		return fmt.Errorf("%w: a driver runs on a node of its cluster, and this machine has no node of %s (see rayo start)", ErrNotSupported, c.Address)
+		return fmt.Errorf("rayo: cannot find this executable for workers: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var ready atomic.Pointer[core.Runtime]
-	conn, err := rpc.Dial(ctx, rec.RayletSocket, fromLocalRaylet(&ready))
+	j, err := node.Join(ctx, node.JoinConfig{Address: o.address, Pushes: fromLocalRaylet(&ready), TLSFiles: o.tlsFiles})
+	if errors.Is(err, node.ErrNoLocalNode) {
+		return fmt.Errorf("%w: %w", ErrNotSupported, err)
+	}
 	if err != nil {
-		return fmt.Errorf("rayo: cannot reach this node's raylet (is the cluster at %s running?): %w", c.Address, err)
+		return fmt.Errorf("rayo: %w", err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("rayo: cannot find this executable for workers: %w", err)
-	}
-	arena, err := objstore.OpenArena(fmt.Sprintf("/proc/%d/fd/%d", rec.RayletPID, rec.StoreFD))
-	if err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("rayo: map the node's object store: %w", err)
-	}
-	jobID, session, err := node.JobSession(node.StateDir())
-	if err != nil {
-		_ = conn.Close()
-		_ = arena.Close()
-		return err
-	}
-	prefaultStore(arena)
-	cfg := core.Config{
-		Addr:   filepath.Join(session, "driver.sock"),
-		Raylet: &rayletclient.Client{Conn: conn},
-		Arena:  arena,
-		Job:    jobID,
-	}
-	if err := driverTLS(o.tlsFiles, rec.TLSDir); err != nil {
-		_ = conn.Close()
-		_ = arena.Close()
-		return err
-	}
+	rec := j.Info
+	cfg := core.Config{Addr: j.DriverAddr(), Raylet: j.Raylet, Arena: j.Arena, Job: j.JobID}
 	if rec.NodeAddr != "" {
 		// Workers on other nodes reach this driver over TCP.
 		cfg.ListenTCP = net.JoinHostPort(rec.Host, "0")
@@ -254,20 +215,16 @@ func joinCluster(o options) error {
 	}
 	rt, err := core.New(cfg, driverMux())
 	if err != nil {
-		_ = conn.Close()
-		_ = arena.Close()
+		j.Close()
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
-	job := &pb.JobInfo{JobId: jobID, Exe: exe, Args: os.Args[1:], LogToDriver: o.logToDriver, DriverAddr: rt.Addr(),
-		SubmissionId: os.Getenv(jobs.EnvSubmissionID)}
-	if err := conn.Call(ctx, rpc.MRegisterJob, job, &pb.Status{}); err != nil {
+	if err := j.RegisterJob(ctx, exe, os.Args[1:], o.logToDriver, rt.Addr()); err != nil {
 		_ = rt.Close()
-		_ = conn.Close()
-		_ = arena.Close()
-		return fmt.Errorf("rayo: start job: %w", err)
+		j.Close()
+		return fmt.Errorf("rayo: %w", err)
 	}
 	ready.Store(rt)
-	cluster.rt, cluster.conn, cluster.arena, cluster.session, cluster.node = rt, conn, arena, session, rec.Node
+	cluster.rt, cluster.joined, cluster.session, cluster.node = rt, j, j.Session, rec.Node
 	cluster.gcsAddr, cluster.token, cluster.dashboard = rec.Address, rec.Token, rec.Dashboard
 	return nil
 }
@@ -285,7 +242,7 @@ func fromLocalRaylet(ready *atomic.Pointer[core.Runtime]) *rpc.Mux {
 // Pass it to NodeAffinity. It is "" before Init.
 func NodeID() string {
 	if worker.IsWorker() {
-		return os.Getenv(rayletclient.EnvNode)
+		return worker.NodeID()
 	}
 	cluster.Lock()
 	defer cluster.Unlock()

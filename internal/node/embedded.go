@@ -72,7 +72,8 @@ type Embedded struct {
 // StartEmbedded starts an embedded cluster: it prepares the state folder,
 // prunes the session folders of drivers gone (keeping the newest
 // KeepSessions), and starts the raylet, whose driver is to serve at
-// DriverAddr, and the API server.
+// DriverAddr, and the API server. The driver's window of the store is
+// mapped ahead of its puts (see prefaultStore).
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	root := cfg.StateDir
 	if root == "" {
@@ -107,6 +108,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("start raylet: %w", err)
 	}
 	e.raylet = rl
+	prefaultStore(rl.Arena())
 	if cfg.DashboardPort != 0 {
 		e.startDashboard(cfg.DashboardPort, cfg.Warn)
 	}

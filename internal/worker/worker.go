@@ -28,6 +28,10 @@ import (
 // IsWorker reports whether this process was started as a worker.
 func IsWorker() bool { return os.Getenv(rayletclient.EnvWorkerID) != "" }
 
+// NodeID is the name of the node this worker runs on, as its raylet set
+// it in the environment ("" outside a worker).
+func NodeID() string { return os.Getenv(rayletclient.EnvNode) }
+
 // Worker is a running worker process.
 type Worker struct {
 	id    ids.WorkerID
