@@ -110,7 +110,7 @@ func (j *Joined) DriverAddr() string { return filepath.Join(j.Session, "driver.s
 func (j *Joined) RegisterJob(ctx context.Context, exe string, args []string, logToDriver bool, driverAddr string) error {
 	job := &pb.JobInfo{JobId: j.JobID, Exe: exe, Args: args, LogToDriver: logToDriver, DriverAddr: driverAddr,
 		SubmissionId: os.Getenv(jobs.EnvSubmissionID)}
-	if err := j.Conn.Call(ctx, rpc.MRegisterJob, job, &pb.Status{}); err != nil {
+	if _, err := rpc.Call(ctx, j.Conn, rpc.RegisterJob, job); err != nil {
 		return fmt.Errorf("start job: %w", err)
 	}
 	return nil
@@ -121,7 +121,7 @@ func (j *Joined) RegisterJob(ctx context.Context, exe string, args []string, log
 func (j *Joined) JobDone() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = j.Conn.Call(ctx, rpc.MJobDone, &pb.Empty{}, nil)
+	_, _ = rpc.Call(ctx, j.Conn, rpc.JobDone, &pb.Empty{})
 }
 
 // Close leaves the node: the raylet ends the job, and its workers, when

@@ -316,7 +316,7 @@ func (r *Raylet) killForMemory(m memReading) <-chan struct{} {
 		}
 	} else {
 		ctx, cancel := context.WithTimeout(r.ctx, ownerNoticeTimeout)
-		_ = l.owner.Call(ctx, rpc.MWorkerOOM, notice, &pb.Empty{})
+		_, _ = rpc.Call(ctx, l.owner, rpc.WorkerOOM, notice)
 		cancel()
 	}
 	_ = l.w.proc.Kill()
