@@ -27,7 +27,7 @@ var ErrNoAutoscaler = errors.New("rayo: RequestResources needs a cluster started
 // nothing acts on it.
 func RequestResources(ctx context.Context, bundles []Bundle) error {
 	cluster.Lock()
-	rt, rl, addr, token := cluster.rt, cluster.raylet, cluster.gcsAddr, cluster.token
+	rt, emb, addr, token := cluster.rt, cluster.embedded, cluster.gcsAddr, cluster.token
 	cluster.Unlock()
 	if rt == nil {
 		return ErrNotInitialized
@@ -40,7 +40,7 @@ func RequestResources(ctx context.Context, bundles []Bundle) error {
 		}
 		demands = append(demands, d)
 	}
-	if rl != nil {
+	if emb != nil {
 		return ErrNoAutoscaler
 	}
 	s := autoscaler.NewRPCStore(addr, token)
