@@ -135,6 +135,12 @@ func nodePod(c *v1alpha1.RayoCluster, group, name string, spec v1alpha1.NodeSpec
 		{Name: "RAYO_BLOCK", Value: "true"},
 		{Name: "RAYO_HOST", Value: "$(POD_IP)"},
 		{Name: "RAYO_METRICS_HOST", Value: "$(POD_IP)"},
+		// The nodes authenticate with the cluster's token Secret; rayo's
+		// own TLS would need each worker to know the head's CA
+		// fingerprint (a join token), which the head only mints at its
+		// first start. Until the operator hands out the CA itself, the
+		// pod network carries rayo's links in clear.
+		{Name: "RAYO_TLS", Value: "false"},
 	}
 	nodeType := group
 	if head {

@@ -187,10 +187,48 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 			last = err
 		}
 		if time.Now().After(deadline) {
+			dumpState(t)
 			t.Fatalf("after %v: %s has not happened (last error: %v)", timeout, what, last)
 		}
 		time.Sleep(100 * time.Millisecond) // the poll's period, not a synchronisation
 	}
+}
+
+// dumpState prints what the test saw: the clusters' status, every pod's
+// phase and readiness, and the end of each pod's process log.
+func dumpState(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var cs v1alpha1.RayoClusterList
+	if err := suite.client.List(ctx, &cs, client.InNamespace(testNS)); err == nil {
+		for _, c := range cs.Items {
+			t.Logf("RayoCluster %s: status %+v", c.Name, c.Status)
+		}
+	}
+	var pods corev1.PodList
+	if err := suite.client.List(ctx, &pods, client.InNamespace(testNS)); err != nil {
+		t.Logf("list pods: %v", err)
+		return
+	}
+	for _, p := range pods.Items {
+		t.Logf("pod %s: phase %s ready %v node %q deleting %v", p.Name, p.Status.Phase, podIsReady(&p), p.Spec.NodeName, !p.DeletionTimestamp.IsZero())
+		if log, ok := suite.kubelet.Log(p.Name); ok {
+			t.Logf("pod %s's log:\n%s", p.Name, log)
+		} else {
+			t.Logf("pod %s: no process in the stand-in kubelet", p.Name)
+		}
+	}
+}
+
+// podIsReady reports whether a pod's Ready condition is true.
+func podIsReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // newCluster is a small cluster: a 1-CPU head and a worker group

@@ -138,6 +138,18 @@ func (k *Kubelet) Ports(pod string) (map[string]int, bool) {
 	return out, true
 }
 
+// Log returns the end of a pod's process log (its stdout and stderr),
+// and whether the stand-in ran the pod.
+func (k *Kubelet) Log(pod string) (string, bool) {
+	k.mu.Lock()
+	p, ok := k.procs[pod]
+	k.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	return tail(filepath.Join(p.dir, "log")), true
+}
+
 // Running counts the processes running now.
 func (k *Kubelet) Running() int {
 	k.mu.Lock()
@@ -377,11 +389,7 @@ func (k *Kubelet) environment(ctx context.Context, pod *corev1.Pod, c corev1.Con
 			}
 			return ref
 		})
-		for mount, local := range mounts {
-			if strings.HasPrefix(v, mount+"/") {
-				v = local + strings.TrimPrefix(v, mount)
-			}
-		}
+		v = underMount(v, mounts)
 		if v == "0.0.0.0" { // all of the pod's interfaces: its loopback here
 			v = "127.0.0.1"
 		}
@@ -412,6 +420,23 @@ func (k *Kubelet) environment(ctx context.Context, pod *corev1.Pod, c corev1.Con
 		out = append(out, n+"="+vals[n])
 	}
 	return out, nil
+}
+
+// underMount rewrites a path under one of the container's mount paths to
+// the local folder that stands in for it, once: the longest mount path
+// that holds it wins (a value rewritten under /etc/rayo/token must not be
+// taken again for one under /tmp, where the local folders live).
+func underMount(v string, mounts map[string]string) string {
+	best := ""
+	for mount := range mounts {
+		if strings.HasPrefix(v, mount+"/") && len(mount) > len(best) {
+			best = mount
+		}
+	}
+	if best == "" {
+		return v
+	}
+	return mounts[best] + strings.TrimPrefix(v, best)
 }
 
 // updateStatus writes the pod's phase and readiness when they change.
