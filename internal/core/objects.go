@@ -51,6 +51,7 @@ type object struct {
 	contained []*pb.ObjectRef // refs nested in the value, pinned while it lives
 	task      *task           // owned and pending: the task that makes it
 	lineage   *lineage        // owned, in a store: how to make it again
+	madeBy    string          // owned, in a store: the actor method that returned it (no lineage)
 	rebuilds  int
 }
 
@@ -284,7 +285,7 @@ func (ot *objectTable) whenReadyLocked(id ids.ObjectID, obj *object, f func(), a
 func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
 	c, err := rt.peers.peer(context.Background(), owner)
 	if err != nil {
-		rt.fetched(id, owner, &pb.Locator{Error: sysErr("", KindOwnerDied, err.Error())})
+		rt.fetched(id, owner, &pb.Locator{Error: rt.ownerDied(id, owner, err)})
 		return
 	}
 	c.Go(rpc.MGetObject, &pb.GetObject{ObjectId: id[:]}, func(body []byte, err error) {
@@ -293,7 +294,7 @@ func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
 			err = rpc.Decode(body, loc)
 		}
 		if err != nil {
-			loc = &pb.Locator{Error: sysErr("", KindOwnerDied, "owner "+owner+": "+err.Error())}
+			loc = &pb.Locator{Error: rt.ownerDied(id, owner, err)}
 		}
 		rt.fetched(id, owner, loc)
 	})

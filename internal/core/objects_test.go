@@ -153,8 +153,8 @@ func TestBorrowFailures(t *testing.T) {
 	borrower := newTestRuntime(t, newFakeRaylet(nil), Config{})
 	ctx := testCtx(t)
 	gone := borrower.HandleFor(ids.ForPut(), owner.Addr()+".gone")
-	if _, err := getValue(ctx, borrower, gone); !errors.Is(err, ErrOwnerDied) {
-		t.Fatalf("Get with the owner gone = %v, want ErrOwnerDied", err)
+	if _, err := getValue(ctx, borrower, gone); !errors.Is(err, ErrOwnerDied) || !strings.Contains(err.Error(), "died") {
+		t.Fatalf("Get with the owner gone = %v, want ErrOwnerDied saying the owner died", err)
 	}
 	freed := borrower.HandleFor(ids.ForPut(), owner.Addr())
 	_, err := getValue(ctx, borrower, freed)
@@ -350,8 +350,33 @@ func TestPutObjectLostForGood(t *testing.T) {
 	rl.lost[h.ID] = 1
 	rl.mu.Unlock()
 	_, _, err = rt.Bytes(ctx, h.ID, h.Owner, loc)
-	if !errors.Is(err, ErrObjectLost) || !strings.Contains(err.Error(), "cannot be made again") {
-		t.Fatalf("Bytes = %v, want ErrObjectLost without lineage", err)
+	if !errors.Is(err, ErrObjectLost) || !strings.Contains(err.Error(), "made by Put: no lineage") || !strings.Contains(err.Error(), h.ID.String()) {
+		t.Fatalf("Bytes = %v, want ErrObjectLost naming the object and saying a Put has no lineage", err)
+	}
+}
+
+// An actor's stored result has no lineage either: lost, the error names
+// the method and says actor results are not rebuilt, and the method is not
+// run again.
+func TestActorResultLostSaysWhy(t *testing.T) {
+	rt, rl, w := lineageRuntime(t)
+	ctx := testCtx(t)
+	a := createActor(t, rt, ActorOptions{MaxTaskRetries: -1})
+	h := call(t, rt, a, "Counter.Incr")
+	loc, err := rt.Get(ctx, h)
+	if err != nil || !loc.InStore {
+		t.Fatalf("Get of the actor's stored result = %v, %v", loc, err)
+	}
+	rl.mu.Lock()
+	rl.lost[h.ID] = 1
+	rl.mu.Unlock()
+	_, _, err = rt.Bytes(ctx, h.ID, h.Owner, loc)
+	if !errors.Is(err, ErrObjectLost) || !strings.Contains(err.Error(), "returned by actor method Counter.Incr: actor results are not rebuilt") ||
+		!strings.Contains(err.Error(), h.ID.String()) || !strings.Contains(err.Error(), "node n1") {
+		t.Fatalf("Bytes of a lost actor result = %v, want ErrObjectLost naming the object, the method and the node", err)
+	}
+	if got := methodNames(w); len(got) != 1 {
+		t.Fatalf("methods run: %v, want the call once", got)
 	}
 }
 

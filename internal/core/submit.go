@@ -358,7 +358,14 @@ func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 	}
 	if loc.Error != nil {
 		// A failed argument fails the task without running it.
-		rt.finishLocked(t, nil, loc.Error, &after)
+		e := loc.Error
+		if e.TaskName == "" {
+			// The argument's error names no task (a borrowed object whose
+			// owner died): it is this task's.
+			e = proto.Clone(e).(*pb.TaskError)
+			e.TaskName = t.spec.Name
+		}
+		rt.finishLocked(t, nil, e, &after)
 		rt.unlockFor(t)
 		after.run(rt)
 		return
