@@ -89,6 +89,8 @@ type Server struct {
 	kv        map[kvKey][]byte
 	groupPush *time.Timer // a push of the view after placement groups changed
 
+	guard guardState // the store's durability (writeback.go)
+
 	changed   chan struct{} // a send wakes the publisher (capacity 1: sends coalesce)
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -165,6 +167,10 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	s.wg.Add(2)
 	go s.monitor()
 	go s.publisher()
+	if err := s.startGuard(); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("gcs: mark the store: %w", err)
+	}
 	return s, nil
 }
 
