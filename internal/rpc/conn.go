@@ -453,6 +453,13 @@ func (c *Conn) flushLocked() error {
 
 // Go sends a request and calls cb with the reply, on the read loop.
 func (c *Conn) Go(m Method, req proto.Message, cb Callback) {
+	if f := activeFaults.Load(); f != nil {
+		var dropped bool
+		if dropped, cb = f.inject(m, cb); dropped {
+			cb(nil, fmt.Errorf("%w: the request %s was dropped", ErrInjected, m))
+			return
+		}
+	}
 	id := c.nextID.Add(1)
 	c.pmu.Lock()
 	if c.closeErr != nil {
