@@ -426,3 +426,36 @@ func TestBytesInlineAndError(t *testing.T) {
 		t.Fatalf("stored Bytes without a store = %v", err)
 	}
 }
+
+// A worker waiting for an argument to be made again lends its CPU while it
+// waits, as in a Get: when every CPU is held by readers of lost objects,
+// the task that makes them again needs one (the chaos suite's lineage
+// scenario hung on this).
+func TestWorkerLendsCPUWhileObjectIsRebuilt(t *testing.T) {
+	owner, rl, _ := lineageRuntime(t)
+	worker := newTestRuntime(t, rl, Config{Arena: rl.arena, NodeAddr: "n1", IsWorker: true})
+	ctx := testCtx(t)
+	h := submit1(t, owner, "maker", TaskOptions{MaxRetries: 3})
+	if _, err := owner.Get(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	b := worker.HandleFor(h.ID, owner.Addr())
+	loc, err := worker.Get(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl.mu.Lock()
+	rl.lost[h.ID] = 1
+	rl.blocked = nil
+	rl.mu.Unlock()
+	_, release, err := worker.Bytes(ctx, b.ID, b.Owner, loc)
+	if err != nil {
+		t.Fatalf("worker's Bytes of a lost object = %v, want it rebuilt", err)
+	}
+	release()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if len(rl.blocked) != 2 || !rl.blocked[0] || rl.blocked[1] {
+		t.Fatalf("the worker told its raylet %v while the object was rebuilt, want blocked then unblocked", rl.blocked)
+	}
+}

@@ -678,11 +678,16 @@ func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, owner string, loc
 		if !errors.Is(err, ErrObjectLost) || tries >= maxRebuilds {
 			return nil, noRelease, err
 		}
+		// Waiting for the object to be made again, a worker lends its CPU,
+		// as in a Get: the task that makes it may need that CPU (when every
+		// CPU is held by readers of lost objects, nothing else would run).
+		rt.block()
 		if owner == "" || owner == rt.addr {
 			loc, err = rt.rebuild(ctx, id, loc)
 		} else {
 			loc, err = rt.askRebuild(ctx, id, owner, loc)
 		}
+		rt.unblock()
 		if err != nil {
 			return nil, noRelease, err
 		}
