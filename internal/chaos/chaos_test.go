@@ -414,13 +414,23 @@ func taskChaos(t *testing.T, s *suite) row {
 func actorChaos(t *testing.T, s *suite) row {
 	actors, calls := len(s.c.Nodes), size(100, 600)
 	d := startDriver(t, s.c.Head, s.driver, nil, "actors", fmt.Sprint(actors), fmt.Sprint(calls))
-	d.until(t, "round", "0", 2*time.Minute)
-	s.killAndRestart(t, s.victim())
+	start := d.until(t, "round", "0", 2*time.Minute)
+	// The victim is a node that runs an actor.
+	victim := s.victim()
+	for _, n := range s.c.Nodes[1:] {
+		if strings.Contains(start["actor_nodes"], n.ID()) {
+			victim = n
+		}
+	}
+	s.killAndRestart(t, victim)
 	kv := d.until(t, "round_done", "0", 5*time.Minute)
 	d.finish(t)
 	ok, missing, disorder := atoi(t, kv, "ok"), atoi(t, kv, "missing"), atoi(t, kv, "disorder")
 	if ok != actors*calls || missing != 0 || disorder != 0 {
 		t.Errorf("%d of %d calls answered, %d missing, %d out of order within an incarnation (first error %s)", ok, actors*calls, missing, disorder, kv["first_err"])
+	}
+	if atoi(t, kv, "incarnations") <= actors {
+		t.Errorf("no actor was restarted (actors on %s, node %s killed): the kill came after the calls", start["actor_nodes"], victim.ID())
 	}
 	t.Logf("%d calls on %d actors, %d incarnations", ok, actors, atoi(t, kv, "incarnations"))
 	return row{faults: "1 node kill", done: ok, lost: missing + disorder}

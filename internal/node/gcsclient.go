@@ -135,7 +135,11 @@ func (g *gcsClient) call(ctx context.Context, m rpc.Method, req, resp proto.Mess
 		c := g.current()
 		if c != nil {
 			err := c.Call(ctx, m, req, resp)
-			if err == nil || !errors.Is(err, rpc.ErrClosed) {
+			// A connection that broke (closed, or reset by a control
+			// store that was killed) is made again by the heartbeat loop;
+			// an answer, even an error, is final.
+			var answered *rpc.RemoteError
+			if err == nil || errors.As(err, &answered) || !errors.Is(err, rpc.ErrClosed) && c.Err() == nil {
 				return err
 			}
 		}

@@ -48,15 +48,16 @@ func outerWant(i, inner int) int { return inner*i*1000 + inner*(inner-1)/2 }
 // Counter counts calls; a restarted actor starts again from zero.
 type Counter struct{ n int }
 
-// Step is what one call saw: the actor's process and its count.
+// Step is what one call saw: the actor's process and node, and its count.
 type Step struct {
 	PID, N int
+	Node   string
 }
 
 func (c *Counter) Incr() Step {
 	c.n++
-	time.Sleep(2 * time.Millisecond)
-	return Step{os.Getpid(), c.n}
+	time.Sleep(5 * time.Millisecond) // calls a node kill can land among
+	return Step{os.Getpid(), c.n, rayo.NodeID()}
 }
 
 var newCounter = rayo.Actor0(func() *Counter { return &Counter{} })
@@ -188,12 +189,16 @@ func run(ctx context.Context, mode string, args []string) error {
 			actors[i] = newCounter.Options(rayo.MaxRestarts(-1), rayo.MaxTaskRetries(-1), rayo.Spread()).Remote()
 		}
 		refs := make([][]rayo.Ref[Step], n)
+		var where []string
 		for i, a := range actors {
-			if _, err := rayo.Get(ctx, incr.Remote(a)); err != nil {
+			s, err := rayo.Get(ctx, incr.Remote(a))
+			if err != nil {
 				return err
 			}
+			where = append(where, s.Node)
 			refs[i] = make([]rayo.Ref[Step], calls)
 		}
+		fmt.Println("actor_nodes=" + strings.Join(where, ","))
 		for k := 0; k < calls; k++ {
 			for i, a := range actors {
 				refs[i][k] = incr.Remote(a)
