@@ -16,8 +16,10 @@
 //     state history shows 3 FAILED attempts and 1 FINISHED; an error the
 //     function returns is not retried, unless RetryExceptions.
 //   - RPC faults: with RAYO_TESTING_RPC_FAILURE dropping PushTask requests
-//     and replies, retriable tasks all succeed and no task with
-//     MaxRetries(0) runs twice (an at-most-once effect is never doubled).
+//     and replies and RequestLease requests, retriable tasks all succeed
+//     and no task with MaxRetries(0) runs twice (an at-most-once effect is
+//     never doubled); then, dropping GetObject requests and replies, the
+//     driver reads every ref that workers own.
 //   - task chaos: nested tasks with MaxRetries(-1) while a random non-head
 //     node is killed and started again each round; every result is right.
 //   - actor at-least-once: one actor per CPU, MaxRestarts(-1) and

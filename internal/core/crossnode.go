@@ -43,14 +43,18 @@ func (rt *Runtime) askLeaseAt(rc RayletClient, addr string, req *pb.RequestLease
 		switch {
 		case err != nil && rc != nil:
 			rt.peers.forgetRaylet(addr, nil)
-			rt.retryLease(req, fails+1, cb)
+			rt.retryLease(req, fails+1, cb, err)
+		case err != nil && !rt.closed.Load():
+			// This node's raylet did not answer (the request or its reply
+			// was lost): ask again, within maxLeaseFailures.
+			rt.retryLease(req, fails+1, cb, err)
 		case err == nil && r.SpillTo != "":
 			rt.goroutine("spillback", func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
 				remote, derr := rt.peers.raylet(ctx, r.SpillTo)
 				if derr != nil {
-					rt.retryLease(req, fails+1, cb)
+					rt.retryLease(req, fails+1, cb, derr)
 					return
 				}
 				next := cloneLease(req)
@@ -64,9 +68,9 @@ func (rt *Runtime) askLeaseAt(rc RayletClient, addr string, req *pb.RequestLease
 }
 
 // retryLease asks this node's raylet again, after a pause.
-func (rt *Runtime) retryLease(req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error)) {
+func (rt *Runtime) retryLease(req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error), last error) {
 	if fails > maxLeaseFailures {
-		cb(nil, nil, fmt.Errorf("no node could be reached for the task after %d tries", fails))
+		cb(nil, nil, fmt.Errorf("no node could be reached for the task after %d tries: %w", fails, last))
 		return
 	}
 	back := cloneLease(req)

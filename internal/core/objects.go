@@ -2,9 +2,11 @@ package core
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -281,14 +283,28 @@ func (ot *objectTable) whenReadyLocked(id ids.ObjectID, obj *object, f func(), a
 	}
 }
 
+// maxFetchRetries bounds how often a borrower asks an owner again whose
+// connection stays up but whose answer was lost.
+const maxFetchRetries = 10
+
 // fetch asks a borrowed object's owner for its locator.
-func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
+func (rt *Runtime) fetch(id ids.ObjectID, owner string) { rt.fetchTry(id, owner, 0) }
+
+func (rt *Runtime) fetchTry(id ids.ObjectID, owner string, tries int) {
 	c, err := rt.peers.peer(context.Background(), owner)
 	if err != nil {
 		rt.fetched(id, owner, &pb.Locator{Error: rt.ownerDied(id, owner, err)})
 		return
 	}
 	c.Go(rpc.MGetObject, &pb.GetObject{ObjectId: id[:]}, func(body []byte, err error) {
+		var answered *rpc.RemoteError
+		if err != nil && c.Err() == nil && !errors.As(err, &answered) && tries < maxFetchRetries && !rt.closed.Load() {
+			// The request or its reply was lost, but the owner is there
+			// (its connection is up): ask again.
+			pause := min(10*time.Millisecond<<tries, 500*time.Millisecond)
+			rt.after("fetch again", pause, func() { rt.fetchTry(id, owner, tries+1) })
+			return
+		}
 		loc := &pb.Locator{}
 		if err == nil {
 			err = rpc.Decode(body, loc)

@@ -5,10 +5,12 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
 // The owner's pid and node are read from its endpoint, as workers' and
@@ -92,5 +94,64 @@ func TestOwnerDiedFailsDependentTask(t *testing.T) {
 	}
 	if len(w.pushed()) != 0 {
 		t.Fatal("the task ran although its argument's owner died")
+	}
+}
+
+// A GetObject whose request or reply is lost while the owner's connection
+// stays up is asked again: the borrower gets the value, not ErrOwnerDied
+// (the chaos suite drops them with RAYO_TESTING_RPC_FAILURE).
+func TestBorrowerAsksAgainWhenAnswerIsLost(t *testing.T) {
+	owner := newTestRuntime(t, newFakeRaylet(nil), Config{})
+	borrower := newTestRuntime(t, newFakeRaylet(nil), Config{})
+	ctx := testCtx(t)
+	h, err := owner.Put(ctx, value("kept"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := rpc.ParseFaults("GetObject=0.5:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req0, resp0 := rpc.InjectedFaults()
+	rpc.SetFaults(f)
+	t.Cleanup(func() { rpc.SetFaults(nil) })
+	b := borrower.HandleFor(h.ID, owner.Addr())
+	got := make(chan string, 1)
+	go func() {
+		v, err := getValue(ctx, borrower, b)
+		if err != nil {
+			v = err.Error()
+		}
+		got <- v
+	}()
+	eventually(t, "a GetObject is lost", func() bool {
+		req, resp := rpc.InjectedFaults()
+		return req+resp > req0+resp0
+	})
+	rpc.SetFaults(nil)
+	if v := <-got; v != "kept" {
+		t.Fatalf("borrower's Get after a lost GetObject = %q, want the value", v)
+	}
+}
+
+// A lease request this node's raylet did not answer is asked again.
+func TestLostLeaseRequestIsAskedAgain(t *testing.T) {
+	w := newFakeWorker(t, nil)
+	rl := newFakeRaylet(w)
+	var calls atomic.Int32
+	rl.grant = func(_ *pb.RequestLease, cb func(*pb.LeaseReply, error)) {
+		if calls.Add(1) == 1 {
+			cb(nil, rpc.ErrInjected)
+			return
+		}
+		cb(&pb.LeaseReply{LeaseId: 1, WorkerAddr: w.addr}, nil)
+	}
+	rt := newTestRuntime(t, rl, Config{})
+	h := submit1(t, rt, "t", TaskOptions{})
+	if v, err := getValue(testCtx(t), rt, h); err != nil || v != "t:0" {
+		t.Fatalf("Get after a lost lease request = %q, %v", v, err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d lease requests, want 2", n)
 	}
 }

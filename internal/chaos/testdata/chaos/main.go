@@ -90,6 +90,10 @@ var appErr = rayo.Func1E(func(file string) (int, error) {
 // square is a retriable task.
 var square = rayo.Func1(func(x int) int { return x * x })
 
+// nest returns a ref its worker owns: the driver borrows it, and reads it
+// from that owner (GetObject).
+var nest = rayo.Func1(func(x int) rayo.Ref[int] { return square.Remote(rayo.V(x)) })
+
 // once has an at-most-once effect: it creates a file named after i; a
 // second run of the same i leaves a dup- file.
 var once = rayo.Func2(func(dir string, i int) int {
@@ -235,7 +239,9 @@ func run(ctx context.Context, mode string, args []string) error {
 		fmt.Printf("app_is_task_failed=%v\n", errors.Is(err, rayo.ErrTaskFailed))
 		_, err = rayo.Get(ctx, appErr.Options(rayo.Name("apperr-retried"), rayo.MaxRetries(3), rayo.RetryExceptions(true)).Remote(rayo.V(filepath.Join(dir, "appretried"))))
 		fmt.Printf("app_retried_is_task_failed=%v\n", errors.Is(err, rayo.ErrTaskFailed))
-	case "rpcfault": // a folder for the effects, tasks of each kind
+	case "rpcfault": // a folder for the effects, tasks of each kind, the faults of the nested phase
+		// Phase 1, under the faults of RAYO_TESTING_RPC_FAILURE: retriable
+		// tasks and tasks with an at-most-once effect.
 		dir, n := args[0], atoi(args[1])
 		sq := make([]rayo.Ref[int], n)
 		on := make([]rayo.Ref[int], n)
@@ -259,6 +265,33 @@ func run(ctx context.Context, mode string, args []string) error {
 				onceFailed++
 			}
 		}
+		// Phase 2, under the faults of args[2]: refs owned by workers,
+		// which the driver borrows and reads from them (GetObject). A
+		// lost PushTask reply would have the owning worker stopped (its
+		// objects with it), so this phase drops other methods.
+		f, err := rpc.ParseFaults(args[2])
+		if err != nil {
+			return err
+		}
+		rpc.SetFaults(f)
+		ns := make([]rayo.Ref[rayo.Ref[int]], n)
+		for i := range ns {
+			ns[i] = nest.Options(rayo.MaxRetries(-1)).Remote(rayo.V(i))
+		}
+		for i := range ns {
+			inner, err := rayo.Get(ctx, ns[i])
+			v := 0
+			if err == nil {
+				v, err = rayo.Get(ctx, inner)
+			}
+			if err == nil && v == i*i {
+				ok++
+			} else {
+				wrong++
+				first = cmp(first, err)
+			}
+		}
+		rpc.SetFaults(nil)
 		req, resp := rpc.InjectedFaults()
 		fmt.Printf("ok=%d\nwrong=%d\nonce_ok=%d\nonce_failed=%d\ninjected=%d\nfirst_err=%v\nround_done=0\n", ok, wrong, onceOK, onceFailed, req+resp, first)
 	case "lineage": // rounds, objects per round, the victim node
