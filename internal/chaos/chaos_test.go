@@ -418,15 +418,30 @@ func taskChaos(t *testing.T, s *suite) row {
 // actorChaos: actors with unlimited restarts and retries under a node
 // kill.
 func actorChaos(t *testing.T, s *suite) row {
-	actors, calls := len(s.c.Nodes), size(100, 600)
+	actors, calls := len(s.c.Nodes), size(200, 600)
 	d := startDriver(t, s.c.Head, s.driver, nil, "actors", fmt.Sprint(actors), fmt.Sprint(calls))
 	start := d.until(t, "round", "0", 2*time.Minute)
-	// The victim is a node that runs an actor.
-	victim := s.victim()
-	for _, n := range s.c.Nodes[1:] {
-		if strings.Contains(start["actor_nodes"], n.ID()) {
-			victim = n
+	// The victim is a node that runs an actor: found by the session
+	// folder the control store has for it, which lies in the node's state
+	// folder.
+	var victim *testcluster.Node
+	nodes, err := s.c.ListNodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range nodes {
+		id, err := ids.NodeIDFrom(info.NodeId)
+		if err != nil || info.Head || info.State != gcs.StateAlive || !strings.Contains(start["actor_nodes"], id.Name()) {
+			continue
 		}
+		for _, n := range s.c.Nodes[1:] {
+			if strings.HasPrefix(info.SessionDir, n.StateDir+string(filepath.Separator)) {
+				victim = n
+			}
+		}
+	}
+	if victim == nil {
+		t.Fatalf("no node but the head runs an actor (actors on %s)", start["actor_nodes"])
 	}
 	s.killAndRestart(t, victim)
 	kv := d.until(t, "round_done", "0", 5*time.Minute)
@@ -436,7 +451,7 @@ func actorChaos(t *testing.T, s *suite) row {
 		t.Errorf("%d of %d calls answered, %d missing, %d out of order within an incarnation (first error %s)", ok, actors*calls, missing, disorder, kv["first_err"])
 	}
 	if atoi(t, kv, "incarnations") <= actors {
-		t.Errorf("no actor was restarted (actors on %s, node %s killed): the kill came after the calls", start["actor_nodes"], victim.ID())
+		t.Errorf("no actor was restarted (actors on %s, node %s killed): the kill came after the calls", start["actor_nodes"], victim.Name)
 	}
 	t.Logf("%d calls on %d actors, %d incarnations", ok, actors, atoi(t, kv, "incarnations"))
 	return row{faults: "1 node kill", done: ok, lost: missing + disorder}
