@@ -54,14 +54,22 @@ type Step struct {
 	Node   string
 }
 
-func (c *Counter) Incr() Step {
+// Incr counts a call; with a gate, it waits until the gate file exists
+// (the suite opens it once it has killed a node), so that the kill lands
+// among the calls.
+func (c *Counter) Incr(gate string) Step {
 	c.n++
-	time.Sleep(5 * time.Millisecond) // calls a node kill can land among
+	for gate != "" {
+		if _, err := os.Stat(gate); err == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling the suite's file
+	}
 	return Step{os.Getpid(), c.n, rayo.NodeID()}
 }
 
 var newCounter = rayo.Actor0(func() *Counter { return &Counter{} })
-var incr = rayo.Method0(newCounter, (*Counter).Incr)
+var incr = rayo.Method1(newCounter, (*Counter).Incr)
 
 // bump adds one to the number in file and returns it.
 func bump(file string) int {
@@ -186,8 +194,8 @@ func run(ctx context.Context, mode string, args []string) error {
 			fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=%d\n", ok, wrong, failed, first, r)
 			in.ReadString('\n') // the suite has restarted the node it killed
 		}
-	case "actors": // actors, calls each
-		n, calls := atoi(args[0]), atoi(args[1])
+	case "actors": // actors, calls each, the gate file
+		n, calls, gate := atoi(args[0]), atoi(args[1]), args[2]
 		actors := make([]rayo.Actor[*Counter], n)
 		for i := range actors {
 			actors[i] = newCounter.Options(rayo.MaxRestarts(-1), rayo.MaxTaskRetries(-1), rayo.Spread()).Remote()
@@ -195,7 +203,7 @@ func run(ctx context.Context, mode string, args []string) error {
 		refs := make([][]rayo.Ref[Step], n)
 		var where []string
 		for i, a := range actors {
-			s, err := rayo.Get(ctx, incr.Remote(a))
+			s, err := rayo.Get(ctx, incr.Remote(a, rayo.V("")))
 			if err != nil {
 				return err
 			}
@@ -205,7 +213,7 @@ func run(ctx context.Context, mode string, args []string) error {
 		fmt.Println("actor_nodes=" + strings.Join(where, ","))
 		for k := 0; k < calls; k++ {
 			for i, a := range actors {
-				refs[i][k] = incr.Remote(a)
+				refs[i][k] = incr.Remote(a, rayo.V(gate))
 			}
 		}
 		fmt.Println("round=0")
