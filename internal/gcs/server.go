@@ -237,7 +237,7 @@ func (s *Server) mux() *rpc.Mux {
 	rpc.Handle(mx, rpc.ListActors, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Actors(q), nil })
 	rpc.Handle(mx, rpc.Heartbeat, func(_ context.Context, hb *pb.Heartbeat) (*pb.ClusterView, error) {
 		s.heartbeat(hb)
-		return &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}, nil
+		return s.view(), nil
 	})
 	rpc.Handle(mx, rpc.ListNodes, func(context.Context, *pb.Empty) (*pb.NodeList, error) { return &pb.NodeList{Nodes: s.Nodes()}, nil })
 	rpc.HandleAsync(mx, rpc.PlacementGroup, s.placementGroup)
@@ -350,6 +350,7 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) {
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
 	n.Available = hb.Available
 	n.Pending = hb.Pending
+	n.PendingShapes = hb.PendingShapes
 	if len(hb.Total) > 0 {
 		n.Resources = hb.Total // placement group bundles come and go
 	}
@@ -406,7 +407,7 @@ func (s *Server) publisher() {
 
 // pushView sends the cluster's view to every node now.
 func (s *Server) pushView() {
-	view := &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}
+	view := s.view()
 	s.mu.Lock()
 	conns := make([]*rpc.Conn, 0, len(s.nodeConn))
 	for _, c := range s.nodeConn {
