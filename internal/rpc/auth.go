@@ -28,6 +28,14 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // first, within the handshake timeout: until then the peer may send only a
 // Hello of at most MaxPreAuthFrame bytes; anything else closes the
 // connection.
+//
+// What a peer may present depends on token. When it is the cluster's
+// secret (a daemon's server), a peer presents the secret, and has the
+// cluster's role, or a job credential made with it (pki.JobCredential),
+// verified without a lookup, and has that job's role: the Mux refuses it
+// the cluster's own methods. When token is itself a job credential (the
+// server of a job's driver or worker, which holds no secret), a peer must
+// present that same credential, and has that job's role.
 func (s *Server) RequireToken(token string) {
 	s.mu.Lock()
 	s.token = pki.Secret(token)
@@ -42,6 +50,54 @@ func (s *Server) SetHandshakeTimeout(d time.Duration) {
 	s.mu.Lock()
 	s.handshake = d
 	s.mu.Unlock()
+}
+
+// ErrClusterOnly refuses a peer with a job's credential one of the
+// cluster's own methods.
+var ErrClusterOnly = errors.New("rpc: refused: a job's credential may not call the cluster's own methods")
+
+// Identity is who a peer authenticated as, on a server that wants a token.
+type Identity struct {
+	// Job is the job whose credential the peer presented; "" when it
+	// presented the cluster's secret.
+	Job string
+}
+
+// Identity is what the peer authenticated as: nil on a connection whose
+// server wants no token (a Unix socket, whose peers are this user's
+// processes) and on the connections this process dialed.
+func (c *Conn) Identity() *Identity { return c.ident.Load() }
+
+// JobOf is the job whose credential the peer of a request handled by a
+// Mux presented, or "" (the cluster's secret, a Unix socket, a
+// connection this process dialed).
+func JobOf(ctx context.Context) string {
+	if c := ConnOf(ctx); c != nil {
+		if id := c.Identity(); id != nil {
+			return id.Job
+		}
+	}
+	return ""
+}
+
+// check is who token authenticates as on a server that wants want, or
+// false.
+func check(want, token string) (*Identity, bool) {
+	if pki.IsJobCredential(want) {
+		// A job's process: its own credential only.
+		if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+			return nil, false
+		}
+		job, _ := pki.JobOfCredential(want)
+		return &Identity{Job: job}, true
+	}
+	if subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1 {
+		return &Identity{}, true
+	}
+	if job, err := pki.VerifyJobCredential(want, token); err == nil {
+		return &Identity{Job: job}, true
+	}
+	return nil, false
 }
 
 // authHandler passes frames on only once the peer has said the token.
@@ -76,14 +132,22 @@ func (a *authHandler) Handle(c *Conn, m Method, kind Kind, id uint64, body []byt
 		return
 	}
 	hello := &pb.Status{}
-	if m != MHello || kind != KindRequest || proto.Unmarshal(body, hello) != nil ||
-		subtle.ConstantTimeCompare([]byte(hello.Error), []byte(a.token)) != 1 {
+	var ident *Identity
+	good := m == MHello && kind == KindRequest && proto.Unmarshal(body, hello) == nil
+	if good {
+		ident, good = check(a.token, hello.Error)
+	}
+	if good && a.enrollOnly && ident.Job != "" {
+		good = false // a job's credential does not get a node certificate
+	}
+	if !good {
 		if kind == KindRequest {
 			_ = c.ReplyError(id, ErrBadToken.Error())
 		}
 		go c.Close() // not on the read loop, which Close waits for
 		return
 	}
+	c.ident.Store(ident)
 	a.mu.Lock()
 	a.ok = true
 	a.mu.Unlock()

@@ -106,6 +106,8 @@ type Conn struct {
 	// are then small (MaxPreAuthFrame), replies are refused, and reads use
 	// no large buffer.
 	preAuth atomic.Bool
+	// ident is who the peer authenticated as (see Identity).
+	ident atomic.Pointer[Identity]
 	// onAuth runs once the peer has authenticated (the server's count of
 	// peers still to authenticate).
 	onAuth func()
