@@ -145,4 +145,3 @@ func TestClusterMethodsAreMarked(t *testing.T) {
 		}
 	}
 }
-
