@@ -293,7 +293,8 @@ func joinCluster(o options) error {
 		_ = conn.Close()
 		return fmt.Errorf("rayo: map the node's object store: %w", err)
 	}
-	jobID, session, err := jobSession()
+	jobID, cred, jobKey := driverCredential(rec.Token)
+	session, err := jobSession(jobID)
 	if err != nil {
 		_ = conn.Close()
 		_ = arena.Close()
@@ -314,8 +315,8 @@ func joinCluster(o options) error {
 	if rec.NodeAddr != "" {
 		// Workers on other nodes reach this driver over TCP.
 		cfg.ListenTCP = net.JoinHostPort(rec.Host, "0")
-		cfg.Token, cfg.Node, cfg.NodeAddr = rec.Token, rec.Node, rec.NodeAddr
-		cfg.DialRaylet = core.RayletDialer(rec.Token)
+		cfg.Token, cfg.JobKey, cfg.Node, cfg.NodeAddr = cred, jobKey, rec.Node, rec.NodeAddr
+		cfg.DialRaylet = core.RayletDialer(cred)
 	}
 	rt, err := core.New(cfg, driverMux())
 	if err != nil {
@@ -352,20 +353,17 @@ func fromLocalRaylet(ready *atomic.Pointer[core.Runtime]) rpc.Handler {
 	})
 }
 
-// jobSession makes a joined driver's job ID and its folder in the state
-// folder (job-<pid>-<id>, which holds its socket), pruning those of
-// drivers gone.
-func jobSession() (jobID, session string, err error) {
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	jobID = hex.EncodeToString(rnd[:])
+// jobSession makes a joined driver's folder in the state folder
+// (job-<pid>-<id>, which holds its socket), pruning those of drivers
+// gone.
+func jobSession(jobID string) (session string, err error) {
 	root := node.StateDir()
 	pruneSessions(root, keepSessions)
 	session = filepath.Join(root, fmt.Sprintf("job-%d-%s", os.Getpid(), jobID))
 	if err := os.MkdirAll(session, 0o755); err != nil {
-		return "", "", err
+		return "", err
 	}
-	return jobID, session, nil
+	return session, nil
 }
 
 // NodeID is the ID of the node this process runs on (Ray's

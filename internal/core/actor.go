@@ -692,14 +692,16 @@ func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
 }
 
 // serveKillOwnedActor is a borrower's Kill reaching the actor's owner.
-func (rt *Runtime) serveKillOwnedActor(_ context.Context, req *pb.ActorAddrRequest) {
+// Another job's credential kills only a detached actor, which outlives
+// its job and is shared by name; this job's other actors are its own.
+func (rt *Runtime) serveKillOwnedActor(ctx context.Context, req *pb.ActorAddrRequest) {
 	id, err := ids.TaskIDFrom(req.ActorId)
 	if err != nil {
 		return
 	}
 	rt.lockAll()
 	a := rt.actors.byID[id]
-	if a == nil || !a.owned {
+	if job := rpc.JobOf(ctx); a == nil || !a.owned || job != "" && job != rt.cfg.Job && !a.detached {
 		rt.unlockAll()
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/jobs"
+	"github.com/rayo-dev/rayo/internal/pki"
 )
 
 // maxSubmitJSON bounds a submission's JSON part.
@@ -60,6 +61,10 @@ func (s *Server) jobsOr(w http.ResponseWriter) bool {
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if s.hasToken(r) {
 		return true
+	}
+	if got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); pki.IsJobCredential(got) {
+		fail(w, http.StatusForbidden, errors.New("submitting or stopping a job needs the cluster token: a job's credential may not"))
+		return false
 	}
 	fail(w, http.StatusUnauthorized, errors.New("submitting or stopping a job needs the cluster token (Authorization: Bearer TOKEN; rayo job reads it from RAYO_TOKEN or this machine's cluster record)"))
 	return false

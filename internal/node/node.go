@@ -271,9 +271,14 @@ func (n *Node) startDashboard() {
 	n.dashSrc = dashboard.NewRPCSource("tcp:"+n.gcsAddr, n.cfg.Token)
 	// Submitted jobs run here, as drivers of this cluster.
 	jc := jobs.Config{
-		Dir:  filepath.Join(n.session, "jobs"),
-		Env:  []string{"RAYO_ADDRESS=" + n.gcsAddr, "RAYO_TOKEN=" + n.cfg.Token},
-		Hide: []string{"RAYO_REDIS_PASSWORD"}, // the control store's, not theirs
+		Dir: filepath.Join(n.session, "jobs"),
+		Env: []string{"RAYO_ADDRESS=" + n.gcsAddr},
+		// Each entrypoint gets the credential of the job its driver will
+		// be, never the cluster's secret.
+		JobEnv: func(string) []string {
+			return []string{"RAYO_TOKEN=" + newJobCredential(n.cfg.Token), pki.EnvJobKey + "=" + pki.JobKey(n.cfg.Token)}
+		},
+		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE"}, // the cluster's secrets, not theirs
 	}
 	if n.cfg.Log != nil {
 		jc.Log = slog.New(slog.NewTextHandler(n.cfg.Log, nil))

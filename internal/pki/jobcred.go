@@ -1,9 +1,10 @@
 package pki
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,15 +14,25 @@ import (
 // A job credential is what a job's processes (its driver, its workers, a
 // submitted entrypoint) present instead of the cluster's secret:
 //
-//	rayojob1.<job ID>.<HMAC-SHA256 of the cluster secret over the job ID, hex>
+//	rayojob1.<job ID>.<signature, base64url>
 //
-// Every daemon holds the secret, so it verifies a job credential without
-// a lookup, and learns which job it speaks for; the job cannot derive the
-// secret, nor another job's credential, from it. rpc gives a connection
-// that presented one the job role: it may run tasks, actors and objects of
-// its own job and read state, but not the cluster's own methods (see
-// rpc's method table).
+// The signature is Ed25519, over the job ID, by the cluster's job key: a
+// key pair every daemon derives from the cluster's secret (its private
+// half is an HMAC of the secret), so a daemon mints and verifies job
+// credentials without a lookup, and any job's process, given the public
+// half (JobKey, not a secret), verifies another job's credential too. A
+// job cannot derive the secret, the private key nor another job's
+// credential from its own. Ed25519 signatures are deterministic: every
+// daemon makes the same credential for a job.
+//
+// rpc gives a connection that presented one the job's role: it may run
+// tasks, actors and objects of its job and read state, but not the
+// cluster's own methods (see rpc's method table).
 const jobCredPrefix = "rayojob1."
+
+// EnvJobKey names the cluster's public job key (hex) in the environment
+// of a job's processes, which check other jobs' credentials with it.
+const EnvJobKey = "RAYO_JOB_KEY"
 
 // maxJobID bounds a job ID inside a credential.
 const maxJobID = 64
@@ -29,23 +40,41 @@ const maxJobID = 64
 // ErrJobCredential is how a malformed or forged job credential is refused.
 var ErrJobCredential = errors.New("pki: not a valid job credential of this cluster")
 
+// jobSigner is the cluster's job key pair, derived from its secret (or
+// join token); nil when there is no secret.
+func jobSigner(token string) ed25519.PrivateKey {
+	secret := Secret(token)
+	if secret == "" {
+		return nil
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("rayo job signing key v1"))
+	return ed25519.NewKeyFromSeed(m.Sum(nil))
+}
+
+// JobKey is the public half of the cluster's job key, in hex, for the
+// cluster whose secret (or join token) is token: what job processes
+// verify credentials with (EnvJobKey). "" when token is.
+func JobKey(token string) string {
+	k := jobSigner(token)
+	if k == nil {
+		return ""
+	}
+	return hex.EncodeToString(k.Public().(ed25519.PublicKey))
+}
+
 // JobCredential is the credential of job jobID in the cluster whose
 // secret (or join token) is token. It is "" when token is: a cluster
 // without a secret needs no credentials.
 func JobCredential(token, jobID string) string {
-	secret := Secret(token)
-	if secret == "" {
+	k := jobSigner(token)
+	if k == nil {
 		return ""
 	}
-	return jobCredPrefix + jobID + "." + jobMAC(secret, jobID)
+	return jobCredPrefix + jobID + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(k, jobMessage(jobID)))
 }
 
-func jobMAC(secret, jobID string) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte("rayo job credential\x00"))
-	m.Write([]byte(jobID))
-	return hex.EncodeToString(m.Sum(nil))
-}
+func jobMessage(jobID string) []byte { return []byte("rayo job credential\x00" + jobID) }
 
 // IsJobCredential reports whether cred has the form of a job credential
 // (not whether it is genuine: see VerifyJobCredential).
@@ -55,38 +84,47 @@ func IsJobCredential(cred string) bool {
 }
 
 // JobOfCredential is the job a credential names, without verifying it:
-// for the job's own processes, which hold no secret to verify it with.
+// for the job's own processes, which hold it from their raylet.
 func JobOfCredential(cred string) (string, error) {
 	job, _, err := splitJobCredential(cred)
 	return job, err
 }
 
-func splitJobCredential(cred string) (job, mac string, err error) {
+func splitJobCredential(cred string) (job string, sig []byte, err error) {
 	rest, ok := strings.CutPrefix(cred, jobCredPrefix)
 	if !ok {
-		return "", "", ErrJobCredential
+		return "", nil, ErrJobCredential
 	}
-	job, mac, ok = strings.Cut(rest, ".")
-	if !ok || job == "" || len(job) > maxJobID || len(mac) != 2*sha256.Size {
-		return "", "", fmt.Errorf("%w: want %s<job ID>.<64 hex digits>", ErrJobCredential, jobCredPrefix)
+	job, enc, ok := strings.Cut(rest, ".")
+	if ok {
+		sig, err = base64.RawURLEncoding.DecodeString(enc)
+	}
+	if !ok || err != nil || job == "" || len(job) > maxJobID || len(sig) != ed25519.SignatureSize {
+		return "", nil, fmt.Errorf("%w: want %s<job ID>.<signature>", ErrJobCredential, jobCredPrefix)
 	}
 	for _, r := range job {
 		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_') {
-			return "", "", fmt.Errorf("%w: the job ID holds %q", ErrJobCredential, r)
+			return "", nil, fmt.Errorf("%w: the job ID holds %q", ErrJobCredential, r)
 		}
 	}
-	return job, mac, nil
+	return job, sig, nil
 }
 
 // VerifyJobCredential checks cred against the cluster's secret (or join
 // token) and returns the job it was made for.
 func VerifyJobCredential(token, cred string) (string, error) {
-	secret := Secret(token)
-	job, mac, err := splitJobCredential(cred)
+	return VerifyJobCredentialKey(JobKey(token), cred)
+}
+
+// VerifyJobCredentialKey checks cred against the cluster's public job key
+// (hex, JobKey) and returns the job it was made for.
+func VerifyJobCredentialKey(key, cred string) (string, error) {
+	job, sig, err := splitJobCredential(cred)
 	if err != nil {
 		return "", err
 	}
-	if secret == "" || subtle.ConstantTimeCompare([]byte(mac), []byte(jobMAC(secret, job))) != 1 {
+	pub, err := hex.DecodeString(key)
+	if err != nil || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, jobMessage(job), sig) {
 		return "", ErrJobCredential
 	}
 	return job, nil

@@ -35,13 +35,26 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // verified without a lookup, and has that job's role: the Mux refuses it
 // the cluster's own methods. When token is itself a job credential (the
 // server of a job's driver or worker, which holds no secret), a peer must
-// present that same credential, and has that job's role.
+// present that same credential, and has that job's role (or, with
+// TrustJobKey, another job's credential, and that job's role).
 func (s *Server) RequireToken(token string) {
 	s.mu.Lock()
 	s.token = pki.Secret(token)
 	if s.handshake == 0 {
 		s.handshake = DefaultHandshakeTimeout
 	}
+	s.mu.Unlock()
+}
+
+// TrustJobKey makes a server whose token is a job's credential (see
+// RequireToken) take other jobs' credentials too, those that the
+// cluster's job key (pki.JobKey, hex) signed: their peers get their own
+// job's role, and the server's handlers decide what another job may do
+// (call an actor, not kill it). Without it, such a server takes its own
+// job's credential only.
+func (s *Server) TrustJobKey(key string) {
+	s.mu.Lock()
+	s.jobKey = key
 	s.mu.Unlock()
 }
 
@@ -80,16 +93,21 @@ func JobOf(ctx context.Context) string {
 	return ""
 }
 
-// check is who token authenticates as on a server that wants want, or
-// false.
-func check(want, token string) (*Identity, bool) {
+// check is who token authenticates as on a server that wants want (and
+// takes other jobs' credentials signed by jobKey, if set), or false.
+func check(want, jobKey, token string) (*Identity, bool) {
 	if pki.IsJobCredential(want) {
-		// A job's process: its own credential only.
-		if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+		// A job's process: its own credential, or another job's that the
+		// cluster's job key signed.
+		if subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1 {
+			job, _ := pki.JobOfCredential(want)
+			return &Identity{Job: job}, true
+		}
+		if jobKey == "" {
 			return nil, false
 		}
-		job, _ := pki.JobOfCredential(want)
-		return &Identity{Job: job}, true
+		job, err := pki.VerifyJobCredentialKey(jobKey, token)
+		return &Identity{Job: job}, err == nil
 	}
 	if subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1 {
 		return &Identity{}, true
@@ -102,8 +120,9 @@ func check(want, token string) (*Identity, bool) {
 
 // authHandler passes frames on only once the peer has said the token.
 type authHandler struct {
-	token string
-	next  Handler
+	token  string
+	jobKey string // see TrustJobKey
+	next   Handler
 	// enrollOnly: the peer came over TLS without a certificate; once it
 	// has said the token, it may only ask for one (enroll).
 	enrollOnly bool
@@ -135,7 +154,7 @@ func (a *authHandler) Handle(c *Conn, m Method, kind Kind, id uint64, body []byt
 	var ident *Identity
 	good := m == MHello && kind == KindRequest && proto.Unmarshal(body, hello) == nil
 	if good {
-		ident, good = check(a.token, hello.Error)
+		ident, good = check(a.token, a.jobKey, hello.Error)
 	}
 	if good && a.enrollOnly && ident.Job != "" {
 		good = false // a job's credential does not get a node certificate

@@ -18,7 +18,7 @@ const clusterSecret = "0123456789abcdef0123456789abcdef"
 // roleServer serves a Mux on a socket that wants token: GetJob answers
 // with the job the peer authenticated as, ReadChunk (a cluster method)
 // with bytes.
-func roleServer(t *testing.T, token string) string {
+func roleServer(t *testing.T, token string, jobKey ...string) string {
 	t.Helper()
 	addr := filepath.Join(t.TempDir(), "role.sock")
 	ln, err := net.Listen("unix", addr)
@@ -36,6 +36,9 @@ func roleServer(t *testing.T, token string) string {
 	})
 	srv := NewServer(ln, func(*Conn) Handler { return mx }, nil)
 	srv.RequireToken(token)
+	for _, k := range jobKey {
+		srv.TrustJobKey(k)
+	}
 	t.Cleanup(func() {
 		_ = srv.Close()
 		if t.Failed() {
@@ -93,7 +96,7 @@ func TestJobCredentialRole(t *testing.T) {
 
 	for name, bad := range map[string]string{
 		"another cluster's credential": pki.JobCredential("ffffffffffffffffffffffffffffffff", "j7"),
-		"a forged MAC":                 "rayojob1.j7." + strings.Repeat("0", 64),
+		"a forged signature":           "rayojob1.j7." + strings.Repeat("A", 86),
 	} {
 		if c, err := DialToken(ctx, addr, bad, nil); !errors.Is(err, ErrBadToken) {
 			if c != nil {
@@ -142,6 +145,34 @@ func TestClusterMethodsAreMarked(t *testing.T) {
 	for _, m := range []Method{MRequestLease, MPushTask, MGetObject, MListJobs, MRegisterJob, MLog} {
 		if ClusterOnly(m) {
 			t.Errorf("%s, which jobs call, is marked as the cluster's", m)
+		}
+	}
+}
+
+// TestJobProcessTakesOtherJobsSignedCredentials: with the cluster's job
+// key, a job's process takes another job's genuine credential, as that
+// job (a caller of a named actor), and still refuses forged ones and the
+// secret.
+func TestJobProcessTakesOtherJobsSignedCredentials(t *testing.T) {
+	addr := roleServer(t, pki.JobCredential(clusterSecret, "j1"), pki.JobKey(clusterSecret))
+	ctx := ctx5(t)
+	c, err := DialToken(ctx, addr, pki.JobCredential(clusterSecret, "j2"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if who := whoAmI(t, c); who != "job:j2" {
+		t.Errorf("the peer is %q; want job:j2", who)
+	}
+	for name, bad := range map[string]string{
+		"another cluster's credential": pki.JobCredential("ffffffffffffffffffffffffffffffff", "j2"),
+		"the cluster's secret":         clusterSecret,
+	} {
+		if c, err := DialToken(ctx, addr, bad, nil); !errors.Is(err, ErrBadToken) {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("%s: %v; want %v", name, err, ErrBadToken)
 		}
 	}
 }

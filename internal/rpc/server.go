@@ -22,6 +22,7 @@ type Server struct {
 	handshaking map[net.Conn]struct{}
 	closed      bool
 	token       string // when set, peers must say it first (see RequireToken)
+	jobKey      string // see TrustJobKey
 	// handshake is how long they have to say it
 	handshake time.Duration
 	// Peers that have not said it yet: how many, by host, and the caps.
@@ -124,7 +125,7 @@ func (s *Server) serveLocked(nc net.Conn, preAuth bool, admitted func(), t *TLS,
 		next = s.newHandler(c)
 	}
 	if s.token != "" {
-		a := &authHandler{token: s.token, next: next, enrollOnly: enrollOnly}
+		a := &authHandler{token: s.token, jobKey: s.jobKey, next: next, enrollOnly: enrollOnly}
 		if t != nil {
 			a.enroll = t.Enroll
 		}

@@ -1,0 +1,34 @@
+package rayo
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+
+	"github.com/rayo-dev/rayo/internal/pki"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
+)
+
+// driverCredential is the job ID and the credential a joined driver's
+// runtime presents on its TCP links, and takes from its peers: its job's
+// credential (pki.JobCredential), never the cluster's secret, which the
+// workers of the job do not hold. A driver whose environment holds a job
+// credential (a submitted entrypoint's RAYO_TOKEN) is that job; otherwise
+// it makes a job ID and its credential from the cluster's secret.
+//
+// key is the cluster's public job key, with which the driver takes other
+// jobs' credentials (callers of its named actors).
+func driverCredential(secret string) (jobID, cred, key string) {
+	key = pki.JobKey(secret)
+	if t := os.Getenv(rayletclient.EnvToken); pki.IsJobCredential(t) {
+		jobID, _ = pki.JobOfCredential(t)
+		if k := os.Getenv(pki.EnvJobKey); k != "" {
+			key = k
+		}
+		return jobID, t, key
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	jobID = hex.EncodeToString(rnd[:])
+	return jobID, pki.JobCredential(secret, jobID), key
+}
