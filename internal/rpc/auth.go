@@ -11,6 +11,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // MHello is the first request on a connection to a server that wants a
@@ -43,6 +44,10 @@ func (s *Server) RequireToken(token string) {
 	if s.handshake == 0 {
 		s.handshake = DefaultHandshakeTimeout
 	}
+	if !s.idleSet {
+		s.idle = DefaultIdleTimeout
+	}
+	s.startSweeperLocked()
 	s.mu.Unlock()
 }
 
@@ -121,7 +126,8 @@ func check(want, jobKey, token string) (*Identity, bool) {
 // authHandler passes frames on only once the peer has said the token.
 type authHandler struct {
 	token  string
-	jobKey string // see TrustJobKey
+	jobKey string        // see TrustJobKey
+	idle   time.Duration // told the peer in answer to Hello
 	next   Handler
 	// enrollOnly: the peer came over TLS without a certificate; once it
 	// has said the token, it may only ask for one (enroll).
@@ -177,7 +183,7 @@ func (a *authHandler) Handle(c *Conn, m Method, kind Kind, id uint64, body []byt
 		return
 	}
 	c.authenticated()
-	_ = c.Reply(id, &pb.Empty{})
+	_ = c.Reply(id, helloReply(a.idle))
 }
 
 // DialToken connects and presents the cluster's token; over TCP, with the
@@ -188,8 +194,13 @@ func DialToken(ctx context.Context, addr, token string, h Handler, onClose ...fu
 
 // Hello presents the cluster's token on a new connection to addr (for
 // connections made with NewConn); on failure it closes c.
+//
+// When the server says it closes silent connections (its idle timeout),
+// c sends keepalives (MPing) whenever it has sent nothing for a third of
+// that, until it closes.
 func Hello(ctx context.Context, c *Conn, addr, token string) error {
-	if err := c.Call(ctx, MHello, &pb.Status{Error: pki.Secret(token)}, nil); err != nil {
+	idle := &wrapperspb.Int64Value{}
+	if err := c.Call(ctx, MHello, &pb.Status{Error: pki.Secret(token)}, idle); err != nil {
 		_ = c.Close()
 		var re *RemoteError
 		if errors.As(err, &re) && re.Msg == ErrBadToken.Error() {
@@ -199,6 +210,9 @@ func Hello(ctx context.Context, c *Conn, addr, token string) error {
 			return fmt.Errorf("%s: %w", addr, ErrTLSRequired)
 		}
 		return fmt.Errorf("rpc: hello to %s: %w", addr, err)
+	}
+	if ms := idle.GetValue(); ms > 0 {
+		c.keepAlive(max(time.Duration(ms)*time.Millisecond/3, time.Millisecond))
 	}
 	return nil
 }

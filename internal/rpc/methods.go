@@ -182,8 +182,13 @@ func notice[Q any](m Method, name string, limit int) Notice[Q] {
 
 // String is the method's name, or its number when it has none.
 func (m Method) String() string {
-	if m == MHello {
+	switch m {
+	case MHello:
 		return "Hello"
+	case MEnroll:
+		return "Enroll"
+	case MPing:
+		return "Ping"
 	}
 	if n := methods[m].name; n != "" {
 		return n
