@@ -70,10 +70,11 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// hasToken reports whether r carries the cluster token, or none is set.
+// hasToken reports whether r carries the cluster token (or the join
+// token, which holds it), or none is set.
 func (s *Server) hasToken(r *http.Request) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return s.cfg.Token == "" || ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
+	return s.cfg.Token == "" || ok && subtle.ConstantTimeCompare([]byte(pki.Secret(got)), []byte(pki.Secret(s.cfg.Token))) == 1
 }
 
 func jobsErr(w http.ResponseWriter, err error) {

@@ -290,10 +290,11 @@ func (n *Node) startDashboard() {
 	n.jobs = mgr
 	h := dashboard.New(dashboard.Config{Source: n.dashSrc, UI: web.Handler(), Metrics: n.raylet.Metrics().Registry,
 		Jobs: mgr, Token: n.cfg.Token, ReadsNeedToken: !isLoopback(host), AllowedHosts: n.cfg.DashboardAllowedHosts})
-	srv, err := dashboard.Listen(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h)
+	tc := apiTLS(host)
+	srv, err := dashboard.ListenTLS(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h, tc)
 	if err != nil {
 		n.logf("rayo: dashboard port %d: %v; using a free port", n.cfg.DashboardPort, err)
-		srv, err = dashboard.Listen(net.JoinHostPort(host, "0"), h)
+		srv, err = dashboard.ListenTLS(net.JoinHostPort(host, "0"), h, tc)
 	}
 	if err != nil {
 		n.logf("rayo: no dashboard: %v", err)
@@ -308,12 +309,13 @@ func (n *Node) startDashboard() {
 	n.dash = srv
 }
 
-// DashboardURL is the head's API server (http://HOST:PORT), or "".
+// DashboardURL is the head's API server (https://HOST:PORT beyond
+// loopback with TLS on, else http://HOST:PORT), or "".
 func (n *Node) DashboardURL() string {
 	if n.dash == nil {
 		return ""
 	}
-	return "http://" + n.dash.Addr()
+	return n.dash.URL()
 }
 
 // startGCS starts the head's control store, in this process or as its
