@@ -156,6 +156,15 @@ func TestJobCredentials(t *testing.T) {
 		d := start(t, c.Head, driver, "actor", b.ID())
 		d.until(t, "ready", 60*time.Second)
 		job := d.kv["job"]
+		// The API server asks the driver, which does not take the
+		// cluster token, for its objects with a credential it does take.
+		var objs list
+		getJSON(t, c.Dashboard()+"/api/v0/objects", &objs)
+		for _, w := range objs.Warnings {
+			if strings.Contains(w, job) {
+				t.Errorf("the API server could not ask the driver of job %s: %s", job, w)
+			}
+		}
 		r := &pb.ActorNameReply{}
 		gcsCall(t, c, rpc.MLookupActorName, &pb.ActorName{Namespace: "jobcred", Name: "victim"}, r)
 		_, tcp, _ := rpc.SplitEndpoint(r.Actor.GetWorkerAddr())
