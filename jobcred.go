@@ -1,8 +1,6 @@
 package rayo
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 
 	"github.com/rayo-dev/rayo/internal/pki"
@@ -14,21 +12,18 @@ import (
 // credential (pki.JobCredential), never the cluster's secret, which the
 // workers of the job do not hold. A driver whose environment holds a job
 // credential (a submitted entrypoint's RAYO_TOKEN) is that job; otherwise
-// it makes a job ID and its credential from the cluster's secret.
+// it is job jobID, whose credential it makes from the cluster's secret.
 //
 // key is the cluster's public job key, with which the driver takes other
 // jobs' credentials (callers of its named actors).
-func driverCredential(secret string) (jobID, cred, key string) {
+func driverCredential(secret, jobID string) (job, cred, key string) {
 	key = pki.JobKey(secret)
 	if t := os.Getenv(rayletclient.EnvToken); pki.IsJobCredential(t) {
-		jobID, _ = pki.JobOfCredential(t)
+		job, _ = pki.JobOfCredential(t)
 		if k := os.Getenv(pki.EnvJobKey); k != "" {
 			key = k
 		}
-		return jobID, t, key
+		return job, t, key
 	}
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	jobID = hex.EncodeToString(rnd[:])
 	return jobID, pki.JobCredential(secret, jobID), key
 }
