@@ -719,14 +719,16 @@ func (as *actorSubmitter) kill(ctx context.Context, h *ActorHandle) error {
 }
 
 // serveKillOwnedActor is a borrower's Kill reaching the actor's owner.
-func (as *actorSubmitter) serveKillOwnedActor(_ context.Context, req *pb.ActorAddrRequest) {
+// Another job's credential kills only a detached actor, which outlives
+// its job and is shared by name; this job's other actors are its own.
+func (as *actorSubmitter) serveKillOwnedActor(ctx context.Context, req *pb.ActorAddrRequest) {
 	id, err := ids.TaskIDFrom(req.ActorId)
 	if err != nil {
 		return
 	}
 	as.rt.lockAll()
 	a := as.byID[id]
-	if a == nil || !a.owned {
+	if job := rpc.JobOf(ctx); a == nil || !a.owned || job != "" && job != as.rt.cfg.Job && !a.detached {
 		as.rt.unlockAll()
 		return
 	}

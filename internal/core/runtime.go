@@ -108,9 +108,15 @@ type Config struct {
 
 	// In a cluster of several nodes:
 	ListenTCP string // also serve other nodes here (HOST:0)
-	Token     string // the cluster's secret, presented and required over TCP
-	Node      string // this node's name in endpoints (see rpc.Endpoint)
-	NodeAddr  string // this node's raylet over TCP, as locators name it
+	// Token is presented and required over TCP: the job's credential
+	// (pki.JobCredential) for a job's driver or worker.
+	Token string
+	// JobKey, when set, is the cluster's public job key (pki.JobKey):
+	// the TCP listener takes other jobs' credentials it signed, as those
+	// jobs (callers of this job's named actors).
+	JobKey   string
+	Node     string // this node's name in endpoints (see rpc.Endpoint)
+	NodeAddr string // this node's raylet over TCP, as locators name it
 	// DialRaylet connects to another node's raylet; what that raylet
 	// pushes on the connection (a worker the memory monitor kills) goes to
 	// h.
@@ -194,6 +200,9 @@ func New(cfg Config, mux *rpc.Mux) (*Runtime, error) {
 		}
 		rt.tcp = rpc.NewServer(tl, func(*rpc.Conn) rpc.Handler { return rt }, nil)
 		rt.tcp.RequireToken(cfg.Token)
+		if cfg.JobKey != "" {
+			rt.tcp.TrustJobKey(cfg.JobKey)
+		}
 		rt.addr = rpc.Endpoint(cfg.Addr, tl.Addr().String(), cfg.Node)
 	}
 	rt.objs.self = rt.addr

@@ -269,9 +269,14 @@ func (n *Node) startDashboard() {
 	n.dashSrc = dashboard.NewRPCSource("tcp:"+n.gcsAddr, n.cfg.Token)
 	// Submitted jobs run here, as drivers of this cluster.
 	jc := jobs.Config{
-		Dir:  filepath.Join(n.session, "jobs"),
-		Env:  []string{"RAYO_ADDRESS=" + n.gcsAddr, "RAYO_TOKEN=" + n.cfg.Token},
-		Hide: []string{"RAYO_REDIS_PASSWORD"}, // the control store's, not theirs
+		Dir: filepath.Join(n.session, "jobs"),
+		Env: []string{"RAYO_ADDRESS=" + n.gcsAddr},
+		// Each entrypoint gets the credential of the job its driver will
+		// be, never the cluster's secret.
+		JobEnv: func(string) []string {
+			return []string{"RAYO_TOKEN=" + newJobCredential(n.cfg.Token), pki.EnvJobKey + "=" + pki.JobKey(n.cfg.Token)}
+		},
+		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE"}, // the cluster's secrets, not theirs
 	}
 	if n.cfg.Log != nil {
 		jc.Log = slog.New(slog.NewTextHandler(n.cfg.Log, nil))
@@ -283,10 +288,11 @@ func (n *Node) startDashboard() {
 	n.jobs = mgr
 	h := dashboard.New(dashboard.Config{Source: n.dashSrc, UI: web.Handler(), Metrics: n.raylet.Metrics().Registry,
 		Jobs: mgr, Token: n.cfg.Token, ReadsNeedToken: !isLoopback(host), AllowedHosts: n.cfg.DashboardAllowedHosts})
-	srv, err := dashboard.Listen(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h)
+	tc := apiTLS(host)
+	srv, err := dashboard.ListenTLS(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h, tc)
 	if err != nil {
 		n.logf("rayo: dashboard port %d: %v; using a free port", n.cfg.DashboardPort, err)
-		srv, err = dashboard.Listen(net.JoinHostPort(host, "0"), h)
+		srv, err = dashboard.ListenTLS(net.JoinHostPort(host, "0"), h, tc)
 	}
 	if err != nil {
 		n.logf("rayo: no dashboard: %v", err)
@@ -301,12 +307,13 @@ func (n *Node) startDashboard() {
 	n.dash = srv
 }
 
-// DashboardURL is the head's API server (http://HOST:PORT), or "".
+// DashboardURL is the head's API server (https://HOST:PORT beyond
+// loopback with TLS on, else http://HOST:PORT), or "".
 func (n *Node) DashboardURL() string {
 	if n.dash == nil {
 		return ""
 	}
-	return "http://" + n.dash.Addr()
+	return n.dash.URL()
 }
 
 // startGCS starts the head's control store, in this process or as its

@@ -359,7 +359,7 @@ func (r *Raylet) loadJobLocked(id string, req *leaseReq) {
 		var conn *rpc.Conn
 		if err == nil && info.LogToDriver && info.DriverAddr != "" {
 			// The driver shows its workers' output, wherever they run.
-			conn, _ = rpc.DialEndpoint(ctx, info.DriverAddr, r.cfg.NodeName, r.cfg.Token, nil)
+			conn, _ = rpc.DialEndpoint(ctx, info.DriverAddr, r.cfg.NodeName, r.jobToken(id), nil)
 		}
 		var after []func()
 		r.mu.Lock()
