@@ -88,6 +88,7 @@ type Server struct {
 	useSeq    uint64 // orders the partial uploads by last use
 	kv        map[kvKey][]byte
 	groupPush *time.Timer // a push of the view after placement groups changed
+	deaths    deaths      // when nodes were declared dead (fence.go)
 
 	changed   chan struct{} // a send wakes the publisher (capacity 1: sends coalesce)
 	stop      chan struct{}
@@ -230,7 +231,9 @@ func (s *Server) mux() *rpc.Mux {
 	rpc.Handle(mx, rpc.ListTasks, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Tasks(q), nil })
 	rpc.Handle(mx, rpc.ListActors, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Actors(q), nil })
 	rpc.Handle(mx, rpc.Heartbeat, func(_ context.Context, hb *pb.Heartbeat) (*pb.ClusterView, error) {
-		s.heartbeat(hb)
+		if err := s.heartbeat(hb); err != nil {
+			return nil, err // fenced: a dead node stays dead
+		}
 		return &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}, nil
 	})
 	rpc.Handle(mx, rpc.ListNodes, func(context.Context, *pb.Empty) (*pb.NodeList, error) { return &pb.NodeList{Nodes: s.Nodes()}, nil })
@@ -299,11 +302,19 @@ func (s *Server) erase(table, key string) error {
 // ErrBadNode is a registration without the fields a node must give.
 var ErrBadNode = errors.New("gcs: node registration needs a node ID and an address")
 
-// register adds a node, or brings a known one back to life.
+// register adds a node, or takes back one that was alive (after a
+// control store restart). A node declared dead is refused: it is fenced,
+// and joins again only under a new ID.
 func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	id, err := ids.NodeIDFrom(n.NodeId)
 	if err != nil || n.Address == "" {
 		return ErrBadNode
+	}
+	s.mu.Lock()
+	fenced := s.fencedLocked(id)
+	s.mu.Unlock()
+	if fenced != nil {
+		return fenced
 	}
 	n.State, n.DeathReason = StateAlive, ""
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
@@ -312,6 +323,12 @@ func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.mu.Lock()
+	fenced = s.fencedLocked(id) // declared dead meanwhile
+	s.mu.Unlock()
+	if fenced != nil {
+		return fenced
+	}
 	if err := s.save(TableNodes, id.String(), n); err != nil {
 		return err
 	}
@@ -329,16 +346,21 @@ func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	return nil
 }
 
-func (s *Server) heartbeat(hb *pb.Heartbeat) {
+// heartbeat renews a node's lease on life and records what it reports;
+// a node declared dead is refused (*FencedError).
+func (s *Server) heartbeat(hb *pb.Heartbeat) error {
 	id, err := ids.NodeIDFrom(hb.NodeId)
 	if err != nil {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.fencedLocked(id); err != nil {
+		return err
+	}
 	n := s.nodes[id]
-	if n == nil || n.State == StateDead {
-		return // a dead node stays dead; it must register anew
+	if n == nil {
+		return nil // not registered here (yet): its registration follows
 	}
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
 	n.Available = hb.Available
@@ -346,6 +368,7 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) {
 	if len(hb.Total) > 0 {
 		n.Resources = hb.Total // placement group bundles come and go
 	}
+	return nil
 }
 
 // connClosed declares a node dead as soon as its connection breaks.
@@ -419,6 +442,10 @@ func (s *Server) markDeadLocked(id ids.NodeID, why string) *pb.NodeInfo {
 		return nil
 	}
 	n.State, n.DeathReason = StateDead, why
+	// Nothing of it is free any more, and what waited there waits no
+	// more: the totals count the alive nodes' resources and demand.
+	n.Available, n.Pending = nil, nil
+	s.deaths.record(id, s.cfg.Now())
 	return proto.Clone(n).(*pb.NodeInfo)
 }
 

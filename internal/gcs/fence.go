@@ -1,0 +1,91 @@
+package gcs
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rpc"
+)
+
+// Fencing. A node the control store declared DEAD stays dead: its work
+// has been retried elsewhere, so whatever it still runs would run twice.
+// The control store refuses its heartbeats and its registration under the
+// same node ID with a *FencedError; a node that hears one (or sees itself
+// DEAD in the cluster's view) stops, and may join again as a new node,
+// under a new ID.
+
+// ErrNodeDead is matched (errors.Is) by every *FencedError.
+var ErrNodeDead = errors.New("gcs: the node was declared dead")
+
+// fencedMarker is in the text of every FencedError, which is how a node
+// tells the refusal from other errors once it has crossed the wire as an
+// rpc.RemoteError.
+const fencedMarker = "was declared DEAD by the control store"
+
+// FencedError refuses a call from a node the control store declared dead:
+// which node, when and why.
+type FencedError struct {
+	Node   string    // the node's ID (its name, as NodeID.Name gives it)
+	At     time.Time // when it was declared dead (zero: not known, after a restart)
+	Reason string    // why, as NodeInfo.DeathReason says
+}
+
+func (e *FencedError) Error() string {
+	when := "before the control store restarted"
+	if !e.At.IsZero() {
+		when = "at " + e.At.UTC().Format(time.RFC3339Nano)
+	}
+	return fmt.Sprintf("gcs: node %s %s %s (%s): it is fenced, and may only join again as a new node", e.Node, fencedMarker, when, e.Reason)
+}
+
+// Is makes a FencedError match ErrNodeDead.
+func (e *FencedError) Is(target error) bool { return target == ErrNodeDead }
+
+// IsFenced reports whether err is the control store's refusal of a node
+// it declared dead, here (*FencedError) or as a peer received it
+// (*rpc.RemoteError carrying its text).
+func IsFenced(err error) bool {
+	if errors.Is(err, ErrNodeDead) {
+		return true
+	}
+	var re *rpc.RemoteError
+	return errors.As(err, &re) && strings.Contains(re.Msg, fencedMarker)
+}
+
+// deaths remembers when the nodes were declared dead, for FencedError
+// (the store keeps the death itself, not its time).
+type deaths struct {
+	mu sync.Mutex
+	at map[ids.NodeID]time.Time
+}
+
+func (d *deaths) record(id ids.NodeID, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.at == nil {
+		d.at = make(map[ids.NodeID]time.Time)
+	}
+	if _, ok := d.at[id]; !ok {
+		d.at[id] = at
+	}
+}
+
+func (d *deaths) when(id ids.NodeID) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.at[id]
+}
+
+// fencedLocked returns the refusal of a call from node id if the control
+// store declared it dead, or nil. mu is held.
+func (s *Server) fencedLocked(id ids.NodeID) error {
+	n := s.nodes[id]
+	if n == nil || n.State != StateDead {
+		return nil
+	}
+	return &FencedError{Node: id.Name(), At: s.deaths.when(id), Reason: n.DeathReason}
+}
