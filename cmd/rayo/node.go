@@ -96,6 +96,7 @@ func (o *startOptions) register(f *pflag.FlagSet) {
 	f.IntVar(&o.cfg.MaxTaskRecords, "max-task-records", 0, "head: task attempts kept for the state API (default 10000): past it the oldest finished are dropped")
 	f.StringVar(&o.cfg.SpillDir, "object-spilling-dir", "", "where objects spill when the store passes 80% (default: the session folder's spill/)")
 	f.Float64Var(&o.cfg.SpillThreshold, "object-spilling-threshold", 0.95, "fraction of the spill folder's disk past which nothing more spills; then a put that does not fit fails")
+	f.DurationVar(&o.cfg.GCSReconnectTimeout, "gcs-reconnect-timeout", node.DefaultGCSReconnectTimeout, "how long this node goes on without an answer from the control store (away, restarting, or cut off) before it stops, fenced: its workers killed, its drivers failed, the daemon exiting non-zero (a supervisor may start it again, as a new node)")
 	f.BoolVar(&o.block, "block", false, "stay in the foreground")
 	addTLSFlags(f, &o.cfg)
 }
@@ -148,6 +149,9 @@ func (o *startOptions) resolveResources() error {
 	}
 	if t := cfg.MemoryUsageThreshold; t != 0 && (math.IsNaN(t) || t <= 0 || t > 1) {
 		return fmt.Errorf("--memory-usage-threshold %g: want a fraction above 0, at most 1 (such as 0.95)", t)
+	}
+	if cfg.GCSReconnectTimeout <= 0 {
+		return fmt.Errorf("--gcs-reconnect-timeout %v: want a positive duration, such as 60s", cfg.GCSReconnectTimeout)
 	}
 	if o.numGPUs < 0 || o.numGPUs != math.Trunc(o.numGPUs) {
 		return fmt.Errorf("--num-gpus %g: want a whole number", o.numGPUs)
@@ -280,8 +284,8 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 			return fmt.Errorf("find this executable for the control store: %w", err)
 		}
 		cfg.GCSCommand = []string{exe, "gcs-server"}
-		cfg.Log = cmd.ErrOrStderr()
 	}
+	cfg.Log = cmd.ErrOrStderr() // the node's own messages: a control store restart, its fencing
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	n, err := node.Start(ctx, cfg)
 	cancel()
@@ -324,8 +328,10 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 	var lost error
 	select {
 	case <-sig:
-	case <-n.Lost():
-		lost = errors.New("lost the cluster's control store")
+	case <-n.Fenced():
+		// The cluster wrote this node off (or it cannot tell): it exits
+		// non-zero, and a supervisor that starts it again makes a new node.
+		lost = n.FenceErr()
 	}
 	if rec, err := node.ReadCluster(cfg.StateDir); err == nil && rec.RayletPID == os.Getpid() {
 		node.RemoveCluster(cfg.StateDir)

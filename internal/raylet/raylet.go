@@ -95,6 +95,7 @@ type Raylet struct {
 	pending   []*leaseReq
 	nextLease uint64
 	closed    bool
+	fenced    *fencedError // set by Fence: the node was declared dead
 
 	peers      []*peerNode              // the other nodes, from the cluster view
 	spreadNext int                      // SPREAD's round robin

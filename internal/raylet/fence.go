@@ -1,0 +1,92 @@
+package raylet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// Fencing: a node the control store declared dead has had its work
+// retried elsewhere; whatever it still ran would run twice. Its node
+// (internal/node) calls Fence as soon as it learns it, then closes it.
+
+// ErrFenced is the refusal of a fenced raylet (errors.Is).
+var ErrFenced = errors.New("raylet: this node was declared dead by the cluster (fenced)")
+
+// fenceNotifyTimeout bounds how long Fence waits for each driver to take
+// the news before it goes on.
+const fenceNotifyTimeout = time.Second
+
+// fencedError is a fenced raylet's refusal, with why.
+type fencedError struct{ node, reason string }
+
+func (e *fencedError) Error() string {
+	return fmt.Sprintf("raylet: node %s was declared dead by the cluster (fenced): %s", e.node, e.reason)
+}
+
+func (e *fencedError) Is(target error) bool { return target == ErrFenced }
+
+// Fence stops this node's work at once, for reason: it refuses new
+// leases and pulls, fails the lease requests waiting here, tells the
+// drivers attached to it (rpc.MNodesDead naming this very node, waiting
+// up to fenceNotifyTimeout for each to take it) and kills every worker.
+// Close must still follow. It is idempotent.
+func (r *Raylet) Fence(reason string) {
+	r.mu.Lock()
+	if r.closed || r.fenced != nil {
+		r.mu.Unlock()
+		return
+	}
+	ferr := &fencedError{node: r.nodeID.Name(), reason: reason}
+	r.fenced = ferr
+	pending := append(r.pending, r.viewWait...)
+	for _, ws := range r.jobWait {
+		pending = append(pending, ws...)
+	}
+	r.pending, r.viewWait, r.jobWait = nil, nil, make(map[string][]*leaseReq)
+	var drivers []*rpc.Conn
+	for _, j := range r.jobs {
+		if !j.remote && j.conn != nil {
+			drivers = append(drivers, j.conn)
+		}
+	}
+	var workers []*workerProc
+	for _, w := range r.workers {
+		if !w.dead && w.proc != nil {
+			workers = append(workers, w)
+		}
+	}
+	r.mu.Unlock()
+	r.log.Error("node fenced: stopping its work", "reason", reason, "workers", len(workers), "drivers", len(drivers))
+	for _, p := range pending {
+		p.cb(nil, ferr)
+	}
+	self := &pb.NodeList{Nodes: []*pb.NodeInfo{{NodeId: r.nodeID[:], Address: r.TCPAddr(), State: "DEAD", DeathReason: reason}}}
+	var wg sync.WaitGroup
+	for _, c := range drivers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), fenceNotifyTimeout)
+			defer cancel()
+			_ = c.Call(ctx, rpc.MNodesDead, self, &pb.Empty{}) // answered once taken
+		}()
+	}
+	wg.Wait()
+	for _, w := range workers {
+		_ = w.proc.Kill()
+	}
+}
+
+// fencedLocked is the fenced raylet's refusal, or nil. mu is held.
+func (r *Raylet) fencedLocked() error {
+	if r.fenced == nil {
+		return nil
+	}
+	return r.fenced
+}
