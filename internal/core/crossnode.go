@@ -155,6 +155,10 @@ func (rt *Runtime) HandleRaylet(m rpc.Method, body []byte) {
 	case rpc.MNodesDead:
 		list := &pb.NodeList{}
 		if rpc.Decode(body, list) == nil {
+			if reason, self := rt.selfFenced(list); self {
+				rt.Fence(rt.cfg.Node, reason) // our own node was declared dead
+				return
+			}
 			rt.NodesDead(list)
 		}
 	case rpc.MWorkerOOM:

@@ -120,7 +120,11 @@ type Runtime struct {
 	actors actorSubmitter
 	tasks  taskSubmitter
 	objs   objectTable
-	closed atomic.Bool // Close began; set holding all three locks, so read under any
+	closed atomic.Bool // Close (or Fence) began; set holding all three locks, so read under any
+	// tornDown: Close began; fenced: why the node stopped this runtime's
+	// work (Fence), or nil.
+	tornDown atomic.Bool
+	fenced   atomic.Pointer[NodeFencedError]
 
 	peers *peerSet // connections to other processes and nodes' raylets
 
@@ -207,16 +211,43 @@ func (rt *Runtime) IsWorker() bool { return rt.cfg.IsWorker }
 
 // Close fails what is pending, closes every connection and stops serving.
 func (rt *Runtime) Close() error {
+	if !rt.tornDown.CompareAndSwap(false, true) {
+		return nil
+	}
+	rt.stopWork(func(task string) *pb.TaskError { return sysErr(task, KindSystem, ErrShutdown.Error()) })
+	if rt.evStop != nil {
+		close(rt.evStop) // the last batch, with the failures above, goes out before the raylet's connection closes
+		<-rt.evDone
+	}
+	rt.goMu.Lock()
+	rt.stopped = true
+	rt.goMu.Unlock()
+	err := rt.srv.Close()
+	if rt.tcp != nil {
+		_ = rt.tcp.Close()
+	}
+	rt.peers.close() // and refuse new ones from now on
+	// What was spawned ends once its connections are closed.
+	rt.gos.Wait()
+	_ = os.Remove(rt.cfg.Addr)
+	return err
+}
+
+// stopWork is the first half of Close, which fencing (Fence) does alone:
+// it fails what is pending with fail's error, returns the leases held and
+// frees the objects owned; from then on the runtime takes no new work. It
+// reports false if it had been done already.
+func (rt *Runtime) stopWork(fail func(task string) *pb.TaskError) bool {
 	var after actions
 	rt.lockAll()
 	if rt.closed.Load() {
 		rt.unlockAll()
-		return nil
+		return false
 	}
 	rt.closed.Store(true)
 	rt.bgCancel()
 	for _, t := range rt.tasks.byID {
-		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
+		rt.finishLocked(t, nil, fail(t.spec.Name), &after)
 	}
 	for _, q := range rt.tasks.queues {
 		after.returned = append(after.returned, q.leases...)
@@ -244,22 +275,7 @@ func (rt *Runtime) Close() error {
 			l.raylet(rt).ReturnLease(&pb.ReturnLease{LeaseId: l.id})
 		}
 	}
-	if rt.evStop != nil {
-		close(rt.evStop) // the last batch, with the failures above, goes out before the raylet's connection closes
-		<-rt.evDone
-	}
-	rt.goMu.Lock()
-	rt.stopped = true
-	rt.goMu.Unlock()
-	err := rt.srv.Close()
-	if rt.tcp != nil {
-		_ = rt.tcp.Close()
-	}
-	rt.peers.close() // and refuse new ones from now on
-	// What was spawned ends once its connections are closed.
-	rt.gos.Wait()
-	_ = os.Remove(rt.cfg.Addr)
-	return err
+	return true
 }
 
 // lockAll takes the actors', the tasks' and the objects' locks, in that
@@ -439,7 +455,7 @@ func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle
 		if loc.InStore {
 			rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
 		}
-		return nil, ErrShutdown
+		return nil, rt.errShutdown()
 	}
 	obj := &object{state: stateReady, loc: loc, owned: true, owner: rt.addr}
 	for _, h := range contained {
@@ -502,7 +518,7 @@ func (rt *Runtime) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
 	rt.objs.mu.Lock()
 	if rt.closed.Load() {
 		rt.objs.mu.Unlock()
-		return nil, nil, ErrShutdown
+		return nil, nil, rt.errShutdown()
 	}
 	obj := rt.objs.byID[h.ID]
 	if obj == nil {
@@ -536,7 +552,7 @@ func (rt *Runtime) await(ctx context.Context, h *Handle, done <-chan struct{}) (
 	rt.objs.mu.Lock()
 	defer rt.objs.mu.Unlock()
 	if rt.closed.Load() {
-		return nil, ErrShutdown
+		return nil, rt.errShutdown()
 	}
 	obj := rt.objs.byID[h.ID]
 	if obj == nil {
@@ -601,7 +617,7 @@ func (rt *Runtime) WaitIndexed(ctx context.Context, count, n int, at func(int) *
 		rt.objs.mu.Lock()
 		if rt.closed.Load() {
 			rt.objs.mu.Unlock()
-			return nil, ErrShutdown
+			return nil, rt.errShutdown()
 		}
 		ready = ready[:0]
 		for i := 0; i < count && len(ready) < n; i++ {

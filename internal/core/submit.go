@@ -221,7 +221,7 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 	rt.lockFor(t)
 	if rt.closed.Load() {
 		rt.unlockFor(t)
-		return nil, ErrShutdown
+		return nil, rt.errShutdown()
 	}
 	if err := rt.addArgsLocked(t, args, &after); err != nil {
 		rt.unlockFor(t)
