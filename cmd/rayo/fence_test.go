@@ -76,3 +76,34 @@ func TestGCSReconnectTimeoutFlag(t *testing.T) {
 		t.Errorf("start --help does not document --gcs-reconnect-timeout:\n%s", out.String())
 	}
 }
+
+// TestStatusCountsAliveNodesOnly: rayo status counts the resources and
+// the pending demand of the ALIVE nodes only; a dead node's row shows
+// none, even when its record still carried some.
+func TestStatusCountsAliveNodesOnly(t *testing.T) {
+	list := []nodeJSON{
+		{NodeID: "aaaaaaaaaaaaaaaa", Address: "h:1", State: "ALIVE", Head: true,
+			Resources: map[string]float64{"CPU": 4}, Available: map[string]float64{"CPU": 3}, Pending: map[string]float64{"CPU": 1}},
+		{NodeID: "bbbbbbbbbbbbbbbb", Address: "b:1", State: "DEAD", DeathReason: "no heartbeat for 5s",
+			Resources: map[string]float64{"CPU": 2}, Available: map[string]float64{"CPU": 0}, Pending: map[string]float64{"CPU": 8}},
+		{NodeID: "cccccccccccccccc", Address: "c:1", State: "ALIVE",
+			Resources: map[string]float64{"CPU": 2, "GPU": 1}, Available: map[string]float64{"CPU": 1, "GPU": 1}},
+	}
+	var out bytes.Buffer
+	if err := printStatus(&out, list); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, want := range []string{
+		"resources of the alive nodes (used/total): CPU 2/6, GPU 0/1\n",
+		"pending demand: CPU 1 on aaaaaaaa\n",
+		"DEAD: no heartbeat for 5s  -",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("status does not say %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "CPU 2/2") || strings.Contains(s, "CPU 8") {
+		t.Errorf("status counts the dead node:\n%s", s)
+	}
+}

@@ -428,13 +428,21 @@ func printStatus(out io.Writer, list []nodeJSON) error {
 		if n.ObjectStoreBytes > 0 {
 			store = formatBytes(n.ObjectStoreBytes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, usedOfTotal(n), store, n.SessionDir)
+		res := "-" // a dead node's resources are gone with it
+		if n.State == "ALIVE" {
+			res = usedOfTotal(n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, res, store, n.SessionDir)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintf(out, "resources of the alive nodes (used/total): %s\n", aliveTotals(list))
 	var demand []string
 	for _, n := range list {
+		if n.State != "ALIVE" {
+			continue // what waited on a dead node waits there no more
+		}
 		for name, q := range n.Pending {
 			demand = append(demand, fmt.Sprintf("%s %g on %s", name, q, n.NodeID[:8]))
 		}
@@ -445,6 +453,29 @@ func printStatus(out io.Writer, list []nodeJSON) error {
 	}
 	fmt.Fprintf(out, "pending demand: %s\n", strings.Join(demand, ", "))
 	return nil
+}
+
+// aliveTotals is the resources of the ALIVE nodes of list, summed, as
+// usedOfTotal writes a node's: a dead node's count no more.
+func aliveTotals(list []nodeJSON) string {
+	sum := nodeJSON{Resources: map[string]float64{}, Available: map[string]float64{}}
+	for _, n := range list {
+		if n.State != "ALIVE" {
+			continue
+		}
+		for k, v := range n.Resources {
+			if !placement.IsGroupResource(k) { // the node's own count the bundles
+				sum.Resources[k] += v
+			}
+		}
+		for k, v := range n.Available {
+			sum.Available[k] += v
+		}
+	}
+	if s := usedOfTotal(sum); s != "" {
+		return s
+	}
+	return "none"
 }
 
 // usedOfTotal is a node's resources as "NAME used/total", sorted, with
