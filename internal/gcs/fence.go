@@ -9,6 +9,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
 // Fencing. A node the control store declared DEAD stays dead: its work
@@ -29,17 +30,43 @@ const fencedMarker = "was declared DEAD by the control store"
 // FencedError refuses a call from a node the control store declared dead:
 // which node, when and why.
 type FencedError struct {
-	Node   string    // the node's ID (its name, as NodeID.Name gives it)
-	At     time.Time // when it was declared dead (zero: not known, after a restart)
-	Reason string    // why, as NodeInfo.DeathReason says
+	Node      string    // the node's ID (its name, as NodeID.Name gives it)
+	At        time.Time // when it was declared dead (zero: not known here, as after a restart)
+	LastHeard time.Time // its last heartbeat (zero: not known)
+	Reason    string    // why, as NodeInfo.DeathReason says
 }
 
 func (e *FencedError) Error() string {
-	when := "before the control store restarted"
+	var b strings.Builder
+	fmt.Fprintf(&b, "gcs: node %s %s", e.Node, fencedMarker)
 	if !e.At.IsZero() {
-		when = "at " + e.At.UTC().Format(time.RFC3339Nano)
+		fmt.Fprintf(&b, " at %s", e.At.UTC().Format(time.RFC3339Nano))
 	}
-	return fmt.Sprintf("gcs: node %s %s %s (%s): it is fenced, and may only join again as a new node", e.Node, fencedMarker, when, e.Reason)
+	fmt.Fprintf(&b, " (%s", e.Reason)
+	if !e.LastHeard.IsZero() {
+		fmt.Fprintf(&b, "; last heard from at %s", e.LastHeard.UTC().Format(time.RFC3339Nano))
+	}
+	b.WriteString("): it is fenced, and may only join again as a new node")
+	return b.String()
+}
+
+// fencedNode is the refusal of node id, from its record n.
+func fencedNode(id ids.NodeID, n *pb.NodeInfo, at time.Time) *FencedError {
+	e := &FencedError{Node: id.Name(), At: at, Reason: n.DeathReason}
+	if n.LastHeartbeatUnixMs > 0 {
+		e.LastHeard = time.UnixMilli(n.LastHeartbeatUnixMs)
+	}
+	return e
+}
+
+// FencedBy is the refusal a node reads in its record n, DEAD in the
+// cluster's view.
+func FencedBy(n *pb.NodeInfo) *FencedError {
+	id, err := ids.NodeIDFrom(n.NodeId)
+	if err != nil {
+		return &FencedError{Node: fmt.Sprintf("%x", n.NodeId), Reason: n.DeathReason}
+	}
+	return fencedNode(id, n, time.Time{})
 }
 
 // Is makes a FencedError match ErrNodeDead.
@@ -87,5 +114,5 @@ func (s *Server) fencedLocked(id ids.NodeID) error {
 	if n == nil || n.State != StateDead {
 		return nil
 	}
-	return &FencedError{Node: id.Name(), At: s.deaths.when(id), Reason: n.DeathReason}
+	return fencedNode(id, n, s.deaths.when(id))
 }

@@ -36,7 +36,7 @@ func TestDeadNodeFenced(t *testing.T) {
 	if !errors.As(err, &re) {
 		t.Fatalf("heartbeat after death: %T, want an rpc.RemoteError", err)
 	}
-	for _, want := range []string{id.Name(), fencedMarker, "no heartbeat for 200ms", "new node"} {
+	for _, want := range []string{id.Name(), fencedMarker, "no heartbeat for 200ms", "new node", "last heard from at"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("fencing error %q does not say %q", err, want)
 		}

@@ -167,7 +167,7 @@ func TestRestartedNodeFenced(t *testing.T) {
 			t.Fatalf("node loaded after its death: %s", st)
 		}
 		err = dial(t, addr3).Call(context.Background(), rpc.MRegisterNode, &pb.NodeInfo{NodeId: id[:], Address: "node-r"}, &pb.Status{})
-		if !IsFenced(err) || !strings.Contains(err.Error(), "before the control store restarted") {
+		if !IsFenced(err) || !strings.Contains(err.Error(), "last heard from at") {
 			t.Fatalf("registration after a restart: %v, want the fencing error", err)
 		}
 	})

@@ -449,7 +449,7 @@ func (n *Node) takeView(v *pb.ClusterView) {
 	id := n.raylet.NodeID()
 	for _, x := range v.Nodes {
 		if string(x.NodeId) == string(id[:]) && x.State == gcs.StateDead {
-			n.fence(&gcs.FencedError{Node: id.Name(), Reason: x.DeathReason})
+			n.fence(gcs.FencedBy(x))
 			return
 		}
 	}
