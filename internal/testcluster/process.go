@@ -38,14 +38,20 @@ func (n *Node) Exited(within time.Duration) (bool, error) {
 	n.mu.Lock()
 	done := n.done
 	n.mu.Unlock()
+	t := time.NewTimer(within)
+	defer t.Stop()
 	select {
 	case <-done:
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return true, n.exit
-	case <-time.After(within):
-		return false, nil
+	default:
+		select {
+		case <-done:
+		case <-t.C:
+			return false, nil
+		}
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return true, n.exit
 }
 
 // Group lists the live processes of the node's process group (its daemon
