@@ -100,6 +100,7 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		})
 	}
 	r.peers = peers
+	r.noteDeadLocked(v)
 	waiting := r.viewWait
 	r.viewWait = nil
 	for _, w := range waiting {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -90,3 +91,35 @@ func (r *Raylet) fencedLocked() error {
 	}
 	return r.fenced
 }
+
+// noteDeadLocked records the nodes view has DEAD. mu is held.
+func (r *Raylet) noteDeadLocked(v *pb.ClusterView) {
+	for _, n := range v.Nodes {
+		if n.State != "DEAD" {
+			continue
+		}
+		if id, err := ids.NodeIDFrom(n.NodeId); err == nil {
+			if r.deadNodes == nil {
+				r.deadNodes = make(map[string]string)
+			}
+			r.deadNodes[id.Name()] = n.DeathReason
+		}
+	}
+}
+
+// ownerDeadLocked refuses a lease whose owner runs on a node the cluster
+// declared dead: that node is fenced, its owners' work is written off. mu
+// is held.
+func (r *Raylet) ownerDeadLocked(req *pb.RequestLease) error {
+	_, _, node := rpc.SplitEndpoint(req.OwnerAddr)
+	if node == "" || node == r.cfg.NodeName {
+		return nil
+	}
+	if why, dead := r.deadNodes[node]; dead {
+		return fmt.Errorf("%w: the lease's owner %s runs on node %s, which the cluster declared dead (%s)", ErrOwnerNodeDead, req.OwnerAddr, node, why)
+	}
+	return nil
+}
+
+// ErrOwnerNodeDead refuses a lease to an owner on a node declared dead.
+var ErrOwnerNodeDead = errors.New("raylet: lease refused")
