@@ -84,10 +84,12 @@ func IsFenced(err error) bool {
 }
 
 // deaths remembers when the nodes were declared dead, for FencedError
-// (the store keeps the death itself, not its time).
+// (the store keeps the death itself, not its time), and the connections
+// they had registered on, still open, which guard refuses.
 type deaths struct {
-	mu sync.Mutex
-	at map[ids.NodeID]time.Time
+	mu    sync.Mutex
+	at    map[ids.NodeID]time.Time
+	conns sync.Map // *rpc.Conn -> *FencedError
 }
 
 func (d *deaths) record(id ids.NodeID, at time.Time) {
@@ -115,4 +117,20 @@ func (s *Server) fencedLocked(id ids.NodeID) error {
 		return nil
 	}
 	return fencedNode(id, n, s.deaths.when(id))
+}
+
+// guard refuses every frame that comes on the connection of a node
+// declared dead (a request with its FencedError; a notice, such as a
+// report of events or of an actor's address, is dropped), then serves
+// the others with h.
+func (s *Server) guard(h rpc.Handler) rpc.Handler {
+	return rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
+		if v, fenced := s.deaths.conns.Load(c); fenced {
+			if kind == rpc.KindRequest {
+				_ = c.ReplyError(id, v.(*FencedError).Error())
+			}
+			return
+		}
+		h.Handle(c, m, kind, id, body)
+	})
 }

@@ -53,6 +53,22 @@ func TestDeadNodeFenced(t *testing.T) {
 		t.Fatalf("registration under the dead ID: %v, want the fencing error", err)
 	}
 
+	// Anything else on its connection is refused too, and what it would
+	// change is not.
+	err = c.Call(context.Background(), rpc.MKVPut, &pb.KVEntry{Namespace: "n", Key: "k", Value: []byte("v")}, &pb.KVReply{})
+	if !IsFenced(err) {
+		t.Fatalf("KV put from the dead node's connection: %v, want the fencing error", err)
+	}
+	other, err := rpc.DialToken(context.Background(), addr, "tok", nil) // a client, not a node: it needs no heartbeat
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	got := &pb.KVReply{}
+	if err := other.Call(context.Background(), rpc.MKVGet, &pb.KVEntry{Namespace: "n", Key: "k"}, got); err != nil || len(got.Value) != 0 {
+		t.Fatalf("the fenced node's put took effect: %v %v", got, err)
+	}
+
 	// Dead, its CPUs are neither free nor used, and its demand is gone.
 	for _, n := range s.Nodes() {
 		if n.Address == "node-f" && (n.State != StateDead || len(n.Available) != 0 || len(n.Pending) != 0) {

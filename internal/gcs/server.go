@@ -88,7 +88,7 @@ type Server struct {
 	useSeq    uint64 // orders the partial uploads by last use
 	kv        map[kvKey][]byte
 	groupPush *time.Timer // a push of the view after placement groups changed
-	deaths    deaths      // when nodes were declared dead (fence.go)
+	deaths    deaths      // when nodes were declared dead, and their connections (fence.go)
 
 	changed   chan struct{} // a send wakes the publisher (capacity 1: sends coalesce)
 	stop      chan struct{}
@@ -159,7 +159,7 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	s.wmu.Unlock()
 	s.groups = placement.NewManager(groupHost{s}, nil, groups)
 	mx := s.mux()
-	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return mx }, s.connClosed)
+	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return s.guard(mx) }, s.connClosed)
 	if cfg.Token != "" {
 		s.srv.RequireToken(cfg.Token)
 	}
@@ -373,6 +373,7 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) error {
 
 // connClosed declares a node dead as soon as its connection breaks.
 func (s *Server) connClosed(c *rpc.Conn, _ error) {
+	s.deaths.conns.Delete(c)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -446,6 +447,9 @@ func (s *Server) markDeadLocked(id ids.NodeID, why string) *pb.NodeInfo {
 	// more: the totals count the alive nodes' resources and demand.
 	n.Available, n.Pending = nil, nil
 	s.deaths.record(id, s.cfg.Now())
+	if c := s.nodeConn[id]; c != nil {
+		s.deaths.conns.Store(c, fencedNode(id, n, s.deaths.when(id)))
+	}
 	return proto.Clone(n).(*pb.NodeInfo)
 }
 
