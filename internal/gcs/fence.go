@@ -90,6 +90,8 @@ type deaths struct {
 	mu    sync.Mutex
 	at    map[ids.NodeID]time.Time
 	conns sync.Map // *rpc.Conn -> *FencedError
+
+	lastSweep int64 // when expire last ran (Unix ms); guarded by Server.mu
 }
 
 func (d *deaths) record(id ids.NodeID, at time.Time) {
@@ -133,4 +135,23 @@ func (s *Server) guard(h rpc.Handler) rpc.Handler {
 		}
 		h.Handle(c, m, kind, id, body)
 	})
+}
+
+// stalledLocked reports whether the control store itself stood still
+// (paused, starved of CPU) since its last sweep for silent nodes, for more
+// than half the health timeout: then the nodes' silence says nothing
+// about them, and declaring them dead would fence a healthy cluster. It
+// restarts every alive node's heartbeat clock instead. mu is held.
+func (s *Server) stalledLocked(now int64) bool {
+	last := s.deaths.lastSweep
+	s.deaths.lastSweep = now
+	if last == 0 || now-last <= s.cfg.HealthTimeout.Milliseconds()/2 {
+		return false
+	}
+	for _, n := range s.nodes {
+		if n.State == StateAlive {
+			n.LastHeartbeatUnixMs = now
+		}
+	}
+	return true
 }

@@ -3,7 +3,9 @@ package gcs
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,5 +109,58 @@ func TestIsFenced(t *testing.T) {
 	}
 	if !errors.Is(fe, ErrNodeDead) {
 		t.Error("a FencedError does not match ErrNodeDead")
+	}
+}
+
+// A control store that stood still (paused) past the health timeout does
+// not declare its nodes dead for the silence it caused: it restarts their
+// clocks. A node that stays silent after that is still declared dead.
+func TestStalledControlStoreFencesNobody(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Serve(ln, Config{Token: "tok", HealthTimeout: timeout, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	join(t, "tcp:"+ln.Addr().String(), "node-s")
+	// swept waits until the monitor has swept at the clock's time.
+	swept := func() {
+		t.Helper()
+		want := now().UnixMilli()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			s.mu.Lock()
+			last := s.deaths.lastSweep
+			s.mu.Unlock()
+			if last >= want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the monitor did not sweep")
+			}
+			time.Sleep(5 * time.Millisecond) // the monitor runs on its own ticker
+		}
+	}
+	swept()
+	advance(10 * timeout) // the control store stood still for 2 s
+	swept()
+	if st := state(s, "node-s"); st != StateAlive {
+		t.Fatalf("after the control store's own stall the node is %s", st)
+	}
+	// Time going on at its pace, the silent node dies.
+	for i := 0; i < 8 && state(s, "node-s") == StateAlive; i++ {
+		advance(timeout / 4)
+		swept()
+	}
+	if st := state(s, "node-s"); st != StateDead {
+		t.Fatalf("a node silent for 2x the timeout after the stall is %s", st)
 	}
 }

@@ -484,6 +484,10 @@ func (s *Server) expire() {
 	now := s.cfg.Now().UnixMilli()
 	dead := make(map[ids.NodeID]*pb.NodeInfo)
 	s.mu.Lock()
+	if s.stalledLocked(now) {
+		s.mu.Unlock()
+		return
+	}
 	for id, n := range s.nodes {
 		if n.State == StateAlive && now-n.LastHeartbeatUnixMs > s.cfg.HealthTimeout.Milliseconds() {
 			dead[id] = s.markDeadLocked(id, fmt.Sprintf("no heartbeat for %v", s.cfg.HealthTimeout))
