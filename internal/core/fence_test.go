@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -26,12 +24,8 @@ func TestOwnNodeFenced(t *testing.T) {
 	h := submit1(t, rt, "long", TaskOptions{})
 	eventually(t, "the task is pushed", func() bool { return rt.Pushed(h) })
 
-	push := func(id ids.NodeID, reason string) {
-		body, err := proto.Marshal(&pb.NodeList{Nodes: []*pb.NodeInfo{{NodeId: id[:], State: "DEAD", DeathReason: reason}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rt.HandleRaylet(rpc.MNodesDead, body)
+	push := func(id ids.NodeID, reason string) { // as the raylet's rpc.NodesDead does
+		rt.NodesDead(&pb.NodeList{Nodes: []*pb.NodeInfo{{NodeId: id[:], State: "DEAD", DeathReason: reason}}})
 	}
 	push(other, "another node")
 	if rt.fenced.Load() != nil || rt.closed.Load() {

@@ -258,9 +258,10 @@ func (s *Server) mux() *rpc.Mux {
 	rpc.HandleNotify(mx, rpc.JobEnded, func(_ context.Context, j *pb.JobRequest) { s.jobEnded(j.JobId) })
 	rpc.Handle(mx, rpc.GetJob, func(_ context.Context, j *pb.JobRequest) (*pb.JobInfo, error) { return s.job(j.JobId) })
 	rpc.Handle(mx, rpc.ListJobs, func(context.Context, *pb.Empty) (*pb.JobList, error) { return &pb.JobList{Jobs: s.Jobs()}, nil })
-	for _, op := range []rpc.Request[pb.KVEntry, pb.KVReply]{rpc.KVPut, rpc.KVGet, rpc.KVDel, rpc.KVKeys} {
-		rpc.Handle(mx, op, func(_ context.Context, e *pb.KVEntry) (*pb.KVReply, error) { return s.kvOp(op.Method, e), nil })
-	}
+	rpc.Handle(mx, rpc.KVPut, s.serveKVPut)
+	rpc.Handle(mx, rpc.KVGet, s.serveKVGet)
+	rpc.Handle(mx, rpc.KVDel, s.serveKVDel)
+	rpc.Handle(mx, rpc.KVKeys, s.serveKVKeys)
 	return mx
 }
 

@@ -226,9 +226,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	n := &Node{cfg: cfg, stop: make(chan struct{}), fenced: make(chan struct{})}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	n.session = filepath.Join(cfg.StateDir, fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
+	n.session, _ = newSession(cfg.StateDir)
 	if err := n.setupTLS(ctx); err != nil {
 		return nil, err
 	}

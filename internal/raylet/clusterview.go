@@ -95,7 +95,7 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		conns := r.ownerConnsLocked()
 		after = append(after, func() {
 			for _, c := range conns {
-				_ = c.Notify(rpc.MNodesDead, dead)
+				_ = rpc.Notify(c, rpc.NodesDead, dead)
 			}
 		})
 	}

@@ -1,11 +1,8 @@
 package raylet
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/rpc"
@@ -19,10 +16,6 @@ import (
 // ErrFenced is the refusal of a fenced raylet (errors.Is).
 var ErrFenced = errors.New("raylet: this node was declared dead by the cluster (fenced)")
 
-// fenceNotifyTimeout bounds how long Fence waits for each driver to take
-// the news before it goes on.
-const fenceNotifyTimeout = time.Second
-
 // fencedError is a fenced raylet's refusal, with why.
 type fencedError struct{ node, reason string }
 
@@ -34,8 +27,8 @@ func (e *fencedError) Is(target error) bool { return target == ErrFenced }
 
 // Fence stops this node's work at once, for reason: it refuses new
 // leases and pulls, fails the lease requests waiting here, tells the
-// drivers attached to it (rpc.MNodesDead naming this very node, waiting
-// up to fenceNotifyTimeout for each to take it) and kills every worker.
+// drivers attached to it (rpc.MNodesDead naming this very node) and
+// kills every worker.
 // Close must still follow. It is idempotent.
 func (r *Raylet) Fence(reason string) {
 	r.mu.Lock()
@@ -68,17 +61,11 @@ func (r *Raylet) Fence(reason string) {
 		p.cb(nil, ferr)
 	}
 	self := &pb.NodeList{Nodes: []*pb.NodeInfo{{NodeId: r.nodeID[:], Address: r.TCPAddr(), State: "DEAD", DeathReason: reason}}}
-	var wg sync.WaitGroup
 	for _, c := range drivers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), fenceNotifyTimeout)
-			defer cancel()
-			_ = c.Call(ctx, rpc.MNodesDead, self, &pb.Empty{}) // answered once taken
-		}()
+		// Written out before the node closes the connection, which the
+		// driver reads to its end.
+		_ = c.Notify(rpc.MNodesDead, self)
 	}
-	wg.Wait()
 	for _, w := range workers {
 		_ = w.proc.Kill()
 	}

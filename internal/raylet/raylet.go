@@ -18,8 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/metrics"
@@ -523,9 +521,9 @@ func (r *Raylet) stopWorkerLocked(w *workerProc) {
 	}
 	proc := w.proc
 	kill := time.AfterFunc(drainTimeout, func() { _ = proc.Kill() })
-	w.conn.Go(rpc.MDrainWorker, &pb.Empty{}, func(body []byte, err error) {
+	rpc.Go(w.conn, rpc.DrainWorker, &pb.Empty{}, func(b *pb.StateEvents, err error) {
 		if kill.Stop() {
-			if b := new(pb.StateEvents); err == nil && proto.Unmarshal(body, b) == nil {
+			if err == nil {
 				r.ReportEvents(b)
 			}
 			_ = proc.Kill()
