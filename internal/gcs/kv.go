@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rayo-dev/rayo/internal/autoscaler"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -60,6 +61,9 @@ func (s *Server) kvPut(k kvKey, e *pb.KVEntry) *pb.KVReply {
 	s.mu.Lock()
 	s.kv[k] = e.Value
 	s.mu.Unlock()
+	if k.namespace == autoscaler.Namespace && k.key == autoscaler.KeyLaunchable {
+		s.publish() // the nodes hear at once what they may wait for
+	}
 	return &pb.KVReply{Found: found}
 }
 

@@ -234,7 +234,7 @@ func (s *Server) mux() *rpc.Mux {
 		if err := s.heartbeat(hb); err != nil {
 			return nil, err // fenced: a dead node stays dead
 		}
-		return &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}, nil
+		return s.view(), nil
 	})
 	rpc.Handle(mx, rpc.ListNodes, func(context.Context, *pb.Empty) (*pb.NodeList, error) { return &pb.NodeList{Nodes: s.Nodes()}, nil })
 	rpc.HandleAsync(mx, rpc.PlacementGroup, s.placementGroup)
@@ -366,6 +366,7 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) error {
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
 	n.Available = hb.Available
 	n.Pending = hb.Pending
+	n.PendingShapes = hb.PendingShapes
 	if len(hb.Total) > 0 {
 		n.Resources = hb.Total // placement group bundles come and go
 	}
@@ -424,7 +425,7 @@ func (s *Server) publisher() {
 
 // pushView sends the cluster's view to every node now.
 func (s *Server) pushView() {
-	view := &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}
+	view := s.view()
 	s.mu.Lock()
 	conns := make([]*rpc.Conn, 0, len(s.nodeConn))
 	for _, c := range s.nodeConn {

@@ -424,7 +424,7 @@ func (n *Node) heartbeats() {
 		total, avail, pending := n.raylet.Resources()
 		view := &pb.ClusterView{}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total}, view)
+		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, PendingShapes: n.raylet.PendingShapes()}, view)
 		cancel()
 		switch {
 		case err == nil:

@@ -100,6 +100,8 @@ type Raylet struct {
 	spreadNext int                      // SPREAD's round robin
 	jobWait    map[string][]*leaseReq   // requests waiting for their job to load
 	viewWait   []*leaseReq              // requests waiting for the next cluster view
+	awaitNode  []*leaseReq              // requests waiting for a node the autoscaler can add (autoscale.go)
+	launchable []map[string]float64     // the shapes of those nodes, from the cluster view
 	bundles    map[bundleKey]*bundleRec // placement group bundles held here
 
 	// local is the control store of an embedded cluster (Config.Cluster
@@ -401,8 +403,8 @@ func (r *Raylet) Close() error {
 		r.local.close()
 	}
 	r.mu.Lock()
-	pending := r.pending
-	r.pending = nil
+	pending := append(r.pending, r.awaitNode...)
+	r.pending, r.awaitNode = nil, nil
 	var procs []*workerProc
 	for _, w := range r.workers {
 		procs = append(procs, w)
