@@ -126,6 +126,10 @@ func (ot *objectTable) freeObjects(byNode map[string][]ids.ObjectID) {
 // there, leases, actors) fails over at once, as when the connections
 // break, even if the node went silent rather than closing them.
 func (rt *Runtime) NodesDead(list *pb.NodeList) {
+	if reason, self := rt.selfFenced(list); self {
+		rt.Fence(rt.cfg.Node, reason) // our own node was declared dead: its raylet was fenced
+		return
+	}
 	dead := make(map[string]bool)
 	addrs := make(map[string]bool)
 	for _, n := range list.Nodes {

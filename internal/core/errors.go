@@ -64,6 +64,7 @@ var errorTypes = map[string]string{
 	KindObjectLost:      "OBJECT_LOST",
 	KindOutOfMemory:     "OUT_OF_MEMORY",
 	KindUnserializable:  "TASK_EXECUTION_EXCEPTION", // Ray raises in the worker
+	KindNodeFenced:      "NODE_DIED",
 }
 
 // ErrorType is the state API's name of a kind of TaskError.
@@ -140,6 +141,8 @@ func kindSentinel(kind string) error {
 		return ErrObjectLost
 	case KindUnserializable:
 		return codec.ErrUnserializable
+	case KindNodeFenced:
+		return ErrNodeFenced
 	}
 	return nil
 }

@@ -486,7 +486,7 @@ func (ot *objectTable) put(ctx context.Context, p codec.Payload, contained []*Ha
 		if loc.InStore {
 			ot.rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
 		}
-		return nil, ErrShutdown
+		return nil, ot.rt.errShutdown()
 	}
 	obj := &object{state: stateReady, loc: loc, owned: true, owner: ot.rt.addr}
 	for _, h := range contained {
@@ -547,7 +547,7 @@ func (ot *objectTable) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
 	ot.mu.Lock()
 	if ot.rt.closed.Load() {
 		ot.mu.Unlock()
-		return nil, nil, ErrShutdown
+		return nil, nil, ot.rt.errShutdown()
 	}
 	obj := ot.byID[h.ID]
 	if obj == nil {
@@ -581,7 +581,7 @@ func (ot *objectTable) await(ctx context.Context, h *Handle, done <-chan struct{
 	ot.mu.Lock()
 	defer ot.mu.Unlock()
 	if ot.rt.closed.Load() {
-		return nil, ErrShutdown
+		return nil, ot.rt.errShutdown()
 	}
 	obj := ot.byID[h.ID]
 	if obj == nil {
@@ -628,7 +628,7 @@ func (ot *objectTable) waitIndexed(ctx context.Context, count, n int, at func(in
 		ot.mu.Lock()
 		if ot.rt.closed.Load() {
 			ot.mu.Unlock()
-			return nil, ErrShutdown
+			return nil, ot.rt.errShutdown()
 		}
 		ready = ready[:0]
 		for i := 0; i < count && len(ready) < n; i++ {

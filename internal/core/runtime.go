@@ -137,7 +137,11 @@ type Runtime struct {
 	actors actorSubmitter
 	tasks  taskSubmitter
 	objs   objectTable
-	closed atomic.Bool // Close began; set holding all three locks, so read under any
+	closed atomic.Bool // Close (or Fence) began; set holding all three locks, so read under any
+	// tornDown: Close began; fenced: why the node stopped this runtime's
+	// work (Fence), or nil.
+	tornDown atomic.Bool
+	fenced   atomic.Pointer[NodeFencedError]
 
 	peers *peerSet // connections to other processes and nodes' raylets
 
@@ -230,16 +234,43 @@ func (rt *Runtime) IsWorker() bool { return rt.cfg.IsWorker }
 
 // Close fails what is pending, closes every connection and stops serving.
 func (rt *Runtime) Close() error {
+	if !rt.tornDown.CompareAndSwap(false, true) {
+		return nil
+	}
+	rt.stopWork(func(task string) *pb.TaskError { return sysErr(task, KindSystem, ErrShutdown.Error()) })
+	if rt.evStop != nil {
+		close(rt.evStop) // the last batch, with the failures above, goes out before the raylet's connection closes
+		<-rt.evDone
+	}
+	rt.goMu.Lock()
+	rt.stopped = true
+	rt.goMu.Unlock()
+	err := rt.srv.Close()
+	if rt.tcp != nil {
+		_ = rt.tcp.Close()
+	}
+	rt.peers.close() // and refuse new ones from now on
+	// What was spawned ends once its connections are closed.
+	rt.gos.Wait()
+	_ = os.Remove(rt.cfg.Addr)
+	return err
+}
+
+// stopWork is the first half of Close, which fencing (Fence) does alone:
+// it fails what is pending with fail's error, returns the leases held and
+// frees the objects owned; from then on the runtime takes no new work. It
+// reports false if it had been done already.
+func (rt *Runtime) stopWork(fail func(task string) *pb.TaskError) bool {
 	var after actions
 	rt.lockAll()
 	if rt.closed.Load() {
 		rt.unlockAll()
-		return nil
+		return false
 	}
 	rt.closed.Store(true)
 	rt.bgCancel()
 	for _, t := range rt.tasks.byID {
-		rt.tasks.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
+		rt.tasks.finishLocked(t, nil, fail(t.spec.Name), &after)
 	}
 	for _, q := range rt.tasks.queues {
 		after.returned = append(after.returned, q.leases...)
@@ -267,22 +298,7 @@ func (rt *Runtime) Close() error {
 			l.raylet(rt).ReturnLease(&pb.ReturnLease{LeaseId: l.id})
 		}
 	}
-	if rt.evStop != nil {
-		close(rt.evStop) // the last batch, with the failures above, goes out before the raylet's connection closes
-		<-rt.evDone
-	}
-	rt.goMu.Lock()
-	rt.stopped = true
-	rt.goMu.Unlock()
-	err := rt.srv.Close()
-	if rt.tcp != nil {
-		_ = rt.tcp.Close()
-	}
-	rt.peers.close() // and refuse new ones from now on
-	// What was spawned ends once its connections are closed.
-	rt.gos.Wait()
-	_ = os.Remove(rt.cfg.Addr)
-	return err
+	return true
 }
 
 // lockAll takes the actors', the tasks' and the objects' locks, in that

@@ -223,7 +223,7 @@ func (ts *taskSubmitter) submit(ctx context.Context, opts TaskOptions, args []Ar
 	ts.rt.lockFor(t)
 	if ts.rt.closed.Load() {
 		ts.rt.unlockFor(t)
-		return nil, ErrShutdown
+		return nil, ts.rt.errShutdown()
 	}
 	if err := ts.addArgsLocked(t, args, &after); err != nil {
 		ts.rt.unlockFor(t)

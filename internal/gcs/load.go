@@ -29,6 +29,8 @@ func (s *Server) load() ([]*pb.PlacementGroup, error) {
 		}
 		if n.State == StateAlive {
 			n.LastHeartbeatUnixMs = now
+		} else {
+			n.Available, n.Pending = nil, nil // a dead node's are gone with it
 		}
 		s.nodes[id] = n
 		return nil

@@ -88,6 +88,7 @@ type Server struct {
 	useSeq    uint64 // orders the partial uploads by last use
 	kv        map[kvKey][]byte
 	groupPush *time.Timer // a push of the view after placement groups changed
+	deaths    deaths      // when nodes were declared dead, and their connections (fence.go)
 
 	guard guardState // the store's durability (writeback.go)
 
@@ -160,7 +161,7 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	s.wmu.Unlock()
 	s.groups = placement.NewManager(groupHost{s}, nil, groups)
 	mx := s.mux()
-	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return mx }, s.connClosed)
+	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return s.guard(mx) }, s.connClosed)
 	if cfg.Token != "" {
 		s.srv.RequireToken(cfg.Token)
 	}
@@ -236,7 +237,9 @@ func (s *Server) mux() *rpc.Mux {
 	rpc.Handle(mx, rpc.ListTasks, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Tasks(q), nil })
 	rpc.Handle(mx, rpc.ListActors, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Actors(q), nil })
 	rpc.Handle(mx, rpc.Heartbeat, func(_ context.Context, hb *pb.Heartbeat) (*pb.ClusterView, error) {
-		s.heartbeat(hb)
+		if err := s.heartbeat(hb); err != nil {
+			return nil, err // fenced: a dead node stays dead
+		}
 		return s.view(), nil
 	})
 	rpc.Handle(mx, rpc.ListNodes, func(context.Context, *pb.Empty) (*pb.NodeList, error) { return &pb.NodeList{Nodes: s.Nodes()}, nil })
@@ -306,11 +309,19 @@ func (s *Server) erase(table, key string) error {
 // ErrBadNode is a registration without the fields a node must give.
 var ErrBadNode = errors.New("gcs: node registration needs a node ID and an address")
 
-// register adds a node, or brings a known one back to life.
+// register adds a node, or takes back one that was alive (after a
+// control store restart). A node declared dead is refused: it is fenced,
+// and joins again only under a new ID.
 func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	id, err := ids.NodeIDFrom(n.NodeId)
 	if err != nil || n.Address == "" {
 		return ErrBadNode
+	}
+	s.mu.Lock()
+	fenced := s.fencedLocked(id)
+	s.mu.Unlock()
+	if fenced != nil {
+		return fenced
 	}
 	n.State, n.DeathReason = StateAlive, ""
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
@@ -319,6 +330,12 @@ func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.mu.Lock()
+	fenced = s.fencedLocked(id) // declared dead meanwhile
+	s.mu.Unlock()
+	if fenced != nil {
+		return fenced
+	}
 	if err := s.save(TableNodes, id.String(), n); err != nil {
 		return err
 	}
@@ -336,16 +353,21 @@ func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	return nil
 }
 
-func (s *Server) heartbeat(hb *pb.Heartbeat) {
+// heartbeat renews a node's lease on life and records what it reports;
+// a node declared dead is refused (*FencedError).
+func (s *Server) heartbeat(hb *pb.Heartbeat) error {
 	id, err := ids.NodeIDFrom(hb.NodeId)
 	if err != nil {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.fencedLocked(id); err != nil {
+		return err
+	}
 	n := s.nodes[id]
-	if n == nil || n.State == StateDead {
-		return // a dead node stays dead; it must register anew
+	if n == nil {
+		return nil // not registered here (yet): its registration follows
 	}
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
 	n.Available = hb.Available
@@ -354,10 +376,12 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) {
 	if len(hb.Total) > 0 {
 		n.Resources = hb.Total // placement group bundles come and go
 	}
+	return nil
 }
 
 // connClosed declares a node dead as soon as its connection breaks.
 func (s *Server) connClosed(c *rpc.Conn, _ error) {
+	s.deaths.conns.Delete(c)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -427,6 +451,13 @@ func (s *Server) markDeadLocked(id ids.NodeID, why string) *pb.NodeInfo {
 		return nil
 	}
 	n.State, n.DeathReason = StateDead, why
+	// Nothing of it is free any more, and what waited there waits no
+	// more: the totals count the alive nodes' resources and demand.
+	n.Available, n.Pending = nil, nil
+	s.deaths.record(id, s.cfg.Now())
+	if c := s.nodeConn[id]; c != nil {
+		s.deaths.conns.Store(c, fencedNode(id, n, s.deaths.when(id)))
+	}
 	return proto.Clone(n).(*pb.NodeInfo)
 }
 
@@ -461,6 +492,10 @@ func (s *Server) expire() {
 	now := s.cfg.Now().UnixMilli()
 	dead := make(map[ids.NodeID]*pb.NodeInfo)
 	s.mu.Lock()
+	if s.stalledLocked(now) {
+		s.mu.Unlock()
+		return
+	}
 	for id, n := range s.nodes {
 		if n.State == StateAlive && now-n.LastHeartbeatUnixMs > s.cfg.HealthTimeout.Milliseconds() {
 			dead[id] = s.markDeadLocked(id, fmt.Sprintf("no heartbeat for %v", s.cfg.HealthTimeout))

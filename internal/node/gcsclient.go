@@ -29,9 +29,10 @@ import (
 // lives) and takes the cluster's view back.
 const ReportInterval = 250 * time.Millisecond
 
-// LostAfter is how long a node keeps trying to reach a control store that
-// went away before it gives up and stops.
-const LostAfter = 60 * time.Second
+// DefaultGCSReconnectTimeout is how long a node goes on without hearing
+// from its control store (Config.GCSReconnectTimeout, rayo start
+// --gcs-reconnect-timeout) before it stops, fenced.
+const DefaultGCSReconnectTimeout = 60 * time.Second
 
 // binaryChunk is the size of the pieces executables move in.
 const binaryChunk = 4 << 20

@@ -117,6 +117,12 @@ type Config struct {
 	// instead.
 	TLS                    bool
 	TLSCert, TLSKey, TLSCA string
+
+	// GCSReconnectTimeout is how long the node goes on without a heartbeat
+	// answered by the control store (away, restarting, or cut off) before
+	// it stops, fenced: its workers killed, its drivers told (0:
+	// DefaultGCSReconnectTimeout).
+	GCSReconnectTimeout time.Duration
 }
 
 // ErrTokenNeeded refuses to listen beyond loopback without a secret.
@@ -140,8 +146,11 @@ type Node struct {
 	joinToken string // head: what other machines join with
 
 	stop chan struct{}
-	lost chan struct{} // closed when the control store stays away LostAfter
 	wg   sync.WaitGroup
+
+	fenceOnce sync.Once
+	fenced    chan struct{} // closed when the node is fenced (see fence)
+	fenceErr  error         // why; set before fenced is closed
 }
 
 // logf writes one of the node's own messages to Config.Log.
@@ -199,6 +208,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.NumCPUs <= 0 {
 		return nil, fmt.Errorf("node: NumCPUs must be positive, got %g", cfg.NumCPUs)
 	}
+	if cfg.GCSReconnectTimeout < 0 {
+		return nil, fmt.Errorf("node: GCSReconnectTimeout must not be negative, got %v", cfg.GCSReconnectTimeout)
+	}
+	if cfg.GCSReconnectTimeout == 0 {
+		cfg.GCSReconnectTimeout = DefaultGCSReconnectTimeout
+	}
 	if err := PrepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
@@ -210,7 +225,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("node: %s %d: want a TCP port, 0 to 65535", p.name, p.port)
 		}
 	}
-	n := &Node{cfg: cfg, stop: make(chan struct{}), lost: make(chan struct{})}
+	n := &Node{cfg: cfg, stop: make(chan struct{}), fenced: make(chan struct{})}
 	n.session, _ = newSession(cfg.StateDir)
 	if err := n.setupTLS(ctx); err != nil {
 		return nil, err
@@ -243,7 +258,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.raylet = rl
-	n.gc.onView = rl.SetClusterView
+	n.gc.onView = n.takeView
 	n.gc.onBundles = rl.BundleOp
 	if err := n.gc.connect(ctx); err != nil {
 		_ = rl.Close()
@@ -368,36 +383,46 @@ func (n *Node) info() *pb.NodeInfo {
 
 // heartbeats reports the node's resources to the control store and gives
 // the raylet the cluster's view in return. When the control store goes
-// away (a restart), it dials again and registers anew; after LostAfter
-// without it, the node is lost.
+// away (a restart), it dials again and registers anew. The node is fenced
+// (see fence) when the control store refuses it, having declared it dead,
+// or when no heartbeat has been answered for GCSReconnectTimeout.
 func (n *Node) heartbeats() {
 	defer n.wg.Done()
 	t := time.NewTicker(ReportInterval)
 	defer t.Stop()
 	id := n.raylet.NodeID()
-	var away time.Time // since when the control store is unreachable
+	lastOK := time.Now() // the last heartbeat answered
 	for {
 		select {
 		case <-n.stop:
 			return
+		case <-n.fenced:
+			return
 		case <-t.C:
+		}
+		away := func(err error) bool {
+			if since := time.Since(lastOK); since > n.cfg.GCSReconnectTimeout {
+				n.fence(fmt.Errorf("%w: no answer from the control store at %s for %v, past the reconnect timeout of %v (--gcs-reconnect-timeout): %w",
+					ErrControlStoreLost, n.gcsAddr, since.Round(time.Millisecond), n.cfg.GCSReconnectTimeout, err))
+				return true
+			}
+			return false
 		}
 		c := n.gc.current()
 		if c == nil {
-			if away.IsZero() {
-				away = time.Now()
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), ReportInterval*2)
 			err := n.gc.connect(ctx)
 			cancel()
+			if gcs.IsFenced(err) {
+				n.fence(err)
+				return
+			}
 			if err != nil {
-				if time.Since(away) > LostAfter {
-					close(n.lost)
+				if away(err) {
 					return
 				}
 				continue
 			}
-			away = time.Time{}
 			c = n.gc.current()
 			if c == nil {
 				continue
@@ -408,10 +433,54 @@ func (n *Node) heartbeats() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, PendingShapes: n.raylet.PendingShapes()}, view)
 		cancel()
-		if err == nil {
-			n.raylet.SetClusterView(view)
+		switch {
+		case err == nil:
+			lastOK = time.Now()
+			n.takeView(view)
+		case gcs.IsFenced(err):
+			n.fence(err)
+			return
+		default:
+			if away(err) {
+				return
+			}
 		}
 	}
+}
+
+// takeView passes the cluster's view to the raylet, unless the view says
+// this node is DEAD: then the node is fenced.
+func (n *Node) takeView(v *pb.ClusterView) {
+	id := n.raylet.NodeID()
+	for _, x := range v.Nodes {
+		if string(x.NodeId) == string(id[:]) && x.State == gcs.StateDead {
+			n.fence(gcs.FencedBy(x))
+			return
+		}
+	}
+	n.raylet.SetClusterView(v)
+}
+
+// ErrFenced is matched (errors.Is) by the cause a fenced node gives.
+var ErrFenced = errors.New("node: fenced")
+
+// ErrControlStoreLost is a node fenced because it heard nothing from the
+// control store for its reconnect timeout.
+var ErrControlStoreLost = errors.New("node: lost the control store")
+
+// fence stops the node's work at once, as a node the cluster declared
+// dead (or may have: it cannot tell) must, since that work has been or
+// will be retried elsewhere: the raylet refuses new work, tells its
+// drivers and kills its workers, and Fenced is closed so that whoever runs
+// the node closes it and exits. It is idempotent.
+func (n *Node) fence(cause error) {
+	n.fenceOnce.Do(func() {
+		id := n.raylet.NodeID()
+		n.fenceErr = fmt.Errorf("%w: node %s stops: %w", ErrFenced, id.Name(), cause)
+		n.logf("rayo: %v", n.fenceErr)
+		n.raylet.Fence(cause.Error())
+		close(n.fenced)
+	})
 }
 
 // StoreSizing is the node's object store capacity and where the figure
@@ -433,9 +502,21 @@ func (n *Node) Local() ClusterInfo {
 // SessionDir is the node's session folder.
 func (n *Node) SessionDir() string { return n.session }
 
-// Lost is closed when the node has been without its control store for
-// LostAfter.
-func (n *Node) Lost() <-chan struct{} { return n.lost }
+// Fenced is closed when the node stopped its work because the control
+// store declared it dead, or because it heard nothing from the control
+// store for GCSReconnectTimeout; FenceErr then says why. The node should
+// be closed, and its daemon exit: started again, it joins as a new node.
+func (n *Node) Fenced() <-chan struct{} { return n.fenced }
+
+// FenceErr is why the node was fenced (matching ErrFenced), or nil.
+func (n *Node) FenceErr() error {
+	select {
+	case <-n.fenced:
+		return n.fenceErr
+	default:
+		return nil
+	}
+}
 
 // Close leaves the cluster and stops the daemons.
 func (n *Node) Close() error {

@@ -100,6 +100,7 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		})
 	}
 	r.peers = peers
+	r.noteDeadLocked(v)
 	r.setLaunchableLocked(v)
 	waiting := append(r.viewWait, r.awaitNode...)
 	r.viewWait, r.awaitNode = nil, nil

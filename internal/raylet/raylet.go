@@ -93,6 +93,8 @@ type Raylet struct {
 	pending   []*leaseReq
 	nextLease uint64
 	closed    bool
+	fenced    *fencedError      // set by Fence: the node was declared dead
+	deadNodes map[string]string // the nodes the cluster view has DEAD, by name: why (fence.go)
 
 	peers      []*peerNode              // the other nodes, from the cluster view
 	spreadNext int                      // SPREAD's round robin
