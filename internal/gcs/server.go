@@ -90,7 +90,7 @@ type Server struct {
 	groupPush *time.Timer // a push of the view after placement groups changed
 	deaths    deaths      // when nodes were declared dead, and their connections (fence.go)
 
-	guard guardState // the store's durability (writeback.go)
+	durability durability // the store's durability (writeback.go)
 
 	changed   chan struct{} // a send wakes the publisher (capacity 1: sends coalesce)
 	stop      chan struct{}

@@ -29,8 +29,9 @@ const guardInterval = time.Second
 // a copy of them, read while the store is intact, to write back too.
 var foreignTables = []string{"tls"}
 
-// guardState is what the control store knows of its store's durability.
-type guardState struct {
+// durability is what the control store knows of whether its store kept
+// its data.
+type durability struct {
 	writeBacks atomic.Int64 // whole-state write-backs done
 	// foreign is the last copy of foreignTables read (guarded by wmu).
 	foreign map[string]map[string][]byte
@@ -38,7 +39,7 @@ type guardState struct {
 
 // WriteBacks counts how often the control store wrote its whole state
 // back to a store that had lost records.
-func (s *Server) WriteBacks() int64 { return s.guard.writeBacks.Load() }
+func (s *Server) WriteBacks() int64 { return s.durability.writeBacks.Load() }
 
 // startGuard marks a GuardedStore once the tables are loaded and checks it
 // every guardInterval until Close.
@@ -87,19 +88,19 @@ func (s *Server) checkStore(gs GuardedStore) {
 		return
 	}
 	if s.writeBack(ctx) == nil && gs.Mark(ctx) == nil {
-		s.guard.writeBacks.Add(1)
+		s.durability.writeBacks.Add(1)
 	}
 }
 
 // readForeignLocked refreshes the copy of foreignTables. The caller holds
 // wmu.
 func (s *Server) readForeignLocked(ctx context.Context) {
-	if s.guard.foreign == nil {
-		s.guard.foreign = make(map[string]map[string][]byte)
+	if s.durability.foreign == nil {
+		s.durability.foreign = make(map[string]map[string][]byte)
 	}
 	for _, table := range foreignTables {
 		if recs, err := s.store.List(ctx, table); err == nil && len(recs) > 0 {
-			s.guard.foreign[table] = recs
+			s.durability.foreign[table] = recs
 		}
 	}
 }
@@ -142,7 +143,7 @@ func (s *Server) snapshotLocked() (map[string]map[string][]byte, error) {
 			err = firstErr(err, add(TablePlacementGroups, hex.EncodeToString(g.PlacementGroupId), g))
 		}
 	}
-	for table, recs := range s.guard.foreign {
+	for table, recs := range s.durability.foreign {
 		snap[table] = recs
 	}
 	return snap, err

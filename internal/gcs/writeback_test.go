@@ -74,7 +74,7 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s1.wmu.Lock()
-		got := s1.guard.foreign["tls"]["ca"]
+		got := s1.durability.foreign["tls"]["ca"]
 		s1.wmu.Unlock()
 		if string(got) == "the CA" {
 			break
