@@ -363,13 +363,13 @@ func TestJobSubmission(t *testing.T) {
 		t.Fatalf("rayo job logs: %v\n%s", err, out)
 	}
 	// Its driver's job record names the submission.
-	if table, err := e.cmd("list", "jobs").CombinedOutput(); err != nil || !regexp.MustCompile(`(?m)^[0-9a-f]+\s+FINISHED\s+first\s`).Match(table) {
+	if table, err := e.cmd("list", "jobs").CombinedOutput(); err != nil || !regexp.MustCompile(`(?m)^[0-9a-f]+\s+SUCCEEDED\s+first\s`).Match(table) {
 		t.Fatalf("rayo list jobs: the submitted driver's job is not shown with its submission: %v\n%s", err, table)
 	}
 	listed, err := e.cmd("list", "jobs", "--filter", "submission_id=first", "--json").CombinedOutput()
 	out = string(listed)
 	var jobs struct{ Result []map[string]any }
-	if err != nil || json.Unmarshal(listed, &jobs) != nil || len(jobs.Result) != 1 || jobs.Result[0]["status"] != "FINISHED" {
+	if err != nil || json.Unmarshal(listed, &jobs) != nil || len(jobs.Result) != 1 || jobs.Result[0]["status"] != "SUCCEEDED" {
 		t.Fatalf("rayo list jobs: %v\n%s", err, out)
 	}
 
