@@ -159,7 +159,7 @@ func (rt *Runtime) releaseActor(id ids.TaskID) {
 // ...Locked function of this file.
 func (rt *Runtime) stopIfUnusedLocked(a *actorRec, after *actions) {
 	if a.owned && a.state == actorAlive && a.handles <= 0 && !a.exported && !a.named && len(a.queue) == 0 && len(a.inflight) == 0 {
-		rt.actorDiedLocked(a, &pb.TaskError{Kind: KindActorDied, Message: "actor stopped: no handle to it remains"}, after)
+		rt.actorDiedLocked(a, tasktable.CauseOutOfScope, &pb.TaskError{Kind: KindActorDied, Message: "actor stopped: no handle to it remains"}, after)
 	}
 }
 
@@ -334,10 +334,10 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 		if failure.TaskName == "" {
 			failure.TaskName = a.name
 		}
-		rt.actorDiedLocked(a, failure, &after)
+		rt.actorDiedLocked(a, tasktable.CauseCreationFailed, failure, &after)
 	} else if a.state == actorPending {
 		a.state = actorAlive
-		rt.actorStateLocked(a, tasktable.ActorAlive, "")
+		rt.actorStateLocked(a, tasktable.ActorAlive, "", "")
 		if a.detached {
 			id, addr := a.id, a.addr
 			after.wake = append(after.wake, func() { rt.cfg.Raylet.ActorAlive(id[:], addr) })
@@ -384,14 +384,14 @@ func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *acti
 		return
 	}
 	if a.noRestart || a.restartsLeft == 0 || a.createSpec == nil || rt.closed.Load() {
-		rt.actorDiedLocked(a, why, after)
+		rt.actorDiedLocked(a, processDeathCause(a, rt.closed.Load()), why, after)
 		return
 	}
 	if a.restartsLeft > 0 {
 		a.restartsLeft--
 	}
 	a.restarts++
-	rt.actorStateLocked(a, tasktable.ActorRestarting, why.Message)
+	rt.actorStateLocked(a, tasktable.ActorRestarting, "", "")
 	// Calls in flight go back to the front of the queue, in order, if
 	// they may be retried; the others fail.
 	var retry []*task
@@ -420,14 +420,32 @@ func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *acti
 	after.create = append(after.create, a)
 }
 
+// processDeathCause is why an owned actor whose process died stays dead
+// (see tasktable's causes).
+func processDeathCause(a *actorRec, closing bool) string {
+	switch {
+	case a.noRestart:
+		return tasktable.CauseKilled
+	case closing:
+		return tasktable.CauseJobFinished
+	case a.createSpec == nil:
+		return tasktable.CauseCreationFailed
+	}
+	return tasktable.CauseOutOfRestarts
+}
+
 // actorDiedLocked fails every call waiting on the actor and gives its
-// worker back.
-func (rt *Runtime) actorDiedLocked(a *actorRec, why *pb.TaskError, after *actions) {
+// worker back; cause says why it died, for the state API.
+func (rt *Runtime) actorDiedLocked(a *actorRec, cause string, why *pb.TaskError, after *actions) {
 	if a.state == actorDead {
 		return
 	}
 	a.state, a.died = actorDead, why
-	rt.actorStateLocked(a, tasktable.ActorDead, why.Message)
+	msg := why.Message
+	if cause == tasktable.CauseOutOfRestarts {
+		msg = fmt.Sprintf("%s, and it may not restart (restarted %d times, MaxRestarts %d)", msg, a.restarts, a.restarts+max(a.restartsLeft, 0))
+	}
+	rt.actorStateLocked(a, tasktable.ActorDead, cause, msg)
 	for t := range a.inflight {
 		rt.finishLocked(t, nil, actorErr(t, why), after)
 	}
@@ -570,7 +588,7 @@ func (rt *Runtime) fetchActorAddr(a *actorRec) {
 	a.fetching = false
 	switch {
 	case why != nil:
-		rt.actorDiedLocked(a, why, &after)
+		rt.actorDiedLocked(a, tasktable.CauseOwnerDied, why, &after) // a borrower's view: not reported
 	case a.state == actorPending:
 		a.state, a.addr, a.conn = actorAlive, addr, conn
 		after.wake = append(after.wake, a.wake...)
@@ -675,7 +693,7 @@ func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
 	conn, owned, owner := a.conn, a.owned, a.owner
 	a.noRestart = true
 	var after actions
-	rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
+	rt.actorDiedLocked(a, tasktable.CauseKilled, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
 	rt.unlockAll()
 	after.run(rt)
 	req := &pb.ActorAddrRequest{ActorId: h.ID[:]}
@@ -706,7 +724,7 @@ func (rt *Runtime) serveKillOwnedActor(_ context.Context, req *pb.ActorAddrReque
 	a.noRestart = true
 	conn := a.conn
 	var after actions
-	rt.actorDiedLocked(a, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
+	rt.actorDiedLocked(a, tasktable.CauseKilled, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
 	rt.unlockAll()
 	after.run(rt)
 	if conn != nil {

@@ -323,7 +323,7 @@ func (rt *Runtime) placeLocked(t *task, shape *Shape) {
 		c := t.create
 		c.resources, c.place = shape.res, shape.place
 		c.create = t
-		rt.actorStateLocked(c, tasktable.ActorPending, "")
+		rt.actorStateLocked(c, tasktable.ActorPending, "", "")
 		rt.actors.byID[c.id] = c
 	case t.actor != nil:
 		// Calls from this process keep their submission order.

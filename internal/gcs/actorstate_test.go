@@ -165,8 +165,9 @@ func TestNodeDeathKillsItsActors(t *testing.T) {
 	id := ids.NewNodeID()
 	registerNode(t, c, id, "10.0.0.1:7000")
 	once, again := alive("once", "j", "", false), alive("again", "j", "", false)
-	once.NodeId, again.NodeId, again.MaxRestarts = id.Name(), id.Name(), -1
-	if err := c.Notify(rpc.MReportEvents, &pb.StateEvents{Actors: []*pb.ActorEvent{once, again}}); err != nil {
+	once.NodeId, again.NodeId = id.Name(), id.Name()
+	created := &pb.ActorEvent{ActorId: []byte("again"), State: tasktable.ActorPending, TimeUnixNs: 1, MaxRestarts: -1}
+	if err := c.Notify(rpc.MReportEvents, &pb.StateEvents{Actors: []*pb.ActorEvent{created, once, again}}); err != nil {
 		t.Fatal(err)
 	}
 	// No heartbeat comes: the node is declared dead.

@@ -69,13 +69,19 @@ func TestDeathKeepsItsFirstCause(t *testing.T) {
 func TestNodeDiedKillsActorsThatMayNotRestart(t *testing.T) {
 	tb := NewTable(0, 0)
 	mk := func(id string, maxRestarts, restarts int32) *pb.ActorEvent {
+		e := actorEv(id, "j", ActorPending, 5)
+		e.ClassName, e.NodeId, e.MaxRestarts = "C", "n1", maxRestarts
+		return e
+	}
+	up := func(id string, restarts int32) *pb.ActorEvent {
 		e := actorEv(id, "j", ActorAlive, 10)
-		e.ClassName, e.NodeId, e.MaxRestarts, e.NumRestarts = "C", "n1", maxRestarts, restarts
+		e.NumRestarts = restarts
 		return e
 	}
 	elsewhere := mk("elsewhere", 0, 0)
 	elsewhere.NodeId = "n2"
-	tb.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{mk("none", 0, 0), mk("spent", 2, 2), mk("left", 2, 1), mk("always", -1, 5), elsewhere}})
+	tb.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{mk("none", 0, 0), mk("spent", 2, 2), mk("left", 2, 1), mk("always", -1, 5), elsewhere,
+		up("none", 0), up("spent", 2), up("left", 1), up("always", 5), up("elsewhere", 0)}})
 	// The owner saw the process die before the control store saw the node.
 	gone := actorEv("spent", "j", ActorDead, 15)
 	gone.DeathCause = CauseOutOfRestarts

@@ -272,7 +272,7 @@ func (t *Table) mergeActorLocked(e *pb.ActorEvent) *actorRec {
 	if e.NumRestarts > into.NumRestarts {
 		into.NumRestarts = e.NumRestarts
 	}
-	if e.ClassName != "" {
+	if e.State == ActorPending && e.NumRestarts == 0 {
 		into.MaxRestarts = e.MaxRestarts // the first event carries the actor's options
 	}
 	if e.Detached {
