@@ -274,6 +274,11 @@ func (n *Node) startDashboard() {
 		Dir:  filepath.Join(n.session, "jobs"),
 		Env:  []string{"RAYO_ADDRESS=" + n.gcsAddr, "RAYO_TOKEN=" + n.cfg.Token},
 		Hide: []string{"RAYO_REDIS_PASSWORD"}, // the control store's, not theirs
+		// The control store settles the state of a submission's job by
+		// how its entrypoint ended (STOPPED, or FAILED with its exit).
+		OnEnd: func(i jobs.Info) {
+			n.gc.EndJob(&pb.JobRequest{SubmissionId: i.SubmissionID, Status: i.Status, Message: i.Message})
+		},
 	}
 	if n.cfg.Log != nil {
 		jc.Log = slog.New(slog.NewTextHandler(n.cfg.Log, nil))
