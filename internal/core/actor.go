@@ -67,6 +67,7 @@ type actorRec struct {
 	restartsLeft int             // -1: unlimited
 	taskRetries  int             // per call, after the actor's process dies
 	restarts     int             // how many times it was restarted
+	ranOn        *pb.TaskReply   // where the constructor last ran (node, pid, worker), for the state API
 	noRestart    bool            // killed on purpose: stay dead
 	nextSeq      uint64          // submission order of calls
 	// outbox holds calls dispatched and not yet written to conn. Calls are
@@ -321,6 +322,7 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 	var after actions
 	rt.lockAll()
 	if a.create != nil {
+		a.ranOn = a.create.ran
 		// The constructor's arguments stay pinned while the actor may need
 		// to be rebuilt.
 		if a.createSpec == nil {

@@ -34,7 +34,8 @@ const (
 // late events of their actors do not bring them back to life.
 const maxEndedJobs = 1000
 
-// jobEnd is how a job ended, for the actors it leaves behind.
+// jobEnd is how a job ended (or a node died), for the actors it leaves
+// behind.
 type jobEnd struct {
 	cause, message string
 	at             int64
@@ -98,23 +99,46 @@ func (t *Table) JobEnded(job, cause, message string, at int64) []*pb.ActorRecord
 // named node (ids.NodeID.Name) that may not restart: their MaxRestarts
 // are spent. The owners of the others restart them elsewhere and say so.
 // It returns the records of the named or detached actors it changed.
+//
+// Events that come later, naming the dead node, are judged the same way:
+// the owner's and the worker's batches may not have come out before the
+// node died.
 func (t *Table) NodeDied(node, message string, at int64) []*pb.ActorRecord {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, ok := t.deadNodes[node]; !ok {
+		t.deadOrder = append(t.deadOrder, node)
+		if len(t.deadOrder) > maxDeadNodes {
+			delete(t.deadNodes, t.deadOrder[0])
+			t.deadOrder = t.deadOrder[1:]
+		}
+	}
+	t.deadNodes[node] = jobEnd{CauseNodeDied, message, at}
 	var changed []*actorRec
 	for _, r := range t.actors {
-		ev := r.ev
-		if ev.NodeId != node || ev.State == ActorDead && ev.DeathCause != CauseOutOfRestarts {
-			continue
-		}
-		if ev.MaxRestarts < 0 || ev.NumRestarts < ev.MaxRestarts {
-			continue
-		}
-		if r.kill(CauseNodeDied, message, at) {
+		if r.ev.NodeId == node && r.diedWithNode(message, at) {
 			changed = append(changed, r)
 		}
 	}
 	return durableRecords(changed)
+}
+
+// maxDeadNodes is how many dead nodes the table remembers, for the late
+// events of their actors.
+const maxDeadNodes = 1000
+
+// diedWithNode makes DEAD (NODE_DIED) an actor on a dead node that may
+// not restart, or one its owner declared OUT_OF_RESTARTS. It reports
+// whether the record changed.
+func (r *actorRec) diedWithNode(message string, at int64) bool {
+	ev := r.ev
+	if ev.State == ActorDead && ev.DeathCause != CauseOutOfRestarts {
+		return false
+	}
+	if ev.State != ActorDead && (ev.MaxRestarts < 0 || ev.NumRestarts < ev.MaxRestarts) {
+		return false // its owner restarts it elsewhere
+	}
+	return r.kill(CauseNodeDied, message, max(at, r.lastTime))
 }
 
 // record copies an actor's record for the state API.

@@ -97,6 +97,21 @@ func TestNodeDiedKillsActorsThatMayNotRestart(t *testing.T) {
 	if a := actorByID(t, tb, "none"); a.DeathMessage != "node n1 died: no heartbeat for 5s" {
 		t.Errorf("message %q", a.DeathMessage)
 	}
+	// The events of an actor that come after its node died: the owner's
+	// and the worker's batches had not come out before.
+	late := mk("late", 0, 0)
+	tb.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{late, up("late", 0)}})
+	lateDead := actorEv("late", "j", ActorDead, 40)
+	lateDead.DeathCause = CauseOutOfRestarts
+	tb.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{lateDead}})
+	if a := actorByID(t, tb, "late"); a.State != ActorDead || a.DeathCause != CauseNodeDied {
+		t.Errorf("actor heard of after its node died: %s %s", a.State, a.DeathCause)
+	}
+	relaunched := mk("relaunched", -1, 0)
+	tb.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{relaunched, up("relaunched", 0)}})
+	if a := actorByID(t, tb, "relaunched"); a.State != ActorAlive {
+		t.Errorf("restartable actor heard of after its node died: %s %s", a.State, a.DeathCause)
+	}
 }
 
 func TestRestoreListsKeptActors(t *testing.T) {

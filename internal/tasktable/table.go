@@ -99,6 +99,9 @@ type Table struct {
 	dropped  int64             // task attempts dropped here or by reporters
 	ended    map[string]jobEnd // the jobs that ended lately (see JobEnded)...
 	endOrder []string          // ...in the order they ended
+
+	deadNodes map[string]jobEnd // the nodes that died lately (see NodeDied)...
+	deadOrder []string          // ...in the order they died
 }
 
 // NewTable makes a table of at most maxTasks task attempts and maxActors
@@ -111,7 +114,7 @@ func NewTable(maxTasks, maxActors int) *Table {
 		maxActors = DefaultMaxActors
 	}
 	return &Table{maxTasks: maxTasks, maxActors: maxActors, tasks: make(map[taskKey]*taskRec), actors: make(map[string]*actorRec),
-		ended: make(map[string]jobEnd)}
+		ended: make(map[string]jobEnd), deadNodes: make(map[string]jobEnd)}
 }
 
 // MaxReportCount bounds each count one report may add (tasks dropped, runs
@@ -284,6 +287,9 @@ func (t *Table) mergeActorLocked(e *pb.ActorEvent) *actorRec {
 	if end, ok := t.ended[into.JobId]; ok && !into.Detached {
 		// Its job ended before this event came: it died with it.
 		r.kill(end.cause, end.message, max(end.at, r.lastTime))
+	}
+	if dn, ok := t.deadNodes[into.NodeId]; ok {
+		r.diedWithNode(dn.message, dn.at)
 	}
 	return r
 }
