@@ -244,13 +244,6 @@ func runExample(t *testing.T, bin string) (string, int) {
 		t.Errorf("process group %d still has members after the example exited (kill: %v)", pid, err)
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
-	// The raylet names its store /dev/shm/rayo-<driver pid>-<node>.
-	if left, _ := filepath.Glob(fmt.Sprintf("/dev/shm/rayo-%d-*", pid)); len(left) > 0 {
-		t.Errorf("shared-memory store left behind: %v", left)
-		for _, f := range left {
-			_ = os.Remove(f)
-		}
-	}
 	return stdout.String(), pid
 }
 

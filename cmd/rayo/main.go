@@ -90,7 +90,7 @@ is printed with its ratio to the floor and the target of DESIGN.md section 8.`,
 				cfg.Progress = cmd.ErrOrStderr()
 			}
 			// Stopped by a signal, the suite still shuts its cluster down
-			// (a driver that dies leaves its /dev/shm store behind).
+			// (and its daemons' processes).
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			results, err := bench.Run(ctx, cfg)

@@ -83,7 +83,7 @@ func (o *startOptions) register(f *pflag.FlagSet) {
 	f.Float64Var(&o.numGPUs, "num-gpus", float64(raylet.DetectGPUs()), "GPUs this node offers (default: those the NVIDIA driver lists); tasks that ask for some see theirs in CUDA_VISIBLE_DEVICES")
 	f.StringToStringVar(&o.cfg.Labels, "labels", nil, "labels describing this node to the cluster, as KEY=VALUE pairs separated by commas (rayo status shows them; autoscalers find their nodes by them)")
 	f.StringVar(&o.resources, "resources", "", `custom resources as JSON, e.g. '{"special": 2}'`)
-	f.StringVar(&o.storeMem, "object-store-memory", "", "bytes of this node's shared-memory object store, such as 2GiB, 512MiB, 2G or 1073741824 (default: 30% of the node's memory, honouring a cgroup limit, at most 90% of /dev/shm's free space)")
+	f.StringVar(&o.storeMem, "object-store-memory", "", "bytes of this node's shared-memory object store, such as 2GiB, 512MiB, 2G or 1073741824 (default: 30% of the node's memory, honouring a cgroup limit; the store is a memfd, which /dev/shm's size does not bound)")
 	f.Float64Var(&o.cfg.MemoryUsageThreshold, "memory-usage-threshold", 0, "the fraction of the node's memory (cgroup-aware) past which its memory monitor kills the worker of the newest retriable task (default 0.95, or RAYO_MEMORY_USAGE_THRESHOLD)")
 	f.StringVar(&o.cfg.Token, "token", "", "the cluster's secret (default: RAYO_TOKEN; the head makes one)")
 	f.StringVar(&o.tokenFile, "token-file", "", "read the cluster's secret from this file (a mounted Secret), which keeps it out of argv and the environment")

@@ -183,9 +183,10 @@ func DefaultCapacity() int64 {
 
 // DefaultSizing is the arena size to use when none is configured, and
 // where the figure comes from: 30% of the node's memory total (the
-// cgroup's memory limit when it has one below the RAM, else the RAM), but
-// no more than 90% of the free space of the file system holding /dev/shm,
-// and at least 64 MiB.
+// cgroup's memory limit when it has one below the RAM, else the RAM), and
+// at least 64 MiB. The store is an anonymous memory file (memfd), which
+// the size of /dev/shm does not bound (container runtimes make that 64
+// MiB): its pages are charged to the memory cgroup like any other.
 func DefaultSizing() (int64, string) {
 	const minCapacity = 64 << 20
 	var c int64
@@ -193,14 +194,6 @@ func DefaultSizing() (int64, string) {
 	if m, err := hostres.ReadMemory(); err == nil {
 		c = m.Total / 10 * 3
 		source = fmt.Sprintf("30%% of %d MiB, %s", m.Total>>20, m.Source)
-	}
-	var st unix.Statfs_t
-	if unix.Statfs("/dev/shm", &st) == nil {
-		free := int64(st.Bavail) * st.Bsize / 10 * 9
-		if c == 0 || free < c {
-			c = free
-			source = fmt.Sprintf("90%% of the %d MiB free in /dev/shm", int64(st.Bavail)*st.Bsize>>20)
-		}
 	}
 	c &^= 4095 // whole pages
 	if c < minCapacity {

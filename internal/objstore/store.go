@@ -1,6 +1,6 @@
 // Package objstore is the per-node shared-memory object store.
 //
-// One large file in /dev/shm (an Arena) is mapped MAP_SHARED by the node's
+// One large anonymous memory file (an Arena, a memfd) is mapped MAP_SHARED by the node's
 // raylet and by every worker on the node. The raylet owns the Store: the
 // object table and the allocator that hands out offsets in the arena.
 // Workers write and read object bytes directly at those offsets through
