@@ -413,6 +413,20 @@ func TestJobSubmission(t *testing.T) {
 	if err != nil || !regexp.MustCompile(`(?m)^long\s+STOPPED`).MatchString(out) || !regexp.MustCompile(`(?m)^first\s+SUCCEEDED\s+0`).MatchString(out) {
 		t.Fatalf("rayo job list: %v\n%s", err, out)
 	}
+	// The job its driver ran is STOPPED too, with why.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		listed, err = e.cmd("list", "jobs", "--filter", "submission_id=long", "--json").CombinedOutput()
+		jobs.Result = nil
+		if err == nil && json.Unmarshal(listed, &jobs) == nil && len(jobs.Result) == 1 && jobs.Result[0]["status"] == "STOPPED" &&
+			strings.HasPrefix(fmt.Sprint(jobs.Result[0]["message"]), "stopped on request") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rayo list jobs: the stopped submission's job is not STOPPED: %v\n%s", err, listed)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the cluster
+	}
 	e.waitFor(t, 10*time.Second, "the stopped driver's tasks to end", func(st status) bool {
 		return len(st.Nodes) == 1 && st.Nodes[0].Pending["CPU"] == 0 && st.Nodes[0].Available["CPU"] == 2
 	})
