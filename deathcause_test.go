@@ -1,6 +1,8 @@
 package rayo
 
 import (
+	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -50,5 +52,46 @@ func TestActorDeathCauses(t *testing.T) {
 	}
 	if a := deadAs("cause-bad"); a.DeathCause != "CREATION_FAILED" || !strings.Contains(a.DeathMessage, "no counter today") {
 		t.Errorf("actor whose constructor failed: %s %q", a.DeathCause, a.DeathMessage)
+	}
+}
+
+// Parent is an actor that owns another.
+type Parent struct{ child Actor[*Counter] }
+
+var (
+	newParent = Actor0(func() *Parent { return &Parent{} })
+	// spawnChild makes a named counter the parent owns, and calls it once.
+	spawnChild = Method1(newParent, func(p *Parent, name string) int {
+		p.child = newCounter.Options(Name(name), Namespace("causes")).Remote()
+		v, err := Get(context.Background(), incr.Remote(p.child))
+		if err != nil {
+			panic(err)
+		}
+		return v
+	})
+	parentExit = Method0(newParent, func(*Parent) int { os.Exit(1); return 0 })
+)
+
+// TestActorDiesWithItsOwner: an actor whose owner (here another actor's
+// process) dies is DEAD with OWNER_DIED, naming the owner's pid; the node
+// reports it, not the dead owner.
+func TestActorDiesWithItsOwner(t *testing.T) {
+	ctx := ctxT(t)
+	c := stateConn(t)
+	p := newParent.Remote()
+	if v, err := Get(ctx, spawnChild.Remote(p, V("orphan"))); err != nil || v != 1 {
+		t.Fatalf("spawn a child actor: %v %v", v, err)
+	}
+	waitRecord(t, c, rpc.MListActors, actorsOf, func(r *pb.ActorRecord) bool {
+		return r.Actor.Name == "orphan" && r.Actor.State == "ALIVE"
+	})
+	if _, err := Get(ctx, parentExit.Remote(p)); err == nil {
+		t.Fatal("a call whose process exits succeeded")
+	}
+	a := waitRecord(t, c, rpc.MListActors, actorsOf, func(r *pb.ActorRecord) bool {
+		return r.Actor.Name == "orphan" && r.Actor.State == "DEAD"
+	}).Actor
+	if a.DeathCause != "OWNER_DIED" || !strings.HasPrefix(a.DeathMessage, "its owner (pid ") || !strings.HasSuffix(a.DeathMessage, ") died") {
+		t.Errorf("actor whose owner died: %s %q", a.DeathCause, a.DeathMessage)
 	}
 }
