@@ -1,6 +1,8 @@
 package testcluster
 
 import (
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"syscall"
@@ -125,6 +127,24 @@ func TestActorsAndJobsEndTruthfully(t *testing.T) {
 		t.Errorf("the SIGKILLed driver's actor: %q does not name its owner's pid", a.DeathMessage)
 	}
 
+	// The metrics count the dead as DEAD, and only the detached as ALIVE.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(c.Dashboard() + "/metrics")
+		var body []byte
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if strings.Contains(string(body), `rayo_actors{state="DEAD"} 4`+"\n") && strings.Contains(string(body), `rayo_actors{state="ALIVE"} 2`+"\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics: want 4 DEAD and 2 ALIVE actors (%v):\n%s", err, grepLines(string(body), "rayo_actors"))
+		}
+		time.Sleep(50 * time.Millisecond) // polling the head
+	}
+
 	nodes, err := c.ListNodes()
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +160,16 @@ func TestActorsAndJobsEndTruthfully(t *testing.T) {
 	if a := got["killed-named"]; a != nil && a.DeathCause != tasktable.CauseOwnerDied {
 		t.Errorf("after the control store's restart, killed-named died of %q", a.DeathCause)
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestNodeDeathKillsItsActors: an actor that may not restart, on a node
