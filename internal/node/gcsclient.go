@@ -42,7 +42,6 @@ type gcsClient struct {
 	register    func() *pb.NodeInfo
 	onView      func(*pb.ClusterView)    // the cluster's view, pushed by the control store
 	onBundles   func(*pb.BundleOp) error // the control store places placement group bundles here
-	onRegister  func()                   // called after each registration (a restarted control store may know nothing)
 
 	mu   sync.Mutex // protects conn
 	conn *rpc.Conn
@@ -82,9 +81,6 @@ func (g *gcsClient) connect(ctx context.Context) error {
 	g.mu.Unlock()
 	if old != nil {
 		_ = old.Close()
-	}
-	if g.onRegister != nil {
-		g.onRegister()
 	}
 	return nil
 }

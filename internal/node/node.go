@@ -246,7 +246,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.raylet = rl
 	n.gc.onView = rl.SetClusterView
-	n.gc.onRegister = rl.ReportHostedActors
 	n.gc.onBundles = rl.BundleOp
 	if err := n.gc.connect(ctx); err != nil {
 		_ = rl.Close()

@@ -195,32 +195,3 @@ func TestNodeDeathKillsItsActors(t *testing.T) {
 		t.Errorf("the dead node's actor: %q", a.DeathMessage)
 	}
 }
-
-// TestDetachedActorListedAfterInMemoryRestart: a control store that keeps
-// its tables in memory starts empty when its process is SIGKILLed, but
-// each node tells it anew of the detached actors it hosts: they are listed
-// ALIVE, on their node, with their pid.
-func TestDetachedActorListedAfterInMemoryRestart(t *testing.T) {
-	rayo := Build(t, "./cmd/rayo")
-	driver := Build(t, "./internal/testcluster/testdata/truth")
-	c := Start(t, rayo, 1)
-	run(t, c.Head, driver, "actors", "mem")
-	var keeper *pb.ActorEvent
-	waitActorsState(t, c, 10*time.Second, "the detached actor alive", func(m map[string]*pb.ActorEvent) bool {
-		keeper = m["mem-keeper"]
-		return keeper != nil && keeper.State == tasktable.ActorAlive && keeper.Pid != 0 && deadOf("mem", tasktable.CauseJobFinished)(m)
-	})
-	nodes, err := c.ListNodes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	killGCS(t, c, aliveIDs(nodes))
-	waitActorsState(t, c, 10*time.Second, "the detached actor listed after the restart", func(m map[string]*pb.ActorEvent) bool {
-		for _, a := range m {
-			if string(a.ActorId) == string(keeper.ActorId) {
-				return a.State == tasktable.ActorAlive && a.Detached && a.Pid == keeper.Pid && a.NodeId == keeper.NodeId
-			}
-		}
-		return false
-	})
-}
