@@ -28,7 +28,8 @@ var (
 	// ErrStoreFull: the object does not fit in the object store, even
 	// after spilling.
 	ErrStoreFull = core.ErrStoreFull
-	// ErrInfeasible: no node can ever give the task the resources it asks.
+	// ErrInfeasible: no node can ever give the task the resources it asks
+	// (with an autoscaler: no node there is nor any node type it can add).
 	ErrInfeasible = core.ErrInfeasible
 	// ErrObjectLost: the object's only copy went with its node and could
 	// not be made again.

@@ -3,12 +3,11 @@ package rayo
 import (
 	"fmt"
 	"math"
-
-	"github.com/rayo-dev/rayo/internal/raylet"
 )
 
-// memoryResource is the name of the schedulable memory resource, in bytes.
-const memoryResource = raylet.MemoryResource
+// memoryResource is the name of the schedulable memory resource, in
+// bytes: the raylet's (raylet.MemoryResource), as "CPU" and "GPU" are.
+const memoryResource = "memory"
 
 // Memory declares memory, in bytes, as a schedulable resource named
 // "memory", as Ray's memory= does. For a task or an actor it is what it
@@ -44,14 +43,4 @@ func MemoryUsageThreshold(fraction float64) Option {
 		}
 		o.memThreshold = fraction
 	})
-}
-
-// withMemory is a node's resources with its memory resource set to n
-// bytes, when n > 0 (Memory); otherwise the raylet offers the node's
-// memory total.
-func withMemory(res map[string]float64, n float64) map[string]float64 {
-	if n > 0 {
-		res[memoryResource] = n
-	}
-	return res
 }

@@ -36,9 +36,9 @@ func allEqual(v []float64, x float64) bool {
 func storeEmptied(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for cluster.raylet.StoreStats().Used != 0 {
+	for localRaylet().StoreStats().Used != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("store still holds %+v", cluster.raylet.StoreStats())
+			t.Fatalf("store still holds %+v", localRaylet().StoreStats())
 		}
 		runtime.GC()
 		time.Sleep(5 * time.Millisecond) // cleanups run on their own goroutine
@@ -188,7 +188,7 @@ func TestGetViewPinsItsObject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !allEqual(v.Value(), 1) || !cluster.raylet.Arena().InView(uintptr(unsafe.Pointer(unsafe.SliceData(v.Value())))) {
+	if !allEqual(v.Value(), 1) || !localRaylet().Arena().InView(uintptr(unsafe.Pointer(unsafe.SliceData(v.Value())))) {
 		t.Fatal("GetView did not read the store's read-only mapping")
 	}
 	r.Release()
@@ -197,7 +197,7 @@ func TestGetViewPinsItsObject(t *testing.T) {
 	if !allEqual(v.Value(), 1) {
 		t.Fatal("a view changed while it was held")
 	}
-	if used := cluster.raylet.StoreStats().Used; used < 2<<19 {
+	if used := localRaylet().StoreStats().Used; used < 2<<19 {
 		t.Fatalf("store uses %d bytes: the viewed object was freed", used)
 	}
 	v.Release()

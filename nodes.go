@@ -22,12 +22,13 @@ type Node struct {
 // has one.
 func Nodes(ctx context.Context) ([]Node, error) {
 	cluster.Lock()
-	rt, rl, addr, token := cluster.rt, cluster.raylet, cluster.gcsAddr, cluster.token
+	rt, emb, addr, token := cluster.rt, cluster.embedded, cluster.gcsAddr, cluster.token
 	cluster.Unlock()
 	if rt == nil {
 		return nil, ErrNotInitialized
 	}
-	if rl != nil {
+	if emb != nil {
+		rl := emb.Raylet()
 		total, avail, _ := rl.Resources()
 		n := Node{ID: rl.NodeName(), Address: rl.Addr(), Alive: true, Head: true, Resources: map[string]float64{}, Available: map[string]float64{}}
 		for _, r := range total {

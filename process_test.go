@@ -32,7 +32,7 @@ func childDriver() {
 		os.Exit(1)
 	}
 	fmt.Printf("task-pid %d\n", pid)
-	fmt.Printf("workers %s\n", strings.Trim(fmt.Sprint(cluster.raylet.WorkerPIDs()), "[]"))
+	fmt.Printf("workers %s\n", strings.Trim(fmt.Sprint(localRaylet().WorkerPIDs()), "[]"))
 	fmt.Printf("session %s\n", SessionDir())
 	select {}
 }

@@ -2,33 +2,20 @@ package rayo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/rayo-dev/rayo/internal/core"
-	"github.com/rayo-dev/rayo/internal/dashboard"
-	"github.com/rayo-dev/rayo/internal/dashboard/web"
 	"github.com/rayo-dev/rayo/internal/hostres"
-	"github.com/rayo-dev/rayo/internal/jobs"
 	"github.com/rayo-dev/rayo/internal/node"
-	"github.com/rayo-dev/rayo/internal/objstore"
-	"github.com/rayo-dev/rayo/internal/raylet"
-	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
-	"github.com/rayo-dev/rayo/internal/tasktable"
 	"github.com/rayo-dev/rayo/internal/worker"
 )
 
@@ -37,16 +24,13 @@ import (
 var cluster struct {
 	sync.Mutex // protects the fields below
 	rt         *core.Runtime
-	raylet     *raylet.Raylet  // embedded cluster
-	conn       *rpc.Conn       // joined cluster: to the node's raylet
-	arena      *objstore.Arena // joined cluster: the node's store
+	embedded   *node.Embedded // embedded cluster
+	joined     *node.Joined   // or joined cluster: this driver's place on its node
 	session    string
 	node       string // this node's ID
 	gcsAddr    string // joined cluster: the control store, and its token
 	token      string
-	dash       *dashboard.HTTPServer // embedded cluster: the API server
-	dashSrc    *dashboard.RPCSource
-	headDash   string // joined cluster: the head's API server, if known
+	dashboard  string // the API server's URL: the embedded cluster's, or the head's if known
 }
 
 func current() *core.Runtime {
@@ -110,98 +94,52 @@ func Init(opts ...Option) error {
 	if err != nil {
 		return fmt.Errorf("rayo: cannot find this executable for workers: %w", err)
 	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	root := node.StateDir()
-	if err := node.PrepareStateDir(root); err != nil {
-		return fmt.Errorf("rayo: %w", err)
-	}
-	pruneSessions(root, keepSessions)
-	session := filepath.Join(root, fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
-	rl, err := raylet.Start(raylet.Config{
-		SessionDir:     session,
-		InheritEnv:     true, // the workers run this program, for its user
-		NumCPUs:        o.numCPUs,
-		Resources:      withMemory(withGPUs(o.resources, o.numGPUs), o.nodeMemory),
-		StoreCapacity:  o.storeBytes,
-		SpillDir:       o.spillDir,
-		SpillThreshold: o.spillFull,
-		WorkerExe:      exe,
-		WorkerArgs:     os.Args[1:],
-		LogToDriver:    o.logToDriver,
-		LogOutput:      os.Stdout,
-		EmbeddedJob:    hex.EncodeToString(rnd[:]),
-		DriverAddr:     filepath.Join(session, "driver.sock"),
-		MaxTasks:       maxTaskRecords(),
-
+	emb, err := node.StartEmbedded(node.EmbeddedConfig{
+		NumCPUs:              o.numCPUs,
+		NumGPUs:              o.numGPUs,
+		Memory:               o.nodeMemory,
+		Resources:            o.resources,
+		ObjectStoreMemory:    o.storeBytes,
 		StoreSource:          "rayo.ObjectStoreMemory",
+		SpillDir:             o.spillDir,
+		SpillThreshold:       o.spillFull,
 		MemoryUsageThreshold: o.memThreshold,
+		WorkerExe:            exe,
+		WorkerArgs:           os.Args[1:],
+		LogToDriver:          o.logToDriver,
+		LogOutput:            os.Stdout,
+		DashboardPort:        dashboardPort(o.dashboardPort),
+		Warn:                 os.Stderr,
 	})
 	if err != nil {
-		return fmt.Errorf("rayo: start raylet: %w", err)
+		return fmt.Errorf("rayo: %w", err)
 	}
+	rl := emb.Raylet()
 	rt, err := core.New(core.Config{
-		Addr:   filepath.Join(session, "driver.sock"),
+		Addr:   emb.DriverAddr(),
 		Raylet: rl,
 		Arena:  rl.Arena(),
 	}, nil)
 	if err != nil {
-		_ = rl.Close()
+		_ = emb.Close()
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
-	rl.SetLocalOwner(rt.HandleRaylet) // what the raylet tells owners (rpc.MWorkerOOM)
-	prefaultStore(rl.Arena())
-	cluster.rt, cluster.raylet, cluster.session, cluster.node = rt, rl, session, rl.NodeName()
-	cluster.dash, cluster.dashSrc = startDashboard(o.dashboardPort, rl)
+	rl.SetLocalOwner(rt.WorkerKilled) // what the raylet pushes to owners (rpc.WorkerOOM)
+	cluster.rt, cluster.embedded, cluster.session, cluster.node = rt, emb, emb.SessionDir(), emb.NodeName()
+	cluster.dashboard = emb.DashboardURL()
 	return nil
 }
 
-// startDashboard starts an embedded cluster's API server on loopback, on
-// port (-1: RAYO_DASHBOARD_PORT or DefaultDashboardPort; 0: none), or on a
-// free port if that one is taken. It reads the cluster through the
-// raylet's socket, as a client would. A failure costs only the dashboard.
-func startDashboard(port int, rl *raylet.Raylet) (*dashboard.HTTPServer, *dashboard.RPCSource) {
-	if port < 0 {
-		port = DefaultDashboardPort
-		if p, err := strconv.Atoi(os.Getenv("RAYO_DASHBOARD_PORT")); err == nil {
-			port = p
-		}
+// dashboardPort is the embedded API server's port: port, or when it is
+// negative (not given), RAYO_DASHBOARD_PORT or DefaultDashboardPort.
+func dashboardPort(port int) int {
+	if port >= 0 {
+		return port
 	}
-	if port == 0 {
-		return nil, nil
+	if p, err := strconv.Atoi(os.Getenv("RAYO_DASHBOARD_PORT")); err == nil {
+		return p
 	}
-	src := dashboard.NewRPCSource(rl.Addr(), "")
-	h := dashboard.New(dashboard.Config{Source: src, UI: web.Handler(), Metrics: rl.Metrics().Registry})
-	srv, err := dashboard.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), h)
-	if err != nil {
-		srv, err = dashboard.Listen("127.0.0.1:0", h)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "rayo: no dashboard:", err)
-		_ = src.Close()
-		return nil, nil
-	}
-	return srv, src
-}
-
-// withGPUs is a node's resources with its GPUs: n (NumGPUs), or when n < 0
-// (not given) as many as the machine has, unless Resources named some.
-func withGPUs(res map[string]float64, n float64) map[string]float64 {
-	out := make(map[string]float64, len(res)+1)
-	for k, v := range res {
-		out[k] = v
-	}
-	switch {
-	case n > 0:
-		out[raylet.GPU] = n
-	case n == 0:
-		delete(out, raylet.GPU)
-	case out[raylet.GPU] == 0:
-		if d := raylet.DetectGPUs(); d > 0 {
-			out[raylet.GPU] = float64(d)
-		}
-	}
-	return out
+	return DefaultDashboardPort
 }
 
 // GPUIDs are the GPUs (their indexes on the node) of the task or actor
@@ -217,10 +155,7 @@ func GPUIDs() []int { return worker.GPUIDs() }
 func DashboardURL() string {
 	cluster.Lock()
 	defer cluster.Unlock()
-	if cluster.dash == nil {
-		return cluster.headDash
-	}
-	return "http://" + cluster.dash.Addr()
+	return cluster.dashboard
 }
 
 // IsInitialized reports whether Init has run (and Shutdown not since).
@@ -230,36 +165,24 @@ func IsInitialized() bool { return current() != nil }
 // the shared-memory store. Refs made before it fail with ErrShutdown.
 func Shutdown() error {
 	cluster.Lock()
-	rt, rl, conn, arena := cluster.rt, cluster.raylet, cluster.conn, cluster.arena
-	cluster.rt, cluster.raylet, cluster.conn, cluster.arena = nil, nil, nil, nil
-	dash, dashSrc := cluster.dash, cluster.dashSrc
-	cluster.dash, cluster.dashSrc, cluster.headDash = nil, nil, ""
-	session := cluster.session
+	rt, emb, joined := cluster.rt, cluster.embedded, cluster.joined
+	cluster.rt, cluster.embedded, cluster.joined = nil, nil, nil
+	cluster.dashboard = ""
 	cluster.Unlock()
 	if rt == nil {
 		return nil
 	}
-	if dash != nil {
-		_ = dash.Close()
-		_ = dashSrc.Close()
-	}
-	if conn != nil {
-		// Let the node pass on the last output of this job's workers.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = conn.Call(ctx, rpc.MJobDone, &pb.Empty{}, nil)
-		cancel()
+	if joined != nil {
+		joined.JobDone() // the node passes on the last output of this job's workers
 	}
 	err := rt.Close()
-	if rl != nil {
-		if e := rl.Close(); err == nil {
+	if emb != nil {
+		if e := emb.Close(); err == nil {
 			err = e
 		}
 	}
-	if conn != nil {
-		// The raylet ends the job, and its workers, when this closes.
-		_ = conn.Close()
-		_ = arena.Close()
-		_ = os.RemoveAll(session) // a joined driver's folder holds only its socket
+	if joined != nil {
+		joined.Close() // the raylet ends the job, and its workers
 	}
 	return err
 }
@@ -268,49 +191,22 @@ func Shutdown() error {
 // to the raylet of the node it runs on, as a job whose workers run this
 // executable. cluster is locked.
 func joinCluster(o options) error {
-	c, err := node.Resolve(o.address, "")
+	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("rayo: %w", err)
-	}
-	rec, err := node.ReadCluster(node.StateDir())
-	if err != nil || rec.Address != c.Address || rec.RayletSocket == "" {
-		return fmt.Errorf("%w: a driver runs on a node of its cluster, and this machine has no node of %s (see rayo start)", ErrNotSupported, c.Address)
+		return fmt.Errorf("rayo: cannot find this executable for workers: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var ready atomic.Pointer[core.Runtime]
-	conn, err := rpc.Dial(ctx, rec.RayletSocket, fromLocalRaylet(&ready))
+	j, err := node.Join(ctx, node.JoinConfig{Address: o.address, Pushes: fromLocalRaylet(&ready), TLSFiles: o.tlsFiles})
+	if errors.Is(err, node.ErrNoLocalNode) {
+		return fmt.Errorf("%w: %w", ErrNotSupported, err)
+	}
 	if err != nil {
-		return fmt.Errorf("rayo: cannot reach this node's raylet (is the cluster at %s running?): %w", c.Address, err)
+		return fmt.Errorf("rayo: %w", err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("rayo: cannot find this executable for workers: %w", err)
-	}
-	arena, err := objstore.OpenArena(fmt.Sprintf("/proc/%d/fd/%d", rec.RayletPID, rec.StoreFD))
-	if err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("rayo: map the node's object store: %w", err)
-	}
-	jobID, session, err := jobSession()
-	if err != nil {
-		_ = conn.Close()
-		_ = arena.Close()
-		return err
-	}
-	prefaultStore(arena)
-	cfg := core.Config{
-		Addr:   filepath.Join(session, "driver.sock"),
-		Raylet: &rayletclient.Client{Conn: conn},
-		Arena:  arena,
-		Job:    jobID,
-	}
-	if err := driverTLS(o.tlsFiles, rec.TLSDir); err != nil {
-		_ = conn.Close()
-		_ = arena.Close()
-		return err
-	}
+	rec := j.Info
+	cfg := core.Config{Addr: j.DriverAddr(), Raylet: j.Raylet, Arena: j.Arena, Job: j.JobID}
 	if rec.NodeAddr != "" {
 		// Workers on other nodes reach this driver over TCP.
 		cfg.ListenTCP = net.JoinHostPort(rec.Host, "0")
@@ -319,53 +215,26 @@ func joinCluster(o options) error {
 	}
 	rt, err := core.New(cfg, driverMux())
 	if err != nil {
-		_ = conn.Close()
-		_ = arena.Close()
+		j.Close()
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
-	job := &pb.JobInfo{JobId: jobID, Exe: exe, Args: os.Args[1:], LogToDriver: o.logToDriver, DriverAddr: rt.Addr(),
-		SubmissionId: os.Getenv(jobs.EnvSubmissionID)}
-	if err := conn.Call(ctx, rpc.MRegisterJob, job, &pb.Status{}); err != nil {
+	if err := j.RegisterJob(ctx, exe, os.Args[1:], o.logToDriver, rt.Addr()); err != nil {
 		_ = rt.Close()
-		_ = conn.Close()
-		_ = arena.Close()
-		return fmt.Errorf("rayo: start job: %w", err)
+		j.Close()
+		return fmt.Errorf("rayo: %w", err)
 	}
 	ready.Store(rt)
-	cluster.rt, cluster.conn, cluster.arena, cluster.session, cluster.node = rt, conn, arena, session, rec.Node
-	cluster.gcsAddr, cluster.token, cluster.headDash = rec.Address, rec.Token, rec.Dashboard
+	cluster.rt, cluster.joined, cluster.session, cluster.node = rt, j, j.Session, rec.Node
+	cluster.gcsAddr, cluster.token, cluster.dashboard = rec.Address, rec.Token, rec.Dashboard
 	return nil
 }
 
-// fromLocalRaylet handles what the node's raylet sends a joined driver:
+// fromLocalRaylet serves what the node's raylet sends a joined driver:
 // its workers' output, and news for the runtime once ready holds it.
-func fromLocalRaylet(ready *atomic.Pointer[core.Runtime]) rpc.Handler {
-	return rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, k rpc.Kind, id uint64, body []byte) {
-		if m == rpc.MLog {
-			printLogs(c, m, k, id, body)
-		} else if rt := ready.Load(); rt != nil {
-			rt.HandleRaylet(m, body)
-		}
-		if k == rpc.KindRequest && m != rpc.MLog {
-			_ = c.Reply(id, &pb.Empty{}) // the news is taken (rpc.MWorkerOOM)
-		}
-	})
-}
-
-// jobSession makes a joined driver's job ID and its folder in the state
-// folder (job-<pid>-<id>, which holds its socket), pruning those of
-// drivers gone.
-func jobSession() (jobID, session string, err error) {
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	jobID = hex.EncodeToString(rnd[:])
-	root := node.StateDir()
-	pruneSessions(root, keepSessions)
-	session = filepath.Join(root, fmt.Sprintf("job-%d-%s", os.Getpid(), jobID))
-	if err := os.MkdirAll(session, 0o755); err != nil {
-		return "", "", err
-	}
-	return jobID, session, nil
+func fromLocalRaylet(ready *atomic.Pointer[core.Runtime]) *rpc.Mux {
+	mux := driverMux()
+	core.RayletPushes(mux, ready.Load)
+	return mux
 }
 
 // NodeID is the ID of the node this process runs on (Ray's
@@ -373,7 +242,7 @@ func jobSession() (jobID, session string, err error) {
 // Pass it to NodeAffinity. It is "" before Init.
 func NodeID() string {
 	if worker.IsWorker() {
-		return os.Getenv(rayletclient.EnvNode)
+		return worker.NodeID()
 	}
 	cluster.Lock()
 	defer cluster.Unlock()
@@ -390,47 +259,6 @@ func SessionDir() string {
 	return cluster.session
 }
 
-// keepSessions is how many session folders of finished drivers Init keeps
-// (for their logs); older ones are removed.
-const keepSessions = 20
-
-// pruneSessions removes the oldest session folders under root whose driver
-// is no longer running, keeping the newest keep of them, and the folders
-// of joined drivers that died without Shutdown (they hold only a socket).
-func pruneSessions(root string, keep int) {
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		return
-	}
-	type dead struct {
-		path string
-		mod  time.Time
-	}
-	var old []dead
-	for _, e := range entries {
-		var pid int
-		_, serr := fmt.Sscanf(e.Name(), "s-%d-", &pid)
-		_, jerr := fmt.Sscanf(e.Name(), "job-%d-", &pid)
-		if serr != nil && jerr != nil || !e.IsDir() {
-			continue
-		}
-		if pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
-			continue // its driver still runs
-		}
-		if jerr == nil {
-			_ = os.RemoveAll(filepath.Join(root, e.Name()))
-			continue
-		}
-		if info, err := e.Info(); err == nil {
-			old = append(old, dead{filepath.Join(root, e.Name()), info.ModTime()})
-		}
-	}
-	sort.Slice(old, func(i, j int) bool { return old[i].mod.After(old[j].mod) })
-	for i := keep; i < len(old); i++ {
-		_ = os.RemoveAll(old[i].path)
-	}
-}
-
 // driverMux is what a driver serves besides the runtime's own methods:
 // its workers' output, which it prints.
 func driverMux() *rpc.Mux {
@@ -441,26 +269,4 @@ func driverMux() *rpc.Mux {
 		}
 	})
 	return mux
-}
-
-// printLogs shows the output of this job's workers that the node's raylet
-// sends, as an embedded cluster does.
-func printLogs(_ *rpc.Conn, m rpc.Method, _ rpc.Kind, _ uint64, body []byte) {
-	if m != rpc.MLog {
-		return
-	}
-	msg := &pb.LogLines{}
-	if proto.Unmarshal(body, msg) != nil {
-		return
-	}
-	for _, l := range msg.Lines {
-		fmt.Fprintln(os.Stdout, l)
-	}
-}
-
-// maxTaskRecords is the size of an embedded cluster's task table, from
-// RAYO_MAX_TASK_RECORDS (0: the default).
-func maxTaskRecords() int {
-	n, _ := strconv.Atoi(os.Getenv(tasktable.EnvMaxTaskRecords))
-	return n
 }

@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/rayo-dev/rayo/internal/core"
+	"github.com/rayo-dev/rayo/internal/raylet"
 )
 
 // Remote functions used by the tests. They are package-level so that the
@@ -470,7 +471,7 @@ func TestReferenceCountingFreesEverything(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		runtime.GC()
-		st := cluster.raylet.StoreStats()
+		st := localRaylet().StoreStats()
 		cs := cluster.rt.Stats()
 		if st.Used == 0 && cs.Objects == 0 && cs.Tasks == 0 {
 			break
@@ -542,10 +543,19 @@ func TestSignatureErrorsAtSubmission(t *testing.T) {
 
 // debugState describes the raylet's scheduling state, for failure messages.
 func debugState() string {
-	cluster.Lock()
-	defer cluster.Unlock()
-	if cluster.raylet == nil {
+	rl := localRaylet()
+	if rl == nil {
 		return ""
 	}
-	return cluster.raylet.DebugString()
+	return rl.DebugString()
+}
+
+// localRaylet is the embedded cluster's raylet, or nil.
+func localRaylet() *raylet.Raylet {
+	cluster.Lock()
+	defer cluster.Unlock()
+	if cluster.embedded == nil {
+		return nil
+	}
+	return cluster.embedded.Raylet()
 }

@@ -2,11 +2,9 @@ package rayo
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +37,7 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	if _, err := Get(ctx, sumVec.Remote(big)); err != nil {
 		t.Fatal(err)
 	}
-	pids := cluster.raylet.WorkerPIDs()
+	pids := localRaylet().WorkerPIDs()
 	session := SessionDir()
 	if err := Shutdown(); err != nil {
 		t.Fatal(err)
@@ -69,42 +67,5 @@ func TestShutdownLeavesNothing(t *testing.T) {
 				t.Errorf("unexpected file in logs: %s", l.Name())
 			}
 		}
-	}
-}
-
-func TestPruneSessions(t *testing.T) {
-	root := t.TempDir()
-	// Folders of drivers that are gone (pid 1<<30 cannot exist) and of
-	// this one, which must stay.
-	for i := 0; i < 5; i++ {
-		dir := filepath.Join(root, fmt.Sprintf("s-%d-%d", 1<<30, i))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		mod := time.Now().Add(time.Duration(i) * time.Minute)
-		if err := os.Chtimes(dir, mod, mod); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mine := filepath.Join(root, fmt.Sprintf("s-%d-x", os.Getpid()))
-	if err := os.MkdirAll(mine, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// A joined driver's folder: gone with its driver, kept while it runs.
-	for _, d := range []string{fmt.Sprintf("job-%d-ab12", 1<<30), fmt.Sprintf("job-%d-cd34", os.Getpid())} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pruneSessions(root, 2)
-	left, _ := os.ReadDir(root)
-	var names []string
-	for _, e := range left {
-		names = append(names, e.Name())
-	}
-	want := []string{fmt.Sprintf("s-%d-3", 1<<30), fmt.Sprintf("s-%d-4", 1<<30), filepath.Base(mine), fmt.Sprintf("job-%d-cd34", os.Getpid())}
-	sort.Strings(want)
-	if fmt.Sprint(names) != fmt.Sprint(want) { // ReadDir sorts by name too
-		t.Fatalf("left %v, want %v", names, want)
 	}
 }

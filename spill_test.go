@@ -53,8 +53,8 @@ func spillDirEmpty(t *testing.T, dir string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := cluster.raylet.StoreStats()
-		sp := cluster.raylet.SpillStats()
+		st := localRaylet().StoreStats()
+		sp := localRaylet().SpillStats()
 		if len(files) == 0 && st.Used == 0 && sp.Objects == 0 && sp.DiskBytes == 0 {
 			return
 		}
@@ -110,11 +110,11 @@ func TestSpillingKeepsEverything(t *testing.T) {
 			t.Fatalf("Get of object %d: %d bytes, %v", i, len(b), err)
 		}
 	}
-	sp := cluster.raylet.SpillStats()
+	sp := localRaylet().SpillStats()
 	if sp.SpilledObjects < n/2 || sp.RestoredObjects == 0 {
 		t.Fatalf("spilled %d objects, restored %d: want most spilled and some restored", sp.SpilledObjects, sp.RestoredObjects)
 	}
-	if used, c := cluster.raylet.StoreStats().Used, cluster.raylet.StoreStats().Capacity; used > c {
+	if used, c := localRaylet().StoreStats().Used, localRaylet().StoreStats().Capacity; used > c {
 		t.Fatalf("store uses %d of %d", used, c)
 	}
 	t.Logf("spilled %d objects (%d MiB), restored %d", sp.SpilledObjects, sp.SpilledBytes>>20, sp.RestoredObjects)

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/rayo-dev/rayo/internal/autoscaler"
 	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/placement"
@@ -36,6 +37,7 @@ type startOptions struct {
 	numGPUs   float64
 	storeMem  string
 	block     bool
+	auto      autoscaleOptions
 }
 
 func newStartCmd() *cobra.Command {
@@ -64,7 +66,7 @@ from a container.`,
 			if !o.block {
 				return daemonize(cmd, o.cfg)
 			}
-			return runNode(cmd, o.cfg)
+			return runNode(cmd, o.cfg, &o.auto)
 		},
 	}
 	o.register(cmd.Flags())
@@ -98,6 +100,7 @@ func (o *startOptions) register(f *pflag.FlagSet) {
 	f.Float64Var(&o.cfg.SpillThreshold, "object-spilling-threshold", 0.95, "fraction of the spill folder's disk past which nothing more spills; then a put that does not fit fails")
 	f.BoolVar(&o.block, "block", false, "stay in the foreground")
 	addTLSFlags(f, &o.cfg)
+	o.auto.register(f)
 }
 
 // resolve completes the configuration from the flags, their environment
@@ -118,6 +121,9 @@ func (o *startOptions) resolve(cmd *cobra.Command) error {
 		return errors.New("give exactly one of --head and --address HOST:PORT")
 	}
 	if err := o.resolveResources(); err != nil {
+		return err
+	}
+	if err := o.auto.resolve(cmd.Flags(), *cfg); err != nil {
 		return err
 	}
 	if cfg.Host, err = resolveHost(cfg.Host, systemInterfaces); err != nil {
@@ -271,7 +277,7 @@ func daemonize(cmd *cobra.Command, cfg node.Config) error {
 }
 
 // runNode runs the node in the foreground until a signal stops it.
-func runNode(cmd *cobra.Command, cfg node.Config) error {
+func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retErr error) {
 	if cfg.Head {
 		// The control store runs as a process of its own, which the
 		// daemon starts again should it exit.
@@ -288,12 +294,19 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 	if err != nil {
 		return err
 	}
+	var lost error
+	// Deferred calls run last first: the node closes after everything
+	// deferred below (the autoscaler and its nodes).
+	defer func() {
+		if err := n.Close(); err != nil && lost == nil && retErr == nil {
+			retErr = err
+		}
+	}()
 	out := cmd.OutOrStdout()
 	// Drivers and rayo commands on this machine find the node here: the
 	// head's, or else the first node started on it.
 	if _, err := node.ReadCluster(cfg.StateDir); cfg.Head || err != nil {
 		if err := node.WriteCluster(cfg.StateDir, n.Local()); err != nil {
-			_ = n.Close()
 			return err
 		}
 	}
@@ -314,14 +327,35 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 	}
 	pid := os.Getpid()
 	if err := node.WritePID(cfg.StateDir, pid); err != nil {
-		_ = n.Close()
 		return err
 	}
 	defer node.RemovePID(cfg.StateDir, pid)
+	if cfg.Head && auto.provider == "" {
+		// An autoscaler of an earlier head may have left its node types in
+		// the control store (kept in Redis): no node will come for them.
+		s := autoscaler.NewRPCStore(n.GCSAddr(), cfg.Token)
+		err := autoscaler.Withdraw(context.Background(), s)
+		_ = s.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if auto.provider != "" {
+		as, err := startAutoscaler(n, cfg, auto, cmd.ErrOrStderr())
+		if err != nil {
+			return fmt.Errorf("start the autoscaler: %w", err)
+		}
+		fmt.Fprintf(out, "rayo: autoscaling with the %s provider, at most %d node(s) besides the head, idle timeout %v\n", auto.provider, auto.maxWorkers, auto.idleTimeout)
+		// The autoscaler's nodes stop before the head.
+		defer func() {
+			if err := as.Close(); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "rayo: stopping the autoscaler's nodes: %v\n", err)
+			}
+		}()
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
-	var lost error
 	select {
 	case <-sig:
 	case <-n.Lost():
@@ -329,9 +363,6 @@ func runNode(cmd *cobra.Command, cfg node.Config) error {
 	}
 	if rec, err := node.ReadCluster(cfg.StateDir); err == nil && rec.RayletPID == os.Getpid() {
 		node.RemoveCluster(cfg.StateDir)
-	}
-	if err := n.Close(); err != nil && lost == nil {
-		return err
 	}
 	return lost
 }
@@ -492,17 +523,28 @@ func newStatusCmd() *cobra.Command {
 					ObjectStoreBytes: n.ObjectStoreBytes, ObjectStoreSource: n.ObjectStoreSource, Labels: n.Labels,
 				}
 			}
+			auto, err := readAutoscalerStatus(ctx, c.Address, c.Token)
+			if err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"address": c.Address, "dashboard": c.Dashboard, "nodes": list})
+				doc := map[string]any{"address": c.Address, "dashboard": c.Dashboard, "nodes": list}
+				if auto != nil {
+					doc["autoscaler"] = auto
+				}
+				return enc.Encode(doc)
 			}
 			fmt.Fprintf(out, "cluster %s: %d node(s)\n", c.Address, len(list))
 			if c.Dashboard != "" {
 				fmt.Fprintf(out, "dashboard %s\n", c.Dashboard)
 			}
-			return printStatus(out, list)
+			if err := printStatus(out, list); err != nil || auto == nil {
+				return err
+			}
+			return printAutoscaler(out, auto, time.Now())
 		},
 	}
 	cmd.Flags().StringVar(&address, "address", "", "the cluster's HOST:PORT (default: RAYO_ADDRESS, or the cluster started here)")

@@ -18,6 +18,8 @@ import (
 // actorSubmitter holds the actors this process created or holds handles
 // to, and their queues of calls.
 type actorSubmitter struct {
+	rt *Runtime // the runtime it belongs to: its other tables, peers and raylet
+
 	mu   sync.Mutex // protects byID and the fields of every actorRec (but sendMu's)
 	byID map[ids.TaskID]*actorRec
 }
@@ -109,14 +111,14 @@ type actorRelease struct {
 
 // newActorHandleLocked makes a handle that counts as a reference to a.
 // The caller holds actors.mu.
-func (rt *Runtime) newActorHandleLocked(a *actorRec) *ActorHandle {
+func (as *actorSubmitter) newActorHandleLocked(a *actorRec) *ActorHandle {
 	a.handles++
-	h := &ActorHandle{ID: a.id, Owner: a.owner, rt: rt}
-	h.cleanup = runtime.AddCleanup(h, releaseActorHandle, actorRelease{a.id, rt})
+	h := &ActorHandle{ID: a.id, Owner: a.owner, rt: as.rt}
+	h.cleanup = runtime.AddCleanup(h, releaseActorHandle, actorRelease{a.id, as.rt})
 	return h
 }
 
-func releaseActorHandle(r actorRelease) { r.rt.releaseActor(r.id) }
+func releaseActorHandle(r actorRelease) { r.rt.actors.releaseActor(r.id) }
 
 // Runtime is the runtime the handle belongs to.
 func (h *ActorHandle) Runtime() *Runtime { return h.rt }
@@ -128,7 +130,7 @@ func (h *ActorHandle) Release() {
 		return
 	}
 	h.cleanup.Stop()
-	h.rt.releaseActor(h.ID)
+	h.rt.actors.releaseActor(h.ID)
 }
 
 // Exported marks that a handle left this process (inside a value): the
@@ -141,35 +143,40 @@ func (h *ActorHandle) Exported() {
 	h.rt.actors.mu.Unlock()
 }
 
-func (rt *Runtime) releaseActor(id ids.TaskID) {
+func (as *actorSubmitter) releaseActor(id ids.TaskID) {
 	var after actions
-	rt.lockAll()
-	if a := rt.actors.byID[id]; a != nil {
+	as.rt.lockAll()
+	if a := as.byID[id]; a != nil {
 		a.handles--
 		// Nobody can call it any more: it stops now if idle, otherwise
 		// when its last call finishes (see pushActor).
-		rt.stopIfUnusedLocked(a, &after)
+		as.stopIfUnusedLocked(a, &after)
 	}
-	rt.unlockAll()
-	after.run(rt)
+	as.rt.unlockAll()
+	after.run(as.rt)
 }
 
 // stopIfUnusedLocked stops an owned, running actor that no handle can
 // reach and that has no call left (re-checked as calls finish, and when
 // creation completes). The caller holds lockAll's locks, as for every
 // ...Locked function of this file.
-func (rt *Runtime) stopIfUnusedLocked(a *actorRec, after *actions) {
+func (as *actorSubmitter) stopIfUnusedLocked(a *actorRec, after *actions) {
 	if a.owned && a.state == actorAlive && a.handles <= 0 && !a.exported && !a.named && len(a.queue) == 0 && len(a.inflight) == 0 {
-		rt.actorDiedLocked(a, tasktable.CauseOutOfScope, &pb.TaskError{Kind: KindActorDied, Message: "actor stopped: no handle to it remains"}, after)
+		as.actorDiedLocked(a, tasktable.CauseOutOfScope, &pb.TaskError{Kind: KindActorDied, Message: "actor stopped: no handle to it remains"}, after)
 	}
 }
 
 // CreateActor starts an actor: a dedicated worker process runs the
 // constructor and keeps its value for the actor's methods.
 func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Arg) (*ActorHandle, error) {
+	return rt.actors.create(ctx, opts, args)
+}
+
+// create does the work of Runtime.CreateActor.
+func (as *actorSubmitter) create(ctx context.Context, opts ActorOptions, args []Arg) (*ActorHandle, error) {
 	a := &actorRec{
 		id:             ids.NewTaskID(),
-		owner:          rt.addr,
+		owner:          as.rt.addr,
 		owned:          true,
 		name:           opts.Name,
 		inflight:       make(map[*task]struct{}),
@@ -186,8 +193,8 @@ func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Ar
 		return nil, fmt.Errorf("rayo: create actor %s: a detached actor needs a name (rayo.Name) to be found again", opts.Name)
 	}
 	if opts.RegisterName != "" {
-		err := rt.cfg.Raylet.RegisterActorName(ctx, &pb.ActorName{
-			Name: opts.RegisterName, Namespace: opts.Namespace, ActorId: a.id[:], OwnerAddr: rt.addr, Class: opts.StateType,
+		err := as.rt.cfg.Raylet.RegisterActorName(ctx, &pb.ActorName{
+			Name: opts.RegisterName, Namespace: opts.Namespace, ActorId: a.id[:], OwnerAddr: as.rt.addr, Class: opts.StateType,
 			Detached: opts.Detached,
 		})
 		if err != nil {
@@ -198,44 +205,54 @@ func (rt *Runtime) CreateActor(ctx context.Context, opts ActorOptions, args []Ar
 	// finishes at once does not find the actor unreferenced.
 	a.handles = 1
 	topts := TaskOptions{Function: opts.Class, Name: opts.Name, Resources: opts.Resources, Placement: opts.Placement}
-	if _, err := rt.submit(ctx, topts, args, nil, a); err != nil {
+	if _, err := as.rt.tasks.submit(ctx, topts, args, nil, a); err != nil {
 		return nil, err
 	}
-	rt.actors.mu.Lock()
-	defer rt.actors.mu.Unlock()
+	as.mu.Lock()
+	defer as.mu.Unlock()
 	a.handles-- // newActorHandleLocked counts it again
-	return rt.newActorHandleLocked(a), nil
+	return as.newActorHandleLocked(a), nil
 }
 
 // ActorHandleFor makes a handle for an actor that arrived inside a value
 // or was found by name.
 func (rt *Runtime) ActorHandleFor(id ids.TaskID, owner string) *ActorHandle {
-	rt.actors.mu.Lock()
-	defer rt.actors.mu.Unlock()
-	a := rt.actors.byID[id]
+	return rt.actors.handleFor(id, owner)
+}
+
+// handleFor does the work of Runtime.ActorHandleFor.
+func (as *actorSubmitter) handleFor(id ids.TaskID, owner string) *ActorHandle {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	a := as.byID[id]
 	if a == nil {
 		a = &actorRec{id: id, owner: owner, inflight: make(map[*task]struct{})}
-		if owner == rt.addr {
+		if owner == as.rt.addr {
 			// Ours, but gone already.
 			a.owned, a.state = true, actorDead
 			a.died = &pb.TaskError{Kind: KindActorDied, Message: "actor is gone"}
 		}
-		rt.actors.byID[id] = a
+		as.byID[id] = a
 	}
-	return rt.newActorHandleLocked(a)
+	return as.newActorHandleLocked(a)
 }
 
 // DetachedActorHandle makes a handle for a detached actor found by name:
 // it is reached at its worker's address, whoever made it.
 func (rt *Runtime) DetachedActorHandle(id ids.TaskID, owner, workerAddr string) *ActorHandle {
-	rt.actors.mu.Lock()
-	defer rt.actors.mu.Unlock()
-	a := rt.actors.byID[id]
+	return rt.actors.detachedHandle(id, owner, workerAddr)
+}
+
+// detachedHandle does the work of Runtime.DetachedActorHandle.
+func (as *actorSubmitter) detachedHandle(id ids.TaskID, owner, workerAddr string) *ActorHandle {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	a := as.byID[id]
 	if a == nil {
 		a = &actorRec{id: id, owner: owner, inflight: make(map[*task]struct{}), direct: workerAddr}
-		rt.actors.byID[id] = a
+		as.byID[id] = a
 	}
-	return rt.newActorHandleLocked(a)
+	return as.newActorHandleLocked(a)
 }
 
 // LookupActor finds a named actor in the control store.
@@ -246,57 +263,62 @@ func (rt *Runtime) LookupActor(ctx context.Context, namespace, name string) (*pb
 // SubmitActorTask calls a method of the actor h refers to. Calls from this
 // process run in the order they are submitted.
 func (rt *Runtime) SubmitActorTask(ctx context.Context, h *ActorHandle, opts TaskOptions, args []Arg) ([]*Handle, error) {
-	rt.actors.mu.Lock()
-	a := rt.actors.byID[h.ID]
-	rt.actors.mu.Unlock()
+	return rt.actors.submitCall(ctx, h, opts, args)
+}
+
+// submitCall does the work of Runtime.SubmitActorTask.
+func (as *actorSubmitter) submitCall(ctx context.Context, h *ActorHandle, opts TaskOptions, args []Arg) ([]*Handle, error) {
+	as.mu.Lock()
+	a := as.byID[h.ID]
+	as.mu.Unlock()
 	if a == nil {
 		return nil, fmt.Errorf("%w: unknown actor %s", ErrActorDied, h.ID)
 	}
-	rt.actors.mu.Lock()
+	as.mu.Lock()
 	opts.MaxRetries = a.taskRetries
-	rt.actors.mu.Unlock()
-	return rt.submit(ctx, opts, args, a, nil)
+	as.mu.Unlock()
+	return as.rt.tasks.submit(ctx, opts, args, a, nil)
 }
 
 // requestActorLease asks for a worker of the actor's own.
-func (rt *Runtime) requestActorLease(a *actorRec) {
-	req := &pb.RequestLease{Resources: a.resources, OwnerAddr: rt.addr, Dedicated: true, Detached: a.detached, ActorId: a.id[:], JobId: rt.cfg.Job}
+func (as *actorSubmitter) requestActorLease(a *actorRec) {
+	req := &pb.RequestLease{Resources: a.resources, OwnerAddr: as.rt.addr, Dedicated: true, Detached: a.detached, ActorId: a.id[:], JobId: as.rt.cfg.Job}
 	a.place.fill(req)
-	rt.askLease(req,
+	as.rt.tasks.askLease(req,
 		func(rc RayletClient, r *pb.LeaseReply, err error) {
 			if err == nil && r.Error != "" {
-				rt.actorCreated(a, nil, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
+				as.actorCreated(a, nil, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
 				return
 			}
 			if err == nil && r.Failure != "" {
-				rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, r.Failure))
+				as.actorCreated(a, nil, sysErr(a.name, KindActorDied, r.Failure))
 				return
 			}
 			if err != nil {
-				rt.actorCreated(a, nil, sysErr(a.name, KindSystem, "lease: "+err.Error()))
+				as.actorCreated(a, nil, sysErr(a.name, KindSystem, "lease: "+err.Error()))
 				return
 			}
-			rt.goroutine("start actor", func() { rt.startActor(a, rc, r) })
+			as.rt.goroutine("start actor", func() { as.startActor(a, rc, r) })
 		})
 }
 
 // startActor runs the constructor on the granted worker.
-func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
+func (as *actorSubmitter) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := rt.peers.peer(ctx, r.WorkerAddr)
+	conn, err := as.rt.peers.peer(ctx, r.WorkerAddr)
 	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}, gpus: r.GpuIds}
-	rt.lockAll()
+	as.rt.lockAll()
 	a.lease = l
 	if err == nil {
 		a.addr, a.conn = r.WorkerAddr, conn
 	}
 	spec := a.create.spec
 	spec.GpuIds = r.GpuIds // the actor's GPUs, for its whole life
-	rt.unlockAll()
+	as.rt.unlockAll()
 	if err != nil {
 		l.dead = true
-		rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, "cannot reach the actor's worker: "+err.Error()))
+		as.actorCreated(a, nil, sysErr(a.name, KindActorDied, "cannot reach the actor's worker: "+err.Error()))
 		return
 	}
 	conn.Go(rpc.MPushTask, spec, func(body []byte, err error) {
@@ -305,22 +327,22 @@ func (rt *Runtime) startActor(a *actorRec, rc RayletClient, r *pb.LeaseReply) {
 			err = rpc.Decode(body, reply)
 		}
 		if err != nil {
-			rt.actorCreated(a, nil, sysErr(a.name, KindActorDied, "the actor's worker died while creating it: "+err.Error()))
+			as.actorCreated(a, nil, sysErr(a.name, KindActorDied, "the actor's worker died while creating it: "+err.Error()))
 			return
 		}
-		rt.lockAll()
+		as.rt.lockAll()
 		if a.create != nil {
 			a.create.ran = reply
 		}
-		rt.unlockAll()
-		rt.actorCreated(a, conn, reply.Error)
+		as.rt.unlockAll()
+		as.actorCreated(a, conn, reply.Error)
 	})
 }
 
 // actorCreated settles an actor's creation: alive, or dead with why.
-func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskError) {
+func (as *actorSubmitter) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskError) {
 	var after actions
-	rt.lockAll()
+	as.rt.lockAll()
 	if a.create != nil {
 		a.ranOn = a.create.ran
 		// The constructor's arguments stay pinned while the actor may need
@@ -329,48 +351,48 @@ func (rt *Runtime) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.TaskErr
 			a.createSpec, a.pins = a.create.spec, a.create.pins
 			a.create.pins = nil
 		}
-		rt.finishLocked(a.create, nil, nil, &after)
+		as.rt.tasks.finishLocked(a.create, nil, nil, &after)
 		a.create = nil
 	}
 	if failure != nil {
 		if failure.TaskName == "" {
 			failure.TaskName = a.name
 		}
-		rt.actorDiedLocked(a, tasktable.CauseCreationFailed, failure, &after)
+		as.actorDiedLocked(a, tasktable.CauseCreationFailed, failure, &after)
 	} else if a.state == actorPending {
 		a.state = actorAlive
-		rt.actorStateLocked(a, tasktable.ActorAlive, "", "")
+		as.rt.actorStateLocked(a, tasktable.ActorAlive, "", "")
 		if a.detached {
 			id, addr := a.id, a.addr
-			after.wake = append(after.wake, func() { rt.cfg.Raylet.ActorAlive(id[:], addr) })
+			after.wake = append(after.wake, func() { as.rt.cfg.Raylet.ActorAlive(id[:], addr) })
 		}
 		after.wake = append(after.wake, a.wake...)
 		a.wake = nil
-		rt.actorDispatchLocked(a, &after)
-		rt.goroutine("watch actor", func() { rt.watchActor(a, conn) })
-		rt.stopIfUnusedLocked(a, &after)
+		as.actorDispatchLocked(a, &after)
+		as.rt.goroutine("watch actor", func() { as.watchActor(a, conn) })
+		as.stopIfUnusedLocked(a, &after)
 	}
-	rt.unlockAll()
-	after.run(rt)
+	as.rt.unlockAll()
+	after.run(as.rt)
 }
 
 // watchActor notices the death of an owned actor's worker even when no
 // call is in flight.
-func (rt *Runtime) watchActor(a *actorRec, conn *rpc.Conn) {
+func (as *actorSubmitter) watchActor(a *actorRec, conn *rpc.Conn) {
 	<-conn.Done()
 	var after actions
-	rt.lockAll()
-	if a.conn == conn && !rt.closed.Load() { // at Close, our side closed it
-		rt.processDiedLocked(a, sysErr(a.name, KindActorDied, "the actor's worker process died"), &after)
+	as.rt.lockAll()
+	if a.conn == conn && !as.rt.closed.Load() { // at Close, our side closed it
+		as.processDiedLocked(a, sysErr(a.name, KindActorDied, "the actor's worker process died"), &after)
 	}
-	rt.unlockAll()
-	after.run(rt)
+	as.rt.unlockAll()
+	after.run(as.rt)
 }
 
 // processDiedLocked handles the death of an actor's process: a restart
 // when MaxRestarts allows (calls in flight retried when MaxTaskRetries
 // does), otherwise the actor's death.
-func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *actions) {
+func (as *actorSubmitter) processDiedLocked(a *actorRec, why *pb.TaskError, after *actions) {
 	if a.state == actorDead {
 		return
 	}
@@ -378,34 +400,34 @@ func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *acti
 		// Ask the owner again: it may have restarted the actor.
 		a.state, a.deadAddr, a.conn, a.fetching = actorPending, a.addr, nil, false
 		for t := range a.inflight {
-			rt.finishLocked(t, nil, actorErr(t, why), after)
+			as.rt.tasks.finishLocked(t, nil, actorErr(t, why), after)
 		}
 		a.inflight = map[*task]struct{}{}
 		a.outbox = nil
-		rt.actorDispatchLocked(a, after)
+		as.actorDispatchLocked(a, after)
 		return
 	}
-	if a.noRestart || a.restartsLeft == 0 || a.createSpec == nil || rt.closed.Load() {
-		rt.actorDiedLocked(a, processDeathCause(a, rt.closed.Load()), why, after)
+	if a.noRestart || a.restartsLeft == 0 || a.createSpec == nil || as.rt.closed.Load() {
+		as.actorDiedLocked(a, processDeathCause(a, as.rt.closed.Load()), why, after)
 		return
 	}
 	if a.restartsLeft > 0 {
 		a.restartsLeft--
 	}
 	a.restarts++
-	rt.actorStateLocked(a, tasktable.ActorRestarting, "", "")
+	as.rt.actorStateLocked(a, tasktable.ActorRestarting, "", "")
 	// Calls in flight go back to the front of the queue, in order, if
 	// they may be retried; the others fail.
 	var retry []*task
 	for t := range a.inflight {
 		if t.retries > 0 {
-			rt.taskEventLocked(t, tasktable.TaskFailed, actorErr(t, why))
+			as.rt.taskEventLocked(t, tasktable.TaskFailed, actorErr(t, why))
 			t.retries--
 			t.spec.Attempt++
 			retry = append(retry, t)
-			rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
+			as.rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 		} else {
-			rt.finishLocked(t, nil, actorErr(t, why), after)
+			as.rt.tasks.finishLocked(t, nil, actorErr(t, why), after)
 		}
 	}
 	sort.Slice(retry, func(i, j int) bool { return retry[i].seq < retry[j].seq })
@@ -422,6 +444,7 @@ func (rt *Runtime) processDiedLocked(a *actorRec, why *pb.TaskError, after *acti
 	after.create = append(after.create, a)
 }
 
+// actorDiedLocked fails every call waiting on the actor and gives its
 // processDeathCause is why an owned actor whose process died stays dead
 // (see tasktable's causes).
 func processDeathCause(a *actorRec, closing bool) string {
@@ -436,9 +459,8 @@ func processDeathCause(a *actorRec, closing bool) string {
 	return tasktable.CauseOutOfRestarts
 }
 
-// actorDiedLocked fails every call waiting on the actor and gives its
-// worker back; cause says why it died, for the state API.
-func (rt *Runtime) actorDiedLocked(a *actorRec, cause string, why *pb.TaskError, after *actions) {
+// worker back.
+func (as *actorSubmitter) actorDiedLocked(a *actorRec, cause string, why *pb.TaskError, after *actions) {
 	if a.state == actorDead {
 		return
 	}
@@ -447,24 +469,24 @@ func (rt *Runtime) actorDiedLocked(a *actorRec, cause string, why *pb.TaskError,
 	if cause == tasktable.CauseOutOfRestarts {
 		msg = fmt.Sprintf("%s, and it may not restart (restarted %d times, MaxRestarts %d)", msg, a.restarts, a.restarts+max(a.restartsLeft, 0))
 	}
-	rt.actorStateLocked(a, tasktable.ActorDead, cause, msg)
+	as.rt.actorStateLocked(a, tasktable.ActorDead, cause, msg)
 	for t := range a.inflight {
-		rt.finishLocked(t, nil, actorErr(t, why), after)
+		as.rt.tasks.finishLocked(t, nil, actorErr(t, why), after)
 	}
 	a.inflight = map[*task]struct{}{}
 	a.outbox = nil
 	for _, t := range a.queue {
-		rt.finishLocked(t, nil, actorErr(t, why), after)
+		as.rt.tasks.finishLocked(t, nil, actorErr(t, why), after)
 	}
 	a.queue = nil
-	if a.lease != nil && !(a.detached && rt.closed.Load()) {
+	if a.lease != nil && !(a.detached && as.rt.closed.Load()) {
 		after.returned = append(after.returned, a.lease)
 		a.lease = nil
 	}
 	after.wake = append(after.wake, a.wake...)
 	a.wake = nil
 	for _, ref := range a.pins {
-		rt.objs.unpinLocked(ref, after)
+		as.rt.objs.unpinLocked(ref, after)
 	}
 	a.pins = nil
 }
@@ -480,18 +502,18 @@ func actorErr(t *task, why *pb.TaskError) *pb.TaskError {
 
 // actorDispatchLocked pushes the calls at the head of the actor's queue
 // whose arguments are ready, in order.
-func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
+func (as *actorSubmitter) actorDispatchLocked(a *actorRec, after *actions) {
 	switch a.state {
 	case actorDead:
 		for _, t := range a.queue {
-			rt.finishLocked(t, nil, actorErr(t, a.died), after)
+			as.rt.tasks.finishLocked(t, nil, actorErr(t, a.died), after)
 		}
 		a.queue = nil
 		return
 	case actorPending:
 		if !a.owned && !a.fetching {
 			a.fetching = true
-			rt.goroutine("locate actor", func() { rt.fetchActorAddr(a) })
+			as.rt.goroutine("locate actor", func() { as.fetchActorAddr(a) })
 		}
 		return
 	}
@@ -506,7 +528,7 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 		}
 		a.queue = a.queue[1:]
 		a.inflight[t] = struct{}{}
-		rt.taskEventLocked(t, tasktable.TaskSubmitted, nil)
+		as.rt.taskEventLocked(t, tasktable.TaskSubmitted, nil)
 		a.outbox = append(a.outbox, t)
 	}
 	if len(a.outbox) > 0 {
@@ -519,37 +541,37 @@ func (rt *Runtime) actorDispatchLocked(a *actorRec, after *actions) {
 
 // flushActor writes the actor's dispatched calls to its connection, in
 // the order they were dispatched.
-func (rt *Runtime) flushActor(a *actorRec) {
+func (as *actorSubmitter) flushActor(a *actorRec) {
 	a.sendMu.Lock()
 	defer a.sendMu.Unlock()
-	rt.lockAll()
+	as.rt.lockAll()
 	out, conn := a.outbox, a.conn
 	a.outbox = nil
 	attempts := make([]int32, len(out))
 	for i, t := range out {
 		attempts[i] = t.spec.Attempt
 	}
-	rt.unlockAll()
+	as.rt.unlockAll()
 	if len(out) == 0 || conn == nil {
 		return
 	}
 	conn.Cork()
 	for i, t := range out {
-		rt.pushActor(pushOp{t: t, a: a, c: conn}, attempts[i])
+		as.pushActor(pushOp{t: t, a: a, c: conn}, attempts[i])
 	}
 	_ = conn.Uncork()
 }
 
-func (rt *Runtime) pushActor(p pushOp, attempt int32) {
+func (as *actorSubmitter) pushActor(p pushOp, attempt int32) {
 	p.c.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
 		reply := &pb.TaskReply{}
 		if err == nil {
 			err = rpc.Decode(body, reply)
 		}
 		var after actions
-		rt.lockAll()
+		as.rt.lockAll()
 		if p.t.spec.Attempt != attempt {
-			rt.unlockAll() // a stale answer: the call was retried since
+			as.rt.unlockAll() // a stale answer: the call was retried since
 			return
 		}
 		delete(p.a.inflight, p.t)
@@ -560,57 +582,57 @@ func (rt *Runtime) pushActor(p pushOp, attempt int32) {
 			why := sysErr(p.a.name, KindActorDied, "the actor's worker died: "+err.Error())
 			if p.a.conn == p.c {
 				p.a.inflight[p.t] = struct{}{} // settled with the others
-				rt.processDiedLocked(p.a, why, &after)
+				as.processDiedLocked(p.a, why, &after)
 			} else if !p.t.finished {
-				rt.finishLocked(p.t, nil, actorErr(p.t, why), &after)
+				as.rt.tasks.finishLocked(p.t, nil, actorErr(p.t, why), &after)
 			}
 		} else {
-			rt.finishLocked(p.t, reply.Returns, reply.Error, &after)
+			as.rt.tasks.finishLocked(p.t, reply.Returns, reply.Error, &after)
 		}
-		rt.stopIfUnusedLocked(p.a, &after)
-		rt.unlockAll()
-		after.run(rt)
+		as.stopIfUnusedLocked(p.a, &after)
+		as.rt.unlockAll()
+		after.run(as.rt)
 	})
 }
 
 // fetchActorAddr finds where a borrowed actor runs and connects to it.
-func (rt *Runtime) fetchActorAddr(a *actorRec) {
+func (as *actorSubmitter) fetchActorAddr(a *actorRec) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	addr, why := rt.locateActor(ctx, a)
+	addr, why := as.locateActor(ctx, a)
 	var conn *rpc.Conn
 	if why == nil {
 		var err error
-		if conn, err = rt.peers.peer(ctx, addr); err != nil {
+		if conn, err = as.rt.peers.peer(ctx, addr); err != nil {
 			why = sysErr(a.name, KindActorDied, "cannot reach the actor: "+err.Error())
 		}
 	}
 	var after actions
-	rt.lockAll()
+	as.rt.lockAll()
 	a.fetching = false
 	switch {
 	case why != nil:
-		rt.actorDiedLocked(a, tasktable.CauseOwnerDied, why, &after) // a borrower's view: not reported
+		as.actorDiedLocked(a, tasktable.CauseOwnerDied, why, &after) // a borrower's view: not reported
 	case a.state == actorPending:
 		a.state, a.addr, a.conn = actorAlive, addr, conn
 		after.wake = append(after.wake, a.wake...)
 		a.wake = nil
-		rt.actorDispatchLocked(a, &after)
-		rt.goroutine("watch actor", func() { rt.watchActor(a, conn) })
+		as.actorDispatchLocked(a, &after)
+		as.rt.goroutine("watch actor", func() { as.watchActor(a, conn) })
 	}
-	rt.unlockAll()
-	after.run(rt)
+	as.rt.unlockAll()
+	after.run(as.rt)
 }
 
 // locateActor returns a borrowed actor's address: from the control store
 // for a detached actor, otherwise from its owner, asked again while the
 // owner still names the address that just failed (it has not seen the
 // death yet).
-func (rt *Runtime) locateActor(ctx context.Context, a *actorRec) (string, *pb.TaskError) {
+func (as *actorSubmitter) locateActor(ctx context.Context, a *actorRec) (string, *pb.TaskError) {
 	if a.direct != "" {
 		return a.direct, nil
 	}
-	oc, err := rt.peers.peer(ctx, a.owner)
+	oc, err := as.rt.peers.peer(ctx, a.owner)
 	if err != nil {
 		return "", sysErr(a.name, KindActorDied, "the actor's owner is gone: "+err.Error())
 	}
@@ -623,15 +645,15 @@ func (rt *Runtime) locateActor(ctx context.Context, a *actorRec) (string, *pb.Ta
 		if reply.Error != nil {
 			return "", reply.Error
 		}
-		rt.actors.mu.Lock()
+		as.mu.Lock()
 		stale := reply.Addr == a.deadAddr
-		rt.actors.mu.Unlock()
+		as.mu.Unlock()
 		if !stale {
 			return reply.Addr, nil
 		}
 		select { // waiting for the owner to notice
 		case <-time.After(20 * time.Millisecond):
-		case <-rt.bg.Done():
+		case <-as.rt.bg.Done():
 			return "", sysErr(a.name, KindActorDied, ErrShutdown.Error())
 		}
 	}
@@ -640,41 +662,46 @@ func (rt *Runtime) locateActor(ctx context.Context, a *actorRec) (string, *pb.Ta
 
 // serveActorAddr answers, once it knows, where an actor this process owns
 // runs.
-func (rt *Runtime) serveActorAddr(_ context.Context, req *pb.ActorAddrRequest, reply func(*pb.ActorAddr, error)) {
+func (as *actorSubmitter) serveActorAddr(_ context.Context, req *pb.ActorAddrRequest, reply func(*pb.ActorAddr, error)) {
 	id, err := ids.TaskIDFrom(req.ActorId)
 	if err != nil {
 		reply(nil, err)
 		return
 	}
-	rt.actors.mu.Lock()
-	a := rt.actors.byID[id]
+	as.mu.Lock()
+	a := as.byID[id]
 	if a == nil || !a.owned {
-		rt.actors.mu.Unlock()
+		as.mu.Unlock()
 		reply(&pb.ActorAddr{Error: &pb.TaskError{Kind: KindActorDied, Message: "actor is gone"}}, nil)
 		return
 	}
 	answer := func() {
-		rt.actors.mu.Lock()
+		as.mu.Lock()
 		addr := &pb.ActorAddr{Addr: a.addr, Error: a.died}
-		rt.actors.mu.Unlock()
+		as.mu.Unlock()
 		reply(addr, nil)
 	}
 	if a.state == actorPending {
 		a.wake = append(a.wake, answer)
-		rt.actors.mu.Unlock()
+		as.mu.Unlock()
 		return
 	}
-	rt.actors.mu.Unlock()
+	as.mu.Unlock()
 	answer()
 }
 
 // KillActor stops an actor at once: its worker exits, and calls pending
 // or made later fail with ErrActorDied.
 func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
-	rt.lockAll()
-	a := rt.actors.byID[h.ID]
+	return rt.actors.kill(ctx, h)
+}
+
+// kill does the work of Runtime.KillActor.
+func (as *actorSubmitter) kill(ctx context.Context, h *ActorHandle) error {
+	as.rt.lockAll()
+	a := as.byID[h.ID]
 	if a == nil {
-		rt.unlockAll()
+		as.rt.unlockAll()
 		return fmt.Errorf("%w: unknown actor", ErrActorDied)
 	}
 	for a.state == actorPending {
@@ -682,26 +709,26 @@ func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
 		done := make(chan struct{})
 		a.wake = append(a.wake, func() { close(done) })
 		var after actions
-		rt.actorDispatchLocked(a, &after)
-		rt.unlockAll()
-		after.run(rt)
+		as.actorDispatchLocked(a, &after)
+		as.rt.unlockAll()
+		after.run(as.rt)
 		select {
 		case <-done:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		rt.lockAll()
+		as.rt.lockAll()
 	}
 	conn, owned, owner := a.conn, a.owned, a.owner
 	a.noRestart = true
 	var after actions
-	rt.actorDiedLocked(a, tasktable.CauseKilled, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
-	rt.unlockAll()
-	after.run(rt)
+	as.actorDiedLocked(a, tasktable.CauseKilled, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
+	as.rt.unlockAll()
+	after.run(as.rt)
 	req := &pb.ActorAddrRequest{ActorId: h.ID[:]}
 	if !owned {
 		// The owner must know, or it would restart the actor.
-		if oc, err := rt.peers.peer(ctx, owner); err == nil {
+		if oc, err := as.rt.peers.peer(ctx, owner); err == nil {
 			_ = oc.Notify(rpc.MKillOwnedActor, req)
 		}
 	}
@@ -712,23 +739,23 @@ func (rt *Runtime) KillActor(ctx context.Context, h *ActorHandle) error {
 }
 
 // serveKillOwnedActor is a borrower's Kill reaching the actor's owner.
-func (rt *Runtime) serveKillOwnedActor(_ context.Context, req *pb.ActorAddrRequest) {
+func (as *actorSubmitter) serveKillOwnedActor(_ context.Context, req *pb.ActorAddrRequest) {
 	id, err := ids.TaskIDFrom(req.ActorId)
 	if err != nil {
 		return
 	}
-	rt.lockAll()
-	a := rt.actors.byID[id]
+	as.rt.lockAll()
+	a := as.byID[id]
 	if a == nil || !a.owned {
-		rt.unlockAll()
+		as.rt.unlockAll()
 		return
 	}
 	a.noRestart = true
 	conn := a.conn
 	var after actions
-	rt.actorDiedLocked(a, tasktable.CauseKilled, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
-	rt.unlockAll()
-	after.run(rt)
+	as.actorDiedLocked(a, tasktable.CauseKilled, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
+	as.rt.unlockAll()
+	after.run(as.rt)
 	if conn != nil {
 		_ = conn.Notify(rpc.MKillActor, req)
 	}

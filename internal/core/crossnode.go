@@ -26,36 +26,36 @@ const maxLeaseFailures = 12
 // A node that cannot be reached sends the request back to this node's
 // raylet, after a pause that grows, until its view of the cluster has
 // caught up.
-func (rt *Runtime) askLease(req *pb.RequestLease, cb func(rc RayletClient, r *pb.LeaseReply, err error)) {
+func (ts *taskSubmitter) askLease(req *pb.RequestLease, cb func(rc RayletClient, r *pb.LeaseReply, err error)) {
 	if len(req.PlacementGroup) > 0 {
-		rt.askGroupLease(req, 0, cb)
+		ts.askGroupLease(req, 0, cb)
 		return
 	}
-	rt.askLeaseAt(nil, "", req, 0, cb)
+	ts.askLeaseAt(nil, "", req, 0, cb)
 }
 
-func (rt *Runtime) askLeaseAt(rc RayletClient, addr string, req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error)) {
+func (ts *taskSubmitter) askLeaseAt(rc RayletClient, addr string, req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error)) {
 	target := rc
 	if target == nil {
-		target = rt.cfg.Raylet
+		target = ts.rt.cfg.Raylet
 	}
 	target.RequestLease(req, func(r *pb.LeaseReply, err error) {
 		switch {
 		case err != nil && rc != nil:
-			rt.peers.forgetRaylet(addr, nil)
-			rt.retryLease(req, fails+1, cb)
+			ts.rt.peers.forgetRaylet(addr, nil)
+			ts.retryLease(req, fails+1, cb)
 		case err == nil && r.SpillTo != "":
-			rt.goroutine("spillback", func() {
+			ts.rt.goroutine("spillback", func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
-				remote, derr := rt.peers.raylet(ctx, r.SpillTo)
+				remote, derr := ts.rt.peers.raylet(ctx, r.SpillTo)
 				if derr != nil {
-					rt.retryLease(req, fails+1, cb)
+					ts.retryLease(req, fails+1, cb)
 					return
 				}
 				next := cloneLease(req)
 				next.Spilled = true // granted there or queued there, never sent on
-				rt.askLeaseAt(remote, r.SpillTo, next, fails, cb)
+				ts.askLeaseAt(remote, r.SpillTo, next, fails, cb)
 			})
 		default:
 			cb(rc, r, err)
@@ -64,7 +64,7 @@ func (rt *Runtime) askLeaseAt(rc RayletClient, addr string, req *pb.RequestLease
 }
 
 // retryLease asks this node's raylet again, after a pause.
-func (rt *Runtime) retryLease(req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error)) {
+func (ts *taskSubmitter) retryLease(req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error)) {
 	if fails > maxLeaseFailures {
 		cb(nil, nil, fmt.Errorf("no node could be reached for the task after %d tries", fails))
 		return
@@ -73,7 +73,7 @@ func (rt *Runtime) retryLease(req *pb.RequestLease, fails int, cb func(RayletCli
 	back.Spilled = false
 	pause := min(10*time.Millisecond<<fails, 500*time.Millisecond)
 	// The pause is for the cluster view to catch up.
-	rt.after("retry lease", pause, func() { rt.askLeaseAt(nil, "", back, fails, cb) })
+	ts.rt.after("retry lease", pause, func() { ts.askLeaseAt(nil, "", back, fails, cb) })
 }
 
 func cloneLease(req *pb.RequestLease) *pb.RequestLease {
@@ -100,16 +100,16 @@ func (a *actions) freeAt(id ids.ObjectID, loc *pb.Locator) {
 }
 
 // freeObjects deletes stored objects on the nodes that hold them.
-func (rt *Runtime) freeObjects(byNode map[string][]ids.ObjectID) {
+func (ot *objectTable) freeObjects(byNode map[string][]ids.ObjectID) {
 	for node, list := range byNode {
-		if node == "" || node == rt.cfg.NodeAddr {
-			rt.cfg.Raylet.FreeObjects(list)
+		if node == "" || node == ot.rt.cfg.NodeAddr {
+			ot.rt.cfg.Raylet.FreeObjects(list)
 			continue
 		}
-		rt.goroutine("free remote objects", func() {
+		ot.rt.goroutine("free remote objects", func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if rc, err := rt.peers.raylet(ctx, node); err == nil {
+			if rc, err := ot.rt.peers.raylet(ctx, node); err == nil {
 				rc.FreeObjects(list)
 			}
 		})
@@ -136,31 +136,23 @@ func (rt *Runtime) NodesDead(list *pb.NodeList) {
 	}
 }
 
-// serveRaylet serves what another node's raylet pushes on the connection
-// this process opened to it (a lease's owner is told of an out-of-memory
-// kill there), replying once the news is taken.
-func (rt *Runtime) serveRaylet(c *rpc.Conn, m rpc.Method, kind rpc.Kind, id uint64, body []byte) {
-	rt.HandleRaylet(m, body)
-	if kind == rpc.KindRequest {
-		_ = c.Reply(id, &pb.Empty{})
-	}
-}
-
-// HandleRaylet serves what a node's raylet pushes to the processes on it
-// (see rpc.MNodesDead and rpc.MWorkerOOM); it ignores any other method.
-// It has taken the news when it returns: a caller replying to a request
-// replies after.
-func (rt *Runtime) HandleRaylet(m rpc.Method, body []byte) {
-	switch m {
-	case rpc.MNodesDead:
-		list := &pb.NodeList{}
-		if rpc.Decode(body, list) == nil {
-			rt.NodesDead(list)
+// RayletPushes registers on mx what a node's raylet pushes to the owners
+// connected to it (the processes on the node, and owners elsewhere
+// holding leases there): nodes declared dead (rpc.NodesDead), and a
+// worker its memory monitor is about to kill (rpc.WorkerOOM, answered
+// once the news is taken). The news goes to the runtime rt returns; while
+// it returns nil (a process whose runtime is not made yet, which owns
+// nothing), it is taken and dropped.
+func RayletPushes(mx *rpc.Mux, rt func() *Runtime) {
+	rpc.HandleNotify(mx, rpc.NodesDead, func(_ context.Context, list *pb.NodeList) {
+		if r := rt(); r != nil {
+			r.NodesDead(list)
 		}
-	case rpc.MWorkerOOM:
-		k := &pb.WorkerKilled{}
-		if rpc.Decode(body, k) == nil {
-			rt.WorkerKilled(k)
+	})
+	rpc.Handle(mx, rpc.WorkerOOM, func(_ context.Context, k *pb.WorkerKilled) (*pb.Empty, error) {
+		if r := rt(); r != nil {
+			r.WorkerKilled(k)
 		}
-	}
+		return &pb.Empty{}, nil
+	})
 }

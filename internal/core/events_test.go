@@ -2,11 +2,10 @@ package core
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -72,17 +71,60 @@ func TestWorkerKilledForMemory(t *testing.T) {
 	rt := newTestRuntime(t, newFakeRaylet(w), Config{})
 	h := submit1(t, rt, "hog", TaskOptions{})
 	eventually(t, "the task is pushed", func() bool { return rt.Pushed(h) })
-	body, err := proto.Marshal(&pb.WorkerKilled{WorkerAddr: w.addr, Message: "node used 97%"})
+	// The news comes as the raylet pushes it: over a socket, to the
+	// methods RayletPushes registers.
+	raylet := servePushes(t, func() *Runtime { return rt })
+	ctx := testCtx(t)
+	if err := raylet.Call(ctx, rpc.MWorkerOOM, &pb.WorkerKilled{WorkerAddr: w.addr, Message: "node used 97%"}, &pb.Empty{}); err != nil {
+		t.Fatalf("WorkerOOM: %v", err)
+	}
+	// A body that does not decode (worker_addr, a string, not UTF-8), and
+	// a method that is not a push, are refused with an error.
+	bad := &pb.BinaryChunk{Data: []byte{0xff, 0xfe}}
+	if err := raylet.Call(ctx, rpc.MWorkerOOM, bad, &pb.Empty{}); err == nil || !strings.Contains(err.Error(), "malformed") {
+		t.Errorf("malformed WorkerOOM: %v, want a malformed-body error", err)
+	}
+	if err := raylet.Call(ctx, rpc.MPushTask, &pb.TaskSpec{}, &pb.TaskReply{}); err == nil || !strings.Contains(err.Error(), "unknown method") {
+		t.Errorf("PushTask to the pushes: %v, want an unknown-method error", err)
+	}
+	close(stop)
+	_, err := getValue(ctx, rt, h)
+	if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "node used 97%") {
+		t.Fatalf("Get = %v, want ErrOutOfMemory with the monitor's words", err)
+	}
+}
+
+// servePushes serves what a raylet pushes to owners (RayletPushes, for the
+// runtime rt returns) on a socket, and returns a connection to it: the
+// raylet's end.
+func servePushes(t *testing.T, rt func() *Runtime) *rpc.Conn {
+	t.Helper()
+	mux := rpc.NewMux("test")
+	RayletPushes(mux, rt)
+	addr := filepath.Join(shortDir(t), "p.sock")
+	ln, err := rpc.ListenUnix(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt.HandleRaylet(rpc.MWorkerOOM, body)
-	rt.HandleRaylet(rpc.MWorkerOOM, []byte{0xff})   // malformed: ignored
-	rt.HandleRaylet(rpc.MNodesDead, []byte{0xff})   // malformed: ignored
-	rt.HandleRaylet(rpc.MPushTask, []byte("other")) // not the raylet's: ignored
-	close(stop)
-	_, err = getValue(testCtx(t), rt, h)
-	if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "node used 97%") {
-		t.Fatalf("Get = %v, want ErrOutOfMemory with the monitor's words", err)
+	srv := rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return mux }, nil)
+	t.Cleanup(func() { _ = srv.Close() })
+	c, err := rpc.Dial(testCtx(t), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// What a raylet pushes before the process's runtime is made is taken and
+// dropped: the raylet's call is answered.
+func TestPushesBeforeTheRuntimeAreTaken(t *testing.T) {
+	raylet := servePushes(t, func() *Runtime { return nil })
+	ctx := testCtx(t)
+	if err := raylet.Call(ctx, rpc.MWorkerOOM, &pb.WorkerKilled{WorkerAddr: "w", Message: "m"}, &pb.Empty{}); err != nil {
+		t.Fatalf("WorkerOOM: %v", err)
+	}
+	if err := raylet.Call(ctx, rpc.MNodesDead, &pb.NodeList{Nodes: []*pb.NodeInfo{{Address: "x"}}}, &pb.Empty{}); err != nil {
+		t.Fatalf("NodesDead as a request: %v", err)
 	}
 }

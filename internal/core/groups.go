@@ -65,23 +65,23 @@ func (rt *Runtime) WaitGroup(ctx context.Context, id []byte) (*pb.PlacementGroup
 
 // askGroupLease asks for a lease in a placement group, waiting for the
 // group when no node holds its bundle yet.
-func (rt *Runtime) askGroupLease(req *pb.RequestLease, tries int, cb func(RayletClient, *pb.LeaseReply, error)) {
-	rt.askLeaseAt(nil, "", req, 0, func(rc RayletClient, r *pb.LeaseReply, err error) {
+func (ts *taskSubmitter) askGroupLease(req *pb.RequestLease, tries int, cb func(RayletClient, *pb.LeaseReply, error)) {
+	ts.askLeaseAt(nil, "", req, 0, func(rc RayletClient, r *pb.LeaseReply, err error) {
 		if err != nil || !r.GroupMissing {
 			cb(rc, r, err)
 			return
 		}
-		if !rt.goroutine("wait placement group", func() { rt.groupMissing(req, tries, cb) }) {
+		if !ts.rt.goroutine("wait placement group", func() { ts.groupMissing(req, tries, cb) }) {
 			cb(nil, nil, ErrShutdown)
 		}
 	})
 }
 
-func (rt *Runtime) groupMissing(req *pb.RequestLease, tries int, cb func(RayletClient, *pb.LeaseReply, error)) {
+func (ts *taskSubmitter) groupMissing(req *pb.RequestLease, tries int, cb func(RayletClient, *pb.LeaseReply, error)) {
 	id := hex.EncodeToString(req.PlacementGroup)
-	g, err := rt.WaitGroup(rt.bg, req.PlacementGroup)
+	g, err := ts.rt.WaitGroup(ts.rt.bg, req.PlacementGroup)
 	switch {
-	case err != nil && rt.bg.Err() != nil:
+	case err != nil && ts.rt.bg.Err() != nil:
 		cb(nil, nil, ErrShutdown)
 		return
 	case err != nil:
@@ -97,12 +97,12 @@ func (rt *Runtime) groupMissing(req *pb.RequestLease, tries int, cb func(RayletC
 	if tries > 0 {
 		select {
 		case <-time.After(min(5*time.Millisecond<<min(tries, 6), 250*time.Millisecond)):
-		case <-rt.bg.Done():
+		case <-ts.rt.bg.Done():
 			cb(nil, nil, ErrShutdown)
 			return
 		}
 	}
-	rt.askGroupLease(req, tries+1, cb)
+	ts.askGroupLease(req, tries+1, cb)
 }
 
 func describeDemand(res []*pb.Resource) string {

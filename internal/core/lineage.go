@@ -95,7 +95,7 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 			}
 		}
 		rt.tasks.byID[tid] = t
-		rt.enqueueLocked(t, &after)
+		rt.tasks.enqueueLocked(t, &after)
 	}
 	if obj.done == nil && obj.state == statePending {
 		obj.done = make(chan struct{})

@@ -11,15 +11,15 @@ const maxListedObjects = 10000
 
 // serveListObjects answers MListObjects with the objects this process
 // owns: size, where the value is, and how many references hold it.
-func (rt *Runtime) serveListObjects(context.Context, *pb.Empty) (*pb.ObjectList, error) {
+func (ot *objectTable) serveListObjects(context.Context, *pb.Empty) (*pb.ObjectList, error) {
 	out := &pb.ObjectList{}
-	rt.objs.mu.Lock()
-	for oid, o := range rt.objs.byID {
+	ot.mu.Lock()
+	for oid, o := range ot.byID {
 		if !o.owned || o.state != stateReady || o.loc == nil {
 			continue
 		}
 		rec := &pb.ObjectRecord{
-			ObjectId: oid[:], OwnerAddr: rt.addr, JobId: rt.cfg.Job, Sealed: true,
+			ObjectId: oid[:], OwnerAddr: ot.rt.addr, JobId: ot.rt.cfg.Job, Sealed: true,
 			RefCount: o.local + o.pins + o.borrowers, Kind: "INLINE", Size: int64(len(o.loc.Inline)),
 		}
 		if o.loc.InStore {
@@ -30,6 +30,6 @@ func (rt *Runtime) serveListObjects(context.Context, *pb.Empty) (*pb.ObjectList,
 			break
 		}
 	}
-	rt.objs.mu.Unlock()
+	ot.mu.Unlock()
 	return out, nil
 }

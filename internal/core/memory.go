@@ -37,9 +37,14 @@ func oomBackoff(n int) time.Duration {
 // kill the worker of one of this process's leases: the tasks it runs fail
 // with the cause when its connection breaks.
 func (rt *Runtime) WorkerKilled(k *pb.WorkerKilled) {
-	rt.tasks.mu.Lock()
-	defer rt.tasks.mu.Unlock()
-	for _, q := range rt.tasks.queues {
+	rt.tasks.workerKilled(k)
+}
+
+// workerKilled does the work of Runtime.WorkerKilled.
+func (ts *taskSubmitter) workerKilled(k *pb.WorkerKilled) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, q := range ts.queues {
 		for _, l := range q.leases {
 			if l.addr == k.WorkerAddr {
 				l.oom = k.Message
@@ -52,36 +57,36 @@ func (rt *Runtime) WorkerKilled(k *pb.WorkerKilled) {
 // it is queued again after a backoff while it has retries left, and fails
 // with ErrOutOfMemory otherwise. It reports false if the task is not such
 // a task. The caller holds tasks.mu and objs.mu.
-func (rt *Runtime) oomFailedLocked(t *task, l *lease, after *actions) bool {
+func (ts *taskSubmitter) oomFailedLocked(t *task, l *lease, after *actions) bool {
 	if l.oom == "" || t.cancelled {
 		return false
 	}
 	t.oomKills++
 	e := sysErr(t.spec.Name, KindOutOfMemory, l.oom)
-	if t.retries == 0 || rt.closed.Load() {
+	if t.retries == 0 || ts.rt.closed.Load() {
 		e.Message = fmt.Sprintf("killed by the memory monitor (%d attempts, %d of them killed so): %s", t.spec.Attempt+1, t.oomKills, l.oom)
-		rt.finishLocked(t, nil, e, after)
+		ts.finishLocked(t, nil, e, after)
 		return true
 	}
-	rt.taskEventLocked(t, tasktable.TaskFailed, e)
+	ts.rt.taskEventLocked(t, tasktable.TaskFailed, e)
 	if t.retries > 0 {
 		t.retries--
 	}
 	t.spec.Attempt++
 	t.lease = nil
-	rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
+	ts.rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 	q := t.q
-	rt.after("retry after oom", oomBackoff(t.oomKills), func() {
+	ts.rt.after("retry after oom", oomBackoff(t.oomKills), func() {
 		var after actions
-		rt.tasks.mu.Lock()
-		if t.finished || rt.closed.Load() {
-			rt.tasks.mu.Unlock()
+		ts.mu.Lock()
+		if t.finished || ts.rt.closed.Load() {
+			ts.mu.Unlock()
 			return
 		}
 		q.tasks = append([]*task{t}, q.tasks...)
-		rt.dispatchLocked(q, &after)
-		rt.tasks.mu.Unlock()
-		after.run(rt)
+		ts.dispatchLocked(q, &after)
+		ts.mu.Unlock()
+		after.run(ts.rt)
 	})
 	return true
 }

@@ -2,11 +2,16 @@ package core
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -14,6 +19,7 @@ import (
 // objectTable is the owner's memory store and reference counts: the
 // record of every object this process owns or borrows.
 type objectTable struct {
+	rt    *Runtime                   // the runtime it belongs to: its other tables, peers and raylet
 	self  string                     // this process's address: the owner of what it owns
 	fetch func(ids.ObjectID, string) // starts asking a borrowed object's owner for it
 
@@ -72,14 +78,14 @@ type releaseArg struct {
 
 // newHandleLocked makes a handle that counts as a local reference to obj.
 // The caller holds objs.mu.
-func (rt *Runtime) newHandleLocked(id ids.ObjectID, owner string, obj *object) *Handle {
+func (ot *objectTable) newHandleLocked(id ids.ObjectID, owner string, obj *object) *Handle {
 	obj.local++
-	h := &Handle{ID: id, Owner: owner, rt: rt}
-	h.cleanup = runtime.AddCleanup(h, releaseHandle, releaseArg{id, rt})
+	h := &Handle{ID: id, Owner: owner, rt: ot.rt}
+	h.cleanup = runtime.AddCleanup(h, releaseHandle, releaseArg{id, ot.rt})
 	return h
 }
 
-func releaseHandle(a releaseArg) { a.rt.releaseLocal(a.id) }
+func releaseHandle(a releaseArg) { a.rt.objs.releaseLocal(a.id) }
 
 // Release drops this handle's reference now instead of when the garbage
 // collector finds it. It is safe to call more than once.
@@ -88,37 +94,42 @@ func (h *Handle) Release() {
 		return
 	}
 	h.cleanup.Stop()
-	h.rt.releaseLocal(h.ID)
+	h.rt.objs.releaseLocal(h.ID)
 }
 
 // HandleFor makes a handle for a ref that arrived inside a value.
 func (rt *Runtime) HandleFor(id ids.ObjectID, owner string) *Handle {
-	rt.objs.mu.Lock()
-	defer rt.objs.mu.Unlock()
-	obj := rt.objs.byID[id]
+	return rt.objs.handleFor(id, owner)
+}
+
+// handleFor does the work of Runtime.HandleFor.
+func (ot *objectTable) handleFor(id ids.ObjectID, owner string) *Handle {
+	ot.mu.Lock()
+	defer ot.mu.Unlock()
+	obj := ot.byID[id]
 	if obj == nil {
 		obj = &object{owner: owner}
-		if owner == rt.addr {
+		if owner == ot.rt.addr {
 			// Ours but already freed: the handle stays dangling and Get says so.
 			obj.state = stateFailed
 			obj.owned = true
 			obj.loc = &pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error())}
-			return &Handle{ID: id, Owner: owner, rt: rt}
+			return &Handle{ID: id, Owner: owner, rt: ot.rt}
 		}
-		rt.objs.byID[id] = obj
+		ot.byID[id] = obj
 	}
-	return rt.newHandleLocked(id, owner, obj)
+	return ot.newHandleLocked(id, owner, obj)
 }
 
-func (rt *Runtime) releaseLocal(id ids.ObjectID) {
+func (ot *objectTable) releaseLocal(id ids.ObjectID) {
 	var after actions
-	rt.objs.mu.Lock()
-	if obj := rt.objs.byID[id]; obj != nil {
+	ot.mu.Lock()
+	if obj := ot.byID[id]; obj != nil {
 		obj.local--
-		rt.objs.maybeFreeLocked(id, obj, &after)
+		ot.maybeFreeLocked(id, obj, &after)
 	}
-	rt.objs.mu.Unlock()
-	after.run(rt)
+	ot.mu.Unlock()
+	after.run(ot.rt)
 }
 
 // actions are what a locked section decided to do once unlocked.
@@ -138,7 +149,7 @@ func (a *actions) run(rt *Runtime) {
 		f()
 	}
 	if len(a.free) > 0 && rt.cfg.Raylet != nil {
-		rt.freeObjects(a.free)
+		rt.objs.freeObjects(a.free)
 	}
 	for owner, refs := range a.release {
 		msg := &pb.ObjectIDs{}
@@ -163,19 +174,19 @@ func (a *actions) run(rt *Runtime) {
 		}()
 	}
 	for _, p := range a.push {
-		rt.push(p)
+		rt.tasks.push(p)
 	}
 	for _, x := range a.flush {
-		rt.flushActor(x)
+		rt.actors.flushActor(x)
 	}
 	for _, q := range a.lease {
-		rt.requestLease(q)
+		rt.tasks.requestLease(q)
 	}
 	for _, l := range a.returned {
 		l.raylet(rt).ReturnLease(&pb.ReturnLease{LeaseId: l.id, WorkerFailed: l.dead})
 	}
 	for _, r := range a.create {
-		rt.requestActorLease(r)
+		rt.actors.requestActorLease(r)
 	}
 }
 
@@ -281,10 +292,10 @@ func (ot *objectTable) whenReadyLocked(id ids.ObjectID, obj *object, f func(), a
 }
 
 // fetch asks a borrowed object's owner for its locator.
-func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
-	c, err := rt.peers.peer(context.Background(), owner)
+func (ot *objectTable) fetchFromOwner(id ids.ObjectID, owner string) {
+	c, err := ot.rt.peers.peer(context.Background(), owner)
 	if err != nil {
-		rt.fetched(id, owner, &pb.Locator{Error: sysErr("", KindOwnerDied, err.Error())})
+		ot.fetched(id, owner, &pb.Locator{Error: sysErr("", KindOwnerDied, err.Error())})
 		return
 	}
 	c.Go(rpc.MGetObject, &pb.GetObject{ObjectId: id[:]}, func(body []byte, err error) {
@@ -295,88 +306,364 @@ func (rt *Runtime) fetch(id ids.ObjectID, owner string) {
 		if err != nil {
 			loc = &pb.Locator{Error: sysErr("", KindOwnerDied, "owner "+owner+": "+err.Error())}
 		}
-		rt.fetched(id, owner, loc)
+		ot.fetched(id, owner, loc)
 	})
 }
 
-func (rt *Runtime) fetched(id ids.ObjectID, owner string, loc *pb.Locator) {
+func (ot *objectTable) fetched(id ids.ObjectID, owner string, loc *pb.Locator) {
 	var after actions
-	rt.objs.mu.Lock()
-	obj := rt.objs.byID[id]
+	ot.mu.Lock()
+	obj := ot.byID[id]
 	if obj != nil {
 		obj.fetching = false
 		for _, ref := range loc.Contained {
-			rt.objs.pinLocked(ref, ref.OwnerAddr == owner)
+			ot.pinLocked(ref, ref.OwnerAddr == owner)
 		}
 		obj.contained = append(obj.contained, loc.Contained...)
-		rt.objs.completeLocked(obj, loc, &after)
+		ot.completeLocked(obj, loc, &after)
 	} else {
 		// Nobody wants it any more; hand back what the owner granted.
 		tmp := &object{contained: loc.Contained}
 		for _, ref := range loc.Contained {
-			rt.objs.pinLocked(ref, ref.OwnerAddr == owner)
+			ot.pinLocked(ref, ref.OwnerAddr == owner)
 		}
-		rt.objs.byID[id] = tmp
-		rt.objs.maybeFreeLocked(id, tmp, &after)
+		ot.byID[id] = tmp
+		ot.maybeFreeLocked(id, tmp, &after)
 	}
-	rt.objs.mu.Unlock()
-	after.run(rt)
+	ot.mu.Unlock()
+	after.run(ot.rt)
 }
 
 // serveGetObject answers a borrower once the object is ready.
-func (rt *Runtime) serveGetObject(_ context.Context, req *pb.GetObject, reply func(*pb.Locator, error)) {
+func (ot *objectTable) serveGetObject(_ context.Context, req *pb.GetObject, reply func(*pb.Locator, error)) {
 	id, err := ids.ObjectIDFrom(req.ObjectId)
 	if err != nil {
 		reply(nil, err)
 		return
 	}
 	var after actions
-	rt.objs.mu.Lock()
-	obj := rt.objs.byID[id]
+	ot.mu.Lock()
+	obj := ot.byID[id]
 	if obj == nil || !obj.owned {
-		rt.objs.mu.Unlock()
+		ot.mu.Unlock()
 		reply(&pb.Locator{Error: sysErr("", KindSystem, ErrObjectFreed.Error()+": "+id.String())}, nil)
 		return
 	}
 	if req.LostAt != "" {
-		rt.objs.mu.Unlock()
-		rt.serveLost(id, req.LostAt, reply)
+		ot.mu.Unlock()
+		ot.rt.serveLost(id, req.LostAt, reply)
 		return
 	}
-	rt.objs.whenReadyLocked(id, obj, func() {
-		rt.objs.mu.Lock()
+	ot.whenReadyLocked(id, obj, func() {
+		ot.mu.Lock()
 		loc := obj.loc
 		for _, ref := range loc.Contained {
-			if ref.OwnerAddr == rt.addr {
-				if o, err := ids.ObjectIDFrom(ref.Id); err == nil && rt.objs.byID[o] != nil {
-					rt.objs.byID[o].borrowers++
+			if ref.OwnerAddr == ot.rt.addr {
+				if o, err := ids.ObjectIDFrom(ref.Id); err == nil && ot.byID[o] != nil {
+					ot.byID[o].borrowers++
 				}
 			}
 		}
-		rt.objs.mu.Unlock()
+		ot.mu.Unlock()
 		reply(loc, nil)
 	}, &after)
-	rt.objs.mu.Unlock()
-	after.run(rt)
+	ot.mu.Unlock()
+	after.run(ot.rt)
 }
 
 // serveReleaseBorrowed drops grants that a borrower hands back.
-func (rt *Runtime) serveReleaseBorrowed(_ context.Context, msg *pb.ObjectIDs) {
+func (ot *objectTable) serveReleaseBorrowed(_ context.Context, msg *pb.ObjectIDs) {
 	var after actions
-	rt.objs.mu.Lock()
+	ot.mu.Lock()
 	for _, b := range msg.Ids {
 		id, err := ids.ObjectIDFrom(b)
 		if err != nil {
 			continue
 		}
-		if obj := rt.objs.byID[id]; obj != nil && obj.owned && obj.borrowers > 0 {
+		if obj := ot.byID[id]; obj != nil && obj.owned && obj.borrowers > 0 {
 			obj.borrowers--
-			rt.objs.maybeFreeLocked(id, obj, &after)
+			ot.maybeFreeLocked(id, obj, &after)
 		}
 	}
-	rt.objs.mu.Unlock()
-	after.run(rt)
+	ot.mu.Unlock()
+	after.run(ot.rt)
 }
 
 // Runtime is the runtime the handle belongs to.
 func (h *Handle) Runtime() *Runtime { return h.rt }
+
+// storeValue puts an encoded value where it belongs: inline when small,
+// in the node's store otherwise.
+func (ot *objectTable) storeValue(ctx context.Context, id ids.ObjectID, p codec.Payload) (*pb.Locator, error) {
+	n := p.Len()
+	if n <= InlineLimit || ot.rt.cfg.Arena == nil {
+		return &pb.Locator{Inline: p.Bytes()}, nil
+	}
+	off, err := ot.createInStore(ctx, id, int64(n))
+	if err != nil {
+		return nil, err
+	}
+	// WriteAt, not a copy into Slice: pages this process never touched
+	// cost a fault each through the mapping, none through pwrite.
+	if err := writePayload(ot.rt.cfg.Arena, off, p); err != nil {
+		ot.rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
+		return nil, fmt.Errorf("core: write to store: %w", err)
+	}
+	ot.rt.cfg.Raylet.SealObjects([]ids.ObjectID{id})
+	return &pb.Locator{InStore: true, Offset: off, Size: int64(n), NodeAddr: ot.rt.cfg.NodeAddr}, nil
+}
+
+// writePayload writes p at off of the store.
+func writePayload(a *objstore.Arena, off int64, p codec.Payload) error {
+	if _, err := a.WriteAt(p.Header, off); err != nil {
+		return err
+	}
+	_, err := a.WriteAt(p.Body, off+int64(len(p.Header)))
+	return err
+}
+
+// createInStore reserves space, and when the store is full first lets the
+// garbage collector release the refs nobody holds, then tries again.
+func (ot *objectTable) createInStore(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
+	off, err := ot.rt.cfg.Raylet.CreateObject(ctx, id, size)
+	if err == nil || !errors.Is(err, objstore.ErrFull) {
+		return off, wrapStoreErr(err)
+	}
+	ot.rt.gcMu.Lock()
+	defer ot.rt.gcMu.Unlock()
+	for i := 0; i < 5; i++ {
+		runtime.GC()
+		// Cleanups run on their own goroutine after the collection; give
+		// them a moment, bounded, before asking again.
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Duration(i+1) * 10 * time.Millisecond):
+		}
+		off, err = ot.rt.cfg.Raylet.CreateObject(ctx, id, size)
+		if err == nil || !errors.Is(err, objstore.ErrFull) {
+			return off, wrapStoreErr(err)
+		}
+	}
+	return 0, wrapStoreErr(err)
+}
+
+// wrapStoreErr makes a store without room for an object, whether full or
+// smaller than the object, match ErrStoreFull.
+func wrapStoreErr(err error) error {
+	if err != nil && (errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)) {
+		return fmt.Errorf("%w: %v", ErrStoreFull, err)
+	}
+	return err
+}
+
+// put does the work of Runtime.Put.
+func (ot *objectTable) put(ctx context.Context, p codec.Payload, contained []*Handle) (*Handle, error) {
+	id := ids.ForPut()
+	loc, err := ot.storeValue(ctx, id, p)
+	if err != nil {
+		return nil, err
+	}
+	ot.mu.Lock()
+	defer ot.mu.Unlock()
+	if ot.rt.closed.Load() {
+		if loc.InStore {
+			ot.rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
+		}
+		return nil, ErrShutdown
+	}
+	obj := &object{state: stateReady, loc: loc, owned: true, owner: ot.rt.addr}
+	for _, h := range contained {
+		ref := &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner}
+		ot.pinLocked(ref, false)
+		obj.contained = append(obj.contained, ref)
+	}
+	loc.Contained = obj.contained
+	ot.byID[id] = obj
+	return ot.newHandleLocked(id, ot.rt.addr, obj), nil
+}
+
+// getMany does the work of Runtime.GetMany.
+func (ot *objectTable) getMany(ctx context.Context, hs []*Handle) ([]*pb.Locator, error) {
+	out := make([]*pb.Locator, len(hs))
+	blocked := false
+	defer func() {
+		if blocked {
+			ot.rt.unblock()
+		}
+	}()
+	for i, h := range hs {
+		loc, done, err := ot.lookup(h)
+		if err != nil {
+			return nil, err
+		}
+		if loc == nil {
+			if !blocked {
+				ot.rt.block()
+				blocked = true
+			}
+			if loc, err = ot.await(ctx, h, done); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = loc
+	}
+	return out, nil
+}
+
+// get does the work of Runtime.Get.
+func (ot *objectTable) get(ctx context.Context, h *Handle) (*pb.Locator, error) {
+	loc, done, err := ot.lookup(h)
+	if loc != nil || err != nil {
+		return loc, err
+	}
+	ot.rt.block()
+	defer ot.rt.unblock()
+	return ot.await(ctx, h, done)
+}
+
+// lookup returns the object's locator if it is ready, or a channel closed
+// when it is (starting a fetch from its owner if it is borrowed).
+func (ot *objectTable) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
+	if h == nil {
+		return nil, nil, ErrNilRef
+	}
+	ot.mu.Lock()
+	if ot.rt.closed.Load() {
+		ot.mu.Unlock()
+		return nil, nil, ErrShutdown
+	}
+	obj := ot.byID[h.ID]
+	if obj == nil {
+		ot.mu.Unlock()
+		return nil, nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
+	}
+	if obj.state != statePending {
+		loc := obj.loc
+		ot.mu.Unlock()
+		return loc, nil, nil
+	}
+	if obj.done == nil {
+		obj.done = make(chan struct{})
+	}
+	done := obj.done
+	var after actions
+	if !obj.owned && !obj.fetching {
+		ot.whenReadyLocked(h.ID, obj, func() {}, &after)
+	}
+	ot.mu.Unlock()
+	after.run(ot.rt)
+	return nil, done, nil
+}
+
+func (ot *objectTable) await(ctx context.Context, h *Handle, done <-chan struct{}) (*pb.Locator, error) {
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ot.mu.Lock()
+	defer ot.mu.Unlock()
+	if ot.rt.closed.Load() {
+		return nil, ErrShutdown
+	}
+	obj := ot.byID[h.ID]
+	if obj == nil {
+		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
+	}
+	return obj.loc, nil
+}
+
+// wait does the work of Runtime.Wait.
+func (ot *objectTable) wait(ctx context.Context, hs []*Handle, n int) (ready, rest []int, err error) {
+	for _, h := range hs {
+		if h == nil {
+			return nil, nil, ErrNilRef
+		}
+	}
+	if ready, err = ot.waitIndexed(ctx, len(hs), n, func(i int) *Handle { return hs[i] }); err != nil {
+		return nil, nil, err
+	}
+	rest = make([]int, 0, len(hs)-len(ready))
+	j := 0
+	for i := range hs {
+		if j < len(ready) && ready[j] == i {
+			j++
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	return ready, rest, nil
+}
+
+// waitIndexed does the work of Runtime.WaitIndexed.
+func (ot *objectTable) waitIndexed(ctx context.Context, count, n int, at func(int) *Handle) (ready []int, err error) {
+	if n > count {
+		n = count
+	}
+	blocked := false
+	defer func() {
+		if blocked {
+			ot.rt.unblock()
+		}
+	}()
+	for {
+		var after actions
+		ot.mu.Lock()
+		if ot.rt.closed.Load() {
+			ot.mu.Unlock()
+			return nil, ErrShutdown
+		}
+		ready = ready[:0]
+		for i := 0; i < count && len(ready) < n; i++ {
+			h := at(i)
+			obj := ot.byID[h.ID]
+			if obj == nil || obj.state != statePending {
+				ready = append(ready, i)
+			} else if !obj.owned && !obj.fetching {
+				ot.whenReadyLocked(h.ID, obj, func() {}, &after)
+			}
+		}
+		if len(ready) >= n || ctx.Err() != nil {
+			ot.mu.Unlock()
+			after.run(ot.rt)
+			return ready, nil
+		}
+		if ot.changed == nil {
+			ot.changed = make(chan struct{})
+		}
+		changed := ot.changed
+		ot.mu.Unlock()
+		after.run(ot.rt)
+		if !blocked {
+			ot.rt.block()
+			blocked = true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// storeResult does the work of Runtime.StoreResult.
+func (ot *objectTable) storeResult(ctx context.Context, id ids.ObjectID, r Result) (*pb.Locator, error) {
+	loc, err := ot.storeValue(ctx, id, r.Value)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Contained) == 0 {
+		return loc, nil
+	}
+	ot.mu.Lock()
+	defer ot.mu.Unlock()
+	for _, h := range r.Contained {
+		if h.Owner == ot.rt.addr {
+			if obj := ot.byID[h.ID]; obj != nil {
+				obj.borrowers++
+			}
+		}
+		loc.Contained = append(loc.Contained, &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner})
+	}
+	return loc, nil
+}

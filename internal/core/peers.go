@@ -129,7 +129,7 @@ func (ps *peerSet) raylet(ctx context.Context, addr string) (RayletClient, error
 		r = &rayletConn{ready: make(chan struct{})}
 		ps.raylets[addr] = r
 		ps.mu.Unlock()
-		r.conn, r.err = rt.cfg.DialRaylet(ctx, addr, rpc.HandlerFunc(rt.serveRaylet))
+		r.conn, r.err = rt.cfg.DialRaylet(ctx, addr, rt.pushes)
 		close(r.ready)
 		if r.err != nil {
 			ps.forgetRaylet(addr, r)

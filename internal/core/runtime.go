@@ -6,14 +6,25 @@
 // # Structure and lock order
 //
 // A Runtime owns three tables, as Ray's CoreWorker does, each a type with
-// its own lock:
+// its own lock and the methods that work on it:
 //
 //   - actorSubmitter (actor.go): the actors this process created or holds
-//     handles to, and their queues of calls;
-//   - taskSubmitter (submit.go): the tasks it submitted and not finished,
-//     the queues of ready tasks by shape, and the leases that run them;
+//     handles to, and their queues of calls; it creates actors, sends
+//     their calls in order, restarts them and kills them;
+//   - taskSubmitter (submit.go, with leasing in crossnode.go and
+//     groups.go): the tasks it submitted and not finished, the queues of
+//     ready tasks by shape, and the leases that run them; it resolves
+//     arguments, leases workers, pushes tasks and settles their replies;
 //   - objectTable (objects.go): the memory store and reference counts of
-//     the objects it owns or borrows.
+//     the objects it owns or borrows; it puts, gets and waits, serves
+//     borrowers and fetches from owners.
+//
+// Each table reaches the others, and what they share (the raylet, peers,
+// the goroutine helper, the events), through its rt. The Runtime's
+// exported methods are the surface that the rayo package and the worker
+// use: those of one table only delegate to it. What spans the tables
+// stays on the Runtime: Close, the lock helpers below, lineage
+// (lineage.go), events (events.go) and placement groups (groups.go).
 //
 // Locks are taken in this order, and never against it (one may be skipped):
 //
@@ -43,7 +54,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +125,7 @@ type Runtime struct {
 	tcp  *rpc.Server // cluster: other nodes' peers
 
 	handlers *rpc.Mux // what this process serves its peers
+	pushes   *rpc.Mux // what other nodes' raylets push on its connections to them (RayletPushes)
 
 	// The three tables, each with its own lock (see the lock order above).
 	actors actorSubmitter
@@ -156,14 +167,17 @@ func New(cfg Config, mux *rpc.Mux) (*Runtime, error) {
 	if rt.handlers == nil {
 		rt.handlers = rpc.NewMux("core")
 	}
-	rpc.HandleAsync(rt.handlers, rpc.GetObject, rt.serveGetObject)
-	rpc.HandleAsync(rt.handlers, rpc.GetActorAddr, rt.serveActorAddr)
-	rpc.HandleNotify(rt.handlers, rpc.KillOwnedActor, rt.serveKillOwnedActor)
-	rpc.HandleNotify(rt.handlers, rpc.ReleaseBorrowed, rt.serveReleaseBorrowed)
-	rpc.Handle(rt.handlers, rpc.ListObjects, rt.serveListObjects)
+	rpc.HandleAsync(rt.handlers, rpc.GetObject, rt.objs.serveGetObject)
+	rpc.HandleAsync(rt.handlers, rpc.GetActorAddr, rt.actors.serveActorAddr)
+	rpc.HandleNotify(rt.handlers, rpc.KillOwnedActor, rt.actors.serveKillOwnedActor)
+	rpc.HandleNotify(rt.handlers, rpc.ReleaseBorrowed, rt.objs.serveReleaseBorrowed)
+	rpc.Handle(rt.handlers, rpc.ListObjects, rt.objs.serveListObjects)
+	rt.pushes = rpc.NewMux("core")
+	RayletPushes(rt.pushes, func() *Runtime { return rt })
+	rt.actors.rt, rt.tasks.rt, rt.objs.rt = rt, rt, rt
 	rt.peers = newPeerSet(rt)
 	rt.objs.fetch = func(id ids.ObjectID, owner string) {
-		rt.goroutine("fetch object", func() { rt.fetch(id, owner) })
+		rt.goroutine("fetch object", func() { rt.objs.fetchFromOwner(id, owner) })
 	}
 	rt.bg, rt.bgCancel = context.WithCancel(context.Background())
 	_ = os.Remove(cfg.Addr)
@@ -216,7 +230,7 @@ func (rt *Runtime) Close() error {
 	rt.closed.Store(true)
 	rt.bgCancel()
 	for _, t := range rt.tasks.byID {
-		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
+		rt.tasks.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
 	}
 	for _, q := range rt.tasks.queues {
 		after.returned = append(after.returned, q.leases...)
@@ -239,7 +253,7 @@ func (rt *Runtime) Close() error {
 		f()
 	}
 	if rt.cfg.Raylet != nil {
-		rt.freeObjects(after.free)
+		rt.objs.freeObjects(after.free)
 		for _, l := range after.returned {
 			l.raylet(rt).ReturnLease(&pb.ReturnLease{LeaseId: l.id})
 		}
@@ -360,189 +374,22 @@ func (rt *Runtime) Goroutines() map[string]int {
 	return out
 }
 
-// storeValue puts an encoded value where it belongs: inline when small,
-// in the node's store otherwise.
-func (rt *Runtime) storeValue(ctx context.Context, id ids.ObjectID, p codec.Payload) (*pb.Locator, error) {
-	n := p.Len()
-	if n <= InlineLimit || rt.cfg.Arena == nil {
-		return &pb.Locator{Inline: p.Bytes()}, nil
-	}
-	off, err := rt.createInStore(ctx, id, int64(n))
-	if err != nil {
-		return nil, err
-	}
-	// WriteAt, not a copy into Slice: pages this process never touched
-	// cost a fault each through the mapping, none through pwrite.
-	if err := writePayload(rt.cfg.Arena, off, p); err != nil {
-		rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
-		return nil, fmt.Errorf("core: write to store: %w", err)
-	}
-	rt.cfg.Raylet.SealObjects([]ids.ObjectID{id})
-	return &pb.Locator{InStore: true, Offset: off, Size: int64(n), NodeAddr: rt.cfg.NodeAddr}, nil
-}
-
-// writePayload writes p at off of the store.
-func writePayload(a *objstore.Arena, off int64, p codec.Payload) error {
-	if _, err := a.WriteAt(p.Header, off); err != nil {
-		return err
-	}
-	_, err := a.WriteAt(p.Body, off+int64(len(p.Header)))
-	return err
-}
-
-// createInStore reserves space, and when the store is full first lets the
-// garbage collector release the refs nobody holds, then tries again.
-func (rt *Runtime) createInStore(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
-	off, err := rt.cfg.Raylet.CreateObject(ctx, id, size)
-	if err == nil || !errors.Is(err, objstore.ErrFull) {
-		return off, wrapStoreErr(err)
-	}
-	rt.gcMu.Lock()
-	defer rt.gcMu.Unlock()
-	for i := 0; i < 5; i++ {
-		runtime.GC()
-		// Cleanups run on their own goroutine after the collection; give
-		// them a moment, bounded, before asking again.
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(time.Duration(i+1) * 10 * time.Millisecond):
-		}
-		off, err = rt.cfg.Raylet.CreateObject(ctx, id, size)
-		if err == nil || !errors.Is(err, objstore.ErrFull) {
-			return off, wrapStoreErr(err)
-		}
-	}
-	return 0, wrapStoreErr(err)
-}
-
-// wrapStoreErr makes a store without room for an object, whether full or
-// smaller than the object, match ErrStoreFull.
-func wrapStoreErr(err error) error {
-	if err != nil && (errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge)) {
-		return fmt.Errorf("%w: %v", ErrStoreFull, err)
-	}
-	return err
-}
-
 // Put stores a value this process owns. contained are the refs nested in
 // it, kept alive while it lives.
 func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle) (*Handle, error) {
-	id := ids.ForPut()
-	loc, err := rt.storeValue(ctx, id, p)
-	if err != nil {
-		return nil, err
-	}
-	rt.objs.mu.Lock()
-	defer rt.objs.mu.Unlock()
-	if rt.closed.Load() {
-		if loc.InStore {
-			rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
-		}
-		return nil, ErrShutdown
-	}
-	obj := &object{state: stateReady, loc: loc, owned: true, owner: rt.addr}
-	for _, h := range contained {
-		ref := &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner}
-		rt.objs.pinLocked(ref, false)
-		obj.contained = append(obj.contained, ref)
-	}
-	loc.Contained = obj.contained
-	rt.objs.byID[id] = obj
-	return rt.newHandleLocked(id, rt.addr, obj), nil
+	return rt.objs.put(ctx, p, contained)
 }
 
 // GetMany waits for every object, lending the worker's CPU at most once,
 // and returns their locators in order.
 func (rt *Runtime) GetMany(ctx context.Context, hs []*Handle) ([]*pb.Locator, error) {
-	out := make([]*pb.Locator, len(hs))
-	blocked := false
-	defer func() {
-		if blocked {
-			rt.unblock()
-		}
-	}()
-	for i, h := range hs {
-		loc, done, err := rt.lookup(h)
-		if err != nil {
-			return nil, err
-		}
-		if loc == nil {
-			if !blocked {
-				rt.block()
-				blocked = true
-			}
-			if loc, err = rt.await(ctx, h, done); err != nil {
-				return nil, err
-			}
-		}
-		out[i] = loc
-	}
-	return out, nil
+	return rt.objs.getMany(ctx, hs)
 }
 
 // Get waits for an object and returns where its value is. In a worker, a
 // Get that must wait lends the worker's CPU to other tasks meanwhile.
 func (rt *Runtime) Get(ctx context.Context, h *Handle) (*pb.Locator, error) {
-	loc, done, err := rt.lookup(h)
-	if loc != nil || err != nil {
-		return loc, err
-	}
-	rt.block()
-	defer rt.unblock()
-	return rt.await(ctx, h, done)
-}
-
-// lookup returns the object's locator if it is ready, or a channel closed
-// when it is (starting a fetch from its owner if it is borrowed).
-func (rt *Runtime) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
-	if h == nil {
-		return nil, nil, ErrNilRef
-	}
-	rt.objs.mu.Lock()
-	if rt.closed.Load() {
-		rt.objs.mu.Unlock()
-		return nil, nil, ErrShutdown
-	}
-	obj := rt.objs.byID[h.ID]
-	if obj == nil {
-		rt.objs.mu.Unlock()
-		return nil, nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
-	}
-	if obj.state != statePending {
-		loc := obj.loc
-		rt.objs.mu.Unlock()
-		return loc, nil, nil
-	}
-	if obj.done == nil {
-		obj.done = make(chan struct{})
-	}
-	done := obj.done
-	var after actions
-	if !obj.owned && !obj.fetching {
-		rt.objs.whenReadyLocked(h.ID, obj, func() {}, &after)
-	}
-	rt.objs.mu.Unlock()
-	after.run(rt)
-	return nil, done, nil
-}
-
-func (rt *Runtime) await(ctx context.Context, h *Handle, done <-chan struct{}) (*pb.Locator, error) {
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	rt.objs.mu.Lock()
-	defer rt.objs.mu.Unlock()
-	if rt.closed.Load() {
-		return nil, ErrShutdown
-	}
-	obj := rt.objs.byID[h.ID]
-	if obj == nil {
-		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, h.ID)
-	}
-	return obj.loc, nil
+	return rt.objs.get(ctx, h)
 }
 
 func (rt *Runtime) block() {
@@ -564,75 +411,13 @@ func (rt *Runtime) unblock() {
 // runtime's completion signal and rescans, stopping at the n-th ready ref:
 // a loop of Wait(refs, 1) over refs finishing in order costs O(1) a call.
 func (rt *Runtime) Wait(ctx context.Context, hs []*Handle, n int) (ready, rest []int, err error) {
-	for _, h := range hs {
-		if h == nil {
-			return nil, nil, ErrNilRef
-		}
-	}
-	if ready, err = rt.WaitIndexed(ctx, len(hs), n, func(i int) *Handle { return hs[i] }); err != nil {
-		return nil, nil, err
-	}
-	rest = make([]int, 0, len(hs)-len(ready))
-	j := 0
-	for i := range hs {
-		if j < len(ready) && ready[j] == i {
-			j++
-		} else {
-			rest = append(rest, i)
-		}
-	}
-	return ready, rest, nil
+	return rt.objs.wait(ctx, hs, n)
 }
 
 // WaitIndexed is Wait over count refs that at names (none nil), without
 // a slice of them: it returns the indexes of the ready ones, in order.
 func (rt *Runtime) WaitIndexed(ctx context.Context, count, n int, at func(int) *Handle) (ready []int, err error) {
-	if n > count {
-		n = count
-	}
-	blocked := false
-	defer func() {
-		if blocked {
-			rt.unblock()
-		}
-	}()
-	for {
-		var after actions
-		rt.objs.mu.Lock()
-		if rt.closed.Load() {
-			rt.objs.mu.Unlock()
-			return nil, ErrShutdown
-		}
-		ready = ready[:0]
-		for i := 0; i < count && len(ready) < n; i++ {
-			h := at(i)
-			obj := rt.objs.byID[h.ID]
-			if obj == nil || obj.state != statePending {
-				ready = append(ready, i)
-			} else if !obj.owned && !obj.fetching {
-				rt.objs.whenReadyLocked(h.ID, obj, func() {}, &after)
-			}
-		}
-		if len(ready) >= n || ctx.Err() != nil {
-			rt.objs.mu.Unlock()
-			after.run(rt)
-			return ready, nil
-		}
-		if rt.objs.changed == nil {
-			rt.objs.changed = make(chan struct{})
-		}
-		changed := rt.objs.changed
-		rt.objs.mu.Unlock()
-		after.run(rt)
-		if !blocked {
-			rt.block()
-			blocked = true
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-		}
-	}
+	return rt.objs.waitIndexed(ctx, count, n, at)
 }
 
 // Bytes returns the encoded bytes of object id, owned by the process at
@@ -728,22 +513,5 @@ func (rt *Runtime) Stats() Stats {
 // StoreResult stores a task's return value and grants the task's owner a
 // borrow on each nested ref this process owns, so they outlive the task.
 func (rt *Runtime) StoreResult(ctx context.Context, id ids.ObjectID, r Result) (*pb.Locator, error) {
-	loc, err := rt.storeValue(ctx, id, r.Value)
-	if err != nil {
-		return nil, err
-	}
-	if len(r.Contained) == 0 {
-		return loc, nil
-	}
-	rt.objs.mu.Lock()
-	defer rt.objs.mu.Unlock()
-	for _, h := range r.Contained {
-		if h.Owner == rt.addr {
-			if obj := rt.objs.byID[h.ID]; obj != nil {
-				obj.borrowers++
-			}
-		}
-		loc.Contained = append(loc.Contained, &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner})
-	}
-	return loc, nil
+	return rt.objs.storeResult(ctx, id, r)
 }

@@ -42,6 +42,8 @@ type TaskOptions struct {
 // finished, and the queues of those ready to run, each with the leases
 // (workers) that run them.
 type taskSubmitter struct {
+	rt *Runtime // the runtime it belongs to: its other tables, peers and raylet
+
 	// mu protects byID, queues, and the fields of every task, schedQueue
 	// and lease. An actor's calls are tasks too: what settles them holds
 	// the actors' lock first.
@@ -107,11 +109,11 @@ type lease struct {
 const leaseGrace = 2 * time.Millisecond
 
 // returnIfIdle gives a lease back if it is still idle.
-func (rt *Runtime) returnIfIdle(q *schedQueue, l *lease) {
+func (ts *taskSubmitter) returnIfIdle(q *schedQueue, l *lease) {
 	var after actions
-	rt.tasks.mu.Lock()
+	ts.mu.Lock()
 	l.returning = false
-	if !rt.closed.Load() && len(l.inflight) == 0 && len(q.tasks) == 0 {
+	if !ts.rt.closed.Load() && len(l.inflight) == 0 && len(q.tasks) == 0 {
 		for i, x := range q.leases {
 			if x == l {
 				q.leases = append(q.leases[:i], q.leases[i+1:]...)
@@ -120,8 +122,8 @@ func (rt *Runtime) returnIfIdle(q *schedQueue, l *lease) {
 			}
 		}
 	}
-	rt.tasks.mu.Unlock()
-	after.run(rt)
+	ts.mu.Unlock()
+	after.run(ts.rt)
 }
 
 type pushOp struct {
@@ -192,17 +194,17 @@ func shapeKey(res map[string]float64) (string, []*pb.Resource) {
 
 // Submit starts a task and returns handles to its results at once.
 func (rt *Runtime) Submit(ctx context.Context, opts TaskOptions, args []Arg) ([]*Handle, error) {
-	return rt.submit(ctx, opts, args, nil, nil)
+	return rt.tasks.submit(ctx, opts, args, nil, nil)
 }
 
 // submit starts a task: a plain one, a call on actor (when actor is set),
 // or the creation of actor create (when create is set).
-func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, actor, create *actorRec) ([]*Handle, error) {
-	t := rt.newTask(opts, len(args), actor, create)
+func (ts *taskSubmitter) submit(ctx context.Context, opts TaskOptions, args []Arg, actor, create *actorRec) ([]*Handle, error) {
+	t := ts.newTask(opts, len(args), actor, create)
 	// Large values passed by value go to the store first, as Put would.
 	for i, a := range args {
 		if a.Ref == nil && a.Value.Len() > InlineLimit {
-			h, err := rt.Put(ctx, a.Value, a.Contained)
+			h, err := ts.rt.objs.put(ctx, a.Value, a.Contained)
 			if err != nil {
 				return nil, err
 			}
@@ -218,39 +220,39 @@ func (rt *Runtime) submit(ctx context.Context, opts TaskOptions, args []Arg, act
 		t.spec.CaptureGroup = p.Group
 	}
 	var after actions
-	rt.lockFor(t)
-	if rt.closed.Load() {
-		rt.unlockFor(t)
+	ts.rt.lockFor(t)
+	if ts.rt.closed.Load() {
+		ts.rt.unlockFor(t)
 		return nil, ErrShutdown
 	}
-	if err := rt.addArgsLocked(t, args, &after); err != nil {
-		rt.unlockFor(t)
-		after.run(rt)
+	if err := ts.addArgsLocked(t, args, &after); err != nil {
+		ts.rt.unlockFor(t)
+		after.run(ts.rt)
 		return nil, err
 	}
-	rt.placeLocked(t, shape)
+	ts.placeLocked(t, shape)
 	handles := make([]*Handle, opts.NumReturns)
 	t.returns = make([]ids.ObjectID, opts.NumReturns)
 	tid, _ := ids.TaskIDFrom(t.spec.TaskId)
 	for i := range handles {
 		id := ids.ForReturn(tid, i)
-		obj := &object{owned: true, owner: rt.addr, task: t}
-		rt.objs.byID[id] = obj
+		obj := &object{owned: true, owner: ts.rt.addr, task: t}
+		ts.rt.objs.byID[id] = obj
 		t.returns[i] = id
-		handles[i] = rt.newHandleLocked(id, rt.addr, obj)
+		handles[i] = ts.rt.objs.newHandleLocked(id, ts.rt.addr, obj)
 	}
-	rt.tasks.byID[tid] = t
-	rt.taskEventLocked(t, tasktable.TaskPendingArgs, nil)
+	ts.byID[tid] = t
+	ts.rt.taskEventLocked(t, tasktable.TaskPendingArgs, nil)
 	if t.unresolved == 0 {
-		rt.enqueueLocked(t, &after)
+		ts.enqueueLocked(t, &after)
 	}
-	rt.unlockFor(t)
-	after.run(rt)
+	ts.rt.unlockFor(t)
+	after.run(ts.rt)
 	return handles, nil
 }
 
 // newTask makes the record and spec of a task about to be submitted.
-func (rt *Runtime) newTask(opts TaskOptions, nargs int, actor, create *actorRec) *task {
+func (ts *taskSubmitter) newTask(opts TaskOptions, nargs int, actor, create *actorRec) *task {
 	tid := ids.NewTaskID()
 	if create != nil {
 		tid = create.id
@@ -260,7 +262,7 @@ func (rt *Runtime) newTask(opts TaskOptions, nargs int, actor, create *actorRec)
 		Function:   opts.Function,
 		Name:       opts.Name,
 		NumReturns: int32(opts.NumReturns),
-		OwnerAddr:  rt.addr,
+		OwnerAddr:  ts.rt.addr,
 		Args:       make([]*pb.TaskArg, nargs),
 	}
 	if actor != nil {
@@ -276,14 +278,14 @@ func (rt *Runtime) newTask(opts TaskOptions, nargs int, actor, create *actorRec)
 // refer to, and waits for those pending (t.unresolved counts them). It
 // fails, pinning nothing, when an argument's object is freed already.
 // The caller holds the locks of lockFor(t).
-func (rt *Runtime) addArgsLocked(t *task, args []Arg, after *actions) error {
+func (ts *taskSubmitter) addArgsLocked(t *task, args []Arg, after *actions) error {
 	spec := t.spec
 	for i, a := range args {
 		if a.Ref == nil {
 			loc := &pb.Locator{Inline: a.Value.Bytes()}
 			for _, h := range a.Contained {
 				ref := &pb.ObjectRef{Id: h.ID[:], OwnerAddr: h.Owner}
-				rt.objs.pinLocked(ref, false)
+				ts.rt.objs.pinLocked(ref, false)
 				t.pins = append(t.pins, ref)
 				loc.Contained = append(loc.Contained, ref)
 			}
@@ -292,12 +294,12 @@ func (rt *Runtime) addArgsLocked(t *task, args []Arg, after *actions) error {
 		}
 		ref := &pb.ObjectRef{Id: a.Ref.ID[:], OwnerAddr: a.Ref.Owner}
 		spec.Args[i] = &pb.TaskArg{Ref: ref}
-		rt.objs.pinLocked(ref, false)
+		ts.rt.objs.pinLocked(ref, false)
 		t.pins = append(t.pins, ref)
-		obj := rt.objs.byID[a.Ref.ID]
+		obj := ts.rt.objs.byID[a.Ref.ID]
 		if obj == nil {
 			for _, p := range t.pins {
-				rt.objs.unpinLocked(p, after)
+				ts.rt.objs.unpinLocked(p, after)
 			}
 			return fmt.Errorf("%w: argument %d (%s)", ErrObjectFreed, i, a.Ref.ID)
 		}
@@ -307,7 +309,7 @@ func (rt *Runtime) addArgsLocked(t *task, args []Arg, after *actions) error {
 		if len(t.argIdx[a.Ref.ID]) == 0 {
 			t.unresolved++
 			id := a.Ref.ID
-			rt.objs.whenReadyLocked(id, obj, func() { rt.resolved(t, id) }, after)
+			ts.rt.objs.whenReadyLocked(id, obj, func() { ts.resolved(t, id) }, after)
 		}
 		t.argIdx[a.Ref.ID] = append(t.argIdx[a.Ref.ID], i)
 	}
@@ -317,38 +319,38 @@ func (rt *Runtime) addArgsLocked(t *task, args []Arg, after *actions) error {
 // placeLocked files a new task where it waits to run: the queue of its
 // shape, its actor's record (a creation), or its actor's queue of calls.
 // The caller holds the locks of lockFor(t).
-func (rt *Runtime) placeLocked(t *task, shape *Shape) {
+func (ts *taskSubmitter) placeLocked(t *task, shape *Shape) {
 	switch {
 	case t.create != nil:
 		c := t.create
 		c.resources, c.place = shape.res, shape.place
 		c.create = t
-		rt.actorStateLocked(c, tasktable.ActorPending, "", "")
-		rt.actors.byID[c.id] = c
+		ts.rt.actorStateLocked(c, tasktable.ActorPending, "", "")
+		ts.rt.actors.byID[c.id] = c
 	case t.actor != nil:
 		// Calls from this process keep their submission order.
 		t.actor.nextSeq++
 		t.seq = t.actor.nextSeq
 		t.actor.queue = append(t.actor.queue, t)
 	default:
-		q := rt.tasks.queues[shape.key]
+		q := ts.queues[shape.key]
 		if q == nil {
 			q = &schedQueue{key: shape.key, resources: shape.res, place: shape.place}
-			rt.tasks.queues[shape.key] = q
+			ts.queues[shape.key] = q
 		}
 		t.q = q
 	}
 }
 
 // resolved is called when one argument object is no longer pending.
-func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
+func (ts *taskSubmitter) resolved(t *task, id ids.ObjectID) {
 	var after actions
-	rt.lockFor(t)
+	ts.rt.lockFor(t)
 	if t.finished {
-		rt.unlockFor(t)
+		ts.rt.unlockFor(t)
 		return
 	}
-	obj := rt.objs.byID[id]
+	obj := ts.rt.objs.byID[id]
 	var loc *pb.Locator
 	if obj != nil {
 		loc = obj.loc
@@ -358,9 +360,9 @@ func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 	}
 	if loc.Error != nil {
 		// A failed argument fails the task without running it.
-		rt.finishLocked(t, nil, loc.Error, &after)
-		rt.unlockFor(t)
-		after.run(rt)
+		ts.finishLocked(t, nil, loc.Error, &after)
+		ts.rt.unlockFor(t)
+		after.run(ts.rt)
 		return
 	}
 	for _, i := range t.argIdx[id] {
@@ -368,35 +370,35 @@ func (rt *Runtime) resolved(t *task, id ids.ObjectID) {
 	}
 	t.unresolved--
 	if t.unresolved == 0 {
-		t.prefer = rt.localityLocked(t)
-		rt.enqueueLocked(t, &after)
+		t.prefer = ts.localityLocked(t)
+		ts.enqueueLocked(t, &after)
 	}
-	rt.unlockFor(t)
-	after.run(rt)
+	ts.rt.unlockFor(t)
+	after.run(ts.rt)
 }
 
 // enqueueLocked makes a task whose arguments are ready eligible to run:
 // queued for a lease, pushed to its actor, or its actor's lease asked
 // for. The caller holds the locks of lockFor(t).
-func (rt *Runtime) enqueueLocked(t *task, after *actions) {
-	rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
+func (ts *taskSubmitter) enqueueLocked(t *task, after *actions) {
+	ts.rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 	switch {
 	case t.actor != nil:
 		t.ready = true
-		rt.actorDispatchLocked(t.actor, after)
+		ts.rt.actors.actorDispatchLocked(t.actor, after)
 		return
 	case t.create != nil:
 		after.create = append(after.create, t.create)
 		return
 	}
 	t.q.tasks = append(t.q.tasks, t)
-	rt.dispatchLocked(t.q, after)
+	ts.dispatchLocked(t.q, after)
 }
 
 // dispatchLocked gives queued tasks to leased workers, asks for more
 // workers while tasks wait, and returns workers that have nothing to do.
 // The caller holds tasks.mu.
-func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
+func (ts *taskSubmitter) dispatchLocked(q *schedQueue, after *actions) {
 	depth := q.depth()
 	for len(q.tasks) > 0 {
 		var best *lease
@@ -417,7 +419,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 		t.lease = best
 		t.spec.GpuIds = best.gpus
 		best.inflight[t] = struct{}{}
-		rt.taskEventLocked(t, tasktable.TaskSubmitted, nil)
+		ts.rt.taskEventLocked(t, tasktable.TaskSubmitted, nil)
 		after.push = append(after.push, pushOp{t: t, l: best})
 	}
 	if len(q.tasks) == 0 {
@@ -429,7 +431,7 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 			if len(l.inflight) == 0 && !l.returning {
 				l.returning = true
 				l, q := l, q
-				rt.after("return idle lease", leaseGrace, func() { rt.returnIfIdle(q, l) })
+				ts.rt.after("return idle lease", leaseGrace, func() { ts.returnIfIdle(q, l) })
 			}
 		}
 		return
@@ -440,87 +442,87 @@ func (rt *Runtime) dispatchLocked(q *schedQueue, after *actions) {
 	}
 }
 
-func (rt *Runtime) requestLease(q *schedQueue) {
-	req := &pb.RequestLease{Resources: q.resources, OwnerAddr: rt.addr, JobId: rt.cfg.Job}
-	rt.tasks.mu.Lock()
+func (ts *taskSubmitter) requestLease(q *schedQueue) {
+	req := &pb.RequestLease{Resources: q.resources, OwnerAddr: ts.rt.addr, JobId: ts.rt.cfg.Job}
+	ts.mu.Lock()
 	if len(q.tasks) > 0 {
 		req.PreferredNode = q.tasks[0].prefer
 		req.Retriable, req.TaskName = q.tasks[0].retries != 0, q.tasks[0].spec.Name
 	}
-	rt.tasks.mu.Unlock()
+	ts.mu.Unlock()
 	q.place.fill(req)
-	rt.askLease(req, func(rc RayletClient, r *pb.LeaseReply, err error) {
+	ts.askLease(req, func(rc RayletClient, r *pb.LeaseReply, err error) {
 		if err == nil && r.Error != "" {
-			rt.leaseFailed(q, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
+			ts.leaseFailed(q, &pb.TaskError{Kind: KindInfeasible, Message: r.Error})
 			return
 		}
 		if err == nil && r.Failure != "" {
-			rt.leaseFailed(q, sysErr("", KindSystem, r.Failure))
+			ts.leaseFailed(q, sysErr("", KindSystem, r.Failure))
 			return
 		}
 		if err != nil {
-			rt.leaseFailed(q, sysErr("", KindSystem, "lease: "+err.Error()))
+			ts.leaseFailed(q, sysErr("", KindSystem, "lease: "+err.Error()))
 			return
 		}
-		if rt.peers.has(r.WorkerAddr) {
-			rt.leaseGranted(q, rc, r) // no dial needed: carry on here
+		if ts.rt.peers.has(r.WorkerAddr) {
+			ts.leaseGranted(q, rc, r) // no dial needed: carry on here
 		} else {
-			rt.goroutine("lease granted", func() { rt.leaseGranted(q, rc, r) })
+			ts.rt.goroutine("lease granted", func() { ts.leaseGranted(q, rc, r) })
 		}
 	})
 }
 
-func (rt *Runtime) leaseFailed(q *schedQueue, e *pb.TaskError) {
+func (ts *taskSubmitter) leaseFailed(q *schedQueue, e *pb.TaskError) {
 	var after actions
-	rt.lockTasks()
+	ts.rt.lockTasks()
 	q.requesting--
 	for _, t := range q.tasks {
 		te := proto.Clone(e).(*pb.TaskError)
 		te.TaskName = t.spec.Name
-		rt.finishLocked(t, nil, te, &after)
+		ts.finishLocked(t, nil, te, &after)
 	}
 	q.tasks = nil
-	rt.unlockTasks()
-	after.run(rt)
+	ts.rt.unlockTasks()
+	after.run(ts.rt)
 }
 
-func (rt *Runtime) leaseGranted(q *schedQueue, rc RayletClient, r *pb.LeaseReply) {
+func (ts *taskSubmitter) leaseGranted(q *schedQueue, rc RayletClient, r *pb.LeaseReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := rt.peers.peer(ctx, r.WorkerAddr)
+	conn, err := ts.rt.peers.peer(ctx, r.WorkerAddr)
 	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q, gpus: r.GpuIds}
 	var after actions
-	rt.tasks.mu.Lock()
+	ts.mu.Lock()
 	q.requesting--
-	if err != nil || rt.closed.Load() {
+	if err != nil || ts.rt.closed.Load() {
 		l.dead = err != nil
 		after.returned = append(after.returned, l)
-		if len(q.tasks) > 0 && !rt.closed.Load() {
-			rt.dispatchLocked(q, &after)
+		if len(q.tasks) > 0 && !ts.rt.closed.Load() {
+			ts.dispatchLocked(q, &after)
 		}
 	} else {
 		q.leases = append(q.leases, l)
-		rt.dispatchLocked(q, &after)
+		ts.dispatchLocked(q, &after)
 	}
-	rt.tasks.mu.Unlock()
-	after.run(rt)
+	ts.mu.Unlock()
+	after.run(ts.rt)
 }
 
 // push sends one task to its leased worker.
-func (rt *Runtime) push(p pushOp) {
+func (ts *taskSubmitter) push(p pushOp) {
 	start := time.Now()
 	p.l.conn.Go(rpc.MPushTask, p.t.spec, func(body []byte, err error) {
 		reply := &pb.TaskReply{}
 		if err == nil {
 			err = rpc.Decode(body, reply)
 		}
-		rt.taskReplied(p, reply, err, time.Since(start))
+		ts.taskReplied(p, reply, err, time.Since(start))
 	})
 }
 
-func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt time.Duration) {
+func (ts *taskSubmitter) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt time.Duration) {
 	var after actions
-	rt.lockTasks()
+	ts.rt.lockTasks()
 	t, l, q := p.t, p.l, p.l.q
 	delete(l.inflight, t)
 	if err == nil {
@@ -531,30 +533,30 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 		// The worker is gone (or the connection broke): retry elsewhere.
 		l.dead = true
 		if t.cancelled {
-			rt.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
-		} else if rt.oomFailedLocked(t, l, &after) {
+			ts.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
+		} else if ts.oomFailedLocked(t, l, &after) {
 			// killed by the memory monitor: retried after a backoff, or failed
-		} else if t.retries > 0 && !rt.closed.Load() {
-			rt.taskEventLocked(t, tasktable.TaskFailed, sysErr(t.spec.Name, KindWorkerDied, "worker died while running the task: "+err.Error()))
+		} else if t.retries > 0 && !ts.rt.closed.Load() {
+			ts.rt.taskEventLocked(t, tasktable.TaskFailed, sysErr(t.spec.Name, KindWorkerDied, "worker died while running the task: "+err.Error()))
 			t.retries--
 			t.spec.Attempt++
 			t.lease = nil
 			q.tasks = append([]*task{t}, q.tasks...)
-			rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
+			ts.rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 		} else {
-			rt.finishLocked(t, nil, sysErr(t.spec.Name, KindWorkerDied,
+			ts.finishLocked(t, nil, sysErr(t.spec.Name, KindWorkerDied,
 				fmt.Sprintf("worker died while running the task (%d attempts): %v", t.spec.Attempt+1, err)), &after)
 		}
 	case reply.Error != nil && reply.Error.Kind == KindApp || reply.Error != nil && reply.Error.Kind == KindPanic:
-		if t.retryApp && t.retries > 0 && !rt.closed.Load() {
-			rt.taskEventLocked(t, tasktable.TaskFailed, reply.Error)
+		if t.retryApp && t.retries > 0 && !ts.rt.closed.Load() {
+			ts.rt.taskEventLocked(t, tasktable.TaskFailed, reply.Error)
 			t.retries--
 			t.spec.Attempt++
 			t.lease = nil
 			q.tasks = append(q.tasks, t)
-			rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
+			ts.rt.taskEventLocked(t, tasktable.TaskPendingNode, nil)
 		} else {
-			rt.finishLocked(t, nil, reply.Error, &after)
+			ts.finishLocked(t, nil, reply.Error, &after)
 		}
 	default:
 		if reply.ExecNs > 0 {
@@ -567,7 +569,7 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 		} else if q.avgExec == 0 {
 			q.avgExec = rtt
 		}
-		rt.finishLocked(t, reply.Returns, reply.Error, &after)
+		ts.finishLocked(t, reply.Returns, reply.Error, &after)
 	}
 	t.lease = nil
 	if l.dead && len(l.inflight) == 0 {
@@ -579,28 +581,28 @@ func (rt *Runtime) taskReplied(p pushOp, reply *pb.TaskReply, err error, rtt tim
 			}
 		}
 	}
-	if !rt.closed.Load() {
-		rt.dispatchLocked(q, &after)
+	if !ts.rt.closed.Load() {
+		ts.dispatchLocked(q, &after)
 	}
-	rt.unlockTasks()
-	after.run(rt)
+	ts.rt.unlockTasks()
+	after.run(ts.rt)
 }
 
 // finishLocked settles a task's return objects with its results or error,
 // and drops the task's hold on its arguments. The caller holds the locks
 // of lockFor(t).
-func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError, after *actions) {
+func (ts *taskSubmitter) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError, after *actions) {
 	if t.finished {
 		return
 	}
 	t.finished = true
 	if e == nil {
-		rt.taskEventLocked(t, tasktable.TaskFinished, nil)
+		ts.rt.taskEventLocked(t, tasktable.TaskFinished, nil)
 	} else {
-		rt.taskEventLocked(t, tasktable.TaskFailed, e)
+		ts.rt.taskEventLocked(t, tasktable.TaskFailed, e)
 	}
 	tid, _ := ids.TaskIDFrom(t.spec.TaskId)
-	delete(rt.tasks.byID, tid)
+	delete(ts.byID, tid)
 	if e == nil && len(returns) != len(t.returns) {
 		e = sysErr(t.spec.Name, KindSystem, fmt.Sprintf("task returned %d values, expected %d", len(returns), len(t.returns)))
 	}
@@ -612,7 +614,7 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 		workerAddr = t.actor.addr
 	}
 	for i, id := range t.returns {
-		obj := rt.objs.byID[id]
+		obj := ts.rt.objs.byID[id]
 		var loc *pb.Locator
 		if e != nil {
 			if e.TaskName == "" {
@@ -622,7 +624,7 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 		} else {
 			loc = returns[i]
 			for _, ref := range loc.Contained {
-				rt.objs.pinLocked(ref, ref.OwnerAddr != rt.addr && ref.OwnerAddr == workerAddr)
+				ts.rt.objs.pinLocked(ref, ref.OwnerAddr != ts.rt.addr && ref.OwnerAddr == workerAddr)
 			}
 		}
 		if obj == nil {
@@ -631,19 +633,19 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 				after.freeAt(id, loc)
 			}
 			for _, ref := range loc.Contained {
-				rt.objs.unpinLocked(ref, after)
+				ts.rt.objs.unpinLocked(ref, after)
 			}
 			continue
 		}
 		obj.contained = loc.Contained
 		if e == nil {
-			rt.objs.keepLineageLocked(t, obj, loc)
+			ts.rt.objs.keepLineageLocked(t, obj, loc)
 		}
-		rt.objs.completeLocked(obj, loc, after)
-		rt.objs.maybeFreeLocked(id, obj, after)
+		ts.rt.objs.completeLocked(obj, loc, after)
+		ts.rt.objs.maybeFreeLocked(id, obj, after)
 	}
 	for _, ref := range t.pins {
-		rt.objs.unpinLocked(ref, after)
+		ts.rt.objs.unpinLocked(ref, after)
 	}
 	t.pins = nil
 }
@@ -654,6 +656,11 @@ func (rt *Runtime) finishLocked(t *task, returns []*pb.Locator, e *pb.TaskError,
 // before the worker heard), or with ctx's error when ctx ends first; a
 // ctx already ended cancels nothing.
 func (rt *Runtime) Cancel(ctx context.Context, h *Handle) error {
+	return rt.tasks.cancel(ctx, h)
+}
+
+// cancel does the work of Runtime.Cancel.
+func (ts *taskSubmitter) cancel(ctx context.Context, h *Handle) error {
 	if h == nil {
 		return ErrNilRef
 	}
@@ -661,27 +668,27 @@ func (rt *Runtime) Cancel(ctx context.Context, h *Handle) error {
 		return err
 	}
 	var after actions
-	rt.lockAll()
-	obj := rt.objs.byID[h.ID]
+	ts.rt.lockAll()
+	obj := ts.rt.objs.byID[h.ID]
 	if obj == nil || obj.task == nil {
-		rt.unlockAll()
+		ts.rt.unlockAll()
 		return nil // finished already (or not ours): nothing to stop
 	}
 	t := obj.task
 	t.cancelled = true
 	l := t.lease
 	if l == nil {
-		rt.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
+		ts.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
 	}
-	rt.unlockAll()
-	after.run(rt)
+	ts.rt.unlockAll()
+	after.run(ts.rt)
 	if l == nil {
 		return nil
 	}
 	// A failed send means the worker's connection is gone: the task then
 	// settles as its worker's death does.
 	_ = l.conn.Notify(rpc.MCancelTask, &pb.ObjectIDs{Ids: [][]byte{t.spec.TaskId}})
-	_, done, err := rt.lookup(h)
+	_, done, err := ts.rt.objs.lookup(h)
 	if err != nil || done == nil {
 		return nil // settled, or freed or shut down: nothing left to stop
 	}
@@ -695,9 +702,14 @@ func (rt *Runtime) Cancel(ctx context.Context, h *Handle) error {
 
 // Pushed reports whether the task making h has been sent to a worker.
 func (rt *Runtime) Pushed(h *Handle) bool {
-	rt.lockTasks()
-	defer rt.unlockTasks()
-	obj := rt.objs.byID[h.ID]
+	return rt.tasks.pushed(h)
+}
+
+// pushed does the work of Runtime.Pushed.
+func (ts *taskSubmitter) pushed(h *Handle) bool {
+	ts.rt.lockTasks()
+	defer ts.rt.unlockTasks()
+	obj := ts.rt.objs.byID[h.ID]
 	return obj != nil && obj.task != nil && obj.task.lease != nil
 }
 
@@ -711,8 +723,8 @@ func (p Placement) fill(req *pb.RequestLease) {
 
 // localityLocked is the node holding most of a task's argument bytes, when
 // that is another node than this one. The caller holds tasks.mu.
-func (rt *Runtime) localityLocked(t *task) string {
-	if rt.cfg.NodeAddr == "" {
+func (ts *taskSubmitter) localityLocked(t *task) string {
+	if ts.rt.cfg.NodeAddr == "" {
 		return ""
 	}
 	var bytes map[string]int64
@@ -730,7 +742,7 @@ func (rt *Runtime) localityLocked(t *task) string {
 			best, most = node, n
 		}
 	}
-	if best == rt.cfg.NodeAddr {
+	if best == ts.rt.cfg.NodeAddr {
 		return ""
 	}
 	return best

@@ -1,11 +1,12 @@
 package gcs
 
 import (
+	"context"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/rayo-dev/rayo/internal/rpc"
+	"github.com/rayo-dev/rayo/internal/autoscaler"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -17,22 +18,26 @@ func storeKey(namespace, key string) string {
 	return strconv.Itoa(len(namespace)) + ":" + namespace + "/" + key
 }
 
-// kvOp serves the key-value methods.
-func (s *Server) kvOp(m rpc.Method, e *pb.KVEntry) *pb.KVReply {
-	k := kvKey{e.Namespace, e.Key}
-	switch m {
-	case rpc.MKVPut:
-		return s.kvPut(k, e)
-	case rpc.MKVGet:
-		s.mu.Lock()
-		v, ok := s.kv[k]
-		s.mu.Unlock()
-		return &pb.KVReply{Value: v, Found: ok}
-	case rpc.MKVDel:
-		return s.kvDel(k)
-	default: // rpc.MKVKeys
-		return &pb.KVReply{Keys: s.kvKeys(e.Namespace, e.Key)}
-	}
+// The key-value methods, as the Mux serves them (see Server.mux).
+
+func (s *Server) serveKVPut(_ context.Context, e *pb.KVEntry) (*pb.KVReply, error) {
+	return s.kvPut(kvKey{e.Namespace, e.Key}, e), nil
+}
+
+func (s *Server) serveKVGet(_ context.Context, e *pb.KVEntry) (*pb.KVReply, error) {
+	s.mu.Lock()
+	v, ok := s.kv[kvKey{e.Namespace, e.Key}]
+	s.mu.Unlock()
+	return &pb.KVReply{Value: v, Found: ok}, nil
+}
+
+func (s *Server) serveKVDel(_ context.Context, e *pb.KVEntry) (*pb.KVReply, error) {
+	return s.kvDel(kvKey{e.Namespace, e.Key}), nil
+}
+
+// serveKVKeys lists the keys of a namespace that begin with e.Key.
+func (s *Server) serveKVKeys(_ context.Context, e *pb.KVEntry) (*pb.KVReply, error) {
+	return &pb.KVReply{Keys: s.kvKeys(e.Namespace, e.Key)}, nil
 }
 
 // kvPut sets a key; Found says whether it existed, and then the old value
@@ -56,6 +61,9 @@ func (s *Server) kvPut(k kvKey, e *pb.KVEntry) *pb.KVReply {
 	s.mu.Lock()
 	s.kv[k] = e.Value
 	s.mu.Unlock()
+	if k.namespace == autoscaler.Namespace && k.key == autoscaler.KeyLaunchable {
+		s.publish() // the nodes hear at once what they may wait for
+	}
 	return &pb.KVReply{Found: found}
 }
 

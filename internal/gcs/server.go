@@ -236,7 +236,7 @@ func (s *Server) mux() *rpc.Mux {
 	rpc.Handle(mx, rpc.ListActors, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Actors(q), nil })
 	rpc.Handle(mx, rpc.Heartbeat, func(_ context.Context, hb *pb.Heartbeat) (*pb.ClusterView, error) {
 		s.heartbeat(hb)
-		return &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}, nil
+		return s.view(), nil
 	})
 	rpc.Handle(mx, rpc.ListNodes, func(context.Context, *pb.Empty) (*pb.NodeList, error) { return &pb.NodeList{Nodes: s.Nodes()}, nil })
 	rpc.HandleAsync(mx, rpc.PlacementGroup, s.placementGroup)
@@ -260,9 +260,10 @@ func (s *Server) mux() *rpc.Mux {
 	rpc.HandleNotify(mx, rpc.JobEnded, func(_ context.Context, j *pb.JobRequest) { s.jobEnded(j) })
 	rpc.Handle(mx, rpc.GetJob, func(_ context.Context, j *pb.JobRequest) (*pb.JobInfo, error) { return s.job(j.JobId) })
 	rpc.Handle(mx, rpc.ListJobs, func(context.Context, *pb.Empty) (*pb.JobList, error) { return &pb.JobList{Jobs: s.Jobs()}, nil })
-	for _, op := range []rpc.Request[pb.KVEntry, pb.KVReply]{rpc.KVPut, rpc.KVGet, rpc.KVDel, rpc.KVKeys} {
-		rpc.Handle(mx, op, func(_ context.Context, e *pb.KVEntry) (*pb.KVReply, error) { return s.kvOp(op.Method, e), nil })
-	}
+	rpc.Handle(mx, rpc.KVPut, s.serveKVPut)
+	rpc.Handle(mx, rpc.KVGet, s.serveKVGet)
+	rpc.Handle(mx, rpc.KVDel, s.serveKVDel)
+	rpc.Handle(mx, rpc.KVKeys, s.serveKVKeys)
 	return mx
 }
 
@@ -348,6 +349,7 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) {
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
 	n.Available = hb.Available
 	n.Pending = hb.Pending
+	n.PendingShapes = hb.PendingShapes
 	if len(hb.Total) > 0 {
 		n.Resources = hb.Total // placement group bundles come and go
 	}
@@ -404,7 +406,7 @@ func (s *Server) publisher() {
 
 // pushView sends the cluster's view to every node now.
 func (s *Server) pushView() {
-	view := &pb.ClusterView{Nodes: s.Nodes(), EndedJobs: s.endedJobs()}
+	view := s.view()
 	s.mu.Lock()
 	conns := make([]*rpc.Conn, 0, len(s.nodeConn))
 	for _, c := range s.nodeConn {

@@ -211,9 +211,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	n := &Node{cfg: cfg, stop: make(chan struct{}), lost: make(chan struct{})}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	n.session = filepath.Join(cfg.StateDir, fmt.Sprintf("s-%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])))
+	n.session, _ = newSession(cfg.StateDir)
 	if err := n.setupTLS(ctx); err != nil {
 		return nil, err
 	}
@@ -406,7 +404,7 @@ func (n *Node) heartbeats() {
 		total, avail, pending := n.raylet.Resources()
 		view := &pb.ClusterView{}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total}, view)
+		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, PendingShapes: n.raylet.PendingShapes()}, view)
 		cancel()
 		if err == nil {
 			n.raylet.SetClusterView(view)

@@ -96,13 +96,14 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		conns := r.ownerConnsLocked()
 		after = append(after, func() {
 			for _, c := range conns {
-				_ = c.Notify(rpc.MNodesDead, dead)
+				_ = rpc.Notify(c, rpc.NodesDead, dead)
 			}
 		})
 	}
 	r.peers = peers
-	waiting := r.viewWait
-	r.viewWait = nil
+	r.setLaunchableLocked(v)
+	waiting := append(r.viewWait, r.awaitNode...)
+	r.viewWait, r.awaitNode = nil, nil
 	for _, w := range waiting {
 		w := w
 		after = append(after, func() { r.placeRequest(w.req, w.owner, w.cb, true) })
@@ -220,6 +221,9 @@ func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill string, er
 	if p := r.roomiestLocked(res, false); p != nil {
 		return p.addr, nil // wait there
 	}
+	if r.launchableLocked(res) {
+		return "", errAwaitNode
+	}
 	return "", infeasible(fmt.Sprintf("no node in the cluster can run it: it needs %s; the nodes have %s", describeRes(res), r.describeClusterLocked()))
 }
 
@@ -300,6 +304,13 @@ func describeRes(res []*pb.Resource) string {
 	return describe(m)
 }
 
+// spilledStay is how long a request spilled here waits before it may move
+// on again: a view's free resources can be stale, so a request may have
+// been sent to a node that filled meanwhile, and it must not stay there
+// while another node has room (an autoscaled node joining, say); the
+// pause keeps two nodes from passing it back and forth on stale views.
+const spilledStay = time.Second
+
 // rebalanceLocked sends waiting requests that have no room here to other
 // nodes that have room now.
 func (r *Raylet) rebalanceLocked(after *[]func()) {
@@ -312,7 +323,7 @@ func (r *Raylet) rebalanceLocked(after *[]func()) {
 	}
 	kept := r.pending[:0]
 	for _, p := range r.pending {
-		if fits(free, p.res) || p.req.Spilled || len(p.req.AffinityNode) > 0 || p.req.Dedicated && p.req.Detached {
+		if fits(free, p.res) || p.req.Spilled && time.Since(p.at) < spilledStay || len(p.req.AffinityNode) > 0 || p.req.Dedicated && p.req.Detached {
 			take(free, p.res)
 			kept = append(kept, p)
 			continue

@@ -67,6 +67,12 @@ func (r *Raylet) placeRequest(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 		r.viewWait = append(r.viewWait, &leaseReq{req: req, owner: owner, cb: cb})
 		r.mu.Unlock()
 		return
+	case errors.Is(err, errAwaitNode):
+		if owner == nil || owner.Err() == nil {
+			r.awaitNode = append(r.awaitNode, &leaseReq{job: req.JobId, req: req, res: req.Resources, owner: owner, cb: cb, at: time.Now()})
+		}
+		r.mu.Unlock()
+		return
 	case errors.Is(err, errGroupMissing):
 		r.mu.Unlock()
 		cb(&pb.LeaseReply{GroupMissing: true}, nil)

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -67,8 +65,8 @@ type memMonitor struct {
 	read      func() (memReading, error)
 	fakeTotal int64 // EnvTestMemoryTotal, when set
 
-	mu         sync.Mutex                      // protects localOwner
-	localOwner func(m rpc.Method, body []byte) // the owner in the raylet's process, if any
+	mu         sync.Mutex             // protects localOwner
+	localOwner func(*pb.WorkerKilled) // the owner in the raylet's process, if any
 }
 
 // newMemMonitor checks the monitor's settings: threshold 0 means the
@@ -134,11 +132,12 @@ func rss(pid int) int64 {
 }
 
 // SetLocalOwner gives the raylet the owner living in its own process (an
-// embedded cluster's driver), which it tells what it pushes to owners
-// (rpc.MWorkerOOM) by calling h.
-func (r *Raylet) SetLocalOwner(h func(m rpc.Method, body []byte)) {
+// embedded cluster's driver), which it tells of the workers of its leases
+// that the memory monitor kills (what it pushes to other owners as
+// rpc.WorkerOOM) by calling oom.
+func (r *Raylet) SetLocalOwner(oom func(*pb.WorkerKilled)) {
 	r.mem.mu.Lock()
-	r.mem.localOwner = h
+	r.mem.localOwner = oom
 	r.mem.mu.Unlock()
 }
 
@@ -313,13 +312,11 @@ func (r *Raylet) killForMemory(m memReading) <-chan struct{} {
 		h := r.mem.localOwner
 		r.mem.mu.Unlock()
 		if h != nil {
-			if body, err := proto.Marshal(notice); err == nil {
-				h(rpc.MWorkerOOM, body)
-			}
+			h(notice)
 		}
 	} else {
 		ctx, cancel := context.WithTimeout(r.ctx, ownerNoticeTimeout)
-		_ = l.owner.Call(ctx, rpc.MWorkerOOM, notice, &pb.Empty{})
+		_, _ = rpc.Call(ctx, l.owner, rpc.WorkerOOM, notice)
 		cancel()
 	}
 	_ = l.w.proc.Kill()

@@ -90,12 +90,3 @@ func objectIDs(req *pb.ObjectIDs) []ids.ObjectID {
 	}
 	return list
 }
-
-// idList is list as the protocol carries it.
-func idList(list []ids.ObjectID) *pb.ObjectIDs {
-	m := &pb.ObjectIDs{Ids: make([][]byte, len(list))}
-	for i := range list {
-		m.Ids[i] = list[i][:]
-	}
-	return m
-}

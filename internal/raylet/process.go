@@ -136,7 +136,7 @@ func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
 			j := r.jobs[jobID]
 			r.mu.Unlock()
 			if j != nil && j.logs {
-				_ = j.conn.Notify(rpc.MLog, &pb.LogLines{Lines: []string{prefixed}})
+				_ = rpc.Notify(j.conn, rpc.Log, &pb.LogLines{Lines: []string{prefixed}})
 			}
 		case r.cfg.LogToDriver:
 			r.logMu.Lock()

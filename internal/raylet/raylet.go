@@ -18,8 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/rayo-dev/rayo/internal/hostres"
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/metrics"
@@ -100,6 +98,8 @@ type Raylet struct {
 	spreadNext int                      // SPREAD's round robin
 	jobWait    map[string][]*leaseReq   // requests waiting for their job to load
 	viewWait   []*leaseReq              // requests waiting for the next cluster view
+	awaitNode  []*leaseReq              // requests waiting for a node the autoscaler can add (autoscale.go)
+	launchable []map[string]float64     // the shapes of those nodes, from the cluster view
 	bundles    map[bundleKey]*bundleRec // placement group bundles held here
 
 	// local is the control store of an embedded cluster (Config.Cluster
@@ -401,8 +401,8 @@ func (r *Raylet) Close() error {
 		r.local.close()
 	}
 	r.mu.Lock()
-	pending := r.pending
-	r.pending = nil
+	pending := append(r.pending, r.awaitNode...)
+	r.pending, r.awaitNode = nil, nil
 	var procs []*workerProc
 	for _, w := range r.workers {
 		procs = append(procs, w)
@@ -522,9 +522,9 @@ func (r *Raylet) stopWorkerLocked(w *workerProc) {
 	}
 	proc := w.proc
 	kill := time.AfterFunc(drainTimeout, func() { _ = proc.Kill() })
-	w.conn.Go(rpc.MDrainWorker, &pb.Empty{}, func(body []byte, err error) {
+	rpc.Go(w.conn, rpc.DrainWorker, &pb.Empty{}, func(b *pb.StateEvents, err error) {
 		if kill.Stop() {
-			if b := new(pb.StateEvents); err == nil && proto.Unmarshal(body, b) == nil {
+			if err == nil {
 				r.ReportEvents(b)
 			}
 			_ = proc.Kill()

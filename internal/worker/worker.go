@@ -28,6 +28,10 @@ import (
 // IsWorker reports whether this process was started as a worker.
 func IsWorker() bool { return os.Getenv(rayletclient.EnvWorkerID) != "" }
 
+// NodeID is the name of the node this worker runs on, as its raylet set
+// it in the environment ("" outside a worker).
+func NodeID() string { return os.Getenv(rayletclient.EnvNode) }
+
 // Worker is a running worker process.
 type Worker struct {
 	id    ids.WorkerID
@@ -75,26 +79,17 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	defer cancel()
 	addr := rayletclient.WorkerSocket(os.Getenv(rayletclient.EnvSessionDir), w.pid)
 	var ready atomic.Pointer[core.Runtime]
-	fromRaylet := rpc.HandlerFunc(func(c *rpc.Conn, m rpc.Method, k rpc.Kind, id uint64, body []byte) {
-		rt := ready.Load()
-		if m == rpc.MDrainWorker {
-			// The job ended: hand over what was not reported yet; the
-			// raylet stops this process next.
-			b := &pb.StateEvents{}
-			if rt != nil {
-				if x := rt.TakeEvents(); x != nil {
-					b = x
-				}
+	fromRaylet := rpc.NewMux("worker")
+	core.RayletPushes(fromRaylet, ready.Load)
+	rpc.Handle(fromRaylet, rpc.DrainWorker, func(context.Context, *pb.Empty) (*pb.StateEvents, error) {
+		// The job ended: hand over what was not reported yet; the raylet
+		// stops this process next.
+		if rt := ready.Load(); rt != nil {
+			if b := rt.TakeEvents(); b != nil {
+				return b, nil
 			}
-			_ = c.Reply(id, b)
-			return
 		}
-		if rt != nil {
-			rt.HandleRaylet(m, body)
-		}
-		if k == rpc.KindRequest {
-			_ = c.Reply(id, &pb.Empty{}) // the news is taken (rpc.MWorkerOOM)
-		}
+		return &pb.StateEvents{}, nil
 	})
 	rc, err := rpc.Dial(ctx, os.Getenv(rayletclient.EnvRaylet), fromRaylet, func(error) {
 		// The raylet (and so the driver hosting it) is gone: so are we.

@@ -17,6 +17,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -310,5 +311,20 @@ func TestSetGPUs(t *testing.T) {
 	}
 	if GPUIDs() != nil {
 		t.Fatal("GPUIDs without GPUs")
+	}
+}
+
+// A worker knows its node and that it is one from the environment its
+// raylet starts it with.
+func TestNodeIDAndIsWorkerFromTheEnvironment(t *testing.T) {
+	t.Setenv(rayletclient.EnvNode, "")
+	t.Setenv(rayletclient.EnvWorkerID, "")
+	if NodeID() != "" || IsWorker() {
+		t.Fatalf("outside a worker: NodeID %q, IsWorker %v", NodeID(), IsWorker())
+	}
+	t.Setenv(rayletclient.EnvNode, "n1")
+	t.Setenv(rayletclient.EnvWorkerID, "00")
+	if NodeID() != "n1" || !IsWorker() {
+		t.Fatalf("in a worker: NodeID %q, IsWorker %v", NodeID(), IsWorker())
 	}
 }

@@ -1767,6 +1767,7 @@ type NodeInfo struct {
 	ObjectStoreBytes    int64                  `protobuf:"varint,11,opt,name=object_store_bytes,json=objectStoreBytes,proto3" json:"object_store_bytes,omitempty"`                            // the capacity of its shared-memory object store
 	ObjectStoreSource   string                 `protobuf:"bytes,12,opt,name=object_store_source,json=objectStoreSource,proto3" json:"object_store_source,omitempty"`                          // where that figure comes from (a flag, the cgroup limit, RAM, /dev/shm)
 	Labels              map[string]string      `protobuf:"bytes,13,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the node's labels (--labels), such as the node type an autoscaler launched it as
+	PendingShapes       []*ResourceDemand      `protobuf:"bytes,20,rep,name=pending_shapes,json=pendingShapes,proto3" json:"pending_shapes,omitempty"`                                        // the waiting lease requests by shape, for the autoscaler
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1892,6 +1893,113 @@ func (x *NodeInfo) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *NodeInfo) GetPendingShapes() []*ResourceDemand {
+	if x != nil {
+		return x.PendingShapes
+	}
+	return nil
+}
+
+// ResourceDemand is count requests (or nodes) of one resource shape.
+type ResourceDemand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shape         []*Resource            `protobuf:"bytes,1,rep,name=shape,proto3" json:"shape,omitempty"`
+	Count         int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceDemand) Reset() {
+	*x = ResourceDemand{}
+	mi := &file_rayo_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceDemand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceDemand) ProtoMessage() {}
+
+func (x *ResourceDemand) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceDemand.ProtoReflect.Descriptor instead.
+func (*ResourceDemand) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ResourceDemand) GetShape() []*Resource {
+	if x != nil {
+		return x.Shape
+	}
+	return nil
+}
+
+func (x *ResourceDemand) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// ResourceDemands is a list of demands: as the autoscaler keeps the
+// launchable node shapes and the standing resource requests
+// (RequestResources) in the control store's KV.
+type ResourceDemands struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Demands       []*ResourceDemand      `protobuf:"bytes,1,rep,name=demands,proto3" json:"demands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceDemands) Reset() {
+	*x = ResourceDemands{}
+	mi := &file_rayo_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceDemands) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceDemands) ProtoMessage() {}
+
+func (x *ResourceDemands) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceDemands.ProtoReflect.Descriptor instead.
+func (*ResourceDemands) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ResourceDemands) GetDemands() []*ResourceDemand {
+	if x != nil {
+		return x.Demands
+	}
+	return nil
+}
+
 // NodeList answers ListNodes.
 type NodeList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1902,7 +2010,7 @@ type NodeList struct {
 
 func (x *NodeList) Reset() {
 	*x = NodeList{}
-	mi := &file_rayo_proto_msgTypes[26]
+	mi := &file_rayo_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2022,7 @@ func (x *NodeList) String() string {
 func (*NodeList) ProtoMessage() {}
 
 func (x *NodeList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[26]
+	mi := &file_rayo_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2035,7 @@ func (x *NodeList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeList.ProtoReflect.Descriptor instead.
 func (*NodeList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{26}
+	return file_rayo_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeList) GetNodes() []*NodeInfo {
@@ -1944,14 +2052,15 @@ type Heartbeat struct {
 	NodeId        []byte                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Available     []*Resource            `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty"`
 	Pending       []*Resource            `protobuf:"bytes,3,rep,name=pending,proto3" json:"pending,omitempty"`
-	Total         []*Resource            `protobuf:"bytes,4,rep,name=total,proto3" json:"total,omitempty"` // what the node has, with its placement group bundles
+	Total         []*Resource            `protobuf:"bytes,4,rep,name=total,proto3" json:"total,omitempty"`                                       // what the node has, with its placement group bundles
+	PendingShapes []*ResourceDemand      `protobuf:"bytes,10,rep,name=pending_shapes,json=pendingShapes,proto3" json:"pending_shapes,omitempty"` // the waiting lease requests by shape
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_rayo_proto_msgTypes[27]
+	mi := &file_rayo_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2072,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[27]
+	mi := &file_rayo_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2085,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{27}
+	return file_rayo_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Heartbeat) GetNodeId() []byte {
@@ -2007,6 +2116,13 @@ func (x *Heartbeat) GetTotal() []*Resource {
 	return nil
 }
 
+func (x *Heartbeat) GetPendingShapes() []*ResourceDemand {
+	if x != nil {
+		return x.PendingShapes
+	}
+	return nil
+}
+
 // JobInfo registers a driver's job with its node's raylet: the executable
 // its workers run.
 type JobInfo struct {
@@ -2031,7 +2147,7 @@ type JobInfo struct {
 
 func (x *JobInfo) Reset() {
 	*x = JobInfo{}
-	mi := &file_rayo_proto_msgTypes[28]
+	mi := &file_rayo_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2159,7 @@ func (x *JobInfo) String() string {
 func (*JobInfo) ProtoMessage() {}
 
 func (x *JobInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[28]
+	mi := &file_rayo_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2172,7 @@ func (x *JobInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
 func (*JobInfo) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{28}
+	return file_rayo_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JobInfo) GetJobId() string {
@@ -2167,7 +2283,7 @@ type JobList struct {
 
 func (x *JobList) Reset() {
 	*x = JobList{}
-	mi := &file_rayo_proto_msgTypes[29]
+	mi := &file_rayo_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2179,7 +2295,7 @@ func (x *JobList) String() string {
 func (*JobList) ProtoMessage() {}
 
 func (x *JobList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[29]
+	mi := &file_rayo_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2192,7 +2308,7 @@ func (x *JobList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobList.ProtoReflect.Descriptor instead.
 func (*JobList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{29}
+	return file_rayo_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JobList) GetJobs() []*JobInfo {
@@ -2219,7 +2335,7 @@ type JobRequest struct {
 
 func (x *JobRequest) Reset() {
 	*x = JobRequest{}
-	mi := &file_rayo_proto_msgTypes[30]
+	mi := &file_rayo_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2231,7 +2347,7 @@ func (x *JobRequest) String() string {
 func (*JobRequest) ProtoMessage() {}
 
 func (x *JobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[30]
+	mi := &file_rayo_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2244,7 +2360,7 @@ func (x *JobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRequest.ProtoReflect.Descriptor instead.
 func (*JobRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{30}
+	return file_rayo_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JobRequest) GetJobId() string {
@@ -2288,7 +2404,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_rayo_proto_msgTypes[31]
+	mi := &file_rayo_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2416,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[31]
+	mi := &file_rayo_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2429,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{31}
+	return file_rayo_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BinaryChunk) GetHash() string {
@@ -2357,7 +2473,7 @@ type GetBinary struct {
 
 func (x *GetBinary) Reset() {
 	*x = GetBinary{}
-	mi := &file_rayo_proto_msgTypes[32]
+	mi := &file_rayo_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2485,7 @@ func (x *GetBinary) String() string {
 func (*GetBinary) ProtoMessage() {}
 
 func (x *GetBinary) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[32]
+	mi := &file_rayo_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2498,7 @@ func (x *GetBinary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBinary.ProtoReflect.Descriptor instead.
 func (*GetBinary) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{32}
+	return file_rayo_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetBinary) GetHash() string {
@@ -2409,16 +2525,20 @@ func (x *GetBinary) GetLength() int64 {
 // ClusterView is the control store's answer to a heartbeat: the nodes, with
 // what they have free, and the jobs that have ended.
 type ClusterView struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	EndedJobs     []string               `protobuf:"bytes,2,rep,name=ended_jobs,json=endedJobs,proto3" json:"ended_jobs,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Nodes     []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	EndedJobs []string               `protobuf:"bytes,2,rep,name=ended_jobs,json=endedJobs,proto3" json:"ended_jobs,omitempty"`
+	// With autoscaling on, the shapes of the nodes the autoscaler could
+	// still add: a request that one of them fits waits for it rather than
+	// failing as infeasible.
+	Launchable    []*ResourceDemand `protobuf:"bytes,10,rep,name=launchable,proto3" json:"launchable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_rayo_proto_msgTypes[33]
+	mi := &file_rayo_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2550,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[33]
+	mi := &file_rayo_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2563,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{33}
+	return file_rayo_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClusterView) GetNodes() []*NodeInfo {
@@ -2456,6 +2576,13 @@ func (x *ClusterView) GetNodes() []*NodeInfo {
 func (x *ClusterView) GetEndedJobs() []string {
 	if x != nil {
 		return x.EndedJobs
+	}
+	return nil
+}
+
+func (x *ClusterView) GetLaunchable() []*ResourceDemand {
+	if x != nil {
+		return x.Launchable
 	}
 	return nil
 }
@@ -2473,7 +2600,7 @@ type PullObject struct {
 
 func (x *PullObject) Reset() {
 	*x = PullObject{}
-	mi := &file_rayo_proto_msgTypes[34]
+	mi := &file_rayo_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2612,7 @@ func (x *PullObject) String() string {
 func (*PullObject) ProtoMessage() {}
 
 func (x *PullObject) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[34]
+	mi := &file_rayo_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2625,7 @@ func (x *PullObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullObject.ProtoReflect.Descriptor instead.
 func (*PullObject) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{34}
+	return file_rayo_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PullObject) GetObjectId() []byte {
@@ -2535,7 +2662,7 @@ type ReadChunk struct {
 
 func (x *ReadChunk) Reset() {
 	*x = ReadChunk{}
-	mi := &file_rayo_proto_msgTypes[35]
+	mi := &file_rayo_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2547,7 +2674,7 @@ func (x *ReadChunk) String() string {
 func (*ReadChunk) ProtoMessage() {}
 
 func (x *ReadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[35]
+	mi := &file_rayo_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2560,7 +2687,7 @@ func (x *ReadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadChunk.ProtoReflect.Descriptor instead.
 func (*ReadChunk) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{35}
+	return file_rayo_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReadChunk) GetObjectId() []byte {
@@ -2597,7 +2724,7 @@ type KVEntry struct {
 
 func (x *KVEntry) Reset() {
 	*x = KVEntry{}
-	mi := &file_rayo_proto_msgTypes[36]
+	mi := &file_rayo_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2736,7 @@ func (x *KVEntry) String() string {
 func (*KVEntry) ProtoMessage() {}
 
 func (x *KVEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[36]
+	mi := &file_rayo_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2749,7 @@ func (x *KVEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVEntry.ProtoReflect.Descriptor instead.
 func (*KVEntry) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{36}
+	return file_rayo_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *KVEntry) GetNamespace() string {
@@ -2666,7 +2793,7 @@ type KVReply struct {
 
 func (x *KVReply) Reset() {
 	*x = KVReply{}
-	mi := &file_rayo_proto_msgTypes[37]
+	mi := &file_rayo_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2805,7 @@ func (x *KVReply) String() string {
 func (*KVReply) ProtoMessage() {}
 
 func (x *KVReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[37]
+	mi := &file_rayo_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2818,7 @@ func (x *KVReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVReply.ProtoReflect.Descriptor instead.
 func (*KVReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{37}
+	return file_rayo_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KVReply) GetValue() []byte {
@@ -2757,7 +2884,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2769,7 +2896,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2782,7 +2909,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{38}
+	return file_rayo_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TaskEvent) GetTaskId() []byte {
@@ -2927,7 +3054,7 @@ type ActorEvent struct {
 
 func (x *ActorEvent) Reset() {
 	*x = ActorEvent{}
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +3066,7 @@ func (x *ActorEvent) String() string {
 func (*ActorEvent) ProtoMessage() {}
 
 func (x *ActorEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +3079,7 @@ func (x *ActorEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorEvent.ProtoReflect.Descriptor instead.
 func (*ActorEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{39}
+	return file_rayo_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ActorEvent) GetActorId() []byte {
@@ -3085,7 +3212,7 @@ type StateEvents struct {
 
 func (x *StateEvents) Reset() {
 	*x = StateEvents{}
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3097,7 +3224,7 @@ func (x *StateEvents) String() string {
 func (*StateEvents) ProtoMessage() {}
 
 func (x *StateEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3110,7 +3237,7 @@ func (x *StateEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateEvents.ProtoReflect.Descriptor instead.
 func (*StateEvents) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{40}
+	return file_rayo_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StateEvents) GetTasks() []*TaskEvent {
@@ -3157,7 +3284,7 @@ type RunTally struct {
 
 func (x *RunTally) Reset() {
 	*x = RunTally{}
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3169,7 +3296,7 @@ func (x *RunTally) String() string {
 func (*RunTally) ProtoMessage() {}
 
 func (x *RunTally) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3182,7 +3309,7 @@ func (x *RunTally) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunTally.ProtoReflect.Descriptor instead.
 func (*RunTally) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{41}
+	return file_rayo_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RunTally) GetFinished() int64 {
@@ -3225,7 +3352,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3237,7 +3364,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3250,7 +3377,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{42}
+	return file_rayo_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TaskRecord) GetTask() *TaskEvent {
@@ -3278,7 +3405,7 @@ type ActorRecord struct {
 
 func (x *ActorRecord) Reset() {
 	*x = ActorRecord{}
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3417,7 @@ func (x *ActorRecord) String() string {
 func (*ActorRecord) ProtoMessage() {}
 
 func (x *ActorRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3430,7 @@ func (x *ActorRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorRecord.ProtoReflect.Descriptor instead.
 func (*ActorRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{43}
+	return file_rayo_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ActorRecord) GetActor() *ActorEvent {
@@ -3333,7 +3460,7 @@ type StateQuery struct {
 
 func (x *StateQuery) Reset() {
 	*x = StateQuery{}
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3345,7 +3472,7 @@ func (x *StateQuery) String() string {
 func (*StateQuery) ProtoMessage() {}
 
 func (x *StateQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3358,7 +3485,7 @@ func (x *StateQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateQuery.ProtoReflect.Descriptor instead.
 func (*StateQuery) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{44}
+	return file_rayo_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StateQuery) GetLimit() int64 {
@@ -3390,7 +3517,7 @@ type StateList struct {
 
 func (x *StateList) Reset() {
 	*x = StateList{}
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3402,7 +3529,7 @@ func (x *StateList) String() string {
 func (*StateList) ProtoMessage() {}
 
 func (x *StateList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3415,7 +3542,7 @@ func (x *StateList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateList.ProtoReflect.Descriptor instead.
 func (*StateList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{45}
+	return file_rayo_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *StateList) GetTasks() []*TaskRecord {
@@ -3467,7 +3594,7 @@ type WorkerRecord struct {
 
 func (x *WorkerRecord) Reset() {
 	*x = WorkerRecord{}
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +3606,7 @@ func (x *WorkerRecord) String() string {
 func (*WorkerRecord) ProtoMessage() {}
 
 func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +3619,7 @@ func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRecord.ProtoReflect.Descriptor instead.
 func (*WorkerRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{46}
+	return file_rayo_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *WorkerRecord) GetWorkerId() []byte {
@@ -3597,7 +3724,7 @@ type ObjectRecord struct {
 
 func (x *ObjectRecord) Reset() {
 	*x = ObjectRecord{}
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3609,7 +3736,7 @@ func (x *ObjectRecord) String() string {
 func (*ObjectRecord) ProtoMessage() {}
 
 func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3622,7 +3749,7 @@ func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRecord.ProtoReflect.Descriptor instead.
 func (*ObjectRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{47}
+	return file_rayo_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ObjectRecord) GetObjectId() []byte {
@@ -3714,7 +3841,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3726,7 +3853,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3739,7 +3866,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{48}
+	return file_rayo_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -3871,7 +3998,7 @@ type ObjectList struct {
 
 func (x *ObjectList) Reset() {
 	*x = ObjectList{}
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3883,7 +4010,7 @@ func (x *ObjectList) String() string {
 func (*ObjectList) ProtoMessage() {}
 
 func (x *ObjectList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3896,7 +4023,7 @@ func (x *ObjectList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectList.ProtoReflect.Descriptor instead.
 func (*ObjectList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{49}
+	return file_rayo_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ObjectList) GetObjects() []*ObjectRecord {
@@ -3927,7 +4054,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3939,7 +4066,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3952,7 +4079,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{50}
+	return file_rayo_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *LogRequest) GetPid() int32 {
@@ -4017,7 +4144,7 @@ type Bundle struct {
 
 func (x *Bundle) Reset() {
 	*x = Bundle{}
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4029,7 +4156,7 @@ func (x *Bundle) String() string {
 func (*Bundle) ProtoMessage() {}
 
 func (x *Bundle) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4042,7 +4169,7 @@ func (x *Bundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bundle.ProtoReflect.Descriptor instead.
 func (*Bundle) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{51}
+	return file_rayo_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Bundle) GetResources() []*Resource {
@@ -4086,7 +4213,7 @@ type PlacementGroup struct {
 
 func (x *PlacementGroup) Reset() {
 	*x = PlacementGroup{}
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4098,7 +4225,7 @@ func (x *PlacementGroup) String() string {
 func (*PlacementGroup) ProtoMessage() {}
 
 func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4111,7 +4238,7 @@ func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroup.ProtoReflect.Descriptor instead.
 func (*PlacementGroup) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{52}
+	return file_rayo_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *PlacementGroup) GetPlacementGroupId() []byte {
@@ -4206,7 +4333,7 @@ type PlacementGroupRequest struct {
 
 func (x *PlacementGroupRequest) Reset() {
 	*x = PlacementGroupRequest{}
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4218,7 +4345,7 @@ func (x *PlacementGroupRequest) String() string {
 func (*PlacementGroupRequest) ProtoMessage() {}
 
 func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4231,7 +4358,7 @@ func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupRequest.ProtoReflect.Descriptor instead.
 func (*PlacementGroupRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{53}
+	return file_rayo_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PlacementGroupRequest) GetOp() string {
@@ -4280,7 +4407,7 @@ type PlacementGroupReply struct {
 
 func (x *PlacementGroupReply) Reset() {
 	*x = PlacementGroupReply{}
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4292,7 +4419,7 @@ func (x *PlacementGroupReply) String() string {
 func (*PlacementGroupReply) ProtoMessage() {}
 
 func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4305,7 +4432,7 @@ func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupReply.ProtoReflect.Descriptor instead.
 func (*PlacementGroupReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{54}
+	return file_rayo_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PlacementGroupReply) GetGroups() []*PlacementGroup {
@@ -4336,7 +4463,7 @@ type BundleOp struct {
 
 func (x *BundleOp) Reset() {
 	*x = BundleOp{}
-	mi := &file_rayo_proto_msgTypes[55]
+	mi := &file_rayo_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4348,7 +4475,7 @@ func (x *BundleOp) String() string {
 func (*BundleOp) ProtoMessage() {}
 
 func (x *BundleOp) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[55]
+	mi := &file_rayo_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4361,7 +4488,7 @@ func (x *BundleOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleOp.ProtoReflect.Descriptor instead.
 func (*BundleOp) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{55}
+	return file_rayo_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *BundleOp) GetOp() string {
@@ -4534,7 +4661,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
 	"\tActorAddr\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xb3\x04\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xf0\x04\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12,\n" +
@@ -4550,17 +4677,25 @@ const file_rayo_proto_rawDesc = "" +
 	" \x03(\v2\x0e.rayo.ResourceR\apending\x12,\n" +
 	"\x12object_store_bytes\x18\v \x01(\x03R\x10objectStoreBytes\x12.\n" +
 	"\x13object_store_source\x18\f \x01(\tR\x11objectStoreSource\x122\n" +
-	"\x06labels\x18\r \x03(\v2\x1a.rayo.NodeInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\r \x03(\v2\x1a.rayo.NodeInfo.LabelsEntryR\x06labels\x12;\n" +
+	"\x0epending_shapes\x18\x14 \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"0\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"L\n" +
+	"\x0eResourceDemand\x12$\n" +
+	"\x05shape\x18\x01 \x03(\v2\x0e.rayo.ResourceR\x05shape\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"A\n" +
+	"\x0fResourceDemands\x12.\n" +
+	"\ademands\x18\x01 \x03(\v2\x14.rayo.ResourceDemandR\ademands\"0\n" +
 	"\bNodeList\x12$\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"\xa2\x01\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"\xdf\x01\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
 	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\x12(\n" +
 	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\x12$\n" +
-	"\x05total\x18\x04 \x03(\v2\x0e.rayo.ResourceR\x05total\"\x85\x03\n" +
+	"\x05total\x18\x04 \x03(\v2\x0e.rayo.ResourceR\x05total\x12;\n" +
+	"\x0epending_shapes\x18\n" +
+	" \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\"\x85\x03\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
@@ -4594,11 +4729,15 @@ const file_rayo_proto_rawDesc = "" +
 	"\tGetBinary\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
-	"\x06length\x18\x03 \x01(\x03R\x06length\"R\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\"\x88\x01\n" +
 	"\vClusterView\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\x12\x1d\n" +
 	"\n" +
-	"ended_jobs\x18\x02 \x03(\tR\tendedJobs\"Q\n" +
+	"ended_jobs\x18\x02 \x03(\tR\tendedJobs\x124\n" +
+	"\n" +
+	"launchable\x18\n" +
+	" \x03(\v2\x14.rayo.ResourceDemandR\n" +
+	"launchable\"Q\n" +
 	"\n" +
 	"PullObject\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
@@ -4798,7 +4937,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),        // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil),   // 1: rayo.RegisterWorkerReply
@@ -4826,39 +4965,41 @@ var file_rayo_proto_goTypes = []any{
 	(*ActorAddrRequest)(nil),      // 23: rayo.ActorAddrRequest
 	(*ActorAddr)(nil),             // 24: rayo.ActorAddr
 	(*NodeInfo)(nil),              // 25: rayo.NodeInfo
-	(*NodeList)(nil),              // 26: rayo.NodeList
-	(*Heartbeat)(nil),             // 27: rayo.Heartbeat
-	(*JobInfo)(nil),               // 28: rayo.JobInfo
-	(*JobList)(nil),               // 29: rayo.JobList
-	(*JobRequest)(nil),            // 30: rayo.JobRequest
-	(*BinaryChunk)(nil),           // 31: rayo.BinaryChunk
-	(*GetBinary)(nil),             // 32: rayo.GetBinary
-	(*ClusterView)(nil),           // 33: rayo.ClusterView
-	(*PullObject)(nil),            // 34: rayo.PullObject
-	(*ReadChunk)(nil),             // 35: rayo.ReadChunk
-	(*KVEntry)(nil),               // 36: rayo.KVEntry
-	(*KVReply)(nil),               // 37: rayo.KVReply
-	(*TaskEvent)(nil),             // 38: rayo.TaskEvent
-	(*ActorEvent)(nil),            // 39: rayo.ActorEvent
-	(*StateEvents)(nil),           // 40: rayo.StateEvents
-	(*RunTally)(nil),              // 41: rayo.RunTally
-	(*TaskRecord)(nil),            // 42: rayo.TaskRecord
-	(*ActorRecord)(nil),           // 43: rayo.ActorRecord
-	(*StateQuery)(nil),            // 44: rayo.StateQuery
-	(*StateList)(nil),             // 45: rayo.StateList
-	(*WorkerRecord)(nil),          // 46: rayo.WorkerRecord
-	(*ObjectRecord)(nil),          // 47: rayo.ObjectRecord
-	(*NodeStats)(nil),             // 48: rayo.NodeStats
-	(*ObjectList)(nil),            // 49: rayo.ObjectList
-	(*LogRequest)(nil),            // 50: rayo.LogRequest
-	(*Bundle)(nil),                // 51: rayo.Bundle
-	(*PlacementGroup)(nil),        // 52: rayo.PlacementGroup
-	(*PlacementGroupRequest)(nil), // 53: rayo.PlacementGroupRequest
-	(*PlacementGroupReply)(nil),   // 54: rayo.PlacementGroupReply
-	(*BundleOp)(nil),              // 55: rayo.BundleOp
-	nil,                           // 56: rayo.NodeInfo.LabelsEntry
-	nil,                           // 57: rayo.TaskRecord.StateTimesUnixNsEntry
-	nil,                           // 58: rayo.ActorRecord.StateTimesUnixNsEntry
+	(*ResourceDemand)(nil),        // 26: rayo.ResourceDemand
+	(*ResourceDemands)(nil),       // 27: rayo.ResourceDemands
+	(*NodeList)(nil),              // 28: rayo.NodeList
+	(*Heartbeat)(nil),             // 29: rayo.Heartbeat
+	(*JobInfo)(nil),               // 30: rayo.JobInfo
+	(*JobList)(nil),               // 31: rayo.JobList
+	(*JobRequest)(nil),            // 32: rayo.JobRequest
+	(*BinaryChunk)(nil),           // 33: rayo.BinaryChunk
+	(*GetBinary)(nil),             // 34: rayo.GetBinary
+	(*ClusterView)(nil),           // 35: rayo.ClusterView
+	(*PullObject)(nil),            // 36: rayo.PullObject
+	(*ReadChunk)(nil),             // 37: rayo.ReadChunk
+	(*KVEntry)(nil),               // 38: rayo.KVEntry
+	(*KVReply)(nil),               // 39: rayo.KVReply
+	(*TaskEvent)(nil),             // 40: rayo.TaskEvent
+	(*ActorEvent)(nil),            // 41: rayo.ActorEvent
+	(*StateEvents)(nil),           // 42: rayo.StateEvents
+	(*RunTally)(nil),              // 43: rayo.RunTally
+	(*TaskRecord)(nil),            // 44: rayo.TaskRecord
+	(*ActorRecord)(nil),           // 45: rayo.ActorRecord
+	(*StateQuery)(nil),            // 46: rayo.StateQuery
+	(*StateList)(nil),             // 47: rayo.StateList
+	(*WorkerRecord)(nil),          // 48: rayo.WorkerRecord
+	(*ObjectRecord)(nil),          // 49: rayo.ObjectRecord
+	(*NodeStats)(nil),             // 50: rayo.NodeStats
+	(*ObjectList)(nil),            // 51: rayo.ObjectList
+	(*LogRequest)(nil),            // 52: rayo.LogRequest
+	(*Bundle)(nil),                // 53: rayo.Bundle
+	(*PlacementGroup)(nil),        // 54: rayo.PlacementGroup
+	(*PlacementGroupRequest)(nil), // 55: rayo.PlacementGroupRequest
+	(*PlacementGroupReply)(nil),   // 56: rayo.PlacementGroupReply
+	(*BundleOp)(nil),              // 57: rayo.BundleOp
+	nil,                           // 58: rayo.NodeInfo.LabelsEntry
+	nil,                           // 59: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                           // 60: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -4874,38 +5015,43 @@ var file_rayo_proto_depIdxs = []int32{
 	2,  // 10: rayo.NodeInfo.resources:type_name -> rayo.Resource
 	2,  // 11: rayo.NodeInfo.available:type_name -> rayo.Resource
 	2,  // 12: rayo.NodeInfo.pending:type_name -> rayo.Resource
-	56, // 13: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
-	25, // 14: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
-	2,  // 15: rayo.Heartbeat.available:type_name -> rayo.Resource
-	2,  // 16: rayo.Heartbeat.pending:type_name -> rayo.Resource
-	2,  // 17: rayo.Heartbeat.total:type_name -> rayo.Resource
-	28, // 18: rayo.JobList.jobs:type_name -> rayo.JobInfo
-	25, // 19: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
-	2,  // 20: rayo.TaskEvent.resources:type_name -> rayo.Resource
-	2,  // 21: rayo.ActorEvent.resources:type_name -> rayo.Resource
-	38, // 22: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
-	39, // 23: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
-	41, // 24: rayo.StateEvents.runs:type_name -> rayo.RunTally
-	38, // 25: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
-	57, // 26: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
-	39, // 27: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
-	58, // 28: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
-	42, // 29: rayo.StateList.tasks:type_name -> rayo.TaskRecord
-	43, // 30: rayo.StateList.actors:type_name -> rayo.ActorRecord
-	46, // 31: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
-	2,  // 32: rayo.NodeStats.total:type_name -> rayo.Resource
-	2,  // 33: rayo.NodeStats.available:type_name -> rayo.Resource
-	47, // 34: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
-	2,  // 35: rayo.Bundle.resources:type_name -> rayo.Resource
-	51, // 36: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
-	52, // 37: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
-	52, // 38: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
-	51, // 39: rayo.BundleOp.bundles:type_name -> rayo.Bundle
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	58, // 13: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
+	26, // 14: rayo.NodeInfo.pending_shapes:type_name -> rayo.ResourceDemand
+	2,  // 15: rayo.ResourceDemand.shape:type_name -> rayo.Resource
+	26, // 16: rayo.ResourceDemands.demands:type_name -> rayo.ResourceDemand
+	25, // 17: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
+	2,  // 18: rayo.Heartbeat.available:type_name -> rayo.Resource
+	2,  // 19: rayo.Heartbeat.pending:type_name -> rayo.Resource
+	2,  // 20: rayo.Heartbeat.total:type_name -> rayo.Resource
+	26, // 21: rayo.Heartbeat.pending_shapes:type_name -> rayo.ResourceDemand
+	30, // 22: rayo.JobList.jobs:type_name -> rayo.JobInfo
+	25, // 23: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
+	26, // 24: rayo.ClusterView.launchable:type_name -> rayo.ResourceDemand
+	2,  // 25: rayo.TaskEvent.resources:type_name -> rayo.Resource
+	2,  // 26: rayo.ActorEvent.resources:type_name -> rayo.Resource
+	40, // 27: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
+	41, // 28: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
+	43, // 29: rayo.StateEvents.runs:type_name -> rayo.RunTally
+	40, // 30: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	59, // 31: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	41, // 32: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	60, // 33: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	44, // 34: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	45, // 35: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	48, // 36: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	2,  // 37: rayo.NodeStats.total:type_name -> rayo.Resource
+	2,  // 38: rayo.NodeStats.available:type_name -> rayo.Resource
+	49, // 39: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	2,  // 40: rayo.Bundle.resources:type_name -> rayo.Resource
+	53, // 41: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
+	54, // 42: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
+	54, // 43: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
+	53, // 44: rayo.BundleOp.bundles:type_name -> rayo.Bundle
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }
@@ -4919,7 +5065,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,4 +1,4 @@
-package rayo
+package node
 
 import (
 	"github.com/rayo-dev/rayo/internal/objstore"
@@ -13,7 +13,8 @@ import (
 // objstore.Arena.PrefaultAhead).
 const driverPrefaultWindow = 256 << 20
 
-// prefaultStore arms the driver's prefault window of store a.
+// prefaultStore arms the driver's prefault window of store a: the
+// embedded cluster's, or the node's a driver joins.
 func prefaultStore(a *objstore.Arena) {
 	a.PrefaultWhenQuiet(rpc.Activity) // not while the driver talks
 	a.PrefaultAhead(min(driverPrefaultWindow, a.Capacity()/4))

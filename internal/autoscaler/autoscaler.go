@@ -1,0 +1,594 @@
+package autoscaler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
+)
+
+// Defaults of Config.
+const (
+	DefaultIdleTimeout   = 60 * time.Second
+	DefaultInterval      = time.Second
+	DefaultLaunchTimeout = 5 * time.Minute
+	DefaultDrainTimeout  = 2 * time.Minute
+)
+
+// Config sets up an Autoscaler.
+type Config struct {
+	// Provider starts and stops the nodes; its NodeTypes are the kinds
+	// of node the autoscaler adds.
+	Provider Provider
+	// ProviderName names the provider in the status (local, kubernetes).
+	ProviderName string
+	// Store is the cluster's control store.
+	Store ControlStore
+	// MaxWorkers bounds the nodes the autoscaler keeps, of all types
+	// together (0: only each type's MaxWorkers bounds them).
+	MaxWorkers int
+	// IdleTimeout is how long a launched node stays idle (nothing
+	// leased, nothing waiting) before it is drained and released, when
+	// its type has more than its MinWorkers (0: DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// Interval is how often the autoscaler looks (0: DefaultInterval).
+	Interval time.Duration
+	// LaunchTimeout is how long an instance may run without its node
+	// registering before it is terminated (0: DefaultLaunchTimeout).
+	LaunchTimeout time.Duration
+	// Drain, when set, drains a node before its instance is terminated;
+	// an error keeps the node for the next round.
+	Drain func(ctx context.Context, n *pb.NodeInfo) error
+	// Log receives what the autoscaler does; nil discards it.
+	Log *slog.Logger
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Status is the autoscaler's view, as rayo status shows it.
+type Status struct {
+	Provider           string       `json:"provider"`
+	MaxWorkers         int          `json:"max_workers"`
+	IdleTimeoutSeconds float64      `json:"idle_timeout_seconds"`
+	NodeTypes          []TypeStatus `json:"node_types"`
+	PendingLaunches    []Launch     `json:"pending_launches"`
+	IdleNodes          []IdleNode   `json:"idle_nodes"`
+	// Unmet is demand no node there is or may be added can take now
+	// (all types at their maximum).
+	Unmet     []Shape `json:"unmet"`
+	LastError string  `json:"last_error,omitempty"`
+}
+
+// TypeStatus is one node type and its nodes.
+type TypeStatus struct {
+	Name      string             `json:"name"`
+	Resources map[string]float64 `json:"resources"`
+	Min       int                `json:"min_workers"`
+	Max       int                `json:"max_workers"`
+	Running   int                `json:"running"` // instances whose node registered
+	Pending   int                `json:"pending"` // instances launched, node not yet registered
+}
+
+// Launch is an instance launched whose node has not registered yet.
+type Launch struct {
+	Instance    string `json:"instance"`
+	NodeType    string `json:"node_type"`
+	SinceUnixMs int64  `json:"since_unix_ms"`
+}
+
+// IdleNode is a launched node with nothing to do, and when it is
+// released if it stays so.
+type IdleNode struct {
+	NodeID          string `json:"node_id"`
+	Instance        string `json:"instance"`
+	NodeType        string `json:"node_type"`
+	IdleSinceUnixMs int64  `json:"idle_since_unix_ms"`
+	ReleaseAtUnixMs int64  `json:"release_at_unix_ms"`
+}
+
+// Autoscaler grows and shrinks a cluster through a Provider.
+type Autoscaler struct {
+	cfg   Config
+	types []NodeType
+	log   *slog.Logger
+
+	// The loop's own state, touched only by step.
+	seen      map[string]time.Time // instance -> when first listed without a node
+	idleSince map[string]time.Time // instance -> when its node went idle
+	lastKV    []byte               // the status last written
+
+	mu     sync.Mutex
+	status Status
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// ErrConfig is a Config the autoscaler cannot run with.
+var ErrConfig = errors.New("autoscaler: bad configuration")
+
+// CheckNodeTypes checks node types: each named once, with resources, and
+// 0 <= MinWorkers <= MaxWorkers.
+func CheckNodeTypes(types []NodeType) error {
+	if len(types) == 0 {
+		return fmt.Errorf("%w: no node types", ErrConfig)
+	}
+	names := map[string]bool{}
+	for _, t := range types {
+		switch {
+		case t.Name == "":
+			return fmt.Errorf("%w: a node type without a name", ErrConfig)
+		case names[t.Name]:
+			return fmt.Errorf("%w: node type %q named twice", ErrConfig, t.Name)
+		case len(t.Resources) == 0:
+			return fmt.Errorf("%w: node type %q has no resources", ErrConfig, t.Name)
+		case t.MinWorkers < 0 || t.MaxWorkers < t.MinWorkers:
+			return fmt.Errorf("%w: node type %q: want 0 <= min_workers (%d) <= max_workers (%d)", ErrConfig, t.Name, t.MinWorkers, t.MaxWorkers)
+		}
+		for r, q := range t.Resources {
+			if q < 0 {
+				return fmt.Errorf("%w: node type %q: resource %s is negative (%g)", ErrConfig, t.Name, r, q)
+			}
+		}
+		names[t.Name] = true
+	}
+	return nil
+}
+
+// Start publishes the node types' shapes (so that requests some type fits
+// wait for a node rather than fail) and starts the loop.
+func Start(ctx context.Context, cfg Config) (*Autoscaler, error) {
+	if cfg.Provider == nil || cfg.Store == nil {
+		return nil, fmt.Errorf("%w: needs a provider and a control store", ErrConfig)
+	}
+	if cfg.MaxWorkers < 0 {
+		return nil, fmt.Errorf("%w: max workers %d is negative", ErrConfig, cfg.MaxWorkers)
+	}
+	types := cfg.Provider.NodeTypes()
+	if err := CheckNodeTypes(types); err != nil {
+		return nil, err
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.LaunchTimeout <= 0 {
+		cfg.LaunchTimeout = DefaultLaunchTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Autoscaler{
+		cfg: cfg, types: types, log: log,
+		seen: map[string]time.Time{}, idleSince: map[string]time.Time{},
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	var launchable []*pb.ResourceDemand
+	for _, t := range types {
+		if t.MaxWorkers > 0 {
+			launchable = append(launchable, &pb.ResourceDemand{Shape: resourceList(t.Resources), Count: int32(t.MaxWorkers)})
+		}
+	}
+	if err := cfg.Store.KVPut(ctx, Namespace, KeyLaunchable, EncodeDemands(launchable)); err != nil {
+		return nil, fmt.Errorf("autoscaler: publish the node types: %w", err)
+	}
+	go a.loop()
+	return a, nil
+}
+
+// Close stops the loop and waits for it, then withdraws the launchable
+// shapes (requests no node fits fail as infeasible again). The nodes
+// stay; stopping the provider's instances is the provider's business.
+func (a *Autoscaler) Close() error {
+	var err error
+	a.once.Do(func() {
+		close(a.stop)
+		<-a.done
+		err = Withdraw(context.Background(), a.cfg.Store)
+	})
+	<-a.done
+	return err
+}
+
+// withdrawTimeout bounds Withdraw.
+const withdrawTimeout = 5 * time.Second
+
+// Withdraw clears the launchable shapes an autoscaler left in the control
+// store (with Redis they outlive the head), if any: a head that runs no
+// autoscaler calls it at start, so that requests no node fits fail as
+// infeasible rather than wait for a node nothing will add.
+func Withdraw(ctx context.Context, s ControlStore) error {
+	ctx, cancel := context.WithTimeout(ctx, withdrawTimeout)
+	defer cancel()
+	b, found, err := s.KVGet(ctx, Namespace, KeyLaunchable)
+	if err != nil {
+		return fmt.Errorf("autoscaler: withdraw the node types: %w", err)
+	}
+	if !found || len(b) == 0 {
+		return nil
+	}
+	if err := s.KVPut(ctx, Namespace, KeyLaunchable, nil); err != nil {
+		return fmt.Errorf("autoscaler: withdraw the node types: %w", err)
+	}
+	return nil
+}
+
+// Status is the autoscaler's last view.
+func (a *Autoscaler) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+func (a *Autoscaler) loop() {
+	defer close(a.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-a.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := a.step(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("autoscaler round failed", "err", err)
+		}
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// instanceView is one of the provider's instances and its node.
+type instanceView struct {
+	Instance
+	node *pb.NodeInfo // its live node, or nil
+	dead bool         // its node registered, then died
+}
+
+// step is one round: read the cluster, launch what the demand needs,
+// release what stayed idle, publish the status.
+func (a *Autoscaler) step(ctx context.Context) error {
+	now := a.cfg.Now()
+	st := Status{Provider: a.cfg.ProviderName, MaxWorkers: a.cfg.MaxWorkers, IdleTimeoutSeconds: a.cfg.IdleTimeout.Seconds()}
+	err := a.round(ctx, now, &st)
+	if err != nil {
+		st.LastError = err.Error()
+	}
+	a.mu.Lock()
+	a.status = st
+	a.mu.Unlock()
+	b, _ := json.Marshal(st) // plain fields
+	if !bytes.Equal(b, a.lastKV) {
+		if perr := a.cfg.Store.KVPut(ctx, Namespace, KeyStatus, b); perr == nil {
+			a.lastKV = b
+		} else if err == nil {
+			err = perr
+		}
+	}
+	return err
+}
+
+func (a *Autoscaler) round(ctx context.Context, now time.Time, st *Status) error {
+	nodes, err := a.cfg.Store.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	insts, err := a.cfg.Provider.Instances(ctx)
+	if err != nil {
+		return fmt.Errorf("autoscaler: list instances: %w", err)
+	}
+	groups, err := a.cfg.Store.PlacementGroups(ctx)
+	if err != nil {
+		return err
+	}
+	requested, err := a.requested(ctx)
+	if err != nil {
+		return err
+	}
+
+	// Match the instances to their nodes by label.
+	alive := map[string]*pb.NodeInfo{}
+	dead := map[string]bool{}
+	for _, n := range nodes {
+		id := n.Labels[LabelInstance]
+		if id == "" {
+			continue
+		}
+		if n.State == "ALIVE" {
+			alive[id] = n
+		} else {
+			dead[id] = true
+		}
+	}
+	views := make([]*instanceView, 0, len(insts))
+	have := map[string]int{}
+	live := map[string]bool{}
+	for _, in := range insts {
+		v := &instanceView{Instance: in, node: alive[in.ID]}
+		v.dead = v.node == nil && dead[in.ID]
+		views = append(views, v)
+		live[in.ID] = true
+		if in.State != InstanceTerminating {
+			have[in.NodeType]++
+		}
+	}
+	for id := range a.seen {
+		if !live[id] {
+			delete(a.seen, id)
+		}
+	}
+	for id := range a.idleSince {
+		if !live[id] {
+			delete(a.idleSince, id)
+		}
+	}
+
+	// Instances whose node died, or never came: terminate them.
+	var gone []string
+	for _, v := range views {
+		if v.State == InstanceTerminating || v.node != nil {
+			delete(a.seen, v.ID)
+			continue
+		}
+		first, ok := a.seen[v.ID]
+		if !ok {
+			first = now
+			a.seen[v.ID] = now
+		}
+		if v.dead || now.Sub(first) > a.cfg.LaunchTimeout {
+			gone = append(gone, v.ID)
+			have[v.NodeType]--
+			continue
+		}
+		st.PendingLaunches = append(st.PendingLaunches, Launch{Instance: v.ID, NodeType: v.NodeType, SinceUnixMs: first.UnixMilli()})
+	}
+	if len(gone) > 0 {
+		a.log.Info("terminating instances whose node died or never registered", "instances", gone)
+		if err := a.cfg.Provider.Terminate(ctx, gone); err != nil {
+			return fmt.Errorf("autoscaler: terminate %v: %w", gone, err)
+		}
+	}
+
+	// Demand: what waits on the nodes, the placement group bundles not
+	// placed, and the standing request.
+	var waiting []Shape
+	for _, n := range nodes {
+		if n.State != "ALIVE" {
+			continue
+		}
+		for _, d := range n.PendingShapes {
+			for i := int32(0); i < d.Count; i++ {
+				waiting = append(waiting, shapeOf(d.Shape))
+			}
+		}
+	}
+	for _, g := range groups {
+		if g.State != "PENDING" && g.State != "RESCHEDULING" {
+			continue
+		}
+		for _, b := range g.Bundles {
+			if len(b.NodeId) == 0 {
+				waiting = append(waiting, shapeOf(b.Resources))
+			}
+		}
+	}
+	// What is waiting may fit what is free (the raylets have not placed it
+	// yet) or the nodes being launched; the standing request counts
+	// against what the nodes have in all, busy or not.
+	var free, whole []Shape
+	reserved := map[string]bool{} // instances whose node the standing request keeps
+	type bin struct {
+		inst  string
+		shape Shape
+	}
+	var wholeBins []bin
+	for _, n := range nodes {
+		if n.State != "ALIVE" {
+			continue
+		}
+		free = append(free, shapeOf(n.Available))
+		s := shapeOf(n.Resources)
+		whole = append(whole, s)
+		wholeBins = append(wholeBins, bin{n.Labels[LabelInstance], s})
+	}
+	for _, v := range views {
+		if v.node == nil && v.State != InstanceTerminating && !v.dead && a.seen[v.ID].Add(a.cfg.LaunchTimeout).After(now) {
+			if t, ok := a.nodeType(v.NodeType); ok {
+				free = append(free, Shape(t.Resources).clone())
+				s := Shape(t.Resources).clone()
+				whole = append(whole, s)
+				wholeBins = append(wholeBins, bin{v.ID, s})
+			}
+		}
+	}
+	// Keep each type's minimum (those nodes take demand too), then launch
+	// for what fits nowhere.
+	launch := map[string]int{}
+	for _, t := range a.types {
+		for n := t.MinWorkers - have[t.Name]; n > 0; n-- {
+			launch[t.Name]++
+			have[t.Name]++
+			free = append(free, Shape(t.Resources).clone())
+			whole = append(whole, Shape(t.Resources).clone())
+			wholeBins = append(wholeBins, bin{"", whole[len(whole)-1]})
+		}
+	}
+	unfit := packInto(free, waiting)
+	before := make([]Shape, len(whole))
+	for i, s := range whole {
+		before[i] = s.clone()
+	}
+	unfit = append(unfit, packInto(whole, requested)...)
+	for i, b := range wholeBins {
+		if b.inst != "" && !sameShape(before[i], b.shape) {
+			reserved[b.inst] = true
+		}
+	}
+
+	more, unmet := plan(a.types, have, a.cfg.MaxWorkers, unfit)
+	for k, n := range more {
+		launch[k] += n
+	}
+	st.Unmet = unmet
+	names := make([]string, 0, len(launch))
+	for k := range launch {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		a.log.Info("launching nodes", "node_type", k, "count", launch[k], "for", unfit)
+		if err := a.cfg.Provider.Launch(ctx, k, launch[k]); err != nil {
+			return fmt.Errorf("autoscaler: launch %d of %s: %w", launch[k], k, err)
+		}
+	}
+
+	// Release the nodes that stayed idle past the timeout, above their
+	// type's minimum.
+	count := map[string]int{}
+	for k, v := range have {
+		count[k] = v - launch[k]
+	}
+	var release []*instanceView
+	for _, v := range views {
+		if v.node == nil || v.State == InstanceTerminating {
+			continue
+		}
+		if !idle(v.node) || reserved[v.ID] {
+			delete(a.idleSince, v.ID)
+			continue
+		}
+		since, ok := a.idleSince[v.ID]
+		if !ok {
+			since = now
+			a.idleSince[v.ID] = now
+		}
+		at := since.Add(a.cfg.IdleTimeout)
+		st.IdleNodes = append(st.IdleNodes, IdleNode{NodeID: fmt.Sprintf("%x", v.node.NodeId), Instance: v.ID, NodeType: v.NodeType, IdleSinceUnixMs: since.UnixMilli(), ReleaseAtUnixMs: at.UnixMilli()})
+		t, _ := a.nodeType(v.NodeType)
+		if !now.Before(at) && count[v.NodeType]+launch[v.NodeType] > t.MinWorkers {
+			count[v.NodeType]--
+			release = append(release, v)
+		}
+	}
+	for _, v := range release {
+		if a.cfg.Drain != nil {
+			dctx, cancel := context.WithTimeout(ctx, DefaultDrainTimeout)
+			err := a.cfg.Drain(dctx, v.node)
+			cancel()
+			if err != nil {
+				a.log.Warn("cannot drain an idle node; keeping it", "instance", v.ID, "err", err)
+				continue
+			}
+		}
+		a.log.Info("releasing an idle node", "instance", v.ID, "node_type", v.NodeType, "idle_for", now.Sub(a.idleSince[v.ID]))
+		if err := a.cfg.Provider.Terminate(ctx, []string{v.ID}); err != nil {
+			return fmt.Errorf("autoscaler: terminate %s: %w", v.ID, err)
+		}
+		delete(a.idleSince, v.ID)
+		v.State = InstanceTerminating
+	}
+
+	// The types' counts, as they are now.
+	running, pending := map[string]int{}, map[string]int{}
+	for _, v := range views {
+		switch {
+		case v.node != nil && v.State != InstanceTerminating:
+			running[v.NodeType]++
+		case v.node == nil && v.State != InstanceTerminating && !v.dead:
+			pending[v.NodeType]++
+		}
+	}
+	for _, t := range a.types {
+		st.NodeTypes = append(st.NodeTypes, TypeStatus{Name: t.Name, Resources: t.Resources, Min: t.MinWorkers, Max: t.MaxWorkers, Running: running[t.Name], Pending: pending[t.Name] + launch[t.Name]})
+	}
+	return nil
+}
+
+// requested reads the standing resource request.
+func (a *Autoscaler) requested(ctx context.Context) ([]Shape, error) {
+	b, ok, err := a.cfg.Store.KVGet(ctx, Namespace, KeyRequested)
+	if err != nil || !ok {
+		return nil, err
+	}
+	ds, err := DecodeDemands(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []Shape
+	for _, d := range ds {
+		for i := int32(0); i < max(d.Count, 1); i++ {
+			out = append(out, shapeOf(d.Shape))
+		}
+	}
+	return out, nil
+}
+
+func (a *Autoscaler) nodeType(name string) (NodeType, bool) {
+	for _, t := range a.types {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return NodeType{}, false
+}
+
+// idle says whether a node has nothing leased and nothing waiting.
+func idle(n *pb.NodeInfo) bool {
+	if len(n.PendingShapes) > 0 {
+		return false
+	}
+	for _, d := range n.Pending {
+		if d.Quantity > 0 {
+			return false
+		}
+	}
+	return sameShape(shapeOf(n.Resources), shapeOf(n.Available))
+}
+
+func sameShape(a, b Shape) bool {
+	for k, v := range a {
+		if d := v - b[k]; d > 1e-9 || d < -1e-9 {
+			return false
+		}
+	}
+	for k, v := range b {
+		if _, ok := a[k]; !ok && v != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func resourceList(m map[string]float64) []*pb.Resource {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make([]*pb.Resource, len(names))
+	for i, k := range names {
+		out[i] = &pb.Resource{Name: k, Quantity: m[k]}
+	}
+	return out
+}
