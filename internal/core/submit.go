@@ -325,7 +325,7 @@ func (ts *taskSubmitter) placeLocked(t *task, shape *Shape) {
 		c := t.create
 		c.resources, c.place = shape.res, shape.place
 		c.create = t
-		ts.rt.actorStateLocked(c, tasktable.ActorPending, "")
+		ts.rt.actorStateLocked(c, tasktable.ActorPending, "", "")
 		ts.rt.actors.byID[c.id] = c
 	case t.actor != nil:
 		// Calls from this process keep their submission order.

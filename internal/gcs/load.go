@@ -60,6 +60,9 @@ func (s *Server) load() ([]*pb.PlacementGroup, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.loadActors(ctx); err != nil {
+		return nil, err
+	}
 	var groups []*pb.PlacementGroup
 	err = s.loadTable(ctx, TablePlacementGroups, func() proto.Message { return &pb.PlacementGroup{} }, func(_ string, m proto.Message) error {
 		groups = append(groups, m.(*pb.PlacementGroup))

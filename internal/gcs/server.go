@@ -92,6 +92,9 @@ type Server struct {
 
 	durability durability // the store's durability (writeback.go)
 
+	submissions map[string]*pb.JobRequest // how job submissions ended (see submissionEnded)...
+	subOrder    []string                  // ...in the order they did
+
 	changed   chan struct{} // a send wakes the publisher (capacity 1: sends coalesce)
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -127,7 +130,9 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 		partials: make(map[string]*partial),
 		kv:       make(map[kvKey][]byte),
 		stop:     make(chan struct{}),
-		changed:  make(chan struct{}, 1),
+
+		submissions: make(map[string]*pb.JobRequest),
+		changed:     make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Server, error) {
@@ -233,7 +238,7 @@ func (s *Server) mux() *rpc.Mux {
 		s.publish()
 		s.groups.Kick()
 	})
-	rpc.HandleNotify(mx, rpc.ReportEvents, func(_ context.Context, b *pb.StateEvents) { s.state.Report(b) })
+	rpc.HandleNotify(mx, rpc.ReportEvents, func(_ context.Context, b *pb.StateEvents) { s.reportEvents(b) })
 	rpc.Handle(mx, rpc.ListTasks, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Tasks(q), nil })
 	rpc.Handle(mx, rpc.ListActors, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Actors(q), nil })
 	rpc.Handle(mx, rpc.Heartbeat, func(_ context.Context, hb *pb.Heartbeat) (*pb.ClusterView, error) {
@@ -261,7 +266,7 @@ func (s *Server) mux() *rpc.Mux {
 		reply(s.readBinary(g))
 	})
 	rpc.Handle(mx, rpc.JobStarted, func(_ context.Context, j *pb.JobInfo) (*pb.Status, error) { return s.jobStarted(j), nil })
-	rpc.HandleNotify(mx, rpc.JobEnded, func(_ context.Context, j *pb.JobRequest) { s.jobEnded(j.JobId) })
+	rpc.HandleNotify(mx, rpc.JobEnded, func(_ context.Context, j *pb.JobRequest) { s.jobEnded(j) })
 	rpc.Handle(mx, rpc.GetJob, func(_ context.Context, j *pb.JobRequest) (*pb.JobInfo, error) { return s.job(j.JobId) })
 	rpc.Handle(mx, rpc.ListJobs, func(context.Context, *pb.Empty) (*pb.JobList, error) { return &pb.JobList{Jobs: s.Jobs()}, nil })
 	rpc.Handle(mx, rpc.KVPut, s.serveKVPut)
@@ -467,6 +472,7 @@ func (s *Server) markDeadLocked(id ids.NodeID, why string) *pb.NodeInfo {
 func (s *Server) saveDead(id ids.NodeID, rec *pb.NodeInfo) {
 	if rec != nil {
 		_ = s.save(TableNodes, id.String(), rec)
+		s.actorsOnDeadNodeLocked(id, rec)
 	}
 }
 

@@ -400,7 +400,7 @@ func TestJobsAndHeartbeatView(t *testing.T) {
 			t.Fatal(st.Error)
 		}
 	}
-	if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: "job-a"}); err != nil {
+	if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: "job-a", Status: JobSucceeded}); err != nil {
 		t.Fatal(err)
 	}
 	view := &pb.ClusterView{}
@@ -417,7 +417,7 @@ func TestJobsAndHeartbeatView(t *testing.T) {
 	}
 	info := &pb.JobInfo{}
 	call(t, c, rpc.MGetJob, &pb.JobRequest{JobId: "job-a"}, info)
-	if info.State != JobFinished || info.EndUnixMs <= info.StartUnixMs {
+	if info.State != JobSucceeded || info.EndUnixMs <= info.StartUnixMs {
 		t.Fatalf("ended job: %v", info)
 	}
 	list := &pb.JobList{}
@@ -560,7 +560,7 @@ func TestFinishedJobsAndUnusedBinariesAreBounded(t *testing.T) {
 		}
 		end := func(job string) {
 			t.Helper()
-			if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: job}); err != nil {
+			if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: job, Status: JobSucceeded}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -606,7 +606,7 @@ func TestFinishedJobsAndUnusedBinariesAreBounded(t *testing.T) {
 			return out
 		}
 		jobs := list(c)
-		if len(jobs) != maxFinishedJobs+1 || jobs["running"] != JobRunning || jobs["batch-0"] != JobFinished || jobs["last"] != "" || jobs["job-7"] != "" {
+		if len(jobs) != maxFinishedJobs+1 || jobs["running"] != JobRunning || jobs["batch-0"] != JobSucceeded || jobs["last"] != "" || jobs["job-7"] != "" {
 			t.Fatalf("%d jobs kept (running %q, batch-0 %q, last %q, job-7 %q), want the running one and the %d newest finished",
 				len(jobs), jobs["running"], jobs["batch-0"], jobs["last"], jobs["job-7"], maxFinishedJobs)
 		}

@@ -82,6 +82,11 @@ type Config struct {
 	Now func() time.Time
 	// Log hears of each submission's start and end; nil: nothing is said.
 	Log *slog.Logger
+	// OnEnd, when set, hears how each submission ended (the cluster's
+	// control store settles the state of the job its driver ran by it).
+	// It is called once per submission, with no lock held, and must not
+	// block for long.
+	OnEnd func(Info)
 }
 
 // Request is one submission.
@@ -304,11 +309,20 @@ func (m *Manager) prepare(j *job, archive io.Reader) error {
 func (m *Manager) end(j *job, status string, code *int, msg string) {
 	m.cfg.Log.Info("job submission ended", "submission_id", j.info.SubmissionID, "status", status, "message", msg)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	j.info.Status, j.info.ExitCode, j.info.Message = status, code, msg
 	j.info.EndTimeMs = m.cfg.Now().UnixMilli()
 	j.proc = nil
 	close(j.done)
+	info := j.info
+	m.pruneLocked()
+	m.mu.Unlock()
+	if m.cfg.OnEnd != nil {
+		m.cfg.OnEnd(info)
+	}
+}
+
+// pruneLocked forgets the oldest ended submissions past maxFinished.
+func (m *Manager) pruneLocked() {
 	var ended []*job
 	for _, x := range m.jobs {
 		if Final(x.info.Status) {

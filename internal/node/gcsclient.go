@@ -243,8 +243,9 @@ func (g *gcsClient) upload(ctx context.Context, path, sum string, size int64) er
 	return nil
 }
 
-// EndJob tells the control store a job's driver is gone.
-func (g *gcsClient) EndJob(id string) { g.notify(rpc.MJobEnded, &pb.JobRequest{JobId: id}) }
+// EndJob tells the control store a job's driver is gone, and how (or how
+// a job submission's entrypoint ended).
+func (g *gcsClient) EndJob(end *pb.JobRequest) { g.notify(rpc.MJobEnded, end) }
 
 // FetchJob returns a job and the path of its executable here, downloading
 // it once per content hash.

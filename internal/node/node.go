@@ -292,6 +292,11 @@ func (n *Node) startDashboard() {
 			return []string{"RAYO_TOKEN=" + newJobCredential(n.cfg.Token), pki.EnvJobKey + "=" + pki.JobKey(n.cfg.Token)}
 		},
 		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE"}, // the cluster's secrets, not theirs
+		// The control store settles the state of a submission's job by
+		// how its entrypoint ended (STOPPED, or FAILED with its exit).
+		OnEnd: func(i jobs.Info) {
+			n.gc.EndJob(&pb.JobRequest{SubmissionId: i.SubmissionID, Status: i.Status, Message: i.Message})
+		},
 	}
 	if n.cfg.Log != nil {
 		jc.Log = slog.New(slog.NewTextHandler(n.cfg.Log, nil))

@@ -29,8 +29,9 @@ type Cluster interface {
 	// StartJob makes a driver's job known cluster-wide, its executable
 	// uploaded (once per content hash).
 	StartJob(ctx context.Context, info *pb.JobInfo) error
-	// EndJob tells the cluster the job's driver is gone.
-	EndJob(id string)
+	// EndJob tells the cluster a job's driver is gone, and how: status
+	// SUCCEEDED or FAILED, with a message (see pb.JobRequest).
+	EndJob(end *pb.JobRequest)
 	// FetchJob returns a job started on another node, and the path of its
 	// executable on this one (downloaded once, then cached).
 	FetchJob(ctx context.Context, id string) (*pb.JobInfo, string, error)

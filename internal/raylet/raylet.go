@@ -492,6 +492,7 @@ func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
 	r.pending = kept
 	for _, l := range r.leases {
 		if l.owner == c && !l.detached {
+			r.ownerGoneLocked(c, l, &after)
 			r.returnLocked(l, false)
 		}
 	}

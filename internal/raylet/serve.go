@@ -46,6 +46,11 @@ func (r *Raylet) newMux() *rpc.Mux {
 		// The driver is about to leave: pass on its workers' last output
 		// first, off the read loop.
 		j, _ := rpc.ConnOf(ctx).Value.(*job)
+		if j != nil {
+			r.mu.Lock()
+			j.done = true
+			r.mu.Unlock()
+		}
 		go func() {
 			if j != nil {
 				r.drainLogs(j.id)
