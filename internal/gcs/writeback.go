@@ -11,6 +11,7 @@ import (
 
 	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // Durability: the control store's memory holds the whole state, and its
@@ -110,7 +111,7 @@ func (s *Server) readForeignLocked(ctx context.Context) {
 // so no change is half made.
 func (s *Server) snapshotLocked() (map[string]map[string][]byte, error) {
 	snap := map[string]map[string][]byte{
-		TableNodes: {}, TableJobs: {}, TableBinaries: {}, TableNames: {}, TableKV: {}, TablePlacementGroups: {},
+		TableNodes: {}, TableJobs: {}, TableBinaries: {}, TableNames: {}, TableKV: {}, TablePlacementGroups: {}, TableActors: {},
 	}
 	add := func(table, key string, m proto.Message) error {
 		b, err := proto.Marshal(m)
@@ -137,6 +138,11 @@ func (s *Server) snapshotLocked() (map[string]map[string][]byte, error) {
 	s.mu.Unlock()
 	for _, a := range s.names.all() {
 		err = firstErr(err, add(TableNames, storeKey(a.Namespace, a.Name), a))
+	}
+	for _, a := range s.state.Actors(&pb.StateQuery{}).Actors {
+		if tasktable.Durable(a) {
+			err = firstErr(err, add(TableActors, hex.EncodeToString(a.Actor.ActorId), a))
+		}
 	}
 	for _, g := range s.groups.List() {
 		if g.State != placement.StateRemoved {

@@ -12,6 +12,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/redistest"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
 // waitWriteBacks waits until s has written its state back n times.
@@ -56,6 +57,10 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 	if nr.Error != "" {
 		t.Fatal(nr.Error)
 	}
+	if err := c1.Notify(rpc.MReportEvents, &pb.StateEvents{Actors: []*pb.ActorEvent{alive("actor-1", "job-1", "keeper", true)}}); err != nil {
+		t.Fatal(err)
+	}
+	waitActors(t, c1, "the detached actor listed", func(m map[string]*pb.ActorEvent) bool { return m["actor-1"] != nil })
 	spec := &pb.PlacementGroup{Name: "kept", Detached: true, Strategy: placement.StrictPack,
 		Bundles: []*pb.Bundle{{Resources: []*pb.Resource{{Name: "CPU", Quantity: 1}}}}}
 	g := groupCall(t, c1, &pb.PlacementGroupRequest{Op: placement.OpCreate, Group: spec})
@@ -119,6 +124,10 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 	call(t, c2, rpc.MLookupActorName, &pb.ActorName{Name: "keeper", Namespace: "app"}, nr)
 	if a := nr.Actor; a == nil || string(a.ActorId) != "actor-1" || !a.Detached {
 		t.Fatalf("named detached actor after the loss and a restart: %v", nr)
+	}
+	listed := waitActors(t, c2, "the detached actor listed after the loss and a restart", func(m map[string]*pb.ActorEvent) bool { return m["actor-1"] != nil })
+	if a := listed["actor-1"]; a.State != tasktable.ActorAlive {
+		t.Fatalf("detached actor after the loss and a restart: %v", a)
 	}
 	got := groupCall(t, c2, &pb.PlacementGroupRequest{Op: placement.OpGet, PlacementGroupId: g.PlacementGroupId})
 	if got.State != placement.StateCreated || got.Name != "kept" {
