@@ -93,6 +93,8 @@ type Raylet struct {
 	pending   []*leaseReq
 	nextLease uint64
 	closed    bool
+	fenced    *fencedError      // set by Fence: the node was declared dead
+	deadNodes map[string]string // the nodes the cluster view has DEAD, by name: why (fence.go)
 
 	peers      []*peerNode              // the other nodes, from the cluster view
 	spreadNext int                      // SPREAD's round robin
@@ -490,6 +492,7 @@ func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
 	r.pending = kept
 	for _, l := range r.leases {
 		if l.owner == c && !l.detached {
+			r.ownerGoneLocked(c, l, &after)
 			r.returnLocked(l, false)
 		}
 	}
