@@ -307,7 +307,9 @@ func (k *Kubelet) startPod(ctx context.Context, pod *corev1.Pod) error {
 	cmd.Env = env
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed at its timeout takes the pods'
+	// processes with it rather than leaving clusters running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return fmt.Errorf("start %s: %w", k.Binary, err)
