@@ -358,6 +358,8 @@ func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retEr
 	defer signal.Stop(sig)
 	select {
 	case <-sig:
+	case <-n.Drained():
+		fmt.Fprintln(out, "rayo: drained; the node leaves the cluster")
 	case <-n.Lost():
 		lost = errors.New("lost the cluster's control store")
 	}

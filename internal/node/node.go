@@ -430,6 +430,11 @@ func (n *Node) SessionDir() string { return n.session }
 // LostAfter.
 func (n *Node) Lost() <-chan struct{} { return n.lost }
 
+// Drained is closed when a drain of this node (rayo drain) has ended:
+// its running work finished or the drain's deadline passed. The daemon
+// should then Close and exit cleanly.
+func (n *Node) Drained() <-chan struct{} { return n.raylet.Drained() }
+
 // Close leaves the cluster and stops the daemons.
 func (n *Node) Close() error {
 	if n.dash != nil {

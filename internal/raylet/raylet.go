@@ -80,19 +80,24 @@ type Raylet struct {
 	log    *slog.Logger
 	logF   *os.File
 
-	mu        sync.Mutex // protects the fields below
-	total     map[string]float64
-	avail     map[string]float64
-	gpus      gpuPool // which GPUs are free
-	workers   map[ids.WorkerID]*workerProc
-	idle      []*workerProc
-	starting  int            // workers started and not registered yet
-	startingJ map[string]int // the same, by job
-	jobs      map[string]*job
-	leases    map[uint64]*leaseRec
-	pending   []*leaseReq
-	nextLease uint64
-	closed    bool
+	drainWG sync.WaitGroup // the drain's deadline watcher
+
+	mu            sync.Mutex // protects the fields below
+	draining      bool       // rayo drain: no new leases here
+	drain         drainState
+	drainingPeers []string // the addresses of the other nodes being drained
+	total         map[string]float64
+	avail         map[string]float64
+	gpus          gpuPool // which GPUs are free
+	workers       map[ids.WorkerID]*workerProc
+	idle          []*workerProc
+	starting      int            // workers started and not registered yet
+	startingJ     map[string]int // the same, by job
+	jobs          map[string]*job
+	leases        map[uint64]*leaseRec
+	pending       []*leaseReq
+	nextLease     uint64
+	closed        bool
 
 	peers      []*peerNode              // the other nodes, from the cluster view
 	spreadNext int                      // SPREAD's round robin
@@ -217,6 +222,7 @@ func Start(cfg Config) (*Raylet, error) {
 	mux := r.newMux()
 	r.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return mux }, r.connClosed)
 	r.stop = make(chan struct{})
+	r.drain.idle, r.drain.done = make(chan struct{}), make(chan struct{})
 	r.ctx, r.done = context.WithCancel(context.Background())
 	r.procs.Add(2)
 	go r.reapIdle()
@@ -394,6 +400,7 @@ func (r *Raylet) Close() error {
 	close(r.stop)
 	r.done()
 	r.mu.Unlock()
+	r.drainWG.Wait()
 	if r.xfer != nil {
 		r.xfer.Close()
 	}
