@@ -11,9 +11,6 @@ import (
 	"github.com/rayo-dev/rayo/internal/node"
 )
 
-// drainPoll paces the checks, with --wait, that a drained node is gone.
-const drainPoll = 200 * time.Millisecond
-
 func newDrainCmd() *cobra.Command {
 	var address, token string
 	var deadline time.Duration
@@ -49,25 +46,12 @@ Draining the head is not supported.`,
 			// Wait for it to be gone: the deadline, and the time it takes to exit.
 			ctx, cancel = context.WithDeadline(cmd.Context(), time.UnixMilli(rec.DrainDeadlineUnixMs).Add(time.Minute))
 			defer cancel()
-			for {
-				nodes, err := node.ListNodes(ctx, c.Address, c.Token)
-				if err != nil {
-					return err
-				}
-				n, err := node.FindNode(nodes, fmt.Sprintf("%x", rec.NodeId))
-				if err != nil {
-					return err
-				}
-				if n.State == gcs.StateDead {
-					fmt.Fprintf(out, "rayo: node %x is gone: %s\n", n.NodeId, n.DeathReason)
-					return nil
-				}
-				select {
-				case <-ctx.Done():
-					return fmt.Errorf("node %x is still %s: %w", n.NodeId, n.State, ctx.Err())
-				case <-time.After(drainPoll):
-				}
+			n, err := node.WaitGone(ctx, c.Address, c.Token, rec.NodeId)
+			if err != nil {
+				return err
 			}
+			fmt.Fprintf(out, "rayo: node %x is gone: %s\n", n.NodeId, n.DeathReason)
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&address, "address", "", "the cluster's HOST:PORT (default: RAYO_ADDRESS, or the cluster started here)")

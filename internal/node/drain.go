@@ -67,3 +67,31 @@ func DrainNode(ctx context.Context, address, token, id string, deadline time.Dur
 	}
 	return rec, nil
 }
+
+// drainPoll paces WaitGone's checks.
+const drainPoll = 100 * time.Millisecond
+
+// WaitGone waits, within ctx, until the control store at address lists
+// the node id as DEAD, and returns its record.
+func WaitGone(ctx context.Context, address, token string, id []byte) (*pb.NodeInfo, error) {
+	t := time.NewTicker(drainPoll)
+	defer t.Stop()
+	for {
+		nodes, err := ListNodes(ctx, address, token)
+		if err != nil {
+			return nil, err
+		}
+		n, err := FindNode(nodes, hex.EncodeToString(id))
+		if err != nil {
+			return nil, err
+		}
+		if n.State == "DEAD" {
+			return n, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("node %x is still %s: %w", id, n.State, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
