@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 func newDrainCmd() *cobra.Command {
 	var address, token string
 	var deadline time.Duration
-	var wait bool
+	var wait, self bool
 	cmd := &cobra.Command{
 		Use:   "drain NODE",
 		Short: "Drain a node: no new work, its running work finishes, then it exits",
@@ -22,9 +23,14 @@ func newDrainCmd() *cobra.Command {
 The node takes no new leases and the other nodes send it no work; its
 running work finishes, or is killed when --deadline passes and retried
 elsewhere; then its daemon exits and it is listed DEAD, drained.
-Draining the head is not supported.`,
-		Args: cobra.ExactArgs(1),
+Draining the head is not supported. With --self instead of NODE, it
+drains the node started on this machine (its state folder), as a
+container's preStop hook does.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if self == (len(args) == 1) {
+				return errors.New("give a node ID (or its prefix) or --self, not both")
+			}
 			c, err := node.Resolve(address, token)
 			if err != nil {
 				return err
@@ -33,7 +39,16 @@ Draining the head is not supported.`,
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			rec, err := node.DrainNode(ctx, c.Address, c.Token, args[0], deadline)
+			defer cancel()
+			id := ""
+			if self {
+				if id, err = selfNode(ctx, c); err != nil {
+					return err
+				}
+			} else {
+				id = args[0]
+			}
+			rec, err := node.DrainNode(ctx, c.Address, c.Token, id, deadline)
 			cancel()
 			if err != nil {
 				return err
@@ -58,5 +73,25 @@ Draining the head is not supported.`,
 	cmd.Flags().StringVar(&token, "token", "", "the cluster's secret (default: RAYO_TOKEN, or the one recorded here)")
 	cmd.Flags().DurationVar(&deadline, "deadline", gcs.DefaultDrainDeadline, "how long the node's running work may take before it is killed and retried elsewhere")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the node has exited")
+	cmd.Flags().BoolVar(&self, "self", false, "drain the node started on this machine (RAYO_STATE_DIR) rather than NODE")
 	return cmd
+}
+
+// selfNode finds the ID of the node started on this machine, by its
+// raylet's address as its state folder records it.
+func selfNode(ctx context.Context, c node.ClusterInfo) (string, error) {
+	rec, err := node.ReadCluster(node.StateDir())
+	if err != nil || rec.NodeAddr == "" {
+		return "", fmt.Errorf("--self: no node started in %s: %v", node.StateDir(), err)
+	}
+	nodes, err := node.ListNodes(ctx, c.Address, c.Token)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range nodes {
+		if n.Address == rec.NodeAddr && n.State != gcs.StateDead {
+			return fmt.Sprintf("%x", n.NodeId), nil
+		}
+	}
+	return "", fmt.Errorf("--self: the cluster lists no live node at %s", rec.NodeAddr)
 }
