@@ -88,8 +88,9 @@ func TestDrainNodeWithRunningTask(t *testing.T) {
 	if err := driver.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- driver.Wait() }()
+	done := make(chan struct{})
+	var derr error
+	go func() { derr = driver.Wait(); close(done) }()
 	t.Cleanup(func() { _ = driver.Process.Kill(); <-done })
 	attempts := func() int {
 		b, _ := os.ReadFile(filepath.Join(dir, "attempts"))
@@ -126,9 +127,9 @@ func TestDrainNodeWithRunningTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("driver: %v\n%s", err, dout.String())
+	case <-done:
+		if derr != nil {
+			t.Fatalf("driver: %v\n%s", derr, dout.String())
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatalf("driver did not end:\n%s", dout.String())
