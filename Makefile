@@ -5,7 +5,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test test-chart deps vet lint fix generate protogen verify-generate bench tour fuzz vuln release image
+.PHONY: test test-chart chaos deps vet lint fix generate protogen verify-generate bench tour fuzz vuln release image
 
 test: deps vet verify-generate
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
@@ -16,6 +16,13 @@ test: deps vet verify-generate
 # depend on Helm and Kubernetes.
 test-chart:
 	cd deploy/helm/charttest && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# The chaos suite at full size (internal/chaos): real multi-node clusters
+# on this machine under node, worker, control-store and RPC faults; it
+# prints a table of scenario, faults injected, work done, work lost and
+# time. `make test` runs its short version.
+chaos: deps
+	RAYO_CHAOS=full $(GO) test -count=1 -timeout 20m -v -run '^TestChaos$$' ./internal/chaos/
 
 deps:
 	$(GO) mod download

@@ -58,6 +58,11 @@ var (
 	ErrPlacementGroupRemoved = errors.New("rayo: placement group removed")
 	// ErrUnknownPlacementGroup: no group has this ID or name.
 	ErrUnknownPlacementGroup = errors.New("rayo: unknown placement group")
+	// ErrNodeFenced: the node this process runs on was declared dead by
+	// the cluster, which retries its work elsewhere, and stopped (it was
+	// fenced). Every call of the process fails with it from then on; the
+	// error names the node and the cause. It matches ErrShutdown too.
+	ErrNodeFenced = core.ErrNodeFenced
 	// ErrNoDashboard means the cluster has no API server to ask
 	// (DashboardPort(0), or rayo start --dashboard-port 0).
 	ErrNoDashboard = errors.New("rayo: the cluster has no API server (dashboard)")
@@ -105,6 +110,9 @@ const (
 	// KindUnserializable: its result cannot be sent whole
 	// (ErrUnserializable).
 	KindUnserializable ErrorKind = "unserializable"
+	// KindNodeFenced: its owner's node was declared dead by the cluster
+	// and stopped (ErrNodeFenced).
+	KindNodeFenced ErrorKind = "node_fenced"
 )
 
 // kindSentinels maps each kind that has one to its sentinel error.
@@ -120,6 +128,7 @@ var kindSentinels = map[ErrorKind]error{
 	KindObjectLost:      ErrObjectLost,
 	KindOutOfMemory:     ErrOutOfMemory,
 	KindUnserializable:  ErrUnserializable,
+	KindNodeFenced:      ErrNodeFenced,
 }
 
 // TaskError is how a task's failure comes back from Get: the error the

@@ -32,9 +32,10 @@ func TestTaskErrorKinds(t *testing.T) {
 		{core.KindObjectLost, KindObjectLost, ErrObjectLost},
 		{core.KindOutOfMemory, KindOutOfMemory, ErrOutOfMemory},
 		{core.KindUnserializable, KindUnserializable, ErrUnserializable},
+		{core.KindNodeFenced, KindNodeFenced, ErrNodeFenced},
 	}
 	all := []error{ErrWorkerDied, ErrTaskCancelled, ErrUnknownFunction, ErrTypeMismatch, ErrStoreFull,
-		ErrInfeasible, ErrOwnerDied, ErrActorDied, ErrObjectLost, ErrOutOfMemory, ErrUnserializable}
+		ErrInfeasible, ErrOwnerDied, ErrActorDied, ErrObjectLost, ErrOutOfMemory, ErrUnserializable, ErrNodeFenced}
 	for _, tc := range cases {
 		t.Run(string(tc.kind), func(t *testing.T) {
 			in := &core.TaskError{Task: "f", Kind: tc.core, Message: "m", Stack: "s", PID: 7}

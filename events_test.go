@@ -119,7 +119,7 @@ func TestTaskAndActorStatesAreListed(t *testing.T) {
 	dead := waitRecord(t, c, rpc.MListActors, actorsOf, func(r *pb.ActorRecord) bool {
 		return r.Actor.Name == "listed" && r.Actor.State == "DEAD"
 	})
-	if dead.Actor.DeathCause == "" {
+	if dead.Actor.DeathCause != "KILLED" || dead.Actor.DeathMessage != "actor was killed by rayo.Kill" {
 		t.Errorf("dead actor without a cause: %v", dead.Actor)
 	}
 

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 
+	"github.com/rayo-dev/rayo/internal/node"
+	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/stateapi"
 )
 
@@ -59,6 +62,12 @@ func Timeline(ctx context.Context, w io.Writer, jobID string) error {
 	cluster.Lock()
 	c.Token = cluster.token
 	cluster.Unlock()
+	if rec, err := node.ReadCluster(node.StateDir()); err == nil && rec.TLSDir != "" {
+		// A head beyond loopback serves HTTPS with the cluster's CA.
+		if err := c.TrustCAFile(filepath.Join(rec.TLSDir, pki.CACertFile)); err != nil {
+			return fmt.Errorf("rayo: timeline: %w", err)
+		}
+	}
 	if err := c.Timeline(ctx, w, jobID); err != nil {
 		return fmt.Errorf("rayo: timeline: %w", err)
 	}

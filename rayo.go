@@ -206,12 +206,14 @@ func joinCluster(o options) error {
 		return fmt.Errorf("rayo: %w", err)
 	}
 	rec := j.Info
+	var cred, jobKey string
+	j.JobID, cred, jobKey = driverCredential(rec.Token, j.JobID)
 	cfg := core.Config{Addr: j.DriverAddr(), Raylet: j.Raylet, Arena: j.Arena, Job: j.JobID}
 	if rec.NodeAddr != "" {
 		// Workers on other nodes reach this driver over TCP.
 		cfg.ListenTCP = net.JoinHostPort(rec.Host, "0")
-		cfg.Token, cfg.Node, cfg.NodeAddr = rec.Token, rec.Node, rec.NodeAddr
-		cfg.DialRaylet = core.RayletDialer(rec.Token)
+		cfg.Token, cfg.JobKey, cfg.Node, cfg.NodeAddr = cred, jobKey, rec.Node, rec.NodeAddr
+		cfg.DialRaylet = core.RayletDialer(cred)
 	}
 	rt, err := core.New(cfg, driverMux())
 	if err != nil {

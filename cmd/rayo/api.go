@@ -4,10 +4,12 @@ import (
 	"context"
 	"net/url"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rayo-dev/rayo/internal/node"
+	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/stateapi"
 )
 
@@ -47,7 +49,23 @@ func newStateClient(flag string) (*stateapi.Client, error) {
 	}
 	c := &stateapi.Client{Base: base, Hint: "is a cluster running? start one with rayo start --head, or set --dashboard-address"}
 	c.Token = apiToken(base)
+	if err := c.TrustCAFile(apiCA()); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// apiCA is the file of the CA certificates that an https API server's
+// certificate must chain to: RAYO_TLS_CA, else this machine's cluster's
+// CA (ca.crt in its node's TLS folder).
+func apiCA() string {
+	if f := os.Getenv("RAYO_TLS_CA"); f != "" {
+		return f
+	}
+	if rec, err := node.ReadCluster(node.StateDir()); err == nil && rec.TLSDir != "" {
+		return filepath.Join(rec.TLSDir, pki.CACertFile)
+	}
+	return ""
 }
 
 // apiToken is the token to present to the API server at base (an API

@@ -363,13 +363,13 @@ func TestJobSubmission(t *testing.T) {
 		t.Fatalf("rayo job logs: %v\n%s", err, out)
 	}
 	// Its driver's job record names the submission.
-	if table, err := e.cmd("list", "jobs").CombinedOutput(); err != nil || !regexp.MustCompile(`(?m)^[0-9a-f]+\s+FINISHED\s+first\s`).Match(table) {
+	if table, err := e.cmd("list", "jobs").CombinedOutput(); err != nil || !regexp.MustCompile(`(?m)^[0-9a-f]+\s+SUCCEEDED\s+first\s`).Match(table) {
 		t.Fatalf("rayo list jobs: the submitted driver's job is not shown with its submission: %v\n%s", err, table)
 	}
 	listed, err := e.cmd("list", "jobs", "--filter", "submission_id=first", "--json").CombinedOutput()
 	out = string(listed)
 	var jobs struct{ Result []map[string]any }
-	if err != nil || json.Unmarshal(listed, &jobs) != nil || len(jobs.Result) != 1 || jobs.Result[0]["status"] != "FINISHED" {
+	if err != nil || json.Unmarshal(listed, &jobs) != nil || len(jobs.Result) != 1 || jobs.Result[0]["status"] != "SUCCEEDED" {
 		t.Fatalf("rayo list jobs: %v\n%s", err, out)
 	}
 
@@ -412,6 +412,20 @@ func TestJobSubmission(t *testing.T) {
 	out, err = job("list")
 	if err != nil || !regexp.MustCompile(`(?m)^long\s+STOPPED`).MatchString(out) || !regexp.MustCompile(`(?m)^first\s+SUCCEEDED\s+0`).MatchString(out) {
 		t.Fatalf("rayo job list: %v\n%s", err, out)
+	}
+	// The job its driver ran is STOPPED too, with why.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		listed, err = e.cmd("list", "jobs", "--filter", "submission_id=long", "--json").CombinedOutput()
+		jobs.Result = nil
+		if err == nil && json.Unmarshal(listed, &jobs) == nil && len(jobs.Result) == 1 && jobs.Result[0]["status"] == "STOPPED" &&
+			strings.HasPrefix(fmt.Sprint(jobs.Result[0]["message"]), "stopped on request") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rayo list jobs: the stopped submission's job is not STOPPED: %v\n%s", err, listed)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the cluster
 	}
 	e.waitFor(t, 10*time.Second, "the stopped driver's tasks to end", func(st status) bool {
 		return len(st.Nodes) == 1 && st.Nodes[0].Pending["CPU"] == 0 && st.Nodes[0].Available["CPU"] == 2

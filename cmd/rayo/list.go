@@ -154,6 +154,12 @@ var listColumns = map[string][]column{
 	"actors": {
 		field("ACTOR_ID", "actor_id"), field("CLASS", "class_name"), field("NAME", "name"),
 		field("STATE", "state"), field("NODE", "node_id"), field("PID", "pid"), field("RESTARTS", "num_restarts"),
+		column{"DEATH_CAUSE", func(r record) string {
+			if c := r.str("death_cause"); c != "" {
+				return c
+			}
+			return "-"
+		}},
 	},
 	"nodes": {
 		field("NODE_ID", "node_id"), field("ADDRESS", "address"), field("STATE", "state"),

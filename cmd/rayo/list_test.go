@@ -97,6 +97,17 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		}
 		writeJSON(w, 200, map[string]any{"total": len(all), "num_filtered": len(result), "offset": 0, "limit": 10000, "result": result})
 	})
+	mux.HandleFunc("GET /api/v0/actors", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{
+			"total": 2, "num_filtered": 2, "offset": 0, "limit": 100, "dropped": 0,
+			"result": []map[string]any{
+				{"actor_id": "a1a1", "class_name": "Counter", "name": "kept", "state": "ALIVE", "node_id": nodeA, "pid": 4243,
+					"num_restarts": 0, "death_cause": "", "death_message": ""},
+				{"actor_id": "b2b2", "class_name": "Counter", "name": "", "state": "DEAD", "node_id": nodeA, "pid": 4244,
+					"num_restarts": 1, "death_cause": "OWNER_DIED", "death_message": "its owner, the driver of job 01, died"},
+			},
+		})
+	})
 	mux.HandleFunc("GET /api/v0/placement_groups", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{
 			"total": 2, "num_filtered": 2, "offset": 0, "limit": 100, "dropped": 0,
@@ -274,6 +285,19 @@ func TestListNodes(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("list nodes lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestListActorsShowsDeathCause(t *testing.T) {
+	api := newFakeAPI(t)
+	out, _, err := runState(t, context.Background(), hostPort(api), "list", "actors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) < 3 || !strings.HasSuffix(strings.TrimSpace(lines[0]), "DEATH_CAUSE") ||
+		!strings.HasSuffix(strings.TrimSpace(lines[1]), " -") || !strings.HasSuffix(strings.TrimSpace(lines[2]), " OWNER_DIED") {
+		t.Errorf("list actors: want a DEATH_CAUSE column, - for the living:\n%s", out)
 	}
 }
 

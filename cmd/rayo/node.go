@@ -98,6 +98,7 @@ func (o *startOptions) register(f *pflag.FlagSet) {
 	f.IntVar(&o.cfg.MaxTaskRecords, "max-task-records", 0, "head: task attempts kept for the state API (default 10000): past it the oldest finished are dropped")
 	f.StringVar(&o.cfg.SpillDir, "object-spilling-dir", "", "where objects spill when the store passes 80% (default: the session folder's spill/)")
 	f.Float64Var(&o.cfg.SpillThreshold, "object-spilling-threshold", 0.95, "fraction of the spill folder's disk past which nothing more spills; then a put that does not fit fails")
+	f.DurationVar(&o.cfg.GCSReconnectTimeout, "gcs-reconnect-timeout", node.DefaultGCSReconnectTimeout, "how long this node goes on without an answer from the control store (away, restarting, or cut off) before it stops, fenced: its workers killed, its drivers failed, the daemon exiting non-zero (a supervisor may start it again, as a new node)")
 	f.BoolVar(&o.block, "block", false, "stay in the foreground")
 	addTLSFlags(f, &o.cfg)
 	o.auto.register(f)
@@ -154,6 +155,9 @@ func (o *startOptions) resolveResources() error {
 	}
 	if t := cfg.MemoryUsageThreshold; t != 0 && (math.IsNaN(t) || t <= 0 || t > 1) {
 		return fmt.Errorf("--memory-usage-threshold %g: want a fraction above 0, at most 1 (such as 0.95)", t)
+	}
+	if cfg.GCSReconnectTimeout <= 0 {
+		return fmt.Errorf("--gcs-reconnect-timeout %v: want a positive duration, such as 60s", cfg.GCSReconnectTimeout)
 	}
 	if o.numGPUs < 0 || o.numGPUs != math.Trunc(o.numGPUs) {
 		return fmt.Errorf("--num-gpus %g: want a whole number", o.numGPUs)
@@ -286,8 +290,8 @@ func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retEr
 			return fmt.Errorf("find this executable for the control store: %w", err)
 		}
 		cfg.GCSCommand = []string{exe, "gcs-server"}
-		cfg.Log = cmd.ErrOrStderr()
 	}
+	cfg.Log = cmd.ErrOrStderr() // the node's own messages: a control store restart, its fencing
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	n, err := node.Start(ctx, cfg)
 	cancel()
@@ -360,8 +364,10 @@ func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retEr
 	case <-sig:
 	case <-n.Drained():
 		fmt.Fprintln(out, "rayo: drained; the node leaves the cluster")
-	case <-n.Lost():
-		lost = errors.New("lost the cluster's control store")
+	case <-n.Fenced():
+		// The cluster wrote this node off (or it cannot tell): it exits
+		// non-zero, and a supervisor that starts it again makes a new node.
+		lost = n.FenceErr()
 	}
 	if rec, err := node.ReadCluster(cfg.StateDir); err == nil && rec.RayletPID == os.Getpid() {
 		node.RemoveCluster(cfg.StateDir)
@@ -455,13 +461,21 @@ func printStatus(out io.Writer, list []nodeJSON) error {
 		if n.ObjectStoreBytes > 0 {
 			store = formatBytes(n.ObjectStoreBytes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, usedOfTotal(n), store, n.SessionDir)
+		res := "-" // a dead node's resources are gone with it
+		if n.State == "ALIVE" {
+			res = usedOfTotal(n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, res, store, n.SessionDir)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintf(out, "resources of the alive nodes (used/total): %s\n", aliveTotals(list))
 	var demand []string
 	for _, n := range list {
+		if n.State != "ALIVE" {
+			continue // what waited on a dead node waits there no more
+		}
 		for name, q := range n.Pending {
 			demand = append(demand, fmt.Sprintf("%s %g on %s", name, q, n.NodeID[:8]))
 		}
@@ -472,6 +486,29 @@ func printStatus(out io.Writer, list []nodeJSON) error {
 	}
 	fmt.Fprintf(out, "pending demand: %s\n", strings.Join(demand, ", "))
 	return nil
+}
+
+// aliveTotals is the resources of the ALIVE nodes of list, summed, as
+// usedOfTotal writes a node's: a dead node's count no more.
+func aliveTotals(list []nodeJSON) string {
+	sum := nodeJSON{Resources: map[string]float64{}, Available: map[string]float64{}}
+	for _, n := range list {
+		if n.State != "ALIVE" {
+			continue
+		}
+		for k, v := range n.Resources {
+			if !placement.IsGroupResource(k) { // the node's own count the bundles
+				sum.Resources[k] += v
+			}
+		}
+		for k, v := range n.Available {
+			sum.Available[k] += v
+		}
+	}
+	if s := usedOfTotal(sum); s != "" {
+		return s
+	}
+	return "none"
 }
 
 // usedOfTotal is a node's resources as "NAME used/total", sorted, with

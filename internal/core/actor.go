@@ -69,6 +69,7 @@ type actorRec struct {
 	restartsLeft int             // -1: unlimited
 	taskRetries  int             // per call, after the actor's process dies
 	restarts     int             // how many times it was restarted
+	ranOn        *pb.TaskReply   // where the constructor last ran (node, pid, worker), for the state API
 	noRestart    bool            // killed on purpose: stay dead
 	nextSeq      uint64          // submission order of calls
 	// outbox holds calls dispatched and not yet written to conn. Calls are
@@ -161,7 +162,7 @@ func (as *actorSubmitter) releaseActor(id ids.TaskID) {
 // ...Locked function of this file.
 func (as *actorSubmitter) stopIfUnusedLocked(a *actorRec, after *actions) {
 	if a.owned && a.state == actorAlive && a.handles <= 0 && !a.exported && !a.named && len(a.queue) == 0 && len(a.inflight) == 0 {
-		as.actorDiedLocked(a, &pb.TaskError{Kind: KindActorDied, Message: "actor stopped: no handle to it remains"}, after)
+		as.actorDiedLocked(a, tasktable.CauseOutOfScope, &pb.TaskError{Kind: KindActorDied, Message: "actor stopped: no handle to it remains"}, after)
 	}
 }
 
@@ -343,6 +344,7 @@ func (as *actorSubmitter) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.
 	var after actions
 	as.rt.lockAll()
 	if a.create != nil {
+		a.ranOn = a.create.ran
 		// The constructor's arguments stay pinned while the actor may need
 		// to be rebuilt.
 		if a.createSpec == nil {
@@ -356,10 +358,10 @@ func (as *actorSubmitter) actorCreated(a *actorRec, conn *rpc.Conn, failure *pb.
 		if failure.TaskName == "" {
 			failure.TaskName = a.name
 		}
-		as.actorDiedLocked(a, failure, &after)
+		as.actorDiedLocked(a, tasktable.CauseCreationFailed, failure, &after)
 	} else if a.state == actorPending {
 		a.state = actorAlive
-		as.rt.actorStateLocked(a, tasktable.ActorAlive, "")
+		as.rt.actorStateLocked(a, tasktable.ActorAlive, "", "")
 		if a.detached {
 			id, addr := a.id, a.addr
 			after.wake = append(after.wake, func() { as.rt.cfg.Raylet.ActorAlive(id[:], addr) })
@@ -406,14 +408,14 @@ func (as *actorSubmitter) processDiedLocked(a *actorRec, why *pb.TaskError, afte
 		return
 	}
 	if a.noRestart || a.restartsLeft == 0 || a.createSpec == nil || as.rt.closed.Load() {
-		as.actorDiedLocked(a, why, after)
+		as.actorDiedLocked(a, processDeathCause(a, as.rt.closed.Load()), why, after)
 		return
 	}
 	if a.restartsLeft > 0 {
 		a.restartsLeft--
 	}
 	a.restarts++
-	as.rt.actorStateLocked(a, tasktable.ActorRestarting, why.Message)
+	as.rt.actorStateLocked(a, tasktable.ActorRestarting, "", "")
 	// Calls in flight go back to the front of the queue, in order, if
 	// they may be retried; the others fail.
 	var retry []*task
@@ -443,13 +445,31 @@ func (as *actorSubmitter) processDiedLocked(a *actorRec, why *pb.TaskError, afte
 }
 
 // actorDiedLocked fails every call waiting on the actor and gives its
+// processDeathCause is why an owned actor whose process died stays dead
+// (see tasktable's causes).
+func processDeathCause(a *actorRec, closing bool) string {
+	switch {
+	case a.noRestart:
+		return tasktable.CauseKilled
+	case closing:
+		return tasktable.CauseJobFinished
+	case a.createSpec == nil:
+		return tasktable.CauseCreationFailed
+	}
+	return tasktable.CauseOutOfRestarts
+}
+
 // worker back.
-func (as *actorSubmitter) actorDiedLocked(a *actorRec, why *pb.TaskError, after *actions) {
+func (as *actorSubmitter) actorDiedLocked(a *actorRec, cause string, why *pb.TaskError, after *actions) {
 	if a.state == actorDead {
 		return
 	}
 	a.state, a.died = actorDead, why
-	as.rt.actorStateLocked(a, tasktable.ActorDead, why.Message)
+	msg := why.Message
+	if cause == tasktable.CauseOutOfRestarts {
+		msg = fmt.Sprintf("%s, and it may not restart (restarted %d times, MaxRestarts %d)", msg, a.restarts, a.restarts+max(a.restartsLeft, 0))
+	}
+	as.rt.actorStateLocked(a, tasktable.ActorDead, cause, msg)
 	for t := range a.inflight {
 		as.rt.tasks.finishLocked(t, nil, actorErr(t, why), after)
 	}
@@ -592,7 +612,7 @@ func (as *actorSubmitter) fetchActorAddr(a *actorRec) {
 	a.fetching = false
 	switch {
 	case why != nil:
-		as.actorDiedLocked(a, why, &after)
+		as.actorDiedLocked(a, tasktable.CauseOwnerDied, why, &after) // a borrower's view: not reported
 	case a.state == actorPending:
 		a.state, a.addr, a.conn = actorAlive, addr, conn
 		after.wake = append(after.wake, a.wake...)
@@ -702,7 +722,7 @@ func (as *actorSubmitter) kill(ctx context.Context, h *ActorHandle) error {
 	conn, owned, owner := a.conn, a.owned, a.owner
 	a.noRestart = true
 	var after actions
-	as.actorDiedLocked(a, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
+	as.actorDiedLocked(a, tasktable.CauseKilled, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
 	as.rt.unlockAll()
 	after.run(as.rt)
 	req := &pb.ActorAddrRequest{ActorId: h.ID[:]}
@@ -719,21 +739,23 @@ func (as *actorSubmitter) kill(ctx context.Context, h *ActorHandle) error {
 }
 
 // serveKillOwnedActor is a borrower's Kill reaching the actor's owner.
-func (as *actorSubmitter) serveKillOwnedActor(_ context.Context, req *pb.ActorAddrRequest) {
+// Another job's credential kills only a detached actor, which outlives
+// its job and is shared by name; this job's other actors are its own.
+func (as *actorSubmitter) serveKillOwnedActor(ctx context.Context, req *pb.ActorAddrRequest) {
 	id, err := ids.TaskIDFrom(req.ActorId)
 	if err != nil {
 		return
 	}
 	as.rt.lockAll()
 	a := as.byID[id]
-	if a == nil || !a.owned {
+	if job := rpc.JobOf(ctx); a == nil || !a.owned || job != "" && job != as.rt.cfg.Job && !a.detached {
 		as.rt.unlockAll()
 		return
 	}
 	a.noRestart = true
 	conn := a.conn
 	var after actions
-	as.actorDiedLocked(a, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
+	as.actorDiedLocked(a, tasktable.CauseKilled, sysErr(a.name, KindActorDied, "actor was killed by rayo.Kill"), &after)
 	as.rt.unlockAll()
 	after.run(as.rt)
 	if conn != nil {

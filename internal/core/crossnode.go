@@ -43,14 +43,18 @@ func (ts *taskSubmitter) askLeaseAt(rc RayletClient, addr string, req *pb.Reques
 		switch {
 		case err != nil && rc != nil:
 			ts.rt.peers.forgetRaylet(addr, nil)
-			ts.retryLease(req, fails+1, cb)
+			ts.retryLease(req, fails+1, cb, err)
+		case err != nil && !ts.rt.closed.Load():
+			// This node's raylet did not answer (the request or its reply
+			// was lost): ask again, within maxLeaseFailures.
+			ts.retryLease(req, fails+1, cb, err)
 		case err == nil && r.SpillTo != "":
 			ts.rt.goroutine("spillback", func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
 				remote, derr := ts.rt.peers.raylet(ctx, r.SpillTo)
 				if derr != nil {
-					ts.retryLease(req, fails+1, cb)
+					ts.retryLease(req, fails+1, cb, derr)
 					return
 				}
 				next := cloneLease(req)
@@ -64,9 +68,9 @@ func (ts *taskSubmitter) askLeaseAt(rc RayletClient, addr string, req *pb.Reques
 }
 
 // retryLease asks this node's raylet again, after a pause.
-func (ts *taskSubmitter) retryLease(req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error)) {
+func (ts *taskSubmitter) retryLease(req *pb.RequestLease, fails int, cb func(RayletClient, *pb.LeaseReply, error), last error) {
 	if fails > maxLeaseFailures {
-		cb(nil, nil, fmt.Errorf("no node could be reached for the task after %d tries", fails))
+		cb(nil, nil, fmt.Errorf("no node could be reached for the task after %d tries: %w", fails, last))
 		return
 	}
 	back := cloneLease(req)
@@ -122,6 +126,10 @@ func (ot *objectTable) freeObjects(byNode map[string][]ids.ObjectID) {
 // there, leases, actors) fails over at once, as when the connections
 // break, even if the node went silent rather than closing them.
 func (rt *Runtime) NodesDead(list *pb.NodeList) {
+	if reason, self := rt.selfFenced(list); self {
+		rt.Fence(rt.cfg.Node, reason) // our own node was declared dead: its raylet was fenced
+		return
+	}
 	dead := make(map[string]bool)
 	addrs := make(map[string]bool)
 	for _, n := range list.Nodes {

@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rayo-dev/rayo/internal/codec"
 	"github.com/rayo-dev/rayo/internal/objstore"
@@ -63,6 +64,7 @@ var errorTypes = map[string]string{
 	KindObjectLost:      "OBJECT_LOST",
 	KindOutOfMemory:     "OUT_OF_MEMORY",
 	KindUnserializable:  "TASK_EXECUTION_EXCEPTION", // Ray raises in the worker
+	KindNodeFenced:      "NODE_DIED",
 }
 
 // ErrorType is the state API's name of a kind of TaskError.
@@ -90,11 +92,15 @@ func (e *TaskError) Error() string { return TaskErrorMessage(e.Kind, e.Task, e.P
 // TaskErrorMessage is how the error of task that failed with kind reads,
 // for this package's TaskError and the public one alike.
 func TaskErrorMessage(kind, task string, pid int, msg string) string {
-	switch kind {
-	case KindPanic:
+	switch {
+	case kind == KindPanic:
 		return fmt.Sprintf("rayo: task %s panicked (pid %d): %s", task, pid, msg)
-	case KindApp:
+	case kind == KindApp:
 		return fmt.Sprintf("rayo: task %s failed (pid %d): %s", task, pid, msg)
+	case task == "" && strings.HasPrefix(msg, "rayo: "):
+		return msg
+	case task == "":
+		return "rayo: " + msg // not a task's own failure (an object whose owner died)
 	default:
 		return fmt.Sprintf("rayo: task %s: %s", task, msg)
 	}
@@ -135,6 +141,8 @@ func kindSentinel(kind string) error {
 		return ErrObjectLost
 	case KindUnserializable:
 		return codec.ErrUnserializable
+	case KindNodeFenced:
+		return ErrNodeFenced
 	}
 	return nil
 }

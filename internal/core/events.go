@@ -193,13 +193,19 @@ func (rt *Runtime) RecordActorEvent(e *pb.ActorEvent) {
 
 // actorStateLocked records an owned actor's new state. The caller holds
 // the actors' lock.
-func (rt *Runtime) actorStateLocked(a *actorRec, st string, cause string) {
+func (rt *Runtime) actorStateLocked(a *actorRec, st, cause, message string) {
 	if !a.owned || !rt.events.on {
 		return
 	}
-	e := &pb.ActorEvent{ActorId: a.id[:], State: st, NumRestarts: int32(a.restarts), DeathCause: cause}
+	e := &pb.ActorEvent{ActorId: a.id[:], State: st, NumRestarts: int32(a.restarts), DeathCause: cause, DeathMessage: message}
+	if st == tasktable.ActorAlive && a.ranOn != nil {
+		// The worker says so too, but its word may not come out before
+		// its node dies: the control store needs the node of an actor.
+		e.NodeId, e.Pid, e.WorkerId = a.ranOn.NodeId, a.ranOn.Pid, a.ranOn.WorkerId
+	}
 	if st == tasktable.ActorPending && a.restarts == 0 {
 		e.ClassName, e.Name, e.Namespace, e.Detached, e.Resources = a.class, a.regName, a.namespace, a.detached, a.resources
+		e.MaxRestarts = int32(a.restartsLeft)
 	}
 	rt.RecordActorEvent(e)
 }

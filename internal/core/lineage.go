@@ -37,6 +37,9 @@ const maxRebuilds = 3
 // that running it again finds them (lineage pinning). The caller holds
 // tasks.mu and objs.mu.
 func (ot *objectTable) keepLineageLocked(t *task, obj *object, loc *pb.Locator) {
+	if loc.InStore && t.actor != nil {
+		obj.madeBy = t.spec.Name // an actor's result: no lineage, and the error says why
+	}
 	if loc.InStore && loc.NodeAddr != "" && t.q != nil && t.actor == nil && t.create == nil && obj.lineage == nil {
 		l := &lineage{spec: t.spec, q: t.q, retries: t.retries}
 		for _, a := range t.spec.Args {
@@ -68,8 +71,9 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 	rt.lockTasks()
 	obj := rt.objs.byID[id]
 	if obj == nil || !obj.owned || obj.lineage == nil {
+		why := noLineageReason(id, obj)
 		rt.unlockTasks()
-		return nil, fmt.Errorf("%w: %s, and it cannot be made again (no lineage: put by a process, or made by an actor)", ErrObjectLost, id)
+		return nil, fmt.Errorf("%w: %s (its copy was on node %s) cannot be rebuilt: %s", ErrObjectLost, id, lost.GetNodeAddr(), why)
 	}
 	if obj.state != statePending && obj.loc == lost {
 		l := obj.lineage
@@ -116,6 +120,22 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 		return nil, fmt.Errorf("%w: %s", ErrObjectFreed, id)
 	}
 	return obj.loc, nil
+}
+
+// noLineageReason says why object id, which has no lineage, cannot be made
+// again. The caller holds objs.mu.
+func noLineageReason(id ids.ObjectID, obj *object) string {
+	switch {
+	case obj == nil:
+		return "it was freed"
+	case !obj.owned:
+		return "this process does not own it"
+	case id.Index() == 0:
+		return "made by Put: no lineage (only a task's results can be run again)"
+	case obj.madeBy != "":
+		return "returned by actor method " + obj.madeBy + ": actor results are not rebuilt"
+	}
+	return "its lineage is gone (its task is no longer known)"
 }
 
 // askRebuild asks the owner of a borrowed object, whose copy at lost could

@@ -57,6 +57,7 @@ type object struct {
 	contained []*pb.ObjectRef // refs nested in the value, pinned while it lives
 	task      *task           // owned and pending: the task that makes it
 	lineage   *lineage        // owned, in a store: how to make it again
+	madeBy    string          // owned, in a store: the actor method that returned it (no lineage)
 	rebuilds  int
 }
 
@@ -291,20 +292,35 @@ func (ot *objectTable) whenReadyLocked(id ids.ObjectID, obj *object, f func(), a
 	}
 }
 
+// maxFetchRetries bounds how often a borrower asks an owner again whose
+// connection stays up but whose answer was lost.
+const maxFetchRetries = 10
+
 // fetch asks a borrowed object's owner for its locator.
-func (ot *objectTable) fetchFromOwner(id ids.ObjectID, owner string) {
-	c, err := ot.rt.peers.peer(context.Background(), owner)
+func (ot *objectTable) fetchFromOwner(id ids.ObjectID, owner string) { ot.fetchTry(id, owner, 0) }
+
+func (ot *objectTable) fetchTry(id ids.ObjectID, owner string, tries int) {
+	rt := ot.rt
+	c, err := rt.peers.peer(context.Background(), owner)
 	if err != nil {
-		ot.fetched(id, owner, &pb.Locator{Error: sysErr("", KindOwnerDied, err.Error())})
+		ot.fetched(id, owner, &pb.Locator{Error: rt.ownerDied(id, owner, err)})
 		return
 	}
 	c.Go(rpc.MGetObject, &pb.GetObject{ObjectId: id[:]}, func(body []byte, err error) {
+		var answered *rpc.RemoteError
+		if err != nil && c.Err() == nil && !errors.As(err, &answered) && tries < maxFetchRetries && !rt.closed.Load() {
+			// The request or its reply was lost, but the owner is there
+			// (its connection is up): ask again.
+			pause := min(10*time.Millisecond<<tries, 500*time.Millisecond)
+			rt.after("fetch again", pause, func() { ot.fetchTry(id, owner, tries+1) })
+			return
+		}
 		loc := &pb.Locator{}
 		if err == nil {
 			err = rpc.Decode(body, loc)
 		}
 		if err != nil {
-			loc = &pb.Locator{Error: sysErr("", KindOwnerDied, "owner "+owner+": "+err.Error())}
+			loc = &pb.Locator{Error: rt.ownerDied(id, owner, err)}
 		}
 		ot.fetched(id, owner, loc)
 	})
@@ -470,7 +486,7 @@ func (ot *objectTable) put(ctx context.Context, p codec.Payload, contained []*Ha
 		if loc.InStore {
 			ot.rt.cfg.Raylet.FreeObjects([]ids.ObjectID{id})
 		}
-		return nil, ErrShutdown
+		return nil, ot.rt.errShutdown()
 	}
 	obj := &object{state: stateReady, loc: loc, owned: true, owner: ot.rt.addr}
 	for _, h := range contained {
@@ -531,7 +547,7 @@ func (ot *objectTable) lookup(h *Handle) (*pb.Locator, <-chan struct{}, error) {
 	ot.mu.Lock()
 	if ot.rt.closed.Load() {
 		ot.mu.Unlock()
-		return nil, nil, ErrShutdown
+		return nil, nil, ot.rt.errShutdown()
 	}
 	obj := ot.byID[h.ID]
 	if obj == nil {
@@ -565,7 +581,7 @@ func (ot *objectTable) await(ctx context.Context, h *Handle, done <-chan struct{
 	ot.mu.Lock()
 	defer ot.mu.Unlock()
 	if ot.rt.closed.Load() {
-		return nil, ErrShutdown
+		return nil, ot.rt.errShutdown()
 	}
 	obj := ot.byID[h.ID]
 	if obj == nil {
@@ -612,7 +628,7 @@ func (ot *objectTable) waitIndexed(ctx context.Context, count, n int, at func(in
 		ot.mu.Lock()
 		if ot.rt.closed.Load() {
 			ot.mu.Unlock()
-			return nil, ErrShutdown
+			return nil, ot.rt.errShutdown()
 		}
 		ready = ready[:0]
 		for i := 0; i < count && len(ready) < n; i++ {

@@ -153,8 +153,8 @@ func TestBorrowFailures(t *testing.T) {
 	borrower := newTestRuntime(t, newFakeRaylet(nil), Config{})
 	ctx := testCtx(t)
 	gone := borrower.HandleFor(ids.ForPut(), owner.Addr()+".gone")
-	if _, err := getValue(ctx, borrower, gone); !errors.Is(err, ErrOwnerDied) {
-		t.Fatalf("Get with the owner gone = %v, want ErrOwnerDied", err)
+	if _, err := getValue(ctx, borrower, gone); !errors.Is(err, ErrOwnerDied) || !strings.Contains(err.Error(), "died") {
+		t.Fatalf("Get with the owner gone = %v, want ErrOwnerDied saying the owner died", err)
 	}
 	freed := borrower.HandleFor(ids.ForPut(), owner.Addr())
 	_, err := getValue(ctx, borrower, freed)
@@ -350,8 +350,33 @@ func TestPutObjectLostForGood(t *testing.T) {
 	rl.lost[h.ID] = 1
 	rl.mu.Unlock()
 	_, _, err = rt.Bytes(ctx, h.ID, h.Owner, loc)
-	if !errors.Is(err, ErrObjectLost) || !strings.Contains(err.Error(), "cannot be made again") {
-		t.Fatalf("Bytes = %v, want ErrObjectLost without lineage", err)
+	if !errors.Is(err, ErrObjectLost) || !strings.Contains(err.Error(), "made by Put: no lineage") || !strings.Contains(err.Error(), h.ID.String()) {
+		t.Fatalf("Bytes = %v, want ErrObjectLost naming the object and saying a Put has no lineage", err)
+	}
+}
+
+// An actor's stored result has no lineage either: lost, the error names
+// the method and says actor results are not rebuilt, and the method is not
+// run again.
+func TestActorResultLostSaysWhy(t *testing.T) {
+	rt, rl, w := lineageRuntime(t)
+	ctx := testCtx(t)
+	a := createActor(t, rt, ActorOptions{MaxTaskRetries: -1})
+	h := call(t, rt, a, "Counter.Incr")
+	loc, err := rt.Get(ctx, h)
+	if err != nil || !loc.InStore {
+		t.Fatalf("Get of the actor's stored result = %v, %v", loc, err)
+	}
+	rl.mu.Lock()
+	rl.lost[h.ID] = 1
+	rl.mu.Unlock()
+	_, _, err = rt.Bytes(ctx, h.ID, h.Owner, loc)
+	if !errors.Is(err, ErrObjectLost) || !strings.Contains(err.Error(), "returned by actor method Counter.Incr: actor results are not rebuilt") ||
+		!strings.Contains(err.Error(), h.ID.String()) || !strings.Contains(err.Error(), "node n1") {
+		t.Fatalf("Bytes of a lost actor result = %v, want ErrObjectLost naming the object, the method and the node", err)
+	}
+	if got := methodNames(w); len(got) != 1 {
+		t.Fatalf("methods run: %v, want the call once", got)
 	}
 }
 
@@ -399,5 +424,38 @@ func TestBytesInlineAndError(t *testing.T) {
 	_, _, err = rt.Bytes(ctx, ids.ObjectID{}, "", &pb.Locator{InStore: true, Size: 4})
 	if err == nil || !strings.Contains(err.Error(), "not mapped") {
 		t.Fatalf("stored Bytes without a store = %v", err)
+	}
+}
+
+// A worker waiting for an argument to be made again lends its CPU while it
+// waits, as in a Get: when every CPU is held by readers of lost objects,
+// the task that makes them again needs one (the chaos suite's lineage
+// scenario hung on this).
+func TestWorkerLendsCPUWhileObjectIsRebuilt(t *testing.T) {
+	owner, rl, _ := lineageRuntime(t)
+	worker := newTestRuntime(t, rl, Config{Arena: rl.arena, NodeAddr: "n1", IsWorker: true})
+	ctx := testCtx(t)
+	h := submit1(t, owner, "maker", TaskOptions{MaxRetries: 3})
+	if _, err := owner.Get(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	b := worker.HandleFor(h.ID, owner.Addr())
+	loc, err := worker.Get(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl.mu.Lock()
+	rl.lost[h.ID] = 1
+	rl.blocked = nil
+	rl.mu.Unlock()
+	_, release, err := worker.Bytes(ctx, b.ID, b.Owner, loc)
+	if err != nil {
+		t.Fatalf("worker's Bytes of a lost object = %v, want it rebuilt", err)
+	}
+	release()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if len(rl.blocked) != 2 || !rl.blocked[0] || rl.blocked[1] {
+		t.Fatalf("the worker told its raylet %v while the object was rebuilt, want blocked then unblocked", rl.blocked)
 	}
 }

@@ -108,9 +108,15 @@ type Config struct {
 
 	// In a cluster of several nodes:
 	ListenTCP string // also serve other nodes here (HOST:0)
-	Token     string // the cluster's secret, presented and required over TCP
-	Node      string // this node's name in endpoints (see rpc.Endpoint)
-	NodeAddr  string // this node's raylet over TCP, as locators name it
+	// Token is presented and required over TCP: the job's credential
+	// (pki.JobCredential) for a job's driver or worker.
+	Token string
+	// JobKey, when set, is the cluster's public job key (pki.JobKey):
+	// the TCP listener takes other jobs' credentials it signed, as those
+	// jobs (callers of this job's named actors).
+	JobKey   string
+	Node     string // this node's name in endpoints (see rpc.Endpoint)
+	NodeAddr string // this node's raylet over TCP, as locators name it
 	// DialRaylet connects to another node's raylet; what that raylet
 	// pushes on the connection (a worker the memory monitor kills) goes to
 	// h.
@@ -131,7 +137,11 @@ type Runtime struct {
 	actors actorSubmitter
 	tasks  taskSubmitter
 	objs   objectTable
-	closed atomic.Bool // Close began; set holding all three locks, so read under any
+	closed atomic.Bool // Close (or Fence) began; set holding all three locks, so read under any
+	// tornDown: Close began; fenced: why the node stopped this runtime's
+	// work (Fence), or nil.
+	tornDown atomic.Bool
+	fenced   atomic.Pointer[NodeFencedError]
 
 	peers *peerSet // connections to other processes and nodes' raylets
 
@@ -194,6 +204,9 @@ func New(cfg Config, mux *rpc.Mux) (*Runtime, error) {
 		}
 		rt.tcp = rpc.NewServer(tl, func(*rpc.Conn) rpc.Handler { return rt }, nil)
 		rt.tcp.RequireToken(cfg.Token)
+		if cfg.JobKey != "" {
+			rt.tcp.TrustJobKey(cfg.JobKey)
+		}
 		rt.addr = rpc.Endpoint(cfg.Addr, tl.Addr().String(), cfg.Node)
 	}
 	rt.objs.self = rt.addr
@@ -221,16 +234,43 @@ func (rt *Runtime) IsWorker() bool { return rt.cfg.IsWorker }
 
 // Close fails what is pending, closes every connection and stops serving.
 func (rt *Runtime) Close() error {
+	if !rt.tornDown.CompareAndSwap(false, true) {
+		return nil
+	}
+	rt.stopWork(func(task string) *pb.TaskError { return sysErr(task, KindSystem, ErrShutdown.Error()) })
+	if rt.evStop != nil {
+		close(rt.evStop) // the last batch, with the failures above, goes out before the raylet's connection closes
+		<-rt.evDone
+	}
+	rt.goMu.Lock()
+	rt.stopped = true
+	rt.goMu.Unlock()
+	err := rt.srv.Close()
+	if rt.tcp != nil {
+		_ = rt.tcp.Close()
+	}
+	rt.peers.close() // and refuse new ones from now on
+	// What was spawned ends once its connections are closed.
+	rt.gos.Wait()
+	_ = os.Remove(rt.cfg.Addr)
+	return err
+}
+
+// stopWork is the first half of Close, which fencing (Fence) does alone:
+// it fails what is pending with fail's error, returns the leases held and
+// frees the objects owned; from then on the runtime takes no new work. It
+// reports false if it had been done already.
+func (rt *Runtime) stopWork(fail func(task string) *pb.TaskError) bool {
 	var after actions
 	rt.lockAll()
 	if rt.closed.Load() {
 		rt.unlockAll()
-		return nil
+		return false
 	}
 	rt.closed.Store(true)
 	rt.bgCancel()
 	for _, t := range rt.tasks.byID {
-		rt.tasks.finishLocked(t, nil, sysErr(t.spec.Name, KindSystem, ErrShutdown.Error()), &after)
+		rt.tasks.finishLocked(t, nil, fail(t.spec.Name), &after)
 	}
 	for _, q := range rt.tasks.queues {
 		after.returned = append(after.returned, q.leases...)
@@ -258,22 +298,7 @@ func (rt *Runtime) Close() error {
 			l.raylet(rt).ReturnLease(&pb.ReturnLease{LeaseId: l.id})
 		}
 	}
-	if rt.evStop != nil {
-		close(rt.evStop) // the last batch, with the failures above, goes out before the raylet's connection closes
-		<-rt.evDone
-	}
-	rt.goMu.Lock()
-	rt.stopped = true
-	rt.goMu.Unlock()
-	err := rt.srv.Close()
-	if rt.tcp != nil {
-		_ = rt.tcp.Close()
-	}
-	rt.peers.close() // and refuse new ones from now on
-	// What was spawned ends once its connections are closed.
-	rt.gos.Wait()
-	_ = os.Remove(rt.cfg.Addr)
-	return err
+	return true
 }
 
 // lockAll takes the actors', the tasks' and the objects' locks, in that
@@ -463,11 +488,16 @@ func (rt *Runtime) Bytes(ctx context.Context, id ids.ObjectID, owner string, loc
 		if !errors.Is(err, ErrObjectLost) || tries >= maxRebuilds {
 			return nil, noRelease, err
 		}
+		// Waiting for the object to be made again, a worker lends its CPU,
+		// as in a Get: the task that makes it may need that CPU (when every
+		// CPU is held by readers of lost objects, nothing else would run).
+		rt.block()
 		if owner == "" || owner == rt.addr {
 			loc, err = rt.rebuild(ctx, id, loc)
 		} else {
 			loc, err = rt.askRebuild(ctx, id, owner, loc)
 		}
+		rt.unblock()
 		if err != nil {
 			return nil, noRelease, err
 		}

@@ -223,7 +223,7 @@ func (ts *taskSubmitter) submit(ctx context.Context, opts TaskOptions, args []Ar
 	ts.rt.lockFor(t)
 	if ts.rt.closed.Load() {
 		ts.rt.unlockFor(t)
-		return nil, ErrShutdown
+		return nil, ts.rt.errShutdown()
 	}
 	if err := ts.addArgsLocked(t, args, &after); err != nil {
 		ts.rt.unlockFor(t)
@@ -325,7 +325,7 @@ func (ts *taskSubmitter) placeLocked(t *task, shape *Shape) {
 		c := t.create
 		c.resources, c.place = shape.res, shape.place
 		c.create = t
-		ts.rt.actorStateLocked(c, tasktable.ActorPending, "")
+		ts.rt.actorStateLocked(c, tasktable.ActorPending, "", "")
 		ts.rt.actors.byID[c.id] = c
 	case t.actor != nil:
 		// Calls from this process keep their submission order.
@@ -360,7 +360,14 @@ func (ts *taskSubmitter) resolved(t *task, id ids.ObjectID) {
 	}
 	if loc.Error != nil {
 		// A failed argument fails the task without running it.
-		ts.finishLocked(t, nil, loc.Error, &after)
+		e := loc.Error
+		if e.TaskName == "" {
+			// The argument's error names no task (a borrowed object whose
+			// owner died): it is this task's.
+			e = proto.Clone(e).(*pb.TaskError)
+			e.TaskName = t.spec.Name
+		}
+		ts.finishLocked(t, nil, e, &after)
 		ts.rt.unlockFor(t)
 		after.run(ts.rt)
 		return

@@ -224,7 +224,7 @@ func TestLeaseRefused(t *testing.T) {
 	}{
 		{"infeasible", &pb.LeaseReply{Error: "no node has GPU=8"}, nil, KindInfeasible, ErrInfeasible, "no node has GPU=8"},
 		{"failure", &pb.LeaseReply{Failure: "job ended"}, nil, KindSystem, ErrTaskFailed, "job ended"},
-		{"unreachable", nil, errors.New("raylet connection closed"), KindSystem, ErrTaskFailed, "lease: raylet connection closed"},
+		{"unreachable", nil, errors.New("raylet connection closed"), KindSystem, ErrTaskFailed, "raylet connection closed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

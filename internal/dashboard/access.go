@@ -27,6 +27,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/rayo-dev/rayo/internal/pki"
 )
 
 // allowedHost reports whether host (a Host header: name or address, and
@@ -66,10 +68,25 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			fail(w, http.StatusForbidden, fmt.Errorf("host %q is not this API server's (use its IP address, localhost, or a name given with --dashboard-allowed-hosts)", r.Host))
 			return
 		}
-		if s.cfg.ReadsNeedToken && needsToken(r.URL.Path) && !s.hasToken(r) {
+		if s.cfg.ReadsNeedToken && needsToken(r.URL.Path) && !s.mayRead(r) {
 			fail(w, http.StatusUnauthorized, errors.New("this API server listens beyond loopback: reading it needs the cluster token (Authorization: Bearer TOKEN; rayo commands read it from RAYO_TOKEN or this machine's cluster record)"))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// mayRead reports whether r may read the API server when reads need a
+// credential: the cluster token, or a job's credential (a job may read
+// state, not submit or stop jobs).
+func (s *Server) mayRead(r *http.Request) bool {
+	if s.hasToken(r) {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	_, err := pki.VerifyJobCredential(s.cfg.Token, got)
+	return err == nil
 }

@@ -21,12 +21,12 @@ var fields = map[string][]string{
 		"session_dir", "death_reason", "metrics_address"},
 	"workers": {"worker_id", "node_id", "pid", "job_id", "worker_type", "state", "actor_id", "start_time_ms", "end_time_ms",
 		"exit_code", "log_file"},
-	"jobs": {"job_id", "status", "entrypoint", "node_id", "driver_address", "start_time_ms", "end_time_ms", "submission_id"},
+	"jobs": {"job_id", "status", "message", "entrypoint", "node_id", "driver_address", "start_time_ms", "end_time_ms", "submission_id"},
 	"tasks": {"task_id", "attempt_number", "name", "state", "type", "job_id", "actor_id", "parent_task_id", "node_id",
 		"worker_id", "worker_pid", "required_resources", "creation_time_ms", "start_time_ms", "end_time_ms", "error_type",
 		"error_message", "state_times_ms"},
 	"actors": {"actor_id", "class_name", "state", "name", "namespace", "job_id", "node_id", "worker_id", "pid",
-		"num_restarts", "death_cause", "detached", "required_resources", "start_time_ms", "end_time_ms"},
+		"num_restarts", "death_cause", "death_message", "detached", "required_resources", "start_time_ms", "end_time_ms"},
 	"objects": {"object_id", "object_size_bytes", "locations", "location", "owner_address", "reference_count", "kind", "job_id"},
 	"placement_groups": {"placement_group_id", "name", "state", "strategy", "bundles", "job_id", "is_detached", "reason",
 		"creation_time_ms", "ready_time_ms", "removal_time_ms"},
@@ -90,7 +90,7 @@ func workerRecord(w *pb.WorkerRecord) record {
 
 func jobRecord(j *pb.JobInfo) record {
 	return record{
-		"job_id": j.JobId, "status": j.State, "entrypoint": strings.TrimSpace(j.Exe + " " + strings.Join(j.Args, " ")),
+		"job_id": j.JobId, "status": j.State, "message": j.Message, "entrypoint": strings.TrimSpace(j.Exe + " " + strings.Join(j.Args, " ")),
 		"node_id": nodeName(j.NodeId), "driver_address": j.DriverAddr, "start_time_ms": j.StartUnixMs, "end_time_ms": j.EndUnixMs,
 		"submission_id": j.SubmissionId,
 	}
@@ -124,7 +124,7 @@ func actorRecord(ar *pb.ActorRecord) record {
 	return record{
 		"actor_id": hexOf(a.ActorId), "class_name": a.ClassName, "state": a.State, "name": a.Name, "namespace": a.Namespace,
 		"job_id": a.JobId, "node_id": a.NodeId, "worker_id": hexOf(a.WorkerId), "pid": a.Pid, "num_restarts": a.NumRestarts,
-		"death_cause": a.DeathCause, "detached": a.Detached, "required_resources": resources(a.Resources),
+		"death_cause": a.DeathCause, "death_message": a.DeathMessage, "detached": a.Detached, "required_resources": resources(a.Resources),
 		"start_time_ms": ms(start), "end_time_ms": ms(ar.StateTimesUnixNs[tasktable.ActorDead]),
 	}
 }

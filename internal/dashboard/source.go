@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -62,6 +63,18 @@ func NewRPCSource(control, token string) *RPCSource {
 // conn returns a live connection to addr (a Unix path or "tcp:HOST:PORT"),
 // dialing it if needed.
 func (s *RPCSource) conn(ctx context.Context, addr string) (*rpc.Conn, error) {
+	return s.connAs(ctx, addr, s.token)
+}
+
+// ReaderJob is the job ID of the credential the API server presents to
+// jobs' processes (owners it asks for their objects): they do not take the
+// cluster token, which they cannot check and must never be shown, but take
+// any job's credential that the cluster signed, with that job's role. No
+// job has this ID (drivers' are hex).
+const ReaderJob = "rayo-api-reader"
+
+// connAs is conn, presenting token over TCP.
+func (s *RPCSource) connAs(ctx context.Context, addr, token string) (*rpc.Conn, error) {
 	s.mu.Lock()
 	if s.done {
 		s.mu.Unlock()
@@ -74,7 +87,7 @@ func (s *RPCSource) conn(ctx context.Context, addr string) (*rpc.Conn, error) {
 	}
 	var err error
 	if strings.HasPrefix(addr, "tcp:") {
-		c, err = rpc.DialToken(ctx, addr, s.token, nil)
+		c, err = rpc.DialToken(ctx, addr, token, nil)
 	} else {
 		c, err = rpc.Dial(ctx, addr, nil)
 	}
@@ -204,8 +217,12 @@ func (s *RPCSource) OwnedObjects(ctx context.Context, owner string) ([]*pb.Objec
 	if _, tcp, _ := rpc.SplitEndpoint(addr); tcp != "" {
 		addr = "tcp:" + tcp // the API server may run on another node
 	}
+	c, err := s.connAs(ctx, addr, pki.JobCredential(s.token, ReaderJob))
+	if err != nil {
+		return nil, err
+	}
 	l := &pb.ObjectList{}
-	if err := s.call(ctx, addr, rpc.MListObjects, &pb.Empty{}, l); err != nil {
+	if err := c.Call(ctx, rpc.MListObjects, &pb.Empty{}, l); err != nil {
 		return nil, err
 	}
 	return l.Objects, nil

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/jobs"
+	"github.com/rayo-dev/rayo/internal/pki"
 )
 
 // maxSubmitJSON bounds a submission's JSON part.
@@ -61,14 +62,19 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if s.hasToken(r) {
 		return true
 	}
+	if got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); pki.IsJobCredential(got) {
+		fail(w, http.StatusForbidden, errors.New("submitting or stopping a job needs the cluster token: a job's credential may not"))
+		return false
+	}
 	fail(w, http.StatusUnauthorized, errors.New("submitting or stopping a job needs the cluster token (Authorization: Bearer TOKEN; rayo job reads it from RAYO_TOKEN or this machine's cluster record)"))
 	return false
 }
 
-// hasToken reports whether r carries the cluster token, or none is set.
+// hasToken reports whether r carries the cluster token (or the join
+// token, which holds it), or none is set.
 func (s *Server) hasToken(r *http.Request) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return s.cfg.Token == "" || ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
+	return s.cfg.Token == "" || ok && subtle.ConstantTimeCompare([]byte(pki.Secret(got)), []byte(pki.Secret(s.cfg.Token))) == 1
 }
 
 func jobsErr(w http.ResponseWriter, err error) {

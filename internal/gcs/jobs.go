@@ -7,18 +7,29 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"github.com/rayo-dev/rayo/internal/tasktable"
 )
 
-// Job states, as the control store knows them.
+// Job states, as the control store knows them (Ray's JobStatus names): a
+// job runs, then succeeds (its driver called Shutdown), fails (its driver
+// died: killed, crashed, or its submission's entrypoint failed) or is
+// stopped (rayo job stop).
 const (
-	JobRunning  = "RUNNING"
-	JobFinished = "FINISHED"
+	JobRunning   = "RUNNING"
+	JobSucceeded = "SUCCEEDED"
+	JobFailed    = "FAILED"
+	JobStopped   = "STOPPED"
 )
+
+// JobOver reports whether a job's state is one it ends in (any but
+// RUNNING: FINISHED, from the store of an older control store, too).
+func JobOver(state string) bool { return state != JobRunning }
 
 // Limits of the executables the control store keeps.
 const (
@@ -221,25 +232,106 @@ func (s *Server) jobStarted(j *pb.JobInfo) *pb.Status {
 	return &pb.Status{}
 }
 
-// jobEnded marks a job finished. Its record changes in memory even if the
-// store cannot be written: the job is over either way.
-func (s *Server) jobEnded(id string) {
+// jobEnded marks a job ended, SUCCEEDED or FAILED as its raylet says (or
+// as its submission's entrypoint ended, if that is known), and its actors
+// but the detached ones DEAD: JOB_FINISHED after a clean end, OWNER_DIED
+// when the driver died. Its record changes in memory even if the store
+// cannot be written: the job is over either way. A notice with a
+// submission ID and no job ID says how a submission ended.
+func (s *Server) jobEnded(req *pb.JobRequest) {
+	if req.JobId == "" {
+		s.submissionEnded(req)
+		return
+	}
+	status, msg := req.Status, req.Message
+	if status != JobSucceeded && status != JobFailed {
+		status, msg = JobFailed, fmt.Sprintf("gcs: the job's raylet said it ended %q (%s)", req.Status, req.Message)
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
-	j := s.jobs[id]
-	if j == nil || j.State == JobFinished {
+	j := s.jobs[req.JobId]
+	if j == nil || JobOver(j.State) {
 		s.mu.Unlock()
 		return
 	}
 	j = proto.Clone(j).(*pb.JobInfo)
-	j.State, j.EndUnixMs = JobFinished, s.cfg.Now().UnixMilli()
-	s.jobs[id] = j
+	j.State, j.Message, j.EndUnixMs = status, msg, s.cfg.Now().UnixMilli()
+	if sub := s.submissions[j.SubmissionId]; sub != nil {
+		applySubmission(j, sub)
+	}
+	s.jobs[req.JobId] = j
 	s.mu.Unlock()
-	_ = s.save(TableJobs, id, j)
+	_ = s.save(TableJobs, req.JobId, j)
+	cause, why := tasktable.CauseJobFinished, fmt.Sprintf("its job %s finished", req.JobId)
+	if status == JobFailed {
+		cause, why = tasktable.CauseOwnerDied, fmt.Sprintf("its owner, the driver of job %s, died: %s", req.JobId, msg)
+	}
+	s.keepActorsLocked(s.state.JobEnded(req.JobId, cause, why, s.cfg.Now().UnixNano()))
 	s.pruneJobsLocked()
 	s.publish()
-	s.groups.JobEnded(id)
+	s.groups.JobEnded(req.JobId)
+}
+
+// maxSubmissions bounds the ends of job submissions the control store
+// remembers for jobs that have not ended yet.
+const maxSubmissions = 1000
+
+// submissionEnded takes how a job submission's entrypoint ended, which
+// decides the state of the job its driver ran: STOPPED when it was
+// stopped, FAILED when it failed (with its exit in the message).
+func (s *Server) submissionEnded(req *pb.JobRequest) {
+	if req.SubmissionId == "" {
+		return
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if _, ok := s.submissions[req.SubmissionId]; !ok {
+		s.subOrder = append(s.subOrder, req.SubmissionId)
+		if len(s.subOrder) > maxSubmissions {
+			delete(s.submissions, s.subOrder[0])
+			s.subOrder = s.subOrder[1:]
+		}
+	}
+	s.submissions[req.SubmissionId] = req
+	var changed []*pb.JobInfo
+	for id, j := range s.jobs {
+		if j.SubmissionId == req.SubmissionId && JobOver(j.State) {
+			j = proto.Clone(j).(*pb.JobInfo)
+			if applySubmission(j, req) {
+				s.jobs[id] = j
+				changed = append(changed, j)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, j := range changed {
+		_ = s.save(TableJobs, j.JobId, j)
+	}
+}
+
+// applySubmission settles an ended job's state by how its submission
+// ended, and reports whether it changed it.
+func applySubmission(j *pb.JobInfo, sub *pb.JobRequest) bool {
+	switch {
+	case sub.Status == JobStopped && j.State != JobStopped:
+		j.State, j.Message = JobStopped, joinWhy(sub.Message, j.Message)
+	case sub.Status == JobFailed && j.State == JobSucceeded:
+		j.State, j.Message = JobFailed, sub.Message
+	case sub.Status == JobFailed && j.State == JobFailed && sub.Message != "" && !strings.Contains(j.Message, sub.Message):
+		j.Message = joinWhy(j.Message, sub.Message)
+	default:
+		return false
+	}
+	return true
+}
+
+func joinWhy(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + "; " + b
 }
 
 // What the control store keeps of finished jobs: the records of the
@@ -262,7 +354,7 @@ func (s *Server) pruneJobsLocked() {
 	var finished []*pb.JobInfo
 	used := make(map[string]int64, len(s.binaries)) // when each executable was last used; MaxInt64 while running
 	for _, j := range s.jobs {
-		if j.State != JobFinished {
+		if !JobOver(j.State) {
 			used[j.ExeHash] = math.MaxInt64
 			continue
 		}
@@ -343,7 +435,7 @@ func (s *Server) endedJobs() []string {
 	defer s.mu.Unlock()
 	var out []string
 	for id, j := range s.jobs {
-		if j.State == JobFinished && j.EndUnixMs >= since {
+		if JobOver(j.State) && j.EndUnixMs >= since {
 			out = append(out, id)
 		}
 	}

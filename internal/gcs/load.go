@@ -29,6 +29,8 @@ func (s *Server) load() ([]*pb.PlacementGroup, error) {
 		}
 		if n.State == StateAlive {
 			n.LastHeartbeatUnixMs = now
+		} else {
+			n.Available, n.Pending = nil, nil // a dead node's are gone with it
 		}
 		s.nodes[id] = n
 		return nil
@@ -56,6 +58,9 @@ func (s *Server) load() ([]*pb.PlacementGroup, error) {
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.loadActors(ctx); err != nil {
 		return nil, err
 	}
 	var groups []*pb.PlacementGroup

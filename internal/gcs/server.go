@@ -88,6 +88,12 @@ type Server struct {
 	useSeq    uint64 // orders the partial uploads by last use
 	kv        map[kvKey][]byte
 	groupPush *time.Timer // a push of the view after placement groups changed
+	deaths    deaths      // when nodes were declared dead, and their connections (fence.go)
+
+	durability durability // the store's durability (writeback.go)
+
+	submissions map[string]*pb.JobRequest // how job submissions ended (see submissionEnded)...
+	subOrder    []string                  // ...in the order they did
 
 	changed   chan struct{} // a send wakes the publisher (capacity 1: sends coalesce)
 	stop      chan struct{}
@@ -124,7 +130,9 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 		partials: make(map[string]*partial),
 		kv:       make(map[kvKey][]byte),
 		stop:     make(chan struct{}),
-		changed:  make(chan struct{}, 1),
+
+		submissions: make(map[string]*pb.JobRequest),
+		changed:     make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Server, error) {
@@ -158,13 +166,17 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	s.wmu.Unlock()
 	s.groups = placement.NewManager(groupHost{s}, nil, groups)
 	mx := s.mux()
-	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return mx }, s.connClosed)
+	s.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return s.guard(mx) }, s.connClosed)
 	if cfg.Token != "" {
 		s.srv.RequireToken(cfg.Token)
 	}
 	s.wg.Add(2)
 	go s.monitor()
 	go s.publisher()
+	if err := s.startGuard(); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("gcs: mark the store: %w", err)
+	}
 	return s, nil
 }
 
@@ -226,11 +238,13 @@ func (s *Server) mux() *rpc.Mux {
 		s.publish()
 		s.groups.Kick()
 	})
-	rpc.HandleNotify(mx, rpc.ReportEvents, func(_ context.Context, b *pb.StateEvents) { s.state.Report(b) })
+	rpc.HandleNotify(mx, rpc.ReportEvents, func(_ context.Context, b *pb.StateEvents) { s.reportEvents(b) })
 	rpc.Handle(mx, rpc.ListTasks, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Tasks(q), nil })
 	rpc.Handle(mx, rpc.ListActors, func(_ context.Context, q *pb.StateQuery) (*pb.StateList, error) { return s.state.Actors(q), nil })
 	rpc.Handle(mx, rpc.Heartbeat, func(_ context.Context, hb *pb.Heartbeat) (*pb.ClusterView, error) {
-		s.heartbeat(hb)
+		if err := s.heartbeat(hb); err != nil {
+			return nil, err // fenced: a dead node stays dead
+		}
 		return s.view(), nil
 	})
 	rpc.Handle(mx, rpc.ListNodes, func(context.Context, *pb.Empty) (*pb.NodeList, error) { return &pb.NodeList{Nodes: s.Nodes()}, nil })
@@ -252,7 +266,7 @@ func (s *Server) mux() *rpc.Mux {
 		reply(s.readBinary(g))
 	})
 	rpc.Handle(mx, rpc.JobStarted, func(_ context.Context, j *pb.JobInfo) (*pb.Status, error) { return s.jobStarted(j), nil })
-	rpc.HandleNotify(mx, rpc.JobEnded, func(_ context.Context, j *pb.JobRequest) { s.jobEnded(j.JobId) })
+	rpc.HandleNotify(mx, rpc.JobEnded, func(_ context.Context, j *pb.JobRequest) { s.jobEnded(j) })
 	rpc.Handle(mx, rpc.GetJob, func(_ context.Context, j *pb.JobRequest) (*pb.JobInfo, error) { return s.job(j.JobId) })
 	rpc.Handle(mx, rpc.ListJobs, func(context.Context, *pb.Empty) (*pb.JobList, error) { return &pb.JobList{Jobs: s.Jobs()}, nil })
 	rpc.Handle(mx, rpc.KVPut, s.serveKVPut)
@@ -301,11 +315,19 @@ func (s *Server) erase(table, key string) error {
 // ErrBadNode is a registration without the fields a node must give.
 var ErrBadNode = errors.New("gcs: node registration needs a node ID and an address")
 
-// register adds a node, or brings a known one back to life.
+// register adds a node, or takes back one that was alive (after a
+// control store restart). A node declared dead is refused: it is fenced,
+// and joins again only under a new ID.
 func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	id, err := ids.NodeIDFrom(n.NodeId)
 	if err != nil || n.Address == "" {
 		return ErrBadNode
+	}
+	s.mu.Lock()
+	fenced := s.fencedLocked(id)
+	s.mu.Unlock()
+	if fenced != nil {
+		return fenced
 	}
 	n.State, n.DeathReason = StateAlive, ""
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
@@ -314,6 +336,12 @@ func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.mu.Lock()
+	fenced = s.fencedLocked(id) // declared dead meanwhile
+	s.mu.Unlock()
+	if fenced != nil {
+		return fenced
+	}
 	if err := s.save(TableNodes, id.String(), n); err != nil {
 		return err
 	}
@@ -331,16 +359,21 @@ func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	return nil
 }
 
-func (s *Server) heartbeat(hb *pb.Heartbeat) {
+// heartbeat renews a node's lease on life and records what it reports;
+// a node declared dead is refused (*FencedError).
+func (s *Server) heartbeat(hb *pb.Heartbeat) error {
 	id, err := ids.NodeIDFrom(hb.NodeId)
 	if err != nil {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.fencedLocked(id); err != nil {
+		return err
+	}
 	n := s.nodes[id]
-	if n == nil || n.State == StateDead {
-		return // a dead node stays dead; it must register anew
+	if n == nil {
+		return nil // not registered here (yet): its registration follows
 	}
 	n.LastHeartbeatUnixMs = s.cfg.Now().UnixMilli()
 	n.Available = hb.Available
@@ -349,10 +382,12 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) {
 	if len(hb.Total) > 0 {
 		n.Resources = hb.Total // placement group bundles come and go
 	}
+	return nil
 }
 
 // connClosed declares a node dead as soon as its connection breaks.
 func (s *Server) connClosed(c *rpc.Conn, _ error) {
+	s.deaths.conns.Delete(c)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -426,6 +461,13 @@ func (s *Server) markDeadLocked(id ids.NodeID, why string) *pb.NodeInfo {
 		return nil
 	}
 	n.State, n.DeathReason = StateDead, why
+	// Nothing of it is free any more, and what waited there waits no
+	// more: the totals count the alive nodes' resources and demand.
+	n.Available, n.Pending = nil, nil
+	s.deaths.record(id, s.cfg.Now())
+	if c := s.nodeConn[id]; c != nil {
+		s.deaths.conns.Store(c, fencedNode(id, n, s.deaths.when(id)))
+	}
 	return proto.Clone(n).(*pb.NodeInfo)
 }
 
@@ -435,6 +477,7 @@ func (s *Server) markDeadLocked(id ids.NodeID, why string) *pb.NodeInfo {
 func (s *Server) saveDead(id ids.NodeID, rec *pb.NodeInfo) {
 	if rec != nil {
 		_ = s.save(TableNodes, id.String(), rec)
+		s.actorsOnDeadNodeLocked(id, rec)
 	}
 }
 
@@ -460,6 +503,10 @@ func (s *Server) expire() {
 	now := s.cfg.Now().UnixMilli()
 	dead := make(map[ids.NodeID]*pb.NodeInfo)
 	s.mu.Lock()
+	if s.stalledLocked(now) {
+		s.mu.Unlock()
+		return
+	}
 	for id, n := range s.nodes {
 		if (n.State == StateAlive || n.State == StateDraining) && now-n.LastHeartbeatUnixMs > s.cfg.HealthTimeout.Milliseconds() {
 			dead[id] = s.markDeadLocked(id, fmt.Sprintf("no heartbeat for %v", s.cfg.HealthTimeout))

@@ -87,3 +87,17 @@ func (m *MemoryStore) List(_ context.Context, table string) (map[string][]byte, 
 
 // Close does nothing: the tables stay, for a later Server to load.
 func (m *MemoryStore) Close() error { return nil }
+
+// A GuardedStore is a Store that can tell when it may have lost records
+// written to it: a Redis server restarted empty (without persistence, or
+// with its files gone), or writes that failed while it was down. The
+// control store then writes its whole state back (see Server.writeBack).
+type GuardedStore interface {
+	Store
+	// Intact reports whether the store still holds every record written
+	// to it since the last Mark, as far as it can tell; an error means it
+	// could not be asked (and then it is not intact either).
+	Intact(ctx context.Context) (bool, error)
+	// Mark records that the store now holds the whole state.
+	Mark(ctx context.Context) error
+}

@@ -129,10 +129,11 @@ func TestRestartKeepsTables(t *testing.T) {
 	})
 }
 
-// TestRestartedNodeRevives: a node loaded from storage that does not come
-// back within the health timeout is declared dead, and its registration
-// brings it back.
-func TestRestartedNodeRevives(t *testing.T) {
+// TestRestartedNodeFenced: a node loaded from storage that does not come
+// back within the health timeout is declared dead, and stays dead: its
+// heartbeat and its registration under the same ID are refused, across
+// restarts too.
+func TestRestartedNodeFenced(t *testing.T) {
 	backends(t, func(t *testing.T, storage func() Config) {
 		s1, addr1 := serve(t, storage())
 		id := ids.NewNodeID()
@@ -144,26 +145,30 @@ func TestRestartedNodeRevives(t *testing.T) {
 		s2, addr2 := serve(t, cfg)
 		waitState(t, s2, "node-r", StateDead, 5*time.Second)
 		c := dial(t, addr2)
-		// A dead node's heartbeat does not revive it...
-		view := &pb.ClusterView{}
-		call(t, c, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:]}, view)
-		if len(view.Nodes) != 1 || view.Nodes[0].State != StateDead || view.Nodes[0].DeathReason == "" {
-			t.Fatalf("view with the dead node: %v", view)
+		// A dead node's heartbeat is refused...
+		err := c.Call(context.Background(), rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:]}, &pb.ClusterView{})
+		if !IsFenced(err) || !strings.Contains(err.Error(), id.Name()) || !strings.Contains(err.Error(), "no heartbeat") {
+			t.Fatalf("heartbeat of the dead node: %v, want the fencing error naming it and why", err)
 		}
-		// ...its registration does.
-		registerNode(t, c, id, "node-r")
-		if st := state(s2, "node-r"); st != StateAlive {
-			t.Fatalf("re-registered node is %s", st)
+		// ...and so is its registration.
+		err = c.Call(context.Background(), rpc.MRegisterNode, &pb.NodeInfo{NodeId: id[:], Address: "node-r"}, &pb.Status{})
+		if !IsFenced(err) {
+			t.Fatalf("registration of the dead node: %v, want the fencing error", err)
 		}
-		// And its connection closing kills it again, at once.
-		_ = c.Close()
-		waitState(t, s2, "node-r", StateDead, 5*time.Second)
+		if st := state(s2, "node-r"); st != StateDead {
+			t.Fatalf("fenced node is %s", st)
+		}
 		_ = s2.Close()
 
-		// The death was written: a third server loads it dead.
-		s3, _ := serve(t, storage())
+		// The death was written: a third server loads it dead, and still
+		// refuses it.
+		s3, addr3 := serve(t, storage())
 		if st := state(s3, "node-r"); st != StateDead {
 			t.Fatalf("node loaded after its death: %s", st)
+		}
+		err = dial(t, addr3).Call(context.Background(), rpc.MRegisterNode, &pb.NodeInfo{NodeId: id[:], Address: "node-r"}, &pb.Status{})
+		if !IsFenced(err) || !strings.Contains(err.Error(), "last heard from at") {
+			t.Fatalf("registration after a restart: %v, want the fencing error", err)
 		}
 	})
 }
@@ -395,7 +400,7 @@ func TestJobsAndHeartbeatView(t *testing.T) {
 			t.Fatal(st.Error)
 		}
 	}
-	if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: "job-a"}); err != nil {
+	if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: "job-a", Status: JobSucceeded}); err != nil {
 		t.Fatal(err)
 	}
 	view := &pb.ClusterView{}
@@ -412,7 +417,7 @@ func TestJobsAndHeartbeatView(t *testing.T) {
 	}
 	info := &pb.JobInfo{}
 	call(t, c, rpc.MGetJob, &pb.JobRequest{JobId: "job-a"}, info)
-	if info.State != JobFinished || info.EndUnixMs <= info.StartUnixMs {
+	if info.State != JobSucceeded || info.EndUnixMs <= info.StartUnixMs {
 		t.Fatalf("ended job: %v", info)
 	}
 	list := &pb.JobList{}
@@ -555,7 +560,7 @@ func TestFinishedJobsAndUnusedBinariesAreBounded(t *testing.T) {
 		}
 		end := func(job string) {
 			t.Helper()
-			if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: job}); err != nil {
+			if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: job, Status: JobSucceeded}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -601,7 +606,7 @@ func TestFinishedJobsAndUnusedBinariesAreBounded(t *testing.T) {
 			return out
 		}
 		jobs := list(c)
-		if len(jobs) != maxFinishedJobs+1 || jobs["running"] != JobRunning || jobs["batch-0"] != JobFinished || jobs["last"] != "" || jobs["job-7"] != "" {
+		if len(jobs) != maxFinishedJobs+1 || jobs["running"] != JobRunning || jobs["batch-0"] != JobSucceeded || jobs["last"] != "" || jobs["job-7"] != "" {
 			t.Fatalf("%d jobs kept (running %q, batch-0 %q, last %q, job-7 %q), want the running one and the %d newest finished",
 				len(jobs), jobs["running"], jobs["batch-0"], jobs["last"], jobs["job-7"], maxFinishedJobs)
 		}

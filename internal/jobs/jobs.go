@@ -1,7 +1,8 @@
 // Package jobs runs the programs submitted to a cluster's head (rayo job
 // submit, Ray's job submission): each entrypoint is a shell command that
 // the head runs as a process group of its own, in a working directory
-// the submitter may upload, with RAYO_ADDRESS and RAYO_TOKEN set so that
+// the submitter may upload, with RAYO_ADDRESS and RAYO_TOKEN (a
+// credential of the job it will be, not the cluster's secret) set so that
 // its rayo.Init joins the cluster as a driver. Its output goes to a log
 // file; its status is PENDING while its working directory unpacks,
 // RUNNING, then SUCCEEDED, FAILED or STOPPED.
@@ -67,9 +68,13 @@ var stopGrace = 3 * time.Second
 type Config struct {
 	// Dir holds a folder per submission: its working directory and log.
 	Dir string
-	// Env is added to every entrypoint's environment (RAYO_ADDRESS,
-	// RAYO_TOKEN), after the head's own.
+	// Env is added to every entrypoint's environment (RAYO_ADDRESS),
+	// after the head's own.
 	Env []string
+	// JobEnv, when set, is called for each submission, and what it
+	// returns is added after Env: the credential of the job its driver
+	// will be (RAYO_TOKEN), made for it alone.
+	JobEnv func(submissionID string) []string
 	// Hide names variables of the head's environment that entrypoints do
 	// not get (its secrets, such as RAYO_REDIS_PASSWORD).
 	Hide []string
@@ -77,6 +82,11 @@ type Config struct {
 	Now func() time.Time
 	// Log hears of each submission's start and end; nil: nothing is said.
 	Log *slog.Logger
+	// OnEnd, when set, hears how each submission ended (the cluster's
+	// control store settles the state of the job its driver ran by it).
+	// It is called once per submission, with no lock held, and must not
+	// block for long.
+	OnEnd func(Info)
 }
 
 // Request is one submission.
@@ -249,6 +259,9 @@ func (m *Manager) command(req Request, j *job, id string, log *os.File) *exec.Cm
 		}
 	}
 	env = append(env, m.cfg.Env...)
+	if m.cfg.JobEnv != nil {
+		env = append(env, m.cfg.JobEnv(id)...)
+	}
 	for _, k := range slices.Sorted(maps.Keys(req.Env)) {
 		env = append(env, k+"="+req.Env[k])
 	}
@@ -296,11 +309,20 @@ func (m *Manager) prepare(j *job, archive io.Reader) error {
 func (m *Manager) end(j *job, status string, code *int, msg string) {
 	m.cfg.Log.Info("job submission ended", "submission_id", j.info.SubmissionID, "status", status, "message", msg)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	j.info.Status, j.info.ExitCode, j.info.Message = status, code, msg
 	j.info.EndTimeMs = m.cfg.Now().UnixMilli()
 	j.proc = nil
 	close(j.done)
+	info := j.info
+	m.pruneLocked()
+	m.mu.Unlock()
+	if m.cfg.OnEnd != nil {
+		m.cfg.OnEnd(info)
+	}
+}
+
+// pruneLocked forgets the oldest ended submissions past maxFinished.
+func (m *Manager) pruneLocked() {
 	var ended []*job
 	for _, x := range m.jobs {
 		if Final(x.info.Status) {

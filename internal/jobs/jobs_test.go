@@ -319,3 +319,47 @@ func FuzzUnpack(f *testing.F) {
 		}
 	})
 }
+
+// TestOnEndHearsEachEnd: OnEnd hears once how each submission ended,
+// stopped, failed (with its exit) or succeeded, as Get says it.
+func TestOnEndHearsEachEnd(t *testing.T) {
+	old := stopGrace
+	stopGrace = 200 * time.Millisecond
+	t.Cleanup(func() { stopGrace = old })
+	ends := make(chan Info, 10)
+	m, err := New(Config{Dir: t.TempDir(), OnEnd: func(i Info) { ends <- i }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	for _, r := range []Request{{Entrypoint: "true", SubmissionID: "ok"}, {Entrypoint: "exit 3", SubmissionID: "bad"},
+		{Entrypoint: "kill -9 $$", SubmissionID: "killed"}, {Entrypoint: "sleep 60", SubmissionID: "stopped"}} {
+		if _, err := m.Submit(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := m.Stop("stopped"); !ok || err != nil {
+		t.Fatalf("Stop: %v %v", ok, err)
+	}
+	want := map[string]string{"ok": StatusSucceeded + " ", "bad": StatusFailed + " the entrypoint exited with code 3",
+		"killed": StatusFailed + " the entrypoint ended: signal: killed", "stopped": StatusStopped + " stopped on request"}
+	for n := len(want); n > 0; n-- {
+		select {
+		case i := <-ends:
+			if got := i.Status + " " + i.Message; got != want[i.SubmissionID] {
+				t.Errorf("OnEnd heard %s end %q, want %q", i.SubmissionID, got, want[i.SubmissionID])
+			}
+			if got := wait(t, m, i.SubmissionID); got.Status != i.Status || got.EndTimeMs != i.EndTimeMs {
+				t.Errorf("OnEnd heard %+v, Get says %+v", i, got)
+			}
+			delete(want, i.SubmissionID)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no end heard of %v", want)
+		}
+	}
+	select {
+	case i := <-ends:
+		t.Errorf("a second end heard: %+v", i)
+	default:
+	}
+}

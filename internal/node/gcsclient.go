@@ -29,9 +29,10 @@ import (
 // lives) and takes the cluster's view back.
 const ReportInterval = 250 * time.Millisecond
 
-// LostAfter is how long a node keeps trying to reach a control store that
-// went away before it gives up and stops.
-const LostAfter = 60 * time.Second
+// DefaultGCSReconnectTimeout is how long a node goes on without hearing
+// from its control store (Config.GCSReconnectTimeout, rayo start
+// --gcs-reconnect-timeout) before it stops, fenced.
+const DefaultGCSReconnectTimeout = 60 * time.Second
 
 // binaryChunk is the size of the pieces executables move in.
 const binaryChunk = 4 << 20
@@ -135,7 +136,11 @@ func (g *gcsClient) call(ctx context.Context, m rpc.Method, req, resp proto.Mess
 		c := g.current()
 		if c != nil {
 			err := c.Call(ctx, m, req, resp)
-			if err == nil || !errors.Is(err, rpc.ErrClosed) {
+			// A connection that broke (closed, or reset by a control
+			// store that was killed) is made again by the heartbeat loop;
+			// an answer, even an error, is final.
+			var answered *rpc.RemoteError
+			if err == nil || errors.As(err, &answered) || !errors.Is(err, rpc.ErrClosed) && c.Err() == nil {
 				return err
 			}
 		}
@@ -238,8 +243,9 @@ func (g *gcsClient) upload(ctx context.Context, path, sum string, size int64) er
 	return nil
 }
 
-// EndJob tells the control store a job's driver is gone.
-func (g *gcsClient) EndJob(id string) { g.notify(rpc.MJobEnded, &pb.JobRequest{JobId: id}) }
+// EndJob tells the control store a job's driver is gone, and how (or how
+// a job submission's entrypoint ended).
+func (g *gcsClient) EndJob(end *pb.JobRequest) { g.notify(rpc.MJobEnded, end) }
 
 // FetchJob returns a job and the path of its executable here, downloading
 // it once per content hash.

@@ -117,6 +117,12 @@ type Config struct {
 	// instead.
 	TLS                    bool
 	TLSCert, TLSKey, TLSCA string
+
+	// GCSReconnectTimeout is how long the node goes on without a heartbeat
+	// answered by the control store (away, restarting, or cut off) before
+	// it stops, fenced: its workers killed, its drivers told (0:
+	// DefaultGCSReconnectTimeout).
+	GCSReconnectTimeout time.Duration
 }
 
 // ErrTokenNeeded refuses to listen beyond loopback without a secret.
@@ -140,8 +146,11 @@ type Node struct {
 	joinToken string // head: what other machines join with
 
 	stop chan struct{}
-	lost chan struct{} // closed when the control store stays away LostAfter
 	wg   sync.WaitGroup
+
+	fenceOnce sync.Once
+	fenced    chan struct{} // closed when the node is fenced (see fence)
+	fenceErr  error         // why; set before fenced is closed
 }
 
 // logf writes one of the node's own messages to Config.Log.
@@ -199,6 +208,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.NumCPUs <= 0 {
 		return nil, fmt.Errorf("node: NumCPUs must be positive, got %g", cfg.NumCPUs)
 	}
+	if cfg.GCSReconnectTimeout < 0 {
+		return nil, fmt.Errorf("node: GCSReconnectTimeout must not be negative, got %v", cfg.GCSReconnectTimeout)
+	}
+	if cfg.GCSReconnectTimeout == 0 {
+		cfg.GCSReconnectTimeout = DefaultGCSReconnectTimeout
+	}
 	if err := PrepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
@@ -210,7 +225,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("node: %s %d: want a TCP port, 0 to 65535", p.name, p.port)
 		}
 	}
-	n := &Node{cfg: cfg, stop: make(chan struct{}), lost: make(chan struct{})}
+	n := &Node{cfg: cfg, stop: make(chan struct{}), fenced: make(chan struct{})}
 	n.session, _ = newSession(cfg.StateDir)
 	if err := n.setupTLS(ctx); err != nil {
 		return nil, err
@@ -243,7 +258,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.raylet = rl
-	n.gc.onView = rl.SetClusterView
+	n.gc.onView = n.takeView
 	n.gc.onBundles = rl.BundleOp
 	if err := n.gc.connect(ctx); err != nil {
 		_ = rl.Close()
@@ -269,9 +284,19 @@ func (n *Node) startDashboard() {
 	n.dashSrc = dashboard.NewRPCSource("tcp:"+n.gcsAddr, n.cfg.Token)
 	// Submitted jobs run here, as drivers of this cluster.
 	jc := jobs.Config{
-		Dir:  filepath.Join(n.session, "jobs"),
-		Env:  []string{"RAYO_ADDRESS=" + n.gcsAddr, "RAYO_TOKEN=" + n.cfg.Token},
-		Hide: []string{"RAYO_REDIS_PASSWORD"}, // the control store's, not theirs
+		Dir: filepath.Join(n.session, "jobs"),
+		Env: []string{"RAYO_ADDRESS=" + n.gcsAddr},
+		// Each entrypoint gets the credential of the job its driver will
+		// be, never the cluster's secret.
+		JobEnv: func(string) []string {
+			return []string{"RAYO_TOKEN=" + newJobCredential(n.cfg.Token), pki.EnvJobKey + "=" + pki.JobKey(n.cfg.Token)}
+		},
+		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE"}, // the cluster's secrets, not theirs
+		// The control store settles the state of a submission's job by
+		// how its entrypoint ended (STOPPED, or FAILED with its exit).
+		OnEnd: func(i jobs.Info) {
+			n.gc.EndJob(&pb.JobRequest{SubmissionId: i.SubmissionID, Status: i.Status, Message: i.Message})
+		},
 	}
 	if n.cfg.Log != nil {
 		jc.Log = slog.New(slog.NewTextHandler(n.cfg.Log, nil))
@@ -283,10 +308,11 @@ func (n *Node) startDashboard() {
 	n.jobs = mgr
 	h := dashboard.New(dashboard.Config{Source: n.dashSrc, UI: web.Handler(), Metrics: n.raylet.Metrics().Registry,
 		Jobs: mgr, Token: n.cfg.Token, ReadsNeedToken: !isLoopback(host), AllowedHosts: n.cfg.DashboardAllowedHosts})
-	srv, err := dashboard.Listen(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h)
+	tc := apiTLS(host)
+	srv, err := dashboard.ListenTLS(net.JoinHostPort(host, strconv.Itoa(n.cfg.DashboardPort)), h, tc)
 	if err != nil {
 		n.logf("rayo: dashboard port %d: %v; using a free port", n.cfg.DashboardPort, err)
-		srv, err = dashboard.Listen(net.JoinHostPort(host, "0"), h)
+		srv, err = dashboard.ListenTLS(net.JoinHostPort(host, "0"), h, tc)
 	}
 	if err != nil {
 		n.logf("rayo: no dashboard: %v", err)
@@ -301,12 +327,13 @@ func (n *Node) startDashboard() {
 	n.dash = srv
 }
 
-// DashboardURL is the head's API server (http://HOST:PORT), or "".
+// DashboardURL is the head's API server (https://HOST:PORT beyond
+// loopback with TLS on, else http://HOST:PORT), or "".
 func (n *Node) DashboardURL() string {
 	if n.dash == nil {
 		return ""
 	}
-	return "http://" + n.dash.Addr()
+	return n.dash.URL()
 }
 
 // startGCS starts the head's control store, in this process or as its
@@ -361,36 +388,46 @@ func (n *Node) info() *pb.NodeInfo {
 
 // heartbeats reports the node's resources to the control store and gives
 // the raylet the cluster's view in return. When the control store goes
-// away (a restart), it dials again and registers anew; after LostAfter
-// without it, the node is lost.
+// away (a restart), it dials again and registers anew. The node is fenced
+// (see fence) when the control store refuses it, having declared it dead,
+// or when no heartbeat has been answered for GCSReconnectTimeout.
 func (n *Node) heartbeats() {
 	defer n.wg.Done()
 	t := time.NewTicker(ReportInterval)
 	defer t.Stop()
 	id := n.raylet.NodeID()
-	var away time.Time // since when the control store is unreachable
+	lastOK := time.Now() // the last heartbeat answered
 	for {
 		select {
 		case <-n.stop:
 			return
+		case <-n.fenced:
+			return
 		case <-t.C:
+		}
+		away := func(err error) bool {
+			if since := time.Since(lastOK); since > n.cfg.GCSReconnectTimeout {
+				n.fence(fmt.Errorf("%w: no answer from the control store at %s for %v, past the reconnect timeout of %v (--gcs-reconnect-timeout): %w",
+					ErrControlStoreLost, n.gcsAddr, since.Round(time.Millisecond), n.cfg.GCSReconnectTimeout, err))
+				return true
+			}
+			return false
 		}
 		c := n.gc.current()
 		if c == nil {
-			if away.IsZero() {
-				away = time.Now()
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), ReportInterval*2)
 			err := n.gc.connect(ctx)
 			cancel()
+			if gcs.IsFenced(err) {
+				n.fence(err)
+				return
+			}
 			if err != nil {
-				if time.Since(away) > LostAfter {
-					close(n.lost)
+				if away(err) {
 					return
 				}
 				continue
 			}
-			away = time.Time{}
 			c = n.gc.current()
 			if c == nil {
 				continue
@@ -401,10 +438,54 @@ func (n *Node) heartbeats() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, PendingShapes: n.raylet.PendingShapes()}, view)
 		cancel()
-		if err == nil {
-			n.raylet.SetClusterView(view)
+		switch {
+		case err == nil:
+			lastOK = time.Now()
+			n.takeView(view)
+		case gcs.IsFenced(err):
+			n.fence(err)
+			return
+		default:
+			if away(err) {
+				return
+			}
 		}
 	}
+}
+
+// takeView passes the cluster's view to the raylet, unless the view says
+// this node is DEAD: then the node is fenced.
+func (n *Node) takeView(v *pb.ClusterView) {
+	id := n.raylet.NodeID()
+	for _, x := range v.Nodes {
+		if string(x.NodeId) == string(id[:]) && x.State == gcs.StateDead {
+			n.fence(gcs.FencedBy(x))
+			return
+		}
+	}
+	n.raylet.SetClusterView(v)
+}
+
+// ErrFenced is matched (errors.Is) by the cause a fenced node gives.
+var ErrFenced = errors.New("node: fenced")
+
+// ErrControlStoreLost is a node fenced because it heard nothing from the
+// control store for its reconnect timeout.
+var ErrControlStoreLost = errors.New("node: lost the control store")
+
+// fence stops the node's work at once, as a node the cluster declared
+// dead (or may have: it cannot tell) must, since that work has been or
+// will be retried elsewhere: the raylet refuses new work, tells its
+// drivers and kills its workers, and Fenced is closed so that whoever runs
+// the node closes it and exits. It is idempotent.
+func (n *Node) fence(cause error) {
+	n.fenceOnce.Do(func() {
+		id := n.raylet.NodeID()
+		n.fenceErr = fmt.Errorf("%w: node %s stops: %w", ErrFenced, id.Name(), cause)
+		n.logf("rayo: %v", n.fenceErr)
+		n.raylet.Fence(cause.Error())
+		close(n.fenced)
+	})
 }
 
 // StoreSizing is the node's object store capacity and where the figure
@@ -426,9 +507,21 @@ func (n *Node) Local() ClusterInfo {
 // SessionDir is the node's session folder.
 func (n *Node) SessionDir() string { return n.session }
 
-// Lost is closed when the node has been without its control store for
-// LostAfter.
-func (n *Node) Lost() <-chan struct{} { return n.lost }
+// Fenced is closed when the node stopped its work because the control
+// store declared it dead, or because it heard nothing from the control
+// store for GCSReconnectTimeout; FenceErr then says why. The node should
+// be closed, and its daemon exit: started again, it joins as a new node.
+func (n *Node) Fenced() <-chan struct{} { return n.fenced }
+
+// FenceErr is why the node was fenced (matching ErrFenced), or nil.
+func (n *Node) FenceErr() error {
+	select {
+	case <-n.fenced:
+		return n.fenceErr
+	default:
+		return nil
+	}
+}
 
 // Drained is closed when a drain of this node (rayo drain) has ended:
 // its running work finished or the drain's deadline passed. The daemon

@@ -30,8 +30,9 @@ type Cluster interface {
 	// StartJob makes a driver's job known cluster-wide, its executable
 	// uploaded (once per content hash).
 	StartJob(ctx context.Context, info *pb.JobInfo) error
-	// EndJob tells the cluster the job's driver is gone.
-	EndJob(id string)
+	// EndJob tells the cluster a job's driver is gone, and how: status
+	// SUCCEEDED or FAILED, with a message (see pb.JobRequest).
+	EndJob(end *pb.JobRequest)
 	// FetchJob returns a job started on another node, and the path of its
 	// executable on this one (downloaded once, then cached).
 	FetchJob(ctx context.Context, id string) (*pb.JobInfo, string, error)
@@ -111,6 +112,7 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 	}
 	r.peers = peers
 	r.drainingPeers = drainingPeers
+	r.noteDeadLocked(v)
 	r.setLaunchableLocked(v)
 	waiting := append(r.viewWait, r.awaitNode...)
 	r.viewWait, r.awaitNode = nil, nil
@@ -373,7 +375,7 @@ func (r *Raylet) loadJobLocked(id string, req *leaseReq) {
 		var conn *rpc.Conn
 		if err == nil && info.LogToDriver && info.DriverAddr != "" {
 			// The driver shows its workers' output, wherever they run.
-			conn, _ = rpc.DialEndpoint(ctx, info.DriverAddr, r.cfg.NodeName, r.cfg.Token, nil)
+			conn, _ = rpc.DialEndpoint(ctx, info.DriverAddr, r.cfg.NodeName, r.jobToken(id), nil)
 		}
 		var after []func()
 		r.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -39,6 +40,7 @@ type job struct {
 	remote bool      // its driver runs on another node
 	pid    int       // its driver's process, when it runs on this node
 	start  time.Time
+	done   bool // its driver said it is leaving (MJobDone, from Shutdown): a clean end
 }
 
 // RegisterJob lets a driver on this node run its workers here.
@@ -78,7 +80,7 @@ func (r *Raylet) endJobLocked(j *job) {
 		_ = j.conn.Close()
 	}
 	if !j.remote {
-		r.cfg.Cluster.EndJob(j.id)
+		r.cfg.Cluster.EndJob(r.jobEnd(j))
 	}
 	for _, w := range r.workers {
 		if w.job == j.id && (w.lease == nil || !w.lease.detached) {
@@ -86,6 +88,17 @@ func (r *Raylet) endJobLocked(j *job) {
 		}
 	}
 	r.log.Info("job ended", "job", j.id)
+}
+
+// jobEnd says how a job whose driver runs here ended: SUCCEEDED when the
+// driver called Shutdown before it left, FAILED otherwise (it was killed,
+// or crashed, or returned without Shutdown).
+func (r *Raylet) jobEnd(j *job) *pb.JobRequest {
+	if j.done {
+		return &pb.JobRequest{JobId: j.id, Status: gcs.JobSucceeded}
+	}
+	return &pb.JobRequest{JobId: j.id, Status: gcs.JobFailed,
+		Message: fmt.Sprintf("the driver died: pid %d on node %s exited without rayo.Shutdown (killed or crashed)", j.pid, r.nodeID.Name())}
 }
 
 // ActorAlive records where a detached actor runs.

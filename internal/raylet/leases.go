@@ -61,6 +61,16 @@ func (r *Raylet) placeRequest(req *pb.RequestLease, owner *rpc.Conn, cb func(*pb
 		cb(nil, ErrClosed)
 		return
 	}
+	if err := r.fencedLocked(); err != nil {
+		r.mu.Unlock()
+		cb(nil, err)
+		return
+	}
+	if err := r.ownerDeadLocked(req); err != nil {
+		r.mu.Unlock()
+		cb(nil, err)
+		return
+	}
 	spill, err := r.placeLocked(req, final)
 	switch {
 	case errors.Is(err, errWaitView):

@@ -38,7 +38,8 @@ func (s *localStore) close() { s.groups.Close() }
 // StartJob has nothing to do: no other node runs the job's workers.
 func (s *localStore) StartJob(context.Context, *pb.JobInfo) error { return nil }
 
-func (s *localStore) EndJob(string) {}
+// EndJob has nothing to do: the store ends with the driver's process.
+func (s *localStore) EndJob(*pb.JobRequest) {}
 
 // FetchJob knows no job but the driver's, which is this node's already.
 func (s *localStore) FetchJob(_ context.Context, id string) (*pb.JobInfo, string, error) {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -49,7 +50,10 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		host, _, _ := net.SplitHostPort(r.tcp.Addr().String())
 		cmd.Env = append(cmd.Env,
 			rayletclient.EnvListen+"="+net.JoinHostPort(host, "0"),
-			rayletclient.EnvToken+"="+r.cfg.Token,
+			// The job's credential, never the cluster's secret (see
+			// jobToken).
+			rayletclient.EnvToken+"="+r.jobToken(jobID),
+			pki.EnvJobKey+"="+pki.JobKey(r.cfg.Token),
 			rayletclient.EnvNodeAddr+"="+r.TCPAddr(),
 		)
 	}

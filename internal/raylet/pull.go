@@ -43,6 +43,11 @@ func (r *Raylet) servePull(rctx context.Context, req *pb.PullObject, reply func(
 		return
 	}
 	r.mu.Lock()
+	if err := r.fencedLocked(); err != nil {
+		r.mu.Unlock()
+		reply(nil, err)
+		return
+	}
 	if r.closed {
 		r.mu.Unlock()
 		reply(nil, ErrClosed)

@@ -83,9 +83,6 @@ type Raylet struct {
 	drainWG sync.WaitGroup // the drain's deadline watcher
 
 	mu            sync.Mutex // protects the fields below
-	draining      bool       // rayo drain: no new leases here
-	drain         drainState
-	drainingPeers []string // the addresses of the other nodes being drained
 	total         map[string]float64
 	avail         map[string]float64
 	gpus          gpuPool // which GPUs are free
@@ -98,6 +95,11 @@ type Raylet struct {
 	pending       []*leaseReq
 	nextLease     uint64
 	closed        bool
+	draining      bool // rayo drain: no new leases here
+	drain         drainState
+	drainingPeers []string          // the addresses of the other nodes being drained
+	fenced        *fencedError      // set by Fence: the node was declared dead
+	deadNodes     map[string]string // the nodes the cluster view has DEAD, by name: why (fence.go)
 
 	peers      []*peerNode              // the other nodes, from the cluster view
 	spreadNext int                      // SPREAD's round robin
@@ -497,6 +499,7 @@ func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
 	r.pending = kept
 	for _, l := range r.leases {
 		if l.owner == c && !l.detached {
+			r.ownerGoneLocked(c, l, &after)
 			r.returnLocked(l, false)
 		}
 	}

@@ -2,6 +2,7 @@ package raylet
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
@@ -21,6 +22,10 @@ func (r *Raylet) newMux() *rpc.Mux {
 		return &pb.RegisterWorkerReply{NodeId: r.nodeID[:], StorePath: r.arena.Path(), SessionDir: r.cfg.SessionDir}, nil
 	})
 	rpc.HandleAsync(mx, rpc.RequestLease, func(ctx context.Context, req *pb.RequestLease, reply func(*pb.LeaseReply, error)) {
+		if job := rpc.JobOf(ctx); job != "" && job != req.JobId {
+			reply(nil, fmt.Errorf("raylet: %w: job %s's credential may not lease workers of job %q", ErrOtherJob, job, req.JobId))
+			return
+		}
 		r.requestLease(req, rpc.ConnOf(ctx), reply)
 	})
 	rpc.HandleNotify(mx, rpc.ReturnLease, func(_ context.Context, req *pb.ReturnLease) { r.ReturnLease(req) })
@@ -41,6 +46,11 @@ func (r *Raylet) newMux() *rpc.Mux {
 		// The driver is about to leave: pass on its workers' last output
 		// first, off the read loop.
 		j, _ := rpc.ConnOf(ctx).Value.(*job)
+		if j != nil {
+			r.mu.Lock()
+			j.done = true
+			r.mu.Unlock()
+		}
 		go func() {
 			if j != nil {
 				r.drainLogs(j.id)
@@ -49,6 +59,10 @@ func (r *Raylet) newMux() *rpc.Mux {
 		}()
 	})
 	rpc.Handle(mx, rpc.RegisterJob, func(ctx context.Context, req *pb.JobInfo) (*pb.Status, error) {
+		if job := rpc.JobOf(ctx); job != "" && job != req.JobId {
+			// A job's credential registers its own job only.
+			return nil, fmt.Errorf("raylet: %w: job %s's credential may not register job %q", ErrOtherJob, job, req.JobId)
+		}
 		if err := r.registerJob(rpc.ConnOf(ctx), req); err != nil {
 			return nil, err
 		}

@@ -21,6 +21,22 @@ const Server = "/usr/bin/redis-server"
 // test is skipped.
 func Start(t testing.TB) string {
 	t.Helper()
+	return StartServer(t).Addr
+}
+
+// Redis is a running Redis server that a test can restart empty, as a
+// Redis without persistence comes back after a crash.
+type Redis struct {
+	Addr   string // HOST:PORT
+	port   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartServer runs a Redis server on a free loopback port; it is killed
+// when the test ends. Without the executable the test is skipped.
+func StartServer(t testing.TB) *Redis {
+	t.Helper()
 	if _, err := os.Stat(Server); err != nil {
 		t.Skipf("no Redis server to test with: %v", err)
 	}
@@ -31,27 +47,53 @@ func Start(t testing.TB) string {
 		}
 		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 		_ = ln.Close()
-		addr := "127.0.0.1:" + port
-		cmd := exec.Command(Server, "--port", port, "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", Server, err)
+		r := &Redis{Addr: "127.0.0.1:" + port, port: port}
+		if r.launch(t) {
+			t.Cleanup(r.kill)
+			return r
 		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		if answers(addr, exited, 10*time.Second) {
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				<-exited
-			})
-			return addr
-		}
-		_ = cmd.Process.Kill()
-		<-exited
-		t.Logf("redis on %s did not come up (another process may have taken the port)", addr)
+		t.Logf("redis on %s did not come up (another process may have taken the port)", r.Addr)
 	}
 	t.Fatal("could not start a Redis server")
-	return ""
+	return nil
+}
+
+// launch starts the server on r's port, with an empty data folder, and
+// reports whether it answers.
+func (r *Redis) launch(t testing.TB) bool {
+	t.Helper()
+	cmd := exec.Command(Server, "--port", r.port, "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", Server, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	r.cmd, r.exited = cmd, exited
+	if answers(r.Addr, exited, 10*time.Second) {
+		return true
+	}
+	r.kill()
+	return false
+}
+
+func (r *Redis) kill() {
+	_ = r.cmd.Process.Kill()
+	<-r.exited
+}
+
+// Restart kills the server (SIGKILL) and starts a new, empty one on the
+// same port: everything written to it is lost.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	r.kill()
+	for attempt := 0; attempt < 50; attempt++ {
+		if r.launch(t) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the port may linger a moment
+	}
+	t.Fatalf("redis did not come back on %s", r.Addr)
 }
 
 // answers polls addr until Redis answers PING, the process exits or the

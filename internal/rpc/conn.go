@@ -60,6 +60,9 @@ const (
 var (
 	ErrClosed  = errors.New("rpc: connection closed")
 	ErrCorrupt = errors.New("rpc: malformed frame")
+	// ErrIdle is why a server closes a connection whose peer said nothing
+	// for its idle timeout.
+	ErrIdle = errors.New("rpc: connection closed: the peer was silent for the server's idle timeout")
 )
 
 // RemoteError is an error reply from the peer.
@@ -106,6 +109,12 @@ type Conn struct {
 	// are then small (MaxPreAuthFrame), replies are refused, and reads use
 	// no large buffer.
 	preAuth atomic.Bool
+	// recvd counts the frames read, sentN those queued: for the idle
+	// timeout and keepalives.
+	recvd, sentN atomic.Uint64
+	background
+	// ident is who the peer authenticated as (see Identity).
+	ident atomic.Pointer[Identity]
 	// onAuth runs once the peer has authenticated (the server's count of
 	// peers still to authenticate).
 	onAuth func()
@@ -210,6 +219,7 @@ func (c *Conn) Err() error {
 func (c *Conn) Close() error {
 	c.fail(ErrClosed)
 	<-c.done
+	c.bg.Wait()
 	return nil
 }
 
@@ -268,6 +278,7 @@ func (c *Conn) readLoop() {
 		}
 		m, kind, id := Method(hdr[4]), Kind(hdr[5]), binary.BigEndian.Uint64(hdr[6:14])
 		received.Add(1)
+		c.recvd.Add(1)
 		if preAuth && kind != KindRequest {
 			err = fmt.Errorf("%w: a frame of kind %d before the peer authenticated", ErrCorrupt, kind)
 			break
@@ -275,6 +286,9 @@ func (c *Conn) readLoop() {
 		body := make([]byte, n-(headerLen-4))
 		if err = r.readFull(body); err != nil {
 			break
+		}
+		if m == MPing && kind == KindNotify && !preAuth {
+			continue // a keepalive: counted above
 		}
 		switch kind {
 		case KindReply, KindError:
@@ -318,6 +332,7 @@ func (c *Conn) readLoop() {
 // send appends one frame and writes it out unless another goroutine is
 // already writing, in which case that goroutine takes it along.
 func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byte) error {
+	c.sentN.Add(1)
 	c.wmu.Lock()
 	if c.werr != nil {
 		err := c.werr
@@ -453,6 +468,13 @@ func (c *Conn) flushLocked() error {
 
 // Go sends a request and calls cb with the reply, on the read loop.
 func (c *Conn) Go(m Method, req proto.Message, cb Callback) {
+	if f := activeFaults.Load(); f != nil {
+		var dropped bool
+		if dropped, cb = f.inject(m, cb); dropped {
+			cb(nil, fmt.Errorf("%w: the request %s was dropped", ErrInjected, m))
+			return
+		}
+	}
 	id := c.nextID.Add(1)
 	c.pmu.Lock()
 	if c.closeErr != nil {

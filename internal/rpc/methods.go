@@ -138,30 +138,59 @@ type Notice[Q any] struct{ Method Method }
 type methodInfo struct {
 	name  string
 	limit int // the largest request body; 0: MaxFrame
+	// clusterOnly: the cluster's own method, which daemons call on each
+	// other; a peer with a job's credential is refused it.
+	clusterOnly bool
 }
+
+// clusterMethods are the cluster's own methods: registering nodes and
+// workers, heartbeats, the records of jobs starting and ending, job
+// executables, raylet-to-raylet object transfer, and what the control
+// store and raylets push to each other. A job's credential may not call
+// them (a job's process reaches its own raylet over a Unix socket, where
+// no credential applies).
+var clusterMethods = []Method{
+	MRegisterWorker, MRegisterNode, MHeartbeat, MJobStarted, MJobEnded, MPutBinary, MGetBinary,
+	MReadChunk, MActorGone, MPublishView, MNodesDead, MBundles, MDrainWorker, MWorkerOOM,
+}
+
+func init() {
+	for _, m := range clusterMethods {
+		methods[m].clusterOnly = true
+	}
+}
+
+// ClusterOnly reports whether m is one of the cluster's own methods,
+// which a peer holding a job's credential may not call.
+func ClusterOnly(m Method) bool { return methods[m].clusterOnly }
 
 // methods is the table, filled as the variables above are initialised.
 var methods [256]methodInfo
 
 func request[Q, R any](m Method, name string, limit int) Request[Q, R] {
-	methods[m] = methodInfo{name, limit}
+	methods[m] = methodInfo{name: name, limit: limit}
 	return Request[Q, R]{m}
 }
 
 func rawRequest[Q any](m Method, name string, limit int) RawRequest[Q] {
-	methods[m] = methodInfo{name, limit}
+	methods[m] = methodInfo{name: name, limit: limit}
 	return RawRequest[Q]{m}
 }
 
 func notice[Q any](m Method, name string, limit int) Notice[Q] {
-	methods[m] = methodInfo{name, limit}
+	methods[m] = methodInfo{name: name, limit: limit}
 	return Notice[Q]{m}
 }
 
 // String is the method's name, or its number when it has none.
 func (m Method) String() string {
-	if m == MHello {
+	switch m {
+	case MHello:
 		return "Hello"
+	case MEnroll:
+		return "Enroll"
+	case MPing:
+		return "Ping"
 	}
 	if n := methods[m].name; n != "" {
 		return n

@@ -14,6 +14,10 @@ import (
 // the method's bound, and sends the reply or the error reply: the
 // functions registered deal in typed messages only.
 //
+// A peer that authenticated with a job's credential (see
+// Server.RequireToken) is refused the methods the table marks as the
+// cluster's own.
+//
 // What a peer gets wrong gets a clear error reply, never a panic: a
 // method nothing is registered for, a body over the method's bound, a body
 // that does not decode. A notification for a method that answers is
@@ -41,6 +45,14 @@ func (mx *Mux) Handle(c *Conn, m Method, kind Kind, id uint64, body []byte) {
 			_ = c.ReplyError(id, fmt.Sprintf("%s: unknown method %s", mx.name, m))
 		}
 		return
+	}
+	if methods[m].clusterOnly {
+		if who := c.Identity(); who != nil && who.Job != "" {
+			if kind == KindRequest {
+				_ = c.ReplyError(id, fmt.Sprintf("%s: %s: %v (the peer holds job %s's)", mx.name, m, ErrClusterOnly, who.Job))
+			}
+			return
+		}
 	}
 	if limit := methods[m].limit; limit > 0 && len(body) > limit {
 		if kind == KindRequest {

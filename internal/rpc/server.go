@@ -22,6 +22,12 @@ type Server struct {
 	handshaking map[net.Conn]struct{}
 	closed      bool
 	token       string // when set, peers must say it first (see RequireToken)
+	jobKey      string // see TrustJobKey
+	// idle is how long an authenticated peer may stay silent (see
+	// SetIdleTimeout); idleSet, whether SetIdleTimeout chose it.
+	idle      time.Duration
+	idleSet   bool
+	sweepStop chan struct{} // closed to stop the idle sweeper
 	// handshake is how long they have to say it
 	handshake time.Duration
 	// Peers that have not said it yet: how many, by host, and the caps.
@@ -124,7 +130,7 @@ func (s *Server) serveLocked(nc net.Conn, preAuth bool, admitted func(), t *TLS,
 		next = s.newHandler(c)
 	}
 	if s.token != "" {
-		a := &authHandler{token: s.token, next: next, enrollOnly: enrollOnly}
+		a := &authHandler{token: s.token, jobKey: s.jobKey, idle: s.idle, next: next, enrollOnly: enrollOnly}
 		if t != nil {
 			a.enroll = t.Enroll
 		}
@@ -223,6 +229,9 @@ func (l *lazyHandler) Handle(c *Conn, m Method, kind Kind, id uint64, body []byt
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	if s.sweepStop != nil {
+		close(s.sweepStop)
+	}
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)

@@ -6,6 +6,7 @@
 package tasktable
 
 import (
+	"slices"
 	"sort"
 	"sync"
 
@@ -95,7 +96,12 @@ type Table struct {
 	head     int       // ...from finished[head]
 	actors   map[string]*actorRec
 	seq      uint64
-	dropped  int64 // task attempts dropped here or by reporters
+	dropped  int64             // task attempts dropped here or by reporters
+	ended    map[string]jobEnd // the jobs that ended lately (see JobEnded)...
+	endOrder []string          // ...in the order they ended
+
+	deadNodes map[string]jobEnd // the nodes that died lately (see NodeDied)...
+	deadOrder []string          // ...in the order they died
 }
 
 // NewTable makes a table of at most maxTasks task attempts and maxActors
@@ -107,7 +113,8 @@ func NewTable(maxTasks, maxActors int) *Table {
 	if maxActors <= 0 {
 		maxActors = DefaultMaxActors
 	}
-	return &Table{maxTasks: maxTasks, maxActors: maxActors, tasks: make(map[taskKey]*taskRec), actors: make(map[string]*actorRec)}
+	return &Table{maxTasks: maxTasks, maxActors: maxActors, tasks: make(map[taskKey]*taskRec), actors: make(map[string]*actorRec),
+		ended: make(map[string]jobEnd), deadNodes: make(map[string]jobEnd)}
 }
 
 // MaxReportCount bounds each count one report may add (tasks dropped, runs
@@ -117,8 +124,10 @@ func NewTable(maxTasks, maxActors int) *Table {
 const MaxReportCount = 1 << 24
 
 // Report merges a batch of events. The table keeps the events: the caller
-// must not use them afterwards.
-func (t *Table) Report(b *pb.StateEvents) {
+// must not use them afterwards. It returns the records of the named and
+// detached actors the batch changed (see Durable), for the control store
+// to keep.
+func (t *Table) Report(b *pb.StateEvents) []*pb.ActorRecord {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if d := b.DroppedTasks; d > 0 && d <= MaxReportCount {
@@ -127,10 +136,14 @@ func (t *Table) Report(b *pb.StateEvents) {
 	for _, e := range b.Tasks {
 		t.mergeTaskLocked(e)
 	}
+	var changed []*actorRec
 	for _, e := range b.Actors {
-		t.mergeActorLocked(e)
+		if r := t.mergeActorLocked(e); r != nil && durable(r.ev) && !slices.Contains(changed, r) {
+			changed = append(changed, r)
+		}
 	}
 	t.boundLocked()
+	return durableRecords(changed)
 }
 
 func (t *Table) mergeTaskLocked(e *pb.TaskEvent) {
@@ -214,9 +227,11 @@ func mergeTaskFields(into, e *pb.TaskEvent) {
 	}
 }
 
-func (t *Table) mergeActorLocked(e *pb.ActorEvent) {
+// mergeActorLocked merges an actor's event into its record, which it
+// returns (nil for an event it ignores).
+func (t *Table) mergeActorLocked(e *pb.ActorEvent) *actorRec {
 	if len(e.ActorId) == 0 || e.State == "" {
-		return
+		return nil
 	}
 	k := string(e.ActorId)
 	r := t.actors[k]
@@ -229,8 +244,10 @@ func (t *Table) mergeActorLocked(e *pb.ActorEvent) {
 		r.times[e.State] = e.TimeUnixNs
 	}
 	// Actor states can go back and forth (ALIVE, RESTARTING, ALIVE): the
-	// latest event wins, except that DEAD is final.
-	if r.ev.State != ActorDead && (r.ev.State == "" || e.TimeUnixNs >= r.lastTime || e.State == ActorDead) {
+	// latest event wins, except that DEAD is final, with its first cause.
+	if e.State == ActorDead {
+		r.kill(e.DeathCause, e.DeathMessage, e.TimeUnixNs)
+	} else if r.ev.State != ActorDead && (r.ev.State == "" || e.TimeUnixNs >= r.lastTime) {
 		r.ev.State, r.ev.TimeUnixNs, r.lastTime = e.State, e.TimeUnixNs, e.TimeUnixNs
 	}
 	into := r.ev
@@ -258,8 +275,8 @@ func (t *Table) mergeActorLocked(e *pb.ActorEvent) {
 	if e.NumRestarts > into.NumRestarts {
 		into.NumRestarts = e.NumRestarts
 	}
-	if e.DeathCause != "" {
-		into.DeathCause = e.DeathCause
+	if e.State == ActorPending && e.NumRestarts == 0 {
+		into.MaxRestarts = e.MaxRestarts // the first event carries the actor's options
 	}
 	if e.Detached {
 		into.Detached = true
@@ -267,6 +284,14 @@ func (t *Table) mergeActorLocked(e *pb.ActorEvent) {
 	if len(e.Resources) > 0 {
 		into.Resources = e.Resources
 	}
+	if end, ok := t.ended[into.JobId]; ok && !into.Detached {
+		// Its job ended before this event came: it died with it.
+		r.kill(end.cause, end.message, max(end.at, r.lastTime))
+	}
+	if dn, ok := t.deadNodes[into.NodeId]; ok {
+		r.diedWithNode(dn.message, dn.at)
+	}
+	return r
 }
 
 // boundLocked drops the oldest finished attempts (then the oldest of any)
@@ -374,11 +399,7 @@ func (t *Table) Actors(q *pb.StateQuery) *pb.StateList {
 	}
 	out.Actors = make([]*pb.ActorRecord, len(recs))
 	for i, r := range recs {
-		times := make(map[string]int64, len(r.times))
-		for s, v := range r.times {
-			times[s] = v
-		}
-		out.Actors[i] = &pb.ActorRecord{Actor: proto.Clone(r.ev).(*pb.ActorEvent), StateTimesUnixNs: times}
+		out.Actors[i] = r.record()
 	}
 	return out
 }

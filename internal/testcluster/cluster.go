@@ -68,6 +68,7 @@ type Node struct {
 	cmd      *exec.Cmd
 	out      *bytes.Buffer
 	done     chan struct{}
+	exit     error  // how the daemon ended, once done is closed
 	id       string // the node's ID while it runs (and after it is killed)
 }
 
@@ -137,7 +138,10 @@ func (n *Node) launch() {
 	}
 	done := make(chan struct{})
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
+		n.mu.Lock()
+		n.exit = err
+		n.mu.Unlock()
 		close(done)
 	}()
 	n.mu.Lock()

@@ -116,6 +116,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 		// Set when the node is one of several:
 		ListenTCP:  os.Getenv(rayletclient.EnvListen),
 		Token:      os.Getenv(rayletclient.EnvToken),
+		JobKey:     os.Getenv(pki.EnvJobKey),
 		Node:       os.Getenv(rayletclient.EnvNode),
 		NodeAddr:   os.Getenv(rayletclient.EnvNodeAddr),
 		DialRaylet: core.RayletDialer(os.Getenv(rayletclient.EnvToken)),
@@ -189,7 +190,12 @@ func (w *Worker) mux() *rpc.Mux {
 	mx := rpc.NewMux("worker")
 	rpc.HandleAsync(mx, rpc.PushTask, w.servePush)
 	rpc.HandleNotify(mx, rpc.CancelTask, w.serveCancel)
-	rpc.HandleNotify(mx, rpc.KillActor, func(context.Context, *pb.ActorAddrRequest) {
+	rpc.HandleNotify(mx, rpc.KillActor, func(ctx context.Context, _ *pb.ActorAddrRequest) {
+		if job := rpc.JobOf(ctx); job != "" && job != os.Getenv(rayletclient.EnvJob) {
+			// Another job's credential may call this job's named actors,
+			// not kill them (their owner does, see serveKillOwnedActor).
+			return
+		}
 		_ = os.Remove(w.addr)
 		os.Exit(0)
 	})

@@ -54,6 +54,9 @@ func newFakeAPI() *fakeAPI {
 			"jobs": {
 				{"job_id": "01000000", "status": "RUNNING", "entrypoint": "/usr/local/bin/pipeline --input s3://bucket",
 					"node_id": "a1b2c3d4e5f6", "driver_address": "10.0.0.1:40123", "start_time_ms": now - 9000},
+				{"job_id": "02000000", "status": "FAILED", "entrypoint": "/usr/local/bin/crashy",
+					"message": "the driver died: pid 4711 on node a1b2c3d4 exited without rayo.Shutdown (killed or crashed)",
+					"node_id": "a1b2c3d4e5f6", "start_time_ms": now - 8000, "end_time_ms": now - 7000},
 			},
 			"tasks": {
 				task("aa01", "preprocess", "FINISHED", 4242, now-4000, now-3500),

@@ -180,6 +180,7 @@ func TestDashboard(t *testing.T) {
 		must(t, b.Click(`nav a[href="#/jobs"]`))
 		must(t, b.WaitText("#page td", "/usr/local/bin/pipeline --input s3://bucket", wait))
 		must(t, b.WaitText("#page td .badge", "RUNNING", wait))
+		must(t, b.WaitText("#page td", "the driver died: pid 4711", wait)) // how a job ended
 		// Submitted programs, with how they ended and their output.
 		must(t, b.WaitText("#submissions td", "./train --epochs 3", wait))
 		must(t, b.WaitText("#submissions td", "the entrypoint exited with code 4", wait))
@@ -257,7 +258,7 @@ func TestDashboard(t *testing.T) {
 		api.update(func(f *fakeAPI) {
 			f.lists["actors"] = append(f.lists["actors"], record{"actor_id": "ac02", "class_name": "Cache",
 				"state": "DEAD", "name": "", "node_id": "a1b2c3d4e5f6", "pid": 4300, "num_restarts": 3,
-				"death_cause": "worker exited: killed by the OOM killer"})
+				"death_cause": "OUT_OF_RESTARTS", "death_message": "worker exited: killed by the OOM killer"})
 		})
 		must(t, b.Click(`nav a[href="#/actors"]`))
 		must(t, b.WaitText("#page td", "Counter", wait))
@@ -265,6 +266,7 @@ func TestDashboard(t *testing.T) {
 		must(t, b.WaitText("#page td", "default/counter", wait))
 		must(t, b.WaitText("#page td a", "5151", wait))
 		must(t, b.WaitText("#page td", "killed by the OOM killer", wait))
+		must(t, b.WaitText("#page td .badge", "OUT_OF_RESTARTS", wait))
 		b.CheckNoProblems(t)
 	})
 

@@ -2197,11 +2197,12 @@ type JobInfo struct {
 	ExeHash       string                 `protobuf:"bytes,6,opt,name=exe_hash,json=exeHash,proto3" json:"exe_hash,omitempty"`                // SHA-256 of the executable, as stored in the control store
 	ExeSize       int64                  `protobuf:"varint,7,opt,name=exe_size,json=exeSize,proto3" json:"exe_size,omitempty"`
 	DriverAddr    string                 `protobuf:"bytes,8,opt,name=driver_addr,json=driverAddr,proto3" json:"driver_addr,omitempty"` // where other nodes send the job's worker output
-	State         string                 `protobuf:"bytes,9,opt,name=state,proto3" json:"state,omitempty"`                             // RUNNING or FINISHED, as the control store knows it
+	State         string                 `protobuf:"bytes,9,opt,name=state,proto3" json:"state,omitempty"`                             // RUNNING, then SUCCEEDED, FAILED or STOPPED (Ray's JobStatus)
 	StartUnixMs   int64                  `protobuf:"varint,10,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
 	EndUnixMs     int64                  `protobuf:"varint,11,opt,name=end_unix_ms,json=endUnixMs,proto3" json:"end_unix_ms,omitempty"`
 	NodeId        []byte                 `protobuf:"bytes,12,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                   // the node of its driver
 	SubmissionId  string                 `protobuf:"bytes,13,opt,name=submission_id,json=submissionId,proto3" json:"submission_id,omitempty"` // the job submission (rayo job submit) that runs its driver, if any
+	Message       string                 `protobuf:"bytes,14,opt,name=message,proto3" json:"message,omitempty"`                               // how it ended, for FAILED and STOPPED (the driver died, its exit)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2327,6 +2328,13 @@ func (x *JobInfo) GetSubmissionId() string {
 	return ""
 }
 
+func (x *JobInfo) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // JobList lists jobs.
 type JobList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2372,10 +2380,17 @@ func (x *JobList) GetJobs() []*JobInfo {
 	return nil
 }
 
-// JobRequest names a job.
+// JobRequest names a job. As an MJobEnded notice it says how the job
+// ended: status SUCCEEDED (its driver called Shutdown) or FAILED (the
+// driver died), with a message; or, with submission_id and no job_id,
+// how a job submission's entrypoint ended (SUCCEEDED, FAILED, STOPPED),
+// which decides the status of the job its driver ran.
 type JobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	SubmissionId  string                 `protobuf:"bytes,4,opt,name=submission_id,json=submissionId,proto3" json:"submission_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2413,6 +2428,27 @@ func (*JobRequest) Descriptor() ([]byte, []int) {
 func (x *JobRequest) GetJobId() string {
 	if x != nil {
 		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *JobRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *JobRequest) GetSubmissionId() string {
+	if x != nil {
+		return x.SubmissionId
 	}
 	return ""
 }
@@ -3052,7 +3088,10 @@ func (x *TaskEvent) GetStateTimes() []int64 {
 
 // ActorEvent is one change of an actor's state, reported by its owner.
 // States are Ray's: DEPENDENCIES_UNREADY, PENDING_CREATION, ALIVE,
-// RESTARTING, DEAD.
+// RESTARTING, DEAD. A DEAD actor has a death_cause, as Ray's
+// ActorDeathCause names it (OWNER_DIED, JOB_FINISHED, NODE_DIED, KILLED,
+// OUT_OF_RESTARTS, CREATION_FAILED, OUT_OF_SCOPE), and a death_message
+// that says it for people.
 type ActorEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ActorId       []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
@@ -3069,6 +3108,8 @@ type ActorEvent struct {
 	DeathCause    string                 `protobuf:"bytes,12,opt,name=death_cause,json=deathCause,proto3" json:"death_cause,omitempty"`
 	Detached      bool                   `protobuf:"varint,13,opt,name=detached,proto3" json:"detached,omitempty"`
 	Resources     []*Resource            `protobuf:"bytes,14,rep,name=resources,proto3" json:"resources,omitempty"`
+	DeathMessage  string                 `protobuf:"bytes,15,opt,name=death_message,json=deathMessage,proto3" json:"death_message,omitempty"`
+	MaxRestarts   int32                  `protobuf:"varint,16,opt,name=max_restarts,json=maxRestarts,proto3" json:"max_restarts,omitempty"` // -1: unlimited; set with the first PENDING_CREATION
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3199,6 +3240,20 @@ func (x *ActorEvent) GetResources() []*Resource {
 		return x.Resources
 	}
 	return nil
+}
+
+func (x *ActorEvent) GetDeathMessage() string {
+	if x != nil {
+		return x.DeathMessage
+	}
+	return ""
+}
+
+func (x *ActorEvent) GetMaxRestarts() int32 {
+	if x != nil {
+		return x.MaxRestarts
+	}
+	return 0
 }
 
 // StateEvents is a batch of events, sent by owners and workers to their
@@ -4707,7 +4762,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\x12$\n" +
 	"\x05total\x18\x04 \x03(\v2\x0e.rayo.ResourceR\x05total\x12;\n" +
 	"\x0epending_shapes\x18\n" +
-	" \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\"\xeb\x02\n" +
+	" \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\"\x85\x03\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
@@ -4723,12 +4778,16 @@ const file_rayo_proto_rawDesc = "" +
 	" \x01(\x03R\vstartUnixMs\x12\x1e\n" +
 	"\vend_unix_ms\x18\v \x01(\x03R\tendUnixMs\x12\x17\n" +
 	"\anode_id\x18\f \x01(\fR\x06nodeId\x12#\n" +
-	"\rsubmission_id\x18\r \x01(\tR\fsubmissionId\",\n" +
+	"\rsubmission_id\x18\r \x01(\tR\fsubmissionId\x12\x18\n" +
+	"\amessage\x18\x0e \x01(\tR\amessage\",\n" +
 	"\aJobList\x12!\n" +
-	"\x04jobs\x18\x01 \x03(\v2\r.rayo.JobInfoR\x04jobs\"#\n" +
+	"\x04jobs\x18\x01 \x03(\v2\r.rayo.JobInfoR\x04jobs\"z\n" +
 	"\n" +
 	"JobRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"a\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12#\n" +
+	"\rsubmission_id\x18\x04 \x01(\tR\fsubmissionId\"a\n" +
 	"\vBinaryChunk\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
@@ -4786,7 +4845,7 @@ const file_rayo_proto_rawDesc = "" +
 	"error_type\x18\x0e \x01(\tR\terrorType\x12\x14\n" +
 	"\x05error\x18\x0f \x01(\tR\x05error\x12\x1f\n" +
 	"\vstate_times\x18\x10 \x03(\x03R\n" +
-	"stateTimes\"\x9d\x03\n" +
+	"stateTimes\"\xe5\x03\n" +
 	"\n" +
 	"ActorEvent\x12\x19\n" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x14\n" +
@@ -4806,7 +4865,9 @@ const file_rayo_proto_rawDesc = "" +
 	"\vdeath_cause\x18\f \x01(\tR\n" +
 	"deathCause\x12\x1a\n" +
 	"\bdetached\x18\r \x01(\bR\bdetached\x12,\n" +
-	"\tresources\x18\x0e \x03(\v2\x0e.rayo.ResourceR\tresources\"\xa7\x01\n" +
+	"\tresources\x18\x0e \x03(\v2\x0e.rayo.ResourceR\tresources\x12#\n" +
+	"\rdeath_message\x18\x0f \x01(\tR\fdeathMessage\x12!\n" +
+	"\fmax_restarts\x18\x10 \x01(\x05R\vmaxRestarts\"\xa7\x01\n" +
 	"\vStateEvents\x12%\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0f.rayo.TaskEventR\x05tasks\x12(\n" +
 	"\x06actors\x18\x02 \x03(\v2\x10.rayo.ActorEventR\x06actors\x12#\n" +

@@ -22,7 +22,8 @@ export function render(page) {
         { title: 'Node', cell: (a) => mono(a.node_id) },
         { title: 'PID', cell: (a) => logsLink(a.node_id, a.pid) },
         { title: 'Restarts', cell: (a) => String(a.num_restarts ?? 0) },
-        { title: 'Death cause', cls: 'wrap', cell: (a) => a.death_cause || '' },
+        { title: 'Death cause', cls: 'wrap', cell: (a) => (a.death_cause
+          ? el('span', {}, badge(a.death_cause), ' ' + (a.death_message || '')) : '') },
       ], list.result, { empty: 'No actors.' }));
   };
   state.addEventListener('change', () => page.run('actors', load));

@@ -14,6 +14,7 @@ export function render(page) {
       { title: 'Job', cell: (j) => mono(j.job_id, 'driver at ' + (j.driver_address || '?')) },
       { title: 'Status', cell: (j) => badge(j.status) },
       { title: 'Entrypoint', cls: 'wrap', cell: (j) => mono(j.entrypoint) },
+      { title: 'Message', cls: 'wrap', cell: (j) => j.message || '' },
       { title: 'Submission', cell: (j) => (j.submission_id ? mono(j.submission_id) : '—') },
       { title: 'Node', cell: (j) => mono(j.node_id) },
       { title: 'Started', cell: (j) => fmtTime(j.start_time_ms) },

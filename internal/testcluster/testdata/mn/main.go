@@ -409,6 +409,8 @@ func run(ctx context.Context, mode string, args []string) error {
 			return err
 		}
 		fmt.Println("nodes=" + distinct(nodes))
+	case "fence-work", "fence-victim":
+		return fenceMode(ctx, mode, args) // fence.go
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}

@@ -1,0 +1,36 @@
+// Package chaos is rayo's chaos suite, after Ray's fault-tolerance tests:
+// real multi-node clusters on this machine (internal/testcluster) run
+// workloads while nodes, workers, the control store and RPCs fail, and
+// the suite checks that no work is lost. Its tests print a table at the
+// end: scenario, faults injected, work done, work lost (always 0 when the
+// suite passes) and time.
+//
+// `go test ./internal/chaos/` (and so `make test`) runs a short version,
+// fewer rounds and smaller workloads; RAYO_CHAOS=full (`make chaos`) runs
+// the sizes of the issue that asked for it.
+//
+// The scenarios:
+//
+//   - retry accounting: a task with MaxRetries(3) SIGKILLs its own worker
+//     three times and succeeds on the 4th attempt; the control store's
+//     state history shows 3 FAILED attempts and 1 FINISHED; an error the
+//     function returns is not retried, unless RetryExceptions.
+//   - RPC faults: with RAYO_TESTING_RPC_FAILURE dropping PushTask requests
+//     and replies and RequestLease requests, retriable tasks all succeed
+//     and no task with MaxRetries(0) runs twice (an at-most-once effect is
+//     never doubled); then, dropping GetObject requests and replies, the
+//     driver reads every ref that workers own.
+//   - task chaos: nested tasks with MaxRetries(-1) while a random non-head
+//     node is killed and started again each round; every result is right.
+//   - actor at-least-once: one actor per CPU, MaxRestarts(-1) and
+//     MaxTaskRetries(-1), sequential calls while a node is killed: no
+//     call is missing, and counts rise in call order within each
+//     incarnation.
+//   - lineage: rounds of objects made on a node that is then killed;
+//     every task reading them succeeds (the objects are made again).
+//   - control store: SIGKILLed mid-workload, once per round, with Redis;
+//     the workload completes.
+//
+// The partition scenario (a node cut off by a network namespace is fenced
+// and its work retried elsewhere) waits for fencing of dead nodes.
+package chaos
