@@ -247,8 +247,13 @@ func (l *logRead) refreshEnd(ctx context.Context) {
 }
 
 // logSlack is how long after its end a task's lines may still reach its
-// raylet.
-const logSlack = 10 * time.Millisecond
+// raylet. The raylet stamps a line when it reads it from the worker's
+// pipe, the worker stamps the task's end when the function returns: on a
+// busy machine the reader runs tens of milliseconds late, and a line
+// printed just before the return was cut from the task's log (10 ms was
+// too short at a load average of 30). The cost: lines the worker's next
+// task prints within this window show in both tasks' logs.
+const logSlack = 250 * time.Millisecond
 
 // taskWindow is when a task attempt ran, for its part of its worker's log
 // (end 0: it runs still; 0, 0: not a task, the whole log).
