@@ -462,7 +462,7 @@ func printStatus(out io.Writer, list []nodeJSON) error {
 			store = formatBytes(n.ObjectStoreBytes)
 		}
 		res := "-" // a dead node's resources are gone with it
-		if n.State == "ALIVE" {
+		if n.State == "ALIVE" || n.State == "DRAINING" {
 			res = usedOfTotal(n)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, res, store, n.SessionDir)
