@@ -22,6 +22,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/raylet/transfer"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -348,20 +349,7 @@ func (r *Raylet) Resources() (total, avail, pending []*pb.Resource) {
 			demand[x.Name] += x.Quantity
 		}
 	}
-	return resourceList(r.total), resourceList(r.avail), resourceList(demand)
-}
-
-func resourceList(m map[string]float64) []*pb.Resource {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := make([]*pb.Resource, len(names))
-	for i, k := range names {
-		out[i] = &pb.Resource{Name: k, Quantity: m[k]}
-	}
-	return out
+	return placement.ResourceList(r.total), placement.ResourceList(r.avail), placement.ResourceList(demand)
 }
 
 // NodeName is the node's name in endpoints.
