@@ -20,6 +20,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/autoscaler"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/raylet"
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
 // autoscaleOptions are rayo start's autoscaling flags (head only).
@@ -146,6 +147,16 @@ func startAutoscaler(n *node.Node, cfg node.Config, o *autoscaleOptions, logOut 
 		Provider: p, ProviderName: o.provider, Store: store, MaxWorkers: o.maxWorkers,
 		IdleTimeout: o.idleTimeout, Interval: o.interval,
 		Log: log,
+		// An idle node is drained (rayo drain) before it is released: it
+		// takes no new work meanwhile, and leaves the cluster as drained.
+		Drain: func(ctx context.Context, ni *pb.NodeInfo) error {
+			rec, err := node.DrainNode(ctx, n.GCSAddr(), cfg.Token, fmt.Sprintf("%x", ni.NodeId), autoscaler.DefaultDrainTimeout)
+			if err != nil {
+				return err
+			}
+			_, err = node.WaitGone(ctx, n.GCSAddr(), cfg.Token, rec.NodeId)
+			return err
+		},
 	})
 	if err != nil {
 		_ = p.Close()

@@ -102,6 +102,12 @@ func TestAutoscalerLocalGrowsAndShrinks(t *testing.T) {
 	if !sawIdle {
 		t.Log("the idle timers were not caught in rayo status (the release came between two polls)")
 	}
+	// The released nodes were drained first: DEAD as drained, not failed.
+	for _, n := range e.drainStatus(t).Nodes {
+		if !n.Head && (n.State != "DEAD" || !strings.Contains(n.DeathReason, "drained")) {
+			t.Errorf("released node %s: %s, %q; want DEAD, drained", n.NodeID, n.State, n.DeathReason)
+		}
+	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		a := e.autoscalerStatus(t)
 		if a != nil && a.NodeTypes[0].Running == 0 && len(a.PendingLaunches) == 0 {

@@ -47,7 +47,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newGCSServerCmd())
+	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newDrainCmd(), newGCSServerCmd())
 	root.AddCommand(newStateCmds()...)
 	root.AddCommand(newJobCmd())
 	return root

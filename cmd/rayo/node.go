@@ -362,6 +362,8 @@ func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retEr
 	defer signal.Stop(sig)
 	select {
 	case <-sig:
+	case <-n.Drained():
+		fmt.Fprintln(out, "rayo: drained; the node leaves the cluster")
 	case <-n.Fenced():
 		// The cluster wrote this node off (or it cannot tell): it exits
 		// non-zero, and a supervisor that starts it again makes a new node.
@@ -460,7 +462,7 @@ func printStatus(out io.Writer, list []nodeJSON) error {
 			store = formatBytes(n.ObjectStoreBytes)
 		}
 		res := "-" // a dead node's resources are gone with it
-		if n.State == "ALIVE" {
+		if n.State == "ALIVE" || n.State == "DRAINING" {
 			res = usedOfTotal(n)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", role, n.Address, state, res, store, n.SessionDir)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
@@ -180,7 +181,7 @@ func Start(ctx context.Context, cfg Config) (*Autoscaler, error) {
 	var launchable []*pb.ResourceDemand
 	for _, t := range types {
 		if t.MaxWorkers > 0 {
-			launchable = append(launchable, &pb.ResourceDemand{Shape: resourceList(t.Resources), Count: int32(t.MaxWorkers)})
+			launchable = append(launchable, &pb.ResourceDemand{Shape: placement.ResourceList(t.Resources), Count: int32(t.MaxWorkers)})
 		}
 	}
 	if err := cfg.Store.KVPut(ctx, Namespace, KeyLaunchable, EncodeDemands(launchable)); err != nil {
@@ -578,17 +579,4 @@ func sameShape(a, b Shape) bool {
 		}
 	}
 	return true
-}
-
-func resourceList(m map[string]float64) []*pb.Resource {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := make([]*pb.Resource, len(names))
-	for i, k := range names {
-		out[i] = &pb.Resource{Name: k, Quantity: m[k]}
-	}
-	return out
 }

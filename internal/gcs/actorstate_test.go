@@ -170,8 +170,10 @@ func TestNodeDeathKillsItsActors(t *testing.T) {
 	if err := c.Notify(rpc.MReportEvents, &pb.StateEvents{Actors: []*pb.ActorEvent{created, once, again}}); err != nil {
 		t.Fatal(err)
 	}
-	// No heartbeat comes: the node is declared dead.
-	got := waitActors(t, c, "the node's actor dead", func(m map[string]*pb.ActorEvent) bool {
+	// No heartbeat comes: the node is declared dead, and fenced: the
+	// connection it registered on is refused from then on, so the state
+	// is read on another.
+	got := waitActors(t, dial(t, addr), "the node's actor dead", func(m map[string]*pb.ActorEvent) bool {
 		return m["once"] != nil && m["once"].State == tasktable.ActorDead
 	})
 	if a := got["once"]; a.DeathCause != tasktable.CauseNodeDied || a.DeathMessage != "its node "+id.Name()+" died: no heartbeat for 300ms" {

@@ -149,7 +149,7 @@ func (s *Server) stalledLocked(now int64) bool {
 		return false
 	}
 	for _, n := range s.nodes {
-		if n.State == StateAlive {
+		if n.State == StateAlive || n.State == StateDraining {
 			n.LastHeartbeatUnixMs = now
 		}
 	}

@@ -273,6 +273,7 @@ func (s *Server) mux() *rpc.Mux {
 	rpc.Handle(mx, rpc.KVGet, s.serveKVGet)
 	rpc.Handle(mx, rpc.KVDel, s.serveKVDel)
 	rpc.Handle(mx, rpc.KVKeys, s.serveKVKeys)
+	rpc.Handle(mx, rpc.DrainNode, s.serveDrain)
 	return mx
 }
 
@@ -401,7 +402,11 @@ func (s *Server) connClosed(c *rpc.Conn, _ error) {
 		s.mu.Unlock()
 		return
 	}
-	rec := s.markDeadLocked(id, "its connection to the control store closed")
+	why := "its connection to the control store closed"
+	if n := s.nodes[id]; n != nil && n.State == StateDraining {
+		why = DrainedReason
+	}
+	rec := s.markDeadLocked(id, why)
 	s.mu.Unlock()
 	s.saveDead(id, rec)
 	s.publish()
@@ -452,7 +457,7 @@ func (s *Server) pushView() {
 // save, or nil. It is called with wmu and mu held.
 func (s *Server) markDeadLocked(id ids.NodeID, why string) *pb.NodeInfo {
 	n := s.nodes[id]
-	if n == nil || n.State != StateAlive {
+	if n == nil || (n.State != StateAlive && n.State != StateDraining) {
 		return nil
 	}
 	n.State, n.DeathReason = StateDead, why
@@ -503,7 +508,7 @@ func (s *Server) expire() {
 		return
 	}
 	for id, n := range s.nodes {
-		if n.State == StateAlive && now-n.LastHeartbeatUnixMs > s.cfg.HealthTimeout.Milliseconds() {
+		if (n.State == StateAlive || n.State == StateDraining) && now-n.LastHeartbeatUnixMs > s.cfg.HealthTimeout.Milliseconds() {
 			dead[id] = s.markDeadLocked(id, fmt.Sprintf("no heartbeat for %v", s.cfg.HealthTimeout))
 		}
 	}

@@ -523,6 +523,11 @@ func (n *Node) FenceErr() error {
 	}
 }
 
+// Drained is closed when a drain of this node (rayo drain) has ended:
+// its running work finished or the drain's deadline passed. The daemon
+// should then Close and exit cleanly.
+func (n *Node) Drained() <-chan struct{} { return n.raylet.Drained() }
+
 // Close leaves the cluster and stops the daemons.
 func (n *Node) Close() error {
 	if n.dash != nil {

@@ -12,6 +12,7 @@
 package placement
 
 import (
+	"sort"
 	"strconv"
 	"strings"
 
@@ -115,6 +116,20 @@ func Demand(res map[string]float64, group string, index int) map[string]float64 
 	out[Resource(bundleMarker, group, -1)] += markerDemand
 	if index >= 0 {
 		out[Resource(bundleMarker, group, index)] += markerDemand
+	}
+	return out
+}
+
+// ResourceList turns a resource map into a list sorted by name.
+func ResourceList(m map[string]float64) []*pb.Resource {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make([]*pb.Resource, len(names))
+	for i, k := range names {
+		out[i] = &pb.Resource{Name: k, Quantity: m[k]}
 	}
 	return out
 }

@@ -51,7 +51,7 @@ func (r *Raylet) PendingShapes() []*pb.ResourceDemand {
 		k := ShapeKey(res)
 		d := byKey[k]
 		if d == nil {
-			d = &pb.ResourceDemand{Shape: resourceList(placement.ResourceMap(res))}
+			d = &pb.ResourceDemand{Shape: placement.ResourceList(placement.ResourceMap(res))}
 			byKey[k] = d
 			keys = append(keys, k)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -81,8 +82,17 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		return
 	}
 	peers := make([]*peerNode, 0, len(v.Nodes))
+	var drainingPeers []string
 	for _, n := range v.Nodes {
-		if n.State != "ALIVE" || string(n.NodeId) == string(r.nodeID[:]) || n.Address == "" {
+		if string(n.NodeId) == string(r.nodeID[:]) {
+			r.viewOfSelfLocked(n, &after)
+			continue
+		}
+		if n.State == StateDraining && n.Address != "" {
+			drainingPeers = append(drainingPeers, n.Address) // no new work, but its death is news
+			continue
+		}
+		if n.State != "ALIVE" || n.Address == "" {
 			continue
 		}
 		nid, err := ids.NodeIDFrom(n.NodeId)
@@ -101,6 +111,7 @@ func (r *Raylet) SetClusterView(v *pb.ClusterView) {
 		})
 	}
 	r.peers = peers
+	r.drainingPeers = drainingPeers
 	r.noteDeadLocked(v)
 	r.setLaunchableLocked(v)
 	waiting := append(r.viewWait, r.awaitNode...)
@@ -156,6 +167,9 @@ func (r *Raylet) freeAfterPendingLocked() map[string]float64 {
 // cluster view (final is false until then).
 func (r *Raylet) placeLocked(req *pb.RequestLease, final bool) (spill string, err error) {
 	res := req.Resources
+	if r.draining {
+		return r.placeDrainingLocked(req)
+	}
 	local := fits(r.total, res)
 	if len(req.PlacementGroup) > 0 && !local {
 		known := false
@@ -394,11 +408,12 @@ func (r *Raylet) newlyDeadLocked(v *pb.ClusterView) *pb.NodeList {
 		if n.State != "DEAD" {
 			continue
 		}
+		known := slices.Contains(r.drainingPeers, n.Address)
 		for _, p := range r.peers {
-			if p.addr == n.Address {
-				out.Nodes = append(out.Nodes, &pb.NodeInfo{NodeId: n.NodeId, Address: n.Address, State: n.State, DeathReason: n.DeathReason})
-				break
-			}
+			known = known || p.addr == n.Address
+		}
+		if known {
+			out.Nodes = append(out.Nodes, &pb.NodeInfo{NodeId: n.NodeId, Address: n.Address, State: n.State, DeathReason: n.DeathReason})
 		}
 	}
 	return out

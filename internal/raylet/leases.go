@@ -260,6 +260,7 @@ func (r *Raylet) releaseLocked(l *leaseRec) {
 	r.log.Debug("lease released", "lease", l.id, "pid", l.w.pid, "lent", l.lent)
 	delete(r.leases, l.id)
 	l.w.lease = nil
+	r.checkDrainedLocked()
 	r.gpus.give(l.gpus, l.gpuShare)
 	l.gpus = nil
 	for _, x := range l.res {

@@ -22,6 +22,7 @@ import (
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/metrics"
 	"github.com/rayo-dev/rayo/internal/objstore"
+	"github.com/rayo-dev/rayo/internal/placement"
 	"github.com/rayo-dev/rayo/internal/raylet/transfer"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -80,21 +81,26 @@ type Raylet struct {
 	log    *slog.Logger
 	logF   *os.File
 
-	mu        sync.Mutex // protects the fields below
-	total     map[string]float64
-	avail     map[string]float64
-	gpus      gpuPool // which GPUs are free
-	workers   map[ids.WorkerID]*workerProc
-	idle      []*workerProc
-	starting  int            // workers started and not registered yet
-	startingJ map[string]int // the same, by job
-	jobs      map[string]*job
-	leases    map[uint64]*leaseRec
-	pending   []*leaseReq
-	nextLease uint64
-	closed    bool
-	fenced    *fencedError      // set by Fence: the node was declared dead
-	deadNodes map[string]string // the nodes the cluster view has DEAD, by name: why (fence.go)
+	drainWG sync.WaitGroup // the drain's deadline watcher
+
+	mu            sync.Mutex // protects the fields below
+	total         map[string]float64
+	avail         map[string]float64
+	gpus          gpuPool // which GPUs are free
+	workers       map[ids.WorkerID]*workerProc
+	idle          []*workerProc
+	starting      int            // workers started and not registered yet
+	startingJ     map[string]int // the same, by job
+	jobs          map[string]*job
+	leases        map[uint64]*leaseRec
+	pending       []*leaseReq
+	nextLease     uint64
+	closed        bool
+	draining      bool // rayo drain: no new leases here
+	drain         drainState
+	drainingPeers []string          // the addresses of the other nodes being drained
+	fenced        *fencedError      // set by Fence: the node was declared dead
+	deadNodes     map[string]string // the nodes the cluster view has DEAD, by name: why (fence.go)
 
 	peers      []*peerNode              // the other nodes, from the cluster view
 	spreadNext int                      // SPREAD's round robin
@@ -219,6 +225,7 @@ func Start(cfg Config) (*Raylet, error) {
 	mux := r.newMux()
 	r.srv = rpc.NewServer(ln, func(*rpc.Conn) rpc.Handler { return mux }, r.connClosed)
 	r.stop = make(chan struct{})
+	r.drain.idle, r.drain.done = make(chan struct{}), make(chan struct{})
 	r.ctx, r.done = context.WithCancel(context.Background())
 	r.procs.Add(2)
 	go r.reapIdle()
@@ -342,20 +349,7 @@ func (r *Raylet) Resources() (total, avail, pending []*pb.Resource) {
 			demand[x.Name] += x.Quantity
 		}
 	}
-	return resourceList(r.total), resourceList(r.avail), resourceList(demand)
-}
-
-func resourceList(m map[string]float64) []*pb.Resource {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := make([]*pb.Resource, len(names))
-	for i, k := range names {
-		out[i] = &pb.Resource{Name: k, Quantity: m[k]}
-	}
-	return out
+	return placement.ResourceList(r.total), placement.ResourceList(r.avail), placement.ResourceList(demand)
 }
 
 // NodeName is the node's name in endpoints.
@@ -396,6 +390,7 @@ func (r *Raylet) Close() error {
 	close(r.stop)
 	r.done()
 	r.mu.Unlock()
+	r.drainWG.Wait()
 	if r.xfer != nil {
 		r.xfer.Close()
 	}

@@ -60,6 +60,7 @@ const (
 	MPinObject                           // worker/driver -> raylet: restoring a spilled object
 	MUnpinObjects                        // worker/driver -> raylet (notify)
 	MWorkerOOM                           // raylet -> lease owner, before the memory monitor kills the worker
+	MDrainNode                           // any -> control store (rayo drain): the node's record, DRAINING
 )
 
 // The methods with their types: a Mux takes these, so a handler of the
@@ -116,6 +117,7 @@ var (
 	PinObject         = request[pb.CreateObject, pb.CreateObjectReply](MPinObject, "PinObject", smallBody)
 	UnpinObjects      = notice[pb.ObjectIDs](MUnpinObjects, "UnpinObjects", 0)
 	WorkerOOM         = request[pb.WorkerKilled, pb.Empty](MWorkerOOM, "WorkerOOM", smallBody)
+	DrainNode         = request[pb.DrainNode, pb.NodeInfo](MDrainNode, "DrainNode", smallBody)
 )
 
 // smallBody bounds the requests made of a few IDs, numbers and names.

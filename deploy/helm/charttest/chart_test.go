@@ -273,9 +273,15 @@ func checkNode(t *testing.T, what string, spec corev1.PodSpec, memMiB int64, sto
 	if _, err := fmt.Sscanf(store, "%dMiB", &storeMiB); err != nil || storeMiB<<20 >= lim.Value() {
 		t.Errorf("%s: store %s does not fit in the memory limit %v", what, store, lim)
 	}
+	// A worker drains itself (within the grace period, 30 s by default);
+	// the head, which cannot be drained, stops.
+	preStop := []string{"rayo", "drain", "--self", "--deadline", "25s"}
+	if strings.HasPrefix(what, "head") {
+		preStop = []string{"rayo", "stop"}
+	}
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Exec == nil ||
-		!slices.Equal(c.Lifecycle.PreStop.Exec.Command, []string{"rayo", "stop"}) {
-		t.Errorf("%s: preStop %+v, want rayo stop", what, c.Lifecycle)
+		!slices.Equal(c.Lifecycle.PreStop.Exec.Command, preStop) {
+		t.Errorf("%s: preStop %+v, want %q", what, c.Lifecycle, preStop)
 	}
 	tmp := false
 	for _, m := range c.VolumeMounts {

@@ -1758,7 +1758,7 @@ type NodeInfo struct {
 	Address             string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`     // the raylet's address
 	Resources           []*Resource            `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"` // total
 	Available           []*Resource            `protobuf:"bytes,4,rep,name=available,proto3" json:"available,omitempty"`
-	State               string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"` // ALIVE or DEAD
+	State               string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"` // ALIVE, DRAINING or DEAD
 	LastHeartbeatUnixMs int64                  `protobuf:"varint,6,opt,name=last_heartbeat_unix_ms,json=lastHeartbeatUnixMs,proto3" json:"last_heartbeat_unix_ms,omitempty"`
 	SessionDir          string                 `protobuf:"bytes,7,opt,name=session_dir,json=sessionDir,proto3" json:"session_dir,omitempty"`
 	Head                bool                   `protobuf:"varint,8,opt,name=head,proto3" json:"head,omitempty"`
@@ -1768,6 +1768,7 @@ type NodeInfo struct {
 	ObjectStoreSource   string                 `protobuf:"bytes,12,opt,name=object_store_source,json=objectStoreSource,proto3" json:"object_store_source,omitempty"`                          // where that figure comes from (a flag, the cgroup limit, RAM, /dev/shm)
 	Labels              map[string]string      `protobuf:"bytes,13,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the node's labels (--labels), such as the node type an autoscaler launched it as
 	PendingShapes       []*ResourceDemand      `protobuf:"bytes,20,rep,name=pending_shapes,json=pendingShapes,proto3" json:"pending_shapes,omitempty"`                                        // the waiting lease requests by shape, for the autoscaler
+	DrainDeadlineUnixMs int64                  `protobuf:"varint,21,opt,name=drain_deadline_unix_ms,json=drainDeadlineUnixMs,proto3" json:"drain_deadline_unix_ms,omitempty"`                 // DRAINING: when work still running there is killed and the node exits
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1900,6 +1901,67 @@ func (x *NodeInfo) GetPendingShapes() []*ResourceDemand {
 	return nil
 }
 
+func (x *NodeInfo) GetDrainDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.DrainDeadlineUnixMs
+	}
+	return 0
+}
+
+// DrainNode asks the control store to drain a node (rayo drain): node_id,
+// and how long its running work may take before it is killed.
+type DrainNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        []byte                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	DeadlineMs    int64                  `protobuf:"varint,2,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNode) Reset() {
+	*x = DrainNode{}
+	mi := &file_rayo_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNode) ProtoMessage() {}
+
+func (x *DrainNode) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNode.ProtoReflect.Descriptor instead.
+func (*DrainNode) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DrainNode) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *DrainNode) GetDeadlineMs() int64 {
+	if x != nil {
+		return x.DeadlineMs
+	}
+	return 0
+}
+
 // ResourceDemand is count requests (or nodes) of one resource shape.
 type ResourceDemand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1911,7 +1973,7 @@ type ResourceDemand struct {
 
 func (x *ResourceDemand) Reset() {
 	*x = ResourceDemand{}
-	mi := &file_rayo_proto_msgTypes[26]
+	mi := &file_rayo_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +1985,7 @@ func (x *ResourceDemand) String() string {
 func (*ResourceDemand) ProtoMessage() {}
 
 func (x *ResourceDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[26]
+	mi := &file_rayo_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +1998,7 @@ func (x *ResourceDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDemand.ProtoReflect.Descriptor instead.
 func (*ResourceDemand) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{26}
+	return file_rayo_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResourceDemand) GetShape() []*Resource {
@@ -1965,7 +2027,7 @@ type ResourceDemands struct {
 
 func (x *ResourceDemands) Reset() {
 	*x = ResourceDemands{}
-	mi := &file_rayo_proto_msgTypes[27]
+	mi := &file_rayo_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2039,7 @@ func (x *ResourceDemands) String() string {
 func (*ResourceDemands) ProtoMessage() {}
 
 func (x *ResourceDemands) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[27]
+	mi := &file_rayo_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2052,7 @@ func (x *ResourceDemands) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDemands.ProtoReflect.Descriptor instead.
 func (*ResourceDemands) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{27}
+	return file_rayo_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResourceDemands) GetDemands() []*ResourceDemand {
@@ -2010,7 +2072,7 @@ type NodeList struct {
 
 func (x *NodeList) Reset() {
 	*x = NodeList{}
-	mi := &file_rayo_proto_msgTypes[28]
+	mi := &file_rayo_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2084,7 @@ func (x *NodeList) String() string {
 func (*NodeList) ProtoMessage() {}
 
 func (x *NodeList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[28]
+	mi := &file_rayo_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2097,7 @@ func (x *NodeList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeList.ProtoReflect.Descriptor instead.
 func (*NodeList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{28}
+	return file_rayo_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeList) GetNodes() []*NodeInfo {
@@ -2060,7 +2122,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_rayo_proto_msgTypes[29]
+	mi := &file_rayo_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2134,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[29]
+	mi := &file_rayo_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2147,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{29}
+	return file_rayo_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Heartbeat) GetNodeId() []byte {
@@ -2147,7 +2209,7 @@ type JobInfo struct {
 
 func (x *JobInfo) Reset() {
 	*x = JobInfo{}
-	mi := &file_rayo_proto_msgTypes[30]
+	mi := &file_rayo_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2221,7 @@ func (x *JobInfo) String() string {
 func (*JobInfo) ProtoMessage() {}
 
 func (x *JobInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[30]
+	mi := &file_rayo_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2234,7 @@ func (x *JobInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
 func (*JobInfo) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{30}
+	return file_rayo_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JobInfo) GetJobId() string {
@@ -2283,7 +2345,7 @@ type JobList struct {
 
 func (x *JobList) Reset() {
 	*x = JobList{}
-	mi := &file_rayo_proto_msgTypes[31]
+	mi := &file_rayo_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2357,7 @@ func (x *JobList) String() string {
 func (*JobList) ProtoMessage() {}
 
 func (x *JobList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[31]
+	mi := &file_rayo_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2370,7 @@ func (x *JobList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobList.ProtoReflect.Descriptor instead.
 func (*JobList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{31}
+	return file_rayo_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JobList) GetJobs() []*JobInfo {
@@ -2335,7 +2397,7 @@ type JobRequest struct {
 
 func (x *JobRequest) Reset() {
 	*x = JobRequest{}
-	mi := &file_rayo_proto_msgTypes[32]
+	mi := &file_rayo_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2409,7 @@ func (x *JobRequest) String() string {
 func (*JobRequest) ProtoMessage() {}
 
 func (x *JobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[32]
+	mi := &file_rayo_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2422,7 @@ func (x *JobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRequest.ProtoReflect.Descriptor instead.
 func (*JobRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{32}
+	return file_rayo_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JobRequest) GetJobId() string {
@@ -2404,7 +2466,7 @@ type BinaryChunk struct {
 
 func (x *BinaryChunk) Reset() {
 	*x = BinaryChunk{}
-	mi := &file_rayo_proto_msgTypes[33]
+	mi := &file_rayo_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2478,7 @@ func (x *BinaryChunk) String() string {
 func (*BinaryChunk) ProtoMessage() {}
 
 func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[33]
+	mi := &file_rayo_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +2491,7 @@ func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
 func (*BinaryChunk) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{33}
+	return file_rayo_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BinaryChunk) GetHash() string {
@@ -2473,7 +2535,7 @@ type GetBinary struct {
 
 func (x *GetBinary) Reset() {
 	*x = GetBinary{}
-	mi := &file_rayo_proto_msgTypes[34]
+	mi := &file_rayo_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2547,7 @@ func (x *GetBinary) String() string {
 func (*GetBinary) ProtoMessage() {}
 
 func (x *GetBinary) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[34]
+	mi := &file_rayo_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2560,7 @@ func (x *GetBinary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBinary.ProtoReflect.Descriptor instead.
 func (*GetBinary) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{34}
+	return file_rayo_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetBinary) GetHash() string {
@@ -2538,7 +2600,7 @@ type ClusterView struct {
 
 func (x *ClusterView) Reset() {
 	*x = ClusterView{}
-	mi := &file_rayo_proto_msgTypes[35]
+	mi := &file_rayo_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2612,7 @@ func (x *ClusterView) String() string {
 func (*ClusterView) ProtoMessage() {}
 
 func (x *ClusterView) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[35]
+	mi := &file_rayo_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2625,7 @@ func (x *ClusterView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterView.ProtoReflect.Descriptor instead.
 func (*ClusterView) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{35}
+	return file_rayo_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ClusterView) GetNodes() []*NodeInfo {
@@ -2600,7 +2662,7 @@ type PullObject struct {
 
 func (x *PullObject) Reset() {
 	*x = PullObject{}
-	mi := &file_rayo_proto_msgTypes[36]
+	mi := &file_rayo_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +2674,7 @@ func (x *PullObject) String() string {
 func (*PullObject) ProtoMessage() {}
 
 func (x *PullObject) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[36]
+	mi := &file_rayo_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +2687,7 @@ func (x *PullObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullObject.ProtoReflect.Descriptor instead.
 func (*PullObject) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{36}
+	return file_rayo_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PullObject) GetObjectId() []byte {
@@ -2662,7 +2724,7 @@ type ReadChunk struct {
 
 func (x *ReadChunk) Reset() {
 	*x = ReadChunk{}
-	mi := &file_rayo_proto_msgTypes[37]
+	mi := &file_rayo_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2736,7 @@ func (x *ReadChunk) String() string {
 func (*ReadChunk) ProtoMessage() {}
 
 func (x *ReadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[37]
+	mi := &file_rayo_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2749,7 @@ func (x *ReadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadChunk.ProtoReflect.Descriptor instead.
 func (*ReadChunk) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{37}
+	return file_rayo_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReadChunk) GetObjectId() []byte {
@@ -2724,7 +2786,7 @@ type KVEntry struct {
 
 func (x *KVEntry) Reset() {
 	*x = KVEntry{}
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2798,7 @@ func (x *KVEntry) String() string {
 func (*KVEntry) ProtoMessage() {}
 
 func (x *KVEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2811,7 @@ func (x *KVEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVEntry.ProtoReflect.Descriptor instead.
 func (*KVEntry) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{38}
+	return file_rayo_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KVEntry) GetNamespace() string {
@@ -2793,7 +2855,7 @@ type KVReply struct {
 
 func (x *KVReply) Reset() {
 	*x = KVReply{}
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +2867,7 @@ func (x *KVReply) String() string {
 func (*KVReply) ProtoMessage() {}
 
 func (x *KVReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +2880,7 @@ func (x *KVReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVReply.ProtoReflect.Descriptor instead.
 func (*KVReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{39}
+	return file_rayo_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KVReply) GetValue() []byte {
@@ -2884,7 +2946,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2896,7 +2958,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2909,7 +2971,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{40}
+	return file_rayo_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskEvent) GetTaskId() []byte {
@@ -3054,7 +3116,7 @@ type ActorEvent struct {
 
 func (x *ActorEvent) Reset() {
 	*x = ActorEvent{}
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3128,7 @@ func (x *ActorEvent) String() string {
 func (*ActorEvent) ProtoMessage() {}
 
 func (x *ActorEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3141,7 @@ func (x *ActorEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorEvent.ProtoReflect.Descriptor instead.
 func (*ActorEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{41}
+	return file_rayo_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ActorEvent) GetActorId() []byte {
@@ -3212,7 +3274,7 @@ type StateEvents struct {
 
 func (x *StateEvents) Reset() {
 	*x = StateEvents{}
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3224,7 +3286,7 @@ func (x *StateEvents) String() string {
 func (*StateEvents) ProtoMessage() {}
 
 func (x *StateEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3237,7 +3299,7 @@ func (x *StateEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateEvents.ProtoReflect.Descriptor instead.
 func (*StateEvents) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{42}
+	return file_rayo_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StateEvents) GetTasks() []*TaskEvent {
@@ -3284,7 +3346,7 @@ type RunTally struct {
 
 func (x *RunTally) Reset() {
 	*x = RunTally{}
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3296,7 +3358,7 @@ func (x *RunTally) String() string {
 func (*RunTally) ProtoMessage() {}
 
 func (x *RunTally) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3309,7 +3371,7 @@ func (x *RunTally) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunTally.ProtoReflect.Descriptor instead.
 func (*RunTally) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{43}
+	return file_rayo_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RunTally) GetFinished() int64 {
@@ -3352,7 +3414,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3364,7 +3426,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3377,7 +3439,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{44}
+	return file_rayo_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TaskRecord) GetTask() *TaskEvent {
@@ -3405,7 +3467,7 @@ type ActorRecord struct {
 
 func (x *ActorRecord) Reset() {
 	*x = ActorRecord{}
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3417,7 +3479,7 @@ func (x *ActorRecord) String() string {
 func (*ActorRecord) ProtoMessage() {}
 
 func (x *ActorRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3430,7 +3492,7 @@ func (x *ActorRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorRecord.ProtoReflect.Descriptor instead.
 func (*ActorRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{45}
+	return file_rayo_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ActorRecord) GetActor() *ActorEvent {
@@ -3460,7 +3522,7 @@ type StateQuery struct {
 
 func (x *StateQuery) Reset() {
 	*x = StateQuery{}
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3472,7 +3534,7 @@ func (x *StateQuery) String() string {
 func (*StateQuery) ProtoMessage() {}
 
 func (x *StateQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3485,7 +3547,7 @@ func (x *StateQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateQuery.ProtoReflect.Descriptor instead.
 func (*StateQuery) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{46}
+	return file_rayo_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *StateQuery) GetLimit() int64 {
@@ -3517,7 +3579,7 @@ type StateList struct {
 
 func (x *StateList) Reset() {
 	*x = StateList{}
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3529,7 +3591,7 @@ func (x *StateList) String() string {
 func (*StateList) ProtoMessage() {}
 
 func (x *StateList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3542,7 +3604,7 @@ func (x *StateList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateList.ProtoReflect.Descriptor instead.
 func (*StateList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{47}
+	return file_rayo_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StateList) GetTasks() []*TaskRecord {
@@ -3594,7 +3656,7 @@ type WorkerRecord struct {
 
 func (x *WorkerRecord) Reset() {
 	*x = WorkerRecord{}
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3606,7 +3668,7 @@ func (x *WorkerRecord) String() string {
 func (*WorkerRecord) ProtoMessage() {}
 
 func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3619,7 +3681,7 @@ func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRecord.ProtoReflect.Descriptor instead.
 func (*WorkerRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{48}
+	return file_rayo_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WorkerRecord) GetWorkerId() []byte {
@@ -3724,7 +3786,7 @@ type ObjectRecord struct {
 
 func (x *ObjectRecord) Reset() {
 	*x = ObjectRecord{}
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3736,7 +3798,7 @@ func (x *ObjectRecord) String() string {
 func (*ObjectRecord) ProtoMessage() {}
 
 func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3749,7 +3811,7 @@ func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRecord.ProtoReflect.Descriptor instead.
 func (*ObjectRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{49}
+	return file_rayo_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ObjectRecord) GetObjectId() []byte {
@@ -3841,7 +3903,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3853,7 +3915,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3866,7 +3928,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{50}
+	return file_rayo_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -3998,7 +4060,7 @@ type ObjectList struct {
 
 func (x *ObjectList) Reset() {
 	*x = ObjectList{}
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4010,7 +4072,7 @@ func (x *ObjectList) String() string {
 func (*ObjectList) ProtoMessage() {}
 
 func (x *ObjectList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4023,7 +4085,7 @@ func (x *ObjectList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectList.ProtoReflect.Descriptor instead.
 func (*ObjectList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{51}
+	return file_rayo_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ObjectList) GetObjects() []*ObjectRecord {
@@ -4054,7 +4116,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4066,7 +4128,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4079,7 +4141,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{52}
+	return file_rayo_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *LogRequest) GetPid() int32 {
@@ -4144,7 +4206,7 @@ type Bundle struct {
 
 func (x *Bundle) Reset() {
 	*x = Bundle{}
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4156,7 +4218,7 @@ func (x *Bundle) String() string {
 func (*Bundle) ProtoMessage() {}
 
 func (x *Bundle) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4169,7 +4231,7 @@ func (x *Bundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bundle.ProtoReflect.Descriptor instead.
 func (*Bundle) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{53}
+	return file_rayo_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Bundle) GetResources() []*Resource {
@@ -4213,7 +4275,7 @@ type PlacementGroup struct {
 
 func (x *PlacementGroup) Reset() {
 	*x = PlacementGroup{}
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4225,7 +4287,7 @@ func (x *PlacementGroup) String() string {
 func (*PlacementGroup) ProtoMessage() {}
 
 func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4238,7 +4300,7 @@ func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroup.ProtoReflect.Descriptor instead.
 func (*PlacementGroup) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{54}
+	return file_rayo_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PlacementGroup) GetPlacementGroupId() []byte {
@@ -4333,7 +4395,7 @@ type PlacementGroupRequest struct {
 
 func (x *PlacementGroupRequest) Reset() {
 	*x = PlacementGroupRequest{}
-	mi := &file_rayo_proto_msgTypes[55]
+	mi := &file_rayo_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4345,7 +4407,7 @@ func (x *PlacementGroupRequest) String() string {
 func (*PlacementGroupRequest) ProtoMessage() {}
 
 func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[55]
+	mi := &file_rayo_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4358,7 +4420,7 @@ func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupRequest.ProtoReflect.Descriptor instead.
 func (*PlacementGroupRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{55}
+	return file_rayo_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PlacementGroupRequest) GetOp() string {
@@ -4407,7 +4469,7 @@ type PlacementGroupReply struct {
 
 func (x *PlacementGroupReply) Reset() {
 	*x = PlacementGroupReply{}
-	mi := &file_rayo_proto_msgTypes[56]
+	mi := &file_rayo_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4419,7 +4481,7 @@ func (x *PlacementGroupReply) String() string {
 func (*PlacementGroupReply) ProtoMessage() {}
 
 func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[56]
+	mi := &file_rayo_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4432,7 +4494,7 @@ func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupReply.ProtoReflect.Descriptor instead.
 func (*PlacementGroupReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{56}
+	return file_rayo_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PlacementGroupReply) GetGroups() []*PlacementGroup {
@@ -4463,7 +4525,7 @@ type BundleOp struct {
 
 func (x *BundleOp) Reset() {
 	*x = BundleOp{}
-	mi := &file_rayo_proto_msgTypes[57]
+	mi := &file_rayo_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4475,7 +4537,7 @@ func (x *BundleOp) String() string {
 func (*BundleOp) ProtoMessage() {}
 
 func (x *BundleOp) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[57]
+	mi := &file_rayo_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4488,7 +4550,7 @@ func (x *BundleOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleOp.ProtoReflect.Descriptor instead.
 func (*BundleOp) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{57}
+	return file_rayo_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *BundleOp) GetOp() string {
@@ -4661,7 +4723,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
 	"\tActorAddr\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xf0\x04\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xa5\x05\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12,\n" +
@@ -4678,10 +4740,15 @@ const file_rayo_proto_rawDesc = "" +
 	"\x12object_store_bytes\x18\v \x01(\x03R\x10objectStoreBytes\x12.\n" +
 	"\x13object_store_source\x18\f \x01(\tR\x11objectStoreSource\x122\n" +
 	"\x06labels\x18\r \x03(\v2\x1a.rayo.NodeInfo.LabelsEntryR\x06labels\x12;\n" +
-	"\x0epending_shapes\x18\x14 \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\x1a9\n" +
+	"\x0epending_shapes\x18\x14 \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\x123\n" +
+	"\x16drain_deadline_unix_ms\x18\x15 \x01(\x03R\x13drainDeadlineUnixMs\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"L\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
+	"\tDrainNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x1f\n" +
+	"\vdeadline_ms\x18\x02 \x01(\x03R\n" +
+	"deadlineMs\"L\n" +
 	"\x0eResourceDemand\x12$\n" +
 	"\x05shape\x18\x01 \x03(\v2\x0e.rayo.ResourceR\x05shape\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\"A\n" +
@@ -4937,7 +5004,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),        // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil),   // 1: rayo.RegisterWorkerReply
@@ -4965,41 +5032,42 @@ var file_rayo_proto_goTypes = []any{
 	(*ActorAddrRequest)(nil),      // 23: rayo.ActorAddrRequest
 	(*ActorAddr)(nil),             // 24: rayo.ActorAddr
 	(*NodeInfo)(nil),              // 25: rayo.NodeInfo
-	(*ResourceDemand)(nil),        // 26: rayo.ResourceDemand
-	(*ResourceDemands)(nil),       // 27: rayo.ResourceDemands
-	(*NodeList)(nil),              // 28: rayo.NodeList
-	(*Heartbeat)(nil),             // 29: rayo.Heartbeat
-	(*JobInfo)(nil),               // 30: rayo.JobInfo
-	(*JobList)(nil),               // 31: rayo.JobList
-	(*JobRequest)(nil),            // 32: rayo.JobRequest
-	(*BinaryChunk)(nil),           // 33: rayo.BinaryChunk
-	(*GetBinary)(nil),             // 34: rayo.GetBinary
-	(*ClusterView)(nil),           // 35: rayo.ClusterView
-	(*PullObject)(nil),            // 36: rayo.PullObject
-	(*ReadChunk)(nil),             // 37: rayo.ReadChunk
-	(*KVEntry)(nil),               // 38: rayo.KVEntry
-	(*KVReply)(nil),               // 39: rayo.KVReply
-	(*TaskEvent)(nil),             // 40: rayo.TaskEvent
-	(*ActorEvent)(nil),            // 41: rayo.ActorEvent
-	(*StateEvents)(nil),           // 42: rayo.StateEvents
-	(*RunTally)(nil),              // 43: rayo.RunTally
-	(*TaskRecord)(nil),            // 44: rayo.TaskRecord
-	(*ActorRecord)(nil),           // 45: rayo.ActorRecord
-	(*StateQuery)(nil),            // 46: rayo.StateQuery
-	(*StateList)(nil),             // 47: rayo.StateList
-	(*WorkerRecord)(nil),          // 48: rayo.WorkerRecord
-	(*ObjectRecord)(nil),          // 49: rayo.ObjectRecord
-	(*NodeStats)(nil),             // 50: rayo.NodeStats
-	(*ObjectList)(nil),            // 51: rayo.ObjectList
-	(*LogRequest)(nil),            // 52: rayo.LogRequest
-	(*Bundle)(nil),                // 53: rayo.Bundle
-	(*PlacementGroup)(nil),        // 54: rayo.PlacementGroup
-	(*PlacementGroupRequest)(nil), // 55: rayo.PlacementGroupRequest
-	(*PlacementGroupReply)(nil),   // 56: rayo.PlacementGroupReply
-	(*BundleOp)(nil),              // 57: rayo.BundleOp
-	nil,                           // 58: rayo.NodeInfo.LabelsEntry
-	nil,                           // 59: rayo.TaskRecord.StateTimesUnixNsEntry
-	nil,                           // 60: rayo.ActorRecord.StateTimesUnixNsEntry
+	(*DrainNode)(nil),             // 26: rayo.DrainNode
+	(*ResourceDemand)(nil),        // 27: rayo.ResourceDemand
+	(*ResourceDemands)(nil),       // 28: rayo.ResourceDemands
+	(*NodeList)(nil),              // 29: rayo.NodeList
+	(*Heartbeat)(nil),             // 30: rayo.Heartbeat
+	(*JobInfo)(nil),               // 31: rayo.JobInfo
+	(*JobList)(nil),               // 32: rayo.JobList
+	(*JobRequest)(nil),            // 33: rayo.JobRequest
+	(*BinaryChunk)(nil),           // 34: rayo.BinaryChunk
+	(*GetBinary)(nil),             // 35: rayo.GetBinary
+	(*ClusterView)(nil),           // 36: rayo.ClusterView
+	(*PullObject)(nil),            // 37: rayo.PullObject
+	(*ReadChunk)(nil),             // 38: rayo.ReadChunk
+	(*KVEntry)(nil),               // 39: rayo.KVEntry
+	(*KVReply)(nil),               // 40: rayo.KVReply
+	(*TaskEvent)(nil),             // 41: rayo.TaskEvent
+	(*ActorEvent)(nil),            // 42: rayo.ActorEvent
+	(*StateEvents)(nil),           // 43: rayo.StateEvents
+	(*RunTally)(nil),              // 44: rayo.RunTally
+	(*TaskRecord)(nil),            // 45: rayo.TaskRecord
+	(*ActorRecord)(nil),           // 46: rayo.ActorRecord
+	(*StateQuery)(nil),            // 47: rayo.StateQuery
+	(*StateList)(nil),             // 48: rayo.StateList
+	(*WorkerRecord)(nil),          // 49: rayo.WorkerRecord
+	(*ObjectRecord)(nil),          // 50: rayo.ObjectRecord
+	(*NodeStats)(nil),             // 51: rayo.NodeStats
+	(*ObjectList)(nil),            // 52: rayo.ObjectList
+	(*LogRequest)(nil),            // 53: rayo.LogRequest
+	(*Bundle)(nil),                // 54: rayo.Bundle
+	(*PlacementGroup)(nil),        // 55: rayo.PlacementGroup
+	(*PlacementGroupRequest)(nil), // 56: rayo.PlacementGroupRequest
+	(*PlacementGroupReply)(nil),   // 57: rayo.PlacementGroupReply
+	(*BundleOp)(nil),              // 58: rayo.BundleOp
+	nil,                           // 59: rayo.NodeInfo.LabelsEntry
+	nil,                           // 60: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                           // 61: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -5015,38 +5083,38 @@ var file_rayo_proto_depIdxs = []int32{
 	2,  // 10: rayo.NodeInfo.resources:type_name -> rayo.Resource
 	2,  // 11: rayo.NodeInfo.available:type_name -> rayo.Resource
 	2,  // 12: rayo.NodeInfo.pending:type_name -> rayo.Resource
-	58, // 13: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
-	26, // 14: rayo.NodeInfo.pending_shapes:type_name -> rayo.ResourceDemand
+	59, // 13: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
+	27, // 14: rayo.NodeInfo.pending_shapes:type_name -> rayo.ResourceDemand
 	2,  // 15: rayo.ResourceDemand.shape:type_name -> rayo.Resource
-	26, // 16: rayo.ResourceDemands.demands:type_name -> rayo.ResourceDemand
+	27, // 16: rayo.ResourceDemands.demands:type_name -> rayo.ResourceDemand
 	25, // 17: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
 	2,  // 18: rayo.Heartbeat.available:type_name -> rayo.Resource
 	2,  // 19: rayo.Heartbeat.pending:type_name -> rayo.Resource
 	2,  // 20: rayo.Heartbeat.total:type_name -> rayo.Resource
-	26, // 21: rayo.Heartbeat.pending_shapes:type_name -> rayo.ResourceDemand
-	30, // 22: rayo.JobList.jobs:type_name -> rayo.JobInfo
+	27, // 21: rayo.Heartbeat.pending_shapes:type_name -> rayo.ResourceDemand
+	31, // 22: rayo.JobList.jobs:type_name -> rayo.JobInfo
 	25, // 23: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
-	26, // 24: rayo.ClusterView.launchable:type_name -> rayo.ResourceDemand
+	27, // 24: rayo.ClusterView.launchable:type_name -> rayo.ResourceDemand
 	2,  // 25: rayo.TaskEvent.resources:type_name -> rayo.Resource
 	2,  // 26: rayo.ActorEvent.resources:type_name -> rayo.Resource
-	40, // 27: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
-	41, // 28: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
-	43, // 29: rayo.StateEvents.runs:type_name -> rayo.RunTally
-	40, // 30: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
-	59, // 31: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
-	41, // 32: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
-	60, // 33: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
-	44, // 34: rayo.StateList.tasks:type_name -> rayo.TaskRecord
-	45, // 35: rayo.StateList.actors:type_name -> rayo.ActorRecord
-	48, // 36: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	41, // 27: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
+	42, // 28: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
+	44, // 29: rayo.StateEvents.runs:type_name -> rayo.RunTally
+	41, // 30: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	60, // 31: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	42, // 32: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	61, // 33: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	45, // 34: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	46, // 35: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	49, // 36: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
 	2,  // 37: rayo.NodeStats.total:type_name -> rayo.Resource
 	2,  // 38: rayo.NodeStats.available:type_name -> rayo.Resource
-	49, // 39: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	50, // 39: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
 	2,  // 40: rayo.Bundle.resources:type_name -> rayo.Resource
-	53, // 41: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
-	54, // 42: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
-	54, // 43: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
-	53, // 44: rayo.BundleOp.bundles:type_name -> rayo.Bundle
+	54, // 41: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
+	55, // 42: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
+	55, // 43: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
+	54, // 44: rayo.BundleOp.bundles:type_name -> rayo.Bundle
 	45, // [45:45] is the sub-list for method output_type
 	45, // [45:45] is the sub-list for method input_type
 	45, // [45:45] is the sub-list for extension type_name
@@ -5065,7 +5133,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   61,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -165,9 +165,15 @@ context), node (head or a worker group's values), head (a bool).
   lifecycle:
     preStop:
       exec:
-        # No drain yet: rayo stop ends the daemon, whose running tasks and
-        # actors are retried on other nodes.
+        {{- if .head }}
+        # The head cannot be drained: rayo stop ends the daemon.
         command: ["rayo", "stop"]
+        {{- else }}
+        # rayo drain --self: no new work comes to this node, its running
+        # work finishes (within the grace period, less a margin), its
+        # objects' owners hear of it, and the daemon exits.
+        command: ["rayo", "drain", "--self", "--deadline", "{{ sub (int $root.Values.terminationGracePeriodSeconds) 5 | max 1 }}s"]
+        {{- end }}
   securityContext:
     runAsNonRoot: true
     runAsUser: 65532
