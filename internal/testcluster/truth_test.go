@@ -111,6 +111,11 @@ func TestActorsAndJobsEndTruthfully(t *testing.T) {
 
 	d := start(t, c.Head, driver, "hang", "killed")
 	d.until(t, "ready", 30*time.Second)
+	// The driver's own events (its actors' names, which is detached) reach
+	// the control store in batches: the kill waits for them.
+	waitActorsState(t, c, 10*time.Second, "the hanging driver's actors listed", func(m map[string]*pb.ActorEvent) bool {
+		return m["killed-named"] != nil && m["killed-keeper"] != nil
+	})
 	pid := d.cmd.Process.Pid
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
