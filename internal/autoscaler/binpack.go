@@ -70,22 +70,31 @@ func bigger(a, b Shape) bool {
 // packInto places each shape, largest first, in the first bin it fits,
 // taking from that bin, and returns the shapes that fit in none.
 func packInto(bins []Shape, shapes []Shape) (unfit []Shape) {
-	sorted := append([]Shape(nil), shapes...)
-	sort.SliceStable(sorted, func(i, j int) bool { return bigger(sorted[i], sorted[j]) })
-	for _, s := range sorted {
-		placed := false
-		for _, b := range bins {
-			if s.fits(b) {
-				s.take(b)
-				placed = true
-				break
-			}
-		}
-		if !placed {
+	for _, s := range largestFirst(shapes) {
+		if !takeFirstFit(bins, s) {
 			unfit = append(unfit, s)
 		}
 	}
 	return unfit
+}
+
+// largestFirst is a copy of shapes sorted largest first (stable).
+func largestFirst(shapes []Shape) []Shape {
+	sorted := append([]Shape(nil), shapes...)
+	sort.SliceStable(sorted, func(i, j int) bool { return bigger(sorted[i], sorted[j]) })
+	return sorted
+}
+
+// takeFirstFit takes s from the first bin it fits, and says whether one
+// did.
+func takeFirstFit(bins []Shape, s Shape) bool {
+	for _, b := range bins {
+		if s.fits(b) {
+			s.take(b)
+			return true
+		}
+	}
+	return false
 }
 
 // plan is what to launch for shapes that fit no node there is: count new
@@ -102,20 +111,11 @@ func plan(types []NodeType, have map[string]int, maxWorkers int, shapes []Shape)
 		total += n
 	}
 	var bins []Shape
-	sorted := append([]Shape(nil), shapes...)
-	sort.SliceStable(sorted, func(i, j int) bool { return bigger(sorted[i], sorted[j]) })
-	for _, s := range sorted {
-		placed := false
-		for _, b := range bins {
-			if s.fits(b) {
-				s.take(b)
-				placed = true
-				break
-			}
-		}
-		if placed {
+	for _, s := range largestFirst(shapes) {
+		if takeFirstFit(bins, s) {
 			continue
 		}
+		placed := false
 		for _, t := range types {
 			if !s.fits(t.Resources) || have[t.Name]+launch[t.Name] >= t.MaxWorkers || (maxWorkers > 0 && total >= maxWorkers) {
 				continue
