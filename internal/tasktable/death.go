@@ -78,14 +78,7 @@ func (r *actorRec) kill(cause, message string, at int64) bool {
 func (t *Table) JobEnded(job, cause, message string, at int64) []*pb.ActorRecord {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.ended[job]; !ok {
-		t.endOrder = append(t.endOrder, job)
-		if len(t.endOrder) > maxEndedJobs {
-			delete(t.ended, t.endOrder[0])
-			t.endOrder = t.endOrder[1:]
-		}
-	}
-	t.ended[job] = jobEnd{cause, message, at}
+	remember(t.ended, &t.endOrder, maxEndedJobs, job, jobEnd{cause, message, at})
 	var changed []*actorRec
 	for _, r := range t.actors {
 		if r.ev.JobId == job && !r.ev.Detached && r.kill(cause, message, at) {
@@ -106,14 +99,7 @@ func (t *Table) JobEnded(job, cause, message string, at int64) []*pb.ActorRecord
 func (t *Table) NodeDied(node, message string, at int64) []*pb.ActorRecord {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.deadNodes[node]; !ok {
-		t.deadOrder = append(t.deadOrder, node)
-		if len(t.deadOrder) > maxDeadNodes {
-			delete(t.deadNodes, t.deadOrder[0])
-			t.deadOrder = t.deadOrder[1:]
-		}
-	}
-	t.deadNodes[node] = jobEnd{CauseNodeDied, message, at}
+	remember(t.deadNodes, &t.deadOrder, maxDeadNodes, node, jobEnd{CauseNodeDied, message, at})
 	var changed []*actorRec
 	for _, r := range t.actors {
 		if r.ev.NodeId == node && r.diedWithNode(message, at) {
@@ -192,4 +178,17 @@ func (t *Table) Restore(recs []*pb.ActorRecord) {
 		t.actors[k] = &actorRec{ev: a.Actor, times: times, lastTime: a.Actor.TimeUnixNs, seq: t.seq}
 	}
 	t.boundLocked()
+}
+
+// remember sets m[key] to end, keeping at most limit keys: order lists them
+// oldest first, and the oldest is forgotten past limit.
+func remember(m map[string]jobEnd, order *[]string, limit int, key string, end jobEnd) {
+	if _, ok := m[key]; !ok {
+		*order = append(*order, key)
+		if len(*order) > limit {
+			delete(m, (*order)[0])
+			*order = (*order)[1:]
+		}
+	}
+	m[key] = end
 }
