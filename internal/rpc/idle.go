@@ -35,6 +35,10 @@ func (s *Server) SetIdleTimeout(d time.Duration) {
 	defer s.mu.Unlock()
 	s.idle = d
 	s.idleSet = true
+	select {
+	case s.sweepWake <- struct{}{}: // a running sweeper takes the new period
+	default:
+	}
 	s.startSweeperLocked()
 }
 
@@ -45,6 +49,7 @@ func (s *Server) startSweeperLocked() {
 		return
 	}
 	s.sweepStop = make(chan struct{})
+	s.sweepWake = make(chan struct{}, 1)
 	s.wg.Add(1)
 	go s.sweep(s.sweepStop)
 }
@@ -60,20 +65,34 @@ type quiet struct {
 // checking four times per timeout, until stop closes.
 func (s *Server) sweep(stop chan struct{}) {
 	defer s.wg.Done()
-	s.mu.Lock()
-	every := max(s.idle/4, 10*time.Millisecond)
-	s.mu.Unlock()
-	tick := time.NewTicker(every)
+	// The period follows the timeout as it is now: SetIdleTimeout may
+	// change it after the sweeper started (RequireToken starts it with the
+	// default).
+	period := func() time.Duration {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return max(s.idle/4, 10*time.Millisecond)
+	}
+	tick := time.NewTimer(period())
 	defer tick.Stop()
 	seen := make(map[*Conn]quiet)
 	for {
 		select {
 		case <-stop:
 			return
+		case <-s.sweepWake:
+			if !tick.Stop() {
+				select {
+				case <-tick.C:
+				default:
+				}
+			}
+			tick.Reset(period())
 		case now := <-tick.C:
 			var idle []*Conn
 			s.mu.Lock()
 			limit := s.idle
+			tick.Reset(max(limit/4, 10*time.Millisecond))
 			for c := range seen {
 				if _, ok := s.conns[c]; !ok {
 					delete(seen, c)

@@ -110,3 +110,16 @@ func TestDefaultIdleTimeout(t *testing.T) {
 		t.Fatalf("closed with %v", c.Err())
 	}
 }
+
+// TestIdleTimeoutShortenedLater: a timeout set after the sweeper started
+// (RequireToken starts it with the default of minutes) takes effect.
+func TestIdleTimeoutShortenedLater(t *testing.T) {
+	srv, addr := tokenServer(t)
+	c := rawHello(t, addr) // the server is up and its sweeper running
+	srv.SetIdleTimeout(testIdle)
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("a silent connection was still open after 10s (idle timeout shortened to %v)", testIdle)
+	}
+}

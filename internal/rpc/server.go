@@ -28,6 +28,7 @@ type Server struct {
 	idle      time.Duration
 	idleSet   bool
 	sweepStop chan struct{} // closed to stop the idle sweeper
+	sweepWake chan struct{} // tells the sweeper the idle timeout changed
 	// handshake is how long they have to say it
 	handshake time.Duration
 	// Peers that have not said it yet: how many, by host, and the caps.
