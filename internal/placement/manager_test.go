@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
+	"google.golang.org/protobuf/proto"
 )
 
 // fakeHost is a cluster of nodes that keep their bundles' accounts.
@@ -137,16 +138,23 @@ func waitState(t *testing.T, m *Manager, id, state string) *pb.PlacementGroup {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		g, err := m.Get(id, "")
-		if err != nil {
-			t.Fatal(err)
+		// The state and the channel that says it changed, read together: a
+		// change between the two would be waited for in vain.
+		m.mu.Lock()
+		live, ok := m.groups[id]
+		var info *pb.PlacementGroup
+		var wake chan struct{}
+		if ok {
+			info, wake = proto.Clone(live.info).(*pb.PlacementGroup), live.wake
 		}
+		m.mu.Unlock()
+		if !ok {
+			t.Fatalf("group %s is gone, want %s", id, state)
+		}
+		g := info
 		if g.State == state {
 			return g
 		}
-		m.mu.Lock()
-		wake := m.groups[id].wake
-		m.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
