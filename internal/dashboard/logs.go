@@ -165,13 +165,24 @@ type logRead struct {
 	pos        int64          // how much of the log has been read
 }
 
+// request asks for the next piece of the log, waiting up to waitMs for
+// one: of a task, its own lines (the raylet finds them by the mark its
+// worker printed as the attempt started, or else by when they came).
+func (l *logRead) request(waitMs int64) *pb.LogRequest {
+	req := &pb.LogRequest{Pid: l.pid, Offset: l.pos, Max: maxLogRead, WaitMs: waitMs, StartUnixNs: l.start, EndUnixNs: l.end}
+	if l.task != nil {
+		req.TaskId, req.Attempt = l.task.Task.TaskId, l.task.Task.Attempt
+	}
+	return req
+}
+
 // copy reads the log in pieces and passes each on as it comes; with
 // lines, it keeps only the tail and writes that at the end: a large log
 // never sits in memory whole. It reports whether the client has it all.
 func (l *logRead) copy(ctx context.Context, lines int) bool {
 	var tail []byte
 	for {
-		b, err := l.s.cfg.Source.ReadLog(ctx, l.n, &pb.LogRequest{Pid: l.pid, Offset: l.pos, Max: maxLogRead, StartUnixNs: l.start, EndUnixNs: l.end})
+		b, err := l.s.cfg.Source.ReadLog(ctx, l.n, l.request(0))
 		if err != nil {
 			if l.pos == 0 {
 				fail(l.w, http.StatusNotFound, fmt.Errorf("log of worker %d on node %s: %w", l.pid, nodeName(l.n.NodeId), err))
@@ -210,7 +221,7 @@ func (l *logRead) follow(ctx context.Context) {
 			flusher.Flush()
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		b, err := l.s.cfg.Source.ReadLog(rctx, l.n, &pb.LogRequest{Pid: l.pid, Offset: l.pos, Max: maxLogRead, WaitMs: 2000, StartUnixNs: l.start, EndUnixNs: l.end})
+		b, err := l.s.cfg.Source.ReadLog(rctx, l.n, l.request(2000))
 		if err == nil && len(b) == 0 && l.task != nil {
 			if l.end != 0 {
 				cancel()
@@ -246,15 +257,6 @@ func (l *logRead) refreshEnd(ctx context.Context) {
 	}
 }
 
-// logSlack is how long after its end a task's lines may still reach its
-// raylet. The raylet stamps a line when it reads it from the worker's
-// pipe, the worker stamps the task's end when the function returns: on a
-// busy machine the reader runs tens of milliseconds late, and a line
-// printed just before the return was cut from the task's log (10 ms was
-// too short at a load average of 30). The cost: lines the worker's next
-// task prints within this window show in both tasks' logs.
-const logSlack = 250 * time.Millisecond
-
 // taskWindow is when a task attempt ran, for its part of its worker's log
 // (end 0: it runs still; 0, 0: not a task, the whole log).
 func taskWindow(t *pb.TaskRecord) (start, end int64) {
@@ -272,9 +274,6 @@ func taskWindow(t *pb.TaskRecord) (start, end int64) {
 	end = times[tasktable.TaskFinished]
 	if end == 0 {
 		end = times[tasktable.TaskFailed]
-	}
-	if end != 0 {
-		end += logSlack.Nanoseconds()
 	}
 	return start, end
 }

@@ -406,8 +406,8 @@ func TestLogs(t *testing.T) {
 	f.mu.Lock()
 	last := f.logReqs[len(f.logReqs)-1]
 	f.mu.Unlock()
-	if last.Pid != 42 || last.StartUnixNs != 1000*msNs || last.EndUnixNs != 1005*msNs+logSlack.Nanoseconds() {
-		t.Errorf("task log read: pid %d window [%d, %d]", last.Pid, last.StartUnixNs, last.EndUnixNs)
+	if last.Pid != 42 || last.StartUnixNs != 1000*msNs || last.EndUnixNs != 1005*msNs || !bytes.Equal(last.TaskId, taskX) || last.Attempt != 0 {
+		t.Errorf("task log read: pid %d, task %x attempt %d, window [%d, %d]", last.Pid, last.TaskId, last.Attempt, last.StartUnixNs, last.EndUnixNs)
 	}
 	for query, want := range map[string]int{
 		"pid=x&node_id=aaaaaaaaaaaa":           http.StatusBadRequest,

@@ -123,10 +123,16 @@ func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
 	for sc.Scan() {
 		w.logLines.Add(1)
 		line := sc.Text()
+		var key uint64
+		marked := false
 		if i := strings.Index(line, rayletclient.NameMarker); i >= 0 {
-			name = line[i+len(rayletclient.NameMarker):]
-			line = line[:i]
+			// A task starts: its name prefixes the lines from here on. What
+			// came before the marker on its line (printed without a newline)
+			// is the previous task's.
+			name, key = rayletclient.ParseTaskMark(line[i+len(rayletclient.NameMarker):])
+			line, marked = line[:i], true
 			if line == "" {
+				w.markTask(key)
 				continue
 			}
 		}
@@ -150,17 +156,65 @@ func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
 		if f != nil {
 			n, _ := fmt.Fprintln(f, line)
 			w.markLine(int64(n))
-			r.logWritten()
 		}
+		if marked {
+			w.markTask(key)
+		}
+		r.logWritten()
 	}
 }
 
 // maxLogMarks bounds the lines a worker's log index remembers (16 bytes
-// each); older lines are still in the log, but no task's own.
-const maxLogMarks = 1 << 16
+// each), and maxTaskMarks the task starts (16 bytes each); older lines
+// are still in the log, but no task's own.
+const (
+	maxLogMarks  = 1 << 16
+	maxTaskMarks = 1 << 14
+)
 
 // lineMark is where a line starts in a worker's log and when it arrived.
 type lineMark struct{ off, at int64 }
+
+// taskMark is where a task attempt's lines start in a worker's log: key is
+// its rayletclient.TaskLogKey, or 0 for a task that gave none (a call of
+// a concurrent actor).
+type taskMark struct {
+	off int64
+	key uint64
+}
+
+// markTask records that the lines written to w's log from now on are
+// those of the task attempt key, up to the next mark.
+func (w *workerProc) markTask(key uint64) {
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	if len(w.tasks) == maxTaskMarks {
+		w.tasks = append(w.tasks[:0], w.tasks[maxTaskMarks/2:]...)
+	}
+	w.tasks = append(w.tasks, taskMark{off: w.logSize, key: key})
+}
+
+// taskSpan is the part [lo, hi) of w's log that the task attempt key
+// printed: from its mark to the next one. last says no task has started
+// since (more of its lines may come); ok false, that no mark of it is
+// kept.
+func (w *workerProc) taskSpan(key uint64) (lo, hi int64, last, ok bool) {
+	if key == 0 {
+		return 0, 0, false, false
+	}
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	for i := len(w.tasks) - 1; i >= 0; i-- {
+		if w.tasks[i].key != key {
+			continue
+		}
+		if i+1 < len(w.tasks) {
+			return w.tasks[i].off, w.tasks[i+1].off, false, true
+		}
+		return w.tasks[i].off, w.logSize, true, true
+	}
+	return 0, 0, false, false
+}
 
 // markLine records a line of n bytes just written to w's log.
 func (w *workerProc) markLine(n int64) {
@@ -173,9 +227,19 @@ func (w *workerProc) markLine(n int64) {
 	w.logSize += n
 }
 
+// lateLines is how long after a task's end its last lines may still
+// reach the raylet: the raylet reads the worker's pipe on its own time, and
+// on a busy machine runs tens of milliseconds late.
+const lateLines = 250 * time.Millisecond
+
 // window is the part [lo, hi) of w's log holding the lines that arrived
-// within [start, end] (end 0: open); open says more may come.
+// within [start, end+lateLines] (end 0: open); open says more may come.
+// It is for tasks without a mark of their own, whose lines may mix with
+// others' printed then.
 func (w *workerProc) window(start, end int64) (lo, hi int64, open bool) {
+	if end > 0 {
+		end += lateLines.Nanoseconds()
+	}
 	w.markMu.Lock()
 	defer w.markMu.Unlock()
 	i := sort.Search(len(w.marks), func(i int) bool { return w.marks[i].at >= start })

@@ -148,10 +148,13 @@ type workerProc struct {
 	// counts the lines taken from it, for drainLogs.
 	logPipe  atomic.Value
 	logLines atomic.Int64
-	// marks are where each line of its log starts and when it arrived,
-	// the last maxLogMarks of them: a task's lines are those that arrived
-	// while it ran.
+	// tasks are where each task's lines start in its log (the worker marks
+	// them in its output), the last maxTaskMarks of them; marks are where
+	// each line starts and when it arrived, the last maxLogMarks of them,
+	// for the tasks that give no mark of their own: their lines are those
+	// that arrived while they ran.
 	markMu   sync.Mutex
+	tasks    []taskMark
 	marks    []lineMark
 	logSize  int64 // bytes in its log file; guarded by markMu
 	started  time.Time

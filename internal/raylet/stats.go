@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
+	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
@@ -177,15 +178,25 @@ func (r *Raylet) ReadLog(ctx context.Context, req *pb.LogRequest) ([]byte, error
 	path := filepath.Join(r.cfg.SessionDir, "logs", fmt.Sprintf("worker-%d.log", pid))
 	wait := time.Duration(min(req.WaitMs, int64(maxLogWait/time.Millisecond))) * time.Millisecond
 	deadline := time.Now().Add(wait)
-	windowed := req.StartUnixNs != 0 || req.EndUnixNs != 0
+	windowed := req.StartUnixNs != 0 || req.EndUnixNs != 0 || len(req.TaskId) > 0
+	var key uint64
+	if len(req.TaskId) > 0 {
+		key = rayletclient.TaskLogKey(req.TaskId, req.Attempt)
+	}
 	for {
 		changed := r.logChanged() // before reading: a write after the read wakes us
 		var b []byte
 		var err error
 		open := true
 		if windowed {
-			var lo, hi int64
-			lo, hi, open = known.window(req.StartUnixNs, req.EndUnixNs)
+			lo, hi, last, ok := known.taskSpan(key)
+			if ok {
+				// The task's own lines, up to the next task's mark; the last
+				// task's stay open while it runs, and a while after.
+				open = last && (req.EndUnixNs == 0 || time.Now().UnixNano() <= req.EndUnixNs+lateLines.Nanoseconds())
+			} else {
+				lo, hi, open = known.window(req.StartUnixNs, req.EndUnixNs)
+			}
 			off := req.Offset
 			if off < 0 {
 				off = hi - lo + off

@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/rayo-dev/rayo/internal/ids"
@@ -31,9 +33,42 @@ const (
 	EnvNodeAddr = "RAYO_NODE_ADDR" // the raylet's TCP address
 )
 
-// NameMarker starts a line a worker writes to its own output to say which
-// task its next lines belong to; the raylet strips it.
+// NameMarker starts the line a worker writes to its own output when a
+// task starts, to say whose lines follow (AppendTaskMark); the raylet
+// strips it.
 const NameMarker = "\x00rayo-task:"
+
+// AppendTaskMark appends to b the line a worker writes to its output as a
+// task starts: the marker, the task's name and, when key is not 0, a NUL
+// and the attempt's TaskLogKey in hex.
+func AppendTaskMark(b []byte, name string, key uint64) []byte {
+	b = append(b, NameMarker...)
+	b = append(b, name...)
+	if key != 0 {
+		b = append(b, 0)
+		b = strconv.AppendUint(b, key, 16)
+	}
+	return append(b, '\n')
+}
+
+// ParseTaskMark reads what follows NameMarker in a line: the task's name
+// and its attempt's key (0: none given).
+func ParseTaskMark(s string) (name string, key uint64) {
+	name, hex, ok := strings.Cut(s, "\x00")
+	if ok {
+		key, _ = strconv.ParseUint(hex, 16, 64)
+	}
+	return name, key
+}
+
+// TaskLogKey names one attempt of a task in its worker's output: a hash
+// of the task's ID and the attempt (never 0).
+func TaskLogKey(taskID []byte, attempt int32) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write(taskID)
+	_, _ = h.Write([]byte{byte(attempt >> 24), byte(attempt >> 16), byte(attempt >> 8), byte(attempt)})
+	return max(h.Sum64(), 1)
+}
 
 // WorkerSocket is where the worker of process pid listens in the session
 // folder sessionDir; its raylet removes it when the worker is gone.

@@ -44,7 +44,7 @@ type Worker struct {
 	queue   []job
 	running ids.TaskID
 	busy    bool
-	lastLog string
+	mark    []byte // the line that marks a task's start in the output
 	// cancelled holds cancellations that arrived before their task (the
 	// owner may send one while the push is still on its way).
 	cancelled map[ids.TaskID]struct{}
@@ -296,11 +296,15 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		return fail(core.KindUnknownFunction, fmt.Sprintf("function %q is not registered in this executable: declare remote functions at package level, before rayo.Init", spec.Function), "")
 	}
 	w.mu.Lock()
-	if spec.Name != w.lastLog {
-		// Tell the raylet whose output follows.
-		fmt.Fprintf(os.Stdout, "%s%s\n", rayletclient.NameMarker, spec.Name)
-		w.lastLog = spec.Name
+	// Tell the raylet whose output follows: the lines up to the next mark
+	// are this attempt's log. The calls of a concurrent actor print among
+	// each other's, so theirs are marked with the name alone.
+	var key uint64
+	if w.sem == nil {
+		key = rayletclient.TaskLogKey(spec.TaskId, spec.Attempt)
 	}
+	w.mark = rayletclient.AppendTaskMark(w.mark[:0], spec.Name, key)
+	_, _ = os.Stdout.Write(w.mark)
 	actor := w.actor
 	w.mu.Unlock()
 	args, release, kind, msg := w.taskArgs(spec)

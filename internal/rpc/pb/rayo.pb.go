@@ -4105,11 +4105,16 @@ type LogRequest struct {
 	Offset   int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // negative: from the end
 	Max      int64                  `protobuf:"varint,4,opt,name=max,proto3" json:"max,omitempty"`
 	WaitMs   int64                  `protobuf:"varint,5,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
-	// Only the lines that reached the raylet within [start, end] (one
-	// task's, when it ran alone on its worker then); end 0: still open.
-	// Offsets count within those lines.
-	StartUnixNs   int64 `protobuf:"varint,6,opt,name=start_unix_ns,json=startUnixNs,proto3" json:"start_unix_ns,omitempty"`
-	EndUnixNs     int64 `protobuf:"varint,7,opt,name=end_unix_ns,json=endUnixNs,proto3" json:"end_unix_ns,omitempty"`
+	// One task attempt's lines: with task_id, those the worker printed
+	// after the attempt's mark in its output and before the next task's;
+	// without a mark (one that printed its lines among others', on an actor
+	// of several concurrent calls), the lines that reached the raylet
+	// within [start, end]. end 0: the task still runs. Offsets count within
+	// those lines.
+	StartUnixNs   int64  `protobuf:"varint,6,opt,name=start_unix_ns,json=startUnixNs,proto3" json:"start_unix_ns,omitempty"`
+	EndUnixNs     int64  `protobuf:"varint,7,opt,name=end_unix_ns,json=endUnixNs,proto3" json:"end_unix_ns,omitempty"`
+	TaskId        []byte `protobuf:"bytes,8,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt       int32  `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4189,6 +4194,20 @@ func (x *LogRequest) GetStartUnixNs() int64 {
 func (x *LogRequest) GetEndUnixNs() int64 {
 	if x != nil {
 		return x.EndUnixNs
+	}
+	return 0
+}
+
+func (x *LogRequest) GetTaskId() []byte {
+	if x != nil {
+		return x.TaskId
+	}
+	return nil
+}
+
+func (x *LogRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
 	}
 	return 0
 }
@@ -4949,7 +4968,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\tspill_dir\x18\x11 \x01(\tR\bspillDir\":\n" +
 	"\n" +
 	"ObjectList\x12,\n" +
-	"\aobjects\x18\x01 \x03(\v2\x12.rayo.ObjectRecordR\aobjects\"\xc2\x01\n" +
+	"\aobjects\x18\x01 \x03(\v2\x12.rayo.ObjectRecordR\aobjects\"\xf5\x01\n" +
 	"\n" +
 	"LogRequest\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
@@ -4958,7 +4977,9 @@ const file_rayo_proto_rawDesc = "" +
 	"\x03max\x18\x04 \x01(\x03R\x03max\x12\x17\n" +
 	"\await_ms\x18\x05 \x01(\x03R\x06waitMs\x12\"\n" +
 	"\rstart_unix_ns\x18\x06 \x01(\x03R\vstartUnixNs\x12\x1e\n" +
-	"\vend_unix_ns\x18\a \x01(\x03R\tendUnixNs\"l\n" +
+	"\vend_unix_ns\x18\a \x01(\x03R\tendUnixNs\x12\x17\n" +
+	"\atask_id\x18\b \x01(\fR\x06taskId\x12\x18\n" +
+	"\aattempt\x18\t \x01(\x05R\aattempt\"l\n" +
 	"\x06Bundle\x12,\n" +
 	"\tresources\x18\x01 \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\fR\x06nodeId\x12\x1b\n" +
