@@ -62,6 +62,10 @@ type actorRec struct {
 	class          string // for the state API: the class, its registered name and namespace
 	regName        string
 	namespace      string
+	// desc describes the actor to the control store, in its registration
+	// (when named) and in its lease request, so that the raylet hosting it
+	// can report it to a restarted control store. Never changed once made.
+	desc *pb.ActorName
 
 	// Restarts (owned actors).
 	createSpec   *pb.TaskSpec    // to run the constructor again
@@ -192,11 +196,15 @@ func (as *actorSubmitter) create(ctx context.Context, opts ActorOptions, args []
 	if opts.Detached && opts.RegisterName == "" {
 		return nil, fmt.Errorf("rayo: create actor %s: a detached actor needs a name (rayo.Name) to be found again", opts.Name)
 	}
+	a.desc = &pb.ActorName{
+		Name: opts.RegisterName, Namespace: opts.Namespace, ActorId: a.id[:], OwnerAddr: as.rt.addr, Class: opts.StateType,
+		Detached: opts.Detached, JobId: as.rt.cfg.Job, ClassName: opts.Name, MaxRestarts: int32(opts.MaxRestarts),
+	}
 	if opts.RegisterName != "" {
-		err := as.rt.cfg.Raylet.RegisterActorName(ctx, &pb.ActorName{
-			Name: opts.RegisterName, Namespace: opts.Namespace, ActorId: a.id[:], OwnerAddr: as.rt.addr, Class: opts.StateType,
-			Detached: opts.Detached,
-		})
+		// The control store learns here, before the actor runs, what it is
+		// (detached, named, of which job): its owner's batched events may
+		// never come if the owner dies at once.
+		err := as.rt.cfg.Raylet.RegisterActorName(ctx, a.desc)
 		if err != nil {
 			return nil, fmt.Errorf("rayo: create actor %s: %w", opts.Name, err)
 		}
@@ -282,7 +290,8 @@ func (as *actorSubmitter) submitCall(ctx context.Context, h *ActorHandle, opts T
 
 // requestActorLease asks for a worker of the actor's own.
 func (as *actorSubmitter) requestActorLease(a *actorRec) {
-	req := &pb.RequestLease{Resources: a.resources, OwnerAddr: as.rt.addr, Dedicated: true, Detached: a.detached, ActorId: a.id[:], JobId: as.rt.cfg.Job}
+	req := &pb.RequestLease{Resources: a.resources, OwnerAddr: as.rt.addr, Dedicated: true, Detached: a.detached, ActorId: a.id[:], JobId: as.rt.cfg.Job,
+		Actor: a.desc}
 	a.place.fill(req)
 	as.rt.tasks.askLease(req,
 		func(rc RayletClient, r *pb.LeaseReply, err error) {

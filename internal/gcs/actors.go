@@ -6,7 +6,8 @@ import (
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
-// registerName names an actor, once the store has the name.
+// registerName names an actor, once the store has the name, and lists
+// it in the state table (see actorRegisteredLocked).
 func (s *Server) registerName(a *pb.ActorName) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -16,7 +17,11 @@ func (s *Server) registerName(a *pb.ActorName) error {
 	if err := s.save(TableNames, storeKey(a.Namespace, a.Name), a); err != nil {
 		return err
 	}
-	return s.names.Register(a)
+	if err := s.names.Register(a); err != nil {
+		return err
+	}
+	s.actorRegisteredLocked(a)
+	return nil
 }
 
 // actorAlive records where an actor runs. The table changes even if the

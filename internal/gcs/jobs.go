@@ -247,11 +247,23 @@ func (s *Server) jobEnded(req *pb.JobRequest) {
 	if status != JobSucceeded && status != JobFailed {
 		status, msg = JobFailed, fmt.Sprintf("gcs: the job's raylet said it ended %q (%s)", req.Status, req.Message)
 	}
+	cause, why := tasktable.CauseJobFinished, fmt.Sprintf("its job %s finished", req.JobId)
+	if status == JobFailed {
+		cause, why = tasktable.CauseOwnerDied, fmt.Sprintf("its owner, the driver of job %s, died: %s", req.JobId, msg)
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
 	j := s.jobs[req.JobId]
-	if j == nil || JobOver(j.State) {
+	if j == nil {
+		// A control store restarted without its tables does not know the
+		// job, but knows its actors again (their nodes re-reported them):
+		// they end with it.
+		s.mu.Unlock()
+		s.keepActorsLocked(s.state.JobEnded(req.JobId, cause, why, s.cfg.Now().UnixNano()))
+		return
+	}
+	if JobOver(j.State) {
 		s.mu.Unlock()
 		return
 	}
@@ -263,10 +275,6 @@ func (s *Server) jobEnded(req *pb.JobRequest) {
 	s.jobs[req.JobId] = j
 	s.mu.Unlock()
 	_ = s.save(TableJobs, req.JobId, j)
-	cause, why := tasktable.CauseJobFinished, fmt.Sprintf("its job %s finished", req.JobId)
-	if status == JobFailed {
-		cause, why = tasktable.CauseOwnerDied, fmt.Sprintf("its owner, the driver of job %s, died: %s", req.JobId, msg)
-	}
 	s.keepActorsLocked(s.state.JobEnded(req.JobId, cause, why, s.cfg.Now().UnixNano()))
 	s.pruneJobsLocked()
 	s.publish()

@@ -316,13 +316,19 @@ func (s *Server) erase(table, key string) error {
 var ErrBadNode = errors.New("gcs: node registration needs a node ID and an address")
 
 // register adds a node, or takes back one that was alive (after a
-// control store restart). A node declared dead is refused: it is fenced,
-// and joins again only under a new ID.
+// control store restart), with the actors its workers host (see
+// hostedLocked). A node declared dead is refused: it is fenced, and joins
+// again only under a new ID.
 func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	id, err := ids.NodeIDFrom(n.NodeId)
 	if err != nil || n.Address == "" {
 		return ErrBadNode
 	}
+	if err := checkHosted(n.HostedActors); err != nil {
+		return err
+	}
+	hosted := n.HostedActors
+	n.HostedActors = nil // told once, not kept with the node
 	s.mu.Lock()
 	fenced := s.fencedLocked(id)
 	s.mu.Unlock()
@@ -346,7 +352,6 @@ func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if old := s.nodeConn[id]; old != nil && old != c {
 		delete(s.conns, old) // its closing no longer says anything about the node
 	}
@@ -356,6 +361,8 @@ func (s *Server) register(c *rpc.Conn, n *pb.NodeInfo) error {
 	s.nodes[id] = n
 	s.conns[c] = id
 	s.nodeConn[id] = c
+	s.mu.Unlock()
+	s.hostedLocked(hosted)
 	return nil
 }
 

@@ -374,7 +374,8 @@ func (n *Node) closeGCS() {
 	}
 }
 
-// info is the node's registration with the control store.
+// info is the node's registration with the control store, with the
+// actors its workers host.
 func (n *Node) info() *pb.NodeInfo {
 	total, avail, _ := n.raylet.Resources()
 	id := n.raylet.NodeID()
@@ -383,6 +384,7 @@ func (n *Node) info() *pb.NodeInfo {
 		NodeId: id[:], Address: n.raylet.TCPAddr(), Resources: total, Available: avail,
 		SessionDir: n.session, Head: n.cfg.Head,
 		ObjectStoreBytes: store, ObjectStoreSource: source, Labels: n.cfg.Labels,
+		HostedActors: n.raylet.HostedActors(), // for a control store that restarted without its tables
 	}
 }
 

@@ -21,6 +21,7 @@ const stateQueryTimeout = 10 * time.Second
 // ReportEvents takes a batch of events from a process of this node.
 func (r *Raylet) ReportEvents(b *pb.StateEvents) {
 	r.observeEvents(b)
+	r.noteHostedAlive(b.Actors)
 	r.cfg.Cluster.ReportEvents(b)
 }
 

@@ -32,6 +32,11 @@ type leaseRec struct {
 	ownerAddr string
 	retriable bool
 	taskName  string
+	// dedicated: the actor as its owner describes it, and when this node
+	// saw it ALIVE (its worker's event), for a restarted control store
+	// (see HostedActors).
+	actor   *pb.ActorName
+	aliveAt int64
 }
 
 type leaseReq struct {
@@ -170,7 +175,8 @@ func (r *Raylet) grantLocked(after *[]func()) {
 		}
 		r.nextLease++
 		l := &leaseRec{id: r.nextLease, w: w, res: req.res, owner: req.owner, dedicated: req.req.Dedicated, detached: req.req.Detached, actorID: req.req.ActorId,
-			gpus: gpus, gpuShare: share, granted: time.Now(), ownerAddr: req.req.OwnerAddr, retriable: req.req.Retriable, taskName: req.req.TaskName}
+			gpus: gpus, gpuShare: share, granted: time.Now(), ownerAddr: req.req.OwnerAddr, retriable: req.req.Retriable, taskName: req.req.TaskName,
+			actor: req.req.Actor}
 		w.lease = l
 		r.leases[l.id] = l
 		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])

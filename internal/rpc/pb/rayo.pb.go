@@ -216,6 +216,7 @@ type RequestLease struct {
 	PlacementGroup []byte                 `protobuf:"bytes,12,opt,name=placement_group,json=placementGroup,proto3" json:"placement_group,omitempty"` // its resources are a bundle of this placement group
 	Retriable      bool                   `protobuf:"varint,13,opt,name=retriable,proto3" json:"retriable,omitempty"`                                // the owner retries its tasks when the worker dies: the memory monitor kills such workers first
 	TaskName       string                 `protobuf:"bytes,14,opt,name=task_name,json=taskName,proto3" json:"task_name,omitempty"`                   // the name of the tasks it runs, for the memory monitor's report
+	Actor          *ActorName             `protobuf:"bytes,15,opt,name=actor,proto3" json:"actor,omitempty"`                                         // dedicated: the actor it will host, as its owner describes it (the raylet re-reports it to a restarted control store)
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -346,6 +347,13 @@ func (x *RequestLease) GetTaskName() string {
 		return x.TaskName
 	}
 	return ""
+}
+
+func (x *RequestLease) GetActor() *ActorName {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
 }
 
 // LeaseReply grants a worker, or says why none can be had.
@@ -1509,14 +1517,20 @@ func (x *LogLines) GetLines() []string {
 
 // ActorName registers or looks up a named actor.
 type ActorName struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	ActorId       []byte                 `protobuf:"bytes,3,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	OwnerAddr     string                 `protobuf:"bytes,4,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
-	Class         string                 `protobuf:"bytes,5,opt,name=class,proto3" json:"class,omitempty"`                             // the Go type of the actor's state, checked by GetActor
-	Detached      bool                   `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`                      // outlives its creator's job
-	WorkerAddr    string                 `protobuf:"bytes,7,opt,name=worker_addr,json=workerAddr,proto3" json:"worker_addr,omitempty"` // detached: where it runs, once it does
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace  string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	ActorId    []byte                 `protobuf:"bytes,3,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	OwnerAddr  string                 `protobuf:"bytes,4,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
+	Class      string                 `protobuf:"bytes,5,opt,name=class,proto3" json:"class,omitempty"`                             // the Go type of the actor's state, checked by GetActor
+	Detached   bool                   `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`                      // outlives its creator's job
+	WorkerAddr string                 `protobuf:"bytes,7,opt,name=worker_addr,json=workerAddr,proto3" json:"worker_addr,omitempty"` // detached: where it runs, once it does
+	// The actor's options, for the control store's state table: known at
+	// registration, so that the actor is listed (and a detached one spared
+	// its job's end) before its owner's batched events come.
+	JobId         string `protobuf:"bytes,8,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ClassName     string `protobuf:"bytes,9,opt,name=class_name,json=className,proto3" json:"class_name,omitempty"`         // as the state API shows it
+	MaxRestarts   int32  `protobuf:"varint,10,opt,name=max_restarts,json=maxRestarts,proto3" json:"max_restarts,omitempty"` // -1: unlimited
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1598,6 +1612,27 @@ func (x *ActorName) GetWorkerAddr() string {
 		return x.WorkerAddr
 	}
 	return ""
+}
+
+func (x *ActorName) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ActorName) GetClassName() string {
+	if x != nil {
+		return x.ClassName
+	}
+	return ""
+}
+
+func (x *ActorName) GetMaxRestarts() int32 {
+	if x != nil {
+		return x.MaxRestarts
+	}
+	return 0
 }
 
 // ActorNameReply answers a registration or lookup.
@@ -1769,8 +1804,12 @@ type NodeInfo struct {
 	Labels              map[string]string      `protobuf:"bytes,13,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the node's labels (--labels), such as the node type an autoscaler launched it as
 	PendingShapes       []*ResourceDemand      `protobuf:"bytes,20,rep,name=pending_shapes,json=pendingShapes,proto3" json:"pending_shapes,omitempty"`                                        // the waiting lease requests by shape, for the autoscaler
 	DrainDeadlineUnixMs int64                  `protobuf:"varint,21,opt,name=drain_deadline_unix_ms,json=drainDeadlineUnixMs,proto3" json:"drain_deadline_unix_ms,omitempty"`                 // DRAINING: when work still running there is killed and the node exits
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// At registration only (never stored): the actors the node's live
+	// workers host, so that a control store restarted without its tables
+	// lists them, and finds the named ones by name, again.
+	HostedActors  []*HostedActor `protobuf:"bytes,22,rep,name=hosted_actors,json=hostedActors,proto3" json:"hosted_actors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
@@ -1906,6 +1945,13 @@ func (x *NodeInfo) GetDrainDeadlineUnixMs() int64 {
 		return x.DrainDeadlineUnixMs
 	}
 	return 0
+}
+
+func (x *NodeInfo) GetHostedActors() []*HostedActor {
+	if x != nil {
+		return x.HostedActors
+	}
+	return nil
 }
 
 // DrainNode asks the control store to drain a node (rayo drain): node_id,
@@ -4600,6 +4646,60 @@ func (x *BundleOp) GetBundles() []*Bundle {
 	return nil
 }
 
+// HostedActor is an actor a node's worker hosts, as the node reports it
+// when it registers (NodeInfo.hosted_actors).
+type HostedActor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *ActorName             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"` // its name, namespace, class, owner, job, options; worker_addr once alive
+	State         *ActorEvent            `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"` // ALIVE or PENDING_CREATION, with its node, worker, pid and resources
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostedActor) Reset() {
+	*x = HostedActor{}
+	mi := &file_rayo_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostedActor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostedActor) ProtoMessage() {}
+
+func (x *HostedActor) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostedActor.ProtoReflect.Descriptor instead.
+func (*HostedActor) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *HostedActor) GetActor() *ActorName {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *HostedActor) GetState() *ActorEvent {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 var File_rayo_proto protoreflect.FileDescriptor
 
 const file_rayo_proto_rawDesc = "" +
@@ -4618,7 +4718,7 @@ const file_rayo_proto_rawDesc = "" +
 	"sessionDir\":\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\xd2\x03\n" +
+	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\xf9\x03\n" +
 	"\fRequestLease\x12,\n" +
 	"\tresources\x18\x01 \x03(\v2\x0e.rayo.ResourceR\tresources\x12\x1d\n" +
 	"\n" +
@@ -4635,7 +4735,8 @@ const file_rayo_proto_rawDesc = "" +
 	"\x0epreferred_node\x18\v \x01(\tR\rpreferredNode\x12'\n" +
 	"\x0fplacement_group\x18\f \x01(\fR\x0eplacementGroup\x12\x1c\n" +
 	"\tretriable\x18\r \x01(\bR\tretriable\x12\x1b\n" +
-	"\ttask_name\x18\x0e \x01(\tR\btaskName\"\x87\x02\n" +
+	"\ttask_name\x18\x0e \x01(\tR\btaskName\x12%\n" +
+	"\x05actor\x18\x0f \x01(\v2\x0f.rayo.ActorNameR\x05actor\"\x87\x02\n" +
 	"\n" +
 	"LeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
@@ -4724,7 +4825,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\alost_at\x18\x02 \x01(\tR\x06lostAt\"8\n" +
 	"\bLogLines\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
-	"\x05lines\x18\x02 \x03(\tR\x05lines\"\xca\x01\n" +
+	"\x05lines\x18\x02 \x03(\tR\x05lines\"\xa3\x02\n" +
 	"\tActorName\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x19\n" +
@@ -4734,7 +4835,12 @@ const file_rayo_proto_rawDesc = "" +
 	"\x05class\x18\x05 \x01(\tR\x05class\x12\x1a\n" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x12\x1f\n" +
 	"\vworker_addr\x18\a \x01(\tR\n" +
-	"workerAddr\"M\n" +
+	"workerAddr\x12\x15\n" +
+	"\x06job_id\x18\b \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"class_name\x18\t \x01(\tR\tclassName\x12!\n" +
+	"\fmax_restarts\x18\n" +
+	" \x01(\x05R\vmaxRestarts\"M\n" +
 	"\x0eActorNameReply\x12%\n" +
 	"\x05actor\x18\x01 \x01(\v2\x0f.rayo.ActorNameR\x05actor\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\"-\n" +
@@ -4742,7 +4848,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
 	"\tActorAddr\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xa5\x05\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xdd\x05\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12,\n" +
@@ -4760,7 +4866,8 @@ const file_rayo_proto_rawDesc = "" +
 	"\x13object_store_source\x18\f \x01(\tR\x11objectStoreSource\x122\n" +
 	"\x06labels\x18\r \x03(\v2\x1a.rayo.NodeInfo.LabelsEntryR\x06labels\x12;\n" +
 	"\x0epending_shapes\x18\x14 \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\x123\n" +
-	"\x16drain_deadline_unix_ms\x18\x15 \x01(\x03R\x13drainDeadlineUnixMs\x1a9\n" +
+	"\x16drain_deadline_unix_ms\x18\x15 \x01(\x03R\x13drainDeadlineUnixMs\x126\n" +
+	"\rhosted_actors\x18\x16 \x03(\v2\x11.rayo.HostedActorR\fhostedActors\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
@@ -5011,7 +5118,10 @@ const file_rayo_proto_rawDesc = "" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12,\n" +
 	"\x12placement_group_id\x18\x02 \x01(\fR\x10placementGroupId\x12\x18\n" +
 	"\aindexes\x18\x03 \x03(\x05R\aindexes\x12&\n" +
-	"\abundles\x18\x04 \x03(\v2\f.rayo.BundleR\abundlesB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
+	"\abundles\x18\x04 \x03(\v2\f.rayo.BundleR\abundles\"\\\n" +
+	"\vHostedActor\x12%\n" +
+	"\x05actor\x18\x01 \x01(\v2\x0f.rayo.ActorNameR\x05actor\x12&\n" +
+	"\x05state\x18\x02 \x01(\v2\x10.rayo.ActorEventR\x05stateB*Z(github.com/rayo-dev/rayo/internal/rpc/pbb\x06proto3"
 
 var (
 	file_rayo_proto_rawDescOnce sync.Once
@@ -5025,7 +5135,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),        // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil),   // 1: rayo.RegisterWorkerReply
@@ -5086,61 +5196,66 @@ var file_rayo_proto_goTypes = []any{
 	(*PlacementGroupRequest)(nil), // 56: rayo.PlacementGroupRequest
 	(*PlacementGroupReply)(nil),   // 57: rayo.PlacementGroupReply
 	(*BundleOp)(nil),              // 58: rayo.BundleOp
-	nil,                           // 59: rayo.NodeInfo.LabelsEntry
-	nil,                           // 60: rayo.TaskRecord.StateTimesUnixNsEntry
-	nil,                           // 61: rayo.ActorRecord.StateTimesUnixNsEntry
+	(*HostedActor)(nil),           // 59: rayo.HostedActor
+	nil,                           // 60: rayo.NodeInfo.LabelsEntry
+	nil,                           // 61: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                           // 62: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
-	17, // 1: rayo.Locator.error:type_name -> rayo.TaskError
-	14, // 2: rayo.Locator.contained:type_name -> rayo.ObjectRef
-	13, // 3: rayo.TaskArg.value:type_name -> rayo.Locator
-	14, // 4: rayo.TaskArg.ref:type_name -> rayo.ObjectRef
-	15, // 5: rayo.TaskSpec.args:type_name -> rayo.TaskArg
-	13, // 6: rayo.TaskReply.returns:type_name -> rayo.Locator
-	17, // 7: rayo.TaskReply.error:type_name -> rayo.TaskError
-	21, // 8: rayo.ActorNameReply.actor:type_name -> rayo.ActorName
-	17, // 9: rayo.ActorAddr.error:type_name -> rayo.TaskError
-	2,  // 10: rayo.NodeInfo.resources:type_name -> rayo.Resource
-	2,  // 11: rayo.NodeInfo.available:type_name -> rayo.Resource
-	2,  // 12: rayo.NodeInfo.pending:type_name -> rayo.Resource
-	59, // 13: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
-	27, // 14: rayo.NodeInfo.pending_shapes:type_name -> rayo.ResourceDemand
-	2,  // 15: rayo.ResourceDemand.shape:type_name -> rayo.Resource
-	27, // 16: rayo.ResourceDemands.demands:type_name -> rayo.ResourceDemand
-	25, // 17: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
-	2,  // 18: rayo.Heartbeat.available:type_name -> rayo.Resource
-	2,  // 19: rayo.Heartbeat.pending:type_name -> rayo.Resource
-	2,  // 20: rayo.Heartbeat.total:type_name -> rayo.Resource
-	27, // 21: rayo.Heartbeat.pending_shapes:type_name -> rayo.ResourceDemand
-	31, // 22: rayo.JobList.jobs:type_name -> rayo.JobInfo
-	25, // 23: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
-	27, // 24: rayo.ClusterView.launchable:type_name -> rayo.ResourceDemand
-	2,  // 25: rayo.TaskEvent.resources:type_name -> rayo.Resource
-	2,  // 26: rayo.ActorEvent.resources:type_name -> rayo.Resource
-	41, // 27: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
-	42, // 28: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
-	44, // 29: rayo.StateEvents.runs:type_name -> rayo.RunTally
-	41, // 30: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
-	60, // 31: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
-	42, // 32: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
-	61, // 33: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
-	45, // 34: rayo.StateList.tasks:type_name -> rayo.TaskRecord
-	46, // 35: rayo.StateList.actors:type_name -> rayo.ActorRecord
-	49, // 36: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
-	2,  // 37: rayo.NodeStats.total:type_name -> rayo.Resource
-	2,  // 38: rayo.NodeStats.available:type_name -> rayo.Resource
-	50, // 39: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
-	2,  // 40: rayo.Bundle.resources:type_name -> rayo.Resource
-	54, // 41: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
-	55, // 42: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
-	55, // 43: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
-	54, // 44: rayo.BundleOp.bundles:type_name -> rayo.Bundle
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	21, // 1: rayo.RequestLease.actor:type_name -> rayo.ActorName
+	17, // 2: rayo.Locator.error:type_name -> rayo.TaskError
+	14, // 3: rayo.Locator.contained:type_name -> rayo.ObjectRef
+	13, // 4: rayo.TaskArg.value:type_name -> rayo.Locator
+	14, // 5: rayo.TaskArg.ref:type_name -> rayo.ObjectRef
+	15, // 6: rayo.TaskSpec.args:type_name -> rayo.TaskArg
+	13, // 7: rayo.TaskReply.returns:type_name -> rayo.Locator
+	17, // 8: rayo.TaskReply.error:type_name -> rayo.TaskError
+	21, // 9: rayo.ActorNameReply.actor:type_name -> rayo.ActorName
+	17, // 10: rayo.ActorAddr.error:type_name -> rayo.TaskError
+	2,  // 11: rayo.NodeInfo.resources:type_name -> rayo.Resource
+	2,  // 12: rayo.NodeInfo.available:type_name -> rayo.Resource
+	2,  // 13: rayo.NodeInfo.pending:type_name -> rayo.Resource
+	60, // 14: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
+	27, // 15: rayo.NodeInfo.pending_shapes:type_name -> rayo.ResourceDemand
+	59, // 16: rayo.NodeInfo.hosted_actors:type_name -> rayo.HostedActor
+	2,  // 17: rayo.ResourceDemand.shape:type_name -> rayo.Resource
+	27, // 18: rayo.ResourceDemands.demands:type_name -> rayo.ResourceDemand
+	25, // 19: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
+	2,  // 20: rayo.Heartbeat.available:type_name -> rayo.Resource
+	2,  // 21: rayo.Heartbeat.pending:type_name -> rayo.Resource
+	2,  // 22: rayo.Heartbeat.total:type_name -> rayo.Resource
+	27, // 23: rayo.Heartbeat.pending_shapes:type_name -> rayo.ResourceDemand
+	31, // 24: rayo.JobList.jobs:type_name -> rayo.JobInfo
+	25, // 25: rayo.ClusterView.nodes:type_name -> rayo.NodeInfo
+	27, // 26: rayo.ClusterView.launchable:type_name -> rayo.ResourceDemand
+	2,  // 27: rayo.TaskEvent.resources:type_name -> rayo.Resource
+	2,  // 28: rayo.ActorEvent.resources:type_name -> rayo.Resource
+	41, // 29: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
+	42, // 30: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
+	44, // 31: rayo.StateEvents.runs:type_name -> rayo.RunTally
+	41, // 32: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	61, // 33: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	42, // 34: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	62, // 35: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	45, // 36: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	46, // 37: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	49, // 38: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	2,  // 39: rayo.NodeStats.total:type_name -> rayo.Resource
+	2,  // 40: rayo.NodeStats.available:type_name -> rayo.Resource
+	50, // 41: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	2,  // 42: rayo.Bundle.resources:type_name -> rayo.Resource
+	54, // 43: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
+	55, // 44: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
+	55, // 45: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
+	54, // 46: rayo.BundleOp.bundles:type_name -> rayo.Bundle
+	21, // 47: rayo.HostedActor.actor:type_name -> rayo.ActorName
+	42, // 48: rayo.HostedActor.state:type_name -> rayo.ActorEvent
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_rayo_proto_init() }
@@ -5154,7 +5269,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
