@@ -50,7 +50,12 @@ type interactive struct {
 
 func start(t *testing.T, n *Node, driver string, args ...string) *interactive {
 	t.Helper()
-	cmd := n.Command(driver, args...)
+	return startCmd(t, n.Command(driver, args...))
+}
+
+// startCmd starts a driver's command made by Node.Command, as start does.
+func startCmd(t *testing.T, cmd *exec.Cmd) *interactive {
+	t.Helper()
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout

@@ -7,6 +7,10 @@
 //	hang TAG          the same, then waits to be killed
 //	pinned NODE TAG   makes a named actor (TAG-pinned) on node NODE that
 //	                  may not restart, prints ready=1 and waits
+//	keep NODE TAG     makes a named actor (TAG-named) and a detached named
+//	                  one (TAG-keeper) on node NODE, calls each once,
+//	                  prints ready=1 and waits
+//	call NAME         finds the actor NAME, calls it and prints where it runs
 //
 // It prints key=value lines, as the multi-node driver does.
 package main
@@ -56,6 +60,16 @@ func run(ctx context.Context, mode string, args []string) error {
 			newBox.Options(rayo.Name(tag+"-keeper"), rayo.Detached()).Remote())
 	case "pinned":
 		boxes = append(boxes, newBox.Options(rayo.Name(args[1]+"-pinned"), rayo.NodeAffinity(args[0], false)).Remote())
+	case "keep":
+		node, tag := args[0], args[1]
+		boxes = append(boxes, newBox.Options(rayo.Name(tag+"-named"), rayo.NodeAffinity(node, false)).Remote(),
+			newBox.Options(rayo.Name(tag+"-keeper"), rayo.Detached(), rayo.NodeAffinity(node, false)).Remote())
+	case "call":
+		b, err := rayo.GetActor[Box](ctx, args[0])
+		if err != nil {
+			return err
+		}
+		boxes = append(boxes, b)
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
@@ -67,7 +81,7 @@ func run(ctx context.Context, mode string, args []string) error {
 		fmt.Println("at=" + w)
 	}
 	fmt.Println("ready=1")
-	if mode != "actors" {
+	if mode == "hang" || mode == "pinned" || mode == "keep" {
 		<-ctx.Done() // killed before
 	}
 	return nil
