@@ -85,3 +85,29 @@ func (r *Raylet) HostedActors() []*pb.HostedActor {
 	}
 	return out
 }
+
+// ownerGoneBeforeCreation reports DEAD (OWNER_DIED) the detached actor
+// whose lease request req was still waiting here when its owner's
+// connection c closed: nobody will create it, and its name, registered
+// before, is freed. (A detached actor is spared its job's end, so nothing
+// else would say so; the others die with their job.)
+func (r *Raylet) ownerGoneBeforeCreation(c *rpc.Conn, req *pb.RequestLease, after *[]func()) {
+	if !req.Dedicated || !req.Detached || len(req.ActorId) == 0 {
+		return
+	}
+	owner := "at " + req.OwnerAddr
+	switch v := c.Value.(type) {
+	case *workerProc:
+		owner = fmt.Sprintf("pid %d", v.pid)
+	case *job:
+		owner = fmt.Sprintf("pid %d", v.pid)
+	}
+	id := req.ActorId
+	e := &pb.ActorEvent{ActorId: id, State: tasktable.ActorDead, TimeUnixNs: time.Now().UnixNano(),
+		DeathCause:   tasktable.CauseOwnerDied,
+		DeathMessage: fmt.Sprintf("its owner (%s, node %s) died before it was created", owner, r.cfg.NodeName)}
+	*after = append(*after, func() {
+		r.cfg.Cluster.ReportEvents(&pb.StateEvents{Actors: []*pb.ActorEvent{e}})
+		r.cfg.Cluster.ActorGone(id)
+	})
+}

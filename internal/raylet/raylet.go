@@ -482,6 +482,8 @@ func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
 	for _, p := range r.pending {
 		if p.owner != c {
 			kept = append(kept, p)
+		} else {
+			r.ownerGoneBeforeCreation(c, p.req, &after)
 		}
 	}
 	for i := len(kept); i < len(r.pending); i++ {
