@@ -233,7 +233,7 @@ func TestControlStoreRestartWithRedis(t *testing.T) {
 		t.Fatalf("the detached actor after the restart: %q (want its second count)", out["actor_after"])
 	}
 	if strings.Count(out["nodes"], ",") != 1 {
-		t.Fatalf("new tasks after the restart ran on %q, want both nodes", out["nodes"])
+		t.Fatalf("new tasks after the restart ran on %q, want both nodes (%s and %s)", out["nodes"], c.Head.ID(), other.ID())
 	}
 }
 

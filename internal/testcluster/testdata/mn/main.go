@@ -27,6 +27,25 @@ var whereSlow = rayo.Func1(func(ms int) string {
 
 var where = rayo.Func0(func() string { return rayo.NodeID() })
 
+// meet marks in dir that task i started, waits until n tasks have (at
+// most 30 s), and says where it ran: n tasks that meet run at once, so
+// more of them than a node has CPUs run on more than one node, however
+// soon the first workers free up. One that waited in vain says so.
+var meet = rayo.Func3(func(dir string, n, i int) string {
+	_ = os.WriteFile(filepath.Join(dir, fmt.Sprint(i)), nil, 0o644)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		entries, _ := os.ReadDir(dir)
+		if len(entries) >= n {
+			return rayo.NodeID()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("%s (met %d of %d tasks)", rayo.NodeID(), len(entries), n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the other tasks' files
+	}
+})
+
 // lenWhere is where a task reading xs ran.
 var lenWhere = rayo.Func1(func(xs []float64) string { return fmt.Sprint(len(xs)) + "@" + rayo.NodeID() })
 
@@ -400,9 +419,17 @@ func run(ctx context.Context, mode string, args []string) error {
 			return err
 		}
 		fmt.Printf("actor_after=%d@%s\n", v.N, v.Node)
+		// Four tasks that run at once, on two nodes of two CPUs: short
+		// ones (whereSlow) all ran here when this node's workers freed up
+		// before the other node's, new for this job, were granted.
+		dir, err := os.MkdirTemp("", "meet-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
 		var refs []rayo.Ref[string]
 		for i := 0; i < 4; i++ {
-			refs = append(refs, whereSlow.Options(rayo.Spread()).Remote(rayo.V(200)))
+			refs = append(refs, meet.Options(rayo.Spread()).Remote(rayo.V(dir), rayo.V(4), rayo.V(i)))
 		}
 		nodes, err := rayo.GetAll(ctx, refs)
 		if err != nil {
