@@ -43,22 +43,33 @@ func (s *Server) actorRegisteredLocked(a *pb.ActorName) {
 	s.keepActorsLocked(s.state.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{ev}}))
 }
 
-// checkHosted says what is wrong with a node's hosted actors, if anything:
-// each needs its description and state, with one valid actor ID.
+// checkHosted says what is wrong with a node's hosted actors, if anything.
 func checkHosted(hosted []*pb.HostedActor) error {
 	for i, h := range hosted {
-		switch {
-		case h.GetActor() == nil || h.GetState() == nil:
-			return fmt.Errorf("%w %d: it needs both its description and its state", ErrBadHostedActor, i)
-		case len(h.Actor.ActorId) != ids.TaskIDLen:
-			return fmt.Errorf("%w %d: actor ID of %d bytes, want %d", ErrBadHostedActor, i, len(h.Actor.ActorId), ids.TaskIDLen)
-		case len(h.State.ActorId) != 0 && string(h.State.ActorId) != string(h.Actor.ActorId):
-			return fmt.Errorf("%w %d: its state is of another actor", ErrBadHostedActor, i)
-		case h.State.State != tasktable.ActorAlive && h.State.State != tasktable.ActorPending:
-			return fmt.Errorf("%w %d: state %q, want %s or %s", ErrBadHostedActor, i, h.State.State, tasktable.ActorAlive, tasktable.ActorPending)
-		case h.Actor.Name == "" && h.Actor.Detached:
-			return fmt.Errorf("%w %d: detached without a name", ErrBadHostedActor, i)
+		if err := CheckHostedActor(h); err != nil {
+			return fmt.Errorf("%w %d: %w", ErrBadHostedActor, i, err)
 		}
+	}
+	return nil
+}
+
+// CheckHostedActor says what is wrong with a hosted actor a node would
+// report, if anything: it needs its description and state, with one
+// valid actor ID, ALIVE or PENDING_CREATION, and a name if detached. A
+// node leaves out those it cannot report right (their owner described
+// them wrong), rather than have its registration refused.
+func CheckHostedActor(h *pb.HostedActor) error {
+	switch {
+	case h.GetActor() == nil || h.GetState() == nil:
+		return errors.New("it needs both its description and its state")
+	case len(h.Actor.ActorId) != ids.TaskIDLen:
+		return fmt.Errorf("actor ID of %d bytes, want %d", len(h.Actor.ActorId), ids.TaskIDLen)
+	case len(h.State.ActorId) != 0 && string(h.State.ActorId) != string(h.Actor.ActorId):
+		return errors.New("its state is of another actor")
+	case h.State.State != tasktable.ActorAlive && h.State.State != tasktable.ActorPending:
+		return fmt.Errorf("state %q, want %s or %s", h.State.State, tasktable.ActorAlive, tasktable.ActorPending)
+	case h.Actor.Name == "" && h.Actor.Detached:
+		return errors.New("detached without a name")
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rayo-dev/rayo/internal/gcs"
 	"github.com/rayo-dev/rayo/internal/rpc"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/tasktable"
@@ -81,7 +82,12 @@ func (r *Raylet) HostedActors() []*pb.HostedActor {
 				a.WorkerAddr = l.w.addr
 			}
 		}
-		out = append(out, &pb.HostedActor{Actor: a, State: st})
+		h := &pb.HostedActor{Actor: a, State: st}
+		if err := gcs.CheckHostedActor(h); err != nil {
+			r.log.Warn("hosted actor left out of the node's registration", "actor", fmt.Sprintf("%x", l.actorID), "err", err)
+			continue
+		}
+		out = append(out, h)
 	}
 	return out
 }

@@ -73,3 +73,49 @@ func pendingCount(r *Raylet) int {
 	defer r.mu.Unlock()
 	return len(r.pending)
 }
+
+// TestHostedActorsReported: the actors a node's workers host, as a node
+// tells a (restarted) control store when it registers: PENDING_CREATION
+// until the worker's ALIVE event passes through the raylet, then ALIVE,
+// a detached one with its worker's address; one whose owner described it
+// wrong (detached without a name) is left out rather than have the
+// node's registration refused.
+func TestHostedActorsReported(t *testing.T) {
+	r, _ := shellNode(t, "exec sleep 60")
+	keeper, bad := ids.NewTaskID(), ids.NewTaskID()
+	w := &workerProc{id: ids.NewWorkerID(), pid: 4242, addr: "tcp:127.0.0.1:9"}
+	r.mu.Lock()
+	r.leases[1001] = &leaseRec{id: 1001, w: w, dedicated: true, detached: true, actorID: keeper[:], granted: time.Now(),
+		actor: &pb.ActorName{Name: "keeper", Namespace: "ns", ActorId: keeper[:], Detached: true, JobId: "j1", ClassName: "Box", Class: "main.Box"}}
+	r.leases[1002] = &leaseRec{id: 1002, w: &workerProc{id: ids.NewWorkerID(), pid: 4243}, dedicated: true, detached: true, actorID: bad[:],
+		granted: time.Now(), actor: &pb.ActorName{ActorId: bad[:], Detached: true}}
+	r.mu.Unlock()
+	t.Cleanup(func() {
+		r.mu.Lock()
+		delete(r.leases, 1001)
+		delete(r.leases, 1002)
+		r.mu.Unlock()
+	})
+
+	check := func(state, workerAddr string) {
+		t.Helper()
+		got := r.HostedActors()
+		if len(got) != 1 {
+			t.Fatalf("hosted actors: %v, want the keeper only", got)
+		}
+		h := got[0]
+		if !bytes.Equal(h.Actor.ActorId, keeper[:]) || h.Actor.Name != "keeper" || h.Actor.Class != "main.Box" || h.Actor.WorkerAddr != workerAddr ||
+			h.State.State != state || h.State.Pid != 4242 || h.State.NodeId != r.NodeName() || h.State.JobId != "j1" {
+			t.Fatalf("hosted keeper: %v, want %s at %q", h, state, workerAddr)
+		}
+	}
+	check(tasktable.ActorPending, "")
+	// Another worker's event for the same actor ID does not count.
+	r.ReportEvents(&pb.StateEvents{Actors: []*pb.ActorEvent{{ActorId: keeper[:], State: tasktable.ActorAlive, TimeUnixNs: 5, WorkerId: []byte("other")}}})
+	check(tasktable.ActorPending, "")
+	r.ReportEvents(&pb.StateEvents{Actors: []*pb.ActorEvent{{ActorId: keeper[:], State: tasktable.ActorAlive, TimeUnixNs: 7, WorkerId: w.id[:]}}})
+	check(tasktable.ActorAlive, "tcp:127.0.0.1:9")
+	if ts := r.HostedActors()[0].State.TimeUnixNs; ts != 7 {
+		t.Errorf("ALIVE since %d, want the worker's 7", ts)
+	}
+}
