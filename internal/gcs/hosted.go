@@ -93,7 +93,9 @@ func (s *Server) hostedLocked(hosted []*pb.HostedActor) {
 		if ev.JobId == "" {
 			ev.JobId = a.JobId
 		}
-		evs = append(evs, ev)
+		// Its options (MaxRestarts: whether its node's death ends it)
+		// come with a PENDING_CREATION record, as at its registration.
+		evs = append(evs, registeredEvent(a, ev.TimeUnixNs), ev)
 		if a.Name != "" {
 			s.nameHostedLocked(a)
 		}

@@ -72,7 +72,7 @@ func TestRegistrationSparesDetachedActor(t *testing.T) {
 func hosted(id []byte, name string, detached bool, worker string, at int64) *pb.HostedActor {
 	return &pb.HostedActor{
 		Actor: &pb.ActorName{Name: name, Namespace: "ns", ActorId: id, OwnerAddr: "tcp:127.0.0.1:1", Class: "*main.Box",
-			Detached: detached, WorkerAddr: worker, JobId: "j1", ClassName: "Box"},
+			Detached: detached, WorkerAddr: worker, JobId: "j1", ClassName: "Box", MaxRestarts: -1},
 		State: &pb.ActorEvent{ActorId: id, State: tasktable.ActorAlive, TimeUnixNs: at, JobId: "j1", NodeId: "n1",
 			WorkerId: []byte("w"), Pid: 42},
 	}
@@ -97,7 +97,8 @@ func TestNodeReportsHostedActors(t *testing.T) {
 
 	got := waitActors(t, c, "the hosted actors listed", func(m map[string]*pb.ActorEvent) bool { return len(m) == 4 })
 	k := got[string(actorID(1))]
-	if k.State != tasktable.ActorAlive || k.Pid != 42 || k.NodeId != "n1" || !k.Detached || k.Name != "keeper" || k.ClassName != "Box" || k.JobId != "j1" {
+	if k.State != tasktable.ActorAlive || k.Pid != 42 || k.NodeId != "n1" || !k.Detached || k.Name != "keeper" || k.ClassName != "Box" || k.JobId != "j1" ||
+		k.MaxRestarts != -1 {
 		t.Errorf("the hosted detached actor: %v", k)
 	}
 	r := &pb.ActorNameReply{}
