@@ -136,3 +136,23 @@ func TestRestoreListsKeptActors(t *testing.T) {
 		t.Errorf("after its death: %v", a)
 	}
 }
+
+// TestPendingCreationComesFirst: an actor's PENDING_CREATION (from its
+// name's registration, on the control store's clock) gives way to any
+// later state whatever its time, and never takes over from one.
+func TestPendingCreationComesFirst(t *testing.T) {
+	tb := NewTable(0, 0)
+	tb.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{actorEv("a", "j1", ActorPending, 100)}})
+	tb.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{actorEv("a", "j1", ActorAlive, 50)}}) // a clock behind
+	if a := actorByID(t, tb, "a"); a.State != ActorAlive {
+		t.Fatalf("ALIVE after PENDING_CREATION, on a clock behind: %s", a.State)
+	}
+	tb.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{actorEv("a", "j1", ActorPending, 200)}}) // the owner's, late
+	if a := actorByID(t, tb, "a"); a.State != ActorAlive {
+		t.Fatalf("a late PENDING_CREATION took over: %s", a.State)
+	}
+	tb.Report(&pb.StateEvents{Actors: []*pb.ActorEvent{actorEv("a", "j1", ActorRestarting, 40)}}) // older than ALIVE
+	if a := actorByID(t, tb, "a"); a.State != ActorAlive {
+		t.Fatalf("an older RESTARTING took over from ALIVE: %s", a.State)
+	}
+}

@@ -244,10 +244,19 @@ func (t *Table) mergeActorLocked(e *pb.ActorEvent) *actorRec {
 		r.times[e.State] = e.TimeUnixNs
 	}
 	// Actor states can go back and forth (ALIVE, RESTARTING, ALIVE): the
-	// latest event wins, except that DEAD is final, with its first cause.
+	// latest event wins, except that DEAD is final, with its first cause,
+	// and PENDING_CREATION comes first, whatever the clocks say (the
+	// control store's, at the name's registration, may be ahead of the
+	// worker's that says ALIVE).
+	later := e.TimeUnixNs >= r.lastTime
+	if e.State == ActorPending {
+		later = later && r.ev.State == ActorPending
+	} else if r.ev.State == ActorPending {
+		later = true
+	}
 	if e.State == ActorDead {
 		r.kill(e.DeathCause, e.DeathMessage, e.TimeUnixNs)
-	} else if r.ev.State != ActorDead && (r.ev.State == "" || e.TimeUnixNs >= r.lastTime) {
+	} else if r.ev.State != ActorDead && (r.ev.State == "" || later) {
 		r.ev.State, r.ev.TimeUnixNs, r.lastTime = e.State, e.TimeUnixNs, e.TimeUnixNs
 	}
 	into := r.ev
