@@ -86,6 +86,33 @@ func (g *gcsClient) connect(ctx context.Context) error {
 	return nil
 }
 
+// registerTimeout bounds a registration with a control store that has
+// answered the dial: the node waits for its answer rather than give up,
+// since a connection it closes after the control store took the
+// registration tells the control store the node died.
+const registerTimeout = 10 * time.Second
+
+// reconnect dials the control store again and registers, within
+// registerTimeout, unless stop is closed first. A control store slow to
+// answer (loading its tables, writing them back to a Redis that lost
+// them, on a busy machine) kept a node that gave up after half a second
+// from ever coming back: it closed the connection it had registered on,
+// and the control store declared it dead.
+func (g *gcsClient) reconnect(stop <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(context.Background(), registerTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-done:
+		}
+	}()
+	return g.connect(ctx)
+}
+
 // mux takes what the control store pushes: the cluster's view when a node
 // joins or dies or a job ends (between heartbeats, which also bring it),
 // and placement group bundles to prepare, commit or release here.

@@ -417,9 +417,7 @@ func (n *Node) heartbeats() {
 		}
 		c := n.gc.current()
 		if c == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), ReportInterval*2)
-			err := n.gc.connect(ctx)
-			cancel()
+			err := n.gc.reconnect(n.stop)
 			if gcs.IsFenced(err) {
 				n.fence(err)
 				return
