@@ -93,13 +93,14 @@ func (g *gcsClient) connect(ctx context.Context) error {
 const registerTimeout = 10 * time.Second
 
 // reconnect dials the control store again and registers, within
-// registerTimeout, unless stop is closed first. A control store slow to
+// timeout (at most registerTimeout), unless stop is closed first. A
+// control store slow to
 // answer (loading its tables, writing them back to a Redis that lost
 // them, on a busy machine) kept a node that gave up after half a second
 // from ever coming back: it closed the connection it had registered on,
 // and the control store declared it dead.
-func (g *gcsClient) reconnect(stop <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), registerTimeout)
+func (g *gcsClient) reconnect(stop <-chan struct{}, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), min(timeout, registerTimeout))
 	defer cancel()
 	done := make(chan struct{})
 	defer close(done)

@@ -417,7 +417,10 @@ func (n *Node) heartbeats() {
 		}
 		c := n.gc.current()
 		if c == nil {
-			err := n.gc.reconnect(n.stop)
+			// Within what is left of the reconnect timeout (a dial into a
+			// partition hangs), so that the node stops on time.
+			left := n.cfg.GCSReconnectTimeout - time.Since(lastOK)
+			err := n.gc.reconnect(n.stop, max(left, 2*ReportInterval))
 			if gcs.IsFenced(err) {
 				n.fence(err)
 				return

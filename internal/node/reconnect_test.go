@@ -46,7 +46,7 @@ func TestReconnectWaitsForASlowControlStore(t *testing.T) {
 	addr, closed := slowControlStore(t, time.Second)
 	g := testClient(addr)
 	defer g.close()
-	if err := g.reconnect(make(chan struct{})); err != nil {
+	if err := g.reconnect(make(chan struct{}), time.Minute); err != nil {
 		t.Fatalf("reconnect to a slow control store: %v", err)
 	}
 	if g.current() == nil || closed.Load() != 0 {
@@ -63,8 +63,21 @@ func TestReconnectStops(t *testing.T) {
 	stop := make(chan struct{})
 	time.AfterFunc(100*time.Millisecond, func() { close(stop) })
 	start := time.Now()
-	err := g.reconnect(stop)
+	err := g.reconnect(stop, time.Minute)
 	if err == nil || time.Since(start) > registerTimeout/2 {
 		t.Fatalf("reconnect stopped: %v after %v", err, time.Since(start))
+	}
+}
+
+// TestReconnectWithinItsTimeout: what is left of the node's reconnect
+// timeout bounds a registration that gets no answer.
+func TestReconnectWithinItsTimeout(t *testing.T) {
+	addr, _ := slowControlStore(t, -1)
+	g := testClient(addr)
+	defer g.close()
+	start := time.Now()
+	err := g.reconnect(make(chan struct{}), 300*time.Millisecond)
+	if err == nil || time.Since(start) > registerTimeout/2 {
+		t.Fatalf("reconnect within 300 ms: %v after %v", err, time.Since(start))
 	}
 }
