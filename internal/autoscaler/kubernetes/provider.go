@@ -82,6 +82,9 @@ type Provider struct {
 
 	mu    sync.Mutex
 	types []autoscaler.NodeType // as the cluster's spec last read gave them
+	// listed maps the instances Instances last listed to their groups,
+	// so that Terminate knows the group of one whose pod has gone since.
+	listed map[string]string
 }
 
 var _ autoscaler.Provider = (*Provider)(nil)
@@ -272,6 +275,12 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("kubernetes: %s answered %d: %s", e.URL, e.Code, e.Message)
 }
 
+// isNotFound reports whether err is a 404: no such object.
+func isNotFound(err error) bool {
+	var e *apiError
+	return errors.As(err, &e) && e.Code == http.StatusNotFound
+}
+
 // isConflict reports whether err is a 409: the resource changed since read.
 func isConflict(err error) bool {
 	var e *apiError
@@ -329,6 +338,12 @@ func (p *Provider) Instances(ctx context.Context) ([]autoscaler.Instance, error)
 	}
 	var out []autoscaler.Instance
 	live := map[string]int{}
+	listed := map[string]string{}
+	defer func() {
+		p.mu.Lock()
+		p.listed = listed
+		p.mu.Unlock()
+	}()
 	for _, pd := range list.Items {
 		st := autoscaler.InstancePending
 		switch {
@@ -342,11 +357,13 @@ func (p *Provider) Instances(ctx context.Context) ([]autoscaler.Instance, error)
 			live[group]++
 		}
 		out = append(out, autoscaler.Instance{ID: pd.Metadata.Name, NodeType: group, State: st})
+		listed[pd.Metadata.Name] = group
 	}
 	for _, g := range groups {
 		for n := live[g.Name]; n < g.Replicas; n++ {
-			out = append(out, autoscaler.Instance{ID: fmt.Sprintf("%s-pending-%d", g.Name, n-live[g.Name]),
-				NodeType: g.Name, State: autoscaler.InstancePending})
+			id := fmt.Sprintf("%s-pending-%d", g.Name, n-live[g.Name])
+			out = append(out, autoscaler.Instance{ID: id, NodeType: g.Name, State: autoscaler.InstancePending})
+			listed[id] = g.Name
 		}
 	}
 	return out, nil
@@ -373,15 +390,25 @@ func (p *Provider) Launch(ctx context.Context, nodeType string, count int) error
 
 // Terminate lowers the replicas of the groups of the pods named by ids
 // and names the pods in their workersToDelete, so that the operator
-// removes those and no others.
+// removes those and no others. An instance Instances listed whose pod
+// has gone since (a drained node's pod that ended and was removed, a
+// replica that never got a pod) lowers its group's replicas all the same.
 func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	byGroup := map[string][]string{}
+	goneBy := map[string]int{}
 	for _, id := range ids {
 		var pd pod
 		if err := p.do(ctx, http.MethodGet, p.podsURL+"/"+url.PathEscape(id), "", nil, &pd); err != nil {
+			p.mu.Lock()
+			g, ok := p.listed[id]
+			p.mu.Unlock()
+			if isNotFound(err) && ok {
+				goneBy[g]++
+				continue
+			}
 			return fmt.Errorf("kubernetes provider: terminate %s: %w", id, err)
 		}
 		if pd.Metadata.Labels[labelCluster] != p.cfg.Cluster || pd.Metadata.Labels[labelGroup] == headGroup || pd.Metadata.Labels[labelGroup] == "" {
@@ -390,29 +417,39 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 		g := pd.Metadata.Labels[labelGroup]
 		byGroup[g] = append(byGroup[g], id)
 	}
+	names := map[string]bool{}
+	for g := range byGroup {
+		names[g] = true
+	}
+	for g := range goneBy {
+		names[g] = true
+	}
 	return p.update(ctx, func(groups []workerGroup, raw []map[string]json.RawMessage) error {
-		for name, names := range byGroup {
+		for name := range names {
 			i := slices.IndexFunc(groups, func(g workerGroup) bool { return g.Name == name })
 			if i < 0 {
 				return fmt.Errorf("kubernetes provider: RayoCluster %s has no worker group %q", p.cfg.Cluster, name)
 			}
 			g := groups[i]
 			var fresh []string
-			for _, n := range names {
+			for _, n := range byGroup[name] {
 				if !slices.Contains(g.WorkersToDelete, n) {
 					fresh = append(fresh, n)
 				}
 			}
-			replicas := g.Replicas - len(fresh)
+			fewer := len(fresh) + goneBy[name]
+			replicas := g.Replicas - fewer
 			if replicas < g.MinReplicas {
 				return fmt.Errorf("kubernetes provider: worker group %s: removing %d of its %d replicas would go below its minReplicas %d",
-					name, len(fresh), g.Replicas, g.MinReplicas)
+					name, fewer, g.Replicas, g.MinReplicas)
 			}
 			if err := setField(raw[i], "replicas", replicas); err != nil {
 				return err
 			}
-			if err := setField(raw[i], "workersToDelete", append(slices.Clone(g.WorkersToDelete), fresh...)); err != nil {
-				return err
+			if len(fresh) > 0 {
+				if err := setField(raw[i], "workersToDelete", append(slices.Clone(g.WorkersToDelete), fresh...)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
