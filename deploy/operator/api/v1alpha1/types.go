@@ -64,6 +64,10 @@ type RayoClusterSpec struct {
 	// Autoscaling, when true, runs the head's autoscaler with the
 	// kubernetes provider, which sets the worker groups' Replicas.
 	Autoscaling bool `json:"autoscaling,omitempty"`
+	// IdleTimeoutSeconds is, with Autoscaling, how long a worker above
+	// its group's MinReplicas stays idle before the autoscaler drains it
+	// and removes its pod (0: the head's default, 60 s).
+	IdleTimeoutSeconds int32 `json:"idleTimeoutSeconds,omitempty"`
 }
 
 // Cluster states, as RayoClusterStatus.State gives them.
