@@ -16,6 +16,8 @@ import (
 	"time"
 
 	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	k8s "k8s.io/client-go/kubernetes"
@@ -46,12 +48,14 @@ func standinAccounts() (*standin.ServiceAccounts, error) {
 }
 
 // groupHistory records every version of a RayoCluster's first worker
-// group the API server's watch delivers: its replicas, and the pods
-// named in its workersToDelete.
+// group the API server's watch delivers (its replicas, and the pods
+// named in its workersToDelete), and the group's pods made.
 type groupHistory struct {
 	mu       sync.Mutex
 	replicas []int32 // each change, in order
 	toDelete map[string]bool
+	made     map[string]bool // the group's pods ever made
+	ended    string          // why the history is incomplete, if it is
 	done     chan struct{}
 }
 
@@ -66,45 +70,126 @@ func watchGroup(t *testing.T, ctx context.Context, cluster string) *groupHistory
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := wc.Watch(ctx, &v1alpha1.RayoClusterList{}, client.InNamespace(testNS))
-	if err != nil {
-		t.Fatalf("watch RayoClusters: %v", err)
-	}
-	h := &groupHistory{toDelete: map[string]bool{}, done: make(chan struct{})}
-	go func() {
-		defer close(h.done)
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
+	h := &groupHistory{toDelete: map[string]bool{}, made: map[string]bool{}, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	// follow reads a watch until ctx ends, from the version a list
+	// reads, opening it again (from the last version seen) when the API server ends it or answers that its
+	// cache has not caught up yet; a gap it cannot cover ends the history.
+	follow := func(what string, list client.ObjectList, opts []client.ListOption, record func(watch.Event)) {
+		defer wg.Done()
+		// From the version a list reads, so that nothing after it is missed.
+		if err := wc.List(ctx, list, opts...); err != nil {
+			h.fail(fmt.Sprintf("list %s: %v", what, err))
+			return
+		}
+		rv := list.GetResourceVersion()
+		for ctx.Err() == nil {
+			w, err := wc.Watch(ctx, list, append(slices.Clone(opts), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})...)
+			if err != nil {
+				if ctx.Err() == nil {
+					h.fail(fmt.Sprintf("watch %s: %v", what, err))
+				}
 				return
-			case ev, ok := <-w.ResultChan():
-				if !ok {
-					return
-				}
-				c, isCluster := ev.Object.(*v1alpha1.RayoCluster)
-				if !isCluster || c.Name != cluster || ev.Type == watch.Deleted || len(c.Spec.WorkerGroups) == 0 {
-					continue
-				}
-				g := c.Spec.WorkerGroups[0]
-				h.mu.Lock()
-				if n := len(h.replicas); n == 0 || h.replicas[n-1] != g.Replicas {
-					h.replicas = append(h.replicas, g.Replicas)
-				}
-				for _, p := range g.WorkersToDelete {
-					h.toDelete[p] = true
-				}
-				h.mu.Unlock()
+			}
+			retry := h.read(ctx, w, &rv, record)
+			w.Stop()
+			if retry == nil {
+				continue // ended by the API server: open it again
+			}
+			if !apierrors.IsTimeout(retry) {
+				h.fail(fmt.Sprintf("watch %s: %v", what, retry))
+				return
+			}
+			select { // the API server's cache is behind: ask again in a while
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
 			}
 		}
+	}
+	pods := []client.ListOption{client.InNamespace(testNS), client.MatchingLabels{controllers.LabelCluster: cluster, controllers.LabelGroup: "small"}}
+	wg.Add(2)
+	go follow("pods", &corev1.PodList{}, pods, func(ev watch.Event) {
+		if p, isPod := ev.Object.(*corev1.Pod); isPod && ev.Type == watch.Added {
+			h.mu.Lock()
+			h.made[p.Name] = true
+			h.mu.Unlock()
+		}
+	})
+	go follow("RayoClusters", &v1alpha1.RayoClusterList{}, []client.ListOption{client.InNamespace(testNS)}, func(ev watch.Event) {
+		c, isCluster := ev.Object.(*v1alpha1.RayoCluster)
+		if !isCluster || c.Name != cluster || ev.Type == watch.Deleted || len(c.Spec.WorkerGroups) == 0 {
+			return
+		}
+		g := c.Spec.WorkerGroups[0]
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if n := len(h.replicas); n == 0 || h.replicas[n-1] != g.Replicas {
+			h.replicas = append(h.replicas, g.Replicas)
+		}
+		for _, p := range g.WorkersToDelete {
+			h.toDelete[p] = true
+		}
+	})
+	go func() {
+		wg.Wait()
+		close(h.done)
 	}()
 	return h
 }
 
-// seen returns the replicas recorded so far and the pods named to delete.
-func (h *groupHistory) seen() ([]int32, []string) {
+// read records w's events until it ends (nil), ctx ends (nil), or the
+// API server sends an error (returned), keeping in rv the last version.
+func (h *groupHistory) read(ctx context.Context, w watch.Interface, rv *string, record func(watch.Event)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return nil
+			}
+			if ev.Type == watch.Error {
+				return apierrors.FromObject(ev.Object)
+			}
+			if o, isObj := ev.Object.(client.Object); isObj {
+				*rv = o.GetResourceVersion()
+			}
+			record(ev)
+		}
+	}
+}
+
+// fail marks the history as incomplete.
+func (h *groupHistory) fail(why string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.ended == "" {
+		h.ended = why
+	}
+}
+
+// podsMade returns the names of the group's pods made so far.
+func (h *groupHistory) podsMade() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var names []string
+	for p := range h.made {
+		names = append(names, p)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// seen returns the replicas recorded so far and the pods named to
+// delete. A watch the API server ended fails the test: what it saw is
+// not the whole history.
+func (h *groupHistory) seen(t *testing.T) ([]int32, []string) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ended != "" {
+		t.Fatalf("the history is incomplete (%s); replicas seen %v", h.ended, h.replicas)
+	}
 	var names []string
 	for p := range h.toDelete {
 		names = append(names, p)
@@ -240,7 +325,7 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := h.seen(); slices.Max(got) != 3 {
+	if got, _ := h.seen(t); len(got) == 0 || slices.Max(got) != 3 {
 		t.Fatalf("replicas went %v, want up to 3", got)
 	}
 
@@ -264,8 +349,9 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 	})
 	t.Logf("back to 1 worker %v after the work ended (idle timeout 5s)", time.Since(idleFrom).Round(time.Millisecond))
 
-	replicas, named := h.seen()
-	t.Logf("replicas over time: %v; workersToDelete named %v", replicas, named)
+	replicas, named := h.seen(t)
+	made := h.podsMade()
+	t.Logf("replicas over time: %v; workersToDelete named %v; worker pods made %v", replicas, named, made)
 	if replicas[0] != 1 || replicas[len(replicas)-1] != 1 {
 		t.Errorf("replicas went %v, want from 1 back to 1", replicas)
 	}
