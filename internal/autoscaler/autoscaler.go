@@ -264,7 +264,7 @@ func (a *Autoscaler) loop() {
 type instanceView struct {
 	Instance
 	node *pb.NodeInfo // its live node, or nil
-	dead bool         // its node registered, then died
+	dead bool         // its node registered, then died; or its instance ended
 }
 
 // step is one round: read the cluster, launch what the demand needs,
@@ -327,7 +327,7 @@ func (a *Autoscaler) round(ctx context.Context, now time.Time, st *Status) error
 	live := map[string]bool{}
 	for _, in := range insts {
 		v := &instanceView{Instance: in, node: alive[in.ID]}
-		v.dead = v.node == nil && dead[in.ID]
+		v.dead = v.node == nil && (dead[in.ID] || in.State == InstanceEnded)
 		views = append(views, v)
 		live[in.ID] = true
 		if in.State != InstanceTerminating {

@@ -298,3 +298,25 @@ func TestStartPublishesNodeTypesAndCloseWithdrawsThem(t *testing.T) {
 		t.Fatalf("Start without a provider: %v", err)
 	}
 }
+
+// An instance whose pod ended (a drained node's, kept in its group's
+// count by the operator) is terminated in the next round, and its type
+// refilled to its minimum; a running one with its node is kept.
+func TestEndedInstanceIsTerminated(t *testing.T) {
+	p := &fakeProvider{types: []NodeType{{Name: "w", Resources: map[string]float64{"CPU": 1}, MinWorkers: 1, MaxWorkers: 3}},
+		insts: []Instance{{ID: "gone", NodeType: "w", State: InstanceEnded}, {ID: "up", NodeType: "w", State: InstanceRunning}}}
+	s := &fakeStore{nodes: []*pb.NodeInfo{
+		node(1, "", res("CPU", 1.0), res("CPU", 1.0)),
+		node(2, "up", res("CPU", 1.0), res("CPU", 0.0)),
+	}}
+	a, _ := newTest(t, p, s, 0)
+	if err := a.step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.terminated, []string{"gone"}) {
+		t.Fatalf("terminated %v, want [gone]", p.terminated)
+	}
+	if len(p.insts) != 1 || p.insts[0].ID != "up" {
+		t.Errorf("instances %+v, want only up (its type's minimum 1 is met)", p.insts)
+	}
+}

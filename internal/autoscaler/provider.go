@@ -37,6 +37,10 @@ const (
 	InstanceRunning InstanceState = "RUNNING"
 	// InstanceTerminating: being stopped.
 	InstanceTerminating InstanceState = "TERMINATING"
+	// InstanceEnded: its process or pod has ended (its node drained and
+	// left, or failed) but the provider keeps its place until it is
+	// terminated; the autoscaler terminates it at once.
+	InstanceEnded InstanceState = "ENDED"
 )
 
 // Instance is one node a provider launched or is launching.

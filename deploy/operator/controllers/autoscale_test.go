@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -254,7 +255,8 @@ func readHeadStatus(t *testing.T, ctx context.Context, cluster string) (*headSta
 // pods, the stand-in kubelet runs them, and the work completes on four
 // nodes. Idle past the timeout, the autoscaler drains two workers and
 // names exactly their pods in workersToDelete: replicas go back to 1,
-// and the two nodes leave the cluster as drained.
+// the two nodes leave the cluster as drained, and no pod is made but
+// the three.
 func TestAutoscalingFollowsWork(t *testing.T) {
 	needEnvtest(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -270,11 +272,15 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 	c.Spec.Autoscaling = true
 	c.Spec.IdleTimeoutSeconds = 5
 	c.Spec.WorkerGroups[0].MinReplicas = 1
+	created := time.Now()
 	if err := suite.client.Create(ctx, c); err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	defer deleteCluster(t, context.Background(), name)
 	waitReady(t, ctx, name, 2)
+	// The floor, in the same run: the operator and the stand-in bringing
+	// a cluster's first two pods up, with no autoscaler in the way.
+	floor := time.Since(created)
 
 	// The head's autoscaler runs with the kubernetes provider, its node
 	// type the worker group.
@@ -320,7 +326,9 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 	if kv["nodes"] != "4" {
 		t.Fatalf("four tasks at once ran on %q node(s), want 4 (the head and 3 workers):\n%s", kv["nodes"], out)
 	}
-	t.Logf("work needing 3 workers: all 4 tasks running %s ms after the driver submitted them; the job SUCCEEDED %v after it was created", kv["all_running_ms"], workDone.Round(time.Millisecond))
+	running, _ := strconv.Atoi(kv["all_running_ms"])
+	t.Logf("work needing 3 workers: all 4 tasks running %d ms after the driver submitted them (2 pods launched, run and joined), %.2f times the %d ms the cluster's first 2 pods took to be ready; the job SUCCEEDED %v after it was created",
+		running, float64(running)/float64(floor.Milliseconds()), floor.Milliseconds(), workDone.Round(time.Millisecond))
 	peak, err := clusterPods(ctx, name, "small")
 	if err != nil {
 		t.Fatal(err)
@@ -378,6 +386,12 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 	slices.Sort(removed)
 	if !slices.Equal(named, removed) {
 		t.Errorf("workersToDelete named %v, want the removed pods %v", named, removed)
+	}
+	// No pod was made but the three: a drained node's pod, ended, was not
+	// replaced before the autoscaler lowered the replicas.
+	slices.Sort(peakNames)
+	if !slices.Equal(made, peakNames) {
+		t.Errorf("worker pods made %v, want only the three at the peak %v", made, peakNames)
 	}
 
 	// The removed workers' nodes were drained before their pods went.

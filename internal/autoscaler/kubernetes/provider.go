@@ -82,9 +82,11 @@ type Provider struct {
 
 	mu    sync.Mutex
 	types []autoscaler.NodeType // as the cluster's spec last read gave them
-	// listed maps the instances Instances last listed to their groups,
-	// so that Terminate knows the group of one whose pod has gone since.
-	listed map[string]string
+	// pending maps the replicas without a pod that Instances last
+	// listed (GROUP-pending-N) to their groups, and pods names the pods
+	// it listed, for Terminate.
+	pending map[string]string
+	pods    map[string]bool
 }
 
 var _ autoscaler.Provider = (*Provider)(nil)
@@ -318,8 +320,10 @@ func (p *Provider) NodeTypes() []autoscaler.NodeType {
 	return slices.Clone(p.types)
 }
 
-// Instances lists the worker groups' pods, and as pending instances the
-// replicas asked for that have no pod yet (named GROUP-pending-N).
+// Instances lists the worker groups' pods (an ended pod as ended: the
+// autoscaler terminates it, naming it for the operator to delete), and
+// as pending instances the replicas asked for that have no pod yet
+// (named GROUP-pending-N).
 func (p *Provider) Instances(ctx context.Context) ([]autoscaler.Instance, error) {
 	c, err := p.cluster(ctx)
 	if err != nil {
@@ -338,17 +342,21 @@ func (p *Provider) Instances(ctx context.Context) ([]autoscaler.Instance, error)
 	}
 	var out []autoscaler.Instance
 	live := map[string]int{}
-	listed := map[string]string{}
+	pending, pods := map[string]string{}, map[string]bool{}
 	defer func() {
 		p.mu.Lock()
-		p.listed = listed
+		p.pending, p.pods = pending, pods
 		p.mu.Unlock()
 	}()
 	for _, pd := range list.Items {
 		st := autoscaler.InstancePending
 		switch {
-		case pd.Metadata.DeletionTimestamp != nil || pd.Status.Phase == "Succeeded" || pd.Status.Phase == "Failed":
+		case pd.Metadata.DeletionTimestamp != nil:
 			st = autoscaler.InstanceTerminating
+		case pd.Status.Phase == "Succeeded" || pd.Status.Phase == "Failed":
+			// With autoscaling on, the operator keeps an ended worker pod
+			// in its group's count until it is named in workersToDelete.
+			st = autoscaler.InstanceEnded
 		case pd.Status.Phase == "Running":
 			st = autoscaler.InstanceRunning
 		}
@@ -357,13 +365,13 @@ func (p *Provider) Instances(ctx context.Context) ([]autoscaler.Instance, error)
 			live[group]++
 		}
 		out = append(out, autoscaler.Instance{ID: pd.Metadata.Name, NodeType: group, State: st})
-		listed[pd.Metadata.Name] = group
+		pods[pd.Metadata.Name] = true
 	}
 	for _, g := range groups {
 		for n := live[g.Name]; n < g.Replicas; n++ {
 			id := fmt.Sprintf("%s-pending-%d", g.Name, n-live[g.Name])
 			out = append(out, autoscaler.Instance{ID: id, NodeType: g.Name, State: autoscaler.InstancePending})
-			listed[id] = g.Name
+			pending[id] = g.Name
 		}
 	}
 	return out, nil
@@ -390,9 +398,10 @@ func (p *Provider) Launch(ctx context.Context, nodeType string, count int) error
 
 // Terminate lowers the replicas of the groups of the pods named by ids
 // and names the pods in their workersToDelete, so that the operator
-// removes those and no others. An instance Instances listed whose pod
-// has gone since (a drained node's pod that ended and was removed, a
-// replica that never got a pod) lowers its group's replicas all the same.
+// removes those and no others. A replica without a pod that Instances
+// listed (GROUP-pending-N) lowers its group's replicas; a pod gone
+// since it was listed is left alone: the operator removed it already
+// (it removes an autoscaled group's pods only when named) or replaces it.
 func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
@@ -402,12 +411,18 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 	for _, id := range ids {
 		var pd pod
 		if err := p.do(ctx, http.MethodGet, p.podsURL+"/"+url.PathEscape(id), "", nil, &pd); err != nil {
-			p.mu.Lock()
-			g, ok := p.listed[id]
-			p.mu.Unlock()
-			if isNotFound(err) && ok {
-				goneBy[g]++
-				continue
+			if isNotFound(err) {
+				p.mu.Lock()
+				g, pending := p.pending[id]
+				listed := p.pods[id]
+				p.mu.Unlock()
+				if pending {
+					goneBy[g]++
+					continue
+				}
+				if listed {
+					continue // gone already
+				}
 			}
 			return fmt.Errorf("kubernetes provider: terminate %s: %w", id, err)
 		}

@@ -151,10 +151,10 @@ func (f *fakeCluster) state() (float64, []any) {
 }
 
 // Terminate names the pods it removes in workersToDelete and lowers the
-// replicas, retrying a patch that lost a race; an instance listed
-// whose pod has gone since (or never came) lowers the replicas without
-// being named; one never listed is an error. Launch stays within the
-// group's maximum.
+// replicas, once per pod, retrying a patch that lost a race; a listed
+// pod gone since is left alone; a replica that never got a pod lowers
+// the replicas unnamed; a pod never listed is an error. Launch stays
+// within the group's maximum.
 func TestTerminateAndLaunch(t *testing.T) {
 	f := &fakeCluster{rv: 7, pods: map[string]bool{"c-small-a": true, "c-small-b": true},
 		group: map[string]any{"name": "small", "cpu": 2, "resources": map[string]float64{"GPU": 1},
@@ -184,21 +184,37 @@ func TestTerminateAndLaunch(t *testing.T) {
 		t.Fatalf("instances = %v, want %v", ids, want)
 	}
 
-	// b's pod goes (its node drained and exited) before it is terminated.
+	// b's pod goes (deleted by hand) before it is terminated: nothing to do.
 	f.mu.Lock()
 	f.pods["c-small-b"] = false
 	f.conflict = true
 	f.mu.Unlock()
 	if err := p.Terminate(ctx, []string{"c-small-b"}); err != nil {
-		t.Fatalf("terminate a listed instance whose pod has gone: %v", err)
+		t.Fatalf("terminate a listed pod gone since: %v", err)
 	}
-	if r, d := f.state(); r != 2 || len(d) != 0 {
-		t.Fatalf("replicas %v workersToDelete %v, want 2 and none", r, d)
+	if r, d := f.state(); r != 3 || len(d) != 0 {
+		t.Fatalf("replicas %v workersToDelete %v, want 3 and none", r, d)
 	}
+	// A pod is named, and the replicas lowered (after a lost race).
 	if err := p.Terminate(ctx, []string{"c-small-a"}); err != nil {
 		t.Fatal(err)
 	}
-	if r, d := f.state(); r != 1 || len(d) != 1 || d[0] != "c-small-a" {
+	if r, d := f.state(); r != 2 || len(d) != 1 || d[0] != "c-small-a" {
+		t.Fatalf("replicas %v workersToDelete %v, want 2 and [c-small-a]", r, d)
+	}
+	// Named again (the next round saw it before the operator removed
+	// it): nothing more.
+	if err := p.Terminate(ctx, []string{"c-small-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, d := f.state(); r != 2 || len(d) != 1 {
+		t.Fatalf("replicas %v workersToDelete %v after naming a pod twice, want 2 and [c-small-a]", r, d)
+	}
+	// A replica that never got a pod lowers the replicas, unnamed.
+	if err := p.Terminate(ctx, []string{"small-pending-0"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, d := f.state(); r != 1 || len(d) != 1 {
 		t.Fatalf("replicas %v workersToDelete %v, want 1 and [c-small-a]", r, d)
 	}
 	f.mu.Lock()
@@ -210,7 +226,10 @@ func TestTerminateAndLaunch(t *testing.T) {
 	if err := p.Terminate(ctx, []string{"c-small-zzz"}); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("terminate an instance never listed = %v, want the 404", err)
 	}
-	if err := p.Terminate(ctx, []string{"small-pending-0"}); err == nil || !strings.Contains(err.Error(), "below its minReplicas 1") {
+	f.mu.Lock()
+	f.pods["c-small-c"] = true
+	f.mu.Unlock()
+	if err := p.Terminate(ctx, []string{"c-small-c"}); err == nil || !strings.Contains(err.Error(), "below its minReplicas 1") {
 		t.Errorf("terminate below the minimum = %v", err)
 	}
 	if err := p.Launch(ctx, "small", 3); err != nil {
