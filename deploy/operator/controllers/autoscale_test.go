@@ -210,8 +210,9 @@ type headStatus struct {
 		Labels      map[string]string `json:"labels"`
 	} `json:"nodes"`
 	Autoscaler *struct {
-		Provider  string `json:"provider"`
-		NodeTypes []struct {
+		Provider           string  `json:"provider"`
+		IdleTimeoutSeconds float64 `json:"idle_timeout_seconds"`
+		NodeTypes          []struct {
 			Name      string             `json:"name"`
 			Resources map[string]float64 `json:"resources"`
 			Min       int                `json:"min_workers"`
@@ -283,14 +284,14 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 	floor := time.Since(created)
 
 	// The head's autoscaler runs with the kubernetes provider, its node
-	// type the worker group.
+	// type the worker group, its idle timeout the cluster's.
 	waitFor(t, time.Minute, "the head's autoscaler showing the worker group", func() (bool, error) {
 		st, err := readHeadStatus(t, ctx, name)
 		if err != nil || st.Autoscaler == nil {
 			return false, err
 		}
 		a := st.Autoscaler
-		if a.Provider != "kubernetes" || len(a.NodeTypes) != 1 {
+		if a.Provider != "kubernetes" || len(a.NodeTypes) != 1 || a.IdleTimeoutSeconds != 5 {
 			return false, fmt.Errorf("autoscaler status %+v", a)
 		}
 		nt := a.NodeTypes[0]
