@@ -420,3 +420,74 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 		t.Errorf("autoscaler status %+v, want no error", st.Autoscaler)
 	}
 }
+
+// In an autoscaled cluster, a worker whose node leaves on its own (here
+// drained by hand with rayo drain, its pod Succeeded) is not replaced by
+// the operator behind the autoscaler's back: the pod stays counted until
+// the head's autoscaler names it in workersToDelete, then goes, and the
+// autoscaler adds a new worker for the group's minReplicas.
+func TestAutoscaledWorkerThatLeftIsReplacedByTheAutoscaler(t *testing.T) {
+	needEnvtest(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const name = "left"
+	h := watchGroup(t, ctx, name)
+	defer func() { cancel(); <-h.done }()
+	c := newCluster(name, 1, 2)
+	c.Spec.Autoscaling = true
+	c.Spec.WorkerGroups[0].MinReplicas = 1
+	if err := suite.client.Create(ctx, c); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	defer deleteCluster(t, context.Background(), name)
+	waitReady(t, ctx, name, 2)
+	pods, err := clusterPods(ctx, name, "small")
+	if err != nil || len(pods) != 1 {
+		t.Fatalf("worker pods %d (%v), want 1", len(pods), err)
+	}
+	first := pods[0].Name
+	var nodeID string
+	waitFor(t, time.Minute, "the worker's node in rayo status", func() (bool, error) {
+		st, err := readHeadStatus(t, ctx, name)
+		if err != nil {
+			return false, err
+		}
+		for _, n := range st.Nodes {
+			if n.Labels["rayo.io/instance"] == first && strings.EqualFold(n.State, "ALIVE") {
+				nodeID = n.NodeID
+			}
+		}
+		return nodeID != "", nil
+	})
+	addr, err := suite.kubelet.ResolveService(ctx, controllers.HeadName(name), controllers.PortControlStore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain := exec.CommandContext(ctx, suite.rayo, "drain", nodeID, "--address", addr, "--token", token(t, ctx, name))
+	drain.Env = append(os.Environ(), "RAYO_STATE_DIR="+t.TempDir())
+	if out, err := drain.CombinedOutput(); err != nil {
+		t.Fatalf("rayo drain: %v\n%s", err, out)
+	}
+	var second string
+	waitFor(t, 2*time.Minute, "a new worker ready in place of the drained one", func() (bool, error) {
+		pods, err := clusterPods(ctx, name, "small")
+		if err != nil || len(pods) != 1 || pods[0].Name == first || !podIsReady(&pods[0]) {
+			return false, err
+		}
+		second = pods[0].Name
+		got, err := getCluster(ctx, name)
+		return err == nil && got.Spec.WorkerGroups[0].Replicas == 1, err
+	})
+	replicas, named := h.seen(t)
+	made := h.podsMade()
+	t.Logf("replicas over time %v; workersToDelete named %v; worker pods made %v", replicas, named, made)
+	if !slices.Equal(named, []string{first}) {
+		t.Errorf("workersToDelete named %v, want the drained pod %s", named, first)
+	}
+	if !slices.Equal(replicas, []int32{1, 0, 1}) {
+		t.Errorf("replicas went %v, want 1, 0 (the autoscaler naming the pod that left), 1 (its group's minimum)", replicas)
+	}
+	if want := []string{first, second}; len(made) != 2 || !slices.Contains(made, first) || !slices.Contains(made, second) {
+		t.Errorf("worker pods made %v, want %v only", made, want)
+	}
+}

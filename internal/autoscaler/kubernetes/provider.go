@@ -398,7 +398,9 @@ func (p *Provider) Launch(ctx context.Context, nodeType string, count int) error
 
 // Terminate lowers the replicas of the groups of the pods named by ids
 // and names the pods in their workersToDelete, so that the operator
-// removes those and no others. A replica without a pod that Instances
+// removes those and no others. It refuses to take a group's running pods
+// below its minReplicas; ended pods may take it below, for a moment: the
+// autoscaler launches their replacements in the same round. A replica without a pod that Instances
 // listed (GROUP-pending-N) lowers its group's replicas; a pod gone
 // since it was listed is left alone: the operator removed it already
 // (it removes an autoscaled group's pods only when named) or replaces it.
@@ -408,6 +410,7 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 	}
 	byGroup := map[string][]string{}
 	goneBy := map[string]int{}
+	ended := map[string]bool{} // pods whose process has ended
 	for _, id := range ids {
 		var pd pod
 		if err := p.do(ctx, http.MethodGet, p.podsURL+"/"+url.PathEscape(id), "", nil, &pd); err != nil {
@@ -431,6 +434,7 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 		}
 		g := pd.Metadata.Labels[labelGroup]
 		byGroup[g] = append(byGroup[g], id)
+		ended[id] = pd.Status.Phase == "Succeeded" || pd.Status.Phase == "Failed"
 	}
 	names := map[string]bool{}
 	for g := range byGroup {
@@ -447,17 +451,23 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 			}
 			g := groups[i]
 			var fresh []string
+			running := 0
 			for _, n := range byGroup[name] {
 				if !slices.Contains(g.WorkersToDelete, n) {
 					fresh = append(fresh, n)
+					if !ended[n] {
+						running++
+					}
 				}
 			}
-			fewer := len(fresh) + goneBy[name]
-			replicas := g.Replicas - fewer
-			if replicas < g.MinReplicas {
+			// Only running nodes are kept to the minimum; one that ended
+			// or never came is gone already, and the autoscaler adds
+			// another if the minimum or the demand needs it.
+			if g.Replicas-running < g.MinReplicas {
 				return fmt.Errorf("kubernetes provider: worker group %s: removing %d of its %d replicas would go below its minReplicas %d",
-					name, fewer, g.Replicas, g.MinReplicas)
+					name, running, g.Replicas, g.MinReplicas)
 			}
+			replicas := max(g.Replicas-len(fresh)-goneBy[name], 0)
 			if err := setField(raw[i], "replicas", replicas); err != nil {
 				return err
 			}

@@ -78,6 +78,7 @@ type fakeCluster struct {
 	rv       int
 	group    map[string]any
 	pods     map[string]bool // name -> exists
+	ended    map[string]bool // name -> its process ended (phase Succeeded)
 	patches  int
 	conflict bool // refuse the next patch with 409
 }
@@ -135,8 +136,12 @@ func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			reply(404, map[string]any{"message": fmt.Sprintf("pods %q not found", name)})
 			return
 		}
+		phase := "Running"
+		if f.ended[name] {
+			phase = "Succeeded"
+		}
 		reply(200, map[string]any{"metadata": map[string]any{"name": name,
-			"labels": map[string]string{"rayo.io/cluster": "c", "rayo.io/group": "small"}}, "status": map[string]any{"phase": "Running"}})
+			"labels": map[string]string{"rayo.io/cluster": "c", "rayo.io/group": "small"}}, "status": map[string]any{"phase": phase}})
 	default:
 		reply(404, map[string]any{"message": "no route " + r.Method + " " + r.URL.Path})
 	}
@@ -240,5 +245,29 @@ func TestTerminateAndLaunch(t *testing.T) {
 	}
 	if err := p.Launch(ctx, "small", 1); err == nil || !strings.Contains(err.Error(), "maxReplicas 4") {
 		t.Errorf("launch past the maximum = %v", err)
+	}
+}
+
+// A group at its minimum: a running pod may not be removed, a pod that
+// ended may (the autoscaler adds its replacement).
+func TestTerminateEndedPodAtMinimum(t *testing.T) {
+	f := &fakeCluster{rv: 1, pods: map[string]bool{"c-small-up": true, "c-small-done": true}, ended: map[string]bool{"c-small-done": true},
+		group: map[string]any{"name": "small", "cpu": 1, "minReplicas": 2, "maxReplicas": 3, "replicas": 2}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx := context.Background()
+	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Terminate(ctx, []string{"c-small-up"}); err == nil || !strings.Contains(err.Error(), "below its minReplicas 2") {
+		t.Errorf("terminate a running pod at the minimum = %v, want refused", err)
+	}
+	if err := p.Terminate(ctx, []string{"c-small-done"}); err != nil {
+		t.Fatalf("terminate an ended pod at the minimum: %v", err)
+	}
+	if r, d := f.state(); r != 1 || len(d) != 1 || d[0] != "c-small-done" {
+		t.Errorf("replicas %v workersToDelete %v, want 1 and [c-small-done]", r, d)
 	}
 }

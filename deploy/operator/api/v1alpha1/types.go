@@ -44,7 +44,9 @@ type WorkerGroup struct {
 	// is the node type the autoscaler knows the group's nodes by.
 	Name     string `json:"name"`
 	NodeSpec `json:",inline"`
-	// MinReplicas is the fewest nodes the group keeps.
+	// MinReplicas is the fewest nodes the autoscaler keeps in the group
+	// (Replicas may be below it for a moment, while the autoscaler
+	// replaces a node that left).
 	MinReplicas int32 `json:"minReplicas"`
 	// MaxReplicas is the most nodes the group may have.
 	MaxReplicas int32 `json:"maxReplicas"`
