@@ -87,6 +87,11 @@ type Provider struct {
 	// it listed, for Terminate.
 	pending map[string]string
 	pods    map[string]bool
+	// named are the pods Terminate has named in workersToDelete, while
+	// Instances still lists them: naming one again (a round that saw it
+	// before the operator removed it, which clears the list) changes
+	// nothing.
+	named map[string]bool
 }
 
 var _ autoscaler.Provider = (*Provider)(nil)
@@ -346,6 +351,11 @@ func (p *Provider) Instances(ctx context.Context) ([]autoscaler.Instance, error)
 	defer func() {
 		p.mu.Lock()
 		p.pending, p.pods = pending, pods
+		for n := range p.named {
+			if !pods[n] {
+				delete(p.named, n)
+			}
+		}
 		p.mu.Unlock()
 	}()
 	for _, pd := range list.Items {
@@ -412,6 +422,12 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 	goneBy := map[string]int{}
 	ended := map[string]bool{} // pods whose process has ended
 	for _, id := range ids {
+		p.mu.Lock()
+		done := p.named[id]
+		p.mu.Unlock()
+		if done {
+			continue
+		}
 		var pd pod
 		if err := p.do(ctx, http.MethodGet, p.podsURL+"/"+url.PathEscape(id), "", nil, &pd); err != nil {
 			if isNotFound(err) {
@@ -443,23 +459,29 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 	for g := range goneBy {
 		names[g] = true
 	}
-	return p.update(ctx, func(groups []workerGroup, raw []map[string]json.RawMessage) error {
+	if len(names) == 0 {
+		return nil
+	}
+	var fresh []string
+	err := p.update(ctx, func(groups []workerGroup, raw []map[string]json.RawMessage) error {
+		fresh = fresh[:0]
 		for name := range names {
 			i := slices.IndexFunc(groups, func(g workerGroup) bool { return g.Name == name })
 			if i < 0 {
 				return fmt.Errorf("kubernetes provider: RayoCluster %s has no worker group %q", p.cfg.Cluster, name)
 			}
 			g := groups[i]
-			var fresh []string
+			var more []string
 			running := 0
 			for _, n := range byGroup[name] {
 				if !slices.Contains(g.WorkersToDelete, n) {
-					fresh = append(fresh, n)
+					more = append(more, n)
 					if !ended[n] {
 						running++
 					}
 				}
 			}
+			fresh = append(fresh, more...)
 			// Only running nodes are kept to the minimum; one that ended
 			// or never came is gone already, and the autoscaler adds
 			// another if the minimum or the demand needs it.
@@ -467,18 +489,30 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 				return fmt.Errorf("kubernetes provider: worker group %s: removing %d of its %d replicas would go below its minReplicas %d",
 					name, running, g.Replicas, g.MinReplicas)
 			}
-			replicas := max(g.Replicas-len(fresh)-goneBy[name], 0)
+			replicas := max(g.Replicas-len(more)-goneBy[name], 0)
 			if err := setField(raw[i], "replicas", replicas); err != nil {
 				return err
 			}
-			if len(fresh) > 0 {
-				if err := setField(raw[i], "workersToDelete", append(slices.Clone(g.WorkersToDelete), fresh...)); err != nil {
+			if len(more) > 0 {
+				if err := setField(raw[i], "workersToDelete", append(slices.Clone(g.WorkersToDelete), more...)); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.named == nil {
+		p.named = map[string]bool{}
+	}
+	for _, n := range fresh {
+		p.named[n] = true
+	}
+	p.mu.Unlock()
+	return nil
 }
 
 // setField sets one field of a raw worker group.

@@ -151,8 +151,13 @@ func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (f *fakeCluster) state() (float64, []any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d, _ := f.group["workersToDelete"].([]any)
-	return f.group["replicas"].(float64), d
+	b, _ := json.Marshal(f.group) // as set by the test, or as patched
+	var g struct {
+		Replicas        float64 `json:"replicas"`
+		WorkersToDelete []any   `json:"workersToDelete"`
+	}
+	_ = json.Unmarshal(b, &g)
+	return g.Replicas, g.WorkersToDelete
 }
 
 // Terminate names the pods it removes in workersToDelete and lowers the
@@ -269,5 +274,50 @@ func TestTerminateEndedPodAtMinimum(t *testing.T) {
 	}
 	if r, d := f.state(); r != 1 || len(d) != 1 || d[0] != "c-small-done" {
 		t.Errorf("replicas %v workersToDelete %v, want 1 and [c-small-done]", r, d)
+	}
+}
+
+// The operator removes a named pod and clears workersToDelete; a round
+// that listed the pod before that names it again: the replicas are not
+// lowered twice.
+func TestTerminateNamesAPodOnce(t *testing.T) {
+	f := &fakeCluster{rv: 1, pods: map[string]bool{"c-small-a": true, "c-small-b": true},
+		group: map[string]any{"name": "small", "cpu": 1, "minReplicas": 0, "maxReplicas": 3, "replicas": 2}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx := context.Background()
+	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Instances(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Terminate(ctx, []string{"c-small-a"}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	delete(f.group, "workersToDelete") // the operator, having deleted the pod (still listed here)
+	f.rv++
+	f.mu.Unlock()
+	if err := p.Terminate(ctx, []string{"c-small-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, d := f.state(); r != 1 || len(d) != 0 {
+		t.Errorf("replicas %v workersToDelete %v, want 1 and none: the pod named once", r, d)
+	}
+	// Once no longer listed, the name is forgotten.
+	f.mu.Lock()
+	f.pods["c-small-a"] = false
+	f.mu.Unlock()
+	if _, err := p.Instances(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	left := len(p.named)
+	p.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d pods still remembered as named after they went", left)
 	}
 }
