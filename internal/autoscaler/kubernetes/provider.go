@@ -408,12 +408,13 @@ func (p *Provider) Launch(ctx context.Context, nodeType string, count int) error
 
 // Terminate lowers the replicas of the groups of the pods named by ids
 // and names the pods in their workersToDelete, so that the operator
-// removes those and no others. It refuses to take a group's running pods
-// below its minReplicas; ended pods may take it below, for a moment: the
-// autoscaler launches their replacements in the same round. A replica without a pod that Instances
-// listed (GROUP-pending-N) lowers its group's replicas; a pod gone
-// since it was listed is left alone: the operator removed it already
-// (it removes an autoscaled group's pods only when named) or replaces it.
+// removes those and no others; a pod already named changes nothing. It
+// refuses to take a group's running pods below its minReplicas; ended
+// pods may take it below, for a moment: the autoscaler launches their
+// replacements in the same round. A replica without a pod that Instances
+// listed (GROUP-pending-N) lowers its group's replicas; a pod gone since
+// it was listed is left alone: the operator removed it already (it
+// removes an autoscaled group's pods only when named) or replaces it.
 func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
