@@ -37,6 +37,10 @@ type autoscaleOptions struct {
 	// kube is the kubernetes provider, built by resolve with
 	// --autoscaler kubernetes.
 	kube *kubernetes.Provider
+	// typesBound is maxWorkers when it is only the node types' maxima
+	// added up (kubernetes without --max-workers), so that the
+	// autoscaler has no bound of its own and follows the types' changes.
+	typesBound int
 }
 
 // defaultMaxWorkers bounds an autoscaled cluster's nodes unless
@@ -45,7 +49,7 @@ const defaultMaxWorkers = 2
 
 func (o *autoscaleOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&o.provider, "autoscaler", "", "head: grow and shrink the cluster to its demand with this node provider: local (rayo start processes on this machine, for development and tests), kubernetes (the worker groups of the RayoCluster --kubernetes-cluster, run by rayo's operator); empty: no autoscaling")
-	f.IntVar(&o.maxWorkers, "max-workers", defaultMaxWorkers, "head, with --autoscaler: the most nodes the autoscaler keeps besides the head, all node types together (kubernetes: default the worker groups' maxReplicas together)")
+	f.IntVar(&o.maxWorkers, "max-workers", defaultMaxWorkers, "head, with --autoscaler: the most nodes the autoscaler keeps besides the head, all node types together (kubernetes: default no bound but each worker group's maxReplicas)")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", autoscaler.DefaultIdleTimeout, "head, with --autoscaler: how long an added node stays idle before it is drained and released")
 	f.StringVar(&o.nodeTypes, "autoscaler-node-types", "", `head, with --autoscaler: the node types as JSON, e.g. '[{"name":"cpu4","resources":{"CPU":4},"min_workers":0,"max_workers":3}]' (default: one type "worker" shaped like the head, max_workers --max-workers)`)
 	f.DurationVar(&o.interval, "autoscaler-interval", autoscaler.DefaultInterval, "head, with --autoscaler: how often the autoscaler looks at the demand")
@@ -171,7 +175,7 @@ func runAutoscaler(n *node.Node, cfg node.Config, o *autoscaleOptions, p autosca
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a, err := autoscaler.Start(ctx, autoscaler.Config{
-		Provider: p, ProviderName: o.provider, Store: store, MaxWorkers: o.maxWorkers,
+		Provider: p, ProviderName: o.provider, Store: store, MaxWorkers: o.maxWorkers - o.typesBound,
 		IdleTimeout: o.idleTimeout, Interval: o.interval,
 		Log: log,
 		// An idle node is drained (rayo drain) before it is released: it

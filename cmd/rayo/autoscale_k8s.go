@@ -74,6 +74,7 @@ func (o *autoscaleOptions) resolveKubernetes(f *pflag.FlagSet) error {
 		for _, t := range types {
 			o.maxWorkers += t.MaxWorkers
 		}
+		o.typesBound = o.maxWorkers
 	}
 	o.types, o.kube = types, p
 	return nil

@@ -425,7 +425,8 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 // drained by hand with rayo drain, its pod Succeeded) is not replaced by
 // the operator behind the autoscaler's back: the pod stays counted until
 // the head's autoscaler names it in workersToDelete, then goes, and the
-// autoscaler adds a new worker for the group's minReplicas.
+// autoscaler adds a new worker for the group's minReplicas. The group
+// edited, the running head's autoscaler keeps its new minimum.
 func TestAutoscaledWorkerThatLeftIsReplacedByTheAutoscaler(t *testing.T) {
 	needEnvtest(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -490,4 +491,30 @@ func TestAutoscaledWorkerThatLeftIsReplacedByTheAutoscaler(t *testing.T) {
 	if want := []string{first, second}; len(made) != 2 || !slices.Contains(made, first) || !slices.Contains(made, second) {
 		t.Errorf("worker pods made %v, want %v only", made, want)
 	}
+
+	// The group edited (min 2, max 3): the running head's autoscaler
+	// takes it up, keeping the new minimum.
+	waitFor(t, time.Minute, "the group edited", func() (bool, error) {
+		got, err := getCluster(ctx, name)
+		if err != nil {
+			return false, err
+		}
+		got.Spec.WorkerGroups[0].MinReplicas, got.Spec.WorkerGroups[0].MaxReplicas = 2, 3
+		if err := suite.client.Update(ctx, got); err != nil {
+			return false, client.IgnoreNotFound(err) // a conflict: read again
+		}
+		return true, nil
+	})
+	waitFor(t, 2*time.Minute, "the head's autoscaler keeping the new minimum of 2", func() (bool, error) {
+		st, err := readHeadStatus(t, ctx, name)
+		if err != nil || st.Autoscaler == nil || len(st.Autoscaler.NodeTypes) != 1 {
+			return false, err
+		}
+		nt := st.Autoscaler.NodeTypes[0]
+		got, err := getCluster(ctx, name)
+		if err != nil {
+			return false, err
+		}
+		return nt.Min == 2 && nt.Max == 3 && got.Spec.WorkerGroups[0].Replicas == 2 && got.Status.ReadyNodes == 3, nil
+	})
 }
