@@ -187,9 +187,12 @@ func (h handOverResult) note() string {
 	if h.moved == 0 && len(h.failed) == 0 {
 		return ""
 	}
-	s := fmt.Sprintf("%d object(s) (%s) moved to other nodes", h.moved, mib(h.movedBytes))
+	var parts []string
+	if h.moved > 0 {
+		parts = append(parts, fmt.Sprintf("%d object(s) (%s) moved to other nodes", h.moved, mib(h.movedBytes)))
+	}
 	if len(h.failed) == 0 {
-		return s
+		return strings.Join(parts, "")
 	}
 	list := make([]string, 0, len(h.failed))
 	for id, why := range h.failed {
@@ -201,8 +204,9 @@ func (h handOverResult) note() string {
 		more = fmt.Sprintf("; and %d more (see the node's log)", len(list)-maxNoted)
 		list = list[:maxNoted]
 	}
-	return fmt.Sprintf("%s; %d object(s) could not be moved and are lost with the node (rebuilt from lineage when they can be): %s%s",
-		s, len(h.failed), strings.Join(list, "; "), more)
+	parts = append(parts, fmt.Sprintf("%d object(s) could not be moved and are lost with the node (rebuilt from lineage when they can be): %s%s",
+		len(h.failed), strings.Join(list, "; "), more))
+	return strings.Join(parts, "; ")
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
