@@ -301,10 +301,12 @@ func (r *Raylet) handOver(deadline time.Time) handOverResult {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				// The copies stay on the target; the owner, if it lives,
-				// still points here and rebuilds what it can.
+				// Nobody can find the copies taken (readers ask the
+				// owner): they go. The owner, if it lives, still points
+				// here and rebuilds what it can.
+				r.freeAt(ctx, k.target, list)
 				for _, id := range list {
-					res.failed[id] = "moved to " + k.target + ", but its owner could not be told: " + err.Error()
+					res.failed[id] = "its owner could not be told where it went (it may be gone): " + err.Error()
 				}
 				return
 			}
@@ -366,12 +368,17 @@ func (r *Raylet) tellOwner(ctx context.Context, owner objOwner, target string, l
 		for id := range gone {
 			free = append(free, id)
 		}
-		if tc, err := rpc.DialToken(ctx, "tcp:"+target, r.cfg.Token, nil); err == nil {
-			_ = tc.Notify(rpc.MFreeObjects, &pb.ObjectIDs{Ids: idBytes(free)})
-			_ = tc.Close()
-		}
+		r.freeAt(ctx, target, free)
 	}
 	return gone, nil
+}
+
+// freeAt frees objects list on the node at target, which took them.
+func (r *Raylet) freeAt(ctx context.Context, target string, list []ids.ObjectID) {
+	if tc, err := rpc.DialToken(ctx, "tcp:"+target, r.cfg.Token, nil); err == nil {
+		_ = tc.Notify(rpc.MFreeObjects, &pb.ObjectIDs{Ids: idBytes(list)})
+		_ = tc.Close()
+	}
 }
 
 // ownerNode is the node an endpoint names ("" for a bare Unix socket).
