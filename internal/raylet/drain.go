@@ -62,6 +62,10 @@ func (r *Raylet) viewOfSelfLocked(n *pb.NodeInfo, after *[]func()) {
 		defer r.drainWG.Done()
 		t := time.NewTimer(wait)
 		defer t.Stop()
+		// What the node holds already moves while its work runs (within
+		// the deadline), so that a deadline passing with work still
+		// running loses only what that work made.
+		first := r.handOver(deadline, nil)
 		select {
 		case <-idle:
 		case <-stop:
@@ -73,8 +77,8 @@ func (r *Raylet) viewOfSelfLocked(n *pb.NodeInfo, after *[]func()) {
 			r.mu.Unlock()
 			r.log.Warn("drain deadline passed; the running work is killed", "leases", n)
 		}
-		// The objects held here go to other nodes, within the deadline.
-		res := r.handOver(deadline)
+		// Then what the work made since, within the deadline.
+		res := first.add(r.handOver(deadline, first.done))
 		for id, why := range res.failed {
 			r.log.Warn("draining: object not handed over", "object", id.String(), "why", why)
 		}

@@ -180,6 +180,18 @@ type handOverResult struct {
 	movedBytes int64
 	local      int                     // owned by processes of this node: they go with it
 	failed     map[ids.ObjectID]string // not moved, and why
+	done       map[ids.ObjectID]bool   // moved, or no longer held by their owner: not to move again
+}
+
+// add counts what a later pass did after this one: the objects it did
+// not move are what is left.
+func (h handOverResult) add(later handOverResult) handOverResult {
+	later.moved += h.moved
+	later.movedBytes += h.movedBytes
+	for id := range h.done {
+		later.done[id] = true
+	}
+	return later
 }
 
 // note says what became of the objects, for the drain's report.
@@ -211,13 +223,17 @@ func (h handOverResult) note() string {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-// handOver moves the primary copies this node holds to the other live
-// nodes that are not draining and tells their owners, until deadline.
-func (r *Raylet) handOver(deadline time.Time) handOverResult {
+// handOver moves the primary copies this node holds, but those in skip,
+// to the other live nodes that are not draining and tells their owners,
+// until deadline.
+func (r *Raylet) handOver(deadline time.Time, skip map[ids.ObjectID]bool) handOverResult {
 	ctx, cancel := context.WithDeadline(r.ctx, deadline)
 	defer cancel()
-	res := handOverResult{failed: make(map[ids.ObjectID]string)}
+	res := handOverResult{failed: make(map[ids.ObjectID]string), done: make(map[ids.ObjectID]bool)}
 	held := r.spill.heldPrimaries()
+	for id := range skip {
+		delete(held, id)
+	}
 	r.mu.Lock()
 	targets := make([]string, 0, len(r.peers))
 	for _, p := range r.peers {
@@ -311,6 +327,7 @@ func (r *Raylet) handOver(deadline time.Time) handOverResult {
 				return
 			}
 			for _, id := range list {
+				res.done[id] = true
 				if !gone[id] {
 					res.moved++
 					res.movedBytes += sizes[id]

@@ -3,8 +3,11 @@
 // them spilled there, and an actor method's return), says ready=1, waits
 // for a line on stdin (the test drains B meanwhile), then reads each
 // object from a task on node C and here, and prints key=value lines.
+// With a folder DIR, a last MaxRetries(0) task runs on B during the drain:
+// it starts before ready=1 (DIR/started) and returns its 8 MiB once the
+// test writes DIR/release.
 //
-//	drainobj B C N    N task returns of 8 MiB, and one actor return
+//	drainobj B C N [DIR]    N task returns of 8 MiB, and one actor return
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"hash/crc32"
 	mrand "math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +49,18 @@ func sum(b []byte) string { return fmt.Sprintf("%08x", crc32.ChecksumIEEE(b)) }
 // blob is a large return value, stored in its node's store.
 var blob = rayo.Func1(func(seed int) []byte { return pattern(size, uint64(seed)) })
 
+// held runs until dir/release exists (bounded), then returns a large
+// value.
+var held = rayo.Func2(func(dir string, seed int) []byte {
+	_ = os.WriteFile(filepath.Join(dir, "started"), nil, 0o644)
+	for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(20 * time.Millisecond) { // polling the test's file
+		if _, err := os.Stat(filepath.Join(dir, "release")); err == nil {
+			break
+		}
+	}
+	return pattern(size, uint64(seed))
+})
+
 // crcAt is the checksum of b, and where it was computed.
 var crcAt = rayo.Func1(func(b []byte) string { return sum(b) + "@" + rayo.NodeID() })
 
@@ -65,14 +81,18 @@ func main() {
 	defer rayo.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := run(ctx, os.Args[1], os.Args[2], os.Args[3]); err != nil {
+	dir := ""
+	if len(os.Args) > 4 {
+		dir = os.Args[4]
+	}
+	if err := run(ctx, os.Args[1], os.Args[2], os.Args[3], dir); err != nil {
 		fmt.Println("err=" + err.Error())
 		rayo.Shutdown()
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, b, c, count string) error {
+func run(ctx context.Context, b, c, count, dir string) error {
 	n, err := strconv.Atoi(count)
 	if err != nil {
 		return err
@@ -98,6 +118,19 @@ func run(ctx context.Context, b, c, count string) error {
 	// The actor goes, so that B has no work left; its return stays.
 	if err := rayo.Kill(ctx, maker); err != nil {
 		return err
+	}
+	if dir != "" {
+		// Runs on B while it is drained; its return is made there then.
+		refs = append(refs, held.Options(rayo.Name("drain-held"), rayo.NodeAffinity(b, false), rayo.MaxRetries(0)).Remote(rayo.V(dir), rayo.V(n+1)))
+		sums = append(sums, sum(pattern(size, uint64(n+1))))
+		for end := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) { // polling the task's file
+			if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
+				break
+			}
+			if time.Now().After(end) {
+				return errors.New("the held task did not start on B")
+			}
+		}
 	}
 	fmt.Println("ready=1")
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // the test drains B
