@@ -643,9 +643,12 @@ func (x *BlockedChange) GetBlocked() bool {
 
 // CreateObject reserves space in the node's shared-memory store.
 type CreateObject struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
-	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Size     int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// The object's owner (its endpoint), for a create: a drained node tells
+	// it where the object went. "" when unknown (the object is not moved).
+	OwnerAddr     string `protobuf:"bytes,3,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -692,6 +695,13 @@ func (x *CreateObject) GetSize() int64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *CreateObject) GetOwnerAddr() string {
+	if x != nil {
+		return x.OwnerAddr
+	}
+	return ""
 }
 
 // CreateObjectReply is where to write the object, or why it cannot be stored.
@@ -1804,10 +1814,11 @@ type NodeInfo struct {
 	Labels              map[string]string      `protobuf:"bytes,13,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the node's labels (--labels), such as the node type an autoscaler launched it as
 	PendingShapes       []*ResourceDemand      `protobuf:"bytes,20,rep,name=pending_shapes,json=pendingShapes,proto3" json:"pending_shapes,omitempty"`                                        // the waiting lease requests by shape, for the autoscaler
 	DrainDeadlineUnixMs int64                  `protobuf:"varint,21,opt,name=drain_deadline_unix_ms,json=drainDeadlineUnixMs,proto3" json:"drain_deadline_unix_ms,omitempty"`                 // DRAINING: when work still running there is killed and the node exits
+	DrainNote           string                 `protobuf:"bytes,22,opt,name=drain_note,json=drainNote,proto3" json:"drain_note,omitempty"`                                                    // DRAINING: what its raylet last said of the objects it handed over
 	// At registration only (never stored): the actors the node's live
 	// workers host, so that a control store restarted without its tables
 	// lists them, and finds the named ones by name, again.
-	HostedActors  []*HostedActor `protobuf:"bytes,22,rep,name=hosted_actors,json=hostedActors,proto3" json:"hosted_actors,omitempty"`
+	HostedActors  []*HostedActor `protobuf:"bytes,23,rep,name=hosted_actors,json=hostedActors,proto3" json:"hosted_actors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1945,6 +1956,13 @@ func (x *NodeInfo) GetDrainDeadlineUnixMs() int64 {
 		return x.DrainDeadlineUnixMs
 	}
 	return 0
+}
+
+func (x *NodeInfo) GetDrainNote() string {
+	if x != nil {
+		return x.DrainNote
+	}
+	return ""
 }
 
 func (x *NodeInfo) GetHostedActors() []*HostedActor {
@@ -2162,6 +2180,7 @@ type Heartbeat struct {
 	Pending       []*Resource            `protobuf:"bytes,3,rep,name=pending,proto3" json:"pending,omitempty"`
 	Total         []*Resource            `protobuf:"bytes,4,rep,name=total,proto3" json:"total,omitempty"`                                       // what the node has, with its placement group bundles
 	PendingShapes []*ResourceDemand      `protobuf:"bytes,10,rep,name=pending_shapes,json=pendingShapes,proto3" json:"pending_shapes,omitempty"` // the waiting lease requests by shape
+	DrainNote     string                 `protobuf:"bytes,11,opt,name=drain_note,json=drainNote,proto3" json:"drain_note,omitempty"`             // a drained node: what became of its objects, added to its death reason
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2229,6 +2248,13 @@ func (x *Heartbeat) GetPendingShapes() []*ResourceDemand {
 		return x.PendingShapes
 	}
 	return nil
+}
+
+func (x *Heartbeat) GetDrainNote() string {
+	if x != nil {
+		return x.DrainNote
+	}
+	return ""
 }
 
 // JobInfo registers a driver's job with its node's raylet: the executable
@@ -2702,6 +2728,8 @@ type PullObject struct {
 	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
 	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"` // the raylet (TCP address) that holds it
 	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	OwnerAddr     string                 `protobuf:"bytes,4,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"` // TakeObject: the object's owner, recorded with the new primary copy
+	OwnerJob      string                 `protobuf:"bytes,5,opt,name=owner_job,json=ownerJob,proto3" json:"owner_job,omitempty"`    // TakeObject: the job whose credential reaches that owner
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2757,6 +2785,83 @@ func (x *PullObject) GetSize() int64 {
 	return 0
 }
 
+func (x *PullObject) GetOwnerAddr() string {
+	if x != nil {
+		return x.OwnerAddr
+	}
+	return ""
+}
+
+func (x *PullObject) GetOwnerJob() string {
+	if x != nil {
+		return x.OwnerJob
+	}
+	return ""
+}
+
+// ObjectsMoved tells an owner that a drained node (from, a raylet's TCP
+// address) handed the primary copies of its objects ids over to the node
+// to; the reply lists those of them the owner no longer holds.
+type ObjectsMoved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           [][]byte               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectsMoved) Reset() {
+	*x = ObjectsMoved{}
+	mi := &file_rayo_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectsMoved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectsMoved) ProtoMessage() {}
+
+func (x *ObjectsMoved) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectsMoved.ProtoReflect.Descriptor instead.
+func (*ObjectsMoved) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ObjectsMoved) GetIds() [][]byte {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ObjectsMoved) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *ObjectsMoved) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
 // ReadChunk asks a raylet for part of an object in its store; the reply is
 // the raw bytes.
 type ReadChunk struct {
@@ -2770,7 +2875,7 @@ type ReadChunk struct {
 
 func (x *ReadChunk) Reset() {
 	*x = ReadChunk{}
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2887,7 @@ func (x *ReadChunk) String() string {
 func (*ReadChunk) ProtoMessage() {}
 
 func (x *ReadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2900,7 @@ func (x *ReadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadChunk.ProtoReflect.Descriptor instead.
 func (*ReadChunk) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{38}
+	return file_rayo_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReadChunk) GetObjectId() []byte {
@@ -2832,7 +2937,7 @@ type KVEntry struct {
 
 func (x *KVEntry) Reset() {
 	*x = KVEntry{}
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2844,7 +2949,7 @@ func (x *KVEntry) String() string {
 func (*KVEntry) ProtoMessage() {}
 
 func (x *KVEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2857,7 +2962,7 @@ func (x *KVEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVEntry.ProtoReflect.Descriptor instead.
 func (*KVEntry) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{39}
+	return file_rayo_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KVEntry) GetNamespace() string {
@@ -2901,7 +3006,7 @@ type KVReply struct {
 
 func (x *KVReply) Reset() {
 	*x = KVReply{}
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3018,7 @@ func (x *KVReply) String() string {
 func (*KVReply) ProtoMessage() {}
 
 func (x *KVReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3031,7 @@ func (x *KVReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVReply.ProtoReflect.Descriptor instead.
 func (*KVReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{40}
+	return file_rayo_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *KVReply) GetValue() []byte {
@@ -2992,7 +3097,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3004,7 +3109,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3017,7 +3122,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{41}
+	return file_rayo_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskEvent) GetTaskId() []byte {
@@ -3162,7 +3267,7 @@ type ActorEvent struct {
 
 func (x *ActorEvent) Reset() {
 	*x = ActorEvent{}
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3174,7 +3279,7 @@ func (x *ActorEvent) String() string {
 func (*ActorEvent) ProtoMessage() {}
 
 func (x *ActorEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3187,7 +3292,7 @@ func (x *ActorEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorEvent.ProtoReflect.Descriptor instead.
 func (*ActorEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{42}
+	return file_rayo_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ActorEvent) GetActorId() []byte {
@@ -3320,7 +3425,7 @@ type StateEvents struct {
 
 func (x *StateEvents) Reset() {
 	*x = StateEvents{}
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3437,7 @@ func (x *StateEvents) String() string {
 func (*StateEvents) ProtoMessage() {}
 
 func (x *StateEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3450,7 @@ func (x *StateEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateEvents.ProtoReflect.Descriptor instead.
 func (*StateEvents) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{43}
+	return file_rayo_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StateEvents) GetTasks() []*TaskEvent {
@@ -3392,7 +3497,7 @@ type RunTally struct {
 
 func (x *RunTally) Reset() {
 	*x = RunTally{}
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3509,7 @@ func (x *RunTally) String() string {
 func (*RunTally) ProtoMessage() {}
 
 func (x *RunTally) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3522,7 @@ func (x *RunTally) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunTally.ProtoReflect.Descriptor instead.
 func (*RunTally) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{44}
+	return file_rayo_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RunTally) GetFinished() int64 {
@@ -3460,7 +3565,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3472,7 +3577,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3485,7 +3590,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{45}
+	return file_rayo_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TaskRecord) GetTask() *TaskEvent {
@@ -3513,7 +3618,7 @@ type ActorRecord struct {
 
 func (x *ActorRecord) Reset() {
 	*x = ActorRecord{}
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3525,7 +3630,7 @@ func (x *ActorRecord) String() string {
 func (*ActorRecord) ProtoMessage() {}
 
 func (x *ActorRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3538,7 +3643,7 @@ func (x *ActorRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorRecord.ProtoReflect.Descriptor instead.
 func (*ActorRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{46}
+	return file_rayo_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ActorRecord) GetActor() *ActorEvent {
@@ -3568,7 +3673,7 @@ type StateQuery struct {
 
 func (x *StateQuery) Reset() {
 	*x = StateQuery{}
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3580,7 +3685,7 @@ func (x *StateQuery) String() string {
 func (*StateQuery) ProtoMessage() {}
 
 func (x *StateQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3593,7 +3698,7 @@ func (x *StateQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateQuery.ProtoReflect.Descriptor instead.
 func (*StateQuery) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{47}
+	return file_rayo_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StateQuery) GetLimit() int64 {
@@ -3625,7 +3730,7 @@ type StateList struct {
 
 func (x *StateList) Reset() {
 	*x = StateList{}
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3637,7 +3742,7 @@ func (x *StateList) String() string {
 func (*StateList) ProtoMessage() {}
 
 func (x *StateList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3650,7 +3755,7 @@ func (x *StateList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateList.ProtoReflect.Descriptor instead.
 func (*StateList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{48}
+	return file_rayo_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StateList) GetTasks() []*TaskRecord {
@@ -3702,7 +3807,7 @@ type WorkerRecord struct {
 
 func (x *WorkerRecord) Reset() {
 	*x = WorkerRecord{}
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +3819,7 @@ func (x *WorkerRecord) String() string {
 func (*WorkerRecord) ProtoMessage() {}
 
 func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +3832,7 @@ func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRecord.ProtoReflect.Descriptor instead.
 func (*WorkerRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{49}
+	return file_rayo_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WorkerRecord) GetWorkerId() []byte {
@@ -3832,7 +3937,7 @@ type ObjectRecord struct {
 
 func (x *ObjectRecord) Reset() {
 	*x = ObjectRecord{}
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3844,7 +3949,7 @@ func (x *ObjectRecord) String() string {
 func (*ObjectRecord) ProtoMessage() {}
 
 func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3857,7 +3962,7 @@ func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRecord.ProtoReflect.Descriptor instead.
 func (*ObjectRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{50}
+	return file_rayo_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ObjectRecord) GetObjectId() []byte {
@@ -3949,7 +4054,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3961,7 +4066,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3974,7 +4079,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{51}
+	return file_rayo_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -4106,7 +4211,7 @@ type ObjectList struct {
 
 func (x *ObjectList) Reset() {
 	*x = ObjectList{}
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4118,7 +4223,7 @@ func (x *ObjectList) String() string {
 func (*ObjectList) ProtoMessage() {}
 
 func (x *ObjectList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4131,7 +4236,7 @@ func (x *ObjectList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectList.ProtoReflect.Descriptor instead.
 func (*ObjectList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{52}
+	return file_rayo_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ObjectList) GetObjects() []*ObjectRecord {
@@ -4167,7 +4272,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4179,7 +4284,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4192,7 +4297,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{53}
+	return file_rayo_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *LogRequest) GetPid() int32 {
@@ -4271,7 +4376,7 @@ type Bundle struct {
 
 func (x *Bundle) Reset() {
 	*x = Bundle{}
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4283,7 +4388,7 @@ func (x *Bundle) String() string {
 func (*Bundle) ProtoMessage() {}
 
 func (x *Bundle) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4296,7 +4401,7 @@ func (x *Bundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bundle.ProtoReflect.Descriptor instead.
 func (*Bundle) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{54}
+	return file_rayo_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Bundle) GetResources() []*Resource {
@@ -4340,7 +4445,7 @@ type PlacementGroup struct {
 
 func (x *PlacementGroup) Reset() {
 	*x = PlacementGroup{}
-	mi := &file_rayo_proto_msgTypes[55]
+	mi := &file_rayo_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4352,7 +4457,7 @@ func (x *PlacementGroup) String() string {
 func (*PlacementGroup) ProtoMessage() {}
 
 func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[55]
+	mi := &file_rayo_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4365,7 +4470,7 @@ func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroup.ProtoReflect.Descriptor instead.
 func (*PlacementGroup) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{55}
+	return file_rayo_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PlacementGroup) GetPlacementGroupId() []byte {
@@ -4460,7 +4565,7 @@ type PlacementGroupRequest struct {
 
 func (x *PlacementGroupRequest) Reset() {
 	*x = PlacementGroupRequest{}
-	mi := &file_rayo_proto_msgTypes[56]
+	mi := &file_rayo_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4472,7 +4577,7 @@ func (x *PlacementGroupRequest) String() string {
 func (*PlacementGroupRequest) ProtoMessage() {}
 
 func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[56]
+	mi := &file_rayo_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4485,7 +4590,7 @@ func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupRequest.ProtoReflect.Descriptor instead.
 func (*PlacementGroupRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{56}
+	return file_rayo_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PlacementGroupRequest) GetOp() string {
@@ -4534,7 +4639,7 @@ type PlacementGroupReply struct {
 
 func (x *PlacementGroupReply) Reset() {
 	*x = PlacementGroupReply{}
-	mi := &file_rayo_proto_msgTypes[57]
+	mi := &file_rayo_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4546,7 +4651,7 @@ func (x *PlacementGroupReply) String() string {
 func (*PlacementGroupReply) ProtoMessage() {}
 
 func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[57]
+	mi := &file_rayo_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4559,7 +4664,7 @@ func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupReply.ProtoReflect.Descriptor instead.
 func (*PlacementGroupReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{57}
+	return file_rayo_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PlacementGroupReply) GetGroups() []*PlacementGroup {
@@ -4590,7 +4695,7 @@ type BundleOp struct {
 
 func (x *BundleOp) Reset() {
 	*x = BundleOp{}
-	mi := &file_rayo_proto_msgTypes[58]
+	mi := &file_rayo_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4602,7 +4707,7 @@ func (x *BundleOp) String() string {
 func (*BundleOp) ProtoMessage() {}
 
 func (x *BundleOp) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[58]
+	mi := &file_rayo_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4615,7 +4720,7 @@ func (x *BundleOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleOp.ProtoReflect.Descriptor instead.
 func (*BundleOp) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{58}
+	return file_rayo_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *BundleOp) GetOp() string {
@@ -4658,7 +4763,7 @@ type HostedActor struct {
 
 func (x *HostedActor) Reset() {
 	*x = HostedActor{}
-	mi := &file_rayo_proto_msgTypes[59]
+	mi := &file_rayo_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4670,7 +4775,7 @@ func (x *HostedActor) String() string {
 func (*HostedActor) ProtoMessage() {}
 
 func (x *HostedActor) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[59]
+	mi := &file_rayo_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4683,7 +4788,7 @@ func (x *HostedActor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostedActor.ProtoReflect.Descriptor instead.
 func (*HostedActor) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{59}
+	return file_rayo_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *HostedActor) GetActor() *ActorName {
@@ -4760,10 +4865,12 @@ const file_rayo_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"F\n" +
 	"\rBlockedChange\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x18\n" +
-	"\ablocked\x18\x02 \x01(\bR\ablocked\"?\n" +
+	"\ablocked\x18\x02 \x01(\bR\ablocked\"^\n" +
 	"\fCreateObject\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x03R\x04size\"i\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"owner_addr\x18\x03 \x01(\tR\townerAddr\"i\n" +
 	"\x11CreateObjectReply\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
@@ -4848,7 +4955,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
 	"\tActorAddr\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xdd\x05\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xfc\x05\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12,\n" +
@@ -4866,8 +4973,10 @@ const file_rayo_proto_rawDesc = "" +
 	"\x13object_store_source\x18\f \x01(\tR\x11objectStoreSource\x122\n" +
 	"\x06labels\x18\r \x03(\v2\x1a.rayo.NodeInfo.LabelsEntryR\x06labels\x12;\n" +
 	"\x0epending_shapes\x18\x14 \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\x123\n" +
-	"\x16drain_deadline_unix_ms\x18\x15 \x01(\x03R\x13drainDeadlineUnixMs\x126\n" +
-	"\rhosted_actors\x18\x16 \x03(\v2\x11.rayo.HostedActorR\fhostedActors\x1a9\n" +
+	"\x16drain_deadline_unix_ms\x18\x15 \x01(\x03R\x13drainDeadlineUnixMs\x12\x1d\n" +
+	"\n" +
+	"drain_note\x18\x16 \x01(\tR\tdrainNote\x126\n" +
+	"\rhosted_actors\x18\x17 \x03(\v2\x11.rayo.HostedActorR\fhostedActors\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
@@ -4881,14 +4990,16 @@ const file_rayo_proto_rawDesc = "" +
 	"\x0fResourceDemands\x12.\n" +
 	"\ademands\x18\x01 \x03(\v2\x14.rayo.ResourceDemandR\ademands\"0\n" +
 	"\bNodeList\x12$\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"\xdf\x01\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"\xfe\x01\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
 	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\x12(\n" +
 	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\x12$\n" +
 	"\x05total\x18\x04 \x03(\v2\x0e.rayo.ResourceR\x05total\x12;\n" +
 	"\x0epending_shapes\x18\n" +
-	" \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\"\x85\x03\n" +
+	" \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\x12\x1d\n" +
+	"\n" +
+	"drain_note\x18\v \x01(\tR\tdrainNote\"\x85\x03\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
@@ -4930,12 +5041,19 @@ const file_rayo_proto_rawDesc = "" +
 	"\n" +
 	"launchable\x18\n" +
 	" \x03(\v2\x14.rayo.ResourceDemandR\n" +
-	"launchable\"Q\n" +
+	"launchable\"\x8d\x01\n" +
 	"\n" +
 	"PullObject\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size\"X\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"owner_addr\x18\x04 \x01(\tR\townerAddr\x12\x1b\n" +
+	"\towner_job\x18\x05 \x01(\tR\bownerJob\"D\n" +
+	"\fObjectsMoved\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\fR\x03ids\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"X\n" +
 	"\tReadChunk\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
@@ -5135,7 +5253,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),        // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil),   // 1: rayo.RegisterWorkerReply
@@ -5175,31 +5293,32 @@ var file_rayo_proto_goTypes = []any{
 	(*GetBinary)(nil),             // 35: rayo.GetBinary
 	(*ClusterView)(nil),           // 36: rayo.ClusterView
 	(*PullObject)(nil),            // 37: rayo.PullObject
-	(*ReadChunk)(nil),             // 38: rayo.ReadChunk
-	(*KVEntry)(nil),               // 39: rayo.KVEntry
-	(*KVReply)(nil),               // 40: rayo.KVReply
-	(*TaskEvent)(nil),             // 41: rayo.TaskEvent
-	(*ActorEvent)(nil),            // 42: rayo.ActorEvent
-	(*StateEvents)(nil),           // 43: rayo.StateEvents
-	(*RunTally)(nil),              // 44: rayo.RunTally
-	(*TaskRecord)(nil),            // 45: rayo.TaskRecord
-	(*ActorRecord)(nil),           // 46: rayo.ActorRecord
-	(*StateQuery)(nil),            // 47: rayo.StateQuery
-	(*StateList)(nil),             // 48: rayo.StateList
-	(*WorkerRecord)(nil),          // 49: rayo.WorkerRecord
-	(*ObjectRecord)(nil),          // 50: rayo.ObjectRecord
-	(*NodeStats)(nil),             // 51: rayo.NodeStats
-	(*ObjectList)(nil),            // 52: rayo.ObjectList
-	(*LogRequest)(nil),            // 53: rayo.LogRequest
-	(*Bundle)(nil),                // 54: rayo.Bundle
-	(*PlacementGroup)(nil),        // 55: rayo.PlacementGroup
-	(*PlacementGroupRequest)(nil), // 56: rayo.PlacementGroupRequest
-	(*PlacementGroupReply)(nil),   // 57: rayo.PlacementGroupReply
-	(*BundleOp)(nil),              // 58: rayo.BundleOp
-	(*HostedActor)(nil),           // 59: rayo.HostedActor
-	nil,                           // 60: rayo.NodeInfo.LabelsEntry
-	nil,                           // 61: rayo.TaskRecord.StateTimesUnixNsEntry
-	nil,                           // 62: rayo.ActorRecord.StateTimesUnixNsEntry
+	(*ObjectsMoved)(nil),          // 38: rayo.ObjectsMoved
+	(*ReadChunk)(nil),             // 39: rayo.ReadChunk
+	(*KVEntry)(nil),               // 40: rayo.KVEntry
+	(*KVReply)(nil),               // 41: rayo.KVReply
+	(*TaskEvent)(nil),             // 42: rayo.TaskEvent
+	(*ActorEvent)(nil),            // 43: rayo.ActorEvent
+	(*StateEvents)(nil),           // 44: rayo.StateEvents
+	(*RunTally)(nil),              // 45: rayo.RunTally
+	(*TaskRecord)(nil),            // 46: rayo.TaskRecord
+	(*ActorRecord)(nil),           // 47: rayo.ActorRecord
+	(*StateQuery)(nil),            // 48: rayo.StateQuery
+	(*StateList)(nil),             // 49: rayo.StateList
+	(*WorkerRecord)(nil),          // 50: rayo.WorkerRecord
+	(*ObjectRecord)(nil),          // 51: rayo.ObjectRecord
+	(*NodeStats)(nil),             // 52: rayo.NodeStats
+	(*ObjectList)(nil),            // 53: rayo.ObjectList
+	(*LogRequest)(nil),            // 54: rayo.LogRequest
+	(*Bundle)(nil),                // 55: rayo.Bundle
+	(*PlacementGroup)(nil),        // 56: rayo.PlacementGroup
+	(*PlacementGroupRequest)(nil), // 57: rayo.PlacementGroupRequest
+	(*PlacementGroupReply)(nil),   // 58: rayo.PlacementGroupReply
+	(*BundleOp)(nil),              // 59: rayo.BundleOp
+	(*HostedActor)(nil),           // 60: rayo.HostedActor
+	nil,                           // 61: rayo.NodeInfo.LabelsEntry
+	nil,                           // 62: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                           // 63: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -5216,9 +5335,9 @@ var file_rayo_proto_depIdxs = []int32{
 	2,  // 11: rayo.NodeInfo.resources:type_name -> rayo.Resource
 	2,  // 12: rayo.NodeInfo.available:type_name -> rayo.Resource
 	2,  // 13: rayo.NodeInfo.pending:type_name -> rayo.Resource
-	60, // 14: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
+	61, // 14: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
 	27, // 15: rayo.NodeInfo.pending_shapes:type_name -> rayo.ResourceDemand
-	59, // 16: rayo.NodeInfo.hosted_actors:type_name -> rayo.HostedActor
+	60, // 16: rayo.NodeInfo.hosted_actors:type_name -> rayo.HostedActor
 	2,  // 17: rayo.ResourceDemand.shape:type_name -> rayo.Resource
 	27, // 18: rayo.ResourceDemands.demands:type_name -> rayo.ResourceDemand
 	25, // 19: rayo.NodeList.nodes:type_name -> rayo.NodeInfo
@@ -5231,26 +5350,26 @@ var file_rayo_proto_depIdxs = []int32{
 	27, // 26: rayo.ClusterView.launchable:type_name -> rayo.ResourceDemand
 	2,  // 27: rayo.TaskEvent.resources:type_name -> rayo.Resource
 	2,  // 28: rayo.ActorEvent.resources:type_name -> rayo.Resource
-	41, // 29: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
-	42, // 30: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
-	44, // 31: rayo.StateEvents.runs:type_name -> rayo.RunTally
-	41, // 32: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
-	61, // 33: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
-	42, // 34: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
-	62, // 35: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
-	45, // 36: rayo.StateList.tasks:type_name -> rayo.TaskRecord
-	46, // 37: rayo.StateList.actors:type_name -> rayo.ActorRecord
-	49, // 38: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	42, // 29: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
+	43, // 30: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
+	45, // 31: rayo.StateEvents.runs:type_name -> rayo.RunTally
+	42, // 32: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	62, // 33: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	43, // 34: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	63, // 35: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	46, // 36: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	47, // 37: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	50, // 38: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
 	2,  // 39: rayo.NodeStats.total:type_name -> rayo.Resource
 	2,  // 40: rayo.NodeStats.available:type_name -> rayo.Resource
-	50, // 41: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	51, // 41: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
 	2,  // 42: rayo.Bundle.resources:type_name -> rayo.Resource
-	54, // 43: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
-	55, // 44: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
-	55, // 45: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
-	54, // 46: rayo.BundleOp.bundles:type_name -> rayo.Bundle
+	55, // 43: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
+	56, // 44: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
+	56, // 45: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
+	55, // 46: rayo.BundleOp.bundles:type_name -> rayo.Bundle
 	21, // 47: rayo.HostedActor.actor:type_name -> rayo.ActorName
-	42, // 48: rayo.HostedActor.state:type_name -> rayo.ActorEvent
+	43, // 48: rayo.HostedActor.state:type_name -> rayo.ActorEvent
 	49, // [49:49] is the sub-list for method output_type
 	49, // [49:49] is the sub-list for method input_type
 	49, // [49:49] is the sub-list for extension type_name
@@ -5269,7 +5388,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
