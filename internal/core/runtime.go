@@ -76,6 +76,9 @@ type RayletClient interface {
 	RequestLease(req *pb.RequestLease, cb func(*pb.LeaseReply, error))
 	ReturnLease(req *pb.ReturnLease)
 	SetBlocked(worker ids.WorkerID, blocked bool)
+	// CreateObject reserves size bytes for object id in the store. An
+	// object sealed there already (a task run again) is not made twice:
+	// the error is an *objstore.ExistingError naming that copy.
 	CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error)
 	SealObjects(ids []ids.ObjectID)
 	FreeObjects(ids []ids.ObjectID)

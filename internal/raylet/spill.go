@@ -723,9 +723,22 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 		reply(nil, err)
 		return
 	}
-	off, err := r.store.Create(oid, req.Size)
+	c := rpc.ConnOf(ctx)
+	var off int64
+	if r.spilled(oid) {
+		err = objstore.ErrExists // a run again of the task that made it (create.go)
+	} else {
+		off, err = r.store.Create(oid, req.Size)
+	}
+	if errors.Is(err, objstore.ErrExists) {
+		if !r.offLoop(c, func(ctx context.Context) { reply(r.createExisting(ctx, c, oid, req.Size)) }) {
+			reply(nil, ErrClosed)
+		}
+		return
+	}
 	if err == nil || !errors.Is(err, objstore.ErrFull) || r.spill.disk == nil {
 		if err == nil {
+			r.creates.add(c, oid)
 			r.spill.maybeSpill()
 		}
 		reply(objectReply(off, err))
@@ -735,8 +748,16 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 	r.spill.mu.Lock()
 	r.spill.creating[oid] = true
 	r.spill.mu.Unlock()
-	if !r.offLoop(rpc.ConnOf(ctx), func(ctx context.Context) {
-		reply(objectReply(r.spill.create(ctx, oid, req.Size)))
+	if !r.offLoop(c, func(ctx context.Context) {
+		off, err := r.spill.create(ctx, oid, req.Size)
+		if errors.Is(err, objstore.ErrExists) {
+			reply(r.createExisting(ctx, c, oid, req.Size))
+			return
+		}
+		if err == nil {
+			r.creates.add(c, oid)
+		}
+		reply(objectReply(off, err))
 	}) {
 		r.spill.mu.Lock()
 		delete(r.spill.creating, oid)

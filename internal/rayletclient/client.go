@@ -105,7 +105,9 @@ func (c *Client) SetBlocked(w ids.WorkerID, blocked bool) {
 	_ = c.Conn.Notify(rpc.MBlocked, &pb.BlockedChange{WorkerId: w[:], Blocked: blocked})
 }
 
-// CreateObject reserves space in the store.
+// CreateObject reserves space in the store. An object already sealed
+// there is not created again: the error is an *objstore.ExistingError
+// saying where it is.
 func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
 	r := &pb.CreateObjectReply{}
 	if err := c.Conn.Call(ctx, rpc.MCreateObject, &pb.CreateObject{ObjectId: id[:], Size: size}, r); err != nil {
@@ -114,6 +116,10 @@ func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64) 
 			c.FreeObjects([]ids.ObjectID{id})
 		}
 		return 0, fmt.Errorf("raylet: create object: %w", err)
+	}
+	if r.Exists {
+		// Sealed there already: a task run again, whose result that is.
+		return 0, &objstore.ExistingError{ID: id, Offset: r.Offset, Size: r.Size}
 	}
 	if r.Error != "" {
 		if r.Full {
