@@ -177,6 +177,7 @@ func atoi(t *testing.T, kv map[string]string, key string) int {
 // CPU each, with Redis.
 type suite struct {
 	c      *testcluster.Cluster
+	rayo   string // the rayo executable, for the clusters of scenarios of their own
 	driver string
 }
 
@@ -266,9 +267,21 @@ func (s *suite) killControlStore(t *testing.T) {
 // control store's state table has them.
 func (s *suite) taskStates(t *testing.T, name string) map[string]int {
 	t.Helper()
+	out := map[string]int{}
+	for _, r := range listTasks(t, s.c) {
+		if r.Task.GetName() == name {
+			out[r.Task.GetState()]++
+		}
+	}
+	return out
+}
+
+// listTasks is the control store's state table of task attempts.
+func listTasks(t *testing.T, c *testcluster.Cluster) []*pb.TaskRecord {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := s.c.Dial(ctx)
+	conn, err := c.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,20 +290,14 @@ func (s *suite) taskStates(t *testing.T, name string) map[string]int {
 	if err := conn.Call(ctx, rpc.MListTasks, &pb.StateQuery{Limit: 100000}, list); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]int{}
-	for _, r := range list.Tasks {
-		if r.Task.GetName() == name {
-			out[r.Task.GetState()]++
-		}
-	}
-	return out
+	return list.Tasks
 }
 
 // TestChaos runs every scenario on one cluster, one after the other.
 func TestChaos(t *testing.T) {
 	redis := redistest.Start(t)
 	rayo := testcluster.Build(t, "./cmd/rayo")
-	s := &suite{driver: testcluster.Build(t, "./internal/chaos/testdata/chaos")}
+	s := &suite{rayo: rayo, driver: testcluster.Build(t, "./internal/chaos/testdata/chaos")}
 	s.c = testcluster.Start(t, rayo, 1, "--redis-address", redis)
 	s.c.AddNode(1)
 	s.c.AddNode(1)
@@ -304,6 +311,7 @@ func TestChaos(t *testing.T) {
 		{"actor at-least-once", actorChaos},
 		{"lineage", lineageChaos},
 		{"control store", controlStoreChaos},
+		{"partition", partitionChaos}, // partition.go
 	} {
 		t.Run(strings.ReplaceAll(sc.name, " ", "_"), func(t *testing.T) {
 			start := time.Now()

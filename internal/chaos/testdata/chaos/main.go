@@ -136,6 +136,29 @@ var checkBlob = rayo.Func2(func(b []byte, i int) bool {
 	return true
 })
 
+// attempt records, in dir/attempts-<i>, each run of task i (a "begin"
+// line when it starts, an "end" line when it ends, each with its node and
+// pid), and returns i*i. On the node cutOff it runs for long: the suite
+// cuts that node off while it runs, and its fencing kills it.
+var attempt = rayo.Func3(func(dir, cutOff string, i int) int {
+	note := func(what string) {
+		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("attempts-%d", i)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "%s %s %d\n", what, rayo.NodeID(), os.Getpid())
+	}
+	note("begin")
+	if rayo.NodeID() == cutOff {
+		time.Sleep(60 * time.Second) // the partition lands in it
+	} else {
+		time.Sleep(100 * time.Millisecond)
+	}
+	note("end")
+	return i * i
+})
+
 var slowSquare = rayo.Func1(func(x int) int {
 	time.Sleep(200 * time.Millisecond)
 	return x * x
@@ -365,6 +388,29 @@ func run(ctx context.Context, mode string, args []string) error {
 			}
 			fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=%d\n", ok, wrong, failed, first, r)
 		}
+	case "partition": // a folder for the attempts, the node to be cut off, tasks
+		dir, victim, n := args[0], args[1], atoi(args[2])
+		refs := make([]rayo.Ref[int], n)
+		for i := range refs {
+			refs[i] = attempt.Options(rayo.Name(fmt.Sprintf("part-%d", i)), rayo.NodeAffinity(victim, true), rayo.MaxRetries(3)).
+				Remote(rayo.V(dir), rayo.V(victim), rayo.V(i))
+		}
+		fmt.Println("submitted=1")
+		ok, wrong, failed := 0, 0, 0
+		var first error
+		for i, ref := range refs {
+			v, err := rayo.Get(ctx, ref)
+			switch {
+			case err != nil:
+				failed++
+				first = cmp(first, err)
+			case v == i*i:
+				ok++
+			default:
+				wrong++
+			}
+		}
+		fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=0\n", ok, wrong, failed, first)
 	case "gcs": // rounds, tasks per round
 		rounds, n := atoi(args[0]), atoi(args[1])
 		for r := 0; r < rounds; r++ {
