@@ -29,10 +29,11 @@ import (
 // the way of the next attempt.
 
 // creators remembers, per connection, the objects its process created
-// and has not sealed yet.
+// and has not sealed (or freed) yet.
 type creators struct {
 	mu     sync.Mutex
 	byConn map[*rpc.Conn]map[ids.ObjectID]struct{}
+	byID   map[ids.ObjectID]*rpc.Conn
 }
 
 // add records that the process on c created id.
@@ -44,28 +45,38 @@ func (cs *creators) add(c *rpc.Conn, id ids.ObjectID) {
 	defer cs.mu.Unlock()
 	if cs.byConn == nil {
 		cs.byConn = make(map[*rpc.Conn]map[ids.ObjectID]struct{})
+		cs.byID = make(map[ids.ObjectID]*rpc.Conn)
 	}
+	cs.forgetLocked(id)
 	m := cs.byConn[c]
 	if m == nil {
 		m = make(map[ids.ObjectID]struct{})
 		cs.byConn[c] = m
 	}
 	m[id] = struct{}{}
+	cs.byID[id] = c
 }
 
-// settled forgets creates of c that were sealed or freed.
-func (cs *creators) settled(c *rpc.Conn, list []ids.ObjectID) {
+// settled forgets the creates of list, sealed or freed (by anyone).
+func (cs *creators) settled(list []ids.ObjectID) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	m := cs.byConn[c]
-	if m == nil {
+	for _, id := range list {
+		cs.forgetLocked(id)
+	}
+}
+
+func (cs *creators) forgetLocked(id ids.ObjectID) {
+	c, ok := cs.byID[id]
+	if !ok {
 		return
 	}
-	for _, id := range list {
+	delete(cs.byID, id)
+	if m := cs.byConn[c]; m != nil {
 		delete(m, id)
-	}
-	if len(m) == 0 {
-		delete(cs.byConn, c)
+		if len(m) == 0 {
+			delete(cs.byConn, c)
+		}
 	}
 }
 
@@ -77,6 +88,7 @@ func (cs *creators) gone(c *rpc.Conn) []ids.ObjectID {
 	delete(cs.byConn, c)
 	out := make([]ids.ObjectID, 0, len(m))
 	for id := range m {
+		delete(cs.byID, id)
 		out = append(out, id)
 	}
 	return out
@@ -109,16 +121,17 @@ func (r *Raylet) wakeSealWaiters() {
 }
 
 // serveSeal answers an MSealObjects.
-func (r *Raylet) serveSeal(ctx context.Context, req *pb.ObjectIDs) {
+func (r *Raylet) serveSeal(_ context.Context, req *pb.ObjectIDs) {
 	list := objectIDs(req)
-	r.creates.settled(rpc.ConnOf(ctx), list)
+	r.creates.settled(list)
 	r.SealObjects(list)
 }
 
-// serveFree answers an MFreeObjects.
-func (r *Raylet) serveFree(ctx context.Context, req *pb.ObjectIDs) {
+// serveFree answers an MFreeObjects: the owner's free of an object, or a
+// writer's of its failed create.
+func (r *Raylet) serveFree(_ context.Context, req *pb.ObjectIDs) {
 	list := objectIDs(req)
-	r.creates.settled(rpc.ConnOf(ctx), list)
+	r.creates.settled(list)
 	r.FreeObjects(list)
 }
 

@@ -126,3 +126,35 @@ func TestCreateWaitsForTheWriterToSeal(t *testing.T) {
 	writer.SealObjects([]ids.ObjectID{id})
 	wantExisting(t, <-errs, id, off, 4096)
 }
+
+// A process going away aborts only its own creates: an object it
+// created, that was freed and created again by another, is the other's.
+func TestCreateOfAnotherIsNotAbortedWithTheFirst(t *testing.T) {
+	r := startNode(t, 16<<20, "")
+	id := ids.ForPut()
+	first, owner, second := dialClient(t, r), dialClient(t, r), dialClient(t, r)
+	if _, err := first.CreateObject(context.Background(), id, 4096); err != nil {
+		t.Fatal(err)
+	}
+	owner.FreeObjects([]ids.ObjectID{id})
+	waitUntil(t, "the free", func() bool { return !r.store.Unsealed(id) })
+	if _, err := second.CreateObject(context.Background(), id, 4096); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Conn.Close()
+	// A third process's create, left unsealed too, marks when the closes
+	// are handled.
+	third := dialClient(t, r)
+	if _, err := third.CreateObject(context.Background(), ids.ForPut(), 64); err != nil {
+		t.Fatal(err)
+	}
+	_ = third.Conn.Close()
+	waitUntil(t, "the third's create aborted", func() bool {
+		r.creates.mu.Lock()
+		defer r.creates.mu.Unlock()
+		return len(r.creates.byConn) == 1 // only second's is left
+	})
+	if !r.store.Unsealed(id) {
+		t.Fatal("the first process's close aborted the second's create")
+	}
+}
