@@ -155,9 +155,11 @@ func (r *Raylet) createExisting(ctx context.Context, c *rpc.Conn, id ids.ObjectI
 		off, got, err := r.spill.pin(ctx, c, id)
 		if err == nil {
 			r.spill.unpin(c, []ids.ObjectID{id})
-			if r.xfer.Adopt(id) {
+			adopted := r.xfer.Adopt(id)
+			if adopted {
 				r.spill.sealed([]ids.ObjectID{id}) // a primary now: it spills rather than goes
 			}
+			r.log.Debug("a create found its object sealed here: a task run again", "object", id.String(), "pulled_copy", adopted)
 			return &pb.CreateObjectReply{Offset: off, Size: got, Exists: true}, nil
 		}
 		if ctx.Err() != nil {
