@@ -1,6 +1,7 @@
 package raylet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -156,5 +157,30 @@ func TestCreateOfAnotherIsNotAbortedWithTheFirst(t *testing.T) {
 	})
 	if !r.store.Unsealed(id) {
 		t.Fatal("the first process's close aborted the second's create")
+	}
+}
+
+// A task run again on a node that spilled its result reads that copy
+// back and takes it, rather than writing a second one beside the disk's.
+func TestCreateOfASpilledObjectReadsItBack(t *testing.T) {
+	r := startNode(t, 16<<20, "")
+	const size = 6 << 20
+	id := putPrimary(t, r, size, 5)
+	putPrimary(t, r, size, 6)
+	putPrimary(t, r, size, 7) // no room for three: the oldest spills
+	waitSpilled(t, r, id)
+	_, err := dialClient(t, r).CreateObject(context.Background(), id, size)
+	var there *objstore.ExistingError
+	if !errors.As(err, &there) || there.Size != size {
+		t.Fatalf("create of a spilled object: got %v, want the copy read back", err)
+	}
+	b, err := r.arena.View(there.Offset, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, size)
+	fill(want, 5)
+	if !bytes.Equal(b, want) {
+		t.Fatal("the copy read back is not the object")
 	}
 }
