@@ -237,19 +237,55 @@ func TestNamedActors(t *testing.T) {
 	}
 }
 
+// Gate lets its calls through once n of them are inside at once: only
+// calls that run concurrently pass.
+type Gate struct {
+	mu  sync.Mutex
+	in  int
+	all chan struct{}
+}
+
+// Meet waits until n calls are inside, and says whether that happened
+// within 20 s.
+func (g *Gate) Meet(n int) bool {
+	g.mu.Lock()
+	g.in++
+	if g.in == n {
+		close(g.all)
+	}
+	all := g.all
+	g.mu.Unlock()
+	select {
+	case <-all:
+		return true
+	case <-time.After(20 * time.Second):
+		return false
+	}
+}
+
+var (
+	newGate  = Actor0(func() *Gate { return &Gate{all: make(chan struct{})} })
+	gateMeet = Method1(newGate, (*Gate).Meet)
+)
+
+// TestConcurrentActor: with MaxConcurrency(4), four calls are inside the
+// actor at once (each waits for the other three).
 func TestConcurrentActor(t *testing.T) {
 	ctx := ctxT(t)
-	c := newCounter.Options(MaxConcurrency(4)).Remote()
-	start := time.Now()
-	refs := make([]Ref[int], 4)
+	g := newGate.Options(MaxConcurrency(4)).Remote()
+	defer Kill(ctx, g)
+	refs := make([]Ref[bool], 4)
 	for i := range refs {
-		refs[i] = slowM.Remote(c, V(300))
+		refs[i] = gateMeet.Remote(g, V(4))
 	}
-	if _, err := GetAll(ctx, refs); err != nil {
+	met, err := GetAll(ctx, refs)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 1100*time.Millisecond {
-		t.Fatalf("4 calls of 300ms with MaxConcurrency(4) took %v", d)
+	for i, ok := range met {
+		if !ok {
+			t.Fatalf("call %d of 4 with MaxConcurrency(4) never met the others: %v", i, met)
+		}
 	}
 }
 

@@ -21,9 +21,19 @@ import (
 // Remote functions used by the tests. They are package-level so that the
 // test binary, re-run as a worker, registers them too.
 var (
-	add      = Func2(func(a, b int) int { return a + b })
-	inc      = Func1(func(x int) int { return x + 1 })
-	sleepMs  = Func1(func(ms int) int { time.Sleep(time.Duration(ms) * time.Millisecond); return ms })
+	add     = Func2(func(a, b int) int { return a + b })
+	inc     = Func1(func(x int) int { return x + 1 })
+	sleepMs = Func1(func(ms int) int { time.Sleep(time.Duration(ms) * time.Millisecond); return ms })
+	// awaitFile returns path once a file is there (within 60 s): a task the
+	// test finishes when it wants.
+	awaitFile = Func1E(func(path string) (string, error) {
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(path); err == nil {
+				return path, nil
+			}
+		}
+		return "", fmt.Errorf("%s never came", path)
+	})
 	fails    = Func1E(func(msg string) (int, error) { return 0, errors.New(msg) })
 	panics   = Func0(func() int { panic("boom from task") })
 	exits    = Func1(func(code int) int { os.Exit(code); return 0 })
@@ -220,11 +230,22 @@ func restart(t *testing.T, opts ...Option) {
 func TestWaitOrder(t *testing.T) {
 	restart(t, NumCPUs(4))
 	ctx := ctxT(t)
-	refs := []Ref[int]{sleepMs.Remote(V(600)), sleepMs.Remote(V(0)), sleepMs.Remote(V(300))}
+	dir := t.TempDir()
+	file := func(name string) string { return filepath.Join(dir, name) }
+	done := func(name string) {
+		if err := os.WriteFile(file(name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer done("a")
+	// The tasks finish in the order the test creates their files: b, c, a.
+	refs := []Ref[string]{awaitFile.Remote(V(file("a"))), awaitFile.Remote(V(file("b"))), awaitFile.Remote(V(file("c")))}
+	done("b")
 	ready, rest, err := Wait(ctx, refs, 1)
 	if err != nil || len(ready) != 1 || len(rest) != 2 || ready[0] != refs[1] {
 		t.Fatalf("first: ready %v rest %v err %v", ready, rest, err)
 	}
+	done("c")
 	ready, rest, _ = Wait(ctx, rest, 1)
 	if len(ready) != 1 || ready[0] != refs[2] || rest[0] != refs[0] {
 		t.Fatalf("second: ready %v rest %v", ready, rest)
