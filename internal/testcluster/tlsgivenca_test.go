@@ -122,6 +122,7 @@ func TestTLSGivenCA(t *testing.T) {
 		{"--tls-ca-key without --tls-ca", []string{"--tls-ca-key", caKey}, "--tls-ca-key is for the head"},
 		{"--tls-ca alone on a head", []string{"--tls-ca", caCert}, "give its key with --tls-ca-key"},
 		{"a missing key file", []string{"--tls-ca", caCert, "--tls-ca-key", "/nonexistent.key"}, "no such file"},
+		{"a join token of another CA", []string{"--tls-ca", caCert, "--tls-ca-key", caKey, "--token", pki.JoinToken(other.Cert, c.Token)}, "the token pins the CA"},
 	} {
 		if out := headFails(t, rayo, tc.args...); !strings.Contains(out, tc.want) {
 			t.Errorf("%s: %s, want %q", tc.name, out, tc.want)
