@@ -294,7 +294,7 @@ func (n *Node) startDashboard() {
 		JobEnv: func(string) []string {
 			return []string{"RAYO_TOKEN=" + newJobCredential(n.cfg.Token), pki.EnvJobKey + "=" + pki.JobKey(n.cfg.Token)}
 		},
-		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE"}, // the cluster's secrets, not theirs
+		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE", "RAYO_TLS_CA_KEY"}, // the cluster's secrets, not theirs
 		// The control store settles the state of a submission's job by
 		// how its entrypoint ended (STOPPED, or FAILED with its exit).
 		OnEnd: func(i jobs.Info) {
