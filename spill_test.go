@@ -65,14 +65,14 @@ func spillDirEmpty(t *testing.T, dir string) {
 	}
 }
 
-// TestSpillingKeepsEverything: 512 MiB of live 8 MiB objects in a 64 MiB
+// TestSpillingKeepsEverything: 256 MiB of live 8 MiB objects in a 32 MiB
 // store are put, made by tasks, passed to tasks and read back, and every
 // checksum matches; released, they leave store and spill folder empty.
 func TestSpillingKeepsEverything(t *testing.T) {
 	dir := t.TempDir() + "/spill"
-	restart(t, NumCPUs(2), ObjectStoreMemory(64<<20), ObjectSpillingDir(dir))
+	restart(t, NumCPUs(2), ObjectStoreMemory(32<<20), ObjectSpillingDir(dir))
 	ctx := ctxT(t)
-	const n, size = 64, 8 << 20
+	const n, size = 32, 8 << 20
 	refs := make([]Ref[[]byte], n)
 	sums := make([]uint32, n)
 	for i := range refs {

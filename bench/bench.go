@@ -61,6 +61,10 @@ type Config struct {
 	// ContainedRefs is the number of refs in the object of
 	// single_client_get_object_containing_10k_refs (default 10,000).
 	ContainedRefs int
+	// SpillBytes is how much spill_gigabytes puts through a store a quarter
+	// its size, in objects of a 64th of it; the disk floor writes half of
+	// it (default 2 GiB).
+	SpillBytes int
 	// ProfileDir, when set, receives a CPU profile of each metric's measured
 	// phase: <metric>.pprof for this process (driver and raylet) and
 	// <metric>.worker-<pid>.pprof for each worker process (see
@@ -100,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ContainedRefs <= 0 {
 		c.ContainedRefs = 10000
+	}
+	if c.SpillBytes <= 0 {
+		c.SpillBytes = 2 << 30
 	}
 	return c
 }

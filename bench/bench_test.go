@@ -46,6 +46,7 @@ func TestSuite(t *testing.T) {
 		Actors:        2,
 		ContainedRefs: 1000,
 		MemoryActors:  16,
+		SpillBytes:    64 << 20,
 		ProfileDir:    t.TempDir(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -67,11 +67,18 @@ func RunChild(args []string) error {
 		fmt.Printf("%s%d\n", initResultPrefix, d.Nanoseconds())
 		return nil
 	case childSpill:
+		if len(args) != 3 {
+			return fmt.Errorf("bench child: want spill <cpus> <bytes>, got %q", args[1:])
+		}
 		cpus, err := strconv.ParseFloat(args[1], 64)
 		if err != nil {
 			return fmt.Errorf("bench child: bad CPU count %q", args[1])
 		}
-		return spillChild(cpus)
+		total, err := strconv.Atoi(args[2])
+		if err != nil || total < 64<<10 {
+			return fmt.Errorf("bench child: bad spill size %q (at least 64 KiB)", args[2])
+		}
+		return spillChild(cpus, total)
 	case childColdPut:
 		if len(args) != 3 {
 			return fmt.Errorf("bench child: want cold-put <bytes> <cpus>, got %q", args[1:])

@@ -16,14 +16,11 @@ import (
 	"github.com/rayo-dev/rayo/internal/objstore/spill"
 )
 
-// Spilling is measured in a child process with a cluster of its own: a
-// store of spillStore bytes into which spillTotal bytes of spillObject-byte
-// objects are put, so that most of them spill, then read back.
+// Spilling is measured in a child process with a cluster of its own:
+// Config.SpillBytes are put, in objects of a 64th of that, into a store of
+// a quarter of it, so that most of them spill, then read back.
 const (
-	childSpill    = "spill" // spill <cpus>: the four figures below
-	spillStore    = 512 << 20
-	spillObject   = 32 << 20
-	spillTotal    = 2 << 30
+	childSpill    = "spill" // spill <cpus> <bytes>: the four figures below
 	spillPrefix   = "spill_figures="
 	diskWrite     = "disk_write_gigabytes"
 	diskRead      = "disk_read_gigabytes"
@@ -57,14 +54,14 @@ func spillFigure(name string) func(e *env) (float64, string, error) {
 			return f.diskRead, "sequential read of that file", nil
 		case spillMetric:
 			return f.spill, fmt.Sprintf("the raylet's spill time: %d MiB spilled while %s were put into a %s store at %.2f GB/s",
-				f.spilled>>20, size(spillTotal), size(spillStore), f.putRate), nil
+				f.spilled>>20, size(e.cfg.SpillBytes), size(e.cfg.SpillBytes/4), f.putRate), nil
 		}
 		return f.restore, fmt.Sprintf("the raylet's restore time: %d MiB restored, read back by GetView at %.2f GB/s", f.restored>>20, f.readRate), nil
 	}
 }
 
 func runSpillChild(e *env) (*spillFigures, error) {
-	cmd, err := self(e.ctx, childSpill, strconv.Itoa(e.cfg.NumCPUs))
+	cmd, err := self(e.ctx, childSpill, strconv.Itoa(e.cfg.NumCPUs), strconv.Itoa(e.cfg.SpillBytes))
 	if err != nil {
 		return nil, err
 	}
@@ -86,8 +83,9 @@ func runSpillChild(e *env) (*spillFigures, error) {
 }
 
 // spillChild is the child side: it measures the disk, then spilling and
-// restoring through a cluster of its own.
-func spillChild(cpus float64) error {
+// restoring total bytes through a cluster of its own.
+func spillChild(cpus float64, total int) error {
+	spillStore, spillObject := total/4, total/64
 	dir, err := os.MkdirTemp("", "rayo-bench-spill-")
 	if err != nil {
 		return err
@@ -97,12 +95,12 @@ func spillChild(cpus float64) error {
 	if err := os.Mkdir(floorDir, 0o700); err != nil {
 		return err
 	}
-	w, r, err := spill.MeasureFloor(floorDir, 1<<30)
+	w, r, err := spill.MeasureFloor(floorDir, int64(total/2))
 	if err != nil {
 		return fmt.Errorf("disk floor: %w", err)
 	}
 	if err := rayo.Init(rayo.NumCPUs(cpus), rayo.LogToDriver(false),
-		rayo.ObjectStoreMemory(spillStore), rayo.ObjectSpillingDir(filepath.Join(dir, "spill"))); err != nil {
+		rayo.ObjectStoreMemory(int64(spillStore)), rayo.ObjectSpillingDir(filepath.Join(dir, "spill"))); err != nil {
 		return err
 	}
 	defer rayo.Shutdown()
@@ -117,8 +115,8 @@ func spillChild(cpus float64) error {
 		return err
 	}
 	start := time.Now()
-	refs := make([]rayo.Ref[[]byte], 0, spillTotal/spillObject)
-	for range spillTotal / spillObject {
+	refs := make([]rayo.Ref[[]byte], 0, total/spillObject)
+	for range total / spillObject {
 		ref := rayo.Put(ctx, data)
 		if err := ref.Err(); err != nil {
 			return err
@@ -156,7 +154,7 @@ func spillChild(cpus float64) error {
 	}
 	fmt.Printf("%s%g %g %g %g %d %d %g %g\n", spillPrefix, w, r,
 		float64(spilled)/spillSecs/1e9, float64(restored)/restoreSecs/1e9, spilled, restored,
-		float64(spillTotal)/putTime.Seconds()/1e9, float64(restored)/readTime.Seconds()/1e9)
+		float64(total)/putTime.Seconds()/1e9, float64(restored)/readTime.Seconds()/1e9)
 	return nil
 }
 

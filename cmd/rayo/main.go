@@ -61,6 +61,7 @@ func newMicrobenchmarkCmd() *cobra.Command {
 		cfg        bench.Config
 		putMiB     int
 		getMiB     int
+		spillMiB   int
 		profileDir string
 	)
 	cmd := &cobra.Command{
@@ -85,6 +86,7 @@ is printed with its ratio to the floor and the target of DESIGN.md section 8.`,
 			}
 			cfg.PutBytes = putMiB << 20
 			cfg.GetBytes = getMiB << 20
+			cfg.SpillBytes = spillMiB << 20
 			cfg.ProfileDir = profileDir
 			if !asJSON {
 				cfg.Progress = cmd.ErrOrStderr()
@@ -118,6 +120,7 @@ is printed with its ratio to the floor and the target of DESIGN.md section 8.`,
 	f.IntVar(&cfg.MemoryActors, "memory-actors", 100, "live actors of memory_per_actor")
 	f.IntVar(&putMiB, "put-mib", 256, "MiB per put of single_client_put_gigabytes (and per copy of memcpy_gigabytes)")
 	f.IntVar(&getMiB, "get-mib", 1024, "MiB of the []float64 of single_client_get_1GiB_float64")
+	f.IntVar(&spillMiB, "spill-mib", 2048, "MiB put through a store of a quarter that size for spill_gigabytes and restore_gigabytes")
 	f.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of each metric to this folder (<metric>.pprof for the driver, <metric>.worker-<pid>.pprof per worker)")
 	return cmd
 }
