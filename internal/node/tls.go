@@ -25,8 +25,9 @@ var ErrNoPin = errors.New("node: joining over TLS needs the cluster's CA fingerp
 // (TLSCert, TLSKey, TLSCA); on the head, a certificate of the cluster's
 // CA, given (TLSCA and TLSCAKey) or minted at its first start; elsewhere,
 // one the control store signs for the token's holder, over TLS pinned to
-// the join token's fingerprint or to the CA certificate TLSCA. They are saved in the session folder's
-// tls/ for the node's workers and drivers (pki.EnvDir).
+// the join token's fingerprint or to the CA certificate TLSCA. They are
+// saved in the session folder's tls/ for the node's workers and drivers
+// (pki.EnvDir).
 func (n *Node) setupTLS(ctx context.Context) error {
 	cfg := n.cfg
 	if !cfg.TLS {
@@ -116,11 +117,12 @@ const (
 	caKey   = "ca"
 )
 
-// clusterCA is the head's CA: the one given by --tls-ca and --tls-ca-key,
-// else one kept in its state folder and, with Redis,
-// with the control store's tables too, so that a head started again on
-// another machine (another state folder) keeps the CA that its nodes'
-// certificates and join tokens name. Redis's copy wins.
+// clusterCA is the head's CA: the one given by --tls-ca and --tls-ca-key
+// (Redis is not asked: the files are the CA's source), else one kept in
+// its state folder and, with Redis, with the control store's tables too,
+// so that a head started again on another machine (another state folder)
+// keeps the CA that its nodes' certificates and join tokens name. Redis's
+// copy wins.
 func (n *Node) clusterCA(ctx context.Context) (*pki.CA, bool, error) {
 	dir := CADir(n.cfg.StateDir)
 	if n.cfg.TLSCAKey != "" {
