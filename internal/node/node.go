@@ -439,7 +439,7 @@ func (n *Node) heartbeats() {
 		total, avail, pending := n.raylet.Resources()
 		view := &pb.ClusterView{}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, PendingShapes: n.raylet.PendingShapes()}, view)
+		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, PendingShapes: n.raylet.PendingShapes(), DrainNote: n.raylet.DrainNote()}, view)
 		cancel()
 		switch {
 		case err == nil:
@@ -531,6 +531,25 @@ func (n *Node) FenceErr() error {
 // should then Close and exit cleanly.
 func (n *Node) Drained() <-chan struct{} { return n.raylet.Drained() }
 
+// reportDrain tells the control store, as a drained node leaves, what its
+// drain did with the objects it held: its death reason says it, and so
+// `rayo drain`.
+func (n *Node) reportDrain() {
+	note := n.raylet.DrainNote()
+	if note == "" || n.gc == nil {
+		return
+	}
+	c := n.gc.current()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	total, avail, pending := n.raylet.Resources()
+	id := n.raylet.NodeID()
+	_ = c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, DrainNote: note}, &pb.ClusterView{})
+}
+
 // Close leaves the cluster and stops the daemons.
 func (n *Node) Close() error {
 	if n.dash != nil {
@@ -542,6 +561,7 @@ func (n *Node) Close() error {
 	}
 	close(n.stop)
 	n.wg.Wait()
+	n.reportDrain()
 	n.gc.close()
 	err := n.raylet.Close()
 	n.closeGCS()

@@ -723,9 +723,11 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 		reply(nil, err)
 		return
 	}
+	owner := objOwner{addr: req.OwnerAddr, job: connJob(rpc.ConnOf(ctx))}
 	off, err := r.store.Create(oid, req.Size)
 	if err == nil || !errors.Is(err, objstore.ErrFull) || r.spill.disk == nil {
 		if err == nil {
+			r.owners.set(oid, owner)
 			r.spill.maybeSpill()
 		}
 		reply(objectReply(off, err))
@@ -736,7 +738,11 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 	r.spill.creating[oid] = true
 	r.spill.mu.Unlock()
 	if !r.offLoop(rpc.ConnOf(ctx), func(ctx context.Context) {
-		reply(objectReply(r.spill.create(ctx, oid, req.Size)))
+		off, err := r.spill.create(ctx, oid, req.Size)
+		if err == nil {
+			r.owners.set(oid, owner)
+		}
+		reply(objectReply(off, err))
 	}) {
 		r.spill.mu.Lock()
 		delete(r.spill.creating, oid)

@@ -126,11 +126,16 @@ func (r *ClusterReconciler) pods(ctx context.Context, c *v1alpha1.RayoCluster) (
 
 // reconcileGroup makes a group's pods number want: it deletes the pods
 // named in toDelete and those that ended, then the surplus (not ready
-// first, then newest), then creates the missing.
+// first, then newest), then creates the missing. With autoscaling on, a
+// worker pod that ended (its node drained, or failed) stays, counted,
+// until the autoscaler names it in toDelete: the autoscaler decides
+// whether it is replaced, and a drained node's pod is not replaced in
+// the moment between its exit and the autoscaler lowering the replicas.
 func (r *ClusterReconciler) reconcileGroup(ctx context.Context, c *v1alpha1.RayoCluster, group string, want int, toDelete []string, spec v1alpha1.NodeSpec, pods []corev1.Pod) error {
+	autoscaled := c.Spec.Autoscaling && group != HeadGroup
 	var keep []corev1.Pod
 	for i := range pods {
-		if slices.Contains(toDelete, pods[i].Name) || podDone(&pods[i]) {
+		if slices.Contains(toDelete, pods[i].Name) || (podDone(&pods[i]) && !autoscaled) {
 			if err := r.deletePod(ctx, &pods[i]); err != nil {
 				return err
 			}

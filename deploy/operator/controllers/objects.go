@@ -213,6 +213,9 @@ func nodePod(c *v1alpha1.RayoCluster, group, name string, spec v1alpha1.NodeSpec
 				corev1.EnvVar{Name: "RAYO_KUBERNETES_NAMESPACE", ValueFrom: &corev1.EnvVarSource{
 					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 			)
+			if c.Spec.IdleTimeoutSeconds > 0 {
+				env = append(env, corev1.EnvVar{Name: "RAYO_IDLE_TIMEOUT", Value: fmt.Sprintf("%ds", c.Spec.IdleTimeoutSeconds)})
+			}
 		}
 	} else {
 		env = append(env, corev1.EnvVar{Name: "RAYO_ADDRESS", Value: ServiceAddress(c)})

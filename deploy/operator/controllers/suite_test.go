@@ -123,7 +123,12 @@ func runWithOperator(m *testing.M) (int, error) {
 	if err := suite.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNS}}); err != nil {
 		return 0, fmt.Errorf("namespace: %w", err)
 	}
-	suite.kubelet = &standin.Kubelet{Client: suite.client, Namespace: testNS, Binary: suite.rayo, Dir: filepath.Join(suite.tmp, "pods")}
+	accounts, err := standinAccounts()
+	if err != nil {
+		return 0, err
+	}
+	suite.kubelet = &standin.Kubelet{Client: suite.client, Namespace: testNS, Binary: suite.rayo, Dir: filepath.Join(suite.tmp, "pods"),
+		Accounts: accounts}
 	suite.kubelet.Start(ctx)
 	defer suite.kubelet.Stop()
 

@@ -17,7 +17,8 @@
 //     is rewritten to the loopback port of the ready pod it selects;
 //   - volumes: a Secret volume's keys (those of its items, when it lists
 //     some) are written to files, and env values under its mount path are
-//     rewritten to them;
+//     rewritten to them; a pod's service account token and CA are written
+//     to files too (Accounts);
 //   - probes: readiness (httpGet, tcpSocket) is checked against the
 //     process's ports; an HTTPS probe whose server answers in plain HTTP
 //     (rayo's API server does on loopback, where the stood-in pods live)
@@ -79,6 +80,9 @@ type Kubelet struct {
 	Binary string
 	// Dir holds each pod's folder: state, volumes and its log.
 	Dir string
+	// Accounts, when set, mounts the pods' service accounts (see
+	// ServiceAccounts); when nil, pods run without them.
+	Accounts *ServiceAccounts
 
 	mu     sync.Mutex
 	procs  map[string]*proc // by pod name
@@ -394,6 +398,11 @@ func (k *Kubelet) startPod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	env = append(env, "RAYO_STATE_DIR="+filepath.Join(dir, "state"), "TMPDIR="+filepath.Join(dir, "state"),
 		"PATH="+os.Getenv("PATH"), "HOME="+dir)
+	sa, err := k.serviceAccount(ctx, pod, dir)
+	if err != nil {
+		return err
+	}
+	env = append(env, sa...)
 	if pod.Spec.NodeName == "" {
 		b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID},
 			Target: corev1.ObjectReference{Kind: "Node", Name: NodeName}}

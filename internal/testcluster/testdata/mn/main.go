@@ -27,6 +27,23 @@ var whereSlow = rayo.Func1(func(ms int) string {
 
 var where = rayo.Func0(func() string { return rayo.NodeID() })
 
+// meetNodes marks in dir that a task runs on this node, then waits (up to
+// 30 s) until tasks have run on want nodes, and says where it ran: SPREAD
+// tasks that wait so finish only once SPREAD has placed them over want
+// nodes, however slowly the other nodes start their workers.
+var meetNodes = rayo.Func2E(func(dir string, want int) (string, error) {
+	node := rayo.NodeID()
+	if err := os.WriteFile(filepath.Join(dir, node), nil, 0o644); err != nil {
+		return "", err
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if seen, err := os.ReadDir(dir); err == nil && len(seen) >= want {
+			break
+		}
+	}
+	return node, nil
+})
+
 // lenWhere is where a task reading xs ran.
 var lenWhere = rayo.Func1(func(xs []float64) string { return fmt.Sprint(len(xs)) + "@" + rayo.NodeID() })
 
@@ -198,15 +215,11 @@ func run(ctx context.Context, mode string, args []string) error {
 		}
 		fmt.Println("released=true")
 	case "spread":
-		var refs []rayo.Ref[string]
-		for i := 0; i < 9; i++ {
-			refs = append(refs, whereSlow.Options(rayo.Spread()).Remote(rayo.V(300)))
-		}
-		nodes, err := rayo.GetAll(ctx, refs)
+		ran, err := spreadOver(ctx, 9)
 		if err != nil {
 			return err
 		}
-		fmt.Println("nodes=" + distinct(nodes))
+		fmt.Println("nodes=" + ran)
 	case "busy":
 		// More work than the local node has CPUs for spills over.
 		var refs []rayo.Ref[string]
@@ -400,21 +413,47 @@ func run(ctx context.Context, mode string, args []string) error {
 			return err
 		}
 		fmt.Printf("actor_after=%d@%s\n", v.N, v.Node)
-		var refs []rayo.Ref[string]
-		for i := 0; i < 4; i++ {
-			refs = append(refs, whereSlow.Options(rayo.Spread()).Remote(rayo.V(200)))
-		}
-		nodes, err := rayo.GetAll(ctx, refs)
+		ran, err := spreadOver(ctx, 4)
 		if err != nil {
 			return err
 		}
-		fmt.Println("nodes=" + distinct(nodes))
+		fmt.Println("nodes=" + ran)
 	case "fence-work", "fence-victim":
 		return fenceMode(ctx, mode, args) // fence.go
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
 	return nil
+}
+
+// spreadOver runs n SPREAD tasks over the alive nodes, each waiting until
+// tasks run on all of them (the cluster shares this machine's file
+// system), and says which nodes they ran on.
+func spreadOver(ctx context.Context, n int) (string, error) {
+	nodes, err := rayo.Nodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	alive := 0
+	for _, x := range nodes {
+		if x.Alive {
+			alive++
+		}
+	}
+	dir, err := os.MkdirTemp("", "rayo-spread-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	var refs []rayo.Ref[string]
+	for i := 0; i < n; i++ {
+		refs = append(refs, meetNodes.Options(rayo.Spread()).Remote(rayo.V(dir), rayo.V(alive)))
+	}
+	ran, err := rayo.GetAll(ctx, refs)
+	if err != nil {
+		return "", err
+	}
+	return distinct(ran), nil
 }
 
 func distinct(xs []string) string {
