@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rayo-dev/rayo/internal/autoscaler"
+	"github.com/rayo-dev/rayo/internal/autoscaler/kubernetes"
 	"github.com/rayo-dev/rayo/internal/node"
 	"github.com/rayo-dev/rayo/internal/raylet"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
@@ -30,8 +31,16 @@ type autoscaleOptions struct {
 	idleTimeout time.Duration
 	nodeTypes   string
 	interval    time.Duration
+	k8s         kubernetesOptions
 
 	types []autoscaler.NodeType // resolved
+	// kube is the kubernetes provider, built by resolve with
+	// --autoscaler kubernetes.
+	kube *kubernetes.Provider
+	// typesBound is maxWorkers when it is only the node types' maxima
+	// added up (kubernetes without --max-workers), so that the
+	// autoscaler has no bound of its own and follows the types' changes.
+	typesBound int
 }
 
 // defaultMaxWorkers bounds an autoscaled cluster's nodes unless
@@ -39,12 +48,13 @@ type autoscaleOptions struct {
 const defaultMaxWorkers = 2
 
 func (o *autoscaleOptions) register(f *pflag.FlagSet) {
-	f.StringVar(&o.provider, "autoscaler", "", "head: grow and shrink the cluster to its demand with this node provider: local (rayo start processes on this machine, for development and tests); empty: no autoscaling")
-	f.IntVar(&o.maxWorkers, "max-workers", defaultMaxWorkers, "head, with --autoscaler: the most nodes the autoscaler keeps besides the head, all node types together")
+	f.StringVar(&o.provider, "autoscaler", "", "head: grow and shrink the cluster to its demand with this node provider: local (rayo start processes on this machine, for development and tests), kubernetes (the worker groups of the RayoCluster --kubernetes-cluster, run by rayo's operator); empty: no autoscaling")
+	f.IntVar(&o.maxWorkers, "max-workers", defaultMaxWorkers, "head, with --autoscaler: the most nodes the autoscaler keeps besides the head, all node types together (kubernetes: default no bound but each worker group's maxReplicas)")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", autoscaler.DefaultIdleTimeout, "head, with --autoscaler: how long an added node stays idle before it is drained and released")
 	f.StringVar(&o.nodeTypes, "autoscaler-node-types", "", `head, with --autoscaler: the node types as JSON, e.g. '[{"name":"cpu4","resources":{"CPU":4},"min_workers":0,"max_workers":3}]' (default: one type "worker" shaped like the head, max_workers --max-workers)`)
 	f.DurationVar(&o.interval, "autoscaler-interval", autoscaler.DefaultInterval, "head, with --autoscaler: how often the autoscaler looks at the demand")
 	_ = f.MarkHidden("autoscaler-interval")
+	o.k8s.register(f)
 }
 
 // nodeTypeJSON is a node type as --autoscaler-node-types gives it.
@@ -64,21 +74,25 @@ func (o *autoscaleOptions) resolve(f *pflag.FlagSet, cfg node.Config) error {
 				return fmt.Errorf("--%s needs --autoscaler", name)
 			}
 		}
-		return nil
+		return o.k8s.refuseWithout(f)
 	}
 	switch {
 	case !cfg.Head:
 		return errors.New("--autoscaler is for the head (--head): the autoscaler runs there")
-	case o.provider == "kubernetes":
-		return errors.New("--autoscaler kubernetes: this build has no kubernetes provider yet; use the operator's RayoCluster autoscaling, or --autoscaler local")
-	case o.provider != "local":
-		return fmt.Errorf("--autoscaler %q: want local", o.provider)
+	case o.provider != "local" && o.provider != "kubernetes":
+		return fmt.Errorf("--autoscaler %q: want local or kubernetes", o.provider)
 	case o.maxWorkers < 0:
 		return fmt.Errorf("--max-workers %d: want 0 or more", o.maxWorkers)
 	case o.idleTimeout <= 0:
 		return fmt.Errorf("--idle-timeout %v: want a positive duration, such as 60s", o.idleTimeout)
 	case o.interval <= 0:
 		return fmt.Errorf("--autoscaler-interval %v: want a positive duration", o.interval)
+	}
+	if o.provider == "kubernetes" {
+		return o.resolveKubernetes(f)
+	}
+	if err := o.k8s.refuseWithout(f); err != nil {
+		return err
 	}
 	if o.nodeTypes == "" {
 		res := map[string]float64{raylet.CPU: cfg.NumCPUs}
@@ -108,13 +122,29 @@ func (o *autoscaleOptions) resolve(f *pflag.FlagSet, cfg node.Config) error {
 // headAutoscaler is the autoscaler of a head and its provider.
 type headAutoscaler struct {
 	a     *autoscaler.Autoscaler
-	p     *autoscaler.LocalProvider
+	close func() error // stops the provider (the local one's nodes)
 	store *autoscaler.RPCStore
 }
 
-// startAutoscaler starts the autoscaler of the head n with its local
-// provider, whose nodes keep their state under the head's state folder.
+// startAutoscaler starts the autoscaler of the head n with the provider
+// o names: the local one, whose nodes keep their state under the head's
+// state folder, or the kubernetes one that resolve built.
 func startAutoscaler(n *node.Node, cfg node.Config, o *autoscaleOptions, logOut io.Writer) (*headAutoscaler, error) {
+	log := slog.New(slog.NewTextHandler(logOut, nil)).With("component", "autoscaler")
+	if o.provider == "kubernetes" {
+		p := o.kube
+		return runAutoscaler(n, cfg, o, p, func() error { p.Close(); return nil }, log)
+	}
+	p, err := newLocalProvider(n, cfg, o, log)
+	if err != nil {
+		return nil, err
+	}
+	return runAutoscaler(n, cfg, o, p, p.Close, log)
+}
+
+// newLocalProvider is the local provider of the head n: its nodes join
+// with the head's token (its join token with TLS) and TLS settings.
+func newLocalProvider(n *node.Node, cfg node.Config, o *autoscaleOptions, log *slog.Logger) (*autoscaler.LocalProvider, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find this executable for the autoscaler's nodes: %w", err)
@@ -129,22 +159,23 @@ func startAutoscaler(n *node.Node, cfg node.Config, o *autoscaleOptions, logOut 
 	} else if cfg.TLSCert != "" {
 		args = append(args, "--tls-cert", cfg.TLSCert, "--tls-key", cfg.TLSKey, "--tls-ca", cfg.TLSCA)
 	}
-	log := slog.New(slog.NewTextHandler(logOut, nil)).With("component", "autoscaler")
-	p, err := autoscaler.NewLocalProvider(autoscaler.LocalConfig{
+	return autoscaler.NewLocalProvider(autoscaler.LocalConfig{
 		Exe: exe, Address: n.GCSAddr(), Token: token, Host: cfg.Host, Args: args, Types: o.types,
 		// Short: the nodes' sockets live below it, and a Unix socket's
 		// path has at most 107 bytes.
 		StateRoot: filepath.Join(cfg.StateDir, "nodes"),
 		Log:       log,
 	})
-	if err != nil {
-		return nil, err
-	}
+}
+
+// runAutoscaler starts the autoscaler of the head n with provider p;
+// closeP stops p, when the autoscaler cannot start or at Close.
+func runAutoscaler(n *node.Node, cfg node.Config, o *autoscaleOptions, p autoscaler.Provider, closeP func() error, log *slog.Logger) (*headAutoscaler, error) {
 	store := autoscaler.NewRPCStore(n.GCSAddr(), cfg.Token)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a, err := autoscaler.Start(ctx, autoscaler.Config{
-		Provider: p, ProviderName: o.provider, Store: store, MaxWorkers: o.maxWorkers,
+		Provider: p, ProviderName: o.provider, Store: store, MaxWorkers: o.maxWorkers - o.typesBound,
 		IdleTimeout: o.idleTimeout, Interval: o.interval,
 		Log: log,
 		// An idle node is drained (rayo drain) before it is released: it
@@ -159,17 +190,18 @@ func startAutoscaler(n *node.Node, cfg node.Config, o *autoscaleOptions, logOut 
 		},
 	})
 	if err != nil {
-		_ = p.Close()
+		_ = closeP()
 		_ = store.Close()
 		return nil, err
 	}
-	return &headAutoscaler{a: a, p: p, store: store}, nil
+	return &headAutoscaler{a: a, close: closeP, store: store}, nil
 }
 
-// Close stops the autoscaler, then the nodes it started.
+// Close stops the autoscaler, then the nodes it started (the local
+// provider's; a RayoCluster's pods stay, the operator's to run).
 func (h *headAutoscaler) Close() error {
 	err := h.a.Close()
-	err = errors.Join(err, h.p.Close())
+	err = errors.Join(err, h.close())
 	return errors.Join(err, h.store.Close())
 }
 

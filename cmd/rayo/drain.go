@@ -22,7 +22,9 @@ func newDrainCmd() *cobra.Command {
 		Long: `Drain a node (NODE: its ID or a unique prefix, as rayo status prints it).
 The node takes no new leases and the other nodes send it no work; its
 running work finishes, or is killed when --deadline passes and retried
-elsewhere; then its daemon exits and it is listed DEAD, drained.
+elsewhere; then it hands the objects it holds over to other nodes
+(within the deadline too; it says which it could not move), its daemon
+exits and it is listed DEAD, drained.
 Draining the head is not supported. With --self instead of NODE, it
 drains the node started on this machine (its state folder), as a
 container's preStop hook does.`,

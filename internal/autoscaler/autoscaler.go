@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -55,7 +57,9 @@ type Config struct {
 
 // Status is the autoscaler's view, as rayo status shows it.
 type Status struct {
-	Provider           string       `json:"provider"`
+	Provider string `json:"provider"`
+	// MaxWorkers bounds the nodes of all types together: Config's, or
+	// else the types' maxima added up.
 	MaxWorkers         int          `json:"max_workers"`
 	IdleTimeoutSeconds float64      `json:"idle_timeout_seconds"`
 	NodeTypes          []TypeStatus `json:"node_types"`
@@ -178,17 +182,53 @@ func Start(ctx context.Context, cfg Config) (*Autoscaler, error) {
 		seen: map[string]time.Time{}, idleSince: map[string]time.Time{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
+	if err := publishTypes(ctx, cfg.Store, types); err != nil {
+		return nil, err
+	}
+	go a.loop()
+	return a, nil
+}
+
+// publishTypes writes the node types' shapes under KeyLaunchable, which
+// the control store hands to the raylets (requests a type fits wait for
+// a node rather than fail).
+func publishTypes(ctx context.Context, s ControlStore, types []NodeType) error {
 	var launchable []*pb.ResourceDemand
 	for _, t := range types {
 		if t.MaxWorkers > 0 {
 			launchable = append(launchable, &pb.ResourceDemand{Shape: placement.ResourceList(t.Resources), Count: int32(t.MaxWorkers)})
 		}
 	}
-	if err := cfg.Store.KVPut(ctx, Namespace, KeyLaunchable, EncodeDemands(launchable)); err != nil {
-		return nil, fmt.Errorf("autoscaler: publish the node types: %w", err)
+	if err := s.KVPut(ctx, Namespace, KeyLaunchable, EncodeDemands(launchable)); err != nil {
+		return fmt.Errorf("autoscaler: publish the node types: %w", err)
 	}
-	go a.loop()
-	return a, nil
+	return nil
+}
+
+// refreshTypes takes up the provider's node types when they changed (a
+// RayoCluster's worker groups edited), publishing their shapes; types
+// that do not pass CheckNodeTypes are refused and the old ones kept.
+func (a *Autoscaler) refreshTypes(ctx context.Context) error {
+	types := a.cfg.Provider.NodeTypes()
+	if sameTypes(types, a.types) {
+		return nil
+	}
+	if err := CheckNodeTypes(types); err != nil {
+		return fmt.Errorf("autoscaler: the provider's new node types (keeping the old): %w", err)
+	}
+	if err := publishTypes(ctx, a.cfg.Store, types); err != nil {
+		return err
+	}
+	a.log.Info("node types changed", "types", types)
+	a.types = types
+	return nil
+}
+
+// sameTypes reports whether two lists of node types are equal.
+func sameTypes(x, y []NodeType) bool {
+	return slices.EqualFunc(x, y, func(a, b NodeType) bool {
+		return a.Name == b.Name && a.MinWorkers == b.MinWorkers && a.MaxWorkers == b.MaxWorkers && maps.Equal(a.Resources, b.Resources)
+	})
 }
 
 // Close stops the loop and waits for it, then withdraws the launchable
@@ -264,7 +304,7 @@ func (a *Autoscaler) loop() {
 type instanceView struct {
 	Instance
 	node *pb.NodeInfo // its live node, or nil
-	dead bool         // its node registered, then died
+	dead bool         // its node registered, then died; or its instance ended
 }
 
 // step is one round: read the cluster, launch what the demand needs,
@@ -275,6 +315,11 @@ func (a *Autoscaler) step(ctx context.Context) error {
 	err := a.round(ctx, now, &st)
 	if err != nil {
 		st.LastError = err.Error()
+	}
+	if st.MaxWorkers == 0 { // no bound of all types together: theirs
+		for _, t := range a.types {
+			st.MaxWorkers += t.MaxWorkers
+		}
 	}
 	a.mu.Lock()
 	a.status = st
@@ -299,6 +344,9 @@ func (a *Autoscaler) round(ctx context.Context, now time.Time, st *Status) error
 	if err != nil {
 		return fmt.Errorf("autoscaler: list instances: %w", err)
 	}
+	// New node types that cannot be used leave the old in use, and are
+	// reported once the round is done.
+	typesErr := a.refreshTypes(ctx)
 	groups, err := a.cfg.Store.PlacementGroups(ctx)
 	if err != nil {
 		return err
@@ -327,7 +375,7 @@ func (a *Autoscaler) round(ctx context.Context, now time.Time, st *Status) error
 	live := map[string]bool{}
 	for _, in := range insts {
 		v := &instanceView{Instance: in, node: alive[in.ID]}
-		v.dead = v.node == nil && dead[in.ID]
+		v.dead = v.node == nil && (dead[in.ID] || in.State == InstanceEnded)
 		views = append(views, v)
 		live[in.ID] = true
 		if in.State != InstanceTerminating {
@@ -523,7 +571,7 @@ func (a *Autoscaler) round(ctx context.Context, now time.Time, st *Status) error
 	for _, t := range a.types {
 		st.NodeTypes = append(st.NodeTypes, TypeStatus{Name: t.Name, Resources: t.Resources, Min: t.MinWorkers, Max: t.MaxWorkers, Running: running[t.Name], Pending: pending[t.Name] + launch[t.Name]})
 	}
-	return nil
+	return typesErr
 }
 
 // requested reads the standing resource request.

@@ -298,3 +298,64 @@ func TestStartPublishesNodeTypesAndCloseWithdrawsThem(t *testing.T) {
 		t.Fatalf("Start without a provider: %v", err)
 	}
 }
+
+// An instance whose pod ended (a drained node's, kept in its group's
+// count by the operator) is terminated in the next round, and its type
+// refilled to its minimum; a running one with its node is kept.
+func TestEndedInstanceIsTerminated(t *testing.T) {
+	p := &fakeProvider{types: []NodeType{{Name: "w", Resources: map[string]float64{"CPU": 1}, MinWorkers: 1, MaxWorkers: 3}},
+		insts: []Instance{{ID: "gone", NodeType: "w", State: InstanceEnded}, {ID: "up", NodeType: "w", State: InstanceRunning}}}
+	s := &fakeStore{nodes: []*pb.NodeInfo{
+		node(1, "", res("CPU", 1.0), res("CPU", 1.0)),
+		node(2, "up", res("CPU", 1.0), res("CPU", 0.0)),
+	}}
+	a, _ := newTest(t, p, s, 0)
+	if err := a.step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.terminated, []string{"gone"}) {
+		t.Fatalf("terminated %v, want [gone]", p.terminated)
+	}
+	if len(p.insts) != 1 || p.insts[0].ID != "up" {
+		t.Errorf("instances %+v, want only up (its type's minimum 1 is met)", p.insts)
+	}
+}
+
+// The provider's node types are read at every round: a change (a
+// RayoCluster's group edited) is published and planned with; types that
+// do not pass CheckNodeTypes are reported and the old ones kept.
+func TestNodeTypesFollowTheProvider(t *testing.T) {
+	p := &fakeProvider{types: []NodeType{{Name: "w", Resources: map[string]float64{"CPU": 1}, MaxWorkers: 1}}}
+	waiting := &pb.ResourceDemand{Shape: res("CPU", 1.0), Count: 3}
+	s := &fakeStore{nodes: []*pb.NodeInfo{node(1, "", res("CPU", 1.0), res("CPU", 0.0), waiting)}}
+	a, _ := newTest(t, p, s, 0)
+	ctx := context.Background()
+	launchable := func() int32 {
+		b, _, _ := s.KVGet(ctx, Namespace, KeyLaunchable)
+		ds, err := DecodeDemands(b)
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("launchable %v, %v", ds, err)
+		}
+		return ds[0].Count
+	}
+	if err := a.step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.insts) != 1 {
+		t.Fatalf("%d instances with max 1, want 1", len(p.insts))
+	}
+	p.types = []NodeType{{Name: "w", Resources: map[string]float64{"CPU": 1}, MaxWorkers: 3}}
+	if err := a.step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.insts) != 3 || launchable() != 3 || a.Status().MaxWorkers != 3 {
+		t.Fatalf("after max 3: %d instances, launchable %d, status max %d; want 3, 3, 3", len(p.insts), launchable(), a.Status().MaxWorkers)
+	}
+	p.types = []NodeType{{Name: "w", Resources: map[string]float64{"CPU": 1}, MinWorkers: 4, MaxWorkers: 3}}
+	if err := a.step(ctx); err == nil || a.Status().LastError == "" {
+		t.Fatalf("types with min above max: no error (status %+v)", a.Status())
+	}
+	if a.types[0].MaxWorkers != 3 || a.types[0].MinWorkers != 0 || launchable() != 3 {
+		t.Errorf("bad types taken up: %+v", a.types)
+	}
+}

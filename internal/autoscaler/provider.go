@@ -37,6 +37,10 @@ const (
 	InstanceRunning InstanceState = "RUNNING"
 	// InstanceTerminating: being stopped.
 	InstanceTerminating InstanceState = "TERMINATING"
+	// InstanceEnded: its process or pod has ended (its node drained and
+	// left, or failed) but the provider keeps its place until it is
+	// terminated; the autoscaler terminates it at once.
+	InstanceEnded InstanceState = "ENDED"
 )
 
 // Instance is one node a provider launched or is launching.
@@ -51,7 +55,8 @@ type Instance struct {
 // safe for concurrent use, and Launch and Terminate may return before
 // the instances change state: the autoscaler reads Instances again.
 type Provider interface {
-	// NodeTypes are the kinds of node the provider can launch.
+	// NodeTypes are the kinds of node the provider can launch. The
+	// autoscaler reads them at every round, and takes up a change.
 	NodeTypes() []NodeType
 	// Instances lists the instances the provider launched and has not
 	// yet seen gone.

@@ -78,7 +78,7 @@ func (f *fakeRaylet) SetBlocked(_ ids.WorkerID, blocked bool) {
 	f.blocked = append(f.blocked, blocked)
 }
 
-func (f *fakeRaylet) CreateObject(_ context.Context, id ids.ObjectID, size int64) (int64, error) {
+func (f *fakeRaylet) CreateObject(_ context.Context, id ids.ObjectID, size int64, _ string) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.arena == nil || f.next+size > f.arena.Capacity() {

@@ -70,6 +70,13 @@ func (rt *Runtime) rebuild(ctx context.Context, id ids.ObjectID, lost *pb.Locato
 	var after actions
 	rt.lockTasks()
 	obj := rt.objs.byID[id]
+	if obj != nil && obj.owned && obj.state != statePending && obj.loc != lost {
+		// Its copy is no longer the lost one: made again already, or
+		// moved by a drain of its node (ObjectsMoved).
+		loc := obj.loc
+		rt.unlockTasks()
+		return loc, nil
+	}
 	if obj == nil || !obj.owned || obj.lineage == nil {
 		why := noLineageReason(id, obj)
 		rt.unlockTasks()

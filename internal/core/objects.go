@@ -410,12 +410,13 @@ func (h *Handle) Runtime() *Runtime { return h.rt }
 
 // storeValue puts an encoded value where it belongs: inline when small,
 // in the node's store otherwise.
-func (ot *objectTable) storeValue(ctx context.Context, id ids.ObjectID, p codec.Payload) (*pb.Locator, error) {
+// owner is the object's owner's endpoint.
+func (ot *objectTable) storeValue(ctx context.Context, id ids.ObjectID, p codec.Payload, owner string) (*pb.Locator, error) {
 	n := p.Len()
 	if n <= InlineLimit || ot.rt.cfg.Arena == nil {
 		return &pb.Locator{Inline: p.Bytes()}, nil
 	}
-	off, err := ot.createInStore(ctx, id, int64(n))
+	off, err := ot.createInStore(ctx, id, int64(n), owner)
 	var there *objstore.ExistingError
 	if errors.As(err, &there) {
 		// A task run again (a retry, or a rebuild from lineage) on a node
@@ -447,8 +448,8 @@ func writePayload(a *objstore.Arena, off int64, p codec.Payload) error {
 
 // createInStore reserves space, and when the store is full first lets the
 // garbage collector release the refs nobody holds, then tries again.
-func (ot *objectTable) createInStore(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
-	off, err := ot.rt.cfg.Raylet.CreateObject(ctx, id, size)
+func (ot *objectTable) createInStore(ctx context.Context, id ids.ObjectID, size int64, owner string) (int64, error) {
+	off, err := ot.rt.cfg.Raylet.CreateObject(ctx, id, size, owner)
 	if err == nil || !errors.Is(err, objstore.ErrFull) {
 		return off, wrapStoreErr(err)
 	}
@@ -463,7 +464,7 @@ func (ot *objectTable) createInStore(ctx context.Context, id ids.ObjectID, size 
 			return 0, ctx.Err()
 		case <-time.After(time.Duration(i+1) * 10 * time.Millisecond):
 		}
-		off, err = ot.rt.cfg.Raylet.CreateObject(ctx, id, size)
+		off, err = ot.rt.cfg.Raylet.CreateObject(ctx, id, size, owner)
 		if err == nil || !errors.Is(err, objstore.ErrFull) {
 			return off, wrapStoreErr(err)
 		}
@@ -483,7 +484,7 @@ func wrapStoreErr(err error) error {
 // put does the work of Runtime.Put.
 func (ot *objectTable) put(ctx context.Context, p codec.Payload, contained []*Handle) (*Handle, error) {
 	id := ids.ForPut()
-	loc, err := ot.storeValue(ctx, id, p)
+	loc, err := ot.storeValue(ctx, id, p, ot.rt.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -671,7 +672,7 @@ func (ot *objectTable) waitIndexed(ctx context.Context, count, n int, at func(in
 
 // storeResult does the work of Runtime.StoreResult.
 func (ot *objectTable) storeResult(ctx context.Context, id ids.ObjectID, r Result) (*pb.Locator, error) {
-	loc, err := ot.storeValue(ctx, id, r.Value)
+	loc, err := ot.storeValue(ctx, id, r.Value, r.Owner)
 	if err != nil {
 		return nil, err
 	}

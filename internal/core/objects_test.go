@@ -257,7 +257,7 @@ func lineageRuntime(t *testing.T) (*Runtime, *fakeRaylet, *fakeWorker) {
 		tid, _ := ids.TaskIDFrom(spec.TaskId)
 		id := ids.ForReturn(tid, 0)
 		data := bytes.Repeat([]byte{byte('a' + spec.Attempt)}, 64)
-		off, err := rl.CreateObject(context.Background(), id, int64(len(data)))
+		off, err := rl.CreateObject(context.Background(), id, int64(len(data)), "")
 		if err != nil {
 			return &pb.TaskReply{Error: &pb.TaskError{Kind: KindStoreFull, Message: err.Error()}}
 		}

@@ -12,6 +12,10 @@ import (
 type Result struct {
 	Value     codec.Payload
 	Contained []*Handle
+	// Owner is the endpoint of the process that owns the result (the
+	// task's caller), recorded with a copy in the node's store: a drained
+	// node tells it where the copy went. "" when unknown.
+	Owner string
 }
 
 // Invoker runs a registered function on encoded arguments. An error that

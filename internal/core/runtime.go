@@ -76,10 +76,12 @@ type RayletClient interface {
 	RequestLease(req *pb.RequestLease, cb func(*pb.LeaseReply, error))
 	ReturnLease(req *pb.ReturnLease)
 	SetBlocked(worker ids.WorkerID, blocked bool)
-	// CreateObject reserves size bytes for object id in the store. An
-	// object sealed there already (a task run again) is not made twice:
-	// the error is an *objstore.ExistingError naming that copy.
-	CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error)
+	// CreateObject reserves size bytes for object id in the node's store;
+	// owner is the endpoint of the object's owner, which a drain of the
+	// node tells where the object went. An object sealed there already (a
+	// task run again) is not made twice: the error is an
+	// *objstore.ExistingError naming that copy.
+	CreateObject(ctx context.Context, id ids.ObjectID, size int64, owner string) (int64, error)
 	SealObjects(ids []ids.ObjectID)
 	FreeObjects(ids []ids.ObjectID)
 	// PinObject keeps an object of this node's store in memory for this
@@ -184,6 +186,7 @@ func New(cfg Config, mux *rpc.Mux) (*Runtime, error) {
 	rpc.HandleAsync(rt.handlers, rpc.GetActorAddr, rt.actors.serveActorAddr)
 	rpc.HandleNotify(rt.handlers, rpc.KillOwnedActor, rt.actors.serveKillOwnedActor)
 	rpc.HandleNotify(rt.handlers, rpc.ReleaseBorrowed, rt.objs.serveReleaseBorrowed)
+	rpc.Handle(rt.handlers, rpc.ObjectsMoved, rt.objs.serveObjectsMoved)
 	rpc.Handle(rt.handlers, rpc.ListObjects, rt.objs.serveListObjects)
 	rt.pushes = rpc.NewMux("core")
 	RayletPushes(rt.pushes, func() *Runtime { return rt })

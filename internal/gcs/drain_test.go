@@ -65,6 +65,10 @@ func TestDrainNode(t *testing.T) {
 		t.Fatalf("the view does not show the node DRAINING: %v", view.Nodes)
 	}
 
+	// Its last heartbeat says what became of its objects: the death
+	// reason says it too.
+	const note = "2 object(s) (20.0 MiB) moved to other nodes"
+	call(t, worker, rpc.MHeartbeat, &pb.Heartbeat{NodeId: workerID[:], DrainNote: note}, &pb.ClusterView{})
 	_ = worker.Close() // the drained node exits
 	var n *pb.NodeInfo
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) { // polling the server's state
@@ -80,8 +84,8 @@ func TestDrainNode(t *testing.T) {
 			t.Fatalf("the drained node is %s, not DEAD", n.State)
 		}
 	}
-	if n.DeathReason != DrainedReason {
-		t.Fatalf("death reason %q, want %q", n.DeathReason, DrainedReason)
+	if want := DrainedReason + "; " + note; n.DeathReason != want {
+		t.Fatalf("death reason %q, want %q", n.DeathReason, want)
 	}
 	if _, err := drain(workerID[:], 0); err == nil || !strings.Contains(err.Error(), "dead") {
 		t.Fatalf("draining a dead node: %v", err)

@@ -379,6 +379,9 @@ func (s *Server) heartbeat(hb *pb.Heartbeat) error {
 	n.Available = hb.Available
 	n.Pending = hb.Pending
 	n.PendingShapes = hb.PendingShapes
+	if hb.DrainNote != "" && n.State == StateDraining {
+		n.DrainNote = hb.DrainNote // said in its death reason
+	}
 	if len(hb.Total) > 0 {
 		n.Resources = hb.Total // placement group bundles come and go
 	}
@@ -405,6 +408,9 @@ func (s *Server) connClosed(c *rpc.Conn, _ error) {
 	why := "its connection to the control store closed"
 	if n := s.nodes[id]; n != nil && n.State == StateDraining {
 		why = DrainedReason
+		if n.DrainNote != "" {
+			why += "; " + n.DrainNote // what became of its objects
+		}
 	}
 	rec := s.markDeadLocked(id, why)
 	s.mu.Unlock()

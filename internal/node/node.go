@@ -114,9 +114,12 @@ type Config struct {
 	// head mints the cluster's CA in StateDir/tls at its first start;
 	// another node joins with the join token (K10<fingerprint>::<secret>)
 	// as Token. TLSCert, TLSKey and TLSCA take an operator's own PKI
-	// instead.
+	// instead. TLSCA alone gives the cluster's CA as a file: on the head
+	// with its key TLSCAKey (used instead of minting one), on another
+	// node the CA it pins when it joins with a plain secret as Token.
 	TLS                    bool
 	TLSCert, TLSKey, TLSCA string
+	TLSCAKey               string
 
 	// GCSReconnectTimeout is how long the node goes on without a heartbeat
 	// answered by the control store (away, restarting, or cut off) before
@@ -291,7 +294,7 @@ func (n *Node) startDashboard() {
 		JobEnv: func(string) []string {
 			return []string{"RAYO_TOKEN=" + newJobCredential(n.cfg.Token), pki.EnvJobKey + "=" + pki.JobKey(n.cfg.Token)}
 		},
-		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE"}, // the cluster's secrets, not theirs
+		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE", "RAYO_TLS_CA_KEY"}, // the cluster's secrets, not theirs
 		// The control store settles the state of a submission's job by
 		// how its entrypoint ended (STOPPED, or FAILED with its exit).
 		OnEnd: func(i jobs.Info) {
@@ -436,7 +439,7 @@ func (n *Node) heartbeats() {
 		total, avail, pending := n.raylet.Resources()
 		view := &pb.ClusterView{}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, PendingShapes: n.raylet.PendingShapes()}, view)
+		err := c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, PendingShapes: n.raylet.PendingShapes(), DrainNote: n.raylet.DrainNote()}, view)
 		cancel()
 		switch {
 		case err == nil:
@@ -528,6 +531,25 @@ func (n *Node) FenceErr() error {
 // should then Close and exit cleanly.
 func (n *Node) Drained() <-chan struct{} { return n.raylet.Drained() }
 
+// reportDrain tells the control store, as a drained node leaves, what its
+// drain did with the objects it held: its death reason says it, and so
+// `rayo drain`.
+func (n *Node) reportDrain() {
+	note := n.raylet.DrainNote()
+	if note == "" || n.gc == nil {
+		return
+	}
+	c := n.gc.current()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	total, avail, pending := n.raylet.Resources()
+	id := n.raylet.NodeID()
+	_ = c.Call(ctx, rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:], Available: avail, Pending: pending, Total: total, DrainNote: note}, &pb.ClusterView{})
+}
+
 // Close leaves the cluster and stops the daemons.
 func (n *Node) Close() error {
 	if n.dash != nil {
@@ -539,6 +561,7 @@ func (n *Node) Close() error {
 	}
 	close(n.stop)
 	n.wg.Wait()
+	n.reportDrain()
 	n.gc.close()
 	err := n.raylet.Close()
 	n.closeGCS()

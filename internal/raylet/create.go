@@ -20,8 +20,8 @@ import (
 // one whose earlier run's copy was only thought lost. Its result is the
 // same object (a task is deterministic, as in Ray), so a create that
 // finds the object sealed here is answered with that copy, which the
-// creator takes as its own: the raylet adopts a pulled copy as a primary
-// of this node (it spills, not evicted), and a spilled one is read back.
+// creator takes as its own: the raylet keeps a pulled copy as a primary
+// of this node (it spills, not evicted; transfer.Keep), and a spilled one is read back.
 // An object still being written by another (a pull in flight, another
 // run of the same task) is waited for. A create whose process went away
 // before sealing it is aborted when its connection closes, so that what
@@ -148,18 +148,21 @@ func (r *Raylet) spilled(id ids.ObjectID) bool {
 // (sealed, being written, or spilled) for the process on c: with the
 // sealed copy (Exists), once there is one, or with a fresh create when
 // the one in the way was aborted meanwhile.
-func (r *Raylet) createExisting(ctx context.Context, c *rpc.Conn, id ids.ObjectID, size int64) (*pb.CreateObjectReply, error) {
+func (r *Raylet) createExisting(ctx context.Context, c *rpc.Conn, id ids.ObjectID, size int64, owner objOwner) (*pb.CreateObjectReply, error) {
 	for {
 		// pin finds a sealed copy, reads back a spilled one, and waits
 		// (sealWait at most) for one being written.
 		off, got, err := r.spill.pin(ctx, c, id)
 		if err == nil {
 			r.spill.unpin(c, []ids.ObjectID{id})
-			adopted := r.xfer.Adopt(id)
-			if adopted {
-				r.spill.sealed([]ids.ObjectID{id}) // a primary now: it spills rather than goes
+			pulled := r.xfer.IsPulled(id)
+			if r.xfer.Keep(id) {
+				// A primary now, with its owner: it spills rather than
+				// goes, and a drain hands it over.
+				r.owners.set(id, owner)
+				r.spill.sealed([]ids.ObjectID{id})
 			}
-			r.log.Debug("a create found its object sealed here: a task run again", "object", id.String(), "pulled_copy", adopted)
+			r.log.Debug("a create found its object sealed here: a task run again", "object", id.String(), "pulled_copy", pulled)
 			return &pb.CreateObjectReply{Offset: off, Size: got, Exists: true}, nil
 		}
 		if ctx.Err() != nil {
@@ -179,6 +182,7 @@ func (r *Raylet) createExisting(ctx context.Context, c *rpc.Conn, id ids.ObjectI
 		}
 		if err == nil {
 			r.creates.add(c, id)
+			r.owners.set(id, owner)
 		}
 		return objectReply(off, err)
 	}

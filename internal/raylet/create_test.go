@@ -41,7 +41,7 @@ func TestCreateOfASealedObjectIsTheCopyThere(t *testing.T) {
 	r := startNode(t, 16<<20, "")
 	id := putObject(t, r, 300<<10, 7)
 	off, size, _ := r.store.Lookup(id)
-	_, err := dialClient(t, r).CreateObject(context.Background(), id, 300<<10)
+	_, err := dialClient(t, r).CreateObject(context.Background(), id, 300<<10, "")
 	wantExisting(t, err, id, off, size)
 	if got := objectBytes(t, r, id); got[1] != byte(1%251)^7 {
 		t.Fatal("the copy there was written over")
@@ -62,7 +62,7 @@ func TestCreateOfAPulledCopyAdoptsIt(t *testing.T) {
 	if !b.xfer.IsPulled(id) {
 		t.Fatal("the copy is not a pulled one")
 	}
-	_, err = dialClient(t, b).CreateObject(context.Background(), id, 1<<20)
+	_, err = dialClient(t, b).CreateObject(context.Background(), id, 1<<20, "")
 	wantExisting(t, err, id, off, 1<<20)
 	if b.xfer.IsPulled(id) {
 		t.Error("the copy the create took is still a pulled copy (evictable)")
@@ -82,7 +82,7 @@ func TestCreateLeftUnsealedGoesWithItsProcess(t *testing.T) {
 	r := startNode(t, 16<<20, "")
 	id := ids.ForPut()
 	first := dialClient(t, r)
-	if _, err := first.CreateObject(context.Background(), id, 1<<20); err != nil {
+	if _, err := first.CreateObject(context.Background(), id, 1<<20, ""); err != nil {
 		t.Fatal(err)
 	}
 	if !r.store.Unsealed(id) {
@@ -93,7 +93,7 @@ func TestCreateLeftUnsealedGoesWithItsProcess(t *testing.T) {
 	if _, _, ok := r.store.Lookup(id); ok {
 		t.Fatal("the half-written object was sealed")
 	}
-	if _, err := dialClient(t, r).CreateObject(context.Background(), id, 1<<20); err != nil {
+	if _, err := dialClient(t, r).CreateObject(context.Background(), id, 1<<20, ""); err != nil {
 		t.Fatalf("the next attempt's create: %v", err)
 	}
 }
@@ -104,13 +104,13 @@ func TestCreateWaitsForTheWriterToSeal(t *testing.T) {
 	r := startNode(t, 16<<20, "")
 	id := ids.ForPut()
 	writer := dialClient(t, r)
-	off, err := writer.CreateObject(context.Background(), id, 4096)
+	off, err := writer.CreateObject(context.Background(), id, 4096, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	errs := make(chan error, 1)
 	go func() {
-		_, err := dialClient(t, r).CreateObject(context.Background(), id, 4096)
+		_, err := dialClient(t, r).CreateObject(context.Background(), id, 4096, "")
 		errs <- err
 	}()
 	// The second create waits (off the read loop) for a seal.
@@ -134,19 +134,19 @@ func TestCreateOfAnotherIsNotAbortedWithTheFirst(t *testing.T) {
 	r := startNode(t, 16<<20, "")
 	id := ids.ForPut()
 	first, owner, second := dialClient(t, r), dialClient(t, r), dialClient(t, r)
-	if _, err := first.CreateObject(context.Background(), id, 4096); err != nil {
+	if _, err := first.CreateObject(context.Background(), id, 4096, ""); err != nil {
 		t.Fatal(err)
 	}
 	owner.FreeObjects([]ids.ObjectID{id})
 	waitUntil(t, "the free", func() bool { return !r.store.Unsealed(id) })
-	if _, err := second.CreateObject(context.Background(), id, 4096); err != nil {
+	if _, err := second.CreateObject(context.Background(), id, 4096, ""); err != nil {
 		t.Fatal(err)
 	}
 	_ = first.Conn.Close()
 	// A third process's create, left unsealed too, marks when the closes
 	// are handled.
 	third := dialClient(t, r)
-	if _, err := third.CreateObject(context.Background(), ids.ForPut(), 64); err != nil {
+	if _, err := third.CreateObject(context.Background(), ids.ForPut(), 64, ""); err != nil {
 		t.Fatal(err)
 	}
 	_ = third.Conn.Close()
@@ -169,7 +169,7 @@ func TestCreateOfASpilledObjectReadsItBack(t *testing.T) {
 	putPrimary(t, r, size, 6)
 	putPrimary(t, r, size, 7) // no room for three: the oldest spills
 	waitSpilled(t, r, id)
-	_, err := dialClient(t, r).CreateObject(context.Background(), id, size)
+	_, err := dialClient(t, r).CreateObject(context.Background(), id, size, "")
 	var there *objstore.ExistingError
 	if !errors.As(err, &there) || there.Size != size {
 		t.Fatalf("create of a spilled object: got %v, want the copy read back", err)

@@ -20,6 +20,7 @@ type drainState struct {
 	idle     chan struct{} // closed when the last lease ends
 	done     chan struct{} // closed when the node may exit: Drained
 	timedOut bool
+	note     string // what became of the objects held here (handover.go)
 }
 
 // Drained is closed when a drain of this node has ended: every lease it
@@ -54,13 +55,17 @@ func (r *Raylet) viewOfSelfLocked(n *pb.NodeInfo, after *[]func()) {
 		*after = append(*after, func() { r.placeRequest(w.req, w.owner, w.cb, true) })
 	}
 	r.checkDrainedLocked()
-	idle, done, stop := r.drain.idle, r.drain.done, r.stop
-	wait := time.Until(r.drain.deadline)
+	idle, done, stop, deadline := r.drain.idle, r.drain.done, r.stop, r.drain.deadline
+	wait := time.Until(deadline)
 	r.drainWG.Add(1)
 	go func() {
 		defer r.drainWG.Done()
 		t := time.NewTimer(wait)
 		defer t.Stop()
+		// What the node holds already moves while its work runs (within
+		// the deadline), so that a deadline passing with work still
+		// running loses only what that work made.
+		first := r.handOver(deadline, nil)
 		select {
 		case <-idle:
 		case <-stop:
@@ -72,6 +77,18 @@ func (r *Raylet) viewOfSelfLocked(n *pb.NodeInfo, after *[]func()) {
 			r.mu.Unlock()
 			r.log.Warn("drain deadline passed; the running work is killed", "leases", n)
 		}
+		// Then what the work made since, within the deadline.
+		res := first.add(r.handOver(deadline, first.done))
+		for id, why := range res.failed {
+			r.log.Warn("draining: object not handed over", "object", id.String(), "why", why)
+		}
+		note := res.note()
+		if note != "" {
+			r.log.Info("draining: objects handed over", "moved", res.moved, "bytes", res.movedBytes, "not_moved", len(res.failed), "owned_here", res.local)
+		}
+		r.mu.Lock()
+		r.drain.note = note
+		r.mu.Unlock()
 		close(done)
 	}()
 }

@@ -8,10 +8,15 @@ import (
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
-// CreateObject reserves space in the store, waiting up to ctx while
-// spilling makes room.
-func (r *Raylet) CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
-	return r.spill.create(ctx, id, size)
+// CreateObject reserves space in the store for an object owned by the
+// process at the endpoint owner, waiting up to ctx while spilling makes
+// room.
+func (r *Raylet) CreateObject(ctx context.Context, id ids.ObjectID, size int64, owner string) (int64, error) {
+	off, err := r.spill.create(ctx, id, size)
+	if err == nil {
+		r.owners.set(id, objOwner{addr: owner, job: r.cfg.EmbeddedJob})
+	}
+	return off, err
 }
 
 // PullObject copies an object from another node into this node's store
@@ -73,6 +78,7 @@ func (r *Raylet) waitSealed(id ids.ObjectID) bool {
 
 // FreeObjects deletes objects from the store.
 func (r *Raylet) FreeObjects(list []ids.ObjectID) {
+	r.owners.drop(list)
 	r.spill.freed(list)
 	for _, id := range list {
 		_, _ = r.store.Delete(id)

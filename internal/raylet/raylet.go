@@ -77,6 +77,7 @@ type Raylet struct {
 	store  *objstore.Store
 	spill  *spiller          // spilling, and the pins of the store's readers
 	xfer   *transfer.Manager // object transfers from and to other nodes
+	owners ownerTable        // the owners of the primary copies held here (handover.go)
 	logMu  sync.Mutex        // serializes writes to cfg.LogOutput
 	log    *slog.Logger
 	logF   *os.File

@@ -70,6 +70,7 @@ func (r *Raylet) newMux() *rpc.Mux {
 	})
 	rpc.HandleAsync(mx, rpc.PlacementGroup, r.servePlacementGroup)
 	rpc.HandleAsync(mx, rpc.PullObject, r.servePull)
+	rpc.HandleAsync(mx, rpc.TakeObject, r.serveTake)
 	rpc.HandleRaw(mx, rpc.ReadChunk, r.xfer.ServeReadChunk)
 	rpc.HandleAsync(mx, rpc.RegisterActorName, func(_ context.Context, req *pb.ActorName, reply func(*pb.ActorNameReply, error)) {
 		r.controlStoreCall(func(ctx context.Context) { reply(nameReply(req, r.RegisterActorName(ctx, req)), nil) })

@@ -724,6 +724,7 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 		return
 	}
 	c := rpc.ConnOf(ctx)
+	owner := objOwner{addr: req.OwnerAddr, job: connJob(c)}
 	var off int64
 	if r.spilled(oid) {
 		err = objstore.ErrExists // a run again of the task that made it (create.go)
@@ -731,7 +732,7 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 		off, err = r.store.Create(oid, req.Size)
 	}
 	if errors.Is(err, objstore.ErrExists) {
-		if !r.offLoop(c, func(ctx context.Context) { reply(r.createExisting(ctx, c, oid, req.Size)) }) {
+		if !r.offLoop(c, func(ctx context.Context) { reply(r.createExisting(ctx, c, oid, req.Size, owner)) }) {
 			reply(nil, ErrClosed)
 		}
 		return
@@ -739,6 +740,7 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 	if err == nil || !errors.Is(err, objstore.ErrFull) || r.spill.disk == nil {
 		if err == nil {
 			r.creates.add(c, oid)
+			r.owners.set(oid, owner)
 			r.spill.maybeSpill()
 		}
 		reply(objectReply(off, err))
@@ -751,11 +753,12 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 	if !r.offLoop(c, func(ctx context.Context) {
 		off, err := r.spill.create(ctx, oid, req.Size)
 		if errors.Is(err, objstore.ErrExists) {
-			reply(r.createExisting(ctx, c, oid, req.Size))
+			reply(r.createExisting(ctx, c, oid, req.Size, owner))
 			return
 		}
 		if err == nil {
 			r.creates.add(c, oid)
+			r.owners.set(oid, owner)
 		}
 		reply(objectReply(off, err))
 	}) {

@@ -21,7 +21,7 @@ func putPrimary(tb testing.TB, r *Raylet, size int64, seed byte) ids.ObjectID {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id := ids.ForPut()
-	off, err := r.CreateObject(ctx, id, size)
+	off, err := r.CreateObject(ctx, id, size, "")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestStoreFullWhenPinned(t *testing.T) {
 	if _, err := r.PinObject(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	_, err := r.CreateObject(context.Background(), ids.ForPut(), 10<<20)
+	_, err := r.CreateObject(context.Background(), ids.ForPut(), 10<<20, "")
 	if !errors.Is(err, objstore.ErrFull) {
 		t.Fatalf("want ErrFull, got %v", err)
 	}

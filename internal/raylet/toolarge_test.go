@@ -43,15 +43,15 @@ func TestObjectLargerThanTheStoreIsTooLarge(t *testing.T) {
 	cl := &rayletclient.Client{Conn: conn}
 	_, err = cl.PullObject(ctx, id, a.TCPAddr(), size)
 	wantTooLarge("pull through the client", err)
-	_, err = cl.CreateObject(ctx, ids.ForPut(), size)
+	_, err = cl.CreateObject(ctx, ids.ForPut(), size, "")
 	wantTooLarge("create through the client", err)
 
 	// A store that is only full says so.
 	keep := ids.ForPut()
-	if _, err := cl.CreateObject(ctx, keep, 10<<20); err != nil {
+	if _, err := cl.CreateObject(ctx, keep, 10<<20, ""); err != nil {
 		t.Fatal(err)
 	}
-	_, err = cl.CreateObject(ctx, ids.ForPut(), 10<<20)
+	_, err = cl.CreateObject(ctx, ids.ForPut(), 10<<20, "")
 	if !errors.Is(err, objstore.ErrFull) || errors.Is(err, objstore.ErrTooLarge) {
 		t.Fatalf("full store through the client: got %v, want objstore.ErrFull only", err)
 	}

@@ -105,12 +105,13 @@ func (c *Client) SetBlocked(w ids.WorkerID, blocked bool) {
 	_ = c.Conn.Notify(rpc.MBlocked, &pb.BlockedChange{WorkerId: w[:], Blocked: blocked})
 }
 
-// CreateObject reserves space in the store. An object already sealed
-// there is not created again: the error is an *objstore.ExistingError
-// saying where it is.
-func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64) (int64, error) {
+// CreateObject reserves space in the store for an object owned by the
+// process at the endpoint owner. An object already sealed there is not
+// created again: the error is an *objstore.ExistingError saying where it
+// is.
+func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64, owner string) (int64, error) {
 	r := &pb.CreateObjectReply{}
-	if err := c.Conn.Call(ctx, rpc.MCreateObject, &pb.CreateObject{ObjectId: id[:], Size: size}, r); err != nil {
+	if err := c.Conn.Call(ctx, rpc.MCreateObject, &pb.CreateObject{ObjectId: id[:], Size: size, OwnerAddr: owner}, r); err != nil {
 		if ctx.Err() != nil {
 			// It may still be waiting for room: abandon it (or free it).
 			c.FreeObjects([]ids.ObjectID{id})

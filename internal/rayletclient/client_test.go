@@ -57,7 +57,7 @@ func TestRepliesBecomeSentinels(t *testing.T) {
 	})
 	ctx := context.Background()
 	id := ids.ForPut()
-	if off, err := cl.CreateObject(ctx, id, 1); err != nil || off != 4096 {
+	if off, err := cl.CreateObject(ctx, id, 1, ""); err != nil || off != 4096 {
 		t.Fatalf("create: %d, %v", off, err)
 	}
 	for _, tc := range []struct {
@@ -68,7 +68,7 @@ func TestRepliesBecomeSentinels(t *testing.T) {
 		{2, objstore.ErrFull, objstore.ErrTooLarge},
 		{3, objstore.ErrTooLarge, objstore.ErrObjectLost},
 	} {
-		_, err := cl.CreateObject(ctx, id, tc.size)
+		_, err := cl.CreateObject(ctx, id, tc.size, "")
 		if !errors.Is(err, tc.want) || errors.Is(err, tc.not) {
 			t.Errorf("create of size %d: %v; want it to match %v and not %v", tc.size, err, tc.want, tc.not)
 		}
@@ -81,7 +81,7 @@ func TestRepliesBecomeSentinels(t *testing.T) {
 		t.Errorf("pull's plain error: %v", err)
 	}
 	var re *rpc.RemoteError
-	if _, err := cl.CreateObject(ctx, id, 6); !errors.As(err, &re) {
+	if _, err := cl.CreateObject(ctx, id, 6, ""); !errors.As(err, &re) {
 		t.Errorf("a raylet's error reply: %v, want an rpc.RemoteError", err)
 	}
 }

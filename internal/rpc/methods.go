@@ -61,6 +61,8 @@ const (
 	MUnpinObjects                        // worker/driver -> raylet (notify)
 	MWorkerOOM                           // raylet -> lease owner, before the memory monitor kills the worker
 	MDrainNode                           // any -> control store (rayo drain): the node's record, DRAINING
+	MTakeObject                          // raylet -> raylet: a draining node hands over a primary copy
+	MObjectsMoved                        // raylet -> owner: where a drained node's objects went
 )
 
 // The methods with their types: a Mux takes these, so a handler of the
@@ -118,6 +120,8 @@ var (
 	UnpinObjects      = notice[pb.ObjectIDs](MUnpinObjects, "UnpinObjects", 0)
 	WorkerOOM         = request[pb.WorkerKilled, pb.Empty](MWorkerOOM, "WorkerOOM", smallBody)
 	DrainNode         = request[pb.DrainNode, pb.NodeInfo](MDrainNode, "DrainNode", smallBody)
+	TakeObject        = request[pb.PullObject, pb.CreateObjectReply](MTakeObject, "TakeObject", smallBody)
+	ObjectsMoved      = request[pb.ObjectsMoved, pb.ObjectIDs](MObjectsMoved, "ObjectsMoved", 0)
 )
 
 // smallBody bounds the requests made of a few IDs, numbers and names.
@@ -151,7 +155,7 @@ type methodInfo struct {
 // no credential applies).
 var clusterMethods = []Method{
 	MRegisterWorker, MRegisterNode, MHeartbeat, MJobStarted, MJobEnded, MPutBinary, MGetBinary,
-	MReadChunk, MActorGone, MPublishView, MNodesDead, MBundles, MDrainWorker, MWorkerOOM,
+	MReadChunk, MActorGone, MPublishView, MNodesDead, MBundles, MDrainWorker, MWorkerOOM, MTakeObject,
 }
 
 func init() {

@@ -371,6 +371,7 @@ func (w *Worker) storeResults(reply *pb.TaskReply, spec *pb.TaskSpec, results []
 	ctx := context.Background()
 	tid, _ := ids.TaskIDFrom(spec.TaskId)
 	for i, r := range results {
+		r.Owner = spec.OwnerAddr
 		loc, err := w.rt.StoreResult(ctx, ids.ForReturn(tid, i), r)
 		if err != nil {
 			kind := core.KindSystem

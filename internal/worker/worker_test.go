@@ -38,7 +38,7 @@ func (nullRaylet) ActorAlive([]byte, string)     {}
 func (nullRaylet) RegisterActorName(context.Context, *pb.ActorName) error {
 	return errors.New("no raylet")
 }
-func (nullRaylet) CreateObject(context.Context, ids.ObjectID, int64) (int64, error) {
+func (nullRaylet) CreateObject(context.Context, ids.ObjectID, int64, string) (int64, error) {
 	return 0, errors.New("no raylet")
 }
 func (nullRaylet) PinObject(context.Context, ids.ObjectID) (int64, error) {

@@ -82,6 +82,16 @@ type Provider struct {
 
 	mu    sync.Mutex
 	types []autoscaler.NodeType // as the cluster's spec last read gave them
+	// pending maps the replicas without a pod that Instances last
+	// listed (GROUP-pending-N) to their groups, and pods names the pods
+	// it listed, for Terminate.
+	pending map[string]string
+	pods    map[string]bool
+	// named are the pods Terminate has named in workersToDelete, while
+	// Instances still lists them: naming one again (a round that saw it
+	// before the operator removed it, which clears the list) changes
+	// nothing.
+	named map[string]bool
 }
 
 var _ autoscaler.Provider = (*Provider)(nil)
@@ -272,6 +282,12 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("kubernetes: %s answered %d: %s", e.URL, e.Code, e.Message)
 }
 
+// isNotFound reports whether err is a 404: no such object.
+func isNotFound(err error) bool {
+	var e *apiError
+	return errors.As(err, &e) && e.Code == http.StatusNotFound
+}
+
 // isConflict reports whether err is a 409: the resource changed since read.
 func isConflict(err error) bool {
 	var e *apiError
@@ -309,8 +325,10 @@ func (p *Provider) NodeTypes() []autoscaler.NodeType {
 	return slices.Clone(p.types)
 }
 
-// Instances lists the worker groups' pods, and as pending instances the
-// replicas asked for that have no pod yet (named GROUP-pending-N).
+// Instances lists the worker groups' pods (an ended pod as ended: the
+// autoscaler terminates it, naming it for the operator to delete), and
+// as pending instances the replicas asked for that have no pod yet
+// (named GROUP-pending-N).
 func (p *Provider) Instances(ctx context.Context) ([]autoscaler.Instance, error) {
 	c, err := p.cluster(ctx)
 	if err != nil {
@@ -329,11 +347,26 @@ func (p *Provider) Instances(ctx context.Context) ([]autoscaler.Instance, error)
 	}
 	var out []autoscaler.Instance
 	live := map[string]int{}
+	pending, pods := map[string]string{}, map[string]bool{}
+	defer func() {
+		p.mu.Lock()
+		p.pending, p.pods = pending, pods
+		for n := range p.named {
+			if !pods[n] {
+				delete(p.named, n)
+			}
+		}
+		p.mu.Unlock()
+	}()
 	for _, pd := range list.Items {
 		st := autoscaler.InstancePending
 		switch {
-		case pd.Metadata.DeletionTimestamp != nil || pd.Status.Phase == "Succeeded" || pd.Status.Phase == "Failed":
+		case pd.Metadata.DeletionTimestamp != nil:
 			st = autoscaler.InstanceTerminating
+		case pd.Status.Phase == "Succeeded" || pd.Status.Phase == "Failed":
+			// With autoscaling on, the operator keeps an ended worker pod
+			// in its group's count until it is named in workersToDelete.
+			st = autoscaler.InstanceEnded
 		case pd.Status.Phase == "Running":
 			st = autoscaler.InstanceRunning
 		}
@@ -342,11 +375,13 @@ func (p *Provider) Instances(ctx context.Context) ([]autoscaler.Instance, error)
 			live[group]++
 		}
 		out = append(out, autoscaler.Instance{ID: pd.Metadata.Name, NodeType: group, State: st})
+		pods[pd.Metadata.Name] = true
 	}
 	for _, g := range groups {
 		for n := live[g.Name]; n < g.Replicas; n++ {
-			out = append(out, autoscaler.Instance{ID: fmt.Sprintf("%s-pending-%d", g.Name, n-live[g.Name]),
-				NodeType: g.Name, State: autoscaler.InstancePending})
+			id := fmt.Sprintf("%s-pending-%d", g.Name, n-live[g.Name])
+			out = append(out, autoscaler.Instance{ID: id, NodeType: g.Name, State: autoscaler.InstancePending})
+			pending[id] = g.Name
 		}
 	}
 	return out, nil
@@ -373,15 +408,42 @@ func (p *Provider) Launch(ctx context.Context, nodeType string, count int) error
 
 // Terminate lowers the replicas of the groups of the pods named by ids
 // and names the pods in their workersToDelete, so that the operator
-// removes those and no others.
+// removes those and no others; a pod already named changes nothing. It
+// refuses to take a group's running pods below its minReplicas; ended
+// pods may take it below, for a moment: the autoscaler launches their
+// replacements in the same round. A replica without a pod that Instances
+// listed (GROUP-pending-N) lowers its group's replicas; a pod gone since
+// it was listed is left alone: the operator removed it already (it
+// removes an autoscaled group's pods only when named) or replaces it.
 func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	byGroup := map[string][]string{}
+	goneBy := map[string]int{}
+	ended := map[string]bool{} // pods whose process has ended
 	for _, id := range ids {
+		p.mu.Lock()
+		done := p.named[id]
+		p.mu.Unlock()
+		if done {
+			continue
+		}
 		var pd pod
 		if err := p.do(ctx, http.MethodGet, p.podsURL+"/"+url.PathEscape(id), "", nil, &pd); err != nil {
+			if isNotFound(err) {
+				p.mu.Lock()
+				g, pending := p.pending[id]
+				listed := p.pods[id]
+				p.mu.Unlock()
+				if pending {
+					goneBy[g]++
+					continue
+				}
+				if listed {
+					continue // gone already
+				}
+			}
 			return fmt.Errorf("kubernetes provider: terminate %s: %w", id, err)
 		}
 		if pd.Metadata.Labels[labelCluster] != p.cfg.Cluster || pd.Metadata.Labels[labelGroup] == headGroup || pd.Metadata.Labels[labelGroup] == "" {
@@ -389,34 +451,69 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 		}
 		g := pd.Metadata.Labels[labelGroup]
 		byGroup[g] = append(byGroup[g], id)
+		ended[id] = pd.Status.Phase == "Succeeded" || pd.Status.Phase == "Failed"
 	}
-	return p.update(ctx, func(groups []workerGroup, raw []map[string]json.RawMessage) error {
-		for name, names := range byGroup {
+	names := map[string]bool{}
+	for g := range byGroup {
+		names[g] = true
+	}
+	for g := range goneBy {
+		names[g] = true
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	var fresh []string
+	err := p.update(ctx, func(groups []workerGroup, raw []map[string]json.RawMessage) error {
+		fresh = fresh[:0]
+		for name := range names {
 			i := slices.IndexFunc(groups, func(g workerGroup) bool { return g.Name == name })
 			if i < 0 {
 				return fmt.Errorf("kubernetes provider: RayoCluster %s has no worker group %q", p.cfg.Cluster, name)
 			}
 			g := groups[i]
-			var fresh []string
-			for _, n := range names {
+			var more []string
+			running := 0
+			for _, n := range byGroup[name] {
 				if !slices.Contains(g.WorkersToDelete, n) {
-					fresh = append(fresh, n)
+					more = append(more, n)
+					if !ended[n] {
+						running++
+					}
 				}
 			}
-			replicas := g.Replicas - len(fresh)
-			if replicas < g.MinReplicas {
+			fresh = append(fresh, more...)
+			// Only running nodes are kept to the minimum; one that ended
+			// or never came is gone already, and the autoscaler adds
+			// another if the minimum or the demand needs it.
+			if g.Replicas-running < g.MinReplicas {
 				return fmt.Errorf("kubernetes provider: worker group %s: removing %d of its %d replicas would go below its minReplicas %d",
-					name, len(fresh), g.Replicas, g.MinReplicas)
+					name, running, g.Replicas, g.MinReplicas)
 			}
+			replicas := max(g.Replicas-len(more)-goneBy[name], 0)
 			if err := setField(raw[i], "replicas", replicas); err != nil {
 				return err
 			}
-			if err := setField(raw[i], "workersToDelete", append(slices.Clone(g.WorkersToDelete), fresh...)); err != nil {
-				return err
+			if len(more) > 0 {
+				if err := setField(raw[i], "workersToDelete", append(slices.Clone(g.WorkersToDelete), more...)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.named == nil {
+		p.named = map[string]bool{}
+	}
+	for _, n := range fresh {
+		p.named[n] = true
+	}
+	p.mu.Unlock()
+	return nil
 }
 
 // setField sets one field of a raw worker group.

@@ -2,11 +2,16 @@ package kubernetes
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -63,5 +68,256 @@ func TestAPIServerRefusal(t *testing.T) {
 	}
 	if auth != "Bearer s3cret" {
 		t.Errorf("Authorization = %q", auth)
+	}
+}
+
+// fakeCluster is an API server holding one RayoCluster, "c" in "ns",
+// with one worker group, and its pods.
+type fakeCluster struct {
+	mu       sync.Mutex
+	rv       int
+	group    map[string]any
+	pods     map[string]bool // name -> exists
+	ended    map[string]bool // name -> its process ended (phase Succeeded)
+	patches  int
+	conflict bool // refuse the next patch with 409
+}
+
+func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	const cluster = "/apis/rayo.io/v1alpha1/namespaces/ns/rayoclusters/c"
+	const pods = "/api/v1/namespaces/ns/pods"
+	reply := func(code int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	switch {
+	case r.URL.Path == cluster && r.Method == http.MethodGet:
+		reply(200, map[string]any{"metadata": map[string]any{"resourceVersion": strconv.Itoa(f.rv)},
+			"spec": map[string]any{"workerGroups": []any{f.group}}})
+	case r.URL.Path == cluster && r.Method == http.MethodPatch:
+		var patch struct {
+			Metadata struct {
+				ResourceVersion string `json:"resourceVersion"`
+			} `json:"metadata"`
+			Spec struct {
+				WorkerGroups []map[string]any `json:"workerGroups"`
+			} `json:"spec"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&patch); err != nil || len(patch.Spec.WorkerGroups) != 1 {
+			reply(400, map[string]any{"message": fmt.Sprintf("bad patch: %v", err)})
+			return
+		}
+		if f.conflict || patch.Metadata.ResourceVersion != strconv.Itoa(f.rv) {
+			f.conflict = false
+			f.rv++ // another writer's change
+			reply(409, map[string]any{"message": "the object has been modified"})
+			return
+		}
+		f.group = patch.Spec.WorkerGroups[0]
+		f.rv++
+		f.patches++
+		reply(200, map[string]any{})
+	case r.URL.Path == pods && r.Method == http.MethodGet:
+		var items []any
+		for name, ok := range f.pods {
+			if ok {
+				items = append(items, map[string]any{"metadata": map[string]any{"name": name,
+					"labels": map[string]string{"rayo.io/cluster": "c", "rayo.io/group": "small"}},
+					"status": map[string]any{"phase": "Running"}})
+			}
+		}
+		reply(200, map[string]any{"items": items})
+	case strings.HasPrefix(r.URL.Path, pods+"/") && r.Method == http.MethodGet:
+		name := strings.TrimPrefix(r.URL.Path, pods+"/")
+		if !f.pods[name] {
+			reply(404, map[string]any{"message": fmt.Sprintf("pods %q not found", name)})
+			return
+		}
+		phase := "Running"
+		if f.ended[name] {
+			phase = "Succeeded"
+		}
+		reply(200, map[string]any{"metadata": map[string]any{"name": name,
+			"labels": map[string]string{"rayo.io/cluster": "c", "rayo.io/group": "small"}}, "status": map[string]any{"phase": phase}})
+	default:
+		reply(404, map[string]any{"message": "no route " + r.Method + " " + r.URL.Path})
+	}
+}
+
+// replicas and workersToDelete of the fake's group.
+func (f *fakeCluster) state() (float64, []any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, _ := json.Marshal(f.group) // as set by the test, or as patched
+	var g struct {
+		Replicas        float64 `json:"replicas"`
+		WorkersToDelete []any   `json:"workersToDelete"`
+	}
+	_ = json.Unmarshal(b, &g)
+	return g.Replicas, g.WorkersToDelete
+}
+
+// Terminate names the pods it removes in workersToDelete and lowers the
+// replicas, once per pod, retrying a patch that lost a race; a listed
+// pod gone since is left alone; a replica that never got a pod lowers
+// the replicas unnamed; a pod never listed is an error. Launch stays
+// within the group's maximum.
+func TestTerminateAndLaunch(t *testing.T) {
+	f := &fakeCluster{rv: 7, pods: map[string]bool{"c-small-a": true, "c-small-b": true},
+		group: map[string]any{"name": "small", "cpu": 2, "resources": map[string]float64{"GPU": 1},
+			"minReplicas": 1, "maxReplicas": 4, "replicas": 3, "image": "kept:1"}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx := context.Background()
+	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if ty := p.NodeTypes(); len(ty) != 1 || ty[0].Name != "small" || ty[0].Resources["CPU"] != 2 || ty[0].Resources["GPU"] != 1 ||
+		ty[0].MinWorkers != 1 || ty[0].MaxWorkers != 4 {
+		t.Fatalf("node types = %+v", ty)
+	}
+	list, err := p.Instances(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, in := range list {
+		ids = append(ids, in.ID+":"+string(in.State))
+	}
+	slices.Sort(ids)
+	if want := []string{"c-small-a:RUNNING", "c-small-b:RUNNING", "small-pending-0:PENDING"}; !slices.Equal(ids, want) {
+		t.Fatalf("instances = %v, want %v", ids, want)
+	}
+
+	// b's pod goes (deleted by hand) before it is terminated: nothing to do.
+	f.mu.Lock()
+	f.pods["c-small-b"] = false
+	f.conflict = true
+	f.mu.Unlock()
+	if err := p.Terminate(ctx, []string{"c-small-b"}); err != nil {
+		t.Fatalf("terminate a listed pod gone since: %v", err)
+	}
+	if r, d := f.state(); r != 3 || len(d) != 0 {
+		t.Fatalf("replicas %v workersToDelete %v, want 3 and none", r, d)
+	}
+	// A pod is named, and the replicas lowered (after a lost race).
+	if err := p.Terminate(ctx, []string{"c-small-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, d := f.state(); r != 2 || len(d) != 1 || d[0] != "c-small-a" {
+		t.Fatalf("replicas %v workersToDelete %v, want 2 and [c-small-a]", r, d)
+	}
+	// Named again (the next round saw it before the operator removed
+	// it): nothing more.
+	if err := p.Terminate(ctx, []string{"c-small-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, d := f.state(); r != 2 || len(d) != 1 {
+		t.Fatalf("replicas %v workersToDelete %v after naming a pod twice, want 2 and [c-small-a]", r, d)
+	}
+	// A replica that never got a pod lowers the replicas, unnamed.
+	if err := p.Terminate(ctx, []string{"small-pending-0"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, d := f.state(); r != 1 || len(d) != 1 {
+		t.Fatalf("replicas %v workersToDelete %v, want 1 and [c-small-a]", r, d)
+	}
+	f.mu.Lock()
+	image := f.group["image"]
+	f.mu.Unlock()
+	if image != "kept:1" {
+		t.Errorf("the patch lost a field the provider does not know: image %v", image)
+	}
+	if err := p.Terminate(ctx, []string{"c-small-zzz"}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("terminate an instance never listed = %v, want the 404", err)
+	}
+	f.mu.Lock()
+	f.pods["c-small-c"] = true
+	f.mu.Unlock()
+	if err := p.Terminate(ctx, []string{"c-small-c"}); err == nil || !strings.Contains(err.Error(), "below its minReplicas 1") {
+		t.Errorf("terminate below the minimum = %v", err)
+	}
+	if err := p.Launch(ctx, "small", 3); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := f.state(); r != 4 {
+		t.Errorf("replicas %v after launching 3, want 4", r)
+	}
+	if err := p.Launch(ctx, "small", 1); err == nil || !strings.Contains(err.Error(), "maxReplicas 4") {
+		t.Errorf("launch past the maximum = %v", err)
+	}
+}
+
+// A group at its minimum: a running pod may not be removed, a pod that
+// ended may (the autoscaler adds its replacement).
+func TestTerminateEndedPodAtMinimum(t *testing.T) {
+	f := &fakeCluster{rv: 1, pods: map[string]bool{"c-small-up": true, "c-small-done": true}, ended: map[string]bool{"c-small-done": true},
+		group: map[string]any{"name": "small", "cpu": 1, "minReplicas": 2, "maxReplicas": 3, "replicas": 2}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx := context.Background()
+	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Terminate(ctx, []string{"c-small-up"}); err == nil || !strings.Contains(err.Error(), "below its minReplicas 2") {
+		t.Errorf("terminate a running pod at the minimum = %v, want refused", err)
+	}
+	if err := p.Terminate(ctx, []string{"c-small-done"}); err != nil {
+		t.Fatalf("terminate an ended pod at the minimum: %v", err)
+	}
+	if r, d := f.state(); r != 1 || len(d) != 1 || d[0] != "c-small-done" {
+		t.Errorf("replicas %v workersToDelete %v, want 1 and [c-small-done]", r, d)
+	}
+}
+
+// The operator removes a named pod and clears workersToDelete; a round
+// that listed the pod before that names it again: the replicas are not
+// lowered twice.
+func TestTerminateNamesAPodOnce(t *testing.T) {
+	f := &fakeCluster{rv: 1, pods: map[string]bool{"c-small-a": true, "c-small-b": true},
+		group: map[string]any{"name": "small", "cpu": 1, "minReplicas": 0, "maxReplicas": 3, "replicas": 2}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx := context.Background()
+	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Instances(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Terminate(ctx, []string{"c-small-a"}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	delete(f.group, "workersToDelete") // the operator, having deleted the pod (still listed here)
+	f.rv++
+	f.mu.Unlock()
+	if err := p.Terminate(ctx, []string{"c-small-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, d := f.state(); r != 1 || len(d) != 0 {
+		t.Errorf("replicas %v workersToDelete %v, want 1 and none: the pod named once", r, d)
+	}
+	// Once no longer listed, the name is forgotten.
+	f.mu.Lock()
+	f.pods["c-small-a"] = false
+	f.mu.Unlock()
+	if _, err := p.Instances(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	left := len(p.named)
+	p.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d pods still remembered as named after they went", left)
 	}
 }

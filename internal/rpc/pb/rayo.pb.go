@@ -635,9 +635,12 @@ func (x *BlockedChange) GetBlocked() bool {
 
 // CreateObject reserves space in the node's shared-memory store.
 type CreateObject struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
-	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Size     int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// The object's owner (its endpoint), for a create: a drained node tells
+	// it where the object went. "" when unknown (the object is not moved).
+	OwnerAddr     string `protobuf:"bytes,3,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -684,6 +687,13 @@ func (x *CreateObject) GetSize() int64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *CreateObject) GetOwnerAddr() string {
+	if x != nil {
+		return x.OwnerAddr
+	}
+	return ""
 }
 
 // CreateObjectReply is where to write the object, or why it cannot be stored.
@@ -1788,6 +1798,7 @@ type NodeInfo struct {
 	Labels              map[string]string      `protobuf:"bytes,13,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the node's labels (--labels), such as the node type an autoscaler launched it as
 	PendingShapes       []*ResourceDemand      `protobuf:"bytes,20,rep,name=pending_shapes,json=pendingShapes,proto3" json:"pending_shapes,omitempty"`                                        // the waiting lease requests by shape, for the autoscaler
 	DrainDeadlineUnixMs int64                  `protobuf:"varint,21,opt,name=drain_deadline_unix_ms,json=drainDeadlineUnixMs,proto3" json:"drain_deadline_unix_ms,omitempty"`                 // DRAINING: when work still running there is killed and the node exits
+	DrainNote           string                 `protobuf:"bytes,22,opt,name=drain_note,json=drainNote,proto3" json:"drain_note,omitempty"`                                                    // DRAINING: what its raylet last said of the objects it handed over
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1925,6 +1936,13 @@ func (x *NodeInfo) GetDrainDeadlineUnixMs() int64 {
 		return x.DrainDeadlineUnixMs
 	}
 	return 0
+}
+
+func (x *NodeInfo) GetDrainNote() string {
+	if x != nil {
+		return x.DrainNote
+	}
+	return ""
 }
 
 // DrainNode asks the control store to drain a node (rayo drain): node_id,
@@ -2135,6 +2153,7 @@ type Heartbeat struct {
 	Pending       []*Resource            `protobuf:"bytes,3,rep,name=pending,proto3" json:"pending,omitempty"`
 	Total         []*Resource            `protobuf:"bytes,4,rep,name=total,proto3" json:"total,omitempty"`                                       // what the node has, with its placement group bundles
 	PendingShapes []*ResourceDemand      `protobuf:"bytes,10,rep,name=pending_shapes,json=pendingShapes,proto3" json:"pending_shapes,omitempty"` // the waiting lease requests by shape
+	DrainNote     string                 `protobuf:"bytes,11,opt,name=drain_note,json=drainNote,proto3" json:"drain_note,omitempty"`             // a drained node: what became of its objects, added to its death reason
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2202,6 +2221,13 @@ func (x *Heartbeat) GetPendingShapes() []*ResourceDemand {
 		return x.PendingShapes
 	}
 	return nil
+}
+
+func (x *Heartbeat) GetDrainNote() string {
+	if x != nil {
+		return x.DrainNote
+	}
+	return ""
 }
 
 // JobInfo registers a driver's job with its node's raylet: the executable
@@ -2675,6 +2701,8 @@ type PullObject struct {
 	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
 	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"` // the raylet (TCP address) that holds it
 	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	OwnerAddr     string                 `protobuf:"bytes,4,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"` // TakeObject: the object's owner, recorded with the new primary copy
+	OwnerJob      string                 `protobuf:"bytes,5,opt,name=owner_job,json=ownerJob,proto3" json:"owner_job,omitempty"`    // TakeObject: the job whose credential reaches that owner
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2730,6 +2758,83 @@ func (x *PullObject) GetSize() int64 {
 	return 0
 }
 
+func (x *PullObject) GetOwnerAddr() string {
+	if x != nil {
+		return x.OwnerAddr
+	}
+	return ""
+}
+
+func (x *PullObject) GetOwnerJob() string {
+	if x != nil {
+		return x.OwnerJob
+	}
+	return ""
+}
+
+// ObjectsMoved tells an owner that a drained node (from, a raylet's TCP
+// address) handed the primary copies of its objects ids over to the node
+// to; the reply lists those of them the owner no longer holds.
+type ObjectsMoved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           [][]byte               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectsMoved) Reset() {
+	*x = ObjectsMoved{}
+	mi := &file_rayo_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectsMoved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectsMoved) ProtoMessage() {}
+
+func (x *ObjectsMoved) ProtoReflect() protoreflect.Message {
+	mi := &file_rayo_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectsMoved.ProtoReflect.Descriptor instead.
+func (*ObjectsMoved) Descriptor() ([]byte, []int) {
+	return file_rayo_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ObjectsMoved) GetIds() [][]byte {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ObjectsMoved) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *ObjectsMoved) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
 // ReadChunk asks a raylet for part of an object in its store; the reply is
 // the raw bytes.
 type ReadChunk struct {
@@ -2743,7 +2848,7 @@ type ReadChunk struct {
 
 func (x *ReadChunk) Reset() {
 	*x = ReadChunk{}
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2860,7 @@ func (x *ReadChunk) String() string {
 func (*ReadChunk) ProtoMessage() {}
 
 func (x *ReadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[38]
+	mi := &file_rayo_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2873,7 @@ func (x *ReadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadChunk.ProtoReflect.Descriptor instead.
 func (*ReadChunk) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{38}
+	return file_rayo_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReadChunk) GetObjectId() []byte {
@@ -2805,7 +2910,7 @@ type KVEntry struct {
 
 func (x *KVEntry) Reset() {
 	*x = KVEntry{}
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2817,7 +2922,7 @@ func (x *KVEntry) String() string {
 func (*KVEntry) ProtoMessage() {}
 
 func (x *KVEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[39]
+	mi := &file_rayo_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2830,7 +2935,7 @@ func (x *KVEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVEntry.ProtoReflect.Descriptor instead.
 func (*KVEntry) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{39}
+	return file_rayo_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KVEntry) GetNamespace() string {
@@ -2874,7 +2979,7 @@ type KVReply struct {
 
 func (x *KVReply) Reset() {
 	*x = KVReply{}
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2886,7 +2991,7 @@ func (x *KVReply) String() string {
 func (*KVReply) ProtoMessage() {}
 
 func (x *KVReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[40]
+	mi := &file_rayo_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2899,7 +3004,7 @@ func (x *KVReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVReply.ProtoReflect.Descriptor instead.
 func (*KVReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{40}
+	return file_rayo_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *KVReply) GetValue() []byte {
@@ -2965,7 +3070,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2977,7 +3082,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[41]
+	mi := &file_rayo_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2990,7 +3095,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{41}
+	return file_rayo_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskEvent) GetTaskId() []byte {
@@ -3135,7 +3240,7 @@ type ActorEvent struct {
 
 func (x *ActorEvent) Reset() {
 	*x = ActorEvent{}
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3252,7 @@ func (x *ActorEvent) String() string {
 func (*ActorEvent) ProtoMessage() {}
 
 func (x *ActorEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[42]
+	mi := &file_rayo_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3265,7 @@ func (x *ActorEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorEvent.ProtoReflect.Descriptor instead.
 func (*ActorEvent) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{42}
+	return file_rayo_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ActorEvent) GetActorId() []byte {
@@ -3293,7 +3398,7 @@ type StateEvents struct {
 
 func (x *StateEvents) Reset() {
 	*x = StateEvents{}
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3410,7 @@ func (x *StateEvents) String() string {
 func (*StateEvents) ProtoMessage() {}
 
 func (x *StateEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[43]
+	mi := &file_rayo_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3423,7 @@ func (x *StateEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateEvents.ProtoReflect.Descriptor instead.
 func (*StateEvents) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{43}
+	return file_rayo_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StateEvents) GetTasks() []*TaskEvent {
@@ -3365,7 +3470,7 @@ type RunTally struct {
 
 func (x *RunTally) Reset() {
 	*x = RunTally{}
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3377,7 +3482,7 @@ func (x *RunTally) String() string {
 func (*RunTally) ProtoMessage() {}
 
 func (x *RunTally) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[44]
+	mi := &file_rayo_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3390,7 +3495,7 @@ func (x *RunTally) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunTally.ProtoReflect.Descriptor instead.
 func (*RunTally) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{44}
+	return file_rayo_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RunTally) GetFinished() int64 {
@@ -3433,7 +3538,7 @@ type TaskRecord struct {
 
 func (x *TaskRecord) Reset() {
 	*x = TaskRecord{}
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3445,7 +3550,7 @@ func (x *TaskRecord) String() string {
 func (*TaskRecord) ProtoMessage() {}
 
 func (x *TaskRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[45]
+	mi := &file_rayo_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3458,7 +3563,7 @@ func (x *TaskRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRecord.ProtoReflect.Descriptor instead.
 func (*TaskRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{45}
+	return file_rayo_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TaskRecord) GetTask() *TaskEvent {
@@ -3486,7 +3591,7 @@ type ActorRecord struct {
 
 func (x *ActorRecord) Reset() {
 	*x = ActorRecord{}
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3498,7 +3603,7 @@ func (x *ActorRecord) String() string {
 func (*ActorRecord) ProtoMessage() {}
 
 func (x *ActorRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[46]
+	mi := &file_rayo_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3511,7 +3616,7 @@ func (x *ActorRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorRecord.ProtoReflect.Descriptor instead.
 func (*ActorRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{46}
+	return file_rayo_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ActorRecord) GetActor() *ActorEvent {
@@ -3541,7 +3646,7 @@ type StateQuery struct {
 
 func (x *StateQuery) Reset() {
 	*x = StateQuery{}
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3553,7 +3658,7 @@ func (x *StateQuery) String() string {
 func (*StateQuery) ProtoMessage() {}
 
 func (x *StateQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[47]
+	mi := &file_rayo_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3566,7 +3671,7 @@ func (x *StateQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateQuery.ProtoReflect.Descriptor instead.
 func (*StateQuery) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{47}
+	return file_rayo_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StateQuery) GetLimit() int64 {
@@ -3598,7 +3703,7 @@ type StateList struct {
 
 func (x *StateList) Reset() {
 	*x = StateList{}
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3610,7 +3715,7 @@ func (x *StateList) String() string {
 func (*StateList) ProtoMessage() {}
 
 func (x *StateList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[48]
+	mi := &file_rayo_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3623,7 +3728,7 @@ func (x *StateList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateList.ProtoReflect.Descriptor instead.
 func (*StateList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{48}
+	return file_rayo_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StateList) GetTasks() []*TaskRecord {
@@ -3675,7 +3780,7 @@ type WorkerRecord struct {
 
 func (x *WorkerRecord) Reset() {
 	*x = WorkerRecord{}
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3687,7 +3792,7 @@ func (x *WorkerRecord) String() string {
 func (*WorkerRecord) ProtoMessage() {}
 
 func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[49]
+	mi := &file_rayo_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3700,7 +3805,7 @@ func (x *WorkerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerRecord.ProtoReflect.Descriptor instead.
 func (*WorkerRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{49}
+	return file_rayo_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WorkerRecord) GetWorkerId() []byte {
@@ -3805,7 +3910,7 @@ type ObjectRecord struct {
 
 func (x *ObjectRecord) Reset() {
 	*x = ObjectRecord{}
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3817,7 +3922,7 @@ func (x *ObjectRecord) String() string {
 func (*ObjectRecord) ProtoMessage() {}
 
 func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[50]
+	mi := &file_rayo_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3830,7 +3935,7 @@ func (x *ObjectRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRecord.ProtoReflect.Descriptor instead.
 func (*ObjectRecord) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{50}
+	return file_rayo_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ObjectRecord) GetObjectId() []byte {
@@ -3922,7 +4027,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3934,7 +4039,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[51]
+	mi := &file_rayo_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3947,7 +4052,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{51}
+	return file_rayo_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -4079,7 +4184,7 @@ type ObjectList struct {
 
 func (x *ObjectList) Reset() {
 	*x = ObjectList{}
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4091,7 +4196,7 @@ func (x *ObjectList) String() string {
 func (*ObjectList) ProtoMessage() {}
 
 func (x *ObjectList) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[52]
+	mi := &file_rayo_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4104,7 +4209,7 @@ func (x *ObjectList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectList.ProtoReflect.Descriptor instead.
 func (*ObjectList) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{52}
+	return file_rayo_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ObjectList) GetObjects() []*ObjectRecord {
@@ -4140,7 +4245,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4152,7 +4257,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[53]
+	mi := &file_rayo_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4165,7 +4270,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{53}
+	return file_rayo_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *LogRequest) GetPid() int32 {
@@ -4244,7 +4349,7 @@ type Bundle struct {
 
 func (x *Bundle) Reset() {
 	*x = Bundle{}
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4256,7 +4361,7 @@ func (x *Bundle) String() string {
 func (*Bundle) ProtoMessage() {}
 
 func (x *Bundle) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[54]
+	mi := &file_rayo_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4269,7 +4374,7 @@ func (x *Bundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bundle.ProtoReflect.Descriptor instead.
 func (*Bundle) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{54}
+	return file_rayo_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Bundle) GetResources() []*Resource {
@@ -4313,7 +4418,7 @@ type PlacementGroup struct {
 
 func (x *PlacementGroup) Reset() {
 	*x = PlacementGroup{}
-	mi := &file_rayo_proto_msgTypes[55]
+	mi := &file_rayo_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4325,7 +4430,7 @@ func (x *PlacementGroup) String() string {
 func (*PlacementGroup) ProtoMessage() {}
 
 func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[55]
+	mi := &file_rayo_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4338,7 +4443,7 @@ func (x *PlacementGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroup.ProtoReflect.Descriptor instead.
 func (*PlacementGroup) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{55}
+	return file_rayo_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PlacementGroup) GetPlacementGroupId() []byte {
@@ -4433,7 +4538,7 @@ type PlacementGroupRequest struct {
 
 func (x *PlacementGroupRequest) Reset() {
 	*x = PlacementGroupRequest{}
-	mi := &file_rayo_proto_msgTypes[56]
+	mi := &file_rayo_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4445,7 +4550,7 @@ func (x *PlacementGroupRequest) String() string {
 func (*PlacementGroupRequest) ProtoMessage() {}
 
 func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[56]
+	mi := &file_rayo_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4458,7 +4563,7 @@ func (x *PlacementGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupRequest.ProtoReflect.Descriptor instead.
 func (*PlacementGroupRequest) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{56}
+	return file_rayo_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PlacementGroupRequest) GetOp() string {
@@ -4507,7 +4612,7 @@ type PlacementGroupReply struct {
 
 func (x *PlacementGroupReply) Reset() {
 	*x = PlacementGroupReply{}
-	mi := &file_rayo_proto_msgTypes[57]
+	mi := &file_rayo_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4519,7 +4624,7 @@ func (x *PlacementGroupReply) String() string {
 func (*PlacementGroupReply) ProtoMessage() {}
 
 func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[57]
+	mi := &file_rayo_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4532,7 +4637,7 @@ func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementGroupReply.ProtoReflect.Descriptor instead.
 func (*PlacementGroupReply) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{57}
+	return file_rayo_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PlacementGroupReply) GetGroups() []*PlacementGroup {
@@ -4563,7 +4668,7 @@ type BundleOp struct {
 
 func (x *BundleOp) Reset() {
 	*x = BundleOp{}
-	mi := &file_rayo_proto_msgTypes[58]
+	mi := &file_rayo_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4575,7 +4680,7 @@ func (x *BundleOp) String() string {
 func (*BundleOp) ProtoMessage() {}
 
 func (x *BundleOp) ProtoReflect() protoreflect.Message {
-	mi := &file_rayo_proto_msgTypes[58]
+	mi := &file_rayo_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4588,7 +4693,7 @@ func (x *BundleOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BundleOp.ProtoReflect.Descriptor instead.
 func (*BundleOp) Descriptor() ([]byte, []int) {
-	return file_rayo_proto_rawDescGZIP(), []int{58}
+	return file_rayo_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *BundleOp) GetOp() string {
@@ -4678,10 +4783,12 @@ const file_rayo_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"F\n" +
 	"\rBlockedChange\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x18\n" +
-	"\ablocked\x18\x02 \x01(\bR\ablocked\"?\n" +
+	"\ablocked\x18\x02 \x01(\bR\ablocked\"^\n" +
 	"\fCreateObject\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x03R\x04size\"\x95\x01\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"owner_addr\x18\x03 \x01(\tR\townerAddr\"\x95\x01\n" +
 	"\x11CreateObjectReply\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
@@ -4763,7 +4870,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\"F\n" +
 	"\tActorAddr\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12%\n" +
-	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xa5\x05\n" +
+	"\x05error\x18\x02 \x01(\v2\x0f.rayo.TaskErrorR\x05error\"\xc4\x05\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12,\n" +
@@ -4781,7 +4888,9 @@ const file_rayo_proto_rawDesc = "" +
 	"\x13object_store_source\x18\f \x01(\tR\x11objectStoreSource\x122\n" +
 	"\x06labels\x18\r \x03(\v2\x1a.rayo.NodeInfo.LabelsEntryR\x06labels\x12;\n" +
 	"\x0epending_shapes\x18\x14 \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\x123\n" +
-	"\x16drain_deadline_unix_ms\x18\x15 \x01(\x03R\x13drainDeadlineUnixMs\x1a9\n" +
+	"\x16drain_deadline_unix_ms\x18\x15 \x01(\x03R\x13drainDeadlineUnixMs\x12\x1d\n" +
+	"\n" +
+	"drain_note\x18\x16 \x01(\tR\tdrainNote\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
@@ -4795,14 +4904,16 @@ const file_rayo_proto_rawDesc = "" +
 	"\x0fResourceDemands\x12.\n" +
 	"\ademands\x18\x01 \x03(\v2\x14.rayo.ResourceDemandR\ademands\"0\n" +
 	"\bNodeList\x12$\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"\xdf\x01\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0e.rayo.NodeInfoR\x05nodes\"\xfe\x01\n" +
 	"\tHeartbeat\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12,\n" +
 	"\tavailable\x18\x02 \x03(\v2\x0e.rayo.ResourceR\tavailable\x12(\n" +
 	"\apending\x18\x03 \x03(\v2\x0e.rayo.ResourceR\apending\x12$\n" +
 	"\x05total\x18\x04 \x03(\v2\x0e.rayo.ResourceR\x05total\x12;\n" +
 	"\x0epending_shapes\x18\n" +
-	" \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\"\x85\x03\n" +
+	" \x03(\v2\x14.rayo.ResourceDemandR\rpendingShapes\x12\x1d\n" +
+	"\n" +
+	"drain_note\x18\v \x01(\tR\tdrainNote\"\x85\x03\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03exe\x18\x02 \x01(\tR\x03exe\x12\x12\n" +
@@ -4844,12 +4955,19 @@ const file_rayo_proto_rawDesc = "" +
 	"\n" +
 	"launchable\x18\n" +
 	" \x03(\v2\x14.rayo.ResourceDemandR\n" +
-	"launchable\"Q\n" +
+	"launchable\"\x8d\x01\n" +
 	"\n" +
 	"PullObject\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size\"X\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"owner_addr\x18\x04 \x01(\tR\townerAddr\x12\x1b\n" +
+	"\towner_job\x18\x05 \x01(\tR\bownerJob\"D\n" +
+	"\fObjectsMoved\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\fR\x03ids\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"X\n" +
 	"\tReadChunk\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
@@ -5046,7 +5164,7 @@ func file_rayo_proto_rawDescGZIP() []byte {
 	return file_rayo_proto_rawDescData
 }
 
-var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_rayo_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_rayo_proto_goTypes = []any{
 	(*RegisterWorker)(nil),        // 0: rayo.RegisterWorker
 	(*RegisterWorkerReply)(nil),   // 1: rayo.RegisterWorkerReply
@@ -5086,30 +5204,31 @@ var file_rayo_proto_goTypes = []any{
 	(*GetBinary)(nil),             // 35: rayo.GetBinary
 	(*ClusterView)(nil),           // 36: rayo.ClusterView
 	(*PullObject)(nil),            // 37: rayo.PullObject
-	(*ReadChunk)(nil),             // 38: rayo.ReadChunk
-	(*KVEntry)(nil),               // 39: rayo.KVEntry
-	(*KVReply)(nil),               // 40: rayo.KVReply
-	(*TaskEvent)(nil),             // 41: rayo.TaskEvent
-	(*ActorEvent)(nil),            // 42: rayo.ActorEvent
-	(*StateEvents)(nil),           // 43: rayo.StateEvents
-	(*RunTally)(nil),              // 44: rayo.RunTally
-	(*TaskRecord)(nil),            // 45: rayo.TaskRecord
-	(*ActorRecord)(nil),           // 46: rayo.ActorRecord
-	(*StateQuery)(nil),            // 47: rayo.StateQuery
-	(*StateList)(nil),             // 48: rayo.StateList
-	(*WorkerRecord)(nil),          // 49: rayo.WorkerRecord
-	(*ObjectRecord)(nil),          // 50: rayo.ObjectRecord
-	(*NodeStats)(nil),             // 51: rayo.NodeStats
-	(*ObjectList)(nil),            // 52: rayo.ObjectList
-	(*LogRequest)(nil),            // 53: rayo.LogRequest
-	(*Bundle)(nil),                // 54: rayo.Bundle
-	(*PlacementGroup)(nil),        // 55: rayo.PlacementGroup
-	(*PlacementGroupRequest)(nil), // 56: rayo.PlacementGroupRequest
-	(*PlacementGroupReply)(nil),   // 57: rayo.PlacementGroupReply
-	(*BundleOp)(nil),              // 58: rayo.BundleOp
-	nil,                           // 59: rayo.NodeInfo.LabelsEntry
-	nil,                           // 60: rayo.TaskRecord.StateTimesUnixNsEntry
-	nil,                           // 61: rayo.ActorRecord.StateTimesUnixNsEntry
+	(*ObjectsMoved)(nil),          // 38: rayo.ObjectsMoved
+	(*ReadChunk)(nil),             // 39: rayo.ReadChunk
+	(*KVEntry)(nil),               // 40: rayo.KVEntry
+	(*KVReply)(nil),               // 41: rayo.KVReply
+	(*TaskEvent)(nil),             // 42: rayo.TaskEvent
+	(*ActorEvent)(nil),            // 43: rayo.ActorEvent
+	(*StateEvents)(nil),           // 44: rayo.StateEvents
+	(*RunTally)(nil),              // 45: rayo.RunTally
+	(*TaskRecord)(nil),            // 46: rayo.TaskRecord
+	(*ActorRecord)(nil),           // 47: rayo.ActorRecord
+	(*StateQuery)(nil),            // 48: rayo.StateQuery
+	(*StateList)(nil),             // 49: rayo.StateList
+	(*WorkerRecord)(nil),          // 50: rayo.WorkerRecord
+	(*ObjectRecord)(nil),          // 51: rayo.ObjectRecord
+	(*NodeStats)(nil),             // 52: rayo.NodeStats
+	(*ObjectList)(nil),            // 53: rayo.ObjectList
+	(*LogRequest)(nil),            // 54: rayo.LogRequest
+	(*Bundle)(nil),                // 55: rayo.Bundle
+	(*PlacementGroup)(nil),        // 56: rayo.PlacementGroup
+	(*PlacementGroupRequest)(nil), // 57: rayo.PlacementGroupRequest
+	(*PlacementGroupReply)(nil),   // 58: rayo.PlacementGroupReply
+	(*BundleOp)(nil),              // 59: rayo.BundleOp
+	nil,                           // 60: rayo.NodeInfo.LabelsEntry
+	nil,                           // 61: rayo.TaskRecord.StateTimesUnixNsEntry
+	nil,                           // 62: rayo.ActorRecord.StateTimesUnixNsEntry
 }
 var file_rayo_proto_depIdxs = []int32{
 	2,  // 0: rayo.RequestLease.resources:type_name -> rayo.Resource
@@ -5125,7 +5244,7 @@ var file_rayo_proto_depIdxs = []int32{
 	2,  // 10: rayo.NodeInfo.resources:type_name -> rayo.Resource
 	2,  // 11: rayo.NodeInfo.available:type_name -> rayo.Resource
 	2,  // 12: rayo.NodeInfo.pending:type_name -> rayo.Resource
-	59, // 13: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
+	60, // 13: rayo.NodeInfo.labels:type_name -> rayo.NodeInfo.LabelsEntry
 	27, // 14: rayo.NodeInfo.pending_shapes:type_name -> rayo.ResourceDemand
 	2,  // 15: rayo.ResourceDemand.shape:type_name -> rayo.Resource
 	27, // 16: rayo.ResourceDemands.demands:type_name -> rayo.ResourceDemand
@@ -5139,24 +5258,24 @@ var file_rayo_proto_depIdxs = []int32{
 	27, // 24: rayo.ClusterView.launchable:type_name -> rayo.ResourceDemand
 	2,  // 25: rayo.TaskEvent.resources:type_name -> rayo.Resource
 	2,  // 26: rayo.ActorEvent.resources:type_name -> rayo.Resource
-	41, // 27: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
-	42, // 28: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
-	44, // 29: rayo.StateEvents.runs:type_name -> rayo.RunTally
-	41, // 30: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
-	60, // 31: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
-	42, // 32: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
-	61, // 33: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
-	45, // 34: rayo.StateList.tasks:type_name -> rayo.TaskRecord
-	46, // 35: rayo.StateList.actors:type_name -> rayo.ActorRecord
-	49, // 36: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
+	42, // 27: rayo.StateEvents.tasks:type_name -> rayo.TaskEvent
+	43, // 28: rayo.StateEvents.actors:type_name -> rayo.ActorEvent
+	45, // 29: rayo.StateEvents.runs:type_name -> rayo.RunTally
+	42, // 30: rayo.TaskRecord.task:type_name -> rayo.TaskEvent
+	61, // 31: rayo.TaskRecord.state_times_unix_ns:type_name -> rayo.TaskRecord.StateTimesUnixNsEntry
+	43, // 32: rayo.ActorRecord.actor:type_name -> rayo.ActorEvent
+	62, // 33: rayo.ActorRecord.state_times_unix_ns:type_name -> rayo.ActorRecord.StateTimesUnixNsEntry
+	46, // 34: rayo.StateList.tasks:type_name -> rayo.TaskRecord
+	47, // 35: rayo.StateList.actors:type_name -> rayo.ActorRecord
+	50, // 36: rayo.NodeStats.workers:type_name -> rayo.WorkerRecord
 	2,  // 37: rayo.NodeStats.total:type_name -> rayo.Resource
 	2,  // 38: rayo.NodeStats.available:type_name -> rayo.Resource
-	50, // 39: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
+	51, // 39: rayo.ObjectList.objects:type_name -> rayo.ObjectRecord
 	2,  // 40: rayo.Bundle.resources:type_name -> rayo.Resource
-	54, // 41: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
-	55, // 42: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
-	55, // 43: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
-	54, // 44: rayo.BundleOp.bundles:type_name -> rayo.Bundle
+	55, // 41: rayo.PlacementGroup.bundles:type_name -> rayo.Bundle
+	56, // 42: rayo.PlacementGroupRequest.group:type_name -> rayo.PlacementGroup
+	56, // 43: rayo.PlacementGroupReply.groups:type_name -> rayo.PlacementGroup
+	55, // 44: rayo.BundleOp.bundles:type_name -> rayo.Bundle
 	45, // [45:45] is the sub-list for method output_type
 	45, // [45:45] is the sub-list for method input_type
 	45, // [45:45] is the sub-list for extension type_name
@@ -5175,7 +5294,7 @@ func file_rayo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rayo_proto_rawDesc), len(file_rayo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

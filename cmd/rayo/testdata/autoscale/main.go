@@ -1,7 +1,7 @@
-// Command autoscale is a driver for the autoscaling tests. "grow DIR"
-// runs three 1-CPU tasks that each wait, at a barrier of files in DIR,
-// until all three run at once, so that the cluster must offer 3 CPUs
-// together; it prints how many nodes they ran on and how long after
+// Command autoscale is a driver for the autoscaling tests. "grow DIR [N]"
+// runs N (default three) 1-CPU tasks that each wait, at a barrier of
+// files in DIR, until all N run at once, so that the cluster must offer
+// N CPUs together; it prints how many nodes they ran on and how long after
 // submission they started. "big" submits a task no node type can hold.
 // "wide" runs a 2-CPU task. "request N" leaves a standing request for N bundles of 1 CPU.
 package main
@@ -67,7 +67,12 @@ func run(args []string) (err error) {
 	defer cancel()
 	switch args[0] {
 	case "grow":
-		const n = 3
+		n := 3
+		if len(args) > 2 {
+			if n, err = strconv.Atoi(args[2]); err != nil || n < 1 {
+				return fmt.Errorf("grow DIR N: N %q: want a count above 0", args[2])
+			}
+		}
 		submitted := time.Now().UnixMilli()
 		refs := make([]rayo.Ref[string], n)
 		for i := range refs {

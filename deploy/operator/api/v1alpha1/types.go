@@ -44,7 +44,9 @@ type WorkerGroup struct {
 	// is the node type the autoscaler knows the group's nodes by.
 	Name     string `json:"name"`
 	NodeSpec `json:",inline"`
-	// MinReplicas is the fewest nodes the group keeps.
+	// MinReplicas is the fewest nodes the autoscaler keeps in the group
+	// (Replicas may be below it for a moment, while the autoscaler
+	// replaces a node that left).
 	MinReplicas int32 `json:"minReplicas"`
 	// MaxReplicas is the most nodes the group may have.
 	MaxReplicas int32 `json:"maxReplicas"`
@@ -64,6 +66,10 @@ type RayoClusterSpec struct {
 	// Autoscaling, when true, runs the head's autoscaler with the
 	// kubernetes provider, which sets the worker groups' Replicas.
 	Autoscaling bool `json:"autoscaling,omitempty"`
+	// IdleTimeoutSeconds is, with Autoscaling, how long a worker above
+	// its group's MinReplicas stays idle before the autoscaler drains it
+	// and removes its pod (0: the head's default, 60 s).
+	IdleTimeoutSeconds int32 `json:"idleTimeoutSeconds,omitempty"`
 }
 
 // Cluster states, as RayoClusterStatus.State gives them.

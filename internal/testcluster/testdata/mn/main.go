@@ -215,32 +215,11 @@ func run(ctx context.Context, mode string, args []string) error {
 		}
 		fmt.Println("released=true")
 	case "spread":
-		// Nine tasks over the alive nodes; each waits until tasks run on
-		// all of them (the cluster shares this machine's file system).
-		nodes, err := rayo.Nodes(ctx)
+		ran, err := spreadOver(ctx, 9)
 		if err != nil {
 			return err
 		}
-		alive := 0
-		for _, n := range nodes {
-			if n.Alive {
-				alive++
-			}
-		}
-		dir, err := os.MkdirTemp("", "rayo-spread-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		var refs []rayo.Ref[string]
-		for i := 0; i < 9; i++ {
-			refs = append(refs, meetNodes.Options(rayo.Spread()).Remote(rayo.V(dir), rayo.V(alive)))
-		}
-		ran, err := rayo.GetAll(ctx, refs)
-		if err != nil {
-			return err
-		}
-		fmt.Println("nodes=" + distinct(ran))
+		fmt.Println("nodes=" + ran)
 	case "busy":
 		// More work than the local node has CPUs for spills over.
 		var refs []rayo.Ref[string]
@@ -434,21 +413,47 @@ func run(ctx context.Context, mode string, args []string) error {
 			return err
 		}
 		fmt.Printf("actor_after=%d@%s\n", v.N, v.Node)
-		var refs []rayo.Ref[string]
-		for i := 0; i < 4; i++ {
-			refs = append(refs, whereSlow.Options(rayo.Spread()).Remote(rayo.V(200)))
-		}
-		nodes, err := rayo.GetAll(ctx, refs)
+		ran, err := spreadOver(ctx, 4)
 		if err != nil {
 			return err
 		}
-		fmt.Println("nodes=" + distinct(nodes))
+		fmt.Println("nodes=" + ran)
 	case "fence-work", "fence-victim":
 		return fenceMode(ctx, mode, args) // fence.go
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
 	return nil
+}
+
+// spreadOver runs n SPREAD tasks over the alive nodes, each waiting until
+// tasks run on all of them (the cluster shares this machine's file
+// system), and says which nodes they ran on.
+func spreadOver(ctx context.Context, n int) (string, error) {
+	nodes, err := rayo.Nodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	alive := 0
+	for _, x := range nodes {
+		if x.Alive {
+			alive++
+		}
+	}
+	dir, err := os.MkdirTemp("", "rayo-spread-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	var refs []rayo.Ref[string]
+	for i := 0; i < n; i++ {
+		refs = append(refs, meetNodes.Options(rayo.Spread()).Remote(rayo.V(dir), rayo.V(alive)))
+	}
+	ran, err := rayo.GetAll(ctx, refs)
+	if err != nil {
+		return "", err
+	}
+	return distinct(ran), nil
 }
 
 func distinct(xs []string) string {

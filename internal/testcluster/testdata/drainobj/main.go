@@ -1,0 +1,177 @@
+// Command drainobj is the driver of the drain tests: it makes objects
+// whose only copies are on node B (a MaxRetries(0) task's returns, some of
+// them spilled there, and an actor method's return), says ready=1, waits
+// for a line on stdin (the test drains B meanwhile), then reads each
+// object from a task on node C and here, and prints key=value lines.
+// With a folder DIR, a last MaxRetries(0) task runs on B during the drain:
+// it starts before ready=1 (DIR/started) and returns its 8 MiB once the
+// test writes DIR/release.
+//
+//	drainobj B C N [DIR]    N task returns of 8 MiB, and one actor return
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rayo-dev/rayo"
+)
+
+const size = 8 << 20
+
+// pattern is n bytes that differ with seed and along the slice.
+func pattern(n int, seed uint64) []byte {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	block := make([]byte, 64<<10)
+	_, _ = mrand.NewChaCha8(key).Read(block)
+	b := make([]byte, n)
+	for off := 0; off < n; off += len(block) {
+		if m := copy(b[off:], block); m >= 8 {
+			binary.LittleEndian.PutUint64(b[off:], uint64(off))
+		}
+	}
+	return b
+}
+
+func sum(b []byte) string { return fmt.Sprintf("%08x", crc32.ChecksumIEEE(b)) }
+
+// blob is a large return value, stored in its node's store.
+var blob = rayo.Func1(func(seed int) []byte { return pattern(size, uint64(seed)) })
+
+// held runs until dir/release exists (bounded), then returns a large
+// value.
+var held = rayo.Func2(func(dir string, seed int) []byte {
+	_ = os.WriteFile(filepath.Join(dir, "started"), nil, 0o644)
+	for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(20 * time.Millisecond) { // polling the test's file
+		if _, err := os.Stat(filepath.Join(dir, "release")); err == nil {
+			break
+		}
+	}
+	return pattern(size, uint64(seed))
+})
+
+// crcAt is the checksum of b, and where it was computed.
+var crcAt = rayo.Func1(func(b []byte) string { return sum(b) + "@" + rayo.NodeID() })
+
+// Maker is an actor whose method returns a large value.
+type Maker struct{}
+
+// Blob is what blob returns, made by an actor.
+func (Maker) Blob(seed int) []byte { return pattern(size, uint64(seed)) }
+
+var newMaker = rayo.Actor0(func() Maker { return Maker{} })
+var makeBlob = rayo.Method1(newMaker, Maker.Blob)
+
+func main() {
+	if err := rayo.Init(); err != nil {
+		fmt.Println("init_err=" + err.Error())
+		os.Exit(1)
+	}
+	defer rayo.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := ""
+	if len(os.Args) > 4 {
+		dir = os.Args[4]
+	}
+	if err := run(ctx, os.Args[1], os.Args[2], os.Args[3], dir); err != nil {
+		fmt.Println("err=" + err.Error())
+		rayo.Shutdown()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, b, c, count, dir string) error {
+	n, err := strconv.Atoi(count)
+	if err != nil {
+		return err
+	}
+	refs := make([]rayo.Ref[[]byte], n+1)
+	sums := make([]string, n+1)
+	for i := range n {
+		refs[i] = blob.Options(rayo.Name(fmt.Sprintf("drain-blob-%d", i)), rayo.NodeAffinity(b, false), rayo.MaxRetries(0)).Remote(rayo.V(i))
+		sums[i] = sum(pattern(size, uint64(i)))
+	}
+	maker := newMaker.Options(rayo.NodeAffinity(b, false)).Remote()
+	refs[n] = makeBlob.Remote(maker, rayo.V(n))
+	sums[n] = sum(pattern(size, uint64(n)))
+	// Ready, but never read here before the drain: no copy leaves B.
+	if _, _, err := rayo.Wait(ctx, refs, len(refs)); err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if err := r.Err(); err != nil {
+			return err
+		}
+	}
+	// The actor goes, so that B has no work left; its return stays.
+	if err := rayo.Kill(ctx, maker); err != nil {
+		return err
+	}
+	if dir != "" {
+		// Runs on B while it is drained; its return is made there then.
+		refs = append(refs, held.Options(rayo.Name("drain-held"), rayo.NodeAffinity(b, false), rayo.MaxRetries(0)).Remote(rayo.V(dir), rayo.V(n+1)))
+		sums = append(sums, sum(pattern(size, uint64(n+1))))
+		for end := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) { // polling the task's file
+			if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
+				break
+			}
+			if time.Now().After(end) {
+				return errors.New("the held task did not start on B")
+			}
+		}
+	}
+	fmt.Println("ready=1")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // the test drains B
+
+	start := time.Now()
+	mismatches, onC, lost := 0, 0, 0
+	var lostErrs []string
+	remote := make([]rayo.Ref[string], len(refs))
+	for i, r := range refs {
+		remote[i] = crcAt.Options(rayo.NodeAffinity(c, false)).Remote(r)
+	}
+	for i, r := range refs {
+		got, err := rayo.Get(ctx, remote[i])
+		if err != nil {
+			// Lost: the driver's own read says so too.
+			if _, gerr := rayo.Get(ctx, r); errors.Is(gerr, rayo.ErrObjectLost) {
+				lost++
+				lostErrs = append(lostErrs, oneLine(gerr))
+				continue
+			}
+			return fmt.Errorf("read on %s: %w", c, err)
+		}
+		crc, node, _ := strings.Cut(got, "@")
+		if crc != sums[i] {
+			mismatches++
+		}
+		if node == c {
+			onC++
+		}
+		v, err := rayo.Get(ctx, r)
+		if err != nil {
+			return fmt.Errorf("read here: %w", err)
+		}
+		if sum(v) != sums[i] {
+			mismatches++
+		}
+	}
+	fmt.Printf("mismatches=%d\nread_on_c=%d\nlost=%d\n", mismatches, onC, lost)
+	fmt.Printf("lost_errs=%q\n", strings.Join(lostErrs, " | "))
+	fmt.Printf("read_ms=%d\n", time.Since(start).Milliseconds())
+	return nil
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
