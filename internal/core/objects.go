@@ -417,6 +417,13 @@ func (ot *objectTable) storeValue(ctx context.Context, id ids.ObjectID, p codec.
 		return &pb.Locator{Inline: p.Bytes()}, nil
 	}
 	off, err := ot.createInStore(ctx, id, int64(n), owner)
+	var there *objstore.ExistingError
+	if errors.As(err, &there) {
+		// A task run again (a retry, or a rebuild from lineage) on a node
+		// that has its result sealed already, from an earlier attempt or
+		// as a pulled copy: that copy is the result.
+		return &pb.Locator{InStore: true, Offset: there.Offset, Size: there.Size, NodeAddr: ot.rt.cfg.NodeAddr}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -78,7 +78,9 @@ type RayletClient interface {
 	SetBlocked(worker ids.WorkerID, blocked bool)
 	// CreateObject reserves size bytes for object id in the node's store;
 	// owner is the endpoint of the object's owner, which a drain of the
-	// node tells where the object went.
+	// node tells where the object went. An object sealed there already (a
+	// task run again) is not made twice: the error is an
+	// *objstore.ExistingError naming that copy.
 	CreateObject(ctx context.Context, id ids.ObjectID, size int64, owner string) (int64, error)
 	SealObjects(ids []ids.ObjectID)
 	FreeObjects(ids []ids.ObjectID)

@@ -114,9 +114,12 @@ type Config struct {
 	// head mints the cluster's CA in StateDir/tls at its first start;
 	// another node joins with the join token (K10<fingerprint>::<secret>)
 	// as Token. TLSCert, TLSKey and TLSCA take an operator's own PKI
-	// instead.
+	// instead. TLSCA alone gives the cluster's CA as a file: on the head
+	// with its key TLSCAKey (used instead of minting one), on another
+	// node the CA it pins when it joins with a plain secret as Token.
 	TLS                    bool
 	TLSCert, TLSKey, TLSCA string
+	TLSCAKey               string
 
 	// GCSReconnectTimeout is how long the node goes on without a heartbeat
 	// answered by the control store (away, restarting, or cut off) before
@@ -291,7 +294,7 @@ func (n *Node) startDashboard() {
 		JobEnv: func(string) []string {
 			return []string{"RAYO_TOKEN=" + newJobCredential(n.cfg.Token), pki.EnvJobKey + "=" + pki.JobKey(n.cfg.Token)}
 		},
-		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE"}, // the cluster's secrets, not theirs
+		Hide: []string{"RAYO_REDIS_PASSWORD", "RAYO_TOKEN", "RAYO_TOKEN_FILE", "RAYO_TLS_CA_KEY"}, // the cluster's secrets, not theirs
 		// The control store settles the state of a submission's job by
 		// how its entrypoint ended (STOPPED, or FAILED with its exit).
 		OnEnd: func(i jobs.Info) {

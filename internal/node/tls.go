@@ -23,9 +23,11 @@ var ErrNoPin = errors.New("node: joining over TLS needs the cluster's CA fingerp
 // setupTLS gives the node its credentials and makes them the process's
 // TLS (rpc.SetDefaultTLS), before any TCP link: an operator's files
 // (TLSCert, TLSKey, TLSCA); on the head, a certificate of the cluster's
-// CA, minted at its first start; elsewhere, one the control store signs
-// for the join token's holder. They are saved in the session folder's
-// tls/ for the node's workers and drivers (pki.EnvDir).
+// CA, given (TLSCA and TLSCAKey) or minted at its first start; elsewhere,
+// one the control store signs for the token's holder, over TLS pinned to
+// the join token's fingerprint or to the CA certificate TLSCA. They are
+// saved in the session folder's tls/ for the node's workers and drivers
+// (pki.EnvDir).
 func (n *Node) setupTLS(ctx context.Context) error {
 	cfg := n.cfg
 	if !cfg.TLS {
@@ -36,8 +38,13 @@ func (n *Node) setupTLS(ctx context.Context) error {
 	name := "rayo node " + cfg.Host
 	var creds *pki.Credentials
 	var err error
+	givenCA := cfg.TLSCA != "" && cfg.TLSCert == "" && cfg.TLSKey == ""
 	switch {
-	case cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSCA != "":
+	case cfg.TLSCAKey != "" && (!givenCA || !cfg.Head):
+		return errors.New("node: --tls-ca-key is for the head, with --tls-ca (the cluster's CA) and without --tls-cert/--tls-key")
+	case givenCA && cfg.Head && cfg.TLSCAKey == "":
+		return errors.New("node: on the head, --tls-ca alone takes the cluster's CA: give its key with --tls-ca-key, or --tls-cert and --tls-key for an operator's PKI")
+	case cfg.TLSCert != "" || cfg.TLSKey != "":
 		if cfg.TLSCert == "" || cfg.TLSKey == "" || cfg.TLSCA == "" {
 			return errors.New("node: an operator's PKI takes all three of --tls-cert, --tls-key and --tls-ca")
 		}
@@ -51,6 +58,9 @@ func (n *Node) setupTLS(ctx context.Context) error {
 		if minted {
 			n.logf("rayo: minted the cluster's CA in %s (fingerprint %s)", CADir(cfg.StateDir), pki.Fingerprint(ca.Cert))
 		}
+		if fp, _, _ := pki.ParseToken(cfg.Token); fp != "" && fp != pki.Fingerprint(ca.Cert) {
+			return fmt.Errorf("node: the token pins the CA %s, but the cluster's CA is %s", fp, pki.Fingerprint(ca.Cert))
+		}
 		if creds, err = ca.Issue(name, hosts); err == nil {
 			creds.Issuer = ca
 			n.joinToken = pki.JoinToken(ca.Cert, pki.Secret(cfg.Token))
@@ -61,7 +71,19 @@ func (n *Node) setupTLS(ctx context.Context) error {
 		if perr != nil {
 			return fmt.Errorf("node: %w", perr)
 		}
-		if fp == "" {
+		switch {
+		case givenCA:
+			// The cluster's CA, given as a file (a mounted Secret): pinned
+			// as a join token's fingerprint would be.
+			ca, lerr := pki.LoadCACert(cfg.TLSCA)
+			if lerr != nil {
+				return fmt.Errorf("node: --tls-ca: %w", lerr)
+			}
+			if fp != "" && fp != pki.Fingerprint(ca) {
+				return fmt.Errorf("node: the join token pins the CA %s, --tls-ca is %s: %w", fp, pki.Fingerprint(ca), pki.ErrFingerprint)
+			}
+			token = pki.JoinToken(ca, secret)
+		case fp == "":
 			// A head on this machine, with this state folder, shows its CA.
 			ca, lerr := pki.LoadCA(CADir(cfg.StateDir))
 			if lerr != nil {
@@ -95,12 +117,24 @@ const (
 	caKey   = "ca"
 )
 
-// clusterCA is the head's CA: kept in its state folder and, with Redis,
-// with the control store's tables too, so that a head started again on
-// another machine (another state folder) keeps the CA that its nodes'
-// certificates and join tokens name. Redis's copy wins.
+// clusterCA is the head's CA: the one given by --tls-ca and --tls-ca-key
+// (Redis is not asked: the files are the CA's source), else one kept in
+// its state folder and, with Redis, with the control store's tables too,
+// so that a head started again on another machine (another state folder)
+// keeps the CA that its nodes' certificates and join tokens name. Redis's
+// copy wins.
 func (n *Node) clusterCA(ctx context.Context) (*pki.CA, bool, error) {
 	dir := CADir(n.cfg.StateDir)
+	if n.cfg.TLSCAKey != "" {
+		// The operator's CA (a Kubernetes Secret, say) is the cluster's,
+		// whatever an earlier start kept: copied into the state folder,
+		// where the control store's process reads it to sign.
+		ca, err := pki.LoadCAFiles(n.cfg.TLSCA, n.cfg.TLSCAKey)
+		if err != nil {
+			return nil, false, err
+		}
+		return ca, false, ca.Save(dir)
+	}
 	if n.cfg.RedisAddress == "" {
 		return pki.LoadOrCreateCA(dir)
 	}

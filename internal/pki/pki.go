@@ -206,6 +206,37 @@ func LoadCA(dir string) (*CA, error) {
 	return parseCA(certPEM, keyPEM, "the CA in "+dir)
 }
 
+// LoadCAFiles reads a CA given as files (an operator's: a Kubernetes
+// Secret, say): its certificate and its ECDSA key, in PEM.
+func LoadCAFiles(certFile, keyFile string) (*CA, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("pki: the CA certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("pki: the CA key: %w", err)
+	}
+	return parseCA(certPEM, keyPEM, certFile)
+}
+
+// LoadCACert reads a CA certificate (PEM) from file: the one a node pins
+// when it joins, in place of a join token's fingerprint.
+func LoadCACert(file string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("pki: the CA certificate: %w", err)
+	}
+	certs, err := ParseChain(b)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %s: %w", file, err)
+	}
+	if len(certs) != 1 || !certs[0].IsCA {
+		return nil, fmt.Errorf("pki: %s: want one CA certificate, have %d certificates (the first a CA's: %v)", file, len(certs), certs[0].IsCA)
+	}
+	return certs[0], nil
+}
+
 // Fingerprint is the SHA-256 of a certificate, in hex: what a join token
 // pins.
 func Fingerprint(cert *x509.Certificate) string {

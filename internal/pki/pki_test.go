@@ -225,3 +225,68 @@ func TestCAMarshal(t *testing.T) {
 		t.Fatalf("a node certificate parsed as a CA: %v", err)
 	}
 }
+
+// TestLoadCAFilesAndCert: a CA given as files (an operator's Secret) is
+// read back as the one written; a certificate that is not a CA's, two
+// certificates, a key that is not the certificate's, and missing files are
+// refused, each saying why.
+func TestLoadCAFilesAndCert(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := NewCA("given")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewCA("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := ca.keyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := other.keyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue("node", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"ca.crt": PEM(ca.Cert), "ca.key": caKey, "other.key": otherKey,
+		"leaf.crt": PEM(leaf.Cert.Leaf), "two.crt": PEM(ca.Cert, other.Cert), "empty.crt": nil,
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := func(name string) string { return filepath.Join(dir, name) }
+
+	got, err := LoadCAFiles(f("ca.crt"), f("ca.key"))
+	if err != nil || Fingerprint(got.Cert) != Fingerprint(ca.Cert) || !got.Key.Equal(ca.Key) {
+		t.Fatalf("LoadCAFiles: %v", err)
+	}
+	cert, err := LoadCACert(f("ca.crt"))
+	if err != nil || Fingerprint(cert) != Fingerprint(ca.Cert) {
+		t.Fatalf("LoadCACert: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"another CA's key", func() error { _, err := LoadCAFiles(f("ca.crt"), f("other.key")); return err }(), "private key does not match"},
+		{"a node's certificate as the CA's", func() error { _, err := LoadCAFiles(f("leaf.crt"), f("ca.key")); return err }(), "private key does not match"},
+		{"no key file", func() error { _, err := LoadCAFiles(f("ca.crt"), f("none.key")); return err }(), "the CA key"},
+		{"no certificate file", func() error { _, err := LoadCAFiles(f("none.crt"), f("ca.key")); return err }(), "the CA certificate"},
+		{"a node's certificate pinned", func() error { _, err := LoadCACert(f("leaf.crt")); return err }(), "want one CA certificate"},
+		{"two certificates pinned", func() error { _, err := LoadCACert(f("two.crt")); return err }(), "have 2 certificates"},
+		{"an empty file pinned", func() error { _, err := LoadCACert(f("empty.crt")); return err }(), "no certificate"},
+		{"a key pinned", func() error { _, err := LoadCACert(f("ca.key")); return err }(), "no certificate"},
+	} {
+		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, tc.err, tc.want)
+		}
+	}
+}

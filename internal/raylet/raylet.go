@@ -119,6 +119,7 @@ type Raylet struct {
 	mem   *memMonitor // the memory monitor (memory.go)
 
 	gone      []*workerProc // the last workers that ended, for the state API
+	creates   creators      // unsealed creates, by connection (create.go)
 	sealMu    sync.Mutex    // protects sealWake
 	sealWake  chan struct{} // closed (and replaced) when objects are sealed
 	logWakeMu sync.Mutex    // protects logWake
@@ -469,6 +470,7 @@ func (r *Raylet) register(c *rpc.Conn, req *pb.RegisterWorker) error {
 
 // connClosed handles a worker (or a remote owner) going away.
 func (r *Raylet) connClosed(c *rpc.Conn, _ error) {
+	r.abortCreatesOf(c)
 	r.spill.connGone(c)
 	var after []func()
 	r.mu.Lock()

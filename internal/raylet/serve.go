@@ -39,8 +39,8 @@ func (r *Raylet) newMux() *rpc.Mux {
 	rpc.HandleNotify(mx, rpc.UnpinObjects, func(ctx context.Context, req *pb.ObjectIDs) {
 		r.spill.unpin(rpc.ConnOf(ctx), objectIDs(req))
 	})
-	rpc.HandleNotify(mx, rpc.SealObjects, func(_ context.Context, req *pb.ObjectIDs) { r.SealObjects(objectIDs(req)) })
-	rpc.HandleNotify(mx, rpc.FreeObjects, func(_ context.Context, req *pb.ObjectIDs) { r.FreeObjects(objectIDs(req)) })
+	rpc.HandleNotify(mx, rpc.SealObjects, r.serveSeal)
+	rpc.HandleNotify(mx, rpc.FreeObjects, r.serveFree)
 	rpc.HandleNotify(mx, rpc.ActorAlive, func(_ context.Context, req *pb.ActorName) { r.ActorAlive(req.ActorId, req.WorkerAddr) })
 	rpc.HandleAsync(mx, rpc.JobDone, func(ctx context.Context, _ *pb.Empty, reply func(*pb.Empty, error)) {
 		// The driver is about to leave: pass on its workers' last output

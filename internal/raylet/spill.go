@@ -723,10 +723,23 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 		reply(nil, err)
 		return
 	}
-	owner := objOwner{addr: req.OwnerAddr, job: connJob(rpc.ConnOf(ctx))}
-	off, err := r.store.Create(oid, req.Size)
+	c := rpc.ConnOf(ctx)
+	owner := objOwner{addr: req.OwnerAddr, job: connJob(c)}
+	var off int64
+	if r.spilled(oid) {
+		err = objstore.ErrExists // a run again of the task that made it (create.go)
+	} else {
+		off, err = r.store.Create(oid, req.Size)
+	}
+	if errors.Is(err, objstore.ErrExists) {
+		if !r.offLoop(c, func(ctx context.Context) { reply(r.createExisting(ctx, c, oid, req.Size, owner)) }) {
+			reply(nil, ErrClosed)
+		}
+		return
+	}
 	if err == nil || !errors.Is(err, objstore.ErrFull) || r.spill.disk == nil {
 		if err == nil {
+			r.creates.add(c, oid)
 			r.owners.set(oid, owner)
 			r.spill.maybeSpill()
 		}
@@ -737,9 +750,14 @@ func (r *Raylet) serveCreate(ctx context.Context, req *pb.CreateObject, reply fu
 	r.spill.mu.Lock()
 	r.spill.creating[oid] = true
 	r.spill.mu.Unlock()
-	if !r.offLoop(rpc.ConnOf(ctx), func(ctx context.Context) {
+	if !r.offLoop(c, func(ctx context.Context) {
 		off, err := r.spill.create(ctx, oid, req.Size)
+		if errors.Is(err, objstore.ErrExists) {
+			reply(r.createExisting(ctx, c, oid, req.Size, owner))
+			return
+		}
 		if err == nil {
+			r.creates.add(c, oid)
 			r.owners.set(oid, owner)
 		}
 		reply(objectReply(off, err))

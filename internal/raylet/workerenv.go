@@ -24,11 +24,11 @@ var workerEnvNames = map[string]bool{
 	"GOTRACEBACK": true, "GOCOVERDIR": true,
 }
 
-// secretEnvNames are rayo's variables that hold secrets: never passed on
-// from the daemon's environment (a worker that needs the token is given it
-// on its own, EnvToken).
+// secretEnvNames are rayo's variables that hold secrets, or name their
+// files: never passed on from the daemon's environment (a worker that
+// needs the token is given it on its own, EnvToken).
 var secretEnvNames = map[string]bool{
-	"RAYO_TOKEN": true, "RAYO_TOKEN_FILE": true, "RAYO_REDIS_PASSWORD": true,
+	"RAYO_TOKEN": true, "RAYO_TOKEN_FILE": true, "RAYO_REDIS_PASSWORD": true, "RAYO_TLS_CA_KEY": true,
 }
 
 // passesToWorkers reports whether the variable name of the daemon's

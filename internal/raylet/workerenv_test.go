@@ -10,6 +10,7 @@ func TestWorkerEnvOfADaemonIsAnAllowList(t *testing.T) {
 		"PATH=/usr/bin", "HOME=/home/op", "LANG=C.UTF-8", "LC_ALL=C", "GOMAXPROCS=2",
 		"RAYO_DEBUG=1", "RAYO_STATE_DIR=/var/lib/rayo",
 		"RAYO_TOKEN=cluster-secret", "RAYO_REDIS_PASSWORD=redis-secret", "RAYO_TOKEN_FILE=/etc/rayo/token",
+		"RAYO_TLS_CA_KEY=/etc/rayo/tls/ca.key",
 		"AWS_SECRET_ACCESS_KEY=cloud-secret", "DATABASE_URL=postgres://op:pw@db", "PATHOLOGICAL", "=odd",
 	}
 	want := []string{"PATH=/usr/bin", "HOME=/home/op", "LANG=C.UTF-8", "LC_ALL=C", "GOMAXPROCS=2",

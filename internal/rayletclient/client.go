@@ -106,7 +106,9 @@ func (c *Client) SetBlocked(w ids.WorkerID, blocked bool) {
 }
 
 // CreateObject reserves space in the store for an object owned by the
-// process at the endpoint owner.
+// process at the endpoint owner. An object already sealed there is not
+// created again: the error is an *objstore.ExistingError saying where it
+// is.
 func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64, owner string) (int64, error) {
 	r := &pb.CreateObjectReply{}
 	if err := c.Conn.Call(ctx, rpc.MCreateObject, &pb.CreateObject{ObjectId: id[:], Size: size, OwnerAddr: owner}, r); err != nil {
@@ -115,6 +117,10 @@ func (c *Client) CreateObject(ctx context.Context, id ids.ObjectID, size int64, 
 			c.FreeObjects([]ids.ObjectID{id})
 		}
 		return 0, fmt.Errorf("raylet: create object: %w", err)
+	}
+	if r.Exists {
+		// Sealed there already: a task run again, whose result that is.
+		return 0, &objstore.ExistingError{ID: id, Offset: r.Offset, Size: r.Size}
 	}
 	if r.Error != "" {
 		if r.Full {

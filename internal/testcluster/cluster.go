@@ -178,15 +178,36 @@ func (n *Node) Output() string {
 // started.
 func (n *Node) ID() string {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.id == "" {
+	id, done := n.id, n.done
+	n.mu.Unlock()
+	if id != "" {
+		return id
+	}
+	// The daemon writes its record once it has joined: the control store
+	// counts it alive (WaitAlive) a moment before. Wait for the record
+	// while the daemon runs.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
 		rec, err := node.ReadCluster(n.StateDir)
-		if err != nil {
+		if err == nil {
+			n.mu.Lock()
+			if n.done == done {
+				n.id = rec.Node
+			}
+			n.mu.Unlock()
+			return rec.Node
+		}
+		exited := false
+		select {
+		case <-done:
+			exited = true
+		default:
+		}
+		if exited || time.Now().After(deadline) {
 			n.c.t.Fatalf("%s: %v", n.Name, err)
 		}
-		n.id = rec.Node
+		time.Sleep(20 * time.Millisecond) // polling another process's file
 	}
-	return n.id
 }
 
 // Dashboard is the head's API server, http://HOST:PORT.

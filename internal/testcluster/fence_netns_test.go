@@ -8,9 +8,6 @@ import (
 	"time"
 )
 
-// heal brings node i's link to the bridge back up.
-func (nw *netns) heal(i int) { ipCmd(nw.t, "-n", nw.hub, "link", "set", nw.hostIf[i], "up") }
-
 // TestPartitionedNodeFenced cuts a node off by its network namespace for
 // longer than the health timeout, with work running on it and a driver
 // attached to it. The node, hearing nothing from the control store for

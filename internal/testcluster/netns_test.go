@@ -2,122 +2,16 @@ package testcluster
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 )
 
-// netns is a small network of namespaces for one test: a hub namespace
-// holding a bridge, and one namespace per node, each joined to the bridge
-// by a veth pair and given its own address on one /24. The test process's
-// own namespace joins the bridge too (at .254) so that it can reach the
-// control store. The bridge lives in the hub, not in the root namespace, so
-// that the root namespace's firewall (a FORWARD policy of DROP, with
-// bridged traffic sent through it) cannot get in the way.
-type netns struct {
-	t      *testing.T
-	hub    string   // the hub namespace, holding the bridge
-	ns     []string // the nodes' namespaces
-	hostIf []string // each node's veth on the bridge side, in the hub
-	addr   []string // each node's address
-	rootIf string   // the root namespace's veth
-	subnet string   // 10.201.X
-}
+// netns is the tests' name for Netns.
+type netns = Netns
 
-// ipCmd runs ip with args and fails the test if it fails.
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// freeSubnet picks 10.201.X.0/24 with no address or route of this
-// machine in it, starting from the pid so that tests running at once pick
-// apart.
-func freeSubnet(t *testing.T) string {
-	t.Helper()
-	addrs, _ := exec.Command("ip", "-4", "addr").CombinedOutput()
-	routes, _ := exec.Command("ip", "-4", "route").CombinedOutput()
-	used := string(addrs) + string(routes)
-	for i := 0; i < 250; i++ {
-		x := (os.Getpid()+i)%250 + 1
-		s := fmt.Sprintf("10.201.%d", x)
-		if !strings.Contains(used, s+".") {
-			return s
-		}
-	}
-	t.Skip("no free 10.201.X.0/24 subnet")
-	return ""
-}
-
-// newNetns makes n node namespaces on one subnet; t.Cleanup removes them
-// all, even when the set-up fails half-way. Call it before starting any
-// process in them: cleanups run last first, so processes started later
-// are killed before their namespaces go.
-func newNetns(t *testing.T, n int) *netns {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("network namespaces need ip (iproute2): ", err)
-	}
-	pid := os.Getpid()
-	nw := &netns{
-		t:      t,
-		hub:    fmt.Sprintf("rayo%d-hub", pid),
-		rootIf: fmt.Sprintf("rv%dr", pid),
-		subnet: freeSubnet(t),
-	}
-	t.Cleanup(nw.remove)
-	ipCmd(t, "netns", "add", nw.hub)
-	ipCmd(t, "-n", nw.hub, "link", "set", "lo", "up")
-	ipCmd(t, "-n", nw.hub, "link", "add", "br0", "type", "bridge")
-	ipCmd(t, "-n", nw.hub, "link", "set", "br0", "up")
-
-	// The root namespace's way in.
-	ipCmd(t, "link", "add", nw.rootIf, "type", "veth", "peer", "name", "root", "netns", nw.hub)
-	ipCmd(t, "-n", nw.hub, "link", "set", "root", "master", "br0", "up")
-	ipCmd(t, "addr", "add", nw.subnet+".254/24", "dev", nw.rootIf)
-	ipCmd(t, "link", "set", nw.rootIf, "up")
-
-	for i := 1; i <= n; i++ {
-		ns := fmt.Sprintf("rayo%d-%d", pid, i)
-		hostIf := fmt.Sprintf("n%d", i)
-		addr := fmt.Sprintf("%s.%d", nw.subnet, i)
-		ipCmd(t, "netns", "add", ns)
-		nw.ns = append(nw.ns, ns)
-		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
-		ipCmd(t, "-n", nw.hub, "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		ipCmd(t, "-n", nw.hub, "link", "set", hostIf, "master", "br0", "up")
-		ipCmd(t, "-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
-		ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
-		nw.hostIf = append(nw.hostIf, hostIf)
-		nw.addr = append(nw.addr, addr)
-	}
-	return nw
-}
-
-// wrap runs a command in node i's namespace.
-func (nw *netns) wrap(i int) []string { return []string{"ip", "netns", "exec", nw.ns[i]} }
-
-// cut takes node i's link to the bridge down on the bridge's side: its
-// packets go nowhere, and nobody is told (no RST, no FIN).
-func (nw *netns) cut(i int) { ipCmd(nw.t, "-n", nw.hub, "link", "set", nw.hostIf[i], "down") }
-
-// remove deletes the namespaces (and with them every veth and the bridge).
-func (nw *netns) remove() {
-	for _, ns := range append(append([]string(nil), nw.ns...), nw.hub) {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			nw.t.Logf("ip netns del %s: %v %s", ns, err, out)
-		}
-	}
-	// Gone with its peer in the hub; in case the hub was never made.
-	_ = exec.Command("ip", "link", "del", nw.rootIf).Run()
-}
+// newNetns is NewNetns.
+func newNetns(t *testing.T, n int) *netns { return NewNetns(t, n) }
 
 // TestNetnsCluster runs a cluster whose three nodes are in network
 // namespaces of their own, on addresses of their own, moves objects

@@ -91,8 +91,30 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	}
 	// Two worker groups and Redis: three Deployments; the head's two
 	// Services and Redis's.
-	want := map[string]int{"Deployment": 3, "StatefulSet": 1, "Service": 3, "Secret": 1}
+	// The token's Secret and the CA's.
+	want := map[string]int{"Deployment": 3, "StatefulSet": 1, "Service": 3, "Secret": 2}
 	if fmt.Sprint(kinds) != fmt.Sprint(want) {
 		t.Errorf("created %v, want %v", kinds, want)
+	}
+
+	// An upgrade (rendered with the API server to look the release's
+	// objects up in) keeps the CA and the token that the install made:
+	// the nodes' certificates and pins stay good.
+	up, err := renderWith(t, map[string]any{"redis": map[string]any{"enabled": true}}, cfg)
+	if err != nil {
+		t.Fatalf("render an upgrade: %v", err)
+	}
+	for _, name := range []string{"demo-rayo-tls", "demo-rayo-token"} {
+		var stored corev1.Secret
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "ml", Name: name}, &stored); err != nil {
+			t.Fatal(err)
+		}
+		got := up.secrets[name]
+		if got == nil || len(stored.Data) == 0 || fmt.Sprint(got.Data) != fmt.Sprint(stored.Data) {
+			t.Errorf("the upgrade renders %s anew, not as installed", name)
+		}
+	}
+	if !caOf(t, up.secrets["demo-rayo-tls"]).Equal(caOf(t, m.secrets["demo-rayo-tls"])) {
+		t.Error("the upgrade's CA is not the install's")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 )
 
@@ -33,18 +34,32 @@ type manifests struct {
 }
 
 // render renders the chart as the release "demo" in namespace "ml" with
-// vals over its values.yaml.
+// vals over its values.yaml, as an install without a cluster to look
+// objects up in (helm template).
 func render(t *testing.T, vals map[string]any) (manifests, error) {
+	t.Helper()
+	return renderWith(t, vals, nil)
+}
+
+// renderWith is render; with cfg, as an upgrade of the release on the API
+// server cfg reaches, whose objects the chart's lookup calls find.
+func renderWith(t *testing.T, vals map[string]any, cfg *rest.Config) (manifests, error) {
 	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatalf("load the chart: %v", err)
 	}
-	top, err := util.ToRenderValues(ch, vals, common.ReleaseOptions{Name: "demo", Namespace: "ml", IsInstall: true}, nil)
+	opts := common.ReleaseOptions{Name: "demo", Namespace: "ml", IsInstall: cfg == nil, IsUpgrade: cfg != nil}
+	top, err := util.ToRenderValues(ch, vals, opts, nil)
 	if err != nil {
 		return manifests{}, err
 	}
-	files, err := engine.Render(ch, top)
+	var files map[string]string
+	if cfg == nil {
+		files, err = engine.Render(ch, top)
+	} else {
+		files, err = engine.RenderWithClient(ch, top, cfg)
+	}
 	if err != nil {
 		return manifests{}, err
 	}
@@ -147,9 +162,10 @@ func TestDefaultRelease(t *testing.T) {
 	if got, want := names(m.services), []string{"demo-rayo-head", "demo-rayo-head-pods"}; !slices.Equal(got, want) {
 		t.Errorf("services %v, want %v", got, want)
 	}
-	if got, want := names(m.secrets), []string{"demo-rayo-token"}; !slices.Equal(got, want) {
+	if got, want := names(m.secrets), []string{"demo-rayo-tls", "demo-rayo-token"}; !slices.Equal(got, want) {
 		t.Errorf("secrets %v, want %v", got, want)
 	}
+	checkCASecret(t, m.secrets["demo-rayo-tls"])
 	if tok := m.secrets["demo-rayo-token"].Data["token"]; len(tok) != 32 {
 		t.Errorf("the generated token is %q, want 32 random characters", tok)
 	}
@@ -189,11 +205,13 @@ func TestDefaultRelease(t *testing.T) {
 	if _, ok := env["RAYO_REDIS_ADDRESS"]; ok {
 		t.Errorf("Redis without redis.enabled")
 	}
-	if p := hc.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/api/v0/healthz" || p.HTTPGet.Port.String() != "dashboard" {
-		t.Errorf("head readiness probe %+v, want GET /api/v0/healthz on the dashboard port", p)
+	// Beyond loopback, the API server serves HTTPS.
+	if p := hc.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/api/v0/healthz" || p.HTTPGet.Port.String() != "dashboard" ||
+		p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+		t.Errorf("head readiness probe %+v, want GET https /api/v0/healthz on the dashboard port", p)
 	}
-	if p := hc.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/api/v0/healthz" {
-		t.Errorf("head liveness probe %+v, want GET /api/v0/healthz", p)
+	if p := hc.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/api/v0/healthz" || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+		t.Errorf("head liveness probe %+v, want GET https /api/v0/healthz", p)
 	}
 
 	w := m.deployments["demo-rayo-worker-default"]
@@ -252,6 +270,7 @@ func checkNode(t *testing.T, what string, spec corev1.PodSpec, memMiB int64, sto
 	if !mounted {
 		t.Errorf("%s: the token Secret is not mounted read-only at /etc/rayo/token", what)
 	}
+	checkNodeTLS(t, what, spec, "demo-rayo-tls")
 	if spec.SecurityContext == nil || spec.SecurityContext.FSGroup == nil || c.SecurityContext == nil || c.SecurityContext.RunAsUser == nil ||
 		*spec.SecurityContext.FSGroup != *c.SecurityContext.RunAsUser {
 		t.Errorf("%s: the token file is not readable by the daemon's user (fsGroup and runAsUser differ)", what)
@@ -327,8 +346,8 @@ func TestTokenChoices(t *testing.T) {
 		t.Errorf("token %q, want the given one", got)
 	}
 	m = mustRender(t, map[string]any{"token": map[string]any{"existingSecret": "mine"}})
-	if len(m.secrets) != 0 {
-		t.Errorf("secrets %v made beside an existing one", names(m.secrets))
+	if _, ok := m.secrets["demo-rayo-token"]; ok {
+		t.Errorf("a token Secret made beside an existing one")
 	}
 	for _, v := range m.statefulSets["demo-rayo-head"].Spec.Template.Spec.Volumes {
 		if v.Name == "token" && (v.Secret == nil || v.Secret.SecretName != "mine") {

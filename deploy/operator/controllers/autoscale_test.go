@@ -3,10 +3,8 @@ package controllers_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -222,22 +220,14 @@ type headStatus struct {
 	} `json:"autoscaler"`
 }
 
-// readHeadStatus runs `rayo status --json` against the cluster's head.
+// readHeadStatus runs `rayo status --json` in the cluster's head pod (as
+// kubectl exec would: the cluster's links are TLS, with the credentials
+// in the pod).
 func readHeadStatus(t *testing.T, ctx context.Context, cluster string) (*headStatus, error) {
 	t.Helper()
-	addr, err := suite.kubelet.ResolveService(ctx, controllers.HeadName(cluster), controllers.PortControlStore)
+	out, err := suite.kubelet.Exec(ctx, controllers.HeadName(cluster), "rayo", "status", "--json")
 	if err != nil {
 		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, suite.rayo, "status", "--json", "--address", addr, "--token", token(t, ctx, cluster))
-	cmd.Env = append(os.Environ(), "RAYO_STATE_DIR="+t.TempDir())
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("rayo status: %w: %s", err, ee.Stderr)
-		}
-		return nil, fmt.Errorf("rayo status: %w", err)
 	}
 	var st headStatus
 	if err := json.Unmarshal(out, &st); err != nil {
@@ -460,14 +450,8 @@ func TestAutoscaledWorkerThatLeftIsReplacedByTheAutoscaler(t *testing.T) {
 		}
 		return nodeID != "", nil
 	})
-	addr, err := suite.kubelet.ResolveService(ctx, controllers.HeadName(name), controllers.PortControlStore)
-	if err != nil {
-		t.Fatal(err)
-	}
-	drain := exec.CommandContext(ctx, suite.rayo, "drain", nodeID, "--address", addr, "--token", token(t, ctx, name))
-	drain.Env = append(os.Environ(), "RAYO_STATE_DIR="+t.TempDir())
-	if out, err := drain.CombinedOutput(); err != nil {
-		t.Fatalf("rayo drain: %v\n%s", err, out)
+	if out, err := suite.kubelet.Exec(ctx, controllers.HeadName(name), "rayo", "drain", nodeID); err != nil {
+		t.Fatalf("rayo drain in the head pod: %v\n%s", err, out)
 	}
 	var second string
 	waitFor(t, 2*time.Minute, "a new worker ready in place of the drained one", func() (bool, error) {

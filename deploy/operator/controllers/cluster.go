@@ -1,5 +1,5 @@
 // Package controllers reconciles the operator's resources: a RayoCluster
-// into its token Secret, head Service and the pods of its head and
+// into its token and TLS Secrets, head Service and the pods of its head and
 // worker groups (made directly, as KubeRay does, so that the operator
 // decides which worker goes on scale-down), and a RayoJob into a
 // submission to its cluster's API server.
@@ -68,6 +68,9 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 	}
 	if err := r.ensureSecret(ctx, &c); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureTLSSecret(ctx, &c); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.ensureCreated(ctx, headService(&c)); err != nil {
@@ -212,6 +215,26 @@ func (r *ClusterReconciler) ensureSecret(ctx context.Context, c *v1alpha1.RayoCl
 	return nil
 }
 
+// ensureTLSSecret mints the cluster's CA into its TLS Secret if the
+// Secret is missing: once, since a Secret that exists is never replaced
+// (a second reconcile that has not seen it yet loses the create), and the
+// nodes' certificates and pins stay good for the cluster's life.
+func (r *ClusterReconciler) ensureTLSSecret(ctx context.Context, c *v1alpha1.RayoCluster) error {
+	var s corev1.Secret
+	err := r.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: TLSSecretName(c.Name)}, &s)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	certPEM, keyPEM, err := newCA(c)
+	if err != nil {
+		return fmt.Errorf("the cluster's CA: %w", err)
+	}
+	if err := r.ensureCreated(ctx, tlsSecret(c, certPEM, keyPEM)); err != nil {
+		return fmt.Errorf("TLS secret: %w", err)
+	}
+	return nil
+}
+
 // ensureCreated creates obj unless it exists.
 func (r *ClusterReconciler) ensureCreated(ctx context.Context, obj client.Object) error {
 	if err := r.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -314,6 +337,7 @@ func (r *ClusterReconciler) finalize(ctx context.Context, c *v1alpha1.RayoCluste
 	for _, o := range []client.Object{
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: HeadName(c.Name), Namespace: c.Namespace}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: TokenSecretName(c.Name), Namespace: c.Namespace}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: TLSSecretName(c.Name), Namespace: c.Namespace}},
 	} {
 		if err := r.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("delete %s: %w", o.GetName(), err)

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/rayo-dev/rayo/deploy/operator/api/v1alpha1"
 	"github.com/rayo-dev/rayo/deploy/operator/controllers"
+	"github.com/rayo-dev/rayo/internal/autoscaler"
 )
 
 // A RayoCluster with two workers comes up: its pods are made and run,
@@ -27,7 +29,7 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 		t.Fatalf("create: %v", err)
 	}
 	got := waitReady(t, ctx, "up", 3)
-	if !got.Status.HeadReady || got.Status.DashboardURL != "http://up-head.rayo-test.svc:8265" || got.Status.Address != "up-head.rayo-test.svc:6379" {
+	if !got.Status.HeadReady || got.Status.DashboardURL != "https://up-head.rayo-test.svc:8265" || got.Status.Address != "up-head.rayo-test.svc:6379" {
 		t.Errorf("status = %+v", got.Status)
 	}
 	if !controllerutil.ContainsFinalizer(got, controllers.ClusterFinalizer) {
@@ -55,9 +57,10 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 		if env["RAYO_OBJECT_STORE_MEMORY"] != want || env["RAYO_TOKEN_FILE"] != controllers.TokenFile {
 			t.Errorf("pod %s: store %q token file %q, want %q and %q", p.Name, env["RAYO_OBJECT_STORE_MEMORY"], env["RAYO_TOKEN_FILE"], want, controllers.TokenFile)
 		}
-		if ctr.ReadinessProbe == nil || ctr.Lifecycle == nil || ctr.Lifecycle.PreStop == nil {
-			t.Errorf("pod %s: no readiness probe or preStop hook", p.Name)
+		if ctr.ReadinessProbe == nil || ctr.Lifecycle == nil || ctr.Lifecycle.PreStop == nil || ctr.Lifecycle.PreStop.Exec == nil {
+			t.Fatalf("pod %s: no readiness probe or preStop hook", p.Name)
 		}
+		checkPodTLS(t, &p)
 		if p.Spec.NodeName != "standin" || p.Status.PodIP != "127.0.0.1" {
 			t.Errorf("pod %s: node %q IP %q: the stand-in kubelet did not run it", p.Name, p.Spec.NodeName, p.Status.PodIP)
 		}
@@ -87,7 +90,12 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 		t.Errorf("rayo status: %d heads, node types %v", heads, types)
 	}
 
-	// The operator makes a pod again that goes missing.
+	checkClusterTLS(t, ctx, "up", pods)
+	ca := tlsSecret(t, ctx, "up")
+
+	// The operator makes a pod again that goes missing. The deleted
+	// pod's preStop hook drains its node: it leaves the cluster DEAD,
+	// drained, not lost.
 	victim := pods[0]
 	if victim.Labels[controllers.LabelGroup] == controllers.HeadGroup {
 		victim = pods[1]
@@ -95,6 +103,15 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 	if err := suite.client.Delete(ctx, &victim); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, time.Minute, "the deleted worker's node drained", func() (bool, error) {
+		all, err := rayoStatusAll(ctx, "up")
+		for _, n := range all {
+			if n.Labels[autoscaler.LabelInstance] == victim.Name {
+				return n.State == "DEAD" && strings.Contains(n.DeathReason, "drained"), err
+			}
+		}
+		return false, err
+	})
 	waitFor(t, 2*time.Minute, "a worker pod replaced, 3 ready again", func() (bool, error) {
 		c, err := getCluster(ctx, "up")
 		if err != nil {
@@ -104,6 +121,7 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 		return err == nil && c.Status.ReadyNodes == 3 && len(ps) == 2 &&
 			!slices.ContainsFunc(ps, func(p corev1.Pod) bool { return p.Name == victim.Name }), err
 	})
+	checkCAKept(t, ctx, "up", ca)
 
 	running := suite.kubelet.Running()
 	deleteCluster(t, ctx, "up")
@@ -115,7 +133,7 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 	if n := suite.kubelet.Running(); n > running-3 {
 		t.Errorf("%d processes run after deleting the cluster, had %d", n, running)
 	}
-	for _, name := range []string{"up-head", "up-token"} {
+	for _, name := range []string{"up-head", "up-token", "up-tls"} {
 		err := suite.client.Get(ctx, client.ObjectKey{Namespace: testNS, Name: name}, &corev1.Secret{})
 		if name == "up-head" {
 			err = suite.client.Get(ctx, client.ObjectKey{Namespace: testNS, Name: name}, &corev1.Service{})

@@ -207,8 +207,30 @@ func (r *JobReconciler) apiClient(ctx context.Context, c *v1alpha1.RayoCluster) 
 	api.HTTP = r.HTTP
 	if api.HTTP == nil {
 		api.HTTP = &http.Client{Timeout: 30 * time.Second}
+		if strings.HasPrefix(api.Base, "https://") {
+			// The head's certificate is of the cluster's CA, which the
+			// operator minted: its chain is checked against it (not
+			// the host name, which the certificate does not carry).
+			if err := r.trustClusterCA(ctx, c, api); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return api, nil
+}
+
+// trustClusterCA makes api check the API server's certificate against c's
+// CA, from its TLS Secret.
+func (r *JobReconciler) trustClusterCA(ctx context.Context, c *v1alpha1.RayoCluster, api *stateapi.Client) error {
+	var s corev1.Secret
+	if err := r.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: TLSSecretName(c.Name)}, &s); err != nil {
+		return fmt.Errorf("the CA of %s: %w", c.Name, err)
+	}
+	if err := api.TrustCA(s.Data[CACertKey]); err != nil {
+		return fmt.Errorf("the CA of %s: %w", c.Name, err)
+	}
+	api.HTTP.Timeout = 30 * time.Second
+	return nil
 }
 
 // submit posts the job's entrypoint to the cluster; a submission already

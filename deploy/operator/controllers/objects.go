@@ -2,11 +2,14 @@ package controllers
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/rayo-dev/rayo/deploy/operator/api/v1alpha1"
 	"github.com/rayo-dev/rayo/internal/autoscaler"
+	"github.com/rayo-dev/rayo/internal/pki"
 )
 
 // The labels the operator puts on the objects it makes.
@@ -39,6 +43,26 @@ const (
 // Secret mounted as a file (--token-file), kept out of argv and env.
 const TokenFile = "/etc/rayo/token/token"
 
+// The cluster's CA, which the operator mints into the TLS Secret
+// (TLSSecretName) and mounts in the pods under TLSDir: the head's has the
+// certificate and the key (--tls-ca and --tls-ca-key: it signs the nodes'
+// certificates with it), the workers' the certificate alone (--tls-ca: the
+// CA they pin when they join, before they send the token).
+const (
+	TLSDir    = "/etc/rayo/tls"
+	CACertKey = "ca.crt"
+	CAKeyKey  = "ca.key"
+)
+
+// DrainDeadline is how long a worker pod's preStop hook (rayo drain
+// --self) lets the node's running work finish before it is killed and
+// retried elsewhere; the pod's terminationGracePeriodSeconds is
+// workerGrace, which covers it and the daemon's exit.
+const DrainDeadline = 50 * time.Second
+
+// workerGrace is a worker pod's terminationGracePeriodSeconds.
+const workerGrace = int64(DrainDeadline/time.Second) + 10
+
 // DefaultImage is the image a NodeSpec without one runs.
 const DefaultImage = "rayo:latest"
 
@@ -51,15 +75,21 @@ func HeadName(cluster string) string { return cluster + "-head" }
 // TokenSecretName is the name of the Secret holding a cluster's token.
 func TokenSecretName(cluster string) string { return cluster + "-token" }
 
+// TLSSecretName is the name of the Secret holding a cluster's CA
+// (CACertKey, CAKeyKey).
+func TLSSecretName(cluster string) string { return cluster + "-tls" }
+
 // ServiceAddress is the head Service's control-store address as a pod
 // in the namespace reaches it.
 func ServiceAddress(c *v1alpha1.RayoCluster) string {
 	return fmt.Sprintf("%s:%d", HeadName(c.Name), PortControlStore)
 }
 
-// DashboardURL is the head's API server as the cluster's DNS names it.
+// DashboardURL is the head's API server as the cluster's DNS names it:
+// HTTPS, with the head's certificate of the cluster's CA (an API server
+// beyond loopback serves TLS).
 func DashboardURL(c *v1alpha1.RayoCluster) string {
-	return fmt.Sprintf("http://%s.%s.svc:%d", HeadName(c.Name), c.Namespace, PortDashboard)
+	return fmt.Sprintf("https://%s.%s.svc:%d", HeadName(c.Name), c.Namespace, PortDashboard)
 }
 
 // ownerRef makes c the controlling owner of what it is put on.
@@ -92,6 +122,29 @@ func tokenSecret(c *v1alpha1.RayoCluster, token string) *corev1.Secret {
 			Labels: map[string]string{LabelCluster: c.Name}, OwnerReferences: []metav1.OwnerReference{ownerRef(c)}},
 		Type:       corev1.SecretTypeOpaque,
 		StringData: map[string]string{"token": token},
+	}
+}
+
+// newCA mints a cluster's CA: its certificate and its key, in PEM.
+func newCA(c *v1alpha1.RayoCluster) (certPEM, keyPEM []byte, err error) {
+	ca, err := pki.NewCA("rayo cluster CA " + c.Namespace + "/" + c.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(ca.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the CA's key: %w", err)
+	}
+	return pki.PEM(ca.Cert), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+}
+
+// tlsSecret is the cluster's TLS Secret: its CA's certificate and key.
+func tlsSecret(c *v1alpha1.RayoCluster, certPEM, keyPEM []byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: TLSSecretName(c.Name), Namespace: c.Namespace,
+			Labels: map[string]string{LabelCluster: c.Name}, OwnerReferences: []metav1.OwnerReference{ownerRef(c)}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{CACertKey: certPEM, CAKeyKey: keyPEM},
 	}
 }
 
@@ -135,17 +188,17 @@ func nodePod(c *v1alpha1.RayoCluster, group, name string, spec v1alpha1.NodeSpec
 		{Name: "RAYO_BLOCK", Value: "true"},
 		{Name: "RAYO_HOST", Value: "$(POD_IP)"},
 		{Name: "RAYO_METRICS_HOST", Value: "$(POD_IP)"},
-		// The nodes authenticate with the cluster's token Secret; rayo's
-		// own TLS would need each worker to know the head's CA
-		// fingerprint (a join token), which the head only mints at its
-		// first start. Until the operator hands out the CA itself, the
-		// pod network carries rayo's links in clear.
-		{Name: "RAYO_TLS", Value: "false"},
+		// TLS (on by default) with the cluster's CA from the TLS Secret:
+		// the head signs the nodes' certificates with it, the workers pin
+		// it when they join. rayo commands in the pod (rayo status, the
+		// preStop hook) trust it for the API server too.
+		{Name: "RAYO_TLS_CA", Value: TLSDir + "/" + CACertKey},
 	}
 	nodeType := group
 	if head {
 		svc := HeadName(c.Name)
 		env = append(env,
+			corev1.EnvVar{Name: "RAYO_TLS_CA_KEY", Value: TLSDir + "/" + CAKeyKey},
 			corev1.EnvVar{Name: "RAYO_HEAD", Value: "true"},
 			corev1.EnvVar{Name: "RAYO_PORT", Value: fmt.Sprint(PortControlStore)},
 			corev1.EnvVar{Name: "RAYO_DASHBOARD_HOST", Value: "0.0.0.0"},
@@ -190,7 +243,8 @@ func nodePod(c *v1alpha1.RayoCluster, group, name string, spec v1alpha1.NodeSpec
 	if head {
 		ports = append([]corev1.ContainerPort{{Name: "control-store", ContainerPort: PortControlStore},
 			{Name: "dashboard", ContainerPort: PortDashboard}}, ports...)
-		healthz := corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/api/v0/healthz", Port: intstr.FromString("dashboard")}}
+		healthz := corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/api/v0/healthz", Port: intstr.FromString("dashboard"),
+			Scheme: corev1.URISchemeHTTPS}}
 		readiness = &corev1.Probe{ProbeHandler: healthz, PeriodSeconds: 5, TimeoutSeconds: 2}
 		liveness = &corev1.Probe{ProbeHandler: healthz, InitialDelaySeconds: 10, PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 6}
 	} else {
@@ -203,8 +257,21 @@ func nodePod(c *v1alpha1.RayoCluster, group, name string, spec v1alpha1.NodeSpec
 	res := corev1.ResourceList{corev1.ResourceCPU: cpu, corev1.ResourceMemory: mem}
 	no, yes := false, true
 	uid := int64(65532)
+	// Readable by the pod's group (fsGroup), the daemon's user being no
+	// root; the kubelet makes a Secret's files the fsGroup's.
 	mode := int32(0o440)
 	grace := int64(30)
+	// The head cannot be drained: rayo stop ends the daemon. A worker
+	// drains: no new work, its running work finishes (within
+	// DrainDeadline), the owners of its objects hear of it, it exits.
+	preStop := []string{"rayo", "stop"}
+	tlsItems := []corev1.KeyToPath{{Key: CACertKey, Path: CACertKey}}
+	if head {
+		tlsItems = append(tlsItems, corev1.KeyToPath{Key: CAKeyKey, Path: CAKeyKey})
+	} else {
+		grace = workerGrace
+		preStop = []string{"rayo", "drain", "--self", "--deadline", DrainDeadline.String()}
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.Namespace,
 			Labels:          map[string]string{LabelCluster: c.Name, LabelGroup: group},
@@ -223,19 +290,22 @@ func nodePod(c *v1alpha1.RayoCluster, group, name string, spec v1alpha1.NodeSpec
 				Resources:       corev1.ResourceRequirements{Requests: res, Limits: res},
 				ReadinessProbe:  readiness,
 				LivenessProbe:   liveness,
-				// rayo drain is not on main yet: rayo stop ends the daemon,
-				// whose running tasks and actors are retried on other nodes.
-				Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"rayo", "stop"}}}},
+				Lifecycle:       &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: preStop}}},
 				SecurityContext: &corev1.SecurityContext{RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &uid,
 					AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
 					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "token", MountPath: "/etc/rayo/token", ReadOnly: true},
+					{Name: "tls", MountPath: TLSDir, ReadOnly: true},
 					{Name: "tmp", MountPath: "/tmp"},
 				},
 			}},
 			Volumes: []corev1.Volume{
 				{Name: "token", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: TokenSecretName(c.Name), DefaultMode: &mode}}},
+				// The CA's key only in the head's pod: the workers' volume
+				// projects the certificate alone.
+				{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(c.Name),
+					DefaultMode: &mode, Items: tlsItems}}},
 				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			},
 		},

@@ -10,7 +10,6 @@ package controllers_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -294,28 +293,33 @@ func token(t *testing.T, ctx context.Context, cluster string) string {
 
 // statusNode is a node as `rayo status --json` prints it.
 type statusNode struct {
-	State  string            `json:"state"`
-	Head   bool              `json:"head"`
-	Labels map[string]string `json:"labels"`
+	State       string            `json:"state"`
+	Head        bool              `json:"head"`
+	Labels      map[string]string `json:"labels"`
+	DeathReason string            `json:"death_reason"`
 }
 
-// rayoStatus runs `rayo status --json` against the cluster's head, as
-// its Service would be reached, and returns the alive nodes.
+// rayoStatus runs `rayo status --json` in the cluster's head pod (as
+// `kubectl exec` would: the head's links are TLS with the cluster's CA,
+// whose credentials are in the pod) and returns the alive nodes.
 func rayoStatus(t *testing.T, ctx context.Context, cluster string) ([]statusNode, error) {
 	t.Helper()
-	addr, err := suite.kubelet.ResolveService(ctx, controllers.HeadName(cluster), controllers.PortControlStore)
+	all, err := rayoStatusAll(ctx, cluster)
+	var alive []statusNode
+	for _, n := range all {
+		if strings.EqualFold(n.State, "ALIVE") {
+			alive = append(alive, n)
+		}
+	}
+	return alive, err
+}
+
+// rayoStatusAll is every node `rayo status --json` lists in the cluster's
+// head pod, the dead too.
+func rayoStatusAll(ctx context.Context, cluster string) ([]statusNode, error) {
+	out, err := suite.kubelet.Exec(ctx, controllers.HeadName(cluster), "rayo", "status", "--json")
 	if err != nil {
 		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, suite.rayo, "status", "--json", "--address", addr, "--token", token(t, ctx, cluster))
-	cmd.Env = append(os.Environ(), "RAYO_STATE_DIR="+t.TempDir())
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("rayo status: %w: %s", err, ee.Stderr)
-		}
-		return nil, fmt.Errorf("rayo status: %w", err)
 	}
 	var st struct {
 		Nodes []statusNode `json:"nodes"`
@@ -323,13 +327,7 @@ func rayoStatus(t *testing.T, ctx context.Context, cluster string) ([]statusNode
 	if err := json.Unmarshal(out, &st); err != nil {
 		return nil, fmt.Errorf("rayo status: %w: %s", err, out)
 	}
-	var alive []statusNode
-	for _, n := range st.Nodes {
-		if strings.EqualFold(n.State, "ALIVE") {
-			alive = append(alive, n)
-		}
-	}
-	return alive, nil
+	return st.Nodes, nil
 }
 
 // deleteCluster deletes a cluster and waits until it and its pods (and

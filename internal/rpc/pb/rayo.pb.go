@@ -706,11 +706,16 @@ func (x *CreateObject) GetOwnerAddr() string {
 
 // CreateObjectReply is where to write the object, or why it cannot be stored.
 type CreateObjectReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
-	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
-	Full          bool                   `protobuf:"varint,3,opt,name=full,proto3" json:"full,omitempty"`
-	Lost          bool                   `protobuf:"varint,4,opt,name=lost,proto3" json:"lost,omitempty"` // a pull: the object is gone from the node that had it
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offset int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Error  string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Full   bool                   `protobuf:"varint,3,opt,name=full,proto3" json:"full,omitempty"`
+	Lost   bool                   `protobuf:"varint,4,opt,name=lost,proto3" json:"lost,omitempty"` // a pull: the object is gone from the node that had it
+	// A create of an object already sealed in the store (a task run again
+	// whose result is there): offset and size are the copy there, which the
+	// creator uses as its own without writing it.
+	Exists        bool  `protobuf:"varint,5,opt,name=exists,proto3" json:"exists,omitempty"`
+	Size          int64 `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -771,6 +776,20 @@ func (x *CreateObjectReply) GetLost() bool {
 		return x.Lost
 	}
 	return false
+}
+
+func (x *CreateObjectReply) GetExists() bool {
+	if x != nil {
+		return x.Exists
+	}
+	return false
+}
+
+func (x *CreateObjectReply) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 // ObjectIDs names objects, for sealing or freeing them.
@@ -4870,12 +4889,14 @@ const file_rayo_proto_rawDesc = "" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1d\n" +
 	"\n" +
-	"owner_addr\x18\x03 \x01(\tR\townerAddr\"i\n" +
+	"owner_addr\x18\x03 \x01(\tR\townerAddr\"\x95\x01\n" +
 	"\x11CreateObjectReply\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
 	"\x04full\x18\x03 \x01(\bR\x04full\x12\x12\n" +
-	"\x04lost\x18\x04 \x01(\bR\x04lost\"\x1d\n" +
+	"\x04lost\x18\x04 \x01(\bR\x04lost\x12\x16\n" +
+	"\x06exists\x18\x05 \x01(\bR\x06exists\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x03R\x04size\"\x1d\n" +
 	"\tObjectIDs\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\fR\x03ids\"\a\n" +
 	"\x05Empty\"\x1e\n" +

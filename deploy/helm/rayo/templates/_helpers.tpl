@@ -30,6 +30,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.token.existingSecret | default (printf "%s-token" (include "rayo.fullname" .)) -}}
 {{- end -}}
 
+{{- define "rayo.tlsSecret" -}}
+{{- .Values.tls.existingSecret | default (printf "%s-tls" (include "rayo.fullname" .)) -}}
+{{- end -}}
+
 {{- define "rayo.headService" -}}
 {{ include "rayo.fullname" . }}-head
 {{- end -}}
@@ -72,7 +76,14 @@ context), node (head or a worker group's values), head (a bool).
       value: $(POD_IP)
     - name: RAYO_METRICS_HOST
       value: $(POD_IP)
+    # TLS with the cluster's CA (the TLS Secret): the head signs with it,
+    # a worker pins it; rayo commands in the pod trust it for the API
+    # server too.
+    - name: RAYO_TLS_CA
+      value: /etc/rayo/tls/ca.crt
     {{- if .head }}
+    - name: RAYO_TLS_CA_KEY
+      value: /etc/rayo/tls/ca.key
     - name: RAYO_PORT
       value: {{ $ports.controlStore | quote }}
     - name: RAYO_DASHBOARD_HOST
@@ -138,12 +149,14 @@ context), node (head or a worker group's values), head (a bool).
     httpGet:
       path: /api/v0/healthz
       port: dashboard
+      scheme: HTTPS
     periodSeconds: 5
     timeoutSeconds: 2
   livenessProbe:
     httpGet:
       path: /api/v0/healthz
       port: dashboard
+      scheme: HTTPS
     initialDelaySeconds: 10
     periodSeconds: 10
     timeoutSeconds: 2
@@ -186,18 +199,36 @@ context), node (head or a worker group's values), head (a bool).
     - name: token
       mountPath: /etc/rayo/token
       readOnly: true
+    - name: tls
+      mountPath: /etc/rayo/tls
+      readOnly: true
     - name: tmp
       mountPath: /tmp
 {{- end -}}
 
-{{/* rayo.volumes are a node pod's volumes: the token and its /tmp. */}}
+{{/*
+rayo.volumes are a node pod's volumes: the token, the cluster's CA (its
+key in the head's pod only) and its /tmp. Its argument is a dict: root
+(the chart's context), head (a bool).
+*/}}
 {{- define "rayo.volumes" -}}
 - name: token
   secret:
-    secretName: {{ include "rayo.tokenSecret" . }}
+    secretName: {{ include "rayo.tokenSecret" .root }}
     # Readable by the pod's group (fsGroup), the daemon's user being no
     # root.
     defaultMode: 0440
+- name: tls
+  secret:
+    secretName: {{ include "rayo.tlsSecret" .root }}
+    defaultMode: 0440
+    items:
+      - key: ca.crt
+        path: ca.crt
+      {{- if .head }}
+      - key: ca.key
+        path: ca.key
+      {{- end }}
 - name: tmp
   emptyDir: {}
 {{- end -}}

@@ -15,16 +15,24 @@
 //     instead, passed through the rayo flag twin that sets it;
 //   - DNS and kube-proxy: a HOST:PORT naming a Service in an env value
 //     is rewritten to the loopback port of the ready pod it selects;
-//   - volumes: a Secret volume's keys are written to files, and env
-//     values under its mount path are rewritten to them; a pod's service
-//     account token and CA are written to files too (Accounts);
+//   - volumes: a Secret volume's keys (those of its items, when it lists
+//     some) are written to files, and env values under its mount path are
+//     rewritten to them; a pod's service account token and CA are written
+//     to files too (Accounts);
 //   - probes: readiness (httpGet, tcpSocket) is checked against the
-//     process's ports; liveness probes and preStop hooks are not run.
+//     process's ports; an HTTPS probe whose server answers in plain HTTP
+//     (rayo's API server does on loopback, where the stood-in pods live)
+//     is tried again over HTTP; liveness probes are not run;
+//   - termination: a deleted pod's preStop exec hook runs (its command's
+//     "rayo" is the rayo binary, in the container's environment), within
+//     the pod's grace period; then SIGTERM, and SIGKILL after 10 s;
+//   - kubectl exec: Exec runs a rayo command in a pod's container.
 package standin
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -76,10 +84,11 @@ type Kubelet struct {
 	// ServiceAccounts); when nil, pods run without them.
 	Accounts *ServiceAccounts
 
-	mu    sync.Mutex
-	procs map[string]*proc // by pod name
-	stop  context.CancelFunc
-	done  chan struct{}
+	mu     sync.Mutex
+	procs  map[string]*proc // by pod name
+	stop   context.CancelFunc
+	done   chan struct{}
+	ending sync.WaitGroup // pods' terminations under way (terminate)
 }
 
 // proc is one pod's process.
@@ -88,8 +97,10 @@ type proc struct {
 	cmd    *exec.Cmd
 	dir    string
 	ports  map[string]int // container port name -> loopback port
+	env    []string       // the container's environment, as started
 	exited chan struct{}  // closed when the process ended
 	err    error          // its end, once exited is closed
+	ending bool           // its pod is being deleted (under Kubelet.mu)
 }
 
 // Start runs the kubelet's sync loop until Stop.
@@ -118,6 +129,7 @@ func (k *Kubelet) Start(ctx context.Context) {
 func (k *Kubelet) Stop() {
 	k.stop()
 	<-k.done
+	k.ending.Wait() // their preStop hooks end with the loop's context
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for name, p := range k.procs {
@@ -244,20 +256,10 @@ func (k *Kubelet) syncPod(ctx context.Context, pod *corev1.Pod) error {
 	k.mu.Unlock()
 	if !pod.DeletionTimestamp.IsZero() {
 		if p != nil {
-			p.kill()
-			k.mu.Lock()
-			delete(k.procs, pod.Name)
-			k.mu.Unlock()
+			k.terminate(ctx, pod.DeepCopy(), p)
+			return nil
 		}
-		// The kubelet's part of a graceful delete: the containers have
-		// ended, so the pod may go now.
-		zero := int64(0)
-		err := k.Client.Delete(ctx, pod, &client.DeleteOptions{GracePeriodSeconds: &zero,
-			Preconditions: &metav1.Preconditions{UID: &pod.UID}})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return fmt.Errorf("delete: %w", err)
-		}
-		return nil
+		return k.release(ctx, pod)
 	}
 	if p == nil {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
@@ -266,6 +268,106 @@ func (k *Kubelet) syncPod(ctx context.Context, pod *corev1.Pod) error {
 		return k.startPod(ctx, pod)
 	}
 	return k.updateStatus(ctx, pod, p)
+}
+
+// release is the kubelet's part of a graceful delete: the containers have
+// ended, so the pod may go now.
+func (k *Kubelet) release(ctx context.Context, pod *corev1.Pod) error {
+	zero := int64(0)
+	err := k.Client.Delete(ctx, pod, &client.DeleteOptions{GracePeriodSeconds: &zero,
+		Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete: %w", err)
+	}
+	return nil
+}
+
+// terminate ends a deleted pod's process as the kubelet does, in the
+// background (the sync loop goes on with the other pods): its container's
+// preStop exec hook runs, within the pod's termination grace period; then
+// the process gets SIGTERM (and SIGKILL 10 s later), and the pod goes.
+// The hook's output is appended to the pod's log.
+func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, p *proc) {
+	k.mu.Lock()
+	if p.ending {
+		k.mu.Unlock()
+		return
+	}
+	p.ending = true
+	k.ending.Add(1)
+	k.mu.Unlock()
+	go func() {
+		defer k.ending.Done()
+		k.preStop(ctx, pod, p)
+		p.kill()
+		k.mu.Lock()
+		if k.procs[pod.Name] == p {
+			delete(k.procs, pod.Name)
+		}
+		k.mu.Unlock()
+		if err := k.release(ctx, pod); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(os.Stderr, "standin kubelet: pod %s: %v\n", pod.Name, err)
+		}
+	}()
+}
+
+// preStop runs the pod's preStop exec hook, if it has one and its process
+// still runs, for at most the pod's termination grace period.
+func (k *Kubelet) preStop(ctx context.Context, pod *corev1.Pod, p *proc) {
+	lc := pod.Spec.Containers[0].Lifecycle
+	if lc == nil || lc.PreStop == nil || lc.PreStop.Exec == nil {
+		return
+	}
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	grace := 30 * time.Second
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	out, err := k.run(ctx, p, lc.PreStop.Exec.Command)
+	f, ferr := os.OpenFile(filepath.Join(p.dir, "log"), os.O_WRONLY|os.O_APPEND, 0)
+	if ferr != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "standin: preStop %q: err %v\n%s\n", lc.PreStop.Exec.Command, err, out)
+}
+
+// Exec runs a command in a running pod's container, as `kubectl exec`
+// does: with the container's environment and its state folder. The
+// command's first word must be "rayo", the only program the stood-in
+// container has. It returns the command's standard output; its standard
+// error is in the error.
+func (k *Kubelet) Exec(ctx context.Context, pod string, command ...string) ([]byte, error) {
+	k.mu.Lock()
+	p, ok := k.procs[pod]
+	k.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("exec in pod %s: the stand-in runs no such pod", pod)
+	}
+	return k.run(ctx, p, command)
+}
+
+// run runs command in p's container (see Exec).
+func (k *Kubelet) run(ctx context.Context, p *proc, command []string) ([]byte, error) {
+	if len(command) == 0 || command[0] != "rayo" {
+		return nil, fmt.Errorf("exec %q: the stand-in's containers have only the rayo program", command)
+	}
+	cmd := exec.CommandContext(ctx, k.Binary, command[1:]...)
+	cmd.Env = p.env
+	cmd.Dir = p.dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("exec %q: %w: %s", command, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out, nil
 }
 
 // startPod binds a pod, starts its process and marks it Running.
@@ -308,7 +410,8 @@ func (k *Kubelet) startPod(ctx context.Context, pod *corev1.Pod) error {
 			return fmt.Errorf("bind: %w", err)
 		}
 	}
-	log, err := os.Create(filepath.Join(dir, "log"))
+	// O_APPEND: a preStop hook's output is appended while it runs.
+	log, err := os.OpenFile(filepath.Join(dir, "log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -323,7 +426,7 @@ func (k *Kubelet) startPod(ctx context.Context, pod *corev1.Pod) error {
 		log.Close()
 		return fmt.Errorf("start %s: %w", k.Binary, err)
 	}
-	p := &proc{uid: pod.UID, cmd: cmd, dir: dir, ports: ports, exited: make(chan struct{})}
+	p := &proc{uid: pod.UID, cmd: cmd, dir: dir, ports: ports, env: env, exited: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		log.Close()
@@ -356,8 +459,24 @@ func (k *Kubelet) volumes(ctx context.Context, pod *corev1.Pod, c corev1.Contain
 				if err := k.Client.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: v.Secret.SecretName}, &s); err != nil {
 					return nil, fmt.Errorf("secret volume %s: %w", v.Name, err)
 				}
-				for key, val := range s.Data {
-					if err := os.WriteFile(filepath.Join(local, key), val, 0o400); err != nil {
+				files := map[string]string{} // key -> file name, as the volume projects them
+				for key := range s.Data {
+					files[key] = key
+				}
+				if len(v.Secret.Items) > 0 { // only the keys listed
+					files = map[string]string{}
+					for _, it := range v.Secret.Items {
+						if _, ok := s.Data[it.Key]; !ok {
+							return nil, fmt.Errorf("secret volume %s: secret %s has no key %q", v.Name, s.Name, it.Key)
+						}
+						if it.Path == "" || strings.Contains(it.Path, "/") {
+							return nil, fmt.Errorf("secret volume %s: the stand-in projects keys to plain file names, not %q", v.Name, it.Path)
+						}
+						files[it.Key] = it.Path
+					}
+				}
+				for key, name := range files {
+					if err := os.WriteFile(filepath.Join(local, name), s.Data[key], 0o400); err != nil {
 						return nil, err
 					}
 				}
@@ -516,17 +635,19 @@ func (k *Kubelet) probe(ctx context.Context, pr *corev1.Probe, ports map[string]
 	defer cancel()
 	switch {
 	case pr.HTTPGet != nil:
-		u := fmt.Sprintf("http://127.0.0.1:%d%s", port(pr.HTTPGet.Port), pr.HTTPGet.Path)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return false
+		addr := fmt.Sprintf("127.0.0.1:%d", port(pr.HTTPGet.Port))
+		if pr.HTTPGet.Scheme == corev1.URISchemeHTTPS {
+			ok, err := httpProbe(ctx, probeTLS, "https://"+addr+pr.HTTPGet.Path)
+			var rec tls.RecordHeaderError
+			if !errors.Is(err, http.ErrSchemeMismatch) && !errors.As(err, &rec) {
+				return ok
+			}
+			// The server answered in plain HTTP: rayo's API server does
+			// on loopback, where every stood-in pod lives (a real pod's
+			// IP is beyond loopback, where it serves HTTPS).
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode >= 200 && resp.StatusCode < 400
+		ok, _ := httpProbe(ctx, http.DefaultClient, "http://"+addr+pr.HTTPGet.Path)
+		return ok
 	case pr.TCPSocket != nil:
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", port(pr.TCPSocket.Port)))
@@ -537,6 +658,27 @@ func (k *Kubelet) probe(ctx context.Context, pr *corev1.Probe, ports map[string]
 		return true
 	}
 	return false
+}
+
+// probeTLS is the client of HTTPS probes: as the kubelet's, it does not
+// check the server's certificate.
+var probeTLS = &http.Client{Transport: &http.Transport{
+	TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // as the kubelet's probes
+	DisableKeepAlives: true,
+}}
+
+// httpProbe GETs u: success is a 2xx or 3xx answer.
+func httpProbe(ctx context.Context, hc *http.Client, u string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 400, nil
 }
 
 // podReady reports whether the pod's Ready condition is true.

@@ -136,6 +136,29 @@ var checkBlob = rayo.Func2(func(b []byte, i int) bool {
 	return true
 })
 
+// attempt records, in dir/attempts-<i>, each run of task i (a "begin"
+// line when it starts, an "end" line when it ends, each with its node and
+// pid), and returns i*i. On the node cutOff it runs for long: the suite
+// cuts that node off while it runs, and its fencing kills it.
+var attempt = rayo.Func3(func(dir, cutOff string, i int) int {
+	note := func(what string) {
+		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("attempts-%d", i)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "%s %s %d\n", what, rayo.NodeID(), os.Getpid())
+	}
+	note("begin")
+	if rayo.NodeID() == cutOff {
+		time.Sleep(60 * time.Second) // the partition lands in it
+	} else {
+		time.Sleep(100 * time.Millisecond)
+	}
+	note("end")
+	return i * i
+})
+
 var slowSquare = rayo.Func1(func(x int) int {
 	time.Sleep(200 * time.Millisecond)
 	return x * x
@@ -195,34 +218,56 @@ func run(ctx context.Context, mode string, args []string) error {
 			in.ReadString('\n') // the suite has restarted the node it killed
 		}
 	case "actors": // actors, calls each, the gate file
+		// The first half of each actor's calls are answered before the
+		// suite kills a node; the second half wait at the gate, queued at
+		// the actors, until the suite has killed the node (the actor
+		// there dies with it) and started it again. Every call is read
+		// back in call order, with the first call's answer, to count each
+		// actor's incarnations (its worker processes) and check the
+		// at-least-once rules: no call missing; within an incarnation the
+		// counts rise in call order; once a new incarnation answers, an
+		// old one never does again.
 		n, calls, gate := atoi(args[0]), atoi(args[1]), args[2]
 		actors := make([]rayo.Actor[*Counter], n)
 		for i := range actors {
 			actors[i] = newCounter.Options(rayo.MaxRestarts(-1), rayo.MaxTaskRetries(-1), rayo.Spread()).Remote()
 		}
 		refs := make([][]rayo.Ref[Step], n)
+		firsts := make([]Step, n)
 		var where []string
 		for i, a := range actors {
 			s, err := rayo.Get(ctx, incr.Remote(a, rayo.V("")))
 			if err != nil {
 				return err
 			}
+			firsts[i] = s
 			where = append(where, s.Node)
 			refs[i] = make([]rayo.Ref[Step], calls)
 		}
 		fmt.Println("actor_nodes=" + strings.Join(where, ","))
 		for k := 0; k < calls; k++ {
+			g := ""
+			if k >= calls/2 {
+				g = gate
+			}
 			for i, a := range actors {
-				refs[i][k] = incr.Remote(a, rayo.V(gate))
+				refs[i][k] = incr.Remote(a, rayo.V(g))
+			}
+		}
+		for i := range actors {
+			for _, ref := range refs[i][:calls/2] {
+				if _, err := rayo.Get(ctx, ref); err != nil {
+					return fmt.Errorf("a call before the kill: %w", err)
+				}
 			}
 		}
 		fmt.Println("round=0")
-		ok, missing, disorder := 0, 0, 0
-		pids := map[int]bool{}
+		ok, missing, disorder, restarts := 0, 0, 0, 0
 		var first error
+		var byNode []string
 		for i := range actors {
-			last := map[int]int{} // pid -> last count seen
-			last[0] = 0
+			last := map[int]int{firsts[i].PID: firsts[i].N} // pid -> last count seen
+			cur := firsts[i].PID
 			for _, ref := range refs[i] {
 				s, err := rayo.Get(ctx, ref)
 				if err != nil {
@@ -231,14 +276,22 @@ func run(ctx context.Context, mode string, args []string) error {
 					continue
 				}
 				ok++
-				pids[s.PID] = true
-				if prev, seen := last[s.PID]; seen && s.N <= prev {
+				prev, seen := last[s.PID]
+				switch {
+				case s.PID != cur && seen:
+					disorder++ // an incarnation answered after a later one
+					first = cmp(first, fmt.Errorf("actor %d: pid %d answered again after pid %d", i, s.PID, cur))
+				case seen && s.N <= prev:
 					disorder++
+					first = cmp(first, fmt.Errorf("actor %d: pid %d counted %d after %d", i, s.PID, s.N, prev))
 				}
-				last[s.PID] = s.N
+				last[s.PID], cur = s.N, s.PID
 			}
+			restarts += len(last) - 1
+			byNode = append(byNode, fmt.Sprintf("%s:%d", where[i], len(last)))
 		}
-		fmt.Printf("ok=%d\nmissing=%d\ndisorder=%d\nincarnations=%d\nfirst_err=%v\nround_done=0\n", ok, missing, disorder, len(pids), first)
+		fmt.Printf("ok=%d\nmissing=%d\ndisorder=%d\nrestarts=%d\nincarnations=%s\nfirst_err=%v\nround_done=0\n",
+			ok, missing, disorder, restarts, strings.Join(byNode, ","), first)
 	case "retry": // a folder for the counters
 		dir := args[0]
 		v, err := rayo.Get(ctx, suicidal.Options(rayo.Name("suicidal"), rayo.MaxRetries(3)).Remote(rayo.V(dir)))
@@ -335,6 +388,29 @@ func run(ctx context.Context, mode string, args []string) error {
 			}
 			fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=%d\n", ok, wrong, failed, first, r)
 		}
+	case "partition": // a folder for the attempts, the node to be cut off, tasks
+		dir, victim, n := args[0], args[1], atoi(args[2])
+		refs := make([]rayo.Ref[int], n)
+		for i := range refs {
+			refs[i] = attempt.Options(rayo.Name(fmt.Sprintf("part-%d", i)), rayo.NodeAffinity(victim, true), rayo.MaxRetries(3)).
+				Remote(rayo.V(dir), rayo.V(victim), rayo.V(i))
+		}
+		fmt.Println("submitted=1")
+		ok, wrong, failed := 0, 0, 0
+		var first error
+		for i, ref := range refs {
+			v, err := rayo.Get(ctx, ref)
+			switch {
+			case err != nil:
+				failed++
+				first = cmp(first, err)
+			case v == i*i:
+				ok++
+			default:
+				wrong++
+			}
+		}
+		fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=0\n", ok, wrong, failed, first)
 	case "gcs": // rounds, tasks per round
 		rounds, n := atoi(args[0]), atoi(args[1])
 		for r := 0; r < rounds; r++ {
