@@ -200,21 +200,7 @@ func run(ctx context.Context, mode string, args []string) error {
 				refs[i] = outer.Options(rayo.MaxRetries(-1)).Remote(rayo.V(r*n+i), rayo.V(inner))
 			}
 			fmt.Printf("round=%d\n", r)
-			ok, wrong, failed := 0, 0, 0
-			var first error
-			for i, ref := range refs {
-				v, err := rayo.Get(ctx, ref)
-				switch {
-				case err != nil:
-					failed++
-					first = cmp(first, err)
-				case v == outerWant(r*n+i, inner):
-					ok++
-				default:
-					wrong++
-				}
-			}
-			fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=%d\n", ok, wrong, failed, first, r)
+			tally(ctx, refs, func(i, v int) bool { return v == outerWant(r*n+i, inner) }, r)
 			in.ReadString('\n') // the suite has restarted the node it killed
 		}
 	case "actors": // actors, calls each, the gate file
@@ -372,21 +358,7 @@ func run(ctx context.Context, mode string, args []string) error {
 			for i, o := range objs {
 				checks[i] = checkBlob.Options(rayo.MaxRetries(-1)).Remote(o, rayo.V(r*n+i))
 			}
-			ok, wrong, failed := 0, 0, 0
-			var first error
-			for _, c := range checks {
-				good, err := rayo.Get(ctx, c)
-				switch {
-				case err != nil:
-					failed++
-					first = cmp(first, err)
-				case good:
-					ok++
-				default:
-					wrong++
-				}
-			}
-			fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=%d\n", ok, wrong, failed, first, r)
+			tally(ctx, checks, func(_ int, good bool) bool { return good }, r)
 		}
 	case "partition": // a folder for the attempts, the node to be cut off, tasks
 		dir, victim, n := args[0], args[1], atoi(args[2])
@@ -396,21 +368,7 @@ func run(ctx context.Context, mode string, args []string) error {
 				Remote(rayo.V(dir), rayo.V(victim), rayo.V(i))
 		}
 		fmt.Println("submitted=1")
-		ok, wrong, failed := 0, 0, 0
-		var first error
-		for i, ref := range refs {
-			v, err := rayo.Get(ctx, ref)
-			switch {
-			case err != nil:
-				failed++
-				first = cmp(first, err)
-			case v == i*i:
-				ok++
-			default:
-				wrong++
-			}
-		}
-		fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=0\n", ok, wrong, failed, first)
+		tally(ctx, refs, func(i, v int) bool { return v == i*i }, 0)
 	case "gcs": // rounds, tasks per round
 		rounds, n := atoi(args[0]), atoi(args[1])
 		for r := 0; r < rounds; r++ {
@@ -419,21 +377,7 @@ func run(ctx context.Context, mode string, args []string) error {
 				refs[i] = slowSquare.Options(rayo.Spread(), rayo.MaxRetries(-1)).Remote(rayo.V(r*n + i))
 			}
 			fmt.Printf("round=%d\n", r)
-			ok, wrong, failed := 0, 0, 0
-			var first error
-			for i, ref := range refs {
-				v, err := rayo.Get(ctx, ref)
-				switch {
-				case err != nil:
-					failed++
-					first = cmp(first, err)
-				case v == (r*n+i)*(r*n+i):
-					ok++
-				default:
-					wrong++
-				}
-			}
-			fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=%d\n", ok, wrong, failed, first, r)
+			tally(ctx, refs, func(i, v int) bool { return v == (r*n+i)*(r*n+i) }, r)
 			in.ReadString('\n') // the control store is back
 		}
 	default:
@@ -447,4 +391,25 @@ func cmp(first, err error) error {
 		return err
 	}
 	return first
+}
+
+// tally reads every ref and prints how many came back right (by right,
+// given the ref's index), wrong or failed, the first error, and
+// round_done=round.
+func tally[T any](ctx context.Context, refs []rayo.Ref[T], right func(i int, v T) bool, round int) {
+	ok, wrong, failed := 0, 0, 0
+	var first error
+	for i, ref := range refs {
+		v, err := rayo.Get(ctx, ref)
+		switch {
+		case err != nil:
+			failed++
+			first = cmp(first, err)
+		case right(i, v):
+			ok++
+		default:
+			wrong++
+		}
+	}
+	fmt.Printf("ok=%d\nwrong=%d\nfailed=%d\nfirst_err=%v\nround_done=%d\n", ok, wrong, failed, first, round)
 }
