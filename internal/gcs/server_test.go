@@ -83,13 +83,14 @@ func TestNodesJoinAndList(t *testing.T) {
 }
 
 func TestSilentNodeDeclaredDead(t *testing.T) {
-	const timeout = 300 * time.Millisecond
+	const timeout = time.Second
 	s, addr := start(t, timeout)
 	c, id := join(t, addr, "node-a")
-	// Heartbeats keep it alive past the timeout...
-	for i := 0; i < 6; i++ {
+	// Heartbeats keep it alive past the timeout (at a tenth of it: a busy
+	// machine may oversleep a pause several times over)...
+	for i := 0; i < 15; i++ {
 		_ = c.Notify(rpc.MHeartbeat, &pb.Heartbeat{NodeId: id[:]})
-		time.Sleep(timeout / 3) // the pace of heartbeats is what is under test
+		time.Sleep(timeout / 10) // the pace of heartbeats is what is under test
 	}
 	if st := state(s, "node-a"); st != StateAlive {
 		t.Fatalf("heartbeating node is %s", st)
