@@ -2,8 +2,6 @@ package chaos
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,14 +39,14 @@ func partitionChaos(t *testing.T, s *suite) row {
 	d := startDriver(t, c.Head, s.driver, nil, "partition", dir, victimID, fmt.Sprint(n))
 	d.until(t, "submitted", "", time.Minute)
 	waitUntil(t, 60*time.Second, "a task begun on the node to cut off", func() (bool, string) {
-		for _, lines := range taskRuns(t, dir) {
+		for _, lines := range testcluster.Attempts(t, dir, "part-") {
 			for _, l := range lines {
 				if strings.HasPrefix(l, "begin "+victimID) {
 					return true, ""
 				}
 			}
 		}
-		return false, fmt.Sprint(taskRuns(t, dir))
+		return false, fmt.Sprint(testcluster.Attempts(t, dir, "part-"))
 	})
 
 	nw.Cut(2)
@@ -96,7 +94,7 @@ func partitionChaos(t *testing.T, s *suite) row {
 		return len(finished) == n, fmt.Sprintf("attempts %v, finished %v", tried, finished)
 	})
 	uncounted, retried, onVictim := 0, 0, 0
-	for task, lines := range taskRuns(t, dir) {
+	for task, lines := range testcluster.Attempts(t, dir, "part-") {
 		begun := 0
 		for _, l := range lines {
 			switch {
@@ -128,27 +126,6 @@ func partitionChaos(t *testing.T, s *suite) row {
 		done:   ok,
 		lost:   n - ok + uncounted,
 	}
-}
-
-// taskRuns reads the attempts files the partition driver's tasks write
-// in dir: for each task (part-<i>), its lines ("begin|end NODE PID").
-func taskRuns(t *testing.T, dir string) map[string][]string {
-	t.Helper()
-	out := map[string][]string{}
-	files, _ := filepath.Glob(filepath.Join(dir, "attempts-*"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		task := "part-" + strings.TrimPrefix(filepath.Base(f), "attempts-")
-		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			if l != "" {
-				out[task] = append(out[task], l)
-			}
-		}
-	}
-	return out
 }
 
 // attemptsByName counts, by task name, the attempts the state table has

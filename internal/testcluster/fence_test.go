@@ -3,7 +3,6 @@ package testcluster
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -12,41 +11,18 @@ import (
 	"time"
 )
 
-// attempts reads the attempts files the fence-work driver's tasks write
-// in dir: for each task, its lines ("begin|end NODE PID").
-func attempts(t *testing.T, dir string) map[string][]string {
-	t.Helper()
-	out := map[string][]string{}
-	files, _ := filepath.Glob(filepath.Join(dir, "attempts-*"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		task := "fence-" + strings.TrimPrefix(filepath.Base(f), "attempts-")
-		var lines []string
-		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			if l != "" {
-				lines = append(lines, l)
-			}
-		}
-		out[task] = lines
-	}
-	return out
-}
-
 // begunOn waits until a task of the fence-work driver has begun on node.
 func begunOn(t *testing.T, dir, node string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "a task begun on "+node, func() (bool, string) {
-		for _, lines := range attempts(t, dir) {
+		for _, lines := range Attempts(t, dir, "fence-") {
 			for _, l := range lines {
 				if strings.HasPrefix(l, "begin "+node) {
 					return true, ""
 				}
 			}
 		}
-		return false, fmt.Sprint(attempts(t, dir))
+		return false, fmt.Sprint(Attempts(t, dir, "fence-"))
 	})
 }
 
@@ -88,7 +64,7 @@ func checkNoUncountedRun(t *testing.T, tasks func() list, dir, fenced string, n 
 		return len(finished) == n, fmt.Sprintf("attempts %v, finished %v", tried, finished)
 	})
 	retried := 0
-	for task, lines := range attempts(t, dir) {
+	for task, lines := range Attempts(t, dir, "fence-") {
 		begun := 0
 		for _, l := range lines {
 			if strings.HasPrefix(l, "begin ") {

@@ -1,0 +1,30 @@
+package testcluster
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Attempts reads the attempts files ("attempts-<i>") that test drivers'
+// tasks write in dir, one line per event ("begin|end NODE PID"): for each
+// task, named prefix<i>, its lines.
+func Attempts(t *testing.T, dir, prefix string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	files, _ := filepath.Glob(filepath.Join(dir, "attempts-*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task := prefix + strings.TrimPrefix(filepath.Base(f), "attempts-")
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if l != "" {
+				out[task] = append(out[task], l)
+			}
+		}
+	}
+	return out
+}
