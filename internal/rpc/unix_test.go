@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,7 +100,12 @@ func dialAndReport(path string) {
 		return
 	}
 	defer c.Close()
-	if _, err := c.CallRaw(ctx, mEcho, &pb.ReadChunk{Length: 1}); errors.Is(err, ErrClosed) || err != nil && strings.Contains(err.Error(), "closed") {
+	// The server closes the connection without reading it, so the call
+	// sees either an orderly close or, when its request was still unread
+	// in the server's buffer, a reset: both mean it was not served.
+	_, err = c.CallRaw(ctx, mEcho, &pb.ReadChunk{Length: 1})
+	if errors.Is(err, ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || err != nil && strings.Contains(err.Error(), "closed") {
 		os.Stdout.WriteString("dial: closed unserved (" + err.Error() + ")\n")
 	} else if err != nil {
 		os.Stdout.WriteString("dial: " + err.Error() + "\n")
