@@ -42,9 +42,20 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:          "rayo",
 		Short:        "rayo: a Go-native distributed execution engine",
 		SilenceUsage: true,
-		Version:      versionLine(),
 	}
-	root.SetVersionTemplate("{{.Version}}\n")
+	// --version by hand rather than cobra's Version field: cobra prints
+	// that through text/template, whose reflection keeps every method of
+	// every linked type in the binary (10 MB more of it for each worker
+	// process to page in as it starts).
+	var showVersion bool
+	root.Flags().BoolVarP(&showVersion, "version", "v", false, "print rayo's version (as rayo version does)")
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		if showVersion {
+			fmt.Fprintln(cmd.OutOrStdout(), versionLine())
+			return nil
+		}
+		return cmd.Help()
+	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newVersionCmd(), newMicrobenchmarkCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newDrainCmd(), newGCSServerCmd())
