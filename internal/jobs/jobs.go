@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -151,7 +150,24 @@ func New(cfg Config) (*Manager, error) {
 	return &Manager{cfg: cfg, jobs: make(map[string]*job)}, nil
 }
 
-var validID = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+// validID is a submission ID's form: 1 to maxIDLen of A-Z, a-z, 0-9, _, .
+// and -. (Not a regular expression: compiling {1,128} at start-up took 2
+// ms of every process's start, workers' included.)
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > maxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxIDLen bounds a submission ID.
+const maxIDLen = 128
 
 // Submit starts a submission: it is RUNNING (or FAILED, if its working
 // directory does not unpack or the shell does not start) when Submit
@@ -233,7 +249,7 @@ func checkRequest(req Request) (string, error) {
 		_, _ = rand.Read(b[:])
 		id = "rayosubmit_" + hex.EncodeToString(b[:])
 	}
-	if !validID.MatchString(id) || id == "." || id == ".." {
+	if !validID(id) || id == "." || id == ".." {
 		return "", fmt.Errorf("%w: submission ID %q: want 1 to 128 letters, digits, '_', '-' or '.'", ErrBad, id)
 	}
 	for k := range req.Env {

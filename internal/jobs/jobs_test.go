@@ -363,3 +363,15 @@ func TestOnEndHearsEachEnd(t *testing.T) {
 	default:
 	}
 }
+
+func TestValidID(t *testing.T) {
+	long := strings.Repeat("a", maxIDLen)
+	for id, want := range map[string]bool{
+		"raysubmit_1": true, "A-b.c_9": true, long: true, long + "a": false,
+		"": false, "a b": false, "a/b": false, "é": false, "a\x00": false,
+	} {
+		if got := validID(id); got != want {
+			t.Errorf("validID(%.20q…) = %v, want %v", id, got, want)
+		}
+	}
+}
