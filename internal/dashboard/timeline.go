@@ -90,7 +90,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 // stateCollector exports the cluster's tasks and actors by state.
 type stateCollector struct{ src Source }
 
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { metrics.DescribeStateCounts(ch) }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)

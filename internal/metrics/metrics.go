@@ -256,6 +256,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	StateCounts(ch, c.src.Tasks, c.src.Actors)
 }
 
+// DescribeStateCounts sends the descriptions of the metrics StateCounts
+// sends: a collector of them describes itself without collecting, which
+// would ask the cluster for its tasks as the collector is registered.
+func DescribeStateCounts(ch chan<- *prometheus.Desc) {
+	ch <- tasksDesc
+	ch <- actorsDesc
+}
+
 // StateCounts sends rayo_tasks and rayo_actors by state, from the counts
 // tasks and actors give (either may be nil).
 func StateCounts(ch chan<- prometheus.Metric, tasks, actors func() map[string]int) {
