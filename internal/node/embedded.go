@@ -72,8 +72,8 @@ type Embedded struct {
 // StartEmbedded starts an embedded cluster: it prepares the state folder,
 // prunes the session folders of drivers gone (keeping the newest
 // KeepSessions), and starts the raylet, whose driver is to serve at
-// DriverAddr, and the API server. The driver's window of the store is
-// mapped ahead of its puts (see prefaultStore).
+// DriverAddr, and the API server. The driver arms its window of the
+// store (PrefaultStore) once it runs.
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	root := cfg.StateDir
 	if root == "" {
@@ -108,7 +108,6 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("start raylet: %w", err)
 	}
 	e.raylet = rl
-	prefaultStore(rl.Arena())
 	if cfg.DashboardPort != 0 {
 		e.startDashboard(cfg.DashboardPort, cfg.Warn)
 	}

@@ -79,7 +79,7 @@ func Join(ctx context.Context, cfg JoinConfig) (*Joined, error) {
 		_ = os.RemoveAll(j.Session)
 		return nil, err
 	}
-	prefaultStore(j.Arena)
+	prefaultStore(j.Arena, nil)
 	return j, nil
 }
 

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"sync/atomic"
+
 	"github.com/rayo-dev/rayo/internal/objstore"
 	"github.com/rayo-dev/rayo/internal/rpc"
 )
@@ -14,8 +16,33 @@ import (
 const driverPrefaultWindow = 256 << 20
 
 // prefaultStore arms the driver's prefault window of store a: the
-// embedded cluster's, or the node's a driver joins.
-func prefaultStore(a *objstore.Arena) {
-	a.PrefaultWhenQuiet(rpc.Activity) // not while the driver talks
+// embedded cluster's, or the node's a driver joins. The window is mapped
+// while the driver exchanges no messages and, when busy is given, while
+// it reports false: page faults taken then would slow what the driver is
+// waiting for.
+func prefaultStore(a *objstore.Arena, busy func() bool) {
+	a.PrefaultWhenQuiet(quietUnless(rpc.Activity, busy))
 	a.PrefaultAhead(min(driverPrefaultWindow, a.Capacity()/4))
+}
+
+// quietUnless is activity, made to move on every look while busy says so.
+func quietUnless(activity func() uint64, busy func() bool) func() uint64 {
+	if busy == nil {
+		return activity
+	}
+	var ticks atomic.Uint64
+	return func() uint64 {
+		if busy() {
+			ticks.Add(1)
+		}
+		return activity() + ticks.Load()
+	}
+}
+
+// PrefaultStore arms the driver's prefault window of the embedded
+// cluster's store, once the driver runs: it is mapped while the driver
+// exchanges no messages and the raylet starts no worker, so that it never
+// slows the start of a driver's first task (init_to_first_result).
+func (e *Embedded) PrefaultStore() {
+	prefaultStore(e.raylet.Arena(), e.raylet.StartingWorkers)
 }

@@ -318,3 +318,11 @@ func (r *Raylet) SetBlocked(wid ids.WorkerID, blocked bool) {
 	r.mu.Unlock()
 	run(after)
 }
+
+// StartingWorkers reports whether the raylet is starting a worker that
+// has not registered yet.
+func (r *Raylet) StartingWorkers() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.starting > 0
+}
