@@ -419,47 +419,13 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	byGroup := map[string][]string{}
-	goneBy := map[string]int{}
-	ended := map[string]bool{} // pods whose process has ended
+	t := &termination{byGroup: map[string][]string{}, goneBy: map[string]int{}, ended: map[string]bool{}}
 	for _, id := range ids {
-		p.mu.Lock()
-		done := p.named[id]
-		p.mu.Unlock()
-		if done {
-			continue
+		if err := p.sortOut(ctx, t, id); err != nil {
+			return err
 		}
-		var pd pod
-		if err := p.do(ctx, http.MethodGet, p.podsURL+"/"+url.PathEscape(id), "", nil, &pd); err != nil {
-			if isNotFound(err) {
-				p.mu.Lock()
-				g, pending := p.pending[id]
-				listed := p.pods[id]
-				p.mu.Unlock()
-				if pending {
-					goneBy[g]++
-					continue
-				}
-				if listed {
-					continue // gone already
-				}
-			}
-			return fmt.Errorf("kubernetes provider: terminate %s: %w", id, err)
-		}
-		if pd.Metadata.Labels[labelCluster] != p.cfg.Cluster || pd.Metadata.Labels[labelGroup] == headGroup || pd.Metadata.Labels[labelGroup] == "" {
-			return fmt.Errorf("kubernetes provider: terminate %s: not a worker pod of RayoCluster %s", id, p.cfg.Cluster)
-		}
-		g := pd.Metadata.Labels[labelGroup]
-		byGroup[g] = append(byGroup[g], id)
-		ended[id] = pd.Status.Phase == "Succeeded" || pd.Status.Phase == "Failed"
 	}
-	names := map[string]bool{}
-	for g := range byGroup {
-		names[g] = true
-	}
-	for g := range goneBy {
-		names[g] = true
-	}
+	names := t.groups()
 	if len(names) == 0 {
 		return nil
 	}
@@ -471,49 +437,121 @@ func (p *Provider) Terminate(ctx context.Context, ids []string) error {
 			if i < 0 {
 				return fmt.Errorf("kubernetes provider: RayoCluster %s has no worker group %q", p.cfg.Cluster, name)
 			}
-			g := groups[i]
-			var more []string
-			running := 0
-			for _, n := range byGroup[name] {
-				if !slices.Contains(g.WorkersToDelete, n) {
-					more = append(more, n)
-					if !ended[n] {
-						running++
-					}
-				}
-			}
-			fresh = append(fresh, more...)
-			// Only running nodes are kept to the minimum; one that ended
-			// or never came is gone already, and the autoscaler adds
-			// another if the minimum or the demand needs it.
-			if g.Replicas-running < g.MinReplicas {
-				return fmt.Errorf("kubernetes provider: worker group %s: removing %d of its %d replicas would go below its minReplicas %d",
-					name, running, g.Replicas, g.MinReplicas)
-			}
-			replicas := max(g.Replicas-len(more)-goneBy[name], 0)
-			if err := setField(raw[i], "replicas", replicas); err != nil {
+			more, err := t.shrink(groups[i], raw[i])
+			if err != nil {
 				return err
 			}
-			if len(more) > 0 {
-				if err := setField(raw[i], "workersToDelete", append(slices.Clone(g.WorkersToDelete), more...)); err != nil {
-					return err
-				}
-			}
+			fresh = append(fresh, more...)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	p.remember(fresh)
+	return nil
+}
+
+// termination is what one Terminate asks of the worker groups.
+type termination struct {
+	byGroup map[string][]string // group -> its pods to name in workersToDelete
+	goneBy  map[string]int      // group -> its replicas without a pod to drop
+	ended   map[string]bool     // pods whose process has ended
+}
+
+// sortOut reads the pod id and counts it in t: a worker pod of the
+// cluster is to be named in its group, a replica without a pod is to be
+// dropped, a pod already named or gone since it was listed is left
+// alone; any other is refused.
+func (p *Provider) sortOut(ctx context.Context, t *termination, id string) error {
 	p.mu.Lock()
+	done := p.named[id]
+	p.mu.Unlock()
+	if done {
+		return nil
+	}
+	var pd pod
+	if err := p.do(ctx, http.MethodGet, p.podsURL+"/"+url.PathEscape(id), "", nil, &pd); err != nil {
+		if isNotFound(err) {
+			p.mu.Lock()
+			g, pending := p.pending[id]
+			listed := p.pods[id]
+			p.mu.Unlock()
+			if pending {
+				t.goneBy[g]++
+				return nil
+			}
+			if listed {
+				return nil // gone already
+			}
+		}
+		return fmt.Errorf("kubernetes provider: terminate %s: %w", id, err)
+	}
+	if pd.Metadata.Labels[labelCluster] != p.cfg.Cluster || pd.Metadata.Labels[labelGroup] == headGroup || pd.Metadata.Labels[labelGroup] == "" {
+		return fmt.Errorf("kubernetes provider: terminate %s: not a worker pod of RayoCluster %s", id, p.cfg.Cluster)
+	}
+	g := pd.Metadata.Labels[labelGroup]
+	t.byGroup[g] = append(t.byGroup[g], id)
+	t.ended[id] = pd.Status.Phase == "Succeeded" || pd.Status.Phase == "Failed"
+	return nil
+}
+
+// groups names the worker groups t changes.
+func (t *termination) groups() map[string]bool {
+	names := map[string]bool{}
+	for g := range t.byGroup {
+		names[g] = true
+	}
+	for g := range t.goneBy {
+		names[g] = true
+	}
+	return names
+}
+
+// shrink lowers one group's replicas in raw and names its pods not yet
+// named in workersToDelete, which it returns; it refuses to take the
+// group's running pods below its minReplicas.
+func (t *termination) shrink(g workerGroup, raw map[string]json.RawMessage) ([]string, error) {
+	var more []string
+	running := 0
+	for _, n := range t.byGroup[g.Name] {
+		if !slices.Contains(g.WorkersToDelete, n) {
+			more = append(more, n)
+			if !t.ended[n] {
+				running++
+			}
+		}
+	}
+	// Only running nodes are kept to the minimum; one that ended
+	// or never came is gone already, and the autoscaler adds
+	// another if the minimum or the demand needs it.
+	if g.Replicas-running < g.MinReplicas {
+		return nil, fmt.Errorf("kubernetes provider: worker group %s: removing %d of its %d replicas would go below its minReplicas %d",
+			g.Name, running, g.Replicas, g.MinReplicas)
+	}
+	replicas := max(g.Replicas-len(more)-t.goneBy[g.Name], 0)
+	if err := setField(raw, "replicas", replicas); err != nil {
+		return nil, err
+	}
+	if len(more) > 0 {
+		if err := setField(raw, "workersToDelete", append(slices.Clone(g.WorkersToDelete), more...)); err != nil {
+			return nil, err
+		}
+	}
+	return more, nil
+}
+
+// remember records the pods named in workersToDelete, so that naming
+// one again changes nothing.
+func (p *Provider) remember(named []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.named == nil {
 		p.named = map[string]bool{}
 	}
-	for _, n := range fresh {
+	for _, n := range named {
 		p.named[n] = true
 	}
-	p.mu.Unlock()
-	return nil
 }
 
 // setField sets one field of a raw worker group.

@@ -77,8 +77,9 @@ type fakeCluster struct {
 	mu       sync.Mutex
 	rv       int
 	group    map[string]any
-	pods     map[string]bool // name -> exists
-	ended    map[string]bool // name -> its process ended (phase Succeeded)
+	pods     map[string]bool              // name -> exists
+	ended    map[string]bool              // name -> its process ended (phase Succeeded)
+	labels   map[string]map[string]string // name -> its labels, when not of group small of cluster c (read one by one only)
 	patches  int
 	conflict bool // refuse the next patch with 409
 }
@@ -140,8 +141,11 @@ func (f *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if f.ended[name] {
 			phase = "Succeeded"
 		}
-		reply(200, map[string]any{"metadata": map[string]any{"name": name,
-			"labels": map[string]string{"rayo.io/cluster": "c", "rayo.io/group": "small"}}, "status": map[string]any{"phase": phase}})
+		labels, ok := f.labels[name]
+		if !ok {
+			labels = map[string]string{"rayo.io/cluster": "c", "rayo.io/group": "small"}
+		}
+		reply(200, map[string]any{"metadata": map[string]any{"name": name, "labels": labels}, "status": map[string]any{"phase": phase}})
 	default:
 		reply(404, map[string]any{"message": "no route " + r.Method + " " + r.URL.Path})
 	}
@@ -319,5 +323,62 @@ func TestTerminateNamesAPodOnce(t *testing.T) {
 	p.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d pods still remembered as named after they went", left)
+	}
+}
+
+// One Terminate of several instances: a pod, a pod already named in
+// workersToDelete and a replica without a pod lower the replicas in one
+// patch, by the two not yet named. Pods that are not the cluster's
+// workers, or of a group the cluster does not have, are refused and
+// change nothing.
+func TestTerminateSeveralAndRefusals(t *testing.T) {
+	f := &fakeCluster{rv: 1, pods: map[string]bool{"c-small-a": true, "c-small-b": true},
+		group: map[string]any{"name": "small", "cpu": 1, "minReplicas": 0, "maxReplicas": 4, "replicas": 3, "workersToDelete": []string{"c-small-b"}}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	ctx := context.Background()
+	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Instances(ctx); err != nil { // lists small-pending-0
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.labels = map[string]map[string]string{
+		"c-head":    {"rayo.io/cluster": "c", "rayo.io/group": "head"},
+		"d-small-a": {"rayo.io/cluster": "d", "rayo.io/group": "small"},
+		"c-nolabel": {"rayo.io/cluster": "c"},
+		"c-big-a":   {"rayo.io/cluster": "c", "rayo.io/group": "big"},
+	}
+	for name := range f.labels {
+		f.pods[name] = true
+	}
+	f.mu.Unlock()
+	for _, tc := range []struct{ id, want string }{
+		{"c-head", "not a worker pod of RayoCluster c"},
+		{"d-small-a", "not a worker pod of RayoCluster c"},
+		{"c-nolabel", "not a worker pod of RayoCluster c"},
+		{"c-big-a", `RayoCluster c has no worker group "big"`},
+	} {
+		// The refused pod comes last: what came before it is not
+		// changed either.
+		if err := p.Terminate(ctx, []string{"c-small-a", tc.id}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("terminate %s = %v, want %q", tc.id, err, tc.want)
+		}
+		if r, d := f.state(); r != 3 || len(d) != 1 {
+			t.Fatalf("after terminating %s: replicas %v workersToDelete %v, want 3 and [c-small-b]", tc.id, r, d)
+		}
+	}
+	if err := p.Terminate(ctx, []string{"c-small-a", "c-small-b", "small-pending-0"}); err != nil {
+		t.Fatal(err)
+	}
+	r, d := f.state()
+	if r != 1 || !slices.Equal(d, []any{"c-small-b", "c-small-a"}) {
+		t.Fatalf("replicas %v workersToDelete %v, want 1 and [c-small-b c-small-a]", r, d)
+	}
+	if f.patches != 1 {
+		t.Errorf("%d patches, want 1", f.patches)
 	}
 }
