@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -195,6 +196,22 @@ func TestDaemonsStartInBackgroundAndStop(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "started a cluster") {
 		t.Fatalf("start: %v %s", err, out)
 	}
+	// What the daemon said it started, relayed by rayo start, and the
+	// cluster record it wrote for drivers and commands on this machine.
+	for _, want := range []string{
+		fmt.Sprintf("rayo: started a cluster; its address is 127.0.0.1:%d\n", port),
+		fmt.Sprintf("rayo: add a node with: rayo start --address 127.0.0.1:%d (token in %s, or RAYO_TOKEN)\n", port, e.state),
+		"rayo: session folder " + e.state,
+		"rayo: object store ",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("rayo start does not say %q:\n%s", want, out)
+		}
+	}
+	record := filepath.Join(e.state, "cluster.json")
+	if _, err := os.Stat(record); err != nil {
+		t.Fatalf("no cluster record after start: %v", err)
+	}
 	st, err := e.status()
 	if err != nil || count(st, "ALIVE") != 1 {
 		t.Fatalf("status after start: %+v %v", st, err)
@@ -226,6 +243,10 @@ func TestDaemonsStartInBackgroundAndStop(t *testing.T) {
 	}
 	if syscall.Kill(pid, 0) == nil {
 		t.Fatalf("daemon %d still running after stop", pid)
+	}
+	// The daemon that wrote the cluster record removes it as it exits.
+	if _, err := os.Stat(record); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the cluster record after stop: %v", err)
 	}
 	// A process killed stays a zombie until this test reaps it.
 	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", other.Process.Pid)); err != nil || bytes.Contains(st, []byte(") Z ")) {

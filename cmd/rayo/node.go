@@ -283,13 +283,9 @@ func daemonize(cmd *cobra.Command, cfg node.Config) error {
 // runNode runs the node in the foreground until a signal stops it.
 func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retErr error) {
 	if cfg.Head {
-		// The control store runs as a process of its own, which the
-		// daemon starts again should it exit.
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("find this executable for the control store: %w", err)
+		if err := setGCSCommand(&cfg); err != nil {
+			return err
 		}
-		cfg.GCSCommand = []string{exe, "gcs-server"}
 	}
 	cfg.Log = cmd.ErrOrStderr() // the node's own messages: a control store restart, its fencing
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -307,40 +303,17 @@ func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retEr
 		}
 	}()
 	out := cmd.OutOrStdout()
-	// Drivers and rayo commands on this machine find the node here: the
-	// head's, or else the first node started on it.
-	if _, err := node.ReadCluster(cfg.StateDir); cfg.Head || err != nil {
-		if err := node.WriteCluster(cfg.StateDir, n.Local()); err != nil {
-			return err
-		}
+	if err := recordCluster(cfg, n); err != nil {
+		return err
 	}
-	if cfg.Head {
-		fmt.Fprintf(out, "rayo: started a cluster; its address is %s\n", n.GCSAddr())
-		fmt.Fprintf(out, "rayo: add a node with: rayo start --address %s (token in %s, or RAYO_TOKEN)\n", n.GCSAddr(), cfg.StateDir)
-		if j := n.JoinToken(); j != "" {
-			fmt.Fprintf(out, "rayo: on another machine, join over TLS with --token and the join token, join_token in %s/cluster.json (K10<CA fingerprint %s>::<secret>)\n", cfg.StateDir, j[3:3+64])
-		}
-	} else {
-		fmt.Fprintf(out, "rayo: joined the cluster at %s\n", cfg.Address)
-	}
-	fmt.Fprintf(out, "rayo: session folder %s\n", n.SessionDir())
-	store, source := n.StoreSizing()
-	fmt.Fprintf(out, "rayo: object store %s (%s)\n", formatBytes(store), source)
-	if u := n.DashboardURL(); u != "" {
-		fmt.Fprintf(out, "rayo: dashboard at %s\n", u)
-	}
+	announceNode(out, cfg, n)
 	pid := os.Getpid()
 	if err := node.WritePID(cfg.StateDir, pid); err != nil {
 		return err
 	}
 	defer node.RemovePID(cfg.StateDir, pid)
 	if cfg.Head && auto.provider == "" {
-		// An autoscaler of an earlier head may have left its node types in
-		// the control store (kept in Redis): no node will come for them.
-		s := autoscaler.NewRPCStore(n.GCSAddr(), cfg.Token)
-		err := autoscaler.Withdraw(context.Background(), s)
-		_ = s.Close()
-		if err != nil {
+		if err := withdrawNodeTypes(n, cfg); err != nil {
 			return err
 		}
 	}
@@ -357,9 +330,76 @@ func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retEr
 			}
 		}()
 	}
+	// The signals stay caught until runNode returns, through the
+	// autoscaler's and the node's shutdown.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
+	lost = awaitNodeEnd(out, n, sig)
+	if rec, err := node.ReadCluster(cfg.StateDir); err == nil && rec.RayletPID == os.Getpid() {
+		node.RemoveCluster(cfg.StateDir)
+	}
+	return lost
+}
+
+// setGCSCommand makes a head's control store run as a process of its
+// own, this executable's gcs-server, which the daemon starts again
+// should it exit.
+func setGCSCommand(cfg *node.Config) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this executable for the control store: %w", err)
+	}
+	cfg.GCSCommand = []string{exe, "gcs-server"}
+	return nil
+}
+
+// recordCluster writes the cluster record drivers and rayo commands on
+// this machine find the node by: the head's, or else the first node
+// started on it.
+func recordCluster(cfg node.Config, n *node.Node) error {
+	if _, err := node.ReadCluster(cfg.StateDir); cfg.Head || err != nil {
+		if err := node.WriteCluster(cfg.StateDir, n.Local()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// announceNode prints what rayo start started: the cluster's address and
+// how to join it (or the cluster joined), the session folder, the object
+// store's size and the dashboard.
+func announceNode(out io.Writer, cfg node.Config, n *node.Node) {
+	if cfg.Head {
+		fmt.Fprintf(out, "rayo: started a cluster; its address is %s\n", n.GCSAddr())
+		fmt.Fprintf(out, "rayo: add a node with: rayo start --address %s (token in %s, or RAYO_TOKEN)\n", n.GCSAddr(), cfg.StateDir)
+		if j := n.JoinToken(); j != "" {
+			fmt.Fprintf(out, "rayo: on another machine, join over TLS with --token and the join token, join_token in %s/cluster.json (K10<CA fingerprint %s>::<secret>)\n", cfg.StateDir, j[3:3+64])
+		}
+	} else {
+		fmt.Fprintf(out, "rayo: joined the cluster at %s\n", cfg.Address)
+	}
+	fmt.Fprintf(out, "rayo: session folder %s\n", n.SessionDir())
+	store, source := n.StoreSizing()
+	fmt.Fprintf(out, "rayo: object store %s (%s)\n", formatBytes(store), source)
+	if u := n.DashboardURL(); u != "" {
+		fmt.Fprintf(out, "rayo: dashboard at %s\n", u)
+	}
+}
+
+// withdrawNodeTypes withdraws the node types an autoscaler of an earlier
+// head may have left in the control store (kept in Redis): no node will
+// come for them.
+func withdrawNodeTypes(n *node.Node, cfg node.Config) error {
+	s := autoscaler.NewRPCStore(n.GCSAddr(), cfg.Token)
+	err := autoscaler.Withdraw(context.Background(), s)
+	_ = s.Close()
+	return err
+}
+
+// awaitNodeEnd waits until a signal on sig stops the node, it is drained,
+// or it is fenced, and returns the fencing's error in the last case.
+func awaitNodeEnd(out io.Writer, n *node.Node, sig <-chan os.Signal) error {
 	select {
 	case <-sig:
 	case <-n.Drained():
@@ -367,12 +407,9 @@ func runNode(cmd *cobra.Command, cfg node.Config, auto *autoscaleOptions) (retEr
 	case <-n.Fenced():
 		// The cluster wrote this node off (or it cannot tell): it exits
 		// non-zero, and a supervisor that starts it again makes a new node.
-		lost = n.FenceErr()
+		return n.FenceErr()
 	}
-	if rec, err := node.ReadCluster(cfg.StateDir); err == nil && rec.RayletPID == os.Getpid() {
-		node.RemoveCluster(cfg.StateDir)
-	}
-	return lost
+	return nil
 }
 
 func newStopCmd() *cobra.Command {

@@ -66,30 +66,9 @@ func (n *Node) setupTLS(ctx context.Context) error {
 			n.joinToken = pki.JoinToken(ca.Cert, pki.Secret(cfg.Token))
 		}
 	default:
-		token := cfg.Token
-		fp, secret, perr := pki.ParseToken(token)
-		if perr != nil {
-			return fmt.Errorf("node: %w", perr)
-		}
-		switch {
-		case givenCA:
-			// The cluster's CA, given as a file (a mounted Secret): pinned
-			// as a join token's fingerprint would be.
-			ca, lerr := pki.LoadCACert(cfg.TLSCA)
-			if lerr != nil {
-				return fmt.Errorf("node: --tls-ca: %w", lerr)
-			}
-			if fp != "" && fp != pki.Fingerprint(ca) {
-				return fmt.Errorf("node: the join token pins the CA %s, --tls-ca is %s: %w", fp, pki.Fingerprint(ca), pki.ErrFingerprint)
-			}
-			token = pki.JoinToken(ca, secret)
-		case fp == "":
-			// A head on this machine, with this state folder, shows its CA.
-			ca, lerr := pki.LoadCA(CADir(cfg.StateDir))
-			if lerr != nil {
-				return ErrNoPin
-			}
-			token = pki.JoinToken(ca.Cert, secret)
+		token, terr := n.pinnedToken(givenCA)
+		if terr != nil {
+			return terr
 		}
 		creds, err = rpc.Enroll(ctx, cfg.Address, token, name, hosts)
 	}
@@ -185,4 +164,36 @@ func LoadTLS(dir, caDir string) error {
 	}
 	rpc.SetDefaultTLS(rpc.NewTLS(creds))
 	return nil
+}
+
+// pinnedToken is the join token a joining node enrolls with: the one it
+// was given, pinned to the cluster's CA given with --tls-ca (givenCA) or,
+// when the token pins none, to the CA of a head on this machine with this
+// state folder.
+func (n *Node) pinnedToken(givenCA bool) (string, error) {
+	cfg := n.cfg
+	fp, secret, err := pki.ParseToken(cfg.Token)
+	if err != nil {
+		return "", fmt.Errorf("node: %w", err)
+	}
+	switch {
+	case givenCA:
+		// The cluster's CA, given as a file (a mounted Secret): pinned as a
+		// join token's fingerprint would be.
+		ca, err := pki.LoadCACert(cfg.TLSCA)
+		if err != nil {
+			return "", fmt.Errorf("node: --tls-ca: %w", err)
+		}
+		if fp != "" && fp != pki.Fingerprint(ca) {
+			return "", fmt.Errorf("node: the join token pins the CA %s, --tls-ca is %s: %w", fp, pki.Fingerprint(ca), pki.ErrFingerprint)
+		}
+		return pki.JoinToken(ca, secret), nil
+	case fp == "":
+		ca, err := pki.LoadCA(CADir(cfg.StateDir))
+		if err != nil {
+			return "", ErrNoPin
+		}
+		return pki.JoinToken(ca.Cert, secret), nil
+	}
+	return cfg.Token, nil
 }

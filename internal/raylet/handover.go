@@ -223,6 +223,21 @@ func (h handOverResult) note() string {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
+// handOverItem is a primary copy a hand-over moves, with its size and
+// owner.
+type handOverItem struct {
+	id    ids.ObjectID
+	size  int64
+	owner objOwner
+}
+
+// ownerTarget is an owner and the node that took some of its objects:
+// the owner is told of them in one call.
+type ownerTarget struct {
+	owner  objOwner
+	target string
+}
+
 // handOver moves the primary copies this node holds, but those in skip,
 // to the other live nodes that are not draining and tells their owners,
 // until deadline.
@@ -230,34 +245,7 @@ func (r *Raylet) handOver(deadline time.Time, skip map[ids.ObjectID]bool) handOv
 	ctx, cancel := context.WithDeadline(r.ctx, deadline)
 	defer cancel()
 	res := handOverResult{failed: make(map[ids.ObjectID]string), done: make(map[ids.ObjectID]bool)}
-	held := r.spill.heldPrimaries()
-	for id := range skip {
-		delete(held, id)
-	}
-	r.mu.Lock()
-	targets := make([]string, 0, len(r.peers))
-	for _, p := range r.peers {
-		targets = append(targets, p.addr)
-	}
-	r.mu.Unlock()
-
-	type item struct {
-		id    ids.ObjectID
-		size  int64
-		owner objOwner
-	}
-	var todo []item
-	for id, size := range held {
-		o, ok := r.owners.get(id)
-		switch {
-		case !ok:
-			res.failed[id] = "its owner is not known here"
-		case ownerNode(o.addr) == r.cfg.NodeName:
-			res.local++ // its owner goes with the node: nobody could read it
-		default:
-			todo = append(todo, item{id, size, o})
-		}
-	}
+	todo, targets := r.handOverPlan(skip, &res)
 	if len(todo) == 0 {
 		return res
 	}
@@ -272,12 +260,47 @@ func (r *Raylet) handOver(deadline time.Time, skip map[ids.ObjectID]bool) handOv
 
 	conns := newTargetConns(r)
 	defer conns.close()
-	type moved struct {
-		owner  objOwner
-		target string
+	byOwner := r.handOverAll(ctx, conns, todo, targets, &res)
+	r.tellOwners(ctx, byOwner, todo, &res)
+	return res
+}
+
+// handOverPlan lists the primary copies held here, but those in skip,
+// that a hand-over is to move, and the nodes it may move them to. The
+// copies it cannot or need not move are counted in res: those whose owner
+// is unknown as failed, those whose owner goes with this node as local.
+func (r *Raylet) handOverPlan(skip map[ids.ObjectID]bool, res *handOverResult) (todo []handOverItem, targets []string) {
+	held := r.spill.heldPrimaries()
+	for id := range skip {
+		delete(held, id)
 	}
+	r.mu.Lock()
+	targets = make([]string, 0, len(r.peers))
+	for _, p := range r.peers {
+		targets = append(targets, p.addr)
+	}
+	r.mu.Unlock()
+
+	for id, size := range held {
+		o, ok := r.owners.get(id)
+		switch {
+		case !ok:
+			res.failed[id] = "its owner is not known here"
+		case ownerNode(o.addr) == r.cfg.NodeName:
+			res.local++ // its owner goes with the node: nobody could read it
+		default:
+			todo = append(todo, handOverItem{id, size, o})
+		}
+	}
+	return todo, targets
+}
+
+// handOverAll hands each object of todo over to one of targets, a few at
+// once, and returns those moved grouped by owner and the node that took
+// them. Those that could not be moved are recorded failed in res.
+func (r *Raylet) handOverAll(ctx context.Context, conns *targetConns, todo []handOverItem, targets []string, res *handOverResult) map[ownerTarget][]ids.ObjectID {
 	var mu sync.Mutex // protects res and byOwner
-	byOwner := make(map[moved][]ids.ObjectID)
+	byOwner := make(map[ownerTarget][]ids.ObjectID)
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range min(handOverParallel, len(todo)) {
@@ -291,7 +314,7 @@ func (r *Raylet) handOver(deadline time.Time, skip map[ids.ObjectID]bool) handOv
 				if err != nil {
 					res.failed[it.id] = err.Error()
 				} else {
-					k := moved{it.owner, target}
+					k := ownerTarget{it.owner, target}
 					byOwner[k] = append(byOwner[k], it.id)
 				}
 				mu.Unlock()
@@ -303,12 +326,20 @@ func (r *Raylet) handOver(deadline time.Time, skip map[ids.ObjectID]bool) handOv
 	}
 	close(work)
 	wg.Wait()
+	return byOwner
+}
 
-	// Tell the owners, one call per owner and node.
+// tellOwners tells the owners where their objects went, one call per
+// owner and node, and records the outcome in res: done when the owner
+// was told, and moved too unless it no longer holds them; failed when it
+// could not be told, in which case the copies taken are freed.
+func (r *Raylet) tellOwners(ctx context.Context, byOwner map[ownerTarget][]ids.ObjectID, todo []handOverItem, res *handOverResult) {
 	sizes := make(map[ids.ObjectID]int64, len(todo))
 	for _, it := range todo {
 		sizes[it.id] = it.size
 	}
+	var mu sync.Mutex // protects res
+	var wg sync.WaitGroup
 	for k, list := range byOwner {
 		wg.Add(1)
 		go func() {
@@ -336,7 +367,6 @@ func (r *Raylet) handOver(deadline time.Time, skip map[ids.ObjectID]bool) handOv
 		}()
 	}
 	wg.Wait()
-	return res
 }
 
 // handOne hands object id over to one of targets (the i-th in turn, then

@@ -177,6 +177,50 @@ func TestHandOverMovesPrimaries(t *testing.T) {
 	}
 }
 
+// A hand-over's plan: an object whose owner this node never learned
+// cannot be moved and says so, one whose owner is on this node goes with
+// it, one in skip is left alone, and the others are to move to the peers
+// the node knows of.
+func TestHandOverPlan(t *testing.T) {
+	const token = "t"
+	a := startNode(t, 16<<20, token)
+	b := startNode(t, 16<<20, token)
+	owner := newFakeOwner(t, token)
+	unknown := putOwned(t, a, 1<<10, 1, "") // no owner given: none recorded
+	local := putOwned(t, a, 1<<10, 2, rpc.Endpoint("/x.sock", "127.0.0.1:9", a.NodeName()))
+	skipped := putOwned(t, a, 1<<10, 3, owner.ep)
+	moving := putOwned(t, a, 1<<10, 4, owner.ep)
+	peersOf(a, b)
+
+	res := handOverResult{failed: make(map[ids.ObjectID]string), done: make(map[ids.ObjectID]bool)}
+	todo, targets := a.handOverPlan(map[ids.ObjectID]bool{skipped: true}, &res)
+	if len(todo) != 1 || todo[0].id != moving || todo[0].size != 1<<10 || todo[0].owner.addr != owner.ep {
+		t.Fatalf("to move: %+v, want only %s of %s", todo, moving, owner.ep)
+	}
+	if len(targets) != 1 || targets[0] != b.TCPAddr() {
+		t.Fatalf("targets %v, want [%s]", targets, b.TCPAddr())
+	}
+	if res.local != 1 || len(res.failed) != 1 || res.failed[unknown] != "its owner is not known here" {
+		t.Fatalf("plan: local %d, failed %v", res.local, res.failed)
+	}
+	if _, ok := res.failed[local]; ok {
+		t.Fatal("an object whose owner goes with the node is counted failed")
+	}
+
+	// The whole hand-over says the same of the object whose owner is
+	// unknown, and leaves it here.
+	all := a.handOver(time.Now().Add(time.Minute), map[ids.ObjectID]bool{skipped: true})
+	if all.moved != 1 || all.local != 1 || all.failed[unknown] != "its owner is not known here" || !all.done[moving] {
+		t.Fatalf("hand-over: %+v", all)
+	}
+	if _, _, ok := b.store.Lookup(unknown); ok {
+		t.Fatal("an object of unknown owner was moved")
+	}
+	if _, _, ok := b.store.Lookup(skipped); ok {
+		t.Fatal("an object in skip was moved")
+	}
+}
+
 // spillList is the spill engine's description of object id of r.
 func spillList(t *testing.T, r *Raylet, id ids.ObjectID) []spill.Object {
 	t.Helper()

@@ -284,6 +284,25 @@ func (w *Worker) loop() {
 	}
 }
 
+// markLocked tells the raylet whose output follows: the lines up to the
+// next mark are this attempt's log. The calls of a concurrent actor print
+// among each other's, so their logs are cut by time and their marks carry
+// the name alone; as a mark costs a write (about a tenth of an empty
+// task's time), they mark only a change of method. w.mu is held.
+func (w *Worker) markLocked(spec *pb.TaskSpec) {
+	switch {
+	case w.sem == nil:
+		key := rayletclient.TaskLogKey(spec.TaskId, spec.Attempt)
+		w.mark = rayletclient.AppendTaskMark(w.mark[:0], spec.Name, key)
+		_, _ = os.Stdout.Write(w.mark)
+		w.marked = ""
+	case spec.Name != w.marked:
+		w.mark = rayletclient.AppendTaskMark(w.mark[:0], spec.Name, 0)
+		_, _ = os.Stdout.Write(w.mark)
+		w.marked = spec.Name
+	}
+}
+
 // run runs one task and encodes its outcome.
 func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 	reply := &pb.TaskReply{TaskId: spec.TaskId}
@@ -297,22 +316,7 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		return fail(core.KindUnknownFunction, fmt.Sprintf("function %q is not registered in this executable: declare remote functions at package level, before rayo.Init", spec.Function), "")
 	}
 	w.mu.Lock()
-	// Tell the raylet whose output follows: the lines up to the next mark
-	// are this attempt's log. The calls of a concurrent actor print among
-	// each other's, so their logs are cut by time and their marks carry
-	// the name alone; as a mark costs a write (about a tenth of an empty
-	// task's time), they mark only a change of method.
-	switch {
-	case w.sem == nil:
-		key := rayletclient.TaskLogKey(spec.TaskId, spec.Attempt)
-		w.mark = rayletclient.AppendTaskMark(w.mark[:0], spec.Name, key)
-		_, _ = os.Stdout.Write(w.mark)
-		w.marked = ""
-	case spec.Name != w.marked:
-		w.mark = rayletclient.AppendTaskMark(w.mark[:0], spec.Name, 0)
-		_, _ = os.Stdout.Write(w.mark)
-		w.marked = spec.Name
-	}
+	w.markLocked(spec)
 	actor := w.actor
 	w.mu.Unlock()
 	args, release, kind, msg := w.taskArgs(spec)
