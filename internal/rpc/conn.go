@@ -93,12 +93,13 @@ type Conn struct {
 	handler Handler
 	nextID  atomic.Uint64
 
-	wmu      sync.Mutex // protects wbuf, spare, flushing, corked, werr
+	wmu      sync.Mutex // protects wbuf, spare, flushing, corked, held, werr
 	wdone    sync.Cond  // on wmu: broadcast when flushing ends
 	wbuf     []byte
 	spare    []byte
 	flushing bool
 	corked   int
+	held     int // HoldReplies not yet released: replies wait in wbuf
 	werr     error
 
 	pmu      sync.Mutex // protects pending, closeErr
@@ -359,7 +360,7 @@ func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byt
 	binary.BigEndian.PutUint32(h[0:4], uint32(len(c.wbuf)-start-4))
 	h[4], h[5] = byte(m), byte(kind)
 	binary.BigEndian.PutUint64(h[6:14], id)
-	if c.flushing || c.corked > 0 {
+	if c.flushing || c.corked > 0 || c.held > 0 && (kind == KindReply || kind == KindError) {
 		c.wmu.Unlock()
 		return nil
 	}
@@ -432,6 +433,29 @@ func (c *Conn) Uncork() error {
 	c.wmu.Lock()
 	c.corked--
 	if c.corked > 0 || c.flushing || len(c.wbuf) == 0 {
+		err := c.werr
+		c.wmu.Unlock()
+		return err
+	}
+	return c.flushLocked()
+}
+
+// HoldReplies keeps the replies sent from now on in the write buffer
+// until the matching ReleaseReplies: a server that knows more requests
+// of this connection wait writes their replies with one system call
+// instead of one each. Any other frame sent meanwhile is written at once,
+// and takes the replies held before it along.
+func (c *Conn) HoldReplies() {
+	c.wmu.Lock()
+	c.held++
+	c.wmu.Unlock()
+}
+
+// ReleaseReplies undoes a HoldReplies, writing the replies held.
+func (c *Conn) ReleaseReplies() error {
+	c.wmu.Lock()
+	c.held--
+	if c.held > 0 || c.corked > 0 || c.flushing || len(c.wbuf) == 0 {
 		err := c.werr
 		c.wmu.Unlock()
 		return err

@@ -304,3 +304,80 @@ func TestPeerPIDOfAUnixConnection(t *testing.T) {
 		t.Errorf("client side: peer pid %d, want %d", got, os.Getpid())
 	}
 }
+
+// Replies held by HoldReplies wait in the write buffer until
+// ReleaseReplies, or until a frame of another kind takes them along.
+func TestHoldRepliesUntilReleased(t *testing.T) {
+	c, s := pair(t, echo)
+	got := make(chan string, 6)
+	send := func(words ...string) {
+		for _, w := range words {
+			c.Go(mEcho, &pb.Status{Error: w}, func(body []byte, err error) {
+				st := &pb.Status{}
+				if err == nil && proto.Unmarshal(body, st) != nil {
+					st.Error = "undecodable reply"
+				}
+				got <- st.Error
+			})
+		}
+	}
+	heldFrames := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.wmu.Lock()
+			frames := countFrames(s.wbuf)
+			s.wmu.Unlock()
+			if frames == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d replies held, want %d", frames, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	recv := func(want string) {
+		t.Helper()
+		var order []string
+		for range 3 {
+			order = append(order, <-got)
+		}
+		if fmt.Sprint(order) != want {
+			t.Fatalf("replies %v, want %s", order, want)
+		}
+	}
+
+	s.HoldReplies()
+	send("a", "b", "c")
+	heldFrames(3) // none written: all three are still in the buffer
+	if err := s.ReleaseReplies(); err != nil {
+		t.Fatal(err)
+	}
+	recv("[a b c]")
+
+	s.HoldReplies()
+	send("d", "e", "f")
+	heldFrames(3)
+	// A notification is not held, and takes the replies before it along.
+	if err := s.Notify(mEcho, &pb.Status{Error: "note"}); err != nil {
+		t.Fatal(err)
+	}
+	recv("[d e f]")
+	if err := s.ReleaseReplies(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// countFrames counts the whole frames in b.
+func countFrames(b []byte) int {
+	n := 0
+	for len(b) >= 4 {
+		size := int(binary.BigEndian.Uint32(b[:4])) + 4
+		if size > len(b) {
+			break
+		}
+		b, n = b[size:], n+1
+	}
+	return n
+}
