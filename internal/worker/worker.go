@@ -44,8 +44,9 @@ type Worker struct {
 	queue   []job
 	running ids.TaskID
 	busy    bool
-	mark    []byte // the line that marks a task's start in the output
-	marked  string // the name of the last mark written without a key, if the last had none
+	replies replyHolder // replies held while more tasks of their connection wait
+	mark    []byte      // the line that marks a task's start in the output
+	marked  string      // the name of the last mark written without a key, if the last had none
 	// cancelled holds cancellations that arrived before their task (the
 	// owner may send one while the push is still on its way).
 	cancelled map[ids.TaskID]struct{}
@@ -64,6 +65,7 @@ type Worker struct {
 type job struct {
 	reply func(*pb.TaskReply, error)
 	spec  *pb.TaskSpec
+	conn  *rpc.Conn // the connection the task came on
 }
 
 // Start connects to the raylet named in the environment, serves tasks, and
@@ -128,6 +130,8 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	w.rt, w.arena, w.addr = rt, arena, addr
 	ready.Store(rt)
 	onReady(rt)
+	w.replies.wake = make(chan struct{}, 1)
+	go w.replies.watch()
 	go w.loop()
 	reg := &pb.RegisterWorker{WorkerId: wid[:], Pid: int32(w.pid), Addr: rt.Addr()}
 	if err := rc.Call(ctx, rpc.MRegisterWorker, reg, &pb.RegisterWorkerReply{}); err != nil {
@@ -204,7 +208,7 @@ func (w *Worker) mux() *rpc.Mux {
 }
 
 // servePush queues a task; the loop replies once it ran.
-func (w *Worker) servePush(_ context.Context, spec *pb.TaskSpec, reply func(*pb.TaskReply, error)) {
+func (w *Worker) servePush(ctx context.Context, spec *pb.TaskSpec, reply func(*pb.TaskReply, error)) {
 	w.mu.Lock()
 	if tid, err := ids.TaskIDFrom(spec.TaskId); err == nil {
 		if _, ok := w.cancelled[tid]; ok {
@@ -214,7 +218,7 @@ func (w *Worker) servePush(_ context.Context, spec *pb.TaskSpec, reply func(*pb.
 			return
 		}
 	}
-	w.queue = append(w.queue, job{reply, spec})
+	w.queue = append(w.queue, job{reply, spec, rpc.ConnOf(ctx)})
 	w.cond.Signal()
 	w.mu.Unlock()
 }
@@ -280,7 +284,10 @@ func (w *Worker) loop() {
 			continue
 		}
 		reply := w.execute(j.spec)
-		j.reply(reply, nil)
+		w.mu.Lock()
+		more := len(w.queue) > 0 && w.queue[0].conn == j.conn
+		w.mu.Unlock()
+		w.replies.send(j.conn, more, func() { j.reply(reply, nil) })
 	}
 }
 
