@@ -247,7 +247,7 @@ func TestDeployFilesUseRealTwins(t *testing.T) {
 	newStartCmd().Flags().VisitAll(func(f *pflag.Flag) { twins[envName(f.Name)] = true })
 	re := regexp.MustCompile(`RAYO_[A-Z0-9_]+`)
 	for _, file := range []string{"../../deploy/Containerfile", "../../deploy/helm/rayo/templates/_helpers.tpl",
-		"../../deploy/operator/controllers/objects.go"} {
+		"../../deploy/operator/controllers/pod.go"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
