@@ -173,14 +173,8 @@ func TestTerminateAndLaunch(t *testing.T) {
 	f := &fakeCluster{rv: 7, pods: map[string]bool{"c-small-a": true, "c-small-b": true},
 		group: map[string]any{"name": "small", "cpu": 2, "resources": map[string]float64{"GPU": 1},
 			"minReplicas": 1, "maxReplicas": 4, "replicas": 3, "image": "kept:1"}}
-	srv := httptest.NewServer(f)
-	defer srv.Close()
+	p := serveFake(t, f)
 	ctx := context.Background()
-	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	if ty := p.NodeTypes(); len(ty) != 1 || ty[0].Name != "small" || ty[0].Resources["CPU"] != 2 || ty[0].Resources["GPU"] != 1 ||
 		ty[0].MinWorkers != 1 || ty[0].MaxWorkers != 4 {
 		t.Fatalf("node types = %+v", ty)
@@ -262,14 +256,8 @@ func TestTerminateAndLaunch(t *testing.T) {
 func TestTerminateEndedPodAtMinimum(t *testing.T) {
 	f := &fakeCluster{rv: 1, pods: map[string]bool{"c-small-up": true, "c-small-done": true}, ended: map[string]bool{"c-small-done": true},
 		group: map[string]any{"name": "small", "cpu": 1, "minReplicas": 2, "maxReplicas": 3, "replicas": 2}}
-	srv := httptest.NewServer(f)
-	defer srv.Close()
+	p := serveFake(t, f)
 	ctx := context.Background()
-	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	if err := p.Terminate(ctx, []string{"c-small-up"}); err == nil || !strings.Contains(err.Error(), "below its minReplicas 2") {
 		t.Errorf("terminate a running pod at the minimum = %v, want refused", err)
 	}
@@ -287,14 +275,8 @@ func TestTerminateEndedPodAtMinimum(t *testing.T) {
 func TestTerminateNamesAPodOnce(t *testing.T) {
 	f := &fakeCluster{rv: 1, pods: map[string]bool{"c-small-a": true, "c-small-b": true},
 		group: map[string]any{"name": "small", "cpu": 1, "minReplicas": 0, "maxReplicas": 3, "replicas": 2}}
-	srv := httptest.NewServer(f)
-	defer srv.Close()
+	p := serveFake(t, f)
 	ctx := context.Background()
-	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	if _, err := p.Instances(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -334,14 +316,8 @@ func TestTerminateNamesAPodOnce(t *testing.T) {
 func TestTerminateSeveralAndRefusals(t *testing.T) {
 	f := &fakeCluster{rv: 1, pods: map[string]bool{"c-small-a": true, "c-small-b": true},
 		group: map[string]any{"name": "small", "cpu": 1, "minReplicas": 0, "maxReplicas": 4, "replicas": 3, "workersToDelete": []string{"c-small-b"}}}
-	srv := httptest.NewServer(f)
-	defer srv.Close()
+	p := serveFake(t, f)
 	ctx := context.Background()
-	p, err := New(ctx, Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	if _, err := p.Instances(ctx); err != nil { // lists small-pending-0
 		t.Fatal(err)
 	}
@@ -381,4 +357,18 @@ func TestTerminateSeveralAndRefusals(t *testing.T) {
 	if f.patches != 1 {
 		t.Errorf("%d patches, want 1", f.patches)
 	}
+}
+
+// serveFake serves f over HTTP and returns a provider of its cluster "c"
+// in namespace "ns", closed with the test.
+func serveFake(t *testing.T, f *fakeCluster) *Provider {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	p, err := New(context.Background(), Config{Cluster: "c", Namespace: "ns", APIServer: srv.URL, TokenFile: writeFile(t, "token", "t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
