@@ -118,11 +118,7 @@ func (a *Autoscaler) terminateLost(ctx context.Context, r *roundState) error {
 			delete(a.seen, v.ID)
 			continue
 		}
-		first, ok := a.seen[v.ID]
-		if !ok {
-			first = r.now
-			a.seen[v.ID] = r.now
-		}
+		first := since(a.seen, v.ID, r.now)
 		if v.dead || r.now.Sub(first) > a.cfg.LaunchTimeout {
 			gone = append(gone, v.ID)
 			r.have[v.NodeType]--
@@ -281,13 +277,9 @@ func (a *Autoscaler) idleToRelease(r *roundState) []*instanceView {
 			delete(a.idleSince, v.ID)
 			continue
 		}
-		since, ok := a.idleSince[v.ID]
-		if !ok {
-			since = r.now
-			a.idleSince[v.ID] = r.now
-		}
-		at := since.Add(a.cfg.IdleTimeout)
-		r.st.IdleNodes = append(r.st.IdleNodes, IdleNode{NodeID: fmt.Sprintf("%x", v.node.NodeId), Instance: v.ID, NodeType: v.NodeType, IdleSinceUnixMs: since.UnixMilli(), ReleaseAtUnixMs: at.UnixMilli()})
+		idleFrom := since(a.idleSince, v.ID, r.now)
+		at := idleFrom.Add(a.cfg.IdleTimeout)
+		r.st.IdleNodes = append(r.st.IdleNodes, IdleNode{NodeID: fmt.Sprintf("%x", v.node.NodeId), Instance: v.ID, NodeType: v.NodeType, IdleSinceUnixMs: idleFrom.UnixMilli(), ReleaseAtUnixMs: at.UnixMilli()})
 		t, _ := a.nodeType(v.NodeType)
 		if !r.now.Before(at) && count[v.NodeType]+r.launch[v.NodeType] > t.MinWorkers {
 			count[v.NodeType]--
@@ -334,4 +326,15 @@ func (a *Autoscaler) countTypes(r *roundState) {
 	for _, t := range a.types {
 		r.st.NodeTypes = append(r.st.NodeTypes, TypeStatus{Name: t.Name, Resources: t.Resources, Min: t.MinWorkers, Max: t.MaxWorkers, Running: running[t.Name], Pending: pending[t.Name] + r.launch[t.Name]})
 	}
+}
+
+// since is when m first saw id, now if this is the first time (which m
+// then records).
+func since(m map[string]time.Time, id string, now time.Time) time.Time {
+	t, ok := m[id]
+	if !ok {
+		t = now
+		m[id] = now
+	}
+	return t
 }
