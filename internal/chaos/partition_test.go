@@ -38,7 +38,7 @@ func partitionChaos(t *testing.T, s *suite) row {
 	dir := t.TempDir()
 	d := startDriver(t, c.Head, s.driver, nil, "partition", dir, victimID, fmt.Sprint(n))
 	d.until(t, "submitted", "", time.Minute)
-	waitUntil(t, 60*time.Second, "a task begun on the node to cut off", func() (bool, string) {
+	testcluster.WaitFor(t, 60*time.Second, "a task begun on the node to cut off", func() (bool, string) {
 		for _, lines := range testcluster.Attempts(t, dir, "part-") {
 			for _, l := range lines {
 				if strings.HasPrefix(l, "begin "+victimID) {
@@ -52,7 +52,7 @@ func partitionChaos(t *testing.T, s *suite) row {
 	nw.Cut(2)
 	cut := time.Now()
 	var fencedAfter time.Duration
-	waitUntil(t, 30*time.Second, "the cut-off node fenced on its side and DEAD on the other", func() (bool, string) {
+	testcluster.WaitFor(t, 30*time.Second, "the cut-off node fenced on its side and DEAD on the other", func() (bool, string) {
 		if ended, _ := victim.Exited(0); ended && fencedAfter == 0 {
 			fencedAfter = time.Since(cut)
 		}
@@ -67,7 +67,7 @@ func partitionChaos(t *testing.T, s *suite) row {
 	if _, err := victim.Exited(0); err == nil {
 		t.Error("the fenced daemon exited 0")
 	}
-	waitUntil(t, 10*time.Second, "the cut-off node's workers gone", func() (bool, string) {
+	testcluster.WaitFor(t, 10*time.Second, "the cut-off node's workers gone", func() (bool, string) {
 		return len(victim.Group()) == 0, fmt.Sprint(victim.Group())
 	})
 	if full {
@@ -88,7 +88,7 @@ func partitionChaos(t *testing.T, s *suite) row {
 	}
 	// The state API's attempts, once every task's end has reached it.
 	var tried map[string]int
-	waitUntil(t, 30*time.Second, "every task's attempts in the state API", func() (bool, string) {
+	testcluster.WaitFor(t, 30*time.Second, "every task's attempts in the state API", func() (bool, string) {
 		var finished map[string]int
 		tried, finished = attemptsByName(listTasks(t, c), "part-")
 		return len(finished) == n, fmt.Sprintf("attempts %v, finished %v", tried, finished)
@@ -148,21 +148,4 @@ func attemptsByName(records []*pb.TaskRecord, prefix string) (tried, finished ma
 		}
 	}
 	return tried, finished
-}
-
-// waitUntil polls cond every 50 ms until it holds, failing the test after
-// timeout with what cond said last.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: gave up after %v; last seen:\n%s", what, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond) // polling other processes
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Attempts reads the attempts files ("attempts-<i>") that test drivers'
@@ -27,4 +28,21 @@ func Attempts(t *testing.T, dir, prefix string) map[string][]string {
 		}
 	}
 	return out
+}
+
+// WaitFor polls cond every 50 ms until it holds, failing the test after
+// timeout with what cond said last.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: gave up after %v; last seen:\n%s", what, timeout, last)
+		}
+		time.Sleep(50 * time.Millisecond) // polling other processes
+	}
 }

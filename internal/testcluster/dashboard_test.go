@@ -118,7 +118,7 @@ func TestDashboardOfACluster(t *testing.T) {
 		url := "http://" + n["metrics_address"].(string) + "/metrics"
 		counted := fmt.Sprintf(`rayo_tasks_finished_total{node_id=%q,state="FINISHED"} %d`, id, ranOn[id])
 		timed := fmt.Sprintf(`rayo_task_execution_seconds_count{node_id=%q} %d`, id, ranOn[id])
-		waitFor(t, 5*time.Second, "node "+id+" to count its tasks once: "+counted, func() (bool, string) {
+		WaitFor(t, 5*time.Second, "node "+id+" to count its tasks once: "+counted, func() (bool, string) {
 			resp, err := http.Get(url)
 			if err != nil {
 				return false, err.Error()
@@ -176,23 +176,6 @@ func TestDashboardOfACluster(t *testing.T) {
 		if out, err := cli(args...); err == nil || !strings.Contains(out, "rayo:") {
 			t.Errorf("rayo %v: %v\n%s", args, err, out)
 		}
-	}
-}
-
-// waitFor polls cond every 50 ms until it holds, failing the test after
-// timeout with what cond said last.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: gave up after %v; last seen:\n%s", what, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

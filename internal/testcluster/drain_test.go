@@ -93,7 +93,7 @@ func TestDrainMovesObjects(t *testing.T) {
 	t.Logf("drained in %v", time.Since(start).Round(time.Millisecond))
 	const all = drainObjects + 2
 	var why string
-	waitFor(t, 10*time.Second, "the drained node DEAD", func() (bool, string) {
+	WaitFor(t, 10*time.Second, "the drained node DEAD", func() (bool, string) {
 		nodes, err := c.ListNodes()
 		for _, n := range nodes {
 			if nodeName(n.NodeId) == b.ID() {
@@ -119,7 +119,7 @@ func TestDrainMovesObjects(t *testing.T) {
 		getJSON(t, api+"/tasks?limit=10000", &l)
 		return l
 	}
-	waitFor(t, 15*time.Second, "every task finished once in the state API", func() (bool, string) {
+	WaitFor(t, 15*time.Second, "every task finished once in the state API", func() (bool, string) {
 		tried, finished := stateAttempts(t, fromAPI, "drain-")
 		ok := len(tried) == drainObjects+1
 		for name, n := range tried {

@@ -39,7 +39,7 @@ func TestPartitionedNodeFenced(t *testing.T) {
 	nw.cut(2)
 	cut := time.Now()
 	var exitedAfter time.Duration
-	waitFor(t, 20*time.Second, "the cut-off node declared dead, and stopped on its side", func() (bool, string) {
+	WaitFor(t, 20*time.Second, "the cut-off node declared dead, and stopped on its side", func() (bool, string) {
 		if ended, _ := victim.Exited(0); ended && exitedAfter == 0 {
 			exitedAfter = time.Since(cut)
 		}
@@ -63,7 +63,7 @@ func TestPartitionedNodeFenced(t *testing.T) {
 		t.Errorf("the daemon did not say why it stopped:\n%s", out)
 	}
 	if left := victim.Group(); len(left) != 0 {
-		waitFor(t, 5*time.Second, "the cut-off node's workers gone", func() (bool, string) {
+		WaitFor(t, 5*time.Second, "the cut-off node's workers gone", func() (bool, string) {
 			return len(victim.Group()) == 0, fmt.Sprint(victim.Group())
 		})
 	}

@@ -14,7 +14,7 @@ import (
 // begunOn waits until a task of the fence-work driver has begun on node.
 func begunOn(t *testing.T, dir, node string) {
 	t.Helper()
-	waitFor(t, 30*time.Second, "a task begun on "+node, func() (bool, string) {
+	WaitFor(t, 30*time.Second, "a task begun on "+node, func() (bool, string) {
 		for _, lines := range Attempts(t, dir, "fence-") {
 			for _, l := range lines {
 				if strings.HasPrefix(l, "begin "+node) {
@@ -58,7 +58,7 @@ func stateAttempts(t *testing.T, tasks func() list, prefix string) (tried, finis
 func checkNoUncountedRun(t *testing.T, tasks func() list, dir, fenced string, n int) int {
 	t.Helper()
 	var tried map[string]int
-	waitFor(t, 15*time.Second, "every task's attempts in the state API", func() (bool, string) {
+	WaitFor(t, 15*time.Second, "every task's attempts in the state API", func() (bool, string) {
 		var finished map[string]int
 		tried, finished = stateAttempts(t, tasks, "fence-")
 		return len(finished) == n, fmt.Sprintf("attempts %v, finished %v", tried, finished)
@@ -120,7 +120,7 @@ func TestPausedNodeFenced(t *testing.T) {
 
 	victim.Signal(syscall.SIGSTOP)
 	paused := time.Now()
-	waitFor(t, 15*time.Second, "the paused node declared dead", func() (bool, string) {
+	WaitFor(t, 15*time.Second, "the paused node declared dead", func() (bool, string) {
 		nodes, err := c.ListNodes()
 		for _, n := range nodes {
 			if nodeName(n.NodeId) == victimID {
@@ -149,7 +149,7 @@ func TestPausedNodeFenced(t *testing.T) {
 	if !strings.Contains(out, "fenced") || !strings.Contains(out, "declared DEAD") || !strings.Contains(out, victimID) {
 		t.Errorf("the daemon did not say why it stopped:\n%s", out)
 	}
-	waitFor(t, 5*time.Second, "the victim's workers gone", func() (bool, string) {
+	WaitFor(t, 5*time.Second, "the victim's workers gone", func() (bool, string) {
 		var live []int
 		for _, p := range workers {
 			if syscall.Kill(p, 0) == nil {
@@ -191,7 +191,7 @@ func TestPausedNodeFenced(t *testing.T) {
 
 	// The dead node's CPUs are in no total.
 	totals := regexp.MustCompile(`resources of the alive nodes \(used/total\): CPU [0-9.]+/3\b`)
-	waitFor(t, 10*time.Second, "rayo status counting the alive nodes' 3 CPUs", func() (bool, string) {
+	WaitFor(t, 10*time.Second, "rayo status counting the alive nodes' 3 CPUs", func() (bool, string) {
 		st, err := c.Head.Command(rayo, "status").CombinedOutput()
 		return err == nil && totals.Match(st), string(st)
 	})

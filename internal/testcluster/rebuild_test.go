@@ -30,7 +30,7 @@ func TestRebuildWhereACopyIs(t *testing.T) {
 	}
 	bID := b.ID()
 	b.Kill()
-	waitFor(t, 30*time.Second, "node b DEAD", func() (bool, string) {
+	WaitFor(t, 30*time.Second, "node b DEAD", func() (bool, string) {
 		nodes, err := c.ListNodes()
 		if err != nil {
 			return false, err.Error()
