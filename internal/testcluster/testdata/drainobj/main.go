@@ -13,11 +13,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,29 +23,15 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo"
+	"github.com/rayo-dev/rayo/internal/testcluster/pattern"
 )
 
 const size = 8 << 20
 
-// pattern is n bytes that differ with seed and along the slice.
-func pattern(n int, seed uint64) []byte {
-	var key [32]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	block := make([]byte, 64<<10)
-	_, _ = mrand.NewChaCha8(key).Read(block)
-	b := make([]byte, n)
-	for off := 0; off < n; off += len(block) {
-		if m := copy(b[off:], block); m >= 8 {
-			binary.LittleEndian.PutUint64(b[off:], uint64(off))
-		}
-	}
-	return b
-}
-
 func sum(b []byte) string { return fmt.Sprintf("%08x", crc32.ChecksumIEEE(b)) }
 
 // blob is a large return value, stored in its node's store.
-var blob = rayo.Func1(func(seed int) []byte { return pattern(size, uint64(seed)) })
+var blob = rayo.Func1(func(seed int) []byte { return pattern.Bytes(size, uint64(seed)) })
 
 // held runs until dir/release exists (bounded), then returns a large
 // value.
@@ -58,7 +42,7 @@ var held = rayo.Func2(func(dir string, seed int) []byte {
 			break
 		}
 	}
-	return pattern(size, uint64(seed))
+	return pattern.Bytes(size, uint64(seed))
 })
 
 // crcAt is the checksum of b, and where it was computed.
@@ -68,7 +52,7 @@ var crcAt = rayo.Func1(func(b []byte) string { return sum(b) + "@" + rayo.NodeID
 type Maker struct{}
 
 // Blob is what blob returns, made by an actor.
-func (Maker) Blob(seed int) []byte { return pattern(size, uint64(seed)) }
+func (Maker) Blob(seed int) []byte { return pattern.Bytes(size, uint64(seed)) }
 
 var newMaker = rayo.Actor0(func() Maker { return Maker{} })
 var makeBlob = rayo.Method1(newMaker, Maker.Blob)
@@ -101,11 +85,11 @@ func run(ctx context.Context, b, c, count, dir string) error {
 	sums := make([]string, n+1)
 	for i := range n {
 		refs[i] = blob.Options(rayo.Name(fmt.Sprintf("drain-blob-%d", i)), rayo.NodeAffinity(b, false), rayo.MaxRetries(0)).Remote(rayo.V(i))
-		sums[i] = sum(pattern(size, uint64(i)))
+		sums[i] = sum(pattern.Bytes(size, uint64(i)))
 	}
 	maker := newMaker.Options(rayo.NodeAffinity(b, false)).Remote()
 	refs[n] = makeBlob.Remote(maker, rayo.V(n))
-	sums[n] = sum(pattern(size, uint64(n)))
+	sums[n] = sum(pattern.Bytes(size, uint64(n)))
 	// Ready, but never read here before the drain: no copy leaves B.
 	if _, _, err := rayo.Wait(ctx, refs, len(refs)); err != nil {
 		return err
@@ -122,7 +106,7 @@ func run(ctx context.Context, b, c, count, dir string) error {
 	if dir != "" {
 		// Runs on B while it is drained; its return is made there then.
 		refs = append(refs, held.Options(rayo.Name("drain-held"), rayo.NodeAffinity(b, false), rayo.MaxRetries(0)).Remote(rayo.V(dir), rayo.V(n+1)))
-		sums = append(sums, sum(pattern(size, uint64(n+1))))
+		sums = append(sums, sum(pattern.Bytes(size, uint64(n+1))))
 		for end := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) { // polling the task's file
 			if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
 				break

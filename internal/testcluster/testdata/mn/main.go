@@ -5,11 +5,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rayo-dev/rayo"
+	"github.com/rayo-dev/rayo/internal/testcluster/pattern"
 )
 
 var whereSlow = rayo.Func1(func(ms int) string {
@@ -128,21 +127,6 @@ func main() {
 // crcAt is the checksum of b, and where it was computed.
 var crcAt = rayo.Func1(func(b []byte) string { return fmt.Sprintf("%08x@%s", crc32.ChecksumIEEE(b), rayo.NodeID()) })
 
-// pattern is n bytes that differ with seed and along the slice.
-func pattern(n int, seed uint64) []byte {
-	var key [32]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	block := make([]byte, 64<<10)
-	_, _ = mrand.NewChaCha8(key).Read(block)
-	b := make([]byte, n)
-	for off := 0; off < n; off += len(block) {
-		if m := copy(b[off:], block); m >= 8 {
-			binary.LittleEndian.PutUint64(b[off:], uint64(off))
-		}
-	}
-	return b
-}
-
 // hog allocates and touches memory, 8 MiB at a time, up to 640 MiB.
 var hog = rayo.Func0(func() int {
 	var keep [][]byte
@@ -178,7 +162,7 @@ func run(ctx context.Context, mode string, args []string) error {
 		refs := make([]rayo.Ref[[]byte], n)
 		sums := make([]string, n)
 		for i := range refs {
-			b := pattern(size, uint64(i))
+			b := pattern.Bytes(size, uint64(i))
 			sums[i] = fmt.Sprintf("%08x", crc32.ChecksumIEEE(b))
 			if refs[i] = rayo.Put(ctx, b); refs[i].Err() != nil {
 				return refs[i].Err()
