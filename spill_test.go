@@ -1,40 +1,22 @@
 package rayo
 
 import (
-	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"io/fs"
-	"math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rayo-dev/rayo/internal/testcluster/pattern"
 )
 
 var (
 	checksum  = Func1(func(b []byte) uint32 { return crc32.ChecksumIEEE(b) })
-	randBytes = Func2(func(n int, seed uint64) []byte { return randomBytes(n, seed) })
+	randBytes = Func2(func(n int, seed uint64) []byte { return pattern.Bytes(n, seed) })
 )
-
-// randomBytes is n bytes that differ with seed and along the slice:
-// a random 64 KiB block, repeated, each copy stamped with its position
-// (cheap under the race detector, which instruments byte loops).
-func randomBytes(n int, seed uint64) []byte {
-	var key [32]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	block := make([]byte, 64<<10)
-	_, _ = rand.NewChaCha8(key).Read(block)
-	b := make([]byte, n)
-	for off := 0; off < n; off += len(block) {
-		m := copy(b[off:], block)
-		if m >= 8 {
-			binary.LittleEndian.PutUint64(b[off:], uint64(off))
-		}
-	}
-	return b
-}
 
 // spillDirEmpty waits until the spill folder holds no file and the store
 // no object: everything released came back.
@@ -77,11 +59,11 @@ func TestSpillingKeepsEverything(t *testing.T) {
 	sums := make([]uint32, n)
 	for i := range refs {
 		if i%2 == 0 {
-			b := randomBytes(size, uint64(i))
+			b := pattern.Bytes(size, uint64(i))
 			sums[i] = crc32.ChecksumIEEE(b)
 			refs[i] = Put(ctx, b)
 		} else {
-			sums[i] = crc32.ChecksumIEEE(randomBytes(size, uint64(i)))
+			sums[i] = crc32.ChecksumIEEE(pattern.Bytes(size, uint64(i)))
 			refs[i] = randBytes.Remote(V(size), V(uint64(i))) // a task's result
 		}
 		if err := refs[i].Err(); err != nil {
@@ -131,7 +113,7 @@ func TestSpillingKeepsEverything(t *testing.T) {
 func TestStoreFullWhenEverythingIsPinned(t *testing.T) {
 	restart(t, NumCPUs(1), ObjectStoreMemory(16<<20))
 	ctx := ctxT(t)
-	first := Put(ctx, randomBytes(10<<20, 1))
+	first := Put(ctx, pattern.Bytes(10<<20, 1))
 	v, err := GetView(ctx, first)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +132,7 @@ func TestStoreFullWhenEverythingIsPinned(t *testing.T) {
 	if err := second.Err(); err != nil {
 		t.Fatalf("after the view was released: %v", err)
 	}
-	if b, err := Get(ctx, first); err != nil || crc32.ChecksumIEEE(b) != crc32.ChecksumIEEE(randomBytes(10<<20, 1)) {
+	if b, err := Get(ctx, first); err != nil || crc32.ChecksumIEEE(b) != crc32.ChecksumIEEE(pattern.Bytes(10<<20, 1)) {
 		t.Fatalf("the first object after it spilled: %v", err)
 	}
 }
@@ -162,7 +144,7 @@ func TestStoreFullWhenDiskIsFull(t *testing.T) {
 	dir := t.TempDir() + "/spill"
 	restart(t, NumCPUs(1), ObjectStoreMemory(16<<20), ObjectSpillingDir(dir), ObjectSpillingThreshold(1e-9))
 	ctx := ctxT(t)
-	keep := Put(ctx, randomBytes(10<<20, 2))
+	keep := Put(ctx, pattern.Bytes(10<<20, 2))
 	if keep.Err() != nil {
 		t.Fatal(keep.Err())
 	}
@@ -170,7 +152,7 @@ func TestStoreFullWhenDiskIsFull(t *testing.T) {
 	if !errors.Is(r.Err(), ErrStoreFull) || !strings.Contains(r.Err().Error(), dir) {
 		t.Fatalf("want ErrStoreFull naming %s, got %v", dir, r.Err())
 	}
-	if b, err := Get(ctx, keep); err != nil || crc32.ChecksumIEEE(b) != crc32.ChecksumIEEE(randomBytes(10<<20, 2)) {
+	if b, err := Get(ctx, keep); err != nil || crc32.ChecksumIEEE(b) != crc32.ChecksumIEEE(pattern.Bytes(10<<20, 2)) {
 		t.Fatalf("kept object: %v", err)
 	}
 }

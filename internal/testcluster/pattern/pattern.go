@@ -1,5 +1,5 @@
-// Package pattern makes the payloads the cluster tests' driver programs
-// put and check: bytes that differ with a seed and along the slice, so
+// Package pattern makes the payloads tests and their driver programs put
+// and check: bytes that differ with a seed and along the slice, so
 // that a copy that is misplaced, cut short or stale does not pass.
 package pattern
 
@@ -8,7 +8,9 @@ import (
 	mrand "math/rand/v2"
 )
 
-// Bytes is n bytes that differ with seed and along the slice.
+// Bytes is n bytes that differ with seed and along the slice: a random
+// 64 KiB block, repeated, each copy stamped with its position (cheap under
+// the race detector, which instruments loops over bytes).
 func Bytes(n int, seed uint64) []byte {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[:], seed)
