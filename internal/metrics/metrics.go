@@ -212,10 +212,11 @@ type nodeCollector struct {
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storeUsedDesc, storeCapDesc, storeObjsDesc, workersDesc, resTotalDesc, resAvailDesc, tasksDesc, actorsDesc,
+	for _, d := range []*prometheus.Desc{storeUsedDesc, storeCapDesc, storeObjsDesc, workersDesc, resTotalDesc, resAvailDesc,
 		spilledObjsNow, spilledNow, spilledObjs, spilledBytes, restoredObjs, restoredBytes} {
 		ch <- d
 	}
+	DescribeStateCounts(ch)
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
