@@ -29,23 +29,16 @@ import (
 // or mapped.
 //
 // Fresh pages cost the same wherever they are first touched, so the only
-// way to write them fast is to touch them before the write. A process
-// that puts large objects (the driver) calls PrefaultAhead: one thread of
-// the idle scheduling class maps a window of the arena beyond the highest
-// offset the process has written (at first from the arena's start), where
-// the store's allocator, which carves fresh space from the low end of its
-// free space, places the next objects. A put that lands there copies at
-// memcpy speed. Being of the idle class at first, the mapper runs only on
-// a CPU nothing else wants: a driver that has just started and is busy
-// loses nothing to it (at nice 10 from the start it slowed such a driver's
-// actor calls by 10 to 30%), and one that computes the data it will put
-// lends it the other CPU. Once a large put has outrun it, it runs at nice
-// 10 (see run).
-// The mapper faults pages in itself, one by one, rather than through
-// MADV_POPULATE_WRITE: a fault holds only the arena's own mapping, while
-// the advice holds the whole address space's lock for a chunk, and a
-// thread of the idle class may sleep while holding it, stalling every
-// mmap of the process (the Go heap's growth among them).
+// way to write them fast is to map them before the write. A process that
+// puts large objects (the driver) calls PrefaultAhead: one thread maps a
+// window of the arena beyond the highest offset the process has written
+// (at first from the arena's start), where the store's allocator, which
+// carves fresh space from the low end of its free space, places the next
+// objects. A put that lands there copies at memcpy speed. Until a large
+// put has outrun it, the mapper maps only while the process exchanges no
+// message (PrefaultWhenQuiet): a driver that has just started and is busy
+// loses nothing to it, and one that computes the data it will put lends it
+// the other CPU (see run).
 
 // writeChunk is the granularity at which WriteAt tracks what this process
 // has mapped.
@@ -68,13 +61,15 @@ type writeState struct {
 	work    chan int64    // chunks to map; buffered, never closed
 	stop    chan struct{} // closed by stopMapper
 	done    chan struct{} // closed when the mapper returns
-	mapper  func(chunk int64) bool
+	mapper  func(chunk int64, gate func(step func()) bool) bool
 	touched atomic.Int64 // chunks the mapper has mapped, for tests
 	behind  atomic.Bool  // a write went to chunks neither written nor mapped yet
 	// activity, when set, grows while the process exchanges messages: the
-	// idle-class mapper waits until it stands still (quiet).
-	activity func() uint64
-	lastLook uint64 // activity when the mapper last looked; the mapper's own
+	// mapper waits until it stands still (quiet).
+	activity   func() uint64
+	cpu        idleCPU   // the machine's idle CPUs; the mapper's own
+	lastLook   uint64    // activity when the mapper last looked; the mapper's own
+	quietSince time.Time // when the mapper saw lastLook first; the mapper's own
 
 	window   atomic.Int64 // bytes to keep mapped beyond frontier; 0: none
 	frontier atomic.Int64 // the highest end offset WriteAt wrote
@@ -93,6 +88,7 @@ func newWriteState(capacity int64) *writeState {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		chunks: n,
+		cpu:    idleCPU{read: readProcStat},
 	}
 }
 
@@ -164,38 +160,48 @@ func (w *writeState) enqueue(c int64) {
 	}
 }
 
-// mapperNice is the mapper thread's nice value once the process has put
-// a large object into pages the window had not reached (see run): it then
-// takes CPU time others want at about a tenth of their share. At 0 a
-// window slowed a busy driver's first task by half on a 2-CPU machine; at
-// 19 a loaded machine starved it.
-const mapperNice = 10
-
-// run is the mapper: it maps the chunks it is given until stopped. It
-// runs on a thread of its own, at first in the idle scheduling class
-// (SCHED_IDLE), so that it only uses CPU time nothing else wants. Once a
-// write has had to go to pages it had not mapped yet (w.behind), the
-// process is known to put large objects faster than idle time maps them:
-// the thread moves to the normal class at mapperNice, to keep ahead on a
-// busy machine too. The thread ends with run, class and all.
+// run is the mapper: it maps the chunks it is given until stopped, a
+// step (mapStep) at a time. Until a write has had to go to pages it had
+// not mapped yet (w.behind), it maps a step only once the process has been
+// quiet for quietPoll and the machine has CPU time to spare, looking
+// before every step (quietAndIdle). Once one has, the process is known to
+// put large objects faster than quiet time maps them, and it maps without
+// waiting.
+//
+// It is an ordinary goroutine, on no thread of its own, which parks every
+// mapBurst when it is alone with one Go processor. It used to run on a
+// thread of the idle scheduling class (SCHED_IDLE), which the kernel runs
+// only on a CPU nothing else wants; but a goroutine locked to such a
+// thread keeps the Go processor it runs on while the kernel lets the
+// thread wait: with GOMAXPROCS at 1 that stopped the whole process, which
+// then looked quiet, so that the mapper went on mapping, and a driver's
+// synchronous calls lost 15 to 40%. A goroutine that yields without
+// parking starves the network poller the same way.
 func (w *writeState) run() {
 	defer close(w.done)
-	runtime.LockOSThread() // never unlocked: the thread exits with run
-	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
-	idle := true
-	for {
-		if idle && w.behind.Load() {
-			idle = false
-			_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: mapperNice}, 0)
+	parked := time.Now()
+	gate := func(step func()) bool {
+		if !w.behind.Load() && !w.quietAndIdle() {
+			return false
 		}
+		start := time.Now()
+		step()
+		w.cpu.mapped(time.Since(start))
+		if !w.behind.Load() && runtime.GOMAXPROCS(0) == 1 && time.Since(parked) >= mapBurst {
+			// Park, so that the scheduler polls the network: a goroutine
+			// that only yields (runtime.Gosched) is run again at once, and
+			// what arrives meanwhile waits for the next poll, up to 10 ms.
+			time.Sleep(stepPause)
+			parked = time.Now()
+		}
+		return true
+	}
+	for {
 		select {
 		case <-w.stop:
 			return
 		case c := <-w.work:
-			if idle && !w.quiet() {
-				return // stopped while the process was busy
-			}
-			if w.mapper(c) {
+			if w.mapper(c, gate) {
 				setBit(w.mapped, c)
 				w.touched.Add(1)
 			}
@@ -204,16 +210,51 @@ func (w *writeState) run() {
 	}
 }
 
+// minIdleCPUs is the idle CPU time, in CPUs, the machine must have had
+// over the last idleSample (the mapper's own time counting as idle) for
+// the mapper to map in quiet time. A mapper that shares a busy CPU gets
+// about half of it, and stops.
+const minIdleCPUs = 0.75
+
+// quietAndIdle returns once the process is quiet (see quiet) and the
+// machine has left at least minIdleCPUs idle lately, or a put has outrun
+// the window: what a thread of the idle scheduling class would wait for,
+// without its cost (see run). It reports false if the mapper is stopped
+// meanwhile.
+func (w *writeState) quietAndIdle() bool {
+	if w.activity == nil {
+		return true // not asked to wait (PrefaultWhenQuiet)
+	}
+	for {
+		if !w.quiet() {
+			return false
+		}
+		if w.behind.Load() {
+			return true
+		}
+		if cpus, ok := w.cpu.idleCPUs(); ok && cpus >= minIdleCPUs {
+			return true
+		}
+		select {
+		case <-w.stop:
+			return false
+		case <-time.After(idleSample):
+		}
+	}
+}
+
 // quietPoll is how long the mapper waits before it looks again whether
 // the process has gone quiet.
 const quietPoll = time.Millisecond
 
-// quiet returns at once if the process has exchanged no message since
-// the mapper last looked (w.activity stands still); otherwise it waits
-// until it has exchanged none for quietPoll, or a put has outrun the
-// window. It reports false if the mapper is stopped meanwhile. Page
-// faults stall the CPU that takes them for as long as the host needs (8
-// to 20 µs each on a virtual machine), which slowed a driver's
+// quiet returns once the process has exchanged no message for quietPoll
+// (w.activity has stood still at every look for that long), or a put has
+// outrun the window. It reports false if the mapper is stopped meanwhile.
+// The quiet time is measured from the look that saw the last change, not
+// counted in looks, which come after every step.
+//
+// Mapping pages costs the CPU that maps them the host's time too (about a
+// microsecond a page, a fault 8 to 20), which slowed a driver's
 // synchronous calls by a third while the window was mapped: so the mapper
 // maps only while the process is not talking.
 func (w *writeState) quiet() bool {
@@ -221,15 +262,20 @@ func (w *writeState) quiet() bool {
 		return true
 	}
 	for {
-		now := w.activity()
-		if now == w.lastLook || w.behind.Load() {
+		if w.behind.Load() {
 			return true
 		}
-		w.lastLook = now
+		if now := w.activity(); now != w.lastLook || w.quietSince.IsZero() {
+			w.lastLook, w.quietSince = now, time.Now()
+		}
+		wait := quietPoll - time.Since(w.quietSince)
+		if wait <= 0 {
+			return true
+		}
 		select {
 		case <-w.stop:
 			return false
-		case <-time.After(quietPoll):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -249,27 +295,52 @@ func (w *writeState) stopMapper() {
 	}
 }
 
+// While it maps in quiet time in a process of one Go processor
+// (GOMAXPROCS 1), the mapper parks for stepPause (in effect up to a
+// millisecond, the network poller's resolution, when nothing else runs)
+// once it has mapped for mapBurst: a message that arrives meanwhile waits
+// about mapBurst at most, and the window fills at half speed or more.
+// With more processors, an idle one polls the network.
+const (
+	mapBurst  = time.Millisecond
+	stepPause = 100 * time.Microsecond
+)
+
+// mapStep is how much of the arena the mapper maps between two looks at
+// the process's activity: 16 pages, 200 to 300 µs of faults on a virtual
+// machine.
+const mapStep = 64 << 10
+
 // mapChunk maps every page of chunk c of the arena into this process,
-// writable, without changing any byte: it adds zero to the first word of
-// each page atomically. That is a write, so the fault allocates the page
-// the file lacks and maps it writable (on a virtual machine that shadows
-// page tables, the host's own fault is paid here too); and it is atomic,
-// so a byte another process writes meanwhile is never lost. The arena's
-// lock is taken per page so that Close never waits for more than one
-// fault. It reports false if the arena is closed.
-func (a *Arena) mapChunk(c int64) bool {
+// writable, without changing any byte, mapStep bytes at a time, each
+// through gate (which runs it, or reports false if the mapper is to stop):
+// it adds zero to the first word of each page atomically. That is a write,
+// so the fault allocates the page the file lacks and maps it writable (on
+// a virtual machine that shadows page tables, the host's own fault is paid
+// here too, which MADV_POPULATE_WRITE, faulting from inside the kernel,
+// leaves to the put); and it is atomic, so a byte another process writes
+// meanwhile is never lost. The arena's lock is taken per page so that
+// Close never waits for more than one fault. It reports false if the arena
+// is closed or gate stopped it.
+func (a *Arena) mapChunk(c int64, gate func(step func()) bool) bool {
 	start := c * writeChunk
 	end := min(start+writeChunk, a.capacity)
-	for p := start; p < end; p += pageSize {
-		a.mu.RLock()
-		if a.data == nil {
-			a.mu.RUnlock()
+	open := true
+	for p := start; p < end && open; p += mapStep {
+		ok := gate(func() {
+			for q := p; q < min(p+mapStep, end) && open; q += pageSize {
+				a.mu.RLock()
+				if open = a.data != nil; open {
+					atomic.AddUint32((*uint32)(unsafe.Pointer(&a.data[q])), 0)
+				}
+				a.mu.RUnlock()
+			}
+		})
+		if !ok {
 			return false
 		}
-		atomic.AddUint32((*uint32)(unsafe.Pointer(&a.data[p])), 0)
-		a.mu.RUnlock()
 	}
-	return true
+	return open
 }
 
 // WriteAt writes b to the arena at offset off, as io.WriterAt: it copies
@@ -335,9 +406,10 @@ func (a *Arena) PrefaultAhead(window int64) {
 	a.w.advance(0)
 }
 
-// PrefaultWhenQuiet has the prefault window's mapper, while it runs in the
-// idle class, map only when activity has stood still for a millisecond:
-// when the process exchanges no messages. Call it before PrefaultAhead.
+// PrefaultWhenQuiet has the prefault window's mapper map only while
+// activity stands still, once it has for a millisecond (while the process
+// exchanges no messages), and the machine has CPU time to spare, until a
+// put outruns the window. Call it before PrefaultAhead.
 func (a *Arena) PrefaultWhenQuiet(activity func() uint64) {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()

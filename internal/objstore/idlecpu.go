@@ -1,0 +1,92 @@
+package objstore
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"time"
+)
+
+// idleSample is the shortest time over which idleCPU measures the
+// machine's idle time (/proc/stat counts in hundredths of a second, so
+// that 50 ms tell idle CPUs to a fifth).
+const idleSample = 50 * time.Millisecond
+
+// idleCPU tells how many CPUs the machine left idle lately, from
+// /proc/stat: the mapper of the prefault window maps only while some are
+// (see writeState.run), as a thread of the idle scheduling class would.
+// It is the mapper's own.
+type idleCPU struct {
+	read       func() (idle, total uint64, ok bool) // the machine's counters
+	now        func() time.Time                     // the clock; nil: time.Now
+	at         time.Time                            // when they were last read
+	idle, all  uint64                               // what they said then
+	own, ownAt time.Duration                        // the mapper's time mapping (see mapped), and what it was then
+	cpus       float64                              // idle CPUs between the last two reads
+	measured   bool                                 // cpus holds a measure
+	unreadable bool                                 // /proc/stat cannot be read: the machine counts as idle
+}
+
+// mapped adds d to the time the mapper spent mapping, which counts as
+// idle: it is what the mapper took of the CPUs it found idle.
+func (g *idleCPU) mapped(d time.Duration) { g.own += d }
+
+// idleCPUs returns the CPUs left idle between the last two reads of the
+// counters, the mapper's own mapping included, reading them again if
+// idleSample has passed, and whether that is a measure yet (it is not
+// before two reads).
+func (g *idleCPU) idleCPUs() (float64, bool) {
+	if g.unreadable {
+		return 1, true
+	}
+	clock := g.now
+	if clock == nil {
+		clock = time.Now
+	}
+	now := clock()
+	if g.measured && now.Sub(g.at) < idleSample {
+		return g.cpus, true
+	}
+	idle, all, ok := g.read()
+	if !ok {
+		g.unreadable = true
+		return 1, true
+	}
+	if !g.at.IsZero() && all > g.all {
+		// The counters are CPU time: idle time over the time elapsed is
+		// the number of CPUs left idle.
+		span := now.Sub(g.at).Seconds()
+		g.cpus = float64(idle-g.idle)/100/span + (g.own-g.ownAt).Seconds()/span
+		g.measured = true
+	}
+	g.at, g.idle, g.all, g.ownAt = now, idle, all, g.own
+	return g.cpus, g.measured
+}
+
+// readProcStat reads the machine's idle and total CPU time, in
+// hundredths of a second, from the first line of /proc/stat (idle and
+// iowait count as idle).
+func readProcStat() (idle, total uint64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 5 || string(f[0]) != "cpu" {
+		return 0, 0, false
+	}
+	// user nice system idle iowait irq softirq steal, then guest and
+	// guest_nice, which user and nice include already.
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseUint(string(v), 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		total += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return idle, total, true
+}
