@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rayletclient"
@@ -57,9 +55,10 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 			rayletclient.EnvNodeAddr+"="+r.TCPAddr(),
 		)
 	}
-	pr, pw, err := os.Pipe()
+	exited := make(chan struct{})
+	pr, pw, err := newLogPipe(exited)
 	if err != nil {
-		return fmt.Errorf("raylet: worker pipe: %w", err)
+		return err
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	store, err := r.arena.File()
@@ -76,7 +75,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		_ = pr.Close()
 		return fmt.Errorf("raylet: start worker: %w", err)
 	}
-	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{}), started: time.Now(), exitCode: -1}
+	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: exited, started: time.Now(), exitCode: -1}
 	r.workers[wid] = w
 	r.log.Debug("worker started", "pid", w.pid, "job", jobID)
 	r.starting++
@@ -106,7 +105,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 
 // copyLog writes a worker's output to its log file and, when asked, to the
 // driver, each line prefixed with the task's name and the worker's pid.
-func (r *Raylet) copyLog(pr *os.File, w *workerProc, jobID string) {
+func (r *Raylet) copyLog(pr *logPipe, w *workerProc, jobID string) {
 	defer pr.Close()
 	pid := w.pid
 	w.logPipe.Store(pr)
@@ -273,11 +272,11 @@ func (r *Raylet) drainLogs(jobID string) {
 	deadline := time.Now().Add(500 * time.Millisecond)
 	for _, w := range ws {
 		for time.Now().Before(deadline) {
-			pr, _ := w.logPipe.Load().(*os.File)
+			pr := w.logPipe.Load()
 			if pr == nil {
 				break
 			}
-			n, err := unread(pr)
+			n, err := pr.unread()
 			before := w.logLines.Load()
 			if err != nil || n == 0 {
 				// Let a line already read finish its way out.
@@ -287,22 +286,8 @@ func (r *Raylet) drainLogs(jobID string) {
 				}
 				continue
 			}
+			pr.poke()
 			time.Sleep(time.Millisecond) // the copier is reading
 		}
 	}
-}
-
-// unread is how many bytes wait in a pipe (without Fd, which would switch
-// the pipe to blocking mode).
-func unread(f *os.File) (int, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var n int
-	var ierr error
-	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil {
-		return 0, err
-	}
-	return n, ierr
 }

@@ -146,9 +146,9 @@ type workerProc struct {
 	lease  *leaseRec
 	dead   bool
 	exited chan struct{}
-	// logPipe is the read end of its output (an *os.File) and logLines
-	// counts the lines taken from it, for drainLogs.
-	logPipe  atomic.Value
+	// logPipe is the read end of its output and logLines counts the
+	// lines taken from it, for drainLogs.
+	logPipe  atomic.Pointer[logPipe]
 	logLines atomic.Int64
 	// tasks are where each task's lines start in its log (the worker marks
 	// them in its output), the last maxTaskMarks of them; marks are where
