@@ -35,26 +35,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 	}
 	wid := ids.NewWorkerID()
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(workerBaseEnv(os.Environ(), r.cfg.InheritEnv), env...)
-	cmd.Env = append(cmd.Env,
-		rayletclient.EnvJob+"="+jobID,
-		rayletclient.EnvWorkerID+"="+wid.String(),
-		rayletclient.EnvRaylet+"="+r.addr,
-		rayletclient.EnvStore+"=fd:3",
-		rayletclient.EnvSessionDir+"="+r.cfg.SessionDir,
-		rayletclient.EnvNode+"="+r.cfg.NodeName,
-	)
-	if r.tcp != nil {
-		host, _, _ := net.SplitHostPort(r.tcp.Addr().String())
-		cmd.Env = append(cmd.Env,
-			rayletclient.EnvListen+"="+net.JoinHostPort(host, "0"),
-			// The job's credential, never the cluster's secret (see
-			// jobToken).
-			rayletclient.EnvToken+"="+r.jobToken(jobID),
-			pki.EnvJobKey+"="+pki.JobKey(r.cfg.Token),
-			rayletclient.EnvNodeAddr+"="+r.TCPAddr(),
-		)
-	}
+	cmd.Env = r.workerEnv(jobID, wid, env)
 	exited := make(chan struct{})
 	pr, pw, err := newLogPipe(exited)
 	if err != nil {
@@ -101,6 +82,34 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		r.copyLog(pr, w, jobID)
 	}()
 	return nil
+}
+
+// workerEnv is the environment of a worker of job jobID (the node's own
+// if empty): the node's, then env, the job's own, then where the worker
+// finds its raylet, store, session and, in a cluster of several nodes,
+// the other nodes.
+func (r *Raylet) workerEnv(jobID string, wid ids.WorkerID, env []string) []string {
+	out := append(workerBaseEnv(os.Environ(), r.cfg.InheritEnv), env...)
+	out = append(out,
+		rayletclient.EnvJob+"="+jobID,
+		rayletclient.EnvWorkerID+"="+wid.String(),
+		rayletclient.EnvRaylet+"="+r.addr,
+		rayletclient.EnvStore+"=fd:3",
+		rayletclient.EnvSessionDir+"="+r.cfg.SessionDir,
+		rayletclient.EnvNode+"="+r.cfg.NodeName,
+	)
+	if r.tcp != nil {
+		host, _, _ := net.SplitHostPort(r.tcp.Addr().String())
+		out = append(out,
+			rayletclient.EnvListen+"="+net.JoinHostPort(host, "0"),
+			// The job's credential, never the cluster's secret (see
+			// jobToken).
+			rayletclient.EnvToken+"="+r.jobToken(jobID),
+			pki.EnvJobKey+"="+pki.JobKey(r.cfg.Token),
+			rayletclient.EnvNodeAddr+"="+r.TCPAddr(),
+		)
+	}
+	return out
 }
 
 // copyLog writes a worker's output to its log file and, when asked, to the
