@@ -2,6 +2,8 @@ package objstore
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -77,5 +79,48 @@ func TestReadProcStat(t *testing.T) {
 	idle, total, ok := readProcStat()
 	if !ok || total == 0 || idle > total {
 		t.Fatalf("readProcStat = %d, %d, %v", idle, total, ok)
+	}
+}
+
+func TestCPUStallShare(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	var total uint64
+	g := cpuStall{read: func() (uint64, bool) { return total, true }, now: func() time.Time { return clock }}
+	if _, measured, there := g.spareTime(); measured || !there {
+		t.Fatalf("spareTime after one read: measured %v, there %v; want false, true", measured, there)
+	}
+	clock = clock.Add(100 * time.Millisecond)
+	total += 50_000 // tasks waited half the time
+	if spare, measured, _ := g.spareTime(); spare || !measured {
+		t.Fatalf("spareTime = %v, %v with waits half the time, want false, true", spare, measured)
+	}
+	clock = clock.Add(100 * time.Millisecond)
+	total += 10_000 // a tenth
+	if spare, _, _ := g.spareTime(); !spare {
+		t.Fatal("no time to spare with waits a tenth of the time")
+	}
+}
+
+func TestCPUStallWithoutPressureFiles(t *testing.T) {
+	g := cpuStall{read: func() (uint64, bool) { return 0, false }}
+	if _, _, there := g.spareTime(); there {
+		t.Fatal("spareTime says pressure stall information is there when it cannot be read")
+	}
+}
+
+func TestParsePressure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pressure")
+	text := "some avg10=4.55 avg60=19.14 avg300=34.66 total=30552090305\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if us, ok := parsePressure(path); !ok || us != 30552090305 {
+		t.Fatalf("parsePressure = %d, %v", us, ok)
+	}
+	if err := os.WriteFile(path, []byte("full total=1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := parsePressure(path); ok {
+		t.Fatal("parsePressure took a file without its some line")
 	}
 }

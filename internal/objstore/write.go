@@ -68,6 +68,7 @@ type writeState struct {
 	// mapper waits until it stands still (quiet).
 	activity   func() uint64
 	cpu        idleCPU   // the machine's idle CPUs; the mapper's own
+	stall      cpuStall  // the waits for a CPU; the mapper's own
 	lastLook   uint64    // activity when the mapper last looked; the mapper's own
 	quietSince time.Time // when the mapper saw lastLook first; the mapper's own
 
@@ -89,6 +90,7 @@ func newWriteState(capacity int64) *writeState {
 		done:   make(chan struct{}),
 		chunks: n,
 		cpu:    idleCPU{read: readProcStat},
+		stall:  cpuStall{read: readCPUPressure},
 	}
 }
 
@@ -210,6 +212,17 @@ func (w *writeState) run() {
 	}
 }
 
+// spareCPU reports whether the CPUs this process may use have had time to
+// spare lately: no task waited for one (cpuStall), or, where the kernel
+// keeps no such count, the machine left minIdleCPUs idle (idleCPU).
+func (w *writeState) spareCPU() bool {
+	if spare, measured, there := w.stall.spareTime(); there {
+		return spare || !measured // no measure yet: the first one comes after a step
+	}
+	cpus, measured := w.cpu.idleCPUs()
+	return measured && cpus >= minIdleCPUs
+}
+
 // minIdleCPUs is the idle CPU time, in CPUs, the machine must have had
 // over the last idleSample (the mapper's own time counting as idle) for
 // the mapper to map in quiet time. A mapper that shares a busy CPU gets
@@ -232,13 +245,13 @@ func (w *writeState) quietAndIdle() bool {
 		if w.behind.Load() {
 			return true
 		}
-		if cpus, ok := w.cpu.idleCPUs(); ok && cpus >= minIdleCPUs {
+		if w.spareCPU() {
 			return true
 		}
 		select {
 		case <-w.stop:
 			return false
-		case <-time.After(idleSample):
+		case <-time.After(stallSample):
 		}
 	}
 }

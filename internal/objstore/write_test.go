@@ -217,7 +217,7 @@ func TestPrefaultWaitsWhileTheProcessTalks(t *testing.T) {
 	var busy atomic.Bool
 	var count, looks atomic.Uint64
 	busy.Store(true)
-	a.w.cpu = idleCPU{read: func() (uint64, uint64, bool) { return 0, 0, false }} // a machine with CPU to spare
+	a.w.stall = cpuStall{read: func() (uint64, bool) { return 0, true }} // no task ever waits for a CPU
 	a.PrefaultWhenQuiet(func() uint64 {
 		looks.Add(1)
 		if busy.Load() {
@@ -245,38 +245,37 @@ func TestPrefaultWaitsWhileTheProcessTalks(t *testing.T) {
 	}
 }
 
-// While the machine has no CPU time to spare, the mapper of a quiet
-// process waits, as a thread of the idle scheduling class would; it maps
-// once the machine has.
-func TestPrefaultWaitsWhileTheMachineIsBusy(t *testing.T) {
+// While tasks wait for a CPU, the mapper of a quiet process waits, as a
+// thread of the idle scheduling class would; it maps once they do not.
+func TestPrefaultWaitsWhileTheCPUsAreBusy(t *testing.T) {
 	a := newArena(t, 8*writeChunk)
 	var spare atomic.Bool
 	var reads atomic.Uint64
-	var idle, total uint64 // the mapper's own
-	a.w.cpu = idleCPU{read: func() (uint64, uint64, bool) {
+	var stalled uint64 // the mapper's own
+	a.w.stall = cpuStall{read: func() (uint64, bool) {
 		reads.Add(1)
-		total += 200 // two CPUs' second per read
-		if spare.Load() {
-			idle += 200
+		if !spare.Load() {
+			stalled += 1e6 // a second of waits between any two reads
 		}
-		return idle, total, true
+		return stalled, true
 	}}
 	a.PrefaultWhenQuiet(func() uint64 { return 0 }) // a quiet process
 	a.PrefaultAhead(2 * writeChunk)
 	deadline := time.Now().Add(10 * time.Second)
 	for reads.Load() < 4 {
 		if time.Now().After(deadline) {
-			t.Fatal("the mapper did not read the machine's counters 4 times in 10s")
+			t.Fatal("the mapper did not read the CPU pressure 4 times in 10s")
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// Before its first measure the mapper may map a step; not a chunk.
 	if n := a.w.touched.Load(); n != 0 {
-		t.Fatalf("the mapper mapped %d chunks while the machine was busy", n)
+		t.Fatalf("the mapper mapped %d chunks while tasks waited for CPUs", n)
 	}
 	spare.Store(true)
 	for a.w.touched.Load() < 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of 2 chunks mapped in 10s once the machine had CPU to spare", a.w.touched.Load())
+			t.Fatalf("%d of 2 chunks mapped in 10s once no task waited for a CPU", a.w.touched.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}
