@@ -2,112 +2,75 @@ package raylet
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// A worker's output comes through a pipe that this process reads by
-// polling, outside the Go network poller. A worker writes a line of its
+// A worker's output comes through a pipe. A worker writes a line of its
 // own (a mark) as each task starts, so that its log holds each task's
-// lines exactly; a pipe in the network poller woke this process for every
-// mark, which cost a busy worker's tasks about a tenth of their time (an
-// empty task's, on one CPU). Polled every logPace while output comes, and
-// less often as it stops (up to maxLogPause), the marks of a busy worker
-// are read in hundreds, and its output is shown logPace later at most
-// (maxLogPause after a silence).
-const (
-	logPace     = 2 * time.Millisecond
-	maxLogPause = 100 * time.Millisecond
-)
+// lines exactly; read as they came, the marks of a busy worker woke this
+// process for every task. So while reads come closer than logPace to each
+// other, the copier waits logPace before the next one, and takes the marks
+// of a busy worker many at a time. Output that follows a silence is read at
+// once: a task's lines reach its driver before the driver goes on after
+// its Get. (Polling the pipe instead, and waiting longer as output stops,
+// delayed the first line after a silence by up to the longest wait.)
+const logPace = 2 * time.Millisecond
 
 // logPipe is the read end of a worker's output pipe.
 type logPipe struct {
-	fd     int
-	exited <-chan struct{} // closed once the worker has exited
-	wake   chan struct{}   // a read wanted now (drainLogs)
-	pause  time.Duration
-	timer  *time.Timer
-
-	mu     sync.Mutex // protects closed, and fd against reuse once closed
-	closed bool
+	f          *os.File
+	last, prev time.Time     // when the last two reads returned
+	full       bool          // the last read filled its buffer: more waits
+	wake       chan struct{} // a read wanted now (drainLogs)
 }
 
 // newLogPipe makes a pipe for a worker's output: the read end, and the
 // write end for the worker (which the caller closes once the worker
-// started). exited is closed when the worker has exited.
-func newLogPipe(exited <-chan struct{}) (*logPipe, *os.File, error) {
-	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil { // blocking: never in the network poller
+// started).
+func newLogPipe() (*logPipe, *os.File, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
 		return nil, nil, fmt.Errorf("raylet: worker pipe: %w", err)
 	}
-	return &logPipe{fd: fds[0], exited: exited, wake: make(chan struct{}, 1), pause: logPace},
-		os.NewFile(uintptr(fds[1]), "worker-output"), nil
+	return &logPipe{f: pr, wake: make(chan struct{}, 1)}, pw, nil
 }
 
-// Read reads what the pipe holds, waiting for output by polling; once the
-// worker has exited it reads until the last writer (the worker's children
-// may hold the pipe too) closes, then returns io.EOF.
+// Read reads what the pipe holds, waiting until output comes; it returns
+// io.EOF once the last writer (the worker, or children of its that hold
+// the pipe too) has closed it.
 func (p *logPipe) Read(b []byte) (int, error) {
-	for {
-		n, err := p.unread()
-		if err != nil {
-			return 0, err
-		}
-		if n > 0 {
-			p.pause = logPace
-			return p.read(b[:min(n, len(b))])
-		}
+	if !p.full && !p.prev.IsZero() && p.last.Sub(p.prev) < logPace {
+		t := time.NewTimer(logPace)
 		select {
-		case <-p.exited:
-			return p.read(b) // blocks until output or the end
-		default:
-		}
-		if p.timer == nil {
-			p.timer = time.NewTimer(p.pause)
-		} else {
-			p.timer.Reset(p.pause)
-		}
-		select {
-		case <-p.timer.C:
+		case <-t.C:
 		case <-p.wake:
-			p.timer.Stop()
-		case <-p.exited:
-			p.timer.Stop()
+			t.Stop()
 		}
-		p.pause = min(2*p.pause, maxLogPause)
 	}
+	n, err := p.f.Read(b)
+	p.prev, p.last, p.full = p.last, time.Now(), n == len(b)
+	return n, err
 }
 
-func (p *logPipe) read(b []byte) (int, error) {
-	for {
-		n, err := unix.Read(p.fd, b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, fmt.Errorf("raylet: read worker output: %w", err)
-		case n == 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
-}
-
-// unread is how many bytes wait in the pipe (0 once it is closed).
+// unread is how many bytes wait in the pipe (without Fd, which would
+// switch the pipe to blocking mode).
 func (p *logPipe) unread() (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return 0, nil
+	rc, err := p.f.SyscallConn()
+	if err != nil {
+		return 0, err
 	}
-	return unix.IoctlGetInt(p.fd, unix.TIOCINQ)
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil {
+		return 0, err
+	}
+	return n, ierr
 }
 
-// poke has the reader look at the pipe now rather than at its next poll.
+// poke has the reader read now if it is pacing.
 func (p *logPipe) poke() {
 	select {
 	case p.wake <- struct{}{}:
@@ -116,12 +79,4 @@ func (p *logPipe) poke() {
 }
 
 // Close closes the read end.
-func (p *logPipe) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil
-	}
-	p.closed = true
-	return unix.Close(p.fd)
-}
+func (p *logPipe) Close() error { return p.f.Close() }

@@ -8,11 +8,10 @@ import (
 )
 
 // Marks written one by one, as a busy worker starts task after task, are
-// read many at a time: the pipe is polled, not watched, so that a mark does
-// not wake this process (it did, one read per mark).
+// read many at a time: the copier paces its reads while they come fast, so
+// that a mark does not wake this process (each did, one read per mark).
 func TestLogPipeReadsMarksInBatches(t *testing.T) {
-	exited := make(chan struct{})
-	p, w, err := newLogPipe(exited)
+	p, w, err := newLogPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +28,6 @@ func TestLogPipeReadsMarksInBatches(t *testing.T) {
 				// an empty task's time, about (a sleep would last a millisecond)
 			}
 		}
-		close(exited)
 	}()
 	var got bytes.Buffer
 	reads := 0
@@ -55,11 +53,48 @@ func TestLogPipeReadsMarksInBatches(t *testing.T) {
 	}
 }
 
-// Once the worker has exited, what its output still holds is read to the
-// end, and Read says io.EOF.
-func TestLogPipeEndsAfterTheWorker(t *testing.T) {
-	exited := make(chan struct{})
-	p, w, err := newLogPipe(exited)
+// A line that follows a silence is read at once, not at a later poll: the
+// driver that waits for the task sees its lines before it goes on.
+func TestLogPipeReadsAfterSilenceAtOnce(t *testing.T) {
+	p, w, err := newLogPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	defer w.Close()
+	buf := make([]byte, 4096)
+	for range 3 { // a stream: reads close together
+		if _, err := w.Write([]byte("line\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := make(chan time.Time)
+	go func() {
+		_, _ = p.Read(buf) // paces, then waits for output
+		read <- time.Now()
+	}()
+	silence := time.Now()
+	for time.Since(silence) < 50*time.Millisecond {
+		time.Sleep(logPace)
+	}
+	written := time.Now()
+	if _, err := w.Write([]byte("after\n")); err != nil {
+		t.Fatal(err)
+	}
+	// At once, give or take a busy machine's scheduling: a copier that
+	// polled, waiting longer as output stopped, took up to 100 ms.
+	if d := (<-read).Sub(written); d >= 20*time.Millisecond {
+		t.Fatalf("a line after a silence was read %v after it was written, want at once", d)
+	}
+}
+
+// The copier reads a worker's output to the end: io.EOF once the last
+// writer closed it.
+func TestLogPipeEndsWithTheWriters(t *testing.T) {
+	p, w, err := newLogPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,12 +103,8 @@ func TestLogPipeEndsAfterTheWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	close(exited)
 	b, err := io.ReadAll(p)
 	if err != nil || string(b) != "last words\n" {
 		t.Fatalf("ReadAll = %q, %v", b, err)
-	}
-	if n, err := p.unread(); n != 0 || err != nil {
-		t.Fatalf("unread = %d, %v on a drained pipe", n, err)
 	}
 }

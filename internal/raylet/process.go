@@ -36,8 +36,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 	wid := ids.NewWorkerID()
 	cmd := exec.Command(exe, args...)
 	cmd.Env = r.workerEnv(jobID, wid, env)
-	exited := make(chan struct{})
-	pr, pw, err := newLogPipe(exited)
+	pr, pw, err := newLogPipe()
 	if err != nil {
 		return err
 	}
@@ -56,7 +55,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		_ = pr.Close()
 		return fmt.Errorf("raylet: start worker: %w", err)
 	}
-	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: exited, started: time.Now(), exitCode: -1}
+	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{}), started: time.Now(), exitCode: -1}
 	r.workers[wid] = w
 	r.log.Debug("worker started", "pid", w.pid, "job", jobID)
 	r.starting++
