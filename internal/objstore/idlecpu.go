@@ -92,8 +92,9 @@ func readProcStat() (idle, total uint64, ok bool) {
 }
 
 // stallSample is the shortest time over which cpuStall measures the
-// waits for a CPU (counted in microseconds).
-const stallSample = 10 * time.Millisecond
+// waits for a CPU (counted in microseconds; over 10 ms, the share varied
+// enough to let the mapper map beside busy actors now and then).
+const stallSample = 50 * time.Millisecond
 
 // maxStall is the share of the time over the last stallSample during which
 // some task waited for a CPU (pressure stall information) that still

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // While the prefault window maps, a process of one Go processor still
@@ -67,5 +69,26 @@ func TestMappingLeavesTheNetworkPolled(t *testing.T) {
 	slices.Sort(rtts)
 	if med := rtts[len(rtts)/2]; med > 4*time.Millisecond {
 		t.Fatalf("median round trip %v over a socket of this process while the window mapped (%d chunks meanwhile), want under 4ms", med, mapped)
+	}
+}
+
+// A step of the mapper runs at stepNice, and its thread gets its nice
+// value back after: the thread goes on to run other goroutines.
+func TestLowlyPutsTheNiceValueBack(t *testing.T) {
+	runtime.LockOSThread() // one thread for the whole test
+	defer runtime.UnlockOSThread()
+	tid := unix.Gettid()
+	before, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var during int
+	lowly(func() { during, _ = unix.Getpriority(unix.PRIO_PROCESS, tid) })
+	after, _ := unix.Getpriority(unix.PRIO_PROCESS, tid)
+	if after != before {
+		t.Fatalf("the thread's priority is %d after a step, %d before", after, before)
+	}
+	if mayRaiseTo(before) && during != 20-stepNice {
+		t.Fatalf("a step ran at priority %d, want %d (nice %d)", during, 20-stepNice, stepNice)
 	}
 }

@@ -187,7 +187,11 @@ func (w *writeState) run() {
 			return false
 		}
 		start := time.Now()
-		step()
+		if w.behind.Load() {
+			step()
+		} else {
+			lowly(step)
+		}
 		w.cpu.mapped(time.Since(start))
 		if !w.behind.Load() && runtime.GOMAXPROCS(0) == 1 && time.Since(parked) >= mapBurst {
 			// Park, so that the scheduler polls the network: a goroutine
@@ -221,6 +225,46 @@ func (w *writeState) spareCPU() bool {
 	}
 	cpus, measured := w.cpu.idleCPUs()
 	return measured && cpus >= minIdleCPUs
+}
+
+// stepNice is the nice value of the thread that maps a step in quiet
+// time: a task that wants the CPU meanwhile takes it from the mapper at
+// once (the CPU shares of nice 0 and 19 are 1024 to 15), and the mapper
+// gets it back within a few milliseconds, so that the Go processor it
+// holds meanwhile is not kept long. (In the idle class, SCHED_IDLE, it
+// would wait for an idle CPU, holding the processor as long.)
+const stepNice = 19
+
+// lowly runs f on this goroutine's thread at stepNice, then puts the
+// thread's nice value back; where the process may not put it back (an
+// unprivileged process whose RLIMIT_NICE forbids raising it again), it
+// runs f as it is, for the thread goes back to run other goroutines.
+func lowly(f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid := unix.Gettid()
+	raw, err := unix.Getpriority(unix.PRIO_PROCESS, tid) // 20 - nice, as the system call says it
+	if err != nil || !mayRaiseTo(raw) {
+		f()
+		return
+	}
+	if unix.Setpriority(unix.PRIO_PROCESS, tid, stepNice) != nil {
+		f()
+		return
+	}
+	defer func() { _ = unix.Setpriority(unix.PRIO_PROCESS, tid, 20-raw) }()
+	f()
+}
+
+// mayRaiseTo reports whether this process may give a thread back the
+// priority raw (20 - nice) once it lowered it: as root, or within
+// RLIMIT_NICE.
+func mayRaiseTo(raw int) bool {
+	if os.Geteuid() == 0 {
+		return true
+	}
+	var lim unix.Rlimit
+	return unix.Getrlimit(unix.RLIMIT_NICE, &lim) == nil && lim.Cur >= uint64(raw)
 }
 
 // minIdleCPUs is the idle CPU time, in CPUs, the machine must have had
