@@ -226,20 +226,28 @@ func TestPrefaultWaitsWhileTheProcessTalks(t *testing.T) {
 		return count.Load()
 	})
 	a.PrefaultAhead(2 * writeChunk)
+	mapsOnlyOnceFreed(t, a, func() bool { return looks.Load() >= 5 }, func() { busy.Store(false) }, "the process talked")
+}
+
+// mapsOnlyOnceFreed checks that the mapper of a, whose window is 2 chunks,
+// maps nothing by the time looked says it has looked enough, while why
+// holds, and maps the window once free has ended it.
+func mapsOnlyOnceFreed(t *testing.T, a *Arena, looked func() bool, free func(), why string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for looks.Load() < 5 {
+	for !looked() {
 		if time.Now().After(deadline) {
-			t.Fatal("the mapper did not look at the activity 5 times in 10s")
+			t.Fatalf("the mapper did not look often enough in 10s while %s", why)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	if n := a.w.touched.Load(); n != 0 {
-		t.Fatalf("the mapper mapped %d chunks while the process talked", n)
+		t.Fatalf("the mapper mapped %d chunks while %s", n, why)
 	}
-	busy.Store(false)
+	free()
 	for a.w.touched.Load() < 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of 2 chunks mapped in 10s once the process went quiet", a.w.touched.Load())
+			t.Fatalf("%d of 2 chunks mapped in 10s once no longer %s", a.w.touched.Load(), why)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -261,24 +269,8 @@ func TestPrefaultWaitsWhileTheCPUsAreBusy(t *testing.T) {
 	}}
 	a.PrefaultWhenQuiet(func() uint64 { return 0 }) // a quiet process
 	a.PrefaultAhead(2 * writeChunk)
-	deadline := time.Now().Add(10 * time.Second)
-	for reads.Load() < 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("the mapper did not read the CPU pressure 4 times in 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
 	// Before its first measure the mapper may map a step; not a chunk.
-	if n := a.w.touched.Load(); n != 0 {
-		t.Fatalf("the mapper mapped %d chunks while tasks waited for CPUs", n)
-	}
-	spare.Store(true)
-	for a.w.touched.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 2 chunks mapped in 10s once no task waited for a CPU", a.w.touched.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	mapsOnlyOnceFreed(t, a, func() bool { return reads.Load() >= 4 }, func() { spare.Store(true) }, "tasks waited for CPUs")
 }
 
 func TestPrefaultAhead(t *testing.T) {
