@@ -39,11 +39,7 @@ func (g *idleCPU) idleCPUs() (float64, bool) {
 	if g.unreadable {
 		return 1, true
 	}
-	clock := g.now
-	if clock == nil {
-		clock = time.Now
-	}
-	now := clock()
+	now := nowBy(g.now)
 	if g.measured && now.Sub(g.at) < idleSample {
 		return g.cpus, true
 	}
@@ -61,6 +57,14 @@ func (g *idleCPU) idleCPUs() (float64, bool) {
 	}
 	g.at, g.idle, g.all, g.ownAt = now, idle, all, g.own
 	return g.cpus, g.measured
+}
+
+// nowBy is the time by clock, or time.Now if clock is nil.
+func nowBy(clock func() time.Time) time.Time {
+	if clock == nil {
+		return time.Now()
+	}
+	return clock()
 }
 
 // readProcStat reads the machine's idle and total CPU time, in
@@ -130,11 +134,7 @@ func (g *cpuStall) spareTime() (spare, measured, there bool) {
 	if g.missing {
 		return false, false, false
 	}
-	clock := g.now
-	if clock == nil {
-		clock = time.Now
-	}
-	now := clock()
+	now := nowBy(g.now)
 	if g.measured && now.Sub(g.at) < stallSample {
 		return g.spare, true, true
 	}

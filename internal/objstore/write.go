@@ -30,8 +30,8 @@ import (
 //
 // Fresh pages cost the same wherever they are first touched, so the only
 // way to write them fast is to map them before the write. A process that
-// puts large objects (the driver) calls PrefaultAhead: one thread maps a
-// window of the arena beyond the highest offset the process has written
+// puts large objects (the driver) calls PrefaultAhead: a goroutine, the
+// mapper, maps a window of the arena beyond the highest offset the process has written
 // (at first from the arena's start), where the store's allocator, which
 // carves fresh space from the low end of its free space, places the next
 // objects. A put that lands there copies at memcpy speed. Until a large
@@ -244,7 +244,7 @@ func lowly(f func()) {
 	defer runtime.UnlockOSThread()
 	tid := unix.Gettid()
 	raw, err := unix.Getpriority(unix.PRIO_PROCESS, tid) // 20 - nice, as the system call says it
-	if err != nil || !mayRaiseTo(raw) {
+	if err != nil || raw > maxRaisable() {
 		f()
 		return
 	}
@@ -256,16 +256,19 @@ func lowly(f func()) {
 	f()
 }
 
-// mayRaiseTo reports whether this process may give a thread back the
-// priority raw (20 - nice) once it lowered it: as root, or within
-// RLIMIT_NICE.
-func mayRaiseTo(raw int) bool {
+// maxRaisable is the highest priority (20 - nice) this process may give a
+// thread back once it lowered it: any as root, else what RLIMIT_NICE
+// allows. Looked up once.
+var maxRaisable = sync.OnceValue(func() int {
 	if os.Geteuid() == 0 {
-		return true
+		return 40
 	}
 	var lim unix.Rlimit
-	return unix.Getrlimit(unix.RLIMIT_NICE, &lim) == nil && lim.Cur >= uint64(raw)
-}
+	if unix.Getrlimit(unix.RLIMIT_NICE, &lim) != nil {
+		return 0
+	}
+	return int(min(lim.Cur, 40))
+})
 
 // minIdleCPUs is the idle CPU time, in CPUs, the machine must have had
 // over the last idleSample (the mapper's own time counting as idle) for

@@ -25,6 +25,7 @@ type logPipe struct {
 	last, prev time.Time     // when the last two reads returned
 	full       bool          // the last read filled its buffer: more waits
 	wake       chan struct{} // a read wanted now (drainLogs)
+	pace       *time.Timer   // the wait between paced reads, reused
 }
 
 // newLogPipe makes a pipe for a worker's output: the read end, and the
@@ -43,11 +44,15 @@ func newLogPipe() (*logPipe, *os.File, error) {
 // the pipe too) has closed it.
 func (p *logPipe) Read(b []byte) (int, error) {
 	if !p.full && !p.prev.IsZero() && p.last.Sub(p.prev) < logPace {
-		t := time.NewTimer(logPace)
+		if p.pace == nil {
+			p.pace = time.NewTimer(logPace)
+		} else {
+			p.pace.Reset(logPace)
+		}
 		select {
-		case <-t.C:
+		case <-p.pace.C:
 		case <-p.wake:
-			t.Stop()
+			p.pace.Stop()
 		}
 	}
 	n, err := p.f.Read(b)
