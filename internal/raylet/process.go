@@ -2,6 +2,7 @@ package raylet
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -9,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/ids"
@@ -125,24 +125,32 @@ func (r *Raylet) copyLog(pr *logPipe, w *workerProc, jobID string) {
 		defer f.Close()
 	}
 	name := "worker"
+	marker := []byte(rayletclient.NameMarker)
 	sc := bufio.NewScanner(pr)
-	sc.Buffer(make([]byte, 0, 512), 16<<20) // grows with long lines; most workers print little
+	// A busy worker's marks come about a hundred to a read of this buffer,
+	// which grows with long lines.
+	sc.Buffer(make([]byte, 0, 4<<10), 16<<20)
 	for sc.Scan() {
 		w.logLines.Add(1)
-		line := sc.Text()
+		raw := sc.Bytes()
 		var key uint64
 		marked := false
-		if i := strings.Index(line, rayletclient.NameMarker); i >= 0 {
+		if i := bytes.Index(raw, marker); i >= 0 {
 			// A task starts: its name prefixes the lines from here on. What
 			// came before the marker on its line (printed without a newline)
 			// is the previous task's.
-			name, key = rayletclient.ParseTaskMark(line[i+len(rayletclient.NameMarker):])
-			line, marked = line[:i], true
-			if line == "" {
+			var n []byte
+			n, key = rayletclient.ParseTaskMark(raw[i+len(marker):])
+			if string(n) != name {
+				name = string(n)
+			}
+			raw, marked = raw[:i], true
+			if len(raw) == 0 {
 				w.markTask(key)
 				continue
 			}
 		}
+		line := string(raw)
 		// The driver's copy first: once a line is in the file, it has been
 		// shown (tests rely on that order).
 		prefixed := fmt.Sprintf("(%s pid=%d) %s", name, pid, line)

@@ -18,9 +18,18 @@ func TestTaskMarkRoundTrip(t *testing.T) {
 		if !strings.HasPrefix(line, NameMarker) || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
 			t.Fatalf("mark %q is not one line starting with the marker", line)
 		}
-		name, k := ParseTaskMark(strings.TrimSuffix(line[len(NameMarker):], "\n"))
-		if name != c.name || k != c.key {
+		name, k := ParseTaskMark([]byte(strings.TrimSuffix(line[len(NameMarker):], "\n")))
+		if string(name) != c.name || k != c.key {
 			t.Errorf("%q, %x came back as %q, %x", c.name, c.key, name, k)
+		}
+	}
+}
+
+func TestParseTaskMarkRefusesABadKey(t *testing.T) {
+	for _, s := range []string{"f\x00", "f\x00xyz", "f\x00ABC", "f\x0012345678901234567", "f"} {
+		name, k := ParseTaskMark([]byte(s))
+		if string(name) != "f" || k != 0 {
+			t.Errorf("%q: got %q, %x; want \"f\", 0", s, name, k)
 		}
 	}
 }
