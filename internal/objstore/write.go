@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,7 +68,7 @@ type writeState struct {
 	// activity, when set, grows while the process exchanges messages: the
 	// mapper waits until it stands still (quiet).
 	activity   func() uint64
-	cpu        idleCPU   // the machine's idle CPUs; the mapper's own
+	idle       cpuRate   // the machine's idle CPUs; the mapper's own
 	stall      cpuStall  // the waits for a CPU; the mapper's own
 	lastLook   uint64    // activity when the mapper last looked; the mapper's own
 	quietSince time.Time // when the mapper saw lastLook first; the mapper's own
@@ -89,7 +90,7 @@ func newWriteState(capacity int64) *writeState {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		chunks: n,
-		cpu:    idleCPU{read: readProcStat},
+		idle:   cpuRate{read: readIdleTime},
 		stall:  cpuStall{read: readCPUPressure},
 	}
 }
@@ -192,7 +193,7 @@ func (w *writeState) run() {
 		} else {
 			lowly(step)
 		}
-		w.cpu.mapped(time.Since(start))
+		w.idle.mapped(time.Since(start))
 		if !w.behind.Load() && runtime.GOMAXPROCS(0) == 1 && time.Since(parked) >= mapBurst {
 			// Park, so that the scheduler polls the network: a goroutine
 			// that only yields (runtime.Gosched) is run again at once, and
@@ -218,13 +219,24 @@ func (w *writeState) run() {
 
 // spareCPU reports whether the CPUs this process may use have had time to
 // spare lately: no task waited for one (cpuStall), or, where the kernel
-// keeps no such count, the machine left minIdleCPUs idle (idleCPU).
+// keeps no such count, the machine left minIdleCPUs idle (idleCPUs).
 func (w *writeState) spareCPU() bool {
 	if spare, measured, there := w.stall.spareTime(); there {
 		return spare || !measured // no measure yet: the first one comes after a step
 	}
-	cpus, measured := w.cpu.idleCPUs()
+	cpus, measured := w.idle.idleCPUs()
 	return measured && cpus >= minIdleCPUs
+}
+
+// runnable reads how many goroutines of this process wait for a Go
+// processor (about 60 ns).
+func runnable() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // stepNice is the nice value of the thread that maps a step in quiet
@@ -276,15 +288,25 @@ var maxRaisable = sync.OnceValue(func() int {
 // about half of it, and stops.
 const minIdleCPUs = 0.75
 
-// quietAndIdle returns once the process is quiet (see quiet) and the
-// machine has left at least minIdleCPUs idle lately, or a put has outrun
-// the window: what a thread of the idle scheduling class would wait for,
-// without its cost (see run). It reports false if the mapper is stopped
-// meanwhile.
+// quietAndIdle returns once the process is quiet (see quiet), none of its
+// goroutines waits for a Go processor, and the CPUs have time to spare
+// (see spareCPU), or a put has outrun the window: what a thread of the
+// idle scheduling class would wait for, without its cost (see run). It
+// reports false if the mapper is stopped meanwhile.
+//
+// A goroutine waiting for a processor means the process computes: a step
+// now would take its time from the process's own goroutines, whatever the
+// nice value of the thread, and neither the kernel's counts (which do not
+// see goroutines waiting for a processor) nor the quiet of the network
+// tell it. Without this look, a driver whose placement groups are all in
+// process went 8 times slower with GOMAXPROCS at 1 while the window was
+// mapped. The mapper then looks again after stepPause, then twice as
+// long each time, up to stallSample.
 func (w *writeState) quietAndIdle() bool {
 	if w.activity == nil {
 		return true // not asked to wait (PrefaultWhenQuiet)
 	}
+	backoff := stepPause
 	for {
 		if !w.quiet() {
 			return false
@@ -292,13 +314,17 @@ func (w *writeState) quietAndIdle() bool {
 		if w.behind.Load() {
 			return true
 		}
-		if w.spareCPU() {
+		wait := stallSample
+		switch {
+		case runnable() > 0:
+			wait, backoff = backoff, min(2*backoff, stallSample)
+		case w.spareCPU():
 			return true
 		}
 		select {
 		case <-w.stop:
 			return false
-		case <-time.After(stallSample):
+		case <-time.After(wait):
 		}
 	}
 }

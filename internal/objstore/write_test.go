@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -271,6 +273,42 @@ func TestPrefaultWaitsWhileTheCPUsAreBusy(t *testing.T) {
 	a.PrefaultAhead(2 * writeChunk)
 	// Before its first measure the mapper may map a step; not a chunk.
 	mapsOnlyOnceFreed(t, a, func() bool { return reads.Load() >= 4 }, func() { spare.Store(true) }, "tasks waited for CPUs")
+}
+
+// While goroutines of this process wait for a Go processor, the mapper of
+// a quiet process on idle CPUs waits: it would take its time from them
+// (with GOMAXPROCS 1, it made a driver's in-process placement groups 8
+// times slower). It maps once they are done.
+func TestPrefaultWaitsWhileTheProcessComputes(t *testing.T) {
+	a := newArena(t, 8*writeChunk)
+	a.w.stall = cpuStall{read: func() (uint64, bool) { return 0, true }} // no task waits for a CPU
+	var looks atomic.Uint64
+	a.PrefaultWhenQuiet(func() uint64 { looks.Add(1); return 0 }) // nor talks
+	// One spinning goroutine more than there are processors: one of them
+	// always waits for a processor.
+	done := make(chan struct{})
+	var spinners sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) + 1 {
+		spinners.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+			}
+		})
+	}
+	defer func() {
+		select {
+		case <-done:
+		default:
+			close(done)
+		}
+		spinners.Wait()
+	}()
+	a.PrefaultAhead(2 * writeChunk)
+	mapsOnlyOnceFreed(t, a, func() bool { return looks.Load() >= 5 }, func() { close(done); spinners.Wait() }, "goroutines waited for a processor")
 }
 
 func TestPrefaultAhead(t *testing.T) {
