@@ -7,74 +7,56 @@ import (
 	"time"
 )
 
-// idleSample is the shortest time over which a cpuRate measures
-// (/proc/stat counts in hundredths of a second, so that 50 ms tell idle
-// CPUs to a fifth).
+// idleSample is the shortest time over which idleCPU measures the
+// machine's idle time (/proc/stat counts in hundredths of a second, so
+// that 50 ms tell idle CPUs to a fifth).
 const idleSample = 50 * time.Millisecond
 
-// cpuRate measures how fast a counter of CPU time grows, in CPUs: here,
-// the machine's idle time (/proc/stat), below which the mapper of the
-// prefault window does not map where the kernel keeps no CPU pressure
-// (see writeState.spareCPU). Its own time mapping is kept apart, since it
-// is what the mapper took of the CPU it found spare, and would otherwise
-// stop it every other measure. It is the mapper's own.
-type cpuRate struct {
-	read       func() (time.Duration, bool) // the counter
-	now        func() time.Time             // the clock; nil: time.Now
-	at         time.Time                    // when it was last read
-	last       time.Duration                // what it said then
-	own, ownAt time.Duration                // the mapper's time mapping (see mapped), and what it was then
-	cpus, mine float64                      // the counter's and the mapper's CPUs between the last two reads
-	measured   bool                         // cpus and mine hold a measure
-	unreadable bool                         // the counter cannot be read
+// idleCPU tells how many CPUs the machine left idle lately, from
+// /proc/stat: the mapper of the prefault window maps only while some are
+// (see writeState.run), as a thread of the idle scheduling class would.
+// It is the mapper's own.
+type idleCPU struct {
+	read       func() (idle, total uint64, ok bool) // the machine's counters
+	now        func() time.Time                     // the clock; nil: time.Now
+	at         time.Time                            // when they were last read
+	idle, all  uint64                               // what they said then
+	own, ownAt time.Duration                        // the mapper's time mapping (see mapped), and what it was then
+	cpus       float64                              // idle CPUs between the last two reads
+	measured   bool                                 // cpus holds a measure
+	unreadable bool                                 // /proc/stat cannot be read: the machine counts as idle
 }
 
-// mapped adds d to the time the mapper spent mapping.
-func (g *cpuRate) mapped(d time.Duration) { g.own += d }
+// mapped adds d to the time the mapper spent mapping, which counts as
+// idle: it is what the mapper took of the CPUs it found idle.
+func (g *idleCPU) mapped(d time.Duration) { g.own += d }
 
-// rate returns how many CPUs' worth the counter grew by between its last
-// two reads, and how many the mapper spent mapping meanwhile, reading it
-// again if idleSample has passed, and whether that is a measure (it is not
-// before two reads, nor if the counter cannot be read: see unreadable).
-func (g *cpuRate) rate() (cpus, mine float64, measured bool) {
-	if g.unreadable {
-		return 0, 0, false
-	}
-	now := nowBy(g.now)
-	if g.measured && now.Sub(g.at) < idleSample {
-		return g.cpus, g.mine, true
-	}
-	v, ok := g.read()
-	if !ok {
-		g.unreadable = true
-		return 0, 0, false
-	}
-	if !g.at.IsZero() && now.After(g.at) && v >= g.last {
-		span := now.Sub(g.at).Seconds()
-		g.cpus = (v - g.last).Seconds() / span
-		g.mine = (g.own - g.ownAt).Seconds() / span
-		g.measured = true
-	}
-	g.at, g.last, g.ownAt = now, v, g.own
-	return g.cpus, g.mine, g.measured
-}
-
-// idleCPUs returns how many CPUs the machine left idle lately, counting
-// the mapper's own mapping as idle, from a cpuRate of readIdleTime; a
-// machine without the counter counts as idle.
-func (g *cpuRate) idleCPUs() (float64, bool) {
-	idle, mine, measured := g.rate()
+// idleCPUs returns the CPUs left idle between the last two reads of the
+// counters, the mapper's own mapping included, reading them again if
+// idleSample has passed, and whether that is a measure yet (it is not
+// before two reads).
+func (g *idleCPU) idleCPUs() (float64, bool) {
 	if g.unreadable {
 		return 1, true
 	}
-	return idle + mine, measured
-}
-
-// readIdleTime reads the time the machine's CPUs have been idle, from
-// /proc/stat.
-func readIdleTime() (time.Duration, bool) {
-	idle, _, ok := readProcStat()
-	return time.Duration(idle) * 10 * time.Millisecond, ok
+	now := nowBy(g.now)
+	if g.measured && now.Sub(g.at) < idleSample {
+		return g.cpus, true
+	}
+	idle, all, ok := g.read()
+	if !ok {
+		g.unreadable = true
+		return 1, true
+	}
+	if !g.at.IsZero() && all > g.all {
+		// The counters are CPU time: idle time over the time elapsed is
+		// the number of CPUs left idle.
+		span := now.Sub(g.at).Seconds()
+		g.cpus = float64(idle-g.idle)/100/span + (g.own-g.ownAt).Seconds()/span
+		g.measured = true
+	}
+	g.at, g.idle, g.all, g.ownAt = now, idle, all, g.own
+	return g.cpus, g.measured
 }
 
 // nowBy is the time by clock, or time.Now if clock is nil.

@@ -16,11 +16,11 @@ type fakeStat struct {
 	reads       int
 }
 
-func (f *fakeStat) gauge() cpuRate {
-	return cpuRate{
-		read: func() (time.Duration, bool) {
+func (f *fakeStat) gauge() idleCPU {
+	return idleCPU{
+		read: func() (uint64, uint64, bool) {
 			f.reads++
-			return time.Duration(f.idle) * 10 * time.Millisecond, true
+			return f.idle, f.total, true
 		},
 		now: func() time.Time { return f.clock },
 	}
@@ -69,7 +69,7 @@ func TestIdleCPUsCountTheMappersOwnTime(t *testing.T) {
 }
 
 func TestIdleCPUsWithoutTheCounters(t *testing.T) {
-	g := cpuRate{read: func() (time.Duration, bool) { return 0, false }}
+	g := idleCPU{read: func() (uint64, uint64, bool) { return 0, 0, false }}
 	if cpus, ok := g.idleCPUs(); !ok || cpus < minIdleCPUs {
 		t.Fatalf("idleCPUs = %.2f, %v without /proc/stat, want the machine counted as idle", cpus, ok)
 	}

@@ -68,7 +68,7 @@ type writeState struct {
 	// activity, when set, grows while the process exchanges messages: the
 	// mapper waits until it stands still (quiet).
 	activity   func() uint64
-	idle       cpuRate   // the machine's idle CPUs; the mapper's own
+	cpu        idleCPU   // the machine's idle CPUs; the mapper's own
 	stall      cpuStall  // the waits for a CPU; the mapper's own
 	lastLook   uint64    // activity when the mapper last looked; the mapper's own
 	quietSince time.Time // when the mapper saw lastLook first; the mapper's own
@@ -90,7 +90,7 @@ func newWriteState(capacity int64) *writeState {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		chunks: n,
-		idle:   cpuRate{read: readIdleTime},
+		cpu:    idleCPU{read: readProcStat},
 		stall:  cpuStall{read: readCPUPressure},
 	}
 }
@@ -193,7 +193,7 @@ func (w *writeState) run() {
 		} else {
 			lowly(step)
 		}
-		w.idle.mapped(time.Since(start))
+		w.cpu.mapped(time.Since(start))
 		if !w.behind.Load() && runtime.GOMAXPROCS(0) == 1 && time.Since(parked) >= mapBurst {
 			// Park, so that the scheduler polls the network: a goroutine
 			// that only yields (runtime.Gosched) is run again at once, and
@@ -219,12 +219,12 @@ func (w *writeState) run() {
 
 // spareCPU reports whether the CPUs this process may use have had time to
 // spare lately: no task waited for one (cpuStall), or, where the kernel
-// keeps no such count, the machine left minIdleCPUs idle (idleCPUs).
+// keeps no such count, the machine left minIdleCPUs idle (idleCPU).
 func (w *writeState) spareCPU() bool {
 	if spare, measured, there := w.stall.spareTime(); there {
 		return spare || !measured // no measure yet: the first one comes after a step
 	}
-	cpus, measured := w.idle.idleCPUs()
+	cpus, measured := w.cpu.idleCPUs()
 	return measured && cpus >= minIdleCPUs
 }
 
