@@ -32,14 +32,15 @@ import (
 // Fresh pages cost the same wherever they are first touched, so the only
 // way to write them fast is to map them before the write. A process that
 // puts large objects (the driver) calls PrefaultAhead: a goroutine, the
-// mapper, maps a window of the arena beyond the highest offset the process has written
-// (at first from the arena's start), where the store's allocator, which
-// carves fresh space from the low end of its free space, places the next
-// objects. A put that lands there copies at memcpy speed. Until a large
-// put has outrun it, the mapper maps only while the process exchanges no
-// message (PrefaultWhenQuiet): a driver that has just started and is busy
-// loses nothing to it, and one that computes the data it will put lends it
-// the other CPU (see run).
+// mapper, maps a window of the arena beyond the highest offset the process
+// has written (at first from the arena's start), where the store's
+// allocator, which carves fresh space from the low end of its free space,
+// places the next objects. A put that lands there copies at memcpy speed.
+// Until a large put has outrun it, the mapper maps only while the process
+// exchanges no message (PrefaultWhenQuiet), none of its goroutines waits
+// for a Go processor and the CPUs have time to spare: a driver that has
+// just started and is busy loses nothing to it, and one that computes the
+// data it will put lends it a CPU it does not use (see run).
 
 // writeChunk is the granularity at which WriteAt tracks what this process
 // has mapped.
@@ -166,8 +167,9 @@ func (w *writeState) enqueue(c int64) {
 // run is the mapper: it maps the chunks it is given until stopped, a
 // step (mapStep) at a time. Until a write has had to go to pages it had
 // not mapped yet (w.behind), it maps a step only once the process has been
-// quiet for quietPoll and the machine has CPU time to spare, looking
-// before every step (quietAndIdle). Once one has, the process is known to
+// quiet for quietPoll, none of its goroutines waits for a processor and
+// the machine has CPU time to spare, looking before every step
+// (quietAndIdle). Once one has, the process is known to
 // put large objects faster than quiet time maps them, and it maps without
 // waiting.
 //
@@ -494,8 +496,9 @@ func (a *Arena) PrefaultAhead(window int64) {
 
 // PrefaultWhenQuiet has the prefault window's mapper map only while
 // activity stands still, once it has for a millisecond (while the process
-// exchanges no messages), and the machine has CPU time to spare, until a
-// put outruns the window. Call it before PrefaultAhead.
+// exchanges no messages), no goroutine of the process waits for a Go
+// processor, and the machine has CPU time to spare, until a put outruns
+// the window (see quietAndIdle). Call it before PrefaultAhead.
 func (a *Arena) PrefaultWhenQuiet(activity func() uint64) {
 	a.w.mu.Lock()
 	defer a.w.mu.Unlock()
