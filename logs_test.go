@@ -22,10 +22,25 @@ func (Talker) Say(s string, ms int) int {
 	return len(s)
 }
 
+// Pause pauses ms and prints nothing.
+func (Talker) Pause(ms int) int {
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	return ms
+}
+
 var (
 	newTalker = Actor0(func() Talker { return Talker{} })
 	say       = Method2(newTalker, Talker.Say)
+	pause     = Method1(newTalker, Talker.Pause)
+	lastWords = Method1(newTalker, Talker.LastWords)
 )
+
+// LastWords prints s and ends its process before it returns.
+func (Talker) LastWords(s string) int {
+	fmt.Println(s)
+	os.Exit(7)
+	return 0
+}
 
 // logOf fetches a log from the API server until it holds want (lines
 // reach the raylet on their own), and returns it.
@@ -72,6 +87,46 @@ func TestTaskLogHoldsItsOwnLines(t *testing.T) {
 	both := logOf(t, "actor_id="+a.ID(), "beta from the second call")
 	if !strings.Contains(both, "alpha from the first call") {
 		t.Fatalf("the actor's log lacks the first call's line: %q", both)
+	}
+}
+
+// A call that prints nothing has an empty log, not the lines its
+// neighbours printed around it: its worker marks a task only once it
+// prints, and the raylet knows a missing mark means silence.
+func TestSilentTaskLogIsEmpty(t *testing.T) {
+	ctx := ctxT(t)
+	a := newTalker.Remote()
+	defer Kill(ctx, a)
+	before := say.Remote(a, V("delta before the silent call"), V(0))
+	silent := pause.Remote(a, V(20))
+	after := say.Remote(a, V("epsilon after the silent call"), V(0))
+	if _, err := Get(ctx, after); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Get(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	logOf(t, "task_id="+after.ID()[:32], "epsilon after the silent call")
+	logOf(t, "task_id="+before.ID()[:32], "delta before the silent call")
+	if got := logOf(t, "task_id="+silent.ID()[:32], ""); got != "" {
+		t.Fatalf("the silent call's log: %q, want it empty", got)
+	}
+}
+
+// What a task prints just before its process exits is in its log and
+// reaches the driver: the raylet reads what the worker left behind.
+func TestLastWordsBeforeExitAreKept(t *testing.T) {
+	ctx := ctxT(t)
+	const words = "zeta, the last words before os.Exit"
+	a := newTalker.Remote()
+	if _, err := Get(ctx, pause.Remote(a, V(0))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Get(ctx, lastWords.Remote(a, V(words))); err == nil {
+		t.Fatal("a call whose process exited returned no error")
+	}
+	if got := logOf(t, "actor_id="+a.ID(), words); strings.Count(got, words) != 1 {
+		t.Fatalf("the actor's log holds its last words %d times: %q", strings.Count(got, words), got)
 	}
 }
 

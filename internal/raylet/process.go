@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -36,26 +37,24 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 	wid := ids.NewWorkerID()
 	cmd := exec.Command(exe, args...)
 	cmd.Env = r.workerEnv(jobID, wid, env)
-	pr, pw, err := newLogPipe()
+	files, err := newWorkerFiles()
 	if err != nil {
 		return err
 	}
-	cmd.Stdout, cmd.Stderr = pw, pw
 	store, err := r.arena.File()
 	if err != nil {
-		_ = pr.Close()
-		_ = pw.Close()
+		files.close()
 		return err
 	}
-	cmd.ExtraFiles = []*os.File{store} // fd 3 in the worker
+	files.setUp(cmd, store)
 	err = cmd.Start()
-	_ = pw.Close()
+	files.started()
 	_ = store.Close()
 	if err != nil {
-		_ = pr.Close()
+		files.close()
 		return fmt.Errorf("raylet: start worker: %w", err)
 	}
-	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{}), started: time.Now(), exitCode: -1}
+	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{}), started: time.Now(), exitCode: -1, label: files.label}
 	r.workers[wid] = w
 	r.log.Debug("worker started", "pid", w.pid, "job", jobID)
 	r.starting++
@@ -78,7 +77,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 	}()
 	go func() {
 		defer r.procs.Done()
-		r.copyLog(pr, w, jobID)
+		r.copyLog(files, w, jobID)
 	}()
 	return nil
 }
@@ -113,8 +112,13 @@ func (r *Raylet) workerEnv(jobID string, wid ids.WorkerID, env []string) []strin
 
 // copyLog writes a worker's output to its log file and, when asked, to the
 // driver, each line prefixed with the task's name and the worker's pid.
-func (r *Raylet) copyLog(pr *logPipe, w *workerProc, jobID string) {
-	defer pr.Close()
+func (r *Raylet) copyLog(files *workerFiles, w *workerProc, jobID string) {
+	pr := files.log
+	defer func() {
+		_ = pr.Close()
+		_ = files.capR.Close()
+		w.closeLabel()
+	}()
 	pid := w.pid
 	w.logPipe.Store(pr)
 	f, err := os.OpenFile(filepath.Join(r.cfg.SessionDir, "logs", fmt.Sprintf("worker-%d.log", pid)), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -126,7 +130,8 @@ func (r *Raylet) copyLog(pr *logPipe, w *workerProc, jobID string) {
 	}
 	name := "worker"
 	marker := []byte(rayletclient.NameMarker)
-	sc := bufio.NewScanner(pr)
+	// What the worker left in its capture pipe follows its output's end.
+	sc := bufio.NewScanner(io.MultiReader(pr, &leftover{capR: files.capR, label: files.label}))
 	// A busy worker's marks come about a hundred to a read of this buffer,
 	// which grows with long lines.
 	sc.Buffer(make([]byte, 0, 4<<10), 16<<20)
@@ -190,23 +195,61 @@ const (
 // lineMark is where a line starts in a worker's log and when it arrived.
 type lineMark struct{ off, at int64 }
 
-// taskMark is where a task attempt's lines start in a worker's log: key is
-// its rayletclient.TaskLogKey, or 0 for a task that gave none (a call of
-// a concurrent actor).
+// taskMark is where a task attempt's lines start in a worker's log and
+// when its mark arrived: key is its rayletclient.TaskLogKey, or 0 for a
+// task that gave none (a call of a concurrent actor).
 type taskMark struct {
-	off int64
-	key uint64
+	off, at int64
+	key     uint64
 }
 
 // markTask records that the lines written to w's log from now on are
-// those of the task attempt key, up to the next mark.
+// those of the task attempt key, up to the next mark. A second mark of the
+// attempt just marked (the label of what a dead worker left) goes on its
+// span.
 func (w *workerProc) markTask(key uint64) {
 	w.markMu.Lock()
 	defer w.markMu.Unlock()
+	if n := len(w.tasks); key != 0 && n > 0 && w.tasks[n-1].key == key {
+		return
+	}
 	if len(w.tasks) == maxTaskMarks {
 		w.tasks = append(w.tasks[:0], w.tasks[maxTaskMarks/2:]...)
+		w.evictedAt = w.tasks[0].at
 	}
-	w.tasks = append(w.tasks, taskMark{off: w.logSize, key: key})
+	w.tasks = append(w.tasks, taskMark{off: w.logSize, at: time.Now().UnixNano(), key: key})
+}
+
+// silent says whether the task attempt key, started at start (Unix ns, 0
+// if not known), has printed nothing so far, as w knows although it holds
+// no mark of it: w captures its output, so marks only tasks that print,
+// runs one task at a time, and has dropped no mark a task started since
+// could have written.
+func (w *workerProc) silent(key uint64, start int64) bool {
+	if key == 0 {
+		return false
+	}
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	flags := w.flags
+	if w.label != nil {
+		flags, _, _ = readLabel(w.label)
+	}
+	if flags&rayletclient.LabelCapturing == 0 || flags&rayletclient.LabelConcurrent != 0 {
+		return false
+	}
+	return w.evictedAt == 0 || (start != 0 && start >= w.evictedAt)
+}
+
+// closeLabel closes w's label page, keeping its flags.
+func (w *workerProc) closeLabel() {
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	if w.label != nil {
+		w.flags, _, _ = readLabel(w.label)
+		_ = w.label.Close()
+		w.label = nil
+	}
 }
 
 // taskSpan is the part [lo, hi) of w's log that the task attempt key

@@ -190,11 +190,17 @@ func (r *Raylet) ReadLog(ctx context.Context, req *pb.LogRequest) ([]byte, error
 		open := true
 		if windowed {
 			lo, hi, last, ok := known.taskSpan(key)
-			if ok {
+			running := req.EndUnixNs == 0 || time.Now().UnixNano() <= req.EndUnixNs+lateLines.Nanoseconds()
+			switch {
+			case ok:
 				// The task's own lines, up to the next task's mark; the last
 				// task's stay open while it runs, and a while after.
-				open = last && (req.EndUnixNs == 0 || time.Now().UnixNano() <= req.EndUnixNs+lateLines.Nanoseconds())
-			} else {
+				open = last && running
+			case known.silent(key, req.StartUnixNs):
+				// Nothing printed, so far: its mark comes with its first
+				// bytes.
+				lo, hi, open = 0, 0, running
+			default:
 				lo, hi, open = known.window(req.StartUnixNs, req.EndUnixNs)
 			}
 			off := req.Offset

@@ -45,8 +45,7 @@ type Worker struct {
 	running ids.TaskID
 	busy    bool
 	replies replyHolder // replies held while more tasks of their connection wait
-	mark    []byte      // the line that marks a task's start in the output
-	marked  string      // the name of the last mark written without a key, if the last had none
+	out     *output     // labels what each task prints (nil: no labels)
 	// cancelled holds cancellations that arrived before their task (the
 	// owner may send one while the push is still on its way).
 	cancelled map[ids.TaskID]struct{}
@@ -76,7 +75,12 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{id: wid, pid: os.Getpid()}
+	out, err := captureOutput(os.Getenv(rayletclient.EnvOutput))
+	if err != nil {
+		return nil, err
+	}
+	go out.forward()
+	w := &Worker{id: wid, pid: os.Getpid(), out: out}
 	w.cond = sync.NewCond(&w.mu)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -291,25 +295,6 @@ func (w *Worker) loop() {
 	}
 }
 
-// markLocked tells the raylet whose output follows: the lines up to the
-// next mark are this attempt's log. The calls of a concurrent actor print
-// among each other's, so their logs are cut by time and their marks carry
-// the name alone; as a mark costs a write (about a tenth of an empty
-// task's time), they mark only a change of method. w.mu is held.
-func (w *Worker) markLocked(spec *pb.TaskSpec) {
-	switch {
-	case w.sem == nil:
-		key := rayletclient.TaskLogKey(spec.TaskId, spec.Attempt)
-		w.mark = rayletclient.AppendTaskMark(w.mark[:0], spec.Name, key)
-		_, _ = os.Stdout.Write(w.mark)
-		w.marked = ""
-	case spec.Name != w.marked:
-		w.mark = rayletclient.AppendTaskMark(w.mark[:0], spec.Name, 0)
-		_, _ = os.Stdout.Write(w.mark)
-		w.marked = spec.Name
-	}
-}
-
 // run runs one task and encodes its outcome.
 func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 	reply := &pb.TaskReply{TaskId: spec.TaskId}
@@ -323,9 +308,17 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 		return fail(core.KindUnknownFunction, fmt.Sprintf("function %q is not registered in this executable: declare remote functions at package level, before rayo.Init", spec.Function), "")
 	}
 	w.mu.Lock()
-	w.markLocked(spec)
-	actor := w.actor
+	actor, concurrent := w.actor, w.sem != nil
 	w.mu.Unlock()
+	if concurrent {
+		// Calls print among each other's: their lines are found by time,
+		// and labelled by method.
+		w.out.startTask(spec.Name, 0, false)
+	} else {
+		// A concurrent actor's creation is marked at once: its calls give
+		// no keys, so the raylet cannot tell from them that it was silent.
+		w.out.startTask(spec.Name, rayletclient.TaskLogKey(spec.TaskId, spec.Attempt), spec.ActorCreate && spec.MaxConcurrency > 1)
+	}
 	args, release, kind, msg := w.taskArgs(spec)
 	defer release() // store arguments stay in place while the task runs
 	if kind != "" {
@@ -345,6 +338,7 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 				w.actor = state
 				if spec.MaxConcurrency > 1 {
 					w.sem = make(chan struct{}, spec.MaxConcurrency)
+					w.out.setConcurrent()
 				}
 				w.mu.Unlock()
 			}

@@ -1,0 +1,186 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rayo-dev/rayo/internal/rayletclient"
+)
+
+// output passes what the worker prints to the raylet, each task's bytes
+// after a mark that names the task (see rayletclient.EnvOutput). It marks
+// a task only once the task prints: a mark is a write and a wake-up of
+// the raylet, a tenth of an empty task's time, for nothing when the task
+// is silent. Before a task's reply goes, endTask moves what the task
+// printed on to the raylet's pipe, so that its lines reach the driver
+// before its result does, as when the task wrote there itself.
+type output struct {
+	mu      sync.Mutex // held while bytes move, so that a label changes between them
+	in      int        // the capture pipe's read end (nonblocking); -1: marks go straight to out
+	inFile  *os.File   // in, as forward waits on it
+	out     *os.File   // the raylet's pipe
+	page    []byte     // the label page, shared with the raylet
+	name    string     // the label of what comes next
+	key     uint64
+	labeled bool   // the mark of name and key has gone to out
+	buf     []byte // what was read from in
+	line    []byte // a mark and the bytes it labels, written at once
+}
+
+// captureOutput sets up the capture that spec, the value of
+// rayletclient.EnvOutput, describes. Without one, marks go straight to
+// stdout before each task, as a worker that cannot capture does.
+func captureOutput(spec string) (*output, error) {
+	if spec == "" {
+		return &output{in: -1, out: os.Stdout, labeled: true}, nil
+	}
+	fds, err := parseFds(spec)
+	if err != nil {
+		return nil, err
+	}
+	rd, wr, label := fds[0], fds[1], fds[2]
+	// The raylet's pipe, on a descriptor of its own, before fd 1 moves.
+	raylet, err := unix.FcntlInt(1, unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("worker: output: %w", err)
+	}
+	page, err := unix.Mmap(label, 0, rayletclient.LabelSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		_ = unix.Close(raylet)
+		return nil, fmt.Errorf("worker: output: label page: %w", err)
+	}
+	_ = unix.Close(label)
+	for _, fd := range []int{1, 2} {
+		if err := unix.Dup3(wr, fd, 0); err != nil {
+			_ = unix.Close(raylet)
+			_ = unix.Munmap(page)
+			return nil, fmt.Errorf("worker: output: %w", err)
+		}
+	}
+	_ = unix.Close(wr)
+	// Processes the tasks start inherit fd 1 and 2, never the read end.
+	unix.CloseOnExec(rd)
+	if err := unix.SetNonblock(rd, true); err != nil {
+		_ = unix.Close(raylet)
+		_ = unix.Munmap(page)
+		return nil, fmt.Errorf("worker: output: %w", err)
+	}
+	o := &output{
+		in: rd, inFile: os.NewFile(uintptr(rd), "output"), out: os.NewFile(uintptr(raylet), "raylet-log"),
+		page: page, labeled: true, buf: make([]byte, 64<<10),
+	}
+	rayletclient.SetLabelFlags(page, rayletclient.LabelCapturing)
+	return o, nil
+}
+
+// parseFds reads "R,W,L".
+func parseFds(spec string) ([3]int, error) {
+	var fds [3]int
+	parts := strings.Split(spec, ",")
+	if len(parts) != len(fds) {
+		return fds, fmt.Errorf("worker: bad %s %q", rayletclient.EnvOutput, spec)
+	}
+	for i, p := range parts {
+		fd, err := strconv.Atoi(p)
+		if err != nil || fd < 3 {
+			return fds, fmt.Errorf("worker: bad %s %q", rayletclient.EnvOutput, spec)
+		}
+		fds[i] = fd
+	}
+	return fds, nil
+}
+
+// forward passes output on as it comes, for as long as the process runs
+// (a worker has no end but its exit).
+func (o *output) forward() {
+	if o == nil || o.in < 0 {
+		return
+	}
+	rc, err := o.inFile.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(uintptr) bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.drainLocked()
+	})
+}
+
+// drainLocked moves what the capture pipe holds to the raylet's pipe; it
+// reports whether the pipe has ended (no writer is left, or it failed).
+func (o *output) drainLocked() bool {
+	for {
+		n, err := unix.Read(o.in, o.buf)
+		switch {
+		case n > 0:
+			o.emitLocked(o.buf[:n])
+		case errors.Is(err, unix.EINTR):
+		case errors.Is(err, unix.EAGAIN):
+			return false
+		default:
+			return true
+		}
+	}
+}
+
+// emitLocked writes b to the raylet's pipe, after the label's mark if it
+// has not gone yet.
+func (o *output) emitLocked(b []byte) {
+	if !o.labeled {
+		o.line = rayletclient.AppendTaskMark(o.line[:0], o.name, o.key)
+		b = append(o.line, b...)
+		o.line = b[:0]
+		o.labeled = true
+	}
+	if len(b) > 0 {
+		_, _ = o.out.Write(b)
+	}
+}
+
+// startTask labels what comes next as the task's: the attempt key, or 0
+// for a call of a concurrent actor, whose lines are found by time. eager
+// marks it at once, printed or not.
+func (o *output) startTask(name string, key uint64, eager bool) {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if key != o.key || name != o.name {
+		o.name, o.key, o.labeled = name, key, false
+		if o.page != nil {
+			rayletclient.PutLabel(o.page, name, key)
+		}
+	}
+	if eager || o.in < 0 {
+		o.emitLocked(nil)
+	}
+}
+
+// endTask moves what the task printed on to the raylet's pipe: one read
+// of an empty pipe when it printed nothing.
+func (o *output) endTask() {
+	if o == nil || o.in < 0 {
+		return
+	}
+	o.mu.Lock()
+	o.drainLocked()
+	o.mu.Unlock()
+}
+
+// setConcurrent tells the raylet that calls run at once from now on.
+func (o *output) setConcurrent() {
+	if o == nil || o.page == nil {
+		return
+	}
+	o.mu.Lock()
+	rayletclient.SetLabelFlags(o.page, rayletclient.LabelConcurrent)
+	o.mu.Unlock()
+}

@@ -1,0 +1,135 @@
+package worker
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rayo-dev/rayo/internal/rayletclient"
+)
+
+// testOutput is an output whose capture pipe and raylet pipe are pipes of
+// the test's: it writes what a task prints to print, and reads what the
+// raylet would from raylet (nonblocking).
+func testOutput(t *testing.T) (o *output, print *os.File, raylet int) {
+	t.Helper()
+	var capture [2]int
+	if err := unix.Pipe2(capture[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	// Nonblocking, the read end is in the network poller, as a worker's.
+	cr, cw := os.NewFile(uintptr(capture[0]), "capture"), os.NewFile(uintptr(capture[1]), "print")
+	lr, lw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, f := range []*os.File{cr, cw, lr, lw} {
+			_ = f.Close()
+		}
+	})
+	o = &output{in: capture[0], inFile: cr, out: lw, page: make([]byte, rayletclient.LabelSize), labeled: true, buf: make([]byte, 64<<10)}
+	fd := int(lr.Fd())
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	return o, cw, fd
+}
+
+// taken is what the raylet's pipe holds now.
+func taken(t *testing.T, fd int) string {
+	t.Helper()
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Read(fd, buf)
+		if n > 0 {
+			got = append(got, buf[:n]...)
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			return string(got)
+		}
+		t.Fatalf("read: %v", err)
+	}
+}
+
+// A task that prints is marked before its first bytes, one that prints
+// nothing is not marked at all, and what a task printed is on the
+// raylet's pipe once it ends.
+func TestOutputMarksOnlyTasksThatPrint(t *testing.T) {
+	o, print, raylet := testOutput(t)
+	tasks := []struct {
+		name  string
+		key   uint64
+		print string
+	}{{"first", 11, "one\n"}, {"silent", 12, ""}, {"third", 13, "three, "}, {"fourth", 14, "four\n"}}
+	for _, task := range tasks {
+		o.startTask(task.name, task.key, false)
+		if task.print != "" {
+			if _, err := print.WriteString(task.print); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o.endTask()
+		want := ""
+		if task.print != "" {
+			want = string(rayletclient.AppendTaskMark(nil, task.name, task.key)) + task.print
+		}
+		if got := taken(t, raylet); got != want {
+			t.Fatalf("after %s: the raylet's pipe holds %q, want %q", task.name, got, want)
+		}
+		if _, name, key := rayletclient.ReadLabel(o.page); name != task.name || key != task.key {
+			t.Fatalf("the label page names %q %d during %s", name, key, task.name)
+		}
+	}
+	// A mark once asked for goes at once, and once only.
+	o.startTask("ctor", 15, true)
+	o.startTask("ctor", 15, true)
+	if got, want := taken(t, raylet), string(rayletclient.AppendTaskMark(nil, "ctor", 15)); got != want {
+		t.Fatalf("an eager mark: %q, want %q", got, want)
+	}
+}
+
+// What a long task prints goes on while it runs, not only at its end.
+func TestOutputForwardsWhileATaskRuns(t *testing.T) {
+	o, print, raylet := testOutput(t)
+	done := make(chan struct{})
+	go func() {
+		o.forward()
+		close(done)
+	}()
+	o.startTask("long", 21, false)
+	if _, err := print.WriteString("progress\n"); err != nil {
+		t.Fatal(err)
+	}
+	want := string(rayletclient.AppendTaskMark(nil, "long", 21)) + "progress\n"
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); got != want; {
+		got += taken(t, raylet)
+		if time.Now().After(deadline) {
+			t.Fatalf("the raylet's pipe holds %q while the task runs, want %q", got, want)
+		}
+		time.Sleep(time.Millisecond) // the forwarder runs on its own
+	}
+	_ = print.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forwarder went on after the capture pipe ended")
+	}
+}
+
+func TestParseOutputFds(t *testing.T) {
+	if fds, err := parseFds("4,5,6"); err != nil || fds != [3]int{4, 5, 6} {
+		t.Fatalf("4,5,6: %v %v", fds, err)
+	}
+	for _, bad := range []string{"", "4,5", "4,5,x", "1,5,6", "4,5,6,7"} {
+		if _, err := parseFds(bad); err == nil {
+			t.Errorf("%q was taken", bad)
+		}
+	}
+}
