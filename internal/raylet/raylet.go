@@ -155,18 +155,18 @@ type workerProc struct {
 	// each line starts and when it arrived, the last maxLogMarks of them,
 	// for the tasks that give no mark of their own: their lines are those
 	// that arrived while they ran.
-	markMu   sync.Mutex
-	tasks    []taskMark
-	marks    []lineMark
-	logSize  int64 // bytes in its log file; guarded by markMu
+	markMu  sync.Mutex
+	tasks   []taskMark
+	marks   []lineMark
+	logSize int64 // bytes in its log file; guarded by markMu
 	// evictedAt is when the oldest task mark kept arrived, once older ones
 	// were dropped (0: none was); guarded by markMu.
 	evictedAt int64
 	// label is the worker's label page (see rayletclient.EnvOutput), until
 	// its output has been copied; flags are the page's flags, read then.
 	// Both guarded by markMu.
-	label *os.File
-	flags byte
+	label    *os.File
+	flags    byte
 	started  time.Time
 	ended    time.Time // when it was found gone; guarded by Raylet.mu
 	exitCode int       // -1 until its process is reaped; guarded by Raylet.mu
