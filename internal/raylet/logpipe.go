@@ -8,12 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A worker's output comes through a pipe. A worker writes a line of its
-// own (a mark) as each task starts, so that its log holds each task's
-// lines exactly; read as they came, the marks of a busy worker woke this
-// process for every task. So while reads come closer than logPace to each
-// other, the copier waits logPace before the next one, and takes the marks
-// of a busy worker many at a time. Output that follows a silence is read at
+// A worker's output comes through a pipe, with a line of the worker's
+// own (a mark) before each task's first bytes; read as they came, the
+// lines of a worker printing in a loop woke this process for each. So
+// while reads come closer than logPace to each other, the copier waits
+// logPace before the next one, and takes them many at a time. Output that follows a silence is read at
 // once: a task's lines reach its driver before the driver goes on after
 // its Get. (Polling the pipe instead, and waiting longer as output stops,
 // delayed the first line after a silence by up to the longest wait.)

@@ -295,6 +295,19 @@ func (w *Worker) loop() {
 	}
 }
 
+// label names the task as the one whose output comes next.
+func (w *Worker) label(spec *pb.TaskSpec, concurrent bool) {
+	if concurrent {
+		// Calls print among each other's: their lines are found by time,
+		// and labelled by method.
+		w.out.startTask(spec.Name, 0, false)
+		return
+	}
+	// A concurrent actor's creation is marked at once: its calls give no
+	// keys, so the raylet cannot tell from them that it was silent.
+	w.out.startTask(spec.Name, rayletclient.TaskLogKey(spec.TaskId, spec.Attempt), spec.ActorCreate && spec.MaxConcurrency > 1)
+}
+
 // run runs one task and encodes its outcome.
 func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 	reply := &pb.TaskReply{TaskId: spec.TaskId}
@@ -310,15 +323,7 @@ func (w *Worker) run(spec *pb.TaskSpec) *pb.TaskReply {
 	w.mu.Lock()
 	actor, concurrent := w.actor, w.sem != nil
 	w.mu.Unlock()
-	if concurrent {
-		// Calls print among each other's: their lines are found by time,
-		// and labelled by method.
-		w.out.startTask(spec.Name, 0, false)
-	} else {
-		// A concurrent actor's creation is marked at once: its calls give
-		// no keys, so the raylet cannot tell from them that it was silent.
-		w.out.startTask(spec.Name, rayletclient.TaskLogKey(spec.TaskId, spec.Attempt), spec.ActorCreate && spec.MaxConcurrency > 1)
-	}
+	w.label(spec, concurrent)
 	args, release, kind, msg := w.taskArgs(spec)
 	defer release() // store arguments stay in place while the task runs
 	if kind != "" {
