@@ -130,8 +130,8 @@ func (l *leftover) take() []byte {
 		return nil
 	}
 	flags, name, key := readLabel(l.label)
-	if flags&rayletclient.LabelCapturing == 0 {
-		return data
+	if flags&rayletclient.LabelCapturing == 0 || name == "" {
+		return data // no task had started: the lines go as the worker's
 	}
 	return append(rayletclient.AppendTaskMark(nil, name, key), data...)
 }

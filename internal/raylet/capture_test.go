@@ -31,6 +31,7 @@ func TestLeftoverIsLabelledWithTheRunningTask(t *testing.T) {
 		{"capturing", rayletclient.LabelCapturing, "last words\n", string(rayletclient.AppendTaskMark(nil, "Exiter.Exit", 42)) + "last words\n"},
 		{"not capturing", 0, "from a script\n", "from a script\n"},
 		{"nothing left", rayletclient.LabelCapturing, "", ""},
+		{"no task started", rayletclient.LabelCapturing, "early\n", "early\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f, err := newWorkerFiles()
@@ -38,7 +39,11 @@ func TestLeftoverIsLabelledWithTheRunningTask(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.close()
-			setLabel(t, f, c.flags, "Exiter.Exit", 42)
+			if c.name != "no task started" {
+				setLabel(t, f, c.flags, "Exiter.Exit", 42)
+			} else {
+				setLabel(t, f, c.flags, "", 0)
+			}
 			if _, err := f.capW.WriteString(c.left); err != nil {
 				t.Fatal(err)
 			}
