@@ -2,18 +2,19 @@ package raylet
 
 import (
 	"io"
+	"os"
 	"testing"
 
 	"github.com/rayo-dev/rayo/internal/rayletclient"
 )
 
 // setLabel writes a worker's label page as the worker would.
-func setLabel(t *testing.T, f *workerFiles, flags byte, name string, key uint64) {
+func setLabel(t *testing.T, label *os.File, flags byte, name string, key uint64) {
 	t.Helper()
 	page := make([]byte, rayletclient.LabelSize)
 	rayletclient.SetLabelFlags(page, flags)
 	rayletclient.PutLabel(page, name, key)
-	if _, err := f.label.WriteAt(page, 0); err != nil {
+	if _, err := label.WriteAt(page, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -40,9 +41,9 @@ func TestLeftoverIsLabelledWithTheRunningTask(t *testing.T) {
 			}
 			defer f.close()
 			if c.name != "no task started" {
-				setLabel(t, f, c.flags, "Exiter.Exit", 42)
+				setLabel(t, f.label, c.flags, "Exiter.Exit", 42)
 			} else {
-				setLabel(t, f, c.flags, "", 0)
+				setLabel(t, f.label, c.flags, "", 0)
 			}
 			if _, err := f.capW.WriteString(c.left); err != nil {
 				t.Fatal(err)
@@ -63,11 +64,13 @@ func TestSilentTaskNeedsAMarkThatWouldHaveBeenKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.close()
-	w := &workerProc{label: f.label}
+	page := f.label
+	w := &workerProc{label: page}
+	f.label = nil // closed by outputCopied
 	if w.silent(7, 100) {
 		t.Fatal("a worker that does not capture: a missing mark was taken for silence")
 	}
-	setLabel(t, f, rayletclient.LabelCapturing, "t", 7)
+	setLabel(t, page, rayletclient.LabelCapturing, "t", 7)
 	if !w.silent(7, 100) {
 		t.Fatal("a capturing worker with every mark kept: a missing mark was not silence")
 	}
@@ -83,12 +86,12 @@ func TestSilentTaskNeedsAMarkThatWouldHaveBeenKept(t *testing.T) {
 	if !w.silent(7, 300) {
 		t.Fatal("a task that started after the marks kept was not taken for silent")
 	}
-	setLabel(t, f, rayletclient.LabelCapturing|rayletclient.LabelConcurrent, "t", 0)
+	setLabel(t, page, rayletclient.LabelCapturing|rayletclient.LabelConcurrent, "t", 0)
 	if w.silent(7, 300) {
 		t.Fatal("a concurrent actor's call was taken for silent")
 	}
 	// Once the worker's output is copied, the flags are kept.
-	w.closeLabel()
+	w.outputCopied()
 	if w.silent(7, 300) {
 		t.Fatal("the flags were lost with the page")
 	}
@@ -104,5 +107,30 @@ func TestRepeatedMarkExtendsTheSpan(t *testing.T) {
 	w.markLine(6)
 	if lo, hi, last, ok := w.taskSpan(5); !ok || lo != 0 || hi != 16 || !last {
 		t.Fatalf("span of the twice-marked task: %d %d %v %v, want 0 16 true true", lo, hi, last, ok)
+	}
+}
+
+// The raylet sees what waits in a worker's capture pipe, to wait for it
+// before a driver ends.
+func TestCapturedCountsWaitingBytes(t *testing.T) {
+	f, err := newWorkerFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	w := &workerProc{capture: f.capR}
+	f.capR = nil // closed by outputCopied
+	if n := w.captured(); n != 0 {
+		t.Fatalf("an empty capture pipe holds %d bytes", n)
+	}
+	if _, err := f.capW.WriteString("12345"); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.captured(); n != 5 {
+		t.Fatalf("the capture pipe holds %d bytes, want 5", n)
+	}
+	w.outputCopied()
+	if n := w.captured(); n != 0 {
+		t.Fatalf("a closed capture pipe holds %d bytes", n)
 	}
 }

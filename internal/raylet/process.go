@@ -13,6 +13,8 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rayletclient"
@@ -54,7 +56,7 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		files.close()
 		return fmt.Errorf("raylet: start worker: %w", err)
 	}
-	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{}), started: time.Now(), exitCode: -1, label: files.label}
+	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{}), started: time.Now(), exitCode: -1, label: files.label, capture: files.capR}
 	r.workers[wid] = w
 	r.log.Debug("worker started", "pid", w.pid, "job", jobID)
 	r.starting++
@@ -116,8 +118,7 @@ func (r *Raylet) copyLog(files *workerFiles, w *workerProc, jobID string) {
 	pr := files.log
 	defer func() {
 		_ = pr.Close()
-		_ = files.capR.Close()
-		w.closeLabel()
+		w.outputCopied()
 	}()
 	pid := w.pid
 	w.logPipe.Store(pr)
@@ -241,8 +242,9 @@ func (w *workerProc) silent(key uint64, start int64) bool {
 	return w.evictedAt == 0 || (start != 0 && start >= w.evictedAt)
 }
 
-// closeLabel closes w's label page, keeping its flags.
-func (w *workerProc) closeLabel() {
+// outputCopied closes w's label page, keeping its flags, and its capture
+// pipe.
+func (w *workerProc) outputCopied() {
 	w.markMu.Lock()
 	defer w.markMu.Unlock()
 	if w.label != nil {
@@ -250,6 +252,25 @@ func (w *workerProc) closeLabel() {
 		_ = w.label.Close()
 		w.label = nil
 	}
+	if w.capture != nil {
+		_ = w.capture.Close()
+		w.capture = nil
+	}
+}
+
+// captured is how many bytes wait in w's capture pipe for the worker to
+// pass them on.
+func (w *workerProc) captured() int {
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	if w.capture == nil {
+		return 0
+	}
+	n, err := unix.IoctlGetInt(int(w.capture.Fd()), unix.TIOCINQ)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // taskSpan is the part [lo, hi) of w's log that the task attempt key
@@ -316,9 +337,10 @@ func (w *workerProc) window(start, end int64) (lo, hi int64, open bool) {
 }
 
 // drainLogs waits, briefly, until the output the workers of a job have
-// written has been passed on: until their pipes hold no unread bytes and
-// no line is half handled. Workers write before they reply, so a driver
-// that asks at its end gets all its workers' output.
+// written has been passed on: until their pipes, and their capture pipes,
+// hold no unread bytes and no line is half handled. A task's bytes are in
+// one of them before it replies, so a driver that asks at its end gets
+// all its workers' output.
 func (r *Raylet) drainLogs(jobID string) {
 	r.mu.Lock()
 	var ws []*workerProc
@@ -334,6 +356,10 @@ func (r *Raylet) drainLogs(jobID string) {
 			pr := w.logPipe.Load()
 			if pr == nil {
 				break
+			}
+			if w.captured() > 0 {
+				time.Sleep(time.Millisecond) // the worker passes them on
+				continue
 			}
 			n, err := pr.unread()
 			before := w.logLines.Load()

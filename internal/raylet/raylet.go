@@ -162,10 +162,11 @@ type workerProc struct {
 	// evictedAt is when the oldest task mark kept arrived, once older ones
 	// were dropped (0: none was); guarded by markMu.
 	evictedAt int64
-	// label is the worker's label page (see rayletclient.EnvOutput), until
-	// its output has been copied; flags are the page's flags, read then.
-	// Both guarded by markMu.
+	// label is the worker's label page and capture the read end of its
+	// capture pipe (see rayletclient.EnvOutput), until its output has been
+	// copied; flags are the page's flags, read then. All guarded by markMu.
 	label    *os.File
+	capture  *os.File
 	flags    byte
 	started  time.Time
 	ended    time.Time // when it was found gone; guarded by Raylet.mu

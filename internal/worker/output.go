@@ -18,8 +18,7 @@ import (
 // a task only once the task prints: a mark is a write and a wake-up of
 // the raylet, a tenth of an empty task's time, for nothing when the task
 // is silent. Before a task's reply goes, endTask moves what the task
-// printed on to the raylet's pipe, so that its lines reach the driver
-// before its result does, as when the task wrote there itself.
+// printed on to the raylet's pipe, as when the task wrote there itself.
 type output struct {
 	mu      sync.Mutex // held while bytes move, so that a label changes between them
 	in      int        // the capture pipe's read end (nonblocking); -1: marks go straight to out
@@ -164,14 +163,19 @@ func (o *output) startTask(name string, key uint64, eager bool) {
 	}
 }
 
-// endTask moves what the task printed on to the raylet's pipe: one read
-// of an empty pipe when it printed nothing.
+// endTask moves what the task printed on to the raylet's pipe, so that
+// the next task's mark comes after it: one read of an empty pipe when it
+// printed nothing. Calls of a concurrent actor, whose lines are found by
+// time, skip it; the raylet waits for their capture pipe to empty before
+// a job's driver ends (drainLogs).
 func (o *output) endTask() {
 	if o == nil || o.in < 0 {
 		return
 	}
 	o.mu.Lock()
-	o.drainLocked()
+	if o.key != 0 {
+		o.drainLocked()
+	}
 	o.mu.Unlock()
 }
 

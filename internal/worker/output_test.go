@@ -86,6 +86,23 @@ func TestOutputMarksOnlyTasksThatPrint(t *testing.T) {
 			t.Fatalf("the label page names %q %d during %s", name, key, task.name)
 		}
 	}
+	// A concurrent actor's call (no key) leaves what it printed to the
+	// forwarder: its lines are found by time, and the raylet waits for the
+	// capture pipe to empty before a driver ends.
+	o.startTask("Method", 0, false)
+	if _, err := print.WriteString("at once\n"); err != nil {
+		t.Fatal(err)
+	}
+	o.endTask()
+	if got := taken(t, raylet); got != "" {
+		t.Fatalf("a concurrent call's end moved %q", got)
+	}
+	o.mu.Lock()
+	o.drainLocked()
+	o.mu.Unlock()
+	if got, want := taken(t, raylet), string(rayletclient.AppendTaskMark(nil, "Method", 0))+"at once\n"; got != want {
+		t.Fatalf("the forwarder moved %q, want %q", got, want)
+	}
 	// A mark once asked for goes at once, and once only.
 	o.startTask("ctor", 15, true)
 	o.startTask("ctor", 15, true)
