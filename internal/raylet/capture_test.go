@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rayo-dev/rayo/internal/rayletclient"
 )
 
@@ -118,6 +120,11 @@ func TestCapturedCountsWaitingBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.close()
+	// The worker reads its end nonblocking; the raylet's look must not
+	// change that mode, which both ends' copies share.
+	if err := unix.SetNonblock(int(f.capR.Fd()), true); err != nil {
+		t.Fatal(err)
+	}
 	w := &workerProc{capture: f.capR}
 	f.capR = nil // closed by outputCopied
 	if n := w.captured(); n != 0 {
@@ -128,6 +135,15 @@ func TestCapturedCountsWaitingBytes(t *testing.T) {
 	}
 	if n := w.captured(); n != 5 {
 		t.Fatalf("the capture pipe holds %d bytes, want 5", n)
+	}
+	rc, err := w.capture.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags int
+	_ = rc.Control(func(fd uintptr) { flags, _ = unix.FcntlInt(fd, unix.F_GETFL, 0) })
+	if flags&unix.O_NONBLOCK == 0 {
+		t.Fatal("looking at the capture pipe made it blocking")
 	}
 	w.outputCopied()
 	if n := w.captured(); n != 0 {

@@ -266,10 +266,14 @@ func (w *workerProc) captured() int {
 	if w.capture == nil {
 		return 0
 	}
-	n, err := unix.IoctlGetInt(int(w.capture.Fd()), unix.TIOCINQ)
+	// Not Fd: it would make the pipe blocking, for the worker too, whose
+	// reads share its mode.
+	rc, err := w.capture.SyscallConn()
 	if err != nil {
 		return 0
 	}
+	var n int
+	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
 	return n
 }
 

@@ -108,25 +108,43 @@ func (o *output) forward() {
 	_ = rc.Read(func(uintptr) bool {
 		o.mu.Lock()
 		defer o.mu.Unlock()
-		return o.drainLocked()
+		return o.drainLocked(true)
 	})
 }
 
-// drainLocked moves what the capture pipe holds to the raylet's pipe; it
-// reports whether the pipe has ended (no writer is left, or it failed).
-func (o *output) drainLocked() bool {
+// drainLocked moves what the capture pipe holds to the raylet's pipe;
+// with checkEnd, it reports whether the pipe has ended (no writer is
+// left, or it failed). It reads only what the pipe says it holds: its
+// read end's mode is shared with the raylet's copy, and a read that
+// blocked here would hold o.mu.
+func (o *output) drainLocked(checkEnd bool) bool {
 	for {
-		n, err := unix.Read(o.in, o.buf)
+		n, err := unix.IoctlGetInt(o.in, unix.TIOCINQ)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return true
+		}
+		if n == 0 {
+			return checkEnd && o.hungUp()
+		}
+		n, err = unix.Read(o.in, o.buf[:min(n, len(o.buf))])
 		switch {
 		case n > 0:
 			o.emitLocked(o.buf[:n])
-		case errors.Is(err, unix.EINTR):
-		case errors.Is(err, unix.EAGAIN):
-			return false
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
 		default:
 			return true
 		}
 	}
+}
+
+// hungUp says whether no writer of the capture pipe is left.
+func (o *output) hungUp() bool {
+	fds := []unix.PollFd{{Fd: int32(o.in), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 1 && fds[0].Revents&unix.POLLHUP != 0
 }
 
 // emitLocked writes b to the raylet's pipe, after the label's mark if it
@@ -174,7 +192,7 @@ func (o *output) endTask() {
 	}
 	o.mu.Lock()
 	if o.key != 0 {
-		o.drainLocked()
+		o.drainLocked(false)
 	}
 	o.mu.Unlock()
 }

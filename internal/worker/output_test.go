@@ -98,7 +98,7 @@ func TestOutputMarksOnlyTasksThatPrint(t *testing.T) {
 		t.Fatalf("a concurrent call's end moved %q", got)
 	}
 	o.mu.Lock()
-	o.drainLocked()
+	o.drainLocked(false)
 	o.mu.Unlock()
 	if got, want := taken(t, raylet), string(rayletclient.AppendTaskMark(nil, "Method", 0))+"at once\n"; got != want {
 		t.Fatalf("the forwarder moved %q, want %q", got, want)
@@ -148,5 +148,32 @@ func TestParseOutputFds(t *testing.T) {
 		if _, err := parseFds(bad); err == nil {
 			t.Errorf("%q was taken", bad)
 		}
+	}
+}
+
+// The capture pipe's read end shares its mode with the raylet's copy: a
+// task's end reads only what the pipe holds, and never waits, even when
+// the pipe has been made blocking.
+func TestOutputNeverWaitsOnABlockingPipe(t *testing.T) {
+	o, print, raylet := testOutput(t)
+	if err := unix.SetNonblock(o.in, false); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 1)
+	go func() {
+		o.startTask("quiet", 31, false)
+		o.endTask()
+		o.startTask("loud", 32, false)
+		_, _ = print.WriteString("loud\n")
+		o.endTask()
+		done <- taken(t, raylet)
+	}()
+	select {
+	case got := <-done:
+		if want := string(rayletclient.AppendTaskMark(nil, "loud", 32)) + "loud\n"; got != want {
+			t.Fatalf("the raylet's pipe holds %q, want %q", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a task's end waited on a blocking capture pipe")
 	}
 }
