@@ -56,7 +56,6 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	}
 	w.rt.SetCaptureGroup(group)
 	reply := w.run(spec)
-	w.out.endTask() // what it printed goes before its reply
 	w.rt.SetRunning(nil)
 	if len(spec.ActorId) == 0 {
 		w.rt.SetCaptureGroup(nil) // an actor's calls at once keep theirs

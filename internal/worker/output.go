@@ -17,8 +17,9 @@ import (
 // after a mark that names the task (see rayletclient.EnvOutput). It marks
 // a task only once the task prints: a mark is a write and a wake-up of
 // the raylet, a tenth of an empty task's time, for nothing when the task
-// is silent. Before a task's reply goes, endTask moves what the task
-// printed on to the raylet's pipe, as when the task wrote there itself.
+// is silent. Once a task has replied, endTask moves what it printed on to
+// the raylet's pipe, before the next task's mark; a driver's end waits
+// for both pipes to empty (the raylet's drainLogs).
 type output struct {
 	mu      sync.Mutex // held while bytes move, so that a label changes between them
 	in      int        // the capture pipe's read end (nonblocking); -1: marks go straight to out
@@ -182,7 +183,7 @@ func (o *output) startTask(name string, key uint64, eager bool) {
 }
 
 // endTask moves what the task printed on to the raylet's pipe, so that
-// the next task's mark comes after it: one read of an empty pipe when it
+// the next task's mark comes after it: one look at an empty pipe when it
 // printed nothing. Calls of a concurrent actor, whose lines are found by
 // time, skip it; the raylet waits for their capture pipe to empty before
 // a job's driver ends (drainLogs).

@@ -292,6 +292,9 @@ func (w *Worker) loop() {
 		more := len(w.queue) > 0 && w.queue[0].conn == j.conn
 		w.mu.Unlock()
 		w.replies.send(j.conn, more, func() { j.reply(reply, nil) })
+		// What it printed goes on before the next task's mark: after its
+		// reply, so that the look is off the owner's path.
+		w.out.endTask()
 	}
 }
 
