@@ -12,10 +12,11 @@ import (
 // own (a mark) before each task's first bytes; read as they came, the
 // lines of a worker printing in a loop woke this process for each. So
 // while reads come closer than logPace to each other, the copier waits
-// logPace before the next one, and takes them many at a time. Output that follows a silence is read at
-// once: a task's lines reach its driver before the driver goes on after
-// its Get. (Polling the pipe instead, and waiting longer as output stops,
-// delayed the first line after a silence by up to the longest wait.)
+// logPace before the next one, and takes them many at a time. Output that
+// follows a silence is read at once: a task's lines reach its driver
+// before the driver goes on after its Get. (Polling the pipe instead, and
+// waiting longer as output stops, delayed the first line after a silence
+// by up to the longest wait.)
 const logPace = 2 * time.Millisecond
 
 // logPipe is the read end of a worker's output pipe.
@@ -59,10 +60,14 @@ func (p *logPipe) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// unread is how many bytes wait in the pipe (without Fd, which would
-// switch the pipe to blocking mode).
-func (p *logPipe) unread() (int, error) {
-	rc, err := p.f.SyscallConn()
+// unread is how many bytes wait in the pipe.
+func (p *logPipe) unread() (int, error) { return unreadBytes(p.f) }
+
+// unreadBytes is how many bytes wait in the pipe f reads, asked without
+// Fd, which would switch the pipe to blocking mode (for a worker that
+// shares its read end too).
+func unreadBytes(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
 	if err != nil {
 		return 0, err
 	}

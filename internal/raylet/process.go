@@ -13,8 +13,6 @@ import (
 	"sort"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rayletclient"
@@ -266,14 +264,7 @@ func (w *workerProc) captured() int {
 	if w.capture == nil {
 		return 0
 	}
-	// Not Fd: it would make the pipe blocking, for the worker too, whose
-	// reads share its mode.
-	rc, err := w.capture.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	var n int
-	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
+	n, _ := unreadBytes(w.capture)
 	return n
 }
 
