@@ -125,7 +125,7 @@ func Init(opts ...Option) error {
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
 	rl.SetLocalOwner(rt.WorkerKilled) // what the raylet pushes to owners (rpc.WorkerOOM)
-	emb.PrefaultStore()
+	emb.DriverRunning()
 	cluster.rt, cluster.embedded, cluster.session, cluster.node = rt, emb, emb.SessionDir(), emb.NodeName()
 	cluster.dashboard = emb.DashboardURL()
 	return nil

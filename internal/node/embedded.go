@@ -50,7 +50,7 @@ type EmbeddedConfig struct {
 	LogToDriver bool
 	LogOutput   io.Writer
 	// DashboardPort is the API server's port on loopback (0: none); if
-	// it is taken, a free port is used.
+	// it is taken, a free port is used. It starts with DriverRunning.
 	DashboardPort int
 	// Warn receives what costs the cluster a part of itself but not its
 	// start (no dashboard); nil discards it.
@@ -67,13 +67,16 @@ type Embedded struct {
 	job     string // the job ID of the driver hosting it
 	dash    *dashboard.HTTPServer
 	dashSrc *dashboard.RPCSource
+
+	dashPort int       // the API server's port, once the driver runs (0: none)
+	warn     io.Writer // see EmbeddedConfig.Warn
 }
 
 // StartEmbedded starts an embedded cluster: it prepares the state folder,
 // prunes the session folders of drivers gone (keeping the newest
 // KeepSessions), and starts the raylet, whose driver is to serve at
-// DriverAddr, and the API server. The driver arms its window of the
-// store (PrefaultStore) once it runs.
+// DriverAddr. What can wait, the API server and the driver's window of
+// the store, starts once the driver runs (DriverRunning).
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	root := cfg.StateDir
 	if root == "" {
@@ -84,7 +87,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	PruneSessions(root, KeepSessions)
 	session, job := newSession(root)
-	e := &Embedded{session: session, job: job}
+	e := &Embedded{session: session, job: job, dashPort: cfg.DashboardPort, warn: cfg.Warn}
 	rl, err := raylet.Start(raylet.Config{
 		SessionDir:     session,
 		InheritEnv:     true, // the workers run this program, for its user
@@ -108,9 +111,6 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("start raylet: %w", err)
 	}
 	e.raylet = rl
-	if cfg.DashboardPort != 0 {
-		e.startDashboard(cfg.DashboardPort, cfg.Warn)
-	}
 	return e, nil
 }
 
@@ -158,7 +158,8 @@ func maxTaskRecords() int {
 // startDashboard starts the API server on loopback, on port or, if that
 // one is taken, on a free port. It reads the cluster through the raylet's
 // socket, as a client would. A failure costs only the dashboard.
-func (e *Embedded) startDashboard(port int, warn io.Writer) {
+func (e *Embedded) startDashboard() {
+	port, warn := e.dashPort, e.warn
 	src := dashboard.NewRPCSource(e.raylet.Addr(), "")
 	h := dashboard.New(dashboard.Config{Source: src, UI: web.Handler(), Metrics: e.raylet.Metrics().Registry})
 	srv, err := dashboard.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), h)

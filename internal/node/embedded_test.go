@@ -18,7 +18,8 @@ import (
 
 // An embedded cluster lives in a session folder of its own under the
 // state folder, after pruning the folders of drivers gone; its API server
-// moves to a free port when its own is taken; Close stops its raylet.
+// starts once the driver runs, and moves to a free port when its own is
+// taken; Close stops its raylet.
 func TestStartEmbedded(t *testing.T) {
 	root := t.TempDir()
 	gone := filepath.Join(root, fmt.Sprintf("job-%d-ab12", 1<<30)) // a joined driver that died
@@ -67,6 +68,10 @@ func TestStartEmbedded(t *testing.T) {
 	if got[raylet.CPU] != 1 || got[raylet.MemoryResource] != 1<<30 || got["disk"] != 2 || got[raylet.GPU] != 0 {
 		t.Errorf("resources %v, want 1 CPU, 1 GiB of memory, 2 disk and no GPU", got)
 	}
+	if url := e.DashboardURL(); url != "" {
+		t.Errorf("the API server started (%s) before the driver runs: it is off the path to the first result", url)
+	}
+	e.DriverRunning()
 	url := e.DashboardURL()
 	if url == "" || strings.HasSuffix(url, fmt.Sprintf(":%d", taken.Addr().(*net.TCPAddr).Port)) {
 		t.Fatalf("dashboard at %q, want a free port instead of the taken one (warnings: %q)", url, warn.String())
