@@ -25,12 +25,12 @@ type output struct {
 	in      int        // the capture pipe's read end (nonblocking); -1: marks go straight to out
 	inFile  *os.File   // in, as forward waits on it
 	out     *os.File   // the raylet's pipe
+	outFd   int        // out's descriptor, as bytes are spliced to it
 	page    []byte     // the label page, shared with the raylet
 	name    string     // the label of what comes next
 	key     uint64
 	labeled bool   // the mark of name and key has gone to out
-	buf     []byte // what was read from in
-	line    []byte // a mark and the bytes it labels, written at once
+	line    []byte // a mark, written at once
 }
 
 // captureOutput sets up the capture that spec, the value of
@@ -73,7 +73,7 @@ func captureOutput(spec string) (*output, error) {
 	}
 	o := &output{
 		in: rd, inFile: os.NewFile(uintptr(rd), "output"), out: os.NewFile(uintptr(raylet), "raylet-log"),
-		page: page, labeled: true, buf: make([]byte, 64<<10),
+		outFd: raylet, page: page, labeled: true,
 	}
 	rayletclient.SetLabelFlags(page, rayletclient.LabelCapturing)
 	return o, nil
@@ -113,11 +113,14 @@ func (o *output) forward() {
 	})
 }
 
-// drainLocked moves what the capture pipe holds to the raylet's pipe;
-// with checkEnd, it reports whether the pipe has ended (no writer is
-// left, or it failed). It reads only what the pipe says it holds: its
-// read end's mode is shared with the raylet's copy, and a read that
-// blocked here would hold o.mu.
+// drainLocked moves what the capture pipe holds to the raylet's pipe,
+// after the label's mark; with checkEnd, it reports whether the pipe has
+// ended (no writer is left, or it failed). The bytes move in the kernel
+// (splice), never through this process: a task that prints and then ends
+// the process (os.Exit) at once would lose what a read had taken and a
+// write not yet passed on. It moves only what the pipe says it holds: its
+// read end's mode is shared with the raylet's copy, and a wait for input
+// here would hold o.mu.
 func (o *output) drainLocked(checkEnd bool) bool {
 	for {
 		n, err := unix.IoctlGetInt(o.in, unix.TIOCINQ)
@@ -130,11 +133,15 @@ func (o *output) drainLocked(checkEnd bool) bool {
 		if n == 0 {
 			return checkEnd && o.hungUp()
 		}
-		n, err = unix.Read(o.in, o.buf[:min(n, len(o.buf))])
+		o.emitLocked()
+		_, err = unix.Splice(o.in, nil, o.outFd, nil, n, unix.SPLICE_F_MOVE)
 		switch {
-		case n > 0:
-			o.emitLocked(o.buf[:n])
-		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EAGAIN):
+		case err == nil, errors.Is(err, unix.EINTR):
+		case errors.Is(err, unix.EAGAIN):
+			// The raylet's pipe is full (the read end's mode makes the
+			// splice nonblocking): wait until it takes more.
+			fds := []unix.PollFd{{Fd: int32(o.outFd), Events: unix.POLLOUT}}
+			_, _ = unix.Poll(fds, -1)
 		default:
 			return true
 		}
@@ -148,18 +155,15 @@ func (o *output) hungUp() bool {
 	return err == nil && n == 1 && fds[0].Revents&unix.POLLHUP != 0
 }
 
-// emitLocked writes b to the raylet's pipe, after the label's mark if it
-// has not gone yet.
-func (o *output) emitLocked(b []byte) {
-	if !o.labeled {
-		o.line = rayletclient.AppendTaskMark(o.line[:0], o.name, o.key)
-		b = append(o.line, b...)
-		o.line = b[:0]
-		o.labeled = true
+// emitLocked writes the label's mark to the raylet's pipe, if it has not
+// gone yet.
+func (o *output) emitLocked() {
+	if o.labeled {
+		return
 	}
-	if len(b) > 0 {
-		_, _ = o.out.Write(b)
-	}
+	o.line = rayletclient.AppendTaskMark(o.line[:0], o.name, o.key)
+	o.labeled = true
+	_, _ = o.out.Write(o.line)
 }
 
 // startTask labels what comes next as the task's: the attempt key, or 0
@@ -178,7 +182,7 @@ func (o *output) startTask(name string, key uint64, eager bool) {
 		}
 	}
 	if eager || o.in < 0 {
-		o.emitLocked(nil)
+		o.emitLocked()
 	}
 }
 

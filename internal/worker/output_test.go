@@ -2,7 +2,12 @@ package worker
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +36,7 @@ func testOutput(t *testing.T) (o *output, print *os.File, raylet int) {
 			_ = f.Close()
 		}
 	})
-	o = &output{in: capture[0], inFile: cr, out: lw, page: make([]byte, rayletclient.LabelSize), labeled: true, buf: make([]byte, 64<<10)}
+	o = &output{in: capture[0], inFile: cr, out: lw, outFd: int(lw.Fd()), page: make([]byte, rayletclient.LabelSize), labeled: true}
 	fd := int(lr.Fd())
 	if err := unix.SetNonblock(fd, true); err != nil {
 		t.Fatal(err)
@@ -176,4 +181,103 @@ func TestOutputNeverWaitsOnABlockingPipe(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a task's end waited on a blocking capture pipe")
 	}
+}
+
+// envOutputChild makes the test binary the printing worker of
+// TestOutputKeepsWhatATaskPrintedBeforeExit.
+const envOutputChild = "RAYO_TEST_OUTPUT_CHILD"
+
+// A worker whose task prints and then ends the process at once loses none
+// of what was printed: what the forwarder had not passed on yet is still
+// in the capture pipe, for the raylet to read after the death, never half
+// taken. A child process captures its output as a worker does, into a
+// raylet's pipe of one page that nobody reads until the child is gone, so
+// that the forwarder is stuck passing on what it was given; it prints
+// numbered lines, then exits. The lines on the raylet's pipe, then those
+// left in the capture pipe, must run without a gap.
+func TestOutputKeepsWhatATaskPrintedBeforeExit(t *testing.T) {
+	if os.Getenv(envOutputChild) != "" {
+		printThenExit()
+		return
+	}
+	for _, n := range []int{1000, 3000} {
+		lines := outputChildRound(t, n)
+		for i, l := range lines {
+			if l != fmt.Sprintf("line %06d", i) {
+				t.Fatalf("%d lines printed: line %d of %d found is %q: the lines before it were lost", n, i, len(lines), l)
+			}
+		}
+		if len(lines) != n {
+			t.Fatalf("%d lines found, want the %d printed", len(lines), n)
+		}
+	}
+}
+
+// outputChildRound runs the child once, printing n lines, and returns the
+// lines it printed as the raylet would find them: on its pipe, then left
+// in the capture pipe.
+func outputChildRound(t *testing.T, n int) []string {
+	t.Helper()
+	capR, capW, err := os.Pipe() // as the raylet makes it: the child writes to it blocking
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer capR.Close()
+	label, err := unix.MemfdCreate("label", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelF := os.NewFile(uintptr(label), "label")
+	defer labelF.Close()
+	if err := labelF.Truncate(rayletclient.LabelSize); err != nil {
+		t.Fatal(err)
+	}
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logR.Close()
+	if _, err := unix.FcntlInt(logW.Fd(), unix.F_SETPIPE_SZ, os.Getpagesize()); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOutputKeepsWhatATaskPrintedBeforeExit$")
+	cmd.Env = append(os.Environ(), envOutputChild+"="+strconv.Itoa(n), rayletclient.EnvOutput+"=3,4,5")
+	cmd.Stdout, cmd.ExtraFiles = logW, []*os.File{capR, capW, labelF}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	_ = logW.Close()
+	_ = capW.Close()
+	forwarded, err := io.ReadAll(logR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := io.ReadAll(capR)
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(forwarded)+string(left), "\n") {
+		if strings.HasPrefix(l, "line ") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// printThenExit is the child: a worker's capture, and a task that prints
+// numbered lines, then ends the process.
+func printThenExit() {
+	n, _ := strconv.Atoi(os.Getenv(envOutputChild))
+	o, err := captureOutput(os.Getenv(rayletclient.EnvOutput))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	go o.forward()
+	o.startTask("printer", 1, false)
+	for i := range n {
+		fmt.Printf("line %06d\n", i)
+	}
+	os.Exit(0)
 }
