@@ -1,6 +1,7 @@
 package rayo
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,6 +35,14 @@ var (
 	pause     = Method1(newTalker, Talker.Pause)
 	lastWords = Method1(newTalker, Talker.LastWords)
 )
+
+// exitAtOnce prints s and ends its process before it returns, well before
+// its worker reports it running.
+var exitAtOnce = Func1(func(s string) int {
+	fmt.Println(s)
+	os.Exit(7)
+	return 0
+}, MaxRetries(0))
 
 // LastWords prints s and ends its process before it returns.
 func (Talker) LastWords(s string) int {
@@ -127,6 +136,21 @@ func TestLastWordsBeforeExitAreKept(t *testing.T) {
 	}
 	if got := logOf(t, "actor_id="+a.ID(), words); strings.Count(got, words) != 1 {
 		t.Fatalf("the actor's log holds its last words %d times: %q", strings.Count(got, words), got)
+	}
+}
+
+// TestLastWordsOfAShortTaskAreFoundByTask: a task whose process exits
+// before its worker reports it running still names its worker in its
+// record (its owner knows the lease), so its log is found by task.
+func TestLastWordsOfAShortTaskAreFoundByTask(t *testing.T) {
+	ctx := ctxT(t)
+	const words = "eta, the last words of a task that exits at once"
+	ref := exitAtOnce.Remote(V(words))
+	if _, err := Get(ctx, ref); !errors.Is(err, ErrWorkerDied) {
+		t.Fatalf("a task whose process exited: %v, want ErrWorkerDied", err)
+	}
+	if got := logOf(t, "task_id="+ref.ID()[:32], words); strings.Count(got, words) != 1 {
+		t.Fatalf("the task's log holds its last words %d times: %q", strings.Count(got, words), got)
 	}
 }
 

@@ -316,7 +316,7 @@ func (as *actorSubmitter) startActor(a *actorRec, rc RayletClient, r *pb.LeaseRe
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := as.rt.peers.peer(ctx, r.WorkerAddr)
-	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}, gpus: r.GpuIds}
+	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}, gpus: r.GpuIds, where: leaseWhere(r)}
 	as.rt.lockAll()
 	a.lease = l
 	if err == nil {
@@ -415,6 +415,11 @@ func (as *actorSubmitter) processDiedLocked(a *actorRec, why *pb.TaskError, afte
 		a.outbox = nil
 		as.actorDispatchLocked(a, after)
 		return
+	}
+	if a.lease != nil {
+		for t := range a.inflight {
+			t.ran = a.lease.where // it died with them: their records name it
+		}
 	}
 	if a.noRestart || a.restartsLeft == 0 || a.createSpec == nil || as.rt.closed.Load() {
 		as.actorDiedLocked(a, processDeathCause(a, as.rt.closed.Load()), why, after)

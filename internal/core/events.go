@@ -118,12 +118,15 @@ func (rt *Runtime) taskEventLocked(t *task, st string, e *pb.TaskError) {
 	if e != nil {
 		ev.ErrorType, ev.Error = ErrorType(e.Kind), errorText(e)
 	}
-	if r := t.ran; tasktable.IsFinal(st) && r != nil && r.StartUnixNs != 0 {
-		// Where and when it ran, from the worker's reply.
-		if run := tasktable.StateIndex(tasktable.TaskRunning); ev.StateTimes[run] == 0 {
+	if r := t.ran; tasktable.IsFinal(st) && r != nil {
+		// Where and when it ran, from the worker's reply; or where, from
+		// the lease of a worker that died before it replied.
+		if run := tasktable.StateIndex(tasktable.TaskRunning); r.StartUnixNs != 0 && ev.StateTimes[run] == 0 {
 			ev.StateTimes[run] = r.StartUnixNs
 		}
-		ev.NodeId, ev.WorkerId, ev.WorkerPid = r.NodeId, r.WorkerId, r.Pid
+		if len(r.WorkerId) > 0 {
+			ev.NodeId, ev.WorkerId, ev.WorkerPid = r.NodeId, r.WorkerId, r.Pid
+		}
 		t.ran = nil
 	}
 }

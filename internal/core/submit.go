@@ -103,6 +103,18 @@ type lease struct {
 	// returning is set while a return after leaseGrace is scheduled.
 	returning bool
 	oom       string // why a memory monitor kills its worker, once told (memory.go)
+	// where names the worker (its ID, pid and node) for the record of a
+	// task it dies running before it reports the task, as a reply would.
+	where *pb.TaskReply
+}
+
+// leaseWhere is where a granted lease's tasks run (lease.where).
+func leaseWhere(r *pb.LeaseReply) *pb.TaskReply {
+	where := &pb.TaskReply{WorkerId: r.WorkerId, Pid: r.WorkerPid}
+	if n, err := ids.NodeIDFrom(r.NodeId); err == nil {
+		where.NodeId = n.Name()
+	}
+	return where
 }
 
 // leaseGrace is how long an idle lease is kept for the owner's next task.
@@ -497,7 +509,7 @@ func (ts *taskSubmitter) leaseGranted(q *schedQueue, rc RayletClient, r *pb.Leas
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := ts.rt.peers.peer(ctx, r.WorkerAddr)
-	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q, gpus: r.GpuIds}
+	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q, gpus: r.GpuIds, where: leaseWhere(r)}
 	var after actions
 	ts.mu.Lock()
 	q.requesting--
@@ -539,6 +551,7 @@ func (ts *taskSubmitter) taskReplied(p pushOp, reply *pb.TaskReply, err error, r
 	case err != nil:
 		// The worker is gone (or the connection broke): retry elsewhere.
 		l.dead = true
+		t.ran = l.where
 		if t.cancelled {
 			ts.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
 		} else if ts.oomFailedLocked(t, l, &after) {

@@ -180,7 +180,7 @@ func (r *Raylet) grantLocked(after *[]func()) {
 		w.lease = l
 		r.leases[l.id] = l
 		r.log.Debug("lease granted", "lease", l.id, "pid", w.pid, "remote_owner", req.owner != nil, "avail", r.avail[CPU])
-		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr, NodeId: r.nodeID[:], GpuIds: gpus}
+		reply := &pb.LeaseReply{LeaseId: l.id, WorkerId: w.id[:], WorkerAddr: w.addr, NodeId: r.nodeID[:], GpuIds: gpus, WorkerPid: int32(w.pid)}
 		if !req.at.IsZero() {
 			r.metrics.SchedulingLatency.Observe(time.Since(req.at).Seconds())
 		}

@@ -368,6 +368,7 @@ type LeaseReply struct {
 	NodeId        []byte                 `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`                    // the node the worker runs on
 	GroupMissing  bool                   `protobuf:"varint,8,opt,name=group_missing,json=groupMissing,proto3" json:"group_missing,omitempty"` // the placement group's bundle is on no node this raylet knows: wait for the group, then ask again
 	GpuIds        []int32                `protobuf:"varint,9,rep,packed,name=gpu_ids,json=gpuIds,proto3" json:"gpu_ids,omitempty"`            // the GPUs (their indexes on the node) the lease holds, whole or a share of one
+	WorkerPid     int32                  `protobuf:"varint,10,opt,name=worker_pid,json=workerPid,proto3" json:"worker_pid,omitempty"`         // the worker's process, for the record of a task whose worker dies before it reports
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -463,6 +464,13 @@ func (x *LeaseReply) GetGpuIds() []int32 {
 		return x.GpuIds
 	}
 	return nil
+}
+
+func (x *LeaseReply) GetWorkerPid() int32 {
+	if x != nil {
+		return x.WorkerPid
+	}
+	return 0
 }
 
 // ReturnLease gives a worker back to the raylet.
@@ -4860,7 +4868,7 @@ const file_rayo_proto_rawDesc = "" +
 	"\x0fplacement_group\x18\f \x01(\fR\x0eplacementGroup\x12\x1c\n" +
 	"\tretriable\x18\r \x01(\bR\tretriable\x12\x1b\n" +
 	"\ttask_name\x18\x0e \x01(\tR\btaskName\x12%\n" +
-	"\x05actor\x18\x0f \x01(\v2\x0f.rayo.ActorNameR\x05actor\"\x87\x02\n" +
+	"\x05actor\x18\x0f \x01(\v2\x0f.rayo.ActorNameR\x05actor\"\xa6\x02\n" +
 	"\n" +
 	"LeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1b\n" +
@@ -4872,7 +4880,10 @@ const file_rayo_proto_rawDesc = "" +
 	"\bspill_to\x18\x06 \x01(\tR\aspillTo\x12\x17\n" +
 	"\anode_id\x18\a \x01(\fR\x06nodeId\x12#\n" +
 	"\rgroup_missing\x18\b \x01(\bR\fgroupMissing\x12\x17\n" +
-	"\agpu_ids\x18\t \x03(\x05R\x06gpuIds\"M\n" +
+	"\agpu_ids\x18\t \x03(\x05R\x06gpuIds\x12\x1d\n" +
+	"\n" +
+	"worker_pid\x18\n" +
+	" \x01(\x05R\tworkerPid\"M\n" +
 	"\vReturnLease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12#\n" +
 	"\rworker_failed\x18\x02 \x01(\bR\fworkerFailed\"\x81\x01\n" +
