@@ -68,15 +68,14 @@ type Embedded struct {
 	dash    *dashboard.HTTPServer
 	dashSrc *dashboard.RPCSource
 
+	root     string    // the state folder, pruned once the driver runs
 	dashPort int       // the API server's port, once the driver runs (0: none)
 	warn     io.Writer // see EmbeddedConfig.Warn
 }
 
-// StartEmbedded starts an embedded cluster: it prepares the state folder,
-// prunes the session folders of drivers gone (keeping the newest
-// KeepSessions), and starts the raylet, whose driver is to serve at
-// DriverAddr. What can wait, the API server and the driver's window of
-// the store, starts once the driver runs (DriverRunning).
+// StartEmbedded starts an embedded cluster: it prepares the state folder
+// and starts the raylet, whose driver is to serve at DriverAddr. What can
+// wait starts once the driver runs (DriverRunning).
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	root := cfg.StateDir
 	if root == "" {
@@ -85,9 +84,8 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err := PrepareStateDir(root); err != nil {
 		return nil, err
 	}
-	PruneSessions(root, KeepSessions)
 	session, job := newSession(root)
-	e := &Embedded{session: session, job: job, dashPort: cfg.DashboardPort, warn: cfg.Warn}
+	e := &Embedded{session: session, job: job, root: root, dashPort: cfg.DashboardPort, warn: cfg.Warn}
 	rl, err := raylet.Start(raylet.Config{
 		SessionDir:     session,
 		InheritEnv:     true, // the workers run this program, for its user
@@ -174,6 +172,20 @@ func (e *Embedded) startDashboard() {
 		return
 	}
 	e.dash, e.dashSrc = srv, src
+}
+
+// DriverRunning does what waits until the driver hosting the cluster
+// runs, off the path to its first result (init_to_first_result): it
+// prunes the session folders of drivers gone (keeping the newest
+// KeepSessions), starts the API server when it has a port, and arms the
+// driver's prefault window of the store, mapped while the driver
+// exchanges no messages and the raylet starts no worker.
+func (e *Embedded) DriverRunning() {
+	PruneSessions(e.root, KeepSessions)
+	if e.dashPort != 0 {
+		e.startDashboard()
+	}
+	prefaultStore(e.raylet.Arena(), e.raylet.StartingWorkers)
 }
 
 // Raylet is the cluster's raylet: the driver's RayletClient, and the

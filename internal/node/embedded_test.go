@@ -17,9 +17,9 @@ import (
 )
 
 // An embedded cluster lives in a session folder of its own under the
-// state folder, after pruning the folders of drivers gone; its API server
-// starts once the driver runs, and moves to a free port when its own is
-// taken; Close stops its raylet.
+// state folder; once the driver runs, the folders of drivers gone are
+// pruned and its API server starts, on a free port when its own is taken;
+// Close stops its raylet.
 func TestStartEmbedded(t *testing.T) {
 	root := t.TempDir()
 	gone := filepath.Join(root, fmt.Sprintf("job-%d-ab12", 1<<30)) // a joined driver that died
@@ -51,9 +51,6 @@ func TestStartEmbedded(t *testing.T) {
 			_ = e.Close()
 		}
 	}()
-	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the dead driver's folder is still there (%v)", err)
-	}
 	if filepath.Dir(e.SessionDir()) != root || !strings.HasPrefix(filepath.Base(e.SessionDir()), fmt.Sprintf("s-%d-", os.Getpid())) {
 		t.Errorf("session folder %s, want s-%d-... under %s", e.SessionDir(), os.Getpid(), root)
 	}
@@ -72,6 +69,9 @@ func TestStartEmbedded(t *testing.T) {
 		t.Errorf("the API server started (%s) before the driver runs: it is off the path to the first result", url)
 	}
 	e.DriverRunning()
+	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dead driver's folder is still there (%v)", err)
+	}
 	url := e.DashboardURL()
 	if url == "" || strings.HasSuffix(url, fmt.Sprintf(":%d", taken.Addr().(*net.TCPAddr).Port)) {
 		t.Fatalf("dashboard at %q, want a free port instead of the taken one (warnings: %q)", url, warn.String())

@@ -38,15 +38,3 @@ func quietUnless(activity func() uint64, busy func() bool) func() uint64 {
 		return activity() + ticks.Load()
 	}
 }
-
-// DriverRunning starts what waits until the driver hosting the cluster
-// runs, off the path to its first result (init_to_first_result): the API
-// server, when it has a port, then the driver's prefault window of the
-// store, mapped while the driver exchanges no messages and the raylet
-// starts no worker.
-func (e *Embedded) DriverRunning() {
-	if e.dashPort != 0 {
-		e.startDashboard()
-	}
-	prefaultStore(e.raylet.Arena(), e.raylet.StartingWorkers)
-}
