@@ -13,6 +13,8 @@
 // Writes are combined: the goroutine that finds the connection idle writes
 // everything queued by the time it gets there, so a busy connection makes
 // few, large writes and an idle one answers at once without a handoff.
+// What the read loop's handlers send while more frames of the same read
+// wait goes out in one write once they are handled.
 package rpc
 
 import (
@@ -71,7 +73,9 @@ type RemoteError struct{ Msg string }
 func (e *RemoteError) Error() string { return e.Msg }
 
 // Handler serves the frames a peer starts. Handle runs on the connection's
-// read loop: it must not block, and body is the handler's to keep.
+// read loop: it must not block, and body is the handler's to keep. What it
+// sends on the connection may wait until the frames read with its own are
+// handled, never longer.
 type Handler interface {
 	Handle(c *Conn, m Method, kind Kind, id uint64, body []byte)
 }
@@ -93,13 +97,14 @@ type Conn struct {
 	handler Handler
 	nextID  atomic.Uint64
 
-	wmu      sync.Mutex // protects wbuf, spare, flushing, corked, held, werr
+	wmu      sync.Mutex // protects wbuf, spare, flushing, corked, held, urgent, werr
 	wdone    sync.Cond  // on wmu: broadcast when flushing ends
 	wbuf     []byte
 	spare    []byte
 	flushing bool
 	corked   int
-	held     int // HoldReplies not yet released: replies wait in wbuf
+	held     int  // HoldReplies not yet released: replies wait in wbuf
+	urgent   bool // wbuf holds a frame only the cork holds back
 	werr     error
 
 	pmu      sync.Mutex // protects pending, closeErr
@@ -258,6 +263,18 @@ func (c *Conn) readLoop() {
 	r := newFrameReader(c.nc)
 	r.mayBorrow = func() bool { return !c.preAuth.Load() }
 	defer r.release()
+	// While frames read in one go are handled, what the handlers and
+	// callbacks send is corked, and written in one go before the next
+	// read: a batch of replies that each start a request (an owner's next
+	// task on a worker) costs one write, not one each. Nothing waits
+	// corked for input: the cork comes off before any read of the socket.
+	batch := false
+	r.beforeRead = func() {
+		if batch {
+			batch = false
+			_ = c.Uncork()
+		}
+	}
 	var hdr [headerLen]byte
 	var err error
 	for {
@@ -291,6 +308,10 @@ func (c *Conn) readLoop() {
 		if m == MPing && kind == KindNotify && !preAuth {
 			continue // a keepalive: counted above
 		}
+		if !batch && r.buffered() > 0 {
+			batch = true
+			c.Cork()
+		}
 		switch kind {
 		case KindReply, KindError:
 			c.pmu.Lock()
@@ -320,6 +341,7 @@ func (c *Conn) readLoop() {
 			break
 		}
 	}
+	r.beforeRead() // a batch cut short by a bad frame
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		err = ErrClosed
 	}
@@ -360,7 +382,9 @@ func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byt
 	binary.BigEndian.PutUint32(h[0:4], uint32(len(c.wbuf)-start-4))
 	h[4], h[5] = byte(m), byte(kind)
 	binary.BigEndian.PutUint64(h[6:14], id)
-	if c.flushing || c.corked > 0 || c.held > 0 && (kind == KindReply || kind == KindError) {
+	heldReply := c.held > 0 && (kind == KindReply || kind == KindError)
+	if c.flushing || c.corked > 0 || heldReply {
+		c.urgent = c.urgent || c.corked > 0 && !heldReply
 		c.wmu.Unlock()
 		return nil
 	}
@@ -443,7 +467,7 @@ func (c *Conn) Cork() {
 func (c *Conn) Uncork() error {
 	c.wmu.Lock()
 	c.corked--
-	if c.corked > 0 || c.flushing || len(c.wbuf) == 0 {
+	if c.corked > 0 || c.flushing || len(c.wbuf) == 0 || c.held > 0 && !c.urgent {
 		err := c.werr
 		c.wmu.Unlock()
 		return err
@@ -477,7 +501,7 @@ func (c *Conn) ReleaseReplies() error {
 // flushLocked writes the buffer out, taking along what other goroutines
 // add meanwhile; it is called with wmu held and releases it.
 func (c *Conn) flushLocked() error {
-	c.flushing = true
+	c.flushing, c.urgent = true, false
 	for len(c.wbuf) > 0 && c.werr == nil {
 		buf := c.wbuf
 		c.wbuf, c.spare = c.spare[:0], nil

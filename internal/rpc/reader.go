@@ -34,6 +34,9 @@ type frameReader struct {
 	// mayBorrow, if set, says whether a large buffer may be borrowed now
 	// (not before the peer has authenticated).
 	mayBorrow func() bool
+	// beforeRead, if set, runs before every read of the source, that is
+	// whenever what is buffered has run out and the next read may wait.
+	beforeRead func()
 }
 
 func newFrameReader(src io.Reader) *frameReader {
@@ -41,8 +44,14 @@ func newFrameReader(src io.Reader) *frameReader {
 	return &frameReader{src: src, small: small, buf: small}
 }
 
+// buffered is how many bytes are read and not yet taken.
+func (f *frameReader) buffered() int { return f.w - f.r }
+
 // fill reads more input once buf is drained.
 func (f *frameReader) fill() error {
+	if f.beforeRead != nil {
+		f.beforeRead()
+	}
 	switch {
 	case f.full && f.big == nil && (f.mayBorrow == nil || f.mayBorrow()):
 		f.big = bigReads.Get().(*[]byte)
@@ -80,6 +89,9 @@ func (f *frameReader) readFull(p []byte) error {
 		if f.r == f.w {
 			if len(p) >= len(f.buf) {
 				f.release()
+				if f.beforeRead != nil {
+					f.beforeRead()
+				}
 				n, err := io.ReadFull(f.src, p)
 				if err == io.EOF && (got || n > 0) {
 					err = io.ErrUnexpectedEOF
