@@ -1,13 +1,11 @@
 package worker
 
 import (
-	"os"
 	"sync"
 	"time"
 
 	"github.com/rayo-dev/rayo/internal/core"
 	"github.com/rayo-dev/rayo/internal/ids"
-	"github.com/rayo-dev/rayo/internal/rayletclient"
 	"github.com/rayo-dev/rayo/internal/rpc/pb"
 	"github.com/rayo-dev/rayo/internal/tasktable"
 )
@@ -22,22 +20,9 @@ const runningAfter = 100 * time.Millisecond
 // runs long is also reported RUNNING (and then ended) by the worker, so the
 // state API shows it while it runs.
 func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
-	node := os.Getenv(rayletclient.EnvNode)
+	node := w.node
 	start := time.Now()
-	running := &pb.TaskEvent{
-		TaskId: spec.TaskId, Attempt: spec.Attempt, State: tasktable.TaskRunning, TimeUnixNs: start.UnixNano(),
-		NodeId: node, WorkerId: w.id[:], WorkerPid: int32(w.pid),
-	}
-	var mu sync.Mutex
-	reported, done := false, false
-	timer := time.AfterFunc(runningAfter, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !done {
-			reported = true
-			w.rt.RecordTaskEvent(running)
-		}
-	})
+	call := w.beginRun(spec, start)
 	if len(spec.ActorId) == 0 || spec.ActorCreate {
 		setGPUs(spec.GpuIds) // an actor's calls keep its creation's
 	}
@@ -60,10 +45,7 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 	if len(spec.ActorId) == 0 {
 		w.rt.SetCaptureGroup(nil) // an actor's calls at once keep theirs
 	}
-	timer.Stop()
-	mu.Lock()
-	done = true
-	mu.Unlock()
+	reported := w.endRun(call)
 	reply.StartUnixNs, reply.Pid, reply.NodeId, reply.WorkerId = start.UnixNano(), int32(w.pid), node, w.id[:]
 	end := time.Now().UnixNano()
 	w.rt.RecordRun(reply.Error != nil, time.Duration(end-start.UnixNano()))
@@ -87,4 +69,89 @@ func (w *Worker) execute(spec *pb.TaskSpec) *pb.TaskReply {
 		})
 	}
 	return reply
+}
+
+// runWatch finds the tasks that run long: one timer for the worker, armed
+// while a task it has not reported yet runs, rather than one per task. A
+// stream of short tasks arms it once, not once each.
+type runWatch struct {
+	mu    sync.Mutex // protects what follows
+	calls []*runningCall
+	timer *time.Timer // made at the first task
+	armed bool
+}
+
+// runningCall is a task that runs.
+type runningCall struct {
+	spec     *pb.TaskSpec
+	start    time.Time
+	reported bool
+}
+
+// beginRun notes that spec started running at start.
+func (w *Worker) beginRun(spec *pb.TaskSpec, start time.Time) *runningCall {
+	c := &runningCall{spec: spec, start: start}
+	r := &w.watch
+	r.mu.Lock()
+	r.calls = append(r.calls, c)
+	if !r.armed {
+		// No task that runs is still to be reported: this one is next.
+		r.armed = true
+		if r.timer == nil {
+			r.timer = time.AfterFunc(runningAfter, w.reportLongRuns)
+		} else {
+			r.timer.Reset(runningAfter)
+		}
+	}
+	r.mu.Unlock()
+	return c
+}
+
+// endRun notes that c ended, and reports whether it was reported RUNNING
+// (so that its end must be reported too).
+func (w *Worker) endRun(c *runningCall) bool {
+	r := &w.watch
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, x := range r.calls {
+		if x == c {
+			last := len(r.calls) - 1
+			r.calls[i], r.calls[last] = r.calls[last], nil
+			r.calls = r.calls[:last]
+			break
+		}
+	}
+	return c.reported
+}
+
+// reportLongRuns reports RUNNING the tasks that have run for runningAfter,
+// and arms the timer for the next one due, if any.
+func (w *Worker) reportLongRuns() {
+	r := &w.watch
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	next := time.Duration(-1)
+	for _, c := range r.calls {
+		if c.reported {
+			continue
+		}
+		if left := runningAfter - now.Sub(c.start); left > 0 {
+			if next < 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		// Under the lock, so that its end, reported after endRun, comes
+		// after it.
+		c.reported = true
+		w.rt.RecordTaskEvent(&pb.TaskEvent{
+			TaskId: c.spec.TaskId, Attempt: c.spec.Attempt, State: tasktable.TaskRunning, TimeUnixNs: c.start.UnixNano(),
+			NodeId: w.node, WorkerId: w.id[:], WorkerPid: int32(w.pid),
+		})
+	}
+	r.armed = next >= 0
+	if r.armed {
+		r.timer.Reset(next)
+	}
 }

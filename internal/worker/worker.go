@@ -58,6 +58,8 @@ type Worker struct {
 	// the actor was made capturing them (set with actor).
 	actorGroup []byte
 	addr       string
+	node       string   // the node's ID, as events name it
+	watch      runWatch // the tasks that run, to report those that run long
 }
 
 // job is a pushed task, and how to answer its owner.
@@ -80,7 +82,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 		return nil, err
 	}
 	go out.forward()
-	w := &Worker{id: wid, pid: os.Getpid(), out: out}
+	w := &Worker{id: wid, pid: os.Getpid(), out: out, node: os.Getenv(rayletclient.EnvNode)}
 	w.cond = sync.NewCond(&w.mu)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

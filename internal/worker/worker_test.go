@@ -56,14 +56,26 @@ func (nullRaylet) PlacementGroup(context.Context, *pb.PlacementGroupRequest) (*p
 
 // testWorker is a Worker without a process: its runtime serves on a Unix
 // socket of the test, against nullRaylet.
-func testWorker(t *testing.T) *Worker {
+func testWorker(t *testing.T) *Worker { return testWorkerOf(t, nullRaylet{}) }
+
+// eventsRaylet is a nullRaylet that passes on the batches of events it is
+// sent.
+type eventsRaylet struct {
+	nullRaylet
+	batches chan *pb.StateEvents
+}
+
+func (r eventsRaylet) ReportEvents(b *pb.StateEvents) { r.batches <- b }
+
+// testWorkerOf is testWorker against raylet.
+func testWorkerOf(t *testing.T, raylet core.RayletClient) *Worker {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "wk")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	rt, err := core.New(core.Config{Addr: filepath.Join(dir, "w.sock"), Raylet: nullRaylet{}, IsWorker: true}, nil)
+	rt, err := core.New(core.Config{Addr: filepath.Join(dir, "w.sock"), Raylet: raylet, IsWorker: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,5 +338,86 @@ func TestNodeIDAndIsWorkerFromTheEnvironment(t *testing.T) {
 	t.Setenv(rayletclient.EnvWorkerID, "00")
 	if NodeID() != "n1" || !IsWorker() {
 		t.Fatalf("in a worker: NodeID %q, IsWorker %v", NodeID(), IsWorker())
+	}
+}
+
+// nextEvents waits (10 s at most) for the next batch of task events
+// that a worker made itself, by task ID.
+func nextEvents(t *testing.T, r eventsRaylet) map[string]*pb.TaskEvent {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case b := <-r.batches:
+			if len(b.Tasks) == 0 {
+				continue
+			}
+			out := map[string]*pb.TaskEvent{}
+			for _, e := range b.Tasks {
+				out[string(e.TaskId)] = e
+			}
+			return out
+		case <-timeout:
+			t.Fatal("no task events in 10 s")
+		}
+	}
+}
+
+// A task that runs past runningAfter is reported RUNNING by its worker
+// while it runs, and its end after; two at once are both reported; a short
+// task is left to its owner (its reply says where and when it ran).
+func TestLongTasksAreReportedRunning(t *testing.T) {
+	raylet := eventsRaylet{batches: make(chan *pb.StateEvents, 16)}
+	w := testWorkerOf(t, raylet)
+	release := make(chan struct{})
+	long := register(t, &core.Function{Invoke: func(context.Context, [][]byte) ([]core.Result, error) {
+		<-release
+		return []core.Result{{Value: codec.Payload{Body: []byte("x")}}}, nil
+	}, NumReturns: 1})
+	short := register(t, &core.Function{Invoke: concat, NumReturns: 1})
+
+	// A short task first, which arms the watch and ends before it fires.
+	s := spec(short, inline("s"))
+	if r := w.execute(s); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	a, b := spec(long), spec(long)
+	done := make(chan *pb.TaskReply, 2)
+	for _, sp := range []*pb.TaskSpec{a, b} {
+		go func() { done <- w.execute(sp) }()
+	}
+	seen := map[string]*pb.TaskEvent{}
+	for seen[string(a.TaskId)] == nil || seen[string(b.TaskId)] == nil {
+		for id, e := range nextEvents(t, raylet) {
+			seen[id] = e
+		}
+	}
+	if e := seen[string(s.TaskId)]; e != nil {
+		t.Fatalf("a short task was reported by its worker: %v", e)
+	}
+	for _, sp := range []*pb.TaskSpec{a, b} {
+		e := seen[string(sp.TaskId)]
+		if e.State != "RUNNING" || e.WorkerPid != int32(os.Getpid()) || string(e.WorkerId) != string(w.id[:]) {
+			t.Fatalf("event %v, want RUNNING on this worker", e)
+		}
+	}
+	close(release)
+	<-done
+	<-done
+	ends := map[string]*pb.TaskEvent{}
+	for ends[string(a.TaskId)] == nil || ends[string(b.TaskId)] == nil {
+		for id, e := range nextEvents(t, raylet) {
+			ends[id] = e
+		}
+	}
+	for _, sp := range []*pb.TaskSpec{a, b} {
+		if e := ends[string(sp.TaskId)]; e.State != "FINISHED" {
+			t.Fatalf("end of a task reported RUNNING: %v, want FINISHED", e)
+		}
+	}
+	w.watch.mu.Lock()
+	defer w.watch.mu.Unlock()
+	if len(w.watch.calls) != 0 || w.watch.armed {
+		t.Fatalf("watch still holds %d calls (armed %v) with none running", len(w.watch.calls), w.watch.armed)
 	}
 }
