@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rayo-dev/rayo/internal/rpc/pb"
 )
 
 // countWrites counts the writes made to a connection.
@@ -110,5 +112,27 @@ func TestCorkComesOffBeforeTheReadLoopWaits(t *testing.T) {
 	}
 	if _, id, body := readFrame(t, peer); id != 2 || string(body) != "second" {
 		t.Fatalf("second reply: id %d, body %q", id, body)
+	}
+}
+
+// A frame with a large raw body (an object chunk) is written from the
+// caller's memory at once, cork or not, after what the cork held.
+func TestLargeRawFrameIsNotCorked(t *testing.T) {
+	c, _, peer := rawPeer(t, nil)
+	c.Cork()
+	defer func() { _ = c.Uncork() }()
+	if err := c.Notify(mEcho, &pb.Status{Error: "small"}); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, directMin)
+	big[len(big)-1] = 7
+	if err := c.send(mEcho, KindNotify, 0, nil, big); err != nil {
+		t.Fatal(err)
+	}
+	if kind, _, body := readFrame(t, peer); kind != KindNotify || len(body) >= directMin {
+		t.Fatalf("first frame: kind %d, %d bytes; want the small notification", kind, len(body))
+	}
+	if _, _, body := readFrame(t, peer); len(body) != directMin || body[len(body)-1] != 7 {
+		t.Fatalf("second frame: %d bytes, want the %d of the chunk", len(body), directMin)
 	}
 }

@@ -362,7 +362,7 @@ func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byt
 		c.wmu.Unlock()
 		return err
 	}
-	if msg == nil && len(raw) >= directMin && c.corked == 0 {
+	if msg == nil && len(raw) >= directMin {
 		return c.sendDirectLocked(m, kind, id, raw)
 	}
 	start := len(c.wbuf)
@@ -394,7 +394,8 @@ func (c *Conn) send(m Method, kind Kind, id uint64, msg proto.Message, raw []byt
 // directMin is the body size from which a raw frame is written from the
 // caller's memory (one writev with its header) rather than copied into the
 // write buffer: an object chunk goes from shared memory to the socket with
-// no copy in between.
+// no copy in between. Such a frame is its own write, so a cork does not
+// hold it back: it takes what the cork held along.
 const directMin = 64 << 10
 
 // sendDirectLocked writes a frame whose body is raw without copying raw. It
