@@ -312,32 +312,7 @@ func (c *Conn) readLoop() {
 			batch = true
 			c.Cork()
 		}
-		switch kind {
-		case KindReply, KindError:
-			c.pmu.Lock()
-			cb := c.pending[id]
-			delete(c.pending, id)
-			c.pmu.Unlock()
-			if cb == nil {
-				continue // a reply nobody waits for any more (cancelled call)
-			}
-			if kind == KindError {
-				cb(nil, &RemoteError{Msg: string(body)})
-			} else {
-				cb(body, nil)
-			}
-		case KindRequest, KindNotify:
-			if c.handler == nil {
-				if kind == KindRequest {
-					c.ReplyError(id, "rpc: peer serves no requests")
-				}
-				continue
-			}
-			c.handler.Handle(c, m, kind, id, body)
-		default:
-			err = fmt.Errorf("%w: kind %d", ErrCorrupt, kind)
-		}
-		if err != nil {
+		if err = c.dispatch(m, kind, id, body); err != nil {
 			break
 		}
 	}
@@ -350,6 +325,35 @@ func (c *Conn) readLoop() {
 		f(c.Err())
 	}
 	close(c.done)
+}
+
+// dispatch passes a frame the peer sent to the callback of its request or
+// to the handler, on the read loop.
+func (c *Conn) dispatch(m Method, kind Kind, id uint64, body []byte) error {
+	switch kind {
+	case KindReply, KindError:
+		c.pmu.Lock()
+		cb := c.pending[id]
+		delete(c.pending, id)
+		c.pmu.Unlock()
+		switch {
+		case cb == nil: // a reply nobody waits for any more (cancelled call)
+		case kind == KindError:
+			cb(nil, &RemoteError{Msg: string(body)})
+		default:
+			cb(body, nil)
+		}
+	case KindRequest, KindNotify:
+		switch {
+		case c.handler != nil:
+			c.handler.Handle(c, m, kind, id, body)
+		case kind == KindRequest:
+			_ = c.ReplyError(id, "rpc: peer serves no requests")
+		}
+	default:
+		return fmt.Errorf("%w: kind %d", ErrCorrupt, kind)
+	}
+	return nil
 }
 
 // send appends one frame and writes it out unless another goroutine is
