@@ -420,7 +420,7 @@ func (c *Conn) sendDirectLocked(m Method, kind Kind, id uint64, raw []byte) erro
 	h[4], h[5] = byte(m), byte(kind)
 	binary.BigEndian.PutUint64(h[6:14], id)
 	pending := c.wbuf
-	c.wbuf, c.spare = c.spare[:0], nil
+	c.wbuf, c.spare, c.urgent = c.spare[:0], nil, false
 	c.flushing = true
 	c.wmu.Unlock()
 	bufs := net.Buffers{pending, h, raw}
@@ -506,10 +506,10 @@ func (c *Conn) ReleaseReplies() error {
 // flushLocked writes the buffer out, taking along what other goroutines
 // add meanwhile; it is called with wmu held and releases it.
 func (c *Conn) flushLocked() error {
-	c.flushing, c.urgent = true, false
+	c.flushing = true
 	for len(c.wbuf) > 0 && c.werr == nil {
 		buf := c.wbuf
-		c.wbuf, c.spare = c.spare[:0], nil
+		c.wbuf, c.spare, c.urgent = c.spare[:0], nil, false
 		c.wmu.Unlock()
 		werr := c.writeBuf(buf)
 		c.wmu.Lock()
