@@ -131,9 +131,9 @@ func (r *Raylet) copyLog(files *workerFiles, w *workerProc, jobID string) {
 	marker := []byte(rayletclient.NameMarker)
 	// What the worker left in its capture pipe follows its output's end.
 	sc := bufio.NewScanner(io.MultiReader(pr, &leftover{capR: files.capR, label: files.label}))
-	// A busy worker's marks come about a hundred to a read of this buffer,
-	// which grows with long lines.
-	sc.Buffer(make([]byte, 0, 4<<10), 16<<20)
+	// Every worker holds this buffer for its life, and most print little:
+	// it starts small (a dozen marks to a read) and grows with long lines.
+	sc.Buffer(make([]byte, 0, 512), 16<<20)
 	for sc.Scan() {
 		w.logLines.Add(1)
 		raw := sc.Bytes()
