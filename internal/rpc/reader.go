@@ -34,7 +34,7 @@ type frameReader struct {
 	// mayBorrow, if set, says whether a large buffer may be borrowed now
 	// (not before the peer has authenticated).
 	mayBorrow func() bool
-	// beforeRead, if set, runs before every read of the source, that is
+	// beforeRead, if set, runs before readFull reads the source, that is
 	// whenever what is buffered has run out and the next read may wait.
 	beforeRead func()
 }
@@ -49,9 +49,6 @@ func (f *frameReader) buffered() int { return f.w - f.r }
 
 // fill reads more input once buf is drained.
 func (f *frameReader) fill() error {
-	if f.beforeRead != nil {
-		f.beforeRead()
-	}
 	switch {
 	case f.full && f.big == nil && (f.mayBorrow == nil || f.mayBorrow()):
 		f.big = bigReads.Get().(*[]byte)
@@ -87,11 +84,11 @@ func (f *frameReader) readFull(p []byte) error {
 	got := false
 	for len(p) > 0 {
 		if f.r == f.w {
+			if f.beforeRead != nil {
+				f.beforeRead()
+			}
 			if len(p) >= len(f.buf) {
 				f.release()
-				if f.beforeRead != nil {
-					f.beforeRead()
-				}
 				n, err := io.ReadFull(f.src, p)
 				if err == io.EOF && (got || n > 0) {
 					err = io.ErrUnexpectedEOF
