@@ -74,13 +74,14 @@ func Get[T any](ctx context.Context, r Ref[T]) (T, error) {
 }
 
 func decodeValue[T any](ctx context.Context, h *core.Handle, loc *pb.Locator) (T, error) {
-	var v T
 	b, release, err := h.Runtime().Bytes(ctx, h.ID, h.Owner, loc)
 	if err != nil {
-		return v, publicErr(err)
+		var zero T
+		return zero, publicErr(err)
 	}
 	defer release()
-	if err := codec.Decode(b, &v); err != nil {
+	v, err := codec.DecodeValue[T](b)
+	if err != nil {
 		return v, fmt.Errorf("rayo: Get %s: %w", h.ID, err)
 	}
 	return v, nil

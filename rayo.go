@@ -125,7 +125,7 @@ func Init(opts ...Option) error {
 		return fmt.Errorf("rayo: start driver: %w", err)
 	}
 	rl.SetLocalOwner(rt.WorkerKilled) // what the raylet pushes to owners (rpc.WorkerOOM)
-	emb.DriverRunning()
+	emb.DriverRunning(rt.Calls)
 	cluster.rt, cluster.embedded, cluster.session, cluster.node = rt, emb, emb.SessionDir(), emb.NodeName()
 	cluster.dashboard = emb.DashboardURL()
 	return nil
@@ -227,6 +227,7 @@ func joinCluster(o options) error {
 		return fmt.Errorf("rayo: %w", err)
 	}
 	ready.Store(rt)
+	j.DriverRunning(rt.Calls)
 	cluster.rt, cluster.joined, cluster.session, cluster.node = rt, j, j.Session, rec.Node
 	cluster.gcsAddr, cluster.token, cluster.dashboard = rec.Address, rec.Token, rec.Dashboard
 	return nil

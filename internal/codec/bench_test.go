@@ -22,6 +22,32 @@ func BenchmarkDecodeInt(b *testing.B) {
 	}
 }
 
+// A local int, as Get[int] decodes: Decode's target escapes to the heap,
+// DecodeValue's does not.
+func BenchmarkDecodeIntLocal(b *testing.B) {
+	p, _ := Encode(123456789)
+	data := p.Bytes()
+	b.ReportAllocs()
+	for b.Loop() {
+		var v int
+		if err := Decode(data, &v); err != nil || v != 123456789 {
+			b.Fatal(v, err)
+		}
+	}
+}
+
+func BenchmarkDecodeValueInt(b *testing.B) {
+	p, _ := Encode(123456789)
+	data := p.Bytes()
+	b.ReportAllocs()
+	for b.Loop() {
+		v, err := DecodeValue[int](data)
+		if err != nil || v != 123456789 {
+			b.Fatal(v, err)
+		}
+	}
+}
+
 func BenchmarkDecodeIntAny(b *testing.B) {
 	p, _ := Encode(123456789)
 	data := p.Bytes()

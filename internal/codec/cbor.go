@@ -176,6 +176,32 @@ func decodeCBOR(body []byte, out any) error {
 	return nil
 }
 
+// cborScalar decodes body, exactly one well-formed CBOR item, into a T of
+// the scalar kinds int, int64, float64 and bool, as decodeCBOR's fast
+// paths do; it reports false for any other T or body.
+func cborScalar[T any](body []byte) (T, bool) {
+	var zero T
+	switch any(zero).(type) {
+	case int:
+		if v, ok := readInt(body, math.MaxInt); ok {
+			return any(int(v)).(T), true
+		}
+	case int64:
+		if v, ok := readInt(body, math.MaxInt64); ok {
+			return any(v).(T), true
+		}
+	case float64:
+		if len(body) == 9 && body[0] == 0xfb {
+			return any(math.Float64frombits(binary.BigEndian.Uint64(body[1:]))).(T), true
+		}
+	case bool:
+		if len(body) == 1 && (body[0] == 0xf4 || body[0] == 0xf5) {
+			return any(body[0] == 0xf5).(T), true
+		}
+	}
+	return zero, false
+}
+
 // decodeAny replaces *out with the decoded value. It decodes into a fresh
 // any: given a non-nil one, the library would decode into the pointer it
 // holds, or fail.

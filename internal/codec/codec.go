@@ -139,3 +139,18 @@ func target(out any) (reflect.Value, error) {
 	}
 	return rv.Elem(), nil
 }
+
+// DecodeValue is Decode into a new value of type T, which it returns. The
+// scalars Encode writes by hand (int, int64, float64, bool) are decoded
+// without moving the value to the heap, which Decode's pointer target
+// does: a Get of a small value allocates nothing for it.
+func DecodeValue[T any](data []byte) (T, error) {
+	if len(data) > 1 && data[0] == tagCBOR {
+		if v, ok := cborScalar[T](data[1:]); ok {
+			return v, nil
+		}
+	}
+	out := new(T)
+	err := decode(data, out, false)
+	return *out, err
+}

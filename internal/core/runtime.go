@@ -150,7 +150,8 @@ type Runtime struct {
 
 	peers *peerSet // connections to other processes and nodes' raylets
 
-	blocked atomic.Int32 // worker: Gets in progress, to lend the CPU once
+	blocked atomic.Int32  // worker: Gets in progress, to lend the CPU once
+	calls   atomic.Uint64 // Put, Get and Wait calls made (Calls)
 
 	bg       context.Context // ends when Close begins: what spawned goroutines wait on
 	bgCancel context.CancelFunc
@@ -405,21 +406,31 @@ func (rt *Runtime) Goroutines() map[string]int {
 	return out
 }
 
+// Calls counts the calls of Put, Get, GetMany, Wait and WaitIndexed this
+// runtime has served: a driver that makes them is busy even when they
+// exchange no message (a small put, the get of a ready inline value), so
+// work that would slow it, such as the store's prefault window, waits
+// until this count and rpc.Activity stand still.
+func (rt *Runtime) Calls() uint64 { return rt.calls.Load() }
+
 // Put stores a value this process owns. contained are the refs nested in
 // it, kept alive while it lives.
 func (rt *Runtime) Put(ctx context.Context, p codec.Payload, contained []*Handle) (*Handle, error) {
+	rt.calls.Add(1)
 	return rt.objs.put(ctx, p, contained)
 }
 
 // GetMany waits for every object, lending the worker's CPU at most once,
 // and returns their locators in order.
 func (rt *Runtime) GetMany(ctx context.Context, hs []*Handle) ([]*pb.Locator, error) {
+	rt.calls.Add(1)
 	return rt.objs.getMany(ctx, hs)
 }
 
 // Get waits for an object and returns where its value is. In a worker, a
 // Get that must wait lends the worker's CPU to other tasks meanwhile.
 func (rt *Runtime) Get(ctx context.Context, h *Handle) (*pb.Locator, error) {
+	rt.calls.Add(1)
 	return rt.objs.get(ctx, h)
 }
 
@@ -442,12 +453,14 @@ func (rt *Runtime) unblock() {
 // runtime's completion signal and rescans, stopping at the n-th ready ref:
 // a loop of Wait(refs, 1) over refs finishing in order costs O(1) a call.
 func (rt *Runtime) Wait(ctx context.Context, hs []*Handle, n int) (ready, rest []int, err error) {
+	rt.calls.Add(1)
 	return rt.objs.wait(ctx, hs, n)
 }
 
 // WaitIndexed is Wait over count refs that at names (none nil), without
 // a slice of them: it returns the indexes of the ready ones, in order.
 func (rt *Runtime) WaitIndexed(ctx context.Context, count, n int, at func(int) *Handle) (ready []int, err error) {
+	rt.calls.Add(1)
 	return rt.objs.waitIndexed(ctx, count, n, at)
 }
 

@@ -179,13 +179,14 @@ func (e *Embedded) startDashboard() {
 // prunes the session folders of drivers gone (keeping the newest
 // KeepSessions), starts the API server when it has a port, and arms the
 // driver's prefault window of the store, mapped while the driver
-// exchanges no messages and the raylet starts no worker.
-func (e *Embedded) DriverRunning() {
+// exchanges no messages, calls (its runtime's count of calls, see
+// core.Runtime.Calls) stands still and the raylet starts no worker.
+func (e *Embedded) DriverRunning(calls func() uint64) {
 	PruneSessions(e.root, KeepSessions)
 	if e.dashPort != 0 {
 		e.startDashboard()
 	}
-	prefaultStore(e.raylet.Arena(), e.raylet.StartingWorkers)
+	prefaultStore(e.raylet.Arena(), calls, e.raylet.StartingWorkers)
 }
 
 // Raylet is the cluster's raylet: the driver's RayletClient, and the

@@ -68,7 +68,7 @@ func TestStartEmbedded(t *testing.T) {
 	if url := e.DashboardURL(); url != "" {
 		t.Errorf("the API server started (%s) before the driver runs: it is off the path to the first result", url)
 	}
-	e.DriverRunning()
+	e.DriverRunning(func() uint64 { return 0 })
 	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the dead driver's folder is still there (%v)", err)
 	}

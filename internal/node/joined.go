@@ -79,8 +79,14 @@ func Join(ctx context.Context, cfg JoinConfig) (*Joined, error) {
 		_ = os.RemoveAll(j.Session)
 		return nil, err
 	}
-	prefaultStore(j.Arena, nil)
 	return j, nil
+}
+
+// DriverRunning arms the driver's prefault window of the node's store,
+// mapped while the driver exchanges no messages and calls (its runtime's
+// count of calls, see core.Runtime.Calls) stands still.
+func (j *Joined) DriverRunning(calls func() uint64) {
+	prefaultStore(j.Arena, calls, nil)
 }
 
 // driverTLS sets the TLS of a driver joining a cluster: the files given,

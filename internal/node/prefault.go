@@ -17,24 +17,27 @@ const driverPrefaultWindow = 256 << 20
 
 // prefaultStore arms the driver's prefault window of store a: the
 // embedded cluster's, or the node's a driver joins. The window is mapped
-// while the driver exchanges no messages and, when busy is given, while
-// it reports false: page faults taken then would slow what the driver is
-// waiting for.
-func prefaultStore(a *objstore.Arena, busy func() bool) {
-	a.PrefaultWhenQuiet(quietUnless(rpc.Activity, busy))
+// while the driver exchanges no messages, calls counts no call of the
+// runtime (a loop of small puts or of gets of a ready value exchanges
+// none, and is not quiet) and, when busy is given, while it reports
+// false: page faults taken then would slow what the driver is doing.
+func prefaultStore(a *objstore.Arena, calls func() uint64, busy func() bool) {
+	a.PrefaultWhenQuiet(quietUnless(busy, rpc.Activity, calls))
 	a.PrefaultAhead(min(driverPrefaultWindow, a.Capacity()/4))
 }
 
-// quietUnless is activity, made to move on every look while busy says so.
-func quietUnless(activity func() uint64, busy func() bool) func() uint64 {
-	if busy == nil {
-		return activity
-	}
+// quietUnless is a count that grows with each of counts, and on every
+// look while busy (if not nil) says so.
+func quietUnless(busy func() bool, counts ...func() uint64) func() uint64 {
 	var ticks atomic.Uint64
 	return func() uint64 {
-		if busy() {
+		if busy != nil && busy() {
 			ticks.Add(1)
 		}
-		return activity() + ticks.Load()
+		sum := ticks.Load()
+		for _, c := range counts {
+			sum += c()
+		}
+		return sum
 	}
 }

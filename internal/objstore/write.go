@@ -69,10 +69,11 @@ type writeState struct {
 	// activity, when set, grows while the process exchanges messages: the
 	// mapper waits until it stands still (quiet).
 	activity   func() uint64
-	cpu        idleCPU   // the machine's idle CPUs; the mapper's own
-	stall      cpuStall  // the waits for a CPU; the mapper's own
-	lastLook   uint64    // activity when the mapper last looked; the mapper's own
-	quietSince time.Time // when the mapper saw lastLook first; the mapper's own
+	cpu        idleCPU       // the machine's idle CPUs; the mapper's own
+	stall      cpuStall      // the waits for a CPU; the mapper's own
+	lastLook   uint64        // activity when the mapper last looked; the mapper's own
+	busyPoll   time.Duration // the wait after the last look, which saw a change (0: none did); the mapper's own
+	quietSince time.Time     // when the mapper saw lastLook first; the mapper's own
 
 	window   atomic.Int64 // bytes to keep mapped beyond frontier; 0: none
 	frontier atomic.Int64 // the highest end offset WriteAt wrote
@@ -331,9 +332,15 @@ func (w *writeState) quietAndIdle() bool {
 	}
 }
 
-// quietPoll is how long the mapper waits before it looks again whether
-// the process has gone quiet.
-const quietPoll = time.Millisecond
+// quietPoll is how long the process must have exchanged no message for
+// the mapper to map, and how long it waits before it looks again after a
+// first change. While every look sees the activity change, it waits
+// twice as long each time, up to maxBusyPoll: a driver that is busy for
+// long (a loop of small puts) is not woken a thousand times a second.
+const (
+	quietPoll   = time.Millisecond
+	maxBusyPoll = 16 * time.Millisecond
+)
 
 // quiet returns once the process has exchanged no message for quietPoll
 // (w.activity has stood still at every look for that long), or a put has
@@ -353,11 +360,13 @@ func (w *writeState) quiet() bool {
 		if w.behind.Load() {
 			return true
 		}
+		wait := quietPoll - time.Since(w.quietSince)
 		if now := w.activity(); now != w.lastLook || w.quietSince.IsZero() {
 			w.lastLook, w.quietSince = now, time.Now()
-		}
-		wait := quietPoll - time.Since(w.quietSince)
-		if wait <= 0 {
+			w.busyPoll = min(max(2*w.busyPoll, quietPoll), maxBusyPoll)
+			wait = w.busyPoll
+		} else if wait <= 0 {
+			w.busyPoll = 0
 			return true
 		}
 		select {
