@@ -316,7 +316,7 @@ func (as *actorSubmitter) startActor(a *actorRec, rc RayletClient, r *pb.LeaseRe
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := as.rt.peers.peer(ctx, r.WorkerAddr)
-	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: map[*task]struct{}{}, gpus: r.GpuIds, where: leaseWhere(r)}
+	l := newLease(r, rc, conn)
 	as.rt.lockAll()
 	a.lease = l
 	if err == nil {
@@ -416,9 +416,10 @@ func (as *actorSubmitter) processDiedLocked(a *actorRec, why *pb.TaskError, afte
 		as.actorDispatchLocked(a, after)
 		return
 	}
-	if a.lease != nil {
+	if a.lease != nil && len(a.inflight) > 0 {
+		where := a.lease.where()
 		for t := range a.inflight {
-			t.ran = a.lease.where // it died with them: their records name it
+			t.ran = where // it died with them: their records name it
 		}
 	}
 	if a.noRestart || a.restartsLeft == 0 || a.createSpec == nil || as.rt.closed.Load() {

@@ -103,16 +103,33 @@ type lease struct {
 	// returning is set while a return after leaseGrace is scheduled.
 	returning bool
 	oom       string // why a memory monitor kills its worker, once told (memory.go)
-	// where names the worker (its ID, pid and node) for the record of a
-	// task it dies running before it reports the task, as a reply would.
-	where *pb.TaskReply
+	// worker, pid and node name the lease's worker, for the record of a
+	// task it dies running before it reports the task (see where).
+	worker ids.WorkerID
+	node   ids.NodeID
+	pid    int32
 }
 
-// leaseWhere is where a granted lease's tasks run (lease.where).
-func leaseWhere(r *pb.LeaseReply) *pb.TaskReply {
-	where := &pb.TaskReply{WorkerId: r.WorkerId, Pid: r.WorkerPid}
-	if n, err := ids.NodeIDFrom(r.NodeId); err == nil {
-		where.NodeId = n.Name()
+// newLease is the lease r grants, from raylet rc, its worker reached on
+// conn.
+func newLease(r *pb.LeaseReply, rc RayletClient, conn *rpc.Conn) *lease {
+	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), gpus: r.GpuIds, pid: r.WorkerPid}
+	l.worker, _ = ids.WorkerIDFrom(r.WorkerId)
+	l.node, _ = ids.NodeIDFrom(r.NodeId)
+	return l
+}
+
+// where names the lease's worker (its ID, pid and node) as a task's reply
+// would, for the record of a task it died running. It is made only then:
+// kept for every lease, it was a fifth of a KiB of the driver's heap per
+// actor.
+func (l *lease) where() *pb.TaskReply {
+	where := &pb.TaskReply{Pid: l.pid}
+	if l.worker != (ids.WorkerID{}) {
+		where.WorkerId = l.worker[:]
+	}
+	if l.node != (ids.NodeID{}) {
+		where.NodeId = l.node.Name()
 	}
 	return where
 }
@@ -509,7 +526,8 @@ func (ts *taskSubmitter) leaseGranted(q *schedQueue, rc RayletClient, r *pb.Leas
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := ts.rt.peers.peer(ctx, r.WorkerAddr)
-	l := &lease{id: r.LeaseId, rc: rc, addr: r.WorkerAddr, conn: conn, inflight: make(map[*task]struct{}), q: q, gpus: r.GpuIds, where: leaseWhere(r)}
+	l := newLease(r, rc, conn)
+	l.q = q
 	var after actions
 	ts.mu.Lock()
 	q.requesting--
@@ -551,7 +569,7 @@ func (ts *taskSubmitter) taskReplied(p pushOp, reply *pb.TaskReply, err error, r
 	case err != nil:
 		// The worker is gone (or the connection broke): retry elsewhere.
 		l.dead = true
-		t.ran = l.where
+		t.ran = l.where()
 		if t.cancelled {
 			ts.finishLocked(t, nil, sysErr(t.spec.Name, KindCancelled, ErrTaskCancelled.Error()), &after)
 		} else if ts.oomFailedLocked(t, l, &after) {

@@ -87,19 +87,60 @@ func (f *workerFiles) close() {
 	}
 }
 
+// heldFD is a descriptor the raylet keeps for a worker's life, bare: an
+// *os.File for each of a worker's capture pipe and label page was a sixth
+// of a KiB of the node's heap, per worker. The zero value holds none.
+type heldFD struct{ fdPlus1 int32 }
+
+// hold takes f's descriptor (a close-on-exec duplicate, made without
+// changing the blocking mode that the worker's copy shares) and closes f.
+// On error it holds none.
+func hold(f *os.File) heldFD {
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return heldFD{}
+	}
+	dup := -1
+	if rc.Control(func(fd uintptr) { dup, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }) != nil || dup < 0 {
+		return heldFD{}
+	}
+	return heldFD{int32(dup + 1)}
+}
+
+// fd is the descriptor, if one is held.
+func (h heldFD) fd() (int, bool) { return int(h.fdPlus1) - 1, h.fdPlus1 != 0 }
+
+// close closes the descriptor, if one is held, and holds none.
+func (h *heldFD) close() {
+	if fd, ok := h.fd(); ok {
+		_ = unix.Close(fd)
+	}
+	h.fdPlus1 = 0
+}
+
+// keep moves f's capture pipe's read end and label page into w, for its
+// life (until outputCopied).
+func (w *workerProc) keep(f *workerFiles) {
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	w.label, w.capture = hold(f.label), hold(f.capR)
+	f.label, f.capR = nil, nil
+}
+
 // leftover reads, once the worker has closed its output (it is gone),
 // what it left in its capture pipe, after the mark of the task its label
 // page names.
 type leftover struct {
-	capR, label *os.File
-	rest        []byte
-	taken       bool
+	w     *workerProc
+	rest  []byte
+	taken bool
 }
 
 func (l *leftover) Read(b []byte) (int, error) {
 	if !l.taken {
 		l.taken = true
-		l.rest = l.take()
+		l.rest = l.w.leftover()
 	}
 	if len(l.rest) == 0 {
 		return 0, io.EOF
@@ -109,9 +150,13 @@ func (l *leftover) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-func (l *leftover) take() []byte {
-	fd := int(l.capR.Fd())
-	if err := unix.SetNonblock(fd, true); err != nil {
+// leftover reads what w left in its capture pipe (maxLeftover at most),
+// after the mark of the task its label page names.
+func (w *workerProc) leftover() []byte {
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	fd, ok := w.capture.fd()
+	if !ok || unix.SetNonblock(fd, true) != nil {
 		return nil
 	}
 	var data []byte
@@ -129,16 +174,23 @@ func (l *leftover) take() []byte {
 	if len(data) == 0 {
 		return nil
 	}
-	flags, name, key := readLabel(l.label)
+	flags, name, key := readLabel(w.label)
 	if flags&rayletclient.LabelCapturing == 0 || name == "" {
 		return data // no task had started: the lines go as the worker's
 	}
 	return append(rayletclient.AppendTaskMark(nil, name, key), data...)
 }
 
-// readLabel reads a worker's label page.
-func readLabel(f *os.File) (flags byte, name string, key uint64) {
+// readLabel reads a worker's label page (nothing if none is held).
+func readLabel(label heldFD) (flags byte, name string, key uint64) {
+	fd, ok := label.fd()
+	if !ok {
+		return 0, "", 0
+	}
 	page := make([]byte, rayletclient.LabelSize)
-	n, _ := f.ReadAt(page, 0)
+	n, err := unix.Pread(fd, page, 0)
+	if err != nil || n < 0 {
+		n = 0
+	}
 	return rayletclient.ReadLabel(page[:n])
 }

@@ -2,7 +2,6 @@ package raylet
 
 import (
 	"io"
-	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -11,14 +10,39 @@ import (
 )
 
 // setLabel writes a worker's label page as the worker would.
-func setLabel(t *testing.T, label *os.File, flags byte, name string, key uint64) {
+func setLabel(t *testing.T, label heldFD, flags byte, name string, key uint64) {
 	t.Helper()
 	page := make([]byte, rayletclient.LabelSize)
 	rayletclient.SetLabelFlags(page, flags)
 	rayletclient.PutLabel(page, name, key)
-	if _, err := label.WriteAt(page, 0); err != nil {
+	fd, ok := label.fd()
+	if !ok {
+		t.Fatal("no label page held")
+	}
+	if _, err := unix.Pwrite(fd, page, 0); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// keptFiles makes a worker's files and a record that keeps its capture
+// pipe and label page, as a started worker's does.
+func keptFiles(t *testing.T) (*workerFiles, *workerProc) {
+	t.Helper()
+	f, err := newWorkerFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.close)
+	w := &workerProc{}
+	w.keep(f)
+	t.Cleanup(w.outputCopied)
+	if _, ok := w.label.fd(); !ok {
+		t.Fatal("the label page was not kept")
+	}
+	if _, ok := w.capture.fd(); !ok {
+		t.Fatal("the capture pipe was not kept")
+	}
+	return f, w
 }
 
 // What a dead worker left in its capture pipe is read after the mark of
@@ -37,20 +61,16 @@ func TestLeftoverIsLabelledWithTheRunningTask(t *testing.T) {
 		{"no task started", rayletclient.LabelCapturing, "early\n", "early\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f, err := newWorkerFiles()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.close()
+			f, w := keptFiles(t)
 			if c.name != "no task started" {
-				setLabel(t, f.label, c.flags, "Exiter.Exit", 42)
+				setLabel(t, w.label, c.flags, "Exiter.Exit", 42)
 			} else {
-				setLabel(t, f.label, c.flags, "", 0)
+				setLabel(t, w.label, c.flags, "", 0)
 			}
 			if _, err := f.capW.WriteString(c.left); err != nil {
 				t.Fatal(err)
 			}
-			got, err := io.ReadAll(&leftover{capR: f.capR, label: f.label})
+			got, err := io.ReadAll(&leftover{w: w})
 			if err != nil || string(got) != c.wanted {
 				t.Fatalf("leftover: %q, %v; want %q", got, err, c.wanted)
 			}
@@ -61,14 +81,8 @@ func TestLeftoverIsLabelledWithTheRunningTask(t *testing.T) {
 // A missing mark means silence only for a worker that captures, runs one
 // task at a time, and has dropped no mark the task could have written.
 func TestSilentTaskNeedsAMarkThatWouldHaveBeenKept(t *testing.T) {
-	f, err := newWorkerFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.close()
-	page := f.label
-	w := &workerProc{label: page}
-	f.label = nil // closed by outputCopied
+	_, w := keptFiles(t)
+	page := w.label
 	if w.silent(7, 100) {
 		t.Fatal("a worker that does not capture: a missing mark was taken for silence")
 	}
@@ -120,13 +134,13 @@ func TestCapturedCountsWaitingBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.close()
-	// The worker reads its end nonblocking; the raylet's look must not
-	// change that mode, which both ends' copies share.
+	// The worker reads its end nonblocking; the raylet's keeping it, and
+	// its looks, must not change that mode, which both ends' copies share.
 	if err := unix.SetNonblock(int(f.capR.Fd()), true); err != nil {
 		t.Fatal(err)
 	}
-	w := &workerProc{capture: f.capR}
-	f.capR = nil // closed by outputCopied
+	w := &workerProc{}
+	w.keep(f)
 	if n := w.captured(); n != 0 {
 		t.Fatalf("an empty capture pipe holds %d bytes", n)
 	}
@@ -136,17 +150,18 @@ func TestCapturedCountsWaitingBytes(t *testing.T) {
 	if n := w.captured(); n != 5 {
 		t.Fatalf("the capture pipe holds %d bytes, want 5", n)
 	}
-	rc, err := w.capture.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
+	fd, ok := w.capture.fd()
+	if !ok {
+		t.Fatal("the capture pipe was not kept")
 	}
-	var flags int
-	_ = rc.Control(func(fd uintptr) { flags, _ = unix.FcntlInt(fd, unix.F_GETFL, 0) })
-	if flags&unix.O_NONBLOCK == 0 {
-		t.Fatal("looking at the capture pipe made it blocking")
+	if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || flags&unix.O_NONBLOCK == 0 {
+		t.Fatalf("keeping or looking at the capture pipe made it blocking (flags %#x, %v)", flags, err)
 	}
 	w.outputCopied()
 	if n := w.captured(); n != 0 {
 		t.Fatalf("a closed capture pipe holds %d bytes", n)
+	}
+	if _, ok := w.capture.fd(); ok {
+		t.Fatal("outputCopied left the capture pipe held")
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rayo-dev/rayo/internal/ids"
 	"github.com/rayo-dev/rayo/internal/pki"
 	"github.com/rayo-dev/rayo/internal/rayletclient"
@@ -54,7 +56,8 @@ func (r *Raylet) startWorkerLocked(jobID string) error {
 		files.close()
 		return fmt.Errorf("raylet: start worker: %w", err)
 	}
-	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{}), started: time.Now(), exitCode: -1, label: files.label, capture: files.capR}
+	w := &workerProc{job: jobID, id: wid, pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{}), started: time.Now(), exitCode: -1}
+	w.keep(files)
 	r.workers[wid] = w
 	r.log.Debug("worker started", "pid", w.pid, "job", jobID)
 	r.starting++
@@ -130,7 +133,7 @@ func (r *Raylet) copyLog(files *workerFiles, w *workerProc, jobID string) {
 	name := "worker"
 	marker := []byte(rayletclient.NameMarker)
 	// What the worker left in its capture pipe follows its output's end.
-	sc := bufio.NewScanner(io.MultiReader(pr, &leftover{capR: files.capR, label: files.label}))
+	sc := bufio.NewScanner(io.MultiReader(pr, &leftover{w: w}))
 	// Every worker holds this buffer for its life, and most print little:
 	// it starts small (a dozen marks to a read) and grows with long lines.
 	sc.Buffer(make([]byte, 0, 512), 16<<20)
@@ -231,7 +234,7 @@ func (w *workerProc) silent(key uint64, start int64) bool {
 	w.markMu.Lock()
 	defer w.markMu.Unlock()
 	flags := w.flags
-	if w.label != nil {
+	if _, ok := w.label.fd(); ok {
 		flags, _, _ = readLabel(w.label)
 	}
 	if flags&rayletclient.LabelCapturing == 0 || flags&rayletclient.LabelConcurrent != 0 {
@@ -245,15 +248,11 @@ func (w *workerProc) silent(key uint64, start int64) bool {
 func (w *workerProc) outputCopied() {
 	w.markMu.Lock()
 	defer w.markMu.Unlock()
-	if w.label != nil {
+	if _, ok := w.label.fd(); ok {
 		w.flags, _, _ = readLabel(w.label)
-		_ = w.label.Close()
-		w.label = nil
+		w.label.close()
 	}
-	if w.capture != nil {
-		_ = w.capture.Close()
-		w.capture = nil
-	}
+	w.capture.close()
 }
 
 // captured is how many bytes wait in w's capture pipe for the worker to
@@ -261,10 +260,11 @@ func (w *workerProc) outputCopied() {
 func (w *workerProc) captured() int {
 	w.markMu.Lock()
 	defer w.markMu.Unlock()
-	if w.capture == nil {
+	fd, ok := w.capture.fd()
+	if !ok {
 		return 0
 	}
-	n, _ := unreadBytes(w.capture)
+	n, _ := unix.IoctlGetInt(fd, unix.TIOCINQ)
 	return n
 }
 

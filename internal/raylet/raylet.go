@@ -165,8 +165,8 @@ type workerProc struct {
 	// label is the worker's label page and capture the read end of its
 	// capture pipe (see rayletclient.EnvOutput), until its output has been
 	// copied; flags are the page's flags, read then. All guarded by markMu.
-	label    *os.File
-	capture  *os.File
+	label    heldFD
+	capture  heldFD
 	flags    byte
 	started  time.Time
 	ended    time.Time // when it was found gone; guarded by Raylet.mu
