@@ -18,6 +18,58 @@ import (
 // the peak and after, the memory of an actor's process, and that the
 // processes go back to the pool's size once the handles are gone.
 func TestActorScale(t *testing.T) {
+	n := actorScaleN(t)
+	const pool = 2
+	restart(t, NumCPUs(pool))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second+time.Duration(n)*100*time.Millisecond)
+	defer cancel()
+
+	// The fresh cluster starts its pool; wait for it.
+	r := actorScaleReport{n: n}
+	r.before = waitChildren(t, func(k int) bool { return k >= pool }, 10*time.Second)
+	r.self0 = takeScaleSnapshot()
+
+	start := time.Now()
+	actors := createCounters(t, n)
+	r.submitted = time.Since(start)
+	callCountersOnce(t, ctx, actors)
+	r.created = time.Since(start)
+
+	// Every actor is alive now (its handle is held): measure.
+	peak := childProcs()
+	r.self1 = takeScaleSnapshot()
+	for _, p := range peak {
+		if p.state != 'Z' {
+			r.sum.add(readProcMem(p.pid))
+		}
+	}
+	r.live = countLive(peak)
+
+	releaseStart := time.Now()
+	for _, a := range actors {
+		a.Release()
+	}
+	r.released = time.Since(releaseStart)
+	actors = nil
+	runtime.GC()
+	// Actors stop once their handles are gone; workers the burst started
+	// beyond the pool are stopped after an idle timeout.
+	r.after = waitChildren(t, func(k int) bool { return k <= pool }, 30*time.Second+time.Duration(n)*20*time.Millisecond)
+	r.settled = time.Since(releaseStart)
+
+	r.log(t)
+	if r.live < n {
+		t.Errorf("only %d worker processes at the peak for %d actors: each actor should have its own", r.live, n)
+	}
+	if k := countLive(r.after); k > pool {
+		t.Errorf("%d worker processes %v after releasing every actor, want the pool's %d", k, pidsOf(r.after), pool)
+	}
+}
+
+// actorScaleN is the number of actors TestActorScale creates: 100, or
+// RAYO_SCALE if set.
+func actorScaleN(t *testing.T) int {
+	t.Helper()
 	n := 100
 	if s := os.Getenv("RAYO_SCALE"); s != "" {
 		v, err := strconv.Atoi(s)
@@ -26,18 +78,13 @@ func TestActorScale(t *testing.T) {
 		}
 		n = v
 	}
-	const pool = 2
-	restart(t, NumCPUs(pool))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second+time.Duration(n)*100*time.Millisecond)
-	defer cancel()
+	return n
+}
 
-	// The fresh cluster starts its pool; wait for it.
-	before := waitChildren(t, func(k int) bool { return k >= pool }, 10*time.Second)
-	memBefore := memAvailable()
-	fdsBefore := openFDs()
-	selfBefore, threadsBefore := readProcMem(os.Getpid()), threads()
-
-	start := time.Now()
+// createCounters creates n Counter actors and fails the test if one of
+// them cannot be created.
+func createCounters(t *testing.T, n int) []Actor[*Counter] {
+	t.Helper()
 	actors := make([]Actor[*Counter], n)
 	for i := range actors {
 		actors[i] = newCounter.Remote()
@@ -45,68 +92,75 @@ func TestActorScale(t *testing.T) {
 			t.Fatalf("creating actor %d: %v", i, err)
 		}
 	}
-	submitted := time.Since(start)
-	refs := make([]Ref[int], n)
+	return actors
+}
+
+// callCountersOnce calls Incr once on each actor and checks that each
+// answers 1.
+func callCountersOnce(t *testing.T, ctx context.Context, actors []Actor[*Counter]) {
+	t.Helper()
+	refs := make([]Ref[int], len(actors))
 	for i, a := range actors {
 		refs[i] = incr.Remote(a)
 	}
 	vs, err := GetAll(ctx, refs)
 	if err != nil {
-		t.Fatalf("first calls on %d actors: %v", n, err)
+		t.Fatalf("first calls on %d actors: %v", len(actors), err)
 	}
 	for i, v := range vs {
 		if v != 1 {
 			t.Fatalf("actor %d: first Incr gave %d, want 1", i, v)
 		}
 	}
-	created := time.Since(start)
+}
 
-	// Every actor is alive now (its handle is held): measure.
-	peak := childProcs()
-	memPeak := memAvailable()
-	fdsPeak := openFDs()
-	selfPeak, threadsPeak := readProcMem(os.Getpid()), threads()
-	var sum procMem
-	for _, p := range peak {
-		if p.state != 'Z' {
-			sum.add(readProcMem(p.pid))
-		}
-	}
-	live := countLive(peak)
+// scaleSnapshot is the free memory of the machine, and the open files,
+// memory and threads of this process, at one moment.
+type scaleSnapshot struct {
+	mem     uint64
+	fds     int
+	self    procMem
+	threads int
+}
 
-	releaseStart := time.Now()
-	for _, a := range actors {
-		a.Release()
-	}
-	released := time.Since(releaseStart)
-	actors, refs = nil, nil
-	runtime.GC()
-	// Actors stop once their handles are gone; workers the burst started
-	// beyond the pool are stopped after an idle timeout.
-	after := waitChildren(t, func(k int) bool { return k <= pool }, 30*time.Second+time.Duration(n)*20*time.Millisecond)
-	settled := time.Since(releaseStart)
+// takeScaleSnapshot measures a scaleSnapshot now.
+func takeScaleSnapshot() scaleSnapshot {
+	s := scaleSnapshot{mem: memAvailable(), fds: openFDs()}
+	s.self, s.threads = readProcMem(os.Getpid()), threads()
+	return s
+}
 
+// actorScaleReport is what TestActorScale measured: self0 before the
+// actors were created, self1 and sum at the peak.
+type actorScaleReport struct {
+	n                                     int
+	before, after                         []proc
+	live                                  int
+	sum                                   procMem
+	self0, self1                          scaleSnapshot
+	submitted, created, released, settled time.Duration
+}
+
+// log reports the times, the worker processes and the memory measured.
+func (r *actorScaleReport) log(t *testing.T) {
+	t.Helper()
+	n, live, sum := r.n, r.live, r.sum
+	memBefore, memPeak := r.self0.mem, r.self1.mem
 	mib := func(x uint64, k int) string { return fmt.Sprintf("%.1f MiB", float64(x)/float64(k)/(1<<20)) }
 	t.Logf("%d actors: created and first call answered in %v (%.0f actors/s; Remote of all took %v)",
-		n, created.Round(time.Millisecond), float64(n)/created.Seconds(), submitted.Round(time.Millisecond))
+		n, r.created.Round(time.Millisecond), float64(n)/r.created.Seconds(), r.submitted.Round(time.Millisecond))
 	t.Logf("worker processes: before %d, peak %d, after release %d (released in %v, back to %d within %v)",
-		countLive(before), live, countLive(after), released.Round(time.Microsecond), countLive(after), settled.Round(time.Millisecond))
+		countLive(r.before), live, countLive(r.after), r.released.Round(time.Microsecond), countLive(r.after), r.settled.Round(time.Millisecond))
 	t.Logf("memory of the %d worker processes alive at the peak (%d actors, the pool), per process: VmRSS %s (RssAnon %s, RssFile %s, RssShmem %s); total VmRSS %.2f GiB",
 		live, n, mib(sum.rss, live), mib(sum.anon, live), mib(sum.file, live), mib(sum.shmem, live), float64(sum.rss)/(1<<30))
 	if memBefore > 0 && memPeak > 0 {
 		t.Logf("MemAvailable fell by %.2f GiB: %s per actor", float64(int64(memBefore)-int64(memPeak))/(1<<30),
 			mib(uint64(max(int64(memBefore)-int64(memPeak), 0)), n))
 	}
+	b, p := r.self0, r.self1
 	t.Logf("this process (driver and raylet): open files %d before, %d at the peak (%.1f per actor); threads %d, %d; VmRSS %s, %s (%.1f KiB per actor)",
-		fdsBefore, fdsPeak, float64(fdsPeak-fdsBefore)/float64(n), threadsBefore, threadsPeak,
-		mib(selfBefore.rss, 1), mib(selfPeak.rss, 1), float64(int64(selfPeak.rss)-int64(selfBefore.rss))/float64(n)/1024)
-
-	if live < n {
-		t.Errorf("only %d worker processes at the peak for %d actors: each actor should have its own", live, n)
-	}
-	if k := countLive(after); k > pool {
-		t.Errorf("%d worker processes %v after releasing every actor, want the pool's %d", k, pidsOf(after), pool)
-	}
+		b.fds, p.fds, float64(p.fds-b.fds)/float64(n), b.threads, p.threads,
+		mib(b.self.rss, 1), mib(p.self.rss, 1), float64(int64(p.self.rss)-int64(b.self.rss))/float64(n)/1024)
 }
 
 // proc is one child process of this one.

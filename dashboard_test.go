@@ -75,6 +75,19 @@ func TestStateAPI(t *testing.T) {
 	_, _ = Get(ctx, bad)
 	okID, badID := ok.ID()[:32], bad.ID()[:32]
 
+	checkStateAPITasks(t, okID, badID)
+	checkStateAPINodesAndJobs(t)
+	checkStateAPIPagesAndSummary(t)
+	checkStateAPIBadInput(t)
+	checkStateAPITimeline(t, okID)
+	checkStateAPIMetrics(t)
+}
+
+// checkStateAPITasks checks that the task list, filtered by state, holds
+// the failed task with its error and the finished one, and that the
+// finished one can be fetched alone.
+func checkStateAPITasks(t *testing.T, okID, badID string) {
+	t.Helper()
 	rec := waitList(t, "/api/v0/tasks?limit=10000&filter="+url.QueryEscape("state=FAILED"), "task_id", badID)
 	if !strings.Contains(fmt.Sprint(rec["error_message"]), "state api failure") || rec["node_id"] != NodeID() {
 		t.Errorf("failed task: %v", rec)
@@ -85,7 +98,12 @@ func TestStateAPI(t *testing.T) {
 	if code := apiGet(t, "/api/v0/tasks/"+okID, &one); code != http.StatusOK || len(one.Result) != 1 || one.Result[0]["state"] != "FINISHED" {
 		t.Fatalf("one task: %d %v", code, one.Result)
 	}
+}
 
+// checkStateAPINodesAndJobs checks that this node is listed alive and this
+// driver's job running.
+func checkStateAPINodesAndJobs(t *testing.T) {
+	t.Helper()
 	var nodes apiList
 	apiGet(t, "/api/v0/nodes", &nodes)
 	if len(nodes.Result) != 1 || nodes.Result[0]["node_id"] != NodeID() || nodes.Result[0]["state"] != "ALIVE" {
@@ -96,7 +114,12 @@ func TestStateAPI(t *testing.T) {
 	if len(jobs.Result) != 1 || jobs.Result[0]["status"] != "RUNNING" {
 		t.Fatalf("jobs: %v", jobs.Result)
 	}
+}
 
+// checkStateAPIPagesAndSummary checks that two pages of one task each are
+// different tasks, and that the task summary counts them.
+func checkStateAPIPagesAndSummary(t *testing.T) {
+	t.Helper()
 	// Pagination: two pages of one task each are different tasks.
 	var p1, p2 apiList
 	apiGet(t, "/api/v0/tasks?limit=1&offset=0", &p1)
@@ -115,8 +138,12 @@ func TestStateAPI(t *testing.T) {
 	if sum.Total < 2 || len(sum.Summary) == 0 {
 		t.Fatalf("summary: %+v", sum)
 	}
+}
 
-	// Bad input: a clear error and the right status.
+// checkStateAPIBadInput checks that bad input gets a clear error and the
+// right status.
+func checkStateAPIBadInput(t *testing.T) {
+	t.Helper()
 	var e struct{ Error string }
 	for path, want := range map[string]int{
 		"/api/v0/tasks?filter=nosuchfield=1": http.StatusBadRequest,
@@ -131,8 +158,12 @@ func TestStateAPI(t *testing.T) {
 			t.Errorf("GET %s: %d %q, want %d and an error", path, code, e.Error, want)
 		}
 	}
+}
 
-	// The timeline is a Chrome trace: complete events with times.
+// checkStateAPITimeline checks that the timeline is a Chrome trace with a
+// complete event, with times, for task okID.
+func checkStateAPITimeline(t *testing.T, okID string) {
+	t.Helper()
 	var trace []map[string]any
 	apiGet(t, "/api/v0/timeline", &trace)
 	found := false
@@ -144,8 +175,12 @@ func TestStateAPI(t *testing.T) {
 	if !found {
 		t.Errorf("no complete event for task %s in the timeline", okID)
 	}
+}
 
-	// Prometheus metrics.
+// checkStateAPIMetrics checks that the Prometheus metrics hold the task,
+// object store, scheduling and worker series.
+func checkStateAPIMetrics(t *testing.T) {
+	t.Helper()
 	resp, err := http.Get(DashboardURL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)

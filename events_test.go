@@ -54,6 +54,28 @@ func TestTaskAndActorStatesAreListed(t *testing.T) {
 	ctx := ctxT(t)
 	c := stateConn(t)
 
+	checkFinishedTaskListed(t, ctx, c)
+	checkFailedTasksListed(t, ctx, c)
+	rec := checkInfeasibleTaskListed(t, ctx, c)
+	checkActorStatesListed(t, ctx, c)
+
+	// The owner's and the worker's events merge in either order: the
+	// worker's part (its pid, node, stack) is there once both arrived.
+	// The node and the job, as the control store of a cluster lists them.
+	nodes := &pb.NodeList{}
+	if err := c.Call(ctx, rpc.MListNodes, &pb.Empty{}, nodes); err != nil || len(nodes.Nodes) != 1 || nodes.Nodes[0].State != "ALIVE" {
+		t.Fatalf("nodes: %v %v", nodes, err)
+	}
+	jobs := &pb.JobList{}
+	if err := c.Call(ctx, rpc.MListJobs, &pb.Empty{}, jobs); err != nil || len(jobs.Jobs) != 1 || jobs.Jobs[0].JobId != rec.Task.JobId {
+		t.Fatalf("jobs: %v %v (tasks carry job %q)", jobs, err, rec.Task.JobId)
+	}
+}
+
+// checkFinishedTaskListed runs a task and checks that it is listed
+// FINISHED, on this node, with a time for each state it went through.
+func checkFinishedTaskListed(t *testing.T, ctx context.Context, c *rpc.Conn) {
+	t.Helper()
 	ok := add.Remote(V(40), V(2))
 	if _, err := Get(ctx, ok); err != nil {
 		t.Fatal(err)
@@ -69,12 +91,17 @@ func TestTaskAndActorStatesAreListed(t *testing.T) {
 			t.Errorf("no time for state %s: %v", st, rec.StateTimesUnixNs)
 		}
 	}
+}
 
+// checkFailedTasksListed runs a task that panics and one that returns an
+// error, and checks that each is listed FAILED with its error.
+func checkFailedTasksListed(t *testing.T, ctx context.Context, c *rpc.Conn) {
+	t.Helper()
 	bad := panics.Remote()
 	if _, err := Get(ctx, bad); err == nil {
 		t.Fatal("a panicking task succeeded")
 	}
-	rec = waitRecord(t, c, rpc.MListTasks, tasksOf, func(r *pb.TaskRecord) bool {
+	rec := waitRecord(t, c, rpc.MListTasks, tasksOf, func(r *pb.TaskRecord) bool {
 		return hex.EncodeToString(r.Task.TaskId) == bad.ID()[:32] && r.Task.State == "FAILED" && r.Task.WorkerPid != 0 && r.Task.Name != ""
 	})
 	if rec.Task.ErrorType != "TASK_PANIC" || !strings.Contains(rec.Task.Error, "boom from task") || !strings.Contains(rec.Task.Error, "goroutine") {
@@ -91,18 +118,29 @@ func TestTaskAndActorStatesAreListed(t *testing.T) {
 	if rec.Task.ErrorType != "TASK_EXECUTION_EXCEPTION" || !strings.HasPrefix(rec.Task.Error, "listed failure\nreturned by ") {
 		t.Errorf("failed task's error %q (%s): want the error and the function that returned it", rec.Task.Error, rec.Task.ErrorType)
 	}
+}
 
+// checkInfeasibleTaskListed submits a task no node can hold, checks that it
+// is listed FAILED as unschedulable, and returns its record.
+func checkInfeasibleTaskListed(t *testing.T, ctx context.Context, c *rpc.Conn) *pb.TaskRecord {
+	t.Helper()
 	never := add.Options(NumCPUs(1000)).Remote(V(1), V(2))
 	if _, err := Get(ctx, never); err == nil {
 		t.Fatal("an infeasible task succeeded")
 	}
-	rec = waitRecord(t, c, rpc.MListTasks, tasksOf, func(r *pb.TaskRecord) bool {
+	rec := waitRecord(t, c, rpc.MListTasks, tasksOf, func(r *pb.TaskRecord) bool {
 		return hex.EncodeToString(r.Task.TaskId) == never.ID()[:32] && r.Task.State == "FAILED"
 	})
 	if rec.Task.ErrorType != "TASK_UNSCHEDULABLE_ERROR" {
 		t.Errorf("infeasible task listed as %s: %q", rec.Task.ErrorType, rec.Task.Error)
 	}
+	return rec
+}
 
+// checkActorStatesListed creates a named actor and checks that it is
+// listed ALIVE, then, once killed, DEAD with the cause.
+func checkActorStatesListed(t *testing.T, ctx context.Context, c *rpc.Conn) {
+	t.Helper()
 	a := newCounter.Options(Name("listed"), Namespace("events")).Remote()
 	if _, err := Get(ctx, incr.Remote(a)); err != nil {
 		t.Fatal(err)
@@ -121,17 +159,5 @@ func TestTaskAndActorStatesAreListed(t *testing.T) {
 	})
 	if dead.Actor.DeathCause != "KILLED" || dead.Actor.DeathMessage != "actor was killed by rayo.Kill" {
 		t.Errorf("dead actor without a cause: %v", dead.Actor)
-	}
-
-	// The owner's and the worker's events merge in either order: the
-	// worker's part (its pid, node, stack) is there once both arrived.
-	// The node and the job, as the control store of a cluster lists them.
-	nodes := &pb.NodeList{}
-	if err := c.Call(ctx, rpc.MListNodes, &pb.Empty{}, nodes); err != nil || len(nodes.Nodes) != 1 || nodes.Nodes[0].State != "ALIVE" {
-		t.Fatalf("nodes: %v %v", nodes, err)
-	}
-	jobs := &pb.JobList{}
-	if err := c.Call(ctx, rpc.MListJobs, &pb.Empty{}, jobs); err != nil || len(jobs.Jobs) != 1 || jobs.Jobs[0].JobId != rec.Task.JobId {
-		t.Fatalf("jobs: %v %v (tasks carry job %q)", jobs, err, rec.Task.JobId)
 	}
 }

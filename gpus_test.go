@@ -1,6 +1,7 @@
 package rayo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -64,9 +65,26 @@ func TestGPUsAreAssignedAndVisible(t *testing.T) {
 	if total, err := ClusterResources(ctx); err != nil || total["GPU"] != 2 {
 		t.Fatalf("ClusterResources: %v %v", total, err)
 	}
-
-	// Two one-GPU tasks at once get a GPU each.
+	checkOneGPUEach(t, ctx, t.TempDir())
+	checkAllOrNoGPUs(t, ctx, t.TempDir())
 	dir := t.TempDir()
+	checkHalfGPUs(t, ctx, dir)
+	checkActorKeepsGPU(t, ctx)
+	checkGPUBundle(t, ctx)
+
+	// Bad input: a clear error at submission, and more GPUs than any node has.
+	if _, err := Get(ctx, gpuTask.Options(NumGPUs(1.5)).Remote(V(dir), V(1))); err == nil || !strings.Contains(err.Error(), "whole number") {
+		t.Errorf("NumGPUs(1.5): %v", err)
+	}
+	if _, err := Get(ctx, gpuTask.Options(NumGPUs(3)).Remote(V(dir), V(1))); !errors.Is(err, ErrInfeasible) {
+		t.Errorf("3 GPUs on a 2-GPU node: %v", err)
+	}
+}
+
+// checkOneGPUEach checks that two one-GPU tasks at once, meeting in dir,
+// get a GPU each.
+func checkOneGPUEach(t *testing.T, ctx context.Context, dir string) {
+	t.Helper()
 	a, b := gpuTask.Options(NumGPUs(1)).Remote(V(dir), V(2)), gpuTask.Options(NumGPUs(1)).Remote(V(dir), V(2))
 	seen, err := GetAll(ctx, []Ref[gpuSeen]{a, b})
 	if err != nil {
@@ -77,9 +95,12 @@ func TestGPUsAreAssignedAndVisible(t *testing.T) {
 	if !slices.Equal(envs, []string{"0", "1"}) || len(seen[0].IDs) != 1 || fmt.Sprint(seen[0].IDs[0]) != seen[0].Env {
 		t.Fatalf("two 1-GPU tasks saw %+v", seen)
 	}
+}
 
-	// A two-GPU task sees both; one that asks for none sees none.
-	dir = t.TempDir()
+// checkAllOrNoGPUs checks that a two-GPU task sees both GPUs, and that one
+// that asks for none sees none.
+func checkAllOrNoGPUs(t *testing.T, ctx context.Context, dir string) {
+	t.Helper()
 	both, err := Get(ctx, gpuTask.Options(NumGPUs(2)).Remote(V(dir), V(1)))
 	if err != nil || both.Env != "0,1" || !slices.Equal(both.IDs, []int{0, 1}) {
 		t.Fatalf("a 2-GPU task saw %+v (%v)", both, err)
@@ -88,9 +109,12 @@ func TestGPUsAreAssignedAndVisible(t *testing.T) {
 	if err != nil || none.Env != "unset" || none.IDs != nil {
 		t.Fatalf("a task without GPUs saw %+v (%v)", none, err)
 	}
+}
 
-	// Shares of one GPU: four half-GPU tasks at once use both GPUs, two each.
-	dir = t.TempDir()
+// checkHalfGPUs checks shares of one GPU: four half-GPU tasks at once,
+// meeting in dir, use both GPUs, two each.
+func checkHalfGPUs(t *testing.T, ctx context.Context, dir string) {
+	t.Helper()
 	var halves []Ref[gpuSeen]
 	for range 4 {
 		halves = append(halves, gpuTask.Options(NumGPUs(0.5)).Remote(V(dir), V(4)))
@@ -106,8 +130,12 @@ func TestGPUsAreAssignedAndVisible(t *testing.T) {
 	if per["0"] != 2 || per["1"] != 2 {
 		t.Fatalf("half-GPU tasks saw %+v", got)
 	}
+}
 
-	// An actor keeps its GPU for its life.
+// checkActorKeepsGPU checks that an actor keeps its GPU for its life, and
+// kills it.
+func checkActorKeepsGPU(t *testing.T, ctx context.Context) {
+	t.Helper()
 	h := newHolder.Options(NumGPUs(1)).Remote()
 	first, err := Get(ctx, holderSees.Remote(h))
 	if err != nil || len(first.IDs) != 1 {
@@ -121,8 +149,12 @@ func TestGPUsAreAssignedAndVisible(t *testing.T) {
 	if err := Kill(ctx, h); err != nil {
 		t.Fatal(err)
 	}
+}
 
-	// A placement group's GPU bundle: its task gets a GPU too.
+// checkGPUBundle checks that a task in a placement group's GPU bundle gets
+// a GPU too, and removes the group.
+func checkGPUBundle(t *testing.T, ctx context.Context) {
+	t.Helper()
 	pg, err := NewPlacementGroup(ctx, []Bundle{{"CPU": 1, "GPU": 1}}, StrategyPack)
 	if err != nil {
 		t.Fatal(err)
@@ -136,13 +168,5 @@ func TestGPUsAreAssignedAndVisible(t *testing.T) {
 	}
 	if err := pg.Remove(ctx); err != nil {
 		t.Fatal(err)
-	}
-
-	// Bad input: a clear error at submission, and more GPUs than any node has.
-	if _, err := Get(ctx, gpuTask.Options(NumGPUs(1.5)).Remote(V(dir), V(1))); err == nil || !strings.Contains(err.Error(), "whole number") {
-		t.Errorf("NumGPUs(1.5): %v", err)
-	}
-	if _, err := Get(ctx, gpuTask.Options(NumGPUs(3)).Remote(V(dir), V(1))); !errors.Is(err, ErrInfeasible) {
-		t.Errorf("3 GPUs on a 2-GPU node: %v", err)
 	}
 }

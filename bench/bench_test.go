@@ -59,6 +59,16 @@ func TestSuite(t *testing.T) {
 	if err != nil {
 		t.Errorf("Run: %v", err)
 	}
+	checkSuiteResults(t, cfg, results)
+	checkSuiteJSON(t, cfg, results)
+	checkSuiteTable(t, cfg, results)
+	checkSuiteProfiles(t, cfg)
+}
+
+// checkSuiteResults checks that every metric of cfg was reported, in order,
+// with a positive figure, and that the compared ones have ratios and verdicts.
+func checkSuiteResults(t *testing.T, cfg Config, results []Result) {
+	t.Helper()
 	var got []string
 	for _, r := range results {
 		got = append(got, r.Name)
@@ -73,6 +83,13 @@ func TestSuite(t *testing.T) {
 	for _, r := range results {
 		byName[r.Name] = r
 	}
+	checkSuiteVerdicts(t, byName)
+}
+
+// checkSuiteVerdicts checks the ratios to the floors and the DESIGN target
+// verdicts of the metrics that have them.
+func checkSuiteVerdicts(t *testing.T, byName map[string]Result) {
+	t.Helper()
 	if r := byName["single_client_tasks_sync"]; r.Ratio <= 0 {
 		t.Errorf("single_client_tasks_sync has no ratio to the floor: %+v", r)
 	}
@@ -98,7 +115,12 @@ func TestSuite(t *testing.T) {
 	if r := byName["single_client_get_1GiB_float64"]; !r.ok {
 		t.Errorf("Get of a stored []float64 copied it: %+v", r)
 	}
+}
 
+// checkSuiteJSON checks that the JSON report parses and holds every metric
+// of cfg, in order, each with a positive value and a unit.
+func checkSuiteJSON(t *testing.T, cfg Config, results []Result) {
+	t.Helper()
 	var js bytes.Buffer
 	if err := WriteJSON(&js, results); err != nil {
 		t.Fatal(err)
@@ -122,7 +144,12 @@ func TestSuite(t *testing.T) {
 	if !slices.Equal(jsNames, NamesFor(cfg)) {
 		t.Errorf("JSON names: %q\nwant %q", jsNames, NamesFor(cfg))
 	}
+}
 
+// checkSuiteTable checks that the table report names every metric of cfg,
+// and logs it.
+func checkSuiteTable(t *testing.T, cfg Config, results []Result) {
+	t.Helper()
 	var table bytes.Buffer
 	if err := WriteTable(&table, results); err != nil {
 		t.Fatal(err)
@@ -133,9 +160,13 @@ func TestSuite(t *testing.T) {
 		}
 	}
 	t.Logf("\n%s", table.String())
+}
 
-	// The profiles of the measured phases were written, the driver's at
-	// least, and the files by which the workers took part are gone.
+// checkSuiteProfiles checks that the profiles of the measured phases were
+// written, the driver's at least, and that the files by which the workers
+// took part are gone.
+func checkSuiteProfiles(t *testing.T, cfg Config) {
+	t.Helper()
 	for _, n := range []string{"single_client_tasks_sync", "single_client_tasks_async"} {
 		if fi, err := os.Stat(cfg.ProfileDir + "/" + n + ".pprof"); err != nil || fi.Size() == 0 {
 			t.Errorf("no CPU profile for %s: %v", n, err)

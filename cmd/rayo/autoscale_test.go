@@ -48,7 +48,23 @@ func TestAutoscalerLocalGrowsAndShrinks(t *testing.T) {
 	head := e.daemon(t, "start", "--head", "--port", fmt.Sprint(port), "--num-cpus", "1",
 		"--autoscaler", "local", "--max-workers", "2", "--idle-timeout", "3s", "--autoscaler-interval", "200ms")
 	e.waitFor(t, 20*time.Second, "head up", func(st status) bool { return count(st, "ALIVE") == 1 })
-	run := func(args ...string) map[string]string {
+	run := autoscaleDriverRunner(t, e, driver, addr)
+
+	st := e.autoscalerStatus(t)
+	if st == nil || st.Provider != "local" || len(st.NodeTypes) != 1 || st.NodeTypes[0].Resources["CPU"] != 1 || st.NodeTypes[0].Max != 2 {
+		t.Fatalf("autoscaler status at start: %+v", st)
+	}
+	checkAutoscalerGrows(t, e, run)
+	checkAutoscalerShrinks(t, e)
+	checkAutoscalerStandingRequest(t, e, run)
+	stopHeadCleanly(t, head)
+}
+
+// autoscaleDriverRunner returns a func that runs the autoscale driver with
+// args against the cluster at addr, and returns the key=value lines it
+// printed. The test fails if the driver does.
+func autoscaleDriverRunner(t *testing.T, e clusterEnv, driver, addr string) func(args ...string) map[string]string {
+	return func(args ...string) map[string]string {
 		t.Helper()
 		c := exec.Command(driver, args...)
 		c.Env = append(os.Environ(), "RAYO_STATE_DIR="+e.state, "RAYO_ADDRESS="+addr, "RAYO_TOKEN=")
@@ -62,12 +78,12 @@ func TestAutoscalerLocalGrowsAndShrinks(t *testing.T) {
 		}
 		return kv
 	}
+}
 
-	st := e.autoscalerStatus(t)
-	if st == nil || st.Provider != "local" || len(st.NodeTypes) != 1 || st.NodeTypes[0].Resources["CPU"] != 1 || st.NodeTypes[0].Max != 2 {
-		t.Fatalf("autoscaler status at start: %+v", st)
-	}
-
+// checkAutoscalerGrows checks that a task no node type can hold fails at
+// once, and that three 1-CPU tasks at once grow the cluster to 3 nodes.
+func checkAutoscalerGrows(t *testing.T, e clusterEnv, run func(args ...string) map[string]string) {
+	t.Helper()
 	// No node type has 64 CPUs: infeasible at once, and nothing launched.
 	big := run("big")
 	if big["infeasible"] != "true" {
@@ -89,7 +105,12 @@ func TestAutoscalerLocalGrowsAndShrinks(t *testing.T) {
 	if err != nil || !strings.Contains(string(text), "autoscaler: local provider") || !regexp.MustCompile(`(?m)^\s+worker\s+CPU 1\s+0\s+2\s+2\s+0$`).Match(text) {
 		t.Fatalf("rayo status: %v\n%s", err, text)
 	}
+}
 
+// checkAutoscalerShrinks waits for the idle nodes to be drained and
+// released, and checks that the autoscaler then runs and launches none.
+func checkAutoscalerShrinks(t *testing.T, e clusterEnv) {
+	t.Helper()
 	// Idle for 3 s, the two nodes are drained and released.
 	sawIdle := false
 	d := e.waitFor(t, 60*time.Second, "the cluster back to the head alone", func(st status) bool {
@@ -118,9 +139,13 @@ func TestAutoscalerLocalGrowsAndShrinks(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling the head's next rounds
 	}
+}
 
-	// A standing request for 3 CPUs grows the cluster with no task asking,
-	// and keeps the nodes past the idle timeout; withdrawn, they go.
+// checkAutoscalerStandingRequest checks that a standing request for 3 CPUs
+// grows the cluster with no task asking, and keeps the nodes past the idle
+// timeout; withdrawn, they go.
+func checkAutoscalerStandingRequest(t *testing.T, e clusterEnv, run func(args ...string) map[string]string) {
+	t.Helper()
 	if got := run("request", "3"); got["requested"] != "3" {
 		t.Fatalf("request: %v", got)
 	}
@@ -134,8 +159,12 @@ func TestAutoscalerLocalGrowsAndShrinks(t *testing.T) {
 	}
 	run("request", "0")
 	e.waitFor(t, 60*time.Second, "the request withdrawn, back to the head alone", func(st status) bool { return count(st, "ALIVE") == 1 })
+}
 
-	// The head stops cleanly when told to.
+// stopHeadCleanly sends SIGTERM to the head and checks that it exits
+// without error within 30s.
+func stopHeadCleanly(t *testing.T, head *exec.Cmd) {
+	t.Helper()
 	if err := head.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

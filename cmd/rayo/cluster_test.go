@@ -370,6 +370,41 @@ func TestJobSubmission(t *testing.T) {
 		return string(out), err
 	}
 
+	checkJobSucceeds(t, e, job, work, dashPort)
+
+	// A failing program fails the command.
+	out, err := job("submit", "--", "exit 4")
+	if err == nil || !strings.Contains(out, "failed: the entrypoint exited with code 4") {
+		t.Fatalf("a failing submission: %v\n%s", err, out)
+	}
+
+	// A long one, left running, then stopped: its driver goes, and so do
+	// the tasks it had running.
+	startLongJob(t, e, job, work)
+	checkLongJobStops(t, e, job)
+
+	// Bad input: a clear message and a non-zero exit.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"submit", "--token", "wrong", "--", "true"}, "needs the cluster token"},
+		{[]string{"status", "nosuch"}, `no such job submission "nosuch"`},
+		{[]string{"submit", "--working-dir", filepath.Join(work, "prog"), "--", "true"}, "is not a folder"},
+		{[]string{"submit", "--env", "NOEQUALS", "--", "true"}, "want KEY=VALUE"},
+		{[]string{"delete", "nosuch"}, "no such job submission"},
+	} {
+		if out, err := job(tc.args...); err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("rayo job %v: %v\n%s", tc.args, err, out)
+		}
+	}
+}
+
+// checkJobSucceeds submits the program in work as "first" and checks that
+// it runs as a driver whose output follows, that rayo job status and logs
+// show it, and that its driver's job record names the submission.
+func checkJobSucceeds(t *testing.T, e clusterEnv, job func(args ...string) (string, error), work string, dashPort int) {
+	t.Helper()
 	// The program, uploaded, runs as a driver: its tasks' output follows.
 	out, err := job("submit", "--working-dir", work, "--submission-id", "first", "--", "./prog", "create")
 	if err != nil || !regexp.MustCompile(`(?m)^\(double pid=\d+\) doubling 21$`).MatchString(out) ||
@@ -393,21 +428,19 @@ func TestJobSubmission(t *testing.T) {
 	if err != nil || json.Unmarshal(listed, &jobs) != nil || len(jobs.Result) != 1 || jobs.Result[0]["status"] != "SUCCEEDED" {
 		t.Fatalf("rayo list jobs: %v\n%s", err, out)
 	}
+}
 
-	// A failing program fails the command.
-	out, err = job("submit", "--", "exit 4")
-	if err == nil || !strings.Contains(out, "failed: the entrypoint exited with code 4") {
-		t.Fatalf("a failing submission: %v\n%s", err, out)
-	}
-
-	// A long one, left running, then stopped: its driver goes, and so do
-	// the tasks it had running.
-	if out, err = job("submit", "--no-wait", "--working-dir", work, "--submission-id", "long", "--", "./prog", "busy"); err != nil {
+// startLongJob submits the program in work as "long", left running, waits
+// for it to get going, and checks that its driver is listed among the
+// node's workers.
+func startLongJob(t *testing.T, e clusterEnv, job func(args ...string) (string, error), work string) {
+	t.Helper()
+	if out, err := job("submit", "--no-wait", "--working-dir", work, "--submission-id", "long", "--", "./prog", "busy"); err != nil {
 		t.Fatalf("submit --no-wait: %v\n%s", err, out)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		out, _ = job("logs", "long")
+		out, _ := job("logs", "long")
 		if strings.Contains(out, "submitted") {
 			break
 		}
@@ -419,25 +452,32 @@ func TestJobSubmission(t *testing.T) {
 	// Its driver is listed among the node's workers: a process of the
 	// group the head started.
 	var st struct{ PID int }
-	if out, err = job("status", "long", "--json"); err != nil || json.Unmarshal([]byte(out), &st) != nil || st.PID == 0 {
+	if out, err := job("status", "long", "--json"); err != nil || json.Unmarshal([]byte(out), &st) != nil || st.PID == 0 {
 		t.Fatalf("rayo job status --json: %v\n%s", err, out)
 	}
-	listed, err = e.cmd("list", "workers", "--filter", "worker_type=DRIVER", "--filter", "state=ALIVE", "--json").CombinedOutput()
+	listed, err := e.cmd("list", "workers", "--filter", "worker_type=DRIVER", "--filter", "state=ALIVE", "--json").CombinedOutput()
 	var drivers struct{ Result []struct{ PID int } }
 	if err != nil || json.Unmarshal(listed, &drivers) != nil || len(drivers.Result) != 1 || pgidOf(t, drivers.Result[0].PID) != st.PID {
 		t.Fatalf("rayo list workers: the submitted driver (in process group %d) is not listed: %v\n%s", st.PID, err, listed)
 	}
-	if out, err = job("stop", "long"); err != nil || !strings.Contains(out, "long stopped on request") {
+}
+
+// checkLongJobStops stops the "long" submission and checks that it is
+// listed as STOPPED, as is the job its driver ran, and that its tasks end.
+func checkLongJobStops(t *testing.T, e clusterEnv, job func(args ...string) (string, error)) {
+	t.Helper()
+	if out, err := job("stop", "long"); err != nil || !strings.Contains(out, "long stopped on request") {
 		t.Fatalf("rayo job stop: %v\n%s", err, out)
 	}
-	out, err = job("list")
+	out, err := job("list")
 	if err != nil || !regexp.MustCompile(`(?m)^long\s+STOPPED`).MatchString(out) || !regexp.MustCompile(`(?m)^first\s+SUCCEEDED\s+0`).MatchString(out) {
 		t.Fatalf("rayo job list: %v\n%s", err, out)
 	}
 	// The job its driver ran is STOPPED too, with why.
-	deadline = time.Now().Add(10 * time.Second)
+	var jobs struct{ Result []map[string]any }
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		listed, err = e.cmd("list", "jobs", "--filter", "submission_id=long", "--json").CombinedOutput()
+		listed, err := e.cmd("list", "jobs", "--filter", "submission_id=long", "--json").CombinedOutput()
 		jobs.Result = nil
 		if err == nil && json.Unmarshal(listed, &jobs) == nil && len(jobs.Result) == 1 && jobs.Result[0]["status"] == "STOPPED" &&
 			strings.HasPrefix(fmt.Sprint(jobs.Result[0]["message"]), "stopped on request") {
@@ -451,22 +491,6 @@ func TestJobSubmission(t *testing.T) {
 	e.waitFor(t, 10*time.Second, "the stopped driver's tasks to end", func(st status) bool {
 		return len(st.Nodes) == 1 && st.Nodes[0].Pending["CPU"] == 0 && st.Nodes[0].Available["CPU"] == 2
 	})
-
-	// Bad input: a clear message and a non-zero exit.
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"submit", "--token", "wrong", "--", "true"}, "needs the cluster token"},
-		{[]string{"status", "nosuch"}, `no such job submission "nosuch"`},
-		{[]string{"submit", "--working-dir", filepath.Join(work, "prog"), "--", "true"}, "is not a folder"},
-		{[]string{"submit", "--env", "NOEQUALS", "--", "true"}, "want KEY=VALUE"},
-		{[]string{"delete", "nosuch"}, "no such job submission"},
-	} {
-		if out, err := job(tc.args...); err == nil || !strings.Contains(out, tc.want) {
-			t.Errorf("rayo job %v: %v\n%s", tc.args, err, out)
-		}
-	}
 }
 
 // pgidOf is the process group of a process, from /proc.

@@ -59,64 +59,16 @@ func TestDrainNodeWithRunningTask(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- victim.Wait() }()
 	e.waitFor(t, 20*time.Second, "two nodes alive", func(st status) bool { return count(st, "ALIVE") == 2 })
-	var victimID, headID string
-	for _, n := range e.drainStatus(t).Nodes {
-		if n.Head {
-			headID = n.NodeID
-		} else {
-			victimID = n.NodeID
-		}
-	}
+	victimID, headID := e.drainNodeIDs(t)
 
 	// Bad input first: unknown node, the head.
-	for _, bad := range []struct{ id, want string }{
-		{"ffffffffffff", "no node's ID starts with"},
-		{"zz", "not a hexadecimal node ID"},
-		{headID[:8], "draining the head node is not supported"},
-	} {
-		out, err := e.cmd("drain", bad.id, "--wait=false").CombinedOutput()
-		if err == nil || !strings.Contains(string(out), bad.want) {
-			t.Fatalf("drain %s: want an error with %q, got %v: %s", bad.id, bad.want, err, out)
-		}
-	}
+	checkDrainRefusesBadInput(t, e, headID)
 
 	dir := t.TempDir()
-	driver := exec.Command(driverBin, dir)
-	driver.Env = append(os.Environ(), "RAYO_STATE_DIR="+e.state, "RAYO_ADDRESS="+addr, "RAYO_TOKEN=")
-	var dout bytes.Buffer
-	driver.Stdout, driver.Stderr = &dout, &dout
-	if err := driver.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var derr error
-	go func() { derr = driver.Wait(); close(done) }()
-	t.Cleanup(func() { _ = driver.Process.Kill(); <-done })
-	attempts := func() int {
-		b, _ := os.ReadFile(filepath.Join(dir, "attempts"))
-		return strings.Count(string(b), "\n")
-	}
-	poll(t, 30*time.Second, "the task starts on the node", func() bool { return attempts() == 1 })
+	d := startDrainDriver(t, e, driverBin, addr, dir)
+	poll(t, 30*time.Second, "the task starts on the node", func() bool { return drainAttempts(dir) == 1 })
 
-	out, err := e.cmd("drain", victimID[:8], "--deadline", "1m", "--wait=false").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "draining node "+victimID) {
-		t.Fatalf("drain: %v\n%s", err, out)
-	}
-	state := func() (string, string) {
-		for _, n := range e.drainStatus(t).Nodes {
-			if n.NodeID == victimID {
-				return n.State, n.DeathReason
-			}
-		}
-		return "", ""
-	}
-	if s, _ := state(); s != "DRAINING" {
-		t.Fatalf("after drain, the node is %s, want DRAINING", s)
-	}
-	out, err = e.cmd("drain", victimID, "--wait=false").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "already draining") {
-		t.Fatalf("draining twice: want refused, got %v: %s", err, out)
-	}
+	checkNodeDraining(t, e, victimID)
 	// The running task holds the node: it is still there.
 	select {
 	case err := <-exited:
@@ -126,18 +78,8 @@ func TestDrainNodeWithRunningTask(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "release"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-done:
-		if derr != nil {
-			t.Fatalf("driver: %v\n%s", derr, dout.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("driver did not end:\n%s", dout.String())
-	}
-	if got := dout.String(); !strings.Contains(got, "hold 7") || !strings.Contains(got, "double 42") {
-		t.Fatalf("driver said %q", got)
-	}
-	if n := attempts(); n != 1 {
+	d.wait(t)
+	if n := drainAttempts(dir); n != 1 {
 		t.Fatalf("the task ran %d times, want once", n)
 	}
 	select {
@@ -149,12 +91,116 @@ func TestDrainNodeWithRunningTask(t *testing.T) {
 		t.Fatal("the drained node did not exit")
 	}
 	var s, why string
-	poll(t, 10*time.Second, "the drained node listed DEAD", func() bool { s, why = state(); return s == "DEAD" })
+	poll(t, 10*time.Second, "the drained node listed DEAD", func() bool { s, why = e.drainNodeState(t, victimID); return s == "DEAD" })
 	if !strings.Contains(why, "drained") {
 		t.Fatalf("death reason %q does not say it was drained", why)
 	}
-	out, err = e.cmd("drain", victimID, "--wait=false").CombinedOutput()
+	out, err := e.cmd("drain", victimID, "--wait=false").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "dead") {
 		t.Fatalf("draining a dead node: want refused, got %v: %s", err, out)
 	}
+}
+
+// drainNodeIDs returns the IDs of the one worker node and of the head.
+func (e clusterEnv) drainNodeIDs(t *testing.T) (victimID, headID string) {
+	t.Helper()
+	for _, n := range e.drainStatus(t).Nodes {
+		if n.Head {
+			headID = n.NodeID
+		} else {
+			victimID = n.NodeID
+		}
+	}
+	return victimID, headID
+}
+
+// drainNodeState is the state and death reason of node id, or "" and ""
+// if rayo status does not list it.
+func (e clusterEnv) drainNodeState(t *testing.T, id string) (string, string) {
+	t.Helper()
+	for _, n := range e.drainStatus(t).Nodes {
+		if n.NodeID == id {
+			return n.State, n.DeathReason
+		}
+	}
+	return "", ""
+}
+
+// checkDrainRefusesBadInput checks that draining an unknown node, a bad
+// ID or the head is refused with a clear message.
+func checkDrainRefusesBadInput(t *testing.T, e clusterEnv, headID string) {
+	t.Helper()
+	for _, bad := range []struct{ id, want string }{
+		{"ffffffffffff", "no node's ID starts with"},
+		{"zz", "not a hexadecimal node ID"},
+		{headID[:8], "draining the head node is not supported"},
+	} {
+		out, err := e.cmd("drain", bad.id, "--wait=false").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), bad.want) {
+			t.Fatalf("drain %s: want an error with %q, got %v: %s", bad.id, bad.want, err, out)
+		}
+	}
+}
+
+// checkNodeDraining drains node victimID and checks that it shows
+// DRAINING and that draining it again is refused.
+func checkNodeDraining(t *testing.T, e clusterEnv, victimID string) {
+	t.Helper()
+	out, err := e.cmd("drain", victimID[:8], "--deadline", "1m", "--wait=false").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "draining node "+victimID) {
+		t.Fatalf("drain: %v\n%s", err, out)
+	}
+	if s, _ := e.drainNodeState(t, victimID); s != "DRAINING" {
+		t.Fatalf("after drain, the node is %s, want DRAINING", s)
+	}
+	out, err = e.cmd("drain", victimID, "--wait=false").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already draining") {
+		t.Fatalf("draining twice: want refused, got %v: %s", err, out)
+	}
+}
+
+// drainDriver is the drain test's driver program, running.
+type drainDriver struct {
+	done chan struct{} // closed once the driver has exited
+	err  error         // its exit, set before done is closed
+	out  bytes.Buffer  // its output
+}
+
+// startDrainDriver starts the driver at driverBin on the cluster at addr,
+// with dir for its files. It is killed when the test ends.
+func startDrainDriver(t *testing.T, e clusterEnv, driverBin, addr, dir string) *drainDriver {
+	t.Helper()
+	d := &drainDriver{done: make(chan struct{})}
+	driver := exec.Command(driverBin, dir)
+	driver.Env = append(os.Environ(), "RAYO_STATE_DIR="+e.state, "RAYO_ADDRESS="+addr, "RAYO_TOKEN=")
+	driver.Stdout, driver.Stderr = &d.out, &d.out
+	if err := driver.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = driver.Wait(); close(d.done) }()
+	t.Cleanup(func() { _ = driver.Process.Kill(); <-d.done })
+	return d
+}
+
+// wait waits up to 60s for the driver to end, and checks that it
+// succeeded with the right results.
+func (d *drainDriver) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-d.done:
+		if d.err != nil {
+			t.Fatalf("driver: %v\n%s", d.err, d.out.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("driver did not end:\n%s", d.out.String())
+	}
+	if got := d.out.String(); !strings.Contains(got, "hold 7") || !strings.Contains(got, "double 42") {
+		t.Fatalf("driver said %q", got)
+	}
+}
+
+// drainAttempts counts the attempts of the task the driver recorded in dir.
+func drainAttempts(dir string) int {
+	b, _ := os.ReadFile(filepath.Join(dir, "attempts"))
+	return strings.Count(string(b), "\n")
 }

@@ -39,138 +39,22 @@ type fakeAPI struct {
 	logStep  chan struct{} // closed by the test to let a followed log go on
 }
 
+// newFakeAPI starts a fakeAPI; it is closed when the test ends.
 func newFakeAPI(t *testing.T) *fakeAPI {
 	t.Helper()
 	f := &fakeAPI{logStep: make(chan struct{})}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v0/tasks", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{
-			"total": 1200, "num_filtered": 40, "offset": 0, "limit": 100, "dropped": 12,
-			"warnings": []string{"12 finished tasks were dropped (--max-task-records 10000)"},
-			"result": []map[string]any{
-				{"task_id": taskFailed, "attempt_number": 1, "name": "divide", "state": "FAILED", "type": "NORMAL_TASK",
-					"node_id": nodeA, "worker_pid": 4242, "error_type": "TASK_EXECUTION_EXCEPTION", "error_message": failedStack,
-					"creation_time_ms": 1763800000000},
-				{"task_id": taskOK, "attempt_number": 0, "name": "square", "state": "FINISHED", "type": "NORMAL_TASK",
-					"node_id": nodeA, "worker_pid": 4243, "error_type": "", "creation_time_ms": 1763700000000},
-				{"task_id": "99", "attempt_number": 0, "name": "pending", "state": "PENDING_NODE_ASSIGNMENT", "type": "NORMAL_TASK",
-					"node_id": "", "worker_pid": 0},
-			},
-		})
-	})
-	mux.HandleFunc("GET /api/v0/nodes", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{
-			"total": 1, "num_filtered": 1, "offset": 0, "limit": 100, "dropped": 0,
-			"result": []map[string]any{{"node_id": nodeA, "address": "127.0.0.1:6380", "state": "ALIVE", "is_head_node": true,
-				"cpu_percent": 12.5, "mem_used_bytes": 3 << 30, "mem_total_bytes": 16 << 30,
-				"object_store_used_bytes": 1 << 20, "object_store_capacity_bytes": 2 << 30,
-				"resources_total": map[string]float64{"CPU": 4}}},
-		})
-	})
-	mux.HandleFunc("GET /api/v0/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("id") != nodeA {
-			writeJSON(w, 404, map[string]string{"error": "node " + r.PathValue("id") + " not found"})
-			return
-		}
-		writeJSON(w, 200, map[string]any{"result": []map[string]any{{"node_id": nodeA, "state": "ALIVE"}}})
-	})
-	mux.HandleFunc("GET /api/v0/workers", func(w http.ResponseWriter, r *http.Request) {
-		all := []map[string]any{
-			{"worker_id": "77aa", "node_id": nodeA, "pid": 4242, "worker_type": "WORKER", "state": "LEASED", "actor_id": "",
-				"log_file": "/tmp/rayo/s-1/logs/worker-4242.log"},
-			{"worker_id": "88bb", "node_id": nodeA, "pid": 4243, "worker_type": "WORKER", "state": "ACTOR", "actor_id": taskOK,
-				"log_file": "/tmp/rayo/s-1/logs/worker-4243.log"},
-			{"worker_id": "99cc", "node_id": "ba9876543210", "pid": 5151, "worker_type": "WORKER", "state": "IDLE", "actor_id": "",
-				"log_file": "/tmp/rayo/s-2/logs/worker-5151.log"},
-			{"worker_id": "", "node_id": nodeA, "pid": 4100, "worker_type": "DRIVER", "state": "ALIVE", "actor_id": "", "log_file": ""},
-		}
-		var result []map[string]any
-		for _, x := range all {
-			keep := true
-			for _, f := range r.URL.Query()["filter"] {
-				k, v, _ := strings.Cut(f, "=")
-				keep = keep && fmt.Sprint(x[k]) == v
-			}
-			if keep {
-				result = append(result, x)
-			}
-		}
-		writeJSON(w, 200, map[string]any{"total": len(all), "num_filtered": len(result), "offset": 0, "limit": 10000, "result": result})
-	})
-	mux.HandleFunc("GET /api/v0/actors", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{
-			"total": 2, "num_filtered": 2, "offset": 0, "limit": 100, "dropped": 0,
-			"result": []map[string]any{
-				{"actor_id": "a1a1", "class_name": "Counter", "name": "kept", "state": "ALIVE", "node_id": nodeA, "pid": 4243,
-					"num_restarts": 0, "death_cause": "", "death_message": ""},
-				{"actor_id": "b2b2", "class_name": "Counter", "name": "", "state": "DEAD", "node_id": nodeA, "pid": 4244,
-					"num_restarts": 1, "death_cause": "OWNER_DIED", "death_message": "its owner, the driver of job 01, died"},
-			},
-		})
-	})
-	mux.HandleFunc("GET /api/v0/placement_groups", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{
-			"total": 2, "num_filtered": 2, "offset": 0, "limit": 100, "dropped": 0,
-			"result": []map[string]any{
-				{"placement_group_id": "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", "name": "pair", "state": "CREATED", "strategy": "STRICT_SPREAD",
-					"bundles": []map[string]any{{"bundle_index": 0, "resources": map[string]float64{"CPU": 1}, "node_id": nodeA},
-						{"bundle_index": 1, "resources": map[string]float64{"CPU": 1}, "node_id": "ba9876543210"}}},
-				{"placement_group_id": "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b", "name": "", "state": "PENDING", "strategy": "PACK",
-					"bundles": []map[string]any{{"bundle_index": 0, "resources": map[string]float64{"GPU": 1}, "node_id": ""}},
-					"reason":  "no node can ever hold bundle 0 {GPU=1}"},
-			},
-		})
-	})
-	mux.HandleFunc("GET /api/v0/tasks/summarize", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{"total": 40, "dropped": 2, "summary": map[string]any{
-			"square": map[string]any{"name": "square", "type": "NORMAL_TASK", "state_counts": map[string]int{"FINISHED": 30, "RUNNING": 2}},
-			"divide": map[string]any{"name": "divide", "type": "NORMAL_TASK", "state_counts": map[string]int{"FAILED": 8}},
-		}})
-	})
-	mux.HandleFunc("GET /api/v0/objects/summarize", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{"total": 5, "total_size_bytes": 5 << 20, "summary": map[string]any{
-			nodeA: map[string]any{"count": 5, "size_bytes": 5 << 20},
-		}})
-	})
-	mux.HandleFunc("GET /api/v0/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("id") != taskFailed {
-			writeJSON(w, 404, map[string]string{"error": "task " + r.PathValue("id") + " not found"})
-			return
-		}
-		writeJSON(w, 200, map[string]any{"result": []map[string]any{
-			{"task_id": taskFailed, "attempt_number": 0, "name": "divide", "state": "FAILED", "node_id": nodeA,
-				"error_type": "WORKER_DIED", "error_message": "the worker died", "state_times_ms": map[string]int{"RUNNING": 2, "FAILED": 3}},
-			{"task_id": taskFailed, "attempt_number": 1, "name": "divide", "state": "FAILED", "node_id": nodeA,
-				"error_type": "TASK_EXECUTION_EXCEPTION", "error_message": failedStack},
-		}})
-	})
-	mux.HandleFunc("GET /api/v0/logs", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprintln(w, "line 1")
-		if r.URL.Query().Get("follow") != "1" {
-			fmt.Fprintln(w, "line 2")
-			return
-		}
-		w.(http.Flusher).Flush()
-		select {
-		case <-f.logStep:
-		case <-r.Context().Done():
-			return
-		}
-		fmt.Fprintln(w, "line 2")
-		w.(http.Flusher).Flush()
-		<-r.Context().Done() // a followed log stays open
-	})
-	mux.HandleFunc("GET /api/v0/timeline", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("job_id") == "bad" {
-			writeJSON(w, 200, map[string]string{"not": "an array"})
-			return
-		}
-		writeJSON(w, 200, []map[string]any{
-			{"name": "square", "ph": "X", "ts": 1000, "dur": 50, "pid": 1, "tid": 4243, "args": map[string]string{"task_id": taskOK, "state": "FINISHED"}},
-			{"name": "divide", "ph": "X", "ts": 1100, "dur": 20, "pid": 1, "tid": 4242, "args": map[string]string{"task_id": taskFailed, "state": "FAILED"}},
-		})
-	})
+	mux.HandleFunc("GET /api/v0/tasks", serveFakeTasks)
+	mux.HandleFunc("GET /api/v0/nodes", serveFakeNodes)
+	mux.HandleFunc("GET /api/v0/nodes/{id}", serveFakeNode)
+	mux.HandleFunc("GET /api/v0/workers", serveFakeWorkers)
+	mux.HandleFunc("GET /api/v0/actors", serveFakeActors)
+	mux.HandleFunc("GET /api/v0/placement_groups", serveFakePlacementGroups)
+	mux.HandleFunc("GET /api/v0/tasks/summarize", serveFakeTaskSummary)
+	mux.HandleFunc("GET /api/v0/objects/summarize", serveFakeObjectSummary)
+	mux.HandleFunc("GET /api/v0/tasks/{id}", serveFakeTask)
+	mux.HandleFunc("GET /api/v0/logs", f.serveFakeLogs)
+	mux.HandleFunc("GET /api/v0/timeline", serveFakeTimeline)
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.requests = append(f.requests, r.URL)
@@ -179,6 +63,163 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 	}))
 	t.Cleanup(f.Close)
 	return f
+}
+
+// serveFakeTasks answers a task list: one failed, one finished and one
+// pending task, with 12 records dropped.
+func serveFakeTasks(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]any{
+		"total": 1200, "num_filtered": 40, "offset": 0, "limit": 100, "dropped": 12,
+		"warnings": []string{"12 finished tasks were dropped (--max-task-records 10000)"},
+		"result": []map[string]any{
+			{"task_id": taskFailed, "attempt_number": 1, "name": "divide", "state": "FAILED", "type": "NORMAL_TASK",
+				"node_id": nodeA, "worker_pid": 4242, "error_type": "TASK_EXECUTION_EXCEPTION", "error_message": failedStack,
+				"creation_time_ms": 1763800000000},
+			{"task_id": taskOK, "attempt_number": 0, "name": "square", "state": "FINISHED", "type": "NORMAL_TASK",
+				"node_id": nodeA, "worker_pid": 4243, "error_type": "", "creation_time_ms": 1763700000000},
+			{"task_id": "99", "attempt_number": 0, "name": "pending", "state": "PENDING_NODE_ASSIGNMENT", "type": "NORMAL_TASK",
+				"node_id": "", "worker_pid": 0},
+		},
+	})
+}
+
+// serveFakeNodes answers a node list: nodeA, the head, alone.
+func serveFakeNodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]any{
+		"total": 1, "num_filtered": 1, "offset": 0, "limit": 100, "dropped": 0,
+		"result": []map[string]any{{"node_id": nodeA, "address": "127.0.0.1:6380", "state": "ALIVE", "is_head_node": true,
+			"cpu_percent": 12.5, "mem_used_bytes": 3 << 30, "mem_total_bytes": 16 << 30,
+			"object_store_used_bytes": 1 << 20, "object_store_capacity_bytes": 2 << 30,
+			"resources_total": map[string]float64{"CPU": 4}}},
+	})
+}
+
+// serveFakeNode answers for nodeA, and 404 for any other node.
+func serveFakeNode(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("id") != nodeA {
+		writeJSON(w, 404, map[string]string{"error": "node " + r.PathValue("id") + " not found"})
+		return
+	}
+	writeJSON(w, 200, map[string]any{"result": []map[string]any{{"node_id": nodeA, "state": "ALIVE"}}})
+}
+
+// serveFakeWorkers answers a worker list of three workers and a driver,
+// kept by the request's filters (key=value, matched exactly).
+func serveFakeWorkers(w http.ResponseWriter, r *http.Request) {
+	all := []map[string]any{
+		{"worker_id": "77aa", "node_id": nodeA, "pid": 4242, "worker_type": "WORKER", "state": "LEASED", "actor_id": "",
+			"log_file": "/tmp/rayo/s-1/logs/worker-4242.log"},
+		{"worker_id": "88bb", "node_id": nodeA, "pid": 4243, "worker_type": "WORKER", "state": "ACTOR", "actor_id": taskOK,
+			"log_file": "/tmp/rayo/s-1/logs/worker-4243.log"},
+		{"worker_id": "99cc", "node_id": "ba9876543210", "pid": 5151, "worker_type": "WORKER", "state": "IDLE", "actor_id": "",
+			"log_file": "/tmp/rayo/s-2/logs/worker-5151.log"},
+		{"worker_id": "", "node_id": nodeA, "pid": 4100, "worker_type": "DRIVER", "state": "ALIVE", "actor_id": "", "log_file": ""},
+	}
+	var result []map[string]any
+	for _, x := range all {
+		keep := true
+		for _, f := range r.URL.Query()["filter"] {
+			k, v, _ := strings.Cut(f, "=")
+			keep = keep && fmt.Sprint(x[k]) == v
+		}
+		if keep {
+			result = append(result, x)
+		}
+	}
+	writeJSON(w, 200, map[string]any{"total": len(all), "num_filtered": len(result), "offset": 0, "limit": 10000, "result": result})
+}
+
+// serveFakeActors answers an actor list: one actor alive, one dead as its
+// owner died.
+func serveFakeActors(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]any{
+		"total": 2, "num_filtered": 2, "offset": 0, "limit": 100, "dropped": 0,
+		"result": []map[string]any{
+			{"actor_id": "a1a1", "class_name": "Counter", "name": "kept", "state": "ALIVE", "node_id": nodeA, "pid": 4243,
+				"num_restarts": 0, "death_cause": "", "death_message": ""},
+			{"actor_id": "b2b2", "class_name": "Counter", "name": "", "state": "DEAD", "node_id": nodeA, "pid": 4244,
+				"num_restarts": 1, "death_cause": "OWNER_DIED", "death_message": "its owner, the driver of job 01, died"},
+		},
+	})
+}
+
+// serveFakePlacementGroups answers a placement group list: one created,
+// one pending with its reason.
+func serveFakePlacementGroups(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]any{
+		"total": 2, "num_filtered": 2, "offset": 0, "limit": 100, "dropped": 0,
+		"result": []map[string]any{
+			{"placement_group_id": "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", "name": "pair", "state": "CREATED", "strategy": "STRICT_SPREAD",
+				"bundles": []map[string]any{{"bundle_index": 0, "resources": map[string]float64{"CPU": 1}, "node_id": nodeA},
+					{"bundle_index": 1, "resources": map[string]float64{"CPU": 1}, "node_id": "ba9876543210"}}},
+			{"placement_group_id": "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b", "name": "", "state": "PENDING", "strategy": "PACK",
+				"bundles": []map[string]any{{"bundle_index": 0, "resources": map[string]float64{"GPU": 1}, "node_id": ""}},
+				"reason":  "no node can ever hold bundle 0 {GPU=1}"},
+		},
+	})
+}
+
+// serveFakeTaskSummary answers a summary of the tasks by name.
+func serveFakeTaskSummary(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]any{"total": 40, "dropped": 2, "summary": map[string]any{
+		"square": map[string]any{"name": "square", "type": "NORMAL_TASK", "state_counts": map[string]int{"FINISHED": 30, "RUNNING": 2}},
+		"divide": map[string]any{"name": "divide", "type": "NORMAL_TASK", "state_counts": map[string]int{"FAILED": 8}},
+	}})
+}
+
+// serveFakeObjectSummary answers a summary of the objects by node.
+func serveFakeObjectSummary(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]any{"total": 5, "total_size_bytes": 5 << 20, "summary": map[string]any{
+		nodeA: map[string]any{"count": 5, "size_bytes": 5 << 20},
+	}})
+}
+
+// serveFakeTask answers taskFailed's two attempts, and 404 for any other
+// task.
+func serveFakeTask(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("id") != taskFailed {
+		writeJSON(w, 404, map[string]string{"error": "task " + r.PathValue("id") + " not found"})
+		return
+	}
+	writeJSON(w, 200, map[string]any{"result": []map[string]any{
+		{"task_id": taskFailed, "attempt_number": 0, "name": "divide", "state": "FAILED", "node_id": nodeA,
+			"error_type": "WORKER_DIED", "error_message": "the worker died", "state_times_ms": map[string]int{"RUNNING": 2, "FAILED": 3}},
+		{"task_id": taskFailed, "attempt_number": 1, "name": "divide", "state": "FAILED", "node_id": nodeA,
+			"error_type": "TASK_EXECUTION_EXCEPTION", "error_message": failedStack},
+	}})
+}
+
+// serveFakeLogs answers a log of two lines. Followed, it sends the second
+// line once the test closes f.logStep, then stays open.
+func (f *fakeAPI) serveFakeLogs(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	fmt.Fprintln(w, "line 1")
+	if r.URL.Query().Get("follow") != "1" {
+		fmt.Fprintln(w, "line 2")
+		return
+	}
+	w.(http.Flusher).Flush()
+	select {
+	case <-f.logStep:
+	case <-r.Context().Done():
+		return
+	}
+	fmt.Fprintln(w, "line 2")
+	w.(http.Flusher).Flush()
+	<-r.Context().Done() // a followed log stays open
+}
+
+// serveFakeTimeline answers a timeline of two tasks, or an object rather
+// than an array for job_id=bad.
+func serveFakeTimeline(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("job_id") == "bad" {
+		writeJSON(w, 200, map[string]string{"not": "an array"})
+		return
+	}
+	writeJSON(w, 200, []map[string]any{
+		{"name": "square", "ph": "X", "ts": 1000, "dur": 50, "pid": 1, "tid": 4243, "args": map[string]string{"task_id": taskOK, "state": "FINISHED"}},
+		{"name": "divide", "ph": "X", "ts": 1100, "dur": 20, "pid": 1, "tid": 4242, "args": map[string]string{"task_id": taskFailed, "state": "FAILED"}},
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
