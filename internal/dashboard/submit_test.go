@@ -89,8 +89,15 @@ func TestJobSubmissionOverHTTP(t *testing.T) {
 		t.Errorf("the same ID again: %d %s", code, body)
 	}
 
-	// Stop: with the token, and once it ended, "stopped" is false.
-	code, body = do(t, "POST", api, "sekret", "application/json", []byte(`{"entrypoint": "sleep 60", "submission_id": "long"}`))
+	checkStopOverHTTP(t, m, api)
+	checkBadSubmissions(t, m, api)
+}
+
+// checkStopOverHTTP stops a long submission: it needs the token, and once the
+// submission ended, "stopped" is false.
+func checkStopOverHTTP(t *testing.T, m *jobs.Manager, api string) {
+	t.Helper()
+	code, body := do(t, "POST", api, "sekret", "application/json", []byte(`{"entrypoint": "sleep 60", "submission_id": "long"}`))
 	if code != http.StatusOK {
 		t.Fatalf("submit: %d %s", code, body)
 	}
@@ -112,8 +119,11 @@ func TestJobSubmissionOverHTTP(t *testing.T) {
 	if code, body := do(t, "DELETE", api+"long", "sekret", "", nil); code != http.StatusOK {
 		t.Errorf("delete: %d %s", code, body)
 	}
+}
 
-	// Bad input: a clear error each, and nothing runs.
+// checkBadSubmissions sends bad requests: each gets a clear error, and nothing runs.
+func checkBadSubmissions(t *testing.T, m *jobs.Manager, api string) {
+	t.Helper()
 	before := len(m.List())
 	for _, tc := range []struct {
 		method, path, contentType, body string

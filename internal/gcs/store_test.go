@@ -35,49 +35,8 @@ func TestRestartKeepsTables(t *testing.T) {
 		c1 := dial(t, addr1)
 		nodeID := ids.NewNodeID()
 		registerNode(t, c1, nodeID, "10.0.0.1:7000")
-
-		// An executable in five chunks, out of order.
-		exe := randomBytes(t, 300_000)
+		exe := fillTables(t, c1, nodeID)
 		hash := sha(exe)
-		for i, e := range putChunks(t, c1, chunks(hash, exe, 64_000, []int{3, 0, 4, 1, 2})) {
-			if e != "" {
-				t.Fatalf("chunk %d: %s", i, e)
-			}
-		}
-		st := &pb.Status{}
-		call(t, c1, rpc.MJobStarted, &pb.JobInfo{JobId: "job-1", Exe: "/bin/app", ExeHash: hash, ExeSize: int64(len(exe)), NodeId: nodeID[:]}, st)
-		if st.Error != "" {
-			t.Fatal(st.Error)
-		}
-
-		kv := &pb.KVReply{}
-		call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "a", Value: []byte("1")}, kv)
-		call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "b", Value: []byte("2")}, kv)
-		call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "other", Key: "a", Value: []byte("x")}, kv)
-		call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "gone", Value: []byte("3")}, kv)
-		call(t, c1, rpc.MKVDel, &pb.KVEntry{Namespace: "ns", Key: "gone"}, kv)
-
-		// A detached named actor, with the worker it runs on, and a
-		// named actor that goes away.
-		actor, other := []byte("actor-1"), []byte("actor-2")
-		nr := &pb.ActorNameReply{}
-		call(t, c1, rpc.MRegisterActorName, &pb.ActorName{Name: "keeper", Namespace: "app", ActorId: actor, OwnerAddr: "owner", Class: "Keeper", Detached: true}, nr)
-		call(t, c1, rpc.MRegisterActorName, &pb.ActorName{Name: "temp", Namespace: "app", ActorId: other}, nr)
-		if nr.Error != "" {
-			t.Fatal(nr.Error)
-		}
-		if err := c1.Notify(rpc.MActorAlive, &pb.ActorName{ActorId: actor, WorkerAddr: "/tmp/w-1.sock|10.0.0.1:7001|n1"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c1.Notify(rpc.MActorGone, &pb.ActorName{ActorId: other}); err != nil {
-			t.Fatal(err)
-		}
-		// Frames of one connection are served in order: this reply comes
-		// after the notifications took effect.
-		call(t, c1, rpc.MLookupActorName, &pb.ActorName{Name: "keeper", Namespace: "app"}, nr)
-		if nr.Actor.GetWorkerAddr() == "" {
-			t.Fatalf("worker address not recorded: %v", nr)
-		}
 
 		if err := s1.Close(); err != nil {
 			t.Fatal(err)
@@ -92,32 +51,7 @@ func TestRestartKeepsTables(t *testing.T) {
 			t.Fatalf("jobs after the restart: %v", jobs)
 		}
 		c2 := dial(t, addr2)
-		call(t, c2, rpc.MGetBinary, &pb.GetBinary{Hash: hash}, st)
-		if st.Error != "" {
-			t.Fatalf("binary after the restart: %s", st.Error)
-		}
-		if got := download(t, c2, hash, int64(len(exe)), 100_000); !bytes.Equal(got, exe) {
-			t.Fatalf("binary after the restart differs: %d bytes, want %d", len(got), len(exe))
-		}
-		for _, e := range []*pb.KVEntry{{Namespace: "ns", Key: "a", Value: []byte("1")}, {Namespace: "ns", Key: "b", Value: []byte("2")}, {Namespace: "other", Key: "a", Value: []byte("x")}} {
-			call(t, c2, rpc.MKVGet, &pb.KVEntry{Namespace: e.Namespace, Key: e.Key}, kv)
-			if !kv.Found || string(kv.Value) != string(e.Value) {
-				t.Fatalf("kv %s/%s after the restart: %v", e.Namespace, e.Key, kv)
-			}
-		}
-		call(t, c2, rpc.MKVKeys, &pb.KVEntry{Namespace: "ns"}, kv)
-		if !slices.Equal(kv.Keys, []string{"a", "b"}) {
-			t.Fatalf("kv keys after the restart: %v", kv.Keys)
-		}
-		call(t, c2, rpc.MLookupActorName, &pb.ActorName{Name: "keeper", Namespace: "app"}, nr)
-		if a := nr.Actor; a == nil || string(a.ActorId) != string(actor) || !a.Detached || a.Class != "Keeper" ||
-			a.WorkerAddr != "/tmp/w-1.sock|10.0.0.1:7001|n1" {
-			t.Fatalf("named actor after the restart: %v", nr)
-		}
-		call(t, c2, rpc.MLookupActorName, &pb.ActorName{Name: "temp", Namespace: "app"}, nr)
-		if !strings.Contains(nr.Error, "no actor") {
-			t.Fatalf("a gone actor's name after the restart: %v", nr)
-		}
+		checkTablesAfterRestart(t, c2, exe)
 
 		// The node comes back and beats.
 		registerNode(t, c2, nodeID, "10.0.0.1:7000")
@@ -127,6 +61,92 @@ func TestRestartKeepsTables(t *testing.T) {
 			t.Fatalf("cluster view: %v", view)
 		}
 	})
+}
+
+// fillTables fills every table through c1: a job of node nodeID with its
+// executable, KV entries, and named actors. It returns the executable.
+func fillTables(t *testing.T, c1 *rpc.Conn, nodeID ids.NodeID) []byte {
+	t.Helper()
+	// An executable in five chunks, out of order.
+	exe := randomBytes(t, 300_000)
+	hash := sha(exe)
+	for i, e := range putChunks(t, c1, chunks(hash, exe, 64_000, []int{3, 0, 4, 1, 2})) {
+		if e != "" {
+			t.Fatalf("chunk %d: %s", i, e)
+		}
+	}
+	st := &pb.Status{}
+	call(t, c1, rpc.MJobStarted, &pb.JobInfo{JobId: "job-1", Exe: "/bin/app", ExeHash: hash, ExeSize: int64(len(exe)), NodeId: nodeID[:]}, st)
+	if st.Error != "" {
+		t.Fatal(st.Error)
+	}
+
+	kv := &pb.KVReply{}
+	call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "a", Value: []byte("1")}, kv)
+	call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "b", Value: []byte("2")}, kv)
+	call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "other", Key: "a", Value: []byte("x")}, kv)
+	call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "gone", Value: []byte("3")}, kv)
+	call(t, c1, rpc.MKVDel, &pb.KVEntry{Namespace: "ns", Key: "gone"}, kv)
+
+	// A detached named actor, with the worker it runs on, and a
+	// named actor that goes away.
+	actor, other := []byte("actor-1"), []byte("actor-2")
+	nr := &pb.ActorNameReply{}
+	call(t, c1, rpc.MRegisterActorName, &pb.ActorName{Name: "keeper", Namespace: "app", ActorId: actor, OwnerAddr: "owner", Class: "Keeper", Detached: true}, nr)
+	call(t, c1, rpc.MRegisterActorName, &pb.ActorName{Name: "temp", Namespace: "app", ActorId: other}, nr)
+	if nr.Error != "" {
+		t.Fatal(nr.Error)
+	}
+	if err := c1.Notify(rpc.MActorAlive, &pb.ActorName{ActorId: actor, WorkerAddr: "/tmp/w-1.sock|10.0.0.1:7001|n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Notify(rpc.MActorGone, &pb.ActorName{ActorId: other}); err != nil {
+		t.Fatal(err)
+	}
+	// Frames of one connection are served in order: this reply comes
+	// after the notifications took effect.
+	call(t, c1, rpc.MLookupActorName, &pb.ActorName{Name: "keeper", Namespace: "app"}, nr)
+	if nr.Actor.GetWorkerAddr() == "" {
+		t.Fatalf("worker address not recorded: %v", nr)
+	}
+	return exe
+}
+
+// checkTablesAfterRestart checks through c2 that what fillTables wrote
+// survived a restart: the executable exe, the KV entries and the actor names.
+func checkTablesAfterRestart(t *testing.T, c2 *rpc.Conn, exe []byte) {
+	t.Helper()
+	hash := sha(exe)
+	actor := []byte("actor-1")
+	st := &pb.Status{}
+	call(t, c2, rpc.MGetBinary, &pb.GetBinary{Hash: hash}, st)
+	if st.Error != "" {
+		t.Fatalf("binary after the restart: %s", st.Error)
+	}
+	if got := download(t, c2, hash, int64(len(exe)), 100_000); !bytes.Equal(got, exe) {
+		t.Fatalf("binary after the restart differs: %d bytes, want %d", len(got), len(exe))
+	}
+	kv := &pb.KVReply{}
+	for _, e := range []*pb.KVEntry{{Namespace: "ns", Key: "a", Value: []byte("1")}, {Namespace: "ns", Key: "b", Value: []byte("2")}, {Namespace: "other", Key: "a", Value: []byte("x")}} {
+		call(t, c2, rpc.MKVGet, &pb.KVEntry{Namespace: e.Namespace, Key: e.Key}, kv)
+		if !kv.Found || string(kv.Value) != string(e.Value) {
+			t.Fatalf("kv %s/%s after the restart: %v", e.Namespace, e.Key, kv)
+		}
+	}
+	call(t, c2, rpc.MKVKeys, &pb.KVEntry{Namespace: "ns"}, kv)
+	if !slices.Equal(kv.Keys, []string{"a", "b"}) {
+		t.Fatalf("kv keys after the restart: %v", kv.Keys)
+	}
+	nr := &pb.ActorNameReply{}
+	call(t, c2, rpc.MLookupActorName, &pb.ActorName{Name: "keeper", Namespace: "app"}, nr)
+	if a := nr.Actor; a == nil || string(a.ActorId) != string(actor) || !a.Detached || a.Class != "Keeper" ||
+		a.WorkerAddr != "/tmp/w-1.sock|10.0.0.1:7001|n1" {
+		t.Fatalf("named actor after the restart: %v", nr)
+	}
+	call(t, c2, rpc.MLookupActorName, &pb.ActorName{Name: "temp", Namespace: "app"}, nr)
+	if !strings.Contains(nr.Error, "no actor") {
+		t.Fatalf("a gone actor's name after the restart: %v", nr)
+	}
 }
 
 // TestRestartedNodeFenced: a node loaded from storage that does not come
@@ -551,23 +571,6 @@ func TestFinishedJobsAndUnusedBinariesAreBounded(t *testing.T) {
 		s, addr := serve(t, cfg)
 		c := dial(t, addr)
 		st := &pb.Status{}
-		start := func(job, hash string) {
-			t.Helper()
-			call(t, c, rpc.MJobStarted, &pb.JobInfo{JobId: job, ExeHash: hash}, st)
-			if st.Error != "" {
-				t.Fatal(st.Error)
-			}
-		}
-		end := func(job string) {
-			t.Helper()
-			if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: job, Status: JobSucceeded}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		stored := func(hash string) bool {
-			call(t, c, rpc.MGetBinary, &pb.GetBinary{Hash: hash}, st)
-			return st.Error == ""
-		}
 		// Eight programs, one job each, a second apart; the first runs
 		// again meanwhile and is still running.
 		var hashes []string
@@ -575,37 +578,28 @@ func TestFinishedJobsAndUnusedBinariesAreBounded(t *testing.T) {
 			exe := []byte(fmt.Sprintf("executable %d", i))
 			hashes = append(hashes, sha(exe))
 			putChunks(t, c, chunks(sha(exe), exe, 8, nil))
-			start(fmt.Sprintf("job-%d", i), sha(exe))
+			startJobOf(t, c, fmt.Sprintf("job-%d", i), sha(exe))
 			clock.Add(1000)
-			end(fmt.Sprintf("job-%d", i))
+			endJob(t, c, fmt.Sprintf("job-%d", i))
 		}
-		start("running", hashes[0])
+		startJobOf(t, c, "running", hashes[0])
 		// Much later, one more run of the last program ends: of the six
 		// programs neither running nor just used, the four used last stay.
 		clock.Add(int64(10 * time.Minute / time.Millisecond))
-		start("last", hashes[7])
-		end("last")
+		startJobOf(t, c, "last", hashes[7])
+		endJob(t, c, "last")
 		for i, want := range []bool{true, false, false, true, true, true, true, true} {
-			if got := stored(hashes[i]); got != want {
+			if got := binaryStored(t, c, hashes[i]); got != want {
 				t.Errorf("program %d stored: %v, want %v", i, got, want)
 			}
 		}
 		// Past maxFinishedJobs finished jobs, the oldest go.
 		for i := range maxFinishedJobs {
 			clock.Add(1)
-			start(fmt.Sprintf("batch-%d", i), hashes[7])
-			end(fmt.Sprintf("batch-%d", i))
+			startJobOf(t, c, fmt.Sprintf("batch-%d", i), hashes[7])
+			endJob(t, c, fmt.Sprintf("batch-%d", i))
 		}
-		list := func(c *rpc.Conn) map[string]string {
-			l := &pb.JobList{}
-			call(t, c, rpc.MListJobs, &pb.Empty{}, l)
-			out := map[string]string{}
-			for _, j := range l.Jobs {
-				out[j.JobId] = j.State
-			}
-			return out
-		}
-		jobs := list(c)
+		jobs := jobStates(t, c)
 		if len(jobs) != maxFinishedJobs+1 || jobs["running"] != JobRunning || jobs["batch-0"] != JobSucceeded || jobs["last"] != "" || jobs["job-7"] != "" {
 			t.Fatalf("%d jobs kept (running %q, batch-0 %q, last %q, job-7 %q), want the running one and the %d newest finished",
 				len(jobs), jobs["running"], jobs["batch-0"], jobs["last"], jobs["job-7"], maxFinishedJobs)
@@ -616,7 +610,7 @@ func TestFinishedJobsAndUnusedBinariesAreBounded(t *testing.T) {
 		cfg2.Now = cfg.Now
 		_, addr2 := serve(t, cfg2)
 		c2 := dial(t, addr2)
-		if again := list(c2); len(again) != len(jobs) || again["job-0"] != "" || again["running"] != JobRunning {
+		if again := jobStates(t, c2); len(again) != len(jobs) || again["job-0"] != "" || again["running"] != JobRunning {
 			t.Fatalf("after a restart: %d jobs (job-0 %q, running %q)", len(again), again["job-0"], again["running"])
 		}
 		call(t, c2, rpc.MGetBinary, &pb.GetBinary{Hash: hashes[1]}, st)
@@ -624,4 +618,43 @@ func TestFinishedJobsAndUnusedBinariesAreBounded(t *testing.T) {
 			t.Fatal("a dropped executable came back after a restart")
 		}
 	})
+}
+
+// startJobOf starts job, which runs the executable of the given hash, through c.
+func startJobOf(t *testing.T, c *rpc.Conn, job, hash string) {
+	t.Helper()
+	st := &pb.Status{}
+	call(t, c, rpc.MJobStarted, &pb.JobInfo{JobId: job, ExeHash: hash}, st)
+	if st.Error != "" {
+		t.Fatal(st.Error)
+	}
+}
+
+// endJob tells the control store through c that job succeeded.
+func endJob(t *testing.T, c *rpc.Conn, job string) {
+	t.Helper()
+	if err := c.Notify(rpc.MJobEnded, &pb.JobRequest{JobId: job, Status: JobSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// binaryStored reports whether the control store behind c has the
+// executable of the given hash.
+func binaryStored(t *testing.T, c *rpc.Conn, hash string) bool {
+	t.Helper()
+	st := &pb.Status{}
+	call(t, c, rpc.MGetBinary, &pb.GetBinary{Hash: hash}, st)
+	return st.Error == ""
+}
+
+// jobStates lists the jobs the control store behind c keeps, by ID, with their states.
+func jobStates(t *testing.T, c *rpc.Conn) map[string]string {
+	t.Helper()
+	l := &pb.JobList{}
+	call(t, c, rpc.MListJobs, &pb.Empty{}, l)
+	out := map[string]string{}
+	for _, j := range l.Jobs {
+		out[j.JobId] = j.State
+	}
+	return out
 }

@@ -37,7 +37,47 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 	var ops atomic.Int32
 	nodeID := ids.NewNodeID()
 	c1 := bundleNode(t, addr1, nodeID, &ops)
+	exe, g := fillBeforeLoss(t, c1, nodeID)
+	// The head's CA, written next to the tables by internal/node.
+	ctx := context.Background()
+	other, err := DialRedis(ctx, redis.Addr, "", DefaultRedisPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Put(ctx, "tls", "ca", []byte("the CA")); err != nil {
+		t.Fatal(err)
+	}
+	waitCACopied(t, s1)
+	if n := s1.WriteBacks(); n != 0 {
+		t.Fatalf("%d write-backs while Redis kept its data", n)
+	}
 
+	redis.Restart(t) // empty now
+	waitWriteBacks(t, s1, 1)
+	// A record deleted after the loss stays deleted.
+	kv := &pb.KVReply{}
+	call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "b", Value: []byte("2")}, kv)
+	call(t, c1, rpc.MKVDel, &pb.KVEntry{Namespace: "ns", Key: "b"}, kv)
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, addr2 := serve(t, Config{RedisAddress: redis.Addr})
+	checkStateAfterLoss(t, s2, addr2, nodeID, exe, g.PlacementGroupId)
+	if b, found, err := other.Get(ctx, "tls", "ca"); err != nil || !found || string(b) != "the CA" {
+		t.Fatalf("the CA record after the loss: %q, %v, %v", b, found, err)
+	}
+	if n := s2.WriteBacks(); n != 0 {
+		t.Fatalf("the new control store wrote back %d times on an intact Redis", n)
+	}
+}
+
+// fillBeforeLoss gives the control store, through c1, a job of node nodeID
+// with its executable, a KV entry, a named detached actor and a detached
+// placement group. It returns the executable and the group.
+func fillBeforeLoss(t *testing.T, c1 *rpc.Conn, nodeID ids.NodeID) ([]byte, *pb.PlacementGroup) {
+	t.Helper()
 	exe := randomBytes(t, 100_000)
 	hash := sha(exe)
 	for _, e := range putChunks(t, c1, chunks(hash, exe, 64_000, nil)) {
@@ -65,17 +105,13 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 		Bundles: []*pb.Bundle{{Resources: []*pb.Resource{{Name: "CPU", Quantity: 1}}}}}
 	g := groupCall(t, c1, &pb.PlacementGroupRequest{Op: placement.OpCreate, Group: spec})
 	groupCall(t, c1, &pb.PlacementGroupRequest{Op: placement.OpWait, PlacementGroupId: g.PlacementGroupId, TimeoutMs: 10_000})
-	// The head's CA, written next to the tables by internal/node.
-	ctx := context.Background()
-	other, err := DialRedis(ctx, redis.Addr, "", DefaultRedisPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if err := other.Put(ctx, "tls", "ca", []byte("the CA")); err != nil {
-		t.Fatal(err)
-	}
-	// The guard reads the CA while Redis is intact.
+	return exe, g
+}
+
+// waitCACopied waits until the guard of s1 has read the CA record while
+// Redis is intact.
+func waitCACopied(t *testing.T, s1 *Server) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s1.wmu.Lock()
@@ -89,20 +125,13 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the guard's ticks
 	}
-	if n := s1.WriteBacks(); n != 0 {
-		t.Fatalf("%d write-backs while Redis kept its data", n)
-	}
+}
 
-	redis.Restart(t) // empty now
-	waitWriteBacks(t, s1, 1)
-	// A record deleted after the loss stays deleted.
-	call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "b", Value: []byte("2")}, kv)
-	call(t, c1, rpc.MKVDel, &pb.KVEntry{Namespace: "ns", Key: "b"}, kv)
-	if err := s1.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s2, addr2 := serve(t, Config{RedisAddress: redis.Addr})
+// checkStateAfterLoss checks that s2, at addr2, has what fillBeforeLoss
+// wrote (the executable exe, the group groupID), and not the deleted key.
+func checkStateAfterLoss(t *testing.T, s2 *Server, addr2 string, nodeID ids.NodeID, exe, groupID []byte) {
+	t.Helper()
+	hash := sha(exe)
 	if st := state(s2, "node-"+nodeID.Name()); st != StateAlive {
 		t.Fatalf("node after the loss and a restart: %q", st)
 	}
@@ -113,6 +142,7 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 	if got := download(t, c2, hash, int64(len(exe)), 64_000); !bytes.Equal(got, exe) {
 		t.Fatal("the executable after the loss and a restart differs")
 	}
+	kv := &pb.KVReply{}
 	call(t, c2, rpc.MKVGet, &pb.KVEntry{Namespace: "ns", Key: "a"}, kv)
 	if !kv.Found || string(kv.Value) != "1" {
 		t.Fatalf("kv after the loss and a restart: %+v", kv)
@@ -121,6 +151,7 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 	if kv.Found {
 		t.Fatalf("a deleted key came back: %+v", kv)
 	}
+	nr := &pb.ActorNameReply{}
 	call(t, c2, rpc.MLookupActorName, &pb.ActorName{Name: "keeper", Namespace: "app"}, nr)
 	if a := nr.Actor; a == nil || string(a.ActorId) != "actor-1" || !a.Detached {
 		t.Fatalf("named detached actor after the loss and a restart: %v", nr)
@@ -129,15 +160,9 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 	if a := listed["actor-1"]; a.State != tasktable.ActorAlive {
 		t.Fatalf("detached actor after the loss and a restart: %v", a)
 	}
-	got := groupCall(t, c2, &pb.PlacementGroupRequest{Op: placement.OpGet, PlacementGroupId: g.PlacementGroupId})
+	got := groupCall(t, c2, &pb.PlacementGroupRequest{Op: placement.OpGet, PlacementGroupId: groupID})
 	if got.State != placement.StateCreated || got.Name != "kept" {
 		t.Fatalf("placement group after the loss and a restart: %v", got)
-	}
-	if b, found, err := other.Get(ctx, "tls", "ca"); err != nil || !found || string(b) != "the CA" {
-		t.Fatalf("the CA record after the loss: %q, %v, %v", b, found, err)
-	}
-	if n := s2.WriteBacks(); n != 0 {
-		t.Fatalf("the new control store wrote back %d times on an intact Redis", n)
 	}
 }
 

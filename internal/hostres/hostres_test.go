@@ -39,120 +39,125 @@ const v2Mounts = "30 22 0:27 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw,n
 
 const v2Cgroup = "0::/user.slice/app\n"
 
+// memoryCase is a host's files and the memory figures read from them.
+type memoryCase struct {
+	name   string
+	files  map[string]string
+	want   Memory
+	errors bool
+}
+
+// memoryCases lists the hosts TestMemory reads.
+var memoryCases = []memoryCase{
+	{
+		name:  "no cgroup files: the RAM",
+		files: map[string]string{"/proc/meminfo": meminfo},
+		want:  Memory{Total: 16 * gib, Used: 4 * gib, RAM: 16 * gib, Source: SourceRAM},
+	},
+	{
+		name: "v1 limit",
+		files: map[string]string{
+			"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
+			"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "2147483648\n",
+			"/sys/fs/cgroup/memory/box/app/memory.usage_in_bytes": "1073741824\n",
+			"/sys/fs/cgroup/memory/box/app/memory.stat":           "cache 5\ninactive_file 7\ntotal_inactive_file 268435456\n",
+		},
+		want: Memory{Total: 2 * gib, Used: gib - gib/4, RAM: 16 * gib, Limit: 2 * gib, Source: SourceCgroupV1},
+	},
+	{
+		name: "v1 no limit (the kernel's huge figure)",
+		files: map[string]string{
+			"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
+			"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "9223372036854771712\n",
+			"/sys/fs/cgroup/memory/box/app/memory.usage_in_bytes": "1073741824\n",
+		},
+		want: Memory{Total: 16 * gib, Used: 4 * gib, RAM: 16 * gib, Source: SourceRAM},
+	},
+	{
+		name: "v1 an ancestor's limit binds",
+		files: map[string]string{
+			"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
+			"/sys/fs/cgroup/memory/box/memory.limit_in_bytes":     "1073741824\n",
+			"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "9223372036854771712\n",
+			"/sys/fs/cgroup/memory/box/app/memory.usage_in_bytes": "536870912\n",
+		},
+		// No memory.stat: use counts the page cache too.
+		want: Memory{Total: gib, Used: gib / 2, RAM: 16 * gib, Limit: gib, Source: SourceCgroupV1},
+	},
+	{
+		name: "v1 limit above the RAM",
+		files: map[string]string{
+			"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
+			"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "34359738368\n",
+		},
+		want: Memory{Total: 16 * gib, Used: 4 * gib, RAM: 16 * gib, Limit: 32 * gib, Source: SourceRAM},
+	},
+	{
+		name: "v1 mount of the container's own cgroup (root not /)",
+		files: map[string]string{
+			"/proc/meminfo":        meminfo,
+			"/proc/self/mountinfo": "34 30 0:31 /box /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+			"/proc/self/cgroup":    "4:memory:/box/app\n",
+			"/sys/fs/cgroup/memory/app/memory.limit_in_bytes": "3221225472\n",
+			"/sys/fs/cgroup/memory/app/memory.usage_in_bytes": "1073741824\n",
+			"/sys/fs/cgroup/memory/app/memory.stat":           "total_inactive_file 0\n",
+		},
+		want: Memory{Total: 3 * gib, Used: gib, RAM: 16 * gib, Limit: 3 * gib, Source: SourceCgroupV1},
+	},
+	{
+		name: "v2 limit",
+		files: map[string]string{
+			"/proc/meminfo": meminfo, "/proc/self/mountinfo": v2Mounts, "/proc/self/cgroup": v2Cgroup,
+			"/sys/fs/cgroup/user.slice/app/memory.max":     "4294967296\n",
+			"/sys/fs/cgroup/user.slice/app/memory.current": "2147483648\n",
+			"/sys/fs/cgroup/user.slice/app/memory.stat":    "anon 1\nactive_file 9\ninactive_file 1073741824\n",
+		},
+		want: Memory{Total: 4 * gib, Used: gib, RAM: 16 * gib, Limit: 4 * gib, Source: SourceCgroupV2},
+	},
+	{
+		name: "v2 max",
+		files: map[string]string{
+			"/proc/meminfo": meminfo, "/proc/self/mountinfo": v2Mounts, "/proc/self/cgroup": v2Cgroup,
+			"/sys/fs/cgroup/user.slice/app/memory.max":     "max\n",
+			"/sys/fs/cgroup/user.slice/app/memory.current": "2147483648\n",
+		},
+		want: Memory{Total: 16 * gib, Used: 4 * gib, RAM: 16 * gib, Source: SourceRAM},
+	},
+	{
+		name: "v2 cgroup folder missing (a namespace): the mount's own files",
+		files: map[string]string{
+			"/proc/meminfo": meminfo, "/proc/self/mountinfo": v2Mounts, "/proc/self/cgroup": "0::/elsewhere\n",
+			"/sys/fs/cgroup/memory.max":     "1073741824\n",
+			"/sys/fs/cgroup/memory.current": "104857600\n",
+			"/sys/fs/cgroup/memory.stat":    "inactive_file 0\n",
+		},
+		want: Memory{Total: gib, Used: 100 << 20, RAM: 16 * gib, Limit: gib, Source: SourceCgroupV2},
+	},
+	{
+		name: "v2 limit without a usage file",
+		files: map[string]string{
+			"/proc/meminfo": meminfo, "/proc/self/mountinfo": v2Mounts, "/proc/self/cgroup": v2Cgroup,
+			"/sys/fs/cgroup/user.slice/app/memory.max": "1073741824\n",
+		},
+		errors: true,
+	},
+	{
+		name:   "no /proc/meminfo",
+		files:  map[string]string{"/proc/self/cgroup": v2Cgroup},
+		errors: true,
+	},
+	{
+		name: "v1 garbage limit",
+		files: map[string]string{
+			"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
+			"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "lots\n",
+		},
+		errors: true,
+	},
+}
+
 func TestMemory(t *testing.T) {
-	cases := []struct {
-		name   string
-		files  map[string]string
-		want   Memory
-		errors bool
-	}{
-		{
-			name:  "no cgroup files: the RAM",
-			files: map[string]string{"/proc/meminfo": meminfo},
-			want:  Memory{Total: 16 * gib, Used: 4 * gib, RAM: 16 * gib, Source: SourceRAM},
-		},
-		{
-			name: "v1 limit",
-			files: map[string]string{
-				"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
-				"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "2147483648\n",
-				"/sys/fs/cgroup/memory/box/app/memory.usage_in_bytes": "1073741824\n",
-				"/sys/fs/cgroup/memory/box/app/memory.stat":           "cache 5\ninactive_file 7\ntotal_inactive_file 268435456\n",
-			},
-			want: Memory{Total: 2 * gib, Used: gib - gib/4, RAM: 16 * gib, Limit: 2 * gib, Source: SourceCgroupV1},
-		},
-		{
-			name: "v1 no limit (the kernel's huge figure)",
-			files: map[string]string{
-				"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
-				"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "9223372036854771712\n",
-				"/sys/fs/cgroup/memory/box/app/memory.usage_in_bytes": "1073741824\n",
-			},
-			want: Memory{Total: 16 * gib, Used: 4 * gib, RAM: 16 * gib, Source: SourceRAM},
-		},
-		{
-			name: "v1 an ancestor's limit binds",
-			files: map[string]string{
-				"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
-				"/sys/fs/cgroup/memory/box/memory.limit_in_bytes":     "1073741824\n",
-				"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "9223372036854771712\n",
-				"/sys/fs/cgroup/memory/box/app/memory.usage_in_bytes": "536870912\n",
-			},
-			// No memory.stat: use counts the page cache too.
-			want: Memory{Total: gib, Used: gib / 2, RAM: 16 * gib, Limit: gib, Source: SourceCgroupV1},
-		},
-		{
-			name: "v1 limit above the RAM",
-			files: map[string]string{
-				"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
-				"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "34359738368\n",
-			},
-			want: Memory{Total: 16 * gib, Used: 4 * gib, RAM: 16 * gib, Limit: 32 * gib, Source: SourceRAM},
-		},
-		{
-			name: "v1 mount of the container's own cgroup (root not /)",
-			files: map[string]string{
-				"/proc/meminfo":        meminfo,
-				"/proc/self/mountinfo": "34 30 0:31 /box /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
-				"/proc/self/cgroup":    "4:memory:/box/app\n",
-				"/sys/fs/cgroup/memory/app/memory.limit_in_bytes": "3221225472\n",
-				"/sys/fs/cgroup/memory/app/memory.usage_in_bytes": "1073741824\n",
-				"/sys/fs/cgroup/memory/app/memory.stat":           "total_inactive_file 0\n",
-			},
-			want: Memory{Total: 3 * gib, Used: gib, RAM: 16 * gib, Limit: 3 * gib, Source: SourceCgroupV1},
-		},
-		{
-			name: "v2 limit",
-			files: map[string]string{
-				"/proc/meminfo": meminfo, "/proc/self/mountinfo": v2Mounts, "/proc/self/cgroup": v2Cgroup,
-				"/sys/fs/cgroup/user.slice/app/memory.max":     "4294967296\n",
-				"/sys/fs/cgroup/user.slice/app/memory.current": "2147483648\n",
-				"/sys/fs/cgroup/user.slice/app/memory.stat":    "anon 1\nactive_file 9\ninactive_file 1073741824\n",
-			},
-			want: Memory{Total: 4 * gib, Used: gib, RAM: 16 * gib, Limit: 4 * gib, Source: SourceCgroupV2},
-		},
-		{
-			name: "v2 max",
-			files: map[string]string{
-				"/proc/meminfo": meminfo, "/proc/self/mountinfo": v2Mounts, "/proc/self/cgroup": v2Cgroup,
-				"/sys/fs/cgroup/user.slice/app/memory.max":     "max\n",
-				"/sys/fs/cgroup/user.slice/app/memory.current": "2147483648\n",
-			},
-			want: Memory{Total: 16 * gib, Used: 4 * gib, RAM: 16 * gib, Source: SourceRAM},
-		},
-		{
-			name: "v2 cgroup folder missing (a namespace): the mount's own files",
-			files: map[string]string{
-				"/proc/meminfo": meminfo, "/proc/self/mountinfo": v2Mounts, "/proc/self/cgroup": "0::/elsewhere\n",
-				"/sys/fs/cgroup/memory.max":     "1073741824\n",
-				"/sys/fs/cgroup/memory.current": "104857600\n",
-				"/sys/fs/cgroup/memory.stat":    "inactive_file 0\n",
-			},
-			want: Memory{Total: gib, Used: 100 << 20, RAM: 16 * gib, Limit: gib, Source: SourceCgroupV2},
-		},
-		{
-			name: "v2 limit without a usage file",
-			files: map[string]string{
-				"/proc/meminfo": meminfo, "/proc/self/mountinfo": v2Mounts, "/proc/self/cgroup": v2Cgroup,
-				"/sys/fs/cgroup/user.slice/app/memory.max": "1073741824\n",
-			},
-			errors: true,
-		},
-		{
-			name:   "no /proc/meminfo",
-			files:  map[string]string{"/proc/self/cgroup": v2Cgroup},
-			errors: true,
-		},
-		{
-			name: "v1 garbage limit",
-			files: map[string]string{
-				"/proc/meminfo": meminfo, "/proc/self/mountinfo": v1Mounts, "/proc/self/cgroup": v1Cgroup,
-				"/sys/fs/cgroup/memory/box/app/memory.limit_in_bytes": "lots\n",
-			},
-			errors: true,
-		},
-	}
-	for _, tc := range cases {
+	for _, tc := range memoryCases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := fixture(t, tc.files).Memory()
 			if tc.errors {

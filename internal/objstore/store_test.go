@@ -325,8 +325,14 @@ func TestErrors(t *testing.T) {
 	if err := s.Abort(oid(3)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("abort missing: %v", err)
 	}
+	checkAbortFreesSpace(t, s)
+	checkArenaErrors(t, a)
+}
 
-	// Abort frees the space of an unsealed object.
+// checkAbortFreesSpace checks that Abort frees the space of an unsealed
+// object, for the next Create to use.
+func checkAbortFreesSpace(t *testing.T, s *Store) {
+	t.Helper()
 	off, err := s.Create(oid(4), 100)
 	if err != nil {
 		t.Fatal(err)
@@ -344,8 +350,12 @@ func TestErrors(t *testing.T) {
 	if off2, _ := s.Create(oid(4), 100); off2 != off {
 		t.Fatalf("aborted space not reused: %d vs %d", off2, off)
 	}
+}
 
-	// Arena errors.
+// checkArenaErrors checks the errors of a's methods: slices out of range, a
+// second arena over its file, and use after Close and Remove.
+func checkArenaErrors(t *testing.T, a *Arena) {
+	t.Helper()
 	for _, r := range [][2]int64{{-1, 1}, {0, -1}, {0, MiB + 1}, {MiB, 1}, {MiB - 1, 2}, {1, 1<<63 - 1}} {
 		if _, err := a.Slice(r[0], r[1]); !errors.Is(err, ErrOutOfRange) {
 			t.Fatalf("Slice(%d, %d): %v", r[0], r[1], err)

@@ -97,18 +97,7 @@ func TestHandOverMovesPrimaries(t *testing.T) {
 	local := putOwned(t, a, 1<<20, 4, rpc.Endpoint("/x.sock", "127.0.0.1:9", a.NodeName())) // its owner goes with the node
 	orphan := putOwned(t, a, 1<<20, 6, rpc.Endpoint("/x.sock", "127.0.0.1:1", "gone-node")) // its owner cannot be reached
 	// One of them spilled: on a's disk only.
-	spilled := putOwned(t, a, 1<<20, 5, owner.ep)
-	if err := a.spill.disk.Spill(context.Background(), spillList(t, a, spilled)); err != nil {
-		t.Fatal(err)
-	}
-	a.spill.mu.Lock()
-	if e := a.spill.elems[spilled]; e != nil {
-		a.spill.lru.Remove(e)
-		delete(a.spill.elems, spilled)
-	}
-	a.spill.mu.Unlock()
-	_, _ = a.store.Delete(spilled)
-	keep = append(keep, spilled)
+	keep = append(keep, putSpilledOnly(t, a, owner.ep))
 
 	// No other node: nothing can move.
 	res := a.handOver(time.Now().Add(time.Minute), nil)
@@ -128,17 +117,7 @@ func TestHandOverMovesPrimaries(t *testing.T) {
 	if res.moved != len(keep) || len(res.failed) != 1 || res.local != 1 || !strings.Contains(res.failed[orphan], "owner could not be told") {
 		t.Fatalf("hand-over: %+v", res)
 	}
-	for _, id := range keep {
-		if !bytes.Equal(objectBytes(t, b, id), sourceBytes(t, a, id)) {
-			t.Fatalf("object %s differs on the node that took it", id)
-		}
-		if b.xfer.IsPulled(id) {
-			t.Fatalf("object %s is a pulled (evictable) copy on the node that took it, not a primary", id)
-		}
-		if o, ok := b.owners.get(id); !ok || o.addr != owner.ep {
-			t.Fatalf("the node that took %s records its owner as %q", id, o.addr)
-		}
-	}
+	checkTaken(t, a, b, keep, owner.ep)
 	if _, _, ok := b.store.Lookup(local); ok {
 		t.Fatal("an object whose owner goes with the node was moved")
 	}
@@ -148,19 +127,7 @@ func TestHandOverMovesPrimaries(t *testing.T) {
 			return !ok
 		})
 	}
-	owner.mu.Lock()
-	told := append([]*pb.ObjectsMoved(nil), owner.told...)
-	owner.mu.Unlock()
-	n := 0
-	for _, m := range told {
-		if m.From != a.TCPAddr() || m.To != b.TCPAddr() {
-			t.Fatalf("the owner was told of a move from %s to %s", m.From, m.To)
-		}
-		n += len(m.Ids)
-	}
-	if n != len(keep)+1 {
-		t.Fatalf("the owner was told of %d objects, want %d", n, len(keep)+1)
-	}
+	checkOwnerTold(t, owner, a, b, len(keep)+1)
 	// A second pass (the drain's, once the work ended) skips what the
 	// first moved or its owner dropped, and tries the rest again.
 	later := putOwned(t, a, 1<<20, 7, owner.ep)
@@ -174,6 +141,60 @@ func TestHandOverMovesPrimaries(t *testing.T) {
 	res = res.add(again)
 	if note := res.note(); !strings.HasPrefix(note, "4 object(s) (") || !strings.Contains(note, "moved to other nodes; 1 object(s) could not be moved") {
 		t.Fatalf("note: %q", note)
+	}
+}
+
+// putSpilledOnly puts an object of owner in a's store, spills it and
+// deletes it from memory, so that it is on a's disk only.
+func putSpilledOnly(t *testing.T, a *Raylet, owner string) ids.ObjectID {
+	t.Helper()
+	spilled := putOwned(t, a, 1<<20, 5, owner)
+	if err := a.spill.disk.Spill(context.Background(), spillList(t, a, spilled)); err != nil {
+		t.Fatal(err)
+	}
+	a.spill.mu.Lock()
+	if e := a.spill.elems[spilled]; e != nil {
+		a.spill.lru.Remove(e)
+		delete(a.spill.elems, spilled)
+	}
+	a.spill.mu.Unlock()
+	_, _ = a.store.Delete(spilled)
+	return spilled
+}
+
+// checkTaken checks that b holds each of keep as a's copy, as a primary
+// copy of its own, and records owner as its owner.
+func checkTaken(t *testing.T, a, b *Raylet, keep []ids.ObjectID, owner string) {
+	t.Helper()
+	for _, id := range keep {
+		if !bytes.Equal(objectBytes(t, b, id), sourceBytes(t, a, id)) {
+			t.Fatalf("object %s differs on the node that took it", id)
+		}
+		if b.xfer.IsPulled(id) {
+			t.Fatalf("object %s is a pulled (evictable) copy on the node that took it, not a primary", id)
+		}
+		if o, ok := b.owners.get(id); !ok || o.addr != owner {
+			t.Fatalf("the node that took %s records its owner as %q", id, o.addr)
+		}
+	}
+}
+
+// checkOwnerTold checks that owner was told only of moves from a to b, of
+// want objects in all.
+func checkOwnerTold(t *testing.T, owner *fakeOwner, a, b *Raylet, want int) {
+	t.Helper()
+	owner.mu.Lock()
+	told := append([]*pb.ObjectsMoved(nil), owner.told...)
+	owner.mu.Unlock()
+	n := 0
+	for _, m := range told {
+		if m.From != a.TCPAddr() || m.To != b.TCPAddr() {
+			t.Fatalf("the owner was told of a move from %s to %s", m.From, m.To)
+		}
+		n += len(m.Ids)
+	}
+	if n != want {
+		t.Fatalf("the owner was told of %d objects, want %d", n, want)
 	}
 }
 
