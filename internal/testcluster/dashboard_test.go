@@ -56,6 +56,24 @@ func TestDashboardOfACluster(t *testing.T) {
 	}
 
 	kv := run(t, c.Head, driver, "spread")
+	waitFinishedOn(t, api, b, kv)
+	checkJobsAndHeadMetrics(t, c, api)
+	// Each node serves its raylet's metrics too.
+	getJSON(t, api+"/nodes", &nodes)
+	checkNodeMetrics(t, nodes)
+	checkTasksCountedOnce(t, api, nodes)
+
+	// The CLI, on the head's machine, finds the API server by itself.
+	cli := headCLI(c, rayo)
+	tasks := checkCLIStateAPI(t, cli, c, b)
+	checkCLILogs(t, cli, b, tasks)
+	checkCLIBadInput(t, cli)
+}
+
+// waitFinishedOn waits until the head lists a finished task that ran on
+// node b.
+func waitFinishedOn(t *testing.T, api string, b *Node, kv map[string]string) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var tasks list
@@ -74,6 +92,12 @@ func TestDashboardOfACluster(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // events reach the control store every 200 ms
 	}
+}
+
+// checkJobsAndHeadMetrics checks that the head lists the driver's job and
+// that its /metrics counts the cluster's tasks.
+func checkJobsAndHeadMetrics(t *testing.T, c *Cluster, api string) {
+	t.Helper()
 	var jobs list
 	getJSON(t, api+"/jobs", &jobs)
 	if len(jobs.Result) == 0 || !strings.Contains(fmt.Sprint(jobs.Result[0]["entrypoint"]), "mn") {
@@ -88,8 +112,12 @@ func TestDashboardOfACluster(t *testing.T) {
 	if !strings.Contains(string(body), `rayo_tasks{state="FINISHED"}`) {
 		t.Errorf("the head's /metrics lacks the cluster's tasks:\n%.2000s", body)
 	}
-	// Each node serves its raylet's metrics too.
-	getJSON(t, api+"/nodes", &nodes)
+}
+
+// checkNodeMetrics checks that each listed node serves its raylet's
+// metrics at its metrics address.
+func checkNodeMetrics(t *testing.T, nodes list) {
+	t.Helper()
 	for _, n := range nodes.Result {
 		addr, _ := n["metrics_address"].(string)
 		if addr == "" {
@@ -105,8 +133,13 @@ func TestDashboardOfACluster(t *testing.T) {
 			t.Errorf("node %v's /metrics: %.500s", n["node_id"], body)
 		}
 	}
-	// Each node counts the attempts that ran on it, once: as many as the
-	// state API lists there (the driver, on the head, owns all of them).
+}
+
+// checkTasksCountedOnce checks that each node counts the attempts that ran
+// on it, once: as many as the state API lists there (the driver, on the
+// head, owns all of them).
+func checkTasksCountedOnce(t *testing.T, api string, nodes list) {
+	t.Helper()
 	var finished list
 	getJSON(t, api+"/tasks?limit=10000&filter=state=FINISHED", &finished)
 	ranOn := map[string]int{}
@@ -128,12 +161,21 @@ func TestDashboardOfACluster(t *testing.T) {
 			return strings.Contains(string(body), counted+"\n") && strings.Contains(string(body), timed+"\n"), metricLines(string(body), "rayo_task")
 		})
 	}
+}
 
-	// The CLI, on the head's machine, finds the API server by itself.
-	cli := func(args ...string) (string, error) {
+// headCLI returns a function that runs the rayo CLI on the head's machine
+// and returns its combined output.
+func headCLI(c *Cluster, rayo string) func(args ...string) (string, error) {
+	return func(args ...string) (string, error) {
 		out, err := c.Head.Command(rayo, args...).CombinedOutput()
 		return string(out), err
 	}
+}
+
+// checkCLIStateAPI checks rayo list, get, summary and timeline, and returns
+// the tasks that rayo list tasks lists on node b.
+func checkCLIStateAPI(t *testing.T, cli func(...string) (string, error), c *Cluster, b *Node) list {
+	t.Helper()
 	out, err := cli("list", "nodes")
 	if err != nil || !strings.Contains(out, b.ID()) || !strings.Contains(out, c.Head.ID()) {
 		t.Fatalf("rayo list nodes: %v\n%s", err, out)
@@ -157,8 +199,14 @@ func TestDashboardOfACluster(t *testing.T) {
 	if b, err := os.ReadFile(trace); err != nil || !strings.HasPrefix(strings.TrimSpace(string(b)), "[") {
 		t.Fatalf("timeline file: %v %.200s", err, b)
 	}
-	// The other node's worker logs, then one of them.
-	out, err = cli("logs", "--node", b.ID())
+	return tasks
+}
+
+// checkCLILogs checks that rayo logs lists node b's worker logs, then
+// shows the log of the worker that ran the first of tasks.
+func checkCLILogs(t *testing.T, cli func(...string) (string, error), b *Node, tasks list) {
+	t.Helper()
+	out, err := cli("logs", "--node", b.ID())
 	if err != nil || !strings.Contains(out, b.ID()) || !strings.Contains(out, "worker-") {
 		t.Fatalf("rayo logs --node: %v\n%s", err, out)
 	}
@@ -166,7 +214,12 @@ func TestDashboardOfACluster(t *testing.T) {
 	if out, err = cli("logs", "--node", b.ID(), "--pid", pid); err != nil {
 		t.Fatalf("rayo logs --node --pid: %v\n%s", err, out)
 	}
-	// Bad input: a clear message and a non-zero exit.
+}
+
+// checkCLIBadInput checks that the CLI answers bad input with a clear
+// message and a non-zero exit.
+func checkCLIBadInput(t *testing.T, cli func(...string) (string, error)) {
+	t.Helper()
 	for _, args := range [][]string{
 		{"logs", "--node", "feedfacecafe"},
 		{"get", "task", "00112233445566778899aabbccddeeff"},

@@ -118,6 +118,38 @@ func TestPausedNodeFenced(t *testing.T) {
 		t.Fatal("no worker processes on the victim")
 	}
 
+	pauseUntilDead(t, c, victim, victimID)
+	resumeFenced(t, victim, victimID, workers)
+	checkFencedDriver(t, vd, victimID)
+
+	// The rest of the cluster finished the work, retrying what ran on
+	// the victim, and nothing ran uncounted.
+	nodes := d.until(t, "nodes", 60*time.Second)
+	if nodes == "" || strings.Contains(nodes, victimID) {
+		t.Fatalf("the work finished on %q; the victim was %s", nodes, victimID)
+	}
+	fromAPI := func() list {
+		var l list
+		getJSON(t, api+"/tasks?limit=10000", &l)
+		return l
+	}
+	if retried := checkNoUncountedRun(t, fromAPI, dir, victimID, tasks); retried == 0 {
+		t.Error("no task was retried, though some ran on the victim")
+	}
+
+	checkDeadCPUsGone(t, c, rayo, api, victimID)
+
+	// A supervisor starting it again makes a new node.
+	victim.Restart()
+	if victim.ID() == victimID {
+		t.Fatalf("the restarted node kept the fenced ID %s", victimID)
+	}
+}
+
+// pauseUntilDead pauses the victim (SIGSTOP) and waits until the control
+// store declares it dead.
+func pauseUntilDead(t *testing.T, c *Cluster, victim *Node, victimID string) {
+	t.Helper()
 	victim.Signal(syscall.SIGSTOP)
 	paused := time.Now()
 	WaitFor(t, 15*time.Second, "the paused node declared dead", func() (bool, string) {
@@ -130,7 +162,12 @@ func TestPausedNodeFenced(t *testing.T) {
 		return false, fmt.Sprint(err)
 	})
 	t.Logf("paused node declared DEAD %v after SIGSTOP", time.Since(paused).Round(time.Millisecond))
+}
 
+// resumeFenced resumes the victim (SIGCONT) and checks that its daemon
+// exits soon, non-zero, saying why, and that its workers are gone.
+func resumeFenced(t *testing.T, victim *Node, victimID string, workers []int) {
+	t.Helper()
 	victim.Signal(syscall.SIGCONT)
 	resumed := time.Now()
 	ended, exitErr := victim.Exited(10 * time.Second)
@@ -160,8 +197,12 @@ func TestPausedNodeFenced(t *testing.T) {
 		}
 		return len(live) == 0, fmt.Sprint("still running: ", live)
 	})
+}
 
-	// The driver attached to the victim was told.
+// checkFencedDriver checks that the driver attached to the victim was told
+// it was fenced, and that a call after the fencing fails too.
+func checkFencedDriver(t *testing.T, vd *interactive, victimID string) {
+	t.Helper()
 	if vd.until(t, "fenced", 30*time.Second) != "true" {
 		t.Errorf("driver on the fenced node: not ErrNodeFenced")
 	}
@@ -173,23 +214,12 @@ func TestPausedNodeFenced(t *testing.T) {
 		t.Errorf("a call after the fencing: %q", vd.kv["after_err"])
 	}
 	t.Logf("the victim's driver: %s", vd.kv["fenced_err"])
+}
 
-	// The rest of the cluster finished the work, retrying what ran on
-	// the victim, and nothing ran uncounted.
-	nodes := d.until(t, "nodes", 60*time.Second)
-	if nodes == "" || strings.Contains(nodes, victimID) {
-		t.Fatalf("the work finished on %q; the victim was %s", nodes, victimID)
-	}
-	fromAPI := func() list {
-		var l list
-		getJSON(t, api+"/tasks?limit=10000", &l)
-		return l
-	}
-	if retried := checkNoUncountedRun(t, fromAPI, dir, victimID, tasks); retried == 0 {
-		t.Error("no task was retried, though some ran on the victim")
-	}
-
-	// The dead node's CPUs are in no total.
+// checkDeadCPUsGone checks that the dead node's CPUs are in no total: not
+// in rayo status, and not in the state API's record of the node.
+func checkDeadCPUsGone(t *testing.T, c *Cluster, rayo, api, victimID string) {
+	t.Helper()
 	totals := regexp.MustCompile(`resources of the alive nodes \(used/total\): CPU [0-9.]+/3\b`)
 	WaitFor(t, 10*time.Second, "rayo status counting the alive nodes' 3 CPUs", func() (bool, string) {
 		st, err := c.Head.Command(rayo, "status").CombinedOutput()
@@ -203,11 +233,5 @@ func TestPausedNodeFenced(t *testing.T) {
 				t.Errorf("the dead node in the state API: %v", r)
 			}
 		}
-	}
-
-	// A supervisor starting it again makes a new node.
-	victim.Restart()
-	if victim.ID() == victimID {
-		t.Fatalf("the restarted node kept the fenced ID %s", victimID)
 	}
 }

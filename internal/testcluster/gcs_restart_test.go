@@ -183,18 +183,7 @@ func TestControlStoreRestartWithRedis(t *testing.T) {
 	waitCount(t, dir, 4)
 	running := time.Now()
 	// The actor's worker is recorded (ActorAlive) before the kill.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		r := &pb.ActorNameReply{}
-		gcsCall(t, c, rpc.MLookupActorName, &pb.ActorName{Namespace: "outage", Name: "survivor"}, r)
-		if r.Error == "" && r.Actor.GetWorkerAddr() != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the detached actor's name: %+v", r)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the control store
-	}
+	waitSurvivorAlive(t, c)
 	before := &pb.JobList{}
 	gcsCall(t, c, rpc.MListJobs, &pb.Empty{}, before)
 	if len(before.Jobs) != 1 || before.Jobs[0].State != gcs.JobRunning {
@@ -218,12 +207,38 @@ func TestControlStoreRestartWithRedis(t *testing.T) {
 	}
 	t.Logf("tasks of %d ms running through the outage finished %v after they started", taskMs, finished.Round(time.Millisecond))
 
+	checkRestoredFromRedis(t, c, other, driver, before)
+}
+
+// waitSurvivorAlive waits until the control store has the worker of the
+// detached actor "survivor" of namespace "outage".
+func waitSurvivorAlive(t *testing.T, c *Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := &pb.ActorNameReply{}
+		gcsCall(t, c, rpc.MLookupActorName, &pb.ActorName{Namespace: "outage", Name: "survivor"}, r)
+		if r.Error == "" && r.Actor.GetWorkerAddr() != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the detached actor's name: %+v", r)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the control store
+	}
+}
+
+// checkRestoredFromRedis checks that the restarted control store still has
+// the job listed before the kill, the KV entry and the detached actor, and
+// that new tasks run on both nodes.
+func checkRestoredFromRedis(t *testing.T, c *Cluster, other *Node, driver string, before *pb.JobList) {
+	t.Helper()
 	after := &pb.JobList{}
 	gcsCall(t, c, rpc.MListJobs, &pb.Empty{}, after)
 	if len(after.Jobs) != 1 || after.Jobs[0].JobId != before.Jobs[0].JobId {
 		t.Fatalf("jobs after the restart: %v, before: %v", after.Jobs, before.Jobs)
 	}
-	kv = &pb.KVReply{}
+	kv := &pb.KVReply{}
 	gcsCall(t, c, rpc.MKVGet, &pb.KVEntry{Namespace: "outage", Key: "greeting"}, kv)
 	if !kv.Found || string(kv.Value) != "hello" {
 		t.Fatalf("KV after the restart: %+v", kv)

@@ -105,104 +105,16 @@ func TestThreeNodes(t *testing.T) {
 	cn := c.AddNode(1)
 	head := c.Head
 	ids := map[string]string{head.ID(): "head", b.ID(): "b", cn.ID(): "c"}
-	names := func(list string) string {
-		var out []string
-		for _, id := range strings.Split(list, ",") {
-			out = append(out, ids[id])
-		}
-		return strings.Join(out, ",")
-	}
+	tn := &threeNodes{c: c, head: head, b: b, cn: cn, driver: driver, ids: ids}
 
-	t.Run("Spread", func(t *testing.T) {
-		kv := run(t, head, driver, "spread")
-		if got := strings.Count(kv["nodes"], ",") + 1; got != 3 {
-			t.Fatalf("SPREAD used nodes %s, want all three", names(kv["nodes"]))
-		}
-	})
-	t.Run("SpillbackWhenBusy", func(t *testing.T) {
-		kv := run(t, b, driver, "busy")
-		if got := strings.Count(kv["nodes"], ",") + 1; got < 2 {
-			t.Fatalf("12 tasks on a 1-CPU node stayed on %s", names(kv["nodes"]))
-		}
-	})
-	t.Run("NodeAffinity", func(t *testing.T) {
-		kv := run(t, head, driver, "affinity", cn.ID())
-		if kv["ran"] != cn.ID() {
-			t.Fatalf("hard affinity to c ran on %q", names(kv["ran"]))
-		}
-		if kv["hard_missing_infeasible"] != "true" || !strings.Contains(kv["hard_missing_err"], "not alive") {
-			t.Fatalf("hard affinity to a missing node: %q", kv["hard_missing_err"])
-		}
-		if ids[kv["soft_missing_ran"]] == "" {
-			t.Fatalf("soft affinity to a missing node did not run: %v", kv)
-		}
-	})
-	t.Run("CustomResourcesAndInfeasible", func(t *testing.T) {
-		kv := run(t, head, driver, "resources")
-		if kv["special_ran"] != b.ID() {
-			t.Fatalf("task needing special ran on %q, want b", names(kv["special_ran"]))
-		}
-		if kv["infeasible_is"] != "true" || !strings.Contains(kv["infeasible_err"], "no node in the cluster") {
-			t.Fatalf("infeasible task: %q", kv["infeasible_err"])
-		}
-		t.Logf("infeasible task reported after %s ms", kv["infeasible_ms"])
-	})
-	t.Run("PlacementGroups", func(t *testing.T) {
-		kv := run(t, head, driver, "pg")
-		if strings.Count(kv["spread_nodes"], ",") != 2 {
-			t.Errorf("STRICT_SPREAD bundles on %s, want all three nodes", names(kv["spread_nodes"]))
-		}
-		if kv["bundle_tasks_where_bundles"] != "true" {
-			t.Error("a task in a bundle ran elsewhere than the bundle's node")
-		}
-		if kv["outside_ran_while_reserved"] != "false" {
-			t.Error("a task outside the group ran on CPUs the group reserved")
-		}
-		if !strings.Contains(kv["strict_pack_err"], "STRICT_PACK needs one node with {CPU=2}") {
-			t.Errorf("STRICT_PACK of 2 CPUs on 1-CPU nodes: %q", kv["strict_pack_err"])
-		}
-		if kv["pack_nodes"] == "" || strings.Contains(kv["pack_nodes"], ",") {
-			t.Errorf("PACK of two half CPUs used nodes %q, want one", names(kv["pack_nodes"]))
-		}
-		if kv["actor_in_bundle"] != "true" {
-			t.Error("an actor in a bundle ran elsewhere than the bundle's node")
-		}
-	})
-	t.Run("PlacementGroupsEndWithTheirJob", func(t *testing.T) {
-		run(t, head, driver, "pg-leave")
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			r := &pb.PlacementGroupReply{}
-			gcsCall(t, c, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "LIST"}, r)
-			states := map[string]string{}
-			for _, g := range r.Groups {
-				states[g.Name] = g.State
-			}
-			if states["left"] == "REMOVED" && states["kept"] == "CREATED" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("after the driver ended: %v (want left REMOVED, kept CREATED)", states)
-			}
-			time.Sleep(20 * time.Millisecond) // the job's end reaches the control store on its own
-		}
-		r := &pb.PlacementGroupReply{}
-		gcsCall(t, c, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "GET", Name: "kept"}, r)
-		gcsCall(t, c, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "REMOVE", PlacementGroupId: r.Groups[0].PlacementGroupId}, &pb.PlacementGroupReply{})
-	})
-	t.Run("ObjectsMoveBetweenNodes", func(t *testing.T) {
-		kv := run(t, head, driver, "objects", b.ID(), cn.ID())
-		want := float64(8<<20) * 0.5
-		if kv["remote_sum"] != fmtF(want) || kv["driver_sum"] != fmtF(want) || kv["put_sum"] != fmtF(2<<20) {
-			t.Fatalf("sums: %v (want %v, %v)", kv, want, 2<<20)
-		}
-	})
-	t.Run("Locality", func(t *testing.T) {
-		kv := run(t, head, driver, "locality", cn.ID())
-		if kv["ran"] != "1048576@"+cn.ID() {
-			t.Fatalf("a task reading 8 MiB made on c ran at %q", kv["ran"])
-		}
-	})
+	t.Run("Spread", tn.spread)
+	t.Run("SpillbackWhenBusy", tn.spillbackWhenBusy)
+	t.Run("NodeAffinity", tn.nodeAffinity)
+	t.Run("CustomResourcesAndInfeasible", tn.customResourcesAndInfeasible)
+	t.Run("PlacementGroups", tn.placementGroups)
+	t.Run("PlacementGroupsEndWithTheirJob", tn.placementGroupsEndWithTheirJob)
+	t.Run("ObjectsMoveBetweenNodes", tn.objectsMoveBetweenNodes)
+	t.Run("Locality", tn.locality)
 	// The seeds' tree reduce and nested experiments, unchanged, on three
 	// nodes of one CPU each: their work spills over to the other nodes.
 	for _, ex := range []struct{ name, want string }{
@@ -210,26 +122,165 @@ func TestThreeNodes(t *testing.T) {
 		{"nested", "[45 55 65 75 85]"},
 	} {
 		t.Run("Example_"+ex.name, func(t *testing.T) {
-			bin := Build(t, "./examples/"+ex.name)
-			// Up to four times: the first run also carries the executable
-			// to the other nodes, which a short program may finish
-			// before; later ones find it cached there, but under the race
-			// detector a worker starts so slowly there that the head can
-			// still finish first (1 run in 5 failed so with two tries, on
-			// the code before and after the prefault mapper's rework).
-			var spread bool
-			for run := 0; run < 4 && !spread; run++ {
-				before := workerLogs(b) + workerLogs(cn)
-				out, err := head.Command(bin).CombinedOutput()
-				if err != nil || !strings.Contains(string(out), ex.want) {
-					t.Fatalf("%s on three nodes: %v\n%s", ex.name, err, out)
-				}
-				spread = workerLogs(b)+workerLogs(cn) > before
-			}
-			if !spread {
-				t.Fatalf("%s ran no worker on the other nodes, in four runs", ex.name)
-			}
+			tn.example(t, ex.name, ex.want)
 		})
+	}
+}
+
+// threeNodes is the cluster of TestThreeNodes: the head, b (with the
+// custom resource special) and cn, of one CPU each. Its methods that take
+// only t are the bodies of the test's subtests.
+type threeNodes struct {
+	c           *Cluster
+	head, b, cn *Node
+	driver      string
+	ids         map[string]string // the nodes' names by ID
+}
+
+// names are the names of the nodes in list, a comma-separated list of
+// node IDs.
+func (tn *threeNodes) names(list string) string {
+	var out []string
+	for _, id := range strings.Split(list, ",") {
+		out = append(out, tn.ids[id])
+	}
+	return strings.Join(out, ",")
+}
+
+// spread checks that SPREAD tasks use all three nodes.
+func (tn *threeNodes) spread(t *testing.T) {
+	kv := run(t, tn.head, tn.driver, "spread")
+	if got := strings.Count(kv["nodes"], ",") + 1; got != 3 {
+		t.Fatalf("SPREAD used nodes %s, want all three", tn.names(kv["nodes"]))
+	}
+}
+
+// spillbackWhenBusy checks that tasks beyond a busy node's CPU spill
+// over to other nodes.
+func (tn *threeNodes) spillbackWhenBusy(t *testing.T) {
+	kv := run(t, tn.b, tn.driver, "busy")
+	if got := strings.Count(kv["nodes"], ",") + 1; got < 2 {
+		t.Fatalf("12 tasks on a 1-CPU node stayed on %s", tn.names(kv["nodes"]))
+	}
+}
+
+// nodeAffinity checks hard and soft node affinity, to an alive node and
+// to a missing one.
+func (tn *threeNodes) nodeAffinity(t *testing.T) {
+	kv := run(t, tn.head, tn.driver, "affinity", tn.cn.ID())
+	if kv["ran"] != tn.cn.ID() {
+		t.Fatalf("hard affinity to c ran on %q", tn.names(kv["ran"]))
+	}
+	if kv["hard_missing_infeasible"] != "true" || !strings.Contains(kv["hard_missing_err"], "not alive") {
+		t.Fatalf("hard affinity to a missing node: %q", kv["hard_missing_err"])
+	}
+	if tn.ids[kv["soft_missing_ran"]] == "" {
+		t.Fatalf("soft affinity to a missing node did not run: %v", kv)
+	}
+}
+
+// customResourcesAndInfeasible checks that a task needing a custom
+// resource runs where it is, and that an infeasible task is reported.
+func (tn *threeNodes) customResourcesAndInfeasible(t *testing.T) {
+	kv := run(t, tn.head, tn.driver, "resources")
+	if kv["special_ran"] != tn.b.ID() {
+		t.Fatalf("task needing special ran on %q, want b", tn.names(kv["special_ran"]))
+	}
+	if kv["infeasible_is"] != "true" || !strings.Contains(kv["infeasible_err"], "no node in the cluster") {
+		t.Fatalf("infeasible task: %q", kv["infeasible_err"])
+	}
+	t.Logf("infeasible task reported after %s ms", kv["infeasible_ms"])
+}
+
+// placementGroups checks where the bundles of placement groups of each
+// strategy land, and that tasks and actors in them run there.
+func (tn *threeNodes) placementGroups(t *testing.T) {
+	kv := run(t, tn.head, tn.driver, "pg")
+	if strings.Count(kv["spread_nodes"], ",") != 2 {
+		t.Errorf("STRICT_SPREAD bundles on %s, want all three nodes", tn.names(kv["spread_nodes"]))
+	}
+	if kv["bundle_tasks_where_bundles"] != "true" {
+		t.Error("a task in a bundle ran elsewhere than the bundle's node")
+	}
+	if kv["outside_ran_while_reserved"] != "false" {
+		t.Error("a task outside the group ran on CPUs the group reserved")
+	}
+	if !strings.Contains(kv["strict_pack_err"], "STRICT_PACK needs one node with {CPU=2}") {
+		t.Errorf("STRICT_PACK of 2 CPUs on 1-CPU nodes: %q", kv["strict_pack_err"])
+	}
+	if kv["pack_nodes"] == "" || strings.Contains(kv["pack_nodes"], ",") {
+		t.Errorf("PACK of two half CPUs used nodes %q, want one", tn.names(kv["pack_nodes"]))
+	}
+	if kv["actor_in_bundle"] != "true" {
+		t.Error("an actor in a bundle ran elsewhere than the bundle's node")
+	}
+}
+
+// placementGroupsEndWithTheirJob checks that a job's placement groups end
+// with it, except a detached one, which it then removes.
+func (tn *threeNodes) placementGroupsEndWithTheirJob(t *testing.T) {
+	run(t, tn.head, tn.driver, "pg-leave")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := &pb.PlacementGroupReply{}
+		gcsCall(t, tn.c, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "LIST"}, r)
+		states := map[string]string{}
+		for _, g := range r.Groups {
+			states[g.Name] = g.State
+		}
+		if states["left"] == "REMOVED" && states["kept"] == "CREATED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the driver ended: %v (want left REMOVED, kept CREATED)", states)
+		}
+		time.Sleep(20 * time.Millisecond) // the job's end reaches the control store on its own
+	}
+	r := &pb.PlacementGroupReply{}
+	gcsCall(t, tn.c, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "GET", Name: "kept"}, r)
+	gcsCall(t, tn.c, rpc.MPlacementGroup, &pb.PlacementGroupRequest{Op: "REMOVE", PlacementGroupId: r.Groups[0].PlacementGroupId}, &pb.PlacementGroupReply{})
+}
+
+// objectsMoveBetweenNodes checks that objects made on one node are read
+// on the others.
+func (tn *threeNodes) objectsMoveBetweenNodes(t *testing.T) {
+	kv := run(t, tn.head, tn.driver, "objects", tn.b.ID(), tn.cn.ID())
+	want := float64(8<<20) * 0.5
+	if kv["remote_sum"] != fmtF(want) || kv["driver_sum"] != fmtF(want) || kv["put_sum"] != fmtF(2<<20) {
+		t.Fatalf("sums: %v (want %v, %v)", kv, want, 2<<20)
+	}
+}
+
+// locality checks that a task runs where the object it reads was made.
+func (tn *threeNodes) locality(t *testing.T) {
+	kv := run(t, tn.head, tn.driver, "locality", tn.cn.ID())
+	if kv["ran"] != "1048576@"+tn.cn.ID() {
+		t.Fatalf("a task reading 8 MiB made on c ran at %q", kv["ran"])
+	}
+}
+
+// example runs the example program name on the head and checks that it
+// prints want and runs workers on the other nodes.
+func (tn *threeNodes) example(t *testing.T, name, want string) {
+	t.Helper()
+	bin := Build(t, "./examples/"+name)
+	// Up to four times: the first run also carries the executable
+	// to the other nodes, which a short program may finish
+	// before; later ones find it cached there, but under the race
+	// detector a worker starts so slowly there that the head can
+	// still finish first (1 run in 5 failed so with two tries, on
+	// the code before and after the prefault mapper's rework).
+	var spread bool
+	for run := 0; run < 4 && !spread; run++ {
+		before := workerLogs(tn.b) + workerLogs(tn.cn)
+		out, err := tn.head.Command(bin).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Fatalf("%s on three nodes: %v\n%s", name, err, out)
+		}
+		spread = workerLogs(tn.b)+workerLogs(tn.cn) > before
+	}
+	if !spread {
+		t.Fatalf("%s ran no worker on the other nodes, in four runs", name)
 	}
 }
 

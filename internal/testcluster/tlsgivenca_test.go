@@ -50,6 +50,34 @@ func TestTLSGivenCA(t *testing.T) {
 	}
 	caCert, caKey := writeCA(t, ca, t.TempDir())
 	c := Start(t, rayo, 1, "--tls-ca", caCert, "--tls-ca-key", caKey)
+	checkHeadHoldsCA(t, c, ca)
+	// The plain secret on the command line wins over the join token that
+	// Node.Env puts in RAYO_TOKEN: the node pins the CA file, not a token.
+	b := c.AddNode(1, "--token", c.Token, "--tls-ca", caCert)
+	if !strings.Contains(b.Output(), "joined") {
+		t.Fatalf("b: %s", b.Output())
+	}
+	checkSignedBy(t, b, ca)
+	driver := Build(t, "./internal/testcluster/testdata/mn")
+	if kv := run(t, c.Head, driver, "affinity", b.ID()); kv["ran"] != b.ID() {
+		t.Fatalf("a task for b ran on %q", kv["ran"])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := rpc.DialTLS(ctx, "tcp:"+c.Addr, c.Token, nil, nil); !errors.Is(err, rpc.ErrTLSRequired) {
+		t.Fatalf("in clear to the control store: %v, want ErrTLSRequired", err)
+	}
+
+	// Misuses, each refused with its reason.
+	checkGivenCAMisuses(t, c, rayo, caCert, caKey)
+	c.WaitAlive(2, 10*time.Second)
+}
+
+// checkHeadHoldsCA checks that the head's join token pins the given CA,
+// that its CA folder holds it (the key's copy mode 0600), and that it
+// wrote TLS credentials.
+func checkHeadHoldsCA(t *testing.T, c *Cluster, ca *pki.CA) {
+	t.Helper()
 	fp, _, err := pki.ParseToken(c.JoinToken())
 	if err != nil || fp != pki.Fingerprint(ca.Cert) {
 		t.Fatalf("the head's join token %q pins another CA than the given one (%v)", c.JoinToken(), err)
@@ -64,12 +92,11 @@ func TestTLSGivenCA(t *testing.T) {
 	if head == nil {
 		t.Fatal("the head wrote no TLS credentials")
 	}
-	// The plain secret on the command line wins over the join token that
-	// Node.Env puts in RAYO_TOKEN: the node pins the CA file, not a token.
-	b := c.AddNode(1, "--token", c.Token, "--tls-ca", caCert)
-	if !strings.Contains(b.Output(), "joined") {
-		t.Fatalf("b: %s", b.Output())
-	}
+}
+
+// checkSignedBy checks that node b's certificate is signed by ca.
+func checkSignedBy(t *testing.T, b *Node, ca *pki.CA) {
+	t.Helper()
 	rec, err := node.ReadCluster(b.StateDir)
 	if err != nil || rec.TLSDir == "" {
 		t.Fatalf("b's record: %+v %v", rec, err)
@@ -83,17 +110,12 @@ func TestTLSGivenCA(t *testing.T) {
 	if _, err := creds.Cert.Leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		t.Fatalf("b's certificate is not signed by the given CA: %v", err)
 	}
-	driver := Build(t, "./internal/testcluster/testdata/mn")
-	if kv := run(t, c.Head, driver, "affinity", b.ID()); kv["ran"] != b.ID() {
-		t.Fatalf("a task for b ran on %q", kv["ran"])
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := rpc.DialTLS(ctx, "tcp:"+c.Addr, c.Token, nil, nil); !errors.Is(err, rpc.ErrTLSRequired) {
-		t.Fatalf("in clear to the control store: %v, want ErrTLSRequired", err)
-	}
+}
 
-	// Misuses, each refused with its reason.
+// checkGivenCAMisuses checks that each misuse of --tls-ca and --tls-ca-key,
+// on a joining node or on a head, is refused with its reason.
+func checkGivenCAMisuses(t *testing.T, c *Cluster, rayo, caCert, caKey string) {
+	t.Helper()
 	other, err := pki.NewCA("other")
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +150,6 @@ func TestTLSGivenCA(t *testing.T) {
 			t.Errorf("%s: %s, want %q", tc.name, out, tc.want)
 		}
 	}
-	c.WaitAlive(2, 10*time.Second)
 }
 
 // headFails starts a head with args that must fail to start; it returns

@@ -193,197 +193,254 @@ func run(ctx context.Context, mode string, args []string) error {
 	in := bufio.NewReader(os.Stdin)
 	switch mode {
 	case "tasks": // rounds, outer tasks per round, leaves per outer task
-		rounds, n, inner := atoi(args[0]), atoi(args[1]), atoi(args[2])
-		for r := 0; r < rounds; r++ {
-			refs := make([]rayo.Ref[int], n)
-			for i := range refs {
-				refs[i] = outer.Options(rayo.MaxRetries(-1)).Remote(rayo.V(r*n+i), rayo.V(inner))
-			}
-			fmt.Printf("round=%d\n", r)
-			tally(ctx, refs, func(i, v int) bool { return v == outerWant(r*n+i, inner) }, r)
-			in.ReadString('\n') // the suite has restarted the node it killed
-		}
+		tasksMode(ctx, in, atoi(args[0]), atoi(args[1]), atoi(args[2]))
 	case "actors": // actors, calls each, the gate file
-		// The first half of each actor's calls are answered before the
-		// suite kills a node; the second half wait at the gate, queued at
-		// the actors, until the suite has killed the node (the actor
-		// there dies with it) and started it again. Every call is read
-		// back in call order, with the first call's answer, to count each
-		// actor's incarnations (its worker processes) and check the
-		// at-least-once rules: no call missing; within an incarnation the
-		// counts rise in call order; once a new incarnation answers, an
-		// old one never does again.
-		n, calls, gate := atoi(args[0]), atoi(args[1]), args[2]
-		actors := make([]rayo.Actor[*Counter], n)
-		for i := range actors {
-			actors[i] = newCounter.Options(rayo.MaxRestarts(-1), rayo.MaxTaskRetries(-1), rayo.Spread()).Remote()
-		}
-		refs := make([][]rayo.Ref[Step], n)
-		firsts := make([]Step, n)
-		var where []string
-		for i, a := range actors {
-			s, err := rayo.Get(ctx, incr.Remote(a, rayo.V("")))
-			if err != nil {
-				return err
-			}
-			firsts[i] = s
-			where = append(where, s.Node)
-			refs[i] = make([]rayo.Ref[Step], calls)
-		}
-		fmt.Println("actor_nodes=" + strings.Join(where, ","))
-		for k := 0; k < calls; k++ {
-			g := ""
-			if k >= calls/2 {
-				g = gate
-			}
-			for i, a := range actors {
-				refs[i][k] = incr.Remote(a, rayo.V(g))
-			}
-		}
-		for i := range actors {
-			for _, ref := range refs[i][:calls/2] {
-				if _, err := rayo.Get(ctx, ref); err != nil {
-					return fmt.Errorf("a call before the kill: %w", err)
-				}
-			}
-		}
-		fmt.Println("round=0")
-		ok, missing, disorder, restarts := 0, 0, 0, 0
-		var first error
-		var byNode []string
-		for i := range actors {
-			last := map[int]int{firsts[i].PID: firsts[i].N} // pid -> last count seen
-			cur := firsts[i].PID
-			for _, ref := range refs[i] {
-				s, err := rayo.Get(ctx, ref)
-				if err != nil {
-					missing++
-					first = cmp(first, err)
-					continue
-				}
-				ok++
-				prev, seen := last[s.PID]
-				switch {
-				case s.PID != cur && seen:
-					disorder++ // an incarnation answered after a later one
-					first = cmp(first, fmt.Errorf("actor %d: pid %d answered again after pid %d", i, s.PID, cur))
-				case seen && s.N <= prev:
-					disorder++
-					first = cmp(first, fmt.Errorf("actor %d: pid %d counted %d after %d", i, s.PID, s.N, prev))
-				}
-				last[s.PID], cur = s.N, s.PID
-			}
-			restarts += len(last) - 1
-			byNode = append(byNode, fmt.Sprintf("%s:%d", where[i], len(last)))
-		}
-		fmt.Printf("ok=%d\nmissing=%d\ndisorder=%d\nrestarts=%d\nincarnations=%s\nfirst_err=%v\nround_done=0\n",
-			ok, missing, disorder, restarts, strings.Join(byNode, ","), first)
+		return actorsMode(ctx, atoi(args[0]), atoi(args[1]), args[2])
 	case "retry": // a folder for the counters
-		dir := args[0]
-		v, err := rayo.Get(ctx, suicidal.Options(rayo.Name("suicidal"), rayo.MaxRetries(3)).Remote(rayo.V(dir)))
-		fmt.Printf("retry_result=%d\nretry_err=%v\n", v, err)
-		_, err = rayo.Get(ctx, appErr.Options(rayo.Name("apperr"), rayo.MaxRetries(3)).Remote(rayo.V(filepath.Join(dir, "app"))))
-		fmt.Printf("app_is_task_failed=%v\n", errors.Is(err, rayo.ErrTaskFailed))
-		_, err = rayo.Get(ctx, appErr.Options(rayo.Name("apperr-retried"), rayo.MaxRetries(3), rayo.RetryExceptions(true)).Remote(rayo.V(filepath.Join(dir, "appretried"))))
-		fmt.Printf("app_retried_is_task_failed=%v\n", errors.Is(err, rayo.ErrTaskFailed))
+		retryMode(ctx, args[0])
 	case "rpcfault": // a folder for the effects, tasks of each kind, the faults of the nested phase
-		// Phase 1, under the faults of RAYO_TESTING_RPC_FAILURE: retriable
-		// tasks and tasks with an at-most-once effect.
-		dir, n := args[0], atoi(args[1])
-		sq := make([]rayo.Ref[int], n)
-		on := make([]rayo.Ref[int], n)
-		for i := 0; i < n; i++ {
-			sq[i] = square.Options(rayo.MaxRetries(-1)).Remote(rayo.V(i))
-			on[i] = once.Options(rayo.MaxRetries(0)).Remote(rayo.V(dir), rayo.V(i))
-		}
-		ok, wrong, onceOK, onceFailed := 0, 0, 0, 0
-		var first error
-		for i := 0; i < n; i++ {
-			v, err := rayo.Get(ctx, sq[i])
-			if err == nil && v == i*i {
-				ok++
-			} else {
-				wrong++
-				first = cmp(first, err)
-			}
-			if v, err := rayo.Get(ctx, on[i]); err == nil && v == i {
-				onceOK++
-			} else {
-				onceFailed++
-			}
-		}
-		// Phase 2, under the faults of args[2]: refs owned by workers,
-		// which the driver borrows and reads from them (GetObject). A
-		// lost PushTask reply would have the owning worker stopped (its
-		// objects with it), so this phase drops other methods.
-		f, err := rpc.ParseFaults(args[2])
-		if err != nil {
-			return err
-		}
-		rpc.SetFaults(f)
-		ns := make([]rayo.Ref[rayo.Ref[int]], n)
-		for i := range ns {
-			ns[i] = nest.Options(rayo.MaxRetries(-1)).Remote(rayo.V(i))
-		}
-		for i := range ns {
-			inner, err := rayo.Get(ctx, ns[i])
-			v := 0
-			if err == nil {
-				v, err = rayo.Get(ctx, inner)
-			}
-			if err == nil && v == i*i {
-				ok++
-			} else {
-				wrong++
-				first = cmp(first, err)
-			}
-		}
-		rpc.SetFaults(nil)
-		req, resp := rpc.InjectedFaults()
-		fmt.Printf("ok=%d\nwrong=%d\nonce_ok=%d\nonce_failed=%d\ninjected=%d\nfirst_err=%v\nround_done=0\n", ok, wrong, onceOK, onceFailed, req+resp, first)
+		return rpcfaultMode(ctx, args[0], atoi(args[1]), args[2])
 	case "lineage": // rounds, objects per round, the victim node
-		rounds, n, victim := atoi(args[0]), atoi(args[1]), args[2]
-		for r := 0; r < rounds; r++ {
-			objs := make([]rayo.Ref[[]byte], n)
-			for i := range objs {
-				objs[i] = blob.Options(rayo.NodeAffinity(victim, true), rayo.MaxRetries(-1)).Remote(rayo.V(r*n + i))
-			}
-			if _, _, err := rayo.Wait(ctx, objs, n); err != nil {
-				return err
-			}
-			fmt.Printf("round=%d\n", r)
-			line, _ := in.ReadString('\n') // the suite kills the victim, and names the node started again
-			victim = strings.TrimSpace(line)
-			checks := make([]rayo.Ref[bool], n)
-			for i, o := range objs {
-				checks[i] = checkBlob.Options(rayo.MaxRetries(-1)).Remote(o, rayo.V(r*n+i))
-			}
-			tally(ctx, checks, func(_ int, good bool) bool { return good }, r)
-		}
+		return lineageMode(ctx, in, atoi(args[0]), atoi(args[1]), args[2])
 	case "partition": // a folder for the attempts, the node to be cut off, tasks
-		dir, victim, n := args[0], args[1], atoi(args[2])
-		refs := make([]rayo.Ref[int], n)
-		for i := range refs {
-			refs[i] = attempt.Options(rayo.Name(fmt.Sprintf("part-%d", i)), rayo.NodeAffinity(victim, true), rayo.MaxRetries(3)).
-				Remote(rayo.V(dir), rayo.V(victim), rayo.V(i))
-		}
-		fmt.Println("submitted=1")
-		tally(ctx, refs, func(i, v int) bool { return v == i*i }, 0)
+		partitionMode(ctx, args[0], args[1], atoi(args[2]))
 	case "gcs": // rounds, tasks per round
-		rounds, n := atoi(args[0]), atoi(args[1])
-		for r := 0; r < rounds; r++ {
-			refs := make([]rayo.Ref[int], n)
-			for i := range refs {
-				refs[i] = slowSquare.Options(rayo.Spread(), rayo.MaxRetries(-1)).Remote(rayo.V(r*n + i))
-			}
-			fmt.Printf("round=%d\n", r)
-			tally(ctx, refs, func(i, v int) bool { return v == (r*n+i)*(r*n+i) }, r)
-			in.ReadString('\n') // the control store is back
-		}
+		gcsMode(ctx, in, atoi(args[0]), atoi(args[1]))
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
 	return nil
+}
+
+// tasksMode runs rounds of n outer tasks of inner leaves each, and after
+// each round waits for the suite to restart the node it killed.
+func tasksMode(ctx context.Context, in *bufio.Reader, rounds, n, inner int) {
+	for r := 0; r < rounds; r++ {
+		refs := make([]rayo.Ref[int], n)
+		for i := range refs {
+			refs[i] = outer.Options(rayo.MaxRetries(-1)).Remote(rayo.V(r*n+i), rayo.V(inner))
+		}
+		fmt.Printf("round=%d\n", r)
+		tally(ctx, refs, func(i, v int) bool { return v == outerWant(r*n+i, inner) }, r)
+		in.ReadString('\n') // the suite has restarted the node it killed
+	}
+}
+
+// actorsMode makes n actors and calls each calls times. The first half of
+// each actor's calls are answered before the suite kills a node; the
+// second half wait at the gate, queued at the actors, until the suite has
+// killed the node (the actor there dies with it) and started it again.
+// Every call is read back in call order, with the first call's answer, to
+// count each actor's incarnations (its worker processes) and check the
+// at-least-once rules: no call missing; within an incarnation the counts
+// rise in call order; once a new incarnation answers, an old one never
+// does again.
+func actorsMode(ctx context.Context, n, calls int, gate string) error {
+	actors, firsts, where, err := startCounters(ctx, n)
+	if err != nil {
+		return err
+	}
+	fmt.Println("actor_nodes=" + strings.Join(where, ","))
+	refs := make([][]rayo.Ref[Step], n)
+	for i := range refs {
+		refs[i] = make([]rayo.Ref[Step], calls)
+	}
+	for k := 0; k < calls; k++ {
+		g := ""
+		if k >= calls/2 {
+			g = gate
+		}
+		for i, a := range actors {
+			refs[i][k] = incr.Remote(a, rayo.V(g))
+		}
+	}
+	for i := range actors {
+		for _, ref := range refs[i][:calls/2] {
+			if _, err := rayo.Get(ctx, ref); err != nil {
+				return fmt.Errorf("a call before the kill: %w", err)
+			}
+		}
+	}
+	fmt.Println("round=0")
+	checkCalls(ctx, refs, firsts, where)
+	return nil
+}
+
+// startCounters makes n spread, always restarted counters and calls each
+// once; it returns them, the first call's answers and the actors' nodes.
+func startCounters(ctx context.Context, n int) ([]rayo.Actor[*Counter], []Step, []string, error) {
+	actors := make([]rayo.Actor[*Counter], n)
+	for i := range actors {
+		actors[i] = newCounter.Options(rayo.MaxRestarts(-1), rayo.MaxTaskRetries(-1), rayo.Spread()).Remote()
+	}
+	firsts := make([]Step, n)
+	var where []string
+	for i, a := range actors {
+		s, err := rayo.Get(ctx, incr.Remote(a, rayo.V("")))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		firsts[i] = s
+		where = append(where, s.Node)
+	}
+	return actors, firsts, where, nil
+}
+
+// checkCalls reads every actor's calls in call order and prints how many
+// came back, went missing or broke the order, the restarts, each actor's
+// incarnations by node, the first error, and round_done=0.
+func checkCalls(ctx context.Context, refs [][]rayo.Ref[Step], firsts []Step, where []string) {
+	ok, missing, disorder, restarts := 0, 0, 0, 0
+	var first error
+	var byNode []string
+	for i := range refs {
+		last := map[int]int{firsts[i].PID: firsts[i].N} // pid -> last count seen
+		cur := firsts[i].PID
+		for _, ref := range refs[i] {
+			s, err := rayo.Get(ctx, ref)
+			if err != nil {
+				missing++
+				first = cmp(first, err)
+				continue
+			}
+			ok++
+			prev, seen := last[s.PID]
+			switch {
+			case s.PID != cur && seen:
+				disorder++ // an incarnation answered after a later one
+				first = cmp(first, fmt.Errorf("actor %d: pid %d answered again after pid %d", i, s.PID, cur))
+			case seen && s.N <= prev:
+				disorder++
+				first = cmp(first, fmt.Errorf("actor %d: pid %d counted %d after %d", i, s.PID, s.N, prev))
+			}
+			last[s.PID], cur = s.N, s.PID
+		}
+		restarts += len(last) - 1
+		byNode = append(byNode, fmt.Sprintf("%s:%d", where[i], len(last)))
+	}
+	fmt.Printf("ok=%d\nmissing=%d\ndisorder=%d\nrestarts=%d\nincarnations=%s\nfirst_err=%v\nround_done=0\n",
+		ok, missing, disorder, restarts, strings.Join(byNode, ","), first)
+}
+
+// retryMode runs a task that kills its own worker three times, then tasks
+// that return an error, without and with RetryExceptions; it counts their
+// runs in files in dir.
+func retryMode(ctx context.Context, dir string) {
+	v, err := rayo.Get(ctx, suicidal.Options(rayo.Name("suicidal"), rayo.MaxRetries(3)).Remote(rayo.V(dir)))
+	fmt.Printf("retry_result=%d\nretry_err=%v\n", v, err)
+	_, err = rayo.Get(ctx, appErr.Options(rayo.Name("apperr"), rayo.MaxRetries(3)).Remote(rayo.V(filepath.Join(dir, "app"))))
+	fmt.Printf("app_is_task_failed=%v\n", errors.Is(err, rayo.ErrTaskFailed))
+	_, err = rayo.Get(ctx, appErr.Options(rayo.Name("apperr-retried"), rayo.MaxRetries(3), rayo.RetryExceptions(true)).Remote(rayo.V(filepath.Join(dir, "appretried"))))
+	fmt.Printf("app_retried_is_task_failed=%v\n", errors.Is(err, rayo.ErrTaskFailed))
+}
+
+// rpcfaultMode runs n tasks of each kind in two phases under RPC faults
+// and prints how many came back right.
+func rpcfaultMode(ctx context.Context, dir string, n int, faults string) error {
+	// Phase 1, under the faults of RAYO_TESTING_RPC_FAILURE: retriable
+	// tasks and tasks with an at-most-once effect.
+	sq := make([]rayo.Ref[int], n)
+	on := make([]rayo.Ref[int], n)
+	for i := 0; i < n; i++ {
+		sq[i] = square.Options(rayo.MaxRetries(-1)).Remote(rayo.V(i))
+		on[i] = once.Options(rayo.MaxRetries(0)).Remote(rayo.V(dir), rayo.V(i))
+	}
+	ok, wrong, onceOK, onceFailed := 0, 0, 0, 0
+	var first error
+	for i := 0; i < n; i++ {
+		v, err := rayo.Get(ctx, sq[i])
+		if err == nil && v == i*i {
+			ok++
+		} else {
+			wrong++
+			first = cmp(first, err)
+		}
+		if v, err := rayo.Get(ctx, on[i]); err == nil && v == i {
+			onceOK++
+		} else {
+			onceFailed++
+		}
+	}
+	// Phase 2, under the faults given: refs owned by workers, which the
+	// driver borrows and reads from them (GetObject). A lost PushTask
+	// reply would have the owning worker stopped (its objects with it), so
+	// this phase drops other methods.
+	f, err := rpc.ParseFaults(faults)
+	if err != nil {
+		return err
+	}
+	rpc.SetFaults(f)
+	ns := make([]rayo.Ref[rayo.Ref[int]], n)
+	for i := range ns {
+		ns[i] = nest.Options(rayo.MaxRetries(-1)).Remote(rayo.V(i))
+	}
+	for i := range ns {
+		inner, err := rayo.Get(ctx, ns[i])
+		v := 0
+		if err == nil {
+			v, err = rayo.Get(ctx, inner)
+		}
+		if err == nil && v == i*i {
+			ok++
+		} else {
+			wrong++
+			first = cmp(first, err)
+		}
+	}
+	rpc.SetFaults(nil)
+	req, resp := rpc.InjectedFaults()
+	fmt.Printf("ok=%d\nwrong=%d\nonce_ok=%d\nonce_failed=%d\ninjected=%d\nfirst_err=%v\nround_done=0\n", ok, wrong, onceOK, onceFailed, req+resp, first)
+	return nil
+}
+
+// lineageMode makes, in each of rounds, n objects on the victim; the suite
+// kills it and names the node started again, and tasks check every object
+// (made again from its lineage).
+func lineageMode(ctx context.Context, in *bufio.Reader, rounds, n int, victim string) error {
+	for r := 0; r < rounds; r++ {
+		objs := make([]rayo.Ref[[]byte], n)
+		for i := range objs {
+			objs[i] = blob.Options(rayo.NodeAffinity(victim, true), rayo.MaxRetries(-1)).Remote(rayo.V(r*n + i))
+		}
+		if _, _, err := rayo.Wait(ctx, objs, n); err != nil {
+			return err
+		}
+		fmt.Printf("round=%d\n", r)
+		line, _ := in.ReadString('\n') // the suite kills the victim, and names the node started again
+		victim = strings.TrimSpace(line)
+		checks := make([]rayo.Ref[bool], n)
+		for i, o := range objs {
+			checks[i] = checkBlob.Options(rayo.MaxRetries(-1)).Remote(o, rayo.V(r*n+i))
+		}
+		tally(ctx, checks, func(_ int, good bool) bool { return good }, r)
+	}
+	return nil
+}
+
+// partitionMode runs n tasks that prefer the node the suite cuts off,
+// recording their attempts in dir.
+func partitionMode(ctx context.Context, dir, victim string, n int) {
+	refs := make([]rayo.Ref[int], n)
+	for i := range refs {
+		refs[i] = attempt.Options(rayo.Name(fmt.Sprintf("part-%d", i)), rayo.NodeAffinity(victim, true), rayo.MaxRetries(3)).
+			Remote(rayo.V(dir), rayo.V(victim), rayo.V(i))
+	}
+	fmt.Println("submitted=1")
+	tally(ctx, refs, func(i, v int) bool { return v == i*i }, 0)
+}
+
+// gcsMode runs rounds of n spread tasks, and after each round waits for
+// the suite to say the control store is back.
+func gcsMode(ctx context.Context, in *bufio.Reader, rounds, n int) {
+	for r := 0; r < rounds; r++ {
+		refs := make([]rayo.Ref[int], n)
+		for i := range refs {
+			refs[i] = slowSquare.Options(rayo.Spread(), rayo.MaxRetries(-1)).Remote(rayo.V(r*n + i))
+		}
+		fmt.Printf("round=%d\n", r)
+		tally(ctx, refs, func(i, v int) bool { return v == (r*n+i)*(r*n+i) }, r)
+		in.ReadString('\n') // the control store is back
+	}
 }
 
 func cmp(first, err error) error {

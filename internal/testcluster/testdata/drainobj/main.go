@@ -81,6 +81,37 @@ func run(ctx context.Context, b, c, count, dir string) error {
 	if err != nil {
 		return err
 	}
+	refs, sums, err := makeOnB(ctx, b, n)
+	if err != nil {
+		return err
+	}
+	if dir != "" {
+		// Runs on B while it is drained; its return is made there then.
+		ref, err := holdOnB(b, dir, n+1)
+		if err != nil {
+			return err
+		}
+		refs = append(refs, ref)
+		sums = append(sums, sum(pattern.Bytes(size, uint64(n+1))))
+	}
+	fmt.Println("ready=1")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // the test drains B
+
+	start := time.Now()
+	res, err := readEach(ctx, c, refs, sums)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("mismatches=%d\nread_on_c=%d\nlost=%d\n", res.mismatches, res.onC, res.lost)
+	fmt.Printf("lost_errs=%q\n", strings.Join(res.lostErrs, " | "))
+	fmt.Printf("read_ms=%d\n", time.Since(start).Milliseconds())
+	return nil
+}
+
+// makeOnB makes n task returns and one actor return on node b, waits until
+// all are ready without reading them, and kills the actor. It returns the
+// refs and the checksums their values must have.
+func makeOnB(ctx context.Context, b string, n int) ([]rayo.Ref[[]byte], []string, error) {
 	refs := make([]rayo.Ref[[]byte], n+1)
 	sums := make([]string, n+1)
 	for i := range n {
@@ -92,36 +123,44 @@ func run(ctx context.Context, b, c, count, dir string) error {
 	sums[n] = sum(pattern.Bytes(size, uint64(n)))
 	// Ready, but never read here before the drain: no copy leaves B.
 	if _, _, err := rayo.Wait(ctx, refs, len(refs)); err != nil {
-		return err
+		return nil, nil, err
 	}
 	for _, r := range refs {
 		if err := r.Err(); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	// The actor goes, so that B has no work left; its return stays.
 	if err := rayo.Kill(ctx, maker); err != nil {
-		return err
+		return nil, nil, err
 	}
-	if dir != "" {
-		// Runs on B while it is drained; its return is made there then.
-		refs = append(refs, held.Options(rayo.Name("drain-held"), rayo.NodeAffinity(b, false), rayo.MaxRetries(0)).Remote(rayo.V(dir), rayo.V(n+1)))
-		sums = append(sums, sum(pattern.Bytes(size, uint64(n+1))))
-		for end := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) { // polling the task's file
-			if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
-				break
-			}
-			if time.Now().After(end) {
-				return errors.New("the held task did not start on B")
-			}
+	return refs, sums, nil
+}
+
+// holdOnB submits the held task on node b and waits until it has started.
+func holdOnB(b, dir string, seed int) (rayo.Ref[[]byte], error) {
+	ref := held.Options(rayo.Name("drain-held"), rayo.NodeAffinity(b, false), rayo.MaxRetries(0)).Remote(rayo.V(dir), rayo.V(seed))
+	for end := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) { // polling the task's file
+		if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			return ref, errors.New("the held task did not start on B")
 		}
 	}
-	fmt.Println("ready=1")
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // the test drains B
+	return ref, nil
+}
 
-	start := time.Now()
-	mismatches, onC, lost := 0, 0, 0
-	var lostErrs []string
+// readResult is what reading the objects after the drain found.
+type readResult struct {
+	mismatches, onC, lost int
+	lostErrs              []string
+}
+
+// readEach reads each of refs from a task on node c and here, and checks
+// its value against sums.
+func readEach(ctx context.Context, c string, refs []rayo.Ref[[]byte], sums []string) (readResult, error) {
+	var res readResult
 	remote := make([]rayo.Ref[string], len(refs))
 	for i, r := range refs {
 		remote[i] = crcAt.Options(rayo.NodeAffinity(c, false)).Remote(r)
@@ -131,31 +170,28 @@ func run(ctx context.Context, b, c, count, dir string) error {
 		if err != nil {
 			// Lost: the driver's own read says so too.
 			if _, gerr := rayo.Get(ctx, r); errors.Is(gerr, rayo.ErrObjectLost) {
-				lost++
-				lostErrs = append(lostErrs, oneLine(gerr))
+				res.lost++
+				res.lostErrs = append(res.lostErrs, oneLine(gerr))
 				continue
 			}
-			return fmt.Errorf("read on %s: %w", c, err)
+			return res, fmt.Errorf("read on %s: %w", c, err)
 		}
 		crc, node, _ := strings.Cut(got, "@")
 		if crc != sums[i] {
-			mismatches++
+			res.mismatches++
 		}
 		if node == c {
-			onC++
+			res.onC++
 		}
 		v, err := rayo.Get(ctx, r)
 		if err != nil {
-			return fmt.Errorf("read here: %w", err)
+			return res, fmt.Errorf("read here: %w", err)
 		}
 		if sum(v) != sums[i] {
-			mismatches++
+			res.mismatches++
 		}
 	}
-	fmt.Printf("mismatches=%d\nread_on_c=%d\nlost=%d\n", mismatches, onC, lost)
-	fmt.Printf("lost_errs=%q\n", strings.Join(lostErrs, " | "))
-	fmt.Printf("read_ms=%d\n", time.Since(start).Milliseconds())
-	return nil
+	return res, nil
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }

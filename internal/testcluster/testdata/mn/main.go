@@ -144,60 +144,9 @@ var hog = rayo.Func0(func() int {
 func run(ctx context.Context, mode string, args []string) error {
 	switch mode {
 	case "oom":
-		// A task that eats memory on node args[0], whose memory monitor
-		// kills it: this owner, on another node, is told why.
-		_, err := rayo.Get(ctx, hog.Options(rayo.NodeAffinity(args[0], false), rayo.MaxRetries(1)).Remote())
-		fmt.Printf("oom=%v\n", errors.Is(err, rayo.ErrOutOfMemory))
-		fmt.Printf("oom_err=%q\n", fmt.Sprint(err))
-		after, err := rayo.Get(ctx, where.Options(rayo.NodeAffinity(args[0], false)).Remote())
-		if err != nil {
-			return err
-		}
-		fmt.Println("after=" + after)
+		return oomMode(ctx, args)
 	case "spill":
-		// 512 MiB of live 8 MiB objects in this node's 64 MiB store: most
-		// spill. Each is read by a task on node args[0] (pulled, from disk
-		// when spilled) and read back here; every checksum must match.
-		const n, size = 64, 8 << 20
-		refs := make([]rayo.Ref[[]byte], n)
-		sums := make([]string, n)
-		for i := range refs {
-			b := pattern.Bytes(size, uint64(i))
-			sums[i] = fmt.Sprintf("%08x", crc32.ChecksumIEEE(b))
-			if refs[i] = rayo.Put(ctx, b); refs[i].Err() != nil {
-				return refs[i].Err()
-			}
-		}
-		remote := make([]rayo.Ref[string], n)
-		for i, r := range refs {
-			remote[i] = crcAt.Options(rayo.NodeAffinity(args[0], false)).Remote(r)
-		}
-		mismatches, away := 0, 0
-		for i := range refs {
-			got, err := rayo.Get(ctx, remote[i])
-			if err != nil {
-				return err
-			}
-			crc, node, _ := strings.Cut(got, "@")
-			if crc != sums[i] {
-				mismatches++
-			}
-			if node == args[0] {
-				away++
-			}
-			b, err := rayo.Get(ctx, refs[i])
-			if err != nil {
-				return err
-			}
-			if fmt.Sprintf("%08x", crc32.ChecksumIEEE(b)) != sums[i] {
-				mismatches++
-			}
-		}
-		fmt.Printf("mismatches=%d\nread_on_other_node=%d\n", mismatches, away)
-		for _, r := range refs {
-			r.Release()
-		}
-		fmt.Println("released=true")
+		return spillMode(ctx, args)
 	case "spread":
 		ran, err := spreadOver(ctx, 9)
 		if err != nil {
@@ -205,208 +154,335 @@ func run(ctx context.Context, mode string, args []string) error {
 		}
 		fmt.Println("nodes=" + ran)
 	case "busy":
-		// More work than the local node has CPUs for spills over.
-		var refs []rayo.Ref[string]
-		for i := 0; i < 12; i++ {
-			refs = append(refs, whereSlow.Remote(rayo.V(300)))
-		}
-		nodes, err := rayo.GetAll(ctx, refs)
-		if err != nil {
-			return err
-		}
-		fmt.Println("nodes=" + distinct(nodes))
+		return busyMode(ctx)
 	case "affinity":
-		got, err := rayo.Get(ctx, where.Options(rayo.NodeAffinity(args[0], false)).Remote())
-		if err != nil {
-			return err
-		}
-		fmt.Println("ran=" + got)
-		_, err = rayo.Get(ctx, where.Options(rayo.NodeAffinity("000000000000", false)).Remote())
-		fmt.Println("hard_missing_err=" + oneLine(err))
-		fmt.Println("hard_missing_infeasible=" + fmt.Sprint(errors.Is(err, rayo.ErrInfeasible)))
-		got, err = rayo.Get(ctx, where.Options(rayo.NodeAffinity("000000000000", true)).Remote())
-		if err != nil {
-			return err
-		}
-		fmt.Println("soft_missing_ran=" + got)
+		return affinityMode(ctx, args)
 	case "resources":
-		got, err := rayo.Get(ctx, where.Options(rayo.Resources(map[string]float64{"special": 1})).Remote())
-		if err != nil {
-			return err
-		}
-		fmt.Println("special_ran=" + got)
-		start := time.Now()
-		_, err = rayo.Get(ctx, where.Options(rayo.Resources(map[string]float64{"GPU": 1})).Remote())
-		fmt.Println("infeasible_err=" + oneLine(err))
-		fmt.Println("infeasible_is=" + fmt.Sprint(errors.Is(err, rayo.ErrInfeasible)))
-		fmt.Println("infeasible_ms=" + fmt.Sprint(time.Since(start).Milliseconds()))
+		return resourcesMode(ctx)
 	case "objects":
-		// A big object made on one node, read on another and by the driver.
-		const n = 8 << 20 // 64 MiB of float64
-		big := fill.Options(rayo.NodeAffinity(args[0], false)).Remote(rayo.V(n), rayo.V(0.5))
-		s, err := rayo.Get(ctx, sum.Options(rayo.NodeAffinity(args[1], false)).Remote(big))
-		if err != nil {
-			return err
-		}
-		fmt.Println("remote_sum=" + fmt.Sprint(s))
-		xs, err := rayo.Get(ctx, big)
-		if err != nil {
-			return err
-		}
-		local := 0.0
-		for _, x := range xs {
-			local += x
-		}
-		fmt.Println("driver_sum=" + fmt.Sprint(local))
-		// A big value put by the driver, read on another node.
-		vals := make([]float64, 1<<20)
-		for i := range vals {
-			vals[i] = 2
-		}
-		s, err = rayo.Get(ctx, sum.Options(rayo.NodeAffinity(args[1], false)).Remote(rayo.Put(ctx, vals)))
-		if err != nil {
-			return err
-		}
-		fmt.Println("put_sum=" + fmt.Sprint(s))
+		return objectsMode(ctx, args)
 	case "locality":
-		// A task goes where most of its arguments' bytes are.
-		big := fill.Options(rayo.NodeAffinity(args[0], false)).Remote(rayo.V(1<<20), rayo.V(1))
-		got, err := rayo.Get(ctx, lenWhere.Remote(big))
-		if err != nil {
-			return err
-		}
-		fmt.Println("ran=" + got)
+		return localityMode(ctx, args)
 	case "pg":
 		return placementGroups(ctx)
 	case "pg-leave":
-		// Groups left behind by a driver that ends: the detached one stays.
-		for _, opts := range [][]rayo.Option{{rayo.Name("left")}, {rayo.Name("kept"), rayo.Detached()}} {
-			pg, err := rayo.NewPlacementGroup(ctx, []rayo.Bundle{{"CPU": 0.25}}, rayo.StrategyPack, opts...)
-			if err != nil {
-				return err
-			}
-			if err := pg.Ready(ctx); err != nil {
-				return err
-			}
-		}
-		fmt.Println("ready=2")
+		return pgLeaveMode(ctx)
 	case "pg-death":
 		return placementGroupDeath(ctx, args[0])
 	case "failover":
-		// Tasks running on a node that is killed finish elsewhere.
-		dir, victim := args[0], args[1]
-		var refs []rayo.Ref[string]
-		for i := 0; i < 2; i++ {
-			refs = append(refs, marked.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(dir), rayo.V(3000)))
-		}
-		fmt.Println("submitted=2")
-		nodes, err := rayo.GetAll(ctx, refs)
-		if err != nil {
-			return err
-		}
-		fmt.Println("nodes=" + distinct(nodes))
+		return failoverMode(ctx, args)
 	case "actor":
-		// An actor on a node that is killed: restarted elsewhere when
-		// allowed, failed with ErrActorDied otherwise.
-		victim := args[0]
-		keep := newCounter.Options(rayo.NodeAffinity(victim, true), rayo.MaxRestarts(1), rayo.MaxTaskRetries(1)).Remote()
-		lose := newCounter.Options(rayo.NodeAffinity(victim, true)).Remote()
-		for _, a := range []rayo.Actor[*Counter]{keep, lose} {
-			v, err := rayo.Get(ctx, incr.Remote(a))
-			if err != nil {
-				return err
-			}
-			fmt.Printf("before=%d@%s\n", v.N, v.Node)
-		}
-		fmt.Println("ready=1")
-		bufio.NewReader(os.Stdin).ReadString('\n') // the test kills the node
-		v, err := rayo.Get(ctx, incr.Remote(keep))
-		if err != nil {
-			return fmt.Errorf("restarted actor: %w", err)
-		}
-		fmt.Printf("restarted=%d@%s\n", v.N, v.Node)
-		_, err = rayo.Get(ctx, incr.Remote(lose))
-		fmt.Println("lost_is_died=" + fmt.Sprint(errors.Is(err, rayo.ErrActorDied)))
+		return actorMode(ctx, args)
 	case "lineage":
-		// An object whose only copy was on a killed node is made again.
-		// A task on another node (a borrower) whose argument was lost
-		// has its owner make it again too.
-		victim, other := args[0], args[1]
-		big := fill.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(1<<20), rayo.V(3))
-		lent := fill.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(1<<19), rayo.V(5))
-		// Its argument, released by the driver, is kept for its lineage.
-		base := rayo.Put(ctx, slices.Repeat([]float64{2}, 1<<17))
-		derived := scaled.Options(rayo.NodeAffinity(victim, true)).Remote(base, rayo.V(3.0))
-		if _, _, err := rayo.Wait(ctx, []rayo.Ref[[]float64]{big, lent, derived}, 3); err != nil {
-			return err
-		}
-		base.Release()
-		fmt.Println("ready=1")
-		bufio.NewReader(os.Stdin).ReadString('\n') // the test kills the node
-		got, err := rayo.Get(ctx, lenWhere.Options(rayo.NodeAffinity(other, false)).Remote(lent))
-		if err != nil {
-			return err
-		}
-		fmt.Println("borrowed=" + got)
-		ds, err := rayo.Get(ctx, derived)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("derived=%d*%v\n", len(ds), ds[0])
-		xs, err := rayo.Get(ctx, big)
-		if err != nil {
-			return err
-		}
-		fmt.Println("rebuilt_len=" + fmt.Sprint(len(xs)) + " first=" + fmt.Sprint(xs[0]))
+		return lineageMode(ctx, args)
 	case "outage":
-		// A named detached actor, then tasks that run while the test kills
-		// the control store (and the head starts it again).
-		dir, ms := args[0], 0
-		fmt.Sscan(args[1], &ms)
-		a := newCounter.Options(rayo.Name("survivor"), rayo.Namespace("outage"), rayo.Detached()).Remote()
-		v, err := rayo.Get(ctx, incr.Remote(a))
-		if err != nil {
-			return err
-		}
-		fmt.Printf("actor_before=%d@%s\n", v.N, v.Node)
-		var refs []rayo.Ref[Square]
-		for x := 0; x < 4; x++ {
-			refs = append(refs, slowSquare.Options(rayo.Spread()).Remote(rayo.V(dir), rayo.V(ms), rayo.V(x)))
-		}
-		fmt.Println("submitted=4")
-		sq, err := rayo.GetAll(ctx, refs)
-		if err != nil {
-			return err
-		}
-		var vals, nodes []string
-		for _, s := range sq {
-			vals = append(vals, fmt.Sprint(s.V))
-			nodes = append(nodes, s.Node)
-		}
-		fmt.Println("nodes=" + distinct(nodes))
-		fmt.Println("squares=" + strings.Join(vals, ","))
+		return outageMode(ctx, args)
 	case "outage-check":
-		// After the control store's restart: the detached actor is found
-		// by its name, and new work spreads over the nodes.
-		a, err := rayo.GetActor[*Counter](ctx, "survivor", rayo.Namespace("outage"))
-		if err != nil {
-			return err
-		}
-		v, err := rayo.Get(ctx, incr.Remote(a))
-		if err != nil {
-			return err
-		}
-		fmt.Printf("actor_after=%d@%s\n", v.N, v.Node)
-		ran, err := spreadOver(ctx, 4)
-		if err != nil {
-			return err
-		}
-		fmt.Println("nodes=" + ran)
+		return outageCheckMode(ctx)
 	case "fence-work", "fence-victim":
 		return fenceMode(ctx, mode, args) // fence.go
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
+	return nil
+}
+
+// oomMode runs a task that eats memory on node args[0], whose memory
+// monitor kills it: this owner, on another node, is told why.
+func oomMode(ctx context.Context, args []string) error {
+	_, err := rayo.Get(ctx, hog.Options(rayo.NodeAffinity(args[0], false), rayo.MaxRetries(1)).Remote())
+	fmt.Printf("oom=%v\n", errors.Is(err, rayo.ErrOutOfMemory))
+	fmt.Printf("oom_err=%q\n", fmt.Sprint(err))
+	after, err := rayo.Get(ctx, where.Options(rayo.NodeAffinity(args[0], false)).Remote())
+	if err != nil {
+		return err
+	}
+	fmt.Println("after=" + after)
+	return nil
+}
+
+// spillMode puts 512 MiB of live 8 MiB objects in this node's 64 MiB
+// store: most spill. Each is read by a task on node args[0] (pulled, from
+// disk when spilled) and read back here; every checksum must match.
+func spillMode(ctx context.Context, args []string) error {
+	const n, size = 64, 8 << 20
+	refs := make([]rayo.Ref[[]byte], n)
+	sums := make([]string, n)
+	for i := range refs {
+		b := pattern.Bytes(size, uint64(i))
+		sums[i] = fmt.Sprintf("%08x", crc32.ChecksumIEEE(b))
+		if refs[i] = rayo.Put(ctx, b); refs[i].Err() != nil {
+			return refs[i].Err()
+		}
+	}
+	remote := make([]rayo.Ref[string], n)
+	for i, r := range refs {
+		remote[i] = crcAt.Options(rayo.NodeAffinity(args[0], false)).Remote(r)
+	}
+	mismatches, away := 0, 0
+	for i := range refs {
+		got, err := rayo.Get(ctx, remote[i])
+		if err != nil {
+			return err
+		}
+		crc, node, _ := strings.Cut(got, "@")
+		if crc != sums[i] {
+			mismatches++
+		}
+		if node == args[0] {
+			away++
+		}
+		b, err := rayo.Get(ctx, refs[i])
+		if err != nil {
+			return err
+		}
+		if fmt.Sprintf("%08x", crc32.ChecksumIEEE(b)) != sums[i] {
+			mismatches++
+		}
+	}
+	fmt.Printf("mismatches=%d\nread_on_other_node=%d\n", mismatches, away)
+	for _, r := range refs {
+		r.Release()
+	}
+	fmt.Println("released=true")
+	return nil
+}
+
+// busyMode submits more work than the local node has CPUs for: it spills
+// over to the other nodes.
+func busyMode(ctx context.Context) error {
+	var refs []rayo.Ref[string]
+	for i := 0; i < 12; i++ {
+		refs = append(refs, whereSlow.Remote(rayo.V(300)))
+	}
+	nodes, err := rayo.GetAll(ctx, refs)
+	if err != nil {
+		return err
+	}
+	fmt.Println("nodes=" + distinct(nodes))
+	return nil
+}
+
+// affinityMode runs a task on node args[0], then with hard and soft
+// affinity to a node that does not exist.
+func affinityMode(ctx context.Context, args []string) error {
+	got, err := rayo.Get(ctx, where.Options(rayo.NodeAffinity(args[0], false)).Remote())
+	if err != nil {
+		return err
+	}
+	fmt.Println("ran=" + got)
+	_, err = rayo.Get(ctx, where.Options(rayo.NodeAffinity("000000000000", false)).Remote())
+	fmt.Println("hard_missing_err=" + oneLine(err))
+	fmt.Println("hard_missing_infeasible=" + fmt.Sprint(errors.Is(err, rayo.ErrInfeasible)))
+	got, err = rayo.Get(ctx, where.Options(rayo.NodeAffinity("000000000000", true)).Remote())
+	if err != nil {
+		return err
+	}
+	fmt.Println("soft_missing_ran=" + got)
+	return nil
+}
+
+// resourcesMode runs a task that needs a custom resource one node has,
+// then one that needs a GPU no node has.
+func resourcesMode(ctx context.Context) error {
+	got, err := rayo.Get(ctx, where.Options(rayo.Resources(map[string]float64{"special": 1})).Remote())
+	if err != nil {
+		return err
+	}
+	fmt.Println("special_ran=" + got)
+	start := time.Now()
+	_, err = rayo.Get(ctx, where.Options(rayo.Resources(map[string]float64{"GPU": 1})).Remote())
+	fmt.Println("infeasible_err=" + oneLine(err))
+	fmt.Println("infeasible_is=" + fmt.Sprint(errors.Is(err, rayo.ErrInfeasible)))
+	fmt.Println("infeasible_ms=" + fmt.Sprint(time.Since(start).Milliseconds()))
+	return nil
+}
+
+// objectsMode makes a big object on node args[0] and reads it on node
+// args[1] and in the driver; then a big value put by the driver is read on
+// node args[1].
+func objectsMode(ctx context.Context, args []string) error {
+	const n = 8 << 20 // 64 MiB of float64
+	big := fill.Options(rayo.NodeAffinity(args[0], false)).Remote(rayo.V(n), rayo.V(0.5))
+	s, err := rayo.Get(ctx, sum.Options(rayo.NodeAffinity(args[1], false)).Remote(big))
+	if err != nil {
+		return err
+	}
+	fmt.Println("remote_sum=" + fmt.Sprint(s))
+	xs, err := rayo.Get(ctx, big)
+	if err != nil {
+		return err
+	}
+	local := 0.0
+	for _, x := range xs {
+		local += x
+	}
+	fmt.Println("driver_sum=" + fmt.Sprint(local))
+	// A big value put by the driver, read on another node.
+	vals := make([]float64, 1<<20)
+	for i := range vals {
+		vals[i] = 2
+	}
+	s, err = rayo.Get(ctx, sum.Options(rayo.NodeAffinity(args[1], false)).Remote(rayo.Put(ctx, vals)))
+	if err != nil {
+		return err
+	}
+	fmt.Println("put_sum=" + fmt.Sprint(s))
+	return nil
+}
+
+// localityMode checks that a task goes where most of its arguments' bytes
+// are (node args[0]).
+func localityMode(ctx context.Context, args []string) error {
+	big := fill.Options(rayo.NodeAffinity(args[0], false)).Remote(rayo.V(1<<20), rayo.V(1))
+	got, err := rayo.Get(ctx, lenWhere.Remote(big))
+	if err != nil {
+		return err
+	}
+	fmt.Println("ran=" + got)
+	return nil
+}
+
+// pgLeaveMode leaves groups behind for when the driver ends: the detached
+// one stays.
+func pgLeaveMode(ctx context.Context) error {
+	for _, opts := range [][]rayo.Option{{rayo.Name("left")}, {rayo.Name("kept"), rayo.Detached()}} {
+		pg, err := rayo.NewPlacementGroup(ctx, []rayo.Bundle{{"CPU": 0.25}}, rayo.StrategyPack, opts...)
+		if err != nil {
+			return err
+		}
+		if err := pg.Ready(ctx); err != nil {
+			return err
+		}
+	}
+	fmt.Println("ready=2")
+	return nil
+}
+
+// failoverMode runs tasks on node args[1] while the test kills it: they
+// finish elsewhere.
+func failoverMode(ctx context.Context, args []string) error {
+	dir, victim := args[0], args[1]
+	var refs []rayo.Ref[string]
+	for i := 0; i < 2; i++ {
+		refs = append(refs, marked.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(dir), rayo.V(3000)))
+	}
+	fmt.Println("submitted=2")
+	nodes, err := rayo.GetAll(ctx, refs)
+	if err != nil {
+		return err
+	}
+	fmt.Println("nodes=" + distinct(nodes))
+	return nil
+}
+
+// actorMode puts two actors on node args[0], which the test kills: the
+// one allowed to restart does so elsewhere, the other fails with
+// ErrActorDied.
+func actorMode(ctx context.Context, args []string) error {
+	victim := args[0]
+	keep := newCounter.Options(rayo.NodeAffinity(victim, true), rayo.MaxRestarts(1), rayo.MaxTaskRetries(1)).Remote()
+	lose := newCounter.Options(rayo.NodeAffinity(victim, true)).Remote()
+	for _, a := range []rayo.Actor[*Counter]{keep, lose} {
+		v, err := rayo.Get(ctx, incr.Remote(a))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("before=%d@%s\n", v.N, v.Node)
+	}
+	fmt.Println("ready=1")
+	bufio.NewReader(os.Stdin).ReadString('\n') // the test kills the node
+	v, err := rayo.Get(ctx, incr.Remote(keep))
+	if err != nil {
+		return fmt.Errorf("restarted actor: %w", err)
+	}
+	fmt.Printf("restarted=%d@%s\n", v.N, v.Node)
+	_, err = rayo.Get(ctx, incr.Remote(lose))
+	fmt.Println("lost_is_died=" + fmt.Sprint(errors.Is(err, rayo.ErrActorDied)))
+	return nil
+}
+
+// lineageMode: an object whose only copy was on a killed node (args[0])
+// is made again. A task on another node (args[1], a borrower) whose
+// argument was lost has its owner make it again too.
+func lineageMode(ctx context.Context, args []string) error {
+	victim, other := args[0], args[1]
+	big := fill.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(1<<20), rayo.V(3))
+	lent := fill.Options(rayo.NodeAffinity(victim, true)).Remote(rayo.V(1<<19), rayo.V(5))
+	// Its argument, released by the driver, is kept for its lineage.
+	base := rayo.Put(ctx, slices.Repeat([]float64{2}, 1<<17))
+	derived := scaled.Options(rayo.NodeAffinity(victim, true)).Remote(base, rayo.V(3.0))
+	if _, _, err := rayo.Wait(ctx, []rayo.Ref[[]float64]{big, lent, derived}, 3); err != nil {
+		return err
+	}
+	base.Release()
+	fmt.Println("ready=1")
+	bufio.NewReader(os.Stdin).ReadString('\n') // the test kills the node
+	got, err := rayo.Get(ctx, lenWhere.Options(rayo.NodeAffinity(other, false)).Remote(lent))
+	if err != nil {
+		return err
+	}
+	fmt.Println("borrowed=" + got)
+	ds, err := rayo.Get(ctx, derived)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("derived=%d*%v\n", len(ds), ds[0])
+	xs, err := rayo.Get(ctx, big)
+	if err != nil {
+		return err
+	}
+	fmt.Println("rebuilt_len=" + fmt.Sprint(len(xs)) + " first=" + fmt.Sprint(xs[0]))
+	return nil
+}
+
+// outageMode makes a named detached actor, then runs tasks while the test
+// kills the control store (and the head starts it again).
+func outageMode(ctx context.Context, args []string) error {
+	dir, ms := args[0], 0
+	fmt.Sscan(args[1], &ms)
+	a := newCounter.Options(rayo.Name("survivor"), rayo.Namespace("outage"), rayo.Detached()).Remote()
+	v, err := rayo.Get(ctx, incr.Remote(a))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("actor_before=%d@%s\n", v.N, v.Node)
+	var refs []rayo.Ref[Square]
+	for x := 0; x < 4; x++ {
+		refs = append(refs, slowSquare.Options(rayo.Spread()).Remote(rayo.V(dir), rayo.V(ms), rayo.V(x)))
+	}
+	fmt.Println("submitted=4")
+	sq, err := rayo.GetAll(ctx, refs)
+	if err != nil {
+		return err
+	}
+	var vals, nodes []string
+	for _, s := range sq {
+		vals = append(vals, fmt.Sprint(s.V))
+		nodes = append(nodes, s.Node)
+	}
+	fmt.Println("nodes=" + distinct(nodes))
+	fmt.Println("squares=" + strings.Join(vals, ","))
+	return nil
+}
+
+// outageCheckMode runs after the control store's restart: the detached
+// actor is found by its name, and new work spreads over the nodes.
+func outageCheckMode(ctx context.Context) error {
+	a, err := rayo.GetActor[*Counter](ctx, "survivor", rayo.Namespace("outage"))
+	if err != nil {
+		return err
+	}
+	v, err := rayo.Get(ctx, incr.Remote(a))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("actor_after=%d@%s\n", v.N, v.Node)
+	ran, err := spreadOver(ctx, 4)
+	if err != nil {
+		return err
+	}
+	fmt.Println("nodes=" + ran)
 	return nil
 }
 
