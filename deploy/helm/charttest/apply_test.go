@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
@@ -37,6 +38,33 @@ func envtestAssets() string {
 // (envtest's kube-apiserver and etcd): every object is created, with the
 // server's own validation and defaulting, and reads back.
 func TestChartAppliesToAPIServer(t *testing.T) {
+	c, cfg := startAPIServer(t)
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}}); err != nil {
+		t.Fatal(err)
+	}
+	m := mustRender(t, map[string]any{"redis": map[string]any{"enabled": true},
+		"workerGroups": []any{
+			map[string]any{"name": "cpu", "replicas": 2, "cpu": 4, "memoryMiB": 8192, "objectStorePercent": 30},
+			map[string]any{"name": "gpu", "replicas": 1, "cpu": 8, "memoryMiB": 16384, "objectStorePercent": 40,
+				"customResources": map[string]any{"GPU": 1}},
+		}})
+	kinds := createAll(t, ctx, c, m)
+	// Two worker groups and Redis: three Deployments; the head's two
+	// Services and Redis's.
+	// The token's Secret and the CA's.
+	want := map[string]int{"Deployment": 3, "StatefulSet": 1, "Service": 3, "Secret": 2}
+	if fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Errorf("created %v, want %v", kinds, want)
+	}
+	checkUpgradeKeepsSecrets(t, ctx, c, cfg, m)
+}
+
+// startAPIServer starts envtest's kube-apiserver and etcd, stops them when
+// the test ends, and returns a client of the server and its config. It
+// skips the test when the binaries are not there.
+func startAPIServer(t *testing.T) (client.Client, *rest.Config) {
+	t.Helper()
 	assets := envtestAssets()
 	for _, bin := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
@@ -49,25 +77,22 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("envtest: %v", err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := env.Stop(); err != nil {
 			t.Errorf("envtest stop: %v", err)
 		}
-	}()
+	})
 	c, err := client.New(cfg, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}}); err != nil {
-		t.Fatal(err)
-	}
-	m := mustRender(t, map[string]any{"redis": map[string]any{"enabled": true},
-		"workerGroups": []any{
-			map[string]any{"name": "cpu", "replicas": 2, "cpu": 4, "memoryMiB": 8192, "objectStorePercent": 30},
-			map[string]any{"name": "gpu", "replicas": 1, "cpu": 8, "memoryMiB": 16384, "objectStorePercent": 40,
-				"customResources": map[string]any{"GPU": 1}},
-		}})
+	return c, cfg
+}
+
+// createAll creates every object of m in the namespace ml, reads each
+// back, and returns how many of each kind it created.
+func createAll(t *testing.T, ctx context.Context, c client.Client, m manifests) map[string]int {
+	t.Helper()
 	kinds := map[string]int{}
 	for _, doc := range m.docs {
 		var obj unstructured.Unstructured
@@ -89,17 +114,14 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 		}
 		kinds[obj.GetKind()]++
 	}
-	// Two worker groups and Redis: three Deployments; the head's two
-	// Services and Redis's.
-	// The token's Secret and the CA's.
-	want := map[string]int{"Deployment": 3, "StatefulSet": 1, "Service": 3, "Secret": 2}
-	if fmt.Sprint(kinds) != fmt.Sprint(want) {
-		t.Errorf("created %v, want %v", kinds, want)
-	}
+	return kinds
+}
 
-	// An upgrade (rendered with the API server to look the release's
-	// objects up in) keeps the CA and the token that the install made:
-	// the nodes' certificates and pins stay good.
+// checkUpgradeKeepsSecrets checks that an upgrade (rendered with the API
+// server to look the release's objects up in) keeps the CA and the token
+// that the install m made: the nodes' certificates and pins stay good.
+func checkUpgradeKeepsSecrets(t *testing.T, ctx context.Context, c client.Client, cfg *rest.Config, m manifests) {
+	t.Helper()
 	up, err := renderWith(t, map[string]any{"redis": map[string]any{"enabled": true}}, cfg)
 	if err != nil {
 		t.Fatalf("render an upgrade: %v", err)

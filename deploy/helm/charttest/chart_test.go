@@ -153,6 +153,16 @@ func names[V any](m map[string]V) []string {
 
 func TestDefaultRelease(t *testing.T) {
 	m := mustRender(t, nil)
+	checkDefaultObjects(t, m)
+	checkDefaultHeadService(t, m)
+	checkDefaultHead(t, m.statefulSets["demo-rayo-head"])
+	checkDefaultWorker(t, m.deployments["demo-rayo-worker-default"])
+}
+
+// checkDefaultObjects checks the default release's objects by kind and
+// name, its CA Secret and its generated token.
+func checkDefaultObjects(t *testing.T, m manifests) {
+	t.Helper()
 	if got, want := names(m.statefulSets), []string{"demo-rayo-head"}; !slices.Equal(got, want) {
 		t.Errorf("statefulsets %v, want %v", got, want)
 	}
@@ -169,7 +179,12 @@ func TestDefaultRelease(t *testing.T) {
 	if tok := m.secrets["demo-rayo-token"].Data["token"]; len(tok) != 32 {
 		t.Errorf("the generated token is %q, want 32 random characters", tok)
 	}
+}
 
+// checkDefaultHeadService checks the head's Service in the default
+// release: its ports, its headless twin and its selector.
+func checkDefaultHeadService(t *testing.T, m manifests) {
+	t.Helper()
 	// The head's Service carries the control store, raylet, metrics and
 	// API server ports, to the head's pod.
 	svc := m.services["demo-rayo-head"]
@@ -192,7 +207,12 @@ func TestDefaultRelease(t *testing.T) {
 	if svc.Spec.Selector["app.kubernetes.io/component"] != "head" {
 		t.Errorf("the head service selects %v: worker pods too", svc.Spec.Selector)
 	}
+}
 
+// checkDefaultHead checks the head's container in the default release:
+// its arguments, its environment and its probes.
+func checkDefaultHead(t *testing.T, head *appsv1.StatefulSet) {
+	t.Helper()
 	hc := head.Spec.Template.Spec.Containers[0]
 	if want := []string{"start", "--head"}; !slices.Equal(hc.Args, want) {
 		t.Errorf("head args %q, want %q", hc.Args, want)
@@ -213,8 +233,12 @@ func TestDefaultRelease(t *testing.T) {
 	if p := hc.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/api/v0/healthz" || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
 		t.Errorf("head liveness probe %+v, want GET https /api/v0/healthz", p)
 	}
+}
 
-	w := m.deployments["demo-rayo-worker-default"]
+// checkDefaultWorker checks the default worker group's Deployment: its
+// replicas, arguments, head address, probes and selector.
+func checkDefaultWorker(t *testing.T, w *appsv1.Deployment) {
+	t.Helper()
 	if w.Spec.Replicas == nil || *w.Spec.Replicas != 1 {
 		t.Errorf("worker replicas %v, want 1", w.Spec.Replicas)
 	}

@@ -273,8 +273,22 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 	// a cluster's first two pods up, with no autoscaler in the way.
 	floor := time.Since(created)
 
-	// The head's autoscaler runs with the kubernetes provider, its node
-	// type the worker group, its idle timeout the cluster's.
+	waitAutoscalerShowsGroup(t, ctx, name)
+	job, outFile, start := createGrowJob(t, ctx, name, driver)
+	defer func() { _ = suite.client.Delete(context.Background(), job) }()
+	peak := checkGrowJob(t, ctx, h, name, outFile, start, floor)
+
+	// Idle: back to one worker, the others drained and named for deletion.
+	left := waitBackToOneWorker(t, ctx, name)
+	removed := checkScaleDown(t, h, peak, left)
+	checkRemovedDrained(t, ctx, name, left[0], removed)
+}
+
+// waitAutoscalerShowsGroup waits until the head's autoscaler runs with
+// the kubernetes provider, its node type the worker group, its idle
+// timeout the cluster's.
+func waitAutoscalerShowsGroup(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
 	waitFor(t, time.Minute, "the head's autoscaler showing the worker group", func() (bool, error) {
 		st, err := readHeadStatus(t, ctx, name)
 		if err != nil || st.Autoscaler == nil {
@@ -290,19 +304,30 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 		}
 		return true, nil
 	})
+}
 
-	// The work, a RayoJob on the cluster: four 1-CPU tasks at once on a
-	// 1-CPU head and 1-CPU workers. Its driver runs on the head, and
-	// writes what it saw to a file (the stand-in runs it on this machine).
-	outFile := filepath.Join(t.TempDir(), "out")
-	job := &v1alpha1.RayoJob{ObjectMeta: metav1.ObjectMeta{Name: "grow", Namespace: testNS},
+// createGrowJob creates the work, a RayoJob on the cluster: four 1-CPU
+// tasks at once on a 1-CPU head and 1-CPU workers. Its driver runs on the
+// head, and writes what it saw to outFile (the stand-in runs it on this
+// machine). start is when the job was created.
+func createGrowJob(t *testing.T, ctx context.Context, name, driver string) (job *v1alpha1.RayoJob, outFile string, start time.Time) {
+	t.Helper()
+	outFile = filepath.Join(t.TempDir(), "out")
+	job = &v1alpha1.RayoJob{ObjectMeta: metav1.ObjectMeta{Name: "grow", Namespace: testNS},
 		Spec: v1alpha1.RayoJobSpec{ClusterRef: name,
 			Entrypoint: fmt.Sprintf("%s grow %s 4 >%s 2>&1", driver, t.TempDir(), outFile)}}
-	start := time.Now()
+	start = time.Now()
 	if err := suite.client.Create(ctx, job); err != nil {
 		t.Fatalf("create the job: %v", err)
 	}
-	defer func() { _ = suite.client.Delete(context.Background(), job) }()
+	return job, outFile, start
+}
+
+// checkGrowJob waits for the grow job, checks that it succeeded on four
+// nodes and that the replicas went up to 3, and returns the group's pods
+// at that peak.
+func checkGrowJob(t *testing.T, ctx context.Context, h *groupHistory, name, outFile string, start time.Time, floor time.Duration) []corev1.Pod {
+	t.Helper()
 	j := waitJob(t, ctx, "grow")
 	workDone := time.Since(start)
 	out, _ := os.ReadFile(outFile)
@@ -327,8 +352,13 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 	if got, _ := h.seen(t); len(got) == 0 || slices.Max(got) != 3 {
 		t.Fatalf("replicas went %v, want up to 3", got)
 	}
+	return peak
+}
 
-	// Idle: back to one worker, the others drained and named for deletion.
+// waitBackToOneWorker waits until the worker group is back to 1 replica
+// and 1 pod, and returns the names of the group's pods left.
+func waitBackToOneWorker(t *testing.T, ctx context.Context, name string) []string {
+	t.Helper()
 	idleFrom := time.Now()
 	var left []string
 	waitFor(t, 3*time.Minute, "the worker group back to 1 replica and 1 pod", func() (bool, error) {
@@ -347,7 +377,14 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 		return got.Spec.WorkerGroups[0].Replicas == 1 && len(pods) == 1 && got.Status.ReadyNodes == 2, nil
 	})
 	t.Logf("back to 1 worker %v after the work ended (idle timeout 5s)", time.Since(idleFrom).Round(time.Millisecond))
+	return left
+}
 
+// checkScaleDown checks the group's history: replicas from 1 up to 3 and
+// back to 1, workersToDelete naming exactly the removed pods, and no pod
+// made but the three at the peak. It returns the removed pods' names.
+func checkScaleDown(t *testing.T, h *groupHistory, peak []corev1.Pod, left []string) []string {
+	t.Helper()
 	replicas, named := h.seen(t)
 	made := h.podsMade()
 	t.Logf("replicas over time: %v; workersToDelete named %v; worker pods made %v", replicas, named, made)
@@ -384,8 +421,14 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 	if !slices.Equal(made, peakNames) {
 		t.Errorf("worker pods made %v, want only the three at the peak %v", made, peakNames)
 	}
+	return removed
+}
 
-	// The removed workers' nodes were drained before their pods went.
+// checkRemovedDrained checks that the removed workers' nodes were drained
+// before their pods went: alive are only the head and the pod left, and
+// the autoscaler reports no error.
+func checkRemovedDrained(t *testing.T, ctx context.Context, name, left string, removed []string) {
+	t.Helper()
 	st, err := readHeadStatus(t, ctx, name)
 	if err != nil {
 		t.Fatal(err)
@@ -396,8 +439,8 @@ func TestAutoscalingFollowsWork(t *testing.T) {
 		switch {
 		case strings.EqualFold(n.State, "ALIVE"):
 			alive++
-			if !n.Head && inst != left[0] {
-				t.Errorf("alive node %s is of pod %q, want the head or %s", n.NodeID, inst, left[0])
+			if !n.Head && inst != left {
+				t.Errorf("alive node %s is of pod %q, want the head or %s", n.NodeID, inst, left)
 			}
 		case slices.Contains(removed, inst) && !strings.Contains(n.DeathReason, "drained"):
 			t.Errorf("removed pod %s's node died %q, want drained", inst, n.DeathReason)
@@ -476,8 +519,13 @@ func TestAutoscaledWorkerThatLeftIsReplacedByTheAutoscaler(t *testing.T) {
 		t.Errorf("worker pods made %v, want %v only", made, want)
 	}
 
-	// The group edited (min 2, max 3): the running head's autoscaler
-	// takes it up, keeping the new minimum.
+	editGroupAndWaitForMinimum(t, ctx, name)
+}
+
+// editGroupAndWaitForMinimum edits the group (min 2, max 3) and waits
+// until the running head's autoscaler takes it up, keeping the new minimum.
+func editGroupAndWaitForMinimum(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
 	waitFor(t, time.Minute, "the group edited", func() (bool, error) {
 		got, err := getCluster(ctx, name)
 		if err != nil {

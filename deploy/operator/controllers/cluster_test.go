@@ -42,6 +42,30 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 	if len(pods) != 3 {
 		t.Fatalf("%d pods, want 3", len(pods))
 	}
+	checkUpPods(t, got, pods)
+	var svc corev1.Service
+	if err := suite.client.Get(ctx, client.ObjectKey{Namespace: testNS, Name: "up-head"}, &svc); err != nil {
+		t.Fatalf("head service: %v", err)
+	}
+	if tok := token(t, ctx, "up"); len(tok) != 64 {
+		t.Errorf("token %q: want 64 hex digits", tok)
+	}
+	checkUpStatusNodes(t, ctx)
+
+	checkClusterTLS(t, ctx, "up", pods)
+	ca := tlsSecret(t, ctx, "up")
+
+	replaceDeletedWorker(t, ctx, pods)
+	checkCAKept(t, ctx, "up", ca)
+
+	checkUpDeleted(t, ctx, pods)
+}
+
+// checkUpPods checks the cluster up's pods: owned by it, with the store's
+// size and the token file in their environment, a readiness probe, a
+// preStop hook and TLS, and run by the stand-in kubelet.
+func checkUpPods(t *testing.T, got *v1alpha1.RayoCluster, pods []corev1.Pod) {
+	t.Helper()
 	for _, p := range pods {
 		if len(p.OwnerReferences) != 1 || p.OwnerReferences[0].UID != got.UID || !*p.OwnerReferences[0].Controller {
 			t.Errorf("pod %s: owner references %+v, want the cluster", p.Name, p.OwnerReferences)
@@ -65,13 +89,13 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 			t.Errorf("pod %s: node %q IP %q: the stand-in kubelet did not run it", p.Name, p.Spec.NodeName, p.Status.PodIP)
 		}
 	}
-	var svc corev1.Service
-	if err := suite.client.Get(ctx, client.ObjectKey{Namespace: testNS, Name: "up-head"}, &svc); err != nil {
-		t.Fatalf("head service: %v", err)
-	}
-	if tok := token(t, ctx, "up"); len(tok) != 64 {
-		t.Errorf("token %q: want 64 hex digits", tok)
-	}
+}
+
+// checkUpStatusNodes waits until `rayo status` shows the cluster up's
+// three alive nodes, and checks that one is the head and the others are
+// of the group small.
+func checkUpStatusNodes(t *testing.T, ctx context.Context) {
+	t.Helper()
 	var nodes []statusNode
 	waitFor(t, time.Minute, "rayo status showing 3 alive nodes", func() (bool, error) {
 		var err error
@@ -89,13 +113,14 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 	if heads != 1 || !slices.Equal(types, []string{"head", "small", "small"}) {
 		t.Errorf("rayo status: %d heads, node types %v", heads, types)
 	}
+}
 
-	checkClusterTLS(t, ctx, "up", pods)
-	ca := tlsSecret(t, ctx, "up")
-
-	// The operator makes a pod again that goes missing. The deleted
-	// pod's preStop hook drains its node: it leaves the cluster DEAD,
-	// drained, not lost.
+// replaceDeletedWorker deletes one of the cluster up's worker pods and
+// waits until the operator makes a pod again in its place. The deleted
+// pod's preStop hook drains its node: it leaves the cluster DEAD,
+// drained, not lost.
+func replaceDeletedWorker(t *testing.T, ctx context.Context, pods []corev1.Pod) {
+	t.Helper()
 	victim := pods[0]
 	if victim.Labels[controllers.LabelGroup] == controllers.HeadGroup {
 		victim = pods[1]
@@ -121,8 +146,12 @@ func TestClusterComesUpAndGoes(t *testing.T) {
 		return err == nil && c.Status.ReadyNodes == 3 && len(ps) == 2 &&
 			!slices.ContainsFunc(ps, func(p corev1.Pod) bool { return p.Name == victim.Name }), err
 	})
-	checkCAKept(t, ctx, "up", ca)
+}
 
+// checkUpDeleted deletes the cluster up and checks that its pods'
+// processes end and that its Service and Secrets go.
+func checkUpDeleted(t *testing.T, ctx context.Context, pods []corev1.Pod) {
+	t.Helper()
 	running := suite.kubelet.Running()
 	deleteCluster(t, ctx, "up")
 	for _, p := range pods {

@@ -87,6 +87,15 @@ func TestProviderScales(t *testing.T) {
 		t.Fatalf("node types = %+v", types)
 	}
 
+	running := launchToThree(t, ctx, p)
+	terminateToNone(t, ctx, p, running)
+}
+
+// launchToThree launches two workers with p on the cluster scale and
+// waits until its three workers run and join; launches past the maximum,
+// of an unknown group or of no nodes fail. It returns the running pods.
+func launchToThree(t *testing.T, ctx context.Context, p *kubernetes.Provider) []string {
+	t.Helper()
 	if err := p.Launch(ctx, "small", 2); err != nil {
 		t.Fatalf("launch: %v", err)
 	}
@@ -112,7 +121,14 @@ func TestProviderScales(t *testing.T) {
 	if err := p.Launch(ctx, "small", 0); err == nil {
 		t.Errorf("launch of 0 nodes: no error")
 	}
+	return running
+}
 
+// terminateToNone removes two of the running workers by name with p and
+// checks that the third stays, then removes the last one. Terminating the
+// head or an unknown pod fails.
+func terminateToNone(t *testing.T, ctx context.Context, p *kubernetes.Provider, running []string) {
+	t.Helper()
 	// Remove two named workers; the third stays.
 	slices.Sort(running)
 	gone, stays := running[:2], running[2]

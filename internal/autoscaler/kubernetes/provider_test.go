@@ -175,22 +175,7 @@ func TestTerminateAndLaunch(t *testing.T) {
 			"minReplicas": 1, "maxReplicas": 4, "replicas": 3, "image": "kept:1"}}
 	p := serveFake(t, f)
 	ctx := context.Background()
-	if ty := p.NodeTypes(); len(ty) != 1 || ty[0].Name != "small" || ty[0].Resources["CPU"] != 2 || ty[0].Resources["GPU"] != 1 ||
-		ty[0].MinWorkers != 1 || ty[0].MaxWorkers != 4 {
-		t.Fatalf("node types = %+v", ty)
-	}
-	list, err := p.Instances(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, in := range list {
-		ids = append(ids, in.ID+":"+string(in.State))
-	}
-	slices.Sort(ids)
-	if want := []string{"c-small-a:RUNNING", "c-small-b:RUNNING", "small-pending-0:PENDING"}; !slices.Equal(ids, want) {
-		t.Fatalf("instances = %v, want %v", ids, want)
-	}
+	checkSmallGroupListed(t, ctx, p)
 
 	// b's pod goes (deleted by hand) before it is terminated: nothing to do.
 	f.mu.Lock()
@@ -248,6 +233,29 @@ func TestTerminateAndLaunch(t *testing.T) {
 	}
 	if err := p.Launch(ctx, "small", 1); err == nil || !strings.Contains(err.Error(), "maxReplicas 4") {
 		t.Errorf("launch past the maximum = %v", err)
+	}
+}
+
+// checkSmallGroupListed checks p's node type, the fake's group small (2
+// CPUs, 1 GPU, min 1, max 4), and its instances: the two pods running and
+// the third replica pending.
+func checkSmallGroupListed(t *testing.T, ctx context.Context, p *Provider) {
+	t.Helper()
+	if ty := p.NodeTypes(); len(ty) != 1 || ty[0].Name != "small" || ty[0].Resources["CPU"] != 2 || ty[0].Resources["GPU"] != 1 ||
+		ty[0].MinWorkers != 1 || ty[0].MaxWorkers != 4 {
+		t.Fatalf("node types = %+v", ty)
+	}
+	list, err := p.Instances(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, in := range list {
+		ids = append(ids, in.ID+":"+string(in.State))
+	}
+	slices.Sort(ids)
+	if want := []string{"c-small-a:RUNNING", "c-small-b:RUNNING", "small-pending-0:PENDING"}; !slices.Equal(ids, want) {
+		t.Fatalf("instances = %v, want %v", ids, want)
 	}
 }
 
