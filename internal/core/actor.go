@@ -660,8 +660,12 @@ func (as *actorSubmitter) locateActor(ctx context.Context, a *actorRec) (string,
 		if reply.Error != nil {
 			return "", reply.Error
 		}
+		// An address the owner does not know yet ("", which no dial
+		// reaches) is waited out like the dead process's: a borrower once
+		// failed its call after a restart with "dial unix: missing
+		// address".
 		as.mu.Lock()
-		stale := reply.Addr == a.deadAddr
+		stale := reply.Addr == a.deadAddr || reply.Addr == ""
 		as.mu.Unlock()
 		if !stale {
 			return reply.Addr, nil
