@@ -360,12 +360,12 @@ func (w *writeState) quiet() bool {
 		if w.behind.Load() {
 			return true
 		}
-		wait := quietPoll - time.Since(w.quietSince)
+		var wait time.Duration
 		if now := w.activity(); now != w.lastLook || w.quietSince.IsZero() {
 			w.lastLook, w.quietSince = now, time.Now()
 			w.busyPoll = min(max(2*w.busyPoll, quietPoll), maxBusyPoll)
 			wait = w.busyPoll
-		} else if wait <= 0 {
+		} else if wait = quietPoll - time.Since(w.quietSince); wait <= 0 {
 			w.busyPoll = 0
 			return true
 		}
