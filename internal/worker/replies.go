@@ -28,6 +28,15 @@ type replyHolder struct {
 	since time.Time  // when the first was held
 	n     int        // replies held
 	wake  chan struct{}
+	hold  time.Duration // how long the first reply held may wait; maxHold if 0
+}
+
+// limit is how long the first reply held may wait.
+func (h *replyHolder) limit() time.Duration {
+	if h.hold > 0 {
+		return h.hold
+	}
+	return maxHold
 }
 
 // send sends a task's reply with reply, holding it if more tasks of conn
@@ -51,7 +60,7 @@ func (h *replyHolder) send(conn *rpc.Conn, more bool, reply func()) {
 		return
 	}
 	h.n++
-	if !more || h.n >= maxHeld || time.Since(h.since) >= maxHold {
+	if !more || h.n >= maxHeld || time.Since(h.since) >= h.limit() {
 		h.releaseLocked()
 	}
 }
@@ -68,9 +77,9 @@ func (h *replyHolder) releaseLocked() {
 func (h *replyHolder) watch() {
 	for range h.wake {
 		for {
-			time.Sleep(maxHold)
+			time.Sleep(h.limit())
 			h.mu.Lock()
-			if h.conn != nil && time.Since(h.since) >= maxHold {
+			if h.conn != nil && time.Since(h.since) >= h.limit() {
 				h.releaseLocked()
 			}
 			idle := h.conn == nil

@@ -56,7 +56,9 @@ func TestRepliesHeldWhileMoreWait(t *testing.T) {
 			got <- w
 		})
 	}
-	h := &replyHolder{wake: make(chan struct{}, 1)}
+	// No time limit here: a reply written slower than maxHold (1 ms, on
+	// a loaded machine) released the held ones, and the test failed.
+	h := &replyHolder{wake: make(chan struct{}, 1), hold: time.Hour}
 	for i := range 4 {
 		r := <-reqs
 		more := i < 3
