@@ -3,6 +3,7 @@ package raylet
 import (
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +27,10 @@ type logPipe struct {
 	full       bool          // the last read filled its buffer: more waits
 	wake       chan struct{} // a read wanted now (drainLogs)
 	pace       *time.Timer   // the wait between paced reads, reused
+
+	mu      sync.Mutex      // protects reading and waiters
+	reading bool            // the copier waits in a read: it has handled every whole line read before
+	waiters []chan struct{} // flushes (caughtUp) waiting for the copier to read all the pipe holds
 }
 
 // newLogPipe makes a pipe for a worker's output: the read end, and the
@@ -55,9 +60,45 @@ func (p *logPipe) Read(b []byte) (int, error) {
 			p.pace.Stop()
 		}
 	}
+	p.mu.Lock()
+	p.reading = true
+	if len(p.waiters) > 0 {
+		if n, err := p.unread(); err != nil || n == 0 {
+			p.releaseLocked()
+		}
+	}
+	p.mu.Unlock()
 	n, err := p.f.Read(b)
+	p.mu.Lock()
+	p.reading = false
+	p.mu.Unlock()
 	p.prev, p.last, p.full = p.last, time.Now(), n == len(b)
 	return n, err
+}
+
+// caughtUp is closed once the copier has read all that the pipe holds now
+// and handled every whole line of it: when it waits in a read of an empty
+// pipe (or the pipe has closed). A flush (FlushOutput) waits on it.
+func (p *logPipe) caughtUp() <-chan struct{} {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	n, err := p.unread()
+	if p.reading && (err != nil || n == 0) {
+		close(ch)
+	} else {
+		p.waiters = append(p.waiters, ch)
+	}
+	p.mu.Unlock()
+	p.poke() // a paced copier reads now
+	return ch
+}
+
+// releaseLocked closes the channels of the flushes waiting; p.mu is held.
+func (p *logPipe) releaseLocked() {
+	for _, ch := range p.waiters {
+		close(ch)
+	}
+	p.waiters = nil
 }
 
 // unread is how many bytes wait in the pipe.
@@ -87,5 +128,11 @@ func (p *logPipe) poke() {
 	}
 }
 
-// Close closes the read end.
-func (p *logPipe) Close() error { return p.f.Close() }
+// Close closes the read end, and lets the flushes waiting go.
+func (p *logPipe) Close() error {
+	p.mu.Lock()
+	p.releaseLocked()
+	p.reading = true // nothing is left to read
+	p.mu.Unlock()
+	return p.f.Close()
+}

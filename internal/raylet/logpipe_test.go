@@ -1,8 +1,10 @@
 package raylet
 
 import (
+	"bufio"
 	"bytes"
 	"io"
+	"sync"
 	"testing"
 	"time"
 )
@@ -106,5 +108,82 @@ func TestLogPipeEndsWithTheWriters(t *testing.T) {
 	b, err := io.ReadAll(p)
 	if err != nil || string(b) != "last words\n" {
 		t.Fatalf("ReadAll = %q, %v", b, err)
+	}
+}
+
+// A flush (caughtUp) ends only once every whole line the pipe held when it
+// was asked has been handled, however the copier is paced, and at once
+// when nothing waits; closing the pipe lets a waiting flush go.
+func TestLogPipeCaughtUpAfterTheLinesAreHandled(t *testing.T) {
+	p, w, err := newLogPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var mu sync.Mutex
+	handled := 0
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(p)
+		for sc.Scan() {
+			time.Sleep(100 * time.Microsecond) // a line takes its time to pass on
+			mu.Lock()
+			handled++
+			mu.Unlock()
+		}
+	}()
+	for round := 1; round <= 20; round++ {
+		// Lines written close together: the copier paces its reads.
+		for range 10 {
+			if _, err := w.Write([]byte("a line\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-p.caughtUp():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the flush never ended", round)
+		}
+		mu.Lock()
+		n := handled
+		mu.Unlock()
+		if n != round*10 {
+			t.Fatalf("round %d: the flush ended with %d lines handled, want %d", round, n, round*10)
+		}
+	}
+	// Nothing written since: the copier waits in a read, and a flush ends
+	// at once (it is closed before caughtUp returns).
+	select {
+	case <-p.caughtUp():
+	default:
+		t.Fatal("a flush of an idle pipe waits")
+	}
+	// A partial line is not waited for: it is the next line's start.
+	if _, err := w.Write([]byte("no newline yet")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.caughtUp():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a flush waited for a line's end")
+	}
+	w.Close()
+	<-copied
+	stuck := make(chan struct{})
+	p.mu.Lock()
+	p.waiters = append(p.waiters, stuck)
+	p.reading = false
+	p.mu.Unlock()
+	p.Close()
+	select {
+	case <-stuck:
+	default:
+		t.Fatal("closing the pipe left a flush waiting")
+	}
+	select {
+	case <-p.caughtUp():
+	default:
+		t.Fatal("a flush of a closed pipe waits")
 	}
 }

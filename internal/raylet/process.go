@@ -3,6 +3,7 @@ package raylet
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -374,4 +375,38 @@ func (r *Raylet) drainLogs(jobID string) {
 			time.Sleep(time.Millisecond) // the copier is reading
 		}
 	}
+}
+
+// flushWait bounds how long a worker's reply waits for what its task
+// printed to be shown (flushOutput): a driver that does not read its
+// connection holds no task's result for longer.
+const flushWait = time.Second
+
+// flushOutput returns once what worker w has written to its pipe so far
+// has been shown: the copier has passed on every whole line of it, and
+// the driver it goes to has printed them. A worker whose task printed
+// asks for it before it replies (FlushOutput), so that a task's lines
+// come out before the driver goes on after its Get; the lines travel
+// raylet to driver, the reply worker to owner, and only this orders them.
+func (r *Raylet) flushOutput(w *workerProc) {
+	pr := w.logPipe.Load()
+	if pr == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, flushWait)
+	defer cancel()
+	select {
+	case <-pr.caughtUp():
+	case <-ctx.Done():
+		return
+	}
+	r.mu.Lock()
+	j := r.jobs[w.job]
+	r.mu.Unlock()
+	if w.job == "" || j == nil || !j.logs || j.conn == nil {
+		return // the copier printed the lines itself, or sends them nowhere
+	}
+	// The driver handles the lines sent before this, in order, before it
+	// answers: once it has, they are on its output.
+	_ = j.conn.Call(ctx, rpc.MLog, &pb.LogLines{}, &pb.Empty{})
 }

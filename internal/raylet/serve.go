@@ -2,6 +2,7 @@ package raylet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,6 +56,17 @@ func (r *Raylet) newMux() *rpc.Mux {
 			if j != nil {
 				r.drainLogs(j.id)
 			}
+			reply(&pb.Empty{}, nil)
+		}()
+	})
+	rpc.HandleAsync(mx, rpc.FlushOutput, func(ctx context.Context, _ *pb.Empty, reply func(*pb.Empty, error)) {
+		w, _ := rpc.ConnOf(ctx).Value.(*workerProc)
+		if w == nil {
+			reply(nil, errors.New("raylet: FlushOutput is for a registered worker"))
+			return
+		}
+		go func() { // off the worker's read loop
+			r.flushOutput(w)
 			reply(&pb.Empty{}, nil)
 		}()
 	})

@@ -63,6 +63,7 @@ const (
 	MDrainNode                           // any -> control store (rayo drain): the node's record, DRAINING
 	MTakeObject                          // raylet -> raylet: a draining node hands over a primary copy
 	MObjectsMoved                        // raylet -> owner: where a drained node's objects went
+	MFlushOutput                         // worker -> raylet: once what it printed so far has been shown
 )
 
 // The methods with their types: a Mux takes these, so a handler of the
@@ -122,6 +123,7 @@ var (
 	DrainNode         = request[pb.DrainNode, pb.NodeInfo](MDrainNode, "DrainNode", smallBody)
 	TakeObject        = request[pb.PullObject, pb.CreateObjectReply](MTakeObject, "TakeObject", smallBody)
 	ObjectsMoved      = request[pb.ObjectsMoved, pb.ObjectIDs](MObjectsMoved, "ObjectsMoved", 0)
+	FlushOutput       = request[pb.Empty, pb.Empty](MFlushOutput, "FlushOutput", smallBody)
 )
 
 // smallBody bounds the requests made of a few IDs, numbers and names.

@@ -218,7 +218,7 @@ func TestMethodNames(t *testing.T) {
 			t.Errorf("%d: %q, want %q", uint8(m), got, want)
 		}
 	}
-	for m := MRegisterWorker; m <= MObjectsMoved; m++ {
+	for m := MRegisterWorker; m <= MFlushOutput; m++ {
 		if methods[m].name == "" {
 			t.Errorf("method %d has no entry in the table", uint8(m))
 		}

@@ -17,9 +17,9 @@ import (
 // after a mark that names the task (see rayletclient.EnvOutput). It marks
 // a task only once the task prints: a mark is a write and a wake-up of
 // the raylet, a tenth of an empty task's time, for nothing when the task
-// is silent. Once a task has replied, endTask moves what it printed on to
-// the raylet's pipe, before the next task's mark; a driver's end waits
-// for both pipes to empty (the raylet's drainLogs).
+// is silent. Once a task has run, endTask moves what it printed on to
+// the raylet's pipe, before its reply and the next task's mark; a
+// driver's end waits for both pipes to empty (the raylet's drainLogs).
 type output struct {
 	mu      sync.Mutex // held while bytes move, so that a label changes between them
 	in      int        // the capture pipe's read end (nonblocking); -1: marks go straight to out
@@ -30,6 +30,7 @@ type output struct {
 	name    string     // the label of what comes next
 	key     uint64
 	labeled bool   // the mark of name and key has gone to out
+	moved   bool   // bytes of name and key's have gone to out
 	line    []byte // a mark, written at once
 }
 
@@ -134,7 +135,8 @@ func (o *output) drainLocked(checkEnd bool) bool {
 			return checkEnd && o.hungUp()
 		}
 		o.emitLocked()
-		_, err = unix.Splice(o.in, nil, o.outFd, nil, n, unix.SPLICE_F_MOVE)
+		m, err := unix.Splice(o.in, nil, o.outFd, nil, n, unix.SPLICE_F_MOVE)
+		o.moved = o.moved || m > 0
 		switch {
 		case err == nil, errors.Is(err, unix.EINTR):
 		case errors.Is(err, unix.EAGAIN):
@@ -176,7 +178,7 @@ func (o *output) startTask(name string, key uint64, eager bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if key != o.key || name != o.name {
-		o.name, o.key, o.labeled = name, key, false
+		o.name, o.key, o.labeled, o.moved = name, key, false, false
 		if o.page != nil {
 			rayletclient.PutLabel(o.page, name, key)
 		}
@@ -188,18 +190,22 @@ func (o *output) startTask(name string, key uint64, eager bool) {
 
 // endTask moves what the task printed on to the raylet's pipe, so that
 // the next task's mark comes after it: one look at an empty pipe when it
-// printed nothing. Calls of a concurrent actor, whose lines are found by
-// time, skip it; the raylet waits for their capture pipe to empty before
-// a job's driver ends (drainLogs).
-func (o *output) endTask() {
+// printed nothing. It reports whether the task printed: its reply then
+// waits until the lines have been shown (Worker.flushOutput). Calls of a
+// concurrent actor, whose lines are found by time, skip it; the raylet
+// waits for their capture pipe to empty before a job's driver ends
+// (drainLogs).
+func (o *output) endTask() (printed bool) {
 	if o == nil || o.in < 0 {
-		return
+		return false
 	}
 	o.mu.Lock()
-	if o.key != 0 {
-		o.drainLocked(false)
+	defer o.mu.Unlock()
+	if o.key == 0 {
+		return false
 	}
-	o.mu.Unlock()
+	o.drainLocked(false)
+	return o.moved
 }
 
 // setConcurrent tells the raylet that calls run at once from now on.

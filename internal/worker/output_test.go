@@ -79,7 +79,9 @@ func TestOutputMarksOnlyTasksThatPrint(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		o.endTask()
+		if printed := o.endTask(); printed != (task.print != "") {
+			t.Fatalf("after %s: endTask says printed %v", task.name, printed)
+		}
 		want := ""
 		if task.print != "" {
 			want = string(rayletclient.AppendTaskMark(nil, task.name, task.key)) + task.print
@@ -98,7 +100,9 @@ func TestOutputMarksOnlyTasksThatPrint(t *testing.T) {
 	if _, err := print.WriteString("at once\n"); err != nil {
 		t.Fatal(err)
 	}
-	o.endTask()
+	if o.endTask() {
+		t.Fatal("a concurrent call's end waits for its lines to be shown")
+	}
 	if got := taken(t, raylet); got != "" {
 		t.Fatalf("a concurrent call's end moved %q", got)
 	}
@@ -113,6 +117,9 @@ func TestOutputMarksOnlyTasksThatPrint(t *testing.T) {
 	o.startTask("ctor", 15, true)
 	if got, want := taken(t, raylet), string(rayletclient.AppendTaskMark(nil, "ctor", 15)); got != want {
 		t.Fatalf("an eager mark: %q, want %q", got, want)
+	}
+	if o.endTask() {
+		t.Fatal("a silent task marked at once counts as printed")
 	}
 }
 

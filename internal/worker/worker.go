@@ -58,8 +58,9 @@ type Worker struct {
 	// the actor was made capturing them (set with actor).
 	actorGroup []byte
 	addr       string
-	node       string   // the node's ID, as events name it
-	watch      runWatch // the tasks that run, to report those that run long
+	raylet     *rpc.Conn // to the raylet, which shows what tasks print (flushOutput)
+	node       string    // the node's ID, as events name it
+	watch      runWatch  // the tasks that run, to report those that run long
 }
 
 // job is a pushed task, and how to answer its owner.
@@ -133,7 +134,7 @@ func Start(onReady func(*core.Runtime)) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	w.rt, w.arena, w.addr = rt, arena, addr
+	w.rt, w.arena, w.addr, w.raylet = rt, arena, addr, rc
 	ready.Store(rt)
 	onReady(rt)
 	w.replies.wake = make(chan struct{}, 1)
@@ -290,14 +291,29 @@ func (w *Worker) loop() {
 			continue
 		}
 		reply := w.execute(j.spec)
+		// What it printed goes on before the next task's mark, and is
+		// shown before its owner has the result.
+		if w.out.endTask() {
+			w.flushOutput()
+		}
 		w.mu.Lock()
 		more := len(w.queue) > 0 && w.queue[0].conn == j.conn
 		w.mu.Unlock()
 		w.replies.send(j.conn, more, func() { j.reply(reply, nil) })
-		// What it printed goes on before the next task's mark: after its
-		// reply, so that the look is off the owner's path.
-		w.out.endTask()
 	}
+}
+
+// flushOutput waits until what the worker printed so far has been shown
+// by its driver (the raylet's FlushOutput, bounded there). Without it the
+// driver could go on after a Get, and print, before the task's own lines
+// reached it: they travel through the raylet, the reply straight.
+func (w *Worker) flushOutput() {
+	if w.raylet == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = w.raylet.Call(ctx, rpc.MFlushOutput, &pb.Empty{}, &pb.Empty{}) // an old or gone raylet: the lines come when they come
 }
 
 // label names the task as the one whose output comes next.
