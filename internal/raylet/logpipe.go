@@ -14,8 +14,8 @@ import (
 // lines of a worker printing in a loop woke this process for each. So
 // while reads come closer than logPace to each other, the copier waits
 // logPace before the next one, and takes them many at a time. Output that
-// follows a silence is read at once: a task's lines reach its driver
-// before the driver goes on after its Get. (Polling the pipe instead, and
+// follows a silence is read at once, and so is output a flush waits for
+// (caughtUp, which orders a task's lines before its result). (Polling the pipe instead, and
 // waiting longer as output stops, delayed the first line after a silence
 // by up to the longest wait.)
 const logPace = 2 * time.Millisecond
