@@ -377,6 +377,20 @@ func (r *Raylet) drainLogs(jobID string) {
 	}
 }
 
+// serveFlushOutput answers a worker's FlushOutput once flushOutput has
+// returned, off the worker's read loop.
+func (r *Raylet) serveFlushOutput(ctx context.Context, _ *pb.Empty, reply func(*pb.Empty, error)) {
+	w, _ := rpc.ConnOf(ctx).Value.(*workerProc)
+	if w == nil {
+		reply(nil, errors.New("raylet: FlushOutput is for a registered worker"))
+		return
+	}
+	go func() {
+		r.flushOutput(w)
+		reply(&pb.Empty{}, nil)
+	}()
+}
+
 // flushWait bounds how long a worker's reply waits for what its task
 // printed to be shown (flushOutput): a driver that does not read its
 // connection holds no task's result for longer.

@@ -2,7 +2,6 @@ package raylet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -59,17 +58,7 @@ func (r *Raylet) newMux() *rpc.Mux {
 			reply(&pb.Empty{}, nil)
 		}()
 	})
-	rpc.HandleAsync(mx, rpc.FlushOutput, func(ctx context.Context, _ *pb.Empty, reply func(*pb.Empty, error)) {
-		w, _ := rpc.ConnOf(ctx).Value.(*workerProc)
-		if w == nil {
-			reply(nil, errors.New("raylet: FlushOutput is for a registered worker"))
-			return
-		}
-		go func() { // off the worker's read loop
-			r.flushOutput(w)
-			reply(&pb.Empty{}, nil)
-		}()
-	})
+	rpc.HandleAsync(mx, rpc.FlushOutput, r.serveFlushOutput)
 	rpc.Handle(mx, rpc.RegisterJob, func(ctx context.Context, req *pb.JobInfo) (*pb.Status, error) {
 		if job := rpc.JobOf(ctx); job != "" && job != req.JobId {
 			// A job's credential registers its own job only.

@@ -181,3 +181,14 @@ func TestProcParsing(t *testing.T) {
 		t.Fatalf("mem %d/%d", used, total)
 	}
 }
+
+// FlushOutput is a worker's: any other peer gets a clear error, at once.
+func TestFlushOutputRefusesAPeerThatIsNoWorker(t *testing.T) {
+	_, c := shellNode(t, "exec sleep 60")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := c.Call(ctx, rpc.MFlushOutput, &pb.Empty{}, &pb.Empty{})
+	if err == nil || !strings.Contains(err.Error(), "FlushOutput is for a registered worker") {
+		t.Fatalf("FlushOutput from a peer that is no worker: %v", err)
+	}
+}
