@@ -417,14 +417,29 @@ const mapStep = 64 << 10
 // here too, which MADV_POPULATE_WRITE, faulting from inside the kernel,
 // leaves to the put); and it is atomic, so a byte another process writes
 // meanwhile is never lost. The arena's lock is taken per page so that
-// Close never waits for more than one fault. It reports false if the arena
-// is closed or gate stopped it.
+// Close never waits for more than one fault.
+//
+// Once a put has outrun the window (behind), the mapper maps with
+// MADV_POPULATE_WRITE instead, a step per call: puts then come back to
+// back, and a trap per page took the mapper twice the CPU, which the
+// raylet spilling those puts wanted (spill_gigabytes went from 1.07 to
+// 2.2 GB/s, 1.8 for the engine before the redesign, while a cold put
+// kept its speed). It reports false if the arena is closed or gate
+// stopped it.
 func (a *Arena) mapChunk(c int64, gate func(step func()) bool) bool {
 	start := c * writeChunk
 	end := min(start+writeChunk, a.capacity)
 	open := true
 	for p := start; p < end && open; p += mapStep {
 		ok := gate(func() {
+			if a.w.behind.Load() {
+				a.mu.RLock()
+				if open = a.data != nil; open {
+					_ = unix.Madvise(a.data[p:min(p+mapStep, end)], unix.MADV_POPULATE_WRITE)
+				}
+				a.mu.RUnlock()
+				return
+			}
 			for q := p; q < min(p+mapStep, end) && open; q += pageSize {
 				a.mu.RLock()
 				if open = a.data != nil; open {

@@ -212,6 +212,34 @@ func TestWriteBeyondTheWindowMarksItBehind(t *testing.T) {
 	}
 }
 
+// Once behind, the mapper maps a chunk from inside the kernel
+// (MADV_POPULATE_WRITE): every page present, writable, and the bytes
+// already there (written through the file) as they were.
+func TestBehindMapsAChunkKeepingItsBytes(t *testing.T) {
+	a := newArena(t, 4*writeChunk)
+	old := make([]byte, writeChunk)
+	for i := range old {
+		old[i] = byte(i*13 + 5)
+	}
+	if _, err := a.WriteAt(old, 2*writeChunk); err != nil { // pwrite: not mapped here
+		t.Fatal(err)
+	}
+	all, _ := a.Slice(0, 4*writeChunk)
+	if n := present(t, all[2*writeChunk:3*writeChunk]); n != 0 {
+		t.Fatalf("%d pages mapped by a write through the file", n)
+	}
+	a.w.behind.Store(true)
+	if !a.mapChunk(2, func(step func()) bool { step(); return true }) {
+		t.Fatal("mapChunk stopped on an open arena")
+	}
+	if n, want := present(t, all[2*writeChunk:3*writeChunk]), writeChunk/pageSize; n != want {
+		t.Fatalf("%d of the chunk's %d pages mapped", n, want)
+	}
+	if !bytes.Equal(all[2*writeChunk:3*writeChunk], old) {
+		t.Fatal("mapping the chunk changed its bytes")
+	}
+}
+
 // While the process exchanges messages, the mapper waits; it maps once
 // they stop.
 func TestPrefaultWaitsWhileTheProcessTalks(t *testing.T) {
