@@ -189,3 +189,20 @@ func remoteErr(err error) string {
 	}
 	return ""
 }
+
+// startJobWithExe uploads exe through c in 64,000-byte chunks, sent in
+// order (nil: first to last), and starts job-1 of node nodeID running it.
+func startJobWithExe(t *testing.T, c *rpc.Conn, nodeID ids.NodeID, exe []byte, order []int) {
+	t.Helper()
+	hash := sha(exe)
+	for i, e := range putChunks(t, c, chunks(hash, exe, 64_000, order)) {
+		if e != "" {
+			t.Fatalf("chunk %d: %s", i, e)
+		}
+	}
+	st := &pb.Status{}
+	call(t, c, rpc.MJobStarted, &pb.JobInfo{JobId: "job-1", Exe: "/bin/app", ExeHash: hash, ExeSize: int64(len(exe)), NodeId: nodeID[:]}, st)
+	if st.Error != "" {
+		t.Fatal(st.Error)
+	}
+}

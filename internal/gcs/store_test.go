@@ -69,17 +69,7 @@ func fillTables(t *testing.T, c1 *rpc.Conn, nodeID ids.NodeID) []byte {
 	t.Helper()
 	// An executable in five chunks, out of order.
 	exe := randomBytes(t, 300_000)
-	hash := sha(exe)
-	for i, e := range putChunks(t, c1, chunks(hash, exe, 64_000, []int{3, 0, 4, 1, 2})) {
-		if e != "" {
-			t.Fatalf("chunk %d: %s", i, e)
-		}
-	}
-	st := &pb.Status{}
-	call(t, c1, rpc.MJobStarted, &pb.JobInfo{JobId: "job-1", Exe: "/bin/app", ExeHash: hash, ExeSize: int64(len(exe)), NodeId: nodeID[:]}, st)
-	if st.Error != "" {
-		t.Fatal(st.Error)
-	}
+	startJobWithExe(t, c1, nodeID, exe, []int{3, 0, 4, 1, 2})
 
 	kv := &pb.KVReply{}
 	call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "a", Value: []byte("1")}, kv)

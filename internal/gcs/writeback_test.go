@@ -79,17 +79,7 @@ func TestWriteBackAfterRedisLosesData(t *testing.T) {
 func fillBeforeLoss(t *testing.T, c1 *rpc.Conn, nodeID ids.NodeID) ([]byte, *pb.PlacementGroup) {
 	t.Helper()
 	exe := randomBytes(t, 100_000)
-	hash := sha(exe)
-	for _, e := range putChunks(t, c1, chunks(hash, exe, 64_000, nil)) {
-		if e != "" {
-			t.Fatal(e)
-		}
-	}
-	st := &pb.Status{}
-	call(t, c1, rpc.MJobStarted, &pb.JobInfo{JobId: "job-1", Exe: "/bin/app", ExeHash: hash, ExeSize: int64(len(exe)), NodeId: nodeID[:]}, st)
-	if st.Error != "" {
-		t.Fatal(st.Error)
-	}
+	startJobWithExe(t, c1, nodeID, exe, nil)
 	kv := &pb.KVReply{}
 	call(t, c1, rpc.MKVPut, &pb.KVEntry{Namespace: "ns", Key: "a", Value: []byte("1")}, kv)
 	nr := &pb.ActorNameReply{}
